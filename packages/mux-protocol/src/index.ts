@@ -1,1 +1,111 @@
-export {};
+// biome-ignore-all assist/source/organizeImports: the public surface is grouped by concern, not by path
+
+// Codec
+export {
+  DATA_HEADER_LENGTH,
+  type DecodeResult,
+  FrameType,
+  type FrameTypeValue,
+  type IgnoredMessage,
+  MAX_BACKEND_MESSAGE,
+  MAX_DATA_PAYLOAD,
+  STREAM_ID_LENGTH,
+  TUNNEL_CREDITS_LENGTH,
+} from './frame.js';
+
+export {
+  isStreamId,
+  NIL_STREAM_ID,
+  newStreamId,
+  normalizeStreamId,
+  streamIdFromBytes,
+  streamIdToBytes,
+  writeStreamId,
+} from './stream-id.js';
+
+export {
+  type ConnectMessage,
+  ControlEvent,
+  type ControlEventName,
+  type ControlMessage,
+  type DisconnectMessage,
+  DisconnectReason,
+  type PauseStreamMessage,
+  type PingClientMessage,
+  type PongClientMessage,
+  type ResumeStreamMessage,
+  serializeControlMessage,
+  type UnknownControlMessage,
+} from './control.js';
+
+export {
+  encodeControlMessage,
+  encodeDataFrame,
+  encodeDataFrames,
+  splitPayload,
+  writeDataHeader,
+} from './encode.js';
+
+export {
+  type BackendFrame,
+  type ControlFrame,
+  type DataFrame,
+  type DecodeBackendMessageOptions,
+  type DecodedBackendMessage,
+  decodeBackendMessage,
+  decodeControlPayload,
+  type UnknownControlFrame,
+} from './decode.js';
+
+export {
+  type AnnounceMessage,
+  type DecodePeerMessageOptions,
+  type DecodeTunnelFrameOptions,
+  decodePeerMessage,
+  decodeTunnelFrame,
+  encodePeerMessage,
+  encodeTunnelFrame,
+  MAX_PEER_TEXT_MESSAGE,
+  type PeerMessage,
+  type TunnelFrame,
+  type TunnelRequestMessage,
+  type UnknownPeerMessage,
+} from './peer.js';
+
+// Flow control
+export {
+  DEFAULT_GRANT_BATCH,
+  DEFAULT_INITIAL_WINDOW,
+  MAX_CREDITS,
+  ReceiveLedger,
+  type ReceiveLedgerOptions,
+  SendWindow,
+  type SendWindowOptions,
+} from './flow-window.js';
+
+// Errors
+export {
+  MuxProtocolError,
+  type MuxProtocolErrorCode,
+  type MuxProtocolErrorOptions,
+  WS_CLOSE_INTERNAL_ERROR,
+  WS_CLOSE_MESSAGE_TOO_BIG,
+  WS_CLOSE_POLICY_VIOLATION,
+} from './errors.js';
+
+// Session
+export {
+  DEFAULT_MAX_STREAMS,
+  DEFAULT_MAX_UNKNOWN_STREAM_REPLIES,
+  DEFAULT_STREAM_HIGH_WATER_MARK,
+  DEFAULT_TRANSPORT_HIGH_WATER_MARK,
+  type MuxLogger,
+  MuxSession,
+  type MuxSessionEvents,
+  type MuxSessionOptions,
+  type MuxSessionStats,
+  type MuxTransport,
+  type OpenStreamInit,
+} from './session.js';
+
+export { MuxStream } from './stream.js';

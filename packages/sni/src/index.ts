@@ -1,1 +1,35 @@
-export {};
+// TLS ClientHello
+export {
+  type ClientHelloInfo,
+  type ClientHelloResult,
+  DEFAULT_MAX_CLIENT_HELLO_SIZE,
+  MAX_TLS_RECORD_PAYLOAD,
+  type NotTlsReason,
+  type ParseClientHelloOptions,
+  parseClientHello,
+  TLS_RECORD_HEADER_LENGTH,
+} from './client-hello.js';
+
+// HTTP request head
+export {
+  type BadHostReason,
+  DEFAULT_MAX_HTTP_HEAD_SIZE,
+  type HttpRequestInfo,
+  type HttpSniffResult,
+  MAX_HTTP_METHOD_LENGTH,
+  type NotHttpReason,
+  type SniffHttpRequestOptions,
+  sniffHttpRequest,
+} from './http-request.js';
+
+// Hostnames
+export {
+  isValidHostnamePattern,
+  MAX_HOSTNAME_LENGTH,
+  MAX_LABEL_LENGTH,
+  matchesHostname,
+  normalizeHostname,
+  normalizeHostnamePattern,
+  parseWildcard,
+  type WildcardPattern,
+} from './hostname.js';

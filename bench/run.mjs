@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick]`.
+// Each scenario module exports `run({ quick })` and returns `{ title, rows: [{ name, ...figures }] }`.
+// Results are printed as tables and written to bench/results/<date>.json with machine information.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Scenario name → module path (relative to the repo root). */
+const SCENARIOS = {
+  sni: 'packages/sni/bench/sni.bench.mjs',
+  mux: 'packages/mux-protocol/bench/mux.bench.mjs',
+};
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const wanted = args.filter((a) => !a.startsWith('--'));
+const names = wanted.length > 0 ? wanted : Object.keys(SCENARIOS);
+for (const name of names) {
+  if (!(name in SCENARIOS)) {
+    console.error(`unknown scenario "${name}"; known: ${Object.keys(SCENARIOS).join(', ')}`);
+    process.exit(2);
+  }
+}
+
+function printTable(title, rows) {
+  console.log(`\n## ${title}`);
+  if (rows.length === 0) return;
+  const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const cell = (v) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v ?? ''));
+  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals) => `| ${vals.map((v, i) => v.padEnd(widths[i])).join(' | ')} |`;
+  console.log(line(cols));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows) console.log(line(cols.map((c) => cell(r[c]))));
+}
+
+const results = {
+  date: new Date().toISOString(),
+  quick,
+  machine: {
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  },
+  scenarios: {},
+};
+
+for (const name of names) {
+  const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
+  const out = await mod.run({ quick });
+  results.scenarios[name] = out;
+  printTable(out.title ?? name, out.rows ?? []);
+}
+
+const dir = join(root, 'bench', 'results');
+mkdirSync(dir, { recursive: true });
+const file = join(dir, `${results.date.slice(0, 19).replace(/:/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+console.log(`\nresults written to ${file.slice(root.length + 1)}`);

@@ -1,0 +1,253 @@
+import type { Duplex } from 'node:stream';
+import { InvalidOptionsError } from './errors.js';
+import type { Logger } from './logger.js';
+import { noopLogger } from './logger.js';
+import { normalizeNodeAddress } from './node-address.js';
+import type { ResolvedPortMappings } from './port-mappings.js';
+
+/** Default first reconnect delay, ms (PROTOCOL.md §1.6). */
+export const DEFAULT_RECONNECT_INITIAL_DELAY = 1_000;
+/** Default cap of the reconnect delay, ms. */
+export const DEFAULT_RECONNECT_MAX_DELAY = 60_000;
+/** Default growth of the reconnect delay per failed attempt. */
+export const DEFAULT_RECONNECT_FACTOR = 2;
+/** Default relative reconnect jitter (±25 %). */
+export const DEFAULT_RECONNECT_JITTER = 0.25;
+/** Default time a session must stay up before the backoff starts over, ms. */
+export const DEFAULT_RECONNECT_RESET_AFTER = 30_000;
+/** Default WebSocket ping interval, ms (reference backend value). */
+export const DEFAULT_KEEPALIVE_INTERVAL = 5_000;
+/** Default silence after which a session is dead, ms (reference backend value). */
+export const DEFAULT_KEEPALIVE_TIMEOUT = 10_000;
+/** Default idle time before a stream is probed with `ping_client`, ms. */
+export const DEFAULT_HEALTH_INACTIVITY_TIMEOUT = 60_000;
+/** Default wait for `pong_client`, ms. */
+export const DEFAULT_HEALTH_PONG_TIMEOUT = 5_000;
+/** Default timeout of a local dial, ms. */
+export const DEFAULT_DIAL_TIMEOUT = 10_000;
+/** Default timeout of the TLS + WebSocket handshake with a hub, ms. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+/** Default time `close()` lets open streams finish before cutting them, ms. */
+export const DEFAULT_CLOSE_GRACE = 5_000;
+
+/** What a connect handler learns about a new stream. */
+export interface StreamRequest {
+  /** Stream id (the `client_id` UUID). */
+  id: string;
+  /** Hub URL the stream arrived on. */
+  node: string;
+  /** Normalised hostname the end user asked for (SNI or Host). */
+  hostname: string;
+  /** End user's `ip:port` (`[v6]:port`); `''` when the hub did not say. */
+  clientIp: string;
+  /** The node's relay port the end user connected to (e.g. 443, 80). */
+  connPort: number;
+  /** True when the stream starts with a TLS ClientHello. */
+  isTls: boolean;
+  /** `'tcp'` (or `'udp'` from hubs that carry UDP flows). */
+  transport: string;
+  /** Aborted when the stream ends before the handler settled (hub `disconnect`, session drop, close()). */
+  signal: AbortSignal;
+}
+
+/**
+ * Supplies the local end of a stream: return a connected (or connecting) `Duplex` such as a
+ * `net.Socket`, or `undefined` to fall back to the port mappings. Throwing / rejecting closes the stream
+ * with reason `dial_failed`. The prelude (ClientHello or HTTP head) is the stream's first data.
+ */
+export type ConnectHandler = (request: StreamRequest) => Duplex | undefined | Promise<Duplex | undefined>;
+
+/** TLS settings for the connection to the hubs. */
+export interface BackendClientTlsOptions {
+  /** Trusted CA certificate(s), PEM. Default: Node's root store. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Verify the hub's certificate. Default: `true`. Turn off only for tests. */
+  rejectUnauthorized?: boolean;
+  /** SNI / certificate name to expect, when it differs from the address's host. */
+  servername?: string;
+}
+
+/** Reconnect backoff: `min(maxDelayMs, initialDelayMs · factor^n) · (1 ± jitter)`. */
+export interface ReconnectOptions {
+  /** First delay, ms. Default: `1_000`. */
+  initialDelayMs?: number;
+  /** Delay cap, ms. Default: `60_000`. */
+  maxDelayMs?: number;
+  /** Growth per failed attempt, ≥ 1. Default: `2`. */
+  factor?: number;
+  /** Relative jitter in [0, 1). Default: `0.25`. */
+  jitter?: number;
+  /** A session that stayed up this long resets the backoff, ms. Default: `30_000`. */
+  resetAfterMs?: number;
+}
+
+/** Session liveness (PROTOCOL.md §1.6). */
+export interface KeepaliveOptions {
+  /** WebSocket ping interval, ms. Default: `5_000`. */
+  intervalMs?: number;
+  /** No message or pong for this long → drop and reconnect, ms. Default: `10_000`. */
+  timeoutMs?: number;
+}
+
+/** Optional per-stream health checks (PROTOCOL.md §1.6; reference `healthChecks`). */
+export interface HealthCheckOptions {
+  /** Default: `false`. */
+  enabled?: boolean;
+  /** Idle time (no byte either way) before a `ping_client`, ms. Default: `60_000`. */
+  inactivityTimeoutMs?: number;
+  /** Wait for `pong_client` before closing the stream with reason `timeout`, ms. Default: `5_000`. */
+  pongTimeoutMs?: number;
+}
+
+/** Options of `createBackendClient`. */
+export interface BackendClientOptions {
+  /** Hub addresses: `wss://node:8443/connect`, or `node:8443` (see `normalizeNodeAddress`). One session each. */
+  nodes: string[];
+  /** The backend JWT, or a provider re-evaluated before every (re)connect (so it can refresh). */
+  token: string | (() => string | Promise<string>);
+  /** TLS settings toward the hubs. */
+  tls?: BackendClientTlsOptions;
+  /** Where streams go, by relay port and hostname. Used when there is no handler or it returns `undefined`. */
+  portMappings?: ResolvedPortMappings;
+  /** Hook that supplies the local end of each stream. */
+  connectHandler?: ConnectHandler;
+  /** Reconnect backoff. */
+  reconnect?: ReconnectOptions;
+  /** Session keepalive. */
+  keepalive?: KeepaliveOptions;
+  /** Per-stream health checks. */
+  healthChecks?: HealthCheckOptions;
+  /** Timeout of a local `net.connect`, ms. Default: `10_000`. */
+  dialTimeoutMs?: number;
+  /** Timeout of the TLS + WebSocket handshake with a hub, ms. Default: `10_000`. */
+  handshakeTimeoutMs?: number;
+  /** How long `close()` lets open streams finish, ms. Default: `5_000`. */
+  closeGraceMs?: number;
+  /** Pino-compatible logger. Default: no-op. */
+  logger?: Logger;
+}
+
+/** {@link BackendClientOptions} after validation and defaults; frozen. */
+export interface ResolvedBackendClientOptions {
+  readonly nodes: readonly string[];
+  readonly token: string | (() => string | Promise<string>);
+  readonly tls: Readonly<BackendClientTlsOptions>;
+  readonly portMappings: ResolvedPortMappings | undefined;
+  readonly connectHandler: ConnectHandler | undefined;
+  readonly reconnect: Readonly<Required<ReconnectOptions>>;
+  readonly keepalive: Readonly<Required<KeepaliveOptions>>;
+  readonly healthChecks: Readonly<Required<HealthCheckOptions>>;
+  readonly dialTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly closeGraceMs: number;
+  readonly logger: Logger;
+}
+
+function positive(path: string, value: unknown, fallback: number, { allowZero = false } = {}): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new InvalidOptionsError(path, `must be a ${allowZero ? 'non-negative' : 'positive'} finite number`);
+  }
+  return value;
+}
+
+function object<T extends object>(path: string, value: T | undefined): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionsError(path, 'must be an object');
+  }
+  return value;
+}
+
+/**
+ * Validates `createBackendClient` options and applies the `DEFAULT_*` values. Throws
+ * {@link InvalidOptionsError} naming the field path (`reconnect.jitter must be in [0, 1)`).
+ */
+export function resolveBackendClientOptions(input: BackendClientOptions): ResolvedBackendClientOptions {
+  if (typeof input !== 'object' || input === null) throw new InvalidOptionsError('options', 'must be an object');
+  if (!Array.isArray(input.nodes) || input.nodes.length === 0) {
+    throw new InvalidOptionsError('nodes', 'must list at least one hub address');
+  }
+  const nodes: string[] = [];
+  input.nodes.forEach((address, index) => {
+    if (typeof address !== 'string') throw new InvalidOptionsError(`nodes[${index}]`, 'must be a string');
+    const url = normalizeNodeAddress(address, `nodes[${index}]`);
+    if (nodes.includes(url)) throw new InvalidOptionsError(`nodes[${index}]`, `duplicates ${url}`);
+    nodes.push(url);
+  });
+  const token = input.token;
+  if (typeof token === 'string' ? token.trim() === '' : typeof token !== 'function') {
+    throw new InvalidOptionsError('token', 'must be a non-empty string or a function returning one');
+  }
+  if (input.connectHandler !== undefined && typeof input.connectHandler !== 'function') {
+    throw new InvalidOptionsError('connectHandler', 'must be a function');
+  }
+  if (input.portMappings === undefined && input.connectHandler === undefined) {
+    throw new InvalidOptionsError('portMappings', 'is required when there is no connectHandler');
+  }
+
+  const tlsIn = object('tls', input.tls);
+  const tls: BackendClientTlsOptions = {};
+  if (tlsIn.ca !== undefined) tls.ca = tlsIn.ca;
+  if (tlsIn.servername !== undefined) tls.servername = tlsIn.servername;
+  if (tlsIn.rejectUnauthorized !== undefined) {
+    if (typeof tlsIn.rejectUnauthorized !== 'boolean') {
+      throw new InvalidOptionsError('tls.rejectUnauthorized', 'must be a boolean');
+    }
+    tls.rejectUnauthorized = tlsIn.rejectUnauthorized;
+  }
+
+  const r = object('reconnect', input.reconnect);
+  const reconnect = {
+    initialDelayMs: positive('reconnect.initialDelayMs', r.initialDelayMs, DEFAULT_RECONNECT_INITIAL_DELAY),
+    maxDelayMs: positive('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_RECONNECT_MAX_DELAY),
+    factor: positive('reconnect.factor', r.factor, DEFAULT_RECONNECT_FACTOR),
+    jitter: positive('reconnect.jitter', r.jitter, DEFAULT_RECONNECT_JITTER, { allowZero: true }),
+    resetAfterMs: positive('reconnect.resetAfterMs', r.resetAfterMs, DEFAULT_RECONNECT_RESET_AFTER, {
+      allowZero: true,
+    }),
+  };
+  if (reconnect.factor < 1) throw new InvalidOptionsError('reconnect.factor', 'must be ≥ 1');
+  if (reconnect.jitter >= 1) throw new InvalidOptionsError('reconnect.jitter', 'must be in [0, 1)');
+  if (reconnect.maxDelayMs < reconnect.initialDelayMs) {
+    throw new InvalidOptionsError('reconnect.maxDelayMs', 'must be ≥ reconnect.initialDelayMs');
+  }
+
+  const k = object('keepalive', input.keepalive);
+  const keepalive = {
+    intervalMs: positive('keepalive.intervalMs', k.intervalMs, DEFAULT_KEEPALIVE_INTERVAL),
+    timeoutMs: positive('keepalive.timeoutMs', k.timeoutMs, DEFAULT_KEEPALIVE_TIMEOUT),
+  };
+  if (keepalive.timeoutMs < keepalive.intervalMs) {
+    throw new InvalidOptionsError('keepalive.timeoutMs', 'must be ≥ keepalive.intervalMs');
+  }
+
+  const h = object('healthChecks', input.healthChecks);
+  if (h.enabled !== undefined && typeof h.enabled !== 'boolean') {
+    throw new InvalidOptionsError('healthChecks.enabled', 'must be a boolean');
+  }
+  const healthChecks = {
+    enabled: h.enabled ?? false,
+    inactivityTimeoutMs: positive(
+      'healthChecks.inactivityTimeoutMs',
+      h.inactivityTimeoutMs,
+      DEFAULT_HEALTH_INACTIVITY_TIMEOUT,
+    ),
+    pongTimeoutMs: positive('healthChecks.pongTimeoutMs', h.pongTimeoutMs, DEFAULT_HEALTH_PONG_TIMEOUT),
+  };
+
+  return Object.freeze({
+    nodes: Object.freeze(nodes),
+    token,
+    tls: Object.freeze(tls),
+    portMappings: input.portMappings,
+    connectHandler: input.connectHandler,
+    reconnect: Object.freeze(reconnect),
+    keepalive: Object.freeze(keepalive),
+    healthChecks: Object.freeze(healthChecks),
+    dialTimeoutMs: positive('dialTimeoutMs', input.dialTimeoutMs, DEFAULT_DIAL_TIMEOUT),
+    handshakeTimeoutMs: positive('handshakeTimeoutMs', input.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT),
+    closeGraceMs: positive('closeGraceMs', input.closeGraceMs, DEFAULT_CLOSE_GRACE, { allowZero: true }),
+    logger: input.logger ?? noopLogger,
+  });
+}

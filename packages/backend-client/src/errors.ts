@@ -1,0 +1,81 @@
+/**
+ * Errors thrown or emitted by the backend client. Match on `err.code`, which is stable across releases;
+ * messages are for humans and may change.
+ */
+
+/** Stable error codes of this package. */
+export type BackendClientErrorCode =
+  | 'NEXUS_ERR_INVALID_OPTIONS'
+  | 'NEXUS_ERR_DIAL_FAILED'
+  | 'NEXUS_ERR_NO_MAPPING'
+  | 'NEXUS_ERR_TOKEN'
+  | 'NEXUS_ERR_SESSION';
+
+const kBrand = Symbol.for('nexus-proxy.backend-client.error');
+
+/** Base class of every error this package creates. */
+export class BackendClientError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: BackendClientErrorCode;
+
+  constructor(code: BackendClientErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BackendClientError';
+    this.code = code;
+  }
+
+  /** True for any error created by this package, also across duplicated copies of the package. */
+  static is(value: unknown): value is BackendClientError {
+    return typeof value === 'object' && value !== null && (value as { [kBrand]?: unknown })[kBrand] === true;
+  }
+}
+
+Object.defineProperty(BackendClientError.prototype, kBrand, { value: true });
+
+/** `createBackendClient` options failed validation; the message names the field path. */
+export class InvalidOptionsError extends BackendClientError {
+  /** Path of the offending field, e.g. `reconnect.factor`. */
+  readonly path: string;
+
+  constructor(path: string, message: string) {
+    super('NEXUS_ERR_INVALID_OPTIONS', `${path} ${message}`);
+    this.name = 'InvalidOptionsError';
+    this.path = path;
+  }
+}
+
+/** The local service could not be reached (refused, unreachable, timed out, handler failed). */
+export class DialError extends BackendClientError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NEXUS_ERR_DIAL_FAILED', message, options);
+    this.name = 'DialError';
+  }
+}
+
+/** No port mapping (and no connect handler) serves the stream's port and hostname. */
+export class NoMappingError extends BackendClientError {
+  constructor(connPort: number, hostname: string) {
+    super('NEXUS_ERR_NO_MAPPING', `no port mapping for ${hostname} on port ${connPort}`);
+    this.name = 'NoMappingError';
+  }
+}
+
+/** The token provider threw or returned something that is not a non-empty string. */
+export class TokenError extends BackendClientError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NEXUS_ERR_TOKEN', message, options);
+    this.name = 'TokenError';
+  }
+}
+
+/** A hub session could not be opened or ended abnormally (carries the WebSocket close code, if any). */
+export class SessionError extends BackendClientError {
+  /** WebSocket close code (e.g. 1008 = token rejected, 1006 = dropped), when known. */
+  readonly closeCode: number | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; closeCode?: number }) {
+    super('NEXUS_ERR_SESSION', message, options);
+    this.name = 'SessionError';
+    this.closeCode = options?.closeCode;
+  }
+}

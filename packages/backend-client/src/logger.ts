@@ -1,0 +1,42 @@
+/**
+ * The logger interface the backend client accepts: a subset of pino's, so a pino logger can be passed as
+ * is. The default is {@link noopLogger}. Each node connection logs through
+ * `logger.child({ component: 'backend-client', node })`.
+ */
+
+/** A log method: `log(obj, msg?)` or `log(msg)` (pino call shapes). */
+export interface LogFn {
+  (obj: object, msg?: string, ...args: unknown[]): void;
+  (msg: string, ...args: unknown[]): void;
+}
+
+/** Pino-compatible logger. */
+export interface Logger {
+  /** Per-frame detail. Optional: hot paths check `isLevelEnabled?.('trace')` first. */
+  trace?: LogFn;
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  /** A logger that adds `bindings` to every line. */
+  child(bindings: Record<string, unknown>): Logger;
+  /** Whether `level` would be written; absent means "assume yes". */
+  isLevelEnabled?(level: string): boolean;
+}
+
+const noop = (): void => {};
+
+/** A logger that discards everything. `child()` returns itself. */
+export const noopLogger: Logger = Object.freeze({
+  trace: noop,
+  debug: noop,
+  info: noop,
+  warn: noop,
+  error: noop,
+  child(): Logger {
+    return noopLogger;
+  },
+  isLevelEnabled(): boolean {
+    return false;
+  },
+});

@@ -1,0 +1,507 @@
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type ConnectMessage, MAX_BACKEND_MESSAGE, MuxSession, type MuxStream } from '@nexus-proxy/mux-protocol';
+import WebSocket from 'ws';
+import { Backoff } from './backoff.js';
+import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
+import { BackendClientError, DialError, NoMappingError, SessionError, TokenError } from './errors.js';
+import { Keepalive } from './keepalive.js';
+import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
+import type { Logger } from './logger.js';
+import { resolveTarget } from './port-mappings.js';
+import { StreamRelay } from './stream-relay.js';
+
+/** Lifecycle of one node connection. */
+export type NodeConnectionState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closing' | 'closed';
+
+/** Why a session ended (the `reason` of the client's `'disconnected'` event). */
+export type SessionEndReason =
+  /** The hub closed with 1008: the token was rejected (retried: a token provider may refresh it). */
+  | 'auth_rejected'
+  /** No message or pong within `keepalive.timeoutMs`. */
+  | 'keepalive_timeout'
+  /** The hub closed the WebSocket with a close frame. */
+  | 'closed_by_hub'
+  /** The connection dropped without a close frame (reset, network error). */
+  | 'connection_lost'
+  /** The session's multiplexer failed (protocol error). */
+  | 'protocol_error'
+  /** `close()` was called. */
+  | 'client_closed';
+
+/** Payload of `'connected'`. */
+export interface ConnectedEvent {
+  node: string;
+}
+/** Payload of `'disconnected'`. */
+export interface DisconnectedEvent {
+  node: string;
+  reason: SessionEndReason;
+  /** WebSocket close code (1006 when the connection dropped without a close frame). */
+  code: number;
+  /** Close reason text sent by the hub, if any. */
+  message: string;
+}
+/** Payload of `'stream-open'`. */
+export interface StreamOpenEvent {
+  node: string;
+  id: string;
+  hostname: string;
+  clientIp: string;
+  connPort: number;
+  isTls: boolean;
+}
+/** Payload of `'stream-close'`. */
+export interface StreamCloseEvent {
+  node: string;
+  id: string;
+  /** `normal`, `dial_failed`, `local_error`, `timeout`, `shutdown`, `session_ended`, or the hub's reason. */
+  reason: string;
+  /** Bytes from the hub (end user) to the local service. */
+  bytesIn: number;
+  /** Bytes from the local service to the hub. */
+  bytesOut: number;
+}
+
+/** Events a node connection reports to its client. */
+export interface NodeConnectionEvents {
+  connected: [ConnectedEvent];
+  disconnected: [DisconnectedEvent];
+  'stream-open': [StreamOpenEvent];
+  'stream-close': [StreamCloseEvent];
+  error: [Error];
+}
+
+/** Snapshot of one node connection. */
+export interface NodeStats {
+  node: string;
+  state: NodeConnectionState;
+  /** Open streams. */
+  streams: number;
+  /** Sessions opened (successful WebSocket handshakes) so far. */
+  sessionsOpened: number;
+  /** Failed connection attempts since the last session that lasted. */
+  failedAttempts: number;
+  /** Milliseconds since epoch when the current session opened. */
+  connectedSince: number | undefined;
+  /** Streams served so far. */
+  streamsTotal: number;
+  /** Streams that ended with `dial_failed`. */
+  dialFailures: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Grace for the WebSocket closing handshake before the socket is cut, ms. */
+export const CLOSE_HANDSHAKE_TIMEOUT = 2_000;
+
+interface StreamEntry {
+  readonly stream: MuxStream;
+  readonly abort: AbortController;
+  relay: StreamRelay | undefined;
+  /** Our own close reason, when we closed the stream. */
+  reason: string | undefined;
+}
+
+/**
+ * One hub address: a WebSocket session with its `MuxSession` (role `backend`), kept alive and
+ * reconnected forever with jittered backoff (PROTOCOL.md §1.6). Each connection is independent.
+ */
+export class NodeConnection {
+  readonly node: string;
+  #state: NodeConnectionState = 'idle';
+  readonly #options: ResolvedBackendClientOptions;
+  readonly #emit: <K extends keyof NodeConnectionEvents>(event: K, ...args: NodeConnectionEvents[K]) => void;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  #ws: WebSocket | undefined;
+  #session: MuxSession | undefined;
+  #keepalive: Keepalive | undefined;
+  #openedAt = 0;
+  #endReason: SessionEndReason | undefined;
+  #lastError: Error | undefined;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  readonly #streams = new Map<string, StreamEntry>();
+  #closeWaiters: Array<() => void> = [];
+  #sessionsOpened = 0;
+  #streamsTotal = 0;
+  #dialFailures = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(
+    node: string,
+    options: ResolvedBackendClientOptions,
+    emit: <K extends keyof NodeConnectionEvents>(event: K, ...args: NodeConnectionEvents[K]) => void,
+    random: () => number = Math.random,
+  ) {
+    this.node = node;
+    this.#options = options;
+    this.#emit = emit;
+    this.#log = options.logger.child({ component: 'backend-client', node });
+    this.#backoff = new Backoff(options.reconnect, random);
+  }
+
+  /** Current lifecycle state. */
+  get state(): NodeConnectionState {
+    return this.#state;
+  }
+
+  /** The live session, while connected. */
+  get session(): MuxSession | undefined {
+    return this.#state === 'connected' ? this.#session : undefined;
+  }
+
+  /** Snapshot for `stats()`. */
+  stats(): NodeStats {
+    let bytesIn = this.#bytesIn;
+    let bytesOut = this.#bytesOut;
+    for (const entry of this.#streams.values()) {
+      bytesIn += entry.relay?.bytesIn ?? 0;
+      bytesOut += entry.relay?.bytesOut ?? 0;
+    }
+    return {
+      node: this.node,
+      state: this.#state,
+      streams: this.#streams.size,
+      sessionsOpened: this.#sessionsOpened,
+      failedAttempts: this.#backoff.attempt,
+      connectedSince: this.#state === 'connected' ? this.#openedAt : undefined,
+      streamsTotal: this.#streamsTotal,
+      dialFailures: this.#dialFailures,
+      bytesIn,
+      bytesOut,
+    };
+  }
+
+  /** Starts connecting (no-op unless idle). */
+  start(): void {
+    if (this.#state !== 'idle') return;
+    void this.#connect();
+  }
+
+  /**
+   * Stops reconnecting, lets open streams finish for up to `graceMs`, then closes them (reason
+   * `shutdown`) and the session. Resolves once the WebSocket is closed; leaves no timer behind.
+   */
+  async close(graceMs: number): Promise<void> {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'closing') return new Promise((resolve) => this.#closeWaiters.push(resolve));
+    const previous = this.#state;
+    this.#state = 'closing';
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    const ws = this.#ws;
+    if (ws === undefined || previous !== 'connected') {
+      // Idle, in backoff, awaiting the token, or mid-handshake: nothing to drain.
+      if (ws !== undefined) {
+        const closed = this.#waitClosed();
+        ws.terminate();
+        await closed;
+      }
+      this.#finishClose();
+      return;
+    }
+    if (this.#streams.size > 0 && graceMs > 0) {
+      this.#log.info({ streams: this.#streams.size, graceMs }, 'closing: letting open streams finish');
+      await this.#waitStreamsDone(graceMs);
+    }
+    for (const entry of this.#streams.values()) this.#closeStream(entry, 'shutdown');
+    const closed = this.#waitClosed();
+    this.#endReason = 'client_closed';
+    ws.close(1000, 'shutdown');
+    const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_TIMEOUT);
+    await closed;
+    clearTimeout(cut);
+    this.#finishClose();
+  }
+
+  #finishClose(): void {
+    this.#state = 'closed';
+    const waiters = this.#closeWaiters;
+    this.#closeWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  #waitClosed(): Promise<void> {
+    return new Promise((resolve) => {
+      const ws = this.#ws;
+      if (ws === undefined || ws.readyState === WebSocket.CLOSED) resolve();
+      else ws.once('close', () => setImmediate(resolve));
+    });
+  }
+
+  #waitStreamsDone(graceMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, graceMs);
+      const pending = new Set<MuxStream>();
+      function done(): void {
+        clearTimeout(timer);
+        for (const stream of pending) stream.off('close', onClose);
+        resolve();
+      }
+      function onClose(this: MuxStream): void {
+        pending.delete(this);
+        if (pending.size === 0) done();
+      }
+      for (const entry of this.#streams.values()) {
+        pending.add(entry.stream);
+        entry.stream.once('close', onClose);
+      }
+    });
+  }
+
+  async #connect(): Promise<void> {
+    this.#state = 'connecting';
+    this.#endReason = undefined;
+    this.#lastError = undefined;
+    let token: string;
+    try {
+      token = await this.#resolveToken();
+    } catch (err) {
+      if (this.#state !== 'connecting') return;
+      this.#reportError(err as Error);
+      this.#scheduleReconnect();
+      return;
+    }
+    if (this.#state !== 'connecting') return; // closed while the provider ran
+
+    const { tls, handshakeTimeoutMs } = this.#options;
+    const ws = new WebSocket(this.node, {
+      perMessageDeflate: false, // PROTOCOL.md §1.1: no compression, no subprotocol
+      maxPayload: MAX_BACKEND_MESSAGE, // §1.3: the hub never sends more than 32 785 bytes
+      handshakeTimeout: handshakeTimeoutMs,
+      followRedirects: false,
+      ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+      ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+      ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
+    });
+    this.#ws = ws;
+    ws.on('open', () => this.#onOpen(ws, token));
+    ws.on('message', (data, isBinary) => {
+      this.#keepalive?.markAlive();
+      if (this.#session === undefined || this.#ws !== ws) return;
+      if (isBinary) this.#session.receive(data as Buffer);
+      else this.#log.warn({ length: (data as Buffer).length }, 'ignoring a text message from the hub');
+    });
+    ws.on('pong', () => this.#keepalive?.markAlive());
+    ws.on('error', (err) => {
+      this.#lastError = err;
+    });
+    ws.once('close', (code, reason) => this.#onClose(ws, code, reason.toString()));
+  }
+
+  async #resolveToken(): Promise<string> {
+    const source = this.#options.token;
+    let token: unknown;
+    try {
+      token = typeof source === 'function' ? await source() : source;
+    } catch (err) {
+      throw new TokenError(`token provider failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+    if (typeof token !== 'string' || token.trim() === '') {
+      throw new TokenError('token provider returned no token');
+    }
+    return token.trim();
+  }
+
+  #onOpen(ws: WebSocket, token: string): void {
+    // PROTOCOL.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
+    ws.send(token);
+    const session = new MuxSession({
+      role: 'backend',
+      transport: {
+        send: (message: Uint8Array) => ws.send(message, { binary: true }, this.#onSent),
+        get bufferedAmount() {
+          return ws.bufferedAmount;
+        },
+      },
+      logger: this.#log,
+    });
+    this.#session = session;
+    session.on('stream', (stream: MuxStream, connect: ConnectMessage) => this.#onStream(stream, connect));
+    session.on('protocol-error', (err: Error) => this.#log.warn({ err }, 'protocol error from hub'));
+    session.on('close', () => {
+      // The multiplexer gave up on its own (e.g. a fatal protocol error): drop the WebSocket too.
+      if (this.#ws === ws && ws.readyState === WebSocket.OPEN && this.#state === 'connected') {
+        this.#endReason ??= 'protocol_error';
+        ws.close(1011, 'session closed');
+      }
+    });
+    this.#keepalive = new Keepalive(this.#options.keepalive, {
+      ping: () => {
+        if (ws.readyState === WebSocket.OPEN) ws.ping();
+      },
+      onTimeout: () => {
+        this.#log.warn({ timeoutMs: this.#options.keepalive.timeoutMs }, 'hub went silent; reconnecting');
+        this.#endReason = 'keepalive_timeout';
+        ws.terminate();
+      },
+    });
+    this.#keepalive.start();
+    this.#openedAt = Date.now();
+    this.#sessionsOpened++;
+    if (this.#state !== 'connecting') return;
+    this.#state = 'connected';
+    this.#log.info('connected');
+    this.#emit('connected', { node: this.node });
+  }
+
+  readonly #onSent = (): void => {
+    const ws = this.#ws;
+    if (ws !== undefined && ws.bufferedAmount === 0) this.#session?.transportDrained();
+  };
+
+  #onClose(ws: WebSocket, code: number, message: string): void {
+    if (this.#ws !== ws) return;
+    this.#keepalive?.stop();
+    this.#keepalive = undefined;
+    const wasConnected = this.#session !== undefined;
+    const reason: SessionEndReason =
+      this.#endReason ?? (code === 1008 ? 'auth_rejected' : code === 1006 ? 'connection_lost' : 'closed_by_hub');
+    // RELIABILITY item 10/11: the local side of every stream goes first, then the session forgets them,
+    // so nothing of this session can leak into the next one.
+    for (const entry of this.#streams.values()) {
+      entry.reason ??= 'session_ended';
+      entry.abort.abort();
+      entry.relay?.destroy();
+    }
+    const session = this.#session;
+    this.#session = undefined;
+    this.#ws = undefined;
+    session?.close('session_ended');
+    for (const entry of this.#streams.values()) if (!entry.stream.destroyed) entry.stream.destroy();
+
+    if (wasConnected) {
+      const upFor = Date.now() - this.#openedAt;
+      if (reason === 'auth_rejected') {
+        this.#log.error({ code, message }, 'hub rejected the token (close 1008); retrying with backoff');
+      } else if (reason !== 'client_closed') {
+        this.#log.warn({ code, message, reason, upForMs: upFor }, 'session ended');
+      }
+      if (upFor >= this.#options.reconnect.resetAfterMs) this.#backoff.reset();
+      this.#emit('disconnected', { node: this.node, reason, code, message });
+    } else if (this.#state === 'connecting') {
+      const cause = this.#lastError;
+      this.#reportError(
+        new SessionError(`cannot connect to ${this.node}: ${cause?.message ?? `closed with ${code}`}`, {
+          cause,
+          closeCode: code,
+        }),
+      );
+    }
+    if (this.#state === 'connecting' || this.#state === 'connected') this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    const delay = this.#backoff.next();
+    this.#state = 'backoff';
+    this.#log.debug({ delayMs: delay, attempt: this.#backoff.attempt }, 'reconnecting after backoff');
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#state === 'backoff') void this.#connect();
+    }, delay);
+  }
+
+  #reportError(err: Error): void {
+    this.#log.warn({ err: err.message, code: (err as BackendClientError).code }, 'connection attempt failed');
+    this.#emit('error', err);
+  }
+
+  #onStream(stream: MuxStream, connect: ConnectMessage): void {
+    const id = connect.client_id;
+    const entry: StreamEntry = { stream, abort: new AbortController(), relay: undefined, reason: undefined };
+    // A MuxStream error must never become an uncaught exception; the close path reports it.
+    stream.on('error', (err: Error) => this.#log.debug({ id, err: err.message }, 'stream error'));
+    if (this.#state !== 'connected') {
+      this.#closeStream(entry, 'shutdown');
+      return;
+    }
+    this.#streams.set(id, entry);
+    this.#streamsTotal++;
+    const event: StreamOpenEvent = {
+      node: this.node,
+      id,
+      hostname: connect.hostname,
+      clientIp: connect.client_ip,
+      connPort: connect.conn_port,
+      isTls: connect.is_tls,
+    };
+    this.#emit('stream-open', event);
+    stream.once('close', () => {
+      entry.abort.abort();
+      this.#streams.delete(id);
+      const bytesIn = entry.relay?.bytesIn ?? 0;
+      const bytesOut = entry.relay?.bytesOut ?? 0;
+      this.#bytesIn += bytesIn;
+      this.#bytesOut += bytesOut;
+      const reason = entry.reason ?? streamCloseReason(stream);
+      if (reason === 'dial_failed') this.#dialFailures++;
+      this.#emit('stream-close', { node: this.node, id, reason, bytesIn, bytesOut });
+    });
+    const request: StreamRequest = {
+      ...event,
+      transport: connect.transport ?? 'tcp',
+      signal: entry.abort.signal,
+    };
+    this.#openLocal(request).then(
+      (local) => {
+        if (stream.destroyed || entry.abort.signal.aborted) {
+          local.destroy();
+          return;
+        }
+        entry.relay = new StreamRelay(stream, local, this.#healthCheck(entry), (err) => {
+          this.#log.debug({ id, err: err.message }, 'local socket error');
+          this.#closeStream(entry, 'local_error');
+        });
+      },
+      (err: Error) => {
+        if (stream.destroyed) return;
+        this.#log.warn({ id, hostname: request.hostname, connPort: request.connPort, err: err.message }, 'dial failed');
+        this.#closeStream(entry, 'dial_failed');
+      },
+    );
+  }
+
+  async #openLocal(request: StreamRequest): Promise<Duplex> {
+    const { connectHandler, portMappings, dialTimeoutMs } = this.#options;
+    if (connectHandler !== undefined) {
+      let local: Duplex | undefined;
+      try {
+        local = await connectHandler(request);
+      } catch (err) {
+        throw new DialError(`connect handler failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      }
+      if (local !== undefined) {
+        if (local instanceof net.Socket && local.connecting) {
+          return awaitConnect(local, 'connect handler socket', { timeoutMs: dialTimeoutMs, signal: request.signal });
+        }
+        return local;
+      }
+    }
+    const target = portMappings ? resolveTarget(portMappings, request.connPort, request.hostname) : undefined;
+    if (target === undefined) throw new NoMappingError(request.connPort, request.hostname);
+    this.#log.debug({ id: request.id, target: formatTarget(target) }, 'dialling local service');
+    return dialLocal(target, { timeoutMs: dialTimeoutMs, signal: request.signal });
+  }
+
+  #healthCheck(entry: StreamEntry) {
+    const health = this.#options.healthChecks;
+    if (!health.enabled) return undefined;
+    return {
+      inactivityTimeoutMs: health.inactivityTimeoutMs,
+      pongTimeoutMs: health.pongTimeoutMs,
+      ping: () => pingStream(entry.stream),
+      onTimeout: () => {
+        this.#log.info({ id: entry.stream.id }, 'stream health check timed out');
+        this.#closeStream(entry, 'timeout');
+      },
+    };
+  }
+
+  #closeStream(entry: StreamEntry, reason: string): void {
+    entry.reason ??= reason;
+    entry.abort.abort();
+    closeStreamWithReason(entry.stream, reason);
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Port mappings: where the backend client dials for a stream, by the node's relay port (`conn_port`)
+ * and the stream's hostname. Same format as the reference client's `portMappings` (PROTOCOL.md §6):
+ *
+ * ```yaml
+ * portMappings:
+ *   443:
+ *     default: "localhost:8443"
+ *     hosts:
+ *       api.example.com: "localhost:9443"
+ *       "*.preview.example.com": "localhost:10443"
+ *   80: "localhost:8080"          # a bare string is the default
+ * ```
+ */
+import { isIPv6 } from 'node:net';
+import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
+import { InvalidOptionsError } from './errors.js';
+
+/** A local dial target. `host` is a name or an IP literal without brackets. */
+export interface HostPort {
+  /** Hostname or IP address (IPv6 without brackets). */
+  readonly host: string;
+  /** TCP port, 1–65535. */
+  readonly port: number;
+}
+
+/** One port's mapping as written in the config: `"host:port"` or `{ default?, hosts? }`. */
+export type PortMappingInput = string | { default?: string; hosts?: Record<string, string> };
+
+/** Every port's mapping as written in the config, keyed by relay port. */
+export type PortMappingsInput = Record<string | number, PortMappingInput>;
+
+/** One port's mapping after validation. */
+export interface ResolvedPortMapping {
+  /** Target when no host override matches. */
+  readonly default: HostPort | undefined;
+  /** Exact host overrides, keyed by normalised hostname. */
+  readonly exact: ReadonlyMap<string, HostPort>;
+  /** Wildcard overrides, keyed by the suffix after `*.` (normalised). */
+  readonly wildcards: ReadonlyMap<string, HostPort>;
+}
+
+/** All port mappings after validation, keyed by relay port. */
+export interface ResolvedPortMappings {
+  readonly ports: ReadonlyMap<number, ResolvedPortMapping>;
+}
+
+/**
+ * Parses a `host:port` dial target: `localhost:8443`, `10.0.0.5:80`, `[::1]:8443`. The port is required.
+ * Throws {@link InvalidOptionsError} naming `path`.
+ */
+export function parseHostPort(text: unknown, path: string): HostPort {
+  if (typeof text !== 'string') throw new InvalidOptionsError(path, 'must be a "host:port" string');
+  const value = text.trim();
+  let host: string;
+  let portText: string;
+  if (value.startsWith('[')) {
+    const close = value.indexOf(']');
+    if (close === -1 || value[close + 1] !== ':') {
+      throw new InvalidOptionsError(path, `must be "[ipv6]:port" (got ${JSON.stringify(text)})`);
+    }
+    host = value.slice(1, close);
+    portText = value.slice(close + 2);
+    if (!isIPv6(host)) throw new InvalidOptionsError(path, `has an invalid IPv6 address (got ${JSON.stringify(text)})`);
+  } else {
+    const colon = value.lastIndexOf(':');
+    if (colon === -1) throw new InvalidOptionsError(path, `must be "host:port" (got ${JSON.stringify(text)})`);
+    host = value.slice(0, colon);
+    portText = value.slice(colon + 1);
+    if (host.includes(':')) {
+      throw new InvalidOptionsError(path, `must write an IPv6 address in brackets, "[addr]:port" (got ${JSON.stringify(text)})`);
+    }
+    if (host === '' || /[\s/@?#]/.test(host)) {
+      throw new InvalidOptionsError(path, `must name a host before the port (got ${JSON.stringify(text)})`);
+    }
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+    throw new InvalidOptionsError(path, `must end in a port between 1 and 65535 (got ${JSON.stringify(text)})`);
+  }
+  return Object.freeze({ host, port: Number(portText) });
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function resolveOne(input: unknown, path: string): ResolvedPortMapping {
+  if (typeof input === 'string') {
+    return Object.freeze({ default: parseHostPort(input, path), exact: new Map(), wildcards: new Map() });
+  }
+  if (!isPlainObject(input)) {
+    throw new InvalidOptionsError(path, 'must be "host:port" or a mapping with `default` and/or `hosts`');
+  }
+  for (const key of Object.keys(input)) {
+    if (key !== 'default' && key !== 'hosts') {
+      throw new InvalidOptionsError(`${path}.${key}`, 'is not a known key (expected `default` or `hosts`)');
+    }
+  }
+  const rawDefault = input.default;
+  const def =
+    rawDefault === undefined || rawDefault === null || (typeof rawDefault === 'string' && rawDefault.trim() === '')
+      ? undefined
+      : parseHostPort(rawDefault, `${path}.default`);
+  const exact = new Map<string, HostPort>();
+  const wildcards = new Map<string, HostPort>();
+  const hosts = input.hosts;
+  if (hosts !== undefined && hosts !== null) {
+    if (!isPlainObject(hosts)) throw new InvalidOptionsError(`${path}.hosts`, 'must map hostnames to "host:port"');
+    for (const [rawPattern, rawTarget] of Object.entries(hosts)) {
+      const pattern = normalizeHostnamePattern(rawPattern);
+      const hostPath = `${path}.hosts`;
+      if (pattern === undefined) {
+        throw new InvalidOptionsError(
+          hostPath,
+          `has an invalid hostname pattern ${JSON.stringify(rawPattern)} (use a name or "*.example.com")`,
+        );
+      }
+      const target = parseHostPort(rawTarget, `${hostPath}[${JSON.stringify(rawPattern)}]`);
+      const isWildcard = pattern.startsWith('*.');
+      const table = isWildcard ? wildcards : exact;
+      const key = isWildcard ? pattern.slice(2) : pattern;
+      if (table.has(key)) {
+        throw new InvalidOptionsError(hostPath, `lists ${JSON.stringify(pattern)} twice (after normalisation)`);
+      }
+      table.set(key, target);
+    }
+  }
+  if (def === undefined && exact.size === 0 && wildcards.size === 0) {
+    throw new InvalidOptionsError(path, 'must specify a default or host overrides');
+  }
+  return Object.freeze({ default: def, exact, wildcards });
+}
+
+/**
+ * Validates port mappings in the reference format. Keys are relay ports (1–65535); values are
+ * `"host:port"` or `{ default?, hosts? }`. Host patterns are normalised like every hostname (PROTOCOL.md
+ * §3). Throws {@link InvalidOptionsError} naming the path, e.g. `portMappings.443.hosts`.
+ */
+export function resolvePortMappings(input: unknown, path = 'portMappings'): ResolvedPortMappings {
+  if (!isPlainObject(input)) throw new InvalidOptionsError(path, 'must map relay ports to targets');
+  const ports = new Map<number, ResolvedPortMapping>();
+  for (const [key, value] of Object.entries(input)) {
+    const portPath = `${path}.${key}`;
+    if (!/^\d{1,5}$/.test(key.trim()) || Number(key) < 1 || Number(key) > 65535) {
+      throw new InvalidOptionsError(portPath, 'is not a port between 1 and 65535');
+    }
+    const port = Number(key);
+    if (ports.has(port)) throw new InvalidOptionsError(portPath, `duplicates port ${port}`);
+    ports.set(port, resolveOne(value, portPath));
+  }
+  if (ports.size === 0) throw new InvalidOptionsError(path, 'must map at least one port');
+  return Object.freeze({ ports });
+}
+
+/**
+ * Where to dial for a stream on relay port `connPort` for `hostname`: an exact host override, else the
+ * wildcard override whose suffix matches (a wildcard matches exactly one extra label, so at most one can
+ * match), else the port's default. `undefined` when the port is not mapped or nothing matches.
+ */
+export function resolveTarget(mappings: ResolvedPortMappings, connPort: number, hostname: string): HostPort | undefined {
+  const mapping = mappings.ports.get(connPort);
+  if (mapping === undefined) return undefined;
+  if (hostname !== '' && (mapping.exact.size > 0 || mapping.wildcards.size > 0)) {
+    const host = normalizeHostname(hostname);
+    if (host !== undefined) {
+      const exact = mapping.exact.get(host);
+      if (exact !== undefined) return exact;
+      const dot = host.indexOf('.');
+      if (dot > 0) {
+        const wildcard = mapping.wildcards.get(host.slice(dot + 1));
+        if (wildcard !== undefined) return wildcard;
+      }
+    }
+  }
+  return mapping.default;
+}

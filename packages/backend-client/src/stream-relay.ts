@@ -1,0 +1,133 @@
+import type { Duplex } from 'node:stream';
+
+/** Health-check settings of one relayed stream (PROTOCOL.md §1.6). */
+export interface RelayHealthCheck {
+  /** Idle time (no byte either way) before a probe, ms. */
+  inactivityTimeoutMs: number;
+  /** Wait for the pong, ms. */
+  pongTimeoutMs: number;
+  /** Sends `ping_client`; `onPong` must be called when `pong_client` arrives. */
+  ping(): void;
+  /** No pong in time: close the stream with reason `timeout`. */
+  onTimeout(): void;
+}
+
+/** Time a local socket may take to flush our FIN after its stream closed, before it is destroyed, ms. */
+export const LOCAL_LINGER_MS = 5_000;
+
+/**
+ * Joins a mux stream and a local socket both ways (PROTOCOL.md §1.7):
+ * - each side's end is forwarded as a half-close (`end()`), not a teardown, so a request whose sender
+ *   shut down its write side still gets its whole response (RELIABILITY item 6);
+ * - the local service's last bytes are written to the stream before `end()`, so they leave before the
+ *   stream's `disconnect` (RELIABILITY item 5: `pipe` ends the destination only after it wrote
+ *   everything it read);
+ * - an error on either side destroys the other; a stream that closes first lets the local socket flush
+ *   what it already has (bounded by {@link LOCAL_LINGER_MS}) and then destroys it.
+ * Byte counters and health checks hook `'data'`, which is only safe once both sides are piped: attaching
+ * it earlier would start the stream flowing and lose the prelude.
+ */
+export class StreamRelay {
+  /** Bytes from the hub to the local service. */
+  bytesIn = 0;
+  /** Bytes from the local service to the hub. */
+  bytesOut = 0;
+  readonly #stream: Duplex;
+  readonly #local: Duplex;
+  readonly #health: RelayHealthCheck | undefined;
+  #lastActivity = Date.now();
+  #idleTimer: NodeJS.Timeout | undefined;
+  #pongTimer: NodeJS.Timeout | undefined;
+  #lingerTimer: NodeJS.Timeout | undefined;
+  #done = false;
+
+  /**
+   * @param onLocalError closes the stream after a local socket error (to send reason `local_error`);
+   *   default: `stream.destroy(err)`.
+   */
+  constructor(stream: Duplex, local: Duplex, health?: RelayHealthCheck, onLocalError?: (err: Error) => void) {
+    this.#stream = stream;
+    this.#local = local;
+    this.#health = health;
+
+    stream.on('data', (chunk: Uint8Array) => {
+      this.bytesIn += chunk.byteLength;
+      this.#lastActivity = Date.now();
+    });
+    local.on('data', (chunk: Uint8Array) => {
+      this.bytesOut += chunk.byteLength;
+      this.#lastActivity = Date.now();
+    });
+    local.on('error', (err: Error) => {
+      if (!stream.destroyed) (onLocalError ?? ((e: Error) => stream.destroy(e)))(err);
+    });
+    local.once('close', () => {
+      this.#stopTimers();
+      clearTimeout(this.#lingerTimer);
+      // A local socket that closed without ending (reset, destroyed) never ended the stream: cut it.
+      if (!stream.writableEnded && !stream.destroyed) stream.destroy();
+    });
+    stream.once('close', () => this.#onStreamClose());
+    stream.pipe(local);
+    local.pipe(stream);
+    if (health !== undefined) this.#armIdle(health.inactivityTimeoutMs);
+  }
+
+  /** Destroys the local side at once (session dropped: nothing more can be delivered). */
+  destroy(): void {
+    this.#stopTimers();
+    this.#local.destroy();
+  }
+
+  /** `pong_client` arrived for this stream. */
+  onPong(): void {
+    if (this.#pongTimer === undefined) return;
+    clearTimeout(this.#pongTimer);
+    this.#pongTimer = undefined;
+    this.#lastActivity = Date.now();
+    if (this.#health !== undefined && !this.#done) this.#armIdle(this.#health.inactivityTimeoutMs);
+  }
+
+  #onStreamClose(): void {
+    this.#done = true;
+    this.#stopTimers();
+    const local = this.#local;
+    if (local.destroyed) return;
+    this.#stream.unpipe(local);
+    local.unpipe(this.#stream);
+    if (local.writableFinished) {
+      local.destroy();
+      return;
+    }
+    // Let what the hub already delivered reach the service, then let go of the socket.
+    local.resume();
+    local.once('finish', () => local.destroy());
+    local.end();
+    this.#lingerTimer = setTimeout(() => local.destroy(), LOCAL_LINGER_MS);
+  }
+
+  #armIdle(delayMs: number): void {
+    const health = this.#health!;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#done) return;
+      const idleFor = Date.now() - this.#lastActivity;
+      if (idleFor < health.inactivityTimeoutMs) {
+        this.#armIdle(health.inactivityTimeoutMs - idleFor);
+        return;
+      }
+      this.#pongTimer = setTimeout(() => {
+        this.#pongTimer = undefined;
+        if (!this.#done) health.onTimeout();
+      }, health.pongTimeoutMs);
+      health.ping();
+    }, delayMs);
+  }
+
+  #stopTimers(): void {
+    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    if (this.#pongTimer !== undefined) clearTimeout(this.#pongTimer);
+    this.#idleTimer = undefined;
+    this.#pongTimer = undefined;
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * A public relay port (PROTOCOL.md §4): accepts end-user TCP connections, sniffs the SNI or Host without
+ * answering, and hands each routed socket to `onRouted`. Every connection that is not routed is destroyed
+ * without a byte written, and its close reason is logged and reported.
+ */
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { type Logger, noopLogger } from './logger.js';
+import {
+  type RelayMode,
+  type SniffCloseReason,
+  type SniffedConnection,
+  SniffBudget,
+  type SniffLimits,
+  sniffConnection,
+} from './sniff-connection.js';
+
+/** Why the listener closed a connection (sniff failures, plus the routing outcomes). */
+export type RelayCloseReason = SniffCloseReason | 'no-route' | 'ip-limit' | (string & {});
+
+/** Reported once for every connection the listener closes itself (before or instead of relaying). */
+export interface RelayCloseEvent {
+  /** Why the connection was closed. */
+  reason: RelayCloseReason;
+  /** Parser detail, e.g. `record type 0x47`. */
+  detail?: string;
+  /** End user's address. */
+  remoteAddress?: string;
+  /** End user's port. */
+  remotePort?: number;
+  /** Hostname, when sniffing got that far. */
+  hostname?: string;
+  /** Bytes read from the end user. */
+  bytesRead: number;
+}
+
+/** Limits of a relay listener. */
+export interface RelayListenerLimits extends SniffLimits {
+  /** Connections (sniffing or relayed) allowed per source IP. Default: `0` (unlimited). */
+  maxConnectionsPerIp?: number;
+}
+
+/** Options of {@link createRelayListener}. */
+export interface RelayListenerOptions {
+  /** TCP port; `0` picks a free one. Default: `0`. */
+  port?: number;
+  /** Address to bind. Default: all interfaces. */
+  host?: string;
+  /** `tls` routes by SNI, `http` by Host. */
+  mode: RelayMode;
+  /** Sniffing caps/deadlines and the per-IP limit. */
+  limits?: RelayListenerLimits;
+  /** Concurrent-sniff budget; pass the same instance to every listener of a node. Default: a new one (256). */
+  budget?: SniffBudget;
+  /** Logger; a child with `component: 'relay-listener'` is used. Default: no-op. */
+  logger?: Logger;
+  /**
+   * Called with each routed socket (paused; nothing read is lost: it is all in `sniffed.prelude`).
+   * The callee owns the socket from now on. Return (or resolve to) a reason string such as `'no-route'`
+   * to have the listener destroy the socket and report that reason instead.
+   */
+  onRouted(socket: Socket, sniffed: SniffedConnection): void | string | Promise<void | string>;
+  /** Called for every connection the listener closes itself, with the reason. */
+  onClose?(event: RelayCloseEvent): void;
+}
+
+/** A running relay listener. */
+export interface RelayListener {
+  /** Start listening; resolves with the bound address. */
+  listen(): Promise<AddressInfo>;
+  /** The bound address (undefined before `listen()`). */
+  address(): AddressInfo | undefined;
+  /**
+   * Sniff and route a socket accepted elsewhere ("bring your own server"). The socket should have been
+   * created with `allowHalfOpen: true` so half-closes can be relayed.
+   */
+  handleConnection(socket: Socket): void;
+  /**
+   * Stop accepting and destroy every connection this listener still owns (sniffing ones with reason
+   * `shutdown`, plus per-IP bookkeeping). Routed sockets belong to `onRouted`'s owner.
+   */
+  close(): Promise<void>;
+  /** Connections currently sniffing on this listener. */
+  readonly sniffing: number;
+}
+
+/** Create a relay listener on `node:net`. */
+export function createRelayListener(options: RelayListenerOptions): RelayListener {
+  const log = (options.logger ?? noopLogger).child({ component: 'relay-listener', mode: options.mode });
+  const budget = options.budget ?? new SniffBudget();
+  const maxPerIp = options.limits?.maxConnectionsPerIp ?? 0;
+  const perIp = new Map<string, number>();
+  const sniffing = new Set<Socket>();
+  const shutdown = new AbortController();
+  let server: Server | undefined;
+
+  const report = (socket: Socket, event: Omit<RelayCloseEvent, 'remoteAddress' | 'remotePort' | 'bytesRead'>) => {
+    const full: RelayCloseEvent = {
+      ...event,
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+      bytesRead: socket.bytesRead,
+    };
+    log.info(full, `connection closed: ${event.reason}`);
+    try {
+      options.onClose?.(full);
+    } catch (err) {
+      log.error({ err }, 'onClose callback threw');
+    }
+  };
+
+  const trackIp = (socket: Socket): boolean => {
+    if (maxPerIp <= 0) return true;
+    const ip = socket.remoteAddress ?? '';
+    const n = perIp.get(ip) ?? 0;
+    if (n >= maxPerIp) return false;
+    perIp.set(ip, n + 1);
+    socket.once('close', () => {
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) perIp.delete(ip);
+      else perIp.set(ip, left);
+    });
+    return true;
+  };
+
+  const handleConnection = (socket: Socket): void => {
+    if (shutdown.signal.aborted) {
+      socket.destroy();
+      return;
+    }
+    if (!trackIp(socket)) {
+      socket.on('error', ignore);
+      socket.destroy();
+      report(socket, { reason: 'ip-limit' });
+      return;
+    }
+    sniffing.add(socket);
+    void sniffConnection(socket, {
+      mode: options.mode,
+      limits: options.limits,
+      budget,
+      signal: shutdown.signal,
+    }).then(async (result) => {
+      sniffing.delete(socket);
+      if (!result.ok) {
+        report(socket, result.detail === undefined ? { reason: result.reason } : result);
+        return;
+      }
+      const { sniffed } = result;
+      let outcome: void | string;
+      try {
+        outcome = await options.onRouted(socket, sniffed);
+      } catch (err) {
+        log.error({ err, hostname: sniffed.hostname }, 'onRouted threw');
+        outcome = 'internal-error';
+      }
+      if (typeof outcome === 'string') {
+        socket.on('error', ignore);
+        socket.destroy();
+        report(socket, { reason: outcome, hostname: sniffed.hostname });
+      } else {
+        log.debug({ hostname: sniffed.hostname, isTls: sniffed.isTls }, 'connection routed');
+      }
+    });
+  };
+
+  return {
+    listen() {
+      return new Promise<AddressInfo>((resolve, reject) => {
+        // allowHalfOpen: an end user's FIN must not close our write side; the response still flows
+        // (PROTOCOL.md §1.7, RELIABILITY.md item 6).
+        const srv = createServer({ allowHalfOpen: true, pauseOnConnect: false }, handleConnection);
+        server = srv;
+        srv.on('error', (err) => log.error({ err }, 'listener error'));
+        srv.once('error', reject);
+        srv.listen(options.port ?? 0, options.host, () => {
+          srv.off('error', reject);
+          const addr = srv.address() as AddressInfo;
+          log.info({ address: addr.address, port: addr.port }, 'relay listener listening');
+          resolve(addr);
+        });
+      });
+    },
+    address() {
+      const addr = server?.address();
+      return addr && typeof addr === 'object' ? addr : undefined;
+    },
+    handleConnection,
+    close() {
+      // Aborting destroys every socket still sniffing (reason `shutdown`).
+      shutdown.abort();
+      const srv = server;
+      server = undefined;
+      if (srv === undefined || !srv.listening) return Promise.resolve();
+      // Resolve once the port is released; routed sockets are owned (and closed) by their relays.
+      return new Promise<void>((resolve) => {
+        srv.close(() => resolve());
+        // net.Server#close waits for every open connection; we only wait for the port to be unbound.
+        setImmediate(resolve);
+      });
+    },
+    get sniffing() {
+      return sniffing.size;
+    },
+  };
+}
+
+function ignore(): void {}

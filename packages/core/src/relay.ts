@@ -1,0 +1,237 @@
+/**
+ * Wiring one routed end-user socket to a stream (a mux stream, a peer tunnel or any Duplex): both
+ * directions piped with backpressure, half-close propagated, an idle timeout that counts traffic in both
+ * directions, byte counts and one close reason.
+ */
+import type { Duplex } from 'node:stream';
+
+/** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (PROTOCOL.md §4.3). */
+export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
+
+/**
+ * Why a relay ended. `completed`: both directions reached EOF. `idle-timeout`: no byte either way for
+ * `idleTimeoutMs`. `client-error` / `client-closed`: the end-user socket failed or was closed before the
+ * stream finished. `stream-error` / `stream-aborted`: the stream failed or was destroyed before its EOF.
+ * Any other string is the reason passed to {@link RelayHandle.close}.
+ */
+export type RelayEndReason =
+  | 'completed'
+  | 'idle-timeout'
+  | 'client-error'
+  | 'client-closed'
+  | 'stream-error'
+  | 'stream-aborted'
+  | (string & {});
+
+/** Reported once, after both the socket and the stream have closed. */
+export interface RelayStats {
+  /** Why the relay ended. */
+  reason: RelayEndReason;
+  /** Bytes from the end user to the stream, prelude included. */
+  bytesUp: number;
+  /** Bytes from the stream to the end user. */
+  bytesDown: number;
+  /** Lifetime of the relay, in ms. */
+  durationMs: number;
+  /** The error behind `client-error` / `stream-error`. */
+  error?: Error;
+}
+
+/** Options of {@link relayConnection}. */
+export interface RelayOptions {
+  /** Close both sides after this long without a byte in either direction, in ms; `0` = off. Default: `0`. */
+  idleTimeoutMs?: number;
+  /** Bytes to write to the stream before anything read from the socket (the sniffed prelude). */
+  prelude?: Uint8Array;
+  /** Called once when the relay has fully ended. */
+  onClose?(stats: RelayStats): void;
+}
+
+/** A running relay. */
+export interface RelayHandle {
+  /** Bytes relayed so far from the end user to the stream. */
+  readonly bytesUp: number;
+  /** Bytes relayed so far from the stream to the end user. */
+  readonly bytesDown: number;
+  /** Resolves with the final stats (the same object `onClose` receives). */
+  readonly done: Promise<RelayStats>;
+  /** Abort both sides now (no graceful flush), recording `reason`. Default reason: `closed`. */
+  close(reason?: RelayEndReason): void;
+}
+
+/**
+ * Relay `socket` ⇄ `stream`. The socket should be paused (as `sniffConnection` leaves it) and created with
+ * `allowHalfOpen: true`: an end user's FIN then ends only the stream's write side while the response keeps
+ * flowing, and the stream's EOF ends the socket only after every byte was written (PROTOCOL.md §1.7,
+ * RELIABILITY.md items 5 and 6).
+ */
+export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_RELAY_IDLE_TIMEOUT_MS;
+  const started = Date.now();
+  let bytesUp = 0;
+  let bytesDown = 0;
+  let lastActivity = started;
+  let reason: RelayEndReason | undefined;
+  let error: Error | undefined;
+  let upEnded = false; // end user sent FIN
+  let downEnded = false; // stream reached EOF
+  let socketClosed = false;
+  let streamClosed = false;
+  let finished = false;
+  let idleTimer: NodeJS.Timeout | undefined;
+  let resolveDone!: (stats: RelayStats) => void;
+  const done = new Promise<RelayStats>((r) => {
+    resolveDone = r;
+  });
+
+  const setReason = (r: RelayEndReason, err?: Error): void => {
+    if (reason !== undefined) return;
+    reason = r;
+    error = err;
+  };
+
+  const abort = (r: RelayEndReason, err?: Error): void => {
+    setReason(r, err);
+    if (!socket.destroyed) socket.destroy();
+    if (!stream.destroyed) stream.destroy();
+  };
+
+  // Ends the end user's side once the stream is gone. After the stream's EOF the bytes still queued for the
+  // end user are flushed and a FIN sent before the socket is released; without an EOF it is an abort.
+  const releaseSocket = (): void => {
+    if (socket.destroyed) return;
+    if (!downEnded) {
+      socket.destroy();
+      return;
+    }
+    if (socket.writableFinished) {
+      socket.destroy();
+      return;
+    }
+    socket.once('finish', () => socket.destroy());
+    if (!socket.writableEnded) socket.end();
+  };
+
+  const maybeFinish = (): void => {
+    if (finished || !socketClosed || !streamClosed) return;
+    finished = true;
+    if (idleTimer !== undefined) clearTimeout(idleTimer);
+    idleTimer = undefined;
+    socket.off('data', onSocketData);
+    socket.off('end', onSocketEnd);
+    socket.off('error', onSocketError);
+    socket.off('close', onSocketClose);
+    stream.off('data', onStreamData);
+    stream.off('end', onStreamEnd);
+    stream.off('error', onStreamError);
+    stream.off('close', onStreamClose);
+    stream.off('finish', onStreamFinish);
+    const stats: RelayStats = {
+      reason: reason ?? 'completed',
+      bytesUp,
+      bytesDown,
+      durationMs: Date.now() - started,
+    };
+    if (error !== undefined) stats.error = error;
+    resolveDone(stats);
+    options.onClose?.(stats);
+  };
+
+  const onSocketData = (chunk: Buffer): void => {
+    bytesUp += chunk.length;
+    lastActivity = Date.now();
+  };
+  const onStreamData = (chunk: Buffer | Uint8Array): void => {
+    bytesDown += chunk.length;
+    lastActivity = Date.now();
+  };
+  const onSocketEnd = (): void => {
+    // pipe() forwards the FIN as stream.end(); the response direction continues.
+    upEnded = true;
+  };
+  const onStreamEnd = (): void => {
+    // pipe() forwards the EOF as socket.end() after the queued bytes.
+    downEnded = true;
+  };
+  const onSocketError = (err: Error): void => {
+    setReason('client-error', err);
+    // The socket destroys itself after 'error'; the stream must not linger.
+    if (!stream.destroyed) stream.destroy();
+  };
+  const onStreamError = (err: Error): void => {
+    setReason(downEnded ? 'completed' : 'stream-error', err);
+    releaseSocket();
+  };
+  const onSocketClose = (): void => {
+    socketClosed = true;
+    if (!streamClosed) {
+      if (upEnded && downEnded) {
+        // Both directions finished: let the stream close on its own once its write side is flushed.
+        if (stream.destroyed || (stream.readableEnded && stream.writableFinished)) streamClosed = true;
+      } else {
+        setReason('client-closed');
+        stream.destroy();
+      }
+    }
+    maybeFinish();
+  };
+  const onStreamClose = (): void => {
+    streamClosed = true;
+    // Nothing can be written to a closed stream: stop feeding it, the end user's bytes are discarded.
+    socket.unpipe(stream);
+    if (!downEnded) setReason('stream-aborted');
+    releaseSocket();
+    maybeFinish();
+  };
+  const onStreamFinish = (): void => {
+    if (socketClosed && stream.readableEnded) {
+      streamClosed = true;
+      maybeFinish();
+    }
+  };
+
+  socket.on('error', onSocketError);
+  socket.on('close', onSocketClose);
+  socket.on('end', onSocketEnd);
+  stream.on('error', onStreamError);
+  stream.on('close', onStreamClose);
+  stream.on('end', onStreamEnd);
+  stream.once('finish', onStreamFinish);
+
+  if (options.prelude !== undefined && options.prelude.length > 0) {
+    bytesUp += options.prelude.length;
+    stream.write(options.prelude);
+  }
+  socket.pipe(stream);
+  stream.pipe(socket);
+  socket.on('data', onSocketData);
+  stream.on('data', onStreamData);
+
+  if (idleTimeoutMs > 0) {
+    // One timer re-armed for the remaining time, instead of a reset on every chunk (RELIABILITY.md item 9:
+    // traffic in either direction keeps the relay alive).
+    const check = (): void => {
+      const idleFor = Date.now() - lastActivity;
+      if (idleFor >= idleTimeoutMs) {
+        idleTimer = undefined;
+        abort('idle-timeout');
+      } else {
+        idleTimer = setTimeout(check, idleTimeoutMs - idleFor);
+      }
+    };
+    idleTimer = setTimeout(check, idleTimeoutMs);
+  }
+
+  return {
+    get bytesUp() {
+      return bytesUp;
+    },
+    get bytesDown() {
+      return bytesDown;
+    },
+    done,
+    close(r: RelayEndReason = 'closed') {
+      abort(r);
+    },
+  };
+}

@@ -1,0 +1,297 @@
+/**
+ * The routing table: which local backends and which peers serve a hostname (PROTOCOL.md §3).
+ *
+ * Local routes are weighted pools of targets (backend sessions) per pattern; peer routes are sets of
+ * peer links per pattern, replaced wholesale by each full-state announce (PROTOCOL.md §2.2). Lookup order
+ * is local exact, local wildcard, peer exact, peer wildcard. Empty pools are deleted at once, so an exact
+ * pool that lost its last backend never shadows a wildcard (RELIABILITY.md item 15).
+ */
+import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
+import { WeightedRoundRobin } from './weighted-round-robin.js';
+
+/** A lookup answered by a local backend. */
+export interface LocalRoute<T> {
+  kind: 'local';
+  /** The backend picked by weighted round robin. */
+  target: T;
+  /** The pattern that matched: the hostname itself, or `*.suffix`. */
+  pattern: string;
+}
+
+/** A lookup answered by one or more peers. */
+export interface PeerRoute<L> {
+  kind: 'peer';
+  /** The peer link picked by round robin among the links announcing the pattern. */
+  linkId: L;
+  /**
+   * Every link announcing the pattern, starting with `linkId` and continuing in rotation order, so a
+   * caller whose tunnel is refused can try the next one. A snapshot: later changes do not affect it.
+   */
+  linkIds: readonly L[];
+  /** The pattern that matched. */
+  pattern: string;
+}
+
+/** Result of {@link RoutingTable.lookup}. */
+export type Route<T, L = string> = LocalRoute<T> | PeerRoute<L>;
+
+/** A local route given to the constructor. */
+export interface LocalRouteInit<T> {
+  pattern: string;
+  target: T;
+  /** Default: 1. */
+  weight?: number;
+}
+
+/** Options of {@link RoutingTable}. */
+export interface RoutingTableOptions<T> {
+  /** Initial local routes. */
+  routes?: Iterable<LocalRouteInit<T>>;
+  /**
+   * Called after the set of locally served patterns changed (a pattern gained its first or lost its last
+   * backend): the moment to send peers a new announce. Not called for weight changes or for a second
+   * backend joining an existing pattern.
+   */
+  onLocalPatternsChange?: (patterns: readonly string[]) => void;
+}
+
+/** Plain snapshot of a {@link RoutingTable}. */
+export interface RoutingTableStats {
+  /** Locally served patterns (exact and wildcard). */
+  localPatterns: number;
+  /** Local (pattern, target) registrations. */
+  localEntries: number;
+  /** Patterns learned from peers (distinct). */
+  peerPatterns: number;
+  /** Peer links with at least one route. */
+  peerLinks: number;
+}
+
+interface PeerPool<L> {
+  /** Copy-on-write, so lookups can hand it out as a snapshot. */
+  links: readonly L[];
+  cursor: number;
+}
+
+/**
+ * Routes hostnames to local targets (`T`, e.g. a backend session) and peer links (`L`, e.g. a link id).
+ * Patterns are exact hostnames or single-label wildcards (`*.example.com`), normalised on the way in.
+ */
+export class RoutingTable<T, L = string> {
+  readonly #localExact = new Map<string, WeightedRoundRobin<T>>();
+  // Keyed by the suffix after "*." so a lookup is one Map.get on the hostname minus its first label.
+  readonly #localWildcard = new Map<string, WeightedRoundRobin<T>>();
+  readonly #targetPatterns = new Map<T, Set<string>>();
+  readonly #peerExact = new Map<string, PeerPool<L>>();
+  readonly #peerWildcard = new Map<string, PeerPool<L>>();
+  readonly #linkPatterns = new Map<L, Set<string>>();
+  readonly #onLocalPatternsChange: ((patterns: readonly string[]) => void) | undefined;
+  #localVersion = 0;
+
+  constructor(options: RoutingTableOptions<T> = {}) {
+    this.#onLocalPatternsChange = options.onLocalPatternsChange;
+    if (options.routes) for (const r of options.routes) this.addLocal(r.pattern, r.target, r.weight);
+  }
+
+  /** Incremented every time the set of locally served patterns changes (an announce `version` source). */
+  get localVersion(): number {
+    return this.#localVersion;
+  }
+
+  /**
+   * Register `target` for `pattern` with `weight` (≤ 0 or absent → 1). Registering the same pair again
+   * updates the weight. Returns false (and changes nothing) when `pattern` is not a valid hostname or
+   * wildcard.
+   */
+  addLocal(pattern: string, target: T, weight?: number): boolean {
+    const normalized = normalizeHostnamePattern(pattern);
+    if (normalized === undefined) return false;
+    const [map, key] = this.#localSlot(normalized);
+    let pool = map.get(key);
+    const created = pool === undefined;
+    if (pool === undefined) {
+      pool = new WeightedRoundRobin<T>();
+      map.set(key, pool);
+    }
+    pool.add(target, weight);
+    let patterns = this.#targetPatterns.get(target);
+    if (patterns === undefined) {
+      patterns = new Set();
+      this.#targetPatterns.set(target, patterns);
+    }
+    patterns.add(normalized);
+    if (created) this.#localPatternsChanged();
+    return true;
+  }
+
+  /** Unregister `target` from `pattern`. Returns false if it was not registered there. */
+  removeLocal(pattern: string, target: T): boolean {
+    const normalized = normalizeHostnamePattern(pattern);
+    if (normalized === undefined) return false;
+    const removed = this.#removeLocal(normalized, target);
+    if (removed) {
+      const patterns = this.#targetPatterns.get(target);
+      patterns?.delete(normalized);
+      if (patterns?.size === 0) this.#targetPatterns.delete(target);
+    }
+    return removed;
+  }
+
+  /**
+   * Unregister `target` from every pattern at once (its session ended, PROTOCOL.md §1.7). Returns the
+   * patterns it was removed from.
+   */
+  removeTarget(target: T): string[] {
+    const patterns = this.#targetPatterns.get(target);
+    if (patterns === undefined) return [];
+    this.#targetPatterns.delete(target);
+    const out = [...patterns];
+    let changed = false;
+    for (const p of out) changed = this.#removeLocal(p, target, false) || changed;
+    if (changed) this.#localPatternsChanged();
+    return out;
+  }
+
+  /** Replace every route learned from `linkId` with `patterns` (a full-state announce). Invalid ones are skipped. */
+  setPeerRoutes(linkId: L, patterns: Iterable<string>): void {
+    const next = new Set<string>();
+    for (const p of patterns) {
+      const normalized = typeof p === 'string' ? normalizeHostnamePattern(p) : undefined;
+      if (normalized !== undefined) next.add(normalized);
+    }
+    const previous = this.#linkPatterns.get(linkId);
+    if (previous) {
+      for (const p of previous) if (!next.has(p)) this.#removePeer(p, linkId);
+    }
+    for (const p of next) {
+      if (previous?.has(p)) continue;
+      const [map, key] = this.#peerSlot(p);
+      const pool = map.get(key);
+      if (pool === undefined) map.set(key, { links: [linkId], cursor: 0 });
+      else pool.links = [...pool.links, linkId];
+    }
+    if (next.size === 0) this.#linkPatterns.delete(linkId);
+    else this.#linkPatterns.set(linkId, next);
+  }
+
+  /** Forget every route learned from `linkId` (the link died, PROTOCOL.md §2.2). */
+  removePeer(linkId: L): void {
+    const previous = this.#linkPatterns.get(linkId);
+    if (previous === undefined) return;
+    for (const p of previous) this.#removePeer(p, linkId);
+    this.#linkPatterns.delete(linkId);
+  }
+
+  /**
+   * Route `hostname` (normalised here; an invalid name has no route): local exact, local wildcard, peer
+   * exact, peer wildcard. Picks a local target by weighted round robin and a peer link by round robin.
+   */
+  lookup(hostname: string): Route<T, L> | undefined {
+    const host = normalizeHostname(hostname);
+    if (host === undefined) return undefined;
+    const dot = host.indexOf('.');
+    // A wildcard suffix always has a dot, so only names with at least two dots can match one.
+    const suffix = dot > 0 && host.indexOf('.', dot + 1) !== -1 ? host.slice(dot + 1) : undefined;
+
+    const exact = this.#localExact.get(host);
+    if (exact !== undefined) return { kind: 'local', target: exact.pick()!, pattern: host };
+    if (suffix !== undefined) {
+      const wild = this.#localWildcard.get(suffix);
+      if (wild !== undefined) return { kind: 'local', target: wild.pick()!, pattern: `*.${suffix}` };
+    }
+    const peerExact = this.#peerExact.get(host);
+    if (peerExact !== undefined) return pickPeer(peerExact, host);
+    if (suffix !== undefined) {
+      const peerWild = this.#peerWildcard.get(suffix);
+      if (peerWild !== undefined) return pickPeer(peerWild, `*.${suffix}`);
+    }
+    return undefined;
+  }
+
+  /** True when a local backend serves `hostname` (exactly or by wildcard). Does not advance any rotation. */
+  hasLocal(hostname: string): boolean {
+    const host = normalizeHostname(hostname);
+    if (host === undefined) return false;
+    if (this.#localExact.has(host)) return true;
+    const dot = host.indexOf('.');
+    return dot > 0 && this.#localWildcard.has(host.slice(dot + 1));
+  }
+
+  /** The patterns served locally, sorted: the `hostnames` of an announce (PROTOCOL.md §2.2). */
+  localPatterns(): string[] {
+    const out: string[] = [...this.#localExact.keys()];
+    for (const suffix of this.#localWildcard.keys()) out.push(`*.${suffix}`);
+    return out.sort();
+  }
+
+  /** The patterns currently announced by `linkId`, sorted. */
+  peerPatterns(linkId: L): string[] {
+    return [...(this.#linkPatterns.get(linkId) ?? [])].sort();
+  }
+
+  /** The local pool for an exact `pattern` (for stats); undefined when nobody serves it. */
+  localPool(pattern: string): WeightedRoundRobin<T> | undefined {
+    const normalized = normalizeHostnamePattern(pattern);
+    if (normalized === undefined) return undefined;
+    const [map, key] = this.#localSlot(normalized);
+    return map.get(key);
+  }
+
+  /** A plain snapshot for metrics. */
+  stats(): RoutingTableStats {
+    let localEntries = 0;
+    for (const pool of this.#localExact.values()) localEntries += pool.size;
+    for (const pool of this.#localWildcard.values()) localEntries += pool.size;
+    return {
+      localPatterns: this.#localExact.size + this.#localWildcard.size,
+      localEntries,
+      peerPatterns: this.#peerExact.size + this.#peerWildcard.size,
+      peerLinks: this.#linkPatterns.size,
+    };
+  }
+
+  #localSlot(normalized: string): [Map<string, WeightedRoundRobin<T>>, string] {
+    return normalized.startsWith('*.') ? [this.#localWildcard, normalized.slice(2)] : [this.#localExact, normalized];
+  }
+
+  #peerSlot(normalized: string): [Map<string, PeerPool<L>>, string] {
+    return normalized.startsWith('*.') ? [this.#peerWildcard, normalized.slice(2)] : [this.#peerExact, normalized];
+  }
+
+  #removeLocal(normalized: string, target: T, notify = true): boolean {
+    const [map, key] = this.#localSlot(normalized);
+    const pool = map.get(key);
+    if (pool === undefined || !pool.remove(target)) return false;
+    if (pool.size === 0) {
+      // Delete the empty pool: an empty exact pool must not shadow a wildcard (PROTOCOL.md §3).
+      map.delete(key);
+      if (notify) this.#localPatternsChanged();
+    }
+    return true;
+  }
+
+  #removePeer(normalized: string, linkId: L): void {
+    const [map, key] = this.#peerSlot(normalized);
+    const pool = map.get(key);
+    if (pool === undefined) return;
+    const links = pool.links.filter((l) => l !== linkId);
+    if (links.length === 0) map.delete(key);
+    else {
+      pool.links = links;
+      if (pool.cursor >= links.length) pool.cursor = 0;
+    }
+  }
+
+  #localPatternsChanged(): void {
+    this.#localVersion++;
+    this.#onLocalPatternsChange?.(this.localPatterns());
+  }
+}
+
+function pickPeer<L>(pool: PeerPool<L>, pattern: string): PeerRoute<L> {
+  const { links } = pool;
+  const start = pool.cursor % links.length;
+  pool.cursor = (start + 1) % links.length;
+  const rotated = start === 0 ? links : [...links.slice(start), ...links.slice(0, start)];
+  return { kind: 'peer', linkId: links[start]!, linkIds: rotated, pattern };
+}

@@ -1,0 +1,476 @@
+import { Duplex } from 'node:stream';
+import type { ConnectMessage } from './control.js';
+import { MuxProtocolError } from './errors.js';
+import { SendWindow } from './flow-window.js';
+import { DATA_HEADER_LENGTH, FrameType, MAX_DATA_PAYLOAD } from './frame.js';
+import { writeStreamId } from './stream-id.js';
+
+/**
+ * @internal How a stream accounts for the DATA frames its peer sends (PROTOCOL.md §1.5).
+ * - `Legacy`: the peer does not meter; backpressure pauses the whole transport, no grants are sent.
+ * - `Probing` (hub): the connect offered credits but the backend has not granted yet, so it may be a v1
+ *   backend that ignores them. Frames are counted and grants accumulated but not sent; the first grant
+ *   from the backend proves it meters (→ `Strict`), more frames than the window prove it does not
+ *   (→ `Legacy`).
+ * - `Strict` (hub): the backend meters from the `connect` on, so our count is exact and a frame beyond
+ *   the window is an overrun.
+ * - `Lenient` (backend): the hub meters only after our first grant reaches it and sends unmetered until
+ *   then, so our count can legitimately go negative by the frames of that round trip. Those frames are
+ *   never an error; while the count is negative the stream falls back to pausing the transport.
+ */
+export const ReceiveMode = {
+  Legacy: 0,
+  Probing: 1,
+  Strict: 2,
+  Lenient: 3,
+} as const;
+/** @internal One of the {@link ReceiveMode} values. */
+export type ReceiveMode = (typeof ReceiveMode)[keyof typeof ReceiveMode];
+
+/**
+ * @internal What a stream needs from its session. A stream holds no reference to the session itself
+ * (the same stream type serves backend sessions and, later, peer tunnels).
+ */
+export interface StreamHost {
+  /** The stream has DATA ready (or got credits): give it a turn at the transport. */
+  schedule(stream: MuxStream): void;
+  /** Sends one DATA frame now; `payloadLength` is for the counters. */
+  sendData(frame: Uint8Array, payloadLength: number): void;
+  /** Sends one control message now (grants, disconnects, pings are never held behind DATA). */
+  sendControl(message: Uint8Array): void;
+  /** Sends `disconnect` for the stream (unless the session is closed) and forgets its id. */
+  disconnect(stream: MuxStream, reason: string): void;
+  /** Forgets the stream's id without sending anything (a disconnect already crossed the wire). */
+  forget(stream: MuxStream): void;
+  /** The stream's readable buffer is full and its peer is not metered: pause reading the transport. */
+  pauseTransport(stream: MuxStream): void;
+  /** The stream no longer needs the transport paused. */
+  resumeTransport(stream: MuxStream): void;
+  /** The peer broke the protocol on this stream only (e.g. credit overrun). */
+  streamProtocolError(stream: MuxStream, error: MuxProtocolError): void;
+}
+
+/** @internal Everything a session passes to a new stream. */
+export interface MuxStreamInit {
+  id: string;
+  /** The `connect` message that opened the stream (sent by the hub, received by the backend). */
+  connect: ConnectMessage;
+  role: 'hub' | 'backend';
+  host: StreamHost;
+  /** Send credits granted up front (backend: `connect.credits`); `undefined` = unmetered until a grant. */
+  sendCredits: number | undefined;
+  receiveMode: ReceiveMode;
+  /** Frames the peer may send before our next grant (the window we granted). */
+  receiveCredits: number;
+  /** Grants are sent in batches of this many frames. */
+  grantBatch: number;
+  /** Readable and writable high-water mark of the Duplex, in bytes. */
+  highWaterMark: number;
+}
+
+/**
+ * One multiplexed stream as a Node `Duplex`, so wiring a TCP socket to it is
+ * `pipeline(socket, stream, socket)`.
+ *
+ * Writable side: writes become DATA frames of at most 32 768 bytes (small writes buffered by Node are
+ * coalesced into full frames by `_writev`). A write's callback is held while the stream has no send
+ * credits, is paused by its peer, or waits for its turn at a full transport; `write()` then returns
+ * `false` and `'drain'` follows, like any Node stream.
+ *
+ * Readable side: DATA from the peer is pushed as it arrives; send credits are returned to the peer
+ * (`resume_stream{credits}`) only as the consumer takes the bytes.
+ *
+ * End of stream: a `disconnect` from the peer (or the session closing) delivers everything already
+ * received, then EOF, and ends the writable side; writes still pending then are discarded — the peer
+ * has gone. See `_final` for what a local `end()` sends.
+ */
+export class MuxStream extends Duplex {
+  /** Stream id (lowercase UUID string, the wire `client_id`). */
+  readonly id: string;
+  /** The `connect` message that opened the stream. */
+  readonly connect: ConnectMessage;
+  /** Payload bytes received from the peer. */
+  bytesRead = 0;
+  /** Payload bytes sent to the peer. */
+  bytesWritten = 0;
+  /** Why the stream ended: the peer's `disconnect` reason, the session close reason, or a local reason. */
+  closeReason: string | undefined;
+
+  readonly #role: 'hub' | 'backend';
+  readonly #host: StreamHost;
+  readonly #idBytes: Buffer;
+  readonly #grantBatch: number;
+
+  // Send side.
+  readonly #sendWindow: SendWindow;
+  #peerPaused = false;
+  /** Chunks of the write in progress (reused array), read position, bytes left, held callback. */
+  readonly #pending: Buffer[] = [];
+  #pendingIndex = 0;
+  #pendingOffset = 0;
+  #pendingBytes = 0;
+  #pendingCallback: ((error?: Error | null) => void) | null = null;
+  #inSend = false;
+  /** The peer is gone: nothing more is sent; pending and later writes are discarded. */
+  #sendDead = false;
+
+  // Receive side.
+  #receiveMode: ReceiveMode;
+  #receiveCredits: number;
+  /** Frames the consumer took that have not been granted back yet. */
+  #delivered = 0;
+  /** Frames pushed while the readable buffer was full: granted back on the next `_read()`. */
+  #owed = 0;
+  #receiveEnded = false;
+
+  /** @internal Set while this stream holds the transport paused. */
+  pausingTransport = false;
+  /** @internal A disconnect for this stream crossed the wire (either way) or the session closed. */
+  detached = false;
+  /** @internal Intrusive link of the session's ready queue. */
+  nextReady: MuxStream | null = null;
+  /** @internal Whether the stream is in the session's ready queue. */
+  queued = false;
+
+  #grantPrefix: Buffer | undefined;
+  /** Set by `disconnect()`: send `disconnect` with this reason once the writable side has finished. */
+  #disconnectReason: string | undefined;
+  #finalDone = false;
+
+  /** @internal Streams are created by `MuxSession` (`openStream` or an incoming `connect`). */
+  constructor(init: MuxStreamInit) {
+    super({
+      readableHighWaterMark: init.highWaterMark,
+      writableHighWaterMark: init.highWaterMark,
+    });
+    this.id = init.id;
+    this.connect = init.connect;
+    this.#role = init.role;
+    this.#host = init.host;
+    this.#idBytes = Buffer.allocUnsafe(16);
+    writeStreamId(this.#idBytes, 0, init.id);
+    this.#grantBatch = init.grantBatch;
+    this.#sendWindow = new SendWindow({ initialCredits: init.sendCredits });
+    this.#receiveMode = init.receiveMode;
+    this.#receiveCredits = init.receiveCredits;
+  }
+
+  /** The hostname the stream is for (from the `connect`). */
+  get hostname(): string {
+    return this.connect.hostname;
+  }
+
+  /** DATA frames this side may still send before the next grant; `Infinity` while sending is unmetered. */
+  get sendWindow(): number {
+    return this.#sendWindow.available;
+  }
+
+  /**
+   * Frames the peer may still send before our next grant, as far as this side can count, or `undefined`
+   * when the peer does not meter (legacy stream). Negative only in the lenient case described on
+   * {@link ReceiveMode}.
+   */
+  get receiveWindow(): number | undefined {
+    return this.#receiveMode === ReceiveMode.Legacy ? undefined : this.#receiveCredits;
+  }
+
+  /** Sends `ping_client` for this stream (backend role health check, PROTOCOL.md §1.6); `'pong'` follows. */
+  ping(): void {
+    if (this.detached) return;
+    this.#host.sendControl(controlFrame('ping_client', this.id));
+  }
+
+  // ───────────────────────────── send side ─────────────────────────────
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#sendDead || chunk.length === 0) {
+      callback();
+      return;
+    }
+    this.#pending.push(chunk);
+    this.#pendingBytes = chunk.length;
+    this.#pendingCallback = callback;
+    this.#host.schedule(this);
+  }
+
+  override _writev(
+    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
+    callback: (error?: Error | null) => void,
+  ): void {
+    if (this.#sendDead) {
+      callback();
+      return;
+    }
+    let bytes = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk = chunks[i]!.chunk;
+      if (chunk.length === 0) continue;
+      this.#pending.push(chunk);
+      bytes += chunk.length;
+    }
+    if (bytes === 0) {
+      callback();
+      return;
+    }
+    this.#pendingBytes = bytes;
+    this.#pendingCallback = callback;
+    this.#host.schedule(this);
+  }
+
+  /**
+   * @internal Called by the session when it is this stream's turn: sends at most `maxFrames` DATA
+   * frames. Returns true when the stream could send more right now (the session requeues it).
+   */
+  sendFrames(maxFrames: number): boolean {
+    let sent = 0;
+    this.#inSend = true;
+    try {
+      while (this.#pendingBytes > 0) {
+        if (this.#sendDead) break;
+        if (this.#peerPaused || !this.#sendWindow.canSend()) return false;
+        if (sent === maxFrames) return true;
+        const length = this.#pendingBytes < MAX_DATA_PAYLOAD ? this.#pendingBytes : MAX_DATA_PAYLOAD;
+        // One allocation per frame: header and payload together (the WebSocket sends one message).
+        const frame = Buffer.allocUnsafe(DATA_HEADER_LENGTH + length);
+        frame[0] = FrameType.Data;
+        this.#idBytes.copy(frame, 1);
+        let offset = DATA_HEADER_LENGTH;
+        let need = length;
+        const pending = this.#pending;
+        while (need > 0) {
+          const chunk = pending[this.#pendingIndex]!;
+          const start = this.#pendingOffset;
+          const available = chunk.length - start;
+          const take = available < need ? available : need;
+          chunk.copy(frame, offset, start, start + take);
+          offset += take;
+          need -= take;
+          if (take === available) {
+            this.#pendingIndex++;
+            this.#pendingOffset = 0;
+          } else {
+            this.#pendingOffset = start + take;
+          }
+        }
+        this.#pendingBytes -= length;
+        this.#sendWindow.spend();
+        this.bytesWritten += length;
+        sent++;
+        this.#host.sendData(frame, length);
+      }
+    } finally {
+      this.#inSend = false;
+    }
+    // The whole write went out (or the peer is gone): release the callback so Node hands us the next.
+    this.#completeWrite();
+    return this.#pendingBytes > 0 && this.#canSend();
+  }
+
+  #canSend(): boolean {
+    return !this.#sendDead && !this.#peerPaused && this.#sendWindow.canSend();
+  }
+
+  #completeWrite(): void {
+    const callback = this.#pendingCallback;
+    if (callback === null) return;
+    this.#pending.length = 0;
+    this.#pendingIndex = 0;
+    this.#pendingOffset = 0;
+    this.#pendingBytes = 0;
+    this.#pendingCallback = null;
+    // May synchronously call _write/_writev again (Node's clearBuffer): the session's pump is re-entrant.
+    callback();
+  }
+
+  /** @internal A credit grant from the peer (`resume_stream{credits}`), already known to be positive. */
+  grant(credits: number): void {
+    // Backend role: a stream whose connect carried no credits stays unmetered (a v1 hub never grants;
+    // starting to meter on a stray grant could stall the stream). Hub role: from the first grant on,
+    // one credit per DATA frame (PROTOCOL.md §1.5); SendWindow clamps the balance at 2^20.
+    if (this.#role === 'backend' && !this.#sendWindow.metered) return;
+    this.#sendWindow.grant(credits);
+    this.#peerPaused = false;
+    if (this.#receiveMode === ReceiveMode.Probing) {
+      // The backend grants, so it also meters what it sends us from the connect on (§1.5).
+      this.#receiveMode = ReceiveMode.Strict;
+      this.#flushGrant();
+    }
+    if (this.#pendingBytes > 0) this.#host.schedule(this);
+  }
+
+  /** @internal `pause_stream` / `resume_stream` without credits: advisory hold of our sending. */
+  setPeerPaused(paused: boolean): void {
+    this.#peerPaused = paused;
+    if (!paused && this.#pendingBytes > 0) this.#host.schedule(this);
+  }
+
+  /**
+   * Local end of the writable side; Node calls it after every write has been sent.
+   *
+   * The v1 wire has no half-close: `disconnect` ends both directions, and the reference backend client
+   * closes its local connection when it gets one. So the two roles differ (PROTOCOL.md §1.4, §1.7):
+   * - backend: the local service closed, so its response is complete; send `disconnect{normal}` after
+   *   the last DATA, and stop accepting data for the stream.
+   * - hub: the end user half-closed (sent FIN after its request). Sending `disconnect` now would make
+   *   the backend drop the response, so nothing is sent: the stream stays open to receive the response
+   *   until the backend disconnects, or until the owner calls `disconnect()` (end user fully closed)
+   *   or `destroy()` (error), which send `disconnect`.
+   */
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#finalDone = true;
+    const reason = this.#role === 'backend' ? 'normal' : this.#disconnectReason;
+    if (reason !== undefined) this.#sendDisconnect(reason);
+    callback();
+  }
+
+  /**
+   * Closes the stream in both directions once every byte written so far has been sent: ends the
+   * writable side, then sends `disconnect{reason}` after the last DATA and ends the readable side.
+   * For the hub when the end user has closed completely (nobody is left to read the response);
+   * `destroy()` instead would discard writes still waiting for credits. On the backend role `end()`
+   * already does this.
+   */
+  disconnect(reason = 'normal'): void {
+    if (this.detached || this.destroyed) return;
+    this.#disconnectReason = reason;
+    if (this.#finalDone) this.#sendDisconnect(reason);
+    else if (!this.writableEnded) this.end();
+    // Otherwise end() was called and _final (still waiting for writes to go out) will send it.
+  }
+
+  #sendDisconnect(reason: string): void {
+    if (this.detached) return;
+    this.closeReason ??= reason;
+    this.#host.disconnect(this, reason);
+    this.#endReadable();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.detached) {
+      this.closeReason ??= error ? 'local_error' : 'normal';
+      this.#host.disconnect(this, error ? 'local_error' : 'normal');
+    }
+    this.#sendDead = true;
+    this.#receiveEnded = true;
+    if (this.pausingTransport) this.#host.resumeTransport(this);
+    if (!this.#inSend) this.#completeWrite();
+    callback(error);
+  }
+
+  // ───────────────────────────── receive side ─────────────────────────────
+
+  /** @internal One DATA frame from the peer; `payload` is not reused by the transport. */
+  receiveData(payload: Buffer): void {
+    if (this.#receiveEnded) return;
+    const mode = this.#receiveMode;
+    if (mode !== ReceiveMode.Legacy) {
+      const credits = --this.#receiveCredits;
+      if (credits < 0) {
+        if (mode === ReceiveMode.Strict) {
+          this.#host.streamProtocolError(
+            this,
+            new MuxProtocolError(
+              'MUX_ERR_CREDIT_OVERRUN',
+              `stream ${this.id}: peer sent a DATA frame beyond the window it was granted`,
+            ),
+          );
+          return;
+        }
+        if (mode === ReceiveMode.Probing) this.#receiveMode = ReceiveMode.Legacy;
+      }
+    }
+    const length = payload.length;
+    if (length === 0) {
+      // Receivers ignore empty payloads (§1.3), but the sender spent a credit on it: give it back.
+      this.#credit(1);
+      return;
+    }
+    this.bytesRead += length;
+    const accepted = this.push(payload);
+    if (this.#receiveMode === ReceiveMode.Legacy || this.#receiveCredits < 0) {
+      // No credit window bounds this peer (v1): the only backpressure is to stop reading the transport.
+      if (!accepted && !this.pausingTransport) this.#host.pauseTransport(this);
+    }
+    if (accepted) this.#credit(1);
+    else this.#owed++;
+  }
+
+  override _read(): void {
+    // The consumer wants more: the frames pushed while the buffer was full count as delivered now.
+    const owed = this.#owed;
+    if (owed > 0) {
+      this.#owed = 0;
+      this.#credit(owed);
+    }
+    if (this.pausingTransport) this.#host.resumeTransport(this);
+  }
+
+  #credit(frames: number): void {
+    const mode = this.#receiveMode;
+    if (mode === ReceiveMode.Legacy) return;
+    this.#delivered += frames;
+    if (mode !== ReceiveMode.Probing && this.#delivered >= this.#grantBatch) this.#flushGrant();
+  }
+
+  /** Sends the accumulated grant now. A grant is never dropped: it waits in `#delivered` until sent. */
+  #flushGrant(): void {
+    const frames = this.#delivered;
+    if (frames === 0 || this.detached || this.#receiveEnded) return;
+    this.#delivered = 0;
+    this.#receiveCredits += frames;
+    this.#host.sendControl(this.#grantFrame(frames));
+  }
+
+  /**
+   * `resume_stream{credits}` without JSON.stringify on the data path: a cached prefix plus the number,
+   * byte-identical to `encodeControlMessage` (field order event, client_id, credits).
+   */
+  #grantFrame(credits: number): Buffer {
+    let prefix = this.#grantPrefix;
+    if (prefix === undefined) {
+      prefix = Buffer.from(`\x02{"event":"resume_stream","client_id":"${this.id}","credits":`, 'latin1');
+      this.#grantPrefix = prefix;
+    }
+    const digits = String(credits);
+    const frame = Buffer.allocUnsafe(prefix.length + digits.length + 1);
+    prefix.copy(frame, 0);
+    frame.write(digits, prefix.length, 'latin1');
+    frame[frame.length - 1] = 0x7d; // '}'
+    return frame;
+  }
+
+  /** @internal The remote side disconnected, or the session closed: deliver what we have, then EOF. */
+  remoteClosed(reason: string): void {
+    this.closeReason ??= reason;
+    this.detached = true;
+    this.#sendDead = true;
+    this.#endReadable();
+    // The peer will not read what we still hold: release the write in progress (its bytes are dropped
+    // with the stream, like a socket whose peer closed). Not while a frame is being built: sendFrames
+    // notices `#sendDead` and releases it itself.
+    if (!this.#inSend) this.#completeWrite();
+    if (!this.writableEnded && !this.destroyed) this.end();
+  }
+
+  /** @internal The stream broke the protocol: it has already been disconnected on the wire. */
+  fail(error: MuxProtocolError): void {
+    this.closeReason ??= 'protocol_error';
+    this.#sendDead = true;
+    this.#receiveEnded = true;
+    this.destroy(error);
+  }
+
+  #endReadable(): void {
+    if (this.#receiveEnded) return;
+    this.#receiveEnded = true;
+    // Nothing more arrives for this stream, so it no longer needs the transport paused; what it
+    // already buffered stays readable.
+    if (this.pausingTransport) this.#host.resumeTransport(this);
+    this.push(null);
+  }
+}
+
+/** A control frame with only `event` and `client_id` (ping/pong), without JSON.stringify. */
+function controlFrame(event: string, id: string): Buffer {
+  return Buffer.from(`\x02{"event":"${event}","client_id":"${id}"}`, 'latin1');
+}

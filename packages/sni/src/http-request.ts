@@ -1,0 +1,437 @@
+import { normalizeHostname } from './hostname.js';
+
+/** Default cap on an HTTP request head, request line to blank line inclusive (reference: 64 KiB). */
+export const DEFAULT_MAX_HTTP_HEAD_SIZE = 64 * 1024;
+/** Longest method token accepted; registered methods are at most 17 characters. */
+export const MAX_HTTP_METHOD_LENGTH = 32;
+/**
+ * How much of the request line is validated while the head is still incomplete. Enough to refuse TLS or
+ * binary at once, small enough that re-sniffing a slowly growing buffer stays linear.
+ */
+const EARLY_CHECK_BYTES = 1024;
+
+/** Options for `sniffHttpRequest`. */
+export interface SniffHttpRequestOptions {
+  /**
+   * Largest request head, in bytes, from the first byte to the end of the blank line. A head without its
+   * blank line within that many bytes yields `{ kind: 'too-large' }`. Default: `65_536` bytes
+   * (`DEFAULT_MAX_HTTP_HEAD_SIZE`).
+   */
+  maxSize?: number;
+}
+
+/** Why bytes were judged not to be an HTTP/1.x request head (stable strings, for logs and metrics). */
+export type NotHttpReason =
+  /** The method is not a token (RFC 9110 §9.1), is empty or longer than 32 characters. */
+  | 'invalid-method'
+  /** The request target is empty, contains control characters, or is in no form of RFC 9112 §3.2. */
+  | 'invalid-target'
+  /** The request line does not end in `HTTP/<digit>.<digit>`. */
+  | 'invalid-version'
+  /** A well-formed version other than HTTP/1.x (HTTP/2 prior-knowledge preface, HTTP/0.9-like). */
+  | 'unsupported-version'
+  /** A header line with no colon or an invalid field-name character (RFC 9110 §5.1). */
+  | 'malformed-header'
+  /** Whitespace between field name and colon: RFC 9112 §5.1 says a server MUST reject it. */
+  | 'space-before-colon'
+  /** A line folded onto the previous one (obs-fold, RFC 9112 §5.2). */
+  | 'obs-fold'
+  /** A control character in a field value, or a CR not followed by LF (RFC 9112 §2.2). */
+  | 'invalid-header-value';
+
+/** Reasons a well-formed head cannot be routed by host. */
+export type BadHostReason = 'missing-host' | 'duplicate-host' | 'malformed-host';
+
+/** Result of `sniffHttpRequest`: a union discriminated on `kind`. */
+export type HttpSniffResult =
+  /** A valid prefix of a request head: call again with more bytes. */
+  | { kind: 'incomplete' }
+  /** Not an HTTP/1.x request head. */
+  | { kind: 'not-http'; reason: NotHttpReason }
+  /** No blank line within `limit` bytes. */
+  | { kind: 'too-large'; limit: number }
+  /** A well-formed head whose host cannot be used. */
+  | { kind: 'bad-host'; reason: BadHostReason }
+  | HttpRequestInfo;
+
+/** A complete, well-formed HTTP/1.x request head. */
+export interface HttpRequestInfo {
+  kind: 'http';
+  /**
+   * The host to route by, normalised (PROTOCOL.md §3), port stripped: from the request target when it is
+   * in absolute form (RFC 9112 §3.2.2) or authority form (CONNECT), else from the Host header. An IPv6
+   * literal keeps its brackets (`[::1]`).
+   */
+  host: string;
+  /** The request method, as sent (methods are case-sensitive). */
+  method: string;
+  /**
+   * The path and query: the request target itself in origin form; the part after the authority in
+   * absolute form (`/` when empty); `*` in asterisk form; the authority for CONNECT.
+   */
+  path: string;
+  /** The protocol version token as sent: `HTTP/1.1` or `HTTP/1.0`. */
+  version: string;
+  /** Bytes from the start to the end of the blank line that ends the head: the prelude length. */
+  headLength: number;
+}
+
+const INCOMPLETE: HttpSniffResult = Object.freeze({ kind: 'incomplete' });
+const NOT_HTTP_REASONS: readonly NotHttpReason[] = [
+  'invalid-method',
+  'invalid-target',
+  'invalid-version',
+  'unsupported-version',
+  'malformed-header',
+  'space-before-colon',
+  'obs-fold',
+  'invalid-header-value',
+];
+const NOT_HTTP = NOT_HTTP_REASONS.map((reason) => Object.freeze({ kind: 'not-http' as const, reason }));
+const BAD_HOST: { readonly [R in BadHostReason]: HttpSniffResult } = Object.freeze({
+  'missing-host': Object.freeze({ kind: 'bad-host', reason: 'missing-host' }),
+  'duplicate-host': Object.freeze({ kind: 'bad-host', reason: 'duplicate-host' }),
+  'malformed-host': Object.freeze({ kind: 'bad-host', reason: 'malformed-host' }),
+});
+
+// Negative scan results are errors: -(index in NOT_HTTP_REASONS) - 2. -1 means "need more bytes".
+const NEED_MORE = -1;
+const E_METHOD = -2;
+const E_TARGET = -3;
+const E_VERSION = -4;
+const E_UNSUPPORTED = -5;
+const E_HEADER = -6;
+const E_SPACE_COLON = -7;
+const E_OBS_FOLD = -8;
+const E_VALUE = -9;
+
+function notHttp(code: number): HttpSniffResult {
+  return NOT_HTTP[-code - 2]!;
+}
+
+/** tchar (RFC 9110 §5.6.2): the characters of a method or field name. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+
+/** Field-value and request-target bytes: VCHAR and obs-text (RFC 9110 §5.5). */
+function isVisible(c: number): boolean {
+  return (c > 0x20 && c < 0x7f) || c >= 0x80;
+}
+
+/**
+ * Sniffs an HTTP/1.x request head from the bytes received so far on a connection (the whole
+ * accumulated buffer). Call again with the longer buffer while it returns `incomplete`.
+ *
+ * Refuses non-HTTP bytes (a TLS record, binary) on the first byte that cannot belong to a request line.
+ * Accepts CRLF and bare-LF line ends; matches header names case-insensitively; a malformed head is
+ * `not-http`, a well-formed head without one usable host is `bad-host`. Never throws; `headLength` is
+ * never larger than `bytes.length`.
+ *
+ * @example
+ * const r = sniffHttpRequest(buffered);
+ * if (r.kind === 'http') route(r.host, buffered.subarray(0, r.headLength));
+ */
+export function sniffHttpRequest(bytes: Uint8Array, options?: SniffHttpRequestOptions): HttpSniffResult {
+  const maxSize = resolveMaxSize(options?.maxSize);
+  try {
+    return sniff(bytes, maxSize);
+  } catch {
+    // Last-resort guard only: every read is bounds-checked, so this is not expected to run.
+    return notHttp(E_HEADER);
+  }
+}
+
+function resolveMaxSize(value: number | undefined): number {
+  if (typeof value === 'number' && value > 0 && value !== Number.POSITIVE_INFINITY) return Math.floor(value);
+  return value === Number.POSITIVE_INFINITY ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_HTTP_HEAD_SIZE;
+}
+
+function sniff(b: Uint8Array, maxSize: number): HttpSniffResult {
+  const n = b.length;
+  if (n === 0) return INCOMPLETE;
+  const scanEnd = n < maxSize ? n : maxSize;
+  const headLength = findHeadEnd(b, scanEnd);
+  if (headLength < 0) {
+    // Validate the beginning of the request line so TLS, binary or garbage is refused at once.
+    // Never look past the cap, so a prefix that is already too-large stays too-large as bytes arrive.
+    const early = scanRequestLine(b, Math.min(scanEnd, EARLY_CHECK_BYTES));
+    if (early < NEED_MORE) return notHttp(early);
+    return n >= maxSize ? { kind: 'too-large', limit: maxSize } : INCOMPLETE;
+  }
+  return parseHead(b, headLength);
+}
+
+/**
+ * Index just past the first empty line (`\n\n` or `\n\r\n`) within `b[0, end)`, or -1. Uses the native
+ * `indexOf` to hop from line feed to line feed.
+ */
+function findHeadEnd(b: Uint8Array, end: number): number {
+  let i = b.indexOf(0x0a);
+  while (i !== -1 && i < end) {
+    if (i + 1 < end && b[i + 1] === 0x0a) return i + 2;
+    if (i + 2 < end && b[i + 1] === 0x0d && b[i + 2] === 0x0a) return i + 3;
+    i = b.indexOf(0x0a, i + 1);
+  }
+  return -1;
+}
+
+// Scratch fields filled by scanRequestLine (no allocation per call; the module is single-threaded).
+let methodEnd = 0;
+let targetStart = 0;
+let targetEnd = 0;
+let versionStart = 0;
+
+/**
+ * Validates the request line (RFC 9112 §3) in `b[0, end)`: `method SP request-target SP HTTP/d.d` then
+ * CRLF or LF. Returns the index after the line end, `NEED_MORE` when `end` came first and everything so
+ * far is valid, or a negative error code.
+ */
+function scanRequestLine(b: Uint8Array, end: number): number {
+  let i = 0;
+  while (i < end && TCHAR[b[i]!] === 1) i++;
+  if (i > MAX_HTTP_METHOD_LENGTH) return E_METHOD;
+  if (i === end) return NEED_MORE;
+  if (i === 0 || b[i] !== 0x20) return E_METHOD;
+  methodEnd = i;
+  i++;
+  targetStart = i;
+  while (i < end && isVisible(b[i]!)) i++;
+  if (i === end) return NEED_MORE;
+  if (i === targetStart || b[i] !== 0x20) return E_TARGET;
+  targetEnd = i;
+  i++;
+  versionStart = i;
+  // "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3; case-sensitive).
+  const pattern = 'HTTP/0.0';
+  for (let k = 0; k < pattern.length; k++, i++) {
+    if (i === end) return NEED_MORE;
+    const c = b[i]!;
+    if (k === 5 || k === 7) {
+      if (c < 0x30 || c > 0x39) return E_VERSION;
+    } else if (c !== pattern.charCodeAt(k)) {
+      return E_VERSION;
+    }
+  }
+  if (i === end) return NEED_MORE;
+  if (b[i] === 0x0d) {
+    i++;
+    if (i === end) return NEED_MORE;
+  }
+  if (b[i] !== 0x0a) return E_VERSION;
+  if (b[versionStart + 5] !== 0x31) return E_UNSUPPORTED;
+  return i + 1;
+}
+
+// Host header value span found by parseHead.
+let hostStart = 0;
+let hostEnd = 0;
+
+/** Parses a complete head `b[0, headLength)`. */
+function parseHead(b: Uint8Array, headLength: number): HttpSniffResult {
+  const lineEnd = scanRequestLine(b, headLength);
+  // The head holds a blank line, so the request line cannot "need more": NEED_MORE means malformed too.
+  if (lineEnd < 0) return notHttp(lineEnd === NEED_MORE ? E_VERSION : lineEnd);
+  const mEnd = methodEnd;
+  const tStart = targetStart;
+  const tEnd = targetEnd;
+  const vStart = versionStart;
+
+  let hosts = 0;
+  let i = lineEnd;
+  for (;;) {
+    // Blank line: end of head (findHeadEnd guarantees it is at headLength).
+    let c = b[i]!;
+    if (c === 0x0a) break;
+    if (c === 0x0d && b[i + 1] === 0x0a) break;
+    if (c === 0x20 || c === 0x09) return notHttp(E_OBS_FOLD);
+    const nameStart = i;
+    while (TCHAR[b[i]!] === 1) i++;
+    c = b[i]!;
+    if (c !== 0x3a) {
+      if (i > nameStart && (c === 0x20 || c === 0x09)) {
+        let j = i;
+        while (b[j] === 0x20 || b[j] === 0x09) j++;
+        if (b[j] === 0x3a) return notHttp(E_SPACE_COLON);
+      }
+      return notHttp(E_HEADER);
+    }
+    if (i === nameStart) return notHttp(E_HEADER);
+    const isHost =
+      i - nameStart === 4 &&
+      (b[nameStart]! | 0x20) === 0x68 &&
+      (b[nameStart + 1]! | 0x20) === 0x6f &&
+      (b[nameStart + 2]! | 0x20) === 0x73 &&
+      (b[nameStart + 3]! | 0x20) === 0x74;
+    i++;
+    // field-value: OWS *( VCHAR / obs-text / SP / HTAB ) OWS, then CRLF or LF.
+    while (b[i] === 0x20 || b[i] === 0x09) i++;
+    const valueStart = i;
+    let valueEnd = i;
+    for (;;) {
+      c = b[i]!;
+      if (c === 0x0a) break;
+      if (c === 0x0d) {
+        if (b[i + 1] !== 0x0a) return notHttp(E_VALUE);
+        break;
+      }
+      if (isVisible(c)) valueEnd = i + 1;
+      else if (c !== 0x20 && c !== 0x09) return notHttp(E_VALUE);
+      i++;
+    }
+    i += c === 0x0d ? 2 : 1;
+    if (isHost) {
+      hosts++;
+      hostStart = valueStart;
+      hostEnd = valueEnd;
+    }
+  }
+
+  const method = latin1(b, 0, mEnd);
+  const version = latin1(b, vStart, vStart + 8);
+  const first = b[tStart]!;
+  let path: string;
+  let fromTarget: string | undefined;
+  if (first === 0x2f) {
+    path = latin1(b, tStart, tEnd);
+  } else if (first === 0x2a && tEnd - tStart === 1) {
+    path = '*';
+  } else if (mEnd === 7 && isConnect(b)) {
+    // authority-form (RFC 9112 §3.2.3): only for CONNECT.
+    path = latin1(b, tStart, tEnd);
+    fromTarget = path;
+  } else {
+    const authority = splitAbsoluteForm(b, tStart, tEnd);
+    if (authority < 0) return notHttp(E_TARGET);
+    // authority is b[authStart, authority); the rest is the path and query.
+    fromTarget = latin1(b, authStart, authority);
+    path = authority === tEnd ? '/' : b[authority] === 0x2f ? latin1(b, authority, tEnd) : `/${latin1(b, authority, tEnd)}`;
+  }
+
+  if (hosts > 1) return BAD_HOST['duplicate-host'];
+  let headerHost: string | undefined;
+  if (hosts === 1) {
+    if (hostEnd === hostStart) {
+      if (fromTarget === undefined) return BAD_HOST['missing-host'];
+    } else {
+      headerHost = parseHostPort(decodeHostBytes(b, hostStart, hostEnd));
+      if (headerHost === undefined) return BAD_HOST['malformed-host'];
+    }
+  }
+  let host: string | undefined;
+  if (fromTarget !== undefined) {
+    // RFC 9112 §3.2.2: with an absolute-form target the Host header is ignored for routing.
+    if (fromTarget.indexOf('@') !== -1) return BAD_HOST['malformed-host'];
+    host = parseHostPort(fromTarget);
+    if (host === undefined) return BAD_HOST['malformed-host'];
+  } else {
+    if (headerHost === undefined) return BAD_HOST['missing-host'];
+    host = headerHost;
+  }
+  return { kind: 'http', host, method, path, version, headLength };
+}
+
+function isConnect(b: Uint8Array): boolean {
+  return (
+    b[0] === 0x43 &&
+    b[1] === 0x4f &&
+    b[2] === 0x4e &&
+    b[3] === 0x4e &&
+    b[4] === 0x45 &&
+    b[5] === 0x43 &&
+    b[6] === 0x54
+  );
+}
+
+let authStart = 0;
+
+/**
+ * absolute-form (RFC 9112 §3.2.2): `scheme "://" authority [ path-abempty ] [ "?" query ]`. Sets
+ * `authStart` and returns the index where the authority ends, or -1 when the target is not of that form.
+ */
+function splitAbsoluteForm(b: Uint8Array, start: number, end: number): number {
+  let i = start;
+  // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1)
+  const c0 = b[i]! | 0x20;
+  if (c0 < 0x61 || c0 > 0x7a) return -1;
+  i++;
+  while (i < end) {
+    const c = b[i]!;
+    const lc = c | 0x20;
+    if ((lc >= 0x61 && lc <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e) i++;
+    else break;
+  }
+  if (i + 3 > end || b[i] !== 0x3a || b[i + 1] !== 0x2f || b[i + 2] !== 0x2f) return -1;
+  i += 3;
+  authStart = i;
+  while (i < end && b[i] !== 0x2f && b[i] !== 0x3f && b[i] !== 0x23) i++;
+  if (i === authStart) return -1;
+  return i;
+}
+
+/** Host header bytes → string: ASCII as is; raw UTF-8 (a non-conforming client sending an IDN) decoded strictly. */
+function decodeHostBytes(b: Uint8Array, start: number, end: number): string {
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    if (b[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return latin1(b, start, end);
+  try {
+    return utf8.decode(b.subarray(start, end));
+  } catch {
+    return '';
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2–3.2.3) → normalised host, or `undefined`.
+ * An IPv6 literal must be bracketed; the port must be digits (at most 65535) and may be empty.
+ */
+function parseHostPort(value: string): string | undefined {
+  let hostPart: string;
+  let rest: string;
+  if (value.charCodeAt(0) === 0x5b) {
+    const close = value.indexOf(']');
+    if (close < 0) return undefined;
+    hostPart = value.slice(0, close + 1);
+    rest = value.slice(close + 1);
+  } else {
+    const colon = value.indexOf(':');
+    if (colon < 0) {
+      hostPart = value;
+      rest = '';
+    } else {
+      hostPart = value.slice(0, colon);
+      rest = value.slice(colon);
+    }
+  }
+  if (rest.length > 0) {
+    if (rest.charCodeAt(0) !== 0x3a || rest.length > 6) return undefined;
+    for (let i = 1; i < rest.length; i++) {
+      const c = rest.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) return undefined;
+    }
+    if (rest.length > 1 && Number(rest.slice(1)) > 65_535) return undefined;
+  }
+  if (hostPart.length === 0) return undefined;
+  // A Host is a name or literal, never padded: whitespace inside is invalid (normalizeHostname would trim).
+  for (let i = 0; i < hostPart.length; i++) {
+    const c = hostPart.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return undefined;
+  }
+  return normalizeHostname(hostPart);
+}
+
+function latin1(b: Uint8Array, start: number, end: number): string {
+  if (end - start > 64) return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
+  let s = '';
+  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
+  return s;
+}
