@@ -53,7 +53,11 @@ const results = {
 
 for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
-  const out = await mod.run({ quick });
+  let out = await mod.run({ quick });
+  // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
+  if (!Array.isArray(out?.rows)) {
+    out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };
+  }
   results.scenarios[name] = out;
   printTable(out.title ?? name, out.rows ?? []);
 }

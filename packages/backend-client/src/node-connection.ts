@@ -92,6 +92,11 @@ export interface NodeStats {
   bytesOut: number;
 }
 
+/** WebSocket `bufferedAmount` above which the session holds DATA back, bytes (1 MiB). */
+export const TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
+/** `bufferedAmount` at or below which held-back DATA resumes, bytes. */
+const TRANSPORT_LOW_WATER_MARK = TRANSPORT_HIGH_WATER_MARK / 2;
+
 /** Grace for the WebSocket closing handshake before the socket is cut, ms. */
 export const CLOSE_HANDSHAKE_TIMEOUT = 2_000;
 
@@ -316,6 +321,10 @@ export class NodeConnection {
           return ws.bufferedAmount;
         },
       },
+      highWaterMark: TRANSPORT_HIGH_WATER_MARK,
+      // v1 streams have no credit window: a local socket that does not drain pauses the WebSocket (§1.5).
+      pauseTransport: () => ws.pause(),
+      resumeTransport: () => ws.resume(),
       logger: this.#log,
     });
     this.#session = session;
@@ -347,9 +356,11 @@ export class NodeConnection {
     this.#emit('connected', { node: this.node });
   }
 
+  // ws has no public 'drain' event; a send callback runs once its frame reached the kernel, which is
+  // when room may have opened up for the DATA the session holds back above its high-water mark.
   readonly #onSent = (): void => {
     const ws = this.#ws;
-    if (ws !== undefined && ws.bufferedAmount === 0) this.#session?.transportDrained();
+    if (ws !== undefined && ws.bufferedAmount <= TRANSPORT_LOW_WATER_MARK) this.#session?.transportDrained();
   };
 
   #onClose(ws: WebSocket, code: number, message: string): void {
@@ -413,6 +424,7 @@ export class NodeConnection {
     const entry: StreamEntry = { stream, abort: new AbortController(), relay: undefined, reason: undefined };
     // A MuxStream error must never become an uncaught exception; the close path reports it.
     stream.on('error', (err: Error) => this.#log.debug({ id, err: err.message }, 'stream error'));
+    stream.on('pong', () => entry.relay?.onPong());
     if (this.#state !== 'connected') {
       this.#closeStream(entry, 'shutdown');
       return;
@@ -435,7 +447,7 @@ export class NodeConnection {
       const bytesOut = entry.relay?.bytesOut ?? 0;
       this.#bytesIn += bytesIn;
       this.#bytesOut += bytesOut;
-      const reason = entry.reason ?? streamCloseReason(stream);
+      const reason = entry.reason ?? stream.closeReason ?? 'normal';
       if (reason === 'dial_failed') this.#dialFailures++;
       this.#emit('stream-close', { node: this.node, id, reason, bytesIn, bytesOut });
     });
@@ -491,7 +503,7 @@ export class NodeConnection {
     return {
       inactivityTimeoutMs: health.inactivityTimeoutMs,
       pongTimeoutMs: health.pongTimeoutMs,
-      ping: () => pingStream(entry.stream),
+      ping: () => entry.stream.ping(),
       onTimeout: () => {
         this.#log.info({ id: entry.stream.id }, 'stream health check timed out');
         this.#closeStream(entry, 'timeout');
@@ -499,9 +511,14 @@ export class NodeConnection {
     };
   }
 
+  /**
+   * Ends a stream from this side with `reason` on the wire: the local socket goes first (nothing it
+   * still sends can be delivered), then `disconnect{reason}` follows whatever was already queued.
+   */
   #closeStream(entry: StreamEntry, reason: string): void {
     entry.reason ??= reason;
     entry.abort.abort();
-    closeStreamWithReason(entry.stream, reason);
+    entry.relay?.destroy();
+    entry.stream.disconnect(reason);
   }
 }

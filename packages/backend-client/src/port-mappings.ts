@@ -61,21 +61,29 @@ export function parseHostPort(text: unknown, path: string): HostPort {
     }
     host = value.slice(1, close);
     portText = value.slice(close + 2);
-    if (!isIPv6(host)) throw new InvalidOptionsError(path, `has an invalid IPv6 address (got ${JSON.stringify(text)})`);
+    if (!isIPv6(host))
+      throw new InvalidOptionsError(path, `has an invalid IPv6 address (got ${JSON.stringify(text)})`);
   } else {
     const colon = value.lastIndexOf(':');
-    if (colon === -1) throw new InvalidOptionsError(path, `must be "host:port" (got ${JSON.stringify(text)})`);
+    if (colon === -1)
+      throw new InvalidOptionsError(path, `must be "host:port" (got ${JSON.stringify(text)})`);
     host = value.slice(0, colon);
     portText = value.slice(colon + 1);
     if (host.includes(':')) {
-      throw new InvalidOptionsError(path, `must write an IPv6 address in brackets, "[addr]:port" (got ${JSON.stringify(text)})`);
+      throw new InvalidOptionsError(
+        path,
+        `must write an IPv6 address in brackets, "[addr]:port" (got ${JSON.stringify(text)})`,
+      );
     }
     if (host === '' || /[\s/@?#]/.test(host)) {
       throw new InvalidOptionsError(path, `must name a host before the port (got ${JSON.stringify(text)})`);
     }
   }
   if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-    throw new InvalidOptionsError(path, `must end in a port between 1 and 65535 (got ${JSON.stringify(text)})`);
+    throw new InvalidOptionsError(
+      path,
+      `must end in a port between 1 and 65535 (got ${JSON.stringify(text)})`,
+    );
   }
   return Object.freeze({ host, port: Number(portText) });
 }
@@ -98,14 +106,17 @@ function resolveOne(input: unknown, path: string): ResolvedPortMapping {
   }
   const rawDefault = input.default;
   const def =
-    rawDefault === undefined || rawDefault === null || (typeof rawDefault === 'string' && rawDefault.trim() === '')
+    rawDefault === undefined ||
+    rawDefault === null ||
+    (typeof rawDefault === 'string' && rawDefault.trim() === '')
       ? undefined
       : parseHostPort(rawDefault, `${path}.default`);
   const exact = new Map<string, HostPort>();
   const wildcards = new Map<string, HostPort>();
   const hosts = input.hosts;
   if (hosts !== undefined && hosts !== null) {
-    if (!isPlainObject(hosts)) throw new InvalidOptionsError(`${path}.hosts`, 'must map hostnames to "host:port"');
+    if (!isPlainObject(hosts))
+      throw new InvalidOptionsError(`${path}.hosts`, 'must map hostnames to "host:port"');
     for (const [rawPattern, rawTarget] of Object.entries(hosts)) {
       const pattern = normalizeHostnamePattern(rawPattern);
       const hostPath = `${path}.hosts`;
@@ -120,7 +131,10 @@ function resolveOne(input: unknown, path: string): ResolvedPortMapping {
       const table = isWildcard ? wildcards : exact;
       const key = isWildcard ? pattern.slice(2) : pattern;
       if (table.has(key)) {
-        throw new InvalidOptionsError(hostPath, `lists ${JSON.stringify(pattern)} twice (after normalisation)`);
+        throw new InvalidOptionsError(
+          hostPath,
+          `lists ${JSON.stringify(pattern)} twice (after normalisation)`,
+        );
       }
       table.set(key, target);
     }
@@ -157,7 +171,11 @@ export function resolvePortMappings(input: unknown, path = 'portMappings'): Reso
  * wildcard override whose suffix matches (a wildcard matches exactly one extra label, so at most one can
  * match), else the port's default. `undefined` when the port is not mapped or nothing matches.
  */
-export function resolveTarget(mappings: ResolvedPortMappings, connPort: number, hostname: string): HostPort | undefined {
+export function resolveTarget(
+  mappings: ResolvedPortMappings,
+  connPort: number,
+  hostname: string,
+): HostPort | undefined {
   const mapping = mappings.ports.get(connPort);
   if (mapping === undefined) return undefined;
   if (hostname !== '' && (mapping.exact.size > 0 || mapping.wildcards.size > 0)) {

@@ -1,5 +1,5 @@
 import type * as https from 'node:https';
-import * as acme from 'acme-client';
+import type * as acme from 'acme-client';
 import { AcmeError } from './errors.js';
 
 /** An RFC 7807 problem document as an ACME server returns it (RFC 8555 §6.7). */
@@ -47,17 +47,22 @@ interface HttpClientLike {
  * shared retry interceptor waits 5 s × attempt on connection errors and then fails with a `TypeError` that
  * hides the real cause. A private instance (`acme.axios.create()`, which keeps acme-client's defaults but
  * not its interceptors) scopes the CA to this client, adds a timeout, and surfaces the real network error;
- * `AcmeCertificateManager` retries a failed issuance as a whole with its own backoff.
+ * `AcmeCertificateManager` retries a failed issuance as a whole with its own backoff. The module is passed
+ * in because core loads acme-client lazily, on the first order.
  *
  * This replaces `client.http.request`, an internal of acme-client 5.x (the version core pins); when the
  * shape is not there it throws instead of silently ignoring the CA. @internal
  */
-export function routeClientRequests(client: acme.Client, options: AcmeTransportOptions): void {
+export function routeClientRequests(
+  acmeModule: Pick<typeof acme, 'axios'>,
+  client: acme.Client,
+  options: AcmeTransportOptions,
+): void {
   const http = (client as unknown as { http?: Partial<HttpClientLike> }).http;
   if (http === undefined || typeof http.request !== 'function') {
     throw new AcmeError('unsupported acme-client version: cannot route its requests');
   }
-  const instance = acme.axios.create({
+  const instance = acmeModule.axios.create({
     timeout: options.timeout,
     ...(options.httpsAgent === undefined ? {} : { httpsAgent: options.httpsAgent }),
   });

@@ -191,7 +191,10 @@ export function resolveAcmeDirectoryUrl(value: string | undefined, path = 'direc
   try {
     url = new URL(value);
   } catch {
-    throw new InvalidConfigError(path, `must be an https URL or one of ${Object.keys(ACME_DIRECTORY_SHORTCUTS).join(', ')}`);
+    throw new InvalidConfigError(
+      path,
+      `must be an https URL or one of ${Object.keys(ACME_DIRECTORY_SHORTCUTS).join(', ')}`,
+    );
   }
   // RFC 8555 §6.1: ACME runs over HTTPS only.
   if (url.protocol !== 'https:') throw new InvalidConfigError(path, 'must be an https URL');
@@ -204,7 +207,10 @@ export function resolveAcmeCertificateManagerOptions(
 ): ResolvedAcmeCertificateManagerOptions {
   const hostname = typeof options.hostname === 'string' ? normalizeHostname(options.hostname) : undefined;
   if (hostname === undefined || isIP(hostname) !== 0 || !hostname.includes('.')) {
-    throw new InvalidConfigError('hostname', 'must be a fully qualified DNS name (no IP address, no wildcard)');
+    throw new InvalidConfigError(
+      'hostname',
+      'must be a fully qualified DNS name (no IP address, no wildcard)',
+    );
   }
   const positive = (name: string, value: number | undefined, fallback: number): number => {
     const result = value ?? fallback;
@@ -221,7 +227,8 @@ export function resolveAcmeCertificateManagerOptions(
     email: options.email === '' ? undefined : options.email,
     caFile: options.caFile === '' ? undefined : options.caFile,
     ca: options.ca === undefined ? [] : typeof options.ca === 'string' ? [options.ca] : [...options.ca],
-    cacheDir: options.cacheDir === undefined || options.cacheDir === '' ? DEFAULT_ACME_CACHE_DIR : options.cacheDir,
+    cacheDir:
+      options.cacheDir === undefined || options.cacheDir === '' ? DEFAULT_ACME_CACHE_DIR : options.cacheDir,
     skipChallengeVerification: options.skipChallengeVerification ?? false,
     backoffMin: positive('backoffMin', options.backoffMin, DEFAULT_ACME_BACKOFF_MIN),
     backoffMax: positive('backoffMax', options.backoffMax, DEFAULT_ACME_BACKOFF_MAX),
@@ -234,7 +241,8 @@ export function resolveAcmeCertificateManagerOptions(
   if (resolved.email !== undefined && !/^[^@\s]+@[^@\s]+$/.test(resolved.email)) {
     throw new InvalidConfigError('email', 'must be an e-mail address');
   }
-  if (resolved.backoffMax < resolved.backoffMin) throw new InvalidConfigError('backoffMax', 'must be ≥ backoffMin');
+  if (resolved.backoffMax < resolved.backoffMin)
+    throw new InvalidConfigError('backoffMax', 'must be ≥ backoffMin');
   if (resolved.retryMax < resolved.retryMin) throw new InvalidConfigError('retryMax', 'must be ≥ retryMin');
   return Object.freeze(resolved);
 }
@@ -269,7 +277,11 @@ export class AcmeCertificateManager extends EventEmitter<AcmeCertificateManagerE
   #lastError: AcmeError | undefined;
   #timer: unknown;
   #nextAttemptAt: Date | undefined;
-  #ready: { promise: Promise<TlsCertificateInfo>; resolve(info: TlsCertificateInfo): void; reject(e: Error): void };
+  #ready: {
+    promise: Promise<TlsCertificateInfo>;
+    resolve(info: TlsCertificateInfo): void;
+    reject(e: Error): void;
+  };
 
   /** Throws `InvalidConfigError` for invalid options. Does nothing until `start()`. */
   constructor(options: AcmeCertificateManagerOptions) {
@@ -409,8 +421,14 @@ export class AcmeCertificateManager extends EventEmitter<AcmeCertificateManagerE
       return undefined;
     }
     if (cached === undefined) return undefined;
-    if (cached.meta.directoryUrl !== this.options.directoryUrl || cached.meta.hostname !== this.options.hostname) {
-      this.#log.info({ cachedDirectoryUrl: cached.meta.directoryUrl }, 'cached certificate is for another CA');
+    if (
+      cached.meta.directoryUrl !== this.options.directoryUrl ||
+      cached.meta.hostname !== this.options.hostname
+    ) {
+      this.#log.info(
+        { cachedDirectoryUrl: cached.meta.directoryUrl },
+        'cached certificate is for another CA',
+      );
       return undefined;
     }
     try {
@@ -535,9 +553,11 @@ export class AcmeCertificateManager extends EventEmitter<AcmeCertificateManagerE
     });
     const extraCa = [...this.options.ca];
     if (this.options.caFile !== undefined) extraCa.push(await readFile(this.options.caFile, 'utf8'));
-    routeClientRequests(client, {
+    routeClientRequests(acme, client, {
       // Additive: the public roots stay trusted next to the extra CA.
-      ...(extraCa.length === 0 ? {} : { httpsAgent: new https.Agent({ ca: [...tls.rootCertificates, ...extraCa] }) }),
+      ...(extraCa.length === 0
+        ? {}
+        : { httpsAgent: new https.Agent({ ca: [...tls.rootCertificates, ...extraCa] }) }),
       timeout: this.options.requestTimeout,
       onProblem: (problem) => {
         this.#lastProblem = problem;
@@ -591,7 +611,8 @@ export class AcmeCertificateManager extends EventEmitter<AcmeCertificateManagerE
 
   #toAcmeError(cause: unknown, problem: AcmeProblem | undefined): AcmeError {
     const message = cause instanceof Error ? cause.message : String(cause);
-    const detail = problem?.detail !== undefined && !message.includes(problem.detail) ? ` (${problem.detail})` : '';
+    const detail =
+      problem?.detail !== undefined && !message.includes(problem.detail) ? ` (${problem.detail})` : '';
     const type = problem?.type === undefined ? '' : ` [${problem.type}]`;
     return new AcmeError(
       `ACME issuance for ${this.options.hostname} via ${this.options.directoryUrl} failed: ${message}${detail}${type}`,

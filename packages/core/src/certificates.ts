@@ -1,6 +1,6 @@
 import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { TlsError } from './errors.js';
 
 /** A certificate and its private key, both PEM. The key is PKCS#8 (`-----BEGIN PRIVATE KEY-----`). */
@@ -55,6 +55,14 @@ export interface CertificateOptions {
 // free of side effects (package.json `sideEffects: false`).
 const crypto = webcrypto;
 
+// Loaded on first use: the library installs the reflect-metadata polyfill when imported, and most users of
+// core never make a certificate.
+let x509Module: Promise<typeof X509> | undefined;
+function loadX509(): Promise<typeof X509> {
+  x509Module ??= import('@peculiar/x509');
+  return x509Module;
+}
+
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 type EcdsaParams = webcrypto.EcdsaParams;
@@ -69,6 +77,7 @@ const SIGNING_ALGORITHMS: Record<string, { name: string; namedCurve: string; has
 export async function createCertificateAuthority(
   options: CertificateAuthorityOptions,
 ): Promise<CertificateAndKey> {
+  const x509 = await loadX509();
   const keys = await generateKeyPair();
   const { notBefore, notAfter } = validity(
     options.validityDays ?? DEFAULT_CA_VALIDITY_DAYS,
@@ -93,7 +102,7 @@ export async function createCertificateAuthority(
     },
     crypto,
   );
-  return { certPem: `${cert.toString('pem')}\n`, keyPem: `${await exportKeyPem(keys.privateKey)}\n` };
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: `${await exportKeyPem(x509, keys.privateKey)}\n` };
 }
 
 /**
@@ -104,7 +113,8 @@ export async function issueCertificate(
   ca: CertificateAndKey,
   options: CertificateOptions,
 ): Promise<CertificateAndKey> {
-  const caCert = parseCertificate(ca.certPem);
+  const x509 = await loadX509();
+  const caCert = parseCertificate(x509, ca.certPem);
   const caKey = await importSigningKey(ca.keyPem);
   const keys = await generateKeyPair();
   const { notBefore, notAfter } = validity(
@@ -122,13 +132,13 @@ export async function issueCertificate(
       signingKey: caKey.key,
       signingAlgorithm: caKey.algorithm,
       extensions: [
-        ...(await leafExtensions(options, keys.publicKey)),
+        ...(await leafExtensions(x509, options, keys.publicKey)),
         await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey, false, crypto),
       ],
     },
     crypto,
   );
-  return { certPem: `${cert.toString('pem')}\n`, keyPem: `${await exportKeyPem(keys.privateKey)}\n` };
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: `${await exportKeyPem(x509, keys.privateKey)}\n` };
 }
 
 /**
@@ -136,6 +146,7 @@ export async function issueCertificate(
  * certificate while ACME has not delivered one yet, and a handy fixture for tests.
  */
 export async function createSelfSignedCertificate(options: CertificateOptions): Promise<CertificateAndKey> {
+  const x509 = await loadX509();
   const keys = await generateKeyPair();
   const { notBefore, notAfter } = validity(
     options.validityDays ?? DEFAULT_CERTIFICATE_VALIDITY_DAYS,
@@ -149,23 +160,23 @@ export async function createSelfSignedCertificate(options: CertificateOptions): 
       notAfter,
       keys,
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-      extensions: await leafExtensions(options, keys.publicKey, true),
+      extensions: await leafExtensions(x509, options, keys.publicKey, true),
     },
     crypto,
   );
-  return { certPem: `${cert.toString('pem')}\n`, keyPem: `${await exportKeyPem(keys.privateKey)}\n` };
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: `${await exportKeyPem(x509, keys.privateKey)}\n` };
 }
 
 async function generateKeyPair(): Promise<CryptoKeyPair> {
   return (await crypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
-async function exportKeyPem(key: CryptoKey): Promise<string> {
+async function exportKeyPem(x509: typeof X509, key: CryptoKey): Promise<string> {
   const der = await crypto.subtle.exportKey('pkcs8', key);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
-function parseCertificate(pem: string): x509.X509Certificate {
+function parseCertificate(x509: typeof X509, pem: string): X509.X509Certificate {
   try {
     return new x509.X509Certificate(pem);
   } catch (cause) {
@@ -198,11 +209,12 @@ async function importSigningKey(pem: string): Promise<{ key: CryptoKey; algorith
 }
 
 async function leafExtensions(
+  x509: typeof X509,
   options: CertificateOptions,
   publicKey: CryptoKey,
   selfSigned = false,
-): Promise<x509.Extension[]> {
-  const names: x509.JsonGeneralName[] = [
+): Promise<X509.Extension[]> {
+  const names: X509.JsonGeneralName[] = [
     ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
     ...(options.ipAddresses ?? []).map((value) => {
       if (isIP(value) === 0) throw new TlsError(`not an IP address: ${value}`);
@@ -215,7 +227,7 @@ async function leafExtensions(
   const usages: string[] = [];
   if (options.serverAuth ?? true) usages.push(x509.ExtendedKeyUsage.serverAuth);
   if (options.clientAuth ?? false) usages.push(x509.ExtendedKeyUsage.clientAuth);
-  const extensions: x509.Extension[] = [
+  const extensions: X509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     // RFC 5280 §4.2.1.6: with a non-empty SAN the subject may be anything; browsers only read the SAN.
     new x509.SubjectAlternativeNameExtension(names, false),

@@ -98,7 +98,10 @@ export class HubTlsContext extends EventEmitter<HubTlsContextEvents> {
    * `SNICallback` for `tls.createServer` / `https.createServer`: answers every SNI handshake with the
    * current context. Bound, so it can be passed as is.
    */
-  readonly SNICallback = (_servername: string, callback: (err: Error | null, ctx?: tls.SecureContext) => void) => {
+  readonly SNICallback = (
+    _servername: string,
+    callback: (err: Error | null, ctx?: tls.SecureContext) => void,
+  ) => {
     callback(null, this.#loaded.secureContext);
   };
 
@@ -149,7 +152,8 @@ export class HubTlsContext extends EventEmitter<HubTlsContextEvents> {
 
   /** Re-reads the files given to `fromFiles` and serves them; on error the old certificate stays. */
   async reloadFromFiles(): Promise<TlsCertificateInfo> {
-    if (this.#files === undefined) throw new TlsError('reloadFromFiles() needs a context made by fromFiles()');
+    if (this.#files === undefined)
+      throw new TlsError('reloadFromFiles() needs a context made by fromFiles()');
     return this.update(await readMaterial(this.#files.certFile, this.#files.keyFile));
   }
 

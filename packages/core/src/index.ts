@@ -1,4 +1,93 @@
 // Errors
+
+// TLS and ACME
+export type {
+  AcmeCertificateManagerEvents,
+  AcmeCertificateManagerOptions,
+  AcmeFailedEvent,
+  AcmeIssuedEvent,
+  AcmeProblem,
+  AcmeScheduledEvent,
+  AcmeStatus,
+  AcmeTimers,
+  ResolvedAcmeCertificateManagerOptions,
+} from './acme.js';
+export {
+  ACME_DIRECTORY_SHORTCUTS,
+  AcmeCertificateManager,
+  DEFAULT_ACME_BACKOFF_ATTEMPTS,
+  DEFAULT_ACME_BACKOFF_MAX,
+  DEFAULT_ACME_BACKOFF_MIN,
+  DEFAULT_ACME_CACHE_DIR,
+  DEFAULT_ACME_RENEW_BEFORE_FRACTION,
+  DEFAULT_ACME_REQUEST_TIMEOUT,
+  DEFAULT_ACME_RETRY_MAX,
+  DEFAULT_ACME_RETRY_MIN,
+  LETSENCRYPT_DIRECTORY_URL,
+  LETSENCRYPT_STAGING_DIRECTORY_URL,
+  resolveAcmeCertificateManagerOptions,
+  resolveAcmeDirectoryUrl,
+  TEMPORARY_CERTIFICATE_VALIDITY_DAYS,
+} from './acme.js';
+// Auth
+export type {
+  BackendTokenAlgorithm,
+  MintBackendTokenOptions,
+  VerifiedBackendToken,
+  VerifyBackendTokenOptions,
+} from './auth.js';
+export {
+  BACKEND_TOKEN_ALGORITHMS,
+  DEFAULT_CLOCK_TOLERANCE_SEC,
+  DEFAULT_MAX_TOKEN_BYTES,
+  DEFAULT_MAX_TOKEN_HOSTNAMES,
+  DEFAULT_TOKEN_AUDIENCE,
+  DEFAULT_TOKEN_ISSUER,
+  mintBackendToken,
+  verifyBackendToken,
+} from './auth.js';
+export type { CertificateAndKey, CertificateAuthorityOptions, CertificateOptions } from './certificates.js';
+export {
+  createCertificateAuthority,
+  createSelfSignedCertificate,
+  DEFAULT_CA_VALIDITY_DAYS,
+  DEFAULT_CERTIFICATE_VALIDITY_DAYS,
+  issueCertificate,
+} from './certificates.js';
+// Config
+export type {
+  AddressInput,
+  AuthInput,
+  HubTlsConfig,
+  KeepaliveInput,
+  LimitsInput,
+  ListenAddress,
+  ListenerInput,
+  NexusConfigInput,
+  RelayListenerConfig,
+  ResolvedAuth,
+  ResolvedKeepalive,
+  ResolvedLimits,
+  ResolvedNexusConfig,
+  ResolveNexusConfigOptions,
+} from './config.js';
+export {
+  DEFAULT_AUTH,
+  DEFAULT_BACKEND_LISTEN_ADDRESS,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_KEEPALIVE,
+  DEFAULT_LIMITS,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_PEER_LISTEN_ADDRESS,
+  DEFAULT_PEER_PORT,
+  DEFAULT_RELAY_PORTS,
+  HTTP_RELAY_PORT,
+  MIN_SECRET_BYTES,
+  normalizePeerUrl,
+  PEER_PATH,
+  parseListenAddress,
+  resolveNexusConfig,
+} from './config.js';
 export type { NexusErrorOptions } from './errors.js';
 export {
   AcmeError,
@@ -11,15 +100,22 @@ export {
   NoRouteError,
   TlsError,
 } from './errors.js';
+export type { HubTlsContextEvents, HubTlsContextOptions, TlsCertificateInfo } from './hub-tls.js';
+export { certificateInfo, HubTlsContext } from './hub-tls.js';
+export type { ParseConfigOptions } from './load-config.js';
+export { loadConfig, parseConfig } from './load-config.js';
 // Logging
 export type { LogFn, Logger, LogLevel } from './logger.js';
 export { noopLogger } from './logger.js';
-// TLS and ACME
-export type { CertificateAndKey, CertificateAuthorityOptions, CertificateOptions } from './certificates.js';
-export {
-  createCertificateAuthority,
-  createSelfSignedCertificate,
-  DEFAULT_CA_VALIDITY_DAYS,
-  DEFAULT_CERTIFICATE_VALIDITY_DAYS,
-  issueCertificate,
-} from './certificates.js';
+// Routing
+export type {
+  LocalRoute,
+  LocalRouteInit,
+  PeerRoute,
+  Route,
+  RoutingTableOptions,
+  RoutingTableStats,
+} from './routing-table.js';
+export { RoutingTable } from './routing-table.js';
+export type { WeightedMemberStats, WeightedRoundRobinStats } from './weighted-round-robin.js';
+export { DEFAULT_WEIGHT, MAX_WEIGHT, normalizeWeight, WeightedRoundRobin } from './weighted-round-robin.js';

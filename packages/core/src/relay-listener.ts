@@ -93,13 +93,12 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
   const shutdown = new AbortController();
   let server: Server | undefined;
 
-  const report = (socket: Socket, event: Omit<RelayCloseEvent, 'remoteAddress' | 'remotePort' | 'bytesRead'>) => {
-    const full: RelayCloseEvent = {
-      ...event,
-      remoteAddress: socket.remoteAddress,
-      remotePort: socket.remotePort,
-      bytesRead: socket.bytesRead,
-    };
+  const report = (
+    socket: Socket,
+    peer: Peer,
+    event: Omit<RelayCloseEvent, 'remoteAddress' | 'remotePort' | 'bytesRead'>,
+  ): void => {
+    const full: RelayCloseEvent = { ...event, ...peer, bytesRead: socket.bytesRead };
     log.info(full, `connection closed: ${event.reason}`);
     try {
       options.onClose?.(full);
@@ -123,6 +122,8 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
   };
 
   const handleConnection = (socket: Socket): void => {
+    // Read now: a destroyed socket no longer knows its peer.
+    const peer: Peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
     if (shutdown.signal.aborted) {
       socket.destroy();
       return;
@@ -130,7 +131,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
     if (!trackIp(socket)) {
       socket.on('error', ignore);
       socket.destroy();
-      report(socket, { reason: 'ip-limit' });
+      report(socket, peer, { reason: 'ip-limit' });
       return;
     }
     sniffing.add(socket);
@@ -142,7 +143,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
     }).then(async (result) => {
       sniffing.delete(socket);
       if (!result.ok) {
-        report(socket, result.detail === undefined ? { reason: result.reason } : result);
+        report(socket, peer, result.detail === undefined ? { reason: result.reason } : result);
         return;
       }
       const { sniffed } = result;
@@ -156,7 +157,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
       if (typeof outcome === 'string') {
         socket.on('error', ignore);
         socket.destroy();
-        report(socket, { reason: outcome, hostname: sniffed.hostname });
+        report(socket, peer, { reason: outcome, hostname: sniffed.hostname });
       } else {
         log.debug({ hostname: sniffed.hostname, isTls: sniffed.isTls }, 'connection routed');
       }
@@ -202,6 +203,11 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
       return sniffing.size;
     },
   };
+}
+
+interface Peer {
+  remoteAddress: string | undefined;
+  remotePort: number | undefined;
 }
 
 function ignore(): void {}

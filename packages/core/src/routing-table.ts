@@ -251,11 +251,15 @@ export class RoutingTable<T, L = string> {
   }
 
   #localSlot(normalized: string): [Map<string, WeightedRoundRobin<T>>, string] {
-    return normalized.startsWith('*.') ? [this.#localWildcard, normalized.slice(2)] : [this.#localExact, normalized];
+    return normalized.startsWith('*.')
+      ? [this.#localWildcard, normalized.slice(2)]
+      : [this.#localExact, normalized];
   }
 
   #peerSlot(normalized: string): [Map<string, PeerPool<L>>, string] {
-    return normalized.startsWith('*.') ? [this.#peerWildcard, normalized.slice(2)] : [this.#peerExact, normalized];
+    return normalized.startsWith('*.')
+      ? [this.#peerWildcard, normalized.slice(2)]
+      : [this.#peerExact, normalized];
   }
 
   #removeLocal(normalized: string, target: T, notify = true): boolean {

@@ -60,7 +60,12 @@ async function echoServer(context: HubTlsContext): Promise<number> {
 }
 
 async function open(port: number, servername?: string): Promise<tls.TLSSocket> {
-  const socket = tls.connect({ host: '127.0.0.1', port, ca: ca.certPem, ...(servername ? { servername } : {}) });
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port,
+    ca: ca.certPem,
+    ...(servername ? { servername } : {}),
+  });
   cleanups.push(() => socket.destroy());
   await once(socket, 'secureConnect');
   return socket;
@@ -103,7 +108,7 @@ describe('HubTlsContext', () => {
   it('works as the SNICallback of an https server', async () => {
     const context = new HubTlsContext(first);
     const server = https.createServer(
-      { SNICallback: (name, cb) => cb(null, context.current) },
+      { SNICallback: (_name, cb) => cb(null, context.current) },
       (_req, res) => res.end('ok'),
     );
     server.listen(0, '127.0.0.1');
@@ -221,9 +226,9 @@ describe('HubTlsContext', () => {
     });
 
     it('throws TlsError for a missing file', async () => {
-      await expect(HubTlsContext.fromFiles(join(dir, 'none.crt'), join(dir, 'none.key'))).rejects.toBeInstanceOf(
-        TlsError,
-      );
+      await expect(
+        HubTlsContext.fromFiles(join(dir, 'none.crt'), join(dir, 'none.key')),
+      ).rejects.toBeInstanceOf(TlsError);
     });
 
     it('refuses reloadFromFiles on a context not made from files', async () => {

@@ -13,7 +13,11 @@ describe('RoutingTable', () => {
   it('routes an exact hostname to its local target', () => {
     const table = new RoutingTable<string>();
     expect(table.addLocal('app.example.com', 'b1')).toBe(true);
-    expect(table.lookup('app.example.com')).toEqual({ kind: 'local', target: 'b1', pattern: 'app.example.com' });
+    expect(table.lookup('app.example.com')).toEqual({
+      kind: 'local',
+      target: 'b1',
+      pattern: 'app.example.com',
+    });
     expect(table.lookup('other.example.com')).toBeUndefined();
   });
 
@@ -47,9 +51,17 @@ describe('RoutingTable', () => {
   it('prefers local exact over local wildcard over peer exact over peer wildcard', () => {
     const table = new RoutingTable<string>();
     table.setPeerRoutes('p1', ['*.example.com']);
-    expect(table.lookup('a.example.com')).toMatchObject({ kind: 'peer', linkId: 'p1', pattern: '*.example.com' });
+    expect(table.lookup('a.example.com')).toMatchObject({
+      kind: 'peer',
+      linkId: 'p1',
+      pattern: '*.example.com',
+    });
     table.setPeerRoutes('p2', ['a.example.com']);
-    expect(table.lookup('a.example.com')).toMatchObject({ kind: 'peer', linkId: 'p2', pattern: 'a.example.com' });
+    expect(table.lookup('a.example.com')).toMatchObject({
+      kind: 'peer',
+      linkId: 'p2',
+      pattern: 'a.example.com',
+    });
     table.addLocal('*.example.com', 'w');
     expect(table.lookup('a.example.com')).toMatchObject({ kind: 'local', target: 'w' });
     table.addLocal('a.example.com', 'x');
@@ -172,7 +184,10 @@ describe('RoutingTable', () => {
     table.addLocal('a.example.com', 'b1');
     table.addLocal('a.example.com', 'b2');
     table.addLocal('*.example.com', 'b1');
-    expect(onLocalPatternsChange.mock.calls).toEqual([[['a.example.com']], [['*.example.com', 'a.example.com']]]);
+    expect(onLocalPatternsChange.mock.calls).toEqual([
+      [['a.example.com']],
+      [['*.example.com', 'a.example.com']],
+    ]);
     table.removeLocal('a.example.com', 'b1');
     expect(onLocalPatternsChange).toHaveBeenCalledTimes(2);
     table.removeTarget('b1');
@@ -210,10 +225,22 @@ describe('RoutingTable', () => {
     const names = ['a.x.com', 'b.x.com', '*.x.com', 'c.y.org', '*.y.org'];
     const hosts = ['a.x.com', 'b.x.com', 'q.x.com', 'c.y.org', 'z.y.org', 'x.com'];
     const op = fc.oneof(
-      fc.record({ k: fc.constant('add' as const), p: fc.constantFrom(...names), t: fc.integer({ min: 0, max: 3 }) }),
-      fc.record({ k: fc.constant('rm' as const), p: fc.constantFrom(...names), t: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({
+        k: fc.constant('add' as const),
+        p: fc.constantFrom(...names),
+        t: fc.integer({ min: 0, max: 3 }),
+      }),
+      fc.record({
+        k: fc.constant('rm' as const),
+        p: fc.constantFrom(...names),
+        t: fc.integer({ min: 0, max: 3 }),
+      }),
       fc.record({ k: fc.constant('rmT' as const), t: fc.integer({ min: 0, max: 3 }) }),
-      fc.record({ k: fc.constant('peer' as const), l: fc.integer({ min: 0, max: 2 }), ps: fc.subarray(names) }),
+      fc.record({
+        k: fc.constant('peer' as const),
+        l: fc.integer({ min: 0, max: 2 }),
+        ps: fc.subarray(names),
+      }),
       fc.record({ k: fc.constant('rmP' as const), l: fc.integer({ min: 0, max: 2 }) }),
     );
     fc.assert(

@@ -24,7 +24,12 @@ describe('WeightedRoundRobin', () => {
     { name: 'equal weights', weights: { a: 1, b: 1, c: 1 }, picks: 6, expected: 'abcabc' },
     { name: '5:1', weights: { a: 5, b: 1 }, picks: 12, expected: 'aaabaaaaabaa' },
     { name: '5:1:1 (nginx example)', weights: { a: 5, b: 1, c: 1 }, picks: 7, expected: 'aabacaa' },
-    { name: '1:5 (order does not matter for the share)', weights: { a: 1, b: 5 }, picks: 6, expected: 'bbabbb' },
+    {
+      name: '1:5 (order does not matter for the share)',
+      weights: { a: 1, b: 5 },
+      picks: 6,
+      expected: 'bbabbb',
+    },
     { name: '2:1', weights: { a: 2, b: 1 }, picks: 6, expected: 'abaaba' },
     { name: '3:2', weights: { a: 3, b: 2 }, picks: 5, expected: 'ababa' },
     { name: 'weight 0 and negative count as 1', weights: { a: 0, b: -5 }, picks: 4, expected: 'abab' },
@@ -141,7 +146,11 @@ describe('WeightedRoundRobin', () => {
 
   it('survives arbitrary joins, leaves and picks, then serves exact shares (property)', () => {
     const op = fc.oneof(
-      fc.record({ kind: fc.constant('add' as const), id: fc.integer({ min: 0, max: 5 }), w: fc.integer({ min: -3, max: 12 }) }),
+      fc.record({
+        kind: fc.constant('add' as const),
+        id: fc.integer({ min: 0, max: 5 }),
+        w: fc.integer({ min: -3, max: 12 }),
+      }),
       fc.record({ kind: fc.constant('remove' as const), id: fc.integer({ min: 0, max: 5 }) }),
       fc.record({ kind: fc.constant('pick' as const), n: fc.integer({ min: 1, max: 30 }) }),
     );

@@ -14,6 +14,11 @@ export const DEFAULT_MAX_STREAMS = 10_000;
 export const DEFAULT_TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
 /** Readable and writable high-water mark of each `MuxStream`, in bytes: 64 KiB. */
 export const DEFAULT_STREAM_HIGH_WATER_MARK = 64 * 1024;
+/**
+ * Backend role: DATA frames past the window a metered hub may send (unmetered, before our first grant
+ * reached it) before the stream falls back to pausing the transport: 1024 frames (32 MiB).
+ */
+export const DEFAULT_UNMETERED_ALLOWANCE = 1024;
 /** Most `disconnect` answers to DATA for unknown stream ids per second (flood protection). */
 export const DEFAULT_MAX_UNKNOWN_STREAM_REPLIES = 100;
 
@@ -55,6 +60,12 @@ export interface MuxSessionOptions {
   streamHighWaterMark?: number;
   /** Largest accepted message, in bytes. Default: `32_785` (PROTOCOL.md §1.3). */
   maxMessageSize?: number;
+  /**
+   * Backend role: frames past our window that a metered hub may send before it has seen our first
+   * grant (one round trip of unmetered DATA, PROTOCOL.md §1.5); beyond it the stream pauses the
+   * transport like a v1 stream. Default: `1024`.
+   */
+  unmeteredAllowance?: number;
   /** Most `disconnect` answers to DATA for unknown stream ids per second. Default: `100`. */
   maxUnknownStreamReplies?: number;
   /** Logger. Default: none. */
@@ -154,6 +165,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   readonly #streamHighWaterMark: number;
   readonly #maxMessageSize: number;
   readonly #maxUnknownReplies: number;
+  readonly #unmeteredAllowance: number;
+  /** Hub role: the window the backend granted on its first stream, once it has granted at all. */
+  #peerWindow: number | undefined;
   readonly #logger: MuxLogger | undefined;
   readonly #pauseTransport: (() => void) | undefined;
   readonly #resumeTransport: (() => void) | undefined;
@@ -207,6 +221,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     );
     this.#maxMessageSize = positiveInteger('maxMessageSize', options.maxMessageSize, MAX_BACKEND_MESSAGE);
     this.#maxUnknownReplies = options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES;
+    this.#unmeteredAllowance = options.unmeteredAllowance ?? DEFAULT_UNMETERED_ALLOWANCE;
+    if (!(this.#unmeteredAllowance >= 0)) throw new RangeError('unmeteredAllowance must be ≥ 0');
     const logger = options.logger;
     this.#logger = logger?.child ? logger.child({ component: 'mux-session', role: this.role }) : logger;
     this.#pauseTransport = options.pauseTransport;
@@ -259,7 +275,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       role: 'hub',
       host: this.#host,
       // The hub sends unmetered until the backend's first grant: a v1 backend never grants (§1.5).
+      // Once this backend has granted on an earlier stream it is known to grant on every stream, so
+      // the wait for this stream's grant is bounded by the window it granted before.
       sendCredits: undefined,
+      assumedWindow: this.#peerWindow,
+      unmeteredAllowance: this.#unmeteredAllowance,
       receiveMode: ReceiveMode.Probing,
       receiveCredits: this.#initialWindow,
       grantBatch: this.#grantBatch,
@@ -427,8 +447,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       case 'resume_stream': {
         const stream = this.#streams.get(id);
         if (stream === undefined) return;
-        if (message.credits !== undefined && message.credits > 0) stream.grant(message.credits);
-        else stream.setPeerPaused(false);
+        if (message.credits !== undefined && message.credits > 0) {
+          if (this.role === 'hub' && !stream.sendMetered) this.#peerWindow ??= message.credits;
+          stream.grant(message.credits);
+        } else {
+          stream.setPeerPaused(false);
+        }
         return;
       }
       case 'pause_stream':
@@ -473,6 +497,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       role: 'backend',
       host: this.#host,
       sendCredits: metered ? credits : undefined,
+      assumedWindow: undefined,
+      unmeteredAllowance: this.#unmeteredAllowance,
       receiveMode: metered ? ReceiveMode.Lenient : ReceiveMode.Legacy,
       receiveCredits: this.#initialWindow,
       grantBatch: this.#grantBatch,

@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { ConnectMessage } from './control.js';
 import { MuxProtocolError } from './errors.js';
-import { SendWindow } from './flow-window.js';
+import { MAX_CREDITS } from './flow-window.js';
 import { DATA_HEADER_LENGTH, FrameType, MAX_DATA_PAYLOAD } from './frame.js';
 import { writeStreamId } from './stream-id.js';
 
@@ -16,7 +16,9 @@ import { writeStreamId } from './stream-id.js';
  *   the window is an overrun.
  * - `Lenient` (backend): the hub meters only after our first grant reaches it and sends unmetered until
  *   then, so our count can legitimately go negative by the frames of that round trip. Those frames are
- *   never an error; while the count is negative the stream falls back to pausing the transport.
+ *   never an error and do not pause the transport (that would let one stalled stream block all others);
+ *   only a hub that goes more than `unmeteredAllowance` frames past the window makes the stream fall
+ *   back to pausing the transport, as for a v1 peer.
  */
 export const ReceiveMode = {
   Legacy: 0,
@@ -57,8 +59,16 @@ export interface MuxStreamInit {
   connect: ConnectMessage;
   role: 'hub' | 'backend';
   host: StreamHost;
-  /** Send credits granted up front (backend: `connect.credits`); `undefined` = unmetered until a grant. */
+  /** Send credits granted up front (backend: `connect.credits`); `undefined` = not metered from the start. */
   sendCredits: number | undefined;
+  /**
+   * Hub role, before the backend's first grant: the most frames to send unmetered. `undefined` = no
+   * limit (the reference behaviour, needed for v1 backends); the session sets it to the window the
+   * backend granted on earlier streams once it knows the backend does credits.
+   */
+  assumedWindow: number | undefined;
+  /** Backend role: frames beyond the window tolerated from a metered hub before falling back to pausing the transport. */
+  unmeteredAllowance: number;
   receiveMode: ReceiveMode;
   /** Frames the peer may send before our next grant (the window we granted). */
   receiveCredits: number;
@@ -81,8 +91,8 @@ export interface MuxStreamInit {
  * (`resume_stream{credits}`) only as the consumer takes the bytes.
  *
  * End of stream: a `disconnect` from the peer (or the session closing) delivers everything already
- * received, then EOF, and ends the writable side; writes still pending then are discarded — the peer
- * has gone. See `_final` for what a local `end()` sends.
+ * received, then EOF; from then on writes (and the one pending) complete without being sent — the
+ * peer has gone — until the owner ends the writable side. See `_final` for what a local `end()` sends.
  */
 export class MuxStream extends Duplex {
   /** Stream id (lowercase UUID string, the wire `client_id`). */
@@ -102,7 +112,11 @@ export class MuxStream extends Duplex {
   readonly #grantBatch: number;
 
   // Send side.
-  readonly #sendWindow: SendWindow;
+  /** From the peer's first grant on (backend: from a connect with credits), DATA is metered. */
+  #sendMetered: boolean;
+  /** Total frames this stream may have sent: grants received (metered), the assumed window, or ∞. */
+  #sendLimit: number;
+  #framesSent = 0;
   #peerPaused = false;
   /** Chunks of the write in progress (reused array), read position, bytes left, held callback. */
   readonly #pending: Buffer[] = [];
@@ -117,6 +131,7 @@ export class MuxStream extends Duplex {
   // Receive side.
   #receiveMode: ReceiveMode;
   #receiveCredits: number;
+  readonly #unmeteredAllowance: number;
   /** Frames the consumer took that have not been granted back yet. */
   #delivered = 0;
   /** Frames pushed while the readable buffer was full: granted back on the next `_read()`. */
@@ -150,7 +165,12 @@ export class MuxStream extends Duplex {
     this.#idBytes = Buffer.allocUnsafe(16);
     writeStreamId(this.#idBytes, 0, init.id);
     this.#grantBatch = init.grantBatch;
-    this.#sendWindow = new SendWindow({ initialCredits: init.sendCredits });
+    const credits = init.sendCredits ?? 0;
+    this.#sendMetered = credits > 0;
+    this.#sendLimit = this.#sendMetered
+      ? Math.min(credits, MAX_CREDITS)
+      : (init.assumedWindow ?? Number.POSITIVE_INFINITY);
+    this.#unmeteredAllowance = init.unmeteredAllowance;
     this.#receiveMode = init.receiveMode;
     this.#receiveCredits = init.receiveCredits;
   }
@@ -162,7 +182,12 @@ export class MuxStream extends Duplex {
 
   /** DATA frames this side may still send before the next grant; `Infinity` while sending is unmetered. */
   get sendWindow(): number {
-    return this.#sendWindow.available;
+    return this.#sendLimit - this.#framesSent;
+  }
+
+  /** True once sending is metered by the peer's grants (hub: from its first grant; backend: from a connect with credits). */
+  get sendMetered(): boolean {
+    return this.#sendMetered;
   }
 
   /**
@@ -227,7 +252,7 @@ export class MuxStream extends Duplex {
     try {
       while (this.#pendingBytes > 0) {
         if (this.#sendDead) break;
-        if (this.#peerPaused || !this.#sendWindow.canSend()) return false;
+        if (this.#peerPaused || this.#framesSent >= this.#sendLimit) return false;
         if (sent === maxFrames) return true;
         const length = this.#pendingBytes < MAX_DATA_PAYLOAD ? this.#pendingBytes : MAX_DATA_PAYLOAD;
         // One allocation per frame: header and payload together (the WebSocket sends one message).
@@ -253,7 +278,7 @@ export class MuxStream extends Duplex {
           }
         }
         this.#pendingBytes -= length;
-        this.#sendWindow.spend();
+        this.#framesSent++;
         this.bytesWritten += length;
         sent++;
         this.#host.sendData(frame, length);
@@ -267,7 +292,7 @@ export class MuxStream extends Duplex {
   }
 
   #canSend(): boolean {
-    return !this.#sendDead && !this.#peerPaused && this.#sendWindow.canSend();
+    return !this.#sendDead && !this.#peerPaused && this.#framesSent < this.#sendLimit;
   }
 
   #completeWrite(): void {
@@ -286,9 +311,20 @@ export class MuxStream extends Duplex {
   grant(credits: number): void {
     // Backend role: a stream whose connect carried no credits stays unmetered (a v1 hub never grants;
     // starting to meter on a stray grant could stall the stream). Hub role: from the first grant on,
-    // one credit per DATA frame (PROTOCOL.md §1.5); SendWindow clamps the balance at 2^20.
-    if (this.#role === 'backend' && !this.#sendWindow.metered) return;
-    this.#sendWindow.grant(credits);
+    // one credit per DATA frame (PROTOCOL.md §1.5).
+    if (!this.#sendMetered) {
+      if (this.#role === 'backend') return;
+      // The first grant is the backend's window counted from the stream's first frame (it counts every
+      // frame it receives), so the frames we sent unmetered before it arrived are spent out of it. The
+      // balance may start negative; later grants pay it off. This keeps our count equal to the
+      // backend's, so it never sees more frames than it granted.
+      this.#sendMetered = true;
+      this.#sendLimit = 0;
+    }
+    // Balances above 2^20 are clamped (PROTOCOL.md §1.5).
+    const limit = this.#sendLimit + credits;
+    const max = this.#framesSent + MAX_CREDITS;
+    this.#sendLimit = limit > max ? max : limit;
     this.#peerPaused = false;
     if (this.#receiveMode === ReceiveMode.Probing) {
       // The backend grants, so it also meters what it sends us from the connect on (§1.5).
@@ -387,8 +423,9 @@ export class MuxStream extends Duplex {
     }
     this.bytesRead += length;
     const accepted = this.push(payload);
-    if (this.#receiveMode === ReceiveMode.Legacy || this.#receiveCredits < 0) {
-      // No credit window bounds this peer (v1): the only backpressure is to stop reading the transport.
+    if (this.#receiveMode === ReceiveMode.Legacy || this.#receiveCredits < -this.#unmeteredAllowance) {
+      // No credit window bounds this peer (v1), or a hub kept sending far past it: the only
+      // backpressure left is to stop reading the transport.
       if (!accepted && !this.pausingTransport) this.#host.pauseTransport(this);
     }
     if (accepted) this.#credit(1);
@@ -445,11 +482,13 @@ export class MuxStream extends Duplex {
     this.detached = true;
     this.#sendDead = true;
     this.#endReadable();
-    // The peer will not read what we still hold: release the write in progress (its bytes are dropped
-    // with the stream, like a socket whose peer closed). Not while a frame is being built: sendFrames
-    // notices `#sendDead` and releases it itself.
+    // The peer will not read what we still hold: release the write in progress; from now on the
+    // writable side is a sink that discards (the stream is gone, there is nobody to deliver to). It is
+    // deliberately not ended here: a consumer still writing (`pipeline(socket, stream, socket)` with an
+    // end user mid-upload) would get "write after end" errors, and the pipeline would then destroy the
+    // end-user socket before it has flushed the response. The owner ends it, as for any socket.
+    // Not while a frame is being built: sendFrames notices `#sendDead` and releases it itself.
     if (!this.#inSend) this.#completeWrite();
-    if (!this.writableEnded && !this.destroyed) this.end();
   }
 
   /** @internal The stream broke the protocol: it has already been disconnected on the wire. */

@@ -18,6 +18,7 @@ import {
 interface BinaryVector {
   name: string;
   hex: string;
+  json?: string;
   direction?: 'decode';
   decoded?: Record<string, unknown>;
   error?: string;
@@ -62,6 +63,13 @@ describe('backend.json golden vectors', () => {
   it('has vectors of every kind', () => {
     expect(backend.vectors.filter((v) => v.decoded && !v.direction).length).toBeGreaterThan(10);
     expect(backend.vectors.filter((v) => v.error).length).toBeGreaterThan(5);
+  });
+
+  it('keeps the readable "json" field in step with "hex"', () => {
+    const withJson = backend.vectors.filter((v) => v.json !== undefined);
+    expect(withJson.length).toBeGreaterThan(20);
+    for (const vector of withJson)
+      expect(`02${Buffer.from(vector.json!, 'utf8').toString('hex')}`).toBe(vector.hex);
   });
 
   for (const vector of backend.vectors) {

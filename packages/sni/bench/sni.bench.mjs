@@ -14,7 +14,7 @@ function fixture(name) {
     .split('\n')
     .filter((l) => !l.startsWith('#'))
     .join('');
-  return new Uint8Array(Buffer.from(hex, 'hex'));
+  return Buffer.from(hex, 'hex');
 }
 
 /** Re-wraps a single-record ClientHello into records of `size` payload bytes. */
@@ -25,10 +25,11 @@ function resplit(wire, size) {
     const frag = hs.subarray(i, Math.min(i + size, hs.length));
     parts.push(Buffer.from([22, 3, 3, frag.length >> 8, frag.length & 0xff]), frag);
   }
-  return new Uint8Array(Buffer.concat(parts));
+  return Buffer.concat(parts);
 }
 
-const ascii = (s) => new Uint8Array(Buffer.from(s, 'latin1'));
+// Buffers, as socket reads deliver them.
+const ascii = (s) => Buffer.from(s, 'latin1');
 
 const BROWSER_HEAD = ascii(
   'GET /assets/app.js?v=3 HTTP/1.1\r\nHost: www.example.com\r\nConnection: keep-alive\r\n' +
@@ -37,7 +38,9 @@ const BROWSER_HEAD = ascii(
     'Referer: https://www.example.com/\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n' +
     'Accept-Language: en-GB,en;q=0.9\r\nCookie: session=0123456789abcdef0123456789abcdef\r\n\r\n',
 );
-const CURL_HEAD = ascii('GET / HTTP/1.1\r\nHost: app.example.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n');
+const CURL_HEAD = ascii(
+  'GET / HTTP/1.1\r\nHost: app.example.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n',
+);
 
 let sink = 0;
 
@@ -66,11 +69,27 @@ export async function run({ quick = false } = {}) {
   const cases = [
     ['parseClientHello chromium (1765 B, 1 record)', (b) => parseClientHello(b).kind === 'tls', chromium],
     ['parseClientHello curl (517 B)', (b) => parseClientHello(b).kind === 'tls', curl],
-    ['parseClientHello chromium in 256-B records', (b) => parseClientHello(b).kind === 'tls', chromiumSmallRecords],
-    ['parseClientHello incomplete (first 1000 B)', (b) => parseClientHello(b).kind === 'incomplete', chromium.subarray(0, 1000)],
+    [
+      'parseClientHello chromium in 256-B records',
+      (b) => parseClientHello(b).kind === 'tls',
+      chromiumSmallRecords,
+    ],
+    [
+      'parseClientHello incomplete (first 1000 B)',
+      (b) => parseClientHello(b).kind === 'incomplete',
+      chromium.subarray(0, 1000),
+    ],
     ['sniffHttpRequest curl head (79 B)', (b) => sniffHttpRequest(b).kind === 'http', CURL_HEAD],
-    [`sniffHttpRequest browser head (${BROWSER_HEAD.length} B)`, (b) => sniffHttpRequest(b).kind === 'http', BROWSER_HEAD],
-    ['sniffHttpRequest incomplete (half a head)', (b) => sniffHttpRequest(b).kind === 'incomplete', BROWSER_HEAD.subarray(0, 300)],
+    [
+      `sniffHttpRequest browser head (${BROWSER_HEAD.length} B)`,
+      (b) => sniffHttpRequest(b).kind === 'http',
+      BROWSER_HEAD,
+    ],
+    [
+      'sniffHttpRequest incomplete (half a head)',
+      (b) => sniffHttpRequest(b).kind === 'incomplete',
+      BROWSER_HEAD.subarray(0, 300),
+    ],
     ['normalizeHostname ASCII', (s) => normalizeHostname(s) !== undefined, 'WWW.Example.COM'],
     ['normalizeHostname IDN', (s) => normalizeHostname(s) !== undefined, 'bücher.example'],
   ];
@@ -86,6 +105,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const results = await run({ quick: process.argv.includes('--quick') });
   const width = Math.max(...Object.keys(results).map((k) => k.length));
   console.log(`${'case'.padEnd(width)}  ns/op`);
-  for (const [name, ns] of Object.entries(results)) console.log(`${name.padEnd(width)}  ${String(ns).padStart(7)}`);
+  for (const [name, ns] of Object.entries(results))
+    console.log(`${name.padEnd(width)}  ${String(ns).padStart(7)}`);
   if (sink === 42) console.log('');
 }

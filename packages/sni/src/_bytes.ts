@@ -1,9 +1,9 @@
 /**
- * Bytes → string, one char per byte. Socket data arrives as `Buffer`s, whose native `latin1Slice` is the
+ * Bytes → string, one char per byte. Socket data arrives as `Buffer`s, whose native `toString` is the
  * cheapest way to make a string; plain `Uint8Array`s fall back to a loop.
  */
 export function latin1(b: Uint8Array, start: number, end: number): string {
-  if (b instanceof Buffer) return b.latin1Slice(start, end);
+  if (b instanceof Buffer) return b.toString('latin1', start, end);
   let s = '';
   for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
   return s;

@@ -1,5 +1,6 @@
 import { isIPv4 } from 'node:net';
-import { normalizeHostname } from './hostname.js';
+import { internLatin1 } from './_bytes.js';
+import { normalizeHostnameBytes } from './hostname.js';
 
 /** Default cap on the bytes a ClientHello may occupy on the wire, record headers included (reference: 32 KiB). */
 export const DEFAULT_MAX_CLIENT_HELLO_SIZE = 32 * 1024;
@@ -297,30 +298,29 @@ function parseServerName(b: Uint8Array, start: number, end: number): string | un
 /**
  * RFC 6066 §3: HostName is the ASCII name without a trailing dot; IDNs travel as A-labels and IP
  * literals are not permitted. Bytes are checked before any string is made, so hostile bytes never reach
- * the decoder.
+ * a decoder.
  */
 function decodeHostName(b: Uint8Array, start: number, end: number): string | undefined {
   const len = end - start;
-  // 254 = 253 plus a trailing dot, which normalizeHostname drops.
+  // 254 = 253 plus a trailing dot, which normalisation drops.
   if (len === 0 || len > 254) return undefined;
-  let s = '';
   for (let i = start; i < end; i++) {
     const c = b[i]!;
-    const ok =
-      (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f;
-    if (!ok) {
-      if (c >= 0x41 && c <= 0x5a) {
-        s += String.fromCharCode(c | 0x20);
-        continue;
-      }
+    const lc = c | 0x20;
+    if (!((lc >= 0x61 && lc <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f)) {
       return undefined;
     }
-    s += String.fromCharCode(c);
   }
-  const name = normalizeHostname(s);
-  if (name === undefined || isIPv4(name)) return undefined;
+  const name = normalizeHostnameBytes(b, start, end);
+  if (name === undefined) return undefined;
+  // Only a dotted quad can end in a digit after normalisation (numeric-looking names are refused).
+  const last = name.charCodeAt(name.length - 1);
+  if (last >= 0x30 && last <= 0x39 && isIPv4(name)) return undefined;
   return name;
 }
+
+/** ALPN ids returned as shared strings instead of fresh ones (IANA registry; bytes decoded as latin1). */
+const KNOWN_ALPN: readonly string[] = ['h2', 'http/1.1', 'http/1.0', 'acme-tls/1', 'h3'];
 
 /** GREASE ALPN identifiers (RFC 8701 §2): two bytes, both 0x?A and equal. */
 function isGreaseAlpn(b: Uint8Array, start: number, len: number): boolean {
@@ -340,15 +340,8 @@ function parseAlpn(b: Uint8Array, start: number, end: number): string[] | undefi
   while (p < end) {
     const len = b[p]!;
     if (len === 0 || p + 1 + len > end) return undefined;
-    if (!isGreaseAlpn(b, p + 1, len)) out.push(latin1(b, p + 1, p + 1 + len));
+    if (!isGreaseAlpn(b, p + 1, len)) out.push(internLatin1(b, p + 1, p + 1 + len, KNOWN_ALPN));
     p += 1 + len;
   }
   return out;
-}
-
-/** Bytes → string, one char per byte (ALPN names are opaque; latin1 keeps every byte visible). */
-function latin1(b: Uint8Array, start: number, end: number): string {
-  let s = '';
-  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
-  return s;
 }

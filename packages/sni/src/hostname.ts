@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { domainToASCII } from 'node:url';
+import { latin1 } from './_bytes.js';
 
 /** Longest DNS name in presentation form without the trailing dot (RFC 1035 §2.3.4: 255 octets on the wire). */
 export const MAX_HOSTNAME_LENGTH = 253;
@@ -101,8 +102,109 @@ function asciiFastPath(s: string, start: number, end: number): string | undefine
   return upper ? name.toLowerCase() : name;
 }
 
+/**
+ * `normalizeHostname` for a name given as bytes (an SNI host_name, a Host header value without its port),
+ * read as UTF-8. Plain lower-case LDH names, the usual case, become a string in one step with no further
+ * validation pass; everything else goes through `normalizeHostname`. No trimming: callers have already
+ * rejected or removed whitespace.
+ * @internal
+ */
+export function normalizeHostnameBytes(b: Uint8Array, start: number, fullEnd: number): string | undefined {
+  let end = fullEnd;
+  if (end > start && b[end - 1] === 0x2e) end--;
+  if (end === start || end - start > MAX_HOSTNAME_LENGTH) return undefined;
+  let labelStart = start;
+  let lastLabelStart = start;
+  let upper = false;
+  let slow = false;
+  // FNV-1a over the lower-cased bytes, for the name cache below.
+  let hash = 0x811c9dc5 | 0;
+  for (let i = start; i <= end; i++) {
+    const c = i === end ? 0x2e : b[i]!;
+    const cls = c < 128 ? CHAR_CLASS[c]! : 0;
+    if (cls === 0) {
+      slow = true;
+      break;
+    }
+    if (cls === 5) {
+      const len = i - labelStart;
+      if (len === 0 || len > MAX_LABEL_LENGTH) return undefined;
+      if (
+        len >= 4 &&
+        (b[labelStart]! | 0x20) === 0x78 &&
+        (b[labelStart + 1]! | 0x20) === 0x6e &&
+        b[labelStart + 2] === 0x2d &&
+        b[labelStart + 3] === 0x2d
+      ) {
+        slow = true;
+        break;
+      }
+      lastLabelStart = labelStart;
+      labelStart = i + 1;
+      hash = Math.imul(hash ^ c, 0x01000193);
+    } else if (cls === 1) {
+      if (c <= 0x5a) upper = true;
+      hash = Math.imul(hash ^ (c | 0x20), 0x01000193);
+    } else {
+      hash = Math.imul(hash ^ c, 0x01000193);
+    }
+  }
+  if (!slow && !isNumericLikeBytes(b, lastLabelStart, end)) {
+    // The same few names arrive on connection after connection: reuse the string made last time
+    // instead of allocating one per connection. The fast path's result is exactly the lower-cased
+    // bytes, so a cached string that equals them is the answer.
+    const slot = (hash >>> 0) & (NAME_CACHE_SIZE - 1);
+    const cached = NAME_CACHE[slot];
+    if (cached !== undefined && cached.length === end - start) {
+      let same = true;
+      for (let i = start, k = 0; i < end; i++, k++) {
+        const c = b[i]!;
+        if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== cached.charCodeAt(k)) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return cached;
+    }
+    const raw = latin1(b, start, end);
+    const name = upper ? raw.toLowerCase() : raw;
+    NAME_CACHE[slot] = name;
+    return name;
+  }
+  // Slow path on the original bytes: normalizeHostname drops the one trailing dot itself.
+  let ascii = true;
+  for (let i = start; i < fullEnd; i++) {
+    if (b[i]! >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return normalizeHostname(latin1(b, start, fullEnd));
+  try {
+    return normalizeHostname(UTF8.decode(b.subarray(start, fullEnd)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Direct-mapped cache of recently seen names (a power of two; about 1 024 short strings at most). */
+const NAME_CACHE_SIZE = 1024;
+const NAME_CACHE: (string | undefined)[] = new Array(NAME_CACHE_SIZE).fill(undefined);
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function isNumericLikeBytes(b: Uint8Array, start: number, end: number): boolean {
+  if (end - start >= 2 && b[start] === 0x30 && (b[start + 1]! | 0x20) === 0x78) return true;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
 function isNumericLike(s: string, start: number, end: number): boolean {
-  if (end - start >= 2 && s.charCodeAt(start) === 0x30 && (s.charCodeAt(start + 1) | 0x20) === 0x78) return true;
+  if (end - start >= 2 && s.charCodeAt(start) === 0x30 && (s.charCodeAt(start + 1) | 0x20) === 0x78)
+    return true;
   for (let i = start; i < end; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x30 || c > 0x39) return false;
@@ -116,7 +218,8 @@ function slowPath(name: string): string | undefined {
   if (isIPv6(candidate)) candidate = `[${candidate}]`;
   if (candidate.charCodeAt(0) === 0x5b) {
     // Bracketed IPv6 literal (RFC 3986 §3.2.2); zone ids ("%25eth0") are not valid in a Host.
-    if (candidate.charCodeAt(candidate.length - 1) !== 0x5d || candidate.indexOf('%') !== -1) return undefined;
+    if (candidate.charCodeAt(candidate.length - 1) !== 0x5d || candidate.indexOf('%') !== -1)
+      return undefined;
     const ascii = safeDomainToASCII(candidate);
     return ascii !== '' && ascii.charCodeAt(0) === 0x5b ? ascii : undefined;
   }
@@ -163,7 +266,8 @@ function safeDomainToASCII(s: string): string {
 export function parseWildcard(pattern: string): WildcardPattern | undefined {
   if (typeof pattern !== 'string') return undefined;
   const trimmed = pattern.trim();
-  if (trimmed.length < 3 || trimmed.charCodeAt(0) !== 0x2a || trimmed.charCodeAt(1) !== 0x2e) return undefined;
+  if (trimmed.length < 3 || trimmed.charCodeAt(0) !== 0x2a || trimmed.charCodeAt(1) !== 0x2e)
+    return undefined;
   const rest = trimmed.slice(2);
   if (rest.indexOf('*') !== -1) return undefined;
   const suffix = normalizeHostname(rest);

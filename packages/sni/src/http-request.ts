@@ -1,4 +1,5 @@
-import { normalizeHostname } from './hostname.js';
+import { bytesEqual, internLatin1, latin1 } from './_bytes.js';
+import { normalizeHostname, normalizeHostnameBytes } from './hostname.js';
 
 /** Default cap on an HTTP request head, request line to blank line inclusive (reference: 64 KiB). */
 export const DEFAULT_MAX_HTTP_HEAD_SIZE = 64 * 1024;
@@ -116,7 +117,14 @@ for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
 for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
 
-/** Field-value and request-target bytes: VCHAR and obs-text (RFC 9110 §5.5). */
+/** Field-value bytes (RFC 9110 §5.5): 1 = VCHAR or obs-text, 2 = SP or HTAB, 0 = anything else. */
+const VALUE_CHAR = new Uint8Array(256);
+for (let c = 0x21; c < 0x7f; c++) VALUE_CHAR[c] = 1;
+for (let c = 0x80; c < 0x100; c++) VALUE_CHAR[c] = 1;
+VALUE_CHAR[0x20] = 2;
+VALUE_CHAR[0x09] = 2;
+
+/** Request-target bytes: VCHAR and obs-text (RFC 9110 §5.5). */
 function isVisible(c: number): boolean {
   return (c > 0x20 && c < 0x7f) || c >= 0x80;
 }
@@ -152,7 +160,7 @@ function resolveMaxSize(value: number | undefined): number {
 function sniff(b: Uint8Array, maxSize: number): HttpSniffResult {
   const n = b.length;
   if (n === 0) return INCOMPLETE;
-  const scanEnd = n < maxSize ? n : maxSize;
+  const scanEnd = Math.min(n, maxSize);
   const headLength = findHeadEnd(b, scanEnd);
   if (headLength < 0) {
     // Validate the beginning of the request line so TLS, binary or garbage is refused at once.
@@ -165,18 +173,36 @@ function sniff(b: Uint8Array, maxSize: number): HttpSniffResult {
 }
 
 /**
- * Index just past the first empty line (`\n\n` or `\n\r\n`) within `b[0, end)`, or -1. Uses the native
- * `indexOf` to hop from line feed to line feed.
+ * Index just past the first empty line (`\n\n` or `\n\r\n`) within `b[0, end)`, or -1.
+ *
+ * This runs on every read while a head is incomplete, so it uses native searches only (Node's
+ * `Buffer#indexOf`, memchr-fast, which accepts any Uint8Array): a hop from line feed to line feed for the
+ * first lines (a typical head has a dozen), then two substring searches, so a hostile head of thousands of
+ * tiny lines delivered in tiny reads still costs one memchr-speed pass per read.
  */
 function findHeadEnd(b: Uint8Array, end: number): number {
-  let i = b.indexOf(0x0a);
-  while (i !== -1 && i < end) {
-    if (i + 1 < end && b[i + 1] === 0x0a) return i + 2;
-    if (i + 2 < end && b[i + 1] === 0x0d && b[i + 2] === 0x0a) return i + 3;
-    i = b.indexOf(0x0a, i + 1);
+  const buf = b as Buffer;
+  let i = indexOf.call(buf, 0x0a, 0);
+  for (let hops = 0; i !== -1 && hops < MAX_LINE_HOPS; hops++) {
+    if (i + 1 >= end) return -1;
+    const next = b[i + 1];
+    if (next === 0x0a) return i + 2;
+    if (next === 0x0d && i + 2 < end && b[i + 2] === 0x0a) return i + 3;
+    i = indexOf.call(buf, 0x0a, i + 1);
   }
-  return -1;
+  if (i === -1) return -1;
+  const crlf = indexOf.call(buf, BLANK_CRLF, i);
+  const lf = indexOf.call(buf, BLANK_LF, i);
+  let headLength = -1;
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) headLength = crlf + 3;
+  else if (lf >= 0) headLength = lf + 2;
+  return headLength <= end ? headLength : -1;
 }
+
+const indexOf = Buffer.prototype.indexOf;
+const MAX_LINE_HOPS = 32;
+const BLANK_CRLF = Buffer.from('\n\r\n', 'latin1');
+const BLANK_LF = Buffer.from('\n\n', 'latin1');
 
 // Scratch fields filled by scanRequestLine (no allocation per call; the module is single-threaded).
 let methodEnd = 0;
@@ -272,13 +298,14 @@ function parseHead(b: Uint8Array, headLength: number): HttpSniffResult {
     let valueEnd = i;
     for (;;) {
       c = b[i]!;
-      if (c === 0x0a) break;
-      if (c === 0x0d) {
-        if (b[i + 1] !== 0x0a) return notHttp(E_VALUE);
-        break;
+      const cls = VALUE_CHAR[c];
+      if (cls === 1) valueEnd = i + 1;
+      else if (cls !== 2) {
+        if (c === 0x0a) break;
+        if (c === 0x0d && b[i + 1] === 0x0a) break;
+        // A control character, a bare CR, or the end of the buffer (not reached: the head ends in LF).
+        return notHttp(E_VALUE);
       }
-      if (isVisible(c)) valueEnd = i + 1;
-      else if (c !== 0x20 && c !== 0x09) return notHttp(E_VALUE);
       i++;
     }
     i += c === 0x0d ? 2 : 1;
@@ -289,42 +316,52 @@ function parseHead(b: Uint8Array, headLength: number): HttpSniffResult {
     }
   }
 
-  const method = latin1(b, 0, mEnd);
-  const version = latin1(b, vStart, vStart + 8);
+  const method = internLatin1(b, 0, mEnd, KNOWN_METHODS);
+  // Only HTTP/1.x gets here; the two real versions are shared strings.
+  const minor = b[vStart + 7];
+  const version = minor === 0x31 ? 'HTTP/1.1' : minor === 0x30 ? 'HTTP/1.0' : latin1(b, vStart, vStart + 8);
   const first = b[tStart]!;
   let path: string;
-  let fromTarget: string | undefined;
+  let authorityStart = -1;
+  let authorityEnd = -1;
   if (first === 0x2f) {
-    path = latin1(b, tStart, tEnd);
+    path = tEnd - tStart === 1 ? '/' : latin1(b, tStart, tEnd);
   } else if (first === 0x2a && tEnd - tStart === 1) {
     path = '*';
-  } else if (mEnd === 7 && isConnect(b)) {
+  } else if (mEnd === 7 && bytesEqual(b, 0, 7, 'CONNECT')) {
     // authority-form (RFC 9112 §3.2.3): only for CONNECT.
     path = latin1(b, tStart, tEnd);
-    fromTarget = path;
+    authorityStart = tStart;
+    authorityEnd = tEnd;
   } else {
-    const authority = splitAbsoluteForm(b, tStart, tEnd);
-    if (authority < 0) return notHttp(E_TARGET);
-    // authority is b[authStart, authority); the rest is the path and query.
-    fromTarget = latin1(b, authStart, authority);
-    path = authority === tEnd ? '/' : b[authority] === 0x2f ? latin1(b, authority, tEnd) : `/${latin1(b, authority, tEnd)}`;
+    authorityEnd = splitAbsoluteForm(b, tStart, tEnd);
+    if (authorityEnd < 0) return notHttp(E_TARGET);
+    authorityStart = authStart;
+    // The rest is the path and query.
+    path =
+      authorityEnd === tEnd
+        ? '/'
+        : b[authorityEnd] === 0x2f
+          ? latin1(b, authorityEnd, tEnd)
+          : `/${latin1(b, authorityEnd, tEnd)}`;
   }
 
   if (hosts > 1) return BAD_HOST['duplicate-host'];
   let headerHost: string | undefined;
   if (hosts === 1) {
     if (hostEnd === hostStart) {
-      if (fromTarget === undefined) return BAD_HOST['missing-host'];
+      if (authorityStart < 0) return BAD_HOST['missing-host'];
     } else {
-      headerHost = parseHostPort(decodeHostBytes(b, hostStart, hostEnd));
+      headerHost = parseHostPort(b, hostStart, hostEnd);
       if (headerHost === undefined) return BAD_HOST['malformed-host'];
     }
   }
   let host: string | undefined;
-  if (fromTarget !== undefined) {
-    // RFC 9112 §3.2.2: with an absolute-form target the Host header is ignored for routing.
-    if (fromTarget.indexOf('@') !== -1) return BAD_HOST['malformed-host'];
-    host = parseHostPort(fromTarget);
+  if (authorityStart >= 0) {
+    // RFC 9112 §3.2.2: with an absolute-form target the Host header is ignored for routing. userinfo
+    // ("user@host") is deprecated (RFC 9110 §4.2.4) and a classic way to disguise a host: refused.
+    for (let i = authorityStart; i < authorityEnd; i++) if (b[i] === 0x40) return BAD_HOST['malformed-host'];
+    host = parseHostPort(b, authorityStart, authorityEnd);
     if (host === undefined) return BAD_HOST['malformed-host'];
   } else {
     if (headerHost === undefined) return BAD_HOST['missing-host'];
@@ -333,17 +370,17 @@ function parseHead(b: Uint8Array, headLength: number): HttpSniffResult {
   return { kind: 'http', host, method, path, version, headLength };
 }
 
-function isConnect(b: Uint8Array): boolean {
-  return (
-    b[0] === 0x43 &&
-    b[1] === 0x4f &&
-    b[2] === 0x4e &&
-    b[3] === 0x4e &&
-    b[4] === 0x45 &&
-    b[5] === 0x43 &&
-    b[6] === 0x54
-  );
-}
+/** Methods returned as shared strings (RFC 9110 §9 and common extensions). */
+const KNOWN_METHODS: readonly string[] = [
+  'GET',
+  'POST',
+  'HEAD',
+  'PUT',
+  'DELETE',
+  'OPTIONS',
+  'PATCH',
+  'CONNECT',
+];
 
 let authStart = 0;
 
@@ -371,67 +408,42 @@ function splitAbsoluteForm(b: Uint8Array, start: number, end: number): number {
   return i;
 }
 
-/** Host header bytes → string: ASCII as is; raw UTF-8 (a non-conforming client sending an IDN) decoded strictly. */
-function decodeHostBytes(b: Uint8Array, start: number, end: number): string {
-  let ascii = true;
-  for (let i = start; i < end; i++) {
-    if (b[i]! >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii) return latin1(b, start, end);
-  try {
-    return utf8.decode(b.subarray(start, end));
-  } catch {
-    return '';
-  }
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /**
- * `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2–3.2.3) → normalised host, or `undefined`.
- * An IPv6 literal must be bracketed; the port must be digits (at most 65535) and may be empty.
+ * `uri-host [ ":" port ]` in `b[start, end)` (RFC 9110 §7.2, RFC 3986 §3.2.2–3.2.3) → normalised host,
+ * or `undefined`. An IPv6 literal must be bracketed; the port must be digits (at most 65535) and may be
+ * empty. Raw UTF-8 (a non-conforming client sending an IDN) is decoded strictly and converted.
  */
-function parseHostPort(value: string): string | undefined {
-  let hostPart: string;
-  let rest: string;
-  if (value.charCodeAt(0) === 0x5b) {
-    const close = value.indexOf(']');
-    if (close < 0) return undefined;
-    hostPart = value.slice(0, close + 1);
-    rest = value.slice(close + 1);
+function parseHostPort(b: Uint8Array, start: number, end: number): string | undefined {
+  let hostEnd = end;
+  if (b[start] === 0x5b) {
+    let close = start + 1;
+    while (close < end && b[close] !== 0x5d) close++;
+    if (close === end) return undefined;
+    hostEnd = close + 1;
   } else {
-    const colon = value.indexOf(':');
-    if (colon < 0) {
-      hostPart = value;
-      rest = '';
-    } else {
-      hostPart = value.slice(0, colon);
-      rest = value.slice(colon);
+    for (let i = start; i < end; i++) {
+      if (b[i] === 0x3a) {
+        hostEnd = i;
+        break;
+      }
     }
   }
-  if (rest.length > 0) {
-    if (rest.charCodeAt(0) !== 0x3a || rest.length > 6) return undefined;
-    for (let i = 1; i < rest.length; i++) {
-      const c = rest.charCodeAt(i);
+  if (hostEnd < end) {
+    if (b[hostEnd] !== 0x3a || end - hostEnd > 6) return undefined;
+    let port = 0;
+    for (let i = hostEnd + 1; i < end; i++) {
+      const c = b[i]!;
       if (c < 0x30 || c > 0x39) return undefined;
+      port = port * 10 + (c - 0x30);
     }
-    if (rest.length > 1 && Number(rest.slice(1)) > 65_535) return undefined;
+    if (port > 65_535) return undefined;
   }
-  if (hostPart.length === 0) return undefined;
-  // A Host is a name or literal, never padded: whitespace inside is invalid (normalizeHostname would trim).
-  for (let i = 0; i < hostPart.length; i++) {
-    const c = hostPart.charCodeAt(i);
+  if (hostEnd === start) return undefined;
+  // A host is never padded: whitespace or controls inside are invalid (normalizeHostname would trim).
+  for (let i = start; i < hostEnd; i++) {
+    const c = b[i]!;
     if (c <= 0x20 || c === 0x7f) return undefined;
   }
-  return normalizeHostname(hostPart);
-}
-
-function latin1(b: Uint8Array, start: number, end: number): string {
-  if (end - start > 64) return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
-  let s = '';
-  for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
-  return s;
+  if (b[start] === 0x5b) return normalizeHostname(latin1(b, start, hostEnd));
+  return normalizeHostnameBytes(b, start, hostEnd);
 }

@@ -9,19 +9,6 @@ export {
   parseClientHello,
   TLS_RECORD_HEADER_LENGTH,
 } from './client-hello.js';
-
-// HTTP request head
-export {
-  type BadHostReason,
-  DEFAULT_MAX_HTTP_HEAD_SIZE,
-  type HttpRequestInfo,
-  type HttpSniffResult,
-  MAX_HTTP_METHOD_LENGTH,
-  type NotHttpReason,
-  type SniffHttpRequestOptions,
-  sniffHttpRequest,
-} from './http-request.js';
-
 // Hostnames
 export {
   isValidHostnamePattern,
@@ -33,3 +20,14 @@ export {
   parseWildcard,
   type WildcardPattern,
 } from './hostname.js';
+// HTTP request head
+export {
+  type BadHostReason,
+  DEFAULT_MAX_HTTP_HEAD_SIZE,
+  type HttpRequestInfo,
+  type HttpSniffResult,
+  MAX_HTTP_METHOD_LENGTH,
+  type NotHttpReason,
+  type SniffHttpRequestOptions,
+  sniffHttpRequest,
+} from './http-request.js';

@@ -5,6 +5,7 @@ import {
   buildClientHello,
   buildHandshake,
   concat,
+  type Extension,
   fixtureNames,
   handshakeOf,
   loadFixture,
@@ -101,14 +102,19 @@ describe('parseClientHello on synthetic ClientHellos', () => {
   });
 
   it('normalises the server name (case, one trailing dot)', () => {
-    const r = parseClientHello(buildClientHello({ extensions: [serverNameExtension({ name: 'WWW.Example.COM.' })] }));
+    const r = parseClientHello(
+      buildClientHello({ extensions: [serverNameExtension({ name: 'WWW.Example.COM.' })] }),
+    );
     expect(tls(r).serverName).toBe('www.example.com');
   });
 
   it('reports ECH when extension 0xfe0d is offered and keeps the outer name', () => {
     const r = parseClientHello(
       buildClientHello({
-        extensions: [serverNameExtension({ name: 'public.example.com' }), { type: 0xfe0d, data: [0, 1, 2, 3] }],
+        extensions: [
+          serverNameExtension({ name: 'public.example.com' }),
+          { type: 0xfe0d, data: [0, 1, 2, 3] },
+        ],
       }),
     );
     expect(tls(r)).toMatchObject({ ech: true, serverName: 'public.example.com' });
@@ -120,7 +126,11 @@ describe('parseClientHello on synthetic ClientHellos', () => {
   });
 
   it('gives no server name for non-ASCII bytes in host_name', () => {
-    for (const name of [[0x62, 0xfc, 0x63, 0x68, 0x2e, 0x64, 0x65], [0x61, 0x00, 0x62], Buffer.from('bücher.de')]) {
+    for (const name of [
+      [0x62, 0xfc, 0x63, 0x68, 0x2e, 0x64, 0x65],
+      [0x61, 0x00, 0x62],
+      Buffer.from('bücher.de'),
+    ]) {
       const r = parseClientHello(buildClientHello({ extensions: [serverNameExtension({ name })] }));
       expect(tls(r).serverName).toBeUndefined();
     }
@@ -168,7 +178,9 @@ describe('parseClientHello on synthetic ClientHellos', () => {
 
   it('drops GREASE ALPN identifiers and keeps the order of the rest', () => {
     const r = parseClientHello(
-      buildClientHello({ extensions: [alpnExtension([0x3a, 0x3a], 'h2', [0xfa, 0xfa], 'http/1.1', [0x3a, 0x4a])] }),
+      buildClientHello({
+        extensions: [alpnExtension([0x3a, 0x3a], 'h2', [0xfa, 0xfa], 'http/1.1', [0x3a, 0x4a])],
+      }),
     );
     // 0x3a4a is not GREASE (the two bytes differ) and is kept, byte for byte.
     expect(tls(r).alpn).toEqual(['h2', 'http/1.1', ':J']);
@@ -178,7 +190,11 @@ describe('parseClientHello on synthetic ClientHellos', () => {
     const r = parseClientHello(
       buildClientHello({
         cipherSuites: [0x0a0a, 0x1301],
-        extensions: [{ type: 0x1a1a, data: [] }, serverNameExtension({ name: 'g.example' }), { type: 0xfafa, data: [0] }],
+        extensions: [
+          { type: 0x1a1a, data: [] },
+          serverNameExtension({ name: 'g.example' }),
+          { type: 0xfafa, data: [0] },
+        ],
       }),
     );
     expect(tls(r).serverName).toBe('g.example');
@@ -243,7 +259,10 @@ describe('parseClientHello on synthetic ClientHellos', () => {
   });
 
   it('handles 10 000 extensions (when the cap allows) and reports too-large under the default cap', () => {
-    const extensions = Array.from({ length: 10_000 }, (_, i) => ({ type: 0x4000 + i, data: [] as number[] }));
+    const extensions: Extension[] = Array.from({ length: 10_000 }, (_, i) => ({
+      type: 0x4000 + i,
+      data: [],
+    }));
     extensions.push(serverNameExtension({ name: 'many.example' }));
     const wire = buildClientHello({ extensions });
     expect(wire.length).toBeGreaterThan(DEFAULT_MAX_CLIENT_HELLO_SIZE);
@@ -298,18 +317,30 @@ describe('parseClientHello refusing what is not TLS', () => {
   });
 
   it('refuses bad record versions as soon as the version bytes arrive', () => {
-    expect(parseClientHello(Uint8Array.from([22, 2]))).toEqual({ kind: 'not-tls', reason: 'bad-record-version' });
-    expect(parseClientHello(Uint8Array.from([22, 3, 5]))).toEqual({ kind: 'not-tls', reason: 'bad-record-version' });
+    expect(parseClientHello(Uint8Array.from([22, 2]))).toEqual({
+      kind: 'not-tls',
+      reason: 'bad-record-version',
+    });
+    expect(parseClientHello(Uint8Array.from([22, 3, 5]))).toEqual({
+      kind: 'not-tls',
+      reason: 'bad-record-version',
+    });
     expect(parseClientHello(Uint8Array.from([22, 3, 1])).kind).toBe('incomplete');
   });
 
   it('refuses zero-length and oversized records', () => {
-    expect(parseClientHello(Uint8Array.from([22, 3, 1, 0, 0]))).toMatchObject({ reason: 'bad-record-length' });
-    expect(parseClientHello(Uint8Array.from([22, 3, 1, 0x40, 0x01]))).toMatchObject({ reason: 'bad-record-length' });
+    expect(parseClientHello(Uint8Array.from([22, 3, 1, 0, 0]))).toMatchObject({
+      reason: 'bad-record-length',
+    });
+    expect(parseClientHello(Uint8Array.from([22, 3, 1, 0x40, 0x01]))).toMatchObject({
+      reason: 'bad-record-length',
+    });
   });
 
   it('refuses a handshake message other than client_hello', () => {
-    expect(parseClientHello(Uint8Array.from([22, 3, 3, 0, 50, 2]))).toMatchObject({ reason: 'not-client-hello' });
+    expect(parseClientHello(Uint8Array.from([22, 3, 3, 0, 50, 2]))).toMatchObject({
+      reason: 'not-client-hello',
+    });
   });
 
   it('refuses a ClientHello announcing a body too short to be one', () => {
@@ -336,5 +367,18 @@ describe('parseClientHello refusing what is not TLS', () => {
     expect(parseClientHello(buildClientHello({ legacyVersion: 0x0202 }))).toMatchObject({
       reason: 'malformed-client-hello',
     });
+  });
+});
+
+describe('parseClientHello input types', () => {
+  it('gives the same result for a Buffer and for views at an odd offset of a larger buffer', () => {
+    const hello = loadFixture('chromium');
+    const expected = parseClientHello(hello);
+    const padded = Buffer.concat([Buffer.from([1, 2, 3]), hello, Buffer.from([9, 9])]);
+    expect(parseClientHello(Buffer.from(hello))).toEqual(expected);
+    expect(parseClientHello(padded.subarray(3, 3 + hello.length))).toEqual(expected);
+    expect(parseClientHello(new Uint8Array(padded.buffer, padded.byteOffset + 3, hello.length))).toEqual(
+      expected,
+    );
   });
 });

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -7,7 +8,15 @@ import {
   parseClientHello,
   sniffHttpRequest,
 } from '../src/index.js';
-import { ascii, fixtureNames, handshakeOf, loadFixture, toRecords } from './helpers.js';
+import {
+  ascii,
+  buildClientHello,
+  fixtureNames,
+  handshakeOf,
+  loadFixture,
+  serverNameExtension,
+  toRecords,
+} from './helpers.js';
 
 /** Runs per property; raise with FUZZ_RUNS=100000 for a longer session. */
 const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
@@ -30,7 +39,11 @@ type Mutation =
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ op: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
   fc.record({ op: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 16 }) }),
-  fc.record({ op: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
+  fc.record({
+    op: fc.constant('insert' as const),
+    at: fc.nat(),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+  }),
   fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
 );
 
@@ -118,9 +131,55 @@ describe('parseClientHello (property)', () => {
       fc.property(fc.constantFrom(...fixtures), fc.integer({ min: 1, max: 16_384 }), (wire, size) => {
         const whole = parseClientHello(wire);
         const resplit = toRecords(handshakeOf(wire), size, 0x0303);
-        expect(parseClientHello(resplit)).toEqual(whole.kind === 'tls' ? { ...whole, length: resplit.length } : whole);
+        expect(parseClientHello(resplit)).toEqual(
+          whole.kind === 'tls' ? { ...whole, length: resplit.length } : whole,
+        );
       }),
       { numRuns: Math.ceil(FUZZ_RUNS / 4) },
+    );
+  });
+});
+
+describe('Buffer and Uint8Array inputs (property)', () => {
+  it('give identical results', () => {
+    fc.assert(
+      fc.property(inputs([...fixtures, ...HTTP_SEEDS]), (bytes) => {
+        const buf = Buffer.from(bytes);
+        expect(parseClientHello(buf)).toEqual(parseClientHello(bytes));
+        expect(sniffHttpRequest(buf)).toEqual(sniffHttpRequest(bytes));
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe('parseClientHello server names (property)', () => {
+  it('normalises an ASCII host_name exactly like normalizeHostname, IP literals excluded', () => {
+    const piece = fc.constantFrom(
+      'a',
+      'Z',
+      'q',
+      '0',
+      '7',
+      '-',
+      '_',
+      '.',
+      'xn--',
+      'bcher-kva',
+      '0x',
+      '1.2',
+      '3',
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 12 }), (pieces) => {
+        const name = pieces.join('');
+        const normalised = normalizeHostname(name);
+        const expected = normalised === undefined || isIPv4(normalised) ? undefined : normalised;
+        const r = parseClientHello(buildClientHello({ extensions: [serverNameExtension({ name })] }));
+        expect(r).toMatchObject({ kind: 'tls' });
+        expect(r.kind === 'tls' ? r.serverName : 'not tls').toBe(expected);
+      }),
+      { numRuns: FUZZ_RUNS },
     );
   });
 });
@@ -147,8 +206,40 @@ describe('sniffHttpRequest (property)', () => {
     );
   });
 
+  it('normalises a Host value exactly like normalizeHostname (byte fast path and name cache included)', () => {
+    const piece = fc.constantFrom(
+      'a',
+      'Z',
+      'q',
+      '0',
+      '7',
+      '-',
+      '_',
+      '.',
+      'xn--',
+      'bcher-kva',
+      'ü',
+      'ß',
+      '%',
+      '*',
+      '0x',
+      '1.2',
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 12 }), (pieces) => {
+        const value = pieces.join('');
+        const expected = normalizeHostname(value);
+        const r = sniffHttpRequest(Buffer.from(`GET / HTTP/1.1\r\nHost: ${value}\r\n\r\n`, 'utf8'));
+        if (expected === undefined) expect(r).toEqual({ kind: 'bad-host', reason: 'malformed-host' });
+        else expect(r).toMatchObject({ kind: 'http', host: expected });
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
   it('finds the Host of generated heads, whatever the header order, case and line ends', () => {
-    const name = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}(\.[a-z][a-z0-9-]{0,10}){1,3}$/)
+    const name = fc
+      .stringMatching(/^[a-z][a-z0-9-]{0,10}(\.[a-z][a-z0-9-]{0,10}){1,3}$/)
       // Labels starting with "xn--" must be valid punycode; those are covered in hostname.test.ts.
       .filter((s) => !/(^|\.)xn--/.test(s));
     const header = fc.tuple(fc.stringMatching(/^X-[A-Za-z0-9-]{1,12}$/), fc.stringMatching(/^[ -~]{0,40}$/));

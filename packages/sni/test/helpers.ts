@@ -48,7 +48,9 @@ export interface Extension {
 }
 
 /** server_name extension data with the given entries (RFC 6066 §3). */
-export function serverNameExtension(...entries: { type?: number; name: ArrayLike<number> | string }[]): Extension {
+export function serverNameExtension(
+  ...entries: { type?: number; name: ArrayLike<number> | string }[]
+): Extension {
   const list = concat(
     ...entries.map((e) => {
       const name = typeof e.name === 'string' ? Buffer.from(e.name, 'latin1') : e.name;

@@ -96,9 +96,11 @@ describe('normalizeHostname', () => {
     const label = fc.stringMatching(/^[a-zA-Z0-9_-]{1,8}$/);
     const name = fc.oneof(
       fc.array(label, { minLength: 1, maxLength: 5 }).map((ls) => ls.join('.')),
-      fc.array(fc.constantFrom('a', 'B', '0', '9', '-', '_', '.', 'x', 'n', '--', 'xn--', '0x'), { maxLength: 20 }).map(
-        (cs) => cs.join(''),
-      ),
+      fc
+        .array(fc.constantFrom('a', 'B', '0', '9', '-', '_', '.', 'x', 'n', '--', 'xn--', '0x'), {
+          maxLength: 20,
+        })
+        .map((cs) => cs.join('')),
     );
     fc.assert(
       fc.property(name, (s) => {
@@ -129,7 +131,16 @@ describe('parseWildcard', () => {
   });
 
   it('rejects patterns that are not one leading wildcard label over a dotted name', () => {
-    for (const p of ['*.com', '*.*.example.com', 'a.*.example.com', '*example.com', '*', '*.', 'example.com', '**.a.b']) {
+    for (const p of [
+      '*.com',
+      '*.*.example.com',
+      'a.*.example.com',
+      '*example.com',
+      '*',
+      '*.',
+      'example.com',
+      '**.a.b',
+    ]) {
       expect(parseWildcard(p), p).toBeUndefined();
     }
     expect(parseWildcard('*.192.0.2.1')).toBeUndefined();

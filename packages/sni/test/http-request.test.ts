@@ -37,20 +37,29 @@ describe('sniffHttpRequest on well-formed heads', () => {
 
   it('accepts bare LF line ends and mixed endings', () => {
     const lf = 'POST /submit HTTP/1.0\nHost: a.example\nContent-Length: 0\n\n';
-    expect(http(sniff(lf))).toMatchObject({ host: 'a.example', method: 'POST', version: 'HTTP/1.0', headLength: lf.length });
+    expect(http(sniff(lf))).toMatchObject({
+      host: 'a.example',
+      method: 'POST',
+      version: 'HTTP/1.0',
+      headLength: lf.length,
+    });
     const mixed = 'GET / HTTP/1.1\r\nHost: b.example\n\r\n';
     expect(http(sniff(mixed))).toMatchObject({ host: 'b.example', headLength: mixed.length });
   });
 
   it('matches the Host header name case-insensitively and trims optional whitespace', () => {
     for (const name of ['host', 'HOST', 'hOsT']) {
-      expect(http(sniff(`GET / HTTP/1.1\r\n${name}: \t Case.Example.COM \t\r\n\r\n`)).host).toBe('case.example.com');
+      expect(http(sniff(`GET / HTTP/1.1\r\n${name}: \t Case.Example.COM \t\r\n\r\n`)).host).toBe(
+        'case.example.com',
+      );
     }
     expect(http(sniff('GET / HTTP/1.1\r\nHost:nospace.example\r\n\r\n')).host).toBe('nospace.example');
   });
 
   it('does not mistake other headers for Host', () => {
-    const r = sniff('GET / HTTP/1.1\r\nX-Host: evil.example\r\nHosts: evil.example\r\nHost: good.example\r\n\r\n');
+    const r = sniff(
+      'GET / HTTP/1.1\r\nX-Host: evil.example\r\nHosts: evil.example\r\nHost: good.example\r\n\r\n',
+    );
     expect(http(r).host).toBe('good.example');
   });
 
@@ -68,13 +77,18 @@ describe('sniffHttpRequest on well-formed heads', () => {
   it('takes the host from an absolute-form target (RFC 9112 §3.2.2), ignoring the Host header', () => {
     const r = http(sniff('GET http://Target.Example:8080/x?y=1 HTTP/1.1\r\nHost: other.example\r\n\r\n'));
     expect(r).toMatchObject({ host: 'target.example', path: '/x?y=1' });
-    expect(http(sniff('GET http://h.example HTTP/1.1\r\n\r\n'))).toMatchObject({ host: 'h.example', path: '/' });
+    expect(http(sniff('GET http://h.example HTTP/1.1\r\n\r\n'))).toMatchObject({
+      host: 'h.example',
+      path: '/',
+    });
     expect(http(sniff('GET HTTPS://h.example?q HTTP/1.1\r\nHost: h.example\r\n\r\n')).path).toBe('/?q');
     expect(http(sniff('GET http://[::1]:81/ HTTP/1.1\r\n\r\n')).host).toBe('[::1]');
   });
 
   it('takes the host from the authority-form target of CONNECT', () => {
-    expect(http(sniff('CONNECT tunnel.example:443 HTTP/1.1\r\nHost: tunnel.example:443\r\n\r\n'))).toMatchObject({
+    expect(
+      http(sniff('CONNECT tunnel.example:443 HTTP/1.1\r\nHost: tunnel.example:443\r\n\r\n')),
+    ).toMatchObject({
       host: 'tunnel.example',
       method: 'CONNECT',
       path: 'tunnel.example:443',
@@ -82,7 +96,10 @@ describe('sniffHttpRequest on well-formed heads', () => {
   });
 
   it('accepts the asterisk form', () => {
-    expect(http(sniff('OPTIONS * HTTP/1.1\r\nHost: o.example\r\n\r\n'))).toMatchObject({ path: '*', host: 'o.example' });
+    expect(http(sniff('OPTIONS * HTTP/1.1\r\nHost: o.example\r\n\r\n'))).toMatchObject({
+      path: '*',
+      host: 'o.example',
+    });
   });
 
   it('decodes an IDN sent as raw UTF-8 and converts it to an A-label', () => {
@@ -104,14 +121,19 @@ describe('sniffHttpRequest on well-formed heads', () => {
   });
 
   it('accepts methods that are tokens, with obs-text in the target', () => {
-    const bytes = new Uint8Array(Buffer.from('M-SEARCH /caf\u00e9 HTTP/1.1\r\nHost: a.example\r\n\r\n', 'latin1'));
+    const bytes = new Uint8Array(
+      Buffer.from('M-SEARCH /caf\u00e9 HTTP/1.1\r\nHost: a.example\r\n\r\n', 'latin1'),
+    );
     expect(http(sniffHttpRequest(bytes))).toMatchObject({ method: 'M-SEARCH', path: '/caf\u00e9' });
   });
 });
 
 describe('sniffHttpRequest on bad hosts', () => {
   it('reports missing-host for HTTP/1.1 and HTTP/1.0 without Host', () => {
-    expect(sniff('GET / HTTP/1.1\r\nAccept: */*\r\n\r\n')).toEqual({ kind: 'bad-host', reason: 'missing-host' });
+    expect(sniff('GET / HTTP/1.1\r\nAccept: */*\r\n\r\n')).toEqual({
+      kind: 'bad-host',
+      reason: 'missing-host',
+    });
     expect(sniff('GET / HTTP/1.0\r\n\r\n')).toEqual({ kind: 'bad-host', reason: 'missing-host' });
     expect(sniff('GET / HTTP/1.1\r\nHost:\r\n\r\n')).toEqual({ kind: 'bad-host', reason: 'missing-host' });
   });
@@ -124,7 +146,9 @@ describe('sniffHttpRequest on bad hosts', () => {
     expect(sniff('GET / HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n\r\n')).toMatchObject({
       reason: 'duplicate-host',
     });
-    expect(sniff('GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n')).toMatchObject({
+    expect(
+      sniff('GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n'),
+    ).toMatchObject({
       reason: 'duplicate-host',
     });
   });
@@ -157,7 +181,10 @@ describe('sniffHttpRequest refusing what is not HTTP/1.x', () => {
   it('refuses a TLS ClientHello on its first byte', () => {
     const hello = loadFixture('curl-sni');
     for (let cut = 1; cut <= hello.length; cut++) {
-      expect(sniffHttpRequest(hello.subarray(0, cut))).toEqual({ kind: 'not-http', reason: 'invalid-method' });
+      expect(sniffHttpRequest(hello.subarray(0, cut))).toEqual({
+        kind: 'not-http',
+        reason: 'invalid-method',
+      });
     }
   });
 
@@ -184,14 +211,20 @@ describe('sniffHttpRequest refusing what is not HTTP/1.x', () => {
   it('refuses targets in no RFC 9112 form', () => {
     expect(sniff('GET foo HTTP/1.1\r\nHost: a.example\r\n\r\n')).toMatchObject({ reason: 'invalid-target' });
     expect(sniff('GET *x HTTP/1.1\r\nHost: a.example\r\n\r\n')).toMatchObject({ reason: 'invalid-target' });
-    expect(sniff('GET http:/// HTTP/1.1\r\nHost: a.example\r\n\r\n')).toMatchObject({ reason: 'invalid-target' });
+    expect(sniff('GET http:/// HTTP/1.1\r\nHost: a.example\r\n\r\n')).toMatchObject({
+      reason: 'invalid-target',
+    });
   });
 
   it('refuses malformed header lines (documented: not-http, not bad-host)', () => {
     expect(sniff('GET / HTTP/1.1\r\nHost a.example\r\n\r\n')).toMatchObject({ reason: 'malformed-header' });
     expect(sniff('GET / HTTP/1.1\r\n: value\r\n\r\n')).toMatchObject({ reason: 'malformed-header' });
-    expect(sniff('GET / HTTP/1.1\r\nHost : a.example\r\n\r\n')).toMatchObject({ reason: 'space-before-colon' });
-    expect(sniff('GET / HTTP/1.1\r\nHost: a.example\r\n  .evil\r\n\r\n')).toMatchObject({ reason: 'obs-fold' });
+    expect(sniff('GET / HTTP/1.1\r\nHost : a.example\r\n\r\n')).toMatchObject({
+      reason: 'space-before-colon',
+    });
+    expect(sniff('GET / HTTP/1.1\r\nHost: a.example\r\n  .evil\r\n\r\n')).toMatchObject({
+      reason: 'obs-fold',
+    });
     expect(sniff('GET / HTTP/1.1\r\nX: a\u0000b\r\nHost: a.example\r\n\r\n')).toMatchObject({
       reason: 'invalid-header-value',
     });
@@ -211,5 +244,37 @@ describe('sniffHttpRequest refusing what is not HTTP/1.x', () => {
 
   it('returns incomplete for an empty buffer', () => {
     expect(sniffHttpRequest(new Uint8Array(0))).toEqual({ kind: 'incomplete' });
+  });
+});
+
+describe('sniffHttpRequest input types', () => {
+  it('gives the same result for a Buffer, a Uint8Array and views at an odd offset of a larger buffer', () => {
+    const head = 'GET /x HTTP/1.1\r\nHost: View.Example:81\r\n\r\nbody';
+    const expected = sniff(head);
+    expect(expected.kind).toBe('http');
+    const padded = Buffer.from(`xyz${head}tail`, 'latin1');
+    const bufferView = padded.subarray(3, 3 + head.length);
+    const u8View = new Uint8Array(padded.buffer, padded.byteOffset + 3, head.length);
+    expect(sniffHttpRequest(Buffer.from(head, 'latin1'))).toEqual(expected);
+    expect(sniffHttpRequest(bufferView)).toEqual(expected);
+    expect(sniffHttpRequest(u8View)).toEqual(expected);
+  });
+
+  it('validates a Host header even when an absolute-form target decides the route', () => {
+    expect(sniff('GET http://a.example/ HTTP/1.1\r\nHost: bad host\r\n\r\n')).toEqual({
+      kind: 'bad-host',
+      reason: 'malformed-host',
+    });
+  });
+
+  it('returns the right name for thousands of distinct hosts, seen twice in different case', () => {
+    // Exercises the bounded name cache: collisions must never return another name.
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 5000; i++) {
+        const name = `h${i.toString(36)}.example`;
+        const sent = round === 0 ? name : name.toUpperCase();
+        expect(http(sniff(`GET / HTTP/1.1\r\nHost: ${sent}\r\n\r\n`)).host).toBe(name);
+      }
+    }
   });
 });

@@ -155,7 +155,12 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   }
 }
 
-function launch(command: string, args: string[], env: Record<string, string>, output: string[]): ChildProcess {
+function launch(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  output: string[],
+): ChildProcess {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const collect = (chunk: Buffer) => {
     output.push(`[${command}] ${chunk.toString('utf8')}`);

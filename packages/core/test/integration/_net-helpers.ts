@@ -9,12 +9,12 @@ export interface RecordingClient {
   closed: Promise<void>;
 }
 
-export async function connectRecording(port: number): Promise<RecordingClient> {
-  const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+export async function connectRecording(port: number, allowHalfOpen = false): Promise<RecordingClient> {
+  const socket = connect({ host: '127.0.0.1', port, allowHalfOpen });
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   socket.on('error', () => {});
-  const closed = once(socket, 'close').then(() => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   await once(socket, 'connect');
   return { socket, received: () => Buffer.concat(chunks), closed };
 }

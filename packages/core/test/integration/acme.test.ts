@@ -224,7 +224,12 @@ describe('AcmeCertificateManager against pebble', () => {
   it('reports the ACME problem when validation fails, retries with backoff and keeps serving', async () => {
     const dir = await tempDir();
     // Nobody answers the challenge for this name: pebble marks the authorization invalid.
-    const manager = createManager({ cacheDir: dir, hostname: 'unanswered.nexus.test', retryMin: 200, retryMax: 1000 });
+    const manager = createManager({
+      cacheDir: dir,
+      hostname: 'unanswered.nexus.test',
+      retryMin: 200,
+      retryMax: 1000,
+    });
     managers.delete(manager);
     const failures: AcmeFailedEvent[] = [];
     const scheduled = vi.fn();

@@ -1,7 +1,9 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+vi.setConfig({ testTimeout: 8_000 });
 import {
   createRelayListener,
   type RelayCloseEvent,
@@ -126,6 +128,7 @@ describe('createRelayListener (tls)', () => {
     client.socket.end('later');
     const rest: Buffer[] = [];
     socket.on('data', (d: Buffer) => rest.push(d));
+    socket.resume();
     await once(socket, 'end');
     expect(Buffer.concat(rest).toString()).toBe('later');
   });

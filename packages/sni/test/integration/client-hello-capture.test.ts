@@ -19,7 +19,9 @@ afterEach(async () => {
  * ClientHello is complete (by lengths alone), then hangs up without answering. Returns the bytes and the
  * chunks as they arrived.
  */
-async function captureNodeClientHello(options: ConnectionOptions): Promise<{ bytes: Buffer; chunks: Buffer[] }> {
+async function captureNodeClientHello(
+  options: ConnectionOptions,
+): Promise<{ bytes: Buffer; chunks: Buffer[] }> {
   const server = createServer();
   openServers.add(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -48,41 +50,47 @@ async function captureNodeClientHello(options: ConnectionOptions): Promise<{ byt
   return captured;
 }
 
-const CASES: { name: string; options: ConnectionOptions; serverName: string | undefined; alpn: string[] }[] = [
-  { name: 'servername', options: { servername: 'api.example.test' }, serverName: 'api.example.test', alpn: [] },
-  {
-    name: 'ALPN list',
-    options: { servername: 'h2.example.test', ALPNProtocols: ['h2', 'http/1.1', 'acme-tls/1'] },
-    serverName: 'h2.example.test',
-    alpn: ['h2', 'http/1.1', 'acme-tls/1'],
-  },
-  {
-    name: 'TLS 1.2 only',
-    options: { servername: 'old.example.test', minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' },
-    serverName: 'old.example.test',
-    alpn: [],
-  },
-  {
-    name: 'TLS 1.3 only',
-    options: { servername: 'new.example.test', minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'] },
-    serverName: 'new.example.test',
-    alpn: ['http/1.1'],
-  },
-  // Node sends no SNI when servername is '' (and never for an IP address).
-  { name: 'no servername', options: { servername: '' }, serverName: undefined, alpn: [] },
-  {
-    name: 'IDN servername (A-label)',
-    options: { servername: 'xn--mnchen-3ya.example' },
-    serverName: 'xn--mnchen-3ya.example',
-    alpn: [],
-  },
-  {
-    name: 'upper-case servername',
-    options: { servername: 'MiXeD.Example.TEST' },
-    serverName: 'mixed.example.test',
-    alpn: [],
-  },
-];
+const CASES: { name: string; options: ConnectionOptions; serverName: string | undefined; alpn: string[] }[] =
+  [
+    {
+      name: 'servername',
+      options: { servername: 'api.example.test' },
+      serverName: 'api.example.test',
+      alpn: [],
+    },
+    {
+      name: 'ALPN list',
+      options: { servername: 'h2.example.test', ALPNProtocols: ['h2', 'http/1.1', 'acme-tls/1'] },
+      serverName: 'h2.example.test',
+      alpn: ['h2', 'http/1.1', 'acme-tls/1'],
+    },
+    {
+      name: 'TLS 1.2 only',
+      options: { servername: 'old.example.test', minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' },
+      serverName: 'old.example.test',
+      alpn: [],
+    },
+    {
+      name: 'TLS 1.3 only',
+      options: { servername: 'new.example.test', minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'] },
+      serverName: 'new.example.test',
+      alpn: ['http/1.1'],
+    },
+    // Node sends no SNI when servername is '' (and never for an IP address).
+    { name: 'no servername', options: { servername: '' }, serverName: undefined, alpn: [] },
+    {
+      name: 'IDN servername (A-label)',
+      options: { servername: 'xn--mnchen-3ya.example' },
+      serverName: 'xn--mnchen-3ya.example',
+      alpn: [],
+    },
+    {
+      name: 'upper-case servername',
+      options: { servername: 'MiXeD.Example.TEST' },
+      serverName: 'mixed.example.test',
+      alpn: [],
+    },
+  ];
 
 describe('parseClientHello on ClientHellos from node:tls', () => {
   for (const c of CASES) {

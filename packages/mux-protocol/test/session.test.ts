@@ -1,0 +1,3 @@
+import { createMemoryPair, runSessionSuite } from './suites/session.suite.js';
+
+runSessionSuite('an in-memory transport', createMemoryPair);
