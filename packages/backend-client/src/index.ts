@@ -1,1 +1,82 @@
-export {};
+// Config
+export type {
+  BackendClientConfigInput,
+  BackendConfigInput,
+  DurationInput,
+  ParseBackendClientConfigOptions,
+  ResolveBackendClientConfigOptions,
+  ResolvedBackendClientConfig,
+  ResolvedBackendConfig,
+} from './config.js';
+export {
+  DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS,
+  DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS,
+  loadBackendClientConfig,
+  parseBackendClientConfig,
+  parseDuration,
+  resolveBackendClientConfig,
+} from './config.js';
+// Port mappings
+export type {
+  HostPort,
+  PortMappingInput,
+  PortMappingsInput,
+  ResolvedPortMapping,
+  ResolvedPortMappings,
+} from './port-mappings.js';
+export { parseHostPort, resolvePortMappings, resolveTarget } from './port-mappings.js';
+// Client
+export {
+  type BackendClient,
+  type BackendClientCloseOptions,
+  type BackendClientStats,
+  createBackendClient,
+} from './backend-client.js';
+export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
+export {
+  type BackendClientOptions,
+  type BackendClientTlsOptions,
+  type ConnectHandler,
+  DEFAULT_CLOSE_GRACE,
+  DEFAULT_DIAL_TIMEOUT,
+  DEFAULT_HANDSHAKE_TIMEOUT,
+  DEFAULT_HEALTH_INACTIVITY_TIMEOUT,
+  DEFAULT_HEALTH_PONG_TIMEOUT,
+  DEFAULT_KEEPALIVE_INTERVAL,
+  DEFAULT_KEEPALIVE_TIMEOUT,
+  DEFAULT_RECONNECT_FACTOR,
+  DEFAULT_RECONNECT_INITIAL_DELAY,
+  DEFAULT_RECONNECT_JITTER,
+  DEFAULT_RECONNECT_MAX_DELAY,
+  DEFAULT_RECONNECT_RESET_AFTER,
+  type HealthCheckOptions,
+  type KeepaliveOptions,
+  type ReconnectOptions,
+  type ResolvedBackendClientOptions,
+  resolveBackendClientOptions,
+  type StreamRequest,
+} from './client-options.js';
+export { type DialLocalOptions, type DialTarget, dialLocal } from './local-dial.js';
+export type { LogFn, Logger } from './logger.js';
+export { noopLogger } from './logger.js';
+export { DEFAULT_HUB_PORT, HUB_PATH, normalizeNodeAddress } from './node-address.js';
+export type {
+  ConnectedEvent,
+  DisconnectedEvent,
+  NodeConnectionEvents,
+  NodeConnectionState,
+  NodeStats,
+  SessionEndReason,
+  StreamCloseEvent,
+  StreamOpenEvent,
+} from './node-connection.js';
+// Errors
+export {
+  BackendClientError,
+  type BackendClientErrorCode,
+  DialError,
+  InvalidOptionsError,
+  NoMappingError,
+  SessionError,
+  TokenError,
+} from './errors.js';

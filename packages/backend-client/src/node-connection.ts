@@ -106,6 +106,8 @@ interface StreamEntry {
   relay: StreamRelay | undefined;
   /** Our own close reason, when we closed the stream. */
   reason: string | undefined;
+  /** Removes the pre-relay EOF watcher. */
+  unwatch: () => void;
 }
 
 /**
@@ -421,7 +423,13 @@ export class NodeConnection {
 
   #onStream(stream: MuxStream, connect: ConnectMessage): void {
     const id = connect.client_id;
-    const entry: StreamEntry = { stream, abort: new AbortController(), relay: undefined, reason: undefined };
+    const entry: StreamEntry = {
+      stream,
+      abort: new AbortController(),
+      relay: undefined,
+      reason: undefined,
+      unwatch: () => {},
+    };
     // A MuxStream error must never become an uncaught exception; the close path reports it.
     stream.on('error', (err: Error) => this.#log.debug({ id, err: err.message }, 'stream error'));
     stream.on('pong', () => entry.relay?.onPong());
@@ -451,6 +459,18 @@ export class NodeConnection {
       if (reason === 'dial_failed') this.#dialFailures++;
       this.#emit('stream-close', { node: this.node, id, reason, bytesIn, bytesOut });
     });
+    // Until the local side is piped nobody reads the stream, so a hub `disconnect` during the dial ends
+    // its readable side without any 'end'. A 'readable' listener sees that EOF without consuming (the
+    // prelude stays buffered, and credits are only returned once it is read): then abort the dial
+    // (RELIABILITY item 12) and let the stream close.
+    const onReadable = (): void => {
+      if (stream.closeReason === undefined || entry.relay !== undefined) return;
+      entry.abort.abort();
+      this.#discard(entry);
+      stream.end();
+    };
+    stream.on('readable', onReadable);
+    entry.unwatch = () => stream.off('readable', onReadable);
     const request: StreamRequest = {
       ...event,
       transport: connect.transport ?? 'tcp',
@@ -462,6 +482,7 @@ export class NodeConnection {
           local.destroy();
           return;
         }
+        entry.unwatch();
         entry.relay = new StreamRelay(stream, local, this.#healthCheck(entry), (err) => {
           this.#log.debug({ id, err: err.message }, 'local socket error');
           this.#closeStream(entry, 'local_error');
@@ -520,5 +541,12 @@ export class NodeConnection {
     entry.abort.abort();
     entry.relay?.destroy();
     entry.stream.disconnect(reason);
+    if (entry.relay === undefined) this.#discard(entry);
+  }
+
+  /** Not piped (dial failed, aborted): drop what the stream buffered so that it can reach 'close'. */
+  #discard(entry: StreamEntry): void {
+    entry.unwatch();
+    entry.stream.resume();
   }
 }

@@ -68,6 +68,13 @@ export class StreamRelay {
       if (!stream.writableEnded && !stream.destroyed) stream.destroy();
     });
     stream.once('close', () => this.#onStreamClose());
+    // v1 has no half-close on the wire (PROTOCOL.md §1.4): EOF from a backend-role stream means the hub
+    // disconnected it. `pipe` forwards it to the local socket as a FIN after every delivered byte; our
+    // writable side is ended too (nobody is left to read a response), so the stream can close.
+    stream.once('end', () => {
+      local.unpipe(stream);
+      if (!stream.writableEnded) stream.end();
+    });
     stream.pipe(local);
     local.pipe(stream);
     if (health !== undefined) this.#armIdle(health.inactivityTimeoutMs);

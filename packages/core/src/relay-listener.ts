@@ -37,6 +37,8 @@ export interface RelayCloseEvent {
 export interface RelayListenerLimits extends SniffLimits {
   /** Connections (sniffing or relayed) allowed per source IP. Default: `0` (unlimited). */
   maxConnectionsPerIp?: number;
+  /** Size of the sniff budget created when `budget` is not given. Default: `256`. */
+  maxConcurrentSniffs?: number;
 }
 
 /** Options of {@link createRelayListener}. */
@@ -49,7 +51,10 @@ export interface RelayListenerOptions {
   mode: RelayMode;
   /** Sniffing caps/deadlines and the per-IP limit. */
   limits?: RelayListenerLimits;
-  /** Concurrent-sniff budget; pass the same instance to every listener of a node. Default: a new one (256). */
+  /**
+   * Concurrent-sniff budget; pass the same instance to every listener of a node. Default: a new one of
+   * `limits.maxConcurrentSniffs` (256) for this listener alone.
+   */
   budget?: SniffBudget;
   /** Logger; a child with `component: 'relay-listener'` is used. Default: no-op. */
   logger?: Logger;
@@ -86,7 +91,7 @@ export interface RelayListener {
 /** Create a relay listener on `node:net`. */
 export function createRelayListener(options: RelayListenerOptions): RelayListener {
   const log = (options.logger ?? noopLogger).child({ component: 'relay-listener', mode: options.mode });
-  const budget = options.budget ?? new SniffBudget();
+  const budget = options.budget ?? new SniffBudget(options.limits?.maxConcurrentSniffs);
   const maxPerIp = options.limits?.maxConnectionsPerIp ?? 0;
   const perIp = new Map<string, number>();
   const sniffing = new Set<Socket>();

@@ -43,6 +43,14 @@ export interface RelayOptions {
   idleTimeoutMs?: number;
   /** Bytes to write to the stream before anything read from the socket (the sniffed prelude). */
   prelude?: Uint8Array;
+  /**
+   * The stream's EOF ends the whole relay: the end user receives every byte, then a FIN, and the socket
+   * is released once that is written (bytes the end user still sends are discarded). Right for mux streams
+   * and tunnels, whose wire has no half-close: the peer's `disconnect` ends both directions (PROTOCOL.md
+   * §1.4, §4.3 "closes the end-user socket"). `false` relays a TCP half-close in this direction too.
+   * Default: `true`.
+   */
+  closeOnStreamEnd?: boolean;
   /** Called once when the relay has fully ended. */
   onClose?(stats: RelayStats): void;
 }
@@ -67,6 +75,7 @@ export interface RelayHandle {
  */
 export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_RELAY_IDLE_TIMEOUT_MS;
+  const closeOnStreamEnd = options.closeOnStreamEnd ?? true;
   const started = Date.now();
   let bytesUp = 0;
   let bytesDown = 0;
@@ -100,6 +109,10 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   // end user are flushed and a FIN sent before the socket is released; without an EOF it is an abort.
   const releaseSocket = (): void => {
     if (socket.destroyed) return;
+    // Nothing more goes to the stream: keep reading and discard, so the end user's late bytes cannot sit
+    // unread in the kernel and turn our close into a RST that would drop the response on its side.
+    socket.unpipe(stream);
+    socket.resume();
     if (!downEnded) {
       socket.destroy();
       return;
@@ -152,6 +165,10 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   const onStreamEnd = (): void => {
     // pipe() forwards the EOF as socket.end() after the queued bytes.
     downEnded = true;
+    if (closeOnStreamEnd) {
+      releaseSocket();
+      if (!stream.writableEnded && !stream.destroyed) stream.end();
+    }
   };
   const onSocketError = (err: Error): void => {
     setReason('client-error', err);
@@ -177,8 +194,6 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   };
   const onStreamClose = (): void => {
     streamClosed = true;
-    // Nothing can be written to a closed stream: stop feeding it, the end user's bytes are discarded.
-    socket.unpipe(stream);
     if (!downEnded) setReason('stream-aborted');
     releaseSocket();
     maybeFinish();

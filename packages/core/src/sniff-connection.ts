@@ -29,11 +29,11 @@ export interface SniffLimits {
   /** Largest HTTP request head accepted, in bytes (mode `http`). Default: `65_536`. */
   maxHttpHeadBytes?: number;
   /** Time allowed for the first byte, in ms. Default: `15_000`. */
-  firstByteTimeoutMs?: number;
+  sniffFirstByteTimeoutMs?: number;
   /** After each read the deadline becomes now + this, in ms (never past the absolute one). Default: `5_000`. */
-  readExtensionMs?: number;
+  sniffReadExtensionMs?: number;
   /** Absolute sniff deadline from accept, in ms. Default: `30_000`. */
-  absoluteTimeoutMs?: number;
+  sniffAbsoluteTimeoutMs?: number;
 }
 
 /** Why a connection was closed before (or instead of) being relayed. */
@@ -125,9 +125,9 @@ export interface SniffOptions {
 export interface ResolvedSniffLimits {
   maxClientHelloBytes: number;
   maxHttpHeadBytes: number;
-  firstByteTimeoutMs: number;
-  readExtensionMs: number;
-  absoluteTimeoutMs: number;
+  sniffFirstByteTimeoutMs: number;
+  sniffReadExtensionMs: number;
+  sniffAbsoluteTimeoutMs: number;
 }
 
 /** Apply defaults to {@link SniffLimits}. */
@@ -135,9 +135,9 @@ export function resolveSniffLimits(limits: SniffLimits = {}): ResolvedSniffLimit
   return Object.freeze({
     maxClientHelloBytes: limits.maxClientHelloBytes ?? DEFAULT_MAX_CLIENT_HELLO_BYTES,
     maxHttpHeadBytes: limits.maxHttpHeadBytes ?? DEFAULT_MAX_HTTP_HEAD_BYTES,
-    firstByteTimeoutMs: limits.firstByteTimeoutMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS,
-    readExtensionMs: limits.readExtensionMs ?? DEFAULT_SNIFF_READ_EXTENSION_MS,
-    absoluteTimeoutMs: limits.absoluteTimeoutMs ?? DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS,
+    sniffFirstByteTimeoutMs: limits.sniffFirstByteTimeoutMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS,
+    sniffReadExtensionMs: limits.sniffReadExtensionMs ?? DEFAULT_SNIFF_READ_EXTENSION_MS,
+    sniffAbsoluteTimeoutMs: limits.sniffAbsoluteTimeoutMs ?? DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS,
   });
 }
 
@@ -165,7 +165,7 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
     let total = 0;
     let settled = false;
     const started = Date.now();
-    const absoluteDeadline = started + limits.absoluteTimeoutMs;
+    const absoluteDeadline = started + limits.sniffAbsoluteTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
 
     const arm = (deadline: number): void => {
@@ -249,7 +249,7 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
       }
       // Still incomplete: belt and braces in case a parser reports 'incomplete' past the cap.
       if (total > cap) return fail('too-large', `over ${cap} bytes`);
-      arm(Date.now() + limits.readExtensionMs);
+      arm(Date.now() + limits.sniffReadExtensionMs);
     };
     const onEnd = (): void => fail('client-closed', 'EOF while sniffing');
     const onError = (err: Error): void => fail('client-error', (err as NodeJS.ErrnoException).code ?? err.message);
@@ -263,7 +263,7 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
     socket.on('error', onError);
     socket.on('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });
-    arm(started + limits.firstByteTimeoutMs);
+    arm(started + limits.sniffFirstByteTimeoutMs);
   });
 }
 

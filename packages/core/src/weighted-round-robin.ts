@@ -45,7 +45,7 @@ export function normalizeWeight(weight: number | undefined): number {
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) return DEFAULT_WEIGHT;
   const w = Math.floor(weight);
   if (w < 1) return DEFAULT_WEIGHT;
-  return w > MAX_WEIGHT ? MAX_WEIGHT : w;
+  return Math.min(w, MAX_WEIGHT);
 }
 
 /**

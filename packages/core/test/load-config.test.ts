@@ -76,6 +76,14 @@ describe('loadConfig', () => {
     expect(c.tls.mode === 'acme' && c.tls.cacheDir).toBe(path.join(dir, 'acme_certs'));
   });
 
+  it('loads the repository’s config.example.yaml without warnings', async () => {
+    const example = path.resolve(import.meta.dirname, '../../../config.example.yaml');
+    const c = await loadConfig(example);
+    expect(c.warnings).toEqual([]);
+    expect(c.tls.mode).toBe('files');
+    expect(c.listeners).toHaveLength(2);
+  });
+
   it('reports a missing file as InvalidConfigError', async () => {
     await expect(loadConfig(path.join(dir, 'nope.yaml'))).rejects.toSatisfy(
       (e: unknown) => InvalidConfigError.is(e) && /not found/.test((e as Error).message),

@@ -203,7 +203,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
 
   constructor(options: MuxSessionOptions) {
     super();
-    if (options.role !== 'hub' && options.role !== 'backend') throw new TypeError('role must be hub or backend');
+    if (options.role !== 'hub' && options.role !== 'backend')
+      throw new TypeError('role must be hub or backend');
     this.role = options.role;
     this.#transport = options.transport;
     this.#initialWindow = positiveInteger('initialWindow', options.initialWindow, DEFAULT_INITIAL_WINDOW);
@@ -256,7 +257,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     if (this.role !== 'hub') throw new TypeError('openStream is for the hub role');
     if (this.#closed) throw new MuxProtocolError('MUX_ERR_CLOSED', 'the session is closed');
     if (this.#streams.size >= this.#maxStreams) {
-      throw new MuxProtocolError('MUX_ERR_TOO_MANY_STREAMS', `session already carries ${this.#maxStreams} streams`);
+      throw new MuxProtocolError(
+        'MUX_ERR_TOO_MANY_STREAMS',
+        `session already carries ${this.#maxStreams} streams`,
+      );
     }
     const connect: ConnectMessage = {
       event: 'connect',
@@ -460,7 +464,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         return;
       case 'ping_client':
         // Answered only while this side knows the stream (§1.4).
-        if (this.#streams.has(id)) this.#sendControl(encodeControlMessage({ event: 'pong_client', client_id: id }));
+        if (this.#streams.has(id))
+          this.#sendControl(encodeControlMessage({ event: 'pong_client', client_id: id }));
         return;
       case 'pong_client':
         this.#streams.get(id)?.emit('pong');
@@ -477,7 +482,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       return;
     }
     if (this.#streams.has(id)) {
-      this.#protocolError(new MuxProtocolError('MUX_ERR_INVALID_CONTROL', `duplicate connect for stream ${id}`));
+      this.#protocolError(
+        new MuxProtocolError('MUX_ERR_INVALID_CONTROL', `duplicate connect for stream ${id}`),
+      );
       return;
     }
     this.#recentlyClosed.delete(id);
@@ -588,7 +595,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         stream.nextReady = null;
         stream.queued = false;
         this.#readyCount--;
-        if (stream.sendFrames(1) && !stream.queued) this.#enqueue(stream);
+        if (stream.sendFrames(1) && !stream.queued && !this.#closed) this.#enqueue(stream);
         stream = this.#readyHead;
       }
     } finally {

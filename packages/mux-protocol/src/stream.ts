@@ -254,7 +254,7 @@ export class MuxStream extends Duplex {
         if (this.#sendDead) break;
         if (this.#peerPaused || this.#framesSent >= this.#sendLimit) return false;
         if (sent === maxFrames) return true;
-        const length = this.#pendingBytes < MAX_DATA_PAYLOAD ? this.#pendingBytes : MAX_DATA_PAYLOAD;
+        const length = Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
         // One allocation per frame: header and payload together (the WebSocket sends one message).
         const frame = Buffer.allocUnsafe(DATA_HEADER_LENGTH + length);
         frame[0] = FrameType.Data;
@@ -266,7 +266,7 @@ export class MuxStream extends Duplex {
           const chunk = pending[this.#pendingIndex]!;
           const start = this.#pendingOffset;
           const available = chunk.length - start;
-          const take = available < need ? available : need;
+          const take = Math.min(available, need);
           chunk.copy(frame, offset, start, start + take);
           offset += take;
           need -= take;
@@ -324,7 +324,7 @@ export class MuxStream extends Duplex {
     // Balances above 2^20 are clamped (PROTOCOL.md §1.5).
     const limit = this.#sendLimit + credits;
     const max = this.#framesSent + MAX_CREDITS;
-    this.#sendLimit = limit > max ? max : limit;
+    this.#sendLimit = Math.min(limit, max);
     this.#peerPaused = false;
     if (this.#receiveMode === ReceiveMode.Probing) {
       // The backend grants, so it also meters what it sends us from the connect on (§1.5).

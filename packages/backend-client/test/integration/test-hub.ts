@@ -11,6 +11,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MuxSession } from '@nexus-proxy/mux-protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 
 /** A self-signed certificate for `localhost` / `127.0.0.1`, made with openssl. */
@@ -223,5 +224,61 @@ export class TestHub extends EventEmitter {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * A hub built on the real multiplexer (`MuxSession` role `hub`): each backend connection gets a session
+ * once its token arrived. Used to run the client against the engine with credit flow control on.
+ */
+export class MuxHub {
+  readonly hub: TestHub;
+  readonly sessions: MuxSession[] = [];
+  readonly tokens: string[] = [];
+
+  private constructor(hub: TestHub) {
+    this.hub = hub;
+  }
+
+  static async start(cert: { cert: string; key: string }): Promise<MuxHub> {
+    const testHub = await TestHub.start(cert);
+    const muxHub = new MuxHub(testHub);
+    testHub.wss.removeAllListeners('connection');
+    testHub.wss.on('connection', (ws) => {
+      let session: MuxSession | undefined;
+      ws.on('message', (data: Buffer, isBinary) => {
+        if (session === undefined) {
+          muxHub.tokens.push(data.toString('utf8'));
+          session = new MuxSession({
+            role: 'hub',
+            transport: {
+              send: (message) => ws.send(message, { binary: true }, () => session?.transportDrained()),
+              get bufferedAmount() {
+                return ws.bufferedAmount;
+              },
+            },
+          });
+          ws.once('close', () => session?.close('session_ended'));
+          muxHub.sessions.push(session);
+          testHub.emit('session', session);
+          return;
+        }
+        if (isBinary) session.receive(data);
+      });
+    });
+    return muxHub;
+  }
+
+  get url(): string {
+    return this.hub.url;
+  }
+
+  async session(index = this.sessions.length): Promise<MuxSession> {
+    while (this.sessions.length <= index) await once(this.hub, 'session');
+    return this.sessions[index]!;
+  }
+
+  close(): Promise<void> {
+    return this.hub.close();
   }
 }

@@ -249,7 +249,7 @@ describe('createRelayListener (http)', () => {
 
 describe('createRelayListener deadlines and budgets', () => {
   it('closes a connection that sends nothing at the first-byte deadline', async () => {
-    const h = await start({ mode: 'tls', limits: { firstByteTimeoutMs: 100 } });
+    const h = await start({ mode: 'tls', limits: { sniffFirstByteTimeoutMs: 100 } });
     const t0 = Date.now();
     const client = await connectRecording(h.port);
     const ev = await h.nextClose();
@@ -262,7 +262,7 @@ describe('createRelayListener deadlines and budgets', () => {
   it('closes a slowloris client at the absolute deadline although every read extends the deadline', async () => {
     const h = await start({
       mode: 'http',
-      limits: { firstByteTimeoutMs: 1_000, readExtensionMs: 200, absoluteTimeoutMs: 400 },
+      limits: { sniffFirstByteTimeoutMs: 1_000, sniffReadExtensionMs: 200, sniffAbsoluteTimeoutMs: 400 },
     });
     const client = await connectRecording(h.port);
     const t0 = Date.now();
@@ -283,8 +283,8 @@ describe('createRelayListener deadlines and budgets', () => {
   it('closes connections over the sniff budget at once while a real client still gets through', async () => {
     const budget = new SniffBudget(4);
     // Two listeners share the node's budget.
-    const a = await start({ mode: 'http', budget, limits: { firstByteTimeoutMs: 30_000 } });
-    const b = await start({ mode: 'http', budget, limits: { firstByteTimeoutMs: 30_000 } });
+    const a = await start({ mode: 'http', budget, limits: { sniffFirstByteTimeoutMs: 30_000 } });
+    const b = await start({ mode: 'http', budget, limits: { sniffFirstByteTimeoutMs: 30_000 } });
     const slow = [];
     for (let i = 0; i < 3; i++) slow.push(await connectRecording(i % 2 === 0 ? a.port : b.port));
     await waitFor(() => budget.active === 3);

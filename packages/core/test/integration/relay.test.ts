@@ -29,7 +29,7 @@ async function service(onConnection: (s: Socket) => void): Promise<number> {
 }
 
 /** End user ⇄ relay ⇄ service, all on loopback. */
-async function relayTo(servicePort: number, idleTimeoutMs = 0, prelude?: Buffer) {
+async function relayTo(servicePort: number, idleTimeoutMs = 0, prelude?: Buffer, closeOnStreamEnd?: boolean) {
   const pair = await socketPair();
   cleanups.push(pair.close);
   const upstream = connect({ host: '127.0.0.1', port: servicePort, allowHalfOpen: true });
@@ -38,6 +38,7 @@ async function relayTo(servicePort: number, idleTimeoutMs = 0, prelude?: Buffer)
   const handle = relayConnection(pair.server, upstream, {
     idleTimeoutMs,
     prelude,
+    closeOnStreamEnd,
     onClose: (s) => {
       stats = s;
     },
@@ -92,9 +93,28 @@ describe('relayConnection', () => {
     const r = await relayTo(port);
     await r.clientEnded;
     expect(sha(Buffer.concat(r.received))).toBe(sha(body));
-    r.client.end();
+    // The end user never closes its side: the relay still ends once the response is delivered.
     const stats = await r.handle.done;
-    expect(stats.reason).toBe('completed');
+    expect(stats).toMatchObject({ reason: 'completed', bytesDown: body.length });
+  });
+
+  it('relays a TCP half-close from the stream side when closeOnStreamEnd is false', async () => {
+    const port = await service((s) => {
+      const got: Buffer[] = [];
+      s.on('data', (c: Buffer) => got.push(c));
+      s.on('end', () => s.destroy());
+      s.end('response-first');
+      s.on('finish', () => {
+        // The service half-closed; the end user keeps uploading and the service still receives it.
+        s.once('end', () => expect(Buffer.concat(got).toString()).toBe('late-upload'));
+      });
+    });
+    const r = await relayTo(port, 0, undefined, false);
+    await r.clientEnded;
+    expect(Buffer.concat(r.received).toString()).toBe('response-first');
+    r.client.end('late-upload');
+    const stats = await r.handle.done;
+    expect(stats).toMatchObject({ reason: 'completed', bytesUp: 11 });
   });
 
   it('reports client-error and closes the stream when the end user resets', async () => {
@@ -102,14 +122,17 @@ describe('relayConnection', () => {
     const port = await service((s) => {
       serviceSocket = s;
       s.on('error', () => {});
+      s.resume();
     });
     const r = await relayTo(port);
     r.client.write('x');
     await new Promise((res) => setTimeout(res, 20));
     r.client.resetAndDestroy();
     const stats = await r.handle.done;
-    expect(['client-error', 'client-closed']).toContain(stats.reason);
-    await once(serviceSocket!, 'close');
+    expect(stats.reason).toBe('client-error');
+    expect((stats.error as NodeJS.ErrnoException).code).toBe('ECONNRESET');
+    // The service side sees the stream end.
+    if (!serviceSocket!.readableEnded) await once(serviceSocket!, 'end');
   });
 
   it('closes both sides after the idle timeout when nothing flows', async () => {
@@ -119,7 +142,9 @@ describe('relayConnection', () => {
     const stats = await r.handle.done;
     expect(stats.reason).toBe('idle-timeout');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
-    await new Promise<void>((res) => (r.client.closed ? res() : r.client.once('close', () => res())));
+    // The end user gets a FIN (no bytes, no RST).
+    await r.clientEnded;
+    expect(r.received).toHaveLength(0);
   });
 
   it('close(reason) aborts both sides and records the reason', async () => {

@@ -1,5 +1,4 @@
-import type { AddressInfo } from 'node:net';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession } from '../../src/index.js';
 import { type CreatePair, runSessionSuite, type Side } from '../suites/session.suite.js';
@@ -81,7 +80,9 @@ const createWebSocketPair: CreatePair = async (options = {}) => {
       backend.close('test_end');
       const closed = Promise.all(
         [client, serverSide].map((ws) =>
-          ws.readyState === WebSocket.CLOSED ? undefined : new Promise((resolve) => ws.once('close', resolve)),
+          ws.readyState === WebSocket.CLOSED
+            ? undefined
+            : new Promise((resolve) => ws.once('close', resolve)),
         ),
       );
       client.terminate();

@@ -6,8 +6,13 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeBackendMessage, encodeControlMessage, encodeDataFrame, type MuxProtocolError } from '../../src/index.js';
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../../src/index.js';
+import {
+  decodeBackendMessage,
+  encodeControlMessage,
+  encodeDataFrame,
+  type MuxProtocolError,
+} from '../../src/index.js';
 
 export type Side = 'hub' | 'backend';
 
@@ -256,7 +261,12 @@ export function runSessionSuite(name: string, createPair: CreatePair): void {
       const stream = hub.openStream(OPEN);
       const remote = await accepted;
       expect(remote.id).toBe(stream.id);
-      expect(remote.connect).toMatchObject({ hostname: 'app.example.com', conn_port: 443, is_tls: true, credits: 64 });
+      expect(remote.connect).toMatchObject({
+        hostname: 'app.example.com',
+        conn_port: 443,
+        is_tls: true,
+        credits: 64,
+      });
       expect(remote.sendWindow).toBe(64);
       remote.pipe(remote);
       stream.end('hello through the mux');
@@ -304,11 +314,17 @@ export function runSessionSuite(name: string, createPair: CreatePair): void {
       const stream = hub.openStream(OPEN);
       const remote = await accepted;
       await waitFor(() => stream.sendMetered, 5000, 'first grant');
-      const backendSide = Promise.all([readExactly(remote, up.length), writeAll(remote, down)]).then(([got]) => {
-        remote.end();
-        return got;
-      });
-      const [receivedUp, receivedDown] = await Promise.all([backendSide, readAll(stream), writeAll(stream, up)]);
+      const backendSide = Promise.all([readExactly(remote, up.length), writeAll(remote, down)]).then(
+        ([got]) => {
+          remote.end();
+          return got;
+        },
+      );
+      const [receivedUp, receivedDown] = await Promise.all([
+        backendSide,
+        readAll(stream),
+        writeAll(stream, up),
+      ]);
       expect(sha256(receivedUp as Buffer)).toBe(sha256(up));
       expect(sha256(receivedDown as Buffer)).toBe(sha256(down));
     });
@@ -320,7 +336,11 @@ export function runSessionSuite(name: string, createPair: CreatePair): void {
       const violations: string[] = [];
       const observe = (from: Side, message: Uint8Array) => {
         const control = controlOf(message);
-        if (control && (control.event === 'connect' || control.event === 'resume_stream') && control.credits) {
+        if (
+          control &&
+          (control.event === 'connect' || control.event === 'resume_stream') &&
+          control.credits
+        ) {
           granted[from].set(control.client_id, (granted[from].get(control.client_id) ?? 0) + control.credits);
         }
       };
@@ -559,7 +579,9 @@ export function runSessionSuite(name: string, createPair: CreatePair): void {
       // The stalled stream is held by its own credits, not by the transport.
       const stalledRemote = remotes.get(stalled.id)!;
       expect(stalled.bytesWritten).toBe(64 * 32_768);
-      expect(stalledRemote.readableLength).toBeLessThanOrEqual(stalledRemote.readableHighWaterMark + 64 * 32_768);
+      expect(stalledRemote.readableLength).toBeLessThanOrEqual(
+        stalledRemote.readableHighWaterMark + 64 * 32_768,
+      );
       // Stream-level ping/pong still answers promptly, even on the stalled stream.
       const t0 = Date.now();
       await new Promise<void>((resolve) => {
@@ -601,7 +623,12 @@ export function runSessionSuite(name: string, createPair: CreatePair): void {
       await Promise.all(streams.map((s) => (s.closed ? undefined : new Promise((r) => s.once('close', r)))));
       for (const s of streams) expect(s.closeReason).toBe('shutdown');
       expect(writeCallbackCalled).toBe(true);
-      expect(hub.stats()).toMatchObject({ closed: true, streams: 0, queuedStreams: 0, transportPaused: false });
+      expect(hub.stats()).toMatchObject({
+        closed: true,
+        streams: 0,
+        queuedStreams: 0,
+        transportPaused: false,
+      });
       backend.close('shutdown');
       for (const remote of remotes) expect(remote.closeReason).toBe('shutdown');
       expect(hub.listenerCount('close')).toBe(1);

@@ -1,0 +1,307 @@
+/**
+ * The hub side of one authenticated backend WebSocket: a `MuxSession` (role `hub`) over the socket, the
+ * keepalive (PROTOCOL.md §1.6), per-session limits, and one `'close'` event with a reason when it ends.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import {
+  FrameType,
+  type MuxProtocolError,
+  MuxSession,
+  type MuxSessionStats,
+  type MuxStream,
+  type OpenStreamInit,
+  WS_CLOSE_POLICY_VIOLATION,
+} from '@nexus-proxy/mux-protocol';
+import type { WebSocket } from 'ws';
+import { LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
+import { type Logger, noopLogger } from './logger.js';
+import { createWsTransport, type WsTransport } from './ws-transport.js';
+
+/** Default hub → backend ping interval: 54 000 ms (the reference hub, PROTOCOL.md §1.6). */
+export const DEFAULT_HUB_PING_INTERVAL_MS = 54_000;
+/** Default silence after which a backend session is dead: 60 000 ms (PROTOCOL.md §1.6). */
+export const DEFAULT_HUB_DEAD_AFTER_MS = 60_000;
+/** Default most open streams per backend session: 1 024. */
+export const DEFAULT_MAX_STREAMS_PER_SESSION = 1_024;
+/** Default most control (non-DATA) messages per second from one backend: 10 000; `0` = off. */
+export const DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND = 10_000;
+
+/** WebSocket close code 1001 "going away" (RFC 6455 §7.4.1): the node shuts down. */
+const WS_CLOSE_GOING_AWAY = 1001;
+
+/**
+ * Why a session ended: `backend-closed` (the backend closed the WebSocket), `keepalive-timeout`,
+ * `message-too-big` (a message over the size limit, close 1009), `control-rate` (control flood),
+ * `transport-error`, `shutdown`, or the reason given to {@link BackendSession.close}.
+ */
+export type BackendSessionCloseReason =
+  | 'backend-closed'
+  | 'keepalive-timeout'
+  | 'message-too-big'
+  | 'control-rate'
+  | 'transport-error'
+  | 'shutdown'
+  | (string & {});
+
+/** Options of {@link BackendSession}. */
+export interface BackendSessionOptions {
+  /** The authenticated WebSocket. */
+  ws: WebSocket;
+  /** The TCP/TLS socket under `ws` (for `'drain'`). Default: the WebSocket's own. */
+  socket?: Duplex;
+  /** Session id for logs and events. Default: a random UUID. */
+  id?: string;
+  /** Normalised patterns the backend serves (from its token). */
+  hostnames: readonly string[];
+  /** Pool weight, ≥ 1. Default: `1`. */
+  weight?: number;
+  /** The backend's address, for logs. */
+  remoteAddress?: string;
+  /** Most open streams; `openStream` throws `LimitError('maxStreamsPerSession')` past it. Default: `1_024`. */
+  maxStreams?: number;
+  /** WebSocket ping interval, ms. Default: `54_000`. */
+  pingIntervalMs?: number;
+  /** No message or pong for this long → the session is terminated, ms. Default: `60_000`. */
+  deadAfterMs?: number;
+  /** Control messages per second before the session is closed with 1008; `0` = off. Default: `10_000`. */
+  maxControlMessagesPerSecond?: number;
+  /** Mux engine tuning (window, batch, high-water marks). */
+  mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
+  /** Logger. Default: no-op. */
+  logger?: Logger;
+}
+
+/** Events of {@link BackendSession}. */
+export interface BackendSessionEvents {
+  /** The session ended; every stream has been ended. Emitted once. */
+  close: [reason: BackendSessionCloseReason];
+}
+
+/** Snapshot of a backend session. */
+export interface BackendSessionStats extends MuxSessionStats {
+  id: string;
+  hostnames: readonly string[];
+  weight: number;
+  remoteAddress: string | undefined;
+  /** ms since the epoch. */
+  connectedAt: number;
+}
+
+/** One authenticated backend, as the hub sees it. */
+export class BackendSession extends EventEmitter<BackendSessionEvents> {
+  /** Session id. */
+  readonly id: string;
+  /** Patterns served, as registered in the routing table. */
+  readonly hostnames: readonly string[];
+  /** Pool weight. */
+  readonly weight: number;
+  /** The backend's address. */
+  readonly remoteAddress: string | undefined;
+  /** When the session was authenticated, ms since the epoch. */
+  readonly connectedAt = Date.now();
+  /** The mux engine. */
+  readonly mux: MuxSession;
+
+  readonly #ws: WebSocket;
+  readonly #transport: WsTransport;
+  readonly #log: Logger;
+  readonly #maxStreams: number;
+  readonly #deadAfterMs: number;
+  readonly #maxControlPerSecond: number;
+  readonly #offDrain: () => void;
+  #lastSeen = Date.now();
+  #pingTimer: NodeJS.Timeout | undefined;
+  #deadTimer: NodeJS.Timeout | undefined;
+  #controlWindowStart = 0;
+  #controlCount = 0;
+  #closeReason: BackendSessionCloseReason | undefined;
+  /** A reason learnt from a WebSocket error, used when the close follows. */
+  #closeReasonHint: BackendSessionCloseReason | undefined;
+
+  constructor(options: BackendSessionOptions) {
+    super();
+    this.id = options.id ?? randomUUID();
+    this.hostnames = Object.freeze([...options.hostnames]);
+    this.weight = options.weight ?? 1;
+    this.remoteAddress = options.remoteAddress;
+    this.#ws = options.ws;
+    this.#maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS_PER_SESSION;
+    this.#deadAfterMs = options.deadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS;
+    this.#maxControlPerSecond = options.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND;
+    this.#log = (options.logger ?? noopLogger).child({ component: 'backend-session', sessionId: this.id });
+    this.#transport = createWsTransport(this.#ws, options.socket);
+    const transport = this.#transport;
+    this.mux = new MuxSession({
+      role: 'hub',
+      transport,
+      maxStreams: this.#maxStreams,
+      ...options.mux,
+      logger: this.#log,
+      pauseTransport: () => transport.pause(),
+      resumeTransport: () => transport.resume(),
+    });
+    this.#offDrain = transport.onDrain(() => this.mux.transportDrained());
+    this.mux.on('protocol-error', this.#onProtocolError);
+
+    const ws = this.#ws;
+    ws.on('message', this.#onMessage);
+    ws.on('pong', this.#onAlive);
+    ws.on('ping', this.#onAlive);
+    ws.on('close', this.#onWsClose);
+    ws.on('error', this.#onWsError);
+
+    const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS;
+    this.#pingTimer = setInterval(() => {
+      if (ws.readyState === ws.OPEN) ws.ping();
+    }, pingIntervalMs);
+    this.#armDeadTimer(this.#deadAfterMs);
+  }
+
+  /** Open streams. */
+  get streamCount(): number {
+    return this.mux.streamCount;
+  }
+
+  /** Whether the session has ended (or is ending). */
+  get closed(): boolean {
+    return this.#closeReason !== undefined;
+  }
+
+  /** Why the session ended, once it has. */
+  get closeReason(): BackendSessionCloseReason | undefined {
+    return this.#closeReason;
+  }
+
+  /**
+   * Open a stream to the backend (sends `connect`). Write the prelude first. Throws
+   * `LimitError('maxStreamsPerSession')` when the session is full and `NexusError` `NEXUS_ERR_CLOSED`-like
+   * `MuxProtocolError` once it has closed.
+   */
+  openStream(init: OpenStreamInit): MuxStream {
+    if (this.mux.streamCount >= this.#maxStreams) {
+      throw new LimitError('maxStreamsPerSession', `backend session already carries ${this.#maxStreams} streams`);
+    }
+    return this.mux.openStream(init);
+  }
+
+  /**
+   * End the session: sends a close frame (`code`, `reason` truncated to 123 bytes), ends every stream (end
+   * users get what was already delivered, then FIN) and emits `'close'`. Idempotent.
+   */
+  close(reason: BackendSessionCloseReason = 'shutdown', code = WS_CLOSE_GOING_AWAY): void {
+    if (this.#closeReason !== undefined) return;
+    const ws = this.#ws;
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
+      ws.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
+    }
+    this.#finish(reason);
+  }
+
+  /** End the session without a close handshake (dead peer). */
+  terminate(reason: BackendSessionCloseReason): void {
+    if (this.#closeReason !== undefined) return;
+    this.#ws.terminate();
+    this.#finish(reason);
+  }
+
+  /** @internal Feed a message received before the session was attached (the hub's auth phase). */
+  deliver(message: Buffer, isBinary: boolean): void {
+    if (this.#closeReason === undefined) this.#onMessage(message, isBinary);
+  }
+
+  /** A snapshot for metrics. */
+  stats(): BackendSessionStats {
+    return {
+      ...this.mux.stats(),
+      id: this.id,
+      hostnames: this.hostnames,
+      weight: this.weight,
+      remoteAddress: this.remoteAddress,
+      connectedAt: this.connectedAt,
+    };
+  }
+
+  #armDeadTimer(delay: number): void {
+    // One lazily re-armed timer instead of a reset per message: messages are the hot path.
+    this.#deadTimer = setTimeout(() => {
+      const silent = Date.now() - this.#lastSeen;
+      if (silent >= this.#deadAfterMs) {
+        this.#log.warn({ silentMs: silent }, 'backend session silent: terminating');
+        this.terminate('keepalive-timeout');
+      } else {
+        this.#armDeadTimer(this.#deadAfterMs - silent);
+      }
+    }, delay);
+  }
+
+  readonly #onAlive = (): void => {
+    this.#lastSeen = Date.now();
+  };
+
+  readonly #onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
+    this.#lastSeen = Date.now();
+    if (!isBinary) {
+      // §1.1: everything multiplexed is binary; a text frame after the token is not part of v1.
+      this.#log.debug('ignoring a text message from the backend');
+      return;
+    }
+    const message = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (this.#maxControlPerSecond > 0 && message.length > 0 && message[0] !== FrameType.Data) {
+      const now = this.#lastSeen;
+      if (now - this.#controlWindowStart >= 1000) {
+        this.#controlWindowStart = now;
+        this.#controlCount = 0;
+      }
+      if (++this.#controlCount > this.#maxControlPerSecond) {
+        this.#log.warn({ limit: this.#maxControlPerSecond }, 'control message flood: closing the session');
+        this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
+        return;
+      }
+    }
+    this.mux.receive(message);
+  };
+
+  readonly #onProtocolError = (error: MuxProtocolError): void => {
+    // Session-level errors leave the session running (a malformed message is dropped, PROTOCOL.md §1.3);
+    // ws already rejects oversize messages with 1009 before they reach the engine.
+    this.#log.warn({ code: error.code, err: error.message }, 'protocol error from backend');
+  };
+
+  readonly #onWsClose = (code: number): void => {
+    this.#finish(code === 1009 ? 'message-too-big' : 'backend-closed');
+  };
+
+  readonly #onWsError = (err: Error): void => {
+    const code = (err as { code?: string }).code;
+    this.#log.warn({ err: err.message, code }, 'backend WebSocket error');
+    if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.#closeReasonHint = 'message-too-big';
+  };
+
+  #finish(reason: BackendSessionCloseReason): void {
+    if (this.#closeReason !== undefined) return;
+    const final = this.#closeReasonHint ?? reason;
+    this.#closeReason = final;
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#deadTimer);
+    this.#pingTimer = undefined;
+    this.#deadTimer = undefined;
+    this.#offDrain();
+    const ws = this.#ws;
+    ws.off('message', this.#onMessage);
+    ws.off('pong', this.#onAlive);
+    ws.off('ping', this.#onAlive);
+    ws.off('close', this.#onWsClose);
+    // Keep an error listener: a late socket error must not crash the process.
+    ws.off('error', this.#onWsError);
+    ws.on('error', noop);
+    this.mux.off('protocol-error', this.#onProtocolError);
+    // §1.7: every stream ends; each end user gets what was already delivered, then FIN.
+    this.mux.close(final);
+    this.#log.info({ reason: final }, 'backend session closed');
+    this.emit('close', final);
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,423 @@
+/**
+ * The backend hub (PROTOCOL.md §1): a `wss://…/connect` endpoint where backends dial in, authenticate with
+ * a JWT as their first message, and then carry end-user streams over a multiplexed WebSocket.
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { SecureContextOptions } from 'node:tls';
+import { MAX_BACKEND_MESSAGE, type MuxStream, WS_CLOSE_POLICY_VIOLATION } from '@nexus-proxy/mux-protocol';
+import { type WebSocket, WebSocketServer } from 'ws';
+import {
+  BackendSession,
+  DEFAULT_HUB_DEAD_AFTER_MS,
+  DEFAULT_HUB_PING_INTERVAL_MS,
+  DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
+  DEFAULT_MAX_STREAMS_PER_SESSION,
+} from './backend-session.js';
+import { AuthError, LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
+import { HubTlsContext } from './hub-tls.js';
+import { type Logger, noopLogger } from './logger.js';
+import type { RoutingTable } from './routing-table.js';
+
+/** The hub's WebSocket path (PROTOCOL.md §1.1). */
+export const HUB_PATH = '/connect';
+/** Default time a backend has to send its token: 10 000 ms (PROTOCOL.md §1.2). */
+export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
+/** Default most backend sessions (authenticated or authenticating) per hub: 10 000. */
+export const DEFAULT_MAX_SESSIONS = 10_000;
+/** Messages a backend may send between its token and its acceptance (they are replayed in order). */
+const MAX_EARLY_MESSAGES = 64;
+/** Default grace for close handshakes when the hub shuts down before sockets are cut: 1 000 ms. */
+export const DEFAULT_HUB_CLOSE_GRACE_MS = 1_000;
+
+/** What `authenticate` resolves to for a good token. */
+export interface BackendIdentity {
+  /** Normalised patterns (exact names and `*.suffix`) to serve. */
+  hostnames: readonly string[];
+  /** Pool weight. Default: `1`. */
+  weight?: number;
+}
+
+/** Hub limits; field names match `ResolvedLimits` of the node config, so it can be passed as is. */
+export interface BackendHubLimits {
+  /** Time for the token message, ms. Default: `10_000`. */
+  authTimeoutMs?: number;
+  /** Open streams per session. Default: `1_024`. */
+  maxStreamsPerSession?: number;
+  /** Sessions (including ones still authenticating); further upgrades get HTTP 503. Default: `10_000`. */
+  maxSessions?: number;
+  /** Largest WebSocket message from a backend, bytes; larger → close 1009. Default: `32_785`. */
+  maxMessageBytes?: number;
+  /** Control messages per second per session before close 1008; `0` = off. Default: `10_000`. */
+  maxControlMessagesPerSecond?: number;
+}
+
+/** Hub keepalive, ms; names match `ResolvedKeepalive` of the node config. */
+export interface BackendHubKeepalive {
+  /** Ping interval. Default: `54_000`. */
+  hubPingIntervalMs?: number;
+  /** Silence after which a session is terminated. Default: `60_000`. */
+  hubDeadAfterMs?: number;
+}
+
+/** Options of {@link BackendHub}. */
+export interface BackendHubOptions<L = string> {
+  /**
+   * The server certificate: a swappable `HubTlsContext` (ACME renewals reach new handshakes) or plain
+   * `tls` options. Needed by `listen()`; `handleUpgrade()` alone works without it.
+   */
+  tls?: HubTlsContext | SecureContextOptions;
+  /**
+   * Verifies the token (the first message). Reject with an `AuthError` whose `reason` is sent in the
+   * close frame; any other rejection is reported as `authentication failed`.
+   */
+  authenticate(token: string): Promise<BackendIdentity>;
+  /** Routing table the sessions are registered in. */
+  routes: RoutingTable<BackendSession, L>;
+  /** Limits. */
+  limits?: BackendHubLimits;
+  /** Keepalive. */
+  keepalive?: BackendHubKeepalive;
+  /** Mux engine tuning passed to every session. */
+  mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
+  /** Logger; a `component: 'hub'` child is used. Default: no-op. */
+  logger?: Logger;
+}
+
+/** Payload of `backend-connected`. */
+export interface BackendConnectedEvent {
+  id: string;
+  hostnames: readonly string[];
+  weight: number;
+  remoteAddress: string | undefined;
+}
+
+/** Payload of `backend-disconnected`. */
+export interface BackendDisconnectedEvent {
+  id: string;
+  reason: string;
+  hostnames: readonly string[];
+}
+
+/** Payload of `auth-failed`. */
+export interface AuthFailedEvent {
+  reason: string;
+  remoteAddress: string | undefined;
+}
+
+/** Events of {@link BackendHub}. */
+export interface BackendHubEvents {
+  'backend-connected': [event: BackendConnectedEvent];
+  'backend-disconnected': [event: BackendDisconnectedEvent];
+  'auth-failed': [event: AuthFailedEvent];
+}
+
+/** What an end-user stream needs besides its hostname. */
+export interface HubStreamInit {
+  /** The relay port the end user connected to. */
+  connPort: number;
+  /** End user's `ip:port` (`[v6]:port`). */
+  clientIp: string;
+  /** True when the stream began with a TLS ClientHello. */
+  isTls: boolean;
+}
+
+/** Snapshot of the hub. */
+export interface BackendHubStats {
+  sessions: number;
+  authenticating: number;
+  streams: number;
+}
+
+/**
+ * The backend hub. Construct, then `listen()` (its own HTTPS server) or feed upgrades from your own server
+ * through `handleUpgrade()`. Match events for metrics: `backend-connected`, `backend-disconnected`,
+ * `auth-failed`.
+ */
+export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
+  /** The routing table sessions are registered in. */
+  readonly routes: RoutingTable<BackendSession, L>;
+  readonly #options: BackendHubOptions<L>;
+  readonly #log: Logger;
+  readonly #wss: WebSocketServer;
+  readonly #sessions = new Set<BackendSession>();
+  readonly #pending = new Set<WebSocket>();
+  /** Upgraded sockets, so close() can cut them after the grace period (http no longer tracks them). */
+  readonly #sockets = new Set<Duplex>();
+  readonly #authTimeoutMs: number;
+  readonly #maxSessions: number;
+  #server: HttpsServer | undefined;
+  #detachTls: (() => void) | undefined;
+  #closing = false;
+
+  constructor(options: BackendHubOptions<L>) {
+    super();
+    this.#options = options;
+    this.routes = options.routes;
+    this.#log = (options.logger ?? noopLogger).child({ component: 'hub' });
+    this.#authTimeoutMs = options.limits?.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS;
+    this.#maxSessions = options.limits?.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      // §1.3: the reference hub kills a session on any message over 32 785 bytes; ws answers 1009.
+      maxPayload: options.limits?.maxMessageBytes ?? MAX_BACKEND_MESSAGE,
+      perMessageDeflate: false, // §1.1
+      clientTracking: false,
+    });
+  }
+
+  /** The HTTPS server, once `listen()` created it. */
+  get server(): HttpsServer | undefined {
+    return this.#server;
+  }
+
+  /** Authenticated sessions. */
+  get sessions(): readonly BackendSession[] {
+    return [...this.#sessions];
+  }
+
+  /** A snapshot for metrics. */
+  stats(): BackendHubStats {
+    let streams = 0;
+    for (const s of this.#sessions) streams += s.streamCount;
+    return { sessions: this.#sessions.size, authenticating: this.#pending.size, streams };
+  }
+
+  /**
+   * Start an HTTPS server for backends on `host:port` (port `0` picks one). Resolves with the bound address.
+   */
+  listen(host?: string, port = 0): Promise<AddressInfo> {
+    const tlsOption = this.#options.tls;
+    if (tlsOption === undefined) return Promise.reject(new TypeError('BackendHub: `tls` is required to listen'));
+    if (this.#server !== undefined) return Promise.reject(new Error('BackendHub: already listening'));
+    const server =
+      tlsOption instanceof HubTlsContext
+        ? createHttpsServer(tlsOption.serverOptions())
+        : createHttpsServer({ ...tlsOption });
+    if (tlsOption instanceof HubTlsContext) this.#detachTls = tlsOption.attach(server);
+    this.#server = server;
+    server.on('request', this.#onRequest);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.handleUpgrade(req, socket, head),
+    );
+    server.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'TLS handshake failed'));
+    return new Promise<AddressInfo>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.#log.error({ err }, 'hub server error'));
+        const addr = server.address() as AddressInfo;
+        this.#log.info({ address: addr.address, port: addr.port }, 'hub listening');
+        resolve(addr);
+      });
+    });
+  }
+
+  /**
+   * Take over an HTTP upgrade request ("bring your own server"). Paths other than `/connect` get 404; over
+   * `maxSessions`, 503.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', noop);
+    const path = (req.url ?? '').split('?', 1)[0];
+    if (path !== HUB_PATH) return rejectUpgrade(socket, 404, 'Not Found');
+    if (this.#closing) return rejectUpgrade(socket, 503, 'Service Unavailable');
+    if (this.#sessions.size + this.#pending.size >= this.#maxSessions) {
+      this.#log.warn({ limit: this.#maxSessions }, 'maxSessions reached: refusing a backend');
+      return rejectUpgrade(socket, 503, 'Service Unavailable');
+    }
+    const remoteAddress = req.socket.remoteAddress;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress));
+  }
+
+  /**
+   * Open a stream for `hostname` on a local backend picked by weighted round robin. Returns `undefined`
+   * when no local backend serves it (a route miss: try peers, or close with `no-route`). Throws
+   * `LimitError('maxStreamsPerSession')` when every backend of the pool is full (close with `stream-limit`).
+   */
+  openStream(hostname: string, init: HubStreamInit): MuxStream | undefined {
+    if (!this.routes.hasLocal(hostname)) return undefined;
+    const first = this.routes.lookup(hostname);
+    if (first === undefined || first.kind !== 'local') return undefined;
+    const pool = this.routes.localPool(first.pattern);
+    const tries = Math.max(1, pool?.size ?? 1);
+    let session: BackendSession | undefined = first.target;
+    let limitError: unknown;
+    const tried = new Set<BackendSession>();
+    for (let i = 0; i < tries && session !== undefined; i++) {
+      if (!tried.has(session)) {
+        tried.add(session);
+        try {
+          return session.openStream({ hostname, ...init });
+        } catch (err) {
+          if (!LimitError.is(err) && !session.closed) throw err;
+          limitError = err;
+        }
+      }
+      session = pool?.pick();
+    }
+    throw LimitError.is(limitError) ? limitError : new LimitError('maxStreamsPerSession');
+  }
+
+  /**
+   * Stop accepting backends and end every session (close 1001 `shutdown`; their streams end). Sockets still
+   * open after a short grace are cut. Resolves once every socket is closed and the server stopped.
+   */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    for (const ws of this.#pending) ws.close(1001, 'shutdown');
+    for (const s of this.#sessions) s.close('shutdown');
+    this.#detachTls?.();
+    const sockets = [...this.#sockets];
+    const grace = setTimeout(() => {
+      for (const s of this.#sockets) s.destroy();
+    }, DEFAULT_HUB_CLOSE_GRACE_MS);
+    await Promise.all(
+      sockets.map((s) => (s.destroyed ? undefined : new Promise<void>((r) => s.once('close', () => r())))),
+    );
+    clearTimeout(grace);
+    const server = this.#server;
+    if (server === undefined || !server.listening) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  readonly #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '').split('?', 1)[0];
+    const status = path === HUB_PATH ? 426 : 404;
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' });
+    res.end(status === 426 ? 'Upgrade Required\n' : 'Not Found\n');
+  };
+
+  #authenticate(ws: WebSocket, socket: Duplex, remoteAddress: string | undefined): void {
+    this.#pending.add(ws);
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    let done = false;
+    const fail = (reason: string): void => {
+      if (done) return;
+      done = true;
+      cleanup();
+      const short = truncateUtf8(reason, MAX_CLOSE_REASON_BYTES);
+      this.#log.info({ reason: short, remoteAddress }, 'backend authentication failed');
+      this.emit('auth-failed', { reason: short, remoteAddress });
+      if (ws.readyState === ws.OPEN) ws.close(WS_CLOSE_POLICY_VIOLATION, short);
+    };
+    const timer = setTimeout(() => fail('authentication timeout'), this.#authTimeoutMs);
+    const onClose = (): void => {
+      if (done) return;
+      done = true;
+      cleanup();
+      this.#log.debug({ remoteAddress }, 'backend left before authenticating');
+    };
+    const onError = (err: Error): void => {
+      this.#log.debug({ err: err.message, remoteAddress }, 'WebSocket error before authentication');
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      this.#pending.delete(ws);
+      ws.off('message', onMessage);
+      ws.off('close', onClose);
+    };
+    // Messages that arrive while the token is being verified (already parsed when we pause) are kept and
+    // replayed to the session in order, so nothing is lost; a backend that floods before being accepted
+    // is refused.
+    const early: [Buffer, boolean][] = [];
+    let tokenSeen = false;
+    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
+      const bytes = toBuffer(data);
+      if (tokenSeen) {
+        if (early.length >= MAX_EARLY_MESSAGES) return fail('too many messages before authentication');
+        early.push([bytes, isBinary]);
+        return;
+      }
+      tokenSeen = true;
+      ws.pause();
+      // §1.2: a text frame (binary accepted too) holding the compact JWS.
+      const token = bytes.toString('utf8').trim();
+      this.#options.authenticate(token).then(
+        (identity) => {
+          if (done) return; // timed out or closed meanwhile
+          if (this.#closing) return fail('shutdown');
+          done = true;
+          cleanup();
+          ws.off('error', onError);
+          const session = this.#attach(ws, socket, identity, remoteAddress);
+          for (const [message, binary] of early) session.deliver(message, binary);
+          ws.resume();
+        },
+        (err: unknown) => fail(AuthError.is(err) ? err.reason : 'authentication failed'),
+      );
+    };
+    ws.on('message', onMessage);
+    ws.on('close', onClose);
+    ws.on('error', onError);
+  }
+
+  #attach(
+    ws: WebSocket,
+    socket: Duplex,
+    identity: BackendIdentity,
+    remoteAddress: string | undefined,
+  ): BackendSession {
+    const { limits, keepalive } = this.#options;
+    const session = new BackendSession({
+      ws,
+      socket,
+      hostnames: identity.hostnames,
+      weight: identity.weight ?? 1,
+      remoteAddress,
+      maxStreams: limits?.maxStreamsPerSession ?? DEFAULT_MAX_STREAMS_PER_SESSION,
+      maxControlMessagesPerSecond: limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
+      pingIntervalMs: keepalive?.hubPingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
+      deadAfterMs: keepalive?.hubDeadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
+      mux: this.#options.mux,
+      logger: this.#log,
+    });
+    this.#sessions.add(session);
+    const registered: string[] = [];
+    for (const pattern of session.hostnames) {
+      if (this.routes.addLocal(pattern, session, session.weight)) registered.push(pattern);
+      else this.#log.warn({ pattern, sessionId: session.id }, 'ignoring an invalid hostname pattern');
+    }
+    session.once('close', (reason) => {
+      // §1.7: the backend leaves every pool at once.
+      this.routes.removeTarget(session);
+      this.#sessions.delete(session);
+      this.emit('backend-disconnected', { id: session.id, reason, hostnames: session.hostnames });
+    });
+    this.#log.info(
+      { sessionId: session.id, hostnames: registered, weight: session.weight, remoteAddress },
+      'backend connected',
+    );
+    this.emit('backend-connected', {
+      id: session.id,
+      hostnames: session.hostnames,
+      weight: session.weight,
+      remoteAddress,
+    });
+    return session;
+  }
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}
+
+function rejectUpgrade(socket: Duplex, status: number, text: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.once('finish', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+function noop(): void {}

@@ -1,0 +1,231 @@
+/**
+ * One peer link (PROTOCOL.md §2): a WebSocket between two nodes, whichever side dialled. It decodes the
+ * text messages (`announce`, `tunnel_request`), hands binary frames to its {@link TunnelSession}, keeps
+ * the announce bookkeeping of the far side, and runs a keepalive on both ends — the reference peer links
+ * have no read deadline, so a silently dead peer would keep its routes forever (§2.3, RELIABILITY.md
+ * item 13).
+ */
+import { EventEmitter } from 'node:events';
+import {
+  type AnnounceMessage,
+  decodePeerMessage,
+  encodePeerMessage,
+  type TunnelRequestMessage,
+} from '@nexus-proxy/mux-protocol';
+import { WebSocket } from 'ws';
+import { type Logger, noopLogger } from './logger.js';
+import { TunnelSession, type TunnelSessionOptions } from './tunnel-session.js';
+
+/** Interval between WebSocket pings on a peer link: `10_000` ms. */
+export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
+/** A link with no message and no pong for this long is dead: `30_000` ms. */
+export const DEFAULT_PEER_KEEPALIVE_TIMEOUT = 30_000;
+/** `bufferedAmount` at or below which held-back TUNNEL_DATA resumes: 256 KiB. */
+const LOW_WATER_MARK = 256 * 1024;
+
+/** Which side opened the link. */
+export type PeerLinkDirection = 'inbound' | 'outbound';
+
+/** Why a link ended. */
+export type PeerLinkCloseReason =
+  | 'keepalive_timeout'
+  | 'closed_by_peer'
+  | 'connection_lost'
+  | 'shutdown'
+  | 'protocol_error'
+  | (string & {});
+
+/** Options of {@link PeerLink}. */
+export interface PeerLinkOptions {
+  /** Link id, unique within the node (the routing table's peer key). */
+  id: string;
+  direction: PeerLinkDirection;
+  /** Who is on the other end: the matched certificate name (inbound) or the dialled URL (outbound). */
+  peer: string;
+  /** Ping interval, ms; `0` = no pings. Default: `10_000`. */
+  keepaliveIntervalMs?: number;
+  /** Dead-link deadline, ms; `0` = none. Default: `30_000`. */
+  keepaliveTimeoutMs?: number;
+  /** Options of the link's tunnel session (its transport is this link). */
+  tunnels?: Omit<TunnelSessionOptions, 'transport' | 'logger'>;
+  /** Logger. Default: no-op. */
+  logger?: Logger;
+}
+
+/** Events of {@link PeerLink}. */
+export interface PeerLinkEvents {
+  /** An announce with a version newer than the last one seen on this link. */
+  announce: [message: AnnounceMessage];
+  /** The peer asks this node to carry a tunnel. */
+  'tunnel-request': [message: TunnelRequestMessage];
+  /** The link ended (once); its tunnels have been closed. */
+  close: [reason: PeerLinkCloseReason];
+}
+
+/** A peer link over one open WebSocket. */
+export class PeerLink extends EventEmitter<PeerLinkEvents> {
+  readonly id: string;
+  readonly direction: PeerLinkDirection;
+  /** The matched certificate name (inbound) or the dialled URL (outbound). */
+  readonly peer: string;
+  /** The link's tunnels. */
+  readonly tunnels: TunnelSession;
+  /** When the link was established (ms since the epoch). */
+  readonly openedAt = Date.now();
+  /** Version of the last announce accepted on this link; `undefined` before the first. */
+  lastAnnounceVersion: number | undefined;
+  /** Announces ignored because their version was not newer. */
+  staleAnnounces = 0;
+
+  readonly #ws: WebSocket;
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+  readonly #timeoutMs: number;
+  #lastSeen = Date.now();
+  #pingTimer: NodeJS.Timeout | undefined;
+  #closeReason: PeerLinkCloseReason | undefined;
+  #closed = false;
+
+  constructor(ws: WebSocket, options: PeerLinkOptions) {
+    super();
+    this.id = options.id;
+    this.direction = options.direction;
+    this.peer = options.peer;
+    this.#ws = ws;
+    this.#log = (options.logger ?? noopLogger).child({ link: options.id, peer: options.peer });
+    this.#intervalMs = options.keepaliveIntervalMs ?? DEFAULT_PEER_KEEPALIVE_INTERVAL;
+    this.#timeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_PEER_KEEPALIVE_TIMEOUT;
+    const onSent = (): void => {
+      if (ws.bufferedAmount <= LOW_WATER_MARK) this.tunnels.transportDrained();
+    };
+    this.tunnels = new TunnelSession({
+      ...options.tunnels,
+      logger: this.#log,
+      transport: {
+        sendBinary: (message) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(message, { binary: true }, onSent);
+        },
+        sendText: (text) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(text, { binary: false });
+        },
+        get bufferedAmount() {
+          return ws.bufferedAmount;
+        },
+        pause: () => ws.pause(),
+        resume: () => ws.resume(),
+      },
+    });
+    this.tunnels.on('protocol-error', (err) => this.#log.warn({ code: err.code, err: err.message }, 'bad frame from peer'));
+
+    ws.on('message', (data, isBinary) => {
+      this.#lastSeen = Date.now();
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      if (isBinary) this.tunnels.receive(bytes);
+      else this.#onText(bytes.toString('utf8'));
+    });
+    ws.on('pong', () => {
+      this.#lastSeen = Date.now();
+    });
+    ws.on('ping', () => {
+      this.#lastSeen = Date.now();
+    });
+    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'peer link error'));
+    ws.once('close', (code, reason) => this.#onClose(code, reason.toString()));
+    if (this.#intervalMs > 0) {
+      this.#pingTimer = setInterval(() => this.#tick(), this.#intervalMs);
+      this.#pingTimer.unref?.();
+    }
+  }
+
+  /** Whether the link has ended. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the link ended, once it has. */
+  get closeReason(): PeerLinkCloseReason | undefined {
+    return this.#closeReason;
+  }
+
+  /** Sends a full-state announce (PROTOCOL.md §2.2). */
+  sendAnnounce(version: number, hostnames: readonly string[]): void {
+    if (this.#closed || this.#ws.readyState !== WebSocket.OPEN) return;
+    this.#ws.send(encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] }), { binary: false });
+  }
+
+  /** Closes the link with a close frame; its tunnels end at once. */
+  close(reason: PeerLinkCloseReason = 'shutdown', code = 1001): void {
+    this.#closeReason ??= reason;
+    this.#finish();
+    if (this.#ws.readyState === WebSocket.OPEN || this.#ws.readyState === WebSocket.CONNECTING) {
+      this.#ws.close(code, reason.slice(0, 123));
+      // A peer that never answers the close frame must not hold the socket.
+      const timer = setTimeout(() => this.#ws.terminate(), 2_000);
+      timer.unref?.();
+      this.#ws.once('close', () => clearTimeout(timer));
+    }
+  }
+
+  /** Drops the link without a close handshake (a dead peer). */
+  terminate(reason: PeerLinkCloseReason = 'connection_lost'): void {
+    this.#closeReason ??= reason;
+    this.#finish();
+    this.#ws.terminate();
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    if (this.#timeoutMs > 0 && Date.now() - this.#lastSeen >= this.#timeoutMs) {
+      this.#log.warn({ silentForMs: Date.now() - this.#lastSeen }, 'peer went silent: dropping the link');
+      this.terminate('keepalive_timeout');
+      return;
+    }
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.ping();
+  }
+
+  #onText(text: string): void {
+    const result = decodePeerMessage(text);
+    if (!result.ok) {
+      this.#log.warn({ code: result.error.code, err: result.error.message }, 'ignoring malformed peer message');
+      return;
+    }
+    const message = result.value;
+    switch (message.type) {
+      case 'announce':
+        // §2.2: an announce whose version is not newer than the last one on this link is stale.
+        if (this.lastAnnounceVersion !== undefined && message.version <= this.lastAnnounceVersion) {
+          this.staleAnnounces++;
+          this.#log.debug(
+            { version: message.version, last: this.lastAnnounceVersion },
+            'ignoring stale announce',
+          );
+          return;
+        }
+        this.lastAnnounceVersion = message.version;
+        this.emit('announce', message);
+        return;
+      case 'tunnel_request':
+        this.emit('tunnel-request', message);
+        return;
+      default:
+        this.#log.warn({ type: message.messageType }, 'ignoring peer message of unknown type');
+    }
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#closeReason ??= code === 1006 ? 'connection_lost' : 'closed_by_peer';
+    this.#log.debug({ code, reason }, 'peer link socket closed');
+    this.#finish();
+  }
+
+  /** Ends the tunnels and reports the close, once, whichever way the link ended. */
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
+    const reason = this.#closeReason ?? 'connection_lost';
+    this.tunnels.close(reason);
+    this.emit('close', reason);
+  }
+}
