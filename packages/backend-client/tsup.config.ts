@@ -8,4 +8,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // The CLI's logger; a dependency of the package (never bundled).
+  external: ['pino'],
 });
