@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { MuxSession } from '@nexus-proxy/mux-protocol';
-import { type BackendClientOptions, type ResolvedBackendClientOptions, resolveBackendClientOptions } from './client-options.js';
 import {
-  NodeConnection,
-  type NodeConnectionEvents,
-  type NodeStats,
-} from './node-connection.js';
+  type BackendClientOptions,
+  type ResolvedBackendClientOptions,
+  resolveBackendClientOptions,
+} from './client-options.js';
+import { NodeConnection, type NodeConnectionEvents, type NodeStats } from './node-connection.js';
 
 /** Snapshot returned by `BackendClient.stats()`. */
 export interface BackendClientStats {

@@ -41,11 +41,19 @@ export function parseCliFlags(argv: readonly string[]): CliFlags {
   const program = new Command()
     .name('nexus-backend')
     .description('Attach this machine to Nexus nodes and serve their streams from local services.')
-    .option('-c, --config <file>', 'backend client YAML (reference format: backends[] with nexusAddresses, …)')
+    .option(
+      '-c, --config <file>',
+      'backend client YAML (reference format: backends[] with nexusAddresses, …)',
+    )
     .option('--node <address>', 'hub address, wss://node:8443/connect or node:8443 (repeatable)', collect, [])
     .option('--token <jwt>', 'backend JWT (without --config)')
     .option('--token-file <file>', 'file holding the backend JWT, re-read before every connect')
-    .option('--map <port=host:port>', 'relay port to local service, e.g. 443=127.0.0.1:8443 (repeatable)', mapping, [])
+    .option(
+      '--map <port=host:port>',
+      'relay port to local service, e.g. 443=127.0.0.1:8443 (repeatable)',
+      mapping,
+      [],
+    )
     .option('--ca <file>', 'PEM CA certificate(s) to trust for the hubs (adds to --config caFile)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .showHelpAfterError();
@@ -153,6 +161,9 @@ export async function runCli(
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   }
-  logger.info({ backends: clients.length, nodes: clients.flatMap((c) => c.options.nodes) }, 'nexus-backend started');
+  logger.info(
+    { backends: clients.length, nodes: clients.flatMap((c) => c.options.nodes) },
+    'nexus-backend started',
+  );
   return { clients, close };
 }

@@ -164,7 +164,8 @@ function object<T extends object>(path: string, value: T | undefined): Partial<T
  * {@link InvalidOptionsError} naming the field path (`reconnect.jitter must be in [0, 1)`).
  */
 export function resolveBackendClientOptions(input: BackendClientOptions): ResolvedBackendClientOptions {
-  if (typeof input !== 'object' || input === null) throw new InvalidOptionsError('options', 'must be an object');
+  if (typeof input !== 'object' || input === null)
+    throw new InvalidOptionsError('options', 'must be an object');
   if (!Array.isArray(input.nodes) || input.nodes.length === 0) {
     throw new InvalidOptionsError('nodes', 'must list at least one hub address');
   }

@@ -1,30 +1,3 @@
-// Config
-export type {
-  BackendClientConfigInput,
-  BackendConfigInput,
-  DurationInput,
-  ParseBackendClientConfigOptions,
-  ResolveBackendClientConfigOptions,
-  ResolvedBackendClientConfig,
-  ResolvedBackendConfig,
-} from './config.js';
-export {
-  DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS,
-  DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS,
-  loadBackendClientConfig,
-  parseBackendClientConfig,
-  parseDuration,
-  resolveBackendClientConfig,
-} from './config.js';
-// Port mappings
-export type {
-  HostPort,
-  PortMappingInput,
-  PortMappingsInput,
-  ResolvedPortMapping,
-  ResolvedPortMappings,
-} from './port-mappings.js';
-export { parseHostPort, resolvePortMappings, resolveTarget } from './port-mappings.js';
 // Client
 export {
   type BackendClient,
@@ -56,6 +29,35 @@ export {
   resolveBackendClientOptions,
   type StreamRequest,
 } from './client-options.js';
+// Config
+export type {
+  BackendClientConfigInput,
+  BackendConfigInput,
+  DurationInput,
+  ParseBackendClientConfigOptions,
+  ResolveBackendClientConfigOptions,
+  ResolvedBackendClientConfig,
+  ResolvedBackendConfig,
+} from './config.js';
+export {
+  DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS,
+  DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS,
+  loadBackendClientConfig,
+  parseBackendClientConfig,
+  parseDuration,
+  resolveBackendClientConfig,
+} from './config.js';
+// Errors
+export {
+  BackendClientError,
+  type BackendClientErrorCode,
+  DialError,
+  InvalidOptionsError,
+  NoMappingError,
+  SessionError,
+  TokenError,
+} from './errors.js';
+// Client: local dialling, logger, hub addresses, events
 export { type DialLocalOptions, type DialTarget, dialLocal } from './local-dial.js';
 export type { LogFn, Logger } from './logger.js';
 export { noopLogger } from './logger.js';
@@ -70,13 +72,12 @@ export type {
   StreamCloseEvent,
   StreamOpenEvent,
 } from './node-connection.js';
-// Errors
-export {
-  BackendClientError,
-  type BackendClientErrorCode,
-  DialError,
-  InvalidOptionsError,
-  NoMappingError,
-  SessionError,
-  TokenError,
-} from './errors.js';
+// Port mappings
+export type {
+  HostPort,
+  PortMappingInput,
+  PortMappingsInput,
+  ResolvedPortMapping,
+  ResolvedPortMappings,
+} from './port-mappings.js';
+export { parseHostPort, resolvePortMappings, resolveTarget } from './port-mappings.js';

@@ -32,7 +32,11 @@ export function dialLocal(target: DialTarget, options: DialLocalOptions): Promis
  * Waits for an already created socket to connect (used for `net.Socket`s a connect handler returns while
  * still connecting). Same guarantees as {@link dialLocal}.
  */
-export function awaitConnect(socket: net.Socket, what: string, options: DialLocalOptions): Promise<net.Socket> {
+export function awaitConnect(
+  socket: net.Socket,
+  what: string,
+  options: DialLocalOptions,
+): Promise<net.Socket> {
   const { signal } = options;
   return new Promise<net.Socket>((resolve, reject) => {
     if (!socket.connecting && !socket.destroyed) {
@@ -55,10 +59,14 @@ export function awaitConnect(socket: net.Socket, what: string, options: DialLoca
       cleanup();
       resolve(socket);
     };
-    const onError = (err: Error): void => fail(new DialError(`${what} failed: ${err.message}`, { cause: err }));
+    const onError = (err: Error): void =>
+      fail(new DialError(`${what} failed: ${err.message}`, { cause: err }));
     const onClose = (): void => fail(new DialError(`${what} failed: socket closed`));
     const onAbort = (): void => fail(new DialError(`${what} aborted`));
-    const timer = setTimeout(() => fail(new DialError(`${what} timed out after ${options.timeoutMs} ms`)), options.timeoutMs);
+    const timer = setTimeout(
+      () => fail(new DialError(`${what} timed out after ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
     socket.once('connect', onConnect);
     socket.once('error', onError);
     socket.once('close', onClose);

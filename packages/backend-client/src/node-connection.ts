@@ -1,10 +1,15 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type ConnectMessage, MAX_BACKEND_MESSAGE, MuxSession, type MuxStream } from '@nexus-proxy/mux-protocol';
+import {
+  type ConnectMessage,
+  MAX_BACKEND_MESSAGE,
+  MuxSession,
+  type MuxStream,
+} from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
 import { Backoff } from './backoff.js';
 import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
-import { BackendClientError, DialError, NoMappingError, SessionError, TokenError } from './errors.js';
+import { type BackendClientError, DialError, NoMappingError, SessionError, TokenError } from './errors.js';
 import { Keepalive } from './keepalive.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
 import type { Logger } from './logger.js';
@@ -304,7 +309,9 @@ export class NodeConnection {
     try {
       token = typeof source === 'function' ? await source() : source;
     } catch (err) {
-      throw new TokenError(`token provider failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      throw new TokenError(`token provider failed: ${(err as Error)?.message ?? String(err)}`, {
+        cause: err,
+      });
     }
     if (typeof token !== 'string' || token.trim() === '') {
       throw new TokenError('token provider returned no token');
@@ -371,7 +378,8 @@ export class NodeConnection {
     this.#keepalive = undefined;
     const wasConnected = this.#session !== undefined;
     const reason: SessionEndReason =
-      this.#endReason ?? (code === 1008 ? 'auth_rejected' : code === 1006 ? 'connection_lost' : 'closed_by_hub');
+      this.#endReason ??
+      (code === 1008 ? 'auth_rejected' : code === 1006 ? 'connection_lost' : 'closed_by_hub');
     // RELIABILITY item 10/11: the local side of every stream goes first, then the session forgets them,
     // so nothing of this session can leak into the next one.
     for (const entry of this.#streams.values()) {
@@ -490,7 +498,10 @@ export class NodeConnection {
       },
       (err: Error) => {
         if (stream.destroyed) return;
-        this.#log.warn({ id, hostname: request.hostname, connPort: request.connPort, err: err.message }, 'dial failed');
+        this.#log.warn(
+          { id, hostname: request.hostname, connPort: request.connPort, err: err.message },
+          'dial failed',
+        );
         this.#closeStream(entry, 'dial_failed');
       },
     );
@@ -503,11 +514,16 @@ export class NodeConnection {
       try {
         local = await connectHandler(request);
       } catch (err) {
-        throw new DialError(`connect handler failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        throw new DialError(`connect handler failed: ${(err as Error)?.message ?? String(err)}`, {
+          cause: err,
+        });
       }
       if (local !== undefined) {
         if (local instanceof net.Socket && local.connecting) {
-          return awaitConnect(local, 'connect handler socket', { timeoutMs: dialTimeoutMs, signal: request.signal });
+          return awaitConnect(local, 'connect handler socket', {
+            timeoutMs: dialTimeoutMs,
+            signal: request.signal,
+          });
         }
         return local;
       }

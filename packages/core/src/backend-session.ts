@@ -194,6 +194,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     if (this.#closeReason !== undefined) return;
     const ws = this.#ws;
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
+      // A transport paused for backpressure would never read the backend's answering close frame.
+      if (ws.readyState === ws.OPEN) ws.resume();
       ws.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
     }
     this.#finish(reason);

@@ -307,7 +307,11 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       const short = truncateUtf8(reason, MAX_CLOSE_REASON_BYTES);
       this.#log.info({ reason: short, remoteAddress }, 'backend authentication failed');
       this.emit('auth-failed', { reason: short, remoteAddress });
-      if (ws.readyState === ws.OPEN) ws.close(WS_CLOSE_POLICY_VIOLATION, short);
+      if (ws.readyState === ws.OPEN) {
+        // Read again, or the backend's answering close frame is never seen and the close hangs.
+        ws.resume();
+        ws.close(WS_CLOSE_POLICY_VIOLATION, short);
+      }
     };
     const timer = setTimeout(() => fail('authentication timeout'), this.#authTimeoutMs);
     const onClose = (): void => {

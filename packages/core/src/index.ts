@@ -119,3 +119,16 @@ export type {
 export { RoutingTable } from './routing-table.js';
 export type { WeightedMemberStats, WeightedRoundRobinStats } from './weighted-round-robin.js';
 export { DEFAULT_WEIGHT, MAX_WEIGHT, normalizeWeight, WeightedRoundRobin } from './weighted-round-robin.js';
+// Node
+export type {
+  CreateNexusOptions,
+  Nexus,
+  NexusAddresses,
+  NexusCloseOptions,
+  NexusEvents,
+  RouteMissEvent,
+  SniffFailedEvent,
+  StreamCloseEvent,
+  StreamOpenEvent,
+} from './nexus.js';
+export { createNexus, DEFAULT_CLOSE_GRACE_MS } from './nexus.js';

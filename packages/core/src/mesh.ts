@@ -13,7 +13,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket, TlsOptions } from 'node:tls';
-import { type TunnelRequestMessage, MuxStream } from '@nexus-proxy/mux-protocol';
+import type { MuxStream, TunnelRequestMessage } from '@nexus-proxy/mux-protocol';
 import { normalizeHostname } from '@nexus-proxy/sni';
 import { WebSocket, WebSocketServer } from 'ws';
 import { InvalidConfigError } from './errors.js';
@@ -240,10 +240,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       maxPayload: MAX_PEER_WS_PAYLOAD,
       clientTracking: false,
     });
-    const routes = this.#routes as { subscribeLocalPatterns?: (l: () => void) => () => void };
-    if (typeof routes.subscribeLocalPatterns === 'function') {
-      this.#unsubscribeRoutes = routes.subscribeLocalPatterns(() => this.notifyLocalRoutesChanged());
-    }
+    this.#unsubscribeRoutes = this.#routes.subscribeLocalPatterns(() => this.notifyLocalRoutesChanged());
   }
 
   /** The current announce version (incremented on every local route change and every new link). */
@@ -511,7 +508,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     // the backend finished → 0x12 after the last byte; the origin closed → disconnect the backend stream.
     localStream.once('end', () => tunnel.disconnect('normal'));
     tunnel.once('end', () => {
-      if (localStream instanceof MuxStream) localStream.disconnect('normal');
+      const disconnect = (localStream as { disconnect?: (reason?: string) => void }).disconnect;
+      if (typeof disconnect === 'function') disconnect.call(localStream, 'normal');
     });
     relayConnection(tunnel, localStream, {
       idleTimeoutMs: this.#idleTimeoutMs,

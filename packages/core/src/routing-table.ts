@@ -86,6 +86,7 @@ export class RoutingTable<T, L = string> {
   readonly #peerWildcard = new Map<string, PeerPool<L>>();
   readonly #linkPatterns = new Map<L, Set<string>>();
   readonly #onLocalPatternsChange: ((patterns: readonly string[]) => void) | undefined;
+  readonly #localPatternListeners = new Set<(patterns: readonly string[]) => void>();
   #localVersion = 0;
 
   constructor(options: RoutingTableOptions<T> = {}) {
@@ -237,6 +238,17 @@ export class RoutingTable<T, L = string> {
     return map.get(key);
   }
 
+  /**
+   * Adds a listener called, like the `onLocalPatternsChange` option, after the set of locally served
+   * patterns changed (the mesh subscribes to send announces). Returns a function that removes it.
+   */
+  subscribeLocalPatterns(listener: (patterns: readonly string[]) => void): () => void {
+    this.#localPatternListeners.add(listener);
+    return () => {
+      this.#localPatternListeners.delete(listener);
+    };
+  }
+
   /** A plain snapshot for metrics. */
   stats(): RoutingTableStats {
     let localEntries = 0;
@@ -289,6 +301,10 @@ export class RoutingTable<T, L = string> {
   #localPatternsChanged(): void {
     this.#localVersion++;
     this.#onLocalPatternsChange?.(this.localPatterns());
+    if (this.#localPatternListeners.size > 0) {
+      const patterns = this.localPatterns();
+      for (const listener of [...this.#localPatternListeners]) listener(patterns);
+    }
   }
 }
 

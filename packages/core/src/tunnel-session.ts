@@ -22,7 +22,6 @@ import {
   DEFAULT_INITIAL_WINDOW,
   DEFAULT_STREAM_HIGH_WATER_MARK,
   DEFAULT_TRANSPORT_HIGH_WATER_MARK,
-  decodeBackendMessage,
   decodeTunnelFrame,
   encodePeerMessage,
   encodeTunnelFrame,
@@ -140,10 +139,13 @@ interface HostedStreamInit {
   role: 'hub' | 'backend';
   host: object;
   sendCredits: number | undefined;
+  assumedWindow: number | undefined;
+  unmeteredAllowance: number;
   receiveMode: number;
   receiveCredits: number;
   grantBatch: number;
   highWaterMark: number;
+  dataFrameType: number;
 }
 
 const TunnelStream = MuxStream as unknown as new (init: HostedStreamInit) => HostedStream;
@@ -366,12 +368,17 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       // "hub" close semantics on both ends: see the class comment.
       role: 'hub',
       host: this.#host,
-      // Unmetered until the peer's first 0x15 (§2.3: credits are opt-in per side).
+      // Unmetered until the peer's first 0x15 (§2.3: credits are opt-in per side); that grant counts
+      // from the tunnel's first frame, like a backend's first grant (§1.5).
       sendCredits: undefined,
+      assumedWindow: undefined,
+      // A peer that does not meter (or not yet) is bounded by pausing the link while the reader is full.
+      unmeteredAllowance: 0,
       receiveMode: RECEIVE_MODE_LENIENT,
       receiveCredits: this.#initialWindow,
       grantBatch: this.#grantBatch,
       highWaterMark: this.#streamHighWaterMark,
+      dataFrameType: FrameType.TunnelData,
     });
     this.#tunnels.set(stream.id, stream);
     return stream;
@@ -517,25 +524,15 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       },
       sendData: (frame: Uint8Array, payloadLength: number) => {
         if (this.#closed) return;
-        // The stream builds a backend DATA frame (0x01 · id · payload) in a fresh buffer; a tunnel frame
-        // has the same layout with 0x11 (§2.3).
-        frame[0] = FrameType.TunnelData;
         this.#framesSent++;
         this.#bytesSent += payloadLength;
         this.#transport.sendBinary(frame);
       },
-      sendControl: (message: Uint8Array) => {
-        // The stream's only control messages are credit grants (`resume_stream{credits}`); on a peer
-        // link a grant is a 0x15 frame.
-        const decoded = decodeBackendMessage(message);
-        if (!decoded.ok || decoded.value.type !== 'control') return;
-        const control = decoded.value.message;
-        if (control.event === 'resume_stream' && control.credits !== undefined && control.credits > 0) {
-          this.#sendControl(
-            encodeTunnelFrame({ type: 'tunnel-credits', tunnelId: control.client_id, credits: control.credits }),
-          );
-        }
+      sendGrant: (stream: HostedStream, credits: number) => {
+        this.#sendControl(encodeTunnelFrame({ type: 'tunnel-credits', tunnelId: stream.id, credits }));
       },
+      // Backend-session control messages (`ping_client`) have no tunnel equivalent.
+      sendControl: () => {},
       disconnect: (stream: HostedStream) => this.#disconnect(stream),
       forget: (stream: HostedStream) => this.#forget(stream),
       pauseTransport: (stream: HostedStream) => {

@@ -50,6 +50,11 @@ export interface StreamHost {
   resumeTransport(stream: MuxStream): void;
   /** The peer broke the protocol on this stream only (e.g. credit overrun). */
   streamProtocolError(stream: MuxStream, error: MuxProtocolError): void;
+  /**
+   * Sends a credit grant of `credits` frames in the host's own encoding (peer tunnels: a `0x15`
+   * TUNNEL_CREDITS frame, PROTOCOL.md §2.3). Absent: `sendControl(resume_stream{credits})`.
+   */
+  sendGrant?(stream: MuxStream, credits: number): void;
 }
 
 /** @internal Everything a session passes to a new stream. */
@@ -76,6 +81,8 @@ export interface MuxStreamInit {
   grantBatch: number;
   /** Readable and writable high-water mark of the Duplex, in bytes. */
   highWaterMark: number;
+  /** First byte of the DATA frames this stream sends. Default: `0x01`; peer tunnels use `0x11` (§2.3). */
+  dataFrameType?: number;
 }
 
 /**
@@ -110,6 +117,7 @@ export class MuxStream extends Duplex {
   readonly #host: StreamHost;
   readonly #idBytes: Buffer;
   readonly #grantBatch: number;
+  readonly #dataFrameType: number;
 
   // Send side.
   /** From the peer's first grant on (backend: from a connect with credits), DATA is metered. */
@@ -165,6 +173,7 @@ export class MuxStream extends Duplex {
     this.#idBytes = Buffer.allocUnsafe(16);
     writeStreamId(this.#idBytes, 0, init.id);
     this.#grantBatch = init.grantBatch;
+    this.#dataFrameType = init.dataFrameType ?? FrameType.Data;
     const credits = init.sendCredits ?? 0;
     this.#sendMetered = credits > 0;
     this.#sendLimit = this.#sendMetered
@@ -257,7 +266,7 @@ export class MuxStream extends Duplex {
         const length = Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
         // One allocation per frame: header and payload together (the WebSocket sends one message).
         const frame = Buffer.allocUnsafe(DATA_HEADER_LENGTH + length);
-        frame[0] = FrameType.Data;
+        frame[0] = this.#dataFrameType;
         this.#idBytes.copy(frame, 1);
         let offset = DATA_HEADER_LENGTH;
         let need = length;
@@ -455,7 +464,8 @@ export class MuxStream extends Duplex {
     if (frames === 0 || this.detached || this.#receiveEnded) return;
     this.#delivered = 0;
     this.#receiveCredits += frames;
-    this.#host.sendControl(this.#grantFrame(frames));
+    if (this.#host.sendGrant !== undefined) this.#host.sendGrant(this, frames);
+    else this.#host.sendControl(this.#grantFrame(frames));
   }
 
   /**

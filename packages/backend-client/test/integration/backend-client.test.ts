@@ -61,7 +61,10 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
 
   it('asks a token provider again on every reconnect', async () => {
     let calls = 0;
-    const c = client({ token: async () => `token-${++calls}`, portMappings: resolvePortMappings({ 443: '127.0.0.1:1' }) });
+    const c = client({
+      token: async () => `token-${++calls}`,
+      portMappings: resolvePortMappings({ 443: '127.0.0.1:1' }),
+    });
     c.connect();
     const first = await hub.connection(0);
     expect((await first.token).text).toBe('token-1');
@@ -77,7 +80,11 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     c.connect();
     const conn = await hub.connection();
     await conn.token;
-    const stream = conn.openStream({ connPort: 443, hostname: 'app.example.com', clientIp: '198.51.100.4:4000' });
+    const stream = conn.openStream({
+      connPort: 443,
+      hostname: 'app.example.com',
+      clientIp: '198.51.100.4:4000',
+    });
     stream.write('prelude: ClientHello');
     stream.write(' and more');
     const [open] = await opened;
@@ -96,7 +103,10 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
   it('routes by hostname through the port mappings', async () => {
     const a = await startLocalService((s) => s.end('service A'));
     const b = await startLocalService((s) => s.end('service B'));
-    cleanups.push(() => a.close(), () => b.close());
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
     const c = client({
       portMappings: resolvePortMappings({
         443: { default: `127.0.0.1:${a.port}`, hosts: { '*.b.example.com': `127.0.0.1:${b.port}` } },
@@ -176,7 +186,8 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     await conn.token;
     const stream = conn.openStream();
     const upload = randomBytes(200_000);
-    for (let offset = 0; offset < upload.length; offset += 32_768) stream.write(upload.subarray(offset, offset + 32_768));
+    for (let offset = 0; offset < upload.length; offset += 32_768)
+      stream.write(upload.subarray(offset, offset + 32_768));
     stream.disconnect();
     await gotEnd;
     expect(sha256(Buffer.concat(received))).toBe(sha256(upload));
@@ -261,9 +272,7 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     const second = await hub.connection(1);
     await second.token;
     expect(disconnects).toEqual([{ node: hub.url, reason: 'connection_lost', code: 1006, message: '' }]);
-    expect(closes).toEqual([
-      { node: hub.url, id: old.id, reason: 'session_ended', bytesIn: 6, bytesOut: 6 },
-    ]);
+    expect(closes).toEqual([{ node: hub.url, id: old.id, reason: 'session_ended', bytesIn: 6, bytesOut: 6 }]);
     // The old id means nothing to the new session: its DATA is answered with disconnect, never relayed.
     second.sendData(old.id, Buffer.from('stale'));
     const fresh = second.openStream();
@@ -295,7 +304,10 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
 
   it('emits error (when listened to) for a node that cannot be reached, and keeps retrying', async () => {
     const port = await closedPort();
-    const c = client({ nodes: [`wss://127.0.0.1:${port}/connect`], portMappings: resolvePortMappings({ 443: '127.0.0.1:1' }) });
+    const c = client({
+      nodes: [`wss://127.0.0.1:${port}/connect`],
+      portMappings: resolvePortMappings({ 443: '127.0.0.1:1' }),
+    });
     const errors: Error[] = [];
     c.on('error', (err) => errors.push(err));
     c.connect();
@@ -306,7 +318,10 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
 
   it('does not throw for connection errors when nobody listens for error', async () => {
     const port = await closedPort();
-    const c = client({ nodes: [`127.0.0.1:${port}`], portMappings: resolvePortMappings({ 443: '127.0.0.1:1' }) });
+    const c = client({
+      nodes: [`127.0.0.1:${port}`],
+      portMappings: resolvePortMappings({ 443: '127.0.0.1:1' }),
+    });
     c.connect();
     await waitFor(() => c.stats().nodes[0]!.failedAttempts >= 2, 5_000, 'two failed attempts');
     await c.close();
@@ -327,7 +342,10 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     const other = await TestHub.start(cert);
     cleanups.push(() => other.close());
     const service = await echoService();
-    const c = client({ nodes: [hub.url, other.url], portMappings: resolvePortMappings({ 443: `127.0.0.1:${service.port}` }) });
+    const c = client({
+      nodes: [hub.url, other.url],
+      portMappings: resolvePortMappings({ 443: `127.0.0.1:${service.port}` }),
+    });
     c.connect();
     const [a, b] = await Promise.all([hub.connection(), other.connection()]);
     await Promise.all([a.token, b.token]);

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 
 /** A local TCP service on 127.0.0.1:0 with half-open sockets; `onSocket` runs for each connection. */
 export async function startLocalService(onSocket: (socket: net.Socket) => void): Promise<{
@@ -37,7 +37,11 @@ export async function closedPort(): Promise<number> {
 }
 
 /** Resolves when `predicate` holds, polling every 5 ms; rejects after `timeoutMs`. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  predicate: () => boolean,
+  timeoutMs = 5_000,
+  what = 'condition',
+): Promise<void> {
   const started = Date.now();
   while (!predicate()) {
     if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);

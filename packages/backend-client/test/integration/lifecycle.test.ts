@@ -6,7 +6,7 @@ import type { BackendClientOptions } from '../../src/client-options.js';
 import type { DisconnectedEvent, StreamCloseEvent } from '../../src/node-connection.js';
 import { resolvePortMappings } from '../../src/port-mappings.js';
 import { closedPort, startLocalService, waitFor } from './helpers.js';
-import { makeCertificate, MuxHub, TestHub } from './test-hub.js';
+import { MuxHub, makeCertificate, TestHub } from './test-hub.js';
 
 const cert = makeCertificate();
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -142,7 +142,11 @@ describe('BackendClient session lifecycle', () => {
     await conn.token;
     const stream = conn.openStream();
     stream.write('hello');
-    await waitFor(() => stream.controls.filter((m) => m.event === 'ping_client').length >= 3, 3_000, 'three pings');
+    await waitFor(
+      () => stream.controls.filter((m) => m.event === 'ping_client').length >= 3,
+      3_000,
+      'three pings',
+    );
     expect(closes).toEqual([]);
     expect(stream.controls.every((m) => m.event === 'ping_client')).toBe(true);
   });
@@ -219,14 +223,18 @@ describe('BackendClient session lifecycle', () => {
     await c.close({ graceMs: 50 });
     await conn.closed;
     for (const s of service.sockets) s.destroy();
-    await waitFor(() => {
-      const after = count();
-      return (
-        (after.Timeout ?? 0) <= (before.Timeout ?? 0) &&
-        (after.TCPSocketWrap ?? 0) <= (before.TCPSocketWrap ?? 0) &&
-        (after.TLSWrap ?? 0) <= (before.TLSWrap ?? 0)
-      );
-    }, 2_000, 'resources to return to the baseline');
+    await waitFor(
+      () => {
+        const after = count();
+        return (
+          (after.Timeout ?? 0) <= (before.Timeout ?? 0) &&
+          (after.TCPSocketWrap ?? 0) <= (before.TCPSocketWrap ?? 0) &&
+          (after.TLSWrap ?? 0) <= (before.TLSWrap ?? 0)
+        );
+      },
+      2_000,
+      'resources to return to the baseline',
+    );
   });
 
   it('calling close() before connect() or twice resolves without connecting', async () => {
@@ -249,7 +257,12 @@ describe('BackendClient against the MuxSession hub engine', () => {
     c.connect();
     const session = await muxHub.session();
     expect(muxHub.tokens).toEqual(['token']);
-    const stream = session.openStream({ connPort: 443, clientIp: '192.0.2.1:1234', hostname: 'app.example.com', isTls: true });
+    const stream = session.openStream({
+      connPort: 443,
+      clientIp: '192.0.2.1:1234',
+      hostname: 'app.example.com',
+      isTls: true,
+    });
     const upload = randomBytes(4 * 1024 * 1024);
     const chunks: Buffer[] = [];
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -21,19 +21,42 @@ export function makeCertificate(): { cert: string; key: string } {
     execFileSync(
       'openssl',
       [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-        '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
       ],
       { stdio: 'ignore' },
     );
-    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+    return {
+      cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+      key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-export type ControlJson = { event: string; client_id: string; reason?: string; credits?: number; [k: string]: unknown };
+export type ControlJson = {
+  event: string;
+  client_id: string;
+  reason?: string;
+  credits?: number;
+  [k: string]: unknown;
+};
 
 function idToBytes(id: string): Buffer {
   return Buffer.from(id.replace(/-/g, ''), 'hex');
@@ -129,7 +152,9 @@ export class HubConnection extends EventEmitter {
     });
   }
 
-  openStream(init: { connPort?: number; hostname?: string; clientIp?: string; isTls?: boolean; credits?: number } = {}): HubStream {
+  openStream(
+    init: { connPort?: number; hostname?: string; clientIp?: string; isTls?: boolean; credits?: number } = {},
+  ): HubStream {
     const id = randomUUID();
     const stream = new HubStream(id, this);
     this.streams.set(id, stream);
@@ -150,7 +175,9 @@ export class HubConnection extends EventEmitter {
   }
 
   sendControl(message: ControlJson): void {
-    this.ws.send(Buffer.concat([Buffer.from([0x02]), Buffer.from(JSON.stringify(message))]), { binary: true });
+    this.ws.send(Buffer.concat([Buffer.from([0x02]), Buffer.from(JSON.stringify(message))]), {
+      binary: true,
+    });
   }
 
   #onMessage(data: Buffer): void {
@@ -197,7 +224,10 @@ export class TestHub extends EventEmitter {
     });
   }
 
-  static async start(cert: { cert: string; key: string }, options: { autoPong?: boolean; port?: number } = {}): Promise<TestHub> {
+  static async start(
+    cert: { cert: string; key: string },
+    options: { autoPong?: boolean; port?: number } = {},
+  ): Promise<TestHub> {
     const hub = new TestHub(cert, { autoPong: options.autoPong ?? true });
     hub.server.listen(options.port ?? 0, '127.0.0.1');
     await once(hub.server, 'listening');

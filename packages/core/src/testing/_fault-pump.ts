@@ -123,6 +123,11 @@ export class FaultPump {
     else this.#abortSink();
   }
 
+  /** Whether this direction was cut, reset or disposed. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
   /** Drop the queue, send FIN to the sink and discard whatever the source still sends. */
   cut(): void {
     this.#stop();

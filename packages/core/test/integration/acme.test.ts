@@ -175,6 +175,8 @@ describe('AcmeCertificateManager against pebble', () => {
     expect((await stat(join(cacheDir, 'account-key.pem'))).mode & 0o777).toBe(0o600);
     expect((await stat(join(cacheDir, `${HOSTNAME}.key`))).mode & 0o777).toBe(0o600);
     expect(manager.status().renewAt!.getTime()).toBeGreaterThan(Date.now());
+    // The extra CA for pebble's API stayed private to this manager's client.
+    expect(acme.axios.defaults.httpsAgent).toBeUndefined();
   });
 
   it('restarts from the cache without placing an order', async () => {
@@ -197,7 +199,8 @@ describe('AcmeCertificateManager against pebble', () => {
 
   it('renews early on demand: new handshakes get the new certificate, open connections stay up', async () => {
     const createOrder = vi.spyOn(acme.Client.prototype, 'createOrder');
-    const manager = createManager({ cacheDir });
+    // Trust pebble's API through a CA file this time (the `acmeCaFile` path).
+    const manager = createManager({ cacheDir, ca: undefined, caFile: pebble.apiCaFile });
     const context = await manager.start();
     const root = await pebble.rootCaPem();
     const port = await tlsServer(context);

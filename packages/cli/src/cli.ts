@@ -1,0 +1,3 @@
+import { runCli } from './program.js';
+
+void runCli();

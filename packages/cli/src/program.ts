@@ -1,0 +1,101 @@
+/** The `nexus-proxy` command line (commander). Thin: every command calls into `@nexus-proxy/core`. */
+import { readFileSync } from 'node:fs';
+import { loadConfig, mintBackendToken } from '@nexus-proxy/core';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { writeConfigTemplate } from './init.js';
+import { serve } from './serve.js';
+
+/** Version reported by `--version`. */
+export const VERSION = '0.1.0';
+
+function integer(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+    return n;
+  };
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+export interface ProgramIo {
+  out?: (text: string) => void;
+}
+
+/** Builds the commander program; `parseAsync(argv)` runs it. */
+export function createProgram(io: ProgramIo = {}): Command {
+  const out = io.out ?? ((text: string) => process.stdout.write(`${text}\n`));
+  const program = new Command('nexus-proxy')
+    .description('Nexus Proxy: a privacy-first passthrough edge proxy (routes TLS by SNI, HTTP by Host).')
+    .version(VERSION);
+
+  program
+    .command('serve')
+    .description('run a node (without -c: the embedded default on 127.0.0.1, ports 8443/8080/8444)')
+    .option('-c, --config <file>', 'YAML configuration file (reference keys work unchanged)')
+    .option('--demo', 'embedded default plus a demo backend for demo.localhost, with curl commands')
+    .option('--state-dir <dir>', 'state directory of the embedded default', '.nexus')
+    .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent')
+    .addOption(new Option('--log-format <format>', 'log output').choices(['auto', 'pretty', 'json']).default('auto'))
+    .option('--grace <ms>', 'time streams get to finish on SIGTERM/SIGINT', integer('--grace'), 10_000)
+    .action(async (opts) => {
+      await serve({
+        config: opts.config,
+        demo: opts.demo === true,
+        stateDir: opts.stateDir,
+        logLevel: opts.logLevel,
+        logFormat: opts.logFormat,
+        graceMs: opts.grace,
+        print: out,
+      });
+    });
+
+  program
+    .command('token')
+    .description('mint a backend JWT (HS256, with iss "authorizer" and aud ["nexus"], accepted by reference nodes too)')
+    .option('-c, --config <file>', 'take the secret from this node configuration')
+    .option('--secret <secret>', 'the node\'s backendsJWTSecret')
+    .option('--secret-file <file>', 'read the secret from a file')
+    .option('--hostname <name>', 'hostname or *.wildcard to serve (repeatable)', collect, [])
+    .option('--weight <n>', 'weight in the round robin', integer('--weight'))
+    .option('--ttl <seconds>', 'lifetime in seconds (sets exp); default: no expiry', integer('--ttl'))
+    .action(async (opts) => {
+      let secret: string | undefined = opts.secret;
+      if (secret === undefined && opts.secretFile !== undefined) secret = readFileSync(opts.secretFile, 'utf8').trim();
+      if (secret === undefined && opts.config !== undefined) secret = (await loadConfig(opts.config)).backendsJWTSecrets[0];
+      if (secret === undefined) throw new InvalidArgumentError('give --secret, --secret-file or -c <config>');
+      if (opts.hostname.length === 0) throw new InvalidArgumentError('give at least one --hostname');
+      out(
+        await mintBackendToken({
+          secret,
+          hostnames: opts.hostname,
+          weight: opts.weight,
+          ttlSeconds: opts.ttl,
+        }),
+      );
+    });
+
+  program
+    .command('init')
+    .description('write a commented config.yaml with a generated secret')
+    .option('-o, --output <file>', 'where to write', 'config.yaml')
+    .option('--force', 'overwrite an existing file')
+    .action((opts) => {
+      writeConfigTemplate(opts.output, opts.force === true);
+      out(`wrote ${opts.output}`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI with `argv` (as `process.argv`); errors are printed and set a non-zero exit code. */
+export async function runCli(argv: string[] = process.argv): Promise<void> {
+  try {
+    await createProgram().parseAsync(argv);
+  } catch (err) {
+    process.stderr.write(`nexus-proxy: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * `nexus-proxy serve`: load the configuration (or the embedded default), create the node, listen, and map
+ * signals to a graceful close. No routing or protocol logic lives here.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  createNexus,
+  HubTlsContext,
+  loadConfig,
+  mintBackendToken,
+  type Nexus,
+  type NexusAddresses,
+  type NexusConfigInput,
+  type ResolvedNexusConfig,
+  resolveNexusConfig,
+} from '@nexus-proxy/core';
+import type { Logger as PinoLogger } from 'pino';
+import { type Demo, DEMO_HOSTNAME, startDemo } from './demo.js';
+import { createCliLogger, type LogFormat } from './logger.js';
+import { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
+
+/** Ports of the embedded default (unprivileged, loopback only). */
+export const EMBEDDED_PORTS = { tls: 8443, http: 8080, hub: 8444 } as const;
+
+export interface ServeOptions {
+  /** Config file; none = the embedded default. */
+  config?: string;
+  /** Start the demo backend and services (embedded default only). */
+  demo?: boolean;
+  /** State directory of the embedded default. Default: `.nexus`. */
+  stateDir?: string;
+  /** Override the log level of the configuration. */
+  logLevel?: string;
+  logFormat?: LogFormat;
+  /** Grace period of a SIGTERM/SIGINT drain, ms. Default: 10 000. */
+  graceMs?: number;
+  /** Ports of the embedded default (tests use 0). */
+  ports?: { tls: number; http: number; hub: number };
+  /** Where the human-readable instructions go. Default: stdout. */
+  print?: (text: string) => void;
+  /** Install SIGINT/SIGTERM handlers. Default: true. */
+  handleSignals?: boolean;
+}
+
+export interface RunningNode {
+  nexus: Nexus;
+  addresses: NexusAddresses;
+  demo?: Demo;
+  logger: PinoLogger;
+  /** Close everything (demo first, then the node). */
+  close(): Promise<void>;
+}
+
+/** The embedded default configuration: loopback only, unprivileged ports, state-directory secret and cert. */
+export function embeddedConfig(
+  state: NodeState,
+  ports: { tls: number; http: number; hub: number } = EMBEDDED_PORTS,
+): NexusConfigInput {
+  return {
+    backendListenAddress: `127.0.0.1:${ports.hub}`,
+    listeners: [
+      { port: ports.tls, mode: 'tls', host: '127.0.0.1' },
+      { port: ports.http, mode: 'http', host: '127.0.0.1' },
+    ],
+    backendsJWTSecret: state.secret,
+    hubTlsCertFile: state.certFile,
+    hubTlsKeyFile: state.keyFile,
+  };
+}
+
+/** Starts a node as `nexus-proxy serve` does; resolves once it listens. */
+export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
+  const print = options.print ?? ((text: string) => process.stdout.write(`${text}\n`));
+  let config: ResolvedNexusConfig;
+  let state: NodeState | undefined;
+  if (options.config !== undefined) {
+    if (options.demo) throw new Error('--demo runs on the embedded default; drop -c/--config');
+    config = await loadConfig(options.config);
+  } else {
+    state = await ensureNodeState(options.stateDir ?? DEFAULT_STATE_DIR);
+    config = resolveNexusConfig(embeddedConfig(state, options.ports ?? EMBEDDED_PORTS));
+  }
+  const level = options.logLevel ?? config.logLevel;
+  const logger = createCliLogger({ level, format: options.logFormat });
+  const nexus = createNexus(config, {
+    logger,
+    tlsContext:
+      state === undefined
+        ? undefined
+        : new HubTlsContext({
+            certPem: readFileSync(state.certFile, 'utf8'),
+            keyPem: readFileSync(state.keyFile, 'utf8'),
+          }),
+  });
+  const addresses = await nexus.listen();
+
+  let demo: Demo | undefined;
+  if (state !== undefined) {
+    const tlsPort = addresses.listeners.find((l) => l.mode === 'tls')?.address.port ?? 0;
+    const httpPort = addresses.listeners.find((l) => l.mode === 'http')?.address.port ?? 0;
+    const hubUrl = `wss://127.0.0.1:${addresses.hub.port}/connect`;
+    const hubCaPem = readFileSync(state.certFile, 'utf8');
+    if (options.demo) {
+      demo = await startDemo({
+        stateDir: state.dir,
+        hubUrl,
+        hubCaPem,
+        secret: state.secret,
+        tlsPort,
+        httpPort,
+        logger,
+      });
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 5_000);
+        demo?.client.once('connected', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      print(
+        [
+          '',
+          `Nexus demo is running. The backend "${DEMO_HOSTNAME}" is attached through the hub at ${hubUrl}.`,
+          '',
+          'TLS passthrough (the certificate curl checks is the demo service\'s own, not the node\'s):',
+          `  curl --cacert ${state.dir}/demo-service-cert.pem --resolve ${DEMO_HOSTNAME}:${tlsPort}:127.0.0.1 https://${DEMO_HOSTNAME}:${tlsPort}/`,
+          'HTTP routed by Host:',
+          `  curl --resolve ${DEMO_HOSTNAME}:${httpPort}:127.0.0.1 http://${DEMO_HOSTNAME}:${httpPort}/`,
+          '',
+          'Press Ctrl-C to stop.',
+        ].join('\n'),
+      );
+    } else {
+      const token = await mintBackendToken({ secret: state.secret, hostnames: ['app.localhost'] });
+      print(
+        [
+          '',
+          `Nexus is running: TLS relay 127.0.0.1:${tlsPort}, HTTP relay 127.0.0.1:${httpPort}, hub ${hubUrl}.`,
+          `State (secret, hub certificate): ${state.dir}`,
+          '',
+          'A backend token for app.localhost (mint others with: nexus-proxy token --secret-file',
+          `${state.dir}/backend-secret --hostname NAME):`,
+          `  ${token}`,
+          '',
+          'Attach a backend that serves local HTTPS on 127.0.0.1:9443 and HTTP on 127.0.0.1:9080:',
+          `  nexus-backend --node ${hubUrl} --ca ${state.certFile} --token ${token} \\`,
+          `    --map ${tlsPort}=127.0.0.1:9443 --map ${httpPort}=127.0.0.1:9080`,
+        ].join('\n'),
+      );
+    }
+  }
+
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      await demo?.close();
+      await nexus.close({ graceMs: options.graceMs });
+      logger.flush?.();
+    })();
+    return closed;
+  };
+
+  if (options.handleSignals !== false) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      logger.info({ signal }, 'draining and shutting down');
+      close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  return { nexus, addresses, demo, logger, close };
+}

@@ -1,0 +1,401 @@
+/**
+ * `createNexus(config)`: wires the building blocks of a node — routing table, hub, relay listeners, hub TLS
+ * (files or ACME) — and returns a handle. It holds no routing or protocol logic of its own beyond the choice
+ * of where a sniffed connection goes (the ACME challenge, a local backend, or nowhere).
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { AcmeCertificateManager, type AcmeFailedEvent, type AcmeIssuedEvent } from './acme.js';
+import { verifyBackendToken } from './auth.js';
+import type { BackendSession } from './backend-session.js';
+import { type NexusConfigInput, type ResolvedNexusConfig, resolveNexusConfig } from './config.js';
+import { LimitError } from './errors.js';
+import { type AuthFailedEvent, type BackendConnectedEvent, type BackendDisconnectedEvent, BackendHub } from './hub.js';
+import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
+import { type Logger, noopLogger } from './logger.js';
+import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
+import { type RelayHandle, type RelayStats, relayConnection } from './relay.js';
+import { RoutingTable } from './routing-table.js';
+import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
+
+/** Path prefix of HTTP-01 challenges (RFC 8555 §8.3). */
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+
+/** Default time `close()` lets relayed streams finish before cutting them, ms. */
+export const DEFAULT_CLOSE_GRACE_MS = 10_000;
+
+/** Options of {@link createNexus} besides the configuration itself. */
+export interface CreateNexusOptions {
+  /** pino-compatible logger. Default: no-op. */
+  logger?: Logger;
+  /**
+   * Hub TLS material to use instead of the configuration's TLS mode (embedding, tests). When given, the
+   * configuration's `tls` is not read.
+   */
+  tlsContext?: HubTlsContext;
+  /** Extra options for the ACME manager (tests: `skipChallengeVerification`, polling backoff). */
+  acme?: Partial<ConstructorParameters<typeof AcmeCertificateManager>[0]>;
+}
+
+/** Payload of `stream-open`. */
+export interface StreamOpenEvent {
+  id: string;
+  hostname: string;
+  /** Relay port the end user connected to. */
+  port: number;
+  isTls: boolean;
+  /** Where the stream went: `local` (a backend of this node). */
+  via: 'local';
+}
+
+/** Payload of `stream-close`: one per relayed end-user connection. */
+export interface StreamCloseEvent extends StreamOpenEvent {
+  reason: string;
+  /** Bytes from the end user (prelude included). */
+  bytesUp: number;
+  /** Bytes to the end user. */
+  bytesDown: number;
+  durationMs: number;
+}
+
+/** Payload of `route-miss`. */
+export interface RouteMissEvent {
+  hostname: string;
+  port: number;
+  isTls: boolean;
+}
+
+/** Payload of `sniff-failed`. */
+export interface SniffFailedEvent extends RelayCloseEvent {
+  port: number;
+}
+
+/** Typed events of a node. */
+export interface NexusEvents {
+  'backend-connected': [event: BackendConnectedEvent];
+  'backend-disconnected': [event: BackendDisconnectedEvent];
+  'auth-failed': [event: AuthFailedEvent];
+  'stream-open': [event: StreamOpenEvent];
+  'stream-close': [event: StreamCloseEvent];
+  'route-miss': [event: RouteMissEvent];
+  'sniff-failed': [event: SniffFailedEvent];
+  'certificate-issued': [event: AcmeIssuedEvent];
+  'certificate-failed': [event: AcmeFailedEvent];
+}
+
+/** Bound addresses, as `listen()` reports them. */
+export interface NexusAddresses {
+  hub: AddressInfo;
+  listeners: Array<{ mode: RelayMode; port: number; address: AddressInfo }>;
+}
+
+/** Options of {@link Nexus.close}. */
+export interface NexusCloseOptions {
+  /** Time relayed streams get to finish before they are cut, ms. Default: `10_000`. */
+  graceMs?: number;
+}
+
+/** A node. */
+export interface Nexus extends EventEmitter<NexusEvents> {
+  /** The validated configuration. */
+  readonly config: ResolvedNexusConfig;
+  /** The backend hub (sessions, `openStream`, `handleUpgrade`). */
+  readonly hub: BackendHub;
+  /** The routing table (local backends). */
+  readonly routes: RoutingTable<BackendSession>;
+  /** The ACME manager, in automatic-TLS mode. */
+  readonly acme: AcmeCertificateManager | undefined;
+  /** The hub's TLS context, once `listen()` loaded it. */
+  readonly tlsContext: HubTlsContext | undefined;
+  /** Start every listener. Resolves with the bound addresses. */
+  listen(): Promise<NexusAddresses>;
+  /** Graceful stop: stop accepting, let relayed streams finish (up to `graceMs`), then end backend sessions. */
+  close(options?: NexusCloseOptions): Promise<void>;
+  /**
+   * Sniff and route a socket accepted by your own server, as if it had arrived on relay port `port` in
+   * `mode`. Create the socket with `allowHalfOpen: true`.
+   */
+  handleConnection(socket: Socket, options: { port: number; mode: RelayMode }): void;
+  /** Hand an HTTP upgrade request of your own HTTPS server to the hub (`/connect`). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Relayed streams right now. */
+  readonly activeStreams: number;
+  /** The hub's current certificate. */
+  certificateInfo(): TlsCertificateInfo | undefined;
+}
+
+function formatClientIp(address: string | undefined, port: number | undefined): string {
+  let ip = address ?? '';
+  if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7); // IPv4-mapped: report the IPv4 form
+  const p = port ?? 0;
+  return ip.includes(':') ? `[${ip}]:${p}` : `${ip}:${p}`;
+}
+
+/**
+ * Creates a node from a configuration (reference keys or resolved, see docs/configuration.md). Nothing
+ * listens until `listen()`.
+ */
+export function createNexus(
+  config: NexusConfigInput | ResolvedNexusConfig,
+  options: CreateNexusOptions = {},
+): Nexus {
+  const resolved: ResolvedNexusConfig = isResolved(config) ? config : resolveNexusConfig(config);
+  const log = (options.logger ?? noopLogger).child({ component: 'nexus' });
+  for (const warning of resolved.warnings) log.warn(warning);
+
+  const emitter = new EventEmitter<NexusEvents>();
+  const routes = new RoutingTable<BackendSession>();
+  const secrets = resolved.backendsJWTSecrets;
+  const hub = new BackendHub({
+    routes,
+    authenticate: (token) => verifyBackendToken(token, { ...resolved.auth, secrets }),
+    limits: resolved.limits,
+    keepalive: resolved.keepalive,
+    logger: options.logger,
+  });
+  hub.on('backend-connected', (e) => emitter.emit('backend-connected', e));
+  hub.on('backend-disconnected', (e) => emitter.emit('backend-disconnected', e));
+  hub.on('auth-failed', (e) => emitter.emit('auth-failed', e));
+
+  const acmeConfig = options.tlsContext === undefined && resolved.tls.mode === 'acme' ? resolved.tls : undefined;
+  const acme =
+    acmeConfig === undefined
+      ? undefined
+      : new AcmeCertificateManager({
+          hostname: acmeConfig.hostname,
+          directoryUrl: acmeConfig.directoryUrl,
+          email: acmeConfig.email,
+          caFile: acmeConfig.caFile,
+          cacheDir: acmeConfig.cacheDir,
+          logger: options.logger,
+          ...options.acme,
+        });
+  acme?.on('issued', (e) => emitter.emit('certificate-issued', e));
+  acme?.on('failed', (e) => emitter.emit('certificate-failed', e));
+
+  let tlsContext: HubTlsContext | undefined = options.tlsContext;
+  let hubServer: HttpsServer | undefined;
+  let detachTls: (() => void) | undefined;
+  let closing: Promise<void> | undefined;
+  const budget = new SniffBudget(resolved.limits.maxConcurrentSniffs);
+  const relays = new Set<RelayHandle>();
+
+  /** Answers an HTTP-01 challenge for the node's own hostname; true when it did. */
+  const answerAcmeChallenge = (socket: Socket, sniffed: SniffedConnection): boolean => {
+    if (acme === undefined || acmeConfig === undefined || sniffed.isTls) return false;
+    if (sniffed.hostname !== acmeConfig.hostname || !sniffed.path?.startsWith(ACME_CHALLENGE_PREFIX)) return false;
+    const token = sniffed.path.slice(ACME_CHALLENGE_PREFIX.length).split('?', 1)[0] ?? '';
+    const body = acme.challengeResponse(sniffed.hostname, token);
+    const head =
+      body === undefined
+        ? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'
+        : `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
+    log.info({ token, found: body !== undefined }, 'answering ACME HTTP-01 challenge');
+    socket.on('error', () => {});
+    socket.end(body === undefined ? head : head + body);
+    return true;
+  };
+
+  const onRouted = (port: number, socket: Socket, sniffed: SniffedConnection): string | undefined => {
+    if (closing !== undefined) return 'shutdown';
+    if (answerAcmeChallenge(socket, sniffed)) return undefined;
+    const init = {
+      connPort: port,
+      clientIp: formatClientIp(socket.remoteAddress, socket.remotePort),
+      isTls: sniffed.isTls,
+    };
+    let stream: Duplex & { id?: string } | undefined;
+    try {
+      stream = hub.openStream(sniffed.hostname, init);
+    } catch (err) {
+      if (LimitError.is(err)) return 'stream-limit';
+      log.error({ err, hostname: sniffed.hostname }, 'opening a stream failed');
+      return 'stream-error';
+    }
+    if (stream === undefined) {
+      emitter.emit('route-miss', { hostname: sniffed.hostname, port, isTls: sniffed.isTls });
+      return 'no-route';
+    }
+    const open: StreamOpenEvent = {
+      id: stream.id ?? '',
+      hostname: sniffed.hostname,
+      port,
+      isTls: sniffed.isTls,
+      via: 'local',
+    };
+    emitter.emit('stream-open', open);
+    const handle = relayConnection(socket, stream, {
+      idleTimeoutMs: resolved.idleTimeoutMs,
+      prelude: sniffed.prelude,
+      onClose: (stats: RelayStats) => {
+        relays.delete(handle);
+        log.info(
+          {
+            id: open.id,
+            hostname: open.hostname,
+            port,
+            reason: stats.reason,
+            bytesUp: stats.bytesUp,
+            bytesDown: stats.bytesDown,
+            durationMs: stats.durationMs,
+          },
+          'stream closed',
+        );
+        emitter.emit('stream-close', {
+          ...open,
+          reason: stats.reason,
+          bytesUp: stats.bytesUp,
+          bytesDown: stats.bytesDown,
+          durationMs: stats.durationMs,
+        });
+      },
+    });
+    relays.add(handle);
+    return undefined;
+  };
+
+  const listeners: Array<{ config: (typeof resolved.listeners)[number]; listener: RelayListener }> =
+    resolved.listeners.map((lc) => ({
+      config: lc,
+      listener: createRelayListener({
+        port: lc.port,
+        host: lc.host,
+        mode: lc.mode,
+        limits: resolved.limits,
+        budget,
+        logger: options.logger,
+        onRouted: (socket, sniffed) => onRouted(lc.port, socket, sniffed),
+        onClose: (event) => emitter.emit('sniff-failed', { ...event, port: lc.port }),
+      }),
+    }));
+  // handleConnection for ports the configuration does not list gets its own sniff-only listener.
+  const adHoc = new Map<string, RelayListener>();
+
+  const loadTls = async (): Promise<HubTlsContext> => {
+    if (tlsContext !== undefined) return tlsContext;
+    if (acme !== undefined) {
+      tlsContext = await acme.start();
+    } else if (resolved.tls.mode === 'files') {
+      tlsContext = new HubTlsContext(
+        {
+          certPem: readFileSync(resolved.tls.certFile, 'utf8'),
+          keyPem: readFileSync(resolved.tls.keyFile, 'utf8'),
+        },
+        { logger: options.logger },
+      );
+    }
+    if (tlsContext === undefined) throw new Error('no hub TLS configured');
+    return tlsContext;
+  };
+
+  const nexus = Object.assign(emitter, {
+    config: resolved,
+    hub,
+    routes,
+    acme,
+    get tlsContext() {
+      return tlsContext;
+    },
+    get activeStreams() {
+      return relays.size;
+    },
+    certificateInfo: () => tlsContext?.info(),
+    handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => hub.handleUpgrade(req, socket, head),
+    handleConnection(socket: Socket, opts: { port: number; mode: RelayMode }) {
+      const configured = listeners.find((l) => l.config.port === opts.port && l.config.mode === opts.mode);
+      let listener = configured?.listener;
+      if (listener === undefined) {
+        const key = `${opts.mode}:${opts.port}`;
+        listener = adHoc.get(key);
+        if (listener === undefined) {
+          listener = createRelayListener({
+            port: opts.port,
+            mode: opts.mode,
+            limits: resolved.limits,
+            budget,
+            logger: options.logger,
+            onRouted: (s, sniffed) => onRouted(opts.port, s, sniffed),
+            onClose: (event) => emitter.emit('sniff-failed', { ...event, port: opts.port }),
+          });
+          adHoc.set(key, listener);
+        }
+      }
+      listener.handleConnection(socket);
+    },
+    async listen(): Promise<NexusAddresses> {
+      // Relay listeners first: in ACME mode the HTTP listener must be up to answer the challenge.
+      const bound = [];
+      for (const { config: lc, listener } of listeners) {
+        bound.push({ mode: lc.mode, port: lc.port, address: await listener.listen() });
+      }
+      const context = await loadTls();
+      const server = createHttpsServer(context.serverOptions());
+      detachTls = context.attach(server);
+      server.on('request', (_req, res) => {
+        res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' });
+        res.end('Not Found\n');
+      });
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => hub.handleUpgrade(req, socket, head));
+      server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'hub TLS handshake failed'));
+      hubServer = server;
+      const hubAddress = await new Promise<AddressInfo>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(resolved.backendListen.port, resolved.backendListen.host, () => {
+          server.off('error', reject);
+          server.on('error', (err) => log.error({ err }, 'hub server error'));
+          resolve(server.address() as AddressInfo);
+        });
+      });
+      log.info(
+        {
+          hub: `${hubAddress.address}:${hubAddress.port}`,
+          listeners: bound.map((b) => `${b.mode}:${b.address.address}:${b.address.port}`),
+        },
+        'nexus listening',
+      );
+      return { hub: hubAddress, listeners: bound };
+    },
+    close(closeOptions: NexusCloseOptions = {}): Promise<void> {
+      closing ??= (async () => {
+        const graceMs = closeOptions.graceMs ?? DEFAULT_CLOSE_GRACE_MS;
+        // 1. Stop accepting end users (sniffing connections are dropped with reason `shutdown`).
+        await Promise.all([...listeners.map((l) => l.listener.close()), ...[...adHoc.values()].map((l) => l.close())]);
+        // 2. Let relayed streams finish, up to the grace period.
+        if (relays.size > 0) {
+          log.info({ streams: relays.size, graceMs }, 'draining relayed streams');
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            Promise.all([...relays].map((r) => r.done)),
+            new Promise<void>((r) => {
+              timer = setTimeout(r, graceMs);
+            }),
+          ]);
+          clearTimeout(timer);
+          for (const r of relays) r.close('shutdown');
+        }
+        // 3. End backend sessions and stop the hub server.
+        await hub.close();
+        detachTls?.();
+        const server = hubServer;
+        if (server?.listening) {
+          await new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          });
+        }
+        await acme?.close();
+        log.info('nexus closed');
+      })();
+      return closing;
+    },
+  });
+  return nexus as Nexus;
+}
+
+function isResolved(config: NexusConfigInput | ResolvedNexusConfig): config is ResolvedNexusConfig {
+  return (config as ResolvedNexusConfig).backendListen !== undefined && Object.isFrozen(config);
+}
