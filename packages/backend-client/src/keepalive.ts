@@ -4,6 +4,11 @@ export interface KeepaliveHooks {
   ping(): void;
   /** Nothing arrived for `timeoutMs`: the link is dead (black-holed, or the far end vanished). */
   onTimeout(): void;
+  /**
+   * True while we deliberately stopped reading the link (backpressure): silence is then our doing, so the
+   * deadline is pushed back instead of firing.
+   */
+  suspended?(): boolean;
 }
 
 /**
@@ -56,6 +61,7 @@ export class Keepalive {
 
   #armDeadline(delayMs: number): void {
     this.#deadlineTimer = setTimeout(() => {
+      if (this.#hooks.suspended?.()) this.#lastSeen = Date.now();
       const silentFor = Date.now() - this.#lastSeen;
       if (silentFor >= this.#timeoutMs) {
         this.stop();

@@ -129,6 +129,7 @@ export class NodeConnection {
   #ws: WebSocket | undefined;
   #session: MuxSession | undefined;
   #keepalive: Keepalive | undefined;
+  #transportPaused = false;
   #openedAt = 0;
   #endReason: SessionEndReason | undefined;
   #lastError: Error | undefined;
@@ -332,11 +333,18 @@ export class NodeConnection {
       },
       highWaterMark: TRANSPORT_HIGH_WATER_MARK,
       // v1 streams have no credit window: a local socket that does not drain pauses the WebSocket (§1.5).
-      pauseTransport: () => ws.pause(),
-      resumeTransport: () => ws.resume(),
+      pauseTransport: () => {
+        this.#transportPaused = true;
+        ws.pause();
+      },
+      resumeTransport: () => {
+        this.#transportPaused = false;
+        ws.resume();
+      },
       logger: this.#log,
     });
     this.#session = session;
+    this.#transportPaused = false;
     session.on('stream', (stream: MuxStream, connect: ConnectMessage) => this.#onStream(stream, connect));
     session.on('protocol-error', (err: Error) => this.#log.warn({ err }, 'protocol error from hub'));
     session.on('close', () => {
@@ -350,6 +358,8 @@ export class NodeConnection {
       ping: () => {
         if (ws.readyState === WebSocket.OPEN) ws.ping();
       },
+      // While a slow local service keeps the WebSocket paused we cannot read pongs either.
+      suspended: () => this.#transportPaused,
       onTimeout: () => {
         this.#log.warn({ timeoutMs: this.#options.keepalive.timeoutMs }, 'hub went silent; reconnecting');
         this.#endReason = 'keepalive_timeout';

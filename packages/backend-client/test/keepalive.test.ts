@@ -71,4 +71,21 @@ describe('Keepalive', () => {
     keepalive.stop();
     expect(vi.getTimerCount()).toBe(0);
   });
+
+  it('does not time out while the owner has paused reading the link', () => {
+    const onTimeout = vi.fn();
+    let paused = true;
+    const keepalive = new Keepalive(
+      { intervalMs: 5_000, timeoutMs: 10_000 },
+      { ping: () => {}, onTimeout, suspended: () => paused },
+    );
+    keepalive.start();
+    vi.advanceTimersByTime(60_000);
+    expect(onTimeout).not.toHaveBeenCalled();
+    paused = false;
+    vi.advanceTimersByTime(9_999);
+    expect(onTimeout).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1); // 10 s after the last suspended check
+    expect(onTimeout).toHaveBeenCalledTimes(1);
+  });
 });

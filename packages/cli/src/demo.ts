@@ -37,7 +37,10 @@ export interface Demo {
   close(): Promise<void>;
 }
 
-function page(kind: string, req: { method?: string; url?: string; headers: Record<string, unknown> }): string {
+function page(
+  kind: string,
+  req: { method?: string; url?: string; headers: Record<string, unknown> },
+): string {
   return `Hello from the Nexus demo backend over ${kind}!\n${req.method} ${req.url} (Host: ${String(req.headers.host)})\n`;
 }
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { loadConfig, mintBackendToken } from '@nexus-proxy/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeConfigTemplate } from './init.js';
-import { serve } from './serve.js';
+import { EMBEDDED_PORTS, serve } from './serve.js';
 
 /** Version reported by `--version`. */
 export const VERSION = '0.1.0';
@@ -38,10 +38,26 @@ export function createProgram(io: ProgramIo = {}): Command {
     .option('--demo', 'embedded default plus a demo backend for demo.localhost, with curl commands')
     .option('--state-dir <dir>', 'state directory of the embedded default', '.nexus')
     .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent')
-    .addOption(new Option('--log-format <format>', 'log output').choices(['auto', 'pretty', 'json']).default('auto'))
+    .addOption(
+      new Option('--log-format <format>', 'log output').choices(['auto', 'pretty', 'json']).default('auto'),
+    )
     .option('--grace <ms>', 'time streams get to finish on SIGTERM/SIGINT', integer('--grace'), 10_000)
+    .option(
+      '--tls-port <port>',
+      'embedded default: TLS relay port',
+      integer('--tls-port'),
+      EMBEDDED_PORTS.tls,
+    )
+    .option(
+      '--http-port <port>',
+      'embedded default: HTTP relay port',
+      integer('--http-port'),
+      EMBEDDED_PORTS.http,
+    )
+    .option('--hub-port <port>', 'embedded default: hub port', integer('--hub-port'), EMBEDDED_PORTS.hub)
     .action(async (opts) => {
       await serve({
+        ports: { tls: opts.tlsPort, http: opts.httpPort, hub: opts.hubPort },
         config: opts.config,
         demo: opts.demo === true,
         stateDir: opts.stateDir,
@@ -54,17 +70,21 @@ export function createProgram(io: ProgramIo = {}): Command {
 
   program
     .command('token')
-    .description('mint a backend JWT (HS256, with iss "authorizer" and aud ["nexus"], accepted by reference nodes too)')
+    .description(
+      'mint a backend JWT (HS256, with iss "authorizer" and aud ["nexus"], accepted by reference nodes too)',
+    )
     .option('-c, --config <file>', 'take the secret from this node configuration')
-    .option('--secret <secret>', 'the node\'s backendsJWTSecret')
+    .option('--secret <secret>', "the node's backendsJWTSecret")
     .option('--secret-file <file>', 'read the secret from a file')
     .option('--hostname <name>', 'hostname or *.wildcard to serve (repeatable)', collect, [])
     .option('--weight <n>', 'weight in the round robin', integer('--weight'))
     .option('--ttl <seconds>', 'lifetime in seconds (sets exp); default: no expiry', integer('--ttl'))
     .action(async (opts) => {
       let secret: string | undefined = opts.secret;
-      if (secret === undefined && opts.secretFile !== undefined) secret = readFileSync(opts.secretFile, 'utf8').trim();
-      if (secret === undefined && opts.config !== undefined) secret = (await loadConfig(opts.config)).backendsJWTSecrets[0];
+      if (secret === undefined && opts.secretFile !== undefined)
+        secret = readFileSync(opts.secretFile, 'utf8').trim();
+      if (secret === undefined && opts.config !== undefined)
+        secret = (await loadConfig(opts.config)).backendsJWTSecrets[0];
       if (secret === undefined) throw new InvalidArgumentError('give --secret, --secret-file or -c <config>');
       if (opts.hostname.length === 0) throw new InvalidArgumentError('give at least one --hostname');
       out(

@@ -15,7 +15,7 @@ import {
   resolveNexusConfig,
 } from '@nexus-proxy/core';
 import type { Logger as PinoLogger } from 'pino';
-import { type Demo, DEMO_HOSTNAME, startDemo } from './demo.js';
+import { DEMO_HOSTNAME, type Demo, startDemo } from './demo.js';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
 
@@ -95,6 +95,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
   const addresses = await nexus.listen();
 
   let demo: Demo | undefined;
+  // Printed only after the signal handlers are installed: whoever reads it may signal us at once.
+  let instructions: string | undefined;
   if (state !== undefined) {
     const tlsPort = addresses.listeners.find((l) => l.mode === 'tls')?.address.port ?? 0;
     const httpPort = addresses.listeners.find((l) => l.mode === 'http')?.address.port ?? 0;
@@ -117,36 +119,32 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
           resolve();
         });
       });
-      print(
-        [
-          '',
-          `Nexus demo is running. The backend "${DEMO_HOSTNAME}" is attached through the hub at ${hubUrl}.`,
-          '',
-          'TLS passthrough (the certificate curl checks is the demo service\'s own, not the node\'s):',
-          `  curl --cacert ${state.dir}/demo-service-cert.pem --resolve ${DEMO_HOSTNAME}:${tlsPort}:127.0.0.1 https://${DEMO_HOSTNAME}:${tlsPort}/`,
-          'HTTP routed by Host:',
-          `  curl --resolve ${DEMO_HOSTNAME}:${httpPort}:127.0.0.1 http://${DEMO_HOSTNAME}:${httpPort}/`,
-          '',
-          'Press Ctrl-C to stop.',
-        ].join('\n'),
-      );
+      instructions = [
+        '',
+        `Nexus demo is running. The backend "${DEMO_HOSTNAME}" is attached through the hub at ${hubUrl}.`,
+        '',
+        "TLS passthrough (the certificate curl checks is the demo service's own, not the node's):",
+        `  curl --cacert ${state.dir}/demo-service-cert.pem --resolve ${DEMO_HOSTNAME}:${tlsPort}:127.0.0.1 https://${DEMO_HOSTNAME}:${tlsPort}/`,
+        'HTTP routed by Host:',
+        `  curl --resolve ${DEMO_HOSTNAME}:${httpPort}:127.0.0.1 http://${DEMO_HOSTNAME}:${httpPort}/`,
+        '',
+        'Press Ctrl-C to stop.',
+      ].join('\n');
     } else {
       const token = await mintBackendToken({ secret: state.secret, hostnames: ['app.localhost'] });
-      print(
-        [
-          '',
-          `Nexus is running: TLS relay 127.0.0.1:${tlsPort}, HTTP relay 127.0.0.1:${httpPort}, hub ${hubUrl}.`,
-          `State (secret, hub certificate): ${state.dir}`,
-          '',
-          'A backend token for app.localhost (mint others with: nexus-proxy token --secret-file',
-          `${state.dir}/backend-secret --hostname NAME):`,
-          `  ${token}`,
-          '',
-          'Attach a backend that serves local HTTPS on 127.0.0.1:9443 and HTTP on 127.0.0.1:9080:',
-          `  nexus-backend --node ${hubUrl} --ca ${state.certFile} --token ${token} \\`,
-          `    --map ${tlsPort}=127.0.0.1:9443 --map ${httpPort}=127.0.0.1:9080`,
-        ].join('\n'),
-      );
+      instructions = [
+        '',
+        `Nexus is running: TLS relay 127.0.0.1:${tlsPort}, HTTP relay 127.0.0.1:${httpPort}, hub ${hubUrl}.`,
+        `State (secret, hub certificate): ${state.dir}`,
+        '',
+        'A backend token for app.localhost (mint others with: nexus-proxy token --secret-file',
+        `${state.dir}/backend-secret --hostname NAME):`,
+        `  ${token}`,
+        '',
+        'Attach a backend that serves local HTTPS on 127.0.0.1:9443 and HTTP on 127.0.0.1:9080:',
+        `  nexus-backend --node ${hubUrl} --ca ${state.certFile} --token ${token} \\`,
+        `    --map ${tlsPort}=127.0.0.1:9443 --map ${httpPort}=127.0.0.1:9080`,
+      ].join('\n');
     }
   }
 
@@ -180,5 +178,6 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   }
+  if (instructions !== undefined) print(instructions);
   return { nexus, addresses, demo, logger, close };
 }

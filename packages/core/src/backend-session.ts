@@ -129,7 +129,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.#ws = options.ws;
     this.#maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS_PER_SESSION;
     this.#deadAfterMs = options.deadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS;
-    this.#maxControlPerSecond = options.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND;
+    this.#maxControlPerSecond =
+      options.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND;
     this.#log = (options.logger ?? noopLogger).child({ component: 'backend-session', sessionId: this.id });
     this.#transport = createWsTransport(this.#ws, options.socket);
     const transport = this.#transport;
@@ -181,7 +182,10 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
    */
   openStream(init: OpenStreamInit): MuxStream {
     if (this.mux.streamCount >= this.#maxStreams) {
-      throw new LimitError('maxStreamsPerSession', `backend session already carries ${this.#maxStreams} streams`);
+      throw new LimitError(
+        'maxStreamsPerSession',
+        `backend session already carries ${this.#maxStreams} streams`,
+      );
     }
     return this.mux.openStream(init);
   }
@@ -249,7 +253,11 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       this.#log.debug('ignoring a text message from the backend');
       return;
     }
-    const message = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    const message = Buffer.isBuffer(data)
+      ? data
+      : Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.from(data);
     if (this.#maxControlPerSecond > 0 && message.length > 0 && message[0] !== FrameType.Data) {
       const now = this.#lastSeen;
       if (now - this.#controlWindowStart >= 1000) {

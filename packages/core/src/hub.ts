@@ -191,7 +191,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
    */
   listen(host?: string, port = 0): Promise<AddressInfo> {
     const tlsOption = this.#options.tls;
-    if (tlsOption === undefined) return Promise.reject(new TypeError('BackendHub: `tls` is required to listen'));
+    if (tlsOption === undefined)
+      return Promise.reject(new TypeError('BackendHub: `tls` is required to listen'));
     if (this.#server !== undefined) return Promise.reject(new Error('BackendHub: already listening'));
     const server =
       tlsOption instanceof HubTlsContext
@@ -223,11 +224,15 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', noop);
     const path = (req.url ?? '').split('?', 1)[0];
-    if (path !== HUB_PATH) return rejectUpgrade(socket, 404, 'Not Found');
-    if (this.#closing) return rejectUpgrade(socket, 503, 'Service Unavailable');
-    if (this.#sessions.size + this.#pending.size >= this.#maxSessions) {
-      this.#log.warn({ limit: this.#maxSessions }, 'maxSessions reached: refusing a backend');
-      return rejectUpgrade(socket, 503, 'Service Unavailable');
+    if (path !== HUB_PATH) {
+      rejectUpgrade(socket, 404, 'Not Found');
+      return;
+    }
+    if (this.#closing || this.#sessions.size + this.#pending.size >= this.#maxSessions) {
+      if (!this.#closing)
+        this.#log.warn({ limit: this.#maxSessions }, 'maxSessions reached: refusing a backend');
+      rejectUpgrade(socket, 503, 'Service Unavailable');
+      return;
     }
     const remoteAddress = req.socket.remoteAddress;
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress));
@@ -337,8 +342,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
       const bytes = toBuffer(data);
       if (tokenSeen) {
-        if (early.length >= MAX_EARLY_MESSAGES) return fail('too many messages before authentication');
-        early.push([bytes, isBinary]);
+        if (early.length >= MAX_EARLY_MESSAGES) fail('too many messages before authentication');
+        else early.push([bytes, isBinary]);
         return;
       }
       tokenSeen = true;
@@ -348,7 +353,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       this.#options.authenticate(token).then(
         (identity) => {
           if (done) return; // timed out or closed meanwhile
-          if (this.#closing) return fail('shutdown');
+          if (this.#closing) {
+            fail('shutdown');
+            return;
+          }
           done = true;
           cleanup();
           ws.off('error', onError);
@@ -378,7 +386,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       weight: identity.weight ?? 1,
       remoteAddress,
       maxStreams: limits?.maxStreamsPerSession ?? DEFAULT_MAX_STREAMS_PER_SESSION,
-      maxControlMessagesPerSecond: limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
+      maxControlMessagesPerSecond:
+        limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
       pingIntervalMs: keepalive?.hubPingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
       deadAfterMs: keepalive?.hubDeadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
       mux: this.#options.mux,

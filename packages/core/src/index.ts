@@ -46,6 +46,19 @@ export {
   mintBackendToken,
   verifyBackendToken,
 } from './auth.js';
+export type {
+  BackendSessionCloseReason,
+  BackendSessionEvents,
+  BackendSessionOptions,
+  BackendSessionStats,
+} from './backend-session.js';
+export {
+  BackendSession,
+  DEFAULT_HUB_DEAD_AFTER_MS,
+  DEFAULT_HUB_PING_INTERVAL_MS,
+  DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
+  DEFAULT_MAX_STREAMS_PER_SESSION,
+} from './backend-session.js';
 export type { CertificateAndKey, CertificateAuthorityOptions, CertificateOptions } from './certificates.js';
 export {
   createCertificateAuthority,
@@ -100,6 +113,20 @@ export {
   NoRouteError,
   TlsError,
 } from './errors.js';
+// Hub
+export type {
+  AuthFailedEvent,
+  BackendConnectedEvent,
+  BackendDisconnectedEvent,
+  BackendHubEvents,
+  BackendHubKeepalive,
+  BackendHubLimits,
+  BackendHubOptions,
+  BackendHubStats,
+  BackendIdentity,
+  HubStreamInit,
+} from './hub.js';
+export { BackendHub, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_MAX_SESSIONS, HUB_PATH } from './hub.js';
 export type { HubTlsContextEvents, HubTlsContextOptions, TlsCertificateInfo } from './hub-tls.js';
 export { certificateInfo, HubTlsContext } from './hub-tls.js';
 export type { ParseConfigOptions } from './load-config.js';
@@ -107,18 +134,6 @@ export { loadConfig, parseConfig } from './load-config.js';
 // Logging
 export type { LogFn, Logger, LogLevel } from './logger.js';
 export { noopLogger } from './logger.js';
-// Routing
-export type {
-  LocalRoute,
-  LocalRouteInit,
-  PeerRoute,
-  Route,
-  RoutingTableOptions,
-  RoutingTableStats,
-} from './routing-table.js';
-export { RoutingTable } from './routing-table.js';
-export type { WeightedMemberStats, WeightedRoundRobinStats } from './weighted-round-robin.js';
-export { DEFAULT_WEIGHT, MAX_WEIGHT, normalizeWeight, WeightedRoundRobin } from './weighted-round-robin.js';
 // Node
 export type {
   CreateNexusOptions,
@@ -132,3 +147,48 @@ export type {
   StreamOpenEvent,
 } from './nexus.js';
 export { createNexus, DEFAULT_CLOSE_GRACE_MS } from './nexus.js';
+export type { RelayEndReason, RelayHandle, RelayOptions, RelayStats } from './relay.js';
+export { DEFAULT_RELAY_IDLE_TIMEOUT_MS, relayConnection } from './relay.js';
+// Listeners
+export type {
+  RelayCloseEvent,
+  RelayCloseReason,
+  RelayListener,
+  RelayListenerLimits,
+  RelayListenerOptions,
+} from './relay-listener.js';
+export { createRelayListener } from './relay-listener.js';
+// Routing
+export type {
+  LocalRoute,
+  LocalRouteInit,
+  PeerRoute,
+  Route,
+  RoutingTableOptions,
+  RoutingTableStats,
+} from './routing-table.js';
+export { RoutingTable } from './routing-table.js';
+export type {
+  RelayMode,
+  ResolvedSniffLimits,
+  SniffCloseReason,
+  SniffedConnection,
+  SniffLimits,
+  SniffOptions,
+  SniffResult,
+} from './sniff-connection.js';
+export {
+  DEFAULT_MAX_CLIENT_HELLO_BYTES,
+  DEFAULT_MAX_CONCURRENT_SNIFFS,
+  DEFAULT_MAX_HTTP_HEAD_BYTES,
+  DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS,
+  DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS,
+  DEFAULT_SNIFF_READ_EXTENSION_MS,
+  resolveSniffLimits,
+  SniffBudget,
+  sniffConnection,
+} from './sniff-connection.js';
+export type { WeightedMemberStats, WeightedRoundRobinStats } from './weighted-round-robin.js';
+export { DEFAULT_WEIGHT, MAX_WEIGHT, normalizeWeight, WeightedRoundRobin } from './weighted-round-robin.js';
+export type { WsTransport } from './ws-transport.js';
+export { createWsTransport } from './ws-transport.js';

@@ -7,9 +7,9 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { type Logger, noopLogger } from './logger.js';
 import {
   type RelayMode,
+  SniffBudget,
   type SniffCloseReason,
   type SniffedConnection,
-  SniffBudget,
   type SniffLimits,
   sniffConnection,
 } from './sniff-connection.js';
@@ -63,7 +63,7 @@ export interface RelayListenerOptions {
    * The callee owns the socket from now on. Return (or resolve to) a reason string such as `'no-route'`
    * to have the listener destroy the socket and report that reason instead.
    */
-  onRouted(socket: Socket, sniffed: SniffedConnection): void | string | Promise<void | string>;
+  onRouted(socket: Socket, sniffed: SniffedConnection): string | undefined | Promise<string | undefined>;
   /** Called for every connection the listener closes itself, with the reason. */
   onClose?(event: RelayCloseEvent): void;
 }
@@ -152,7 +152,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
         return;
       }
       const { sniffed } = result;
-      let outcome: void | string;
+      let outcome: string | undefined;
       try {
         outcome = await options.onRouted(socket, sniffed);
       } catch (err) {

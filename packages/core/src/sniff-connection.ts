@@ -87,7 +87,8 @@ export class SniffBudget {
 
   /** @param limit maximum concurrent sniffs. Default: `256`. */
   constructor(limit: number = DEFAULT_MAX_CONCURRENT_SNIFFS) {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError('SniffBudget limit must be an integer ≥ 1');
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError('SniffBudget limit must be an integer ≥ 1');
     this.limit = limit;
   }
 
@@ -170,8 +171,10 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
 
     const arm = (deadline: number): void => {
       if (timer !== undefined) clearTimeout(timer);
-      timer = setTimeout(() => fail('sniff-timeout', `no complete ${mode === 'tls' ? 'ClientHello' : 'head'}`),
-        Math.max(0, Math.min(deadline, absoluteDeadline) - Date.now()));
+      timer = setTimeout(
+        () => fail('sniff-timeout', `no complete ${mode === 'tls' ? 'ClientHello' : 'head'}`),
+        Math.max(0, Math.min(deadline, absoluteDeadline) - Date.now()),
+      );
     };
 
     const cleanup = (): void => {
@@ -211,53 +214,27 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
         chunks.length = 0;
         chunks.push(bytes);
       }
-      if (mode === 'tls') {
-        const r = parseClientHello(bytes, { maxSize: cap });
-        switch (r.kind) {
-          case 'tls':
-            if (r.serverName === undefined) return fail('no-sni');
-            return succeed({ hostname: r.serverName, isTls: true, prelude: bytes, alpn: r.alpn, ech: r.ech });
-          case 'not-tls':
-            return fail('not-tls', r.reason);
-          case 'too-large':
-            return fail('too-large', `ClientHello over ${r.limit} bytes`);
-          default:
-            break;
-        }
+      const verdict = mode === 'tls' ? judgeTls(bytes, cap) : judgeHttp(bytes, cap);
+      if (verdict === undefined) {
+        // Still incomplete: belt and braces in case a parser reports 'incomplete' past the cap.
+        if (total > cap) fail('too-large', `over ${cap} bytes`);
+        else arm(Date.now() + limits.sniffReadExtensionMs);
+      } else if (verdict.ok) {
+        succeed(verdict.sniffed);
       } else {
-        const r = sniffHttpRequest(bytes, { maxSize: cap });
-        switch (r.kind) {
-          case 'http':
-            return succeed({
-              hostname: r.host,
-              isTls: false,
-              prelude: bytes,
-              alpn: [],
-              ech: false,
-              method: r.method,
-              path: r.path,
-            });
-          case 'not-http':
-            return fail('not-http', r.reason);
-          case 'bad-host':
-            return fail('bad-host', r.reason);
-          case 'too-large':
-            return fail('too-large', `request head over ${r.limit} bytes`);
-          default:
-            break;
-        }
+        fail(verdict.reason, verdict.detail);
       }
-      // Still incomplete: belt and braces in case a parser reports 'incomplete' past the cap.
-      if (total > cap) return fail('too-large', `over ${cap} bytes`);
-      arm(Date.now() + limits.sniffReadExtensionMs);
     };
     const onEnd = (): void => fail('client-closed', 'EOF while sniffing');
-    const onError = (err: Error): void => fail('client-error', (err as NodeJS.ErrnoException).code ?? err.message);
+    const onError = (err: Error): void =>
+      fail('client-error', (err as NodeJS.ErrnoException).code ?? err.message);
     const onClose = (): void => fail('client-closed');
     const onAbort = (): void => fail('shutdown');
 
-    if (signal?.aborted) return fail('shutdown');
-    if (socket.destroyed) return fail('client-closed');
+    if (signal?.aborted || socket.destroyed) {
+      fail(signal?.aborted ? 'shutdown' : 'client-closed');
+      return;
+    }
     socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('error', onError);
@@ -265,6 +242,54 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
     signal?.addEventListener('abort', onAbort, { once: true });
     arm(started + limits.sniffFirstByteTimeoutMs);
   });
+}
+
+/** The routing decision for a ClientHello read so far; `undefined` = incomplete. */
+function judgeTls(bytes: Buffer, cap: number): SniffResult | undefined {
+  const r = parseClientHello(bytes, { maxSize: cap });
+  switch (r.kind) {
+    case 'tls':
+      // §4.1: no SNI → close (ECH: the outer SNI is what we route by).
+      if (r.serverName === undefined) return { ok: false, reason: 'no-sni' };
+      return {
+        ok: true,
+        sniffed: { hostname: r.serverName, isTls: true, prelude: bytes, alpn: r.alpn, ech: r.ech },
+      };
+    case 'not-tls':
+      return { ok: false, reason: 'not-tls', detail: r.reason };
+    case 'too-large':
+      return { ok: false, reason: 'too-large', detail: `ClientHello over ${r.limit} bytes` };
+    default:
+      return undefined;
+  }
+}
+
+/** The routing decision for an HTTP request head read so far; `undefined` = incomplete. */
+function judgeHttp(bytes: Buffer, cap: number): SniffResult | undefined {
+  const r = sniffHttpRequest(bytes, { maxSize: cap });
+  switch (r.kind) {
+    case 'http':
+      return {
+        ok: true,
+        sniffed: {
+          hostname: r.host,
+          isTls: false,
+          prelude: bytes,
+          alpn: [],
+          ech: false,
+          method: r.method,
+          path: r.path,
+        },
+      };
+    case 'not-http':
+      return { ok: false, reason: 'not-http', detail: r.reason };
+    case 'bad-host':
+      return { ok: false, reason: 'bad-host', detail: r.reason };
+    case 'too-large':
+      return { ok: false, reason: 'too-large', detail: `request head over ${r.limit} bytes` };
+    default:
+      return undefined;
+  }
 }
 
 function ignore(): void {}

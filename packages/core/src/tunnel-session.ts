@@ -188,6 +188,11 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
   #pumping = false;
   #pausing = 0;
   #closed = false;
+  /**
+   * The window the peer granted in its first `0x15` on this link: once known, new tunnels send at most
+   * that many frames before their own first grant arrives (the peer meters, so it would count them).
+   */
+  #peerWindow: number | undefined;
   #unknownWindowStart = 0;
   #unknownReplies = 0;
 
@@ -371,7 +376,7 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       // Unmetered until the peer's first 0x15 (§2.3: credits are opt-in per side); that grant counts
       // from the tunnel's first frame, like a backend's first grant (§1.5).
       sendCredits: undefined,
-      assumedWindow: undefined,
+      assumedWindow: this.#peerWindow,
       // A peer that does not meter (or not yet) is bounded by pausing the link while the reader is full.
       unmeteredAllowance: 0,
       receiveMode: RECEIVE_MODE_LENIENT,
@@ -442,7 +447,11 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       }
       case 'tunnel-credits': {
         const stream = this.#tunnels.get(frame.tunnelId);
-        if (stream !== undefined && frame.credits > 0) stream.grant(frame.credits);
+        if (frame.credits > 0) {
+          // A peer's first grant on a tunnel is its whole window (later ones are batches); remember the first.
+          this.#peerWindow ??= Math.min(frame.credits, MAX_CREDITS);
+          stream?.grant(frame.credits);
+        }
         return;
       }
       case 'tunnel-pause':

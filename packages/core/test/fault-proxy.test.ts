@@ -4,7 +4,12 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { InvalidConfigError } from '../src/errors.js';
-import { createFaultProxy, type FaultLink, type FaultProxy, type FaultProxyTarget } from '../src/testing/index.js';
+import {
+  createFaultProxy,
+  type FaultLink,
+  type FaultProxy,
+  type FaultProxyTarget,
+} from '../src/testing/index.js';
 
 vi.setConfig({ testTimeout: 15_000 });
 
@@ -187,6 +192,28 @@ describe('FaultProxy', () => {
     await until(() => peers[0]!.data().toString() === 'ab');
   });
 
+  it('stops reading a delayed source past its high-water mark', async () => {
+    fakeClocks();
+    const { target, peers } = await tcpServer();
+    const proxy = await createFaultProxy({ target, highWaterMark: 64 * 1024 });
+    cleanups.push(() => proxy.close());
+    const c = await client(proxy);
+    proxy.delay(1_000, { direction: 'upstream' });
+    const payload = randomBytes(8 * 1024 * 1024);
+    c.socket.write(payload);
+    await until(() => c.link.bufferedUp >= 64 * 1024);
+    await spin(200);
+    // At most one socket read (≤ 64 KiB) past the mark.
+    expect(c.link.bufferedUp).toBeLessThanOrEqual(128 * 1024);
+    expect(c.link.bytesUp).toBe(0);
+    // Each release lets one more mark's worth in, a second later.
+    await until(() => {
+      vi.advanceTimersByTime(1_000);
+      return peers[0]!.data().length === payload.length;
+    }, 10_000);
+    expect(sha(peers[0]!.data())).toBe(sha(payload));
+  });
+
   it('caps the rate with a token bucket (fake clock)', async () => {
     fakeClocks();
     const { target, peers } = await tcpServer();
@@ -254,6 +281,8 @@ describe('FaultProxy', () => {
     }
     expect(stuck).toBe(true);
     expect(c.socket.writableLength).toBeGreaterThan(0);
+    // The proxy stopped reading: the backlog sits in the kernel buffers and the writer, not in the proxy.
+    expect(c.link.bufferedUp).toBe(0);
     expect(written).toBeLessThan(128 * 1024 * 1024);
     c.socket.end();
     await sleep(300);
@@ -316,6 +345,29 @@ describe('FaultProxy', () => {
     c.socket.resetAndDestroy();
     await until(() => peers[0]!.error !== undefined);
     expect(peers[0]!.error?.code).toBe('ECONNRESET');
+  });
+
+  it('holds an RST back while its direction is blackholed, and passes it on at heal', async () => {
+    const { target, peers } = await tcpServer();
+    const proxy = await proxyTo(target);
+    const c = await client(proxy);
+    await until(() => peers.length === 1);
+    const far = peers[0]!;
+    proxy.blackhole({ direction: 'upstream' });
+    c.socket.resetAndDestroy();
+    await c.closed;
+    // The far end writes into the void until the proxy meets the RST, which it must not pass on.
+    for (let i = 0; i < 50 && c.link.state === 'open'; i++) {
+      far.socket.write('are you there?');
+      await sleep(10);
+    }
+    expect(c.link.state).toBe('closing');
+    await sleep(100);
+    expect(far.error).toBeUndefined();
+    expect(far.ended).toBe(false);
+    proxy.heal();
+    await until(() => far.error !== undefined);
+    expect(far.error?.code).toBe('ECONNRESET');
   });
 
   it('refuses new connections while paused and accepts again after resume', async () => {

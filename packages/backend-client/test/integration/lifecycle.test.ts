@@ -105,6 +105,43 @@ describe('BackendClient session lifecycle', () => {
     await failed;
   });
 
+  it('pauses a v1 session behind a stalled local service without losing bytes or the session', async () => {
+    const hub = await startHub();
+    const received: Buffer[] = [];
+    let gotAll!: () => void;
+    const all = new Promise<void>((resolve) => {
+      gotAll = resolve;
+    });
+    const total = 16 * 1024 * 1024;
+    let count = 0;
+    const service = await startLocalService((socket) => {
+      socket.pause(); // stall well past the keepalive timeout
+      setTimeout(() => {
+        socket.on('data', (chunk: Buffer) => {
+          received.push(chunk);
+          count += chunk.length;
+          if (count >= total) gotAll();
+        });
+      }, 600);
+    });
+    cleanups.push(() => service.close());
+    const c = client(hub, {
+      portMappings: resolvePortMappings({ 443: `127.0.0.1:${service.port}` }),
+      keepalive: { intervalMs: 30, timeoutMs: 150 },
+    });
+    const disconnects: unknown[] = [];
+    c.on('disconnected', (e) => disconnects.push(e));
+    c.connect();
+    const conn = await hub.connection();
+    await conn.token;
+    const stream = conn.openStream(); // no credits: a v1 hub, backpressure by pausing the WebSocket
+    const upload = randomBytes(total);
+    for (let offset = 0; offset < total; offset += 32_768) stream.write(upload.subarray(offset, offset + 32_768));
+    await all;
+    expect(sha256(Buffer.concat(received))).toBe(sha256(upload));
+    expect(disconnects).toEqual([]);
+  });
+
   it('closes an idle stream with reason timeout when pong_client does not come', async () => {
     const hub = await startHub();
     const service = await startLocalService((socket) => socket.resume());

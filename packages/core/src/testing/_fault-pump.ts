@@ -56,8 +56,6 @@ export class FaultPump {
   #faults: DirectionFaults = { ...TRANSPARENT };
   #queue: Entry[] = [];
   #head = 0;
-  /** Release time of the last queued entry: later entries never leave before it (order is preserved). */
-  #lastReleaseAt = Number.NEGATIVE_INFINITY;
   #tokens = 0;
   #lastRefill = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -97,7 +95,10 @@ export class FaultPump {
   setFaults(next: DirectionFaults): void {
     const prev = this.#faults;
     this.#faults = { ...next };
-    if (next.bytesPerSecond > 0 && (prev.bytesPerSecond !== next.bytesPerSecond || prev.burstBytes !== next.burstBytes)) {
+    if (
+      next.bytesPerSecond > 0 &&
+      (prev.bytesPerSecond !== next.bytesPerSecond || prev.burstBytes !== next.burstBytes)
+    ) {
       // A new cap starts with a full bucket.
       this.#tokens = next.burstBytes;
       this.#lastRefill = this.#options.now();
@@ -111,8 +112,8 @@ export class FaultPump {
 
   /** Remove every fault and release everything queued now, in order. */
   heal(): void {
-    for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]!.releaseAt = Number.NEGATIVE_INFINITY;
-    this.#lastReleaseAt = Number.NEGATIVE_INFINITY;
+    for (let i = this.#head; i < this.#queue.length; i++)
+      this.#queue[i]!.releaseAt = Number.NEGATIVE_INFINITY;
     this.setFaults(TRANSPARENT);
   }
 
@@ -185,10 +186,9 @@ export class FaultPump {
     this.#process();
   }
 
+  /** Only the head entry is ever waited on, so a later entry never leaves first, whatever its time. */
   #enqueue(chunk: Buffer | null): void {
-    const releaseAt = Math.max(this.#options.now() + this.#faults.delayMs, this.#lastReleaseAt);
-    this.#lastReleaseAt = releaseAt;
-    this.#queue.push({ chunk, releaseAt });
+    this.#queue.push({ chunk, releaseAt: this.#options.now() + this.#faults.delayMs });
   }
 
   #write(chunk: Buffer): void {
@@ -269,10 +269,13 @@ export class FaultPump {
   }
 
   #schedule(ms: number): void {
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#process();
-    }, Math.max(1, Math.ceil(ms)));
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#process();
+      },
+      Math.max(1, Math.ceil(ms)),
+    );
   }
 
   #clearTimer(): void {

@@ -280,8 +280,9 @@ export class FaultLink extends EventEmitter<FaultLinkEvents> {
   cut(options?: FaultOptions): this {
     if (this.#state === 'closed') return this;
     if (this.#state === 'connecting') {
+      this.#state = 'closing';
       this.#target.destroy();
-      this.#client.end();
+      this.#client.destroySoon();
       return this;
     }
     this.#closing();
@@ -376,7 +377,9 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
       throw new InvalidConfigError('highWaterMark', 'must be an integer ≥ 1');
     }
     // pauseOnConnect: nothing is read from a client before its target is connected.
-    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
+      this.#accept(socket),
+    );
     this.#server.on('error', (err) => this.emit('error', err));
   }
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import * as acme from 'acme-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AcmeCertificateManager,
   type AcmeCertificateManagerOptions,
@@ -20,6 +20,8 @@ import { type Pebble, startPebble } from '../helpers/pebble.js';
 const HOSTNAME = 'hub.nexus.test';
 
 let pebble: Pebble;
+/** Why pebble could not start; every test then fails with it (a missing pebble must not skip tests). */
+let pebbleError: unknown;
 let challengeServer: http.Server;
 let challengeRequests = 0;
 /** The managers whose challenges the HTTP-01 server answers (like the node's HTTP relay listener). */
@@ -43,7 +45,15 @@ beforeAll(async () => {
   });
   challengeServer.listen(0, '127.0.0.1');
   await once(challengeServer, 'listening');
-  pebble = await startPebble({ httpPort: (challengeServer.address() as AddressInfo).port });
+  try {
+    pebble = await startPebble({ httpPort: (challengeServer.address() as AddressInfo).port });
+  } catch (error) {
+    pebbleError = error;
+  }
+});
+
+beforeEach(() => {
+  if (pebbleError !== undefined) throw pebbleError;
 });
 
 afterAll(async () => {

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
-import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { MuxSession, type MuxStream } from '@nexus-proxy/mux-protocol';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { WebSocket } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
 import { type CertificateAndKey, createSelfSignedCertificate } from '../../src/certificates.js';
@@ -75,7 +75,10 @@ async function startNode(mode: 'tls' | 'http') {
 
 /** A minimal backend: MuxSession role 'backend' over ws, each stream piped to a local TCP service. */
 async function startBackend(hubPort: number, hostnames: string[], servicePort: number) {
-  const ws = new WebSocket(`wss://127.0.0.1:${hubPort}/connect`, { ca: hubCert.certPem, servername: 'hub.test' });
+  const ws = new WebSocket(`wss://127.0.0.1:${hubPort}/connect`, {
+    ca: hubCert.certPem,
+    servername: 'hub.test',
+  } as ClientOptions);
   ws.on('error', () => {});
   await once(ws, 'open');
   const transport = createWsTransport(ws);

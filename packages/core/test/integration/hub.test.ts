@@ -1,15 +1,15 @@
 import { once } from 'node:events';
 import { request as httpsRequest } from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
-import { SignJWT } from 'jose';
 import { MuxSession, type MuxStream } from '@nexus-proxy/mux-protocol';
+import { SignJWT } from 'jose';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { WebSocket } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
 import { type CertificateAndKey, createSelfSignedCertificate } from '../../src/certificates.js';
 import { AuthError, LimitError } from '../../src/errors.js';
-import { BackendHub, type BackendHubOptions, type BackendDisconnectedEvent } from '../../src/hub.js';
+import { type BackendDisconnectedEvent, BackendHub, type BackendHubOptions } from '../../src/hub.js';
 import { HubTlsContext } from '../../src/hub-tls.js';
 import { RoutingTable } from '../../src/routing-table.js';
 import { createWsTransport } from '../../src/ws-transport.js';
@@ -41,7 +41,10 @@ async function startHub(overrides: Partial<BackendHubOptions> = {}) {
 }
 
 function openWs(port: number, path = '/connect'): WebSocket {
-  const ws = new WebSocket(`wss://127.0.0.1:${port}${path}`, { ca: cert.certPem, servername: 'hub.test' });
+  const ws = new WebSocket(`wss://127.0.0.1:${port}${path}`, {
+    ca: cert.certPem,
+    servername: 'hub.test',
+  } as ClientOptions);
   ws.on('error', () => {});
   let refused = false;
   ws.on('unexpected-response', (_req, res) => {
@@ -71,7 +74,8 @@ function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
   });
 }
 
-const token = (hostnames: string[], weight?: number) => mintBackendToken({ secret: SECRET, hostnames, weight });
+const token = (hostnames: string[], weight?: number) =>
+  mintBackendToken({ secret: SECRET, hostnames, weight });
 
 /** A minimal backend: a MuxSession (role backend) over the client WebSocket. */
 function backendMux(ws: WebSocket, onStream: (stream: MuxStream) => void): MuxSession {
@@ -114,8 +118,16 @@ describe('BackendHub authentication', () => {
   });
 
   it.each([
-    ['a wrong key', () => mintBackendToken({ secret: 'another-secret-that-is-long-enough-xyz', hostnames: ['a.example.com'] })],
-    ['alg none', async () => `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"hostnames":["a.example.com"]}').toString('base64url')}.`],
+    [
+      'a wrong key',
+      () =>
+        mintBackendToken({ secret: 'another-secret-that-is-long-enough-xyz', hostnames: ['a.example.com'] }),
+    ],
+    [
+      'alg none',
+      async () =>
+        `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"hostnames":["a.example.com"]}').toString('base64url')}.`,
+    ],
     [
       'an expired token',
       () =>
@@ -216,15 +228,25 @@ describe('BackendHub sessions', () => {
     // The remaining backend still gets streams.
     const streams: MuxStream[] = [];
     backendMux(good, (s) => streams.push(s));
-    const stream = hub.openStream('shared.example.com', { connPort: 443, clientIp: '192.0.2.1:5000', isTls: true });
+    const stream = hub.openStream('shared.example.com', {
+      connPort: 443,
+      clientIp: '192.0.2.1:5000',
+      isTls: true,
+    });
     expect(stream).toBeDefined();
     await vi.waitFor(() => expect(streams).toHaveLength(1));
-    expect(streams[0]?.connect).toMatchObject({ hostname: 'shared.example.com', conn_port: 443, is_tls: true });
+    expect(streams[0]?.connect).toMatchObject({
+      hostname: 'shared.example.com',
+      conn_port: 443,
+      is_tls: true,
+    });
     stream?.destroy();
   });
 
   it('terminates a session whose backend stops answering pings', async () => {
-    const { hub, routes, port } = await startHub({ keepalive: { hubPingIntervalMs: 50, hubDeadAfterMs: 250 } });
+    const { hub, routes, port } = await startHub({
+      keepalive: { hubPingIntervalMs: 50, hubDeadAfterMs: 250 },
+    });
     const connected = once(hub, 'backend-connected');
     const ws = await connectBackend(port, await token(['dead.example.com']));
     await connected;
@@ -240,18 +262,41 @@ describe('BackendHub sessions', () => {
     expect(routes.hasLocal('dead.example.com')).toBe(false);
   });
 
+  it('closes a session that floods control messages with 1008 (control-rate)', async () => {
+    const { hub, routes, port } = await startHub({ limits: { maxControlMessagesPerSecond: 5 } });
+    const connected = once(hub, 'backend-connected');
+    const ws = await connectBackend(port, await token(['flood.example.com']));
+    await connected;
+    const gone = new Promise<BackendDisconnectedEvent>((r) => hub.once('backend-disconnected', r));
+    const ping = Buffer.from(
+      `\x02{"event":"ping_client","client_id":"${'0'.repeat(8)}-0000-0000-0000-${'0'.repeat(12)}"}`,
+    );
+    for (let i = 0; i < 10; i++) ws.send(ping);
+    const { code, reason } = await closed(ws);
+    expect(code).toBe(1008);
+    expect(reason).toBe('control-rate');
+    expect((await gone).reason).toBe('control-rate');
+    expect(routes.hasLocal('flood.example.com')).toBe(false);
+  });
+
   it('returns undefined on a route miss and throws LimitError past maxStreamsPerSession', async () => {
     const { hub, port } = await startHub({ limits: { maxStreamsPerSession: 1 } });
     const connected = once(hub, 'backend-connected');
     const ws = await connectBackend(port, await token(['limited.example.com']));
     await connected;
     backendMux(ws, () => {});
-    expect(hub.openStream('nobody.example.com', { connPort: 443, clientIp: '1.2.3.4:1', isTls: true })).toBeUndefined();
-    const first = hub.openStream('limited.example.com', { connPort: 443, clientIp: '1.2.3.4:1', isTls: true });
+    expect(
+      hub.openStream('nobody.example.com', { connPort: 443, clientIp: '1.2.3.4:1', isTls: true }),
+    ).toBeUndefined();
+    const first = hub.openStream('limited.example.com', {
+      connPort: 443,
+      clientIp: '1.2.3.4:1',
+      isTls: true,
+    });
     expect(first).toBeDefined();
-    expect(() => hub.openStream('limited.example.com', { connPort: 443, clientIp: '1.2.3.4:2', isTls: true })).toThrow(
-      LimitError,
-    );
+    expect(() =>
+      hub.openStream('limited.example.com', { connPort: 443, clientIp: '1.2.3.4:2', isTls: true }),
+    ).toThrow(LimitError);
     first?.destroy();
   });
 
@@ -267,7 +312,8 @@ describe('BackendHub sessions', () => {
         s.destroy();
       });
     }
-    for (let i = 0; i < 8; i++) hub.openStream('pool.example.com', { connPort: 80, clientIp: '1.2.3.4:1', isTls: false });
+    for (let i = 0; i < 8; i++)
+      hub.openStream('pool.example.com', { connPort: 80, clientIp: '1.2.3.4:1', isTls: false });
     await vi.waitFor(() => expect(counts[0]! + counts[1]!).toBe(8));
     expect(counts).toEqual([2, 6]);
   });

@@ -4,6 +4,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 vi.setConfig({ testTimeout: 8_000 });
+
 import {
   createRelayListener,
   type RelayCloseEvent,
@@ -92,7 +93,11 @@ describe('createRelayListener (tls)', () => {
     const h = await start({ mode: 'tls' });
     const raw = (await connectRecording(h.port)).socket;
     const tap = new TapDuplex(raw);
-    const client = tlsConnect({ socket: tap, servername: 'App.Example.com', ALPNProtocols: ['h2', 'http/1.1'] });
+    const client = tlsConnect({
+      socket: tap,
+      servername: 'App.Example.com',
+      ALPNProtocols: ['h2', 'http/1.1'],
+    });
     client.on('error', () => {});
     const { sniffed, socket } = await h.nextRouted();
     expect(sniffed.hostname).toBe('app.example.com');
@@ -185,7 +190,11 @@ describe('createRelayListener (tls)', () => {
     const client = await connectRecording(h.port);
     client.socket.write(httpHead('nobody.example.com'));
     const ev = await h.nextClose();
-    expect(ev).toMatchObject({ reason: 'no-route', hostname: 'nobody.example.com', remoteAddress: '127.0.0.1' });
+    expect(ev).toMatchObject({
+      reason: 'no-route',
+      hostname: 'nobody.example.com',
+      remoteAddress: '127.0.0.1',
+    });
     await client.closed;
     expect(client.received().length).toBe(0);
   });
@@ -201,7 +210,12 @@ describe('createRelayListener (http)', () => {
     ]);
     client.socket.write(req);
     const { sniffed } = await h.nextRouted();
-    expect(sniffed).toMatchObject({ hostname: 'api.example.com', isTls: false, method: 'POST', path: '/upload' });
+    expect(sniffed).toMatchObject({
+      hostname: 'api.example.com',
+      isTls: false,
+      method: 'POST',
+      path: '/upload',
+    });
     expect(Buffer.compare(sniffed.prelude, req)).toBe(0);
   });
 
