@@ -356,7 +356,9 @@ export class NodeConnection {
     });
     this.#keepalive = new Keepalive(this.#options.keepalive, {
       ping: () => {
-        if (ws.readyState === WebSocket.OPEN) ws.ping();
+        // No pings while reads are paused: their pongs would pile up unread at the hub, and a ws-based
+        // hub terminates a peer with too many pending pongs (ws `maxPendingAutoPongs`).
+        if (ws.readyState === WebSocket.OPEN && !this.#transportPaused) ws.ping();
       },
       // While a slow local service keeps the WebSocket paused we cannot read pongs either.
       suspended: () => this.#transportPaused,

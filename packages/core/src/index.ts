@@ -134,6 +134,47 @@ export { loadConfig, parseConfig } from './load-config.js';
 // Logging
 export type { LogFn, Logger, LogLevel } from './logger.js';
 export { noopLogger } from './logger.js';
+// Mesh
+export type {
+  LocalStreamInit,
+  OpenTunnelInit,
+  PeerLinkInfo,
+  PeerLinkSnapshot,
+  PeerMeshEvents,
+  PeerMeshOptions,
+  PeerReconnectOptions,
+} from './mesh.js';
+export {
+  backoffDelay,
+  DEFAULT_PEER_CONNECT_TIMEOUT,
+  DEFAULT_PEER_LISTEN_PORT,
+  DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
+  DEFAULT_PEER_RECONNECT_JITTER,
+  DEFAULT_PEER_RECONNECT_MAX_DELAY,
+  MESH_PATH,
+  PeerMesh,
+} from './mesh.js';
+export type { PeerAuthenticatorOptions, PeerAuthResult } from './peer-auth.js';
+export {
+  certificateNames,
+  MAX_PEER_CHAIN_LENGTH,
+  matchesTrustedSuffix,
+  normalizeTrustedSuffix,
+  PeerAuthenticator,
+  parsePemBundle,
+  readPeerCaFile,
+  verifyCertificateChain,
+} from './peer-auth.js';
+export type { PeerLinkCloseReason, PeerLinkDirection, PeerLinkEvents, PeerLinkOptions } from './peer-link.js';
+export { DEFAULT_PEER_KEEPALIVE_INTERVAL, DEFAULT_PEER_KEEPALIVE_TIMEOUT, PeerLink } from './peer-link.js';
+export type {
+  TunnelInit,
+  TunnelSessionEvents,
+  TunnelSessionOptions,
+  TunnelSessionStats,
+  TunnelTransport,
+} from './tunnel-session.js';
+export { DEFAULT_MAX_TUNNELS_PER_LINK, TunnelSession } from './tunnel-session.js';
 // Node
 export type {
   CreateNexusOptions,

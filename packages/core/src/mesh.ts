@@ -219,13 +219,21 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs;
     const r = options.reconnect ?? {};
     this.#reconnect = {
-      initialDelayMs: nonNegative('reconnect.initialDelayMs', r.initialDelayMs, DEFAULT_PEER_RECONNECT_INITIAL_DELAY),
+      initialDelayMs: nonNegative(
+        'reconnect.initialDelayMs',
+        r.initialDelayMs,
+        DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
+      ),
       maxDelayMs: nonNegative('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_PEER_RECONNECT_MAX_DELAY),
       factor: Math.max(1, nonNegative('reconnect.factor', r.factor, 2)),
       jitter: nonNegative('reconnect.jitter', r.jitter, DEFAULT_PEER_RECONNECT_JITTER),
     };
     if (this.#reconnect.jitter >= 1) throw new InvalidConfigError('reconnect.jitter', 'must be in [0, 1)');
-    this.#connectTimeoutMs = nonNegative('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_PEER_CONNECT_TIMEOUT);
+    this.#connectTimeoutMs = nonNegative(
+      'connectTimeoutMs',
+      options.connectTimeoutMs,
+      DEFAULT_PEER_CONNECT_TIMEOUT,
+    );
     this.#tunnelOptions = {
       ...(options.tunnelWindow !== undefined ? { initialWindow: options.tunnelWindow } : {}),
       ...(options.tunnelGrantBatch !== undefined ? { grantBatch: options.tunnelGrantBatch } : {}),
@@ -352,7 +360,10 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     if (this.#closed) return;
     const version = ++this.#version;
     const hostnames = this.#routes.localPatterns();
-    this.#log.debug({ version, routes: hostnames.length, links: this.#links.size }, 'announcing local routes');
+    this.#log.debug(
+      { version, routes: hostnames.length, links: this.#links.size },
+      'announcing local routes',
+    );
     for (const link of this.#links.values()) link.sendAnnounce(version, hostnames);
   }
 
@@ -612,7 +623,8 @@ function validatePeerUrl(url: string, index: number): string {
   } catch {
     throw new InvalidConfigError(`peers[${index}]`, 'must be a URL such as wss://peer.example.com:8444/mesh');
   }
-  if (parsed.protocol !== 'wss:') throw new InvalidConfigError(`peers[${index}]`, 'must use wss:// (mutual TLS)');
+  if (parsed.protocol !== 'wss:')
+    throw new InvalidConfigError(`peers[${index}]`, 'must use wss:// (mutual TLS)');
   return parsed.toString();
 }
 

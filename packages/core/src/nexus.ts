@@ -17,6 +17,7 @@ import { LimitError } from './errors.js';
 import { type AuthFailedEvent, type BackendConnectedEvent, type BackendDisconnectedEvent, BackendHub } from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
+import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions } from './mesh.js';
 import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
 import { type RelayHandle, type RelayStats, relayConnection } from './relay.js';
 import { RoutingTable } from './routing-table.js';
@@ -39,6 +40,8 @@ export interface CreateNexusOptions {
   tlsContext?: HubTlsContext;
   /** Extra options for the ACME manager (tests: `skipChallengeVerification`, polling backoff). */
   acme?: Partial<ConstructorParameters<typeof AcmeCertificateManager>[0]>;
+  /** Extra options for the peer mesh (tests: reconnect delays, keepalive, extra CAs as PEM text). */
+  mesh?: Partial<PeerMeshOptions>;
 }
 
 /** Payload of `stream-open`. */
@@ -48,8 +51,8 @@ export interface StreamOpenEvent {
   /** Relay port the end user connected to. */
   port: number;
   isTls: boolean;
-  /** Where the stream went: `local` (a backend of this node). */
-  via: 'local';
+  /** Where the stream went: `local` (a backend of this node) or `peer` (tunnelled to another node). */
+  via: 'local' | 'peer';
 }
 
 /** Payload of `stream-close`: one per relayed end-user connection. */
@@ -85,11 +88,17 @@ export interface NexusEvents {
   'sniff-failed': [event: SniffFailedEvent];
   'certificate-issued': [event: AcmeIssuedEvent];
   'certificate-failed': [event: AcmeFailedEvent];
+  'peer-connected': PeerMeshEvents['peer-connected'];
+  'peer-disconnected': PeerMeshEvents['peer-disconnected'];
+  'routes-changed': PeerMeshEvents['routes-changed'];
+  'peer-refused': PeerMeshEvents['peer-refused'];
 }
 
 /** Bound addresses, as `listen()` reports them. */
 export interface NexusAddresses {
   hub: AddressInfo;
+  /** The peer listener (`/mesh`), when the mesh accepts peers. */
+  peer?: AddressInfo;
   listeners: Array<{ mode: RelayMode; port: number; address: AddressInfo }>;
 }
 
@@ -109,6 +118,8 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   readonly routes: RoutingTable<BackendSession>;
   /** The ACME manager, in automatic-TLS mode. */
   readonly acme: AcmeCertificateManager | undefined;
+  /** The peer mesh, once `listen()` started it (when `peers` or trusted suffixes are configured). */
+  readonly mesh: PeerMesh | undefined;
   /** The hub's TLS context, once `listen()` loaded it. */
   readonly tlsContext: HubTlsContext | undefined;
   /** Start every listener. Resolves with the bound addresses. */
@@ -178,6 +189,8 @@ export function createNexus(
   acme?.on('failed', (e) => emitter.emit('certificate-failed', e));
 
   let tlsContext: HubTlsContext | undefined = options.tlsContext;
+  let mesh: PeerMesh | undefined;
+  const meshWanted = resolved.peerListen !== undefined || resolved.peers.length > 0;
   let hubServer: HttpsServer | undefined;
   let detachTls: (() => void) | undefined;
   let closing: Promise<void> | undefined;
@@ -208,9 +221,15 @@ export function createNexus(
       clientIp: formatClientIp(socket.remoteAddress, socket.remotePort),
       isTls: sniffed.isTls,
     };
-    let stream: Duplex & { id?: string } | undefined;
+    let stream: (Duplex & { id?: string }) | undefined;
+    let via: StreamOpenEvent['via'] = 'local';
     try {
       stream = hub.openStream(sniffed.hostname, init);
+      // Lookup order (PROTOCOL.md §3): local exact, local wildcard, then peers; hub.openStream covers the first two.
+      if (stream === undefined && mesh !== undefined) {
+        stream = mesh.openTunnel(sniffed.hostname, init);
+        via = 'peer';
+      }
     } catch (err) {
       if (LimitError.is(err)) return 'stream-limit';
       log.error({ err, hostname: sniffed.hostname }, 'opening a stream failed');
@@ -225,7 +244,7 @@ export function createNexus(
       hostname: sniffed.hostname,
       port,
       isTls: sniffed.isTls,
-      via: 'local',
+      via,
     };
     emitter.emit('stream-open', open);
     const handle = relayConnection(socket, stream, {
@@ -268,7 +287,7 @@ export function createNexus(
         limits: resolved.limits,
         budget,
         logger: options.logger,
-        onRouted: (socket, sniffed) => onRouted(lc.port, socket, sniffed),
+        onRouted: (socket, sniffed) => onRouted(socket.localPort ?? lc.port, socket, sniffed),
         onClose: (event) => emitter.emit('sniff-failed', { ...event, port: lc.port }),
       }),
     }));
@@ -299,6 +318,9 @@ export function createNexus(
     acme,
     get tlsContext() {
       return tlsContext;
+    },
+    get mesh() {
+      return mesh;
     },
     get activeStreams() {
       return relays.size;
@@ -350,14 +372,40 @@ export function createNexus(
           resolve(server.address() as AddressInfo);
         });
       });
+      let peerAddress: AddressInfo | undefined;
+      if (meshWanted) {
+        const caFile = resolved.peerAuthentication.caFile;
+        mesh = new PeerMesh({
+          routes,
+          tls: context,
+          trustedDomainSuffixes: resolved.peerAuthentication.trustedDomainSuffixes,
+          ca: caFile === undefined ? undefined : readFileSync(caFile, 'utf8'),
+          peers: resolved.peers,
+          openLocalStream: (hostname, init) => hub.openStream(hostname, init),
+          idleTimeoutMs: resolved.idleTimeoutMs,
+          keepaliveIntervalMs: resolved.keepalive.peerPingIntervalMs,
+          keepaliveTimeoutMs: resolved.keepalive.peerDeadAfterMs,
+          logger: options.logger,
+          ...options.mesh,
+        });
+        mesh.on('peer-connected', (e) => emitter.emit('peer-connected', e));
+        mesh.on('peer-disconnected', (e) => emitter.emit('peer-disconnected', e));
+        mesh.on('routes-changed', (e) => emitter.emit('routes-changed', e));
+        mesh.on('peer-refused', (e) => emitter.emit('peer-refused', e));
+        if (resolved.peerListen !== undefined) {
+          peerAddress = await mesh.listen({ port: resolved.peerListen.port, host: resolved.peerListen.host });
+        }
+        mesh.start();
+      }
       log.info(
         {
+          peer: peerAddress === undefined ? undefined : `${peerAddress.address}:${peerAddress.port}`,
           hub: `${hubAddress.address}:${hubAddress.port}`,
           listeners: bound.map((b) => `${b.mode}:${b.address.address}:${b.address.port}`),
         },
         'nexus listening',
       );
-      return { hub: hubAddress, listeners: bound };
+      return { hub: hubAddress, peer: peerAddress, listeners: bound };
     },
     close(closeOptions: NexusCloseOptions = {}): Promise<void> {
       closing ??= (async () => {
@@ -377,7 +425,8 @@ export function createNexus(
           clearTimeout(timer);
           for (const r of relays) r.close('shutdown');
         }
-        // 3. End backend sessions and stop the hub server.
+        // 3. Leave the mesh, end backend sessions and stop the hub server.
+        await mesh?.close();
         await hub.close();
         detachTls?.();
         const server = hubServer;

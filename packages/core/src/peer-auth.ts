@@ -65,7 +65,8 @@ export function normalizeTrustedSuffix(suffix: string): string | undefined {
   let s = suffix.trim().toLowerCase();
   if (s.endsWith('.')) s = s.slice(0, -1);
   const body = s.startsWith('.') ? s.slice(1) : s;
-  if (body === '' || body.startsWith('.') || body.includes('..') || /[^a-z0-9.*_-]/.test(body)) return undefined;
+  if (body === '' || body.startsWith('.') || body.includes('..') || /[^a-z0-9.*_-]/.test(body))
+    return undefined;
   return s;
 }
 
@@ -132,7 +133,10 @@ export function verifyCertificateChain(
     if (next === undefined) {
       return {
         ok: false,
-        reason: current === leaf && issuedBy(leaf, leaf) ? 'self-signed certificate' : 'untrusted certificate chain',
+        reason:
+          current === leaf && issuedBy(leaf, leaf)
+            ? 'self-signed certificate'
+            : 'untrusted certificate chain',
       };
     }
     current = next;
@@ -201,7 +205,10 @@ export class PeerAuthenticator {
   constructor(options: PeerAuthenticatorOptions) {
     const raw = options.trustedDomainSuffixes;
     if (!Array.isArray(raw) || raw.length === 0) {
-      throw new InvalidConfigError('peerAuthentication.trustedDomainSuffixes', 'must list at least one suffix');
+      throw new InvalidConfigError(
+        'peerAuthentication.trustedDomainSuffixes',
+        'must list at least one suffix',
+      );
     }
     this.#suffixes = raw.map((s, i) => {
       const normalized = typeof s === 'string' ? normalizeTrustedSuffix(s) : undefined;
@@ -213,7 +220,8 @@ export class PeerAuthenticator {
       }
       return normalized;
     });
-    const ca = options.ca === undefined ? [] : typeof options.ca === 'string' ? [options.ca] : [...options.ca];
+    const ca =
+      options.ca === undefined ? [] : typeof options.ca === 'string' ? [options.ca] : [...options.ca];
     this.#extraCaPem = ca;
     this.#systemCa = options.systemCa ?? true;
     this.#now = options.now ?? (() => new Date());
@@ -246,13 +254,17 @@ export class PeerAuthenticator {
 
   /** Verifies a certificate and its presented chain. */
   verifyCertificate(leaf: X509Certificate, chain: readonly X509Certificate[] = []): PeerAuthResult {
-    if (!usableForTls(leaf)) return { ok: false, reason: 'certificate not usable for TLS (extended key usage)' };
+    if (!usableForTls(leaf))
+      return { ok: false, reason: 'certificate not usable for TLS (extended key usage)' };
     const chainResult = verifyCertificateChain(leaf, chain, this.#anchors, this.#now());
     if (!chainResult.ok) return chainResult;
     const names = certificateNames(leaf);
     const name = names.find((n) => matchesTrustedSuffix(n, this.#suffixes));
     if (name === undefined) {
-      return { ok: false, reason: `certificate names ${JSON.stringify(names)} match no trusted domain suffix` };
+      return {
+        ok: false,
+        reason: `certificate names ${JSON.stringify(names)} match no trusted domain suffix`,
+      };
     }
     return { ok: true, name, names, fingerprint256: leaf.fingerprint256 };
   }

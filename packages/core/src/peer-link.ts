@@ -115,11 +115,17 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         resume: () => ws.resume(),
       },
     });
-    this.tunnels.on('protocol-error', (err) => this.#log.warn({ code: err.code, err: err.message }, 'bad frame from peer'));
+    this.tunnels.on('protocol-error', (err) =>
+      this.#log.warn({ code: err.code, err: err.message }, 'bad frame from peer'),
+    );
 
     ws.on('message', (data, isBinary) => {
       this.#lastSeen = Date.now();
-      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      const bytes = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
       if (isBinary) this.tunnels.receive(bytes);
       else this.#onText(bytes.toString('utf8'));
     });
@@ -150,7 +156,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Sends a full-state announce (PROTOCOL.md §2.2). */
   sendAnnounce(version: number, hostnames: readonly string[]): void {
     if (this.#closed || this.#ws.readyState !== WebSocket.OPEN) return;
-    this.#ws.send(encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] }), { binary: false });
+    this.#ws.send(encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] }), {
+      binary: false,
+    });
   }
 
   /** Closes the link with a close frame; its tunnels end at once. */
@@ -186,7 +194,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #onText(text: string): void {
     const result = decodePeerMessage(text);
     if (!result.ok) {
-      this.#log.warn({ code: result.error.code, err: result.error.message }, 'ignoring malformed peer message');
+      this.#log.warn(
+        { code: result.error.code, err: result.error.message },
+        'ignoring malformed peer message',
+      );
       return;
     }
     const message = result.value;

@@ -285,7 +285,9 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
     this.#recentlyClosed.delete(id);
     const stream = this.#create(request);
     this.#accepted++;
-    this.#sendControl(encodeTunnelFrame({ type: 'tunnel-credits', tunnelId: id, credits: this.#initialWindow }));
+    this.#sendControl(
+      encodeTunnelFrame({ type: 'tunnel-credits', tunnelId: id, credits: this.#initialWindow }),
+    );
     return stream;
   }
 
@@ -304,7 +306,11 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
     if (this.#closed) return;
     const length = message.length;
     if (length === 0) return;
-    if (message[0] === FrameType.TunnelData && length >= DATA_HEADER_LENGTH && length <= MAX_BACKEND_MESSAGE) {
+    if (
+      message[0] === FrameType.TunnelData &&
+      length >= DATA_HEADER_LENGTH &&
+      length <= MAX_BACKEND_MESSAGE
+    ) {
       const buffer = toBuffer(message);
       this.#receiveData(streamIdFromBytes(buffer, 1), buffer.subarray(DATA_HEADER_LENGTH));
     } else {

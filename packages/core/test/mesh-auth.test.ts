@@ -62,12 +62,18 @@ describe('certificateNames', () => {
   });
 
   it('falls back to the CN when there is no DNS name', async () => {
-    const c = await createSelfSignedCertificate({ ipAddresses: ['127.0.0.1'], commonName: 'cn.mesh.example.com' });
+    const c = await createSelfSignedCertificate({
+      ipAddresses: ['127.0.0.1'],
+      commonName: 'cn.mesh.example.com',
+    });
     expect(certificateNames(x509(c))).toEqual(['cn.mesh.example.com']);
   });
 
   it('ignores the CN when a DNS name exists', async () => {
-    const c = await createSelfSignedCertificate({ dnsNames: ['x.other.org'], commonName: 'cn.mesh.example.com' });
+    const c = await createSelfSignedCertificate({
+      dnsNames: ['x.other.org'],
+      commonName: 'cn.mesh.example.com',
+    });
     expect(certificateNames(x509(c))).toEqual(['x.other.org']);
   });
 });
@@ -131,16 +137,28 @@ describe('PeerAuthenticator', () => {
   it('accepts a serverAuth-only (ACME-style) certificate from the trusted CA', async () => {
     const ca = await createCertificateAuthority({ commonName: 'Mesh CA' });
     const leaf = await issueCertificate(ca, { dnsNames: ['a.mesh.example.com'], serverAuth: true });
-    const auth = new PeerAuthenticator({ trustedDomainSuffixes: ['.mesh.example.com'], ca: ca.certPem, systemCa: false });
+    const auth = new PeerAuthenticator({
+      trustedDomainSuffixes: ['.mesh.example.com'],
+      ca: ca.certPem,
+      systemCa: false,
+    });
     expect(auth.verifyCertificate(x509(leaf))).toMatchObject({ ok: true, name: 'a.mesh.example.com' });
   });
 
   it('refuses names outside the suffixes, evilmesh, and certificates with an unrelated usage', async () => {
     const ca = await createCertificateAuthority({ commonName: 'Mesh CA' });
-    const auth = new PeerAuthenticator({ trustedDomainSuffixes: ['mesh.example.com'], ca: ca.certPem, systemCa: false });
+    const auth = new PeerAuthenticator({
+      trustedDomainSuffixes: ['mesh.example.com'],
+      ca: ca.certPem,
+      systemCa: false,
+    });
     const outside = await issueCertificate(ca, { dnsNames: ['a.other.org'] });
     const evil = await issueCertificate(ca, { dnsNames: ['evilmesh.example.com'] });
-    const noTls = await issueCertificate(ca, { dnsNames: ['a.mesh.example.com'], serverAuth: false, clientAuth: false });
+    const noTls = await issueCertificate(ca, {
+      dnsNames: ['a.mesh.example.com'],
+      serverAuth: false,
+      clientAuth: false,
+    });
     expect(auth.verifyCertificate(x509(outside)).ok).toBe(false);
     expect(auth.verifyCertificate(x509(evil)).ok).toBe(false);
     // No EKU extension at all is allowed (RFC 5280: any usage).

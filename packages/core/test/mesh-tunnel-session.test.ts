@@ -96,7 +96,12 @@ describe('TunnelSession', () => {
   it('sends tunnel_request with the end user fields, then a 0x15 window, before any data', async () => {
     const { a, wires, requests, onRequest, b } = pair();
     onRequest((req) => b.accept(req));
-    const t = a.open({ connPort: 443, clientIp: '198.51.100.7:50123', hostname: 'app.example.com', isTls: true })!;
+    const t = a.open({
+      connPort: 443,
+      clientIp: '198.51.100.7:50123',
+      hostname: 'app.example.com',
+      isTls: true,
+    })!;
     t.write('hello');
     await new Promise((r) => setTimeout(r, 10));
     expect(requests[0]).toEqual({
@@ -172,8 +177,18 @@ describe('TunnelSession', () => {
     await new Promise((r) => setTimeout(r, 10));
     warm.destroy();
     accepted.length = 0;
-    const stalled = a.open({ connPort: 443, clientIp: '127.0.0.1:1', hostname: 's.example.com', isTls: true })!;
-    const moving = a.open({ connPort: 443, clientIp: '127.0.0.1:2', hostname: 'm.example.com', isTls: true })!;
+    const stalled = a.open({
+      connPort: 443,
+      clientIp: '127.0.0.1:1',
+      hostname: 's.example.com',
+      isTls: true,
+    })!;
+    const moving = a.open({
+      connPort: 443,
+      clientIp: '127.0.0.1:2',
+      hostname: 'm.example.com',
+      isTls: true,
+    })!;
     const big = randomBytes(8 * 1024 * 1024);
     stalled.write(big); // its reader never reads
     const payload = randomBytes(4 * 1024 * 1024);
@@ -191,7 +206,10 @@ describe('TunnelSession', () => {
     expect(Buffer.concat(got).equals(payload)).toBe(true);
     // Receiver-side bound: the stalled tunnel got exactly its window, no more.
     const stalledFrames = wires.a.binary.filter(
-      (m) => m[0] === 0x11 && decodeTunnelFrame(m).ok && (decodeTunnelFrame(m) as { ok: true; value: { tunnelId: string } }).value.tunnelId === stalled.id,
+      (m) =>
+        m[0] === 0x11 &&
+        decodeTunnelFrame(m).ok &&
+        (decodeTunnelFrame(m) as { ok: true; value: { tunnelId: string } }).value.tunnelId === stalled.id,
     );
     expect(stalledFrames.length).toBe(16);
     expect(stalled.sendWindow).toBe(0);
@@ -247,7 +265,13 @@ describe('TunnelSession', () => {
     const wire: Uint8Array[] = [];
     const s = new TunnelSession({
       maxTunnels: 1,
-      transport: { sendBinary: (m) => wire.push(m), sendText() {}, bufferedAmount: 0, pause() {}, resume() {} },
+      transport: {
+        sendBinary: (m) => wire.push(m),
+        sendText() {},
+        bufferedAmount: 0,
+        pause() {},
+        resume() {},
+      },
     });
     const req = (id: string): TunnelRequestMessage => ({
       type: 'tunnel_request',

@@ -305,18 +305,32 @@ export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** A Readable of `total` random bytes (fresh 64 KiB chunks, produced on demand) that hashes what it emits. */
+/**
+ * A Readable of `prefix` then `total` random bytes (fresh chunks, produced on demand, so 300 MB never sit
+ * in memory) that hashes what it emits.
+ */
 export class RandomSource extends Readable {
   readonly #hash = createHash('sha256');
   #left: number;
+  #prefix: Buffer | undefined;
   constructor(
     readonly total: number,
-    readonly chunkSize = 64 * 1024,
+    options: { prefix?: Buffer; chunkSize?: number } = {},
   ) {
     super();
     this.#left = total;
+    this.#prefix = options.prefix;
+    this.chunkSize = options.chunkSize ?? 64 * 1024;
   }
+  readonly chunkSize: number;
   override _read(): void {
+    if (this.#prefix !== undefined) {
+      const prefix = this.#prefix;
+      this.#prefix = undefined;
+      this.#hash.update(prefix);
+      this.push(prefix);
+      return;
+    }
     if (this.#left === 0) {
       this.push(null);
       return;
@@ -327,7 +341,7 @@ export class RandomSource extends Readable {
     this.#hash.update(chunk);
     this.push(chunk);
   }
-  /** SHA-256 of everything emitted (call after the end). */
+  /** SHA-256 of everything emitted (call once, after the end). */
   digest(): string {
     return this.#hash.digest('hex');
   }
@@ -340,28 +354,46 @@ export class RandomSource extends Readable {
 export class HashingReader {
   bytes = 0;
   readonly #hash = createHash('sha256');
+  #digest: string | undefined;
   #rate = 0;
   #slotBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
-  /** Resolves with the hex digest at the socket's EOF. */
+  #waiters: Array<{ bytes: number; resolve: (digest: string) => void }> = [];
+  /** Resolves with the hex digest at the socket's EOF (FIN). Rejects on a socket error. */
   readonly ended: Promise<string>;
   constructor(readonly socket: Socket | TLSSocket) {
     this.ended = new Promise((resolve, reject) => {
       socket.once('end', () => {
         this.#clear();
-        resolve(this.#hash.digest('hex'));
+        resolve(this.digest());
       });
       socket.once('error', reject);
     });
+    this.ended.catch(() => {});
     socket.on('data', (chunk: Buffer) => {
       this.bytes += chunk.length;
       this.#hash.update(chunk);
+      if (this.#waiters.length > 0) {
+        const ready = this.#waiters.filter((w) => this.bytes >= w.bytes);
+        this.#waiters = this.#waiters.filter((w) => this.bytes < w.bytes);
+        for (const w of ready) w.resolve(this.digest());
+      }
       if (this.#rate > 0) {
         this.#slotBytes += chunk.length;
         if (this.#slotBytes >= this.#rate / 20) this.#waitSlot();
       }
     });
+  }
+  /** Hex digest of everything read; no bytes may be read after the first call. */
+  digest(): string {
+    this.#digest ??= this.#hash.digest('hex');
+    return this.#digest;
+  }
+  /** Resolves with the digest once `bytes` bytes were read. */
+  untilBytes(bytes: number): Promise<string> {
+    if (this.bytes >= bytes) return Promise.resolve(this.digest());
+    return new Promise((resolve) => this.#waiters.push({ bytes, resolve }));
   }
   /** Read about `bytesPerSecond`. */
   throttle(bytesPerSecond: number): void {

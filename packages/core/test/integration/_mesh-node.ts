@@ -9,10 +9,14 @@ import { type ConnectMessage, MuxSession, type MuxStream } from '@nexus-proxy/mu
 import { WebSocket } from 'ws';
 import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
-import { type CertificateAndKey, createCertificateAuthority, issueCertificate } from '../../src/certificates.js';
+import {
+  type CertificateAndKey,
+  createCertificateAuthority,
+  issueCertificate,
+} from '../../src/certificates.js';
 import { BackendHub } from '../../src/hub.js';
 import { HubTlsContext } from '../../src/hub-tls.js';
-import type { Logger } from '../../src/logger.js';
+import type { LogFn, Logger } from '../../src/logger.js';
 import { PeerMesh, type PeerMeshOptions } from '../../src/mesh.js';
 import { relayConnection } from '../../src/relay.js';
 import { createRelayListener, type RelayListener } from '../../src/relay-listener.js';
@@ -49,11 +53,11 @@ export function captureLogger(lines: { level: string; msg: string; obj: object }
 } {
   const make = (bindings: object): Logger => {
     const at =
-      (level: string) =>
-      (obj: object | string, msg?: string): void => {
+      (level: string): LogFn =>
+      (obj: object | string, msg?: unknown): void => {
         if (level === 'debug') return;
         if (typeof obj === 'string') lines.push({ level, msg: obj, obj: bindings });
-        else lines.push({ level, msg: msg ?? '', obj: { ...bindings, ...obj } });
+        else lines.push({ level, msg: typeof msg === 'string' ? msg : '', obj: { ...bindings, ...obj } });
       };
     return {
       debug: at('debug'),
@@ -91,7 +95,11 @@ export interface StartNodeOptions {
   logger?: Logger;
 }
 
-export async function startNode(pki: TestPki, name: string, options: StartNodeOptions = {}): Promise<MeshTestNode> {
+export async function startNode(
+  pki: TestPki,
+  name: string,
+  options: StartNodeOptions = {},
+): Promise<MeshTestNode> {
   const cert = await pki.nodeCert(name);
   const tls = new HubTlsContext(cert);
   const routes = new RoutingTable<BackendSession>();
@@ -132,12 +140,20 @@ export async function startNode(pki: TestPki, name: string, options: StartNodeOp
         refusals.push('no-route');
         return 'no-route';
       }
-      relayConnection(socket, stream, { prelude: sniffed.prelude, idleTimeoutMs: options.idleTimeoutMs ?? 0 });
+      relayConnection(socket, stream, {
+        prelude: sniffed.prelude,
+        idleTimeoutMs: options.idleTimeoutMs ?? 0,
+      });
       return undefined;
     };
   let tlsListener: RelayListener | undefined;
   let httpListener: RelayListener | undefined;
-  tlsListener = createRelayListener({ mode: 'tls', host: '127.0.0.1', port: 0, onRouted: onRouted(() => tlsListener) });
+  tlsListener = createRelayListener({
+    mode: 'tls',
+    host: '127.0.0.1',
+    port: 0,
+    onRouted: onRouted(() => tlsListener),
+  });
   httpListener = createRelayListener({
     mode: 'http',
     host: '127.0.0.1',

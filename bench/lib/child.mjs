@@ -1,0 +1,302 @@
+#!/usr/bin/env node
+// One benchmark process, started by bench/lib/topology.mjs with `fork()`: `node child.mjs <role>`.
+// Roles: `service` (the local TLS / plain TCP service), `node` (createNexus), `backend` (createBackendClient),
+// `mesh-node` (a node with a PeerMesh, when core exports it). The parent sends `{ type: 'start', ... }` over
+// IPC and gets `{ type: 'ready', ... }` back; `{ type: 'stats' }` → `{ type: 'stats', rss, peakRss, ... }`;
+// `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
+
+const role = process.argv[2];
+
+/** Largest time a child waits for `start` before it gives up, ms. */
+const START_TIMEOUT_MS = 30_000;
+/** RSS sampling period, ms. */
+const RSS_SAMPLE_MS = 20;
+
+let peakRss = process.memoryUsage().rss;
+const sampler = setInterval(() => {
+  const rss = process.memoryUsage().rss;
+  if (rss > peakRss) peakRss = rss;
+}, RSS_SAMPLE_MS);
+sampler.unref();
+
+/** Extra figures a role reports with `stats`. */
+let extraStats = () => ({});
+/** What `close` runs before the process exits. */
+let closeRole = async () => {};
+
+// The parent going away must never leave a child behind.
+process.on('disconnect', () => process.exit(0));
+const startTimer = setTimeout(() => process.exit(3), START_TIMEOUT_MS);
+
+process.on('message', async (msg) => {
+  try {
+    if (msg.type === 'start') {
+      clearTimeout(startTimer);
+      const info = await ROLES[role](msg);
+      process.send({ type: 'ready', ...info });
+    } else if (msg.type === 'stats') {
+      const rss = process.memoryUsage().rss;
+      if (rss > peakRss) peakRss = rss;
+      process.send({ type: 'stats', rss, peakRss, heapUsed: process.memoryUsage().heapUsed, ...extraStats() });
+    } else if (msg.type === 'reset-peak') {
+      if (msg.gc && typeof globalThis.gc === 'function') globalThis.gc();
+      peakRss = process.memoryUsage().rss;
+      process.send({ type: 'reset-peak', rss: peakRss });
+    } else if (msg.type === 'close') {
+      const timer = setTimeout(() => process.exit(0), 5_000);
+      await closeRole().catch(() => {});
+      clearTimeout(timer);
+      process.exit(0);
+    }
+  } catch (err) {
+    process.send({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The service. After the TLS handshake (or, on the plain port, after an HTTP request head) the client sends a
+// 9-byte header: an op byte and a 64-bit big-endian argument.
+//   D n  write n bytes, then end          U n  read n bytes, answer "K", then end
+//   E    echo every byte back              I    hold the connection, do nothing
+//   S r  read at r bytes/s (a slow reader), answer nothing
+
+const CHUNK = Buffer.alloc(64 * 1024, 0x5a);
+
+function writeBytes(socket, total) {
+  let left = total;
+  const pump = () => {
+    while (left > 0) {
+      const n = Math.min(left, CHUNK.length);
+      left -= n;
+      if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+        socket.once('drain', pump);
+        return;
+      }
+    }
+    socket.end();
+  };
+  pump();
+}
+
+/** Reads from `socket` at about `rate` bytes/s by pausing it whenever it is ahead. */
+export function throttleReads(socket, rate, onBytes = () => {}) {
+  const start = performance.now();
+  let got = 0;
+  let timer;
+  socket.on('data', (d) => {
+    got += d.length;
+    onBytes(d.length);
+    const aheadMs = (got / rate) * 1000 - (performance.now() - start);
+    if (aheadMs > 5) {
+      socket.pause();
+      clearTimeout(timer);
+      timer = setTimeout(() => socket.resume(), aheadMs);
+    }
+  });
+  socket.on('close', () => clearTimeout(timer));
+}
+
+function handleOps(socket, initial) {
+  let buf = initial;
+  const onData = (d) => {
+    buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+    if (buf.length < 9) return;
+    socket.off('data', onData);
+    const op = String.fromCharCode(buf[0]);
+    const arg = Number(buf.readBigUInt64BE(1));
+    const rest = buf.subarray(9);
+    if (op === 'D') {
+      socket.resume();
+      writeBytes(socket, arg);
+    } else if (op === 'U') {
+      let got = rest.length;
+      const done = () => {
+        socket.off('data', count);
+        socket.end('K');
+      };
+      const count = (c) => {
+        got += c.length;
+        if (got >= arg) done();
+      };
+      if (got >= arg) done();
+      else socket.on('data', count);
+    } else if (op === 'E') {
+      if (rest.length > 0) socket.write(rest);
+      socket.on('data', (c) => socket.write(c));
+    } else if (op === 'I') {
+      socket.resume();
+    } else if (op === 'S') {
+      throttleReads(socket, Math.max(1, arg));
+    } else {
+      socket.destroy();
+    }
+  };
+  socket.on('data', onData);
+  if (initial.length > 0) onData(Buffer.alloc(0));
+}
+
+async function service({ certPem, keyPem }) {
+  const sockets = new Set();
+  const track = (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+  };
+  const tls = createTlsServer({ cert: certPem, key: keyPem }, (s) => {
+    track(s);
+    handleOps(s, Buffer.alloc(0));
+  });
+  tls.on('tlsClientError', () => {});
+  // Plain port: skip the HTTP request head the node sniffed (it arrives as the stream's prelude).
+  const plain = createNetServer({ allowHalfOpen: false }, (s) => {
+    track(s);
+    let head = Buffer.alloc(0);
+    const onHead = (d) => {
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      s.off('data', onHead);
+      handleOps(s, head.subarray(end + 4));
+    };
+    s.on('data', onHead);
+  });
+  tls.maxConnections = 1_000_000;
+  await Promise.all([
+    new Promise((r) => tls.listen(0, '127.0.0.1', 4096, r)),
+    new Promise((r) => plain.listen(0, '127.0.0.1', 4096, r)),
+  ]);
+  extraStats = () => ({ connections: sockets.size });
+  closeRole = async () => {
+    for (const s of sockets) s.destroy();
+    tls.close();
+    plain.close();
+  };
+  return { tlsPort: tls.address().port, plainPort: plain.address().port };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A node: createNexus with a TLS and an HTTP relay listener on loopback, port 0.
+
+/** Limits for benchmarks: room for 10 000 streams on one session, no control-message rate cap. */
+export const BENCH_LIMITS = {
+  maxConcurrentSniffs: 4096,
+  maxStreamsPerSession: 20_000,
+  maxPendingConnects: 20_000,
+  maxControlMessagesPerSecond: 0,
+};
+
+async function node({ certPem, keyPem, secret }) {
+  const { createNexus } = await import('@nexus-proxy/core');
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-'));
+  writeFileSync(join(dir, 'hub.pem'), certPem);
+  writeFileSync(join(dir, 'hub.key'), keyPem);
+  const nexus = createNexus({
+    backendListenAddress: '127.0.0.1:0',
+    listeners: [
+      { port: 0, mode: 'tls', host: '127.0.0.1' },
+      { port: 0, mode: 'http', host: '127.0.0.1' },
+    ],
+    backendsJWTSecret: secret,
+    hubTlsCertFile: join(dir, 'hub.pem'),
+    hubTlsKeyFile: join(dir, 'hub.key'),
+    limits: BENCH_LIMITS,
+    logLevel: 'silent',
+  });
+  const addresses = await nexus.listen();
+  rmSync(dir, { recursive: true, force: true });
+  let backends = 0;
+  nexus.on('backend-connected', () => backends++);
+  nexus.on('backend-disconnected', () => backends--);
+  extraStats = () => ({ activeStreams: nexus.activeStreams, backends });
+  closeRole = () => nexus.close({ graceMs: 0 });
+  const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;
+  return { hubPort: addresses.hub.port, tlsPort: port('tls'), httpPort: port('http') };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A backend: createBackendClient to one hub; every stream is dialled to the service (TLS streams to its TLS
+// port, plain ones to its plain port), bytes passed through untouched.
+
+async function backend({ hubPort, hubCaPem, token, tlsPort, plainPort }) {
+  const { createBackendClient } = await import('@nexus-proxy/backend-client');
+  const client = createBackendClient({
+    nodes: [`wss://127.0.0.1:${hubPort}/connect`],
+    token,
+    tls: { ca: hubCaPem },
+    connectHandler: (request) =>
+      netConnect({ host: '127.0.0.1', port: request.isTls ? tlsPort : plainPort, allowHalfOpen: true }),
+  });
+  client.on('error', () => {});
+  const connected = once(client, 'connected');
+  client.connect();
+  await connected;
+  extraStats = () => ({ streams: [...client.sessions.values()].reduce((n, s) => n + s.streamCount, 0) });
+  closeRole = () => client.close({ graceMs: 0 });
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A mesh node (PROTOCOL.md §2): hub + PeerMesh + TLS relay listener, wired from the building blocks the way
+// the node factory does it (local backend first, else a tunnel to a peer). Needs core to export `PeerMesh`.
+
+async function meshNode({ certPem, keyPem, caPem, secret, suffix, peers, appHostname }) {
+  const core = await import('@nexus-proxy/core');
+  if (typeof core.PeerMesh !== 'function') throw new Error('core does not export PeerMesh');
+  const { BackendHub, HubTlsContext, PeerMesh, RoutingTable, createRelayListener, relayConnection } = core;
+  const tls = new HubTlsContext({ certPem, keyPem });
+  const routes = new RoutingTable();
+  const hub = new BackendHub({
+    tls,
+    routes,
+    authenticate: (token) => core.verifyBackendToken(token, { secrets: [secret] }),
+    limits: BENCH_LIMITS,
+  });
+  const { port: hubPort } = await hub.listen('127.0.0.1', 0);
+  const mesh = new PeerMesh({
+    routes,
+    tls,
+    trustedDomainSuffixes: [suffix],
+    ca: caPem,
+    systemCa: false,
+    peers: peers ?? [],
+    openLocalStream: (hostname, init) => hub.openStream(hostname, init),
+    reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+  });
+  const { port: meshPort } = await mesh.listen({ port: 0, host: '127.0.0.1' });
+  mesh.start();
+  let relayPort = 0;
+  const listener = createRelayListener({
+    mode: 'tls',
+    host: '127.0.0.1',
+    port: 0,
+    limits: BENCH_LIMITS,
+    onRouted(socket, sniffed) {
+      const init = { connPort: relayPort, clientIp: `${socket.remoteAddress}:${socket.remotePort}`, isTls: true };
+      const stream = hub.openStream(sniffed.hostname, init) ?? mesh.openTunnel(sniffed.hostname, init);
+      if (stream === undefined) return 'no-route';
+      relayConnection(socket, stream, { prelude: sniffed.prelude });
+      return undefined;
+    },
+  });
+  relayPort = (await listener.listen()).port;
+  extraStats = () => ({ peerRoute: routes.lookup(appHostname)?.kind === 'peer' });
+  closeRole = async () => {
+    await listener.close();
+    await mesh.close();
+    await hub.close();
+  };
+  return { hubPort, meshPort, tlsPort: relayPort };
+}
+
+const ROLES = { service, node, backend, 'mesh-node': meshNode };
+if (!(role in ROLES)) {
+  console.error(`unknown role ${role}`);
+  process.exit(2);
+}
+process.send({ type: 'hello' });

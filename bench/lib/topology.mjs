@@ -1,0 +1,248 @@
+// Starts the processes a scenario measures against, all on loopback:
+//   service   — a local TLS (and plain TCP) service, its own process;
+//   nexus     — a node (createNexus) and a backend client (createBackendClient), one process each;
+//   mesh      — two mesh nodes A → B with the backend on B (when core exports PeerMesh), one process each;
+//   haproxy   — HAProxy in TCP mode routing by `req_ssl_sni` (when the binary is installed).
+// The load generator is the calling process, so the proxy's own CPU shows in the figures.
+import { spawn, spawnSync, fork } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  createCertificateAuthority,
+  createSelfSignedCertificate,
+  issueCertificate,
+  mintBackendToken,
+} from '@nexus-proxy/core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CHILD = join(here, 'child.mjs');
+
+/** Hostname the benchmark service is published under. */
+export const APP_HOSTNAME = 'app.bench.test';
+const SECRET = 'bench-secret-0123456789-0123456789-0123456789';
+const MESH_SUFFIX = '.mesh.bench.test';
+/** Time allowed for a child to start or answer, ms. */
+const CHILD_TIMEOUT_MS = 20_000;
+
+/** True when `haproxy` is on the PATH. */
+export function haproxyAvailable() {
+  return spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0;
+}
+
+/** True when core exports `PeerMesh` (the mesh scenario needs it). */
+export async function meshAvailable() {
+  const core = await import('@nexus-proxy/core');
+  return typeof core.PeerMesh === 'function';
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+    }),
+  ]);
+}
+
+/**
+ * Forks `child.mjs <role>`, sends `start`, waits for `ready`.
+ * @returns {Promise<{ info: object, call: (type: string, extra?: object) => Promise<object>, close: () => Promise<void>, pid: number }>}
+ */
+async function startChild(role, start, { execArgv = [] } = {}) {
+  const child = fork(CHILD, [role], {
+    execArgv: ['--max-old-space-size=4096', '--expose-gc', ...execArgv],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const waiters = [];
+  child.on('message', (msg) => {
+    const i = waiters.findIndex((w) => w.type === msg.type || msg.type === 'error');
+    if (i >= 0) waiters.splice(i, 1)[0].resolve(msg);
+  });
+  const exited = once(child, 'exit');
+  const next = (type) =>
+    withTimeout(
+      new Promise((resolve) => waiters.push({ type, resolve })).then((msg) => {
+        if (msg.type === 'error') throw new Error(`${role}: ${msg.message}`);
+        return msg;
+      }),
+      CHILD_TIMEOUT_MS,
+      `${role} ${type}`,
+    );
+  await next('hello');
+  const ready = next('ready');
+  child.send({ type: 'start', ...start });
+  const info = await ready;
+  return {
+    info,
+    pid: child.pid,
+    call(type, extra = {}) {
+      const reply = next(type);
+      child.send({ type, ...extra });
+      return reply;
+    },
+    async close() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.send({ type: 'close' });
+      await withTimeout(exited, 10_000, `${role} exit`).catch(() => child.kill('SIGKILL'));
+    },
+  };
+}
+
+async function freePort() {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitForPort(port, deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = netConnect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function waitUntil(check, what, deadlineMs = 10_000) {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function startHaproxy(servicePort) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-haproxy-'));
+  const cfg = join(dir, 'haproxy.cfg');
+  // SNI passthrough, the routing-only part of a node: wait for the ClientHello, route on its SNI.
+  writeFileSync(
+    cfg,
+    [
+      'global',
+      '  maxconn 4096',
+      '  nbthread 1',
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 120s',
+      '  timeout server 120s',
+      'frontend tls_in',
+      `  bind 127.0.0.1:${port}`,
+      '  tcp-request inspect-delay 5s',
+      '  tcp-request content accept if { req_ssl_hello_type 1 }',
+      `  use_backend app if { req_ssl_sni -i ${APP_HOSTNAME} }`,
+      'backend app',
+      `  server s1 127.0.0.1:${servicePort}`,
+      '',
+    ].join('\n'),
+  );
+  const proc = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port, 5_000);
+  return {
+    port,
+    pid: proc.pid,
+    async close() {
+      if (proc.exitCode === null) {
+        const exited = once(proc, 'exit');
+        proc.kill('SIGTERM');
+        await withTimeout(exited, 5_000, 'haproxy exit').catch(() => proc.kill('SIGKILL'));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Starts the service and the requested proxies.
+ * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, profileDir?: string }} options
+ *   `profileDir`: run the node child with `--cpu-prof` writing there.
+ */
+export async function startTopology(options = {}) {
+  const closers = [];
+  const close = async () => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => {});
+  };
+  try {
+    const appCert = await createSelfSignedCertificate({ dnsNames: [APP_HOSTNAME] });
+    const service = await startChild('service', appCert);
+    closers.push(() => service.close());
+    const base = { servername: APP_HOSTNAME, ca: appCert.certPem };
+    const targets = {
+      direct: { name: 'direct', port: service.info.tlsPort, plainPort: service.info.plainPort, ...base },
+    };
+    const processes = { service };
+    const token = await mintBackendToken({ secret: SECRET, hostnames: [APP_HOSTNAME] });
+    const backendStart = (hubPort, hubCaPem) => ({
+      hubPort,
+      hubCaPem,
+      token,
+      tlsPort: service.info.tlsPort,
+      plainPort: service.info.plainPort,
+    });
+
+    if (options.nexus !== false) {
+      const hubCert = await createSelfSignedCertificate({ dnsNames: ['hub.bench.test'], ipAddresses: ['127.0.0.1'] });
+      const execArgv = [];
+      if (options.profileDir !== undefined) {
+        mkdirSync(options.profileDir, { recursive: true });
+        execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
+      }
+      const node = await startChild('node', { ...hubCert, secret: SECRET }, { execArgv });
+      closers.push(() => node.close());
+      const backend = await startChild('backend', backendStart(node.info.hubPort, hubCert.certPem));
+      closers.push(() => backend.close());
+      await waitUntil(async () => (await node.call('stats')).backends > 0, 'the backend session');
+      targets.nexus = { name: 'nexus', port: node.info.tlsPort, plainPort: node.info.httpPort, ...base };
+      processes.node = node;
+      processes.backend = backend;
+    }
+
+    if (options.mesh && (await meshAvailable())) {
+      const ca = await createCertificateAuthority({ commonName: 'Bench Mesh CA' });
+      const cert = (name) =>
+        issueCertificate(ca, { dnsNames: [`${name}${MESH_SUFFIX}`], ipAddresses: ['127.0.0.1'] });
+      const common = { caPem: ca.certPem, secret: SECRET, suffix: MESH_SUFFIX, appHostname: APP_HOSTNAME };
+      const b = await startChild('mesh-node', { ...(await cert('b')), ...common, peers: [] });
+      closers.push(() => b.close());
+      const a = await startChild('mesh-node', {
+        ...(await cert('a')),
+        ...common,
+        peers: [`wss://127.0.0.1:${b.info.meshPort}/mesh`],
+      });
+      closers.push(() => a.close());
+      const meshBackend = await startChild('backend', backendStart(b.info.hubPort, ca.certPem));
+      closers.push(() => meshBackend.close());
+      await waitUntil(async () => (await a.call('stats')).peerRoute === true, 'the peer route on node A');
+      targets.mesh = { name: 'mesh', port: a.info.tlsPort, ...base };
+      processes.meshA = a;
+      processes.meshB = b;
+    }
+
+    if (options.haproxy && haproxyAvailable()) {
+      const haproxy = await startHaproxy(service.info.tlsPort);
+      closers.push(() => haproxy.close());
+      targets.haproxy = { name: 'haproxy', port: haproxy.port, ...base };
+    }
+    return { targets, processes, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,79 @@
+// Bulk throughput of one TLS stream, download and upload, side by side in one run:
+// direct (client → service), nexus (client → relay → hub → backend client → service), mesh (client → node A
+// → peer link → node B → backend client → service, when core exports PeerMesh), and HAProxy SNI passthrough
+// (when installed) as a reference for the routing-only part.
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { download, goal, MB, round, upload } from '../lib/load.mjs';
+import { haproxyAvailable, meshAvailable, startTopology } from '../lib/topology.mjs';
+import { summarizeProfile } from '../profile-summary.mjs';
+
+const GB = 1e9;
+/** Target ratios vs direct (issue: bulk through one node ≥ 0.5×, through the mesh ≥ 0.35×). */
+const NEXUS_TARGET = 0.5;
+const MESH_TARGET = 0.35;
+
+/**
+ * @param {{ quick?: boolean, size?: number, profileDir?: string }} options
+ *   `size`: bytes per transfer (default 1 GB, quick 64 MB); `profileDir`: `--cpu-prof` the node child.
+ */
+export async function run(options = {}) {
+  const bytes = options.size ?? (options.quick ? 64 * MB : 1 * GB);
+  // At least 20 MB/s or the transfer is cut and reported as partial.
+  const timeoutMs = Math.max(30_000, (bytes / (20 * MB)) * 1000);
+  const notes = [];
+  if (!(await meshAvailable())) notes.push('mesh skipped: @nexus-proxy/core does not export PeerMesh yet');
+  if (!haproxyAvailable()) notes.push('haproxy skipped: binary not installed (apt-get install -y haproxy)');
+  const topo = await startTopology({ nexus: true, mesh: true, haproxy: true, profileDir: options.profileDir });
+  const rows = [];
+  const ratios = {};
+  try {
+    const order = ['direct', 'nexus', 'mesh', 'haproxy'].filter((n) => topo.targets[n] !== undefined);
+    // Warm-up: handshakes, JIT, socket buffers.
+    for (const name of order) await download(topo.targets[name], 8 * MB, 10_000);
+    for (const [direction, fn] of [
+      ['download', download],
+      ['upload', upload],
+    ]) {
+      let directRate = 0;
+      for (const name of order) {
+        const r = await fn(topo.targets[name], bytes, timeoutMs);
+        const rate = r.bytes / MB / (r.ms / 1000);
+        if (name === 'direct') directRate = rate;
+        const ratio = directRate > 0 ? rate / directRate : Number.NaN;
+        ratios[`${direction}:${name}`] = ratio;
+        rows.push({
+          direction,
+          path: name,
+          MB: round(r.bytes / MB, 0),
+          seconds: round(r.ms / 1000, 2),
+          'MB/s': round(rate, 1),
+          'vs direct': round(ratio, 3),
+          note: r.error ?? '',
+        });
+      }
+    }
+  } finally {
+    await topo.close();
+  }
+  const targets = [];
+  for (const direction of ['download', 'upload']) {
+    const r = ratios[`${direction}:nexus`];
+    targets.push(goal(`bulk ${direction} via one node`, `≥ ${NEXUS_TARGET}× direct`, `${round(r, 2)}×`, r >= NEXUS_TARGET));
+    const m = ratios[`${direction}:mesh`];
+    if (m !== undefined) {
+      targets.push(goal(`bulk ${direction} via 2-node mesh`, `≥ ${MESH_TARGET}× direct`, `${round(m, 2)}×`, m >= MESH_TARGET));
+    } else {
+      targets.push({ target: `bulk ${direction} via 2-node mesh`, goal: `≥ ${MESH_TARGET}× direct`, achieved: 'n/a', met: 'skipped' });
+    }
+  }
+  const result = { title: `throughput: one TLS stream, ${round(bytes / MB, 0)} MB each way`, rows, targets, notes };
+  if (options.profileDir !== undefined) {
+    const newest = readdirSync(options.profileDir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => join(options.profileDir, f))
+      .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    if (newest !== undefined) result.profile = { file: newest, top: summarizeProfile(newest, 15) };
+  }
+  return result;
+}
