@@ -1,11 +1,16 @@
 #!/usr/bin/env node
-// Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick]`.
-// Each scenario module exports `run({ quick })` and returns `{ title, rows: [{ name, ...figures }] }`.
-// Results are printed as tables and written to bench/results/<date>.json with machine information.
+// Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`.
+// Each scenario module exports `run({ quick, size, profileDir })` and returns
+// `{ title, rows: [{ name, ...figures }], targets?: [{ target, goal, achieved, met }], notes?: string[] }`.
+// Results are printed as tables (then a summary of targets vs achieved) and written to
+// bench/results/<date>.json with machine information. `--profile` runs the node child of the `throughput`
+// scenario under `--cpu-prof` (profiles in bench/results/profiles/, gitignored) and prints its hot spots.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseSize } from './lib/load.mjs';
+import { printProfile } from './profile-summary.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -13,11 +18,19 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SCENARIOS = {
   sni: 'packages/sni/bench/sni.bench.mjs',
   mux: 'packages/mux-protocol/bench/mux.bench.mjs',
+  throughput: 'bench/scenarios/throughput.mjs',
+  streams: 'bench/scenarios/streams.mjs',
+  latency: 'bench/scenarios/latency.mjs',
+  connrate: 'bench/scenarios/connrate.mjs',
+  memory: 'bench/scenarios/memory.mjs',
 };
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const wanted = args.filter((a) => !a.startsWith('--'));
+const sizeIndex = args.indexOf('--size');
+const size = sizeIndex >= 0 ? parseSize(args[sizeIndex + 1] ?? '') : undefined;
+const profileDir = args.includes('--profile') ? join(root, 'bench', 'results', 'profiles') : undefined;
+const wanted = args.filter((a, i) => !a.startsWith('--') && (sizeIndex < 0 || i !== sizeIndex + 1));
 const names = wanted.length > 0 ? wanted : Object.keys(SCENARIOS);
 for (const name of names) {
   if (!(name in SCENARIOS)) {
@@ -50,17 +63,27 @@ const results = {
   },
   scenarios: {},
 };
+if (size !== undefined) results.size = size;
+const summary = [];
 
 for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
-  let out = await mod.run({ quick });
+  let out = await mod.run({ quick, size, profileDir });
   // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
   if (!Array.isArray(out?.rows)) {
     out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };
   }
   results.scenarios[name] = out;
   printTable(out.title ?? name, out.rows ?? []);
+  for (const note of out.notes ?? []) console.log(`note: ${note}`);
+  for (const t of out.targets ?? []) summary.push({ scenario: name, ...t });
+  if (out.profile !== undefined) {
+    console.log(`\nprofile of the node process (${out.profile.file.slice(root.length + 1)}):`);
+    printProfile(out.profile.top);
+  }
 }
+
+if (summary.length > 0) printTable('targets vs achieved', summary);
 
 const dir = join(root, 'bench', 'results');
 mkdirSync(dir, { recursive: true });

@@ -6,7 +6,7 @@
 // `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createNetServer, connect as netConnect } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
@@ -18,12 +18,13 @@ const START_TIMEOUT_MS = 30_000;
 /** RSS sampling period, ms. */
 const RSS_SAMPLE_MS = 20;
 
-let peakRss = process.memoryUsage().rss;
-const sampler = setInterval(() => {
-  const rss = process.memoryUsage().rss;
+// Peak RSS sampling starts with the first `reset-peak` (it costs CPU, so throughput runs go without it).
+let peakRss = process.memoryUsage.rss();
+let sampler;
+const samplePeak = () => {
+  const rss = process.memoryUsage.rss();
   if (rss > peakRss) peakRss = rss;
-}, RSS_SAMPLE_MS);
-sampler.unref();
+};
 
 /** Extra figures a role reports with `stats`. */
 let extraStats = () => ({});
@@ -41,12 +42,14 @@ process.on('message', async (msg) => {
       const info = await ROLES[role](msg);
       process.send({ type: 'ready', ...info });
     } else if (msg.type === 'stats') {
-      const rss = process.memoryUsage().rss;
+      const { rss, heapUsed } = process.memoryUsage();
       if (rss > peakRss) peakRss = rss;
-      process.send({ type: 'stats', rss, peakRss, heapUsed: process.memoryUsage().heapUsed, ...extraStats() });
+      process.send({ type: 'stats', rss, peakRss, heapUsed, ...extraStats() });
     } else if (msg.type === 'reset-peak') {
       if (msg.gc && typeof globalThis.gc === 'function') globalThis.gc();
-      peakRss = process.memoryUsage().rss;
+      peakRss = process.memoryUsage.rss();
+      sampler ??= setInterval(samplePeak, RSS_SAMPLE_MS);
+      sampler.unref();
       process.send({ type: 'reset-peak', rss: peakRss });
     } else if (msg.type === 'close') {
       const timer = setTimeout(() => process.exit(0), 5_000);
@@ -145,6 +148,7 @@ async function service({ certPem, keyPem }) {
   const sockets = new Set();
   const track = (s) => {
     sockets.add(s);
+    s.setNoDelay(true);
     s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
   };
@@ -220,17 +224,16 @@ async function node({ certPem, keyPem, secret }) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// A backend: createBackendClient to one hub; every stream is dialled to the service (TLS streams to its TLS
-// port, plain ones to its plain port), bytes passed through untouched.
+// A backend: createBackendClient to one hub with port mappings (the client's own local dial): the node's
+// TLS relay port → the service's TLS port, its HTTP relay port → the service's plain port.
 
-async function backend({ hubPort, hubCaPem, token, tlsPort, plainPort }) {
-  const { createBackendClient } = await import('@nexus-proxy/backend-client');
+async function backend({ hubPort, hubCaPem, token, mappings }) {
+  const { createBackendClient, resolvePortMappings } = await import('@nexus-proxy/backend-client');
   const client = createBackendClient({
     nodes: [`wss://127.0.0.1:${hubPort}/connect`],
     token,
     tls: { ca: hubCaPem },
-    connectHandler: (request) =>
-      netConnect({ host: '127.0.0.1', port: request.isTls ? tlsPort : plainPort, allowHalfOpen: true }),
+    portMappings: resolvePortMappings(mappings),
   });
   client.on('error', () => {});
   const connected = once(client, 'connected');

@@ -189,13 +189,12 @@ export async function startTopology(options = {}) {
     };
     const processes = { service };
     const token = await mintBackendToken({ secret: SECRET, hostnames: [APP_HOSTNAME] });
-    const backendStart = (hubPort, hubCaPem) => ({
-      hubPort,
-      hubCaPem,
-      token,
-      tlsPort: service.info.tlsPort,
-      plainPort: service.info.plainPort,
-    });
+    /** Backend child options: relay port → service port (TLS streams to TLS, HTTP streams to plain). */
+    const backendStart = (hubPort, hubCaPem, tlsRelayPort, httpRelayPort) => {
+      const mappings = { [tlsRelayPort]: `127.0.0.1:${service.info.tlsPort}` };
+      if (httpRelayPort !== undefined) mappings[httpRelayPort] = `127.0.0.1:${service.info.plainPort}`;
+      return { hubPort, hubCaPem, token, mappings };
+    };
 
     if (options.nexus !== false) {
       const hubCert = await createSelfSignedCertificate({ dnsNames: ['hub.bench.test'], ipAddresses: ['127.0.0.1'] });
@@ -206,7 +205,10 @@ export async function startTopology(options = {}) {
       }
       const node = await startChild('node', { ...hubCert, secret: SECRET }, { execArgv });
       closers.push(() => node.close());
-      const backend = await startChild('backend', backendStart(node.info.hubPort, hubCert.certPem));
+      const backend = await startChild(
+        'backend',
+        backendStart(node.info.hubPort, hubCert.certPem, node.info.tlsPort, node.info.httpPort),
+      );
       closers.push(() => backend.close());
       await waitUntil(async () => (await node.call('stats')).backends > 0, 'the backend session');
       targets.nexus = { name: 'nexus', port: node.info.tlsPort, plainPort: node.info.httpPort, ...base };
@@ -227,7 +229,8 @@ export async function startTopology(options = {}) {
         peers: [`wss://127.0.0.1:${b.info.meshPort}/mesh`],
       });
       closers.push(() => a.close());
-      const meshBackend = await startChild('backend', backendStart(b.info.hubPort, ca.certPem));
+      // connPort of a tunnelled stream is the origin node's relay port (PROTOCOL.md §2).
+      const meshBackend = await startChild('backend', backendStart(b.info.hubPort, ca.certPem, a.info.tlsPort));
       closers.push(() => meshBackend.close());
       await waitUntil(async () => (await a.call('stats')).peerRoute === true, 'the peer route on node A');
       targets.mesh = { name: 'mesh', port: a.info.tlsPort, ...base };

@@ -53,5 +53,7 @@ export async function generateCerts({ force = false } = {}) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const wrote = await generateCerts({ force: process.argv.includes('--force') });
-  console.log(wrote ? `wrote ${FILES.join(', ')} to ${CERTS_DIR}` : `${CERTS_DIR} is complete (--force to redo)`);
+  console.log(
+    wrote ? `wrote ${FILES.join(', ')} to ${CERTS_DIR}` : `${CERTS_DIR} is complete (--force to redo)`,
+  );
 }

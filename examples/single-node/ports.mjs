@@ -25,7 +25,13 @@ export function ports(env = process.env) {
   if (!Number.isInteger(base) || base < 1024 || base > 65530) {
     throw new Error(`PORT_BASE must be an integer between 1024 and 65530 (got ${env.PORT_BASE})`);
   }
-  return { relayTls: base, relayHttp: base + 1, hub: base + 2, serviceHttps: base + 3, serviceHttp: base + 4 };
+  return {
+    relayTls: base,
+    relayHttp: base + 1,
+    hub: base + 2,
+    serviceHttps: base + 3,
+    serviceHttp: base + 4,
+  };
 }
 
 /**

@@ -40,7 +40,9 @@ function formatLine(line) {
     return line;
   }
   const { level, time, pid, hostname, name, msg, ...fields } = entry;
-  const rest = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  const rest = Object.entries(fields).map(
+    ([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`,
+  );
   return [LEVELS[level] ?? level, msg, ...rest].join(' ');
 }
 
@@ -65,7 +67,10 @@ async function waitForPort(port, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const up = await new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => resolve(socket.destroy() && true));
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
       socket.on('error', () => resolve(false));
     });
     if (up) return;
@@ -143,6 +148,13 @@ const stop = (code) => {
   })();
   return stopping;
 };
+/** A child that exits before we stop it ends the run with an error. */
+const failIfExits = (child, label) =>
+  child.exited.then((code) => {
+    if (stopping !== undefined) return;
+    console.error(`${label} exited (${code})`);
+    stop(1);
+  });
 process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
@@ -161,13 +173,16 @@ try {
     '1000',
   ]);
   children.push(edge);
-  edge.exited.then((code) => stopping ?? (console.error(`edge exited (${code})`), stop(1)));
+  failIfExits(edge, 'edge');
   await waitForPort(p.hub);
   // 2. The device: its local service, then the backend client that attaches it to the edge.
   service = await startService(p);
-  const backend = run('backend', bin('@nexus-proxy/backend-client', 'nexus-backend'), ['-c', clientYaml.path]);
+  const backend = run('backend', bin('@nexus-proxy/backend-client', 'nexus-backend'), [
+    '-c',
+    clientYaml.path,
+  ]);
   children.push(backend);
-  backend.exited.then((code) => stopping ?? (console.error(`backend exited (${code})`), stop(1)));
+  failIfExits(backend, 'backend');
   // 3. The client.
   if (selftest) {
     await selfTest();
@@ -185,6 +200,6 @@ try {
     );
   }
 } catch (err) {
-  console.error(`SELFTEST FAILED: ${err instanceof Error ? err.message : err}`);
+  console.error(`${selftest ? 'SELFTEST FAILED' : 'failed'}: ${err instanceof Error ? err.message : err}`);
   await stop(1);
 }

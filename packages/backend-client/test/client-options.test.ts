@@ -26,8 +26,15 @@ describe('resolveBackendClientOptions', () => {
       jitter: 0.25,
       resetAfterMs: 30_000,
     });
-    expect(resolved.keepalive).toEqual({ intervalMs: DEFAULT_KEEPALIVE_INTERVAL, timeoutMs: DEFAULT_KEEPALIVE_TIMEOUT });
-    expect(resolved.healthChecks).toEqual({ enabled: false, inactivityTimeoutMs: 60_000, pongTimeoutMs: 5_000 });
+    expect(resolved.keepalive).toEqual({
+      intervalMs: DEFAULT_KEEPALIVE_INTERVAL,
+      timeoutMs: DEFAULT_KEEPALIVE_TIMEOUT,
+    });
+    expect(resolved.healthChecks).toEqual({
+      enabled: false,
+      inactivityTimeoutMs: 60_000,
+      pongTimeoutMs: 5_000,
+    });
     expect(resolved.dialTimeoutMs).toBe(10_000);
     expect(resolved.logger).toBe(noopLogger);
     expect(Object.isFrozen(resolved)).toBe(true);
@@ -36,7 +43,9 @@ describe('resolveBackendClientOptions', () => {
 
   it('accepts a connect handler instead of port mappings', () => {
     const { portMappings: _, ...rest } = base;
-    expect(resolveBackendClientOptions({ ...rest, connectHandler: () => undefined }).portMappings).toBeUndefined();
+    expect(
+      resolveBackendClientOptions({ ...rest, connectHandler: () => undefined }).portMappings,
+    ).toBeUndefined();
   });
 
   it.each<[string, Partial<BackendClientOptions> & Record<string, unknown>]>([

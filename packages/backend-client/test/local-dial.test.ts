@@ -30,7 +30,9 @@ describe('dialLocal', () => {
   it('rejects with DialError when the port refuses', async () => {
     const port = await listen();
     await new Promise((resolve) => servers.pop()!.close(resolve));
-    await expect(dialLocal({ host: '127.0.0.1', port }, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(DialError);
+    await expect(dialLocal({ host: '127.0.0.1', port }, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(
+      DialError,
+    );
   });
 
   it('destroys the socket and clears its timer when aborted mid-dial', async () => {

@@ -27,9 +27,9 @@ const OID_ANY_EKU = '2.5.29.37.0';
 /** Options of {@link PeerAuthenticator}. */
 export interface PeerAuthenticatorOptions {
   /**
-   * Accepted domain suffixes (`peerAuthentication.trustedDomainSuffixes`). `mesh.example.com` accepts
-   * `mesh.example.com` itself and every name below it; `.mesh.example.com` accepts only names below it.
-   * Neither accepts `evilmesh.example.com`. Required, at least one.
+   * Accepted domain suffixes (`peerAuthentication.trustedDomainSuffixes`): `mesh.example.com` accepts
+   * `mesh.example.com` itself and every name below it, never `evilmesh.example.com`. A leading `.` (or
+   * `*.`) is allowed and ignored, as in the configuration file. Required, at least one, each with a dot.
    */
   trustedDomainSuffixes: readonly string[];
   /** Extra trusted CA certificates, PEM (one string may hold several), e.g. `peerAuthentication.caFile`. */
@@ -58,34 +58,35 @@ export type PeerAuthResult =
     };
 
 /**
- * Normalises one configured suffix: trimmed, lower-case, one trailing dot dropped. Returns `undefined`
- * for an empty or malformed suffix. A leading dot is kept: it means "strictly below".
+ * Normalises one configured suffix: trimmed, lower-case, a leading `.` or `*.` and one trailing dot
+ * dropped. Returns `undefined` for an empty or malformed suffix, and for a single label (`.com` would
+ * trust every certificate under a TLD).
  */
 export function normalizeTrustedSuffix(suffix: string): string | undefined {
   let s = suffix.trim().toLowerCase();
   if (s.endsWith('.')) s = s.slice(0, -1);
-  const body = s.startsWith('.') ? s.slice(1) : s;
-  if (body === '' || body.startsWith('.') || body.includes('..') || /[^a-z0-9.*_-]/.test(body))
+  if (s.startsWith('*.')) s = s.slice(2);
+  else if (s.startsWith('.')) s = s.slice(1);
+  if (s === '' || !s.includes('.') || s.startsWith('.') || s.includes('..') || /[^a-z0-9._-]/.test(s)) {
     return undefined;
+  }
   return s;
 }
 
 /**
- * True when `name` ends with one of `suffixes` at a label boundary (PROTOCOL.md §2.1).
- * `mesh.example.com` matches `mesh.example.com` and `a.mesh.example.com`; `.mesh.example.com` matches
- * only `a.mesh.example.com`; neither matches `evilmesh.example.com`. `suffixes` must be normalised
- * ({@link normalizeTrustedSuffix}); `name` is compared case-insensitively, without a trailing dot.
+ * True when `name` is one of `suffixes` or ends with `.` + one of them: the match is at a label boundary
+ * (PROTOCOL.md §2.1), so `mesh.example.com` matches `mesh.example.com` and `a.mesh.example.com` but not
+ * `evilmesh.example.com`. `suffixes` must be normalised ({@link normalizeTrustedSuffix}); `name` is
+ * compared case-insensitively, without a trailing dot.
  */
 export function matchesTrustedSuffix(name: string, suffixes: readonly string[]): boolean {
   let n = name.trim().toLowerCase();
   if (n.endsWith('.')) n = n.slice(0, -1);
   if (n === '') return false;
   for (const suffix of suffixes) {
-    if (suffix.startsWith('.')) {
-      if (n.length > suffix.length && n.endsWith(suffix)) return true;
-    } else if (n === suffix || n.endsWith(`.${suffix}`)) {
-      return true;
-    }
+    if (n === suffix) return true;
+    const boundary = n.length - suffix.length - 1;
+    if (boundary > 0 && n.endsWith(suffix) && n[boundary] === '.') return true;
   }
   return false;
 }
@@ -215,7 +216,7 @@ export class PeerAuthenticator {
       if (normalized === undefined) {
         throw new InvalidConfigError(
           `peerAuthentication.trustedDomainSuffixes[${i}]`,
-          'must be a domain such as mesh.example.com',
+          'must be a domain such as .mesh.example.com (a bare TLD is too broad)',
         );
       }
       return normalized;

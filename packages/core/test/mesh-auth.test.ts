@@ -20,9 +20,11 @@ const x509 = (c: CertificateAndKey) => new X509Certificate(c.certPem);
 describe('normalizeTrustedSuffix', () => {
   it.each([
     ['mesh.example.com', 'mesh.example.com'],
-    [' .Mesh.Example.COM. ', '.mesh.example.com'],
+    [' .Mesh.Example.COM. ', 'mesh.example.com'],
+    ['*.mesh.example.com', 'mesh.example.com'],
     ['', undefined],
     ['.', undefined],
+    ['.com', undefined],
     ['..example.com', undefined],
     ['mesh example.com', undefined],
   ])('normalises %j to %j', (input, expected) => {
@@ -34,7 +36,8 @@ describe('matchesTrustedSuffix', () => {
   const cases: { suffix: string; name: string; expected: boolean }[] = [
     { suffix: '.mesh.example.com', name: 'a.mesh.example.com', expected: true },
     { suffix: '.mesh.example.com', name: 'x.y.mesh.example.com', expected: true },
-    { suffix: '.mesh.example.com', name: 'mesh.example.com', expected: false },
+    { suffix: '.mesh.example.com', name: 'mesh.example.com', expected: true },
+    { suffix: 'mesh.example.com', name: '.mesh.example.com', expected: false },
     { suffix: '.mesh.example.com', name: 'evilmesh.example.com', expected: false },
     { suffix: '.mesh.example.com', name: 'a.mesh.example.com.evil.org', expected: false },
     { suffix: 'mesh.example.com', name: 'mesh.example.com', expected: true },
@@ -48,7 +51,7 @@ describe('matchesTrustedSuffix', () => {
   });
 
   it('accepts a match on any of several suffixes', () => {
-    expect(matchesTrustedSuffix('n1.other.org', ['.mesh.example.com', 'other.org'])).toBe(true);
+    expect(matchesTrustedSuffix('n1.other.org', ['mesh.example.com', 'other.org'])).toBe(true);
   });
 });
 

@@ -224,7 +224,9 @@ describe('TunnelSession', () => {
     stalledDest.resume();
     while (received < big.length && Date.now() < deadline + 5_000) await new Promise((r) => setTimeout(r, 5));
     expect(sink.digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
-    const grants = framesOf(wires.b, 'tunnel-credits', stalled.id).slice(before) as { credits: number }[];
+    const grants = framesOf(wires.b, 'tunnel-credits', stalled.id).slice(before) as unknown as {
+      credits: number;
+    }[];
     expect(grants.length).toBeGreaterThan(10);
     for (const g of grants) expect(g.credits).toBeGreaterThanOrEqual(4);
   });

@@ -363,7 +363,7 @@ export class MuxStream extends Duplex {
    */
   override _final(callback: (error?: Error | null) => void): void {
     this.#finalDone = true;
-    const reason = this.#role === 'backend' ? 'normal' : this.#disconnectReason;
+    const reason = this.#disconnectReason ?? (this.#role === 'backend' ? 'normal' : undefined);
     if (reason !== undefined) this.#sendDisconnect(reason);
     callback();
   }

@@ -137,11 +137,12 @@ describe('BackendClient session lifecycle', () => {
     await conn.token;
     const stream = conn.openStream(); // no credits: a v1 hub, backpressure by pausing the WebSocket
     const upload = randomBytes(total);
-    for (let offset = 0; offset < total; offset += 32_768) stream.write(upload.subarray(offset, offset + 32_768));
+    for (let offset = 0; offset < total; offset += 32_768)
+      stream.write(upload.subarray(offset, offset + 32_768));
     await all;
     expect(sha256(Buffer.concat(received))).toBe(sha256(upload));
     expect(disconnects).toEqual([]);
-  });
+  }, 15_000);
 
   it('closes an idle stream with reason timeout when pong_client does not come', async () => {
     const hub = await startHub();

@@ -10,7 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect as netConnect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Duplex, Readable } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import {
   type BackendClient,
@@ -362,7 +364,7 @@ export class HashingReader {
   #waiters: Array<{ bytes: number; resolve: (digest: string) => void }> = [];
   /** Resolves with the hex digest at the socket's EOF (FIN). Rejects on a socket error. */
   readonly ended: Promise<string>;
-  constructor(readonly socket: Socket | TLSSocket) {
+  constructor(readonly socket: Duplex) {
     this.ended = new Promise((resolve, reject) => {
       socket.once('end', () => {
         this.#clear();
@@ -433,11 +435,24 @@ export class HashingReader {
 /** Writes `source` into `socket` with backpressure (no end). Resolves once the last byte is handed over. */
 export async function pump(source: Readable, socket: Socket): Promise<void> {
   for await (const chunk of source) {
-    if (!socket.write(chunk as Buffer)) {
-      await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
-      if (socket.destroyed) throw new Error('socket closed during pump');
-    }
+    if (!socket.write(chunk as Buffer)) await drained(socket);
   }
+}
+
+/** Resolves at the socket's next `'drain'`; rejects if it closes first. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = (): void => {
+      socket.off('close', onClose);
+      resolve();
+    };
+    const onClose = (): void => {
+      socket.off('drain', onDrain);
+      reject(new Error('socket closed while writing'));
+    };
+    socket.once('drain', onDrain);
+    socket.once('close', onClose);
+  });
 }
 
 // ───────────────────────────── end-user clients ─────────────────────────────
@@ -477,6 +492,50 @@ export async function httpGet(port: number, host: string, path = '/'): Promise<s
   return client.received().toString('latin1');
 }
 
+/**
+ * A Duplex over a TCP socket that sends every write in `pieceBytes` pieces, `gapMs` apart, with Nagle off:
+ * a TLS client on top of it sends its ClientHello as many TCP segments.
+ */
+export class SplittingDuplex extends Duplex {
+  constructor(
+    readonly inner: Socket,
+    readonly pieceBytes: number,
+    readonly gapMs = 1,
+  ) {
+    super();
+    inner.setNoDelay(true);
+    inner.on('data', (c: Buffer) => {
+      if (!this.push(c)) inner.pause();
+    });
+    inner.on('end', () => this.push(null));
+    inner.on('close', () => this.destroy());
+    inner.on('error', () => {});
+  }
+  override _read(): void {
+    this.inner.resume();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    let offset = 0;
+    const next = (): void => {
+      if (offset >= chunk.length || this.inner.destroyed) {
+        cb();
+        return;
+      }
+      this.inner.write(chunk.subarray(offset, offset + this.pieceBytes));
+      offset += this.pieceBytes;
+      setTimeout(next, this.gapMs);
+    };
+    next();
+  }
+  override _final(cb: () => void): void {
+    this.inner.end(cb);
+  }
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.inner.destroy();
+    cb(err);
+  }
+}
+
 /** A TLS end user for `servername` trusting `ca`; resolves after the handshake. */
 export async function tlsEndUser(port: number, servername: string, ca: string): Promise<TLSSocket> {
   const socket = tlsConnect({ host: '127.0.0.1', port, servername, ca, allowHalfOpen: false });
@@ -495,17 +554,33 @@ export interface MemorySummary {
   peakRss: number;
   baseArrayBuffers: number;
   peakArrayBuffers: number;
+  /** After a full GC at `stop()`: what is still referenced. */
+  liveRss: number;
+  liveArrayBuffers: number;
   samples: number;
 }
 
-/** Samples memory every `intervalMs` until `stop()`. Call `global.gc` first if exposed. */
+let gcFunction: (() => void) | undefined;
+/** Runs a full garbage collection (V8's `gc`, exposed at run time), so memory samples show live data. */
+export function forceGc(): void {
+  if (gcFunction === undefined) {
+    setFlagsFromString('--expose-gc');
+    gcFunction = runInNewContext('gc') as () => void;
+  }
+  gcFunction();
+}
+
+/** Samples memory every `intervalMs` until `stop()`; the baseline is taken after a full GC. */
 export function sampleMemory(intervalMs = 20): { stop(): MemorySummary } {
+  forceGc();
   const base = process.memoryUsage();
   const summary: MemorySummary = {
     baseRss: base.rss,
     peakRss: base.rss,
     baseArrayBuffers: base.arrayBuffers,
     peakArrayBuffers: base.arrayBuffers,
+    liveRss: base.rss,
+    liveArrayBuffers: base.arrayBuffers,
     samples: 1,
   };
   const timer = setInterval(() => {
@@ -517,6 +592,10 @@ export function sampleMemory(intervalMs = 20): { stop(): MemorySummary } {
   return {
     stop() {
       clearInterval(timer);
+      forceGc();
+      const live = process.memoryUsage();
+      summary.liveRss = live.rss;
+      summary.liveArrayBuffers = live.arrayBuffers;
       return summary;
     },
   };

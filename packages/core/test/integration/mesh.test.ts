@@ -286,7 +286,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     const certs: Record<string, CertificateAndKey | undefined> = {
       outside: await issueCertificate(pki.ca, { dnsNames: ['node.other.example.org'] }),
       evilmesh: await issueCertificate(pki.ca, { dnsNames: ['evilmesh.example.com'] }),
-      bare: await issueCertificate(pki.ca, { dnsNames: ['mesh.example.com'] }),
+      parent: await issueCertificate(pki.ca, { dnsNames: ['example.com'] }),
       selfSigned: await createSelfSignedCertificate({ dnsNames: ['x.mesh.example.com'], clientAuth: true }),
       otherCa: await issueCertificate(otherCa, { dnsNames: ['x.mesh.example.com'], clientAuth: true }),
       none: undefined,
@@ -304,7 +304,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     expect(refused).toEqual([
       'certificate names ["node.other.example.org"] match no trusted domain suffix',
       'certificate names ["evilmesh.example.com"] match no trusted domain suffix',
-      'certificate names ["mesh.example.com"] match no trusted domain suffix',
+      'certificate names ["example.com"] match no trusted domain suffix',
       'self-signed certificate',
       'untrusted certificate chain',
       'no client certificate',
@@ -313,8 +313,8 @@ describe('PeerMesh (three nodes on loopback)', () => {
     expect(a.mesh.linkCount).toBe(0);
   });
 
-  it('accepts the bare suffix itself when configured without a leading dot', async () => {
-    const a = await node('a', { mesh: { trustedDomainSuffixes: ['mesh.example.com'] } });
+  it('accepts a certificate for the suffix itself (a leading dot is not significant)', async () => {
+    const a = await node('a', { mesh: { trustedDomainSuffixes: ['.mesh.example.com'] } });
     const bare = await issueCertificate(pki.ca, { dnsNames: ['mesh.example.com'], clientAuth: true });
     const ws = new WebSocket(a.meshUrl, { ca: pki.ca.certPem, cert: bare.certPem, key: bare.keyPem });
     ws.on('error', () => {});

@@ -1,0 +1,286 @@
+/**
+ * RELIABILITY.md items 20 (hostile sniffing input) and 21 (slowloris), and the relay-side limits a public
+ * node needs (concurrent sniffs, connections per source IP, ClientHello / HTTP head caps), through the
+ * relay listeners of a whole node (`createNexus`) with a real backend client behind it. Sniff deadlines are
+ * configured short (hundreds of ms) so the deadline behaviour runs on the real clock.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { resolvePortMappings } from '@nexus-proxy/backend-client';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { SniffFailedEvent } from '../../src/nexus.js';
+import {
+  attachClient,
+  clientHello,
+  type EndUser,
+  endUser,
+  type Extension,
+  httpGet,
+  type Pki,
+  createPki,
+  sleep,
+  startHttpService,
+  startNode,
+  startRecordingService,
+  type TestNode,
+  waitUntil,
+} from './_reliability-helpers.js';
+
+let pki: Pki;
+beforeAll(async () => {
+  pki = await createPki();
+});
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** The `sniff-failed` event for `user` (matched by its source port), once reported. */
+async function failureOf(node: TestNode, user: EndUser, timeoutMs = 3_000): Promise<SniffFailedEvent> {
+  const port = user.socket.localPort;
+  await waitUntil(() => node.events.sniffFailed.some((e) => e.remotePort === port), timeoutMs, `sniff-failed of :${port}`);
+  return node.events.sniffFailed.find((e) => e.remotePort === port) as SniffFailedEvent;
+}
+
+/** Sends `bytes` (and a FIN when `end`), then expects the node to close the connection writing nothing. */
+async function expectClosed(node: TestNode, port: number, bytes: Uint8Array, end = false) {
+  const user = await endUser(port);
+  user.socket.write(bytes);
+  if (end) user.socket.end();
+  const event = await failureOf(node, user);
+  await user.closed;
+  expect(user.received().length).toBe(0);
+  return event;
+}
+
+async function nodeWithBackend(config: Parameters<typeof startNode>[1] = {}) {
+  const node = await startNode(pki, {
+    limits: { sniffFirstByteTimeoutMs: 600, sniffReadExtensionMs: 400, sniffAbsoluteTimeoutMs: 1_200 },
+    ...config,
+  });
+  cleanups.push(() => node.close());
+  const http = await startHttpService('good');
+  cleanups.push(() => http.close());
+  const recorder = await startRecordingService();
+  cleanups.push(() => recorder.close());
+  const client = await attachClient(pki, node, {
+    hostnames: ['good.example.com'],
+    // TLS streams go to the recorder (to compare bytes), HTTP ones to the web service.
+    portMappings: resolvePortMappings({
+      [node.tlsPort]: `127.0.0.1:${recorder.port}`,
+      [node.httpPort]: `127.0.0.1:${http.port}`,
+    }),
+  });
+  cleanups.push(() => client.close({ graceMs: 0 }));
+  return { node, recorder };
+}
+
+/** Many zero-length extensions (4 bytes each on the wire). */
+const emptyExtensions = (n: number): Extension[] =>
+  Array.from({ length: n }, (_, i) => ({ type: 0x1000 + i, data: new Uint8Array(0) }));
+/** `total` bytes of padding (RFC 7685) split into extensions of at most 16 KiB. */
+const padding = (total: number): Extension[] =>
+  Array.from({ length: Math.ceil(total / 16_384) }, (_, i) => ({
+    type: 0x2000 + i,
+    data: new Uint8Array(Math.min(16_384, total - i * 16_384)),
+  }));
+
+describe('R20 sniffing', () => {
+  it('closes hostile TLS openings with a clear reason and never answers; a good client still routes', async () => {
+    const { node, recorder } = await nodeWithBackend();
+    const port = node.tlsPort;
+    const good = clientHello('good.example.com');
+
+    // Random bytes that are not a handshake record.
+    const random = randomBytes(1_024);
+    random[0] = 0x47;
+    expect(await expectClosed(node, port, random)).toMatchObject({ reason: 'not-tls', port });
+
+    // Random bytes behind a handshake record header: some verdict, never a crash, never an answer.
+    for (let i = 0; i < 20; i++) {
+      const bytes = Buffer.concat([Buffer.from([0x16, 0x03, 0x01]), randomBytes(200 + i * 37)]);
+      const e = await expectClosed(node, port, bytes, true);
+      expect(['not-tls', 'too-large', 'client-closed']).toContain(e.reason);
+    }
+
+    // A truncated ClientHello: EOF while sniffing, or the sniff deadline when the client just waits.
+    expect(await expectClosed(node, port, good.subarray(0, 60), true)).toMatchObject({ reason: 'client-closed' });
+    const waited = await expectClosed(node, port, good.subarray(0, 60));
+    expect(waited.reason).toBe('sniff-timeout');
+
+    // Lengths that point past the buffer: the extensions block, the SNI list, the handshake itself.
+    const extLen = Buffer.from(good);
+    extLen.writeUInt16BE(0xffff, 86);
+    expect(await expectClosed(node, port, extLen)).toMatchObject({ reason: 'not-tls' });
+    const sniLen = Buffer.from(good);
+    sniLen.writeUInt16BE(0xfff0, 92);
+    expect(await expectClosed(node, port, sniLen)).toMatchObject({ reason: 'not-tls' });
+    const hsLen = Buffer.from(good);
+    hsLen.writeUIntBE(0xffffff, 6, 3);
+    expect(await expectClosed(node, port, hsLen)).toMatchObject({ reason: 'too-large' });
+
+    // SNI of length 0 and SNI that is not ASCII: no valid name to route by (PROTOCOL.md §4.1).
+    expect(await expectClosed(node, port, clientHello(''))).toMatchObject({ reason: 'no-sni' });
+    expect(await expectClosed(node, port, clientHello('bücher.example.com'))).toMatchObject({ reason: 'no-sni' });
+    expect(await expectClosed(node, port, clientHello(new Uint8Array([0xff, 0xfe, 0x2e, 0x63])))).toMatchObject({
+      reason: 'no-sni',
+    });
+
+    // 10 000 extensions (40 KiB) and a 100 KiB ClientHello are over the 32 KiB cap.
+    const manyExt = clientHello('good.example.com', emptyExtensions(10_000));
+    expect(await expectClosed(node, port, manyExt)).toMatchObject({ reason: 'too-large' });
+    const huge = clientHello('good.example.com', padding(100 * 1024));
+    expect(await expectClosed(node, port, huge)).toMatchObject({ reason: 'too-large' });
+
+    // The node still routes a good ClientHello, byte for byte.
+    const user = await endUser(port);
+    user.socket.end(good);
+    await user.closed;
+    await waitUntil(() => recorder.received.length === 1, 3_000, 'routed stream');
+    expect(sha(Buffer.concat(recorder.received[0] ?? []))).toBe(sha(good));
+    expect(node.nexus.hub.sessions).toHaveLength(1);
+  });
+
+  it('routes a 10 000-extension and a 100 KiB ClientHello when the cap allows them, byte for byte', async () => {
+    const { node, recorder } = await nodeWithBackend({
+      limits: {
+        maxClientHelloBytes: 128 * 1024,
+        sniffFirstByteTimeoutMs: 2_000,
+        sniffReadExtensionMs: 2_000,
+        sniffAbsoluteTimeoutMs: 5_000,
+      },
+    });
+    const inputs = [
+      clientHello('good.example.com', emptyExtensions(10_000)),
+      clientHello('good.example.com', padding(100 * 1024)),
+    ];
+    for (const [i, bytes] of inputs.entries()) {
+      const user = await endUser(node.tlsPort);
+      user.socket.end(bytes);
+      await user.closed;
+      await waitUntil(() => recorder.received.length === i + 1, 3_000, 'routed stream');
+      await sleep(50);
+      expect(sha(Buffer.concat(recorder.received[i] ?? []))).toBe(sha(bytes));
+    }
+    expect(node.events.sniffFailed).toHaveLength(0);
+  });
+
+  it('closes hostile HTTP heads with a clear reason, routes Host with a port, and misses an IPv6 literal', async () => {
+    const { node } = await nodeWithBackend();
+    const port = node.httpPort;
+    const head = (lines: string[]) => Buffer.from(`GET / HTTP/1.1\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`);
+
+    const random = randomBytes(2_048);
+    random[0] = 0x00;
+    expect(await expectClosed(node, port, random)).toMatchObject({ reason: 'not-http' });
+    // A 1 MB head: closed once past the 64 KiB cap, long before the megabyte is read.
+    const big = Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: good.example.com\r\n'), Buffer.alloc(1 << 20, 'a')]);
+    const tooLarge = await expectClosed(node, port, big);
+    expect(tooLarge.reason).toBe('too-large');
+    expect(tooLarge.bytesRead).toBeLessThan(1 << 20);
+    expect(await expectClosed(node, port, head(['User-Agent: x']))).toMatchObject({
+      reason: 'bad-host',
+      detail: 'missing-host',
+    });
+    expect(
+      await expectClosed(node, port, head(['Host: good.example.com', 'Host: evil.example.com'])),
+    ).toMatchObject({ reason: 'bad-host', detail: 'duplicate-host' });
+
+    // Host with a port routes by the name; an IPv6 literal is a valid Host that no backend serves.
+    expect(await httpGet(port, 'good.example.com:8080')).toContain('served-by good');
+    const v6 = await expectClosed(node, port, head(['Host: [::1]:8080']));
+    expect(v6).toMatchObject({ reason: 'no-route', hostname: '[::1]' });
+    expect(node.events.routeMiss.at(-1)).toMatchObject({ hostname: '[::1]', isTls: false });
+
+    expect(await httpGet(port, 'good.example.com')).toContain('served-by good');
+    expect(node.nexus.hub.sessions).toHaveLength(1);
+  });
+});
+
+describe('R21 slowloris', () => {
+  /** Opens `n` connections that each send one byte of a ClientHello every `everyMs`. */
+  async function slowloris(port: number, n: number, everyMs: number, localAddress?: string) {
+    const hello = clientHello('good.example.com');
+    const users = await Promise.all(Array.from({ length: n }, () => endUser(port, localAddress)));
+    const timers = users.map((u, i) => {
+      let sent = 0;
+      const drip = () => {
+        if (u.socket.destroyed || sent >= hello.length) return;
+        u.socket.write(hello.subarray(sent, sent + 1));
+        sent++;
+      };
+      drip();
+      // Spread the drips so the 1 000 sockets do not all write in the same tick.
+      return setTimeout(() => {
+        drip();
+        const t = setInterval(drip, everyMs);
+        u.socket.once('close', () => clearInterval(t));
+        timers[i] = t;
+      }, i % everyMs);
+    });
+    cleanups.push(() => {
+      for (const t of timers) clearInterval(t);
+      for (const u of users) u.socket.destroy();
+    });
+    return users;
+  }
+
+  it('closes 1 000 dripping connections at the sniff deadline, the excess over the budget at once', async () => {
+    const ABSOLUTE = 1_500;
+    const { node } = await nodeWithBackend({
+      limits: {
+        maxConcurrentSniffs: 256,
+        sniffFirstByteTimeoutMs: 500,
+        sniffReadExtensionMs: 300,
+        sniffAbsoluteTimeoutMs: ABSOLUTE,
+      },
+    });
+    const t0 = Date.now();
+    const users = await slowloris(node.tlsPort, 1_000, 200);
+    const closes = await Promise.all(users.map((u) => u.closed));
+    const reasons = new Map<string, number>();
+    for (const e of node.events.sniffFailed) reasons.set(e.reason, (reasons.get(e.reason) ?? 0) + 1);
+    expect(Object.fromEntries(reasons)).toEqual({ 'over-budget': 744, 'sniff-timeout': 256 });
+    const byPort = new Map(node.events.sniffFailed.map((e) => [e.remotePort, e.reason]));
+    for (const [i, u] of users.entries()) {
+      expect(u.received().length).toBe(0);
+      const reason = byPort.get(u.socket.localPort);
+      const after = (closes[i]?.at ?? 0) - t0;
+      // Each drip extends the deadline by 300 ms, but never past the absolute one.
+      if (reason === 'sniff-timeout') expect(after).toBeGreaterThanOrEqual(ABSOLUTE - 50);
+      else expect(after).toBeLessThan(ABSOLUTE - 200);
+    }
+    expect(Date.now() - t0).toBeLessThan(ABSOLUTE + 1_500);
+    // Every slot was given back: a real user gets through at once.
+    expect(await httpGet(node.httpPort, 'good.example.com')).toContain('served-by good');
+  });
+
+  it('with a per-IP limit, a real user gets through while 1 000 dripping connections from one address wait', async () => {
+    const { node } = await nodeWithBackend({
+      limits: {
+        maxConcurrentSniffs: 256,
+        maxConnectionsPerIp: 200,
+        sniffFirstByteTimeoutMs: 500,
+        sniffReadExtensionMs: 300,
+        sniffAbsoluteTimeoutMs: 1_500,
+      },
+    });
+    const users = await slowloris(node.tlsPort, 1_000, 200, '127.0.0.2');
+    await waitUntil(() => node.events.sniffFailed.length >= 800, 3_000, 'ip-limit closes');
+    expect(node.events.sniffFailed.every((e) => e.reason === 'ip-limit' && e.remoteAddress === '127.0.0.2')).toBe(
+      true,
+    );
+    // Meanwhile (200 still sniffing from 127.0.0.2) a user from 127.0.0.1 is routed and answered.
+    const open = users.filter((u) => !u.socket.destroyed).length;
+    expect(open).toBe(200);
+    const started = Date.now();
+    expect(await httpGet(node.httpPort, 'good.example.com')).toContain('served-by good');
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(users.filter((u) => !u.socket.destroyed).length).toBeGreaterThan(0);
+    await Promise.all(users.map((u) => u.closed));
+    const timeouts = node.events.sniffFailed.filter((e) => e.reason === 'sniff-timeout').length;
+    expect(timeouts).toBe(200);
+  });
+});
