@@ -43,7 +43,8 @@ function printTable(title, rows) {
   console.log(`\n## ${title}`);
   if (rows.length === 0) return;
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const cell = (v) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v ?? ''));
+  const cell = (v) =>
+    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v ?? '');
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals) => `| ${vals.map((v, i) => v.padEnd(widths[i])).join(' | ')} |`;
   console.log(line(cols));
@@ -68,14 +69,23 @@ const summary = [];
 
 for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
+  const loadAverage = os.loadavg().map((l) => Math.round(l * 100) / 100);
+  const started = performance.now();
   let out = await mod.run({ quick, size, profileDir });
   // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
   if (!Array.isArray(out?.rows)) {
     out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };
   }
+  // The load average before the scenario shows whether other work shared the machine.
+  out = {
+    ...out,
+    loadAverageBefore: loadAverage,
+    seconds: Math.round((performance.now() - started) / 100) / 10,
+  };
   results.scenarios[name] = out;
   printTable(out.title ?? name, out.rows ?? []);
   for (const note of out.notes ?? []) console.log(`note: ${note}`);
+  console.log(`(${out.seconds} s; load average before: ${loadAverage.join(' ')})`);
   for (const t of out.targets ?? []) summary.push({ scenario: name, ...t });
   if (out.profile !== undefined) {
     console.log(`\nprofile of the node process (${out.profile.file.slice(root.length + 1)}):`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // One benchmark process, started by bench/lib/topology.mjs with `fork()`: `node child.mjs <role>`.
-// Roles: `service` (the local TLS / plain TCP service), `node` (createNexus), `backend` (createBackendClient),
-// `mesh-node` (a node with a PeerMesh, when core exports it). The parent sends `{ type: 'start', ... }` over
+// Roles: `service` (the local TLS / plain TCP service), `node` (createNexus, optionally a mesh node),
+// `backend` (createBackendClient). The parent sends `{ type: 'start', ... }` over
 // IPC and gets `{ type: 'ready', ... }` back; `{ type: 'stats' }` → `{ type: 'stats', rss, peakRss, ... }`;
 // `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
 import { once } from 'node:events';
@@ -195,12 +195,12 @@ export const BENCH_LIMITS = {
   maxControlMessagesPerSecond: 0,
 };
 
-async function node({ certPem, keyPem, secret }) {
+async function node({ certPem, keyPem, secret, mesh }) {
   const { createNexus } = await import('@nexus-proxy/core');
   const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-'));
   writeFileSync(join(dir, 'hub.pem'), certPem);
   writeFileSync(join(dir, 'hub.key'), keyPem);
-  const nexus = createNexus({
+  const config = {
     backendListenAddress: '127.0.0.1:0',
     listeners: [
       { port: 0, mode: 'tls', host: '127.0.0.1' },
@@ -211,16 +211,40 @@ async function node({ certPem, keyPem, secret }) {
     hubTlsKeyFile: join(dir, 'hub.key'),
     limits: BENCH_LIMITS,
     logLevel: 'silent',
-  });
+  };
+  const options = {};
+  if (mesh !== undefined) {
+    // A mesh node (PROTOCOL.md §2): peer listener on loopback, peers dialled, the test CA trusted.
+    Object.assign(config, {
+      peerListenAddress: '127.0.0.1:0',
+      peers: mesh.peers,
+      peerAuthentication: { trustedDomainSuffixes: [mesh.suffix] },
+    });
+    options.mesh = { ca: mesh.caPem, systemCa: false, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } };
+  }
+  const nexus = createNexus(config, options);
   const addresses = await nexus.listen();
   rmSync(dir, { recursive: true, force: true });
   let backends = 0;
+  let activeStreams = 0;
   nexus.on('backend-connected', () => backends++);
   nexus.on('backend-disconnected', () => backends--);
-  extraStats = () => ({ activeStreams: nexus.activeStreams, backends });
+  // Counted from the events rather than read from `nexus.activeStreams`, which may be a snapshot.
+  nexus.on('stream-open', () => activeStreams++);
+  nexus.on('stream-close', () => activeStreams--);
+  extraStats = () => ({
+    activeStreams,
+    backends,
+    peerRoute: mesh !== undefined && nexus.routes.lookup(mesh.appHostname)?.kind === 'peer',
+  });
   closeRole = () => nexus.close({ graceMs: 0 });
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;
-  return { hubPort: addresses.hub.port, tlsPort: port('tls'), httpPort: port('http') };
+  return {
+    hubPort: addresses.hub.port,
+    tlsPort: port('tls'),
+    httpPort: port('http'),
+    peerPort: addresses.peer?.port,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -244,60 +268,7 @@ async function backend({ hubPort, hubCaPem, token, mappings }) {
   return {};
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// A mesh node (PROTOCOL.md §2): hub + PeerMesh + TLS relay listener, wired from the building blocks the way
-// the node factory does it (local backend first, else a tunnel to a peer). Needs core to export `PeerMesh`.
-
-async function meshNode({ certPem, keyPem, caPem, secret, suffix, peers, appHostname }) {
-  const core = await import('@nexus-proxy/core');
-  if (typeof core.PeerMesh !== 'function') throw new Error('core does not export PeerMesh');
-  const { BackendHub, HubTlsContext, PeerMesh, RoutingTable, createRelayListener, relayConnection } = core;
-  const tls = new HubTlsContext({ certPem, keyPem });
-  const routes = new RoutingTable();
-  const hub = new BackendHub({
-    tls,
-    routes,
-    authenticate: (token) => core.verifyBackendToken(token, { secrets: [secret] }),
-    limits: BENCH_LIMITS,
-  });
-  const { port: hubPort } = await hub.listen('127.0.0.1', 0);
-  const mesh = new PeerMesh({
-    routes,
-    tls,
-    trustedDomainSuffixes: [suffix],
-    ca: caPem,
-    systemCa: false,
-    peers: peers ?? [],
-    openLocalStream: (hostname, init) => hub.openStream(hostname, init),
-    reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
-  });
-  const { port: meshPort } = await mesh.listen({ port: 0, host: '127.0.0.1' });
-  mesh.start();
-  let relayPort = 0;
-  const listener = createRelayListener({
-    mode: 'tls',
-    host: '127.0.0.1',
-    port: 0,
-    limits: BENCH_LIMITS,
-    onRouted(socket, sniffed) {
-      const init = { connPort: relayPort, clientIp: `${socket.remoteAddress}:${socket.remotePort}`, isTls: true };
-      const stream = hub.openStream(sniffed.hostname, init) ?? mesh.openTunnel(sniffed.hostname, init);
-      if (stream === undefined) return 'no-route';
-      relayConnection(socket, stream, { prelude: sniffed.prelude });
-      return undefined;
-    },
-  });
-  relayPort = (await listener.listen()).port;
-  extraStats = () => ({ peerRoute: routes.lookup(appHostname)?.kind === 'peer' });
-  closeRole = async () => {
-    await listener.close();
-    await mesh.close();
-    await hub.close();
-  };
-  return { hubPort, meshPort, tlsPort: relayPort };
-}
-
-const ROLES = { service, node, backend, 'mesh-node': meshNode };
+const ROLES = { service, node, backend };
 if (!(role in ROLES)) {
   console.error(`unknown role ${role}`);
   process.exit(2);

@@ -1,7 +1,7 @@
 // Starts the processes a scenario measures against, all on loopback:
 //   service   — a local TLS (and plain TCP) service, its own process;
 //   nexus     — a node (createNexus) and a backend client (createBackendClient), one process each;
-//   mesh      — two mesh nodes A → B with the backend on B (when core exports PeerMesh), one process each;
+//   mesh      — two createNexus mesh nodes A → B, the backend on B (when core has the mesh), one process each;
 //   haproxy   — HAProxy in TCP mode routing by `req_ssl_sni` (when the binary is installed).
 // The load generator is the calling process, so the proxy's own CPU shows in the figures.
 import { spawn, spawnSync, fork } from 'node:child_process';
@@ -33,7 +33,7 @@ export function haproxyAvailable() {
   return spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0;
 }
 
-/** True when core exports `PeerMesh` (the mesh scenario needs it). */
+/** True when core has the mesh (`PeerMesh`, which createNexus wires from `peers` / `peerAuthentication`). */
 export async function meshAvailable() {
   const core = await import('@nexus-proxy/core');
   return typeof core.PeerMesh === 'function';
@@ -197,7 +197,10 @@ export async function startTopology(options = {}) {
     };
 
     if (options.nexus !== false) {
-      const hubCert = await createSelfSignedCertificate({ dnsNames: ['hub.bench.test'], ipAddresses: ['127.0.0.1'] });
+      const hubCert = await createSelfSignedCertificate({
+        dnsNames: ['hub.bench.test'],
+        ipAddresses: ['127.0.0.1'],
+      });
       const execArgv = [];
       if (options.profileDir !== undefined) {
         mkdirSync(options.profileDir, { recursive: true });
@@ -217,20 +220,25 @@ export async function startTopology(options = {}) {
     }
 
     if (options.mesh && (await meshAvailable())) {
+      // Node A has no backend: it tunnels to node B, where the backend is attached.
       const ca = await createCertificateAuthority({ commonName: 'Bench Mesh CA' });
       const cert = (name) =>
         issueCertificate(ca, { dnsNames: [`${name}${MESH_SUFFIX}`], ipAddresses: ['127.0.0.1'] });
-      const common = { caPem: ca.certPem, secret: SECRET, suffix: MESH_SUFFIX, appHostname: APP_HOSTNAME };
-      const b = await startChild('mesh-node', { ...(await cert('b')), ...common, peers: [] });
-      closers.push(() => b.close());
-      const a = await startChild('mesh-node', {
-        ...(await cert('a')),
-        ...common,
-        peers: [`wss://127.0.0.1:${b.info.meshPort}/mesh`],
+      const mesh = { caPem: ca.certPem, suffix: MESH_SUFFIX, appHostname: APP_HOSTNAME };
+      const b = await startChild('node', {
+        ...(await cert('b')),
+        secret: SECRET,
+        mesh: { ...mesh, peers: [] },
       });
+      closers.push(() => b.close());
+      const peers = [`wss://127.0.0.1:${b.info.peerPort}/mesh`];
+      const a = await startChild('node', { ...(await cert('a')), secret: SECRET, mesh: { ...mesh, peers } });
       closers.push(() => a.close());
       // connPort of a tunnelled stream is the origin node's relay port (PROTOCOL.md §2).
-      const meshBackend = await startChild('backend', backendStart(b.info.hubPort, ca.certPem, a.info.tlsPort));
+      const meshBackend = await startChild(
+        'backend',
+        backendStart(b.info.hubPort, ca.certPem, a.info.tlsPort),
+      );
       closers.push(() => meshBackend.close());
       await waitUntil(async () => (await a.call('stats')).peerRoute === true, 'the peer route on node A');
       targets.mesh = { name: 'mesh', port: a.info.tlsPort, ...base };

@@ -79,6 +79,13 @@ export async function run(options = {}) {
     title: `connrate: new TLS connections (handshake + one request), ${WORKERS} workers, ${ms} ms`,
     rows,
     notes,
-    targets: [goal('connection rate via one node', `≥ ${RATE_TARGET}× direct`, `${round(ratio, 2)}×`, ratio >= RATE_TARGET)],
+    targets: [
+      goal(
+        'connection rate via one node',
+        `≥ ${RATE_TARGET}× direct`,
+        `${round(ratio, 2)}×`,
+        ratio >= RATE_TARGET,
+      ),
+    ],
   };
 }

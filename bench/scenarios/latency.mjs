@@ -140,7 +140,9 @@ export async function run(options = {}) {
     const rounds = 10;
     for (let r = 0; r < rounds; r++) {
       for (const name of names) {
-        rtts[name].push(...(await sequential(conns[name], lightCount / rounds, lightBudgetMs / rounds / names.length)));
+        rtts[name].push(
+          ...(await sequential(conns[name], lightCount / rounds, lightBudgetMs / rounds / names.length)),
+        );
       }
     }
     for (const name of names) conns[name].close();
@@ -150,18 +152,28 @@ export async function run(options = {}) {
     }
 
     // Peak through Nexus, then 80 % of it on every path.
-    const peakConns = await Promise.all(Array.from({ length: CONNECTIONS }, () => echoConnection(topo.targets.nexus)));
+    const peakConns = await Promise.all(
+      Array.from({ length: CONNECTIONS }, () => echoConnection(topo.targets.nexus)),
+    );
     const peak = await peakRate(peakConns, peakMs);
     for (const c of peakConns) c.close();
     const rate = Math.round(peak * 0.8);
     notes.push(`peak through nexus (closed loop, ${CONNECTIONS} connections): ${Math.round(peak)} req/s`);
     const loaded = {};
     for (const name of names) {
-      const cs = await Promise.all(Array.from({ length: CONNECTIONS }, () => echoConnection(topo.targets[name])));
+      const cs = await Promise.all(
+        Array.from({ length: CONNECTIONS }, () => echoConnection(topo.targets[name])),
+      );
       const out = await openLoop(cs, rate, loadMs);
       for (const c of cs) c.close();
       loaded[name] = figures(out.latencies);
-      const r = row(`80 % of nexus peak: ${rate} req/s open loop`, name, out.latencies.length, loaded[name], loaded.direct);
+      const r = row(
+        `80 % of nexus peak: ${rate} req/s open loop`,
+        name,
+        out.latencies.length,
+        loaded[name],
+        loaded.direct,
+      );
       if (out.lost > 0) r.note = `${out.lost} unanswered`;
       rows.push(r);
     }
@@ -175,8 +187,18 @@ export async function run(options = {}) {
     rows,
     notes,
     targets: [
-      goal('added latency p50, light load', `≤ ${P50_TARGET_MS} ms`, `${round(added50, 3)} ms`, added50 <= P50_TARGET_MS),
-      goal('added latency p99, light load', `≤ ${P99_TARGET_MS} ms`, `${round(added99, 3)} ms`, added99 <= P99_TARGET_MS),
+      goal(
+        'added latency p50, light load',
+        `≤ ${P50_TARGET_MS} ms`,
+        `${round(added50, 3)} ms`,
+        added50 <= P50_TARGET_MS,
+      ),
+      goal(
+        'added latency p99, light load',
+        `≤ ${P99_TARGET_MS} ms`,
+        `${round(added99, 3)} ms`,
+        added99 <= P99_TARGET_MS,
+      ),
     ],
   };
 }

@@ -75,9 +75,21 @@ export type {
 // Port mappings
 export type {
   HostPort,
+  HostTargetInput,
   PortMappingInput,
   PortMappingsInput,
   ResolvedPortMapping,
+  ProxyProtocolInput,
   ResolvedPortMappings,
 } from './port-mappings.js';
 export { parseHostPort, resolvePortMappings, resolveTarget } from './port-mappings.js';
+// PROXY protocol
+export {
+  type BuildProxyHeaderOptions,
+  buildProxyHeader,
+  PROXY_PROTOCOL_V2_SIGNATURE,
+  PROXY_PROTOCOL_VERSIONS,
+  type ParsedClientAddress,
+  type ProxyProtocolVersion,
+  parseClientAddress,
+} from './proxy-protocol.js';

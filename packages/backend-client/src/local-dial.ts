@@ -13,6 +13,11 @@ export interface DialLocalOptions {
   timeoutMs: number;
   /** Aborting destroys the half-open socket and rejects. */
   signal?: AbortSignal;
+  /**
+   * Bytes written to the socket before anything else, e.g. a PROXY protocol header (see
+   * `buildProxyHeader`). Default: none.
+   */
+  header?: Uint8Array;
 }
 
 /**
@@ -25,6 +30,8 @@ export function dialLocal(target: DialTarget, options: DialLocalOptions): Promis
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(new DialError(`dial ${formatTarget(target)} aborted`));
   const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
+  // Queued while connecting, so it leaves first: the relay only starts piping once this resolves.
+  if (options.header !== undefined && options.header.byteLength > 0) socket.write(options.header);
   return awaitConnect(socket, `dial ${formatTarget(target)}`, options);
 }
 

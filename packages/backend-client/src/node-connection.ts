@@ -14,6 +14,7 @@ import { Keepalive } from './keepalive.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
 import type { Logger } from './logger.js';
 import { resolveTarget } from './port-mappings.js';
+import { buildProxyHeader } from './proxy-protocol.js';
 import { StreamRelay } from './stream-relay.js';
 
 /** Lifecycle of one node connection. */
@@ -543,7 +544,13 @@ export class NodeConnection {
     const target = portMappings ? resolveTarget(portMappings, request.connPort, request.hostname) : undefined;
     if (target === undefined) throw new NoMappingError(request.connPort, request.hostname);
     this.#log.debug({ id: request.id, target: formatTarget(target) }, 'dialling local service');
-    return dialLocal(target, { timeoutMs: dialTimeoutMs, signal: request.signal });
+    return dialLocal(target, {
+      timeoutMs: dialTimeoutMs,
+      signal: request.signal,
+      ...(target.proxyProtocol !== undefined
+        ? { header: buildProxyHeader({ version: target.proxyProtocol, ...request }) }
+        : {}),
+    });
   }
 
   #healthCheck(entry: StreamEntry) {

@@ -10,11 +10,17 @@
  *       api.example.com: "localhost:9443"
  *       "*.preview.example.com": "localhost:10443"
  *   80: "localhost:8080"          # a bare string is the default
+ *   25:                           # (nexus) PROXY protocol toward the service, per port or per host
+ *     default: "localhost:2525"
+ *     proxyProtocol: v2
+ *     hosts:
+ *       legacy.example.com: { target: "localhost:2526", proxyProtocol: none }
  * ```
  */
 import { isIPv6 } from 'node:net';
 import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
 import { InvalidOptionsError } from './errors.js';
+import { type ProxyProtocolVersion, parseProxyProtocolVersion } from './proxy-protocol.js';
 
 /** A local dial target. `host` is a name or an IP literal without brackets. */
 export interface HostPort {
@@ -22,10 +28,23 @@ export interface HostPort {
   readonly host: string;
   /** TCP port, 1–65535. */
   readonly port: number;
+  /** Send a PROXY protocol header of this version before the stream's bytes. Absent: none. */
+  readonly proxyProtocol?: ProxyProtocolVersion;
 }
 
-/** One port's mapping as written in the config: `"host:port"` or `{ default?, hosts? }`. */
-export type PortMappingInput = string | { default?: string; hosts?: Record<string, string> };
+/** `proxyProtocol` as written: a version, or `none` / `false` to turn off an inherited one. */
+export type ProxyProtocolInput = ProxyProtocolVersion | 'none' | false;
+
+/** A host override as written: `"host:port"` or `{ target: "host:port", proxyProtocol? }`. */
+export type HostTargetInput = string | { target: string; proxyProtocol?: ProxyProtocolInput };
+
+/**
+ * One port's mapping as written in the config: `"host:port"` or `{ default?, hosts?, proxyProtocol? }`.
+ * A mapping's `proxyProtocol` applies to its default and to every host override that does not set its own.
+ */
+export type PortMappingInput =
+  | string
+  | { default?: string; hosts?: Record<string, HostTargetInput>; proxyProtocol?: ProxyProtocolInput };
 
 /** Every port's mapping as written in the config, keyed by relay port. */
 export type PortMappingsInput = Record<string | number, PortMappingInput>;
@@ -92,6 +111,41 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** `proxyProtocol` as written → a version, `null` for an explicit "none", `undefined` when absent. */
+function parseProxyProtocolInput(value: unknown, path: string): ProxyProtocolVersion | null | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === false || value === 'none') return null;
+  try {
+    return parseProxyProtocolVersion(value, path);
+  } catch {
+    throw new InvalidOptionsError(path, `must be "v1", "v2" or "none" (got ${JSON.stringify(value)})`);
+  }
+}
+
+function withProxyProtocol(target: HostPort, version: ProxyProtocolVersion | null | undefined): HostPort {
+  return version === undefined || version === null
+    ? target
+    : Object.freeze({ ...target, proxyProtocol: version });
+}
+
+function resolveHostTarget(
+  raw: unknown,
+  path: string,
+  inherited: ProxyProtocolVersion | null | undefined,
+): HostPort {
+  if (!isPlainObject(raw)) return withProxyProtocol(parseHostPort(raw, path), inherited);
+  for (const key of Object.keys(raw)) {
+    if (key !== 'target' && key !== 'proxyProtocol') {
+      throw new InvalidOptionsError(
+        `${path}.${key}`,
+        'is not a known key (expected `target` or `proxyProtocol`)',
+      );
+    }
+  }
+  const own = parseProxyProtocolInput(raw.proxyProtocol, `${path}.proxyProtocol`);
+  return withProxyProtocol(parseHostPort(raw.target, `${path}.target`), own === undefined ? inherited : own);
+}
+
 function resolveOne(input: unknown, path: string): ResolvedPortMapping {
   if (typeof input === 'string') {
     return Object.freeze({ default: parseHostPort(input, path), exact: new Map(), wildcards: new Map() });
@@ -100,17 +154,21 @@ function resolveOne(input: unknown, path: string): ResolvedPortMapping {
     throw new InvalidOptionsError(path, 'must be "host:port" or a mapping with `default` and/or `hosts`');
   }
   for (const key of Object.keys(input)) {
-    if (key !== 'default' && key !== 'hosts') {
-      throw new InvalidOptionsError(`${path}.${key}`, 'is not a known key (expected `default` or `hosts`)');
+    if (key !== 'default' && key !== 'hosts' && key !== 'proxyProtocol') {
+      throw new InvalidOptionsError(
+        `${path}.${key}`,
+        'is not a known key (expected `default`, `hosts` or `proxyProtocol`)',
+      );
     }
   }
+  const proxyProtocol = parseProxyProtocolInput(input.proxyProtocol, `${path}.proxyProtocol`);
   const rawDefault = input.default;
   const def =
     rawDefault === undefined ||
     rawDefault === null ||
     (typeof rawDefault === 'string' && rawDefault.trim() === '')
       ? undefined
-      : parseHostPort(rawDefault, `${path}.default`);
+      : withProxyProtocol(parseHostPort(rawDefault, `${path}.default`), proxyProtocol);
   const exact = new Map<string, HostPort>();
   const wildcards = new Map<string, HostPort>();
   const hosts = input.hosts;
@@ -126,7 +184,11 @@ function resolveOne(input: unknown, path: string): ResolvedPortMapping {
           `has an invalid hostname pattern ${JSON.stringify(rawPattern)} (use a name or "*.example.com")`,
         );
       }
-      const target = parseHostPort(rawTarget, `${hostPath}[${JSON.stringify(rawPattern)}]`);
+      const target = resolveHostTarget(
+        rawTarget,
+        `${hostPath}[${JSON.stringify(rawPattern)}]`,
+        proxyProtocol,
+      );
       const isWildcard = pattern.startsWith('*.');
       const table = isWildcard ? wildcards : exact;
       const key = isWildcard ? pattern.slice(2) : pattern;

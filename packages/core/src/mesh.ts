@@ -549,10 +549,12 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     });
     dialer.ws = ws;
     let lastError: Error | undefined;
+    let opened = false;
     ws.on('error', (err) => {
       lastError = err;
     });
     ws.once('open', () => {
+      opened = true;
       if (this.#closed) {
         ws.terminate();
         return;
@@ -571,7 +573,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ws.terminate();
     });
     ws.once('close', () => {
-      if (dialer.link !== undefined) return; // the link's own close handler reconnects
+      if (opened || this.#closed) return; // a link's own close handler reconnects
       dialer.ws = undefined;
       this.#log.warn({ url: dialer.url, err: lastError?.message }, 'cannot reach peer');
       this.#scheduleDial(dialer);

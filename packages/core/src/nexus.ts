@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -12,8 +13,14 @@ import type { Duplex } from 'node:stream';
 import { AcmeCertificateManager, type AcmeFailedEvent, type AcmeIssuedEvent } from './acme.js';
 import { verifyBackendToken } from './auth.js';
 import type { BackendSession } from './backend-session.js';
-import { type NexusConfigInput, type ResolvedNexusConfig, resolveNexusConfig } from './config.js';
-import { LimitError } from './errors.js';
+import {
+  type NexusConfigInput,
+  type ResolvedKeepalive,
+  type ResolvedLimits,
+  type ResolvedNexusConfig,
+  resolveNexusConfig,
+} from './config.js';
+import { LimitError, TlsError } from './errors.js';
 import { type AuthFailedEvent, type BackendConnectedEvent, type BackendDisconnectedEvent, BackendHub } from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
@@ -108,9 +115,20 @@ export interface NexusCloseOptions {
   graceMs?: number;
 }
 
+/**
+ * What {@link Nexus.reload} did. Setting names are configuration paths (`backendsJWTSecrets`,
+ * `limits.maxStreamsPerSession`, `tls`, `peers`…).
+ */
+export interface NexusReloadResult {
+  /** Changed settings now in force (for new connections, sessions and handshakes; nothing open is cut). */
+  applied: string[];
+  /** Changed settings that only a restart applies; the node keeps their old values until then. */
+  restartRequired: string[];
+}
+
 /** A node. */
 export interface Nexus extends EventEmitter<NexusEvents> {
-  /** The validated configuration. */
+  /** The configuration in force: the one given to `createNexus`, or the last one given to `reload()`. */
   readonly config: ResolvedNexusConfig;
   /** The backend hub (sessions, `openStream`, `handleUpgrade`). */
   readonly hub: BackendHub;
@@ -137,7 +155,34 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   readonly activeStreams: number;
   /** The hub's current certificate. */
   certificateInfo(): TlsCertificateInfo | undefined;
+  /**
+   * Applies a new configuration without dropping anything open: backend secrets and token checks, the
+   * limits and keepalive settings that can change live (for new connections and sessions), the idle
+   * timeout (new streams) and, in files TLS mode, the certificate files (re-read even when their paths are
+   * unchanged; new handshakes get the new certificate). Everything else is reported in `restartRequired`.
+   * Rejects — and changes nothing — when the configuration is invalid (`InvalidConfigError`) or the
+   * certificate files cannot be loaded (`TlsError`).
+   */
+  reload(config: NexusConfigInput | ResolvedNexusConfig): Promise<NexusReloadResult>;
 }
+
+/** Limits that take effect without a restart (read for each new connection or backend session). */
+const LIVE_LIMITS = [
+  'sniffFirstByteTimeoutMs',
+  'sniffReadExtensionMs',
+  'sniffAbsoluteTimeoutMs',
+  'maxClientHelloBytes',
+  'maxHttpHeadBytes',
+  'maxStreamsPerSession',
+  'maxControlMessagesPerSecond',
+] as const satisfies ReadonlyArray<keyof ResolvedLimits>;
+
+/** Keepalive settings that take effect without a restart (each new backend session reads them). */
+const LIVE_KEEPALIVE = ['hubPingIntervalMs', 'hubDeadAfterMs'] as const satisfies ReadonlyArray<
+  keyof ResolvedKeepalive
+>;
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 function formatClientIp(address: string | undefined, port: number | undefined): string {
   let ip = address ?? '';
@@ -160,12 +205,18 @@ export function createNexus(
 
   const emitter = new EventEmitter<NexusEvents>();
   const routes = new RoutingTable<BackendSession>();
-  const secrets = resolved.backendsJWTSecrets;
+  /** The configuration in force; `reload()` replaces it. Read at use, so live settings follow it. */
+  let current = resolved;
+  // The hub and the relay listeners keep these objects and read them for each new session or
+  // connection; `reload()` updates the live fields in place.
+  const liveLimits: Mutable<ResolvedLimits> = { ...resolved.limits };
+  const liveKeepalive: Mutable<ResolvedKeepalive> = { ...resolved.keepalive };
   const hub = new BackendHub({
     routes,
-    authenticate: (token) => verifyBackendToken(token, { ...resolved.auth, secrets }),
-    limits: resolved.limits,
-    keepalive: resolved.keepalive,
+    authenticate: (token) =>
+      verifyBackendToken(token, { ...current.auth, secrets: current.backendsJWTSecrets }),
+    limits: liveLimits,
+    keepalive: liveKeepalive,
     logger: options.logger,
   });
   hub.on('backend-connected', (e) => emitter.emit('backend-connected', e));
@@ -248,7 +299,7 @@ export function createNexus(
     };
     emitter.emit('stream-open', open);
     const handle = relayConnection(socket, stream, {
-      idleTimeoutMs: resolved.idleTimeoutMs,
+      idleTimeoutMs: current.idleTimeoutMs,
       prelude: sniffed.prelude,
       onClose: (stats: RelayStats) => {
         relays.delete(handle);
@@ -284,7 +335,7 @@ export function createNexus(
         port: lc.port,
         host: lc.host,
         mode: lc.mode,
-        limits: resolved.limits,
+        limits: liveLimits,
         budget,
         logger: options.logger,
         onRouted: (socket, sniffed) => onRouted(socket.localPort ?? lc.port, socket, sniffed),
@@ -298,11 +349,11 @@ export function createNexus(
     if (tlsContext !== undefined) return tlsContext;
     if (acme !== undefined) {
       tlsContext = await acme.start();
-    } else if (resolved.tls.mode === 'files') {
+    } else if (current.tls.mode === 'files') {
       tlsContext = new HubTlsContext(
         {
-          certPem: readFileSync(resolved.tls.certFile, 'utf8'),
-          keyPem: readFileSync(resolved.tls.keyFile, 'utf8'),
+          certPem: readFileSync(current.tls.certFile, 'utf8'),
+          keyPem: readFileSync(current.tls.keyFile, 'utf8'),
         },
         { logger: options.logger },
       );
@@ -311,20 +362,88 @@ export function createNexus(
     return tlsContext;
   };
 
+  /** Files-mode hub TLS that this node loaded itself (not one given in `options.tlsContext`). */
+  const ownsFileTls = options.tlsContext === undefined && resolved.tls.mode === 'files';
+
+  const reload = async (next: NexusConfigInput | ResolvedNexusConfig): Promise<NexusReloadResult> => {
+    const incoming = isResolved(next) ? next : resolveNexusConfig(next);
+    const before = current;
+    const applied: string[] = [];
+    const restartRequired: string[] = [];
+    const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
+
+    // 1. Everything that can fail comes first, so a failure leaves the old configuration whole.
+    let tlsMaterial: { certPem: string; keyPem: string } | undefined;
+    if (changed(before.tls, incoming.tls) && !(ownsFileTls && incoming.tls.mode === 'files')) {
+      restartRequired.push('tls');
+    } else if (ownsFileTls && incoming.tls.mode === 'files' && tlsContext !== undefined) {
+      const files = incoming.tls;
+      const [certPem, keyPem] = await Promise.all([
+        readFile(files.certFile, 'utf8'),
+        readFile(files.keyFile, 'utf8'),
+      ]).catch((cause: unknown) => {
+        throw new TlsError(`cannot read TLS certificate or key file: ${(cause as Error).message}`, { cause });
+      });
+      const served = tlsContext.material;
+      if (certPem !== served.certPem || keyPem !== served.keyPem) tlsMaterial = { certPem, keyPem };
+    }
+    if (tlsMaterial !== undefined && tlsContext !== undefined) {
+      tlsContext.update(tlsMaterial); // throws TlsError and keeps the old certificate when invalid
+      applied.push('tls');
+    }
+
+    // 2. Live settings.
+    if (changed(before.backendsJWTSecrets, incoming.backendsJWTSecrets)) applied.push('backendsJWTSecrets');
+    if (changed(before.auth, incoming.auth)) applied.push('auth');
+    if (before.idleTimeoutMs !== incoming.idleTimeoutMs) applied.push('idleTimeoutSeconds');
+    for (const key of Object.keys(incoming.limits) as Array<keyof ResolvedLimits>) {
+      if (before.limits[key] === incoming.limits[key]) continue;
+      if ((LIVE_LIMITS as readonly string[]).includes(key)) {
+        liveLimits[key] = incoming.limits[key];
+        applied.push(`limits.${key}`);
+      } else {
+        restartRequired.push(`limits.${key}`);
+      }
+    }
+    for (const key of Object.keys(incoming.keepalive) as Array<keyof ResolvedKeepalive>) {
+      if (before.keepalive[key] === incoming.keepalive[key]) continue;
+      if ((LIVE_KEEPALIVE as readonly string[]).includes(key)) {
+        liveKeepalive[key] = incoming.keepalive[key];
+        applied.push(`keepalive.${key}`);
+      } else {
+        restartRequired.push(`keepalive.${key}`);
+      }
+    }
+
+    // 3. Settings bound to sockets or to the mesh: a restart applies them. The mesh has no API to add or
+    // remove dialers or to change its trusted suffixes while it runs.
+    const fixed: Array<[string, unknown, unknown]> = [
+      ['backendListenAddress', before.backendListen, incoming.backendListen],
+      ['peerListenAddress', before.peerListen, incoming.peerListen],
+      ['listeners', before.listeners, incoming.listeners],
+      ['peers', before.peers, incoming.peers],
+      ['peerAuthentication', before.peerAuthentication, incoming.peerAuthentication],
+    ];
+    for (const [name, a, b] of fixed) if (changed(a, b)) restartRequired.push(name);
+
+    current = incoming;
+    for (const warning of incoming.warnings) log.warn(warning);
+    log.info({ applied, restartRequired }, 'configuration reloaded');
+    return { applied, restartRequired };
+  };
+
+  // Getters go through defineProperties: Object.assign would copy their value at creation time.
+  Object.defineProperties(emitter, {
+    config: { get: () => current, enumerable: true },
+    tlsContext: { get: () => tlsContext, enumerable: true },
+    mesh: { get: () => mesh, enumerable: true },
+    activeStreams: { get: () => relays.size, enumerable: true },
+  });
   const nexus = Object.assign(emitter, {
-    config: resolved,
+    reload,
     hub,
     routes,
     acme,
-    get tlsContext() {
-      return tlsContext;
-    },
-    get mesh() {
-      return mesh;
-    },
-    get activeStreams() {
-      return relays.size;
-    },
     certificateInfo: () => tlsContext?.info(),
     handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => hub.handleUpgrade(req, socket, head),
     handleConnection(socket: Socket, opts: { port: number; mode: RelayMode }) {
@@ -337,7 +456,7 @@ export function createNexus(
           listener = createRelayListener({
             port: opts.port,
             mode: opts.mode,
-            limits: resolved.limits,
+            limits: liveLimits,
             budget,
             logger: options.logger,
             onRouted: (s, sniffed) => onRouted(opts.port, s, sniffed),

@@ -228,6 +228,8 @@ export async function attachClient(pki: Pki, node: TestNode, o: AttachOptions): 
 /** An end user's TCP connection that records what it receives and how it ended. */
 export interface EndUser {
   socket: Socket;
+  /** The local port (kept: a destroyed socket forgets it); the node reports it as `remotePort`. */
+  localPort: number;
   received(): Buffer;
   /** Resolves at 'close'. */
   closed: Promise<{ fin: boolean; error: string | undefined; at: number }>;
@@ -253,7 +255,7 @@ export async function endUser(port: number, localAddress?: string): Promise<EndU
     socket.once('close', () => resolve({ fin, error, at: Date.now() })),
   );
   await once(socket, 'connect');
-  return { socket, received: () => Buffer.concat(chunks), closed };
+  return { socket, localPort: socket.localPort ?? 0, received: () => Buffer.concat(chunks), closed };
 }
 
 /** One HTTP/1.1 request (`Connection: close`) through the node's HTTP port; the whole response as text. */

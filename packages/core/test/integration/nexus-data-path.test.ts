@@ -14,12 +14,12 @@ import { RoutingTable } from '../../src/routing-table.js';
 import { createFaultProxy } from '../../src/testing/fault-proxy.js';
 import {
   createTestPki,
-  delay,
   HashingReader,
   MiB,
   type NodeHarness,
   onHttpRequest,
   pump,
+  RandomSource,
   rawConnect,
   SplittingDuplex,
   type StartNodeOptions,
@@ -73,17 +73,26 @@ describe('createNexus: data path (RELIABILITY items 2–9)', () => {
   it('R2 one slow stream never blocks its siblings: 100 streams on one session, one end user stops reading', async () => {
     const n = await node();
     const body = randomBytes(1 * MiB);
-    const svc = await service((socket) => onHttpRequest(socket, () => void send(socket, body).catch(() => {})));
+    // The stuck end user's download is far larger than every socket buffer on the way, so the windows fill.
+    let stuckSource: RandomSource | undefined;
+    const svc = await service((socket) =>
+      onHttpRequest(socket, (head) => {
+        if (!head.startsWith('GET /stuck')) return void send(socket, body).catch(() => {});
+        stuckSource = new RandomSource(64 * MiB);
+        void pump(stuckSource, socket).then(
+          () => socket.end(),
+          () => {},
+        );
+      }),
+    );
     const backend = await n.attachBackend({ hostnames: ['app.test'], service: svc.port });
 
-    const closes: unknown[] = [];
-    backend.client.on('stream-close', (e) => closes.push(e));
     const clients = await Promise.all(Array.from({ length: 100 }, () => rawConnect(n.httpPort)));
     const readers = clients.map((c) => new HashingReader(c.socket));
     const stuck = readers[0]!;
     stuck.pause(); // never reads until the end of the test
     const started = Date.now();
-    for (const c of clients) c.socket.write(request());
+    clients.forEach((c, i) => c.socket.write(request(i === 0 ? '/stuck' : '/')));
     // While the 99 are in flight, a control round trip on the stuck stream and on a sibling.
     const session = backend.client.sessions.get(n.hubUrl);
     const streamOf = (c: (typeof clients)[number]) => {
@@ -97,8 +106,6 @@ describe('createNexus: data path (RELIABILITY items 2–9)', () => {
       await pong;
       return Date.now() - t0;
     };
-    await delay(1000);
-    console.log(backend.streams.length, clients[0]!.socket.localPort, backend.streams.filter((s) => s.clientIp.endsWith(String(clients[0]!.socket.localPort))), session?.streamCount, readers.filter((r) => r.bytes > 0).length, closes.slice(0, 3), n.events.streamClose.slice(0, 3), n.events.sniffFailed.slice(0,3));
     await vi.waitFor(() => {
       expect(streamOf(clients[0]!)).toBeDefined();
       expect(readers.filter((r) => r.bytes > 0).length).toBeGreaterThan(10);
@@ -108,14 +115,23 @@ describe('createNexus: data path (RELIABILITY items 2–9)', () => {
       .map(streamOf)
       .find((s) => s !== undefined && !s.destroyed && s.readableLength >= 0);
     expect(sibling).toBeDefined();
+    console.log('before ping', Date.now() - started, n.nexus.hub.sessions[0]?.mux.stats(), streamOf(clients[0]!)?.sendWindow);
+    setTimeout(() => console.log('later', session?.stats(), streamOf(clients[0]!)?.sendWindow, readers.filter((r) => r.bytes === MiB).length), 3000);
     const [stuckRtt, siblingRtt] = await Promise.all([roundTrip(streamOf(clients[0]!)!), roundTrip(sibling!)]);
     expect(stuckRtt).toBeLessThan(1_000);
     expect(siblingRtt).toBeLessThan(1_000);
 
+    console.log('rtt', stuckRtt, siblingRtt, Date.now() - started);
+    const iv = setInterval(() => console.log('progress', readers.filter((r) => r.bytes === MiB).length, stuck.bytes, streamOf(clients[0]!)?.sendWindow, n.nexus.hub.sessions[0]?.mux.stats()), 2000);
     const digests = await Promise.all(readers.slice(1).map((r) => r.ended));
+    clearInterval(iv);
     const elapsed = Date.now() - started;
     expect(digests.every((d) => d === sha256(body))).toBe(true);
     expect(stuck.bytes).toBe(0);
+    // The stuck stream is held by its credit window at the backend, not by buffering in the node.
+    const stuckStream = streamOf(clients[0]!);
+    expect(stuckStream?.sendMetered).toBe(true);
+    expect(stuckStream?.sendWindow).toBe(0);
     // All 100 were streams of one backend session.
     expect(backend.streams).toHaveLength(100);
     expect(n.nexus.hub.sessions).toHaveLength(1);
@@ -123,9 +139,10 @@ describe('createNexus: data path (RELIABILITY items 2–9)', () => {
       `R2: 99 × 1 MiB in ${elapsed} ms beside a stuck reader; ping_client/pong_client ${stuckRtt} ms (stuck), ${siblingRtt} ms (sibling)`,
     );
     expect(elapsed).toBeLessThan(15_000);
-    // The stuck stream lost nothing meanwhile: it reads its whole megabyte once it resumes.
+    // The stuck stream lost nothing meanwhile: it reads all its 64 MiB once it resumes.
     stuck.full();
-    expect(await stuck.ended).toBe(sha256(body));
+    expect(await stuck.ended).toBe(stuckSource!.digest());
+    expect(stuck.bytes).toBe(64 * MiB);
     expect(n.events.backendDisconnected).toHaveLength(0);
   });
 

@@ -1,0 +1,22 @@
+import { once } from 'node:events';
+import { it } from 'vitest';
+import { createTestPki, onHttpRequest, rawConnect, startNode, startService, delay } from '../helpers/node-harness.js';
+it('scratch', async () => {
+  const pki = await createTestPki();
+  const n = await startNode({ pki });
+  const svc = await startService((s) => onHttpRequest(s, () => s.write('HTTP/1.1 200 OK\r\n\r\nok')));
+  const b = await n.attachBackend({ hostnames: ['app.test'], service: svc.port });
+  const c = await rawConnect(n.httpPort);
+  c.socket.write('GET / HTTP/1.1\r\nHost: app.test\r\n\r\n');
+  await delay(200);
+  const session = b.client.sessions.get(n.hubUrl)!;
+  const st = session.getStream(b.streams[0]!.id)!;
+  const hubStats = () => n.nexus.hub.sessions[0]!.mux.stats();
+  console.log('before', hubStats().controlMessagesReceived, hubStats().controlMessagesSent, session.stats());
+  st.on('pong', () => console.log('PONG'));
+  st.ping();
+  await delay(500);
+  console.log('after', hubStats().controlMessagesReceived, hubStats().controlMessagesSent, session.stats());
+  c.socket.destroy();
+  await n.close(); await svc.close();
+});
