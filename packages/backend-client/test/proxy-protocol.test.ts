@@ -5,11 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidOptionsError } from '../src/errors.js';
 import { dialLocal } from '../src/local-dial.js';
 import { resolvePortMappings, resolveTarget } from '../src/port-mappings.js';
-import {
-  buildProxyHeader,
-  PROXY_PROTOCOL_V2_SIGNATURE,
-  parseClientAddress,
-} from '../src/proxy-protocol.js';
+import { buildProxyHeader, PROXY_PROTOCOL_V2_SIGNATURE, parseClientAddress } from '../src/proxy-protocol.js';
 
 const SIG = '0d0a0d0a000d0a515549540a';
 
@@ -103,7 +99,9 @@ describe('buildProxyHeader v2', () => {
 
   it('writes LOCAL with AF_UNSPEC and no addresses when client_ip is unusable', () => {
     for (const clientIp of ['', undefined, 'nope', '[::1]']) {
-      expect(buildProxyHeader({ version: 'v2', clientIp, connPort: 443 }).toString('hex')).toBe(`${SIG}20000000`);
+      expect(buildProxyHeader({ version: 'v2', clientIp, connPort: 443 }).toString('hex')).toBe(
+        `${SIG}20000000`,
+      );
     }
   });
 
@@ -132,9 +130,9 @@ describe('buildProxyHeader v2', () => {
 
 describe('buildProxyHeader validation', () => {
   it('throws InvalidOptionsError for an unknown version', () => {
-    expect(() =>
-      buildProxyHeader({ version: 'v3' as 'v1', clientIp: '192.0.2.7:1', connPort: 1 }),
-    ).toThrow(InvalidOptionsError);
+    expect(() => buildProxyHeader({ version: 'v3' as 'v1', clientIp: '192.0.2.7:1', connPort: 1 })).toThrow(
+      InvalidOptionsError,
+    );
   });
 
   it('throws InvalidOptionsError for a destination of the other family', () => {
@@ -207,7 +205,9 @@ describe('dialLocal header', () => {
     const socket = await dialLocal({ host: '127.0.0.1', port }, { timeoutMs: 2_000, header });
     socket.end('GET / HTTP/1.1\r\n\r\n');
     await once(socket, 'close');
-    await new Promise<void>((resolve) => (accepted!.readableEnded ? resolve() : accepted!.once('end', resolve)));
+    await new Promise<void>((resolve) =>
+      accepted!.readableEnded ? resolve() : accepted!.once('end', resolve),
+    );
     expect(Buffer.concat(received).toString('latin1')).toBe(
       'PROXY TCP4 192.0.2.7 0.0.0.0 5 443\r\nGET / HTTP/1.1\r\n\r\n',
     );

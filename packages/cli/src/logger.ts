@@ -1,4 +1,4 @@
-import pino, { type Logger as PinoLogger } from 'pino';
+import pino, { type DestinationStream, type Logger as PinoLogger } from 'pino';
 
 /** Output format of the CLI's logs. `auto`: human-readable on a TTY, JSON lines otherwise. */
 export type LogFormat = 'auto' | 'pretty' | 'json';
@@ -8,6 +8,8 @@ export interface CliLoggerOptions {
   level?: string;
   /** Default: `auto`. */
   format?: LogFormat;
+  /** Write JSON lines here instead of stderr (embedding, tests); `format` is then ignored. */
+  destination?: DestinationStream;
 }
 
 /** Fields that must never reach a log line (tokens and secrets). */
@@ -28,6 +30,7 @@ export function createCliLogger(options: CliLoggerOptions = {}): PinoLogger {
   const format = options.format ?? 'auto';
   const pretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   const redact = { paths: REDACTED_PATHS, censor: '[redacted]' };
+  if (options.destination !== undefined) return pino({ level, redact }, options.destination);
   if (pretty) {
     return pino({
       level,

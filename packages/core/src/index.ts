@@ -188,6 +188,7 @@ export type {
   StreamOpenEvent,
 } from './nexus.js';
 export { createNexus, DEFAULT_CLOSE_GRACE_MS } from './nexus.js';
+export type { NexusReloadResult } from './nexus.js';
 export type { RelayEndReason, RelayHandle, RelayOptions, RelayStats } from './relay.js';
 export { DEFAULT_RELAY_IDLE_TIMEOUT_MS, relayConnection } from './relay.js';
 // Listeners

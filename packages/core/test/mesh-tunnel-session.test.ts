@@ -263,6 +263,26 @@ describe('TunnelSession', () => {
     expect(a.open({ connPort: 1, clientIp: '', hostname: 'x.example.com', isTls: false })).toBeUndefined();
   });
 
+  it('holds its sending while the peer sent TUNNEL_PAUSE and resumes on TUNNEL_RESUME', async () => {
+    const { a, b, onRequest } = pair();
+    let dest: Duplex | undefined;
+    onRequest((req) => {
+      dest = b.accept(req);
+    });
+    const t = a.open({ connPort: 443, clientIp: '127.0.0.1:1', hostname: 'p.example.com', isTls: true })!;
+    await new Promise((r) => setTimeout(r, 10));
+    a.receive(encodeTunnelFrame({ type: 'tunnel-pause', tunnelId: t.id }));
+    const sentBefore = a.stats().framesSent;
+    t.write(Buffer.alloc(100_000));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(a.stats().framesSent).toBe(sentBefore);
+    a.receive(encodeTunnelFrame({ type: 'tunnel-resume', tunnelId: t.id }));
+    const got: Buffer[] = [];
+    dest!.on('data', (c: Buffer) => got.push(c));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(Buffer.concat(got).length).toBe(100_000);
+  });
+
   it('refuses tunnels beyond maxTunnels with 0x12', async () => {
     const wire: Uint8Array[] = [];
     const s = new TunnelSession({

@@ -19,6 +19,7 @@ import { type ClientOptions, WebSocket } from 'ws';
 import { mintBackendToken } from '../../src/auth.js';
 import { type CertificateAndKey, createCertificateAuthority, issueCertificate } from '../../src/certificates.js';
 import type { NexusConfigInput } from '../../src/config.js';
+import type { Logger } from '../../src/logger.js';
 import type { AuthFailedEvent, BackendConnectedEvent, BackendDisconnectedEvent } from '../../src/hub.js';
 import {
   createNexus,
@@ -69,6 +70,7 @@ export async function startNode(
   pki: Pki,
   config: Partial<NexusConfigInput> = {},
   hubPort = 0,
+  logger?: Logger,
 ): Promise<TestNode> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-reliability-'));
   const certFile = join(dir, 'hub.crt');
@@ -85,7 +87,7 @@ export async function startNode(
       { port: 0, mode: 'http', host: '127.0.0.1' },
     ],
     ...config,
-  });
+  }, logger === undefined ? {} : { logger });
   const events: NodeEvents = {
     sniffFailed: [],
     routeMiss: [],
@@ -277,6 +279,35 @@ export async function waitUntil(cond: () => boolean, timeoutMs = 5_000, what = '
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** One line a {@link RecordingLogger} received. */
+export interface LogLine {
+  level: string;
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+/** A pino-compatible logger that keeps every line (with its child bindings), for asserting log output. */
+export function recordingLogger(lines: LogLine[] = [], bindings: Record<string, unknown> = {}): Logger & {
+  lines: LogLine[];
+} {
+  const at =
+    (level: string) =>
+    (a: unknown, b?: unknown): void => {
+      const fields = typeof a === 'object' && a !== null ? (a as Record<string, unknown>) : {};
+      const msg = typeof a === 'string' ? a : typeof b === 'string' ? b : '';
+      lines.push({ level, msg, fields: { ...bindings, ...fields } });
+    };
+  return {
+    lines,
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: (more) => recordingLogger(lines, { ...bindings, ...more }),
+  };
+}
+
 // ───────────────────────────── raw WebSocket backends ─────────────────────────────
 
 /** How a WebSocket ended. */
@@ -365,8 +396,13 @@ export function sniExtension(name: Uint8Array | string): Extension {
   return { type: 0, data: Buffer.concat([Buffer.from(u16(entry.length)), entry]) };
 }
 
-/** A ClientHello handshake message (type 1 · uint24 length · body) with the given extensions. */
-export function clientHelloHandshake(extensions: Extension[]): Buffer {
+/**
+ * A ClientHello handshake message (type 1 · uint24 length · body) with the given extensions and
+ * `cipherSuites` suites (at most 32 767: the list has a 16-bit length).
+ */
+export function clientHelloHandshake(extensions: Extension[], cipherSuites = 3): Buffer {
+  const suites = Buffer.alloc(cipherSuites * 2);
+  for (let i = 0; i < cipherSuites; i++) suites.writeUInt16BE([0x1301, 0x1302, 0xc02f][i] ?? 0x0a00 + i, i * 2);
   const exts = Buffer.concat(
     extensions.map((e) => Buffer.concat([Buffer.from([...u16(e.type), ...u16(e.data.length)]), e.data])),
   );
@@ -375,7 +411,8 @@ export function clientHelloHandshake(extensions: Extension[]): Buffer {
     Buffer.alloc(32, 0xab), // random
     Buffer.from([32]),
     Buffer.alloc(32, 0xcd), // session id
-    Buffer.from([...u16(6), 0x13, 0x01, 0x13, 0x02, 0xc0, 0x2f]),
+    Buffer.from(u16(suites.length)),
+    suites,
     Buffer.from([1, 0]), // compression: null
     Buffer.from(u16(exts.length)),
     exts,
@@ -394,7 +431,11 @@ export function toRecords(handshake: Buffer, fragment = 16_384): Buffer {
 }
 
 /** A complete ClientHello for `serverName` with `extra` extensions after the SNI. */
-export function clientHello(serverName: string | Uint8Array | undefined, extra: Extension[] = []): Buffer {
+export function clientHello(
+  serverName: string | Uint8Array | undefined,
+  extra: Extension[] = [],
+  cipherSuites?: number,
+): Buffer {
   const exts = serverName === undefined ? extra : [sniExtension(serverName), ...extra];
-  return toRecords(clientHelloHandshake(exts));
+  return toRecords(clientHelloHandshake(exts, cipherSuites));
 }

@@ -98,6 +98,11 @@ async function nodeWithBackend(config: Parameters<typeof startNode>[1] = {}) {
 /** Many zero-length extensions (4 bytes each on the wire). */
 const emptyExtensions = (n: number): Extension[] =>
   Array.from({ length: n }, (_, i) => ({ type: 0x1000 + i, data: new Uint8Array(0) }));
+/**
+ * A valid ClientHello of about 100 KiB: extensions are capped at 64 KiB by their 16-bit length, so 20 000
+ * cipher suites (40 KB) make up the rest.
+ */
+const hello100KiB = () => clientHello('good.example.com', padding(60 * 1024), 20_000);
 /** `total` bytes of padding (RFC 7685) split into extensions of at most 16 KiB. */
 const padding = (total: number): Extension[] =>
   Array.from({ length: Math.ceil(total / 16_384) }, (_, i) => ({
@@ -149,7 +154,7 @@ describe('R20 sniffing', () => {
     // 10 000 extensions (40 KiB) and a 100 KiB ClientHello are over the 32 KiB cap.
     const manyExt = clientHello('good.example.com', emptyExtensions(10_000));
     expect(await expectClosed(node, port, manyExt)).toMatchObject({ reason: 'too-large' });
-    const huge = clientHello('good.example.com', padding(100 * 1024));
+    const huge = hello100KiB();
     expect(await expectClosed(node, port, huge)).toMatchObject({ reason: 'too-large' });
 
     // The node still routes a good ClientHello, byte for byte.
@@ -168,7 +173,7 @@ describe('R20 sniffing', () => {
     });
     const inputs = [
       clientHello('good.example.com', emptyExtensions(10_000)),
-      clientHello('good.example.com', padding(100 * 1024)),
+      hello100KiB(),
     ];
     for (const [i, bytes] of inputs.entries()) await expectRouted(recorder, node.tlsPort, bytes, i);
     expect(node.events.sniffFailed).toHaveLength(0);
@@ -270,7 +275,7 @@ describe('R21 slowloris', () => {
         expect(closedAt - u.openedFrom).toBeGreaterThanOrEqual(ABSOLUTE - 20);
         expect(event.bytesRead).toBeGreaterThan(3); // it did drip: the read extensions were not enough
       } else {
-        expect(closedAt - u.openedBy).toBeLessThan(300); // over the budget: at once
+        expect(closedAt - u.openedBy).toBeLessThan(ABSOLUTE / 2); // over the budget: at once, not at a deadline
       }
     }
     expect(Date.now() - t0).toBeLessThan(2 * ABSOLUTE);

@@ -1,0 +1,302 @@
+/**
+ * The node's status: a JSON snapshot served at the admin listener's `/status`, and `nexus-proxy status`,
+ * which fetches it and prints backends, routes, peers and streams as tables. The snapshot carries no
+ * end-user or backend address.
+ */
+import { request as httpRequest } from 'node:http';
+import type { Nexus } from '@nexus-proxy/core';
+import { parseListenAddress } from '@nexus-proxy/core';
+import type { NexusMetrics, NexusTotals } from './metrics.js';
+
+/** Address `nexus-proxy status` asks when given none. */
+export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9090';
+/** Most streams listed in a snapshot (the count is always exact). Default: `100`. */
+export const DEFAULT_STATUS_MAX_STREAMS = 100;
+/** Time `fetchStatus` waits for an answer, ms. Default: `5_000`. */
+export const DEFAULT_STATUS_TIMEOUT_MS = 5_000;
+
+/** Whether the node should get traffic, and if not, why. */
+export interface Readiness {
+  ready: boolean;
+  /** Empty when ready: `starting`, `draining`, `temporary-certificate`. */
+  reasons: string[];
+}
+
+/** The JSON document of `GET /status`. */
+export interface StatusSnapshot {
+  version: string;
+  /** ISO 8601. */
+  startedAt: string;
+  uptimeSeconds: number;
+  readiness: Readiness;
+  draining: boolean;
+  /** The hub certificate being served. */
+  certificate?: {
+    subject: string;
+    issuer: string;
+    serialNumber: string;
+    /** ISO 8601. */
+    notAfter: string;
+    /** ACME mode: the self-signed stand-in served until the first issuance. */
+    temporary: boolean;
+  };
+  backends: Array<{
+    id: string;
+    hostnames: string[];
+    weight: number;
+    streams: number;
+    /** ISO 8601. */
+    connectedAt: string;
+  }>;
+  routes: Array<{
+    pattern: string;
+    kind: 'local' | 'peer';
+    /** Backends (local) or peer links (peer) serving it. */
+    targets: number;
+  }>;
+  peers: Array<{
+    linkId: string;
+    /** Certificate name (inbound) or dialled URL (outbound). */
+    peer: string;
+    direction: string;
+    /** ISO 8601. */
+    openedAt: string;
+    routes: number;
+    tunnels: number;
+  }>;
+  streams: {
+    open: number;
+    /** The oldest `DEFAULT_STATUS_MAX_STREAMS` open streams. */
+    list: Array<{
+      id: string;
+      hostname: string;
+      route: string;
+      port: number;
+      tls: boolean;
+      via: string;
+      ageSeconds: number;
+    }>;
+  };
+  totals: NexusTotals;
+}
+
+/** What {@link buildStatus} reads. */
+export interface StatusSources {
+  nexus: Nexus;
+  metrics: NexusMetrics;
+  readiness: () => Readiness;
+  draining: () => boolean;
+  version: string;
+  /** ms since the epoch. */
+  startedAt: number;
+  /** Default: `100`. */
+  maxStreams?: number;
+}
+
+/** Why a node is not ready (empty = ready). */
+export function nodeReadiness(nexus: Nexus, state: { listening: boolean; draining: boolean }): Readiness {
+  const reasons: string[] = [];
+  if (!state.listening) reasons.push('starting');
+  if (state.draining) reasons.push('draining');
+  // ACME mode: until the first issuance the hub serves a self-signed stand-in that no backend trusts.
+  if (nexus.acme !== undefined && nexus.acme.status().state !== 'valid') reasons.push('temporary-certificate');
+  return { ready: reasons.length === 0, reasons };
+}
+
+/** Takes a snapshot of the node. */
+export function buildStatus(sources: StatusSources): StatusSnapshot {
+  const { nexus, metrics } = sources;
+  const now = Date.now();
+  const info = nexus.certificateInfo();
+  const routes: StatusSnapshot['routes'] = nexus.routes
+    .localPatterns()
+    .map((pattern) => ({ pattern, kind: 'local' as const, targets: nexus.routes.localPool(pattern)?.size ?? 0 }));
+  const links = nexus.mesh?.links() ?? [];
+  const peerRoutes = new Map<string, number>();
+  for (const link of links) for (const p of link.routes) peerRoutes.set(p, (peerRoutes.get(p) ?? 0) + 1);
+  for (const [pattern, targets] of [...peerRoutes].sort(([a], [b]) => a.localeCompare(b))) {
+    routes.push({ pattern, kind: 'peer', targets });
+  }
+  const open = metrics.openStreams();
+  return {
+    version: sources.version,
+    startedAt: new Date(sources.startedAt).toISOString(),
+    uptimeSeconds: Math.floor((now - sources.startedAt) / 1_000),
+    readiness: sources.readiness(),
+    draining: sources.draining(),
+    certificate:
+      info === undefined
+        ? undefined
+        : {
+            subject: info.subject,
+            issuer: info.issuer,
+            serialNumber: info.serialNumber,
+            notAfter: info.notAfter.toISOString(),
+            temporary: nexus.acme !== undefined && nexus.acme.status().state === 'temporary',
+          },
+    backends: nexus.hub.sessions.map((s) => ({
+      id: s.id,
+      hostnames: [...s.hostnames],
+      weight: s.weight,
+      streams: s.streamCount,
+      connectedAt: new Date(s.connectedAt).toISOString(),
+    })),
+    routes,
+    peers: links.map((l) => ({
+      linkId: l.linkId,
+      peer: l.peer,
+      direction: l.direction,
+      openedAt: new Date(l.openedAt).toISOString(),
+      routes: l.routes.length,
+      tunnels: l.tunnels.tunnels,
+    })),
+    streams: {
+      open: open.length,
+      list: open.slice(0, sources.maxStreams ?? DEFAULT_STATUS_MAX_STREAMS).map((s) => ({
+        id: s.id,
+        hostname: s.hostname,
+        route: s.route,
+        port: s.port,
+        tls: s.isTls,
+        via: s.via,
+        ageSeconds: Math.floor((now - s.openedAt) / 1_000),
+      })),
+    },
+    totals: metrics.totals(),
+  };
+}
+
+/** Lays out rows under a header with columns padded to their widest cell. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function age(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3_600) return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3_600)}h${Math.floor((seconds % 3_600) / 60)}m`;
+  return `${Math.floor(seconds / 86_400)}d${Math.floor((seconds % 86_400) / 3_600)}h`;
+}
+
+function since(iso: string, now: number): string {
+  return age(Math.max(0, Math.floor((now - Date.parse(iso)) / 1_000)));
+}
+
+/** Renders a snapshot as the text `nexus-proxy status` prints. */
+export function formatStatus(status: StatusSnapshot, now: number = Date.now()): string {
+  const out: string[] = [];
+  const state = status.readiness.ready ? 'ready' : `not ready (${status.readiness.reasons.join(', ')})`;
+  out.push(`Nexus ${status.version}: ${state}, up ${age(status.uptimeSeconds)}`);
+  if (status.certificate !== undefined) {
+    const c = status.certificate;
+    out.push(`Hub certificate: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter}${c.temporary ? ' (temporary)' : ''}`);
+  }
+  const t = status.totals;
+  out.push(
+    `Streams: ${status.streams.open} open, ${t.streamsOpened} opened, ${t.streamsClosed} closed, ` +
+      `${t.bytesUp} B up, ${t.bytesDown} B down; route misses ${t.routeMisses}, ` +
+      `sniff failures ${t.sniffFailures}, auth failures ${t.authFailures}`,
+  );
+  const section = (title: string, header: string[], rows: string[][]) => {
+    out.push('', `${title} (${rows.length})`);
+    if (rows.length > 0) out.push(formatTable(header, rows));
+  };
+  section(
+    'Backends',
+    ['ID', 'HOSTNAMES', 'WEIGHT', 'STREAMS', 'CONNECTED'],
+    status.backends.map((b) => [
+      b.id,
+      b.hostnames.join(','),
+      String(b.weight),
+      String(b.streams),
+      since(b.connectedAt, now),
+    ]),
+  );
+  section(
+    'Routes',
+    ['PATTERN', 'VIA', 'TARGETS'],
+    status.routes.map((r) => [r.pattern, r.kind, String(r.targets)]),
+  );
+  section(
+    'Peers',
+    ['LINK', 'PEER', 'DIRECTION', 'ROUTES', 'TUNNELS', 'UP'],
+    status.peers.map((p) => [
+      p.linkId,
+      p.peer,
+      p.direction,
+      String(p.routes),
+      String(p.tunnels),
+      since(p.openedAt, now),
+    ]),
+  );
+  section(
+    'Streams',
+    ['ID', 'HOSTNAME', 'ROUTE', 'PORT', 'MODE', 'VIA', 'AGE'],
+    status.streams.list.map((s) => [
+      s.id,
+      s.hostname,
+      s.route,
+      String(s.port),
+      s.tls ? 'tls' : 'http',
+      s.via,
+      age(s.ageSeconds),
+    ]),
+  );
+  if (status.streams.list.length < status.streams.open) {
+    out.push(`… ${status.streams.open - status.streams.list.length} more`);
+  }
+  return out.join('\n');
+}
+
+/**
+ * Parses the address of an admin listener. A bare port (`9090`) means `127.0.0.1:9090`; otherwise the
+ * configuration's address syntax (`127.0.0.1:9090`, `[::1]:9090`, `:9090` = all interfaces).
+ */
+export function parseAdminAddress(value: string, at = '--admin'): { host: string | undefined; port: number } {
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return parseListenAddress(`127.0.0.1:${text}`, at);
+  return parseListenAddress(text, at);
+}
+
+/** Fetches `/status` from an admin listener at `address` (`host:port`; no host = 127.0.0.1). */
+export function fetchStatus(
+  address: string = DEFAULT_ADMIN_ADDRESS,
+  timeoutMs: number = DEFAULT_STATUS_TIMEOUT_MS,
+): Promise<StatusSnapshot> {
+  const { host, port } = parseAdminAddress(address);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: host ?? '127.0.0.1', port, path: '/status', method: 'GET', timeout: timeoutMs },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => {
+          if (res.statusCode !== 200) {
+            reject(new Error(`admin listener at ${address} answered HTTP ${res.statusCode}`));
+            return;
+          }
+          try {
+            resolve(JSON.parse(body) as StatusSnapshot);
+          } catch {
+            reject(new Error(`admin listener at ${address} sent invalid JSON`));
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)));
+    req.on('error', (err) =>
+      reject(new Error(`cannot reach the admin listener at ${address}: ${err.message}`)),
+    );
+    req.end();
+  });
+}
