@@ -4,3 +4,29 @@ export { type CliLoggerOptions, createCliLogger, type LogFormat, REDACTED_PATHS 
 export { createProgram, runCli, VERSION } from './program.js';
 export { EMBEDDED_PORTS, embeddedConfig, type RunningNode, type ServeOptions, serve } from './serve.js';
 export { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
+export { type AdminServer, type AdminServerOptions, createAdminServer } from './admin.js';
+export {
+  createNexusMetrics,
+  DEFAULT_MAX_REASON_LABELS,
+  DEFAULT_MAX_ROUTE_LABELS,
+  type NexusMetrics,
+  type NexusMetricsOptions,
+  type NexusTotals,
+  type OpenStreamInfo,
+  OTHER_LABEL,
+  STREAM_DURATION_BUCKETS,
+} from './metrics.js';
+export {
+  buildStatus,
+  DEFAULT_ADMIN_ADDRESS,
+  DEFAULT_STATUS_MAX_STREAMS,
+  DEFAULT_STATUS_TIMEOUT_MS,
+  fetchStatus,
+  formatStatus,
+  formatTable,
+  nodeReadiness,
+  parseAdminAddress,
+  type Readiness,
+  type StatusSnapshot,
+  type StatusSources,
+} from './status.js';

@@ -4,6 +4,7 @@ import { loadConfig, mintBackendToken } from '@nexus-proxy/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeConfigTemplate } from './init.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
+import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
 
 /** Version reported by `--version`. */
 export const VERSION = '0.1.0';
@@ -55,6 +56,7 @@ export function createProgram(io: ProgramIo = {}): Command {
       EMBEDDED_PORTS.http,
     )
     .option('--hub-port <port>', 'embedded default: hub port', integer('--hub-port'), EMBEDDED_PORTS.hub)
+    .option('--admin <addr>', 'admin listener (/metrics, /healthz, /readyz, /status), e.g. 127.0.0.1:9090')
     .action(async (opts) => {
       await serve({
         ports: { tls: opts.tlsPort, http: opts.httpPort, hub: opts.hubPort },
@@ -64,6 +66,7 @@ export function createProgram(io: ProgramIo = {}): Command {
         logLevel: opts.logLevel,
         logFormat: opts.logFormat,
         graceMs: opts.grace,
+        admin: opts.admin,
         print: out,
       });
     });
@@ -105,6 +108,16 @@ export function createProgram(io: ProgramIo = {}): Command {
     .action((opts) => {
       writeConfigTemplate(opts.output, opts.force === true);
       out(`wrote ${opts.output}`);
+    });
+
+  program
+    .command('status')
+    .description("print a running node's backends, routes, peers and streams (from its admin listener)")
+    .option('--admin <addr>', 'admin listener address', DEFAULT_ADMIN_ADDRESS)
+    .option('--json', 'print the raw JSON snapshot')
+    .action(async (opts) => {
+      const status = await fetchStatus(opts.admin);
+      out(opts.json === true ? JSON.stringify(status, null, 2) : formatStatus(status));
     });
 
   return program;

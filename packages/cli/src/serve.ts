@@ -1,23 +1,31 @@
 /**
  * `nexus-proxy serve`: load the configuration (or the embedded default), create the node, listen, and map
- * signals to a graceful close. No routing or protocol logic lives here.
+ * signals to operations: SIGTERM/SIGINT drain and close, SIGHUP reloads the configuration file. The admin
+ * listener (metrics, health, status) starts when configured. No routing or protocol logic lives here.
  */
 import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import {
   createNexus,
   HubTlsContext,
+  type ListenAddress,
   loadConfig,
   mintBackendToken,
   type Nexus,
   type NexusAddresses,
   type NexusConfigInput,
+  type NexusReloadResult,
   type ResolvedNexusConfig,
   resolveNexusConfig,
 } from '@nexus-proxy/core';
-import type { Logger as PinoLogger } from 'pino';
+import type { DestinationStream, Logger as PinoLogger } from 'pino';
+import { type AdminServer, createAdminServer } from './admin.js';
 import { DEMO_HOSTNAME, type Demo, startDemo } from './demo.js';
 import { createCliLogger, type LogFormat } from './logger.js';
+import { createNexusMetrics, type NexusMetrics } from './metrics.js';
+import { VERSION } from './program.js';
 import { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
+import { buildStatus, nodeReadiness, parseAdminAddress } from './status.js';
 
 /** Ports of the embedded default (unprivileged, loopback only). */
 export const EMBEDDED_PORTS = { tls: 8443, http: 8080, hub: 8444 } as const;
@@ -38,8 +46,15 @@ export interface ServeOptions {
   ports?: { tls: number; http: number; hub: number };
   /** Where the human-readable instructions go. Default: stdout. */
   print?: (text: string) => void;
-  /** Install SIGINT/SIGTERM handlers. Default: true. */
+  /** Install SIGINT/SIGTERM (drain and exit) and SIGHUP (reload) handlers. Default: true. */
   handleSignals?: boolean;
+  /**
+   * Admin listener address, overriding the configuration's `admin` (`127.0.0.1:9090`; a bare port means
+   * 127.0.0.1). Default: the configuration's, else off.
+   */
+  admin?: string;
+  /** Write JSON log lines here instead of stderr (embedding, tests). */
+  logDestination?: DestinationStream;
 }
 
 export interface RunningNode {
@@ -47,7 +62,17 @@ export interface RunningNode {
   addresses: NexusAddresses;
   demo?: Demo;
   logger: PinoLogger;
-  /** Close everything (demo first, then the node). */
+  metrics: NexusMetrics;
+  /** The admin listener's address, when it runs. */
+  adminAddress?: AddressInfo;
+  /** True from the first close signal on (`/readyz` answers 503). */
+  readonly draining: boolean;
+  /**
+   * Re-reads the configuration file and applies it (what SIGHUP does). Rejects, keeping the old
+   * configuration, when the file is unreadable or invalid; the failure is logged either way.
+   */
+  reload(): Promise<NexusReloadResult>;
+  /** Drain and close everything (demo first, then the node, then the admin listener). */
   close(): Promise<void>;
 }
 
@@ -81,7 +106,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
     config = resolveNexusConfig(embeddedConfig(state, options.ports ?? EMBEDDED_PORTS));
   }
   const level = options.logLevel ?? config.logLevel;
-  const logger = createCliLogger({ level, format: options.logFormat });
+  const logger = createCliLogger({ level, format: options.logFormat, destination: options.logDestination });
+  const startedAt = Date.now();
   const nexus = createNexus(config, {
     logger,
     tlsContext:
@@ -92,7 +118,36 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
             keyPem: readFileSync(state.keyFile, 'utf8'),
           }),
   });
-  const addresses = await nexus.listen();
+  const metrics = createNexusMetrics(nexus);
+  const phase = { listening: false, draining: false };
+  const readiness = () => nodeReadiness(nexus, phase);
+  let admin: AdminServer | undefined;
+  let adminAddress: AddressInfo | undefined;
+  const adminAt: ListenAddress | undefined =
+    options.admin !== undefined ? parseAdminAddress(options.admin) : config.admin;
+  let addresses: NexusAddresses;
+  try {
+    if (adminAt !== undefined) {
+      // Up before the node, so /healthz answers and /readyz says `starting` during a slow start (ACME).
+      admin = createAdminServer({
+        host: adminAt.host,
+        port: adminAt.port,
+        metrics,
+        readiness,
+        status: () =>
+          buildStatus({ nexus, metrics, readiness, draining: () => phase.draining, version: VERSION, startedAt }),
+        logger,
+      });
+      adminAddress = await admin.listen();
+    }
+    addresses = await nexus.listen();
+  } catch (err) {
+    await admin?.close();
+    await nexus.close({ graceMs: 0 });
+    metrics.close();
+    throw err;
+  }
+  phase.listening = true;
 
   let demo: Demo | undefined;
   // Printed only after the signal handlers are installed: whoever reads it may signal us at once.
@@ -148,11 +203,43 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
     }
   }
 
+  const reload = async (): Promise<NexusReloadResult> => {
+    try {
+      if (options.config === undefined) {
+        throw new Error('the embedded default has no configuration file to reload');
+      }
+      const next = await loadConfig(options.config);
+      const result = await nexus.reload(next);
+      if (options.logLevel === undefined && next.logLevel !== logger.level) {
+        logger.level = next.logLevel;
+        result.applied.push('logLevel');
+      }
+      const adminNow = next.admin;
+      if (options.admin === undefined && JSON.stringify(adminNow) !== JSON.stringify(config.admin)) {
+        result.restartRequired.push('admin');
+      }
+      if (result.restartRequired.length > 0) {
+        logger.warn({ restartRequired: result.restartRequired }, 'some changes take effect only after a restart');
+      }
+      metrics.recordReload(true);
+      return result;
+    } catch (err) {
+      metrics.recordReload(false);
+      logger.error({ err }, 'configuration reload failed: keeping the running configuration');
+      throw err;
+    }
+  };
+
+  const signalHandlers: Array<[NodeJS.Signals, (signal: NodeJS.Signals) => void]> = [];
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
+    phase.draining = true;
     closed ??= (async () => {
+      for (const [signal, handler] of signalHandlers) process.off(signal, handler);
       await demo?.close();
       await nexus.close({ graceMs: options.graceMs });
+      await admin?.close();
+      metrics.close();
       logger.flush?.();
     })();
     return closed;
@@ -166,7 +253,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         logger.warn({ signal }, 'second signal: exiting now');
         process.exit(1);
       }
-      logger.info({ signal }, 'draining and shutting down');
+      logger.info({ signal, graceMs: options.graceMs }, 'draining and shutting down');
       close().then(
         () => process.exit(0),
         (err: unknown) => {
@@ -175,9 +262,26 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         },
       );
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const onHangup = (signal: NodeJS.Signals) => {
+      if (phase.draining) return;
+      logger.info({ signal, config: options.config }, 'reloading the configuration');
+      reload().catch(() => {}); // logged by reload()
+    };
+    signalHandlers.push(['SIGINT', onSignal], ['SIGTERM', onSignal], ['SIGHUP', onHangup]);
+    for (const [signal, handler] of signalHandlers) process.on(signal, handler);
   }
   if (instructions !== undefined) print(instructions);
-  return { nexus, addresses, demo, logger, close };
+  return {
+    nexus,
+    addresses,
+    demo,
+    logger,
+    metrics,
+    adminAddress,
+    get draining() {
+      return phase.draining;
+    },
+    reload,
+    close,
+  };
 }

@@ -147,7 +147,9 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     const reconnected = backend.nextRegistration();
     proxy.reset();
     await oldUser.closed;
+
     const oldReceived = oldUser.received();
+    proxy.heal(); // new links are clean
     proxy.resume();
     await reconnected;
 
@@ -165,6 +167,7 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     expect(oldUser.received().equals(oldReceived)).toBe(true);
     const oldSent = Buffer.concat(streamed[0] ?? []);
     expect(oldSent.subarray(0, oldReceived.length).equals(oldReceived)).toBe(true);
+    expect(oldSent.length).toBeGreaterThan(oldReceived.length); // bytes were stranded in the dead session
     expect(n.nexus.hub.sessions.map((s) => s.id)).toEqual([backend.sessionId]);
     expect(n.nexus.hub.stats().streams).toBe(0);
   });
@@ -192,11 +195,13 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     await delay(50);
     const before = activeResources();
 
+    // The end users leave with an RST: a FIN alone is a half-close, which keeps the stream open for the
+    // response (PROTOCOL.md §1.7), so only a reset makes the hub send `disconnect` at once.
     // 1. Disconnect while the local dial is in progress (10 at once).
     const slow = await Promise.all(Array.from({ length: 10 }, () => rawConnect(n.httpPort)));
     for (const c of slow) c.socket.write('GET / HTTP/1.1\r\nHost: slow-dial.test\r\n\r\n');
     await vi.waitFor(() => expect(dialsStarted).toBe(10));
-    for (const c of slow) c.socket.destroy();
+    for (const c of slow) c.socket.resetAndDestroy();
 
     // 2. Double disconnect: both ends close at the same moment (20 streams).
     const pairs = await Promise.all(Array.from({ length: 20 }, () => rawConnect(n.httpPort)));
@@ -206,7 +211,7 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     const serviceSockets = svc.accepted.slice(accepted);
     expect(serviceSockets).toHaveLength(20);
     pairs.forEach((c, i) => {
-      c.socket.destroy();
+      c.socket.resetAndDestroy();
       serviceSockets[i]!.destroy();
     });
 
@@ -214,7 +219,7 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     const chatty = await Promise.all(Array.from({ length: 10 }, () => rawConnect(n.httpPort)));
     for (const c of chatty) c.socket.write(request('/chatty'));
     await vi.waitFor(() => expect(chatty.every((c) => c.received().length > 0)).toBe(true));
-    for (const c of chatty) c.socket.destroy();
+    for (const c of chatty) c.socket.resetAndDestroy();
 
     // Everything settles: every stream closed on both sides, no socket or timer left behind.
     await vi.waitFor(() => expect(closes).toHaveLength(40), { timeout: 5_000 });

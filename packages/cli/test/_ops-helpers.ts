@@ -1,0 +1,238 @@
+/**
+ * Shared set-up of the operations tests: a test PKI written to files, node configuration files, a local
+ * service, backend clients, raw end-user connections, admin requests, and a `nexus-proxy serve` child
+ * process whose JSON log lines can be awaited.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { type AddressInfo, createServer, type Server, type Socket, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BackendClient, createBackendClient } from '@nexus-proxy/backend-client';
+import {
+  type CertificateAndKey,
+  createCertificateAuthority,
+  issueCertificate,
+  mintBackendToken,
+} from '@nexus-proxy/core';
+import { stringify } from 'yaml';
+
+export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+export const SECRET_A = 'secret-a-0123456789-0123456789-0123456789';
+export const SECRET_B = 'secret-b-9876543210-9876543210-9876543210';
+
+/** A temporary directory with a CA and a hub certificate for 127.0.0.1 written to files. */
+export interface Workdir {
+  dir: string;
+  ca: CertificateAndKey;
+  hub: CertificateAndKey;
+  certFile: string;
+  keyFile: string;
+  /** Issues another hub certificate (same CA). */
+  issueHub(): Promise<CertificateAndKey>;
+  remove(): void;
+}
+
+export async function createWorkdir(): Promise<Workdir> {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-ops-'));
+  const ca = await createCertificateAuthority({ commonName: 'Nexus Ops Test CA' });
+  const issueHub = () => issueCertificate(ca, { dnsNames: ['hub.test'], ipAddresses: ['127.0.0.1'] });
+  const hub = await issueHub();
+  const certFile = join(dir, 'hub.crt');
+  const keyFile = join(dir, 'hub.key');
+  writeFileSync(certFile, hub.certPem);
+  writeFileSync(keyFile, hub.keyPem);
+  return { dir, ca, hub, certFile, keyFile, issueHub, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Writes `config.yaml` (hub and relay listeners on 127.0.0.1:0) and returns its path. */
+export function writeNodeConfig(work: Workdir, extra: Record<string, unknown> = {}): string {
+  const file = join(work.dir, 'config.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      backendListenAddress: '127.0.0.1:0',
+      listeners: [
+        { port: 0, mode: 'tls', host: '127.0.0.1' },
+        { port: 0, mode: 'http', host: '127.0.0.1' },
+      ],
+      backendsJWTSecrets: [SECRET_A],
+      hubTlsCertFile: work.certFile,
+      hubTlsKeyFile: work.keyFile,
+      ...extra,
+    }),
+  );
+  return file;
+}
+
+/** A local TCP service; `onConnection` decides what each connection gets. */
+export async function startService(onConnection: (socket: Socket) => void): Promise<{ port: number; server: Server; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    onConnection(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** An HTTP-ish service: answers `GET /<n>` with n bytes of `x` after the request head, then ends. */
+export function echoSizeService(socket: Socket): void {
+  let head = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => {
+    head += chunk;
+    if (!head.includes('\r\n\r\n')) return;
+    const size = Number(/^GET \/(\d+)/.exec(head)?.[1] ?? 0);
+    socket.end(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\nconnection: close\r\n\r\n${'x'.repeat(size)}`);
+    head = '';
+  });
+}
+
+/** Mints a token for `hostnames` with `secret`. */
+export function token(secret: string, hostnames: string[]): Promise<string> {
+  return mintBackendToken({ secret, hostnames });
+}
+
+/** Starts a backend client that sends every stream to `servicePort`. */
+export function backend(hubPort: number, caPem: string, tokenText: string, servicePort: number): BackendClient {
+  const client = createBackendClient({
+    nodes: [`wss://127.0.0.1:${hubPort}/connect`],
+    token: tokenText,
+    tls: { ca: caPem },
+    reconnect: { initialDelayMs: 50, maxDelayMs: 200, jitter: 0.25 },
+    connectHandler: () => netConnect({ host: '127.0.0.1', port: servicePort, allowHalfOpen: true }),
+  });
+  client.connect();
+  return client;
+}
+
+/** Sends a raw HTTP/1.1 request through the HTTP relay port and collects the whole answer. */
+export function httpThrough(port: number, host: string, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port }, () =>
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    );
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      data += c;
+    });
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+  });
+}
+
+/** GET on the admin listener. */
+export function adminGet(port: number, path: string): Promise<{ status: number; body: string; type: string }> {
+  return new Promise((resolve, reject) => {
+    httpGet({ host: '127.0.0.1', port, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type'] ?? '') }),
+      );
+    }).on('error', reject);
+  });
+}
+
+/** Waits until `predicate` holds, polling every 20 ms, for up to `timeoutMs`. */
+export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A log line of the child (pino JSON). */
+export type LogLine = Record<string, unknown> & { level: number; msg: string };
+
+/** `nexus-proxy serve` in a child process, with its JSON log lines parsed. */
+export interface ServeChild {
+  child: ChildProcess;
+  lines: LogLine[];
+  /** Everything written to stderr. */
+  stderr(): string;
+  /** Resolves with the first line (already seen or future) that `match` accepts. */
+  waitFor(match: (line: LogLine) => boolean, timeoutMs?: number, from?: number): Promise<LogLine>;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string | null>;
+  hubPort: number;
+  httpPort: number;
+  adminPort: number | undefined;
+  kill(): void;
+}
+
+export async function spawnServe(args: string[]): Promise<ServeChild> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--log-format', 'json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: LogLine[] = [];
+  let err = '';
+  let partial = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    err += chunk;
+    partial += chunk;
+    let nl = partial.indexOf('\n');
+    while (nl !== -1) {
+      const text = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(text) as LogLine);
+      } catch {
+        // not a log line
+      }
+      nl = partial.indexOf('\n');
+    }
+  });
+  child.stdout?.resume();
+  const exited = new Promise<number | string | null>((r) => child.on('exit', (c, s) => r(c ?? s)));
+  const waitFor = async (match: (line: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> => {
+    let found: LogLine | undefined;
+    await until(
+      () => {
+        found = lines.slice(from).find(match);
+        return found !== undefined || child.exitCode !== null;
+      },
+      timeoutMs,
+      'a log line',
+    );
+    if (found === undefined) throw new Error(`child exited: ${err}`);
+    return found;
+  };
+  const listening = await waitFor((l) => l.msg === 'nexus listening', 15_000);
+  const hub = String(listening.hub);
+  const listeners = listening.listeners as string[];
+  const http = listeners.find((l) => l.startsWith('http:')) ?? '';
+  const admin = lines.find((l) => l.msg === 'admin listener listening');
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    waitFor,
+    exited,
+    hubPort: Number(hub.slice(hub.lastIndexOf(':') + 1)),
+    httpPort: Number(http.slice(http.lastIndexOf(':') + 1)),
+    adminPort: admin === undefined ? undefined : Number(admin.port),
+    kill: () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}

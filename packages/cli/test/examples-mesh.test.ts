@@ -1,0 +1,140 @@
+/**
+ * Runs examples/mesh the way its README does (`node start.mjs`) in self-test mode: three `nexus-proxy
+ * serve` processes mesh over mutual TLS, a `nexus-backend` process attaches a device to node C only, and
+ * the example's own client reaches it through A (TLS passthrough) and B (HTTP by Host). Needs the built
+ * packages (`npm run build`): the example runs their dist and bin scripts like any user would.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const EXAMPLE = fileURLToPath(new URL('../../../examples/mesh/', import.meta.url));
+const BUILT = ['../dist/cli.js', '../../core/dist/index.js', '../../backend-client/dist/cli.js'].map((p) =>
+  fileURLToPath(new URL(p, import.meta.url)),
+);
+/** examples/mesh/ports.mjs: PORT_BASE…PORT_BASE+13, in this order. */
+const PORT_NAMES = [
+  'aTls',
+  'aHttp',
+  'aHub',
+  'aPeer',
+  'bTls',
+  'bHttp',
+  'bHub',
+  'bPeer',
+  'cTls',
+  'cHttp',
+  'cHub',
+  'cPeer',
+  'serviceHttps',
+  'serviceHttp',
+] as const;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  output: string;
+}
+
+/** Runs `node examples/mesh/start.mjs` with `env` until it exits (killed after `timeoutMs`). */
+function runExample(env: Record<string, string>, timeoutMs = 40_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [`${EXAMPLE}start.mjs`], {
+      cwd: EXAMPLE,
+      env: { ...process.env, EXIT_AFTER_SELFTEST: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, output });
+    });
+  });
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A base port such that base…base+count-1 are free on 127.0.0.1 right now. Drawn below Linux's default
+ * ephemeral range (32768–60999), so outgoing connections of other tests cannot take them in between.
+ */
+async function freePortBase(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 10_000 + Math.floor(Math.random() * (32_000 - 10_000 - count));
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await isFree(base + i);
+    if (free) return base;
+  }
+  throw new Error('no free range of ports found');
+}
+
+/** Runs the self-test on a free port range; once more on a fresh range if a port was taken meanwhile. */
+async function runSelfTest(): Promise<{ run: Run; ports: Record<(typeof PORT_NAMES)[number], number> }> {
+  for (let attempt = 1; ; attempt++) {
+    const base = await freePortBase(PORT_NAMES.length);
+    const run = await runExample({ PORT_BASE: String(base) });
+    if (attempt < 2 && run.code !== 0 && run.output.includes('EADDRINUSE')) continue;
+    const ports = Object.fromEntries(PORT_NAMES.map((name, i) => [name, base + i])) as Record<
+      (typeof PORT_NAMES)[number],
+      number
+    >;
+    return { run, ports };
+  }
+}
+
+describe('examples/mesh', () => {
+  it('is run against built packages', () => {
+    for (const file of BUILT) expect(existsSync(file), `${file} is missing: run npm run build`).toBe(true);
+  });
+
+  it('three nodes mesh; a device attached to C only is reached through A (TLS) and B (HTTP)', async () => {
+    const { run, ports } = await runSelfTest();
+    const { output } = run;
+    expect(output).toContain('SELFTEST OK');
+    expect(run.code, output).toBe(0);
+
+    // The client's view: HTTPS at A and HTTP at B, both tunnelled to C; and C's own local route.
+    expect(output).toContain(
+      `[client] https://app.localhost:${ports.aTls}/hello (node A → tunnel → C) -> Hello from app.localhost over HTTPS`,
+    );
+    expect(output).toContain(
+      `[client] http://app.localhost:${ports.bHttp}/hello (node B → tunnel → C) -> Hello from app.localhost over HTTP`,
+    );
+    expect(output).toContain(`[client] http://app.localhost:${ports.cHttp}/hello (node C, local backend)`);
+
+    // The nodes' logs: A accepted B and C by certificate name (serverAuth-only certificates used as
+    // client certificates), learned C's route, and relayed the end user's stream on its own TLS port.
+    const lines = output.split('\n');
+    const logged = (label: string, ...parts: string[]) =>
+      lines.some((l) => l.startsWith(`[${label}] `) && parts.every((p) => l.includes(p)));
+    expect(logged('node-a', 'peer link established', 'peer=b.mesh.localhost', 'direction=inbound')).toBe(true);
+    expect(logged('node-a', 'peer link established', 'peer=c.mesh.localhost', 'direction=inbound')).toBe(true);
+    expect(logged('node-a', 'peer routes updated', 'peer=c.mesh.localhost', 'routes=1')).toBe(true);
+    expect(logged('node-c', 'peer link established', `peer=wss://127.0.0.1:${ports.aPeer}/mesh`)).toBe(true);
+    expect(logged('node-a', 'stream closed', `port=${ports.aTls}`, 'reason=completed')).toBe(true);
+    expect(logged('node-b', 'stream closed', `port=${ports.bHttp}`, 'reason=completed')).toBe(true);
+    // No node refused a peer, and every process stopped cleanly.
+    expect(output).not.toContain('refusing peer');
+    expect(logged('node-a', 'nexus closed')).toBe(true);
+    expect(logged('node-c', 'nexus closed')).toBe(true);
+    expect(logged('backend', 'stopped')).toBe(true);
+    // The port-shifted copies of the configuration this run wrote were removed.
+    expect(readdirSync(EXAMPLE).filter((f) => f.startsWith(`.port-${ports.aTls}-`))).toEqual([]);
+  });
+});
