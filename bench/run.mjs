@@ -44,7 +44,11 @@ function printTable(title, rows) {
   if (rows.length === 0) return;
   const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cell = (v) =>
-    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v ?? '');
+    typeof v === 'number'
+      ? Number.isInteger(v)
+        ? String(v)
+        : v.toFixed(3).replace(/\.?0+$/, '')
+      : String(v ?? '');
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals) => `| ${vals.map((v, i) => v.padEnd(widths[i])).join(' | ')} |`;
   console.log(line(cols));

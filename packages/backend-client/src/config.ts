@@ -356,6 +356,23 @@ function splitPath(fieldPath: string): (string | number)[] {
   return out;
 }
 
+/** The node at `segments` below `root`; map keys compare as text, so `443` finds a numeric key `443:`. */
+function nodeAt(root: unknown, segments: readonly (string | number)[]): unknown {
+  let node = root;
+  for (const segment of segments) {
+    if (isMap(node)) {
+      node = node.items.find(
+        (p) => String((p.key as { value?: unknown })?.value ?? p.key) === String(segment),
+      )?.value;
+    } else if (isSeq(node) && typeof segment === 'number') {
+      node = node.items[segment];
+    } else {
+      return undefined;
+    }
+  }
+  return node;
+}
+
 /**
  * Parse and resolve a YAML document. YAML syntax errors and validation errors are
  * {@link InvalidOptionsError}s whose message carries `source:line`.
@@ -389,7 +406,7 @@ export function parseBackendClientConfig(
     const segments = splitPath(err.path);
     let line: number | undefined;
     if (segments.length > 0) {
-      const parent = segments.length === 1 ? doc.contents : doc.getIn(segments.slice(0, -1), true);
+      const parent = nodeAt(doc.contents, segments.slice(0, -1));
       const last = segments[segments.length - 1]!;
       let node: Node | undefined;
       if (isMap(parent)) {

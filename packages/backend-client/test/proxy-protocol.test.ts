@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseBackendClientConfig } from '../src/config.js';
 import { InvalidOptionsError } from '../src/errors.js';
 import { dialLocal } from '../src/local-dial.js';
 import { resolvePortMappings, resolveTarget } from '../src/port-mappings.js';
@@ -187,6 +188,33 @@ describe('port mappings with proxyProtocol', () => {
       expect(err).toBeInstanceOf(InvalidOptionsError);
       expect((err as InvalidOptionsError).path).toBe(path);
     }
+  });
+});
+
+describe('backend client YAML with proxyProtocol', () => {
+  it('reads proxyProtocol on a mapping and on a host override, and names the line of a bad value', () => {
+    const yaml = (value: string) => `backends:
+  - name: web
+    nexusAddresses: ["nexus.example.com"]
+    authToken: "t"
+    portMappings:
+      443:
+        default: "127.0.0.1:8443"
+        proxyProtocol: ${value}
+        hosts:
+          legacy.example.com: { target: "127.0.0.1:9443", proxyProtocol: none }
+`;
+    const config = parseBackendClientConfig(yaml('v2'), { source: 'client.yaml' });
+    const mappings = config.backends[0]!.portMappings;
+    expect(resolveTarget(mappings, 443, 'app.example.com')).toEqual({
+      host: '127.0.0.1',
+      port: 8443,
+      proxyProtocol: 'v2',
+    });
+    expect(resolveTarget(mappings, 443, 'legacy.example.com')).toEqual({ host: '127.0.0.1', port: 9443 });
+    expect(() => parseBackendClientConfig(yaml('v3'), { source: 'client.yaml' })).toThrow(
+      /backends\[0\]\.portMappings\.443\.proxyProtocol must be "v1", "v2" or "none".*client\.yaml:8/,
+    );
   });
 });
 

@@ -30,3 +30,13 @@ export {
   type StatusSnapshot,
   type StatusSources,
 } from './status.js';
+export {
+  DEFAULT_SYSTEMD_CONFIG_FILE,
+  DEFAULT_SYSTEMD_TIMEOUT_STOP_SECONDS,
+  DEFAULT_SYSTEMD_UNIT_FILE,
+  DEFAULT_SYSTEMD_UNIT_NAME,
+  DEFAULT_SYSTEMD_USER,
+  renderSystemdUnit,
+  type SystemdUnitOptions,
+  writeSystemdUnit,
+} from './systemd.js';

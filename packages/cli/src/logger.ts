@@ -37,7 +37,12 @@ export function createCliLogger(options: CliLoggerOptions = {}): PinoLogger {
       redact,
       transport: {
         target: 'pino-pretty',
-        options: { destination: 2, colorize: process.stderr.isTTY === true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' },
+        options: {
+          destination: 2,
+          colorize: process.stderr.isTTY === true,
+          translateTime: 'HH:MM:ss.l',
+          ignore: 'pid,hostname',
+        },
       },
     });
   }

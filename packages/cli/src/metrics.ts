@@ -85,7 +85,7 @@ class BoundedLabel {
   }
 }
 
-/** `*.suffix` a name can match (a wildcard covers one or more labels left of a suffix with a dot). */
+/** The `*.suffix` pattern a name can match: a wildcard covers exactly one label (PROTOCOL.md §3). */
 function wildcardOf(host: string): string | undefined {
   const dot = host.indexOf('.');
   return dot > 0 && host.indexOf('.', dot + 1) !== -1 ? `*.${host.slice(dot + 1)}` : undefined;
@@ -341,7 +341,8 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
     totals: () => ({ ...totals }),
     recordReload: (ok) => reloads.inc({ result: ok ? 'success' : 'failure' }),
     close() {
-      for (const [event, fn] of Object.entries(handlers)) emitter.off(event, fn as (...args: unknown[]) => void);
+      for (const [event, fn] of Object.entries(handlers))
+        emitter.off(event, fn as (...args: unknown[]) => void);
     },
   };
 }

@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeConfigTemplate } from './init.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
 import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
+import { DEFAULT_SYSTEMD_UNIT_FILE, writeSystemdUnit } from './systemd.js';
 
 /** Version reported by `--version`. */
 export const VERSION = '0.1.0';
@@ -105,7 +106,15 @@ export function createProgram(io: ProgramIo = {}): Command {
     .description('write a commented config.yaml with a generated secret')
     .option('-o, --output <file>', 'where to write', 'config.yaml')
     .option('--force', 'overwrite an existing file')
-    .action((opts) => {
+    .option('--systemd', `write a hardened systemd unit instead (default -o ${DEFAULT_SYSTEMD_UNIT_FILE})`)
+    .action((opts, command: Command) => {
+      if (opts.systemd === true) {
+        const file =
+          command.getOptionValueSource('output') === 'default' ? DEFAULT_SYSTEMD_UNIT_FILE : opts.output;
+        writeSystemdUnit(file, opts.force === true);
+        out(`wrote ${file}`);
+        return;
+      }
       writeConfigTemplate(opts.output, opts.force === true);
       out(`wrote ${opts.output}`);
     });

@@ -135,7 +135,14 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         metrics,
         readiness,
         status: () =>
-          buildStatus({ nexus, metrics, readiness, draining: () => phase.draining, version: VERSION, startedAt }),
+          buildStatus({
+            nexus,
+            metrics,
+            readiness,
+            draining: () => phase.draining,
+            version: VERSION,
+            startedAt,
+          }),
         logger,
       });
       adminAddress = await admin.listen();
@@ -219,7 +226,10 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         result.restartRequired.push('admin');
       }
       if (result.restartRequired.length > 0) {
-        logger.warn({ restartRequired: result.restartRequired }, 'some changes take effect only after a restart');
+        logger.warn(
+          { restartRequired: result.restartRequired },
+          'some changes take effect only after a restart',
+        );
       }
       metrics.recordReload(true);
       return result;

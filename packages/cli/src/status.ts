@@ -99,7 +99,8 @@ export function nodeReadiness(nexus: Nexus, state: { listening: boolean; drainin
   if (!state.listening) reasons.push('starting');
   if (state.draining) reasons.push('draining');
   // ACME mode: until the first issuance the hub serves a self-signed stand-in that no backend trusts.
-  if (nexus.acme !== undefined && nexus.acme.status().state !== 'valid') reasons.push('temporary-certificate');
+  if (nexus.acme !== undefined && nexus.acme.status().state !== 'valid')
+    reasons.push('temporary-certificate');
   return { ready: reasons.length === 0, reasons };
 }
 
@@ -110,7 +111,11 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
   const info = nexus.certificateInfo();
   const routes: StatusSnapshot['routes'] = nexus.routes
     .localPatterns()
-    .map((pattern) => ({ pattern, kind: 'local' as const, targets: nexus.routes.localPool(pattern)?.size ?? 0 }));
+    .map((pattern) => ({
+      pattern,
+      kind: 'local' as const,
+      targets: nexus.routes.localPool(pattern)?.size ?? 0,
+    }));
   const links = nexus.mesh?.links() ?? [];
   const peerRoutes = new Map<string, number>();
   for (const link of links) for (const p of link.routes) peerRoutes.set(p, (peerRoutes.get(p) ?? 0) + 1);
@@ -195,7 +200,9 @@ export function formatStatus(status: StatusSnapshot, now: number = Date.now()): 
   out.push(`Nexus ${status.version}: ${state}, up ${age(status.uptimeSeconds)}`);
   if (status.certificate !== undefined) {
     const c = status.certificate;
-    out.push(`Hub certificate: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter}${c.temporary ? ' (temporary)' : ''}`);
+    out.push(
+      `Hub certificate: ${c.subject.replace(/\n/g, ', ')}, expires ${c.notAfter}${c.temporary ? ' (temporary)' : ''}`,
+    );
   }
   const t = status.totals;
   out.push(

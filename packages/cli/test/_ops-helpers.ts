@@ -44,7 +44,15 @@ export async function createWorkdir(): Promise<Workdir> {
   const keyFile = join(dir, 'hub.key');
   writeFileSync(certFile, hub.certPem);
   writeFileSync(keyFile, hub.keyPem);
-  return { dir, ca, hub, certFile, keyFile, issueHub, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    ca,
+    hub,
+    certFile,
+    keyFile,
+    issueHub,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** Writes `config.yaml` (hub and relay listeners on 127.0.0.1:0) and returns its path. */
@@ -68,7 +76,9 @@ export function writeNodeConfig(work: Workdir, extra: Record<string, unknown> = 
 }
 
 /** A local TCP service; `onConnection` decides what each connection gets. */
-export async function startService(onConnection: (socket: Socket) => void): Promise<{ port: number; server: Server; close(): Promise<void> }> {
+export async function startService(
+  onConnection: (socket: Socket) => void,
+): Promise<{ port: number; server: Server; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
@@ -107,7 +117,12 @@ export function token(secret: string, hostnames: string[]): Promise<string> {
 }
 
 /** Starts a backend client that sends every stream to `servicePort`. */
-export function backend(hubPort: number, caPem: string, tokenText: string, servicePort: number): BackendClient {
+export function backend(
+  hubPort: number,
+  caPem: string,
+  tokenText: string,
+  servicePort: number,
+): BackendClient {
   const client = createBackendClient({
     nodes: [`wss://127.0.0.1:${hubPort}/connect`],
     token: tokenText,
@@ -136,7 +151,10 @@ export function httpThrough(port: number, host: string, path: string): Promise<s
 }
 
 /** GET on the admin listener. */
-export function adminGet(port: number, path: string): Promise<{ status: number; body: string; type: string }> {
+export function adminGet(
+  port: number,
+  path: string,
+): Promise<{ status: number; body: string; type: string }> {
   return new Promise((resolve, reject) => {
     httpGet({ host: '127.0.0.1', port, path }, (res) => {
       let body = '';
@@ -152,7 +170,11 @@ export function adminGet(port: number, path: string): Promise<{ status: number; 
 }
 
 /** Waits until `predicate` holds, polling every 20 ms, for up to `timeoutMs`. */
-export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function until(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -204,7 +226,11 @@ export async function spawnServe(args: string[]): Promise<ServeChild> {
   });
   child.stdout?.resume();
   const exited = new Promise<number | string | null>((r) => child.on('exit', (c, s) => r(c ?? s)));
-  const waitFor = async (match: (line: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> => {
+  const waitFor = async (
+    match: (line: LogLine) => boolean,
+    timeoutMs = 10_000,
+    from = 0,
+  ): Promise<LogLine> => {
     let found: LogLine | undefined;
     await until(
       () => {

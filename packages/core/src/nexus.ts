@@ -21,7 +21,12 @@ import {
   resolveNexusConfig,
 } from './config.js';
 import { LimitError, TlsError } from './errors.js';
-import { type AuthFailedEvent, type BackendConnectedEvent, type BackendDisconnectedEvent, BackendHub } from './hub.js';
+import {
+  type AuthFailedEvent,
+  type BackendConnectedEvent,
+  type BackendDisconnectedEvent,
+  BackendHub,
+} from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
 import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions } from './mesh.js';
@@ -93,6 +98,7 @@ export interface NexusEvents {
   'stream-close': [event: StreamCloseEvent];
   'route-miss': [event: RouteMissEvent];
   'sniff-failed': [event: SniffFailedEvent];
+  /** ACME mode: a certificate was issued, the first one or a renewal. */
   'certificate-issued': [event: AcmeIssuedEvent];
   'certificate-failed': [event: AcmeFailedEvent];
   'peer-connected': PeerMeshEvents['peer-connected'];
@@ -223,7 +229,8 @@ export function createNexus(
   hub.on('backend-disconnected', (e) => emitter.emit('backend-disconnected', e));
   hub.on('auth-failed', (e) => emitter.emit('auth-failed', e));
 
-  const acmeConfig = options.tlsContext === undefined && resolved.tls.mode === 'acme' ? resolved.tls : undefined;
+  const acmeConfig =
+    options.tlsContext === undefined && resolved.tls.mode === 'acme' ? resolved.tls : undefined;
   const acme =
     acmeConfig === undefined
       ? undefined
@@ -237,6 +244,8 @@ export function createNexus(
           ...options.acme,
         });
   acme?.on('issued', (e) => emitter.emit('certificate-issued', e));
+  // A renewal is an issuance too: `certificate-issued` reports both (counters of issued certificates).
+  acme?.on('renewed', (e) => emitter.emit('certificate-issued', e));
   acme?.on('failed', (e) => emitter.emit('certificate-failed', e));
 
   let tlsContext: HubTlsContext | undefined = options.tlsContext;
@@ -251,7 +260,8 @@ export function createNexus(
   /** Answers an HTTP-01 challenge for the node's own hostname; true when it did. */
   const answerAcmeChallenge = (socket: Socket, sniffed: SniffedConnection): boolean => {
     if (acme === undefined || acmeConfig === undefined || sniffed.isTls) return false;
-    if (sniffed.hostname !== acmeConfig.hostname || !sniffed.path?.startsWith(ACME_CHALLENGE_PREFIX)) return false;
+    if (sniffed.hostname !== acmeConfig.hostname || !sniffed.path?.startsWith(ACME_CHALLENGE_PREFIX))
+      return false;
     const token = sniffed.path.slice(ACME_CHALLENGE_PREFIX.length).split('?', 1)[0] ?? '';
     const body = acme.challengeResponse(sniffed.hostname, token);
     const head =
@@ -329,9 +339,8 @@ export function createNexus(
   };
 
   const listeners: Array<{ config: (typeof resolved.listeners)[number]; listener: RelayListener }> =
-    resolved.listeners.map((lc) => ({
-      config: lc,
-      listener: createRelayListener({
+    resolved.listeners.map((lc) => {
+      const listener: RelayListener = createRelayListener({
         port: lc.port,
         host: lc.host,
         mode: lc.mode,
@@ -339,9 +348,12 @@ export function createNexus(
         budget,
         logger: options.logger,
         onRouted: (socket, sniffed) => onRouted(socket.localPort ?? lc.port, socket, sniffed),
-        onClose: (event) => emitter.emit('sniff-failed', { ...event, port: lc.port }),
-      }),
-    }));
+        // The bound port, as `stream-open` and `route-miss` report it (the configured one may be 0).
+        onClose: (event) =>
+          emitter.emit('sniff-failed', { ...event, port: listener.address()?.port ?? lc.port }),
+      });
+      return { config: lc, listener };
+    });
   // handleConnection for ports the configuration does not list gets its own sniff-only listener.
   const adHoc = new Map<string, RelayListener>();
 
@@ -439,13 +451,15 @@ export function createNexus(
     mesh: { get: () => mesh, enumerable: true },
     activeStreams: { get: () => relays.size, enumerable: true },
   });
-  const nexus = Object.assign(emitter, {
+  // defineProperties, not Object.assign: assign would read the getters once and freeze their values.
+  const handle = {
     reload,
     hub,
     routes,
     acme,
     certificateInfo: () => tlsContext?.info(),
-    handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => hub.handleUpgrade(req, socket, head),
+    handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      hub.handleUpgrade(req, socket, head),
     handleConnection(socket: Socket, opts: { port: number; mode: RelayMode }) {
       const configured = listeners.find((l) => l.config.port === opts.port && l.config.mode === opts.mode);
       let listener = configured?.listener;
@@ -480,7 +494,9 @@ export function createNexus(
         res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' });
         res.end('Not Found\n');
       });
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => hub.handleUpgrade(req, socket, head));
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+        hub.handleUpgrade(req, socket, head),
+      );
       server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'hub TLS handshake failed'));
       hubServer = server;
       const hubAddress = await new Promise<AddressInfo>((resolve, reject) => {
@@ -530,7 +546,10 @@ export function createNexus(
       closing ??= (async () => {
         const graceMs = closeOptions.graceMs ?? DEFAULT_CLOSE_GRACE_MS;
         // 1. Stop accepting end users (sniffing connections are dropped with reason `shutdown`).
-        await Promise.all([...listeners.map((l) => l.listener.close()), ...[...adHoc.values()].map((l) => l.close())]);
+        await Promise.all([
+          ...listeners.map((l) => l.listener.close()),
+          ...[...adHoc.values()].map((l) => l.close()),
+        ]);
         // 2. Let relayed streams finish, up to the grace period.
         if (relays.size > 0) {
           log.info({ streams: relays.size, graceMs }, 'draining relayed streams');
@@ -560,8 +579,8 @@ export function createNexus(
       })();
       return closing;
     },
-  });
-  return nexus as Nexus;
+  };
+  return Object.defineProperties(emitter, Object.getOwnPropertyDescriptors(handle)) as unknown as Nexus;
 }
 
 function isResolved(config: NexusConfigInput | ResolvedNexusConfig): config is ResolvedNexusConfig {

@@ -7,7 +7,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, connect as netConnect, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import {
+  type AddressInfo,
+  connect as netConnect,
+  createServer as createNetServer,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex, Readable } from 'node:stream';
@@ -26,7 +32,11 @@ import {
   type StreamOpenEvent as ClientStreamOpenEvent,
 } from '@nexus-proxy/backend-client';
 import { mintBackendToken } from '../../src/auth.js';
-import { type CertificateAndKey, createCertificateAuthority, issueCertificate } from '../../src/certificates.js';
+import {
+  type CertificateAndKey,
+  createCertificateAuthority,
+  issueCertificate,
+} from '../../src/certificates.js';
 import type { NexusConfigInput } from '../../src/config.js';
 import type { BackendConnectedEvent, BackendDisconnectedEvent } from '../../src/hub.js';
 import {
@@ -164,7 +174,8 @@ export async function startNode(options: StartNodeOptions): Promise<NodeHarness>
   const addresses = await nexus.listen();
   const hubPort = addresses.hub.port;
   const hubUrl = `wss://127.0.0.1:${hubPort}/connect`;
-  const portOf = (mode: 'tls' | 'http') => addresses.listeners.find((l) => l.mode === mode)?.address.port ?? -1;
+  const portOf = (mode: 'tls' | 'http') =>
+    addresses.listeners.find((l) => l.mode === mode)?.address.port ?? -1;
   const backends: TestBackend[] = [];
   let backendCount = 0;
 
@@ -273,6 +284,12 @@ export async function startService(
     options.tls !== undefined
       ? createTlsServer({ cert: options.tls.certPem, key: options.tls.keyPem, allowHalfOpen: true }, track)
       : createNetServer({ allowHalfOpen: true }, track);
+  // Raw TCP sockets too: a TLS server reports a socket only after its handshake.
+  const raw = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    raw.add(socket);
+    socket.once('close', () => raw.delete(socket));
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
@@ -281,6 +298,7 @@ export async function startService(
     accepted,
     async close() {
       for (const s of accepted) s.destroy();
+      for (const s of raw) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
@@ -465,7 +483,10 @@ export interface RawClient {
   closed: Promise<{ fin: boolean; error: string | undefined }>;
 }
 
-export async function rawConnect(port: number, options: { allowHalfOpen?: boolean } = {}): Promise<RawClient> {
+export async function rawConnect(
+  port: number,
+  options: { allowHalfOpen?: boolean } = {},
+): Promise<RawClient> {
   const socket = netConnect({ host: '127.0.0.1', port, allowHalfOpen: options.allowHalfOpen ?? false });
   const chunks: Buffer[] = [];
   let fin = false;
@@ -538,7 +559,7 @@ export class SplittingDuplex extends Duplex {
 
 /** A TLS end user for `servername` trusting `ca`; resolves after the handshake. */
 export async function tlsEndUser(port: number, servername: string, ca: string): Promise<TLSSocket> {
-  const socket = tlsConnect({ host: '127.0.0.1', port, servername, ca, allowHalfOpen: false });
+  const socket = tlsConnect({ host: '127.0.0.1', port, servername, ca });
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve());
     socket.once('error', reject);

@@ -18,6 +18,11 @@ export interface PebbleOptions {
   certificateValidityPeriod?: number;
   /** Percentage of valid nonces pebble rejects as bad (exercises badNonce retries). Default: `0`. */
   nonceRejectPercent?: number;
+  /**
+   * Percentage of orders that reuse an account's still-valid authorization instead of validating again
+   * (`PEBBLE_AUTHZREUSE`). Default: pebble's (50). `0` makes every order validate HTTP-01.
+   */
+  authzReusePercent?: number;
 }
 
 export interface Pebble {
@@ -135,6 +140,9 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
         {
           PEBBLE_VA_NOSLEEP: '1',
           PEBBLE_WFE_NONCEREJECT: String(options.nonceRejectPercent ?? 0),
+          ...(options.authzReusePercent === undefined
+            ? {}
+            : { PEBBLE_AUTHZREUSE: String(options.authzReusePercent) }),
         },
         output,
       ),

@@ -97,7 +97,8 @@ describe('createNexus: data path (RELIABILITY items 2–9)', () => {
     stuck.pause(); // never reads until the end of the test
     const started = Date.now();
     readers[1]!.throttle(4_000_000);
-    clients.forEach((c, i) => c.socket.write(request(i === 0 ? '/stuck' : i === 1 ? '/long' : '/')));
+    for (const [i, c] of clients.entries())
+      c.socket.write(request(i === 0 ? '/stuck' : i === 1 ? '/long' : '/'));
     // While the 99 are in flight, a control round trip on the stuck stream and on a sibling.
     const session = backend.client.sessions.get(n.hubUrl);
     const streamOf = (c: (typeof clients)[number]) => {

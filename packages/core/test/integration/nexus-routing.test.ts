@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type CertificateAndKey, createCertificateAuthority, issueCertificate } from '../../src/certificates.js';
+import {
+  type CertificateAndKey,
+  createCertificateAuthority,
+  issueCertificate,
+} from '../../src/certificates.js';
 import {
   createTestPki,
   httpGet,

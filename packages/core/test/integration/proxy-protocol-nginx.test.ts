@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolvePortMappings } from '@nexus-proxy/backend-client';
+import { buildProxyHeader, resolvePortMappings } from '@nexus-proxy/backend-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, type NodeHarness, startNode } from '../helpers/node-harness.js';
 
@@ -146,6 +146,15 @@ http {
       hostnames: ['v1.test', 'v2.test', 'plain.test'],
       portMappings: resolvePortMappings({ [port4]: mapping, [port6]: mapping }),
     });
+    // The SDK path: a connect handler that dials itself and writes the header first.
+    await node.attachBackend({
+      hostnames: ['sdk.test'],
+      connectHandler: (request) => {
+        const socket = connect({ host: '127.0.0.1', port: nginxPort, allowHalfOpen: true });
+        socket.write(buildProxyHeader({ version: 'v2', ...request }));
+        return socket;
+      },
+    });
   });
 
   afterAll(async () => {
@@ -171,6 +180,16 @@ http {
     expect(source).toBe(reply.self);
     // Destination: the unspecified address of the source's family and the node's relay port.
     expect(destination).toBe(host === '::1' ? `:::${port}` : `0.0.0.0:${port}`);
+  });
+
+  it.each([
+    { family: 'IPv4', host: '127.0.0.1' },
+    { family: 'IPv6', host: '::1' },
+  ])('nginx sees the $family end user through a connect handler using buildProxyHeader', async ({ host }) => {
+    const port = host === '::1' ? port6 : port4;
+    const reply = await request(host, port, 'sdk.test');
+    expect(reply.status).toBe('HTTP/1.1 200 OK');
+    expect(reply.body.split(' ')[0]).toBe(reply.self);
   });
 
   it('nginx refuses a stream sent without a header to a proxy_protocol listener', async () => {

@@ -1,0 +1,130 @@
+import { connect as netConnect } from 'node:net';
+import { Writable } from 'node:stream';
+import type { BackendClient } from '@nexus-proxy/backend-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createCliLogger } from '../src/logger.js';
+import { type RunningNode, serve } from '../src/serve.js';
+import {
+  backend,
+  createWorkdir,
+  echoSizeService,
+  SECRET_A,
+  SECRET_B,
+  startService,
+  token,
+  until,
+  type Workdir,
+  writeNodeConfig,
+} from './_ops-helpers.js';
+
+/** A pino destination that keeps every line in memory. */
+function memoryDestination(): { stream: Writable; lines: string[] } {
+  const lines: string[] = [];
+  let partial = '';
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      partial += chunk.toString('utf8');
+      let nl = partial.indexOf('\n');
+      while (nl !== -1) {
+        lines.push(partial.slice(0, nl));
+        partial = partial.slice(nl + 1);
+        nl = partial.indexOf('\n');
+      }
+      done();
+    },
+  });
+  return { stream, lines };
+}
+
+describe('createCliLogger', () => {
+  it('redacts token and secret fields', () => {
+    const { stream, lines } = memoryDestination();
+    const logger = createCliLogger({ level: 'trace', destination: stream });
+    logger.info({ token: 'tok-123', nested: { secret: 'sec-456' }, backendsJWTSecrets: ['s-789'] }, 'x');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).not.toMatch(/tok-123|sec-456|s-789/);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ token: '[redacted]', nested: { secret: '[redacted]' } });
+  });
+});
+
+describe('node logs at trace', () => {
+  let work: Workdir | undefined;
+  let node: RunningNode | undefined;
+  const clients: BackendClient[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.close();
+    await node?.close();
+    node = undefined;
+    work?.remove();
+    work = undefined;
+  });
+
+  it('never contain a token or secret, log one info line per stream close, and no line per frame', async () => {
+    work = await createWorkdir();
+    const service = await startService(echoSizeService);
+    const { stream, lines } = memoryDestination();
+    try {
+      node = await serve({
+        config: writeNodeConfig(work, { backendsJWTSecrets: [SECRET_A] }),
+        handleSignals: false,
+        logLevel: 'trace',
+        logDestination: stream,
+        graceMs: 0,
+      });
+      const n = node;
+      const good = await token(SECRET_A, ['app.test']);
+      const bad = await token(SECRET_B, ['app.test']);
+      clients.push(backend(n.addresses.hub.port, work.ca.certPem, good, service.port));
+      await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
+      clients.push(backend(n.addresses.hub.port, work.ca.certPem, bad, service.port));
+      await until(
+        () => lines.some((l) => l.includes('backend authentication failed')),
+        10_000,
+        'the auth failure',
+      );
+      await clients.pop()!.close();
+
+      // 2 MiB down: at least 64 DATA frames of ≤ 32 KiB each.
+      const size = 2 * 1024 * 1024;
+      const before = lines.length;
+      const request = `GET /${size} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`;
+      const received = await new Promise<number>((resolve, reject) => {
+        let bytes = 0;
+        const s = netConnect(
+          { host: '127.0.0.1', port: n.addresses.listeners.find((l) => l.mode === 'http')!.address.port },
+          () => s.write(request),
+        );
+        s.on('data', (c: Buffer) => {
+          bytes += c.length;
+        });
+        s.on('close', () => resolve(bytes));
+        s.on('error', reject);
+      });
+      expect(received).toBeGreaterThan(size);
+      await until(() => lines.some((l) => l.includes('"msg":"stream closed"')), 10_000, 'the close line');
+      const during = lines.slice(before);
+      expect(during.length).toBeLessThan(10);
+
+      const closes = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'stream closed');
+      expect(closes).toHaveLength(1);
+      expect(closes[0]).toMatchObject({
+        level: 30,
+        hostname: 'app.test',
+        reason: 'completed',
+        bytesUp: request.length,
+        bytesDown: received,
+      });
+
+      await n.close();
+      node = undefined;
+      const all = lines.join('\n');
+      expect(lines.length).toBeGreaterThan(5);
+      expect(lines.some((l) => JSON.parse(l).level === 20)).toBe(true); // debug and below are enabled
+      for (const secret of [good, bad, SECRET_A, SECRET_B, ...good.split('.'), ...bad.split('.')]) {
+        expect(all).not.toContain(secret);
+      }
+    } finally {
+      await service.close();
+    }
+  });
+});
