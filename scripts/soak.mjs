@@ -25,7 +25,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBackendClient } from '@nexus-proxy/backend-client';
-import { createCertificateAuthority, createNexus, issueCertificate, mintBackendToken } from '@nexus-proxy/core';
+import {
+  createCertificateAuthority,
+  createNexus,
+  issueCertificate,
+  mintBackendToken,
+} from '@nexus-proxy/core';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,6 +47,8 @@ const IDLE_STREAMS = Number(args.idle);
 const SAMPLE_MS = 2_000;
 const WARMUP_MS = Math.min(30_000, DURATION_MS / 5);
 const MiB = 1024 * 1024;
+/** A transfer without progress for this long is stuck, ms. */
+const STALL_MS = 30_000;
 const SECRET = 'soak-secret-that-is-long-enough-0123456789abcdef';
 const SUFFIX = 'mesh.soak.test';
 if (!(DURATION_MS > 0)) {
@@ -93,7 +100,9 @@ const web = createServer((s) => {
     const body = randomBytes(n);
     s.end(
       Buffer.concat([
-        Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${n}\r\nx-sha256: ${sha(body)}\r\nconnection: close\r\n\r\n`),
+        Buffer.from(
+          `HTTP/1.1 200 OK\r\ncontent-length: ${n}\r\nx-sha256: ${sha(body)}\r\nconnection: close\r\n\r\n`,
+        ),
         body,
       ]),
     );
@@ -176,8 +185,7 @@ const WEB = 'web.soak.test';
 const CHURN = 'churn.soak.test';
 
 /** Dials echo for `echo.*` and the web service for everything else, whatever the relay port. */
-const connectHandler = (request) =>
-  connect(request.hostname === ECHO ? echoPort : webPort, '127.0.0.1');
+const connectHandler = (request) => connect(request.hostname === ECHO ? echoPort : webPort, '127.0.0.1');
 
 async function backend(hostnames) {
   const client = createBackendClient({
@@ -194,7 +202,7 @@ async function backend(hostnames) {
 }
 
 const stable = await Promise.all([backend([ECHO, WEB]), backend([ECHO, WEB]), backend([ECHO, WEB])]);
-let churners = await Promise.all([backend([CHURN]), backend([CHURN])]);
+const churners = await Promise.all([backend([CHURN]), backend([CHURN])]);
 
 async function waitFor(cond, ms, what) {
   const start = Date.now();
@@ -206,7 +214,11 @@ async function waitFor(cond, ms, what) {
 await waitFor(() => nodeB.nexus.hub.sessions.length === 5, 10_000, 'backends on B');
 if (nodeA !== nodeB) {
   try {
-    await waitFor(() => nodeA.nexus.routes.lookup(ECHO) !== undefined && nodeA.nexus.routes.lookup(CHURN) !== undefined, 10_000, 'mesh routes on A');
+    await waitFor(
+      () => nodeA.nexus.routes.lookup(ECHO) !== undefined && nodeA.nexus.routes.lookup(CHURN) !== undefined,
+      10_000,
+      'mesh routes on A',
+    );
     meshUp = true;
   } catch {
     console.error('mesh did not come up: end users use node B only');
@@ -245,6 +257,7 @@ async function echoTransfer(kind, size, readRate) {
   const got = createHash('sha256');
   let received = 0;
   let mismatch = false;
+  let stalled = false;
   let error;
   const chunks = []; // only the first bytes, to check the echoed head
   socket.on('error', (e) => {
@@ -259,10 +272,20 @@ async function echoTransfer(kind, size, readRate) {
         socket.pause();
         setTimeout(() => socket.resume(), (c.length / readRate) * 1000);
       }
-      if (received >= expected) socket.end();
+      // v1 streams carry no half-close to the backend (PROTOCOL.md §1.4): the end user just leaves.
+      if (received >= expected) socket.destroy();
     });
     socket.once('close', resolve);
   });
+  // A stream that makes no progress for STALL_MS is stuck: that is a lost byte, not a slow one.
+  let seen = -1;
+  const watchdog = setInterval(() => {
+    if (received === seen) {
+      stalled = true;
+      socket.destroy();
+    }
+    seen = received;
+  }, STALL_MS);
   socket.write(head);
   let left = size;
   while (left > 0 && !socket.destroyed) {
@@ -272,14 +295,28 @@ async function echoTransfer(kind, size, readRate) {
     if (!socket.write(chunk)) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
   }
   await done;
-  if (received > 0 && !Buffer.concat(chunks).subarray(0, Math.min(received, head.length)).equals(head.subarray(0, Math.min(received, head.length)))) mismatch = true;
+  clearInterval(watchdog);
+  if (stalled) {
+    fatal(`${kind} via ${node.name}: stalled at ${received}/${expected} bytes for ${STALL_MS} ms`);
+    return;
+  }
+  if (
+    received > 0 &&
+    !Buffer.concat(chunks)
+      .subarray(0, Math.min(received, head.length))
+      .equals(head.subarray(0, Math.min(received, head.length)))
+  )
+    mismatch = true;
   if (received === expected && !mismatch && got.digest('hex') === sent.digest('hex')) {
     stats.completed[kind]++;
     stats.bytes += 2 * expected;
     return;
   }
   if (received === 0) countError(`${kind}: refused${error ? ` (${error})` : ''} via ${node.name}`);
-  else fatal(`${kind} via ${node.name}: ${received}/${expected} bytes back${mismatch || received === expected ? ', CONTENT DIFFERS' : ''}${error ? ` (${error})` : ''}`);
+  else
+    fatal(
+      `${kind} via ${node.name}: ${received}/${expected} bytes back${mismatch || received === expected ? ', CONTENT DIFFERS' : ''}${error ? ` (${error})` : ''}`,
+    );
 }
 
 /** A GET for `host`; the body must match its SHA-256 header. Short on churned routes is a clean error. */
@@ -291,7 +328,12 @@ async function smallRequest(kind, host) {
   socket.on('data', (c) => chunks.push(c));
   socket.on('error', () => {});
   socket.write(`GET /?n=${n} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  const stall = setTimeout(() => {
+    fatal(`${kind} via ${node.name}: no response end within ${STALL_MS} ms`);
+    socket.destroy();
+  }, STALL_MS);
   await once(socket, 'close');
+  clearTimeout(stall);
   const all = Buffer.concat(chunks);
   const end = all.indexOf('\r\n\r\n');
   const headText = all.subarray(0, Math.max(0, end)).toString('latin1');
@@ -309,7 +351,10 @@ async function smallRequest(kind, host) {
   const cut = end < 0 || want === undefined || body.length < n;
   const intact = want !== undefined && body.length < n; // a prefix can only be judged by its length here
   if (kind === 'churn' && cut) countError(`${kind}: response cut (backend churn) via ${node.name}`);
-  else fatal(`${kind} via ${node.name}: ${all.length} bytes, body ${body.length}/${n}${intact ? '' : ', CONTENT DIFFERS'}`);
+  else
+    fatal(
+      `${kind} via ${node.name}: ${all.length} bytes, body ${body.length}/${n}${intact ? '' : ', CONTENT DIFFERS'}`,
+    );
 }
 
 async function worker(task) {
@@ -361,7 +406,8 @@ async function idleStreams() {
   await sleep(500);
   for (const s of streams) {
     if (s.dead !== undefined) fatal(`idle stream via ${s.node.name} died: ${s.dead}`);
-    else if (s.pending !== s.expect) fatal(`idle stream via ${s.node.name}: echo differs (${s.pending.length}/${s.expect.length} chars)`);
+    else if (s.pending !== s.expect)
+      fatal(`idle stream via ${s.node.name}: echo differs (${s.pending.length}/${s.expect.length} chars)`);
     s.socket.destroy();
   }
 }
@@ -438,7 +484,9 @@ clearInterval(sampler);
 // ───────────────────────────── wind down and report ─────────────────────────────
 
 await Promise.all([...stable, ...churners].map((c) => c.close({ graceMs: 0 })));
-await Promise.all([nodeA, nodeB].filter((n, i, all) => all.indexOf(n) === i).map((n) => n.nexus.close({ graceMs: 0 })));
+await Promise.all(
+  [nodeA, nodeB].filter((n, i, all) => all.indexOf(n) === i).map((n) => n.nexus.close({ graceMs: 0 })),
+);
 echo.close();
 web.close();
 rmSync(dir, { recursive: true, force: true });
@@ -456,7 +504,13 @@ const report = {
   errors: Object.fromEntries([...stats.errors].sort((a, b) => b[1] - a[1])),
   hostileClosedByNode: Object.fromEntries(stats.hostile),
   fatal: stats.fatal.length,
-  rss: { start: mb(startRss), afterWarmup: mb(warm), peak: mb(peakRss), end: mb(endRss), samples: stats.rss.length },
+  rss: {
+    start: mb(startRss),
+    afterWarmup: mb(warm),
+    peak: mb(peakRss),
+    end: mb(endRss),
+    samples: stats.rss.length,
+  },
   memoryOk,
 };
 console.log(JSON.stringify(report, null, 2));

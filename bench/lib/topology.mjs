@@ -201,7 +201,8 @@ export async function startTopology(options = {}) {
         dnsNames: ['hub.bench.test'],
         ipAddresses: ['127.0.0.1'],
       });
-      const execArgv = [];
+      // Extra node flags for the node child only (e.g. BENCH_NODE_ARGS=--trace-gc), for investigations.
+      const execArgv = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
       if (options.profileDir !== undefined) {
         mkdirSync(options.profileDir, { recursive: true });
         execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);

@@ -109,13 +109,11 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
   const { nexus, metrics } = sources;
   const now = Date.now();
   const info = nexus.certificateInfo();
-  const routes: StatusSnapshot['routes'] = nexus.routes
-    .localPatterns()
-    .map((pattern) => ({
-      pattern,
-      kind: 'local' as const,
-      targets: nexus.routes.localPool(pattern)?.size ?? 0,
-    }));
+  const routes: StatusSnapshot['routes'] = nexus.routes.localPatterns().map((pattern) => ({
+    pattern,
+    kind: 'local' as const,
+    targets: nexus.routes.localPool(pattern)?.size ?? 0,
+  }));
   const links = nexus.mesh?.links() ?? [];
   const peerRoutes = new Map<string, number>();
   for (const link of links) for (const p of link.routes) peerRoutes.set(p, (peerRoutes.get(p) ?? 0) + 1);

@@ -123,8 +123,12 @@ describe('examples/mesh', () => {
     const lines = output.split('\n');
     const logged = (label: string, ...parts: string[]) =>
       lines.some((l) => l.startsWith(`[${label}] `) && parts.every((p) => l.includes(p)));
-    expect(logged('node-a', 'peer link established', 'peer=b.mesh.localhost', 'direction=inbound')).toBe(true);
-    expect(logged('node-a', 'peer link established', 'peer=c.mesh.localhost', 'direction=inbound')).toBe(true);
+    expect(logged('node-a', 'peer link established', 'peer=b.mesh.localhost', 'direction=inbound')).toBe(
+      true,
+    );
+    expect(logged('node-a', 'peer link established', 'peer=c.mesh.localhost', 'direction=inbound')).toBe(
+      true,
+    );
     expect(logged('node-a', 'peer routes updated', 'peer=c.mesh.localhost', 'routes=1')).toBe(true);
     expect(logged('node-c', 'peer link established', `peer=wss://127.0.0.1:${ports.aPeer}/mesh`)).toBe(true);
     expect(logged('node-a', 'stream closed', `port=${ports.aTls}`, 'reason=completed')).toBe(true);

@@ -28,12 +28,33 @@ interface Run {
   stderr: string;
 }
 
+/** npm settings that may pass through to the child npm: where it caches and which CAs / registry it trusts. */
+const KEPT_NPM_ENV = new Set([
+  'npm_config_cache',
+  'npm_config_cafile',
+  'npm_config_registry',
+  'npm_config_userconfig',
+  'npm_config_globalconfig',
+]);
+
+/**
+ * The environment without the `npm_*` variables an enclosing `npm test` sets: `npm_config_local_prefix`
+ * would make the child `npm install` install into the repository instead of the temporary project.
+ */
+function childEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { NO_COLOR: '1' };
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!key.toLowerCase().startsWith('npm_') || KEPT_NPM_ENV.has(key.toLowerCase())) env[key] = value;
+  }
+  return env;
+}
+
 function run(command: string, args: string[], cwd: string, timeoutMs = 30_000): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile(
       command,
       args,
-      { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' } },
+      { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: childEnv() },
       (err, stdout, stderr) => {
         if (err) reject(new Error(`${command} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
         else resolve({ stdout, stderr });
@@ -75,6 +96,8 @@ describe('packages installed from their tarballs', () => {
       'npm',
       [
         'install',
+        '--prefix',
+        app,
         '--no-audit',
         '--no-fund',
         '--no-package-lock',

@@ -26,6 +26,7 @@ import {
   type BackendConnectedEvent,
   type BackendDisconnectedEvent,
   BackendHub,
+  type BackendHubOptions,
 } from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
@@ -52,6 +53,8 @@ export interface CreateNexusOptions {
   tlsContext?: HubTlsContext;
   /** Extra options for the ACME manager (tests: `skipChallengeVerification`, polling backoff). */
   acme?: Partial<ConstructorParameters<typeof AcmeCertificateManager>[0]>;
+  /** Mux engine tuning for backend sessions (receive window and grant batch in frames, buffer sizes in bytes). */
+  mux?: BackendHubOptions['mux'];
   /** Extra options for the peer mesh (tests: reconnect delays, keepalive, extra CAs as PEM text). */
   mesh?: Partial<PeerMeshOptions>;
 }
@@ -223,6 +226,7 @@ export function createNexus(
       verifyBackendToken(token, { ...current.auth, secrets: current.backendsJWTSecrets }),
     limits: liveLimits,
     keepalive: liveKeepalive,
+    mux: options.mux,
     logger: options.logger,
   });
   hub.on('backend-connected', (e) => emitter.emit('backend-connected', e));
@@ -347,7 +351,8 @@ export function createNexus(
         limits: liveLimits,
         budget,
         logger: options.logger,
-        onRouted: (socket, sniffed) => onRouted(socket.localPort ?? lc.port, socket, sniffed),
+        // conn_port is the configured relay port; with port 0 (tests), the one bound.
+        onRouted: (socket, sniffed) => onRouted(lc.port || (socket.localPort ?? 0), socket, sniffed),
         // The bound port, as `stream-open` and `route-miss` report it (the configured one may be 0).
         onClose: (event) =>
           emitter.emit('sniff-failed', { ...event, port: listener.address()?.port ?? lc.port }),

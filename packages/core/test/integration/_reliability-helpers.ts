@@ -17,7 +17,11 @@ import {
 import { decodeBackendMessage, encodeControlMessage, encodeDataFrame } from '@nexus-proxy/mux-protocol';
 import { type ClientOptions, WebSocket } from 'ws';
 import { mintBackendToken } from '../../src/auth.js';
-import { type CertificateAndKey, createCertificateAuthority, issueCertificate } from '../../src/certificates.js';
+import {
+  type CertificateAndKey,
+  createCertificateAuthority,
+  issueCertificate,
+} from '../../src/certificates.js';
 import type { NexusConfigInput } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
 import type { AuthFailedEvent, BackendConnectedEvent, BackendDisconnectedEvent } from '../../src/hub.js';
@@ -77,17 +81,20 @@ export async function startNode(
   const keyFile = join(dir, 'hub.key');
   writeFileSync(certFile, pki.hub.certPem);
   writeFileSync(keyFile, pki.hub.keyPem);
-  const nexus = createNexus({
-    backendListenAddress: `127.0.0.1:${hubPort}`,
-    backendsJWTSecret: SECRET,
-    hubTlsCertFile: certFile,
-    hubTlsKeyFile: keyFile,
-    listeners: [
-      { port: 0, mode: 'tls', host: '127.0.0.1' },
-      { port: 0, mode: 'http', host: '127.0.0.1' },
-    ],
-    ...config,
-  }, logger === undefined ? {} : { logger });
+  const nexus = createNexus(
+    {
+      backendListenAddress: `127.0.0.1:${hubPort}`,
+      backendsJWTSecret: SECRET,
+      hubTlsCertFile: certFile,
+      hubTlsKeyFile: keyFile,
+      listeners: [
+        { port: 0, mode: 'tls', host: '127.0.0.1' },
+        { port: 0, mode: 'http', host: '127.0.0.1' },
+      ],
+      ...config,
+    },
+    logger === undefined ? {} : { logger },
+  );
   const events: NodeEvents = {
     sniffFailed: [],
     routeMiss: [],
@@ -272,7 +279,8 @@ export async function httpGet(port: number, host: string): Promise<string> {
 export async function waitUntil(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const start = Date.now();
   while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() - start > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -287,7 +295,10 @@ export interface LogLine {
 }
 
 /** A pino-compatible logger that keeps every line (with its child bindings), for asserting log output. */
-export function recordingLogger(lines: LogLine[] = [], bindings: Record<string, unknown> = {}): Logger & {
+export function recordingLogger(
+  lines: LogLine[] = [],
+  bindings: Record<string, unknown> = {},
+): Logger & {
   lines: LogLine[];
 } {
   const at =
@@ -350,7 +361,11 @@ export function wsClosed(ws: WebSocket): Promise<WsClosed> {
  * Connects a raw backend and sends `tokenText` as its first (text) message. With `answer`, each `connect`
  * from the hub is answered with `answer:<client_id>` and a `disconnect`, so the session's health shows.
  */
-export async function rawBackend(pki: Pki, hubPort: number, tokenText: string | undefined): Promise<RawBackend> {
+export async function rawBackend(
+  pki: Pki,
+  hubPort: number,
+  tokenText: string | undefined,
+): Promise<RawBackend> {
   const ws = openHubSocket(pki, hubPort);
   const closed = wsClosed(ws);
   await Promise.race([once(ws, 'open'), closed]);
@@ -402,7 +417,8 @@ export function sniExtension(name: Uint8Array | string): Extension {
  */
 export function clientHelloHandshake(extensions: Extension[], cipherSuites = 3): Buffer {
   const suites = Buffer.alloc(cipherSuites * 2);
-  for (let i = 0; i < cipherSuites; i++) suites.writeUInt16BE([0x1301, 0x1302, 0xc02f][i] ?? 0x0a00 + i, i * 2);
+  for (let i = 0; i < cipherSuites; i++)
+    suites.writeUInt16BE([0x1301, 0x1302, 0xc02f][i] ?? 0x0a00 + i, i * 2);
   const exts = Buffer.concat(
     extensions.map((e) => Buffer.concat([Buffer.from([...u16(e.type), ...u16(e.data.length)]), e.data])),
   );

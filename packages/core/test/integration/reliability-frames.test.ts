@@ -149,7 +149,11 @@ describe('R22 frames', () => {
     await rawServes(node);
     raw.send(Buffer.alloc(32_786, 0x01));
     expect(await raw.closed).toMatchObject({ code: 1009 });
-    await waitUntil(() => node.events.disconnected.some((e) => e.id === rawSession), 3_000, 'disconnect event');
+    await waitUntil(
+      () => node.events.disconnected.some((e) => e.id === rawSession),
+      3_000,
+      'disconnect event',
+    );
     expect(node.events.disconnected.find((e) => e.id === rawSession)?.reason).toBe('message-too-big');
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     expect(await httpGet(node.httpPort, 'raw.example.com')).toBe('');
@@ -162,7 +166,11 @@ describe('R22 frames', () => {
     // ws terminates a peer with more than 60 pongs pending (no close frame). The hub reports it as
     // `backend-closed`, not as a policy close: see the report of this suite.
     expect((await raw.closed).code).toBe(1006);
-    await waitUntil(() => node.events.disconnected.some((e) => e.id === rawSession), 3_000, 'disconnect event');
+    await waitUntil(
+      () => node.events.disconnected.some((e) => e.id === rawSession),
+      3_000,
+      'disconnect event',
+    );
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     await otherUntouched(node, other, otherSession);
   });
@@ -178,7 +186,11 @@ describe('R22 frames', () => {
     await sleep(1_000); // a new one-second window
     for (let i = 0; i < 2_000; i++) raw.send(ping(randomUUID()));
     expect(await raw.closed).toEqual({ code: 1008, reason: 'control-rate' });
-    await waitUntil(() => node.events.disconnected.some((e) => e.id === rawSession), 3_000, 'disconnect event');
+    await waitUntil(
+      () => node.events.disconnected.some((e) => e.id === rawSession),
+      3_000,
+      'disconnect event',
+    );
     expect(node.events.disconnected.find((e) => e.id === rawSession)?.reason).toBe('control-rate');
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     await otherUntouched(node, other, otherSession);
@@ -195,12 +207,19 @@ describe('hub limits of a public node', () => {
       u.socket.write('GET / HTTP/1.1\r\nHost: raw.example.com\r\n\r\n');
       users.push(u);
     }
-    await waitUntil(() => raw.controls.filter((c) => c.event === 'connect').length === 4, 3_000, '4 connects');
+    await waitUntil(
+      () => raw.controls.filter((c) => c.event === 'connect').length === 4,
+      3_000,
+      '4 connects',
+    );
     const fifth = await endUser(node.httpPort);
     fifth.socket.write('GET / HTTP/1.1\r\nHost: raw.example.com\r\n\r\n');
     await fifth.closed;
     expect(fifth.received().length).toBe(0);
-    expect(node.events.sniffFailed.at(-1)).toMatchObject({ reason: 'stream-limit', hostname: 'raw.example.com' });
+    expect(node.events.sniffFailed.at(-1)).toMatchObject({
+      reason: 'stream-limit',
+      hostname: 'raw.example.com',
+    });
     expect(node.nexus.hub.stats().streams).toBe(4);
     expect(users.every((u) => !u.socket.destroyed)).toBe(true);
     expect(raw.controls.filter((c) => c.event === 'connect')).toHaveLength(4);

@@ -35,7 +35,10 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
 const fieldValue = (key: string): fc.Arbitrary<unknown> => {
   const typed: Record<string, fc.Arbitrary<unknown>> = {
     event: fc.oneof(fc.constantFrom(...KNOWN_EVENTS), fc.constantFrom('outbound_connect', 'CONNECT', '')),
-    client_id: fc.oneof(fc.uuid(), fc.uuid().map((u) => u.toUpperCase())),
+    client_id: fc.oneof(
+      fc.uuid(),
+      fc.uuid().map((u) => u.toUpperCase()),
+    ),
     conn_port: fc.integer({ min: 0, max: 65_535 }),
     credits: fc.oneof(fc.nat(), fc.constant(2 ** 40)),
     is_tls: fc.boolean(),
@@ -44,16 +47,29 @@ const fieldValue = (key: string): fc.Arbitrary<unknown> => {
   return fc.oneof(typed[key] ?? fc.string({ unit: 'grapheme', maxLength: 30 }), hostileValue);
 };
 
-const FIELDS = ['event', 'client_id', 'conn_port', 'client_ip', 'hostname', 'is_tls', 'transport', 'reason', 'credits'];
+const FIELDS = [
+  'event',
+  'client_id',
+  'conn_port',
+  'client_ip',
+  'hostname',
+  'is_tls',
+  'transport',
+  'reason',
+  'credits',
+];
 
 /** An object with a random subset of the known fields plus random extra keys. */
 const hostileObject = fc
   .tuple(
-    fc.subarray(FIELDS, { minLength: 1 }).chain((keys) =>
-      fc.tuple(...keys.map((k) => fieldValue(k).map((v) => [k, v] as const))),
-    ),
+    fc
+      .subarray(FIELDS, { minLength: 1 })
+      .chain((keys) => fc.tuple(...keys.map((k) => fieldValue(k).map((v) => [k, v] as const)))),
     fc.dictionary(
-      fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'toString', 'Event')),
+      fc.oneof(
+        fc.string({ maxLength: 12 }),
+        fc.constantFrom('__proto__', 'constructor', 'toString', 'Event'),
+      ),
       hostileValue,
       { maxKeys: 4 },
     ),
@@ -70,7 +86,8 @@ type Verdict = { ok: true; type: 'control' | 'unknown-control' } | { ok: false; 
 /** The oracle: PROTOCOL.md §1.4 written out plainly. */
 function expected(o: Record<string, unknown>): Verdict {
   const get = (k: string) => (Object.hasOwn(o, k) && o[k] !== null ? o[k] : undefined);
-  const isInt = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+  const isInt = (v: unknown, max: number) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
   const event = get('event');
   if (typeof event !== 'string') return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
   const port = get('conn_port');
@@ -82,7 +99,8 @@ function expected(o: Record<string, unknown>): Verdict {
   const tls = get('is_tls');
   if (tls !== undefined && typeof tls !== 'boolean') return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
   const credits = get('credits');
-  if (credits !== undefined && !isInt(credits, Number.MAX_VALUE)) return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
+  if (credits !== undefined && !isInt(credits, Number.MAX_VALUE))
+    return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
   if (!KNOWN_EVENTS.includes(event)) return { ok: true, type: 'unknown-control' };
   const id = get('client_id');
   if (typeof id !== 'string' || !UUID.test(id)) return { ok: false, code: 'MUX_ERR_INVALID_STREAM_ID' };
@@ -105,7 +123,10 @@ describe('control-message validator under hostile JSON (fuzz)', () => {
         expect(got.ok).toBe(true);
         if (!got.ok) return;
         expect(got.value.type).toBe(want.type);
-        const m = got.value.type === 'control' || got.value.type === 'unknown-control' ? got.value.message : undefined;
+        const m =
+          got.value.type === 'control' || got.value.type === 'unknown-control'
+            ? got.value.message
+            : undefined;
         expect(m?.event).toBe(object.event);
         if (got.value.type !== 'control' || m === undefined) return;
         // The typed values sent are the values returned (ids lowercased, zero values omitted).
@@ -128,9 +149,15 @@ describe('control-message validator under hostile JSON (fuzz)', () => {
   it('survives hostile JSON text: deep nesting, huge numbers, duplicate keys, lone surrogates', () => {
     const id = '0b4f3a52-5d0e-4c52-9b1a-2f3c8d7e6a10';
     const texts = fc.oneof(
-      fc.nat({ max: 5_000 }).map((d) => `{"event":"disconnect","client_id":"${id}","reason":${'['.repeat(d)}${']'.repeat(d)}}`),
-      fc.nat({ max: 400 }).map((n) => `{"event":"resume_stream","client_id":"${id}","credits":1${'0'.repeat(n)}}`),
-      fc.string({ unit: 'binary', maxLength: 60 }).map((r) => `{"event":"ping_client","client_id":"${id}","event":${JSON.stringify(r)}}`),
+      fc
+        .nat({ max: 5_000 })
+        .map((d) => `{"event":"disconnect","client_id":"${id}","reason":${'['.repeat(d)}${']'.repeat(d)}}`),
+      fc
+        .nat({ max: 400 })
+        .map((n) => `{"event":"resume_stream","client_id":"${id}","credits":1${'0'.repeat(n)}}`),
+      fc
+        .string({ unit: 'binary', maxLength: 60 })
+        .map((r) => `{"event":"ping_client","client_id":"${id}","event":${JSON.stringify(r)}}`),
       fc.constantFrom(
         `{"event":"connect","client_id":"${id}","hostname":"\\ud800"}`,
         `{"event":"connect","client_id":"${id}","conn_port":443e0}`,

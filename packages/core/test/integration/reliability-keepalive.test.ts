@@ -36,7 +36,9 @@ describe('R13 silent dead peer', () => {
     const HUB_PING = 100;
     const HUB_DEAD = 500;
     const CLIENT_TIMEOUT = 900;
-    const node = await startNode(pki, { keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD } });
+    const node = await startNode(pki, {
+      keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD },
+    });
     cleanups.push(() => node.close());
     const service = await startHttpService('silent');
     cleanups.push(() => service.close());
@@ -83,7 +85,9 @@ describe('R13 silent dead peer', () => {
     await waitUntil(() => proxy.stats().accepted >= 3, 5_000, 'reconnect attempts');
     expect(node.nexus.hub.sessions).toHaveLength(0);
 
-    const back = new Promise<BackendConnectedEvent>((resolve) => node.nexus.once('backend-connected', resolve));
+    const back = new Promise<BackendConnectedEvent>((resolve) =>
+      node.nexus.once('backend-connected', resolve),
+    );
     proxy.heal();
     const again = await back;
     expect(again.id).not.toBe(firstSession);

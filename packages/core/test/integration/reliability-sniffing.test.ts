@@ -39,7 +39,11 @@ const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 /** The `sniff-failed` event for `user` (matched by its source port), once reported. */
 async function failureOf(node: TestNode, user: EndUser, timeoutMs = 3_000): Promise<SniffFailedEvent> {
   const port = user.localPort;
-  await waitUntil(() => node.events.sniffFailed.some((e) => e.remotePort === port), timeoutMs, `sniff-failed of :${port}`);
+  await waitUntil(
+    () => node.events.sniffFailed.some((e) => e.remotePort === port),
+    timeoutMs,
+    `sniff-failed of :${port}`,
+  );
   return node.events.sniffFailed.find((e) => e.remotePort === port) as SniffFailedEvent;
 }
 
@@ -129,7 +133,9 @@ describe('R20 sniffing', () => {
     }
 
     // A truncated ClientHello: EOF while sniffing, or the sniff deadline when the client just waits.
-    expect(await expectClosed(node, port, good.subarray(0, 60), true)).toMatchObject({ reason: 'client-closed' });
+    expect(await expectClosed(node, port, good.subarray(0, 60), true)).toMatchObject({
+      reason: 'client-closed',
+    });
     const waited = await expectClosed(node, port, good.subarray(0, 60));
     expect(waited.reason).toBe('sniff-timeout');
 
@@ -146,8 +152,12 @@ describe('R20 sniffing', () => {
 
     // SNI of length 0 and SNI that is not ASCII: no valid name to route by (PROTOCOL.md §4.1).
     expect(await expectClosed(node, port, clientHello(''))).toMatchObject({ reason: 'no-sni' });
-    expect(await expectClosed(node, port, clientHello('bücher.example.com'))).toMatchObject({ reason: 'no-sni' });
-    expect(await expectClosed(node, port, clientHello(new Uint8Array([0xff, 0xfe, 0x2e, 0x63])))).toMatchObject({
+    expect(await expectClosed(node, port, clientHello('bücher.example.com'))).toMatchObject({
+      reason: 'no-sni',
+    });
+    expect(
+      await expectClosed(node, port, clientHello(new Uint8Array([0xff, 0xfe, 0x2e, 0x63]))),
+    ).toMatchObject({
       reason: 'no-sni',
     });
 
@@ -171,10 +181,7 @@ describe('R20 sniffing', () => {
         sniffAbsoluteTimeoutMs: 5_000,
       },
     });
-    const inputs = [
-      clientHello('good.example.com', emptyExtensions(10_000)),
-      hello100KiB(),
-    ];
+    const inputs = [clientHello('good.example.com', emptyExtensions(10_000)), hello100KiB()];
     for (const [i, bytes] of inputs.entries()) await expectRouted(recorder, node.tlsPort, bytes, i);
     expect(node.events.sniffFailed).toHaveLength(0);
   });
@@ -182,13 +189,17 @@ describe('R20 sniffing', () => {
   it('closes hostile HTTP heads with a clear reason, routes Host with a port, and misses an IPv6 literal', async () => {
     const { node } = await nodeWithBackend();
     const port = node.httpPort;
-    const head = (lines: string[]) => Buffer.from(`GET / HTTP/1.1\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`);
+    const head = (lines: string[]) =>
+      Buffer.from(`GET / HTTP/1.1\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`);
 
     const random = randomBytes(2_048);
     random[0] = 0x00;
     expect(await expectClosed(node, port, random)).toMatchObject({ reason: 'not-http' });
     // A 1 MB head: closed once past the 64 KiB cap, long before the megabyte is read.
-    const big = Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: good.example.com\r\n'), Buffer.alloc(1 << 20, 'a')]);
+    const big = Buffer.concat([
+      Buffer.from('GET / HTTP/1.1\r\nHost: good.example.com\r\n'),
+      Buffer.alloc(1 << 20, 'a'),
+    ]);
     const tooLarge = await expectClosed(node, port, big);
     expect(tooLarge.reason).toBe('too-large');
     expect(tooLarge.bytesRead).toBeLessThan(1 << 20);

@@ -76,18 +76,27 @@ describe('R23 tokens', () => {
     // An HS256 token whose header claims none, but signed: still not accepted.
     const forged = (await hs256(claims)).split('.');
     await expectRefused(`${b64({ alg: 'none' })}.${forged[1]}.${forged[2]}`, 'unsupported token algorithm');
-    await expectRefused(await hs256(claims, new TextEncoder().encode(`${SECRET}-but-another`)), 'invalid token signature');
+    await expectRefused(
+      await hs256(claims, new TextEncoder().encode(`${SECRET}-but-another`)),
+      'invalid token signature',
+    );
     await expectRefused('not a jwt at all', 'malformed token');
   });
 
   it('refuses expired and not-yet-valid tokens, and tokens without a usable hostname', async () => {
     await start();
     await expectRefused(await hs256({ hostnames: ['app.example.com'], exp: now() - 3_600 }), 'token expired');
-    await expectRefused(await hs256({ hostnames: ['app.example.com'], nbf: now() + 3_600 }), 'token not yet valid');
+    await expectRefused(
+      await hs256({ hostnames: ['app.example.com'], nbf: now() + 3_600 }),
+      'token not yet valid',
+    );
     await expectRefused(await hs256({ hostnames: [] }), 'no valid hostnames');
     await expectRefused(await hs256({}), 'no valid hostnames');
     await expectRefused(await hs256({ hostnames: ['*.com'] }), 'no valid hostnames');
-    await expectRefused(await hs256({ hostnames: ['*', '..', 'bad host', 42, { a: 1 }] }), 'no valid hostnames');
+    await expectRefused(
+      await hs256({ hostnames: ['*', '..', 'bad host', 42, { a: 1 }] }),
+      'no valid hostnames',
+    );
     await expectRefused(await hs256({ hostnames: 'app.example.com' }), 'invalid token claims');
     // Within the clock tolerance (30 s) an expired token still passes.
     const raw = await connect(await hs256({ hostnames: ['late.example.com'], exp: now() - 5 }));
@@ -123,7 +132,8 @@ describe('R23 tokens', () => {
     const b = await connect(await token(['shared.example.com', 'b.example.com']));
     await waitUntil(() => node.nexus.hub.sessions.length === 2, 2_000, 'two sessions');
     expect(node.nexus.routes.localPool('shared.example.com')?.size).toBe(2);
-    for (let i = 0; i < 6; i++) expect(await httpGet(node.httpPort, 'shared.example.com')).toMatch(/^answer:/);
+    for (let i = 0; i < 6; i++)
+      expect(await httpGet(node.httpPort, 'shared.example.com')).toMatch(/^answer:/);
     const connects = (r: RawBackend) => r.controls.filter((c) => c.event === 'connect').length;
     expect(connects(a)).toBe(3);
     expect(connects(b)).toBe(3);
