@@ -112,6 +112,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   readonly #maxControlPerSecond: number;
   readonly #offDrain: () => void;
   #lastSeen = Date.now();
+  /** Set while the mux engine holds the WebSocket's reads paused (backpressure). */
+  #readsPaused = false;
   #pingTimer: NodeJS.Timeout | undefined;
   #deadTimer: NodeJS.Timeout | undefined;
   #controlWindowStart = 0;
@@ -140,8 +142,16 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       maxStreams: this.#maxStreams,
       ...options.mux,
       logger: this.#log,
-      pauseTransport: () => transport.pause(),
-      resumeTransport: () => transport.resume(),
+      pauseTransport: () => {
+        this.#readsPaused = true;
+        transport.pause();
+      },
+      resumeTransport: () => {
+        // While we did not read, the backend's pongs sat unread: count it alive from here (§1.6).
+        this.#readsPaused = false;
+        this.#lastSeen = Date.now();
+        transport.resume();
+      },
     });
     this.#offDrain = transport.onDrain(() => this.mux.transportDrained());
     this.mux.on('protocol-error', this.#onProtocolError);
@@ -232,6 +242,9 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   #armDeadTimer(delay: number): void {
     // One lazily re-armed timer instead of a reset per message: messages are the hot path.
     this.#deadTimer = setTimeout(() => {
+      // Reads paused by us (a legacy stream's end user is slow) hide the backend's pongs: that silence
+      // is ours, not the backend's, so it is not counted.
+      if (this.#readsPaused) this.#lastSeen = Date.now();
       const silent = Date.now() - this.#lastSeen;
       if (silent >= this.#deadAfterMs) {
         this.#log.warn({ silentMs: silent }, 'backend session silent: terminating');

@@ -77,9 +77,13 @@ export interface BackendHubOptions<L = string> {
   authenticate(token: string): Promise<BackendIdentity>;
   /** Routing table the sessions are registered in. */
   routes: RoutingTable<BackendSession, L>;
-  /** Limits. */
+  /**
+   * Limits. The hub keeps this object and reads it live: `maxSessions` and `maxMessageBytes` for each new
+   * upgrade, `authTimeoutMs` for each new connection, the rest for each new session; change a field in
+   * place (as `createNexus`'s `reload()` does) and it applies from then on. Nothing open is cut.
+   */
   limits?: BackendHubLimits;
-  /** Keepalive. */
+  /** Keepalive; read live like `limits`, for each new session. */
   keepalive?: BackendHubKeepalive;
   /** Mux engine tuning passed to every session. */
   mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
@@ -142,13 +146,13 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   readonly routes: RoutingTable<BackendSession, L>;
   readonly #options: BackendHubOptions<L>;
   readonly #log: Logger;
-  readonly #wss: WebSocketServer;
+  /** Upgrades new backends; replaced when `maxMessageBytes` changes (open sockets keep their limit). */
+  #wss: WebSocketServer;
+  #wssMaxPayload: number;
   readonly #sessions = new Set<BackendSession>();
   readonly #pending = new Set<WebSocket>();
   /** Upgraded sockets, so close() can cut them after the grace period (http no longer tracks them). */
   readonly #sockets = new Set<Duplex>();
-  readonly #authTimeoutMs: number;
-  readonly #maxSessions: number;
   #server: HttpsServer | undefined;
   #detachTls: (() => void) | undefined;
   #closing = false;
@@ -158,15 +162,17 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     this.#options = options;
     this.routes = options.routes;
     this.#log = (options.logger ?? noopLogger).child({ component: 'hub' });
-    this.#authTimeoutMs = options.limits?.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS;
-    this.#maxSessions = options.limits?.maxSessions ?? DEFAULT_MAX_SESSIONS;
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      // §1.3: the reference hub kills a session on any message over 32 785 bytes; ws answers 1009.
-      maxPayload: options.limits?.maxMessageBytes ?? MAX_BACKEND_MESSAGE,
-      perMessageDeflate: false, // §1.1
-      clientTracking: false,
-    });
+    this.#wssMaxPayload = this.#maxMessageBytes;
+    this.#wss = createWss(this.#wssMaxPayload);
+  }
+
+  /** Current `maxSessions` (read live, see `BackendHubOptions.limits`). */
+  get #maxSessions(): number {
+    return this.#options.limits?.maxSessions ?? DEFAULT_MAX_SESSIONS;
+  }
+
+  get #maxMessageBytes(): number {
+    return this.#options.limits?.maxMessageBytes ?? MAX_BACKEND_MESSAGE;
   }
 
   /** The HTTPS server, once `listen()` created it. */
@@ -235,6 +241,11 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       return;
     }
     const remoteAddress = req.socket.remoteAddress;
+    if (this.#maxMessageBytes !== this.#wssMaxPayload) {
+      // ws fixes maxPayload per server; a new one applies the new limit to new backends only.
+      this.#wssMaxPayload = this.#maxMessageBytes;
+      this.#wss = createWss(this.#wssMaxPayload);
+    }
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress));
   }
 
@@ -318,7 +329,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
         ws.close(WS_CLOSE_POLICY_VIOLATION, short);
       }
     };
-    const timer = setTimeout(() => fail('authentication timeout'), this.#authTimeoutMs);
+    const timer = setTimeout(
+      () => fail('authentication timeout'),
+      this.#options.limits?.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
+    );
     const onClose = (): void => {
       if (done) return;
       done = true;
@@ -417,6 +431,16 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     });
     return session;
   }
+}
+
+function createWss(maxPayload: number): WebSocketServer {
+  return new WebSocketServer({
+    noServer: true,
+    // §1.3: the reference hub kills a session on any message over 32 785 bytes; ws answers 1009.
+    maxPayload,
+    perMessageDeflate: false, // §1.1
+    clientTracking: false,
+  });
 }
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {

@@ -41,6 +41,8 @@ export const DEFAULT_PEER_CONNECT_TIMEOUT = 10_000;
 const MAX_PEER_WS_PAYLOAD = 4 * 1024 * 1024;
 /** A link that stayed up this long resets its dialer's backoff, in ms. */
 const BACKOFF_RESET_AFTER_MS = 10_000;
+/** Close reason of an outbound link whose peer URL was removed by {@link PeerMesh.setPeers}. */
+export const PEER_REMOVED_REASON = 'peer_removed';
 
 /** What the destination knows about a tunnelled end user (the local stream's `connect` fields). */
 export interface LocalStreamInit {
@@ -117,6 +119,22 @@ export interface PeerMeshOptions {
   random?: () => number;
 }
 
+/** What {@link PeerMesh.setTrust} replaces: who may join through the peer listener. */
+export interface PeerTrustOptions {
+  /** `peerAuthentication.trustedDomainSuffixes`; at least one. See `PeerAuthenticatorOptions`. */
+  trustedDomainSuffixes: readonly string[];
+  /** Extra trusted CAs, PEM (the contents of `peerAuthentication.caFile`). Default: none. */
+  ca?: string | readonly string[];
+}
+
+/** What {@link PeerMesh.setKeepalive} replaces; an omitted field keeps its value. */
+export interface PeerKeepaliveOptions {
+  /** Ping interval on every link, ms; `0` = no pings. */
+  keepaliveIntervalMs?: number;
+  /** A link silent for this long is dropped, ms; `0` = never. */
+  keepaliveTimeoutMs?: number;
+}
+
 /** A link as reported by events and {@link PeerMesh.links}. */
 export interface PeerLinkInfo {
   /** The routing table's key for this link. */
@@ -157,13 +175,15 @@ interface ResolvedReconnect {
   jitter: number;
 }
 
-/** One configured peer URL, dialled until the mesh closes. */
+/** One configured peer URL, dialled until the mesh closes or `setPeers` removes it. */
 class PeerDialer {
   readonly url: string;
   attempt = 0;
   link: PeerLink | undefined;
   ws: WebSocket | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Set when the URL was removed: the dialer never dials again. */
+  stopped = false;
 
   constructor(url: string) {
     this.url = url;
@@ -177,13 +197,15 @@ class PeerDialer {
 export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   readonly #routes: RoutingTable<unknown, string>;
   readonly #tls: HubTlsContext;
-  readonly #auth: PeerAuthenticator;
+  /** Replaced by `setTrust()`; every upgrade and every dial reads the current one. */
+  #auth: PeerAuthenticator;
+  readonly #systemCa: boolean | undefined;
   readonly #log: Logger;
   readonly #wss: WebSocketServer;
   readonly #openLocalStream: PeerMeshOptions['openLocalStream'];
-  readonly #idleTimeoutMs: number;
-  readonly #keepaliveIntervalMs: number | undefined;
-  readonly #keepaliveTimeoutMs: number | undefined;
+  #idleTimeoutMs: number;
+  #keepaliveIntervalMs: number | undefined;
+  #keepaliveTimeoutMs: number | undefined;
   readonly #reconnect: ResolvedReconnect;
   readonly #connectTimeoutMs: number;
   readonly #tunnelOptions: {
@@ -194,7 +216,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   };
   readonly #random: () => number;
   readonly #links = new Map<string, PeerLink>();
-  readonly #dialers: PeerDialer[];
+  /** By normalised URL; `setPeers()` adds and removes entries. */
+  readonly #dialers = new Map<string, PeerDialer>();
   #server: HttpsServer | undefined;
   #detachTls: (() => void) | undefined;
   #unsubscribeRoutes: (() => void) | undefined;
@@ -208,11 +231,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#routes = options.routes;
     this.#tls = options.tls;
     this.#log = (options.logger ?? noopLogger).child({ component: 'mesh' });
-    this.#auth = new PeerAuthenticator({
-      trustedDomainSuffixes: options.trustedDomainSuffixes,
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
-      ...(options.systemCa !== undefined ? { systemCa: options.systemCa } : {}),
-    });
+    this.#systemCa = options.systemCa;
+    this.#auth = this.#authenticator(options);
     this.#openLocalStream = options.openLocalStream;
     this.#idleTimeoutMs = nonNegative('idleTimeoutMs', options.idleTimeoutMs, 0);
     this.#keepaliveIntervalMs = options.keepaliveIntervalMs;
@@ -241,7 +261,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...(options.linkHighWaterMark !== undefined ? { highWaterMark: options.linkHighWaterMark } : {}),
     };
     this.#random = options.random ?? Math.random;
-    this.#dialers = (options.peers ?? []).map((url, i) => new PeerDialer(validatePeerUrl(url, i)));
+    for (const url of validatePeerUrls(options.peers ?? [])) this.#dialers.set(url, new PeerDialer(url));
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -264,6 +284,68 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   /** Open links right now. */
   get linkCount(): number {
     return this.#links.size;
+  }
+
+  /** The peer URLs dialled, normalised, in the order they were added. */
+  get peers(): readonly string[] {
+    return [...this.#dialers.keys()];
+  }
+
+  /**
+   * Replaces the peer URLs to dial. New URLs are dialled at once (once `start()` ran); removed ones stop
+   * dialling and their outbound link, if any, closes (reason `peer_removed`: its routes go, its tunnels
+   * end); URLs in both lists keep their dialer and link untouched. Inbound links are not affected: the
+   * far side's certificate name says nothing about the URL we had for it. Throws `InvalidConfigError`
+   * (nothing changed) for an invalid URL.
+   */
+  setPeers(urls: readonly string[]): void {
+    const next = validatePeerUrls(urls);
+    if (this.#closed) return;
+    for (const [url, dialer] of this.#dialers) {
+      if (next.includes(url)) continue;
+      this.#dialers.delete(url);
+      this.#stopDialer(dialer);
+    }
+    for (const url of next) {
+      if (this.#dialers.has(url)) continue;
+      const dialer = new PeerDialer(url);
+      this.#dialers.set(url, dialer);
+      this.#log.info({ url }, 'peer added');
+      if (this.#started) this.#dial(dialer);
+    }
+  }
+
+  /**
+   * Replaces the trusted suffixes and CAs. New upgrades on the listener and new dials use them; links
+   * already established stay (PROTOCOL.md §2.1 authenticates a link once, at its handshake). Throws
+   * `InvalidConfigError` or `TlsError` (nothing changed) like the constructor.
+   */
+  setTrust(trust: PeerTrustOptions): void {
+    this.#auth = this.#authenticator(trust);
+    this.#log.info({ trustedDomainSuffixes: this.#auth.trustedDomainSuffixes }, 'peer trust replaced');
+  }
+
+  /**
+   * Replaces the keepalive of every link, the open ones included (their ping timer restarts with the new
+   * interval; silence already counted toward the deadline still counts). Throws `InvalidConfigError`
+   * (nothing changed) for a negative or non-finite value.
+   */
+  setKeepalive(keepalive: PeerKeepaliveOptions): void {
+    const interval = optionalNonNegative('keepaliveIntervalMs', keepalive.keepaliveIntervalMs);
+    const timeout = optionalNonNegative('keepaliveTimeoutMs', keepalive.keepaliveTimeoutMs);
+    if (interval !== undefined) this.#keepaliveIntervalMs = interval;
+    if (timeout !== undefined) this.#keepaliveTimeoutMs = timeout;
+    for (const link of this.#links.values()) {
+      link.setKeepalive({
+        ...(this.#keepaliveIntervalMs !== undefined ? { intervalMs: this.#keepaliveIntervalMs } : {}),
+        ...(this.#keepaliveTimeoutMs !== undefined ? { timeoutMs: this.#keepaliveTimeoutMs } : {}),
+      });
+    }
+  }
+
+  /** Replaces the idle timeout of tunnels relayed to local backends, ms (`0` = off), for new tunnels. */
+  setIdleTimeout(idleTimeoutMs: number): void {
+    this.#idleTimeoutMs = nonNegative('idleTimeoutMs', idleTimeoutMs, 0);
   }
 
   /**
@@ -349,7 +431,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   start(): void {
     if (this.#started || this.#closed) return;
     this.#started = true;
-    for (const dialer of this.#dialers) this.#dial(dialer);
+    for (const dialer of this.#dialers.values()) this.#dial(dialer);
   }
 
   /**
@@ -424,7 +506,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribeRoutes?.();
-    for (const dialer of this.#dialers) {
+    for (const dialer of this.#dialers.values()) {
       if (dialer.timer !== undefined) clearTimeout(dialer.timer);
       dialer.timer = undefined;
       if (dialer.ws !== undefined && dialer.link === undefined) dialer.ws.terminate();
@@ -534,8 +616,26 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
 
   // ───────────────────────────── dialers ─────────────────────────────
 
+  #authenticator(trust: PeerTrustOptions): PeerAuthenticator {
+    return new PeerAuthenticator({
+      trustedDomainSuffixes: trust.trustedDomainSuffixes,
+      ...(trust.ca !== undefined ? { ca: trust.ca } : {}),
+      ...(this.#systemCa !== undefined ? { systemCa: this.#systemCa } : {}),
+    });
+  }
+
+  /** A removed peer: no more dials, and its outbound link (or the dial in flight) ends. */
+  #stopDialer(dialer: PeerDialer): void {
+    dialer.stopped = true;
+    if (dialer.timer !== undefined) clearTimeout(dialer.timer);
+    dialer.timer = undefined;
+    this.#log.info({ url: dialer.url, linked: dialer.link !== undefined }, 'peer removed');
+    if (dialer.link !== undefined) dialer.link.close(PEER_REMOVED_REASON);
+    else dialer.ws?.terminate();
+  }
+
   #dial(dialer: PeerDialer): void {
-    if (this.#closed) return;
+    if (this.#closed || dialer.stopped) return;
     const material = this.#tls.material;
     const ca = this.#auth.caPem();
     const ws = new WebSocket(dialer.url, {
@@ -555,7 +655,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     });
     ws.once('open', () => {
       opened = true;
-      if (this.#closed) {
+      if (this.#closed || dialer.stopped) {
         ws.terminate();
         return;
       }
@@ -573,7 +673,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ws.terminate();
     });
     ws.once('close', () => {
-      if (opened || this.#closed) return; // a link's own close handler reconnects
+      if (opened || this.#closed || dialer.stopped) return; // a link's own close handler reconnects
       dialer.ws = undefined;
       this.#log.warn({ url: dialer.url, err: lastError?.message }, 'cannot reach peer');
       this.#scheduleDial(dialer);
@@ -581,7 +681,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   }
 
   #scheduleDial(dialer: PeerDialer): void {
-    if (this.#closed || dialer.timer !== undefined) return;
+    if (this.#closed || dialer.stopped || dialer.timer !== undefined) return;
     const delay = backoffDelay(dialer.attempt, this.#reconnect, this.#random);
     if (dialer.attempt < 1_000) dialer.attempt++;
     this.#log.debug({ url: dialer.url, delayMs: delay, attempt: dialer.attempt }, 'redialling peer');
@@ -616,6 +716,20 @@ function nonNegative(path: string, value: number | undefined, fallback: number):
     throw new InvalidConfigError(path, 'must be a number ≥ 0');
   }
   return value;
+}
+
+function optionalNonNegative(path: string, value: number | undefined): number | undefined {
+  return value === undefined ? undefined : nonNegative(path, value, 0);
+}
+
+/** Validates and normalises peer URLs, dropping duplicates. */
+function validatePeerUrls(urls: readonly string[]): string[] {
+  const out: string[] = [];
+  urls.forEach((url, i) => {
+    const normalized = validatePeerUrl(url, i);
+    if (!out.includes(normalized)) out.push(normalized);
+  });
+  return out;
 }
 
 function validatePeerUrl(url: string, index: number): string {

@@ -30,7 +30,8 @@ import {
 } from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
-import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions } from './mesh.js';
+import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions, type PeerTrustOptions } from './mesh.js';
+import { readPeerCaFile } from './peer-auth.js';
 import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
 import { type RelayHandle, type RelayStats, relayConnection } from './relay.js';
 import { RoutingTable } from './routing-table.js';
@@ -38,6 +39,13 @@ import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-con
 
 /** Path prefix of HTTP-01 challenges (RFC 8555 §8.3). */
 const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+
+/**
+ * Stream close reasons that mean the far end finished normally: a backend's `disconnect{reason:"normal"}`
+ * or a peer's TUNNEL_CLOSE. Any other reason on a stream that reached EOF (session lost, link lost,
+ * dial failed…) is reported instead of `completed`.
+ */
+const NORMAL_STREAM_ENDS: ReadonlySet<string> = new Set(['normal', 'peer_closed']);
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
@@ -166,16 +174,23 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   certificateInfo(): TlsCertificateInfo | undefined;
   /**
    * Applies a new configuration without dropping anything open: backend secrets and token checks, the
-   * limits and keepalive settings that can change live (for new connections and sessions), the idle
-   * timeout (new streams) and, in files TLS mode, the certificate files (re-read even when their paths are
-   * unchanged; new handshakes get the new certificate). Everything else is reported in `restartRequired`.
-   * Rejects — and changes nothing — when the configuration is invalid (`InvalidConfigError`) or the
-   * certificate files cannot be loaded (`TlsError`).
+   * limits and keepalive settings (for new connections, sessions and peer links; open peer links get the
+   * new keepalive too), the idle timeout (new streams and tunnels), in files TLS mode the certificate
+   * files (re-read even when their paths are unchanged; new handshakes get the new certificate) and, when
+   * the node runs a mesh, its peers (new ones are dialled, removed ones stop and their outbound links
+   * close), trusted suffixes and CA file (re-read like the certificate files; new peer handshakes use
+   * them, established links stay). Bound addresses and the TLS mode are reported in `restartRequired`,
+   * and so are mesh settings on a node started without a mesh. Rejects — and changes nothing — when the
+   * configuration is invalid (`InvalidConfigError`) or a certificate or CA file cannot be loaded
+   * (`TlsError`).
    */
   reload(config: NexusConfigInput | ResolvedNexusConfig): Promise<NexusReloadResult>;
 }
 
-/** Limits that take effect without a restart (read for each new connection or backend session). */
+/**
+ * Limits that take effect without a restart: the relay listeners, the sniff budget and the hub read them
+ * for each new connection, upgrade or backend session. `maxPendingConnects` is not among them.
+ */
 const LIVE_LIMITS = [
   'sniffFirstByteTimeoutMs',
   'sniffReadExtensionMs',
@@ -184,12 +199,12 @@ const LIVE_LIMITS = [
   'maxHttpHeadBytes',
   'maxStreamsPerSession',
   'maxControlMessagesPerSecond',
+  'maxConcurrentSniffs',
+  'maxConnectionsPerIp',
+  'maxSessions',
+  'authTimeoutMs',
+  'maxMessageBytes',
 ] as const satisfies ReadonlyArray<keyof ResolvedLimits>;
-
-/** Keepalive settings that take effect without a restart (each new backend session reads them). */
-const LIVE_KEEPALIVE = ['hubPingIntervalMs', 'hubDeadAfterMs'] as const satisfies ReadonlyArray<
-  keyof ResolvedKeepalive
->;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -254,6 +269,10 @@ export function createNexus(
 
   let tlsContext: HubTlsContext | undefined = options.tlsContext;
   let mesh: PeerMesh | undefined;
+  /** The mesh's trust in force (what `setTrust` got last), to restore when a later reload step fails. */
+  let meshTrust: PeerTrustOptions | undefined;
+  /** The CA file contents the mesh trusts, to tell whether a reload re-read a changed file. */
+  let meshCaPem: string | undefined;
   const meshWanted = resolved.peerListen !== undefined || resolved.peers.length > 0;
   let hubServer: HttpsServer | undefined;
   let detachTls: (() => void) | undefined;
@@ -317,12 +336,19 @@ export function createNexus(
       prelude: sniffed.prelude,
       onClose: (stats: RelayStats) => {
         relays.delete(handle);
+        // A stream that reached EOF because its backend session or peer link died is not `completed`:
+        // the end user got everything the node had, then FIN (PROTOCOL.md §1.7), and the event says why.
+        const streamReason = (stream as { closeReason?: string }).closeReason;
+        const reason =
+          stats.reason === 'completed' && streamReason !== undefined && !NORMAL_STREAM_ENDS.has(streamReason)
+            ? streamReason
+            : stats.reason;
         log.info(
           {
             id: open.id,
             hostname: open.hostname,
             port,
-            reason: stats.reason,
+            reason,
             bytesUp: stats.bytesUp,
             bytesDown: stats.bytesDown,
             durationMs: stats.durationMs,
@@ -331,7 +357,7 @@ export function createNexus(
         );
         emitter.emit('stream-close', {
           ...open,
-          reason: stats.reason,
+          reason,
           bytesUp: stats.bytesUp,
           bytesDown: stats.bytesDown,
           durationMs: stats.durationMs,
@@ -404,42 +430,97 @@ export function createNexus(
       const served = tlsContext.material;
       if (certPem !== served.certPem || keyPem !== served.keyPem) tlsMaterial = { certPem, keyPem };
     }
+    // The mesh's trust (PROTOCOL.md §2.1). It can only change live on a node that runs a mesh: one that
+    // started without trusted suffixes has no peer listener, and a restart creates one.
+    const beforeAuth = before.peerAuthentication;
+    const nextAuth = incoming.peerAuthentication;
+    const meshLive = meshWanted && nextAuth.trustedDomainSuffixes.length > 0;
+    let nextTrust: PeerTrustOptions | undefined;
+    if (meshLive && mesh !== undefined) {
+      // The CA file is read again even when its path is unchanged (CA rotation), like the hub's files.
+      const caPem = nextAuth.caFile === undefined ? undefined : await readPeerCaFile(nextAuth.caFile);
+      const caChanged = nextAuth.caFile !== beforeAuth.caFile || caPem !== meshCaPem;
+      const suffixesChanged = changed(beforeAuth.trustedDomainSuffixes, nextAuth.trustedDomainSuffixes);
+      if (caChanged) applied.push('peerAuthentication.caFile');
+      if (suffixesChanged) applied.push('peerAuthentication.trustedDomainSuffixes');
+      if (caChanged || suffixesChanged) {
+        nextTrust = {
+          trustedDomainSuffixes: nextAuth.trustedDomainSuffixes,
+          ...(caPem !== undefined ? { ca: caPem } : {}),
+        };
+      }
+    } else {
+      for (const key of ['trustedDomainSuffixes', 'caFile'] as const) {
+        if (!changed(beforeAuth[key], nextAuth[key])) continue;
+        (meshLive ? applied : restartRequired).push(`peerAuthentication.${key}`);
+      }
+    }
+    const previousTrust = meshTrust;
+    if (nextTrust !== undefined && mesh !== undefined) {
+      mesh.setTrust(nextTrust); // throws and keeps the old trust when invalid
+      meshTrust = nextTrust;
+      meshCaPem = typeof nextTrust.ca === 'string' ? nextTrust.ca : undefined;
+    }
     if (tlsMaterial !== undefined && tlsContext !== undefined) {
-      tlsContext.update(tlsMaterial); // throws TlsError and keeps the old certificate when invalid
+      try {
+        tlsContext.update(tlsMaterial); // throws TlsError and keeps the old certificate when invalid
+      } catch (err) {
+        if (nextTrust !== undefined && previousTrust !== undefined) {
+          mesh?.setTrust(previousTrust); // accepted before, so it cannot throw
+          meshTrust = previousTrust;
+          meshCaPem = typeof previousTrust.ca === 'string' ? previousTrust.ca : undefined;
+        }
+        throw err;
+      }
       applied.push('tls');
     }
 
     // 2. Live settings.
     if (changed(before.backendsJWTSecrets, incoming.backendsJWTSecrets)) applied.push('backendsJWTSecrets');
     if (changed(before.auth, incoming.auth)) applied.push('auth');
-    if (before.idleTimeoutMs !== incoming.idleTimeoutMs) applied.push('idleTimeoutSeconds');
+    if (before.idleTimeoutMs !== incoming.idleTimeoutMs) {
+      mesh?.setIdleTimeout(incoming.idleTimeoutMs); // tunnels this node relays to its backends
+      applied.push('idleTimeoutSeconds');
+    }
     for (const key of Object.keys(incoming.limits) as Array<keyof ResolvedLimits>) {
       if (before.limits[key] === incoming.limits[key]) continue;
       if ((LIVE_LIMITS as readonly string[]).includes(key)) {
         liveLimits[key] = incoming.limits[key];
+        if (key === 'maxConcurrentSniffs') budget.limit = incoming.limits[key];
         applied.push(`limits.${key}`);
       } else {
         restartRequired.push(`limits.${key}`);
       }
     }
+    // Every keepalive setting is live: the hub's for new backend sessions, the peer ones for every link.
+    const peerKeepalive: { keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number } = {};
     for (const key of Object.keys(incoming.keepalive) as Array<keyof ResolvedKeepalive>) {
       if (before.keepalive[key] === incoming.keepalive[key]) continue;
-      if ((LIVE_KEEPALIVE as readonly string[]).includes(key)) {
-        liveKeepalive[key] = incoming.keepalive[key];
-        applied.push(`keepalive.${key}`);
+      liveKeepalive[key] = incoming.keepalive[key];
+      if (key === 'peerPingIntervalMs') peerKeepalive.keepaliveIntervalMs = incoming.keepalive[key];
+      if (key === 'peerDeadAfterMs') peerKeepalive.keepaliveTimeoutMs = incoming.keepalive[key];
+      applied.push(`keepalive.${key}`);
+    }
+    // A node without a mesh has no link to apply the peer keepalive to: nothing to restart for either.
+    if (Object.keys(peerKeepalive).length > 0) mesh?.setKeepalive(peerKeepalive);
+
+    // 3. The mesh's dialers: new peers are dialled, removed ones stop and their outbound links close.
+    if (changed(before.peers, incoming.peers)) {
+      if (meshWanted) {
+        mesh?.setPeers(incoming.peers);
+        applied.push('peers');
       } else {
-        restartRequired.push(`keepalive.${key}`);
+        restartRequired.push('peers');
       }
     }
 
-    // 3. Settings bound to sockets or to the mesh: a restart applies them. The mesh has no API to add or
-    // remove dialers or to change its trusted suffixes while it runs.
+    // 4. Bound sockets: a restart applies them. Rebinding live would have to refuse connections between
+    // closing the old socket and binding the new one (or bind both), and the TLS mode decides how the hub
+    // gets its certificate at start-up.
     const fixed: Array<[string, unknown, unknown]> = [
       ['backendListenAddress', before.backendListen, incoming.backendListen],
       ['peerListenAddress', before.peerListen, incoming.peerListen],
       ['listeners', before.listeners, incoming.listeners],
-      ['peers', before.peers, incoming.peers],
-      ['peerAuthentication', before.peerAuthentication, incoming.peerAuthentication],
     ];
     for (const [name, a, b] of fixed) if (changed(a, b)) restartRequired.push(name);
 
@@ -514,25 +595,33 @@ export function createNexus(
       });
       let peerAddress: AddressInfo | undefined;
       if (meshWanted) {
-        const caFile = resolved.peerAuthentication.caFile;
-        mesh = new PeerMesh({
+        // The configuration in force: a reload before listen() is honoured.
+        const caFile = current.peerAuthentication.caFile;
+        const meshOptions: PeerMeshOptions = {
           routes,
           tls: context,
-          trustedDomainSuffixes: resolved.peerAuthentication.trustedDomainSuffixes,
+          trustedDomainSuffixes: current.peerAuthentication.trustedDomainSuffixes,
           ca: caFile === undefined ? undefined : readFileSync(caFile, 'utf8'),
-          peers: resolved.peers,
+          peers: current.peers,
           openLocalStream: (hostname, init) => hub.openStream(hostname, init),
-          idleTimeoutMs: resolved.idleTimeoutMs,
-          keepaliveIntervalMs: resolved.keepalive.peerPingIntervalMs,
-          keepaliveTimeoutMs: resolved.keepalive.peerDeadAfterMs,
+          idleTimeoutMs: current.idleTimeoutMs,
+          keepaliveIntervalMs: current.keepalive.peerPingIntervalMs,
+          keepaliveTimeoutMs: current.keepalive.peerDeadAfterMs,
           logger: options.logger,
           ...options.mesh,
-        });
+        };
+        mesh = new PeerMesh(meshOptions);
+        meshTrust = {
+          trustedDomainSuffixes: meshOptions.trustedDomainSuffixes,
+          ...(meshOptions.ca !== undefined ? { ca: meshOptions.ca } : {}),
+        };
+        meshCaPem = typeof meshOptions.ca === 'string' ? meshOptions.ca : undefined;
         mesh.on('peer-connected', (e) => emitter.emit('peer-connected', e));
         mesh.on('peer-disconnected', (e) => emitter.emit('peer-disconnected', e));
         mesh.on('routes-changed', (e) => emitter.emit('routes-changed', e));
         mesh.on('peer-refused', (e) => emitter.emit('peer-refused', e));
         if (resolved.peerListen !== undefined) {
+          // The address stays the one of start-up (restart-only, see reload()).
           peerAddress = await mesh.listen({ port: resolved.peerListen.port, host: resolved.peerListen.host });
         }
         mesh.start();

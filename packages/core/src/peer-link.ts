@@ -79,9 +79,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   readonly #ws: WebSocket;
   readonly #log: Logger;
-  readonly #intervalMs: number;
-  readonly #timeoutMs: number;
+  #intervalMs: number;
+  #timeoutMs: number;
   #lastSeen = Date.now();
+  /** Set while a tunnel whose peer does not meter holds the link's reads paused (backpressure). */
+  #readsPaused = false;
   #pingTimer: NodeJS.Timeout | undefined;
   #closeReason: PeerLinkCloseReason | undefined;
   #closed = false;
@@ -111,8 +113,16 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         get bufferedAmount() {
           return ws.bufferedAmount;
         },
-        pause: () => ws.pause(),
-        resume: () => ws.resume(),
+        pause: () => {
+          this.#readsPaused = true;
+          ws.pause();
+        },
+        resume: () => {
+          // The peer's pongs sat unread while we held reads paused: count it alive from here.
+          this.#readsPaused = false;
+          this.#lastSeen = Date.now();
+          ws.resume();
+        },
       },
     });
     this.tunnels.on('protocol-error', (err) =>
@@ -181,8 +191,25 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#ws.terminate();
   }
 
+  /**
+   * Replaces the keepalive (ms; `0` turns pings or the deadline off; an omitted field is kept). The ping
+   * timer restarts with the new interval; silence already counted toward the deadline still counts.
+   */
+  setKeepalive(keepalive: { intervalMs?: number; timeoutMs?: number }): void {
+    if (keepalive.timeoutMs !== undefined) this.#timeoutMs = keepalive.timeoutMs;
+    if (keepalive.intervalMs === undefined || keepalive.intervalMs === this.#intervalMs) return;
+    this.#intervalMs = keepalive.intervalMs;
+    if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
+    if (this.#closed || this.#intervalMs <= 0) return;
+    this.#pingTimer = setInterval(() => this.#tick(), this.#intervalMs);
+    this.#pingTimer.unref?.();
+  }
+
   #tick(): void {
     if (this.#closed) return;
+    // Silence while we hold reads paused is ours, not the peer's (its pongs wait unread).
+    if (this.#readsPaused) this.#lastSeen = Date.now();
     if (this.#timeoutMs > 0 && Date.now() - this.#lastSeen >= this.#timeoutMs) {
       this.#log.warn({ silentForMs: Date.now() - this.#lastSeen }, 'peer went silent: dropping the link');
       this.terminate('keepalive_timeout');

@@ -35,7 +35,10 @@ export interface RelayCloseEvent {
 
 /** Limits of a relay listener. */
 export interface RelayListenerLimits extends SniffLimits {
-  /** Connections (sniffing or relayed) allowed per source IP. Default: `0` (unlimited). */
+  /**
+   * Connections (sniffing or relayed) allowed per source IP. Read for each new connection, so it can be
+   * changed in place; connections accepted while it was `0` are not counted. Default: `0` (unlimited).
+   */
   maxConnectionsPerIp?: number;
   /** Size of the sniff budget created when `budget` is not given. Default: `256`. */
   maxConcurrentSniffs?: number;
@@ -92,7 +95,6 @@ export interface RelayListener {
 export function createRelayListener(options: RelayListenerOptions): RelayListener {
   const log = (options.logger ?? noopLogger).child({ component: 'relay-listener', mode: options.mode });
   const budget = options.budget ?? new SniffBudget(options.limits?.maxConcurrentSniffs);
-  const maxPerIp = options.limits?.maxConnectionsPerIp ?? 0;
   const perIp = new Map<string, number>();
   const sniffing = new Set<Socket>();
   const shutdown = new AbortController();
@@ -113,6 +115,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
   };
 
   const trackIp = (socket: Socket): boolean => {
+    const maxPerIp = options.limits?.maxConnectionsPerIp ?? 0; // live: a reload may change it
     if (maxPerIp <= 0) return true;
     const ip = socket.remoteAddress ?? '';
     const n = perIp.get(ip) ?? 0;

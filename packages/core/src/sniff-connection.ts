@@ -81,15 +81,26 @@ export type SniffResult =
  * (PROTOCOL.md §4.3, RELIABILITY.md item 21).
  */
 export class SniffBudget {
-  /** Maximum number of concurrent sniffs. */
-  readonly limit: number;
+  #limit = DEFAULT_MAX_CONCURRENT_SNIFFS;
   #active = 0;
 
   /** @param limit maximum concurrent sniffs. Default: `256`. */
   constructor(limit: number = DEFAULT_MAX_CONCURRENT_SNIFFS) {
+    this.limit = limit;
+  }
+
+  /**
+   * Maximum number of concurrent sniffs. Settable (a configuration reload): lowering it below `active`
+   * cuts nothing; new sniffs are refused until enough finish. Throws `RangeError` unless an integer ≥ 1.
+   */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  set limit(limit: number) {
     if (!Number.isInteger(limit) || limit < 1)
       throw new RangeError('SniffBudget limit must be an integer ≥ 1');
-    this.limit = limit;
+    this.#limit = limit;
   }
 
   /** Connections sniffing right now. */
@@ -99,7 +110,7 @@ export class SniffBudget {
 
   /** Take one slot; false when the budget is exhausted. */
   tryAcquire(): boolean {
-    if (this.#active >= this.limit) return false;
+    if (this.#active >= this.#limit) return false;
     this.#active++;
     return true;
   }

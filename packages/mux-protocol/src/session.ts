@@ -31,6 +31,21 @@ export interface MuxTransport {
   send(message: Uint8Array): void;
   /** Bytes queued but not yet written to the kernel (WebSocket `bufferedAmount`). */
   readonly bufferedAmount: number;
+  /**
+   * Optional: sends one DATA frame given as its 17-byte header and the payload's parts (views of the
+   * writer's chunks, in order, `payloadLength` bytes in all), as one binary message. A transport that can
+   * write the parts without first joining them (a WebSocket server writing its own frame header) saves a
+   * copy and an allocation per frame. The transport must not modify them, and must call `onWritten`
+   * exactly once, never synchronously, when it no longer holds them (written to the socket, or dropped
+   * because the transport is closed): the parts are views of the writer's buffers, which the writer may
+   * reuse once its write completes. Without it, DATA goes through `send()` as one buffer.
+   */
+  sendData?(
+    header: Uint8Array,
+    payload: readonly Uint8Array[],
+    payloadLength: number,
+    onWritten: () => void,
+  ): void;
 }
 
 /** Pino-compatible logger (a pino logger can be passed as is). */
@@ -612,6 +627,18 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         this.#bytesSent += payloadLength;
         this.#transport.send(frame);
       },
+      sendDataParts:
+        this.#transport.sendData === undefined
+          ? undefined
+          : (header, payload, payloadLength, onWritten) => {
+              if (this.#closed) {
+                process.nextTick(onWritten);
+                return;
+              }
+              this.#dataFramesSent++;
+              this.#bytesSent += payloadLength;
+              this.#transport.sendData!(header, payload, payloadLength, onWritten);
+            },
       sendControl: (message) => this.#sendControl(message),
       disconnect: (stream, reason) => this.#disconnect(stream, reason),
       forget: (stream) => this.#forget(stream),

@@ -38,6 +38,16 @@ export interface StreamHost {
   schedule(stream: MuxStream): void;
   /** Sends one DATA frame now; `payloadLength` is for the counters. */
   sendData(frame: Uint8Array, payloadLength: number): void;
+  /**
+   * Optional: sends one DATA frame as its header (the stream's own, constant: never modified) and the
+   * payload's parts, without joining them (see `MuxTransport.sendData`). Absent: `sendData`.
+   */
+  sendDataParts?(
+    header: Uint8Array,
+    payload: Uint8Array[],
+    payloadLength: number,
+    onWritten: () => void,
+  ): void;
   /** Sends one control message now (grants, disconnects, pings are never held behind DATA). */
   sendControl(message: Uint8Array): void;
   /** Sends `disconnect` for the stream (unless the session is closed) and forgets its id. */
@@ -116,6 +126,8 @@ export class MuxStream extends Duplex {
   readonly #role: 'hub' | 'backend';
   readonly #host: StreamHost;
   readonly #idBytes: Buffer;
+  /** Frame type · stream id: the 17-byte DATA header, built once (hosts that send parts). */
+  #dataHeader: Buffer | undefined;
   readonly #grantBatch: number;
   readonly #dataFrameType: number;
 
@@ -132,6 +144,13 @@ export class MuxStream extends Duplex {
   #pendingOffset = 0;
   #pendingBytes = 0;
   #pendingCallback: ((error?: Error | null) => void) | null = null;
+  /** Counts writes, so that a late transport callback cannot complete a later write. */
+  #writeSeq = 0;
+  /**
+   * The write's last frame went to the transport as views of the writer's chunks: its callback waits
+   * until the transport no longer holds them (a writer may reuse a buffer once its write completed).
+   */
+  #awaitingFlush = false;
   #inSend = false;
   /** The peer is gone: nothing more is sent; pending and later writes are discarded. */
   #sendDead = false;
@@ -224,6 +243,7 @@ export class MuxStream extends Duplex {
     this.#pending.push(chunk);
     this.#pendingBytes = chunk.length;
     this.#pendingCallback = callback;
+    this.#writeSeq++;
     this.#host.schedule(this);
   }
 
@@ -248,6 +268,7 @@ export class MuxStream extends Duplex {
     }
     this.#pendingBytes = bytes;
     this.#pendingCallback = callback;
+    this.#writeSeq++;
     this.#host.schedule(this);
   }
 
@@ -257,6 +278,7 @@ export class MuxStream extends Duplex {
    */
   sendFrames(maxFrames: number): boolean {
     let sent = 0;
+    const sendParts = this.#host.sendDataParts;
     this.#inSend = true;
     try {
       while (this.#pendingBytes > 0) {
@@ -264,6 +286,11 @@ export class MuxStream extends Duplex {
         if (this.#peerPaused || this.#framesSent >= this.#sendLimit) return false;
         if (sent === maxFrames) return true;
         const length = Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
+        if (sendParts !== undefined) {
+          this.#sendParts(sendParts, length);
+          sent++;
+          continue;
+        }
         // One allocation per frame: header and payload together (the WebSocket sends one message).
         const frame = Buffer.allocUnsafe(DATA_HEADER_LENGTH + length);
         frame[0] = this.#dataFrameType;
@@ -295,9 +322,60 @@ export class MuxStream extends Duplex {
     } finally {
       this.#inSend = false;
     }
+    // The transport still holds the write's last parts: it calls back once they are written.
+    if (this.#awaitingFlush && !this.#sendDead) return false;
     // The whole write went out (or the peer is gone): release the callback so Node hands us the next.
     this.#completeWrite();
     return this.#pendingBytes > 0 && this.#canSend();
+  }
+
+  /**
+   * One DATA frame of `length` bytes as views of the pending chunks (no copy, no large allocation): the
+   * host writes the constant header and the parts as one message.
+   */
+  #sendParts(
+    send: NonNullable<StreamHost['sendDataParts']>,
+    length: number,
+  ): void {
+    let header = this.#dataHeader;
+    if (header === undefined) {
+      header = Buffer.allocUnsafe(DATA_HEADER_LENGTH);
+      header[0] = this.#dataFrameType;
+      this.#idBytes.copy(header, 1);
+      this.#dataHeader = header;
+    }
+    const pending = this.#pending;
+    const parts: Uint8Array[] = [];
+    let need = length;
+    while (need > 0) {
+      const chunk = pending[this.#pendingIndex]!;
+      const start = this.#pendingOffset;
+      const available = chunk.length - start;
+      if (available <= need) {
+        parts.push(start === 0 ? chunk : chunk.subarray(start));
+        need -= available;
+        this.#pendingIndex++;
+        this.#pendingOffset = 0;
+      } else {
+        parts.push(chunk.subarray(start, start + need));
+        this.#pendingOffset = start + need;
+        need = 0;
+      }
+    }
+    this.#pendingBytes -= length;
+    this.#framesSent++;
+    this.bytesWritten += length;
+    let onWritten = noop;
+    if (this.#pendingBytes === 0) {
+      this.#awaitingFlush = true;
+      const seq = this.#writeSeq;
+      onWritten = () => {
+        if (seq !== this.#writeSeq || !this.#awaitingFlush) return;
+        this.#awaitingFlush = false;
+        this.#completeWrite();
+      };
+    }
+    send.call(this.#host, header, parts, length, onWritten);
   }
 
   #canSend(): boolean {
@@ -305,6 +383,7 @@ export class MuxStream extends Duplex {
   }
 
   #completeWrite(): void {
+    this.#awaitingFlush = false;
     const callback = this.#pendingCallback;
     if (callback === null) return;
     this.#pending.length = 0;
@@ -518,6 +597,8 @@ export class MuxStream extends Duplex {
     this.push(null);
   }
 }
+
+function noop(): void {}
 
 /** A control frame with only `event` and `client_id` (ping/pong), without JSON.stringify. */
 function controlFrame(event: string, id: string): Buffer {

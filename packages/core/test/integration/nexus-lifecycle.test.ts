@@ -105,6 +105,10 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     expect(sent.subarray(0, user.received().length).equals(user.received())).toBe(true);
     await vi.waitFor(() => expect(svcA.accepted[0]?.destroyed).toBe(true));
     await vi.waitFor(() => expect(n.events.backendDisconnected.map((e) => e.id)).toContain(a.sessionId));
+    // The node does not call the cut stream `completed`: its close event names the lost session.
+    await vi.waitFor(() => expect(n.events.streamClose).toHaveLength(1));
+    expect(n.events.streamClose[0]!.reason).not.toBe('completed');
+    expect(n.events.streamClose[0]!.reason).toMatch(/backend|connection|closed/);
     // The pool lost A at once.
     expect(n.nexus.routes.localPool('app.test')?.size).toBe(1);
     for (let i = 0; i < 10; i++) expect(await httpGet(n.httpPort, 'app.test')).toBe('B');

@@ -123,7 +123,11 @@ describe('R20 sniffing', () => {
     // Random bytes that are not a handshake record.
     const random = randomBytes(1_024);
     random[0] = 0x47;
-    expect(await expectClosed(node, port, random)).toMatchObject({ reason: 'not-tls', bytesRead: 1_024 });
+    expect(await expectClosed(node, port, random)).toMatchObject({
+      reason: 'not-tls',
+      bytesRead: 1_024,
+      port,
+    });
 
     // Random bytes behind a handshake record header: some verdict, never a crash, never an answer.
     for (let i = 0; i < 20; i++) {
