@@ -216,8 +216,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   };
   readonly #random: () => number;
   readonly #links = new Map<string, PeerLink>();
-  /** By normalised URL; `setPeers()` adds and removes entries. */
-  readonly #dialers = new Map<string, PeerDialer>();
+  /** One per configured URL (a URL listed twice gets two links); `setPeers()` adds and removes them. */
+  #dialers: PeerDialer[];
   #server: HttpsServer | undefined;
   #detachTls: (() => void) | undefined;
   #unsubscribeRoutes: (() => void) | undefined;
@@ -261,7 +261,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...(options.linkHighWaterMark !== undefined ? { highWaterMark: options.linkHighWaterMark } : {}),
     };
     this.#random = options.random ?? Math.random;
-    for (const url of validatePeerUrls(options.peers ?? [])) this.#dialers.set(url, new PeerDialer(url));
+    this.#dialers = validatePeerUrls(options.peers ?? []).map((url) => new PeerDialer(url));
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -288,28 +288,33 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
 
   /** The peer URLs dialled, normalised, in the order they were added. */
   get peers(): readonly string[] {
-    return [...this.#dialers.keys()];
+    return this.#dialers.map((d) => d.url);
   }
 
   /**
    * Replaces the peer URLs to dial. New URLs are dialled at once (once `start()` ran); removed ones stop
    * dialling and their outbound link, if any, closes (reason `peer_removed`: its routes go, its tunnels
-   * end); URLs in both lists keep their dialer and link untouched. Inbound links are not affected: the
-   * far side's certificate name says nothing about the URL we had for it. Throws `InvalidConfigError`
-   * (nothing changed) for an invalid URL.
+   * end); URLs in both lists keep their dialer and link untouched (a URL listed n times keeps n). Inbound
+   * links are not affected: the far side's certificate name says nothing about the URL we had for it.
+   * Throws `InvalidConfigError` (nothing changed) for an invalid URL.
    */
   setPeers(urls: readonly string[]): void {
-    const next = validatePeerUrls(urls);
+    const wanted = validatePeerUrls(urls);
     if (this.#closed) return;
-    for (const [url, dialer] of this.#dialers) {
-      if (next.includes(url)) continue;
-      this.#dialers.delete(url);
-      this.#stopDialer(dialer);
+    const kept: PeerDialer[] = [];
+    for (const dialer of this.#dialers) {
+      const i = wanted.indexOf(dialer.url);
+      if (i === -1) {
+        this.#stopDialer(dialer);
+      } else {
+        wanted.splice(i, 1);
+        kept.push(dialer);
+      }
     }
-    for (const url of next) {
-      if (this.#dialers.has(url)) continue;
+    this.#dialers = kept;
+    for (const url of wanted) {
       const dialer = new PeerDialer(url);
-      this.#dialers.set(url, dialer);
+      this.#dialers.push(dialer);
       this.#log.info({ url }, 'peer added');
       if (this.#started) this.#dial(dialer);
     }
@@ -431,7 +436,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   start(): void {
     if (this.#started || this.#closed) return;
     this.#started = true;
-    for (const dialer of this.#dialers.values()) this.#dial(dialer);
+    for (const dialer of this.#dialers) this.#dial(dialer);
   }
 
   /**
@@ -506,7 +511,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribeRoutes?.();
-    for (const dialer of this.#dialers.values()) {
+    for (const dialer of this.#dialers) {
       if (dialer.timer !== undefined) clearTimeout(dialer.timer);
       dialer.timer = undefined;
       if (dialer.ws !== undefined && dialer.link === undefined) dialer.ws.terminate();
@@ -722,14 +727,9 @@ function optionalNonNegative(path: string, value: number | undefined): number | 
   return value === undefined ? undefined : nonNegative(path, value, 0);
 }
 
-/** Validates and normalises peer URLs, dropping duplicates. */
+/** Validates and normalises peer URLs (duplicates kept: each is one link). */
 function validatePeerUrls(urls: readonly string[]): string[] {
-  const out: string[] = [];
-  urls.forEach((url, i) => {
-    const normalized = validatePeerUrl(url, i);
-    if (!out.includes(normalized)) out.push(normalized);
-  });
-  return out;
+  return urls.map((url, i) => validatePeerUrl(url, i));
 }
 
 function validatePeerUrl(url: string, index: number): string {

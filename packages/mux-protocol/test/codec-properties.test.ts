@@ -17,6 +17,9 @@ import {
   type TunnelFrame,
 } from '../src/index.js';
 
+/** Runs per property: the default below, or more with FUZZ_RUNS=100000 for a longer session. */
+const fuzzRuns = (n: number): number => Math.max(n, Number(process.env.FUZZ_RUNS ?? 0));
+
 // Reference encoders written the naive way (DataView, JSON.stringify of an ordered object), to check the
 // hand-built fast paths against (STYLE.md §10).
 function naiveDataFrame(id: string, payload: Uint8Array): Uint8Array {
@@ -167,7 +170,7 @@ describe('codec properties', () => {
           expect(new Uint8Array(result.value.payload)).toEqual(payload);
         }
       }),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 
@@ -183,7 +186,7 @@ describe('codec properties', () => {
           value: { type: 'control', message: canonical(message) },
         });
       }),
-      { numRuns: 2000 },
+      { numRuns: fuzzRuns(2000) },
     );
   });
 
@@ -197,7 +200,7 @@ describe('codec properties', () => {
           frame,
         );
       }),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 
@@ -206,7 +209,7 @@ describe('codec properties', () => {
       fc.property(peerMessage, (message) => {
         expect(decodePeerMessage(encodePeerMessage(message))).toEqual({ ok: true, value: message });
       }),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 
@@ -223,7 +226,7 @@ describe('codec properties', () => {
           assertTyped(withType);
         },
       ),
-      { numRuns: 5000 },
+      { numRuns: fuzzRuns(5000) },
     );
   });
 
@@ -253,7 +256,7 @@ describe('codec properties', () => {
         }
         assertTyped(bytes);
       }),
-      { numRuns: 5000 },
+      { numRuns: fuzzRuns(5000) },
     );
   });
 
@@ -281,7 +284,7 @@ describe('codec properties', () => {
           assertTyped(new Uint8Array(Buffer.from('\x02' + json)));
         },
       ),
-      { numRuns: 3000 },
+      { numRuns: fuzzRuns(3000) },
     );
   });
 
@@ -294,7 +297,7 @@ describe('codec properties', () => {
           streamIdFromBytes(bytes, 1),
         );
       }),
-      { numRuns: 500 },
+      { numRuns: fuzzRuns(500) },
     );
   });
 });

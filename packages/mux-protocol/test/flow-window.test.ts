@@ -8,6 +8,9 @@ import {
   SendWindow,
 } from '../src/index.js';
 
+/** Runs per property: the default below, or more with FUZZ_RUNS=100000 for a longer session. */
+const fuzzRuns = (n: number): number => Math.max(n, Number(process.env.FUZZ_RUNS ?? 0));
+
 describe('SendWindow', () => {
   it('is unmetered until the first grant (legacy v1 peers never grant)', () => {
     const window = new SendWindow();
@@ -79,7 +82,7 @@ describe('SendWindow', () => {
           }
         }
       }),
-      { numRuns: 500 },
+      { numRuns: fuzzRuns(500) },
     );
   });
 });
@@ -210,7 +213,7 @@ describe('ReceiveLedger', () => {
           expect(ledger.pending).toBe(0);
         },
       ),
-      { numRuns: 500 },
+      { numRuns: fuzzRuns(500) },
     );
   });
 
@@ -225,7 +228,7 @@ describe('ReceiveLedger', () => {
         expect(granted).toBeGreaterThan(0);
         expect(granted + ledger.pending).toBe(window);
       }),
-      { numRuns: 300 },
+      { numRuns: fuzzRuns(300) },
     );
   });
 });

@@ -11,6 +11,9 @@ import {
   writeStreamId,
 } from '../src/index.js';
 
+/** Runs per property: the default below, or more with FUZZ_RUNS=100000 for a longer session. */
+const fuzzRuns = (n: number): number => Math.max(n, Number(process.env.FUZZ_RUNS ?? 0));
+
 /** Naive reference: hex via toString(16), the slow obvious way. */
 function naiveFromBytes(bytes: Uint8Array): string {
   const h = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
@@ -41,7 +44,7 @@ describe('streamIdToBytes / streamIdFromBytes', () => {
         expect(id).toBe(naiveFromBytes(bytes));
         expect(streamIdToBytes(id)).toEqual(bytes);
       }),
-      { numRuns: 2000 },
+      { numRuns: fuzzRuns(2000) },
     );
   });
 
@@ -93,7 +96,7 @@ describe('isStreamId / normalizeStreamId', () => {
       fc.property(fc.oneof(fc.string(), fc.string({ unit: hexish, minLength: 36, maxLength: 36 })), (s) => {
         expect(isStreamId(s)).toBe(pattern.test(s));
       }),
-      { numRuns: 3000 },
+      { numRuns: fuzzRuns(3000) },
     );
   });
 });
