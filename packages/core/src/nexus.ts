@@ -228,6 +228,18 @@ export function createNexus(
   for (const warning of resolved.warnings) log.warn(warning);
 
   const emitter = new EventEmitter<NexusEvents>();
+  // Events are emitted from socket and WebSocket callbacks (and between opening a stream and relaying
+  // it): an observer that throws must not cost an end user its connection, leak a backend stream or
+  // crash the process. Its error is logged instead.
+  const emitUnguarded = emitter.emit.bind(emitter) as (event: string, ...args: unknown[]) => boolean;
+  (emitter as { emit: (event: string, ...args: unknown[]) => boolean }).emit = (event, ...args) => {
+    try {
+      return emitUnguarded(event, ...args);
+    } catch (err) {
+      log.error({ err, event }, 'an event listener threw');
+      return true;
+    }
+  };
   const routes = new RoutingTable<BackendSession>();
   /** The configuration in force; `reload()` replaces it. Read at use, so live settings follow it. */
   let current = resolved;

@@ -13,8 +13,10 @@ import {
   type TunnelRequestMessage,
 } from '@nexus-proxy/mux-protocol';
 import { WebSocket } from 'ws';
+import { MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
 import { TunnelSession, type TunnelSessionOptions } from './tunnel-session.js';
+import { createWsFrameWriter, joinParts } from './ws-transport.js';
 
 /** Interval between WebSocket pings on a peer link: `10_000` ms. */
 export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
@@ -100,12 +102,30 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const onSent = (): void => {
       if (ws.bufferedAmount <= LOW_WATER_MARK) this.tunnels.transportDrained();
     };
+    const writer = createWsFrameWriter(ws);
     this.tunnels = new TunnelSession({
       ...options.tunnels,
       logger: this.#log,
       transport: {
         sendBinary: (message) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(message, { binary: true }, onSent);
+          if (ws.readyState !== WebSocket.OPEN) return;
+          writer.corkForTick();
+          ws.send(message, { binary: true }, onSent);
+        },
+        sendData: (header, payload, payloadLength, onWritten) => {
+          if (ws.readyState !== WebSocket.OPEN) {
+            process.nextTick(onWritten);
+            return;
+          }
+          const written = (): void => {
+            onWritten();
+            onSent();
+          };
+          if (writer.writeData(header, payload, payloadLength, written)) return;
+          // Outbound links are WebSocket clients, whose frames ws must mask: one joined buffer.
+          writer.corkForTick();
+          ws.send(joinParts(header, payload, payloadLength), { binary: true }, onSent);
+          process.nextTick(onWritten);
         },
         sendText: (text) => {
           if (ws.readyState === WebSocket.OPEN) ws.send(text, { binary: false });
@@ -176,7 +196,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#closeReason ??= reason;
     this.#finish();
     if (this.#ws.readyState === WebSocket.OPEN || this.#ws.readyState === WebSocket.CONNECTING) {
-      this.#ws.close(code, reason.slice(0, 123));
+      this.#ws.close(code, truncateUtf8(reason, MAX_CLOSE_REASON_BYTES));
       // A peer that never answers the close frame must not hold the socket.
       const timer = setTimeout(() => this.#ws.terminate(), 2_000);
       timer.unref?.();

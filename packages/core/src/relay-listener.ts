@@ -3,6 +3,7 @@
  * answering, and hands each routed socket to `onRouted`. Every connection that is not routed is destroyed
  * without a byte written, and its close reason is logged and reported.
  */
+import { setMaxListeners } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { type Logger, noopLogger } from './logger.js';
 import {
@@ -98,6 +99,9 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
   const perIp = new Map<string, number>();
   const sniffing = new Set<Socket>();
   const shutdown = new AbortController();
+  // Every connection still sniffing listens on this one signal (removed when its sniff ends): up to the
+  // sniff budget at once, far more than the default of 10 before Node warns of a leak.
+  setMaxListeners(0, shutdown.signal);
   let server: Server | undefined;
 
   const report = (
@@ -156,11 +160,16 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
       }
       const { sniffed } = result;
       let outcome: string | undefined;
+      // Sniffing detached its listeners, yet a paused socket still reads (up to its high-water mark)
+      // and so still sees a reset: until the owner has attached its own, an error must not go unheard.
+      socket.on('error', ignore);
       try {
         outcome = await options.onRouted(socket, sniffed);
       } catch (err) {
         log.error({ err, hostname: sniffed.hostname }, 'onRouted threw');
         outcome = 'internal-error';
+      } finally {
+        socket.off('error', ignore);
       }
       if (typeof outcome === 'string') {
         socket.on('error', ignore);

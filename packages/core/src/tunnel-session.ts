@@ -49,6 +49,17 @@ const RECEIVE_MODE_LENIENT = 3;
 export interface TunnelTransport {
   /** Sends one binary message. The session never reuses `message` after the call. */
   sendBinary(message: Uint8Array): void;
+  /**
+   * Optional: sends one TUNNEL_DATA frame as its 17-byte header and the payload's parts, without joining
+   * them first; calls `onWritten` once (never synchronously) when it no longer holds them. Same contract
+   * as `MuxTransport.sendData` of `@nexus-proxy/mux-protocol`. Absent: `sendBinary` of one buffer.
+   */
+  sendData?(
+    header: Uint8Array,
+    payload: readonly Uint8Array[],
+    payloadLength: number,
+    onWritten: () => void,
+  ): void;
   /** Sends one text message (`tunnel_request`). */
   sendText(text: string): void;
   /** Bytes queued but not yet written to the kernel (WebSocket `bufferedAmount`). */
@@ -543,6 +554,18 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
         this.#bytesSent += payloadLength;
         this.#transport.sendBinary(frame);
       },
+      sendDataParts:
+        this.#transport.sendData === undefined
+          ? undefined
+          : (header: Uint8Array, payload: Uint8Array[], payloadLength: number, onWritten: () => void) => {
+              if (this.#closed) {
+                process.nextTick(onWritten);
+                return;
+              }
+              this.#framesSent++;
+              this.#bytesSent += payloadLength;
+              this.#transport.sendData!(header, payload, payloadLength, onWritten);
+            },
       sendGrant: (stream: HostedStream, credits: number) => {
         this.#sendControl(encodeTunnelFrame({ type: 'tunnel-credits', tunnelId: stream.id, credits }));
       },

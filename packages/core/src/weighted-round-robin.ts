@@ -89,6 +89,7 @@ export class WeightedRoundRobin<T> {
     if (existing) {
       this.#totalWeight += w - existing.weight;
       existing.weight = w;
+      this.#bound();
       return;
     }
     // A newcomer starts at current = 0 (nginx): with stable membership from a fresh start every window of
@@ -97,6 +98,7 @@ export class WeightedRoundRobin<T> {
     this.#members.push(member);
     this.#byTarget.set(target, member);
     this.#totalWeight += w;
+    this.#bound();
   }
 
   /** Remove `target`. Returns false if it was not a member. */
@@ -107,11 +109,32 @@ export class WeightedRoundRobin<T> {
     const index = this.#members.indexOf(member);
     this.#members.splice(index, 1);
     this.#totalWeight -= member.weight;
-    // As in nginx, the leaver's credit or debt leaves with it; nothing is redistributed. Selection only
-    // depends on the members' relative `current` values, and newcomers entering at 0 pull the group back
-    // towards 0, so the values stay bounded. Redistributing a departed member's debt (or resetting everyone)
-    // would instead let a member that keeps joining and leaving starve the light members.
+    // As in nginx, the leaver's credit or debt leaves with it; nothing is redistributed (redistributing it,
+    // or resetting everyone, would let a member that keeps joining and leaving starve the light members).
+    // But a member that had just been picked sits near -oldTotal, which can be many windows of the smaller
+    // pool away from its next turn: see #bound.
+    this.#bound();
     return true;
+  }
+
+  /**
+   * Bounds the rotation state after a membership or weight change, without changing the members' order:
+   * no credit above one window of the current total (a newcomer entering at 0 would otherwise wait behind
+   * a member that piled up credit in a larger pool), and nobody trailing the leader by more than one
+   * window (a member just picked in a larger pool would otherwise wait many windows of the smaller one).
+   * Debts are not forgiven and credits are not spread, which would let a member that keeps joining and
+   * leaving starve the light members.
+   */
+  #bound(): void {
+    const total = this.#totalWeight;
+    if (this.#members.length === 0) return;
+    let leader = Number.NEGATIVE_INFINITY;
+    for (const m of this.#members) {
+      if (m.current > total) m.current = total;
+      if (m.current > leader) leader = m.current;
+    }
+    const floor = leader - total;
+    for (const m of this.#members) if (m.current < floor) m.current = floor;
   }
 
   /** Remove every member. */

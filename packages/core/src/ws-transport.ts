@@ -26,30 +26,14 @@ export interface WsTransport extends MuxTransport {
  * Sending on a WebSocket that is no longer open is a no-op: the session is being closed anyway.
  */
 export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
-  const internals = ws as unknown as WsInternals;
-  const underlying = (): Duplex | undefined => socket ?? internals._socket ?? undefined;
-  // Messages sent in one tick leave in one socket write (one TLS record run, one syscall) instead of one
-  // write each: the socket is corked at the first message of a tick and uncorked on the next tick.
-  let corked: Duplex | undefined;
-  const uncork = (): void => {
-    const s = corked;
-    corked = undefined;
-    s?.uncork();
-  };
-  const corkForTick = (): void => {
-    if (process.env.HP_NOCORK) return;
-    if (corked !== undefined) return;
-    const s = internals._socket;
-    if (s == null || s.destroyed || !s.writable) return;
-    corked = s;
-    s.cork();
-    process.nextTick(uncork);
-  };
+  const underlying = (): Duplex | undefined =>
+    socket ?? (ws as unknown as WsInternals)._socket ?? undefined;
+  const writer = createWsFrameWriter(ws);
   return {
     ws,
     send(message: Uint8Array): void {
       if (ws.readyState !== WebSocket.OPEN) return;
-      corkForTick();
+      writer.corkForTick();
       ws.send(message, { binary: true });
     },
     sendData(
@@ -62,50 +46,9 @@ export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
         process.nextTick(onWritten);
         return;
       }
-      const s = internals._socket;
-      const sender = internals._sender;
-      if (
-        process.env.HP_NOPARTS ||
-        internals._isServer !== true ||
-        s == null ||
-        sender == null ||
-        sender._state !== SENDER_IDLE ||
-        sender._firstFragment !== true ||
-        ws.extensions !== ''
-      ) {
-        // Not a plain server socket ws writes synchronously: let ws frame one joined buffer.
-        ws.send(Buffer.concat([header, ...payload], header.length + payloadLength), { binary: true });
-        process.nextTick(onWritten);
-        return;
-      }
-      // A server's frames are unmasked (RFC 6455 §5.1), so the WebSocket frame header, the DATA header
-      // and the payload views go to the socket as they are, byte-identical to what ws.send would write,
-      // without joining them into a new buffer first. ws writes synchronously in this state (no
-      // compression, no queued message), so the order of messages is kept.
-      corkForTick();
-      const messageLength = header.length + payloadLength;
-      const wsHeaderLength = messageLength < 126 ? 2 : messageLength < 65_536 ? 4 : 10;
-      const head = Buffer.allocUnsafe(wsHeaderLength + header.length);
-      head[0] = 0x82; // FIN · binary
-      if (wsHeaderLength === 2) {
-        head[1] = messageLength;
-      } else if (wsHeaderLength === 4) {
-        head[1] = 126;
-        head.writeUInt16BE(messageLength, 2);
-      } else {
-        head[1] = 127;
-        head.writeUInt32BE(0, 2);
-        head.writeUInt32BE(messageLength, 6);
-      }
-      head.set(header, wsHeaderLength);
-      const last = payload.length - 1;
-      if (last < 0) {
-        s.write(head, onWritten as () => void);
-        return;
-      }
-      s.write(head);
-      for (let i = 0; i < last; i++) s.write(payload[i]);
-      s.write(payload[last]!, onWritten as () => void);
+      if (writer.writeData(header, payload, payloadLength, onWritten)) return;
+      ws.send(joinParts(header, payload, payloadLength), { binary: true });
+      process.nextTick(onWritten);
     },
     get bufferedAmount(): number {
       return ws.bufferedAmount;
@@ -129,6 +72,104 @@ export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
 
 /** ws `Sender` state in which it writes each message synchronously (no compression, no queue). */
 const SENDER_IDLE = 0;
+
+/** @internal Writes binary messages of an open WebSocket with fewer copies and fewer socket writes. */
+export interface WsFrameWriter {
+  /**
+   * Corks the socket until the next tick, so that every message sent in this tick leaves in one socket
+   * write (one run of TLS records, one syscall) instead of one write each. Idempotent within a tick.
+   */
+  corkForTick(): void;
+  /**
+   * Writes `header` · payload parts as one binary message straight to the socket, without joining them:
+   * a server's frames are unmasked (RFC 6455 §5.1), so the WebSocket frame header, the header and the
+   * payload views go out as they are, byte-identical to what `ws.send` would write. `onWritten` runs
+   * once the socket has written the parts (or failed). Returns false, having written nothing, when the
+   * WebSocket is not a plain server socket that ws writes synchronously (client side, which must mask;
+   * compression negotiated; ws holding messages in a queue): the caller then uses `ws.send`.
+   */
+  writeData(
+    header: Uint8Array,
+    payload: readonly Uint8Array[],
+    payloadLength: number,
+    onWritten: () => void,
+  ): boolean;
+}
+
+/** @internal A {@link WsFrameWriter} for `ws` (open or not; each call checks). */
+export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
+  const internals = ws as unknown as WsInternals;
+  let corked: Duplex | undefined;
+  const uncork = (): void => {
+    const s = corked;
+    corked = undefined;
+    s?.uncork();
+  };
+  const corkForTick = (): void => {
+    if (corked !== undefined || process.env.HP_NOCORK) return;
+    const s = internals._socket;
+    if (s == null || s.destroyed || !s.writable) return;
+    corked = s;
+    s.cork();
+    process.nextTick(uncork);
+  };
+  return {
+    corkForTick,
+    writeData(header, payload, payloadLength, onWritten): boolean {
+      const s = internals._socket;
+      const sender = internals._sender;
+      if (
+        process.env.HP_NOPARTS ||
+        ws.readyState !== WebSocket.OPEN ||
+        internals._isServer !== true ||
+        s == null ||
+        sender == null ||
+        sender._state !== SENDER_IDLE ||
+        sender._firstFragment !== true ||
+        ws.extensions !== ''
+      ) {
+        return false;
+      }
+      corkForTick();
+      const messageLength = header.length + payloadLength;
+      const wsHeaderLength = messageLength < 126 ? 2 : messageLength < 65_536 ? 4 : 10;
+      const head = Buffer.allocUnsafe(wsHeaderLength + header.length);
+      head[0] = 0x82; // FIN · binary (RFC 6455 §5.2)
+      if (wsHeaderLength === 2) {
+        head[1] = messageLength;
+      } else if (wsHeaderLength === 4) {
+        head[1] = 126;
+        head.writeUInt16BE(messageLength, 2);
+      } else {
+        head[1] = 127;
+        head.writeUInt32BE(0, 2);
+        head.writeUInt32BE(messageLength, 6);
+      }
+      head.set(header, wsHeaderLength);
+      const last = payload.length - 1;
+      if (last < 0) {
+        s.write(head, onWritten as () => void);
+        return true;
+      }
+      s.write(head);
+      for (let i = 0; i < last; i++) s.write(payload[i]!);
+      s.write(payload[last]!, onWritten as () => void);
+      return true;
+    },
+  };
+}
+
+/** `header` · parts in one new buffer (the path through `ws.send`). */
+export function joinParts(header: Uint8Array, payload: readonly Uint8Array[], payloadLength: number): Buffer {
+  const frame = Buffer.allocUnsafe(header.length + payloadLength);
+  frame.set(header, 0);
+  let offset = header.length;
+  for (const part of payload) {
+    frame.set(part, offset);
+    offset += part.length;
+  }
+  return frame;
+}
 
 /** The parts of a ws `WebSocket` the zero-copy path checks (ws 8). */
 interface WsInternals {

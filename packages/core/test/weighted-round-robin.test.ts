@@ -107,6 +107,22 @@ describe('WeightedRoundRobin', () => {
     },
   );
 
+  it.each([
+    { name: 'a heavy member leaves right after the light one was picked', steps: 'a6 c1 p4 b12 p68 -b' },
+    { name: 'a member with a big credit is reweighted', steps: 'a8 c1 p5 a1' },
+    { name: 'a lone member with credit meets a newcomer', steps: 'a1 b10 e1 p16 -e -b b1' },
+    { name: 'a pool shrinks, then a newcomer joins', steps: 'a11 b4 p2 -a b1 c1' },
+  ])('serves every member within two windows after $name', ({ steps }) => {
+    const wrr = new WeightedRoundRobin<string>();
+    for (const step of steps.split(' ')) {
+      if (step.startsWith('p')) take(wrr, Number(step.slice(1)));
+      else if (step.startsWith('-')) wrr.remove(step.slice(1));
+      else wrr.add(step[0]!, Number(step.slice(1)));
+    }
+    const got = counts(take(wrr, 2 * wrr.totalWeight));
+    for (const t of wrr.targets()) expect(got[t] ?? 0).toBeGreaterThanOrEqual(1);
+  });
+
   it('stats() reports weights, totals and per-member picks', () => {
     const wrr = pool({ a: 2, b: 1 });
     take(wrr, 3);

@@ -120,7 +120,12 @@ describe('Nexus.reload', () => {
     const { n, httpPort } = await start();
     const result = await n.reload(
       config({
-        limits: { sniffFirstByteTimeoutMs: 100, maxSessions: 3, maxStreamsPerSession: 2 },
+        limits: {
+          sniffFirstByteTimeoutMs: 100,
+          maxSessions: 3,
+          maxStreamsPerSession: 2,
+          maxPendingConnects: 5,
+        },
         keepalive: { hubPingIntervalMs: 5_000, hubDeadAfterMs: 9_000, peerPingIntervalMs: 1_000 },
         idleTimeoutSeconds: 30,
         auth: { requireExp: true },
@@ -131,10 +136,12 @@ describe('Nexus.reload', () => {
       'idleTimeoutSeconds',
       'keepalive.hubDeadAfterMs',
       'keepalive.hubPingIntervalMs',
+      'keepalive.peerPingIntervalMs',
+      'limits.maxSessions',
       'limits.maxStreamsPerSession',
       'limits.sniffFirstByteTimeoutMs',
     ]);
-    expect(result.restartRequired.sort()).toEqual(['keepalive.peerPingIntervalMs', 'limits.maxSessions']);
+    expect(result.restartRequired.sort()).toEqual(['limits.maxPendingConnects']);
     // The new first-byte deadline (100 ms instead of 15 s) holds for the next end user.
     const failed = new Promise<SniffFailedEvent>((r) => n.once('sniff-failed', r));
     const silent = netConnect({ host: '127.0.0.1', port: httpPort });
@@ -145,7 +152,7 @@ describe('Nexus.reload', () => {
     silent.destroy();
   });
 
-  it('reports listener, peer and TLS-mode changes as restart-only', async () => {
+  it('reports listener and TLS-mode changes, and a mesh on a node started without one, as restart-only', async () => {
     const { n } = await start();
     const result = await n.reload(
       config({
@@ -160,7 +167,7 @@ describe('Nexus.reload', () => {
     expect(result.applied).toEqual([]);
     expect(result.restartRequired.sort()).toEqual([
       'listeners',
-      'peerAuthentication',
+      'peerAuthentication.trustedDomainSuffixes',
       'peerListenAddress',
       'peers',
       'tls',

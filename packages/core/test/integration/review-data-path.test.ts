@@ -12,7 +12,7 @@ import {
   normalizeStreamId,
 } from '@nexus-proxy/mux-protocol';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type ClientOptions, WebSocket } from 'ws';
+import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
 import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
 import { type CertificateAndKey, createSelfSignedCertificate } from '../../src/certificates.js';
@@ -190,5 +190,28 @@ describe('peer link keepalive while the link itself holds reads paused', () => {
     expect(ws.paused).toBe(false);
     vi.advanceTimersByTime(3_000);
     expect(closes).toEqual(['keepalive_timeout']);
+  });
+});
+
+describe('peer link close reason', () => {
+  it('fits a multi-byte reason into the 123-byte close frame instead of throwing', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    cleanups.push(() => new Promise<void>((r) => wss.close(() => r())));
+    await once(wss, 'listening');
+    const accepted = once(wss, 'connection') as Promise<[WebSocket]>;
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`);
+    client.on('error', () => {});
+    cleanups.push(() => client.terminate());
+    const [[server]] = await Promise.all([accepted, once(client, 'open')]);
+    const link = new PeerLink(server, { id: 'in-1', direction: 'inbound', peer: 'b.mesh.example.com' });
+    const gotClose = new Promise<{ code: number; reason: Buffer }>((r) =>
+      client.once('close', (code, reason) => r({ code, reason })),
+    );
+    // 100 × 'é' is 200 bytes of UTF-8 but only 100 UTF-16 units.
+    expect(() => link.close('é'.repeat(100))).not.toThrow();
+    const { code, reason } = await gotClose;
+    expect(code).toBe(1001);
+    expect(reason.length).toBeLessThanOrEqual(123);
+    expect(reason.toString('utf8')).toBe('é'.repeat(61));
   });
 });

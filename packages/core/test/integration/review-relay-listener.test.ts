@@ -42,7 +42,7 @@ describe('relay listener with an asynchronous onRouted', () => {
     client.write('GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n');
     await routed;
     // The end user resets the connection while the owner is still deciding.
-    const closed = once(routedSocket!, 'close');
+    const closed = new Promise<void>((r) => routedSocket!.once('close', () => r()));
     client.resetAndDestroy();
     await closed;
     release();
