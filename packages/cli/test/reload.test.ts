@@ -127,12 +127,13 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     expect(JSON.stringify(invalid.err)).toContain('limits.maxStreamsPerSession');
     expect(await httpThrough(node.httpPort, 'app.test', '/4')).toMatch(/xxxx$/);
 
-    // A live limit is applied; peers, a non-live limit and the admin address need a restart.
+    // A live limit is applied; a mesh on a node started without one, a non-live limit and the admin
+    // address need a restart.
     writeNodeConfig(work, {
       admin: '127.0.0.1:0',
       peers: ['wss://peer.test:8444/mesh'],
       peerAuthentication: { trustedDomainSuffixes: ['mesh.test'] },
-      limits: { maxStreamsPerSession: 7, maxSessions: 5 },
+      limits: { maxStreamsPerSession: 7, maxPendingConnects: 5 },
       logLevel: 'debug',
     });
     mark = node.lines.length;
@@ -140,7 +141,12 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     const reloaded = await node.waitFor((l) => l.msg === 'configuration reloaded', 10_000, mark);
     expect(reloaded.applied).toEqual(['limits.maxStreamsPerSession']);
     expect(reloaded.restartRequired).toEqual(
-      expect.arrayContaining(['limits.maxSessions', 'peers', 'peerAuthentication', 'peerListenAddress']),
+      expect.arrayContaining([
+        'limits.maxPendingConnects',
+        'peers',
+        'peerAuthentication.trustedDomainSuffixes',
+        'peerListenAddress',
+      ]),
     );
     const warned = await node.waitFor((l) => l.msg.startsWith('some changes take effect only'), 10_000, mark);
     expect(warned.restartRequired).toContain('peers');

@@ -154,6 +154,8 @@ export {
   MESH_PATH,
   PeerMesh,
 } from './mesh.js';
+export type { PeerKeepaliveOptions, PeerTrustOptions } from './mesh.js';
+export { PEER_REMOVED_REASON } from './mesh.js';
 export type { PeerAuthenticatorOptions, PeerAuthResult } from './peer-auth.js';
 export {
   certificateNames,

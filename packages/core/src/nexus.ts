@@ -283,7 +283,7 @@ export function createNexus(
   let mesh: PeerMesh | undefined;
   /** The mesh's trust in force (what `setTrust` got last), to restore when a later reload step fails. */
   let meshTrust: PeerTrustOptions | undefined;
-  /** The CA file contents the mesh trusts, to tell whether a reload re-read a changed file. */
+  /** `peerAuthentication.caFile` as last loaded, to tell whether a reload read a changed file. */
   let meshCaPem: string | undefined;
   const meshWanted = resolved.peerListen !== undefined || resolved.peers.length > 0;
   let hubServer: HttpsServer | undefined;
@@ -448,6 +448,7 @@ export function createNexus(
     const nextAuth = incoming.peerAuthentication;
     const meshLive = meshWanted && nextAuth.trustedDomainSuffixes.length > 0;
     let nextTrust: PeerTrustOptions | undefined;
+    let nextCaPem: string | undefined;
     if (meshLive && mesh !== undefined) {
       // The CA file is read again even when its path is unchanged (CA rotation), like the hub's files.
       const caPem = nextAuth.caFile === undefined ? undefined : await readPeerCaFile(nextAuth.caFile);
@@ -456,10 +457,13 @@ export function createNexus(
       if (caChanged) applied.push('peerAuthentication.caFile');
       if (suffixesChanged) applied.push('peerAuthentication.trustedDomainSuffixes');
       if (caChanged || suffixesChanged) {
+        // What `options.mesh` sets (embedders, tests) keeps winning over the configuration, as at start.
+        const ca = options.mesh?.ca ?? caPem;
         nextTrust = {
-          trustedDomainSuffixes: nextAuth.trustedDomainSuffixes,
-          ...(caPem !== undefined ? { ca: caPem } : {}),
+          trustedDomainSuffixes: options.mesh?.trustedDomainSuffixes ?? nextAuth.trustedDomainSuffixes,
+          ...(ca !== undefined ? { ca } : {}),
         };
+        nextCaPem = caPem;
       }
     } else {
       for (const key of ['trustedDomainSuffixes', 'caFile'] as const) {
@@ -468,10 +472,11 @@ export function createNexus(
       }
     }
     const previousTrust = meshTrust;
+    const previousCaPem = meshCaPem;
     if (nextTrust !== undefined && mesh !== undefined) {
       mesh.setTrust(nextTrust); // throws and keeps the old trust when invalid
       meshTrust = nextTrust;
-      meshCaPem = typeof nextTrust.ca === 'string' ? nextTrust.ca : undefined;
+      meshCaPem = nextCaPem;
     }
     if (tlsMaterial !== undefined && tlsContext !== undefined) {
       try {
@@ -480,7 +485,7 @@ export function createNexus(
         if (nextTrust !== undefined && previousTrust !== undefined) {
           mesh?.setTrust(previousTrust); // accepted before, so it cannot throw
           meshTrust = previousTrust;
-          meshCaPem = typeof previousTrust.ca === 'string' ? previousTrust.ca : undefined;
+          meshCaPem = previousCaPem;
         }
         throw err;
       }
@@ -491,7 +496,8 @@ export function createNexus(
     if (changed(before.backendsJWTSecrets, incoming.backendsJWTSecrets)) applied.push('backendsJWTSecrets');
     if (changed(before.auth, incoming.auth)) applied.push('auth');
     if (before.idleTimeoutMs !== incoming.idleTimeoutMs) {
-      mesh?.setIdleTimeout(incoming.idleTimeoutMs); // tunnels this node relays to its backends
+      // Tunnels this node relays to its backends (unless `options.mesh` fixed their timeout).
+      if (options.mesh?.idleTimeoutMs === undefined) mesh?.setIdleTimeout(incoming.idleTimeoutMs);
       applied.push('idleTimeoutSeconds');
     }
     for (const key of Object.keys(incoming.limits) as Array<keyof ResolvedLimits>) {
@@ -509,8 +515,11 @@ export function createNexus(
     for (const key of Object.keys(incoming.keepalive) as Array<keyof ResolvedKeepalive>) {
       if (before.keepalive[key] === incoming.keepalive[key]) continue;
       liveKeepalive[key] = incoming.keepalive[key];
-      if (key === 'peerPingIntervalMs') peerKeepalive.keepaliveIntervalMs = incoming.keepalive[key];
-      if (key === 'peerDeadAfterMs') peerKeepalive.keepaliveTimeoutMs = incoming.keepalive[key];
+      // As at start, what `options.mesh` sets wins over the configuration.
+      if (key === 'peerPingIntervalMs' && options.mesh?.keepaliveIntervalMs === undefined)
+        peerKeepalive.keepaliveIntervalMs = incoming.keepalive[key];
+      if (key === 'peerDeadAfterMs' && options.mesh?.keepaliveTimeoutMs === undefined)
+        peerKeepalive.keepaliveTimeoutMs = incoming.keepalive[key];
       applied.push(`keepalive.${key}`);
     }
     // A node without a mesh has no link to apply the peer keepalive to: nothing to restart for either.
@@ -609,11 +618,12 @@ export function createNexus(
       if (meshWanted) {
         // The configuration in force: a reload before listen() is honoured.
         const caFile = current.peerAuthentication.caFile;
+        meshCaPem = caFile === undefined ? undefined : readFileSync(caFile, 'utf8');
         const meshOptions: PeerMeshOptions = {
           routes,
           tls: context,
           trustedDomainSuffixes: current.peerAuthentication.trustedDomainSuffixes,
-          ca: caFile === undefined ? undefined : readFileSync(caFile, 'utf8'),
+          ca: meshCaPem,
           peers: current.peers,
           openLocalStream: (hostname, init) => hub.openStream(hostname, init),
           idleTimeoutMs: current.idleTimeoutMs,
@@ -627,7 +637,6 @@ export function createNexus(
           trustedDomainSuffixes: meshOptions.trustedDomainSuffixes,
           ...(meshOptions.ca !== undefined ? { ca: meshOptions.ca } : {}),
         };
-        meshCaPem = typeof meshOptions.ca === 'string' ? meshOptions.ca : undefined;
         mesh.on('peer-connected', (e) => emitter.emit('peer-connected', e));
         mesh.on('peer-disconnected', (e) => emitter.emit('peer-disconnected', e));
         mesh.on('routes-changed', (e) => emitter.emit('routes-changed', e));

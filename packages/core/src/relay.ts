@@ -135,7 +135,6 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     socket.off('error', onSocketError);
     socket.off('close', onSocketClose);
     stream.off('data', onStreamData);
-    stream.off('data', corkDown);
     stream.off('end', onStreamEnd);
     stream.off('error', onStreamError);
     stream.off('close', onStreamClose);
@@ -158,20 +157,6 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   const onStreamData = (chunk: Buffer | Uint8Array): void => {
     bytesDown += chunk.length;
     lastActivity = Date.now();
-  };
-  // The stream's chunks that arrive in one tick (one read of the transport carries several DATA frames)
-  // go to the end user in one socket write instead of one each: the socket is corked before the first
-  // chunk of a tick is written and uncorked on the next tick.
-  let downCorked = false;
-  const uncorkDown = (): void => {
-    downCorked = false;
-    socket.uncork();
-  };
-  const corkDown = (): void => {
-    if (downCorked || socket.destroyed || socket.writableEnded || process.env.HP_NORELAYCORK) return;
-    downCorked = true;
-    socket.cork();
-    process.nextTick(uncorkDown);
   };
   const onSocketEnd = (): void => {
     // pipe() forwards the FIN as stream.end(); the response direction continues.
@@ -236,8 +221,6 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   stream.pipe(socket);
   socket.on('data', onSocketData);
   stream.on('data', onStreamData);
-  // Before pipe's own listener, so that the tick's first write is corked too.
-  stream.prependListener('data', corkDown);
 
   if (idleTimeoutMs > 0) {
     // One timer re-armed for the remaining time, instead of a reset on every chunk (RELIABILITY.md item 9:

@@ -26,8 +26,7 @@ export interface WsTransport extends MuxTransport {
  * Sending on a WebSocket that is no longer open is a no-op: the session is being closed anyway.
  */
 export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
-  const underlying = (): Duplex | undefined =>
-    socket ?? (ws as unknown as WsInternals)._socket ?? undefined;
+  const underlying = (): Duplex | undefined => socket ?? (ws as unknown as WsInternals)._socket ?? undefined;
   const writer = createWsFrameWriter(ws);
   return {
     ws,
@@ -106,7 +105,7 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
     s?.uncork();
   };
   const corkForTick = (): void => {
-    if (corked !== undefined || process.env.HP_NOCORK) return;
+    if (corked !== undefined) return;
     const s = internals._socket;
     if (s == null || s.destroyed || !s.writable) return;
     corked = s;
@@ -119,7 +118,6 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       const s = internals._socket;
       const sender = internals._sender;
       if (
-        process.env.HP_NOPARTS ||
         ws.readyState !== WebSocket.OPEN ||
         internals._isServer !== true ||
         s == null ||

@@ -333,10 +333,7 @@ export class MuxStream extends Duplex {
    * One DATA frame of `length` bytes as views of the pending chunks (no copy, no large allocation): the
    * host writes the constant header and the parts as one message.
    */
-  #sendParts(
-    send: NonNullable<StreamHost['sendDataParts']>,
-    length: number,
-  ): void {
+  #sendParts(send: NonNullable<StreamHost['sendDataParts']>, length: number): void {
     let header = this.#dataHeader;
     if (header === undefined) {
       header = Buffer.allocUnsafe(DATA_HEADER_LENGTH);

@@ -295,17 +295,29 @@ describe('Nexus.reload: peer trust', () => {
     expect(a.n.mesh?.trustedDomainSuffixes).toEqual(['mesh.test', 'other.test']);
   });
 
-  it('applies peer keepalive and idle timeout live', async () => {
-    const a = await startNode('a');
-    const result = await a.n.reload(
-      a.config({ keepalive: { peerPingIntervalMs: 1_000, peerDeadAfterMs: 5_000 }, idleTimeoutSeconds: 30 }),
-    );
-    expect(result.applied.sort()).toEqual([
-      'idleTimeoutSeconds',
-      'keepalive.peerDeadAfterMs',
-      'keepalive.peerPingIntervalMs',
-    ]);
-    expect(result.restartRequired).toEqual([]);
+  it('applies peer keepalive to the open links, and the idle timeout', async () => {
+    const b = await startNode('b');
+    const a = await startNode('a', { extra: { peers: [b.peerUrl] } });
+    await waitFor(() => a.n.mesh?.linkCount === 1 && b.n.mesh?.linkCount === 1, 'the A–B link');
+    // Both nodes ping every 54 s by default: any ping within the next seconds comes from the new setting.
+    const ping = vi.spyOn(WebSocket.prototype, 'ping');
+    try {
+      const result = await a.n.reload(
+        a.config({
+          peers: [b.peerUrl],
+          keepalive: { peerPingIntervalMs: 100, peerDeadAfterMs: 1_000 },
+          idleTimeoutSeconds: 30,
+        }),
+      );
+      expect(result).toEqual({
+        applied: ['idleTimeoutSeconds', 'keepalive.peerPingIntervalMs', 'keepalive.peerDeadAfterMs'],
+        restartRequired: [],
+      });
+      await waitFor(() => ping.mock.calls.length >= 3, 'pings at the new interval', 3_000);
+    } finally {
+      ping.mockRestore();
+    }
+    expect(a.n.mesh?.linkCount).toBe(1);
   });
 });
 
