@@ -62,7 +62,13 @@ class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements Ba
     this.options = options;
     const emit = <K extends keyof NodeConnectionEvents>(event: K, ...args: NodeConnectionEvents[K]): void => {
       if (event === 'error' && this.listenerCount('error') === 0) return;
-      (this.emit as (e: K, ...a: NodeConnectionEvents[K]) => boolean)(event, ...args);
+      // Events fire inside WebSocket and socket callbacks: a listener that throws must not crash the
+      // device or leave a stream half set up. Its error is logged instead.
+      try {
+        (this.emit as (e: K, ...a: NodeConnectionEvents[K]) => boolean)(event, ...args);
+      } catch (err) {
+        options.logger.error({ err, event }, 'an event listener threw');
+      }
     };
     this.#connections = options.nodes.map((node) => new NodeConnection(node, options, emit));
   }

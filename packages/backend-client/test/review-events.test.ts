@@ -3,7 +3,9 @@
  * message handler; it must not crash the device or cost the end user its stream.
  */
 import { once } from 'node:events';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+
+vi.setConfig({ hookTimeout: 8_000 });
 import { type BackendClient, createBackendClient } from '../src/backend-client.js';
 import type { BackendClientOptions } from '../src/client-options.js';
 import { resolvePortMappings } from '../src/port-mappings.js';
@@ -69,5 +71,5 @@ describe('a throwing event listener on the backend client', () => {
     const next = conn.openStream();
     next.write('again');
     expect((await next.waitBytes(5)).toString()).toBe('again');
-  });
+  }, 8_000);
 });

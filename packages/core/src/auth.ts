@@ -13,7 +13,7 @@ export const BACKEND_TOKEN_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
 export type BackendTokenAlgorithm = (typeof BACKEND_TOKEN_ALGORITHMS)[number];
 
 /** Default cap on a token's length, bytes (UTF-8). */
-export const DEFAULT_MAX_TOKEN_BYTES = 16_384;
+export const DEFAULT_MAX_TOKEN_BYTES = 65_536;
 /** Default cap on the number of hostnames a token may list. */
 export const DEFAULT_MAX_TOKEN_HOSTNAMES = 1_000;
 /** Default tolerance for clock skew when checking `exp`, `nbf` and `iat`, seconds. */
@@ -37,7 +37,7 @@ export interface VerifyBackendTokenOptions {
   clockToleranceSec?: number;
   /** Most hostnames a token may list (`hostnames` entries); more → rejected. Default: `1_000`. */
   maxHostnames?: number;
-  /** Longest accepted token, bytes. Default: `16_384`. */
+  /** Longest accepted token, bytes. Default: `65_536` (1 000 hostnames of typical length fit). */
   maxTokenBytes?: number;
   /** Clock for tests. Default: `Date.now`. */
   now?: () => number;

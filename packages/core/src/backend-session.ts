@@ -30,24 +30,37 @@ export const DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND = 10_000;
 
 /** WebSocket close code 1001 "going away" (RFC 6455 §7.4.1): the node shuts down. */
 const WS_CLOSE_GOING_AWAY = 1001;
+/** WebSocket close code 1009 "message too big" (RFC 6455 §7.4.1). */
+const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
+/**
+ * Pongs queued but not yet written before further pings go unanswered: RFC 6455 §5.5.3 lets a pong
+ * answer only the latest of several pings, and a backend that pings without reading must not make us
+ * buffer pongs without bound.
+ */
+const MAX_PENDING_PONGS = 60;
 
 /**
  * Why a session ended: `backend-closed` (the backend closed the WebSocket), `keepalive-timeout`,
  * `message-too-big` (a message over the size limit, close 1009), `control-rate` (control flood),
- * `transport-error`, `shutdown`, or the reason given to {@link BackendSession.close}.
+ * `ping-flood` (WebSocket pings past the same per-second budget, close 1008), `transport-error`,
+ * `shutdown`, or the reason given to {@link BackendSession.close}.
  */
 export type BackendSessionCloseReason =
   | 'backend-closed'
   | 'keepalive-timeout'
   | 'message-too-big'
   | 'control-rate'
+  | 'ping-flood'
   | 'transport-error'
   | 'shutdown'
   | (string & {});
 
 /** Options of {@link BackendSession}. */
 export interface BackendSessionOptions {
-  /** The authenticated WebSocket. */
+  /**
+   * The authenticated WebSocket. The session answers its pings itself (flood-limited), so create it
+   * with ws's `autoPong: false` (the hub does); with ws's default, pings get two pongs, which is harmless.
+   */
   ws: WebSocket;
   /** The TCP/TLS socket under `ws` (for `'drain'`). Default: the WebSocket's own. */
   socket?: Duplex;
@@ -65,8 +78,16 @@ export interface BackendSessionOptions {
   pingIntervalMs?: number;
   /** No message or pong for this long → the session is terminated, ms. Default: `60_000`. */
   deadAfterMs?: number;
-  /** Control messages per second before the session is closed with 1008; `0` = off. Default: `10_000`. */
+  /**
+   * Control messages plus WebSocket pings per second before the session is closed with 1008
+   * (`control-rate`, or `ping-flood` when a ping went over); `0` = off. Default: `10_000`.
+   */
   maxControlMessagesPerSecond?: number;
+  /**
+   * Largest message accepted, bytes; a larger one closes the session with 1009 (`message-too-big`).
+   * Default: none besides the WebSocket's own `maxPayload`.
+   */
+  maxMessageBytes?: number;
   /** Mux engine tuning (window, batch, high-water marks). */
   mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
   /** Logger. Default: no-op. */
@@ -110,7 +131,10 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   readonly #maxStreams: number;
   readonly #deadAfterMs: number;
   readonly #maxControlPerSecond: number;
+  readonly #maxMessageBytes: number;
   readonly #offDrain: () => void;
+  /** Pongs handed to the WebSocket and not yet written. */
+  #pendingPongs = 0;
   #lastSeen = Date.now();
   /** Set while the mux engine holds the WebSocket's reads paused (backpressure). */
   #readsPaused = false;
@@ -133,7 +157,9 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.#deadAfterMs = options.deadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS;
     this.#maxControlPerSecond =
       options.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND;
-    this.#log = (options.logger ?? noopLogger).child({ component: 'backend-session', sessionId: this.id });
+    this.#maxMessageBytes = options.maxMessageBytes ?? Number.POSITIVE_INFINITY;
+    const baseLog = options.logger ?? noopLogger;
+    this.#log = baseLog.child({ component: 'backend-session', sessionId: this.id });
     this.#transport = createWsTransport(this.#ws, options.socket);
     const transport = this.#transport;
     this.mux = new MuxSession({
@@ -141,7 +167,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       transport,
       maxStreams: this.#maxStreams,
       ...options.mux,
-      logger: this.#log,
+      // The engine adds its own `component`: give it a logger without ours, so no key appears twice.
+      logger: baseLog.child({ sessionId: this.id }),
       pauseTransport: () => {
         this.#readsPaused = true;
         transport.pause();
@@ -159,7 +186,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     const ws = this.#ws;
     ws.on('message', this.#onMessage);
     ws.on('pong', this.#onAlive);
-    ws.on('ping', this.#onAlive);
+    ws.on('ping', this.#onPing);
     ws.on('close', this.#onWsClose);
     ws.on('error', this.#onWsError);
 
@@ -173,6 +200,14 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   /** Open streams. */
   get streamCount(): number {
     return this.mux.streamCount;
+  }
+
+  /**
+   * Streams opened toward the backend that it has not answered yet (no message for them since their
+   * `connect`): see `MuxSession.pendingConnects`.
+   */
+  get pendingConnects(): number {
+    return this.mux.pendingConnects;
   }
 
   /** Whether the session has ended (or is ending). */
@@ -259,25 +294,57 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.#lastSeen = Date.now();
   };
 
-  readonly #onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
-    this.#lastSeen = Date.now();
-    if (!isBinary) {
-      // §1.1: everything multiplexed is binary; a text frame after the token is not part of v1.
-      this.#log.debug('ignoring a text message from the backend');
+  /** Counts one control message or ping in the per-second budget; true when it goes over. */
+  #overControlBudget(now: number): boolean {
+    if (this.#maxControlPerSecond <= 0) return false;
+    if (now - this.#controlWindowStart >= 1000) {
+      this.#controlWindowStart = now;
+      this.#controlCount = 0;
+    }
+    return ++this.#controlCount > this.#maxControlPerSecond;
+  }
+
+  readonly #onPing = (data: Buffer): void => {
+    const now = Date.now();
+    this.#lastSeen = now;
+    if (this.#overControlBudget(now)) {
+      this.#log.warn({ limit: this.#maxControlPerSecond }, 'ping flood: closing the session');
+      this.close('ping-flood', WS_CLOSE_POLICY_VIOLATION);
       return;
     }
+    if (this.#pendingPongs >= MAX_PENDING_PONGS || this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#pendingPongs++;
+    this.#ws.pong(data, false, this.#onPongWritten);
+  };
+
+  readonly #onPongWritten = (): void => {
+    this.#pendingPongs--;
+  };
+
+  readonly #onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
+    this.#lastSeen = Date.now();
     const message = Buffer.isBuffer(data)
       ? data
       : Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.from(data);
+    if (message.length > this.#maxMessageBytes) {
+      // §1.3: the reference hub kills a session on a message over its limit (the WebSocket's own cap
+      // may be higher: it also admits the larger token message).
+      this.#log.warn(
+        { bytes: message.length, limit: this.#maxMessageBytes },
+        'message too big: closing the session',
+      );
+      this.close('message-too-big', WS_CLOSE_MESSAGE_TOO_BIG);
+      return;
+    }
+    if (!isBinary) {
+      // §1.1: everything multiplexed is binary; a text frame after the token is not part of v1.
+      this.#log.debug('ignoring a text message from the backend');
+      return;
+    }
     if (this.#maxControlPerSecond > 0 && message.length > 0 && message[0] !== FrameType.Data) {
-      const now = this.#lastSeen;
-      if (now - this.#controlWindowStart >= 1000) {
-        this.#controlWindowStart = now;
-        this.#controlCount = 0;
-      }
-      if (++this.#controlCount > this.#maxControlPerSecond) {
+      if (this.#overControlBudget(this.#lastSeen)) {
         this.#log.warn({ limit: this.#maxControlPerSecond }, 'control message flood: closing the session');
         this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
         return;
@@ -314,7 +381,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     const ws = this.#ws;
     ws.off('message', this.#onMessage);
     ws.off('pong', this.#onAlive);
-    ws.off('ping', this.#onAlive);
+    ws.off('ping', this.#onPing);
     ws.off('close', this.#onWsClose);
     // Keep an error listener: a late socket error must not crash the process.
     ws.off('error', this.#onWsError);

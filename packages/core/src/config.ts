@@ -103,7 +103,10 @@ export interface LimitsInput {
   maxStreamsPerSession?: number;
   /** Backend sessions per node. Default: `10_000`. */
   maxSessions?: number;
-  /** Streams waiting to be handed to a backend or peer, node-wide. Default: `1_024`. */
+  /**
+   * Streams per backend session that the backend has not answered yet; further end users go to the other
+   * backends of the pool, or are closed (`pending-limit`). Default: `1_024`.
+   */
   maxPendingConnects?: number;
   /** Connections per end-user IP on the relay ports; `0` = off. Default: `0`. */
   maxConnectionsPerIp?: number;
@@ -139,7 +142,7 @@ export interface AuthInput {
   clockToleranceSeconds?: number;
   /** Most hostnames one token may list. Default: `1_000`. */
   maxHostnames?: number;
-  /** Longest token, bytes. Default: `16_384`. */
+  /** Longest token, bytes (the first WebSocket message may be this large). Default: `65_536`. */
   maxTokenBytes?: number;
 }
 

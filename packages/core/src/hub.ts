@@ -17,6 +17,7 @@ import {
   DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
   DEFAULT_MAX_STREAMS_PER_SESSION,
 } from './backend-session.js';
+import { DEFAULT_MAX_TOKEN_BYTES } from './auth.js';
 import { AuthError, LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { HubTlsContext } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
@@ -28,6 +29,10 @@ export const HUB_PATH = '/connect';
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 /** Default most backend sessions (authenticated or authenticating) per hub: 10 000. */
 export const DEFAULT_MAX_SESSIONS = 10_000;
+/** Default most streams per backend session that the backend has not answered yet: 1 024. */
+export const DEFAULT_MAX_PENDING_CONNECTS = 1_024;
+/** WebSocket close code 1009 "message too big" (RFC 6455 §7.4.1). */
+const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
 /** Messages a backend may send between its token and its acceptance (they are replayed in order). */
 const MAX_EARLY_MESSAGES = 64;
 /** Default grace for close handshakes when the hub shuts down before sockets are cut: 1 000 ms. */
@@ -49,8 +54,14 @@ export interface BackendHubLimits {
   maxStreamsPerSession?: number;
   /** Sessions (including ones still authenticating); further upgrades get HTTP 503. Default: `10_000`. */
   maxSessions?: number;
-  /** Largest WebSocket message from a backend, bytes; larger → close 1009. Default: `32_785`. */
+  /** Largest WebSocket message from a backend after its token, bytes; larger → close 1009. Default: `32_785`. */
   maxMessageBytes?: number;
+  /**
+   * Streams per session that the backend has not answered yet (no message for them since their
+   * `connect`); a session at the limit gets no new stream (`openStream` tries the others of the pool,
+   * then throws `LimitError('maxPendingConnects')`). Default: `1_024`.
+   */
+  maxPendingConnects?: number;
   /** Control messages per second per session before close 1008; `0` = off. Default: `10_000`. */
   maxControlMessagesPerSecond?: number;
 }
@@ -85,6 +96,12 @@ export interface BackendHubOptions<L = string> {
   limits?: BackendHubLimits;
   /** Keepalive; read live like `limits`, for each new session. */
   keepalive?: BackendHubKeepalive;
+  /**
+   * Token limits; read live, for each new upgrade. `maxTokenBytes` (default `65_536`) is the largest
+   * first message (the token): the WebSocket admits `max(maxMessageBytes, maxTokenBytes)` bytes, later
+   * messages are held to `maxMessageBytes`, and a larger token is refused with 1008 `token too large`.
+   */
+  auth?: { readonly maxTokenBytes?: number };
   /** Mux engine tuning passed to every session. */
   mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
   /** Logger; a `component: 'hub'` child is used. Default: no-op. */
@@ -112,11 +129,19 @@ export interface AuthFailedEvent {
   remoteAddress: string | undefined;
 }
 
+/** Payload of `backend-refused`: a backend turned away before its WebSocket opened. */
+export interface BackendRefusedEvent {
+  /** `max-sessions`: the hub already holds `maxSessions` sessions (HTTP 503). */
+  reason: 'max-sessions';
+  remoteAddress: string | undefined;
+}
+
 /** Events of {@link BackendHub}. */
 export interface BackendHubEvents {
   'backend-connected': [event: BackendConnectedEvent];
   'backend-disconnected': [event: BackendDisconnectedEvent];
   'auth-failed': [event: AuthFailedEvent];
+  'backend-refused': [event: BackendRefusedEvent];
 }
 
 /** What an end-user stream needs besides its hostname. */
@@ -139,14 +164,14 @@ export interface BackendHubStats {
 /**
  * The backend hub. Construct, then `listen()` (its own HTTPS server) or feed upgrades from your own server
  * through `handleUpgrade()`. Match events for metrics: `backend-connected`, `backend-disconnected`,
- * `auth-failed`.
+ * `auth-failed`, `backend-refused`.
  */
 export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   /** The routing table sessions are registered in. */
   readonly routes: RoutingTable<BackendSession, L>;
   readonly #options: BackendHubOptions<L>;
   readonly #log: Logger;
-  /** Upgrades new backends; replaced when `maxMessageBytes` changes (open sockets keep their limit). */
+  /** Upgrades new backends; replaced when its `maxPayload` changes (open sockets keep their limit). */
   #wss: WebSocketServer;
   #wssMaxPayload: number;
   readonly #sessions = new Set<BackendSession>();
@@ -156,13 +181,15 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   #server: HttpsServer | undefined;
   #detachTls: (() => void) | undefined;
   #closing = false;
+  /** Sessions already warned about for reaching `maxPendingConnects` (one warning each). */
+  readonly #pendingWarned = new WeakSet<BackendSession>();
 
   constructor(options: BackendHubOptions<L>) {
     super();
     this.#options = options;
     this.routes = options.routes;
     this.#log = (options.logger ?? noopLogger).child({ component: 'hub' });
-    this.#wssMaxPayload = this.#maxMessageBytes;
+    this.#wssMaxPayload = this.#maxPayload;
     this.#wss = createWss(this.#wssMaxPayload);
   }
 
@@ -173,6 +200,15 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
 
   get #maxMessageBytes(): number {
     return this.#options.limits?.maxMessageBytes ?? MAX_BACKEND_MESSAGE;
+  }
+
+  get #maxTokenBytes(): number {
+    return this.#options.auth?.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
+  }
+
+  /** The WebSocket's cap: the token message may be larger than the later ones. */
+  get #maxPayload(): number {
+    return Math.max(this.#maxMessageBytes, this.#maxTokenBytes);
   }
 
   /** The HTTPS server, once `listen()` created it. */
@@ -234,25 +270,30 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       rejectUpgrade(socket, 404, 'Not Found');
       return;
     }
+    const remoteAddress = req.socket.remoteAddress;
     if (this.#closing || this.#sessions.size + this.#pending.size >= this.#maxSessions) {
-      if (!this.#closing)
-        this.#log.warn({ limit: this.#maxSessions }, 'maxSessions reached: refusing a backend');
       rejectUpgrade(socket, 503, 'Service Unavailable');
+      if (!this.#closing) {
+        this.#log.warn({ limit: this.#maxSessions, remoteAddress }, 'maxSessions reached: refusing a backend');
+        this.emit('backend-refused', { reason: 'max-sessions', remoteAddress });
+      }
       return;
     }
-    const remoteAddress = req.socket.remoteAddress;
-    if (this.#maxMessageBytes !== this.#wssMaxPayload) {
+    const maxPayload = this.#maxPayload;
+    if (maxPayload !== this.#wssMaxPayload) {
       // ws fixes maxPayload per server; a new one applies the new limit to new backends only.
-      this.#wssMaxPayload = this.#maxMessageBytes;
-      this.#wss = createWss(this.#wssMaxPayload);
+      this.#wssMaxPayload = maxPayload;
+      this.#wss = createWss(maxPayload);
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress));
   }
 
   /**
    * Open a stream for `hostname` on a local backend picked by weighted round robin. Returns `undefined`
-   * when no local backend serves it (a route miss: try peers, or close with `no-route`). Throws
-   * `LimitError('maxStreamsPerSession')` when every backend of the pool is full (close with `stream-limit`).
+   * when no local backend serves it (a route miss: try peers, or close with `no-route`). A backend at
+   * `maxStreamsPerSession` open streams or `maxPendingConnects` unanswered ones is skipped; when every
+   * backend of the pool is, throws `LimitError('maxStreamsPerSession')` (close with `stream-limit`) or
+   * `LimitError('maxPendingConnects')` (close with `pending-limit`).
    */
   openStream(hostname: string, init: HubStreamInit): MuxStream | undefined {
     if (!this.routes.hasLocal(hostname)) return undefined;
@@ -260,22 +301,42 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     if (first === undefined || first.kind !== 'local') return undefined;
     const pool = this.routes.localPool(first.pattern);
     const tries = Math.max(1, pool?.size ?? 1);
+    const maxPending = this.#options.limits?.maxPendingConnects ?? DEFAULT_MAX_PENDING_CONNECTS;
     let session: BackendSession | undefined = first.target;
     let limitError: unknown;
     const tried = new Set<BackendSession>();
     for (let i = 0; i < tries && session !== undefined; i++) {
       if (!tried.has(session)) {
         tried.add(session);
-        try {
-          return session.openStream({ hostname, ...init });
-        } catch (err) {
-          if (!LimitError.is(err) && !session.closed) throw err;
-          limitError = err;
+        if (session.pendingConnects >= maxPending) {
+          limitError = this.#pendingLimit(session, maxPending);
+        } else {
+          try {
+            return session.openStream({ hostname, ...init });
+          } catch (err) {
+            if (!LimitError.is(err) && !session.closed) throw err;
+            limitError = err;
+          }
         }
       }
       session = pool?.pick();
     }
     throw LimitError.is(limitError) ? limitError : new LimitError('maxStreamsPerSession');
+  }
+
+  /** The error for a session at `maxPendingConnects`; warns once per session (a stuck backend). */
+  #pendingLimit(session: BackendSession, limit: number): LimitError {
+    if (!this.#pendingWarned.has(session)) {
+      this.#pendingWarned.add(session);
+      this.#log.warn(
+        { sessionId: session.id, limit, remoteAddress: session.remoteAddress },
+        'backend leaves maxPendingConnects streams unanswered: no new streams for it until it answers',
+      );
+    }
+    return new LimitError(
+      'maxPendingConnects',
+      `backend session has ${limit} streams it has not answered`,
+    );
   }
 
   /**
@@ -316,7 +377,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     let done = false;
-    const fail = (reason: string): void => {
+    const fail = (reason: string, code = WS_CLOSE_POLICY_VIOLATION): void => {
       if (done) return;
       done = true;
       cleanup();
@@ -326,8 +387,19 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       if (ws.readyState === ws.OPEN) {
         // Read again, or the backend's answering close frame is never seen and the close hangs.
         ws.resume();
-        ws.close(WS_CLOSE_POLICY_VIOLATION, short);
+        ws.close(code, short);
       }
+    };
+    const maxMessageBytes = this.#maxMessageBytes;
+    const maxTokenBytes = this.#maxTokenBytes;
+    let tokenSeen = false;
+    // A first message over the WebSocket's `maxPayload` makes ws close with 1009 before any event we
+    // could act on; RELIABILITY.md item 23 wants every refused token closed with 1008 and a reason, so
+    // until the token is read that close is turned into a policy close (the 'error' then reports it).
+    const wsClose = ws.close;
+    ws.close = (code?: number, data?: string | Buffer): void => {
+      if (!tokenSeen && code === WS_CLOSE_MESSAGE_TOO_BIG) wsClose.call(ws, WS_CLOSE_POLICY_VIOLATION, 'token too large');
+      else wsClose.call(ws, code, data);
     };
     const timer = setTimeout(
       () => fail('authentication timeout'),
@@ -341,26 +413,43 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     };
     const onError = (err: Error): void => {
       this.#log.debug({ err: err.message, remoteAddress }, 'WebSocket error before authentication');
+      const code = (err as { code?: string }).code;
+      if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH')
+        fail(tokenSeen ? 'message too big' : 'token too large', tokenSeen ? WS_CLOSE_MESSAGE_TOO_BIG : undefined);
+    };
+    // The hub's sockets do not answer pings by themselves (`autoPong: false`, see BackendSession);
+    // before the session exists they are answered here, as many as messages are allowed.
+    let pings = 0;
+    const onPing = (data: Buffer): void => {
+      if (++pings > MAX_EARLY_MESSAGES) fail('too many messages before authentication');
+      else if (ws.readyState === ws.OPEN) ws.pong(data, false, noop);
     };
     const cleanup = (): void => {
       clearTimeout(timer);
       this.#pending.delete(ws);
       ws.off('message', onMessage);
       ws.off('close', onClose);
+      ws.off('ping', onPing);
+      tokenSeen = true;
+      delete (ws as { close?: unknown }).close; // back to WebSocket.prototype.close
     };
     // Messages that arrive while the token is being verified (already parsed when we pause) are kept and
     // replayed to the session in order, so nothing is lost; a backend that floods before being accepted
     // is refused.
     const early: [Buffer, boolean][] = [];
-    let tokenSeen = false;
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
       const bytes = toBuffer(data);
       if (tokenSeen) {
-        if (early.length >= MAX_EARLY_MESSAGES) fail('too many messages before authentication');
+        if (bytes.length > maxMessageBytes) fail('message too big', WS_CLOSE_MESSAGE_TOO_BIG);
+        else if (early.length >= MAX_EARLY_MESSAGES) fail('too many messages before authentication');
         else early.push([bytes, isBinary]);
         return;
       }
       tokenSeen = true;
+      if (bytes.length > maxTokenBytes) {
+        fail('token too large');
+        return;
+      }
       ws.pause();
       // §1.2: a text frame (binary accepted too) holding the compact JWS.
       const token = bytes.toString('utf8').trim();
@@ -384,6 +473,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     ws.on('message', onMessage);
     ws.on('close', onClose);
     ws.on('error', onError);
+    ws.on('ping', onPing);
   }
 
   #attach(
@@ -400,12 +490,14 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       weight: identity.weight ?? 1,
       remoteAddress,
       maxStreams: limits?.maxStreamsPerSession ?? DEFAULT_MAX_STREAMS_PER_SESSION,
+      maxMessageBytes: this.#maxMessageBytes,
       maxControlMessagesPerSecond:
         limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
       pingIntervalMs: keepalive?.hubPingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
       deadAfterMs: keepalive?.hubDeadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
       mux: this.#options.mux,
-      logger: this.#log,
+      // Not the hub's child: the session sets its own `component` (a second one would repeat the key).
+      logger: this.#options.logger,
     });
     this.#sessions.add(session);
     const registered: string[] = [];
@@ -436,10 +528,13 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
 function createWss(maxPayload: number): WebSocketServer {
   return new WebSocketServer({
     noServer: true,
-    // §1.3: the reference hub kills a session on any message over 32 785 bytes; ws answers 1009.
+    // §1.3: the reference hub kills a session on any message over 32 785 bytes; ws answers 1009. The
+    // cap may be higher to admit the token; sessions enforce `maxMessageBytes` themselves.
     maxPayload,
     perMessageDeflate: false, // §1.1
     clientTracking: false,
+    // Sessions answer pings themselves, so that a ping flood gets a policy close (BackendSession).
+    autoPong: false,
   });
 }
 

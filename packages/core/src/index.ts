@@ -127,6 +127,8 @@ export type {
   HubStreamInit,
 } from './hub.js';
 export { BackendHub, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_MAX_SESSIONS, HUB_PATH } from './hub.js';
+export type { BackendRefusedEvent } from './hub.js';
+export { DEFAULT_MAX_PENDING_CONNECTS } from './hub.js';
 export type { HubTlsContextEvents, HubTlsContextOptions, TlsCertificateInfo } from './hub-tls.js';
 export { certificateInfo, HubTlsContext } from './hub-tls.js';
 export type { ParseConfigOptions } from './load-config.js';

@@ -26,6 +26,7 @@ import {
   type BackendConnectedEvent,
   type BackendDisconnectedEvent,
   BackendHub,
+  type BackendRefusedEvent,
   type BackendHubOptions,
 } from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
@@ -105,6 +106,8 @@ export interface NexusEvents {
   'backend-connected': [event: BackendConnectedEvent];
   'backend-disconnected': [event: BackendDisconnectedEvent];
   'auth-failed': [event: AuthFailedEvent];
+  /** A backend turned away before its WebSocket opened (`max-sessions`: HTTP 503). */
+  'backend-refused': [event: BackendRefusedEvent];
   'stream-open': [event: StreamOpenEvent];
   'stream-close': [event: StreamCloseEvent];
   'route-miss': [event: RouteMissEvent];
@@ -189,7 +192,7 @@ export interface Nexus extends EventEmitter<NexusEvents> {
 
 /**
  * Limits that take effect without a restart: the relay listeners, the sniff budget and the hub read them
- * for each new connection, upgrade or backend session. `maxPendingConnects` is not among them.
+ * for each new connection, upgrade, backend session or stream (`maxPendingConnects`). That is all of them.
  */
 const LIVE_LIMITS = [
   'sniffFirstByteTimeoutMs',
@@ -204,6 +207,7 @@ const LIVE_LIMITS = [
   'maxSessions',
   'authTimeoutMs',
   'maxMessageBytes',
+  'maxPendingConnects',
 ] as const satisfies ReadonlyArray<keyof ResolvedLimits>;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -253,12 +257,19 @@ export function createNexus(
       verifyBackendToken(token, { ...current.auth, secrets: current.backendsJWTSecrets }),
     limits: liveLimits,
     keepalive: liveKeepalive,
+    // Read live: a reload's `auth.maxTokenBytes` applies to the next upgrade.
+    auth: {
+      get maxTokenBytes() {
+        return current.auth.maxTokenBytes;
+      },
+    },
     mux: options.mux,
     logger: options.logger,
   });
   hub.on('backend-connected', (e) => emitter.emit('backend-connected', e));
   hub.on('backend-disconnected', (e) => emitter.emit('backend-disconnected', e));
   hub.on('auth-failed', (e) => emitter.emit('auth-failed', e));
+  hub.on('backend-refused', (e) => emitter.emit('backend-refused', e));
 
   const acmeConfig =
     options.tlsContext === undefined && resolved.tls.mode === 'acme' ? resolved.tls : undefined;
@@ -327,7 +338,7 @@ export function createNexus(
         via = 'peer';
       }
     } catch (err) {
-      if (LimitError.is(err)) return 'stream-limit';
+      if (LimitError.is(err)) return err.limit === 'maxPendingConnects' ? 'pending-limit' : 'stream-limit';
       log.error({ err, hostname: sniffed.hostname }, 'opening a stream failed');
       return 'stream-error';
     }

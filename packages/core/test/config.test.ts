@@ -40,7 +40,7 @@ describe('resolveNexusConfig', () => {
       requireExp: false,
       clockToleranceSec: 30,
       maxHostnames: 1000,
-      maxTokenBytes: 16384,
+      maxTokenBytes: 65536,
     });
     expect(c.logLevel).toBe('info');
     expect(c.admin).toBeUndefined();
@@ -253,7 +253,7 @@ describe('resolveNexusConfig', () => {
       audience: ['nexus'],
       clockToleranceSec: 5,
       maxHostnames: 10,
-      maxTokenBytes: 16384,
+      maxTokenBytes: 65536,
     });
   });
 

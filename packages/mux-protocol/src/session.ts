@@ -24,6 +24,8 @@ export const DEFAULT_MAX_UNKNOWN_STREAM_REPLIES = 100;
 
 /** Ids of closed streams remembered so that their late frames are dropped silently. */
 const RECENTLY_CLOSED_CAPACITY = 4096;
+/** After the first, warnings about ignored messages are logged at most once per this many ms (with a count). */
+const IGNORED_WARNING_INTERVAL_MS = 10_000;
 
 /** One WebSocket (or any message transport), adapted for a session. */
 export interface MuxTransport {
@@ -112,6 +114,8 @@ export interface MuxSessionStats {
   role: 'hub' | 'backend';
   /** Streams open now. */
   streams: number;
+  /** Hub role: open streams the backend has not sent anything for yet (see `MuxSession.pendingConnects`). */
+  pendingConnects: number;
   /** Streams ever opened (hub) or accepted (backend). */
   streamsOpened: number;
   /** Streams whose id has been released. */
@@ -204,6 +208,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   #pausingStreams = 0;
   #unknownWindowStart = 0;
   #unknownReplies = 0;
+  /** Hub role: streams in `#streams` whose `answered` is false. */
+  #pendingConnects = 0;
+  /** Per kind of ignored message (a fixed few): when it was last warned about, and how many since. */
+  readonly #ignoredWarnings = new Map<string, { at: number; since: number }>();
 
   #streamsOpened = 0;
   #streamsClosed = 0;
@@ -257,6 +265,15 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return this.#closed;
   }
 
+  /**
+   * Hub role: open streams whose backend has not sent anything for them yet — no DATA, grant, pause,
+   * ping, pong or disconnect since their `connect` (each stream's `answered` flag). A backend that
+   * accepts connects but never answers them makes this grow; the owner may stop opening streams on it.
+   */
+  get pendingConnects(): number {
+    return this.#pendingConnects;
+  }
+
   /** The open stream with id `id`, if any. */
   getStream(id: string): MuxStream | undefined {
     return this.#streams.get(id);
@@ -306,6 +323,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     });
     this.#streams.set(stream.id, stream);
     this.#streamsOpened++;
+    this.#pendingConnects++;
     this.#sendControl(message);
     return stream;
   }
@@ -342,6 +360,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.#closeReason = reason;
     const streams = [...this.#streams.values()];
     this.#streams.clear();
+    this.#pendingConnects = 0;
     this.#streamsClosed += streams.length;
     for (const stream of streams) stream.remoteClosed(reason);
     let s = this.#readyHead;
@@ -367,6 +386,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return {
       role: this.role,
       streams: this.#streams.size,
+      pendingConnects: this.#pendingConnects,
       streamsOpened: this.#streamsOpened,
       streamsClosed: this.#streamsClosed,
       dataFramesSent: this.#dataFramesSent,
@@ -390,6 +410,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.#bytesReceived += payload.length;
     const stream = this.#streams.get(id);
     if (stream !== undefined) {
+      if (!stream.answered) this.#answered(stream);
       stream.receiveData(payload);
       return;
     }
@@ -439,10 +460,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         return;
       case 'unknown-control':
         this.#controlReceived++;
-        this.#logger?.warn({ event: value.message.event }, 'ignoring unknown control event');
+        this.#warnIgnored({ event: value.message.event }, 'ignoring unknown control event');
         return;
       case 'unknown':
-        this.#logger?.warn({ frameType: value.frameType }, 'ignoring message with unknown frame type');
+        this.#warnIgnored({ frameType: value.frameType }, 'ignoring message with unknown frame type');
         return;
       default:
         return;
@@ -451,6 +472,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
 
   #receiveControl(message: ControlMessage): void {
     const id = message.client_id;
+    if (this.role === 'hub') {
+      // Any message for a stream answers its connect (`pendingConnects`).
+      const known = this.#streams.get(id);
+      if (known !== undefined && !known.answered) this.#answered(known);
+    }
     switch (message.event) {
       case 'connect':
         this.#receiveConnect(message);
@@ -493,7 +519,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   #receiveConnect(connect: ConnectMessage): void {
     const id = connect.client_id;
     if (this.role !== 'backend') {
-      this.#logger?.warn({ streamId: id }, 'ignoring connect sent to a hub');
+      this.#warnIgnored({ streamId: id }, 'ignoring connect sent to a hub');
       return;
     }
     if (this.#streams.has(id)) {
@@ -537,6 +563,29 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.emit('stream', stream, connect);
   }
 
+  /** Hub role: the backend has sent something for `stream`; it no longer counts as a pending connect. */
+  #answered(stream: MuxStream): void {
+    stream.answered = true;
+    this.#pendingConnects--;
+  }
+
+  /**
+   * Warns about an ignored message: the first of its kind (`msg`) in the session, then at most one per
+   * 10 s with the number ignored since (`suppressed`), so a peer sending junk cannot flood the log.
+   */
+  #warnIgnored(fields: Record<string, unknown>, msg: string): void {
+    if (this.#logger === undefined) return;
+    const now = this.#now();
+    const last = this.#ignoredWarnings.get(msg);
+    if (last !== undefined && now - last.at < IGNORED_WARNING_INTERVAL_MS) {
+      last.since++;
+      return;
+    }
+    const suppressed = last?.since ?? 0;
+    this.#ignoredWarnings.set(msg, { at: now, since: 0 });
+    this.#logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+  }
+
   #protocolError(error: MuxProtocolError): void {
     this.#protocolErrors++;
     this.#logger?.debug({ code: error.code, err: error.message }, 'protocol error');
@@ -562,6 +611,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     stream.detached = true;
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
+    if (!stream.answered) this.#answered(stream);
     this.#streamsClosed++;
     this.#rememberClosed(stream.id);
   }

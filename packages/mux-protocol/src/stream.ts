@@ -173,6 +173,12 @@ export class MuxStream extends Duplex {
   nextReady: MuxStream | null = null;
   /** @internal Whether the stream is in the session's ready queue. */
   queued = false;
+  /**
+   * Hub role: whether the backend has sent anything for this stream yet (DATA, a grant, a pause, a
+   * ping or pong, a disconnect); until then the stream counts in the session's `pendingConnects`.
+   * Always `true` on the backend role.
+   */
+  answered: boolean;
 
   #grantPrefix: Buffer | undefined;
   /** Set by `disconnect()`: send `disconnect` with this reason once the writable side has finished. */
@@ -201,6 +207,7 @@ export class MuxStream extends Duplex {
     this.#unmeteredAllowance = init.unmeteredAllowance;
     this.#receiveMode = init.receiveMode;
     this.#receiveCredits = init.receiveCredits;
+    this.answered = init.role !== 'hub';
   }
 
   /** The hostname the stream is for (from the `connect`). */

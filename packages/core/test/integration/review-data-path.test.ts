@@ -101,7 +101,11 @@ describe('hub keepalive while the hub itself holds the backend transport paused'
       ws.send(encodeControlMessage({ event: 'disconnect', client_id: id, reason: 'normal' }));
     });
 
-    const stream = hub.openStream('v1.example.com', { connPort: 443, clientIp: '192.0.2.7:4000', isTls: true });
+    const stream = hub.openStream('v1.example.com', {
+      connPort: 443,
+      clientIp: '192.0.2.7:4000',
+      isTls: true,
+    });
     expect(stream).toBeDefined();
     // The end user does not read for three dead-after periods: the hub pauses the WebSocket (§1.5).
     await vi.waitFor(() => expect(hub.sessions[0]?.stats().transportPaused).toBe(true), { timeout: 5_000 });
