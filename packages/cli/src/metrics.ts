@@ -159,6 +159,12 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
     labelNames: ['reason'],
     registers,
   });
+  const backendRefused = new Counter({
+    name: 'nexus_backend_refused_total',
+    help: 'Backends turned away before their WebSocket opened (max-sessions), by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
   new Gauge({
     name: 'nexus_streams_open',
     help: 'Relayed end-user streams open right now, by where they go (local backend or peer).',
@@ -324,6 +330,8 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
       peerPatterns.delete(e.linkId);
     },
     'peer-refused': (e) => peerRefused.inc({ reason: refusedReason.of(e.reason) }),
+    // One fixed reason today (`max-sessions`): no cardinality cap needed.
+    'backend-refused': (e) => backendRefused.inc({ reason: e.reason }),
     'certificate-issued': () => certificatesIssued.inc(),
     'certificate-failed': () => certificateFailures.inc(),
   };

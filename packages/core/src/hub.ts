@@ -274,7 +274,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     if (this.#closing || this.#sessions.size + this.#pending.size >= this.#maxSessions) {
       rejectUpgrade(socket, 503, 'Service Unavailable');
       if (!this.#closing) {
-        this.#log.warn({ limit: this.#maxSessions, remoteAddress }, 'maxSessions reached: refusing a backend');
+        this.#log.warn(
+          { limit: this.#maxSessions, remoteAddress },
+          'maxSessions reached: refusing a backend',
+        );
         this.emit('backend-refused', { reason: 'max-sessions', remoteAddress });
       }
       return;
@@ -333,10 +336,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
         'backend leaves maxPendingConnects streams unanswered: no new streams for it until it answers',
       );
     }
-    return new LimitError(
-      'maxPendingConnects',
-      `backend session has ${limit} streams it has not answered`,
-    );
+    return new LimitError('maxPendingConnects', `backend session has ${limit} streams it has not answered`);
   }
 
   /**
@@ -398,7 +398,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     // until the token is read that close is turned into a policy close (the 'error' then reports it).
     const wsClose = ws.close;
     ws.close = (code?: number, data?: string | Buffer): void => {
-      if (!tokenSeen && code === WS_CLOSE_MESSAGE_TOO_BIG) wsClose.call(ws, WS_CLOSE_POLICY_VIOLATION, 'token too large');
+      if (!tokenSeen && code === WS_CLOSE_MESSAGE_TOO_BIG)
+        wsClose.call(ws, WS_CLOSE_POLICY_VIOLATION, 'token too large');
       else wsClose.call(ws, code, data);
     };
     const timer = setTimeout(
@@ -415,7 +416,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       this.#log.debug({ err: err.message, remoteAddress }, 'WebSocket error before authentication');
       const code = (err as { code?: string }).code;
       if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH')
-        fail(tokenSeen ? 'message too big' : 'token too large', tokenSeen ? WS_CLOSE_MESSAGE_TOO_BIG : undefined);
+        fail(
+          tokenSeen ? 'message too big' : 'token too large',
+          tokenSeen ? WS_CLOSE_MESSAGE_TOO_BIG : undefined,
+        );
     };
     // The hub's sockets do not answer pings by themselves (`autoPong: false`, see BackendSession);
     // before the session exists they are answered here, as many as messages are allowed.

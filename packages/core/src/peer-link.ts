@@ -121,7 +121,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
             onWritten();
             onSent();
           };
-          if (!process.env.HP_NOPARTS && writer.writeData(header, payload, payloadLength, written)) return;
+          if (writer.writeData(header, payload, payloadLength, written)) return;
           // Outbound links are WebSocket clients, whose frames ws must mask: one joined buffer.
           writer.corkForTick();
           ws.send(joinParts(header, payload, payloadLength), { binary: true }, onSent);

@@ -110,7 +110,9 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
     event: Omit<RelayCloseEvent, 'remoteAddress' | 'remotePort' | 'bytesRead'>,
   ): void => {
     const full: RelayCloseEvent = { ...event, ...peer, bytesRead: socket.bytesRead };
-    log.info(full, `connection closed: ${event.reason}`);
+    // `debug`: the end user's address is not logged at the default level for every refused connection
+    // (scanners make many); `onClose` (the node's `sniff-failed` event) still carries it.
+    log.debug(full, `connection closed: ${event.reason}`);
     try {
       options.onClose?.(full);
     } catch (err) {

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { latin1 } from './_bytes.js';
 
 /** Longest DNS name in presentation form without the trailing dot (RFC 1035 §2.3.4: 255 octets on the wire). */
@@ -29,8 +29,9 @@ CHAR_CLASS[0x2e] = 5;
  * Normalises a hostname the way PROTOCOL.md §3 prescribes for every name Nexus compares (SNI, Host,
  * JWT claims, config): trim, drop one trailing dot, IDNA to ASCII (UTS #46 via `url.domainToASCII`),
  * lower-case. Returns `undefined` for anything that is not a usable name: empty, longer than 253
- * characters, a label longer than 63 or empty, or a character outside letters, digits, `-`, `_` and `.`
- * after conversion (so `*`, `%`, `/`, `:`, spaces and control characters are rejected).
+ * characters, a label longer than 63 or empty, a label that starts or ends with `-` (RFC 952, RFC 1123
+ * §2.1), or a character outside letters, digits, `-`, `_` and `.` after conversion (so `*`, `%`, `/`,
+ * `:`, spaces and control characters are rejected). `_` is accepted anywhere in a label.
  *
  * IP literals: a strict dotted-quad IPv4 address is returned unchanged, and an IPv6 address (with or
  * without brackets) is returned in canonical bracketed form (`[::1]`). They are legal Host values but
@@ -79,6 +80,8 @@ function asciiFastPath(s: string, start: number, end: number): string | undefine
     if (cls === 5) {
       const len = i - labelStart;
       if (len === 0 || len > MAX_LABEL_LENGTH) return undefined;
+      // RFC 952 / RFC 1123 §2.1: a label neither starts nor ends with a hyphen.
+      if (s.charCodeAt(labelStart) === 0x2d || s.charCodeAt(i - 1) === 0x2d) return undefined;
       // "xn--" prefix (case-insensitive): an A-label whose punycode must be checked by ICU.
       if (
         len >= 4 &&
@@ -129,6 +132,7 @@ export function normalizeHostnameBytes(b: Uint8Array, start: number, fullEnd: nu
     if (cls === 5) {
       const len = i - labelStart;
       if (len === 0 || len > MAX_LABEL_LENGTH) return undefined;
+      if (b[labelStart] === 0x2d || b[i - 1] === 0x2d) return undefined; // RFC 1123 §2.1
       if (
         len >= 4 &&
         (b[labelStart]! | 0x20) === 0x78 &&
@@ -243,10 +247,28 @@ function slowPath(name: string): string | undefined {
     if (cls === 5) {
       const len = i - labelStart;
       if (len === 0 || len > MAX_LABEL_LENGTH) return undefined;
+      if (ascii.charCodeAt(labelStart) === 0x2d || ascii.charCodeAt(i - 1) === 0x2d) return undefined; // RFC 1123 §2.1
       labelStart = i + 1;
     }
   }
+  // An A-label stands for a U-label, which may not start or end with a hyphen either (RFC 5891
+  // §4.2.3.1): "-bücher" becomes "xn---bcher-4ya", whose own edges look fine.
+  if (ascii.indexOf('xn--') !== -1 && !unicodeLabelsOk(ascii)) return undefined;
   return ascii;
+}
+
+function unicodeLabelsOk(ascii: string): boolean {
+  let unicode: string;
+  try {
+    unicode = domainToUnicode(ascii);
+  } catch {
+    return false;
+  }
+  if (unicode === '') return false;
+  for (const label of unicode.split('.')) {
+    if (label.startsWith('-') || label.endsWith('-')) return false;
+  }
+  return true;
 }
 
 function safeDomainToASCII(s: string): string {

@@ -90,6 +90,7 @@ describe('normalizeHostname', () => {
       const a = domainToASCII(t);
       if (a === '' || a.length > 253 || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(a)) return undefined;
       if (a.split('.').some((l) => l.length > 63)) return undefined;
+      if (a.split('.').some((l) => l.startsWith('-') || l.endsWith('-'))) return undefined; // RFC 1123
       if (/^[\d.]+$/.test(a)) return undefined;
       return a;
     };

@@ -129,6 +129,7 @@ describe('Nexus.reload', () => {
         keepalive: { hubPingIntervalMs: 5_000, hubDeadAfterMs: 9_000, peerPingIntervalMs: 1_000 },
         idleTimeoutSeconds: 30,
         auth: { requireExp: true },
+        backendListenAddress: '127.0.0.1:9', // a bound address: restart-only
       }),
     );
     expect(result.applied.sort()).toEqual([
@@ -137,11 +138,12 @@ describe('Nexus.reload', () => {
       'keepalive.hubDeadAfterMs',
       'keepalive.hubPingIntervalMs',
       'keepalive.peerPingIntervalMs',
+      'limits.maxPendingConnects',
       'limits.maxSessions',
       'limits.maxStreamsPerSession',
       'limits.sniffFirstByteTimeoutMs',
     ]);
-    expect(result.restartRequired.sort()).toEqual(['limits.maxPendingConnects']);
+    expect(result.restartRequired.sort()).toEqual(['backendListenAddress']);
     // The new first-byte deadline (100 ms instead of 15 s) holds for the next end user.
     const failed = new Promise<SniffFailedEvent>((r) => n.once('sniff-failed', r));
     const silent = netConnect({ host: '127.0.0.1', port: httpPort });

@@ -160,17 +160,19 @@ describe('R22 frames', () => {
     await otherUntouched(node, other, otherSession);
   });
 
-  it('ends a session that floods WebSocket pings; the other backend keeps serving', async () => {
-    const { node, other, otherSession, raw, rawSession } = await setup();
+  it('ends a session that floods WebSocket pings with 1008 ping-flood; the other backend keeps serving', async () => {
+    const { node, other, otherSession, raw, rawSession } = await setup({
+      limits: { maxControlMessagesPerSecond: 500 },
+    });
+    // Pings count against the same per-second budget as control messages.
     for (let i = 0; i < 2_000; i++) raw.ws.ping();
-    // ws terminates a peer with more than 60 pongs pending (no close frame). The hub reports it as
-    // `backend-closed`, not as a policy close: see the report of this suite.
-    expect((await raw.closed).code).toBe(1006);
+    expect(await raw.closed).toEqual({ code: 1008, reason: 'ping-flood' });
     await waitUntil(
       () => node.events.disconnected.some((e) => e.id === rawSession),
       3_000,
       'disconnect event',
     );
+    expect(node.events.disconnected.find((e) => e.id === rawSession)?.reason).toBe('ping-flood');
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     await otherUntouched(node, other, otherSession);
   });
