@@ -29,7 +29,7 @@ export interface DialLocalOptions {
 export function dialLocal(target: DialTarget, options: DialLocalOptions): Promise<net.Socket> {
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(new DialError(`dial ${formatTarget(target)} aborted`));
-  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
+  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
   // Queued while connecting, so it leaves first: the relay only starts piping once this resolves.
   if (options.header !== undefined && options.header.byteLength > 0) socket.write(options.header);
   return awaitConnect(socket, `dial ${formatTarget(target)}`, options);
