@@ -209,9 +209,12 @@ export async function startTopology(options = {}) {
       }
       const node = await startChild('node', { ...hubCert, secret: SECRET }, { execArgv });
       closers.push(() => node.close());
+      // Same for the backend child (e.g. BENCH_BACKEND_ARGS="--cpu-prof --cpu-prof-dir=bench/results/profiles").
+      const backendArgv = (process.env.BENCH_BACKEND_ARGS ?? '').split(' ').filter(Boolean);
       const backend = await startChild(
         'backend',
         backendStart(node.info.hubPort, hubCert.certPem, node.info.tlsPort, node.info.httpPort),
+        { execArgv: backendArgv },
       );
       closers.push(() => backend.close());
       await waitUntil(async () => (await node.call('stats')).backends > 0, 'the backend session');

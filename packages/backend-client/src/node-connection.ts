@@ -5,6 +5,7 @@ import {
   MAX_BACKEND_MESSAGE,
   MuxSession,
   type MuxStream,
+  type MuxTransport,
 } from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
 import { Backoff } from './backoff.js';
@@ -13,6 +14,7 @@ import { type BackendClientError, DialError, NoMappingError, SessionError, Token
 import { Keepalive } from './keepalive.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
 import type { Logger } from './logger.js';
+import { createMaskedFrameWriter, joinParts } from './masked-frame-writer.js';
 import { resolveTarget } from './port-mappings.js';
 import { buildProxyHeader } from './proxy-protocol.js';
 import { StreamRelay } from './stream-relay.js';
@@ -324,14 +326,31 @@ export class NodeConnection {
   #onOpen(ws: WebSocket, token: string): void {
     // PROTOCOL.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
+    const writer = process.env.AB_NO_SENDDATA ? undefined : createMaskedFrameWriter(ws);
+    const cork = !process.env.AB_NO_CORK;
+    const transport: MuxTransport = {
+      send: (message: Uint8Array) => {
+        if (cork) writer?.corkForTick();
+        ws.send(message, { binary: true }, this.#onSent);
+      },
+      get bufferedAmount() {
+        return ws.bufferedAmount;
+      },
+    };
+    if (writer !== undefined) {
+      // DATA frames masked straight from the stream's chunks into one buffer (see MaskedFrameWriter).
+      transport.sendData = (header, payload, payloadLength, onWritten) => {
+        if (cork) writer.corkForTick();
+        if (!writer.writeData(header, payload, payloadLength, this.#onSent)) {
+          ws.send(joinParts(header, payload, payloadLength), { binary: true }, this.#onSent);
+        }
+        // Both paths copied the parts already: the stream may reuse its chunks.
+        process.nextTick(onWritten);
+      };
+    }
     const session = new MuxSession({
       role: 'backend',
-      transport: {
-        send: (message: Uint8Array) => ws.send(message, { binary: true }, this.#onSent),
-        get bufferedAmount() {
-          return ws.bufferedAmount;
-        },
-      },
+      transport,
       highWaterMark: TRANSPORT_HIGH_WATER_MARK,
       // v1 streams have no credit window: a local socket that does not drain pauses the WebSocket (§1.5).
       pauseTransport: () => {
