@@ -49,6 +49,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   authTimeoutMs: 10_000,
   maxMessageBytes: 32_785,
   maxControlMessagesPerSecond: 10_000,
+  clientFinTimeoutMs: 30_000,
 });
 
 /** Default keepalive settings (PROTOCOL.md §1.6 reference hub values). */
@@ -116,6 +117,13 @@ export interface LimitsInput {
   maxMessageBytes?: number;
   /** Control messages per second per backend session before it is closed; `0` = off. Default: `10_000`. */
   maxControlMessagesPerSecond?: number;
+  /**
+   * After an end user's FIN, close the relayed connection once no byte moved either way for this long, ms;
+   * `0` = wait for the backend (or `idleTimeoutSeconds`). The v1 wire cannot pass a half-close to the
+   * backend (PROTOCOL.md §1.7), so without it a service that keeps its side open holds the stream forever
+   * (HAProxy's `timeout client-fin`). Default: `30_000`.
+   */
+  clientFinTimeoutMs?: number;
 }
 
 /** Keepalive. All in ms. */
@@ -246,6 +254,7 @@ export interface ResolvedLimits {
   readonly authTimeoutMs: number;
   readonly maxMessageBytes: number;
   readonly maxControlMessagesPerSecond: number;
+  readonly clientFinTimeoutMs: number;
 }
 
 /** Resolved {@link KeepaliveInput}. */
@@ -377,6 +386,7 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number }> = 
   // A smaller cap would reject the full-size frames every reference backend sends (PROTOCOL.md §1.3).
   maxMessageBytes: { min: 32_785, max: 64 << 20 },
   maxControlMessagesPerSecond: { min: 0, max: 100_000_000 },
+  clientFinTimeoutMs: { min: 0, max: 31_536_000_000 },
 };
 
 const KEEPALIVE_KEYS = [

@@ -202,6 +202,7 @@ const LIVE_LIMITS = [
   'maxHttpHeadBytes',
   'maxStreamsPerSession',
   'maxControlMessagesPerSecond',
+  'clientFinTimeoutMs',
   'maxConcurrentSniffs',
   'maxConnectionsPerIp',
   'maxSessions',
@@ -356,6 +357,7 @@ export function createNexus(
     emitter.emit('stream-open', open);
     const handle = relayConnection(socket, stream, {
       idleTimeoutMs: current.idleTimeoutMs,
+      clientFinTimeoutMs: current.limits.clientFinTimeoutMs,
       prelude: sniffed.prelude,
       onClose: (stats: RelayStats) => {
         relays.delete(handle);

@@ -17,6 +17,7 @@ export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
 export type RelayEndReason =
   | 'completed'
   | 'idle-timeout'
+  | 'client-fin-timeout'
   | 'client-error'
   | 'client-closed'
   | 'stream-error'
@@ -41,6 +42,13 @@ export interface RelayStats {
 export interface RelayOptions {
   /** Close both sides after this long without a byte in either direction, in ms; `0` = off. Default: `0`. */
   idleTimeoutMs?: number;
+  /**
+   * Once the end user has half-closed (sent FIN), close both sides after this long without a byte in either
+   * direction, in ms; `0` = wait for the stream (or `idleTimeoutMs`). The v1 wire cannot tell a backend that
+   * the end user stopped sending (PROTOCOL.md §1.7), so a service that keeps its side open would otherwise
+   * hold the stream forever (HAProxy's `timeout client-fin`). Default: `0`.
+   */
+  clientFinTimeoutMs?: number;
   /** Bytes to write to the stream before anything read from the socket (the sniffed prelude). */
   prelude?: Uint8Array;
   /**
@@ -75,6 +83,7 @@ export interface RelayHandle {
  */
 export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_RELAY_IDLE_TIMEOUT_MS;
+  const clientFinTimeoutMs = options.clientFinTimeoutMs ?? 0;
   const closeOnStreamEnd = options.closeOnStreamEnd ?? true;
   const started = Date.now();
   let bytesUp = 0;
@@ -88,6 +97,8 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   let streamClosed = false;
   let finished = false;
   let idleTimer: NodeJS.Timeout | undefined;
+  /** (Re-)arms the idle timer for the limit in force; set below, once the listeners exist. */
+  let armIdle = (): void => {};
   let resolveDone!: (stats: RelayStats) => void;
   const done = new Promise<RelayStats>((r) => {
     resolveDone = r;
@@ -161,6 +172,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   const onSocketEnd = (): void => {
     // pipe() forwards the FIN as stream.end(); the response direction continues.
     upEnded = true;
+    if (clientFinTimeoutMs > 0) armIdle();
   };
   const onStreamEnd = (): void => {
     // pipe() forwards the EOF as socket.end() after the queued bytes.
@@ -222,20 +234,27 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   socket.on('data', onSocketData);
   stream.on('data', onStreamData);
 
-  if (idleTimeoutMs > 0) {
-    // One timer re-armed for the remaining time, instead of a reset on every chunk (RELIABILITY.md item 9:
-    // traffic in either direction keeps the relay alive).
-    const check = (): void => {
-      const idleFor = Date.now() - lastActivity;
-      if (idleFor >= idleTimeoutMs) {
-        idleTimer = undefined;
-        abort('idle-timeout');
-      } else {
-        idleTimer = setTimeout(check, idleTimeoutMs - idleFor);
-      }
-    };
-    idleTimer = setTimeout(check, idleTimeoutMs);
-  }
+  // One timer re-armed for the remaining time, instead of a reset on every chunk (RELIABILITY.md item 9:
+  // traffic in either direction keeps the relay alive). After the end user's FIN the shorter of the idle and
+  // client-FIN timeouts applies.
+  const finActive = (): boolean =>
+    upEnded && clientFinTimeoutMs > 0 && (idleTimeoutMs <= 0 || clientFinTimeoutMs < idleTimeoutMs);
+  const limit = (): number => (finActive() ? clientFinTimeoutMs : idleTimeoutMs);
+  const check = (): void => {
+    idleTimer = undefined;
+    const max = limit();
+    if (max <= 0 || finished) return;
+    const idleFor = Date.now() - lastActivity;
+    if (idleFor >= max) abort(finActive() ? 'client-fin-timeout' : 'idle-timeout');
+    else idleTimer = setTimeout(check, max - idleFor);
+  };
+  armIdle = (): void => {
+    if (idleTimer !== undefined) clearTimeout(idleTimer);
+    idleTimer = undefined;
+    const max = limit();
+    if (max > 0 && !finished) idleTimer = setTimeout(check, Math.max(0, max - (Date.now() - lastActivity)));
+  };
+  armIdle();
 
   return {
     get bytesUp() {
