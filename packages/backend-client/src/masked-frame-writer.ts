@@ -44,8 +44,6 @@ type MaskFunction = (
 const NATIVE_MASK_MIN_LENGTH = 48;
 /** Random bytes drawn at once for masking keys, as ws does (8 KiB: 2048 keys per draw). */
 const RANDOM_POOL_SIZE = 8 * 1024;
-const POOLED_FRAME_SIZE = 8 + 32_785;
-const POOL_MAX_FREE = 16;
 /** ws `Sender` state in which it writes each message synchronously (no compression, no queue). */
 const SENDER_IDLE = 0;
 
@@ -76,8 +74,6 @@ export function createMaskedFrameWriter(ws: WebSocket): MaskedFrameWriter | unde
   const mask = loadNativeMask();
   if (mask === null) return undefined;
   const internals = ws as unknown as WsInternals;
-  const usePool = !!process.env.AB_POOL;
-  const free: Buffer[] = [];
   // The frame's key rotated by 0–3 bytes: a part that starts at message offset p is masked with
   // key[(p + i) & 3], i.e. with rotation p & 3 from its own first byte (RFC 6455 §5.3).
   const keys = [Buffer.alloc(4), Buffer.alloc(4), Buffer.alloc(4), Buffer.alloc(4)] as const;
@@ -126,19 +122,7 @@ export function createMaskedFrameWriter(ws: WebSocket): MaskedFrameWriter | unde
       // RFC 6455 §5.2: 7-bit length, or 126 + 16-bit, or 127 + 64-bit; then the 4-byte masking key.
       const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
       const dataOffset = 2 + lengthBytes + 4;
-      const frameLength = dataOffset + messageLength;
-      let frame: Buffer;
-      let done = onSocketWritten;
-      if (usePool && frameLength <= POOLED_FRAME_SIZE) {
-        const block = free.pop() ?? Buffer.allocUnsafe(POOLED_FRAME_SIZE);
-        frame = block.subarray(0, frameLength);
-        done = (err) => {
-          if (free.length < POOL_MAX_FREE) free.push(block);
-          onSocketWritten(err);
-        };
-      } else {
-        frame = Buffer.allocUnsafe(frameLength);
-      }
+      const frame = Buffer.allocUnsafe(dataOffset + messageLength);
       frame[0] = 0x82; // FIN · binary
       if (lengthBytes === 0) {
         frame[1] = 0x80 | messageLength;
@@ -173,7 +157,7 @@ export function createMaskedFrameWriter(ws: WebSocket): MaskedFrameWriter | unde
       // Straight to the socket, as ws's own `sendFrame` does for a message it frames in one buffer: ws
       // writes synchronously in this state, so the order with its other frames is kept, and
       // `bufferedAmount` counts the frame through the socket's buffer.
-      s.write(frame, done);
+      s.write(frame, onSocketWritten);
       return true;
     },
   };

@@ -326,11 +326,11 @@ export class NodeConnection {
   #onOpen(ws: WebSocket, token: string): void {
     // PROTOCOL.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
+    // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
     const writer = process.env.AB_NO_SENDDATA ? undefined : createMaskedFrameWriter(ws);
-    const cork = !process.env.AB_NO_CORK;
     const transport: MuxTransport = {
       send: (message: Uint8Array) => {
-        if (cork) writer?.corkForTick();
+        writer?.corkForTick();
         ws.send(message, { binary: true }, this.#onSent);
       },
       get bufferedAmount() {
@@ -340,7 +340,7 @@ export class NodeConnection {
     if (writer !== undefined) {
       // DATA frames masked straight from the stream's chunks into one buffer (see MaskedFrameWriter).
       transport.sendData = (header, payload, payloadLength, onWritten) => {
-        if (cork) writer.corkForTick();
+        writer.corkForTick();
         if (!writer.writeData(header, payload, payloadLength, this.#onSent)) {
           ws.send(joinParts(header, payload, payloadLength), { binary: true }, this.#onSent);
         }
