@@ -327,7 +327,7 @@ export class NodeConnection {
     // PROTOCOL.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
     // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
-    const writer = process.env.AB_NO_SENDDATA ? undefined : createMaskedFrameWriter(ws);
+    const writer = createMaskedFrameWriter(ws);
     const transport: MuxTransport = {
       send: (message: Uint8Array) => {
         writer?.corkForTick();
