@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -91,6 +91,8 @@ describe('normalizeHostname', () => {
       if (a === '' || a.length > 253 || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(a)) return undefined;
       if (a.split('.').some((l) => l.length > 63)) return undefined;
       if (a.split('.').some((l) => l.startsWith('-') || l.endsWith('-'))) return undefined; // RFC 1123
+      // The same rule on the Unicode form of A-labels (RFC 5891 §4.2.3.1): `xn----xna` is `-ä-`.
+      if (domainToUnicode(a).split('.').some((l) => l.startsWith('-') || l.endsWith('-'))) return undefined;
       if (/^[\d.]+$/.test(a)) return undefined;
       return a;
     };
