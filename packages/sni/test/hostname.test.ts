@@ -92,7 +92,12 @@ describe('normalizeHostname', () => {
       if (a.split('.').some((l) => l.length > 63)) return undefined;
       if (a.split('.').some((l) => l.startsWith('-') || l.endsWith('-'))) return undefined; // RFC 1123
       // The same rule on the Unicode form of A-labels (RFC 5891 §4.2.3.1): `xn----xna` is `-ä-`.
-      if (domainToUnicode(a).split('.').some((l) => l.startsWith('-') || l.endsWith('-'))) return undefined;
+      if (
+        domainToUnicode(a)
+          .split('.')
+          .some((l) => l.startsWith('-') || l.endsWith('-'))
+      )
+        return undefined;
       if (/^[\d.]+$/.test(a)) return undefined;
       return a;
     };
