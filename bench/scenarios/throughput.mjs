@@ -3,7 +3,7 @@
 // → peer link → node B → backend client → service, when core exports PeerMesh), and HAProxy SNI passthrough
 // (when installed) as a reference for the routing-only part.
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { download, goal, MB, round, upload } from '../lib/load.mjs';
 import { haproxyAvailable, meshAvailable, startTopology } from '../lib/topology.mjs';
 import { summarizeProfile } from '../profile-summary.mjs';
@@ -115,7 +115,8 @@ export async function run(options = {}) {
       .filter((f) => f.endsWith('.cpuprofile'))
       .map((f) => join(options.profileDir, f))
       .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
-    if (newest !== undefined) result.profile = { file: newest, top: summarizeProfile(newest, 15) };
+    // The file name only: results are shared, the machine's paths are not.
+    if (newest !== undefined) result.profile = { file: basename(newest), top: summarizeProfile(newest, 15) };
   }
   return result;
 }
