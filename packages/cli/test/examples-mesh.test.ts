@@ -118,14 +118,13 @@ describe('examples/mesh', () => {
     );
     expect(output).toContain(`[client] http://app.localhost:${ports.cHttp}/hello (node C, local backend)`);
 
-    // The nodes' logs: A accepted B and C by certificate name (serverAuth-only certificates used as
+    // The nodes' logs: A accepted C by certificate name (serverAuth-only certificates used as
     // client certificates), learned C's route, and relayed the end user's stream on its own TLS port.
     const lines = output.split('\n');
     const logged = (label: string, ...parts: string[]) =>
       lines.some((l) => l.startsWith(`[${label}] `) && parts.every((p) => l.includes(p)));
-    expect(logged('node-a', 'peer link established', 'peer=b.mesh.localhost', 'direction=inbound')).toBe(
-      true,
-    );
+    // (B's link to A is not asserted: B may still be in its dial backoff when the self-test ends, since
+    // nothing in it needs that link.)
     expect(logged('node-a', 'peer link established', 'peer=c.mesh.localhost', 'direction=inbound')).toBe(
       true,
     );
