@@ -163,18 +163,6 @@ export function createMaskedFrameWriter(ws: WebSocket): MaskedFrameWriter | unde
   };
 }
 
-/** `header` · parts in one new buffer (for `ws.send` when the writer cannot be used). */
-export function joinParts(header: Uint8Array, payload: readonly Uint8Array[], payloadLength: number): Buffer {
-  const message = Buffer.allocUnsafe(header.length + payloadLength);
-  message.set(header, 0);
-  let offset = header.length;
-  for (const part of payload) {
-    message.set(part, offset);
-    offset += part.length;
-  }
-  return message;
-}
-
 /** The parts of a ws `WebSocket` this writer checks and writes through (ws 8). */
 interface WsInternals {
   _socket?: Duplex | null;

@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   type ConnectMessage,
+  joinDataParts,
   MAX_BACKEND_MESSAGE,
   MuxSession,
   type MuxStream,
@@ -14,7 +15,7 @@ import { type BackendClientError, DialError, NoMappingError, SessionError, Token
 import { Keepalive } from './keepalive.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
 import type { Logger } from './logger.js';
-import { createMaskedFrameWriter, joinParts } from './masked-frame-writer.js';
+import { createMaskedFrameWriter } from './masked-frame-writer.js';
 import { resolveTarget } from './port-mappings.js';
 import { buildProxyHeader } from './proxy-protocol.js';
 import { StreamRelay } from './stream-relay.js';
@@ -342,7 +343,7 @@ export class NodeConnection {
       transport.sendData = (header, payload, payloadLength, onWritten) => {
         writer.corkForTick();
         if (!writer.writeData(header, payload, payloadLength, this.#onSent)) {
-          ws.send(joinParts(header, payload, payloadLength), { binary: true }, this.#onSent);
+          ws.send(joinDataParts(header, payload, payloadLength), { binary: true }, this.#onSent);
         }
         // Both paths copied the parts already: the stream may reuse its chunks.
         process.nextTick(onWritten);

@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createMaskedFrameWriter, joinParts } from '../src/masked-frame-writer.js';
+import { joinDataParts } from '@nexus-proxy/mux-protocol';
+import { createMaskedFrameWriter } from '../src/masked-frame-writer.js';
 
 interface Pair {
   client: WebSocket;
@@ -79,7 +80,7 @@ describe('createMaskedFrameWriter', () => {
     for (const parts of cases) {
       const length = parts.reduce((n, p) => n + p.length, 0);
       expect(writer!.writeData(header, parts, length, () => written++)).toBe(true);
-      expected.push(joinParts(header, parts, length));
+      expected.push(joinDataParts(header, parts, length));
       const between = bytes(200, 12);
       pair.client.send(between, { binary: true });
       expected.push(between);
@@ -121,7 +122,7 @@ describe('createMaskedFrameWriter', () => {
     expect(frame[1]).toBe(0x80 | 27);
     expect(frame.length).toBe(2 + 4 + 27);
     await waitForMessages(pair, 1);
-    expect(pair.received[0]).toEqual(joinParts(bytes(17, 1), [bytes(10, 2)], 10));
+    expect(pair.received[0]).toEqual(joinDataParts(bytes(17, 1), [bytes(10, 2)], 10));
   });
 
   it('declines, writing nothing, once the WebSocket is no longer open', async () => {

@@ -10,13 +10,14 @@ import {
   type AnnounceMessage,
   decodePeerMessage,
   encodePeerMessage,
+  joinDataParts,
   type TunnelRequestMessage,
 } from '@nexus-proxy/mux-protocol';
 import { WebSocket } from 'ws';
 import { MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
 import { TunnelSession, type TunnelSessionOptions } from './tunnel-session.js';
-import { createWsFrameWriter, joinParts } from './ws-transport.js';
+import { createWsFrameWriter } from './ws-transport.js';
 
 /** Interval between WebSocket pings on a peer link: `10_000` ms. */
 export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
@@ -124,7 +125,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
           if (writer.writeData(header, payload, payloadLength, written)) return;
           // Outbound links are WebSocket clients, whose frames ws must mask: one joined buffer.
           writer.corkForTick();
-          ws.send(joinParts(header, payload, payloadLength), { binary: true }, onSent);
+          ws.send(joinDataParts(header, payload, payloadLength), { binary: true }, onSent);
           process.nextTick(onWritten);
         },
         sendText: (text) => {

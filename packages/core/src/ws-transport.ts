@@ -5,7 +5,7 @@
  * "unmetered streams still need backpressure").
  */
 import type { Duplex } from 'node:stream';
-import type { MuxTransport } from '@nexus-proxy/mux-protocol';
+import { joinDataParts, type MuxTransport } from '@nexus-proxy/mux-protocol';
 import { WebSocket } from 'ws';
 
 /** A `MuxTransport` over one WebSocket. */
@@ -46,7 +46,7 @@ export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
         return;
       }
       if (writer.writeData(header, payload, payloadLength, onWritten)) return;
-      ws.send(joinParts(header, payload, payloadLength), { binary: true });
+      ws.send(joinDataParts(header, payload, payloadLength), { binary: true });
       process.nextTick(onWritten);
     },
     get bufferedAmount(): number {
@@ -155,18 +155,6 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       return true;
     },
   };
-}
-
-/** `header` · parts in one new buffer (the path through `ws.send`). */
-export function joinParts(header: Uint8Array, payload: readonly Uint8Array[], payloadLength: number): Buffer {
-  const frame = Buffer.allocUnsafe(header.length + payloadLength);
-  frame.set(header, 0);
-  let offset = header.length;
-  for (const part of payload) {
-    frame.set(part, offset);
-    offset += part.length;
-  }
-  return frame;
 }
 
 /** The parts of a ws `WebSocket` the zero-copy path checks (ws 8). */

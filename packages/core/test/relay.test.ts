@@ -113,3 +113,85 @@ describe('relayConnection idle timeout (fake timers)', () => {
     expect(stats.error?.message).toBe('boom');
   });
 });
+
+describe('relayConnection client-FIN timeout (fake timers)', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('closes a half-closed relay whose service never ends, once both directions are quiet', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const [userSide, userPeer] = duplexPair();
+    const [streamSide, servicePeer] = duplexPair();
+    let stats: RelayStats | undefined;
+    relayConnection(userSide, streamSide, { clientFinTimeoutMs: 30_000, onClose: (s) => (stats = s) });
+    servicePeer.resume();
+    userPeer.write('request');
+    userPeer.end(); // the end user's FIN
+    await tick();
+    // The response keeps flowing after the FIN: activity resets the clock.
+    let got = 0;
+    userPeer.on('data', (c: Buffer) => (got += c.length));
+    for (let i = 0; i < 5; i++) {
+      servicePeer.write(Buffer.alloc(100));
+      await tick();
+      await vi.advanceTimersByTimeAsync(20_000);
+    }
+    expect(stats).toBeUndefined();
+    expect(got).toBe(500);
+    // Then the service goes quiet without ending: closed 30 s after the last byte.
+    await vi.advanceTimersByTimeAsync(10_000);
+    await tick();
+    expect(stats).toMatchObject({ reason: 'client-fin-timeout', bytesDown: 500 });
+    expect(userSide.destroyed && streamSide.destroyed).toBe(true);
+  });
+
+  it('does not apply before the end user half-closes', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const [userSide] = duplexPair();
+    const [streamSide, servicePeer] = duplexPair();
+    servicePeer.resume();
+    let stats: RelayStats | undefined;
+    relayConnection(userSide, streamSide, { clientFinTimeoutMs: 1_000, onClose: (s) => (stats = s) });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(stats).toBeUndefined();
+    userSide.destroy();
+    await tick();
+    expect(stats?.reason).toBe('client-closed');
+  });
+
+  it('lets the shorter idle timeout win, and reports it as idle-timeout', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const [userSide, userPeer] = duplexPair();
+    const [streamSide, servicePeer] = duplexPair();
+    servicePeer.resume();
+    let stats: RelayStats | undefined;
+    relayConnection(userSide, streamSide, {
+      idleTimeoutMs: 5_000,
+      clientFinTimeoutMs: 30_000,
+      onClose: (s) => (stats = s),
+    });
+    userPeer.end();
+    await tick();
+    await vi.advanceTimersByTimeAsync(5_000);
+    await tick();
+    expect(stats?.reason).toBe('idle-timeout');
+  });
+
+  it('a completed exchange after the FIN ends normally, leaving no timer', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const [userSide, userPeer] = duplexPair();
+    const [streamSide, servicePeer] = duplexPair();
+    servicePeer.resume();
+    userPeer.resume();
+    let stats: RelayStats | undefined;
+    relayConnection(userSide, streamSide, { clientFinTimeoutMs: 30_000, onClose: (s) => (stats = s) });
+    userPeer.end('GET / HTTP/1.0\r\n\r\n');
+    await tick();
+    servicePeer.end('HTTP/1.0 200 OK\r\n\r\nbye');
+    await vi.advanceTimersByTimeAsync(10);
+    await tick();
+    expect(stats?.reason).toBe('completed');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});

@@ -12,7 +12,7 @@ const GO_ESCAPES: Record<string, string> = {
 
 /**
  * A JSON string literal escaped the way Go's `encoding/json` escapes it: like `JSON.stringify`, plus
- * `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX` (Go's default HTML-safe escaping), so that messages are
+ * `<`, `>`, `&`, U+2028 and U+2029 as `\u` escapes (Go's default HTML-safe escaping), so that messages are
  * byte-identical to the reference implementation's.
  */
 export function goJsonString(value: string): string {

@@ -97,3 +97,22 @@ export function encodeControlMessage(message: ControlMessage): Uint8Array {
   frame.write(json, 1, length, 'utf8');
   return frame;
 }
+
+/**
+ * A DATA (or TUNNEL_DATA) frame given as its 17-byte header and payload views, joined into one new buffer:
+ * the form `ws.send` takes when a transport cannot write the parts separately (`MuxTransport.sendData`).
+ */
+export function joinDataParts(
+  header: Uint8Array,
+  payload: readonly Uint8Array[],
+  payloadLength: number,
+): Buffer {
+  const frame = Buffer.allocUnsafe(header.length + payloadLength);
+  frame.set(header, 0);
+  let offset = header.length;
+  for (const part of payload) {
+    frame.set(part, offset);
+    offset += part.length;
+  }
+  return frame;
+}

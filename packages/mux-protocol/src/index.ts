@@ -41,6 +41,7 @@ export {
 export {
   encodeControlMessage,
   encodeDataFrame,
+  joinDataParts,
   encodeDataFrames,
   splitPayload,
   writeDataHeader,
