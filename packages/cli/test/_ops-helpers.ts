@@ -18,6 +18,7 @@ import {
   mintBackendToken,
 } from '@nexus-proxy/core';
 import { stringify } from 'yaml';
+import type { RunningNode } from '../src/serve.js';
 
 export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 export const SECRET_A = 'secret-a-0123456789-0123456789-0123456789';
@@ -261,4 +262,22 @@ export async function spawnServe(args: string[]): Promise<ServeChild> {
       if (child.exitCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/**
+ * What a test that runs a live node holds: its work directory, the node and its backend clients.
+ * `reset()` (in `afterEach`) closes the clients, then the node, and removes the directory.
+ */
+export class LiveNodeFixture {
+  work: Workdir | undefined;
+  node: RunningNode | undefined;
+  readonly clients: BackendClient[] = [];
+
+  async reset(): Promise<void> {
+    for (const c of this.clients.splice(0)) await c.close();
+    await this.node?.close();
+    this.node = undefined;
+    this.work?.remove();
+    this.work = undefined;
+  }
 }

@@ -1,9 +1,8 @@
 import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
-import type { BackendClient } from '@nexus-proxy/backend-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCliLogger } from '../src/logger.js';
-import { type RunningNode, serve } from '../src/serve.js';
+import { serve } from '../src/serve.js';
 import {
   backend,
   createWorkdir,
@@ -13,8 +12,8 @@ import {
   startService,
   token,
   until,
-  type Workdir,
   writeNodeConfig,
+  LiveNodeFixture,
 } from './_ops-helpers.js';
 
 /** A pino destination that keeps every line in memory. */
@@ -48,41 +47,33 @@ describe('createCliLogger', () => {
 });
 
 describe('node logs at trace', () => {
-  let work: Workdir | undefined;
-  let node: RunningNode | undefined;
-  const clients: BackendClient[] = [];
-  afterEach(async () => {
-    for (const c of clients.splice(0)) await c.close();
-    await node?.close();
-    node = undefined;
-    work?.remove();
-    work = undefined;
-  });
+  const f = new LiveNodeFixture();
+  afterEach(() => f.reset());
 
   it('never contain a token or secret, log one info line per stream close, and no line per frame', async () => {
-    work = await createWorkdir();
+    f.work = await createWorkdir();
     const service = await startService(echoSizeService);
     const { stream, lines } = memoryDestination();
     try {
-      node = await serve({
-        config: writeNodeConfig(work, { backendsJWTSecrets: [SECRET_A] }),
+      f.node = await serve({
+        config: writeNodeConfig(f.work, { backendsJWTSecrets: [SECRET_A] }),
         handleSignals: false,
         logLevel: 'trace',
         logDestination: stream,
         graceMs: 0,
       });
-      const n = node;
+      const n = f.node;
       const good = await token(SECRET_A, ['app.test']);
       const bad = await token(SECRET_B, ['app.test']);
-      clients.push(backend(n.addresses.hub.port, work.ca.certPem, good, service.port));
+      f.clients.push(backend(n.addresses.hub.port, f.work.ca.certPem, good, service.port));
       await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
-      clients.push(backend(n.addresses.hub.port, work.ca.certPem, bad, service.port));
+      f.clients.push(backend(n.addresses.hub.port, f.work.ca.certPem, bad, service.port));
       await until(
         () => lines.some((l) => l.includes('backend authentication failed')),
         10_000,
         'the auth failure',
       );
-      await clients.pop()!.close();
+      await f.clients.pop()!.close();
 
       // 2 MiB down: at least 64 DATA frames of ≤ 32 KiB each.
       const size = 2 * 1024 * 1024;
@@ -116,7 +107,7 @@ describe('node logs at trace', () => {
       });
 
       await n.close();
-      node = undefined;
+      f.node = undefined;
       const all = lines.join('\n');
       expect(lines.length).toBeGreaterThan(5);
       expect(lines.some((l) => JSON.parse(l).level === 20)).toBe(true); // debug and below are enabled

@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect } from 'node:net';
-import type { BackendClient } from '@nexus-proxy/backend-client';
 import { type Nexus, RoutingTable } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNexusMetrics, OTHER_LABEL } from '../src/metrics.js';
-import { type RunningNode, serve } from '../src/serve.js';
+import { serve } from '../src/serve.js';
 import {
   adminGet,
   backend,
@@ -15,8 +14,8 @@ import {
   startService,
   token,
   until,
-  type Workdir,
   writeNodeConfig,
+  LiveNodeFixture,
 } from './_ops-helpers.js';
 
 /** The value of one sample line, e.g. `nexus_route_misses_total{mode="http"}`. */
@@ -122,39 +121,31 @@ describe('createNexusMetrics', () => {
 });
 
 describe('GET /metrics of a live node', () => {
-  let work: Workdir | undefined;
-  let node: RunningNode | undefined;
-  const clients: BackendClient[] = [];
-  afterEach(async () => {
-    for (const c of clients.splice(0)) await c.close();
-    await node?.close();
-    node = undefined;
-    work?.remove();
-    work = undefined;
-  });
+  const f = new LiveNodeFixture();
+  afterEach(() => f.reset());
 
   it('counts sessions, streams, bytes, misses and failures, and exposes no client address', async () => {
-    work = await createWorkdir();
+    f.work = await createWorkdir();
     const service = await startService(echoSizeService);
     try {
-      node = await serve({
-        config: writeNodeConfig(work),
+      f.node = await serve({
+        config: writeNodeConfig(f.work),
         admin: '127.0.0.1:0',
         handleSignals: false,
         logLevel: 'silent',
         graceMs: 0,
       });
-      const n = node;
+      const n = f.node;
       const hubPort = n.addresses.hub.port;
       const httpPort = n.addresses.listeners.find((l) => l.mode === 'http')!.address.port;
       const tlsPort = n.addresses.listeners.find((l) => l.mode === 'tls')!.address.port;
-      clients.push(
-        backend(hubPort, work.ca.certPem, await token(SECRET_A, ['app.test', '*.wild.test']), service.port),
+      f.clients.push(
+        backend(hubPort, f.work.ca.certPem, await token(SECRET_A, ['app.test', '*.wild.test']), service.port),
       );
       await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
-      clients.push(backend(hubPort, work.ca.certPem, await token(SECRET_B, ['bad.test']), service.port));
+      f.clients.push(backend(hubPort, f.work.ca.certPem, await token(SECRET_B, ['bad.test']), service.port));
       await until(() => n.metrics.totals().authFailures >= 1, 10_000, 'the auth failure');
-      await clients.pop()!.close();
+      await f.clients.pop()!.close();
 
       const clientPorts: number[] = [];
       const exchange = (port: number, payload: string) =>

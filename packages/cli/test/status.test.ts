@@ -1,9 +1,8 @@
 import { createServer } from 'node:net';
 import { connect as netConnect, type Socket } from 'node:net';
-import type { BackendClient } from '@nexus-proxy/backend-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createProgram } from '../src/program.js';
-import { type RunningNode, serve } from '../src/serve.js';
+import { serve } from '../src/serve.js';
 import { formatStatus, formatTable, parseAdminAddress, type StatusSnapshot } from '../src/status.js';
 import {
   backend,
@@ -12,8 +11,8 @@ import {
   startService,
   token,
   until,
-  type Workdir,
   writeNodeConfig,
+  LiveNodeFixture,
 } from './_ops-helpers.js';
 
 async function run(args: string[]): Promise<string> {
@@ -124,35 +123,27 @@ describe('parseAdminAddress', () => {
 });
 
 describe('nexus-proxy status', () => {
-  let work: Workdir | undefined;
-  let node: RunningNode | undefined;
-  const clients: BackendClient[] = [];
-  afterEach(async () => {
-    for (const c of clients.splice(0)) await c.close();
-    await node?.close();
-    node = undefined;
-    work?.remove();
-    work = undefined;
-  });
+  const f = new LiveNodeFixture();
+  afterEach(() => f.reset());
 
   it("prints a live node's backends, routes and open streams, without addresses", async () => {
-    work = await createWorkdir();
+    f.work = await createWorkdir();
     const held: Socket[] = [];
     const service = await startService((s) => held.push(s));
     const user: Socket[] = [];
     try {
-      node = await serve({
-        config: writeNodeConfig(work),
+      f.node = await serve({
+        config: writeNodeConfig(f.work),
         admin: '127.0.0.1:0',
         handleSignals: false,
         logLevel: 'silent',
         graceMs: 0,
       });
-      const n = node;
-      clients.push(
+      const n = f.node;
+      f.clients.push(
         backend(
           n.addresses.hub.port,
-          work.ca.certPem,
+          f.work.ca.certPem,
           await token(SECRET_A, ['shop.test', '*.apps.test']),
           service.port,
         ),
