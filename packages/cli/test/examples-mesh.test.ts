@@ -2,18 +2,26 @@
  * Runs examples/mesh the way its README does (`node start.mjs`) in self-test mode: three `nexus-proxy
  * serve` processes mesh over mutual TLS, a `nexus-backend` process attaches a device to node C only, and
  * the example's own client reaches it through A (TLS passthrough) and B (HTTP by Host). Needs the built
- * packages (`npm run build`): the example runs their dist and bin scripts like any user would.
+ * packages (`npm run build`): the example runs their dist and bin scripts like any user would, from a copy
+ * under the OS temp dir (`_examples.ts`).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BUILT,
+  copyExamples,
+  type ExamplesCopy,
+  freePortBase,
+  type Run,
+  runExample as runIn,
+} from './_examples.js';
 
-const EXAMPLE = fileURLToPath(new URL('../../../examples/mesh/', import.meta.url));
-const BUILT = ['../dist/cli.js', '../../core/dist/index.js', '../../backend-client/dist/cli.js'].map((p) =>
-  fileURLToPath(new URL(p, import.meta.url)),
-);
+let copy: ExamplesCopy;
+beforeAll(() => {
+  copy = copyExamples();
+});
+afterAll(() => copy.remove());
+
 /** examples/mesh/ports.mjs: PORT_BASE…PORT_BASE+13, in this order. */
 const PORT_NAMES = [
   'aTls',
@@ -32,57 +40,8 @@ const PORT_NAMES = [
   'serviceHttp',
 ] as const;
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  output: string;
-}
-
-/** Runs `node examples/mesh/start.mjs` with `env` until it exits (killed after `timeoutMs`). */
-function runExample(env: Record<string, string>, timeoutMs = 40_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [`${EXAMPLE}start.mjs`], {
-      cwd: EXAMPLE,
-      env: { ...process.env, EXIT_AFTER_SELFTEST: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, output });
-    });
-  });
-}
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * A base port such that base…base+count-1 are free on 127.0.0.1 right now. Drawn below Linux's default
- * ephemeral range (32768–60999), so outgoing connections of other tests cannot take them in between.
- */
-async function freePortBase(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 10_000 + Math.floor(Math.random() * (32_000 - 10_000 - count));
-    let free = true;
-    for (let i = 0; i < count && free; i++) free = await isFree(base + i);
-    if (free) return base;
-  }
-  throw new Error('no free range of ports found');
-}
+/** Runs `node start.mjs` in the copy of examples/mesh with `env` until it exits. */
+const runExample = (env: Record<string, string>) => runIn(`${copy.dir}mesh/`, 'start.mjs', env, 40_000);
 
 /** Runs the self-test on a free port range; once more on a fresh range if a port was taken meanwhile. */
 async function runSelfTest(): Promise<{ run: Run; ports: Record<(typeof PORT_NAMES)[number], number> }> {
@@ -138,6 +97,6 @@ describe('examples/mesh', () => {
     expect(logged('node-c', 'nexus closed')).toBe(true);
     expect(logged('backend', 'stopped')).toBe(true);
     // The port-shifted copies of the configuration this run wrote were removed.
-    expect(readdirSync(EXAMPLE).filter((f) => f.startsWith(`.port-${ports.aTls}-`))).toEqual([]);
+    expect(readdirSync(`${copy.dir}mesh/`).filter((f) => f.startsWith(`.port-${ports.aTls}-`))).toEqual([]);
   });
 });

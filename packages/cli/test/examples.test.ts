@@ -1,67 +1,20 @@
 /**
  * Runs every example of examples/ the way a reader would (`node <script>`), in its self-test mode: the
  * example makes its own requests through a real node over loopback, prints `SELFTEST OK` and exits 0.
- * Needs the built packages (`npm run build`): the examples import their dist like any user would.
+ * Needs the built packages (`npm run build`): the examples import their dist like any user would. They
+ * run from a copy under the OS temp dir (`_examples.ts`).
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUILT, copyExamples, type ExamplesCopy, freePortBase, runExample as runIn } from './_examples.js';
 
-const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
-const BUILT = ['../dist/cli.js', '../../core/dist/index.js', '../../backend-client/dist/cli.js'].map((p) =>
-  fileURLToPath(new URL(p, import.meta.url)),
-);
+let copy: ExamplesCopy;
+beforeAll(() => {
+  copy = copyExamples();
+});
+afterAll(() => copy.remove());
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  output: string;
-}
-
-/** Runs `node examples/<script>` with `env` until it exits (killed after `timeoutMs`). */
-function runExample(script: string, env: Record<string, string>, timeoutMs = 20_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [`${EXAMPLES}${script}`], {
-      cwd: EXAMPLES,
-      env: { ...process.env, EXIT_AFTER_SELFTEST: '1', LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, output });
-    });
-  });
-}
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A base port such that base…base+count-1 are free on 127.0.0.1 right now. */
-async function freePortBase(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    let free = true;
-    for (let i = 0; i < count && free; i++) free = await isFree(base + i);
-    if (free) return base;
-  }
-  throw new Error('no free range of ports found');
-}
+const runExample = (script: string, env: Record<string, string>) => runIn(copy.dir, script, env);
 
 describe('examples', () => {
   it('are run against built packages', () => {
