@@ -1,7 +1,15 @@
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { request as httpsRequest } from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
-import { MuxSession, type MuxStream } from '@nexus-proxy/mux-protocol';
+import {
+  encodeControlMessage,
+  encodeDataFrame,
+  FrameType,
+  MuxSession,
+  type MuxStream,
+  normalizeStreamId,
+} from '@nexus-proxy/mux-protocol';
 import { SignJWT } from 'jose';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type ClientOptions, WebSocket } from 'ws';
@@ -93,6 +101,17 @@ function backendMux(ws: WebSocket, onStream: (stream: MuxStream) => void): MuxSe
   ws.on('close', () => mux.close('transport_closed'));
   mux.on('stream', (stream) => onStream(stream));
   return mux;
+}
+
+/** Reads a Readable to its end and returns the SHA-256 of what it delivered, and its length. */
+async function drain(stream: MuxStream): Promise<{ sha: string; length: number }> {
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer);
+    length += (chunk as Buffer).length;
+  }
+  return { sha: hash.digest('hex'), length };
 }
 
 describe('BackendHub authentication', () => {
@@ -355,5 +374,50 @@ describe('BackendHub sessions', () => {
     const refused = netConnect({ host: '127.0.0.1', port });
     const [err] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
     expect(err.code).toBe('ECONNREFUSED');
+  });
+});
+
+describe('hub keepalive while the hub itself holds the backend transport paused', () => {
+  it('does not terminate a v1 backend whose session the hub paused for a slow end user', async () => {
+    const { hub, port } = await startHub({ keepalive: { hubPingIntervalMs: 50, hubDeadAfterMs: 300 } });
+    const connected = once(hub, 'backend-connected');
+    const ws = await connectBackend(port, await token(['v1.example.com']));
+    await connected;
+    const disconnects: BackendDisconnectedEvent[] = [];
+    hub.on('backend-disconnected', (e) => disconnects.push(e));
+
+    // A v1 backend: it ignores `connect.credits`, never grants, and answers with 4 MiB unmetered.
+    const payload = Buffer.alloc(32_768);
+    const expected = createHash('sha256');
+    const frames = 128;
+    for (let i = 0; i < frames; i++) {
+      payload.fill(i & 0xff);
+      expected.update(payload);
+    }
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary || data[0] !== FrameType.Control) return;
+      const message = JSON.parse(data.subarray(1).toString('utf8')) as { event: string; client_id: string };
+      if (message.event !== 'connect') return;
+      const id = normalizeStreamId(message.client_id)!;
+      for (let i = 0; i < frames; i++) ws.send(encodeDataFrame(id, Buffer.alloc(32_768, i & 0xff)));
+      ws.send(encodeControlMessage({ event: 'disconnect', client_id: id, reason: 'normal' }));
+    });
+
+    const stream = hub.openStream('v1.example.com', {
+      connPort: 443,
+      clientIp: '192.0.2.7:4000',
+      isTls: true,
+    });
+    expect(stream).toBeDefined();
+    // The end user does not read for three dead-after periods: the hub pauses the WebSocket (§1.5).
+    await vi.waitFor(() => expect(hub.sessions[0]?.stats().transportPaused).toBe(true), { timeout: 5_000 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    // A slow end user is not a dead backend: the session (and every other stream on it) must survive.
+    expect(disconnects).toEqual([]);
+    expect(hub.sessions).toHaveLength(1);
+    // And once the end user reads, every byte arrives.
+    const got = await drain(stream!);
+    expect(got.length).toBe(frames * 32_768);
+    expect(got.sha).toBe(expected.digest('hex'));
   });
 });

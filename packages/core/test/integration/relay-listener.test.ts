@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
@@ -367,5 +367,44 @@ describe('createRelayListener deadlines and budgets', () => {
     await waitFor(() => routed.length === 1);
     expect(routed[0]?.hostname).toBe('byo.example.com');
     await pair.close();
+  });
+});
+
+// A routed socket handed to an asynchronous `onRouted` must have an `'error'` listener while the callee
+// awaits: an end user's reset in that window would otherwise crash the process.
+describe('relay listener with an asynchronous onRouted', () => {
+  it('survives an end-user reset while onRouted is still deciding', async () => {
+    let release!: () => void;
+    const decided = new Promise<void>((r) => {
+      release = r;
+    });
+    let routedSocket: Socket | undefined;
+    const routed = new Promise<void>((resolveRouted) => {
+      const listener = createRelayListener({
+        host: '127.0.0.1',
+        port: 0,
+        mode: 'http',
+        async onRouted(socket) {
+          routedSocket = socket;
+          resolveRouted();
+          await decided;
+          return 'no-route';
+        },
+      });
+      open.push(listener);
+    });
+    const { port } = await open[0]!.listen();
+    const client = connect({ host: '127.0.0.1', port });
+    client.on('error', () => {});
+    await once(client, 'connect');
+    client.write('GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n');
+    await routed;
+    // The end user resets the connection while the owner is still deciding.
+    const closed = new Promise<void>((r) => routedSocket!.once('close', () => r()));
+    client.resetAndDestroy();
+    await closed;
+    release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(routedSocket!.destroyed).toBe(true);
   });
 });

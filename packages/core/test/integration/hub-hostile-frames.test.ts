@@ -1,5 +1,5 @@
 /**
- * RELIABILITY.md item 22 (hostile frames from an authenticated backend) and the hub-side limits a public
+ * docs/reliability.md item 22 (hostile frames from an authenticated backend) and the hub-side limits a public
  * node needs (message size, control rate, streams per session, sessions per node), through a whole node:
  * a raw `ws` backend authenticated with a real token next to a real backend client on the same node.
  */

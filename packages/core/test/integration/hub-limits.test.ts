@@ -1,5 +1,5 @@
 /**
- * Hub hardening through a whole node over wss: a ping flood gets a policy close (1008 `ping-flood`), pings
+ * Hub limits through a whole node over wss: a ping flood gets a policy close (1008 `ping-flood`), pings
  * are still answered below the budget and before authentication, a backend over `maxSessions` gets an
  * event (`backend-refused`), and the token message may be up to `auth.maxTokenBytes` while later messages
  * stay at `maxMessageBytes`.

@@ -1,13 +1,13 @@
 /**
- * RELIABILITY.md items 22 and 25: the control-message validator (`decodeBackendMessage` on `0x02` + JSON)
+ * docs/reliability.md items 22 and 25: the control-message validator (`decodeBackendMessage` on `0x02` + JSON)
  * under structured-but-hostile JSON objects — every field with a random value of a random type (huge and
  * fractional numbers, nested objects, arrays, unicode, `null`), extra fields, prototype keys — checked
  * against an independent oracle of PROTOCOL.md §1.4: a known field of the wrong type is an error, `null` is
  * absent, unknown fields are ignored, known events need a UUID `client_id`; an accepted message carries
- * exactly the typed values sent. The mux-protocol suite only checks that such input never throws.
+ * exactly the typed values sent. `codec-properties.test.ts` only checks that such input never throws.
  * Runs: `FUZZ_RUNS` (default 3 000 per property).
  */
-import { decodeBackendMessage } from '@nexus-proxy/mux-protocol';
+import { decodeBackendMessage } from '../src/index.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 

@@ -1,7 +1,7 @@
-import { EventEmitter } from 'node:events';
-import { decodeTunnelFrame } from '@nexus-proxy/mux-protocol';
+import { EventEmitter, once } from 'node:events';
+import { decodeTunnelFrame, encodeTunnelFrame } from '@nexus-proxy/mux-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { PeerLink } from '../src/peer-link.js';
 
 /** Just enough of a `ws` WebSocket for a PeerLink. */
@@ -50,8 +50,10 @@ function link(options: { intervalMs?: number; timeoutMs?: number } = {}) {
   return { ws, l };
 }
 
-afterEach(() => {
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
   vi.useRealTimers();
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
 describe('PeerLink keepalive', () => {
@@ -146,5 +148,72 @@ describe('PeerLink messages', () => {
     expect(closes).toEqual(['connection_lost']);
     expect(t.closeReason).toBe('connection_lost');
     expect(l.tunnels.closed).toBe(true);
+  });
+});
+
+describe('peer link keepalive while the link itself holds reads paused', () => {
+  it('does not drop a link it paused for a slow tunnel reader, and still detects a dead one after', () => {
+    vi.useFakeTimers();
+    const ws = new FakeWebSocket();
+    const link = new PeerLink(ws as unknown as WebSocket, {
+      id: 'out-1',
+      direction: 'outbound',
+      peer: 'wss://b.mesh.example.com/mesh',
+      keepaliveIntervalMs: 1_000,
+      keepaliveTimeoutMs: 3_000,
+    });
+    const closes: string[] = [];
+    link.on('close', (r) => closes.push(r));
+    const tunnel = link.tunnels.open({
+      connPort: 443,
+      clientIp: '192.0.2.1:1234',
+      hostname: 'app.example.com',
+      isTls: true,
+    })!;
+    // A reference destination that never grants (§2.3 credits are opt-in) answers with 4 MiB; the end
+    // user behind the tunnel does not read yet, so the link pauses its reads.
+    for (let i = 0; i < 128; i++) {
+      const frame = encodeTunnelFrame({
+        type: 'tunnel-data',
+        tunnelId: tunnel.id,
+        payload: Buffer.alloc(32_768, i),
+      });
+      ws.emit('message', Buffer.from(frame), true);
+    }
+    expect(ws.paused).toBe(true);
+    // Paused by us: the peer's pongs cannot be read, which is not the peer's fault.
+    vi.advanceTimersByTime(10_000);
+    expect(closes).toEqual([]);
+    expect(link.closed).toBe(false);
+    // The reader catches up: reads resume, and from then on a silent peer is detected again.
+    let bytes = 0;
+    for (let chunk = tunnel.read(); chunk !== null; chunk = tunnel.read()) bytes += (chunk as Buffer).length;
+    expect(bytes).toBe(128 * 32_768);
+    expect(ws.paused).toBe(false);
+    vi.advanceTimersByTime(3_000);
+    expect(closes).toEqual(['keepalive_timeout']);
+  });
+});
+
+describe('peer link close reason', () => {
+  it('fits a multi-byte reason into the 123-byte close frame instead of throwing', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    cleanups.push(() => new Promise<void>((r) => wss.close(() => r())));
+    await once(wss, 'listening');
+    const accepted = once(wss, 'connection') as Promise<[WebSocket]>;
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`);
+    client.on('error', () => {});
+    cleanups.push(() => client.terminate());
+    const [[server]] = await Promise.all([accepted, once(client, 'open')]);
+    const link = new PeerLink(server, { id: 'in-1', direction: 'inbound', peer: 'b.mesh.example.com' });
+    const gotClose = new Promise<{ code: number; reason: Buffer }>((r) =>
+      client.once('close', (code, reason) => r({ code, reason })),
+    );
+    // 100 × 'é' is 200 bytes of UTF-8 but only 100 UTF-16 units.
+    expect(() => link.close('é'.repeat(100))).not.toThrow();
+    const { code, reason } = await gotClose;
+    expect(code).toBe(1001);
+    expect(reason.length).toBeLessThanOrEqual(123);
+    expect(reason.toString('utf8')).toBe('é'.repeat(61));
   });
 });

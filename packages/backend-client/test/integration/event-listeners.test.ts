@@ -1,16 +1,16 @@
 /**
- * Review finding: a `'stream-open'` / `'stream-close'` listener that throws runs inside the WebSocket's
+ * A `'stream-open'` / `'stream-close'` listener that throws runs inside the WebSocket's
  * message handler; it must not crash the device or cost the end user its stream.
  */
 import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 
 vi.setConfig({ hookTimeout: 8_000 });
-import { type BackendClient, createBackendClient } from '../src/backend-client.js';
-import type { BackendClientOptions } from '../src/client-options.js';
-import { resolvePortMappings } from '../src/port-mappings.js';
-import { startLocalService, waitFor } from './integration/helpers.js';
-import { makeCertificate, TestHub } from './integration/test-hub.js';
+import { type BackendClient, createBackendClient } from '../../src/backend-client.js';
+import type { BackendClientOptions } from '../../src/client-options.js';
+import { resolvePortMappings } from '../../src/port-mappings.js';
+import { startLocalService, waitFor } from './helpers.js';
+import { makeCertificate, TestHub } from './test-hub.js';
 
 const cert = makeCertificate();
 const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.eyJob3N0bmFtZXMiOlsiYXBwLmV4YW1wbGUuY29tIl19.c2ln';

@@ -1,5 +1,5 @@
 /**
- * RELIABILITY.md items 20 (hostile sniffing input) and 21 (slowloris), and the relay-side limits a public
+ * docs/reliability.md items 20 (hostile sniffing input) and 21 (slowloris), and the relay-side limits a public
  * node needs (concurrent sniffs, connections per source IP, ClientHello / HTTP head caps), through the
  * relay listeners of a whole node (`createNexus`) with a real backend client behind it. Sniff deadlines are
  * configured short (hundreds of ms) so the deadline behaviour runs on the real clock.

@@ -1,5 +1,5 @@
 /**
- * Review finding: an observer of the node's events (metrics, embedding code) that throws must not cost an
+ * An observer of the node's events (metrics, embedding code) that throws must not cost an
  * end user its connection, leak a backend stream, or crash the process.
  */
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * RELIABILITY.md item 23 (hostile backend tokens), through the real hub of a whole node over wss: each
+ * docs/reliability.md item 23 (hostile backend tokens), through the real hub of a whole node over wss: each
  * token is sent as the first message of a raw WebSocket and must be refused with close 1008 and a clear
  * reason (plus an `auth-failed` event), or accepted. The "token after 11 s" case uses a short
  * `limits.authTimeoutMs` (300 ms) instead of faking the clock under real TLS sockets.

@@ -1,5 +1,5 @@
 /**
- * RELIABILITY.md items 13 (silent dead peer) and 14 (reconnect storm), through a whole node: `createNexus`,
+ * docs/reliability.md items 13 (silent dead peer) and 14 (reconnect storm), through a whole node: `createNexus`,
  * real backend clients over wss, and the fault proxy between them. Keepalive deadlines are configured short
  * (hundreds of ms) instead of faking the clock: TLS, WebSockets and jittered backoff all run on real time.
  * The peer-link case of item 13 is in `mesh.test.ts` ("detects a black-holed link by keepalive").
