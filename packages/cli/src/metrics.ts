@@ -1,13 +1,14 @@
 /**
  * Prometheus metrics of a node, fed only by the node's events and `stats()` snapshots (core has no metrics
  * dependency). Every metric lives in its own `Registry`, so embedding the CLI never touches prom-client's
- * global one. No label ever carries an end user's address, and label values are bounded: `route` is a
- * registered hostname pattern (anything else is `other`), reasons are capped per metric.
+ * global one. No label ever carries an end user's address, and label values are bounded: `route` is the
+ * hostname pattern the node's routing decision matched (`stream-open` carries it; past the cap, `other`),
+ * reasons are capped per metric.
  */
 import type { Nexus, NexusEvents, StreamOpenEvent } from '@nexus-proxy/core';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-/** Label value for hostnames that match no registered route and for values over a cardinality cap. */
+/** Label value for values over a cardinality cap. */
 export const OTHER_LABEL = 'other';
 /** Most distinct `route` label values. Default: `1_000`. */
 export const DEFAULT_MAX_ROUTE_LABELS = 1_000;
@@ -33,7 +34,7 @@ export interface OpenStreamInfo {
   id: string;
   /** Hostname the end user asked for (SNI or Host). */
   hostname: string;
-  /** The registered pattern it matched, or `other`. */
+  /** The routing table pattern it matched (from `stream-open`), or `other` past the label cap. */
   route: string;
   /** Relay port. */
   port: number;
@@ -85,12 +86,6 @@ class BoundedLabel {
   }
 }
 
-/** The `*.suffix` pattern a name can match: a wildcard covers exactly one label (PROTOCOL.md §3). */
-function wildcardOf(host: string): string | undefined {
-  const dot = host.indexOf('.');
-  return dot > 0 && host.indexOf('.', dot + 1) !== -1 ? `*.${host.slice(dot + 1)}` : undefined;
-}
-
 /** Attaches metrics to `nexus` (before `listen()`, so no stream is missed). */
 export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = {}): NexusMetrics {
   const registry = options.registry ?? new Registry();
@@ -101,8 +96,6 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
 
   const open = new Map<string, OpenStreamInfo>();
-  /** Patterns each peer link announces (from `routes-changed`), to label tunnelled streams. */
-  const peerPatterns = new Map<string, ReadonlySet<string>>();
   const totals: NexusTotals = {
     streamsOpened: 0,
     streamsClosed: 0,
@@ -111,19 +104,6 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
     routeMisses: 0,
     sniffFailures: 0,
     authFailures: 0,
-  };
-
-  const routeOf = (hostname: string, via: StreamOpenEvent['via']): string => {
-    const host = hostname.toLowerCase();
-    const wildcard = wildcardOf(host);
-    const served = (pattern: string): boolean => {
-      if (via === 'local') return nexus.routes.localPool(pattern) !== undefined;
-      for (const set of peerPatterns.values()) if (set.has(pattern)) return true;
-      return false;
-    };
-    // Same order as the routing table: exact before wildcard. localPool() does not advance the rotation.
-    const pattern = served(host) ? host : wildcard !== undefined && served(wildcard) ? wildcard : undefined;
-    return pattern === undefined ? OTHER_LABEL : routeLabels.of(pattern);
   };
 
   new Gauge({
@@ -290,7 +270,8 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
       authFailures.inc({ reason: authReason.of(e.reason) });
     },
     'stream-open': (e) => {
-      const route = routeOf(e.hostname, e.via);
+      // The pattern the node's routing decision matched (bounded: past the cap, `other`).
+      const route = routeLabels.of(e.route);
       open.set(e.id, {
         id: e.id,
         hostname: e.hostname,
@@ -321,13 +302,6 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
     'sniff-failed': (e) => {
       totals.sniffFailures++;
       sniffFailures.inc({ reason: sniffReason.of(String(e.reason)) });
-    },
-    'routes-changed': (e) => {
-      if (e.hostnames.length === 0) peerPatterns.delete(e.linkId);
-      else peerPatterns.set(e.linkId, new Set(e.hostnames));
-    },
-    'peer-disconnected': (e) => {
-      peerPatterns.delete(e.linkId);
     },
     'peer-refused': (e) => peerRefused.inc({ reason: refusedReason.of(e.reason) }),
     // One fixed reason today (`max-sessions`): no cardinality cap needed.

@@ -114,12 +114,9 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
     kind: 'local' as const,
     targets: nexus.routes.localPool(pattern)?.size ?? 0,
   }));
+  for (const { pattern, links } of nexus.routes.peerRoutes())
+    routes.push({ pattern, kind: 'peer', targets: links });
   const links = nexus.mesh?.links() ?? [];
-  const peerRoutes = new Map<string, number>();
-  for (const link of links) for (const p of link.routes) peerRoutes.set(p, (peerRoutes.get(p) ?? 0) + 1);
-  for (const [pattern, targets] of [...peerRoutes].sort(([a], [b]) => a.localeCompare(b))) {
-    routes.push({ pattern, kind: 'peer', targets });
-  }
   const open = metrics.openStreams();
   return {
     version: sources.version,

@@ -37,47 +37,34 @@ function fakeNexus(): Nexus & EventEmitter & { table: RoutingTable<object> } {
   }) as unknown as Nexus & EventEmitter & { table: RoutingTable<object> };
 }
 
-const streamEvent = (id: string, hostname: string, via: 'local' | 'peer' = 'local') => ({
+/** A `stream-open` payload as the node emits it: with the pattern its routing decision matched. */
+const streamEvent = (id: string, hostname: string, via: 'local' | 'peer' = 'local', route = hostname) => ({
   id,
   hostname,
   port: 443,
   isTls: true,
   via,
+  route,
 });
 
 describe('createNexusMetrics', () => {
-  it('labels streams with the registered pattern, wildcard included, and anything else as other', async () => {
+  it('labels streams with the pattern the node matched, wildcard included, and keeps no route state', async () => {
     const nexus = fakeNexus();
     const metrics = createNexusMetrics(nexus, { defaultMetrics: false });
-    nexus.table.addLocal('app.test', {});
-    nexus.table.addLocal('*.wild.test', {});
+    // The labels come from the events alone: the routing table of the stand-in stays empty.
     nexus.emit('stream-open', streamEvent('1', 'app.test'));
-    nexus.emit('stream-open', streamEvent('2', 'a.wild.test'));
-    nexus.emit('stream-open', streamEvent('3', 'a.b.wild.test')); // a wildcard covers one label
-    nexus.emit('routes-changed', {
-      linkId: 'l1',
-      peer: 'p',
-      direction: 'outbound',
-      hostnames: ['far.test'],
-      version: 1,
-    });
+    nexus.emit('stream-open', streamEvent('2', 'a.wild.test', 'local', '*.wild.test'));
     nexus.emit('stream-open', streamEvent('4', 'far.test', 'peer'));
     const text = await metrics.metrics();
     expect(sample(text, 'nexus_streams_opened_total{route="app.test",via="local"}')).toBe(1);
     expect(sample(text, 'nexus_streams_opened_total{route="*.wild.test",via="local"}')).toBe(1);
-    expect(sample(text, `nexus_streams_opened_total{route="${OTHER_LABEL}",via="local"}`)).toBe(1);
-    expect(metrics.openStreams().map((s) => s.route)).toEqual([
-      'app.test',
-      '*.wild.test',
-      'other',
-      'far.test',
-    ]);
+    expect(sample(text, `nexus_streams_opened_total{route="${OTHER_LABEL}",via="local"}`)).toBeUndefined();
+    expect(metrics.openStreams().map((s) => s.route)).toEqual(['app.test', '*.wild.test', 'far.test']);
     expect(sample(text, 'nexus_streams_opened_total{route="far.test",via="peer"}')).toBe(1);
-    expect(sample(text, 'nexus_streams_open{via="local"}')).toBe(3);
+    expect(sample(text, 'nexus_streams_open{via="local"}')).toBe(2);
     expect(sample(text, 'nexus_streams_open{via="peer"}')).toBe(1);
-    expect(text).not.toContain('a.b.wild.test');
-    // The route label is kept from the open, even when the backend left before the close.
-    nexus.table.removeTarget(nexus.table.localPool('app.test')!.pick()!);
+    expect(text).not.toContain('a.wild.test"');
+    // The route label is kept from the open.
     nexus.emit('stream-close', {
       ...streamEvent('1', 'app.test'),
       reason: 'completed',
@@ -91,10 +78,10 @@ describe('createNexusMetrics', () => {
     expect(sample(after, 'nexus_stream_bytes_sent_total{route="app.test"}')).toBe(20);
     expect(sample(after, 'nexus_stream_duration_seconds_bucket{le="5"}')).toBe(1);
     expect(sample(after, 'nexus_stream_duration_seconds_bucket{le="1"}')).toBe(0);
-    expect(metrics.openStreams().map((s) => s.id)).toEqual(['2', '3', '4']);
+    expect(metrics.openStreams().map((s) => s.id)).toEqual(['2', '4']);
     metrics.close();
     nexus.emit('stream-open', streamEvent('5', 'app.test'));
-    expect(metrics.openStreams()).toHaveLength(3); // detached
+    expect(metrics.openStreams()).toHaveLength(2); // detached
   });
 
   it('caps route and reason label values', async () => {

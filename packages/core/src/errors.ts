@@ -149,15 +149,30 @@ export class AuthError extends NexusError {
   }
 }
 
-/** No local backend and no peer serves `hostname`. */
-export class NoRouteError extends NexusError {
-  /** The normalised hostname that had no route. */
-  readonly hostname: string;
+/** Why there is no route for a hostname. */
+export type NoRouteReason =
+  /** The name is not a valid hostname (it never matches anything). */
+  | 'invalid-hostname'
+  /** No local backend and no peer serves the name. */
+  | 'no-route'
+  /** Peers announce the name, but none of their links took the tunnel (closing, or at its tunnel limit). */
+  | 'peers-unavailable';
 
-  constructor(hostname: string, options?: NexusErrorOptions) {
-    super(NexusErrorCode.NoRoute, `no route for ${hostname}`, options);
+/** No local backend and no peer serves `hostname` (or none that could take the connection). */
+export class NoRouteError extends NexusError {
+  /** The normalised hostname that had no route (as given when it was not a valid hostname). */
+  readonly hostname: string;
+  readonly reason: NoRouteReason;
+
+  constructor(hostname: string, reason: NoRouteReason = 'no-route', options?: NexusErrorOptions) {
+    super(
+      NexusErrorCode.NoRoute,
+      reason === 'no-route' ? `no route for ${hostname}` : `no route for ${hostname} (${reason})`,
+      options,
+    );
     this.name = 'NoRouteError';
     this.hostname = hostname;
+    this.reason = reason;
   }
 
   static override is(value: unknown): value is NoRouteError {

@@ -21,7 +21,7 @@ import { DEFAULT_MAX_TOKEN_BYTES } from './auth.js';
 import { AuthError, LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { HubTlsContext } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
-import type { RoutingTable } from './routing-table.js';
+import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
 /** The hub's WebSocket path (PROTOCOL.md §1.1). */
 export const HUB_PATH = '/connect';
@@ -292,20 +292,26 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   }
 
   /**
-   * Open a stream for `hostname` on a local backend picked by weighted round robin. Returns `undefined`
-   * when no local backend serves it (a route miss: try peers, or close with `no-route`). A backend at
-   * `maxStreamsPerSession` open streams or `maxPendingConnects` unanswered ones is skipped; when every
-   * backend of the pool is, throws `LimitError('maxStreamsPerSession')` (close with `stream-limit`) or
-   * `LimitError('maxPendingConnects')` (close with `pending-limit`).
+   * Open a stream for `hostname` on a local backend picked by weighted round robin: the routing table's
+   * decision, then {@link BackendHub.openRouted}. Returns `undefined` when no local backend serves it
+   * (peer routes are not this block's business).
    */
   openStream(hostname: string, init: HubStreamInit): MuxStream | undefined {
-    if (!this.routes.hasLocal(hostname)) return undefined;
-    const first = this.routes.lookup(hostname);
-    if (first === undefined || first.kind !== 'local') return undefined;
-    const pool = this.routes.localPool(first.pattern);
-    const tries = Math.max(1, pool?.size ?? 1);
+    const route = this.routes.resolve(hostname);
+    return route.kind === 'local' ? this.openRouted(route, init) : undefined;
+  }
+
+  /**
+   * Open a stream on a backend of the pool a routing decision chose, picked by weighted round robin. A
+   * backend at `maxStreamsPerSession` open streams or `maxPendingConnects` unanswered ones is skipped;
+   * when every backend of the pool is, throws `LimitError('maxStreamsPerSession')` (close with
+   * `stream-limit`) or `LimitError('maxPendingConnects')` (close with `pending-limit`).
+   */
+  openRouted(route: LocalPoolRoute<BackendSession>, init: HubStreamInit): MuxStream {
+    const { pool, hostname } = route;
+    const tries = Math.max(1, pool.size);
     const maxPending = this.#options.limits?.maxPendingConnects ?? DEFAULT_MAX_PENDING_CONNECTS;
-    let session: BackendSession | undefined = first.target;
+    let session: BackendSession | undefined = pool.pick();
     let limitError: unknown;
     const tried = new Set<BackendSession>();
     for (let i = 0; i < tries && session !== undefined; i++) {
@@ -322,7 +328,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
           }
         }
       }
-      session = pool?.pick();
+      session = pool.pick();
     }
     throw LimitError.is(limitError) ? limitError : new LimitError('maxStreamsPerSession');
   }

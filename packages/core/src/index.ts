@@ -101,7 +101,7 @@ export {
   parseListenAddress,
   resolveNexusConfig,
 } from './config.js';
-export type { NexusErrorOptions } from './errors.js';
+export type { NexusErrorOptions, NoRouteReason } from './errors.js';
 export {
   AcmeError,
   AuthError,
@@ -139,7 +139,7 @@ export { noopLogger } from './logger.js';
 // Mesh
 export type {
   LocalStreamInit,
-  OpenTunnelInit,
+  OpenLocalStream,
   PeerLinkInfo,
   PeerLinkSnapshot,
   PeerMeshEvents,
@@ -192,9 +192,11 @@ export type {
   StreamOpenEvent,
 } from './nexus.js';
 export { createNexus, DEFAULT_CLOSE_GRACE_MS } from './nexus.js';
+export type { OpenedRoute } from './node-dispatch.js';
+export { openRoute } from './node-dispatch.js';
 export type { NexusReloadResult } from './nexus.js';
-export type { RelayEndReason, RelayHandle, RelayOptions, RelayStats } from './relay.js';
-export { DEFAULT_RELAY_IDLE_TIMEOUT_MS, relayConnection } from './relay.js';
+export type { MuxStreamLike, RelayEndReason, RelayHandle, RelayOptions, RelayStats } from './relay.js';
+export { DEFAULT_RELAY_IDLE_TIMEOUT_MS, relayConnection, relayMuxStream } from './relay.js';
 // Listeners
 export type {
   RelayCloseEvent,
@@ -206,10 +208,16 @@ export type {
 export { createRelayListener } from './relay-listener.js';
 // Routing
 export type {
+  LocalPoolRoute,
   LocalRoute,
   LocalRouteInit,
+  NoRoute,
+  PeerLinksRoute,
   PeerRoute,
+  PeerRouteSummary,
   Route,
+  RouteDecision,
+  RouteMatch,
   RoutingTableOptions,
   RoutingTableStats,
 } from './routing-table.js';

@@ -4,7 +4,8 @@
  *
  * `PeerMesh` owns the peer listener (`/mesh`, its own port or a shared https server through
  * `handleUpgrade`), one dialer per configured peer URL, every link, the announce bookkeeping, the peer
- * routes in the node's routing table, and tunnel open (origin) / accept (destination).
+ * routes in the node's routing table, and tunnel open (origin) / accept (destination). Its options and
+ * events are in `mesh-options.ts`, both ends of a tunnel in `mesh-tunnels.ts`.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -13,167 +14,58 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket, TlsOptions } from 'node:tls';
-import type { MuxStream, TunnelRequestMessage } from '@nexus-proxy/mux-protocol';
-import { normalizeHostname } from '@nexus-proxy/sni';
+import type { MuxStream } from '@nexus-proxy/mux-protocol';
 import { WebSocket, WebSocketServer } from 'ws';
 import { InvalidConfigError } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
+import {
+  BACKOFF_RESET_AFTER_MS,
+  backoffDelay,
+  DEFAULT_PEER_CONNECT_TIMEOUT,
+  DEFAULT_PEER_LISTEN_PORT,
+  DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
+  DEFAULT_PEER_RECONNECT_JITTER,
+  DEFAULT_PEER_RECONNECT_MAX_DELAY,
+  MAX_PEER_WS_PAYLOAD,
+  MESH_PATH,
+  nonNegative,
+  optionalNonNegative,
+  PEER_REMOVED_REASON,
+  type PeerKeepaliveOptions,
+  type PeerLinkInfo,
+  type PeerLinkSnapshot,
+  type PeerMeshEvents,
+  type PeerMeshOptions,
+  type PeerTrustOptions,
+  type ResolvedReconnect,
+  validatePeerUrls,
+} from './mesh-options.js';
+import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator } from './peer-auth.js';
-import { PeerLink, type PeerLinkCloseReason, type PeerLinkDirection } from './peer-link.js';
-import { relayConnection } from './relay.js';
-import type { RoutingTable } from './routing-table.js';
-import type { TunnelSessionStats } from './tunnel-session.js';
+import { PeerLink, type PeerLinkDirection } from './peer-link.js';
+import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 
-/** Path of the peer WebSocket endpoint (PROTOCOL.md §2.1). */
-export const MESH_PATH = '/mesh';
-/** Port of the reference peer listener (`peerListenAddress: ":8444"`). */
-export const DEFAULT_PEER_LISTEN_PORT = 8444;
-/** First reconnect delay of a peer dialer: `1_000` ms. */
-export const DEFAULT_PEER_RECONNECT_INITIAL_DELAY = 1_000;
-/** Largest reconnect delay of a peer dialer (before jitter): `60_000` ms. */
-export const DEFAULT_PEER_RECONNECT_MAX_DELAY = 60_000;
-/** Relative reconnect jitter: `0.25` (±25 %, PROTOCOL.md §1.6). */
-export const DEFAULT_PEER_RECONNECT_JITTER = 0.25;
-/** Time allowed for a dial (TCP + TLS + WebSocket handshake): `10_000` ms. */
-export const DEFAULT_PEER_CONNECT_TIMEOUT = 10_000;
-/** Largest WebSocket message accepted on a peer link: 4 MiB (a large announce; frames are ≤ 32 785 B). */
-const MAX_PEER_WS_PAYLOAD = 4 * 1024 * 1024;
-/** A link that stayed up this long resets its dialer's backoff, in ms. */
-const BACKOFF_RESET_AFTER_MS = 10_000;
-/** Close reason of an outbound link whose peer URL was removed by {@link PeerMesh.setPeers}. */
-export const PEER_REMOVED_REASON = 'peer_removed';
-
-/** What the destination knows about a tunnelled end user (the local stream's `connect` fields). */
-export interface LocalStreamInit {
-  /** The origin node's relay port the end user connected to. */
-  connPort: number;
-  /** End user's `ip:port`. */
-  clientIp: string;
-  /** True when the stream began with a TLS ClientHello. */
-  isTls: boolean;
-}
-
-/** Options of {@link PeerMesh.openTunnel}. */
-export interface OpenTunnelInit extends LocalStreamInit {
-  /**
-   * Links to try, in order (e.g. `PeerRoute.linkIds` from a lookup already made). Default: the links a
-   * fresh `routes.lookup(hostname)` returns when it is a peer route.
-   */
-  linkIds?: readonly string[];
-}
-
-/** Reconnect backoff of the peer dialers. */
-export interface PeerReconnectOptions {
-  /** First delay, ms. Default: `1_000`. */
-  initialDelayMs?: number;
-  /** Largest delay before jitter, ms. Default: `60_000`. */
-  maxDelayMs?: number;
-  /** Growth per failed attempt. Default: `2`. */
-  factor?: number;
-  /** Relative jitter in [0, 1). Default: `0.25`. */
-  jitter?: number;
-}
-
-/** Options of {@link PeerMesh}. */
-export interface PeerMeshOptions {
-  /** The node's routing table: local patterns are announced, peer routes are written into it. */
-  routes: RoutingTable<unknown, string>;
-  /** The hub certificate: served by the peer listener and presented as client certificate when dialling. */
-  tls: HubTlsContext;
-  /** `peerAuthentication.trustedDomainSuffixes`; at least one. See `PeerAuthenticatorOptions`. */
-  trustedDomainSuffixes: readonly string[];
-  /** Extra trusted CAs, PEM (the contents of `peerAuthentication.caFile`). Default: none. */
-  ca?: string | readonly string[];
-  /** Also trust Node's bundled root CAs. Default: `true`. */
-  systemCa?: boolean;
-  /** Peer URLs to dial, `wss://host:port/mesh`. Default: none. */
-  peers?: readonly string[];
-  /**
-   * Destination side: opens a stream to a local backend for a tunnel (the hub's `openStream`). Returning
-   * `undefined` (no local backend) answers the tunnel with `0x12` at once. Never consults peers: tunnels
-   * are one hop. Default: none (every tunnel is refused).
-   */
-  openLocalStream?: (hostname: string, init: LocalStreamInit) => Duplex | undefined;
-  /** Idle timeout of tunnels relayed to local backends, ms; `0` = off. Default: `0`. */
-  idleTimeoutMs?: number;
-  /** Ping interval on every link, ms. Default: `10_000`. */
-  keepaliveIntervalMs?: number;
-  /** A link silent for this long is dropped, ms. Default: `30_000`. */
-  keepaliveTimeoutMs?: number;
-  /** Dialer backoff. */
-  reconnect?: PeerReconnectOptions;
-  /** Time allowed for one dial, ms. Default: `10_000`. */
-  connectTimeoutMs?: number;
-  /** Tunnel receive window per tunnel, frames. Default: `64`. */
-  tunnelWindow?: number;
-  /** Tunnel grant batch, frames. Default: `8`. */
-  tunnelGrantBatch?: number;
-  /** Most tunnels per link. Default: `10_000`. */
-  maxTunnelsPerLink?: number;
-  /** Link `bufferedAmount` above which TUNNEL_DATA waits, bytes. Default: 1 MiB. */
-  linkHighWaterMark?: number;
-  /** Logger; a child with `component: 'mesh'` is used. Default: no-op. */
-  logger?: Logger;
-  /** Random source for backoff jitter, [0, 1). Default: `Math.random`. */
-  random?: () => number;
-}
-
-/** What {@link PeerMesh.setTrust} replaces: who may join through the peer listener. */
-export interface PeerTrustOptions {
-  /** `peerAuthentication.trustedDomainSuffixes`; at least one. See `PeerAuthenticatorOptions`. */
-  trustedDomainSuffixes: readonly string[];
-  /** Extra trusted CAs, PEM (the contents of `peerAuthentication.caFile`). Default: none. */
-  ca?: string | readonly string[];
-}
-
-/** What {@link PeerMesh.setKeepalive} replaces; an omitted field keeps its value. */
-export interface PeerKeepaliveOptions {
-  /** Ping interval on every link, ms; `0` = no pings. */
-  keepaliveIntervalMs?: number;
-  /** A link silent for this long is dropped, ms; `0` = never. */
-  keepaliveTimeoutMs?: number;
-}
-
-/** A link as reported by events and {@link PeerMesh.links}. */
-export interface PeerLinkInfo {
-  /** The routing table's key for this link. */
-  linkId: string;
-  /** Matched certificate name (inbound) or dialled URL (outbound). */
-  peer: string;
-  direction: PeerLinkDirection;
-}
-
-/** A snapshot of one link. */
-export interface PeerLinkSnapshot extends PeerLinkInfo {
-  /** When the link was established (ms since the epoch). */
-  openedAt: number;
-  /** Version of the last accepted announce, if any. */
-  lastAnnounceVersion: number | undefined;
-  /** Routes learned on this link, sorted. */
-  routes: string[];
-  /** Tunnel counters. */
-  tunnels: TunnelSessionStats;
-}
-
-/** Events of {@link PeerMesh}. */
-export interface PeerMeshEvents {
-  /** A link was established (either direction). */
-  'peer-connected': [info: PeerLinkInfo];
-  /** A link ended; its routes are already gone and its tunnels closed. */
-  'peer-disconnected': [info: PeerLinkInfo & { reason: PeerLinkCloseReason }];
-  /** The routes learned on a link changed (an announce, or the link died: `hostnames` is empty). */
-  'routes-changed': [change: PeerLinkInfo & { hostnames: string[]; version: number | undefined }];
-  /** A peer was refused at the listener (before any message was read). */
-  'peer-refused': [event: { remoteAddress: string | undefined; reason: string }];
-}
-
-interface ResolvedReconnect {
-  initialDelayMs: number;
-  maxDelayMs: number;
-  factor: number;
-  jitter: number;
-}
+export {
+  backoffDelay,
+  DEFAULT_PEER_CONNECT_TIMEOUT,
+  DEFAULT_PEER_LISTEN_PORT,
+  DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
+  DEFAULT_PEER_RECONNECT_JITTER,
+  DEFAULT_PEER_RECONNECT_MAX_DELAY,
+  MESH_PATH,
+  PEER_REMOVED_REASON,
+} from './mesh-options.js';
+export type {
+  PeerKeepaliveOptions,
+  PeerLinkInfo,
+  PeerLinkSnapshot,
+  PeerMeshEvents,
+  PeerMeshOptions,
+  PeerReconnectOptions,
+  PeerTrustOptions,
+} from './mesh-options.js';
+export type { LocalStreamInit, OpenLocalStream } from './mesh-tunnels.js';
 
 /** One configured peer URL, dialled until the mesh closes or `setPeers` removes it. */
 class PeerDialer {
@@ -455,36 +347,14 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   }
 
   /**
-   * Origin: opens a tunnel for `hostname` to a peer announcing it (round robin among those peers).
-   * Returns the tunnel as a `Duplex` (write the prelude first, then relay the end user with
-   * `relayConnection`), or `undefined` when no open link announces the route. If the destination has no
-   * backend after all, it closes the tunnel at once and the stream ends (EOF) without data.
+   * Origin: opens a tunnel on a routing decision (`RoutingTable.resolve` answered with peer links),
+   * trying its links in their rotation order. Returns the tunnel (relay the end user with
+   * `relayMuxStream`, the sniffed prelude first), or `undefined` when none of the links is open or takes
+   * it. If the destination has no backend after all, it closes the tunnel at once and the stream ends
+   * (EOF) without data.
    */
-  openTunnel(hostname: string, init: OpenTunnelInit): MuxStream | undefined {
-    if (this.#closed) return undefined;
-    const host = normalizeHostname(hostname);
-    if (host === undefined) return undefined;
-    let linkIds = init.linkIds;
-    if (linkIds === undefined) {
-      const route = this.#routes.lookup(host);
-      if (route?.kind !== 'peer') return undefined;
-      linkIds = route.linkIds;
-    }
-    for (const id of linkIds) {
-      const link = this.#links.get(id);
-      if (link === undefined || link.closed) continue;
-      const stream = link.tunnels.open({
-        connPort: init.connPort,
-        clientIp: init.clientIp,
-        hostname: host,
-        isTls: init.isTls,
-      });
-      if (stream !== undefined) {
-        this.#log.debug({ hostname: host, linkId: id, tunnelId: stream.id }, 'tunnel opened');
-        return stream;
-      }
-    }
-    return undefined;
+  openTunnel(route: PeerLinksRoute<string>, init: LocalStreamInit): MuxStream | undefined {
+    return this.#closed ? undefined : openTunnel(this.#links, route, init, this.#log);
   }
 
   /** A snapshot of every open link. */
@@ -551,7 +421,13 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       this.#log.info({ ...info, version: message.version, routes: hostnames.length }, 'peer routes updated');
       this.emit('routes-changed', { ...info, hostnames, version: message.version });
     });
-    link.on('tunnel-request', (request) => this.#onTunnelRequest(link, request));
+    link.on('tunnel-request', (request) =>
+      acceptTunnel(link, request, {
+        openLocalStream: this.#closed ? undefined : this.#openLocalStream,
+        idleTimeoutMs: this.#idleTimeoutMs,
+        log: this.#log,
+      }),
+    );
     link.once('close', (reason) => {
       this.#links.delete(id);
       // §2.2: every route learned on a dead link goes at once, wildcards included.
@@ -566,57 +442,6 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#log.info(info, 'peer link established');
     this.emit('peer-connected', info);
     return link;
-  }
-
-  /**
-   * Destination side of a tunnel: relay it to a local backend, or answer `0x12` at once. Only local
-   * backends are asked — a tunnel is never forwarded to a third node (one hop, §2.3).
-   */
-  #onTunnelRequest(link: PeerLink, request: TunnelRequestMessage): void {
-    const host = normalizeHostname(request.hostname);
-    let local: Duplex | undefined;
-    if (host !== undefined && this.#openLocalStream !== undefined && !this.#closed) {
-      try {
-        local = this.#openLocalStream(host, {
-          connPort: request.conn_port,
-          clientIp: request.client_ip,
-          isTls: request.is_tls,
-        });
-      } catch (err) {
-        this.#log.error({ err, hostname: host }, 'openLocalStream threw');
-        local = undefined;
-      }
-    }
-    if (local === undefined) {
-      // RELIABILITY.md item 16: the reference ignores the request and the origin streams into the void.
-      this.#log.info(
-        { linkId: link.id, tunnelId: request.client_id, hostname: request.hostname },
-        'no local backend for tunnel: closing it',
-      );
-      link.tunnels.refuse(request.client_id);
-      return;
-    }
-    const tunnel = link.tunnels.accept(request);
-    if (tunnel === undefined) {
-      local.destroy();
-      return;
-    }
-    const localStream = local;
-    // Both directions close through a graceful disconnect that flushes what was written first:
-    // the backend finished → 0x12 after the last byte; the origin closed → disconnect the backend stream.
-    localStream.once('end', () => tunnel.disconnect('normal'));
-    tunnel.once('end', () => {
-      const disconnect = (localStream as { disconnect?: (reason?: string) => void }).disconnect;
-      if (typeof disconnect === 'function') disconnect.call(localStream, 'normal');
-    });
-    relayConnection(tunnel, localStream, {
-      idleTimeoutMs: this.#idleTimeoutMs,
-      onClose: (stats) =>
-        this.#log.debug(
-          { linkId: link.id, tunnelId: tunnel.id, hostname: host, ...stats, error: stats.error?.message },
-          'tunnel relay ended',
-        ),
-    });
   }
 
   // ───────────────────────────── dialers ─────────────────────────────
@@ -698,50 +523,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   }
 }
 
-/**
- * Reconnect delay for attempt `attempt` (0-based): `min(max, initial · factor^attempt)` scaled by a
- * uniform factor in [1 − jitter, 1 + jitter], so nodes that lost the same peer do not redial in step.
- */
-export function backoffDelay(
-  attempt: number,
-  options: ResolvedReconnect,
-  random: () => number = Math.random,
-): number {
-  const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** Math.max(0, attempt));
-  return Math.max(0, Math.round(base * (1 + options.jitter * (2 * random() - 1))));
-}
-
 function infoOf(link: PeerLink): PeerLinkInfo {
   return { linkId: link.id, peer: link.peer, direction: link.direction };
-}
-
-function nonNegative(path: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidConfigError(path, 'must be a number ≥ 0');
-  }
-  return value;
-}
-
-function optionalNonNegative(path: string, value: number | undefined): number | undefined {
-  return value === undefined ? undefined : nonNegative(path, value, 0);
-}
-
-/** Validates and normalises peer URLs (duplicates kept: each is one link). */
-function validatePeerUrls(urls: readonly string[]): string[] {
-  return urls.map((url, i) => validatePeerUrl(url, i));
-}
-
-function validatePeerUrl(url: string, index: number): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new InvalidConfigError(`peers[${index}]`, 'must be a URL such as wss://peer.example.com:8444/mesh');
-  }
-  if (parsed.protocol !== 'wss:')
-    throw new InvalidConfigError(`peers[${index}]`, 'must use wss:// (mutual TLS)');
-  return parsed.toString();
 }
 
 function pathOf(url: string | undefined): string {

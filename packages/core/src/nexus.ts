@@ -1,7 +1,6 @@
 /**
  * `createNexus(config)`: wires the building blocks of a node — routing table, hub, relay listeners, hub TLS
- * (files or ACME) — and returns a handle. It holds no routing or protocol logic of its own beyond the choice
- * of where a sniffed connection goes (the ACME challenge, a local backend, or nowhere).
+ * (files or ACME) — and returns a handle. Where a sniffed connection goes is `node-dispatch.ts`'s business.
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -10,6 +9,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { answerAcmeChallenge } from './_acme-challenge.js';
 import { AcmeCertificateManager, type AcmeFailedEvent, type AcmeIssuedEvent } from './acme.js';
 import { verifyBackendToken } from './auth.js';
 import type { BackendSession } from './backend-session.js';
@@ -20,7 +20,7 @@ import {
   type ResolvedNexusConfig,
   resolveNexusConfig,
 } from './config.js';
-import { LimitError, TlsError } from './errors.js';
+import { TlsError } from './errors.js';
 import {
   type AuthFailedEvent,
   type BackendConnectedEvent,
@@ -34,19 +34,14 @@ import { type Logger, noopLogger } from './logger.js';
 import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions, type PeerTrustOptions } from './mesh.js';
 import { readPeerCaFile } from './peer-auth.js';
 import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
-import { type RelayHandle, type RelayStats, relayConnection } from './relay.js';
+import {
+  NodeDispatch,
+  type RouteMissEvent,
+  type StreamCloseEvent,
+  type StreamOpenEvent,
+} from './node-dispatch.js';
 import { RoutingTable } from './routing-table.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
-
-/** Path prefix of HTTP-01 challenges (RFC 8555 §8.3). */
-const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
-
-/**
- * Stream close reasons that mean the far end finished normally: a backend's `disconnect{reason:"normal"}`
- * or a peer's TUNNEL_CLOSE. Any other reason on a stream that reached EOF (session lost, link lost,
- * dial failed…) is reported instead of `completed`.
- */
-const NORMAL_STREAM_ENDS: ReadonlySet<string> = new Set(['normal', 'peer_closed']);
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
@@ -68,33 +63,7 @@ export interface CreateNexusOptions {
   mesh?: Partial<PeerMeshOptions>;
 }
 
-/** Payload of `stream-open`. */
-export interface StreamOpenEvent {
-  id: string;
-  hostname: string;
-  /** Relay port the end user connected to. */
-  port: number;
-  isTls: boolean;
-  /** Where the stream went: `local` (a backend of this node) or `peer` (tunnelled to another node). */
-  via: 'local' | 'peer';
-}
-
-/** Payload of `stream-close`: one per relayed end-user connection. */
-export interface StreamCloseEvent extends StreamOpenEvent {
-  reason: string;
-  /** Bytes from the end user (prelude included). */
-  bytesUp: number;
-  /** Bytes to the end user. */
-  bytesDown: number;
-  durationMs: number;
-}
-
-/** Payload of `route-miss`. */
-export interface RouteMissEvent {
-  hostname: string;
-  port: number;
-  isTls: boolean;
-}
+export type { RouteMissEvent, StreamCloseEvent, StreamOpenEvent } from './node-dispatch.js';
 
 /** Payload of `sniff-failed`. */
 export interface SniffFailedEvent extends RelayCloseEvent {
@@ -213,13 +182,6 @@ const LIVE_LIMITS = [
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-function formatClientIp(address: string | undefined, port: number | undefined): string {
-  let ip = address ?? '';
-  if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7); // IPv4-mapped: report the IPv4 form
-  const p = port ?? 0;
-  return ip.includes(':') ? `[${ip}]:${p}` : `${ip}:${p}`;
-}
-
 /**
  * Creates a node from a configuration (reference keys or resolved, see docs/configuration.md). Nothing
  * listens until `listen()`.
@@ -302,95 +264,23 @@ export function createNexus(
   let detachTls: (() => void) | undefined;
   let closing: Promise<void> | undefined;
   const budget = new SniffBudget(resolved.limits.maxConcurrentSniffs);
-  const relays = new Set<RelayHandle>();
-
-  /** Answers an HTTP-01 challenge for the node's own hostname; true when it did. */
-  const answerAcmeChallenge = (socket: Socket, sniffed: SniffedConnection): boolean => {
-    if (acme === undefined || acmeConfig === undefined || sniffed.isTls) return false;
-    if (sniffed.hostname !== acmeConfig.hostname || !sniffed.path?.startsWith(ACME_CHALLENGE_PREFIX))
-      return false;
-    const token = sniffed.path.slice(ACME_CHALLENGE_PREFIX.length).split('?', 1)[0] ?? '';
-    const body = acme.challengeResponse(sniffed.hostname, token);
-    const head =
-      body === undefined
-        ? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'
-        : `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`;
-    log.info({ token, found: body !== undefined }, 'answering ACME HTTP-01 challenge');
-    socket.on('error', () => {});
-    socket.end(body === undefined ? head : head + body);
-    return true;
-  };
+  const dispatcher = new NodeDispatch({
+    routes,
+    hub,
+    mesh: () => mesh,
+    timeouts: () => ({
+      idleTimeoutMs: current.idleTimeoutMs,
+      clientFinTimeoutMs: current.limits.clientFinTimeoutMs,
+    }),
+    emit: (event, ...args) => (emitter.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
+    log,
+  });
 
   const onRouted = (port: number, socket: Socket, sniffed: SniffedConnection): string | undefined => {
     if (closing !== undefined) return 'shutdown';
-    if (answerAcmeChallenge(socket, sniffed)) return undefined;
-    const init = {
-      connPort: port,
-      clientIp: formatClientIp(socket.remoteAddress, socket.remotePort),
-      isTls: sniffed.isTls,
-    };
-    let stream: (Duplex & { id?: string }) | undefined;
-    let via: StreamOpenEvent['via'] = 'local';
-    try {
-      stream = hub.openStream(sniffed.hostname, init);
-      // Lookup order (PROTOCOL.md §3): local exact, local wildcard, then peers; hub.openStream covers the first two.
-      if (stream === undefined && mesh !== undefined) {
-        stream = mesh.openTunnel(sniffed.hostname, init);
-        via = 'peer';
-      }
-    } catch (err) {
-      if (LimitError.is(err)) return err.limit === 'maxPendingConnects' ? 'pending-limit' : 'stream-limit';
-      log.error({ err, hostname: sniffed.hostname }, 'opening a stream failed');
-      return 'stream-error';
-    }
-    if (stream === undefined) {
-      emitter.emit('route-miss', { hostname: sniffed.hostname, port, isTls: sniffed.isTls });
-      return 'no-route';
-    }
-    const open: StreamOpenEvent = {
-      id: stream.id ?? '',
-      hostname: sniffed.hostname,
-      port,
-      isTls: sniffed.isTls,
-      via,
-    };
-    emitter.emit('stream-open', open);
-    const handle = relayConnection(socket, stream, {
-      idleTimeoutMs: current.idleTimeoutMs,
-      clientFinTimeoutMs: current.limits.clientFinTimeoutMs,
-      prelude: sniffed.prelude,
-      onClose: (stats: RelayStats) => {
-        relays.delete(handle);
-        // A stream that reached EOF because its backend session or peer link died is not `completed`:
-        // the end user got everything the node had, then FIN (PROTOCOL.md §1.7), and the event says why.
-        const streamReason = (stream as { closeReason?: string }).closeReason;
-        const reason =
-          stats.reason === 'completed' && streamReason !== undefined && !NORMAL_STREAM_ENDS.has(streamReason)
-            ? streamReason
-            : stats.reason;
-        log.info(
-          {
-            id: open.id,
-            hostname: open.hostname,
-            port,
-            reason,
-            bytesUp: stats.bytesUp,
-            bytesDown: stats.bytesDown,
-            durationMs: stats.durationMs,
-          },
-          'stream closed',
-        );
-        emitter.emit('stream-close', {
-          ...open,
-          reason,
-          bytesUp: stats.bytesUp,
-          bytesDown: stats.bytesDown,
-          durationMs: stats.durationMs,
-        });
-      },
-    });
-    relays.add(handle);
-    return undefined;
+    // The ACME block answers HTTP-01 challenges for the node's own name before anything is routed.
+    if (acme !== undefined && answerAcmeChallenge(acme, socket, sniffed, log)) return undefined;
+    return dispatcher.dispatch(port, socket, sniffed);
   };
 
   const listeners: Array<{ config: (typeof resolved.listeners)[number]; listener: RelayListener }> =
@@ -569,7 +459,7 @@ export function createNexus(
     config: { get: () => current, enumerable: true },
     tlsContext: { get: () => tlsContext, enumerable: true },
     mesh: { get: () => mesh, enumerable: true },
-    activeStreams: { get: () => relays.size, enumerable: true },
+    activeStreams: { get: () => dispatcher.activeStreams, enumerable: true },
   });
   // defineProperties, not Object.assign: assign would read the getters once and freeze their values.
   const handle = {
@@ -679,18 +569,7 @@ export function createNexus(
           ...[...adHoc.values()].map((l) => l.close()),
         ]);
         // 2. Let relayed streams finish, up to the grace period.
-        if (relays.size > 0) {
-          log.info({ streams: relays.size, graceMs }, 'draining relayed streams');
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([
-            Promise.all([...relays].map((r) => r.done)),
-            new Promise<void>((r) => {
-              timer = setTimeout(r, graceMs);
-            }),
-          ]);
-          clearTimeout(timer);
-          for (const r of relays) r.close('shutdown');
-        }
+        await dispatcher.drain(graceMs);
         // 3. Leave the mesh, end backend sessions and stop the hub server.
         await mesh?.close();
         await hub.close();

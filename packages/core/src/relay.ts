@@ -269,3 +269,60 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     },
   };
 }
+
+/**
+ * Stream close reasons that mean the far end finished normally: a backend's `disconnect{reason:"normal"}`
+ * or a peer's TUNNEL_CLOSE. Any other reason on a stream that reached EOF (session lost, link lost, dial
+ * failed…) is reported instead of `completed`.
+ */
+const NORMAL_STREAM_ENDS: ReadonlySet<string> = new Set(['normal', 'peer_closed']);
+
+/**
+ * A stream of the mux engine as the relay sees it (a `MuxStream`, a backend session's stream or a peer
+ * tunnel): a `Duplex` that can be closed gracefully and remembers why it closed.
+ */
+export interface MuxStreamLike extends Duplex {
+  /** Ends both directions once everything written so far has been sent (the v1 wire has no half-close). */
+  disconnect(reason?: string): void;
+  /** Why the stream closed, once it did (`normal`, `peer_closed`, `session_closed`, …). */
+  readonly closeReason?: string | undefined;
+}
+
+function isMuxStream(value: Duplex): value is MuxStreamLike {
+  return typeof (value as { disconnect?: unknown }).disconnect === 'function';
+}
+
+/** Closes `stream` gracefully: `disconnect('normal')` for a mux stream, `end()` for any other Duplex. */
+function closeGracefully(stream: Duplex): void {
+  if (isMuxStream(stream)) stream.disconnect('normal');
+  else if (!stream.writableEnded && !stream.destroyed) stream.end();
+}
+
+/**
+ * Relay `end` ⇄ `stream`, where `stream` is a mux stream and `end` is an end-user socket or another mux
+ * stream (any `Duplex` works for `stream`; a mux stream's graceful disconnect and close reason are used
+ * when it has them). Every relay of a node goes through here: end user ⇄ backend stream, end user ⇄ tunnel (origin
+ * of a tunnel) and tunnel ⇄ backend stream (destination).
+ *
+ * On top of {@link relayConnection}:
+ * - when `end` is a mux stream too, neither side has a half-close (PROTOCOL.md §1.4): the EOF of either
+ *   closes the other gracefully (`disconnect('normal')`, after what was written first);
+ * - the reason reported for a relay that `completed` is the stream's own close reason when that is not a
+ *   normal end (the backend session or the peer link died: the end user got everything the node had,
+ *   then FIN, PROTOCOL.md §1.7, and the stats say why).
+ */
+export function relayMuxStream(end: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
+  if (isMuxStream(end)) {
+    stream.once('end', () => end.disconnect('normal'));
+    end.once('end', () => closeGracefully(stream));
+  }
+  return relayConnection(end, stream, {
+    ...options,
+    onClose: (stats) => {
+      const streamReason = (stream as Partial<MuxStreamLike>).closeReason;
+      if (stats.reason === 'completed' && streamReason !== undefined && !NORMAL_STREAM_ENDS.has(streamReason))
+        stats.reason = streamReason;
+      options.onClose?.(stats);
+    },
+  });
+}

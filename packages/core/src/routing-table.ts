@@ -7,7 +7,51 @@
  * pool that lost its last backend never shadows a wildcard (RELIABILITY.md item 15).
  */
 import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
+import type { NoRouteReason } from './errors.js';
 import { WeightedRoundRobin } from './weighted-round-robin.js';
+
+/** What every route that matched says: the name asked for and the pattern that matched it. */
+export interface RouteMatch {
+  /** The hostname, normalised (case, trailing dot, IDNA). */
+  hostname: string;
+  /** The pattern that matched: the hostname itself, or `*.suffix`. */
+  pattern: string;
+  /** True when `pattern` is a wildcard. */
+  wildcard: boolean;
+}
+
+/**
+ * A decision for local backends: the weighted pool serving the pattern. The pool is live (the caller
+ * picks from it, and may try its other members when one is full); nothing was picked yet.
+ */
+export interface LocalPoolRoute<T> extends RouteMatch {
+  kind: 'local';
+  pool: WeightedRoundRobin<T>;
+}
+
+/**
+ * A decision for peers: every link announcing the pattern, in rotation order (this decision took the
+ * rotation's next turn), so a caller whose tunnel is refused can try the next one. A snapshot.
+ */
+export interface PeerLinksRoute<L> extends RouteMatch {
+  kind: 'peer';
+  linkIds: readonly L[];
+}
+
+/** A decision without a route. */
+export interface NoRoute {
+  kind: 'none';
+  /** The hostname, normalised when it was valid, as given otherwise. */
+  hostname: string;
+  /** `invalid-hostname` or `no-route` (see `NoRouteReason`). */
+  reason: Exclude<NoRouteReason, 'peers-unavailable'>;
+}
+
+/**
+ * The one routing decision for a hostname ({@link RoutingTable.resolve}): a local pool, peer links, or
+ * no route. The node dispatches on `kind`.
+ */
+export type RouteDecision<T, L = string> = LocalPoolRoute<T> | PeerLinksRoute<L> | NoRoute;
 
 /** A lookup answered by a local backend. */
 export interface LocalRoute<T> {
@@ -34,6 +78,12 @@ export interface PeerRoute<L> {
 
 /** Result of {@link RoutingTable.lookup}. */
 export type Route<T, L = string> = LocalRoute<T> | PeerRoute<L>;
+
+/** A pattern learned from peers and how many links announce it ({@link RoutingTable.peerRoutes}). */
+export interface PeerRouteSummary {
+  pattern: string;
+  links: number;
+}
 
 /** A local route given to the constructor. */
 export interface LocalRouteInit<T> {
@@ -184,29 +234,61 @@ export class RoutingTable<T, L = string> {
   }
 
   /**
-   * Route `hostname` (normalised here; an invalid name has no route): local exact, local wildcard, peer
-   * exact, peer wildcard. Picks a local target by weighted round robin and a peer link by round robin.
+   * The routing decision for `hostname` (normalised here, once; an invalid name has no route): local
+   * exact, local wildcard, peer exact, peer wildcard (PROTOCOL.md §3). A local decision hands out the pool
+   * without picking; a peer decision takes the next turn of the links' rotation.
    */
-  lookup(hostname: string): Route<T, L> | undefined {
+  resolve(hostname: string): RouteDecision<T, L> {
     const host = normalizeHostname(hostname);
-    if (host === undefined) return undefined;
+    if (host === undefined) return { kind: 'none', hostname, reason: 'invalid-hostname' };
     const dot = host.indexOf('.');
     // A wildcard suffix always has a dot, so only names with at least two dots can match one.
     const suffix = dot > 0 && host.indexOf('.', dot + 1) !== -1 ? host.slice(dot + 1) : undefined;
 
     const exact = this.#localExact.get(host);
-    if (exact !== undefined) return { kind: 'local', target: exact.pick()!, pattern: host };
+    if (exact !== undefined)
+      return { kind: 'local', hostname: host, pattern: host, wildcard: false, pool: exact };
     if (suffix !== undefined) {
       const wild = this.#localWildcard.get(suffix);
-      if (wild !== undefined) return { kind: 'local', target: wild.pick()!, pattern: `*.${suffix}` };
+      if (wild !== undefined)
+        return { kind: 'local', hostname: host, pattern: `*.${suffix}`, wildcard: true, pool: wild };
     }
     const peerExact = this.#peerExact.get(host);
-    if (peerExact !== undefined) return pickPeer(peerExact, host);
+    if (peerExact !== undefined)
+      return { kind: 'peer', hostname: host, pattern: host, wildcard: false, linkIds: rotate(peerExact) };
     if (suffix !== undefined) {
       const peerWild = this.#peerWildcard.get(suffix);
-      if (peerWild !== undefined) return pickPeer(peerWild, `*.${suffix}`);
+      if (peerWild !== undefined)
+        return {
+          kind: 'peer',
+          hostname: host,
+          pattern: `*.${suffix}`,
+          wildcard: true,
+          linkIds: rotate(peerWild),
+        };
     }
-    return undefined;
+    return { kind: 'none', hostname: host, reason: 'no-route' };
+  }
+
+  /**
+   * Route `hostname` like {@link RoutingTable.resolve}, and pick: a local target by weighted round robin,
+   * a peer link by round robin. `undefined` when nothing serves it.
+   */
+  lookup(hostname: string): Route<T, L> | undefined {
+    const decision = this.resolve(hostname);
+    switch (decision.kind) {
+      case 'local':
+        return { kind: 'local', target: decision.pool.pick()!, pattern: decision.pattern };
+      case 'peer':
+        return {
+          kind: 'peer',
+          linkId: decision.linkIds[0]!,
+          linkIds: decision.linkIds,
+          pattern: decision.pattern,
+        };
+      default:
+        return undefined;
+    }
   }
 
   /** True when a local backend serves `hostname` (exactly or by wildcard). Does not advance any rotation. */
@@ -228,6 +310,15 @@ export class RoutingTable<T, L = string> {
   /** The patterns currently announced by `linkId`, sorted. */
   peerPatterns(linkId: L): string[] {
     return [...(this.#linkPatterns.get(linkId) ?? [])].sort();
+  }
+
+  /** Every pattern learned from peers with the number of links announcing it, sorted by pattern. */
+  peerRoutes(): PeerRouteSummary[] {
+    const out: PeerRouteSummary[] = [];
+    for (const [host, pool] of this.#peerExact) out.push({ pattern: host, links: pool.links.length });
+    for (const [suffix, pool] of this.#peerWildcard)
+      out.push({ pattern: `*.${suffix}`, links: pool.links.length });
+    return out.sort((a, b) => a.pattern.localeCompare(b.pattern));
   }
 
   /** The local pool for an exact `pattern` (for stats); undefined when nobody serves it. */
@@ -308,10 +399,10 @@ export class RoutingTable<T, L = string> {
   }
 }
 
-function pickPeer<L>(pool: PeerPool<L>, pattern: string): PeerRoute<L> {
+/** The pool's links starting at its cursor, and the cursor moved on by one (round robin). */
+function rotate<L>(pool: PeerPool<L>): readonly L[] {
   const { links } = pool;
   const start = pool.cursor % links.length;
   pool.cursor = (start + 1) % links.length;
-  const rotated = start === 0 ? links : [...links.slice(start), ...links.slice(0, start)];
-  return { kind: 'peer', linkId: links[start]!, linkIds: rotated, pattern };
+  return start === 0 ? links : [...links.slice(start), ...links.slice(0, start)];
 }

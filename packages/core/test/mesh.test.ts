@@ -97,13 +97,17 @@ describe('PeerMesh announces', () => {
     expect(m.version).toBe(3);
   });
 
-  it('opens no tunnel for a local or unknown route', async () => {
+  it('opens no tunnel for a local or unknown route, nor over a link that is gone', async () => {
     const { routes, mesh: m } = await mesh();
     routes.addLocal('a.example.com', 'backend-1');
-    expect(m.openTunnel('a.example.com', { connPort: 443, clientIp: '', isTls: true })).toBeUndefined();
-    expect(m.openTunnel('nobody.example.com', { connPort: 443, clientIp: '', isTls: true })).toBeUndefined();
+    // The routing decision keeps local and unknown names away from the mesh.
+    expect(routes.resolve('a.example.com').kind).toBe('local');
+    expect(routes.resolve('nobody.example.com').kind).toBe('none');
     routes.setPeerRoutes('gone-link', ['p.example.com']);
-    expect(m.openTunnel('p.example.com', { connPort: 443, clientIp: '', isTls: true })).toBeUndefined();
+    const route = routes.resolve('p.example.com');
+    expect(route.kind).toBe('peer');
+    if (route.kind !== 'peer') return;
+    expect(m.openTunnel(route, { connPort: 443, clientIp: '', isTls: true })).toBeUndefined();
     await m.close();
   });
 });

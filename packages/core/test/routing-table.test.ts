@@ -301,3 +301,76 @@ describe('RoutingTable', () => {
     );
   });
 });
+
+describe('RoutingTable.resolve: the one routing decision', () => {
+  const table = (): RoutingTable<string> => {
+    const t = new RoutingTable<string>();
+    t.addLocal('app.example.com', 'exact-backend', 2);
+    t.addLocal('*.example.com', 'wild-backend');
+    t.setPeerRoutes('link-1', ['far.example.org', '*.peers.example.org']);
+    t.setPeerRoutes('link-2', ['far.example.org']);
+    return t;
+  };
+
+  it.each([
+    ['an exact local name', 'APP.example.com.', 'local', 'app.example.com', 'app.example.com', false],
+    ['a local wildcard', 'x.example.com', 'local', 'x.example.com', '*.example.com', true],
+    ['an exact peer name', 'far.example.org', 'peer', 'far.example.org', 'far.example.org', false],
+    ['a peer wildcard', 'y.peers.example.org', 'peer', 'y.peers.example.org', '*.peers.example.org', true],
+  ] as const)(
+    'answers %s with its kind, the normalised name and the pattern that matched',
+    (_n, name, kind, hostname, pattern, wildcard) => {
+      expect(table().resolve(name)).toMatchObject({ kind, hostname, pattern, wildcard });
+    },
+  );
+
+  it('hands out the live local pool without picking from it', () => {
+    const t = table();
+    const route = t.resolve('app.example.com');
+    expect(route.kind).toBe('local');
+    if (route.kind !== 'local') return;
+    expect(route.pool).toBe(t.localPool('app.example.com'));
+    expect(route.pool.stats().members).toEqual([
+      expect.objectContaining({ target: 'exact-backend', weight: 2 }),
+    ]);
+    // Deciding did not move the rotation: the pool's next pick is the same as a lookup's.
+    expect(route.pool.pick()).toBe('exact-backend');
+  });
+
+  it('gives peer links in rotation order, one turn per decision', () => {
+    const t = table();
+    const first = t.resolve('far.example.org');
+    const second = t.resolve('far.example.org');
+    expect(first).toMatchObject({ kind: 'peer', linkIds: ['link-1', 'link-2'] });
+    expect(second).toMatchObject({ kind: 'peer', linkIds: ['link-2', 'link-1'] });
+  });
+
+  it.each([
+    ['a name nobody serves', 'nobody.example.net', 'nobody.example.net', 'no-route'],
+    ['two labels under a wildcard', 'a.b.example.com', 'a.b.example.com', 'no-route'],
+    ['the wildcard suffix itself', 'EXAMPLE.com', 'example.com', 'no-route'],
+    ['an invalid name', 'exa mple.com', 'exa mple.com', 'invalid-hostname'],
+    ['an empty label', 'a..example.com', 'a..example.com', 'invalid-hostname'],
+  ] as const)('answers %s with no route and a reason', (_n, name, hostname, reason) => {
+    expect(table().resolve(name)).toEqual({ kind: 'none', hostname, reason });
+  });
+
+  it('prefers a local wildcard over a peer exact name (PROTOCOL.md §3 order)', () => {
+    const t = table();
+    t.setPeerRoutes('link-3', ['x.example.com']);
+    expect(t.resolve('x.example.com')).toMatchObject({ kind: 'local', pattern: '*.example.com' });
+    t.removeTarget('wild-backend');
+    expect(t.resolve('x.example.com')).toMatchObject({
+      kind: 'peer',
+      pattern: 'x.example.com',
+      linkIds: ['link-3'],
+    });
+  });
+
+  it('lists peer routes with the number of links announcing each', () => {
+    expect(table().peerRoutes()).toEqual([
+      { pattern: '*.peers.example.org', links: 1 },
+      { pattern: 'far.example.org', links: 2 },
+    ]);
+  });
+});

@@ -18,7 +18,9 @@ import { BackendHub } from '../../src/hub.js';
 import { HubTlsContext } from '../../src/hub-tls.js';
 import type { LogFn, Logger } from '../../src/logger.js';
 import { PeerMesh, type PeerMeshOptions } from '../../src/mesh.js';
-import { relayConnection } from '../../src/relay.js';
+import { NoRouteError } from '../../src/errors.js';
+import { openRoute } from '../../src/node-dispatch.js';
+import { relayMuxStream } from '../../src/relay.js';
 import { createRelayListener, type RelayListener } from '../../src/relay-listener.js';
 import { RoutingTable } from '../../src/routing-table.js';
 import { createWsTransport } from '../../src/ws-transport.js';
@@ -134,13 +136,15 @@ export async function startNode(
       const connPort = listener()?.address()?.port ?? 0;
       const clientIp = `${socket.remoteAddress}:${socket.remotePort}`;
       const init = { connPort, clientIp, isTls: sniffed.isTls };
-      let stream: Duplex | undefined = hub.openStream(sniffed.hostname, init);
-      stream ??= mesh.openTunnel(sniffed.hostname, init);
-      if (stream === undefined) {
+      let stream: Duplex;
+      try {
+        stream = openRoute(routes.resolve(sniffed.hostname), init, { hub, mesh }).stream;
+      } catch (err) {
+        if (!NoRouteError.is(err)) throw err;
         refusals.push('no-route');
         return 'no-route';
       }
-      relayConnection(socket, stream, {
+      relayMuxStream(socket, stream, {
         prelude: sniffed.prelude,
         idleTimeoutMs: options.idleTimeoutMs ?? 0,
       });

@@ -586,11 +586,14 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     // A routed both to its peer; its events say so.
     const opened = a.events.streamOpen.slice(openedBefore);
     expect(opened).toEqual([
-      expect.objectContaining({ hostname: APP, port: a.ports.tls, isTls: true, via: 'peer' }),
-      expect.objectContaining({ hostname: APP, port: a.ports.http, isTls: false, via: 'peer' }),
+      expect.objectContaining({ hostname: APP, port: a.ports.tls, isTls: true, via: 'peer', route: APP }),
+      expect.objectContaining({ hostname: APP, port: a.ports.http, isTls: false, via: 'peer', route: APP }),
     ]);
     await waitFor(() => a.events.streamClose.some((e) => e.id === opened[1]?.id), 'the HTTP stream to close');
-    expect(a.events.streamClose.find((e) => e.id === opened[1]?.id)).toMatchObject({ via: 'peer' });
+    expect(a.events.streamClose.find((e) => e.id === opened[1]?.id)).toMatchObject({
+      via: 'peer',
+      route: APP,
+    });
     expect(a.nexus.hub.stats().streams).toBe(0);
 
     // RELIABILITY.md item 18: the backend behind C sees A's end user and A's relay port.
@@ -614,7 +617,7 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     expect(b.events.streamOpen.at(-1)).toMatchObject({ via: 'peer', port: b.ports.http });
     const atC = await httpGet(c.ports.http, APP, '/at-c');
     expect(atC.body).toBe(`http ${APP} /at-c`);
-    expect(c.events.streamOpen.at(-1)).toMatchObject({ via: 'local', port: c.ports.http });
+    expect(c.events.streamOpen.at(-1)).toMatchObject({ via: 'local', port: c.ports.http, route: APP });
   });
 
   it('moves 300 MiB each way through the tunnel byte for byte (SHA-256), measured against direct', async () => {

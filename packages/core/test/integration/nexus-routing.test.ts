@@ -146,6 +146,11 @@ describe('createNexus: routing', () => {
       ['other.test', false],
       ['app.test', false],
     ]);
+    expect(n.events.streamOpen.map((e) => [e.via, e.route])).toEqual([
+      ['local', 'app.test'],
+      ['local', 'other.test'],
+      ['local', 'app.test'],
+    ]);
   });
 
   it('routes a wildcard route (*.example.test) for one extra label only', async () => {
@@ -158,6 +163,13 @@ describe('createNexus: routing', () => {
     expect(await httpGet(n.httpPort, 'a.b.example.test')).toBe('');
     expect(await httpGet(n.httpPort, 'example.test')).toBe('');
     expect(n.events.routeMiss.map((e) => e.hostname)).toEqual(['a.b.example.test', 'example.test']);
+    // The events carry the pattern the routing decision matched.
+    expect(n.events.streamOpen.map((e) => [e.hostname, e.route])).toEqual([
+      ['foo.example.test', '*.example.test'],
+      ['bar.example.test', '*.example.test'],
+    ]);
+    await vi.waitFor(() => expect(n.events.streamClose).toHaveLength(2));
+    expect(n.events.streamClose.map((e) => e.route)).toEqual(['*.example.test', '*.example.test']);
   });
 
   it('closes an unknown TLS name, an unknown Host and a ClientHello without SNI with 0 bytes written', async () => {
@@ -237,6 +249,12 @@ describe('createNexus: routing', () => {
     await vi.waitFor(() => expect(n.events.backendDisconnected).toHaveLength(1));
     expect(await httpGet(n.httpPort, 'a.example.test')).toMatch(/wild$/);
     expect(n.events.routeMiss).toHaveLength(0);
+    // Exact while the exact backend served it, the wildcard after: each stream names what matched.
+    expect(n.events.streamOpen.map((e) => [e.hostname, e.route])).toEqual([
+      ['a.example.test', 'a.example.test'],
+      ['b.example.test', '*.example.test'],
+      ['a.example.test', '*.example.test'],
+    ]);
   });
 
   it('tells the backend the relay port the end user connected to (conn_port), not the configured 0', async () => {

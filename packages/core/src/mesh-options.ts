@@ -1,0 +1,183 @@
+/**
+ * The peer mesh's options, events, defaults and their validation (PROTOCOL.md §2).
+ */
+import { InvalidConfigError } from './errors.js';
+import type { HubTlsContext } from './hub-tls.js';
+import type { Logger } from './logger.js';
+import type { OpenLocalStream } from './mesh-tunnels.js';
+import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
+import type { RoutingTable } from './routing-table.js';
+import type { TunnelSessionStats } from './tunnel-session.js';
+
+/** Path of the peer WebSocket endpoint (PROTOCOL.md §2.1). */
+export const MESH_PATH = '/mesh';
+/** Port of the reference peer listener (`peerListenAddress: ":8444"`). */
+export const DEFAULT_PEER_LISTEN_PORT = 8444;
+/** First reconnect delay of a peer dialer: `1_000` ms. */
+export const DEFAULT_PEER_RECONNECT_INITIAL_DELAY = 1_000;
+/** Largest reconnect delay of a peer dialer (before jitter): `60_000` ms. */
+export const DEFAULT_PEER_RECONNECT_MAX_DELAY = 60_000;
+/** Relative reconnect jitter: `0.25` (±25 %, PROTOCOL.md §1.6). */
+export const DEFAULT_PEER_RECONNECT_JITTER = 0.25;
+/** Time allowed for a dial (TCP + TLS + WebSocket handshake): `10_000` ms. */
+export const DEFAULT_PEER_CONNECT_TIMEOUT = 10_000;
+/** Largest WebSocket message accepted on a peer link: 4 MiB (a large announce; frames are ≤ 32 785 B). */
+export const MAX_PEER_WS_PAYLOAD = 4 * 1024 * 1024;
+/** A link that stayed up this long resets its dialer's backoff, in ms. */
+export const BACKOFF_RESET_AFTER_MS = 10_000;
+/** Close reason of an outbound link whose peer URL was removed by {@link PeerMesh.setPeers}. */
+export const PEER_REMOVED_REASON = 'peer_removed';
+
+/** Reconnect backoff of the peer dialers. */
+export interface PeerReconnectOptions {
+  /** First delay, ms. Default: `1_000`. */
+  initialDelayMs?: number;
+  /** Largest delay before jitter, ms. Default: `60_000`. */
+  maxDelayMs?: number;
+  /** Growth per failed attempt. Default: `2`. */
+  factor?: number;
+  /** Relative jitter in [0, 1). Default: `0.25`. */
+  jitter?: number;
+}
+
+/** Options of {@link PeerMesh}. */
+export interface PeerMeshOptions {
+  /** The node's routing table: local patterns are announced, peer routes are written into it. */
+  routes: RoutingTable<unknown, string>;
+  /** The hub certificate: served by the peer listener and presented as client certificate when dialling. */
+  tls: HubTlsContext;
+  /** `peerAuthentication.trustedDomainSuffixes`; at least one. See `PeerAuthenticatorOptions`. */
+  trustedDomainSuffixes: readonly string[];
+  /** Extra trusted CAs, PEM (the contents of `peerAuthentication.caFile`). Default: none. */
+  ca?: string | readonly string[];
+  /** Also trust Node's bundled root CAs. Default: `true`. */
+  systemCa?: boolean;
+  /** Peer URLs to dial, `wss://host:port/mesh`. Default: none. */
+  peers?: readonly string[];
+  /**
+   * Destination side: opens a stream to a local backend for a tunnel (the hub's `openStream`). Returning
+   * `undefined` (no local backend) answers the tunnel with `0x12` at once. Never consults peers: tunnels
+   * are one hop. Default: none (every tunnel is refused).
+   */
+  openLocalStream?: OpenLocalStream;
+  /** Idle timeout of tunnels relayed to local backends, ms; `0` = off. Default: `0`. */
+  idleTimeoutMs?: number;
+  /** Ping interval on every link, ms. Default: `10_000`. */
+  keepaliveIntervalMs?: number;
+  /** A link silent for this long is dropped, ms. Default: `30_000`. */
+  keepaliveTimeoutMs?: number;
+  /** Dialer backoff. */
+  reconnect?: PeerReconnectOptions;
+  /** Time allowed for one dial, ms. Default: `10_000`. */
+  connectTimeoutMs?: number;
+  /** Tunnel receive window per tunnel, frames. Default: `64`. */
+  tunnelWindow?: number;
+  /** Tunnel grant batch, frames. Default: `8`. */
+  tunnelGrantBatch?: number;
+  /** Most tunnels per link. Default: `10_000`. */
+  maxTunnelsPerLink?: number;
+  /** Link `bufferedAmount` above which TUNNEL_DATA waits, bytes. Default: 1 MiB. */
+  linkHighWaterMark?: number;
+  /** Logger; a child with `component: 'mesh'` is used. Default: no-op. */
+  logger?: Logger;
+  /** Random source for backoff jitter, [0, 1). Default: `Math.random`. */
+  random?: () => number;
+}
+
+/** What {@link PeerMesh.setTrust} replaces: who may join through the peer listener. */
+export interface PeerTrustOptions {
+  /** `peerAuthentication.trustedDomainSuffixes`; at least one. See `PeerAuthenticatorOptions`. */
+  trustedDomainSuffixes: readonly string[];
+  /** Extra trusted CAs, PEM (the contents of `peerAuthentication.caFile`). Default: none. */
+  ca?: string | readonly string[];
+}
+
+/** What {@link PeerMesh.setKeepalive} replaces; an omitted field keeps its value. */
+export interface PeerKeepaliveOptions {
+  /** Ping interval on every link, ms; `0` = no pings. */
+  keepaliveIntervalMs?: number;
+  /** A link silent for this long is dropped, ms; `0` = never. */
+  keepaliveTimeoutMs?: number;
+}
+
+/** A link as reported by events and {@link PeerMesh.links}. */
+export interface PeerLinkInfo {
+  /** The routing table's key for this link. */
+  linkId: string;
+  /** Matched certificate name (inbound) or dialled URL (outbound). */
+  peer: string;
+  direction: PeerLinkDirection;
+}
+
+/** A snapshot of one link. */
+export interface PeerLinkSnapshot extends PeerLinkInfo {
+  /** When the link was established (ms since the epoch). */
+  openedAt: number;
+  /** Version of the last accepted announce, if any. */
+  lastAnnounceVersion: number | undefined;
+  /** Routes learned on this link, sorted. */
+  routes: string[];
+  /** Tunnel counters. */
+  tunnels: TunnelSessionStats;
+}
+
+/** Events of {@link PeerMesh}. */
+export interface PeerMeshEvents {
+  /** A link was established (either direction). */
+  'peer-connected': [info: PeerLinkInfo];
+  /** A link ended; its routes are already gone and its tunnels closed. */
+  'peer-disconnected': [info: PeerLinkInfo & { reason: PeerLinkCloseReason }];
+  /** The routes learned on a link changed (an announce, or the link died: `hostnames` is empty). */
+  'routes-changed': [change: PeerLinkInfo & { hostnames: string[]; version: number | undefined }];
+  /** A peer was refused at the listener (before any message was read). */
+  'peer-refused': [event: { remoteAddress: string | undefined; reason: string }];
+}
+
+export interface ResolvedReconnect {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  factor: number;
+  jitter: number;
+}
+
+/**
+ * Reconnect delay for attempt `attempt` (0-based): `min(max, initial · factor^attempt)` scaled by a
+ * uniform factor in [1 − jitter, 1 + jitter], so nodes that lost the same peer do not redial in step.
+ */
+export function backoffDelay(
+  attempt: number,
+  options: ResolvedReconnect,
+  random: () => number = Math.random,
+): number {
+  const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** Math.max(0, attempt));
+  return Math.max(0, Math.round(base * (1 + options.jitter * (2 * random() - 1))));
+}
+
+export function nonNegative(path: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidConfigError(path, 'must be a number ≥ 0');
+  }
+  return value;
+}
+
+export function optionalNonNegative(path: string, value: number | undefined): number | undefined {
+  return value === undefined ? undefined : nonNegative(path, value, 0);
+}
+
+/** Validates and normalises peer URLs (duplicates kept: each is one link). */
+export function validatePeerUrls(urls: readonly string[]): string[] {
+  return urls.map((url, i) => validatePeerUrl(url, i));
+}
+
+function validatePeerUrl(url: string, index: number): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InvalidConfigError(`peers[${index}]`, 'must be a URL such as wss://peer.example.com:8444/mesh');
+  }
+  if (parsed.protocol !== 'wss:')
+    throw new InvalidConfigError(`peers[${index}]`, 'must use wss:// (mutual TLS)');
+  return parsed.toString();
+}

@@ -1,0 +1,120 @@
+/**
+ * Both ends of a tunnel (PROTOCOL.md §2.3). The origin opens one on a link that announces the route the
+ * routing table chose; the destination relays it to a local backend, or closes it at once. Both ends
+ * relay through `relayMuxStream`, like every other relay of the node.
+ */
+import type { Duplex } from 'node:stream';
+import type { MuxStream, TunnelRequestMessage } from '@nexus-proxy/mux-protocol';
+import type { Logger } from './logger.js';
+import type { PeerLink } from './peer-link.js';
+import { relayMuxStream } from './relay.js';
+import type { PeerLinksRoute } from './routing-table.js';
+
+/** What the destination knows about a tunnelled end user (the local stream's `connect` fields). */
+export interface LocalStreamInit {
+  /** The origin node's relay port the end user connected to. */
+  connPort: number;
+  /** End user's `ip:port`. */
+  clientIp: string;
+  /** True when the stream began with a TLS ClientHello. */
+  isTls: boolean;
+}
+
+/**
+ * Destination side: opens a stream to a local backend for a tunnel (the hub's `openStream`), or
+ * `undefined` when no local backend serves the name. `hostname` is the tunnel request's, as the peer
+ * sent it: the routing table normalises it (an invalid name has no route).
+ */
+export type OpenLocalStream = (hostname: string, init: LocalStreamInit) => Duplex | undefined;
+
+/**
+ * Origin: a tunnel on the first of the route's links (in rotation order) that is open and takes it, or
+ * `undefined`.
+ */
+export function openTunnel(
+  links: ReadonlyMap<string, PeerLink>,
+  route: PeerLinksRoute<string>,
+  init: LocalStreamInit,
+  log: Logger,
+): MuxStream | undefined {
+  for (const id of route.linkIds) {
+    const link = links.get(id);
+    if (link === undefined || link.closed) continue;
+    const stream = link.tunnels.open({
+      connPort: init.connPort,
+      clientIp: init.clientIp,
+      hostname: route.hostname,
+      isTls: init.isTls,
+    });
+    if (stream !== undefined) {
+      log.debug({ hostname: route.hostname, linkId: id, tunnelId: stream.id }, 'tunnel opened');
+      return stream;
+    }
+  }
+  return undefined;
+}
+
+/** What the destination side needs. */
+export interface AcceptTunnelOptions {
+  /** `undefined` refuses every tunnel (no hub, or the mesh is closing). */
+  openLocalStream: OpenLocalStream | undefined;
+  /** Idle timeout of the relay, ms; `0` = off. */
+  idleTimeoutMs: number;
+  log: Logger;
+}
+
+/**
+ * Destination: relays a tunnel to a local backend, or answers `0x12` at once. Only local backends are
+ * asked (`openLocalStream` makes the routing decision) — a tunnel is never forwarded to a third node
+ * (one hop, §2.3).
+ */
+export function acceptTunnel(
+  link: PeerLink,
+  request: TunnelRequestMessage,
+  options: AcceptTunnelOptions,
+): void {
+  const { log } = options;
+  let local: Duplex | undefined;
+  if (options.openLocalStream !== undefined) {
+    try {
+      local = options.openLocalStream(request.hostname, {
+        connPort: request.conn_port,
+        clientIp: request.client_ip,
+        isTls: request.is_tls,
+      });
+    } catch (err) {
+      log.error({ err, hostname: request.hostname }, 'openLocalStream threw');
+      local = undefined;
+    }
+  }
+  if (local === undefined) {
+    // RELIABILITY.md item 16: the reference ignores the request and the origin streams into the void.
+    log.info(
+      { linkId: link.id, tunnelId: request.client_id, hostname: request.hostname },
+      'no local backend for tunnel: closing it',
+    );
+    link.tunnels.refuse(request.client_id);
+    return;
+  }
+  const tunnel = link.tunnels.accept(request);
+  if (tunnel === undefined) {
+    local.destroy();
+    return;
+  }
+  // Both directions close through a graceful disconnect that flushes what was written first: the
+  // backend finished → 0x12 after the last byte; the origin closed → disconnect the backend stream.
+  relayMuxStream(tunnel, local, {
+    idleTimeoutMs: options.idleTimeoutMs,
+    onClose: (stats) =>
+      log.debug(
+        {
+          linkId: link.id,
+          tunnelId: tunnel.id,
+          hostname: request.hostname,
+          ...stats,
+          error: stats.error?.message,
+        },
+        'tunnel relay ended',
+      ),
+  });
+}

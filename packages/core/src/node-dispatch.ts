@@ -1,0 +1,189 @@
+/**
+ * The node's dispatch: where a sniffed end-user connection goes. The routing table decides once
+ * (`RoutingTable.resolve`: a local pool, peer links, or no route); {@link openRoute} opens a stream on
+ * that answer (a backend stream from the hub, or a tunnel from the mesh); {@link NodeDispatch} reports
+ * it (`stream-open`, `stream-close`, `route-miss`, all carrying the matched pattern where there is one)
+ * and relays the end user through `relayMuxStream`.
+ */
+import type { Socket } from 'node:net';
+import type { BackendSession } from './backend-session.js';
+import { LimitError, NoRouteError } from './errors.js';
+import type { BackendHub, HubStreamInit } from './hub.js';
+import type { Logger } from './logger.js';
+import type { PeerMesh } from './mesh.js';
+import { type MuxStreamLike, type RelayHandle, type RelayStats, relayMuxStream } from './relay.js';
+import type { RouteDecision, RoutingTable } from './routing-table.js';
+import type { SniffedConnection } from './sniff-connection.js';
+
+/** Payload of `stream-open`. */
+export interface StreamOpenEvent {
+  id: string;
+  hostname: string;
+  /** Relay port the end user connected to. */
+  port: number;
+  isTls: boolean;
+  /** Where the stream went: `local` (a backend of this node) or `peer` (tunnelled to another node). */
+  via: 'local' | 'peer';
+  /** The routing table's pattern that matched: the hostname itself, or `*.suffix`. */
+  route: string;
+}
+
+/** Payload of `stream-close`: one per relayed end-user connection. */
+export interface StreamCloseEvent extends StreamOpenEvent {
+  reason: string;
+  /** Bytes from the end user (prelude included). */
+  bytesUp: number;
+  /** Bytes to the end user. */
+  bytesDown: number;
+  durationMs: number;
+}
+
+/** Payload of `route-miss`. */
+export interface RouteMissEvent {
+  hostname: string;
+  port: number;
+  isTls: boolean;
+}
+
+/** A stream opened on a routing decision. */
+export interface OpenedRoute {
+  stream: MuxStreamLike & { id: string };
+  via: StreamOpenEvent['via'];
+}
+
+/**
+ * Opens a stream on a routing decision: a local pool → a backend stream (`BackendHub.openRouted`), peer
+ * links → a tunnel (`PeerMesh.openTunnel`). Throws `NoRouteError` when there is no route (or no mesh, or
+ * no link took the tunnel) and `LimitError` when every backend of the pool is at its limits.
+ */
+export function openRoute(
+  route: RouteDecision<BackendSession>,
+  init: HubStreamInit,
+  blocks: { hub: BackendHub; mesh: PeerMesh | undefined },
+): OpenedRoute {
+  switch (route.kind) {
+    case 'local':
+      return { stream: blocks.hub.openRouted(route, init), via: 'local' };
+    case 'peer': {
+      const tunnel = blocks.mesh?.openTunnel(route, init);
+      if (tunnel === undefined) throw new NoRouteError(route.hostname, 'peers-unavailable');
+      return { stream: tunnel, via: 'peer' };
+    }
+    default:
+      throw new NoRouteError(route.hostname, route.reason);
+  }
+}
+
+/** `ip:port` of an end user as backends get it (`[v6]:port`; IPv4-mapped addresses in their IPv4 form). */
+export function formatClientIp(address: string | undefined, port: number | undefined): string {
+  let ip = address ?? '';
+  if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7);
+  const p = port ?? 0;
+  return ip.includes(':') ? `[${ip}]:${p}` : `${ip}:${p}`;
+}
+
+/** What {@link NodeDispatch} reports. */
+export interface NodeDispatchEvents {
+  'stream-open': [event: StreamOpenEvent];
+  'stream-close': [event: StreamCloseEvent];
+  'route-miss': [event: RouteMissEvent];
+}
+
+/** Collaborators of {@link NodeDispatch}; read at each connection, so a reload or a late mesh applies. */
+export interface NodeDispatchOptions {
+  routes: RoutingTable<BackendSession>;
+  hub: BackendHub;
+  /** The mesh, once it runs. */
+  mesh(): PeerMesh | undefined;
+  /** Relay timeouts in force, ms. */
+  timeouts(): { idleTimeoutMs: number; clientFinTimeoutMs: number };
+  emit<K extends keyof NodeDispatchEvents>(event: K, ...args: NodeDispatchEvents[K]): void;
+  /** The node's logger (`component: 'nexus'`). */
+  log: Logger;
+}
+
+/**
+ * Routes and relays the sniffed connections of a node, and keeps the relays running so that `close()`
+ * can drain them.
+ */
+export class NodeDispatch {
+  readonly #options: NodeDispatchOptions;
+  readonly #relays = new Set<RelayHandle>();
+
+  constructor(options: NodeDispatchOptions) {
+    this.#options = options;
+  }
+
+  /** Relayed streams right now. */
+  get activeStreams(): number {
+    return this.#relays.size;
+  }
+
+  /**
+   * Routes `socket` (arrived on relay port `port`) and relays it. Returns `undefined` once the socket is
+   * relayed, else the reason the relay listener closes it with: `no-route` (also reported as
+   * `route-miss`), `stream-limit`, `pending-limit` or `stream-error`.
+   */
+  dispatch(port: number, socket: Socket, sniffed: SniffedConnection): string | undefined {
+    const { routes, hub, emit, log } = this.#options;
+    const init: HubStreamInit = {
+      connPort: port,
+      clientIp: formatClientIp(socket.remoteAddress, socket.remotePort),
+      isTls: sniffed.isTls,
+    };
+    const route = routes.resolve(sniffed.hostname);
+    let opened: OpenedRoute;
+    try {
+      opened = openRoute(route, init, { hub, mesh: this.#options.mesh() });
+    } catch (err) {
+      if (NoRouteError.is(err)) {
+        emit('route-miss', { hostname: sniffed.hostname, port, isTls: sniffed.isTls });
+        return 'no-route';
+      }
+      if (LimitError.is(err)) return err.limit === 'maxPendingConnects' ? 'pending-limit' : 'stream-limit';
+      log.error({ err, hostname: sniffed.hostname }, 'opening a stream failed');
+      return 'stream-error';
+    }
+    const open: StreamOpenEvent = {
+      id: opened.stream.id,
+      hostname: sniffed.hostname,
+      port,
+      isTls: sniffed.isTls,
+      via: opened.via,
+      route: route.kind === 'none' ? '' : route.pattern,
+    };
+    emit('stream-open', open);
+    const timeouts = this.#options.timeouts();
+    const handle = relayMuxStream(socket, opened.stream, {
+      idleTimeoutMs: timeouts.idleTimeoutMs,
+      clientFinTimeoutMs: timeouts.clientFinTimeoutMs,
+      prelude: sniffed.prelude,
+      onClose: (stats: RelayStats) => {
+        this.#relays.delete(handle);
+        const { reason, bytesUp, bytesDown, durationMs } = stats;
+        log.info(
+          { id: open.id, hostname: open.hostname, port, reason, bytesUp, bytesDown, durationMs },
+          'stream closed',
+        );
+        emit('stream-close', { ...open, reason, bytesUp, bytesDown, durationMs });
+      },
+    });
+    this.#relays.add(handle);
+    return undefined;
+  }
+
+  /** Lets the relayed streams finish for up to `graceMs`, then cuts the rest (reason `shutdown`). */
+  async drain(graceMs: number): Promise<void> {
+    if (this.#relays.size === 0) return;
+    this.#options.log.info({ streams: this.#relays.size, graceMs }, 'draining relayed streams');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.#relays].map((r) => r.done)),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const r of this.#relays) r.close('shutdown');
+  }
+}
