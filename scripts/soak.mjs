@@ -272,7 +272,7 @@ async function echoTransfer(kind, size, readRate) {
         socket.pause();
         setTimeout(() => socket.resume(), (c.length / readRate) * 1000);
       }
-      // v1 streams carry no half-close to the backend (PROTOCOL.md §1.4): the end user just leaves.
+      // v1 streams carry no half-close to the backend (docs/protocol.md §1.7): the end user just leaves.
       if (received >= expected) socket.destroy();
     });
     socket.once('close', resolve);

@@ -217,7 +217,7 @@ async function node({ certPem, keyPem, secret, mesh }) {
   };
   const options = {};
   if (mesh !== undefined) {
-    // A mesh node (PROTOCOL.md §2): peer listener on loopback, peers dialled, the test CA trusted.
+    // A mesh node (docs/protocol.md §2): peer listener on loopback, peers dialled, the test CA trusted.
     Object.assign(config, {
       peerListenAddress: '127.0.0.1:0',
       peers: mesh.peers,

@@ -238,7 +238,7 @@ export async function startTopology(options = {}) {
       const peers = [`wss://127.0.0.1:${b.info.peerPort}/mesh`];
       const a = await startChild('node', { ...(await cert('a')), secret: SECRET, mesh: { ...mesh, peers } });
       closers.push(() => a.close());
-      // connPort of a tunnelled stream is the origin node's relay port (PROTOCOL.md §2).
+      // connPort of a tunnelled stream is the origin node's relay port (docs/protocol.md §2.4).
       const meshBackend = await startChild(
         'backend',
         backendStart(b.info.hubPort, ca.certPem, a.info.tlsPort),

@@ -13,7 +13,7 @@ export interface BackoffSettings {
 /**
  * Delay before reconnect attempt number `attempt` (0-based):
  * `min(maxDelayMs, initialDelayMs · factor^attempt) · (1 + jitter · (2·random − 1))`.
- * Jitter spreads a fleet of backends that lost the same node (RELIABILITY item 14); with the defaults
+ * Jitter spreads a fleet of backends that lost the same node (docs/reliability.md item 14); with the defaults
  * (1 s, ×2, 60 s, ±25 %) attempt 0 waits 0.75–1.25 s and attempt ≥ 6 waits 45–75 s.
  * `random` returns a number in [0, 1) (injected so tests are exact).
  */

@@ -5,7 +5,7 @@ import { noopLogger } from './logger.js';
 import { normalizeNodeAddress } from './node-address.js';
 import type { ResolvedPortMappings } from './port-mappings.js';
 
-/** Default first reconnect delay, ms (PROTOCOL.md §1.6). */
+/** Default first reconnect delay, ms (docs/protocol.md §1.6). */
 export const DEFAULT_RECONNECT_INITIAL_DELAY = 1_000;
 /** Default cap of the reconnect delay, ms. */
 export const DEFAULT_RECONNECT_MAX_DELAY = 60_000;
@@ -81,7 +81,7 @@ export interface ReconnectOptions {
   resetAfterMs?: number;
 }
 
-/** Session liveness (PROTOCOL.md §1.6). */
+/** Session liveness (docs/protocol.md §1.6). */
 export interface KeepaliveOptions {
   /** WebSocket ping interval, ms. Default: `5_000`. */
   intervalMs?: number;
@@ -89,7 +89,7 @@ export interface KeepaliveOptions {
   timeoutMs?: number;
 }
 
-/** Optional per-stream health checks (PROTOCOL.md §1.6; reference `healthChecks`). */
+/** Optional per-stream health checks (docs/protocol.md §1.6; reference `healthChecks`). */
 export interface HealthCheckOptions {
   /** Default: `false`. */
   enabled?: boolean;

@@ -1,5 +1,5 @@
 /**
- * The backend client's configuration file: the reference client's YAML format unchanged (PROTOCOL.md §6)
+ * The backend client's configuration file: the reference client's YAML format unchanged (docs/protocol.md §6.2)
  * plus a few keys of our own. `resolveBackendClientConfig(doc)` validates a parsed document and returns a
  * frozen structure; `loadBackendClientConfig(file)` reads the YAML. Errors are
  * {@link InvalidOptionsError}s naming the field path (`backends[0].portMappings.443.hosts`).

@@ -12,9 +12,9 @@ export interface KeepaliveHooks {
 }
 
 /**
- * Session liveness for the backend side (PROTOCOL.md §1.6): ping every `intervalMs`; when no message
+ * Session liveness for the backend side (docs/protocol.md §1.6): ping every `intervalMs`; when no message
  * and no pong arrived for `timeoutMs`, call `onTimeout` once. A socket whose far end vanished without a
- * FIN never errors by itself (RELIABILITY item 13), so this is what detects it.
+ * FIN never errors by itself (docs/reliability.md item 13), so this is what detects it.
  *
  * `markAlive()` runs for every received message, so it only stores a timestamp; the deadline timer
  * re-arms itself lazily when it fires early instead of being reset per message.

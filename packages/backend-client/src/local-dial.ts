@@ -24,7 +24,7 @@ export interface DialLocalOptions {
  * Opens a TCP connection to a local service. Resolves with the connected socket (half-open allowed, so
  * a FIN from either side is propagated instead of closing both directions); rejects with
  * {@link DialError} on refusal, timeout or abort. Every path clears its timer and listeners, and a
- * socket that did not resolve is destroyed (RELIABILITY item 12: no leaked socket, no leaked timer).
+ * socket that did not resolve is destroyed (docs/reliability.md item 12: no leaked socket, no leaked timer).
  */
 export function dialLocal(target: DialTarget, options: DialLocalOptions): Promise<net.Socket> {
   const { signal } = options;

@@ -3,7 +3,7 @@ import { InvalidOptionsError } from './errors.js';
 /** Port a hub listens on when an address names none (the reference `backendListenAddress` is `:8443`). */
 export const DEFAULT_HUB_PORT = 8443;
 
-/** Path of the hub's WebSocket endpoint (PROTOCOL.md §1.1). */
+/** Path of the hub's WebSocket endpoint (docs/protocol.md §1.1). */
 export const HUB_PATH = '/connect';
 
 /**

@@ -121,7 +121,7 @@ interface StreamEntry {
 
 /**
  * One hub address: a WebSocket session with its `MuxSession` (role `backend`), kept alive and
- * reconnected forever with jittered backoff (PROTOCOL.md §1.6). Each connection is independent.
+ * reconnected forever with jittered backoff (docs/protocol.md §1.6). Each connection is independent.
  */
 export class NodeConnection {
   readonly node: string;
@@ -285,7 +285,7 @@ export class NodeConnection {
 
     const { tls, handshakeTimeoutMs } = this.#options;
     const ws = new WebSocket(this.node, {
-      perMessageDeflate: false, // PROTOCOL.md §1.1: no compression, no subprotocol
+      perMessageDeflate: false, // docs/protocol.md §1.1: no compression, no subprotocol
       maxPayload: MAX_BACKEND_MESSAGE, // §1.3: the hub never sends more than 32 785 bytes
       handshakeTimeout: handshakeTimeoutMs,
       followRedirects: false,
@@ -325,7 +325,7 @@ export class NodeConnection {
   }
 
   #onOpen(ws: WebSocket, token: string): void {
-    // PROTOCOL.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
+    // docs/protocol.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
     // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
     const writer = createMaskedFrameWriter(ws);
@@ -413,7 +413,7 @@ export class NodeConnection {
     const reason: SessionEndReason =
       this.#endReason ??
       (code === 1008 ? 'auth_rejected' : code === 1006 ? 'connection_lost' : 'closed_by_hub');
-    // RELIABILITY item 10/11: the local side of every stream goes first, then the session forgets them,
+    // docs/reliability.md items 10 and 11: the local side of every stream goes first, then the session forgets them,
     // so nothing of this session can leak into the next one.
     for (const entry of this.#streams.values()) {
       entry.reason ??= 'session_ended';
@@ -503,7 +503,7 @@ export class NodeConnection {
     // Until the local side is piped nobody reads the stream, so a hub `disconnect` during the dial ends
     // its readable side without any 'end'. A 'readable' listener sees that EOF without consuming (the
     // prelude stays buffered, and credits are only returned once it is read): then abort the dial
-    // (RELIABILITY item 12) and let the stream close.
+    // (docs/reliability.md item 12) and let the stream close.
     const onReadable = (): void => {
       if (stream.closeReason === undefined || entry.relay !== undefined) return;
       entry.abort.abort();

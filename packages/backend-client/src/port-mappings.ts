@@ -1,6 +1,6 @@
 /**
  * Port mappings: where the backend client dials for a stream, by the node's relay port (`conn_port`)
- * and the stream's hostname. Same format as the reference client's `portMappings` (PROTOCOL.md §6):
+ * and the stream's hostname. Same format as the reference client's `portMappings` (docs/protocol.md §6.2):
  *
  * ```yaml
  * portMappings:
@@ -209,8 +209,8 @@ function resolveOne(input: unknown, path: string): ResolvedPortMapping {
 
 /**
  * Validates port mappings in the reference format. Keys are relay ports (1–65535); values are
- * `"host:port"` or `{ default?, hosts? }`. Host patterns are normalised like every hostname (PROTOCOL.md
- * §3). Throws {@link InvalidOptionsError} naming the path, e.g. `portMappings.443.hosts`.
+ * `"host:port"` or `{ default?, hosts? }`. Host patterns are normalised like every hostname (docs/protocol.md
+ * §3.1). Throws {@link InvalidOptionsError} naming the path, e.g. `portMappings.443.hosts`.
  */
 export function resolvePortMappings(input: unknown, path = 'portMappings'): ResolvedPortMappings {
   if (!isPlainObject(input)) throw new InvalidOptionsError(path, 'must map relay ports to targets');

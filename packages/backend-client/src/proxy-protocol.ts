@@ -4,13 +4,13 @@
  * connections from the client (nginx `listen … proxy_protocol`, HAProxy `accept-proxy`, Postfix, Dovecot…)
  * learns the end user's real address and port.
  *
- * - **Source**: the stream's `client_ip` (`ip:port` or `[v6]:port`, PROTOCOL.md §1.3). IPv4-mapped IPv6
+ * - **Source**: the stream's `client_ip` (`ip:port` or `[v6]:port`, docs/protocol.md §1.4; the header itself: §4.6). IPv4-mapped IPv6
  *   addresses (`::ffff:192.0.2.1`) are written as IPv4.
  * - **Destination**: the node's relay port (`conn_port`) and, since the hub never tells which of its
  *   addresses the end user reached, the unspecified address of the source's family (`0.0.0.0` or `::`),
  *   unless the caller supplies one.
  * - A missing or unparseable `client_ip` gives `PROXY UNKNOWN\r\n` (v1) or a `LOCAL` command (v2): the
- *   service then uses the connection's own addresses (spec §2.1 and §2.2).
+ *   service then uses the connection's own addresses (HAProxy's proxy-protocol.txt §2.1 and §2.2).
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidOptionsError } from './errors.js';
@@ -21,7 +21,7 @@ export type ProxyProtocolVersion = 'v1' | 'v2';
 /** Every valid {@link ProxyProtocolVersion}. */
 export const PROXY_PROTOCOL_VERSIONS: readonly ProxyProtocolVersion[] = Object.freeze(['v1', 'v2']);
 
-/** The 12-byte signature that starts every v2 header (spec §2.2). */
+/** The 12-byte signature that starts every v2 header (proxy-protocol.txt §2.2). */
 export const PROXY_PROTOCOL_V2_SIGNATURE: Uint8Array = Uint8Array.of(
   0x0d,
   0x0a,
@@ -65,7 +65,7 @@ export interface BuildProxyHeaderOptions {
 }
 
 const V1_PREFIX = 'PROXY ';
-/** Version 2, command PROXY (spec §2.2, 13th byte). */
+/** Version 2, command PROXY (proxy-protocol.txt §2.2, 13th byte). */
 const V2_CMD_PROXY = 0x21;
 /** Version 2, command LOCAL. */
 const V2_CMD_LOCAL = 0x20;
@@ -198,7 +198,7 @@ export function parseProxyProtocolVersion(value: unknown, path: string): ProxyPr
 
 function v1Header(source: ParsedClientAddress | undefined, dest: ParsedClientAddress | undefined): Buffer {
   if (source === undefined || dest === undefined) return Buffer.from(`${V1_PREFIX}UNKNOWN\r\n`, 'latin1');
-  // Spec §2.1: "PROXY" SP proto SP src SP dst SP srcport SP dstport CRLF, at most 107 bytes.
+  // proxy-protocol.txt §2.1: "PROXY" SP proto SP src SP dst SP srcport SP dstport CRLF, at most 107 bytes.
   const proto = source.family === 4 ? 'TCP4' : 'TCP6';
   return Buffer.from(
     `${V1_PREFIX}${proto} ${source.address} ${dest.address} ${source.port} ${dest.port}\r\n`,
@@ -208,7 +208,7 @@ function v1Header(source: ParsedClientAddress | undefined, dest: ParsedClientAdd
 
 function v2Header(source: ParsedClientAddress | undefined, dest: ParsedClientAddress | undefined): Buffer {
   if (source === undefined || dest === undefined) {
-    // Spec §2.2: LOCAL with AF_UNSPEC and no address block; the receiver keeps the real addresses.
+    // proxy-protocol.txt §2.2: LOCAL with AF_UNSPEC and no address block; the receiver keeps the real addresses.
     const out = Buffer.alloc(16);
     out.set(PROXY_PROTOCOL_V2_SIGNATURE, 0);
     out[12] = V2_CMD_LOCAL;
@@ -223,7 +223,7 @@ function v2Header(source: ParsedClientAddress | undefined, dest: ParsedClientAdd
   out[13] = source.family === 4 ? V2_TCP4 : V2_TCP6;
   out[14] = blockLength >>> 8;
   out[15] = blockLength & 0xff;
-  // Address block (spec §2.2, `struct proxy_addr`): src_addr, dst_addr, src_port, dst_port, big-endian.
+  // Address block (proxy-protocol.txt §2.2, `struct proxy_addr`): src_addr, dst_addr, src_port, dst_port, big-endian.
   out.set(source.bytes, 16);
   out.set(dest.bytes, 16 + addressLength);
   const ports = 16 + addressLength * 2;

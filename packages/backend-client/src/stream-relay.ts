@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 
-/** Health-check settings of one relayed stream (PROTOCOL.md §1.6). */
+/** Health-check settings of one relayed stream (docs/protocol.md §1.6). */
 export interface RelayHealthCheck {
   /** Idle time (no byte either way) before a probe, ms. */
   inactivityTimeoutMs: number;
@@ -16,11 +16,11 @@ export interface RelayHealthCheck {
 export const LOCAL_LINGER_MS = 5_000;
 
 /**
- * Joins a mux stream and a local socket both ways (PROTOCOL.md §1.7):
+ * Joins a mux stream and a local socket both ways (docs/protocol.md §1.7):
  * - each side's end is forwarded as a half-close (`end()`), not a teardown, so a request whose sender
- *   shut down its write side still gets its whole response (RELIABILITY item 6);
+ *   shut down its write side still gets its whole response (docs/reliability.md item 6);
  * - the local service's last bytes are written to the stream before `end()`, so they leave before the
- *   stream's `disconnect` (RELIABILITY item 5: `pipe` ends the destination only after it wrote
+ *   stream's `disconnect` (docs/reliability.md item 5: `pipe` ends the destination only after it wrote
  *   everything it read);
  * - an error on either side destroys the other; a stream that closes first lets the local socket flush
  *   what it already has (bounded by {@link LOCAL_LINGER_MS}) and then destroys it.
@@ -68,7 +68,7 @@ export class StreamRelay {
       if (!stream.writableEnded && !stream.destroyed) stream.destroy();
     });
     stream.once('close', () => this.#onStreamClose());
-    // v1 has no half-close on the wire (PROTOCOL.md §1.4): EOF from a backend-role stream means the hub
+    // v1 has no half-close on the wire (docs/protocol.md §1.7): EOF from a backend-role stream means the hub
     // disconnected it. `pipe` forwards it to the local socket as a FIN after every delivered byte; our
     // writable side is ended too (nobody is left to read a response), so the stream can close.
     stream.once('end', () => {

@@ -1,5 +1,5 @@
 /**
- * The HTTP-01 side of the ACME block (RFC 8555 §8.3, PROTOCOL.md §4.2): a plain-HTTP end-user connection
+ * The HTTP-01 side of the ACME block (RFC 8555 §8.3, docs/protocol.md §4.2): a plain-HTTP end-user connection
  * for the node's own hostname asking for `/.well-known/acme-challenge/<token>` is answered by the node
  * itself, before any routing.
  */

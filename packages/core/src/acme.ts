@@ -27,7 +27,7 @@ export const ACME_DIRECTORY_SHORTCUTS: Readonly<Record<string, string>> = Object
   'letsencrypt-staging': LETSENCRYPT_STAGING_DIRECTORY_URL,
 });
 
-/** Default cache directory (PROTOCOL.md §6 `acmeCacheDir`): `acme_certs`, relative to the working directory. */
+/** Default cache directory (docs/protocol.md §6.1 `acmeCacheDir`): `acme_certs`, relative to the working directory. */
 export const DEFAULT_ACME_CACHE_DIR = 'acme_certs';
 /** Default share of a certificate's lifetime left when it is renewed: `1/3` (day 60 of a 90-day certificate). */
 export const DEFAULT_ACME_RENEW_BEFORE_FRACTION = 1 / 3;
@@ -254,7 +254,7 @@ export function resolveAcmeCertificateManagerOptions(
  * - `start()` serves a cached certificate if it is valid (no order), else a temporary self-signed one
  *   (logged as a warning) so the hub can listen at once, and orders a certificate in the background.
  * - The node's HTTP relay listener answers `GET /.well-known/acme-challenge/<token>` for `hostname` with
- *   `challengeResponse(hostname, token)` (PROTOCOL.md §4.2).
+ *   `challengeResponse(hostname, token)` (docs/protocol.md §4.2).
  * - Renewal runs once less than `renewBeforeFraction` (1/3) of the lifetime is left; a failure keeps the
  *   current certificate, emits `failed` and retries with exponential backoff (`retryMin` … `retryMax`).
  */

@@ -1,5 +1,5 @@
 /**
- * Backend tokens (PROTOCOL.md §1.2, §5): compact JWS, HMAC-signed with the node's shared secret, listing
+ * Backend tokens (docs/protocol.md §1.2, §5): compact JWS, HMAC-signed with the node's shared secret, listing
  * the hostnames a backend serves and its weight.
  */
 import { normalizeHostnamePattern } from '@nexus-proxy/sni';
@@ -7,7 +7,7 @@ import { decodeProtectedHeader, type JWTPayload, jwtVerify, SignJWT } from 'jose
 import { AuthError, InvalidConfigError } from './errors.js';
 import { normalizeWeight } from './weighted-round-robin.js';
 
-/** The only accepted algorithms: HMAC with SHA-2 (PROTOCOL.md §5; `none`, RS*, ES*, PS* are refused). */
+/** The only accepted algorithms: HMAC with SHA-2 (docs/protocol.md §5.1; `none`, RS*, ES*, PS* are refused). */
 export const BACKEND_TOKEN_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
 /** An accepted token algorithm. */
 export type BackendTokenAlgorithm = (typeof BACKEND_TOKEN_ALGORITHMS)[number];
@@ -18,7 +18,7 @@ export const DEFAULT_MAX_TOKEN_BYTES = 65_536;
 export const DEFAULT_MAX_TOKEN_HOSTNAMES = 1_000;
 /** Default tolerance for clock skew when checking `exp`, `nbf` and `iat`, seconds. */
 export const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
-/** Issuer that minted tokens carry (later reference hubs require it, PROTOCOL.md §1.2). */
+/** Issuer that minted tokens carry (later reference hubs require it, docs/protocol.md §5.4). */
 export const DEFAULT_TOKEN_ISSUER = 'authorizer';
 /** Audience that minted tokens carry (later reference hubs require it to contain `nexus`). */
 export const DEFAULT_TOKEN_AUDIENCE: readonly string[] = Object.freeze(['nexus']);
@@ -128,7 +128,7 @@ export async function verifyBackendToken(
   }
   if (claims === undefined) throw new AuthError('invalid token signature', { cause: lastError });
 
-  // jose checks `iat` only together with maxTokenAge; PROTOCOL.md §5 checks it whenever present.
+  // jose checks `iat` only together with maxTokenAge; docs/protocol.md §5.3 checks it whenever present.
   const nowSec = Math.floor((options.now?.() ?? Date.now()) / 1000);
   if (typeof claims.iat === 'number' && claims.iat > nowSec + tolerance) {
     throw new AuthError('token issued in the future');
@@ -141,7 +141,7 @@ export async function verifyBackendToken(
     if (raw.length > maxHostnames) throw new AuthError('too many hostnames');
     listed = raw;
   }
-  // Legacy single `hostname`, used only when `hostnames` is empty (PROTOCOL.md §5).
+  // Legacy single `hostname`, used only when `hostnames` is empty (docs/protocol.md §5.2).
   if (listed.length === 0 && typeof claims.hostname === 'string' && claims.hostname !== '') {
     listed = [claims.hostname];
   }

@@ -1,6 +1,6 @@
 /**
  * The hub side of one authenticated backend WebSocket: a `MuxSession` (role `hub`) over the socket, the
- * keepalive (PROTOCOL.md §1.6), per-session limits, and one `'close'` event with a reason when it ends.
+ * keepalive (docs/protocol.md §1.6), per-session limits, and one `'close'` event with a reason when it ends.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -19,9 +19,9 @@ import { LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
 import { createWsTransport, type WsTransport } from './ws-transport.js';
 
-/** Default hub → backend ping interval: 54 000 ms (the reference hub, PROTOCOL.md §1.6). */
+/** Default hub → backend ping interval: 54 000 ms (the reference hub, docs/protocol.md §1.6). */
 export const DEFAULT_HUB_PING_INTERVAL_MS = 54_000;
-/** Default silence after which a backend session is dead: 60 000 ms (PROTOCOL.md §1.6). */
+/** Default silence after which a backend session is dead: 60 000 ms (docs/protocol.md §1.6). */
 export const DEFAULT_HUB_DEAD_AFTER_MS = 60_000;
 /** Default most open streams per backend session: 1 024. */
 export const DEFAULT_MAX_STREAMS_PER_SESSION = 1_024;
@@ -354,7 +354,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   };
 
   readonly #onProtocolError = (error: MuxProtocolError): void => {
-    // Session-level errors leave the session running (a malformed message is dropped, PROTOCOL.md §1.3);
+    // Session-level errors leave the session running (a malformed message is dropped, docs/protocol.md §1.3);
     // ws already rejects oversize messages with 1009 before they reach the engine.
     this.#log.warn({ code: error.code, err: error.message }, 'protocol error from backend');
   };

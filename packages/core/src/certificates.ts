@@ -43,7 +43,7 @@ export interface CertificateOptions {
   commonName?: string;
   /** Add the serverAuth extended key usage. Default: `true`. */
   serverAuth?: boolean;
-  /** Add the clientAuth extended key usage (mutual-TLS peers, PROTOCOL.md §2.1). Default: `false`. */
+  /** Add the clientAuth extended key usage (mutual-TLS peers, docs/protocol.md §2.1). Default: `false`. */
   clientAuth?: boolean;
   /** Lifetime in days. Default: `365`. */
   validityDays?: number;

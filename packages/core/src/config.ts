@@ -1,5 +1,5 @@
 /**
- * Node configuration: the reference server keys (PROTOCOL.md §6), unchanged, plus Nexus's own keys.
+ * Node configuration: the reference server keys (docs/protocol.md §6.1), unchanged, plus Nexus's own keys.
  * `resolveNexusConfig(input)` validates a parsed document (YAML or an object literal), applies defaults and
  * returns a frozen {@link ResolvedNexusConfig} with camelCase names, milliseconds and parsed addresses.
  * Every error is an {@link InvalidConfigError} naming the field path (`listeners[2].port`).
@@ -31,7 +31,7 @@ export const MIN_SECRET_BYTES = 32;
 export const DEFAULT_LOG_LEVEL = 'info';
 /** Port of the peer listener assumed for a `peers` entry written without one. */
 export const DEFAULT_PEER_PORT = 8444;
-/** Path of the peer WebSocket endpoint (PROTOCOL.md §2.1). */
+/** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
 export const PEER_PATH = '/mesh';
 
 /** Default resource limits (see {@link LimitsInput} for each one's meaning). */
@@ -52,7 +52,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   clientFinTimeoutMs: 30_000,
 });
 
-/** Default keepalive settings (PROTOCOL.md §1.6 reference hub values). */
+/** Default keepalive settings (docs/protocol.md §1.6 reference hub values). */
 export const DEFAULT_KEEPALIVE: Readonly<ResolvedKeepalive> = Object.freeze({
   hubPingIntervalMs: 54_000,
   hubDeadAfterMs: 60_000,
@@ -111,16 +111,16 @@ export interface LimitsInput {
   maxPendingConnects?: number;
   /** Connections per end-user IP on the relay ports; `0` = off. Default: `0`. */
   maxConnectionsPerIp?: number;
-  /** A backend must send its token within, ms (PROTOCOL.md §1.2). Default: `10_000`. */
+  /** A backend must send its token within, ms (docs/protocol.md §1.2). Default: `10_000`. */
   authTimeoutMs?: number;
-  /** Largest WebSocket message accepted from a backend, bytes (≥ 32 785, PROTOCOL.md §1.3). Default: `32_785`. */
+  /** Largest WebSocket message accepted from a backend, bytes (≥ 32 785, docs/protocol.md §1.3). Default: `32_785`. */
   maxMessageBytes?: number;
   /** Control messages per second per backend session before it is closed; `0` = off. Default: `10_000`. */
   maxControlMessagesPerSecond?: number;
   /**
    * After an end user's FIN, close the relayed connection once no byte moved either way for this long, ms;
    * `0` = wait for the backend (or `idleTimeoutSeconds`). The v1 wire cannot pass a half-close to the
-   * backend (PROTOCOL.md §1.7), so without it a service that keeps its side open holds the stream forever
+   * backend (docs/protocol.md §1.7), so without it a service that keeps its side open holds the stream forever
    * (HAProxy's `timeout client-fin`). Default: `30_000`.
    */
   clientFinTimeoutMs?: number;
@@ -138,7 +138,7 @@ export interface KeepaliveInput {
   peerDeadAfterMs?: number;
 }
 
-/** Backend-token checks (PROTOCOL.md §5). */
+/** Backend-token checks (docs/protocol.md §5.3). */
 export interface AuthInput {
   /** Refuse tokens without `exp`. Default: `false`. */
   requireExp?: boolean;
@@ -383,7 +383,7 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number }> = 
   maxPendingConnects: { min: 1, max: 10_000_000 },
   maxConnectionsPerIp: { min: 0, max: 10_000_000 },
   authTimeoutMs: { min: 1, max: 3_600_000 },
-  // A smaller cap would reject the full-size frames every reference backend sends (PROTOCOL.md §1.3).
+  // A smaller cap would reject the full-size frames every reference backend sends (docs/protocol.md §1.3).
   maxMessageBytes: { min: 32_785, max: 64 << 20 },
   maxControlMessagesPerSecond: { min: 0, max: 100_000_000 },
   clientFinTimeoutMs: { min: 0, max: 31_536_000_000 },
@@ -571,7 +571,7 @@ export function normalizePeerUrl(value: string, at: string): string {
   } catch {
     throw new InvalidConfigError(at, `is not a valid peer URL (got ${describe(value)})`);
   }
-  // Peer links are mutually authenticated TLS (PROTOCOL.md §2.1); a plain ws:// link could not be.
+  // Peer links are mutually authenticated TLS (docs/protocol.md §2.1); a plain ws:// link could not be.
   if (url.protocol !== 'wss:') throw new InvalidConfigError(at, `must use wss:// (got ${url.protocol}//)`);
   if (url.hostname === '') throw new InvalidConfigError(at, `has no host (got ${describe(value)})`);
   if (url.username !== '' || url.password !== '')
@@ -619,7 +619,7 @@ export function resolveNexusConfig(
     checkKeys({ [key]: doc[key] }, [...known, ...UNSUPPORTED_REFERENCE_KEYS], '');
   }
 
-  // Secrets (PROTOCOL.md §5).
+  // Secrets (docs/protocol.md §5.1).
   const secrets: string[] = [];
   const single = doc.backendsJWTSecret;
   if (present(single)) {
@@ -709,7 +709,7 @@ export function resolveNexusConfig(
     if (ports.length === 0) throw new InvalidConfigError('relayPorts', 'must list at least one port');
     ports.forEach((p, i) => {
       const port = int(p, `relayPorts[${i}]`, 0, 65535, 0);
-      // PROTOCOL.md §6: port 80 speaks HTTP (route by Host), every other port TLS (route by SNI).
+      // docs/protocol.md §4: port 80 speaks HTTP (route by Host), every other port TLS (route by SNI).
       const mode = port === HTTP_RELAY_PORT ? 'http' : 'tls';
       addListener(Object.freeze({ host: relayHost, port, mode }), `relayPorts[${i}]`);
     });
@@ -724,7 +724,7 @@ export function resolveNexusConfig(
   const trustedDomainSuffixes: string[] = [];
   strList(peerAuth.trustedDomainSuffixes, 'peerAuthentication.trustedDomainSuffixes').forEach((raw, i) => {
     const at = `peerAuthentication.trustedDomainSuffixes[${i}]`;
-    // A leading dot only stresses the label boundary, which is always enforced (PROTOCOL.md §2.1).
+    // A leading dot only stresses the label boundary, which is always enforced (docs/protocol.md §2.1).
     const suffix = normalizeHostname(raw.replace(/^\*?\./, ''));
     if (suffix === undefined || suffix.startsWith('[') || isIPv4(suffix)) {
       throw new InvalidConfigError(
@@ -762,7 +762,7 @@ export function resolveNexusConfig(
   }
   const peerCaFile = filePath(peerAuth.caFile, 'peerAuthentication.caFile', baseDir);
 
-  // Hub TLS: exactly one mode (PROTOCOL.md §6).
+  // Hub TLS: exactly one mode (docs/protocol.md §6.1).
   const certFile = filePath(doc.hubTlsCertFile, 'hubTlsCertFile', baseDir);
   const keyFile = filePath(doc.hubTlsKeyFile, 'hubTlsKeyFile', baseDir);
   const publicHostname = str(doc.hubPublicHostname, 'hubPublicHostname');

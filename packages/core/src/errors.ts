@@ -131,7 +131,7 @@ export function truncateUtf8(text: string, maxBytes: number): string {
 
 /**
  * Authentication was refused. `reason` is short, safe to show the peer, and fits a WebSocket close frame
- * (≤ 123 UTF-8 bytes, PROTOCOL.md §1.2); it is truncated if longer.
+ * (≤ 123 UTF-8 bytes, docs/protocol.md §1.2); it is truncated if longer.
  */
 export class AuthError extends NexusError {
   /** Close-frame reason, e.g. `token expired`. At most 123 UTF-8 bytes. */

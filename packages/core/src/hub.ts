@@ -1,5 +1,5 @@
 /**
- * The backend hub (PROTOCOL.md §1): a `wss://…/connect` endpoint where backends dial in, authenticate with
+ * The backend hub (docs/protocol.md §1): a `wss://…/connect` endpoint where backends dial in, authenticate with
  * a JWT as their first message, and then carry end-user streams over a multiplexed WebSocket.
  */
 import { EventEmitter } from 'node:events';
@@ -23,9 +23,9 @@ import { HubTlsContext } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
-/** The hub's WebSocket path (PROTOCOL.md §1.1). */
+/** The hub's WebSocket path (docs/protocol.md §1.1). */
 export const HUB_PATH = '/connect';
-/** Default time a backend has to send its token: 10 000 ms (PROTOCOL.md §1.2). */
+/** Default time a backend has to send its token: 10 000 ms (docs/protocol.md §1.2). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 /** Default most backend sessions (authenticated or authenticating) per hub: 10 000. */
 export const DEFAULT_MAX_SESSIONS = 10_000;
@@ -400,7 +400,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     const maxTokenBytes = this.#maxTokenBytes;
     let tokenSeen = false;
     // A first message over the WebSocket's `maxPayload` makes ws close with 1009 before any event we
-    // could act on; RELIABILITY.md item 23 wants every refused token closed with 1008 and a reason, so
+    // could act on; docs/reliability.md item 23 wants every refused token closed with 1008 and a reason, so
     // until the token is read that close is turned into a policy close (the 'error' then reports it).
     const wsClose = ws.close;
     ws.close = (code?: number, data?: string | Buffer): void => {

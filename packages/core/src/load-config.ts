@@ -1,5 +1,5 @@
 /**
- * Reading the node's YAML configuration file (PROTOCOL.md §6 format). Relative file paths in it (TLS
+ * Reading the node's YAML configuration file (docs/protocol.md §6.1 format). Relative file paths in it (TLS
  * certificate and key, CA files, ACME cache directory) are resolved against the file's directory, so a
  * node can be started from any working directory.
  */

@@ -1,5 +1,5 @@
 /**
- * The peer mesh's options, events, defaults and their validation (PROTOCOL.md §2).
+ * The peer mesh's options, events, defaults and their validation (docs/protocol.md §2).
  */
 import { InvalidConfigError } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
@@ -9,7 +9,7 @@ import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
 import type { RoutingTable } from './routing-table.js';
 import type { TunnelSessionStats } from './tunnel-session.js';
 
-/** Path of the peer WebSocket endpoint (PROTOCOL.md §2.1). */
+/** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
 export const MESH_PATH = '/mesh';
 /** Port of the reference peer listener (`peerListenAddress: ":8444"`). */
 export const DEFAULT_PEER_LISTEN_PORT = 8444;
@@ -17,7 +17,7 @@ export const DEFAULT_PEER_LISTEN_PORT = 8444;
 export const DEFAULT_PEER_RECONNECT_INITIAL_DELAY = 1_000;
 /** Largest reconnect delay of a peer dialer (before jitter): `60_000` ms. */
 export const DEFAULT_PEER_RECONNECT_MAX_DELAY = 60_000;
-/** Relative reconnect jitter: `0.25` (±25 %, PROTOCOL.md §1.6). */
+/** Relative reconnect jitter: `0.25` (±25 %, docs/protocol.md §2.5). */
 export const DEFAULT_PEER_RECONNECT_JITTER = 0.25;
 /** Time allowed for a dial (TCP + TLS + WebSocket handshake): `10_000` ms. */
 export const DEFAULT_PEER_CONNECT_TIMEOUT = 10_000;

@@ -1,5 +1,5 @@
 /**
- * Both ends of a tunnel (PROTOCOL.md §2.3). The origin opens one on a link that announces the route the
+ * Both ends of a tunnel (docs/protocol.md §2.4). The origin opens one on a link that announces the route the
  * routing table chose; the destination relays it to a local backend, or closes it at once. Both ends
  * relay through `relayMuxStream`, like every other relay of the node.
  */
@@ -66,7 +66,7 @@ export interface AcceptTunnelOptions {
 /**
  * Destination: relays a tunnel to a local backend, or answers `0x12` at once. Only local backends are
  * asked (`openLocalStream` makes the routing decision) — a tunnel is never forwarded to a third node
- * (one hop, §2.3).
+ * (one hop, §2.4).
  */
 export function acceptTunnel(
   link: PeerLink,
@@ -88,7 +88,7 @@ export function acceptTunnel(
     }
   }
   if (local === undefined) {
-    // RELIABILITY.md item 16: the reference ignores the request and the origin streams into the void.
+    // docs/reliability.md item 16: the reference ignores the request and the origin streams into the void.
     log.info(
       { linkId: link.id, tunnelId: request.client_id, hostname: request.hostname },
       'no local backend for tunnel: closing it',

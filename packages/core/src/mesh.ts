@@ -1,5 +1,5 @@
 /**
- * The mesh (PROTOCOL.md §2): nodes peer over mutually authenticated WebSockets, announce the routes their
+ * The mesh (docs/protocol.md §2): nodes peer over mutually authenticated WebSockets, announce the routes their
  * local backends serve, and tunnel end-user streams to the node that has the backend.
  *
  * `PeerMesh` owns the peer listener (`/mesh`, its own port or a shared https server through
@@ -214,7 +214,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
 
   /**
    * Replaces the trusted suffixes and CAs. New upgrades on the listener and new dials use them; links
-   * already established stay (PROTOCOL.md §2.1 authenticates a link once, at its handshake). Throws
+   * already established stay (docs/protocol.md §2.1 authenticates a link once, at its handshake). Throws
    * `InvalidConfigError` or `TlsError` (nothing changed) like the constructor.
    */
   setTrust(trust: PeerTrustOptions): void {
@@ -307,7 +307,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
         ? this.#auth.verify(tlsSocket)
         : ({ ok: false, reason: 'not a TLS connection' } as const);
     if (!result.ok) {
-      // RELIABILITY.md item 24: refused before any message is read.
+      // docs/reliability.md item 24: refused before any message is read.
       this.#log.warn({ remoteAddress, reason: result.reason }, 'refusing peer');
       rejectUpgrade(socket, 403, 'Forbidden');
       this.emit('peer-refused', { remoteAddress, reason: result.reason });

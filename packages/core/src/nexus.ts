@@ -345,7 +345,7 @@ export function createNexus(
       const served = tlsContext.material;
       if (certPem !== served.certPem || keyPem !== served.keyPem) tlsMaterial = { certPem, keyPem };
     }
-    // The mesh's trust (PROTOCOL.md §2.1). It can only change live on a node that runs a mesh: one that
+    // The mesh's trust (docs/protocol.md §2.1). It can only change live on a node that runs a mesh: one that
     // started without trusted suffixes has no peer listener, and a restart creates one.
     const beforeAuth = before.peerAuthentication;
     const nextAuth = incoming.peerAuthentication;

@@ -1,10 +1,10 @@
 /**
- * Peer certificate checks for the mesh listener (PROTOCOL.md §2.1): the client certificate chain must
+ * Peer certificate checks for the mesh listener (docs/protocol.md §2.1): the client certificate chain must
  * lead to a trusted CA and one of its DNS names must end with a trusted domain suffix at a label boundary.
  *
  * Why the chain is verified here and not only by OpenSSL: OpenSSL verifies a TLS *client* certificate for
  * the `sslclient` purpose and flags a certificate whose extended key usage lists only serverAuth (every
- * ACME certificate) as `INVALID_PURPOSE`. PROTOCOL.md §2.1 requires accepting those. Node reports a
+ * ACME certificate) as `INVALID_PURPOSE`. docs/protocol.md §2.1 requires accepting those. Node reports a
  * single `authorizationError`, which for a self-signed serverAuth-only certificate is also
  * `INVALID_PURPOSE` (the earlier "self signed" error is overwritten), so the OpenSSL verdict cannot be
  * refined after the fact. The listener therefore asks for the certificate without rejecting it in the
@@ -75,7 +75,7 @@ export function normalizeTrustedSuffix(suffix: string): string | undefined {
 
 /**
  * True when `name` is one of `suffixes` or ends with `.` + one of them: the match is at a label boundary
- * (PROTOCOL.md §2.1), so `mesh.example.com` matches `mesh.example.com` and `a.mesh.example.com` but not
+ * (docs/protocol.md §2.1), so `mesh.example.com` matches `mesh.example.com` and `a.mesh.example.com` but not
  * `evilmesh.example.com`. `suffixes` must be normalised ({@link normalizeTrustedSuffix}); `name` is
  * compared case-insensitively, without a trailing dot.
  */
@@ -93,7 +93,7 @@ export function matchesTrustedSuffix(name: string, suffixes: readonly string[]):
 
 /**
  * The names a peer certificate is checked by: its DNS subjectAltNames, or its subject CN when it has no
- * DNS name (PROTOCOL.md §2.1). IP addresses never count.
+ * DNS name (docs/protocol.md §2.1). IP addresses never count.
  */
 export function certificateNames(cert: X509Certificate): string[] {
   const dns: string[] = [];
@@ -192,7 +192,7 @@ export async function readPeerCaFile(path: string): Promise<string> {
 let systemAnchors: X509Certificate[] | undefined;
 
 /**
- * Decides whether a TLS peer may join the mesh (PROTOCOL.md §2.1). Construct once; `verify()` is
+ * Decides whether a TLS peer may join the mesh (docs/protocol.md §2.1). Construct once; `verify()` is
  * synchronous and cheap enough to run on every upgrade.
  */
 export class PeerAuthenticator {

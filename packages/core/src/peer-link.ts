@@ -1,9 +1,9 @@
 /**
- * One peer link (PROTOCOL.md §2): a WebSocket between two nodes, whichever side dialled. It decodes the
+ * One peer link (docs/protocol.md §2): a WebSocket between two nodes, whichever side dialled. It decodes the
  * text messages (`announce`, `tunnel_request`), hands binary frames to its {@link TunnelSession}, keeps
  * the announce bookkeeping of the far side, and runs a keepalive on both ends — the reference peer links
- * have no read deadline, so a silently dead peer would keep its routes forever (§2.3, RELIABILITY.md
- * item 13).
+ * have no read deadline, so a silently dead peer would keep its routes forever (docs/protocol.md §2.5,
+ * docs/reliability.md item 13).
  */
 import { EventEmitter } from 'node:events';
 import {
@@ -184,7 +184,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return this.#closeReason;
   }
 
-  /** Sends a full-state announce (PROTOCOL.md §2.2). */
+  /** Sends a full-state announce (docs/protocol.md §2.2). */
   sendAnnounce(version: number, hostnames: readonly string[]): void {
     if (this.#closed || this.#ws.readyState !== WebSocket.OPEN) return;
     this.#ws.send(encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] }), {

@@ -1,5 +1,5 @@
 /**
- * A public relay port (PROTOCOL.md §4): accepts end-user TCP connections, sniffs the SNI or Host without
+ * A public relay port (docs/protocol.md §4): accepts end-user TCP connections, sniffs the SNI or Host without
  * answering, and hands each routed socket to `onRouted`. Every connection that is not routed is destroyed
  * without a byte written, and its close reason is logged and reported.
  */
@@ -187,7 +187,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
     listen() {
       return new Promise<AddressInfo>((resolve, reject) => {
         // allowHalfOpen: an end user's FIN must not close our write side; the response still flows
-        // (PROTOCOL.md §1.7, RELIABILITY.md item 6).
+        // (docs/protocol.md §1.7, docs/reliability.md item 6).
         const srv = createServer({ allowHalfOpen: true, pauseOnConnect: false }, handleConnection);
         server = srv;
         srv.on('error', (err) => log.error({ err }, 'listener error'));

@@ -5,7 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 
-/** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (PROTOCOL.md §4.3). */
+/** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (docs/protocol.md §4.5). */
 export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
 
 /**
@@ -45,7 +45,7 @@ export interface RelayOptions {
   /**
    * Once the end user has half-closed (sent FIN), close both sides after this long without a byte in either
    * direction, in ms; `0` = wait for the stream (or `idleTimeoutMs`). The v1 wire cannot tell a backend that
-   * the end user stopped sending (PROTOCOL.md §1.7), so a service that keeps its side open would otherwise
+   * the end user stopped sending (docs/protocol.md §1.7), so a service that keeps its side open would otherwise
    * hold the stream forever (HAProxy's `timeout client-fin`). Default: `0`.
    */
   clientFinTimeoutMs?: number;
@@ -54,8 +54,8 @@ export interface RelayOptions {
   /**
    * The stream's EOF ends the whole relay: the end user receives every byte, then a FIN, and the socket
    * is released once that is written (bytes the end user still sends are discarded). Right for mux streams
-   * and tunnels, whose wire has no half-close: the peer's `disconnect` ends both directions (PROTOCOL.md
-   * §1.4, §4.3 "closes the end-user socket"). `false` relays a TCP half-close in this direction too.
+   * and tunnels, whose wire has no half-close: the peer's `disconnect` ends both directions (docs/protocol.md
+   * §1.7). `false` relays a TCP half-close in this direction too.
    * Default: `true`.
    */
   closeOnStreamEnd?: boolean;
@@ -78,8 +78,8 @@ export interface RelayHandle {
 /**
  * Relay `socket` ⇄ `stream`. The socket should be paused (as `sniffConnection` leaves it) and created with
  * `allowHalfOpen: true`: an end user's FIN then ends only the stream's write side while the response keeps
- * flowing, and the stream's EOF ends the socket only after every byte was written (PROTOCOL.md §1.7,
- * RELIABILITY.md items 5 and 6).
+ * flowing, and the stream's EOF ends the socket only after every byte was written (docs/protocol.md §1.7,
+ * docs/reliability.md items 5 and 6).
  */
 export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_RELAY_IDLE_TIMEOUT_MS;
@@ -234,7 +234,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   socket.on('data', onSocketData);
   stream.on('data', onStreamData);
 
-  // One timer re-armed for the remaining time, instead of a reset on every chunk (RELIABILITY.md item 9:
+  // One timer re-armed for the remaining time, instead of a reset on every chunk (docs/reliability.md item 9:
   // traffic in either direction keeps the relay alive). After the end user's FIN the shorter of the idle and
   // client-FIN timeouts applies.
   const finActive = (): boolean =>
@@ -305,11 +305,11 @@ function closeGracefully(stream: Duplex): void {
  * of a tunnel) and tunnel ⇄ backend stream (destination).
  *
  * On top of {@link relayConnection}:
- * - when `end` is a mux stream too, neither side has a half-close (PROTOCOL.md §1.4): the EOF of either
+ * - when `end` is a mux stream too, neither side has a half-close (docs/protocol.md §1.7): the EOF of either
  *   closes the other gracefully (`disconnect('normal')`, after what was written first);
  * - the reason reported for a relay that `completed` is the stream's own close reason when that is not a
  *   normal end (the backend session or the peer link died: the end user got everything the node had,
- *   then FIN, PROTOCOL.md §1.7, and the stats say why).
+ *   then FIN, docs/protocol.md §1.7, and the stats say why).
  */
 export function relayMuxStream(end: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
   if (isMuxStream(end)) {

@@ -1,10 +1,10 @@
 /**
- * The routing table: which local backends and which peers serve a hostname (PROTOCOL.md §3).
+ * The routing table: which local backends and which peers serve a hostname (docs/protocol.md §3.3).
  *
  * Local routes are weighted pools of targets (backend sessions) per pattern; peer routes are sets of
- * peer links per pattern, replaced wholesale by each full-state announce (PROTOCOL.md §2.2). Lookup order
+ * peer links per pattern, replaced wholesale by each full-state announce (docs/protocol.md §2.2). Lookup order
  * is local exact, local wildcard, peer exact, peer wildcard. Empty pools are deleted at once, so an exact
- * pool that lost its last backend never shadows a wildcard (RELIABILITY.md item 15).
+ * pool that lost its last backend never shadows a wildcard (docs/reliability.md item 15).
  */
 import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
 import type { NoRouteReason } from './errors.js';
@@ -189,7 +189,7 @@ export class RoutingTable<T, L = string> {
   }
 
   /**
-   * Unregister `target` from every pattern at once (its session ended, PROTOCOL.md §1.7). Returns the
+   * Unregister `target` from every pattern at once (its session ended, docs/protocol.md §1.7). Returns the
    * patterns it was removed from.
    */
   removeTarget(target: T): string[] {
@@ -225,7 +225,7 @@ export class RoutingTable<T, L = string> {
     else this.#linkPatterns.set(linkId, next);
   }
 
-  /** Forget every route learned from `linkId` (the link died, PROTOCOL.md §2.2). */
+  /** Forget every route learned from `linkId` (the link died, docs/protocol.md §2.2). */
   removePeer(linkId: L): void {
     const previous = this.#linkPatterns.get(linkId);
     if (previous === undefined) return;
@@ -235,7 +235,7 @@ export class RoutingTable<T, L = string> {
 
   /**
    * The routing decision for `hostname` (normalised here, once; an invalid name has no route): local
-   * exact, local wildcard, peer exact, peer wildcard (PROTOCOL.md §3). A local decision hands out the pool
+   * exact, local wildcard, peer exact, peer wildcard (docs/protocol.md §3.3). A local decision hands out the pool
    * without picking; a peer decision takes the next turn of the links' rotation.
    */
   resolve(hostname: string): RouteDecision<T, L> {
@@ -300,7 +300,7 @@ export class RoutingTable<T, L = string> {
     return dot > 0 && this.#localWildcard.has(host.slice(dot + 1));
   }
 
-  /** The patterns served locally, sorted: the `hostnames` of an announce (PROTOCOL.md §2.2). */
+  /** The patterns served locally, sorted: the `hostnames` of an announce (docs/protocol.md §2.2). */
   localPatterns(): string[] {
     const out: string[] = [...this.#localExact.keys()];
     for (const suffix of this.#localWildcard.keys()) out.push(`*.${suffix}`);
@@ -370,7 +370,7 @@ export class RoutingTable<T, L = string> {
     const pool = map.get(key);
     if (pool === undefined || !pool.remove(target)) return false;
     if (pool.size === 0) {
-      // Delete the empty pool: an empty exact pool must not shadow a wildcard (PROTOCOL.md §3).
+      // Delete the empty pool: an empty exact pool must not shadow a wildcard (docs/protocol.md §3.3).
       map.delete(key);
       if (notify) this.#localPatternsChanged();
     }

@@ -1,22 +1,22 @@
 /**
  * Sniffing one end-user connection: read the TLS ClientHello (or the HTTP request head) without writing a
  * single byte, under a byte cap, rolling deadlines and a node-wide concurrent-sniff budget
- * (PROTOCOL.md §4).
+ * (docs/protocol.md §4.1–§4.3).
  */
 import type { Socket } from 'node:net';
 import { parseClientHello, sniffHttpRequest } from '@nexus-proxy/sni';
 
-/** Default cap on a TLS ClientHello: 32 KiB (the reference's limit, PROTOCOL.md §4.1). */
+/** Default cap on a TLS ClientHello: 32 KiB (the reference's limit, docs/protocol.md §4.1). */
 export const DEFAULT_MAX_CLIENT_HELLO_BYTES = 32 * 1024;
-/** Default cap on an HTTP request head: 64 KiB (PROTOCOL.md §4.2). */
+/** Default cap on an HTTP request head: 64 KiB (docs/protocol.md §4.2). */
 export const DEFAULT_MAX_HTTP_HEAD_BYTES = 64 * 1024;
-/** Default time allowed for the first byte: 15 000 ms (PROTOCOL.md §4.3). */
+/** Default time allowed for the first byte: 15 000 ms (docs/protocol.md §4.3). */
 export const DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS = 15_000;
-/** Default extension of the sniff deadline after each read: 5 000 ms (PROTOCOL.md §4.3). */
+/** Default extension of the sniff deadline after each read: 5 000 ms (docs/protocol.md §4.3). */
 export const DEFAULT_SNIFF_READ_EXTENSION_MS = 5_000;
-/** Default absolute sniff deadline: 30 000 ms (PROTOCOL.md §4.3). */
+/** Default absolute sniff deadline: 30 000 ms (docs/protocol.md §4.3). */
 export const DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS = 30_000;
-/** Default number of connections that may be sniffing at once, per node: 256 (PROTOCOL.md §4.3). */
+/** Default number of connections that may be sniffing at once, per node: 256 (docs/protocol.md §4.3). */
 export const DEFAULT_MAX_CONCURRENT_SNIFFS = 256;
 
 /** What a relay port expects: a TLS ClientHello (routed by SNI) or an HTTP/1.x head (routed by Host). */
@@ -51,13 +51,13 @@ export type SniffCloseReason =
 
 /** A connection whose destination is known. */
 export interface SniffedConnection {
-  /** Normalised hostname from SNI or Host (PROTOCOL.md §3). */
+  /** Normalised hostname from SNI or Host (docs/protocol.md §3). */
   hostname: string;
   /** True when the connection began with a TLS ClientHello. */
   isTls: boolean;
   /**
    * Every byte read while sniffing, including any bytes after the ClientHello / request head that arrived
-   * in the same read. Replay it to the backend before anything else (PROTOCOL.md §4.3).
+   * in the same read. Replay it to the backend before anything else (docs/protocol.md §4.3).
    */
   prelude: Buffer;
   /** ALPN protocols offered by the client (mode `tls`; empty otherwise). */
@@ -78,7 +78,7 @@ export type SniffResult =
 /**
  * A counter of connections currently sniffing. Share one per node across all relay listeners: sniffing
  * holds buffers and timers, so an unbounded number of slow clients would be a cheap denial of service
- * (PROTOCOL.md §4.3, RELIABILITY.md item 21).
+ * (docs/protocol.md §4.3, docs/reliability.md item 21).
  */
 export class SniffBudget {
   #limit = DEFAULT_MAX_CONCURRENT_SNIFFS;
@@ -159,7 +159,7 @@ export function resolveSniffLimits(limits: SniffLimits = {}): ResolvedSniffLimit
  * Nothing is ever written to the socket. On success the socket is left **paused** with no listeners of
  * ours attached, so the caller can pipe it without losing a byte; every byte read so far is in
  * `sniffed.prelude`. On failure the socket has been destroyed (no TLS alert, no HTTP error page:
- * PROTOCOL.md §4.1, §4.3) and the result carries the reason. The promise never rejects.
+ * docs/protocol.md §4, §4.4) and the result carries the reason. The promise never rejects.
  */
 export function sniffConnection(socket: Socket, options: SniffOptions): Promise<SniffResult> {
   const limits = resolveSniffLimits(options.limits);

@@ -1,15 +1,15 @@
 /**
- * Tunnels multiplexed over one peer link (PROTOCOL.md §2.2, §2.3).
+ * Tunnels multiplexed over one peer link (docs/protocol.md §2.2–§2.4).
  *
  * Every tunnel is a `MuxStream` from `@nexus-proxy/mux-protocol` — the same engine that carries backend
  * streams, with its credit accounting, backpressure, half-close handling and write coalescing — hosted by
  * this session instead of a `MuxSession`: DATA goes out as TUNNEL_DATA (`0x11`), grants as
  * TUNNEL_CREDITS (`0x15`), the end of a tunnel as TUNNEL_CLOSE (`0x12`). The session schedules tunnels
  * round-robin, one frame per turn, onto the link while the WebSocket is below its high-water mark, so a
- * tunnel whose end user is slow (out of credits) never holds back the others (RELIABILITY.md item 19)
- * and no frame is ever dropped (§2.3 reference defects).
+ * tunnel whose end user is slow (out of credits) never holds back the others (docs/reliability.md item 19)
+ * and no frame is ever dropped (docs/protocol.md §8.2).
  *
- * Credits are opt-in per side (§2.3): each side grants its receive window with a `0x15` as the tunnel
+ * Credits are opt-in per side (§2.4): each side grants its receive window with a `0x15` as the tunnel
  * opens and meters its own sending only from the first `0x15` it receives. The frames a peer sent before
  * our first grant reached it are tolerated (the stream then falls back to pausing the link while its
  * reader is full, as for a v1 peer that never grants).
@@ -85,7 +85,7 @@ export interface TunnelInit {
 /** Options of {@link TunnelSession}. */
 export interface TunnelSessionOptions {
   transport: TunnelTransport;
-  /** Receive window granted per tunnel, in frames. Default: `64` (PROTOCOL.md §2.3 → §1.5). */
+  /** Receive window granted per tunnel, in frames. Default: `64` (docs/protocol.md §2.4, §1.5). */
   initialWindow?: number;
   /** Grants are returned in batches of this many delivered frames. Default: `8`. */
   grantBatch?: number;
@@ -304,7 +304,7 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
 
   /**
    * Destination: answers a `tunnel_request` it cannot serve with `0x12` at once, so the origin closes
-   * its end user instead of streaming into the void (PROTOCOL.md §2.3, RELIABILITY.md item 16).
+   * its end user instead of streaming into the void (docs/protocol.md §2.4, docs/reliability.md item 16).
    */
   refuse(tunnelId: string): void {
     this.#refused++;
@@ -337,7 +337,7 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
 
   /**
    * Ends every tunnel: each delivers what it already received, then EOF (end users get a FIN, like the
-   * streams of a dead backend session, PROTOCOL.md §1.7). Sends nothing. Idempotent.
+   * streams of a dead backend session, docs/protocol.md §1.7). Sends nothing. Idempotent.
    */
   close(reason = 'link_closed'): void {
     if (this.#closed) return;
@@ -390,7 +390,7 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       // "hub" close semantics on both ends: see the class comment.
       role: 'hub',
       host: this.#host,
-      // Unmetered until the peer's first 0x15 (§2.3: credits are opt-in per side); that grant counts
+      // Unmetered until the peer's first 0x15 (§2.4: credits are opt-in per side); that grant counts
       // from the tunnel's first frame, like a backend's first grant (§1.5).
       sendCredits: undefined,
       assumedWindow: this.#peerWindow,

@@ -1,7 +1,7 @@
 /**
  * Adapts a `ws` WebSocket to the `MuxTransport` interface of `@nexus-proxy/mux-protocol`: binary
  * messages out, `bufferedAmount` for backpressure, the underlying socket's `'drain'` to resume sending,
- * and `pause()`/`resume()` to stop reading when a stream's reader does not keep up (PROTOCOL.md §1.5,
+ * and `pause()`/`resume()` to stop reading when a stream's reader does not keep up (docs/protocol.md §1.5,
  * "unmetered streams still need backpressure").
  */
 import type { Duplex } from 'node:stream';

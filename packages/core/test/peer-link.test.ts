@@ -170,7 +170,7 @@ describe('peer link keepalive while the link itself holds reads paused', () => {
       hostname: 'app.example.com',
       isTls: true,
     })!;
-    // A reference destination that never grants (§2.3 credits are opt-in) answers with 4 MiB; the end
+    // A reference destination that never grants (§2.4: credits are opt-in) answers with 4 MiB; the end
     // user behind the tunnel does not read yet, so the link pauses its reads.
     for (let i = 0; i < 128; i++) {
       const frame = encodeTunnelFrame({

@@ -77,7 +77,7 @@ describe('RoutingTable', () => {
     expect(table.lookup('a.example.com')).toBeUndefined();
   });
 
-  it('does not let an emptied exact pool shadow the wildcard (RELIABILITY item 15)', () => {
+  it('does not let an emptied exact pool shadow the wildcard (docs/reliability.md item 15)', () => {
     const table = new RoutingTable<string>();
     table.addLocal('a.example.com', 'exact');
     table.addLocal('*.example.com', 'wild');
@@ -355,7 +355,7 @@ describe('RoutingTable.resolve: the one routing decision', () => {
     expect(table().resolve(name)).toEqual({ kind: 'none', hostname, reason });
   });
 
-  it('prefers a local wildcard over a peer exact name (PROTOCOL.md §3 order)', () => {
+  it('prefers a local wildcard over a peer exact name (docs/protocol.md §3.3 order)', () => {
     const t = table();
     t.setPeerRoutes('link-3', ['x.example.com']);
     expect(t.resolve('x.example.com')).toMatchObject({ kind: 'local', pattern: '*.example.com' });

@@ -172,7 +172,7 @@ describe('TunnelSession', () => {
       accepted.push(b.accept(req)!);
     });
     // A first tunnel teaches the origin that this peer meters (its window); until then a new tunnel sends
-    // unmetered up to its first 0x15 (§2.3: credits are opt-in).
+    // unmetered up to its first 0x15 (§2.4: credits are opt-in).
     const warm = a.open({ connPort: 443, clientIp: '127.0.0.1:9', hostname: 'w.example.com', isTls: true })!;
     await new Promise((r) => setTimeout(r, 10));
     warm.destroy();

@@ -3,7 +3,7 @@ import { MuxProtocolError } from './errors.js';
 import type { DecodeResult } from './frame.js';
 import { normalizeStreamId } from './stream-id.js';
 
-/** Values of the control message `event` field (PROTOCOL.md §1.4). */
+/** Values of the control message `event` field (docs/protocol.md §1.4). */
 export const ControlEvent = {
   Connect: 'connect',
   Disconnect: 'disconnect',
@@ -48,7 +48,7 @@ export interface ConnectMessage {
   credits?: number;
 }
 
-/** Either direction: the stream is over (PROTOCOL.md §1.4). */
+/** Either direction: the stream is over (docs/protocol.md §1.4). */
 export interface DisconnectMessage {
   event: 'disconnect';
   client_id: string;
@@ -75,7 +75,7 @@ export interface PauseStreamMessage {
   reason?: string;
 }
 
-/** Resume reading; with `credits` > 0 it is a credit grant, in frames (PROTOCOL.md §1.5). */
+/** Resume reading; with `credits` > 0 it is a credit grant, in frames (docs/protocol.md §1.5). */
 export interface ResumeStreamMessage {
   event: 'resume_stream';
   client_id: string;
@@ -153,7 +153,7 @@ export type ParsedControl =
   | { known: false; message: UnknownControlMessage };
 
 /**
- * Validates a parsed JSON object as a control message (PROTOCOL.md §1.4). Unknown fields are ignored; a
+ * Validates a parsed JSON object as a control message (docs/protocol.md §1.4). Unknown fields are ignored; a
  * known field of the wrong type is an error (as it is for Go's `json.Unmarshal`); `null` counts as absent.
  * `client_id` must be a UUID string (either case; returned lowercase). `credits` must be a non-negative
  * integer; it is not clamped here (`SendWindow.grant` clamps at 2^20), and `0` is returned as absent.

@@ -15,7 +15,7 @@ export interface DataFrame {
   type: 'data';
   /** Lowercase UUID string. */
   streamId: string;
-  /** Stream bytes, ≤ 32 768. Receivers ignore an empty payload (PROTOCOL.md §1.3). */
+  /** Stream bytes, ≤ 32 768. Receivers ignore an empty payload (docs/protocol.md §1.3). */
   payload: Uint8Array;
 }
 
@@ -25,13 +25,13 @@ export interface ControlFrame {
   message: ControlMessage;
 }
 
-/** A CONTROL frame whose `event` is unknown: log it and go on (PROTOCOL.md §1.3). */
+/** A CONTROL frame whose `event` is unknown: log it and go on (docs/protocol.md §1.3). */
 export interface UnknownControlFrame {
   type: 'unknown-control';
   message: UnknownControlMessage;
 }
 
-/** A frame of the backend session (PROTOCOL.md §1.3), as encoded by this package. */
+/** A frame of the backend session (docs/protocol.md §1.3), as encoded by this package. */
 export type BackendFrame = DataFrame | ControlFrame;
 
 /** Everything {@link decodeBackendMessage} can return successfully. */
@@ -44,7 +44,7 @@ export interface DecodeBackendMessageOptions {
 }
 
 /**
- * Decodes one binary WebSocket message of a backend session (PROTOCOL.md §1.3). Never throws.
+ * Decodes one binary WebSocket message of a backend session (docs/protocol.md §1.3). Never throws.
  *
  * - `{ type: 'data' }`: the payload is a view into `bytes` (copy it if you keep it beyond `bytes`' life).
  * - `{ type: 'control' }` / `{ type: 'unknown-control' }`: a valid control object, known event or not.

@@ -69,7 +69,7 @@ export function splitPayload(payload: Uint8Array, max: number = MAX_DATA_PAYLOAD
 
 /**
  * Encodes `payload` as as many DATA frames as needed (each payload ≤ 32 768 bytes), e.g. for the
- * replayed prelude, which may be up to 64 KiB (PROTOCOL.md §4.3). An empty payload gives no frame.
+ * replayed prelude, which may be up to 64 KiB (docs/protocol.md §4.3). An empty payload gives no frame.
  */
 export function encodeDataFrames(streamId: string | Uint8Array, payload: Uint8Array): Uint8Array[] {
   const chunks = splitPayload(payload);

@@ -2,13 +2,13 @@
  * Stable error codes of `@nexus-proxy/mux-protocol`. Callers match on `err.code`, never on the message.
  */
 export type MuxProtocolErrorCode =
-  /** A binary message is shorter than its frame type requires, or its layout is wrong (PROTOCOL.md §1.3). */
+  /** A binary message is shorter than its frame type requires, or its layout is wrong (docs/protocol.md §1.3). */
   | 'MUX_ERR_MALFORMED_FRAME'
-  /** A message exceeds the size limit (32 785 bytes on a backend session, PROTOCOL.md §1.3). */
+  /** A message exceeds the size limit (32 785 bytes on a backend session, docs/protocol.md §1.3). */
   | 'MUX_ERR_FRAME_TOO_LARGE'
   /** A control message is not a JSON object, lacks `event`, or has a field of the wrong type (§1.4). */
   | 'MUX_ERR_INVALID_CONTROL'
-  /** A peer-link text message is not valid (PROTOCOL.md §2.2). */
+  /** A peer-link text message is not valid (docs/protocol.md §2.2). */
   | 'MUX_ERR_INVALID_PEER_MESSAGE'
   /** A stream id is not 16 bytes / not a 36-character UUID string. */
   | 'MUX_ERR_INVALID_STREAM_ID'

@@ -1,8 +1,8 @@
-/** Default credit window, in frames: about 2 MiB per stream and direction (PROTOCOL.md §1.5). */
+/** Default credit window, in frames: about 2 MiB per stream and direction (docs/protocol.md §1.5). */
 export const DEFAULT_INITIAL_WINDOW = 64;
-/** Default number of delivered frames returned to the sender in one grant (PROTOCOL.md §1.5). */
+/** Default number of delivered frames returned to the sender in one grant (docs/protocol.md §1.5). */
 export const DEFAULT_GRANT_BATCH = 8;
-/** Largest credit balance a sender keeps; larger grants are clamped (PROTOCOL.md §1.5). */
+/** Largest credit balance a sender keeps; larger grants are clamped (docs/protocol.md §1.5). */
 export const MAX_CREDITS = 2 ** 20;
 
 /** Options of {@link SendWindow}. */
@@ -17,7 +17,7 @@ export interface SendWindowOptions {
 }
 
 /**
- * The sender's side of credit flow control for one stream and direction (PROTOCOL.md §1.5): one credit
+ * The sender's side of credit flow control for one stream and direction (docs/protocol.md §1.5): one credit
  * per DATA frame. Until the first grant the window is *unmetered* (legacy v1 peers never grant, and a
  * sender that waited for them would stall); from the first grant on, every frame spends one credit and
  * sending stops at zero.
@@ -91,7 +91,7 @@ export interface ReceiveLedgerOptions {
 }
 
 /**
- * The receiver's side of credit flow control for one stream and direction (PROTOCOL.md §1.5). It
+ * The receiver's side of credit flow control for one stream and direction (docs/protocol.md §1.5). It
  * counts frames as they arrive ({@link received}) and as they are *delivered* to their destination
  * ({@link delivered}), and returns credits in batches. Invariant for a well-behaved sender:
  * `outstanding + buffered + pending === window`.

@@ -12,7 +12,7 @@ import {
 } from './frame.js';
 import { NIL_STREAM_ID, normalizeStreamId, streamIdFromBytes, writeStreamId } from './stream-id.js';
 
-/** Full-state route announcement (PROTOCOL.md §2.2). */
+/** Full-state route announcement (docs/protocol.md §2.2). */
 export interface AnnounceMessage {
   type: 'announce';
   /** Per-node increasing counter; `0` is omitted on the wire. */
@@ -23,7 +23,7 @@ export interface AnnounceMessage {
   client_id?: string;
 }
 
-/** Asks the destination node to carry one stream (PROTOCOL.md §2.2). */
+/** Asks the destination node to carry one stream (docs/protocol.md §2.2). */
 export interface TunnelRequestMessage {
   type: 'tunnel_request';
   /** Tunnel id, lowercase UUID string. */
@@ -106,7 +106,7 @@ export interface DecodePeerMessageOptions {
 }
 
 /**
- * Decodes one peer-link text message (PROTOCOL.md §2.2). Never throws. Unknown fields are ignored,
+ * Decodes one peer-link text message (docs/protocol.md §2.2). Never throws. Unknown fields are ignored,
  * `null` counts as absent, a known field of the wrong type is an error (`MUX_ERR_INVALID_PEER_MESSAGE`).
  * `announce`: `version` (default 0) is a non-negative safe integer, `hostnames` (default `[]`) an array of
  * strings (returned as sent: normalising them is the router's job); an invalid `client_id` is dropped, as
@@ -185,7 +185,7 @@ export function decodePeerMessage(
   return { ok: true, value: { type: 'unknown', messageType: type } };
 }
 
-/** A peer-link binary frame (PROTOCOL.md §2.3), discriminated on `type`. Ids are lowercase UUID strings. */
+/** A peer-link binary frame (docs/protocol.md §2.3), discriminated on `type`. Ids are lowercase UUID strings. */
 export type TunnelFrame =
   /** `0x11`: tunnel bytes (≤ 32 768; a view when decoded). */
   | { type: 'tunnel-data'; tunnelId: string; payload: Uint8Array }
@@ -195,7 +195,7 @@ export type TunnelFrame =
   | { type: 'tunnel-pause'; tunnelId: string }
   /** `0x14`: resume reading. */
   | { type: 'tunnel-resume'; tunnelId: string }
-  /** `0x15`: credit grant, in frames (§1.5 applies to tunnels). */
+  /** `0x15`: credit grant, in frames (docs/protocol.md §2.4). */
   | { type: 'tunnel-credits'; tunnelId: string; credits: number };
 
 const TUNNEL_TYPES = {
@@ -249,7 +249,7 @@ export interface DecodeTunnelFrameOptions {
 }
 
 /**
- * Decodes one peer-link binary message (PROTOCOL.md §2.3). Never throws.
+ * Decodes one peer-link binary message (docs/protocol.md §2.3). Never throws.
  * Frames shorter than 17 bytes (25 for `0x15`) are `MUX_ERR_MALFORMED_FRAME`; bytes after the fixed part
  * of `0x12`–`0x15` are ignored. A `0x15` count above `Number.MAX_SAFE_INTEGER` is clamped to it (a grant
  * that large means "unlimited"; `SendWindow` clamps further to 2^20). Empty messages and unknown first

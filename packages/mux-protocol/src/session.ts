@@ -61,7 +61,7 @@ export interface MuxLogger {
 
 /** Options of {@link MuxSession}. */
 export interface MuxSessionOptions {
-  /** `hub` opens streams (sends `connect`); `backend` accepts them (PROTOCOL.md §1.4). */
+  /** `hub` opens streams (sends `connect`); `backend` accepts them (docs/protocol.md §1.4). */
   role: 'hub' | 'backend';
   /** The transport messages are sent on; incoming messages are fed with `receive()`. */
   transport: MuxTransport;
@@ -75,11 +75,11 @@ export interface MuxSessionOptions {
   highWaterMark?: number;
   /** Readable/writable high-water mark of each stream, in bytes. Default: 64 KiB. */
   streamHighWaterMark?: number;
-  /** Largest accepted message, in bytes. Default: `32_785` (PROTOCOL.md §1.3). */
+  /** Largest accepted message, in bytes. Default: `32_785` (docs/protocol.md §1.3). */
   maxMessageSize?: number;
   /**
    * Backend role: frames past our window that a metered hub may send before it has seen our first
-   * grant (one round trip of unmetered DATA, PROTOCOL.md §1.5); beyond it the stream pauses the
+   * grant (one round trip of unmetered DATA, docs/protocol.md §1.5); beyond it the stream pauses the
    * transport like a v1 stream. Default: `1024`.
    */
   unmeteredAllowance?: number;
@@ -95,7 +95,7 @@ export interface MuxSessionOptions {
   now?(): number;
 }
 
-/** What `openStream` needs to build the `connect` message (PROTOCOL.md §1.4). */
+/** What `openStream` needs to build the `connect` message (docs/protocol.md §1.4). */
 export interface OpenStreamInit {
   /** The node's relay port the end user connected to. */
   connPort: number;
@@ -166,7 +166,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
 }
 
 /**
- * The multiplexing engine of one backend session (PROTOCOL.md §1), run by the hub (role `hub`) and by
+ * The multiplexing engine of one backend session (docs/protocol.md §1), run by the hub (role `hub`) and by
  * the backend client (role `backend`) over one WebSocket. It owns the stream table, the credit flow
  * control (§1.5), the fair scheduling of DATA onto the transport, and the close semantics (§1.7).
  *
@@ -281,7 +281,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
 
   /**
    * Hub role: opens a stream and sends its `connect`, granting this side's receive window up front
-   * (`credits: initialWindow`, PROTOCOL.md §1.5). Write the prelude as the stream's first write.
+   * (`credits: initialWindow`, docs/protocol.md §1.5). Write the prelude as the stream's first write.
    * Throws `MuxProtocolError` `MUX_ERR_CLOSED` after `close()` and `MUX_ERR_TOO_MANY_STREAMS` when
    * `maxStreams` streams are open.
    */

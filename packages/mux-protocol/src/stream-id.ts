@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { MuxProtocolError } from './errors.js';
 import { STREAM_ID_LENGTH } from './frame.js';
 
-/** The all-zero UUID (the reference sends it as `client_id` on peer `announce`, PROTOCOL.md §2.2). */
+/** The all-zero UUID (the reference sends it as `client_id` on peer `announce`, docs/protocol.md §2.2). */
 export const NIL_STREAM_ID = '00000000-0000-0000-0000-000000000000';
 
 // Lookup tables instead of `toString(16)` / `parseInt`: the id is converted on every DATA frame.

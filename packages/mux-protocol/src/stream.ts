@@ -6,7 +6,7 @@ import { DATA_HEADER_LENGTH, FrameType, MAX_DATA_PAYLOAD } from './frame.js';
 import { writeStreamId } from './stream-id.js';
 
 /**
- * @internal How a stream accounts for the DATA frames its peer sends (PROTOCOL.md §1.5).
+ * @internal How a stream accounts for the DATA frames its peer sends (docs/protocol.md §1.5).
  * - `Legacy`: the peer does not meter; backpressure pauses the whole transport, no grants are sent.
  * - `Probing` (hub): the connect offered credits but the backend has not granted yet, so it may be a v1
  *   backend that ignores them. Frames are counted and grants accumulated but not sent; the first grant
@@ -62,7 +62,7 @@ export interface StreamHost {
   streamProtocolError(stream: MuxStream, error: MuxProtocolError): void;
   /**
    * Sends a credit grant of `credits` frames in the host's own encoding (peer tunnels: a `0x15`
-   * TUNNEL_CREDITS frame, PROTOCOL.md §2.3). Absent: `sendControl(resume_stream{credits})`.
+   * TUNNEL_CREDITS frame, docs/protocol.md §2.3). Absent: `sendControl(resume_stream{credits})`.
    */
   sendGrant?(stream: MuxStream, credits: number): void;
 }
@@ -234,7 +234,7 @@ export class MuxStream extends Duplex {
     return this.#receiveMode === ReceiveMode.Legacy ? undefined : this.#receiveCredits;
   }
 
-  /** Sends `ping_client` for this stream (backend role health check, PROTOCOL.md §1.6); `'pong'` follows. */
+  /** Sends `ping_client` for this stream (backend role health check, docs/protocol.md §1.6); `'pong'` follows. */
   ping(): void {
     if (this.detached) return;
     this.#host.sendControl(controlFrame('ping_client', this.id));
@@ -403,7 +403,7 @@ export class MuxStream extends Duplex {
   grant(credits: number): void {
     // Backend role: a stream whose connect carried no credits stays unmetered (a v1 hub never grants;
     // starting to meter on a stray grant could stall the stream). Hub role: from the first grant on,
-    // one credit per DATA frame (PROTOCOL.md §1.5).
+    // one credit per DATA frame (docs/protocol.md §1.5).
     if (!this.#sendMetered) {
       if (this.#role === 'backend') return;
       // The first grant is the backend's window counted from the stream's first frame (it counts every
@@ -413,7 +413,7 @@ export class MuxStream extends Duplex {
       this.#sendMetered = true;
       this.#sendLimit = 0;
     }
-    // Balances above 2^20 are clamped (PROTOCOL.md §1.5).
+    // Balances above 2^20 are clamped (docs/protocol.md §1.5).
     const limit = this.#sendLimit + credits;
     const max = this.#framesSent + MAX_CREDITS;
     this.#sendLimit = Math.min(limit, max);
@@ -436,7 +436,7 @@ export class MuxStream extends Duplex {
    * Local end of the writable side; Node calls it after every write has been sent.
    *
    * The v1 wire has no half-close: `disconnect` ends both directions, and the reference backend client
-   * closes its local connection when it gets one. So the two roles differ (PROTOCOL.md §1.4, §1.7):
+   * closes its local connection when it gets one. So the two roles differ (docs/protocol.md §1.4, §1.7):
    * - backend: the local service closed, so its response is complete; send `disconnect{normal}` after
    *   the last DATA, and stop accepting data for the stream.
    * - hub: the end user half-closed (sent FIN after its request). Sending `disconnect` now would make

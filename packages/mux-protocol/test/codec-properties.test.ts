@@ -21,7 +21,7 @@ import {
 const fuzzRuns = (n: number): number => Math.max(n, Number(process.env.FUZZ_RUNS ?? 0));
 
 // Reference encoders written the naive way (DataView, JSON.stringify of an ordered object), to check the
-// hand-built fast paths against (STYLE.md §10).
+// hand-built fast paths against (docs/testing.md, "Parsers and decoders").
 function naiveDataFrame(id: string, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(DATA_HEADER_LENGTH + payload.length);
   const view = new DataView(out.buffer);

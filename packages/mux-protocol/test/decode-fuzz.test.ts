@@ -2,7 +2,7 @@
  * docs/reliability.md items 22 and 25: the control-message validator (`decodeBackendMessage` on `0x02` + JSON)
  * under structured-but-hostile JSON objects — every field with a random value of a random type (huge and
  * fractional numbers, nested objects, arrays, unicode, `null`), extra fields, prototype keys — checked
- * against an independent oracle of PROTOCOL.md §1.4: a known field of the wrong type is an error, `null` is
+ * against an independent oracle of docs/protocol.md §1.4: a known field of the wrong type is an error, `null` is
  * absent, unknown fields are ignored, known events need a UUID `client_id`; an accepted message carries
  * exactly the typed values sent. `codec-properties.test.ts` only checks that such input never throws.
  * Runs: `FUZZ_RUNS` (default 3 000 per property).
@@ -83,7 +83,7 @@ const hostileObject = fc
 
 type Verdict = { ok: true; type: 'control' | 'unknown-control' } | { ok: false; code: string };
 
-/** The oracle: PROTOCOL.md §1.4 written out plainly. */
+/** The oracle: docs/protocol.md §1.4 written out plainly. */
 function expected(o: Record<string, unknown>): Verdict {
   const get = (k: string) => (Object.hasOwn(o, k) && o[k] !== null ? o[k] : undefined);
   const isInt = (v: unknown, max: number) =>
@@ -110,7 +110,7 @@ function expected(o: Record<string, unknown>): Verdict {
 const encode = (o: unknown) => new Uint8Array(Buffer.from(`\x02${JSON.stringify(o)}`, 'utf8'));
 
 describe('control-message validator under hostile JSON (fuzz)', () => {
-  it('accepts or rejects exactly as PROTOCOL.md §1.4 says, and never throws', () => {
+  it('accepts or rejects exactly as docs/protocol.md §1.4 says, and never throws', () => {
     fc.assert(
       fc.property(hostileObject, (object) => {
         const want = expected(object);

@@ -96,7 +96,7 @@ describe('splitPayload', () => {
 });
 
 describe('encodeDataFrames', () => {
-  it('splits a 64 KiB prelude into frames the reference accepts (PROTOCOL.md §4.3)', () => {
+  it('splits a 64 KiB prelude into frames the reference accepts (docs/protocol.md §4.3)', () => {
     const prelude = new Uint8Array(65_536).map((_, i) => i & 0xff);
     const frames = encodeDataFrames(ID, prelude);
     expect(frames).toHaveLength(2);

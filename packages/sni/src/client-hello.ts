@@ -64,7 +64,7 @@ export type ClientHelloResult =
 /** A complete, well-formed ClientHello. */
 export interface ClientHelloInfo {
   kind: 'tls';
-  /** The SNI host_name, normalised (PROTOCOL.md §3); `undefined` when absent, empty, an IP literal or invalid. */
+  /** The SNI host_name, normalised (docs/protocol.md §3.1); `undefined` when absent, empty, an IP literal or invalid. */
   serverName: string | undefined;
   /** ALPN protocol names in the client's order (RFC 7301 §3.1), GREASE values (RFC 8701) removed; `[]` if none. */
   alpn: string[];

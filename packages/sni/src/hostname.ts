@@ -26,7 +26,7 @@ CHAR_CLASS[0x5f] = 4;
 CHAR_CLASS[0x2e] = 5;
 
 /**
- * Normalises a hostname the way PROTOCOL.md §3 prescribes for every name Nexus compares (SNI, Host,
+ * Normalises a hostname the way docs/protocol.md §3.1 prescribes for every name Nexus compares (SNI, Host,
  * JWT claims, config): trim, drop one trailing dot, IDNA to ASCII (UTS #46 via `url.domainToASCII`),
  * lower-case. Returns `undefined` for anything that is not a usable name: empty, longer than 253
  * characters, a label longer than 63 or empty, a label that starts or ends with `-` (RFC 952, RFC 1123
@@ -281,7 +281,7 @@ function safeDomainToASCII(s: string): string {
 }
 
 /**
- * Parses a wildcard pattern (PROTOCOL.md §3): `*.` followed by a valid name with at least one dot and no
+ * Parses a wildcard pattern (docs/protocol.md §3.2): `*.` followed by a valid name with at least one dot and no
  * further `*`. `*.example.com` → `{ suffix: 'example.com' }`; `*.com`, `*.*.example.com`, `a.*.com` and
  * `*example.com` → `undefined`. The suffix is normalised. Never throws.
  */
@@ -323,7 +323,7 @@ export function isValidHostnamePattern(pattern: string): boolean {
 
 /**
  * True when `hostname` is matched by `pattern`: equal after normalisation, or `pattern` is a wildcard and
- * `hostname` is exactly one extra label in front of its suffix (PROTOCOL.md §3): `*.example.com` matches
+ * `hostname` is exactly one extra label in front of its suffix (docs/protocol.md §3.2): `*.example.com` matches
  * `a.example.com` but neither `a.b.example.com` nor `example.com`. Both sides are normalised first; an
  * invalid side never matches. Never throws.
  */

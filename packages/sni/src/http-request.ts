@@ -59,7 +59,7 @@ export type HttpSniffResult =
 export interface HttpRequestInfo {
   kind: 'http';
   /**
-   * The host to route by, normalised (PROTOCOL.md §3), port stripped: from the request target when it is
+   * The host to route by, normalised (docs/protocol.md §3.1), port stripped: from the request target when it is
    * in absolute form (RFC 9112 §3.2.2) or authority form (CONNECT), else from the Host header. An IPv6
    * literal keeps its brackets (`[::1]`).
    */

@@ -200,7 +200,7 @@ describe('matchesHostname', () => {
 
 // Hostname labels may neither start nor end with a hyphen (RFC 952, RFC 1123 §2.1), wherever a name comes
 // from: a string (JWT claims, configuration), an SNI host_name or a Host header (the byte paths), or a
-// route pattern. `_` stays accepted anywhere in a label (PROTOCOL.md §3).
+// route pattern. `_` stays accepted anywhere in a label (docs/protocol.md §3).
 
 /** Each as written, and as the ASCII an SNI carries (RFC 6066 §3: IDNs travel as A-labels). */
 const HYPHEN_EDGES: Array<[string, string]> = [

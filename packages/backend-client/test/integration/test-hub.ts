@@ -1,6 +1,6 @@
 /**
  * A minimal hub for tests: TLS WebSocket server on loopback that speaks the backend-session wire format
- * byte by byte (PROTOCOL.md §1), so tests assert what the client puts on the wire without trusting the
+ * byte by byte (docs/protocol.md §1), so tests assert what the client puts on the wire without trusting the
  * client's own multiplexer.
  */
 import { execFileSync } from 'node:child_process';

@@ -287,7 +287,7 @@ export class FaultPump {
 
   /**
    * Read the source only while the sink keeps up and the queue is below its high-water mark; never while
-   * blackholed, so the kernel buffers fill and the writer sees TCP backpressure (RELIABILITY.md item 13).
+   * blackholed, so the kernel buffers fill and the writer sees TCP backpressure (docs/reliability.md item 13).
    * Once stopped, read and discard so the peer's FIN is seen.
    */
   #updateFlow(): void {

@@ -1,5 +1,5 @@
 /**
- * A TCP fault-injection proxy for reliability tests (RELIABILITY.md): put it between two parts (end user ↔
+ * A TCP fault-injection proxy for reliability tests (docs/reliability.md): put it between two parts (end user ↔
  * node, backend ↔ hub WebSocket, node ↔ node) and add latency, cap bandwidth, black-hole, cut or reset the
  * link mid-test. It relays bytes without terminating anything, so it works for raw TCP, TLS and WebSockets.
  */
@@ -178,7 +178,7 @@ export class FaultLink extends EventEmitter<FaultLinkEvents> {
     this.clientPort = client.remotePort ?? 0;
     this.#client = client;
     // allowHalfOpen on both sockets: a FIN from one end only ends the other end's write side, so
-    // half-closed exchanges pass through unchanged (RELIABILITY.md items 5 and 6).
+    // half-closed exchanges pass through unchanged (docs/reliability.md items 5 and 6).
     this.#target = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
     client.setNoDelay(true);
     const now = () => performance.now();

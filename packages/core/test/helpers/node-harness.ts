@@ -216,7 +216,7 @@ export async function startNode(options: StartNodeOptions): Promise<NodeHarness>
     };
     client.on('stream-open', (e) => backend.streams.push(e));
     client.on('disconnected', (e) => backend.disconnects.push(e));
-    // The hub acknowledges nothing in v1 (PROTOCOL.md §1.2): each client's token also lists a name of its
+    // The hub acknowledges nothing in v1 (docs/protocol.md §1.2): each client's token also lists a name of its
     // own (`backend-N.harness.test`), so the node's registrations can be told apart.
     const onRegistered = (e: BackendConnectedEvent): void => {
       if (!e.hostnames.includes(tag)) return;

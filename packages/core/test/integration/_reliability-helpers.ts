@@ -1,5 +1,5 @@
 /**
- * Shared pieces of the `reliability-*` suites (RELIABILITY.md): a whole node on loopback (`createNexus`
+ * Shared pieces of the `reliability-*` suites (docs/reliability.md): a whole node on loopback (`createNexus`
  * with a test CA), real backend clients, raw WebSocket backends that speak the wire protocol by hand,
  * recording end users, and a ClientHello builder for hostile sniffing input.
  */
@@ -327,7 +327,7 @@ export interface WsClosed {
   reason: string;
 }
 
-/** A backend speaking the wire protocol by hand (PROTOCOL.md §1), for hostile-frame tests. */
+/** A backend speaking the wire protocol by hand (docs/protocol.md §1), for hostile-frame tests. */
 export interface RawBackend {
   ws: WebSocket;
   closed: Promise<WsClosed>;

@@ -173,7 +173,7 @@ describe('end to end: end user → relay listener → hub → backend → local 
       createNetServer({ allowHalfOpen: true }, (s) => {
         s.on('data', (c: Buffer) => {
           head = Buffer.concat([head, c]);
-          // The v1 wire carries no half-close (PROTOCOL.md §1.7): respond once the head is complete.
+          // The v1 wire carries no half-close (docs/protocol.md §1.7): respond once the head is complete.
           if (head.subarray(-4).toString() === '\r\n\r\n') s.end(response);
         });
       }),

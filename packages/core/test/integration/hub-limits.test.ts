@@ -67,7 +67,7 @@ const names = (n: number) => Array.from({ length: n }, (_, i) => `h${i}.example.
 const hs256 = (claims: Record<string, unknown>) =>
   new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
 
-describe('ping flood (RELIABILITY.md item 22)', () => {
+describe('ping flood (docs/reliability.md item 22)', () => {
   it('answers pings under the budget and closes a flood with 1008 ping-flood', async () => {
     const lines: LogLine[] = [];
     const node = await start({ limits: { maxControlMessagesPerSecond: 200 } }, lines);

@@ -7,7 +7,7 @@ import { attachBackend, createTestPki, type MeshTestNode, startNode, waitFor } f
 // About 10 s on an idle 2-core machine; generous for a loaded CI runner.
 vi.setConfig({ testTimeout: 180_000 });
 
-/** Bytes per direction and path. 300 MB in the normal run (RELIABILITY.md item 1 through a tunnel). */
+/** Bytes per direction and path. 300 MB in the normal run (docs/reliability.md item 1 through a tunnel). */
 const SIZE = 300 * 1024 * 1024;
 const CHUNK = 256 * 1024;
 
@@ -123,7 +123,7 @@ async function upload(port: number): Promise<{ ok: boolean; seconds: number }> {
     };
     pump();
   });
-  // Half-close after the upload: the digest must still come back (RELIABILITY.md item 6).
+  // Half-close after the upload: the digest must still come back (docs/reliability.md item 6).
   socket.end();
   await closed;
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -170,7 +170,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     client.write('ping through the mesh');
     const [echo] = await once(client, 'data');
     expect(echo.toString()).toBe('ping through the mesh');
-    // RELIABILITY.md item 18: the backend behind C sees A's end user and A's relay port.
+    // docs/reliability.md item 18: the backend behind C sees A's end user and A's relay port.
     expect(backend.connects).toHaveLength(1);
     expect(backend.connects[0]).toMatchObject({
       client_ip: `127.0.0.1:${client.localPort}`,
@@ -268,7 +268,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
       const chunks: Buffer[] = [];
       client.on('data', (d) => chunks.push(d));
       await once(client, 'close');
-      // RELIABILITY.md item 16: closed at once, not after an idle timeout.
+      // docs/reliability.md item 16: closed at once, not after an idle timeout.
       expect(Date.now() - started).toBeLessThan(1_000);
       expect(Buffer.concat(chunks).length).toBe(0);
     }
@@ -326,7 +326,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
 
   it('carries tunnels on two links between the same pair, round robin', async () => {
     const a = await node('a');
-    // Listing A twice gives two independent links between the same pair (PROTOCOL.md §2.1: legal).
+    // Listing A twice gives two independent links between the same pair (docs/protocol.md §2.1: legal).
     const b2 = await node('b2', { peers: [a.meshUrl, a.meshUrl] });
     await waitFor(() => b2.mesh.linkCount === 2 && a.mesh.linkCount === 2, 'two links B2–A');
     await attachBackend(pki, b2, ['app.example.com'], await tlsEchoService());
@@ -366,7 +366,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     expect(echo.toString()).toBe('after restart');
   });
 
-  it('detects a black-holed link by keepalive and drops its routes (RELIABILITY.md item 13)', async () => {
+  it('detects a black-holed link by keepalive and drops its routes (docs/reliability.md item 13)', async () => {
     const a = await node('a', { mesh: { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 400 } });
     const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: a.meshPort } });
     cleanups.push(() => proxy.close());
@@ -392,7 +392,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     await attachBackend(pki, c, ['app.example.com'], await tlsEchoService());
     await attachBackend(pki, c, ['big.example.com'], await sourceService(total));
     await waitFor(() => peerRouteOf(a, 'big.example.com') !== undefined, 'routes at A');
-    // A download that outlasts the timeout with no upstream bytes is not idle (RELIABILITY.md item 9).
+    // A download that outlasts the timeout with no upstream bytes is not idle (docs/reliability.md item 9).
     const download = netConnect(a.httpPort, '127.0.0.1');
     download.on('error', () => {});
     cleanups.push(() => {
@@ -416,7 +416,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     expect(Date.now() - idleSince).toBeLessThan(2_000);
   });
 
-  it('keeps other tunnels on the link flowing while one end user stops reading (RELIABILITY.md item 19)', async () => {
+  it('keeps other tunnels on the link flowing while one end user stops reading (docs/reliability.md item 19)', async () => {
     const { a, c } = await threeNodes();
     const total = 64 * 1024 * 1024;
     await attachBackend(pki, c, ['big.example.com'], await sourceService(total));

@@ -70,7 +70,7 @@ function* slices(body: Buffer, size: number): Generator<Buffer> {
   for (let i = 0; i < body.length; i += size) yield body.subarray(i, i + size);
 }
 
-describe('createNexus: data path (RELIABILITY items 2–9)', () => {
+describe('createNexus: data path (docs/reliability.md items 2–9)', () => {
   it('R2 one slow stream never blocks its siblings: 100 streams on one session, one end user stops reading', async () => {
     const n = await node();
     const body = randomBytes(1 * MiB);

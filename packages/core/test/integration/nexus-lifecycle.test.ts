@@ -65,7 +65,7 @@ function streamForever(socket: Socket, everyMs: number): Buffer[] {
 
 const request = (path: string) => `GET ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`;
 
-describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () => {
+describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12)', () => {
   it('R11 backend dies mid-stream: its streams close promptly, it leaves the pool at once, new users go to the other backend, it reconnects and serves again', async () => {
     const n = await node();
     const proxy = await proxyFor(n);
@@ -200,7 +200,7 @@ describe('createNexus: sessions and lifecycle (RELIABILITY items 10–12)', () =
     const before = activeResources();
 
     // The end users leave with an RST: a FIN alone is a half-close, which keeps the stream open for the
-    // response (PROTOCOL.md §1.7), so only a reset makes the hub send `disconnect` at once.
+    // response (docs/protocol.md §1.7), so only a reset makes the hub send `disconnect` at once.
     // 1. Disconnect while the local dial is in progress (10 at once).
     const slow = await Promise.all(Array.from({ length: 10 }, () => rawConnect(n.httpPort)));
     for (const c of slow) c.socket.write('GET / HTTP/1.1\r\nHost: slow-dial.test\r\n\r\n');

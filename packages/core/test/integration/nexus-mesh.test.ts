@@ -2,7 +2,7 @@
  * The mesh through whole nodes: three `createNexus` nodes (A, B, C) configured like the reference
  * (`peerListenAddress`, `peers`, `peerAuthentication: { trustedDomainSuffixes, caFile }`), certificates
  * from a test CA with DNS names only, and a real backend client (`@nexus-proxy/backend-client`) attached to
- * C. End users connect to A (or B), which has no backend, and are tunnelled to C (PROTOCOL.md §2).
+ * C. End users connect to A (or B), which has no backend, and are tunnelled to C (docs/protocol.md §2).
  *
  * Peers are dialled by name (`wss://c.mesh.example.test:<port>/mesh`), as in production: the dialer
  * checks the listener's certificate against the URL's host (SNI + hostname verification). The `.test`
@@ -68,7 +68,7 @@ const BIG = 'big.example.test';
 /** Served by the backend behind C: an echo service (long-lived tunnels); it closes after echoing `bye`. */
 const ECHO = 'echo.example.test';
 const MiB = 1024 * 1024;
-/** Bytes per transfer, each way and each path (RELIABILITY.md item 1, through a tunnel). */
+/** Bytes per transfer, each way and each path (docs/reliability.md item 1, through a tunnel). */
 const SIZE = 300 * MiB;
 const CHUNK = 256 * 1024;
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -476,7 +476,7 @@ async function upload(port: number): Promise<{ ok: boolean; seconds: number }> {
     };
     pump();
   });
-  // Half-close after the upload: the digest must still come back (RELIABILITY.md item 6).
+  // Half-close after the upload: the digest must still come back (docs/reliability.md item 6).
   socket.end();
   await closed;
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -596,7 +596,7 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     });
     expect(a.nexus.hub.stats().streams).toBe(0);
 
-    // RELIABILITY.md item 18: the backend behind C sees A's end user and A's relay port.
+    // docs/reliability.md item 18: the backend behind C sees A's end user and A's relay port.
     expect(backend.streams.find((s) => s.clientIp === `127.0.0.1:${https.localPort}`)).toMatchObject({
       hostname: APP,
       connPort: a.ports.tls,

@@ -159,7 +159,7 @@ describe('createNexus: routing', () => {
     await n.attachBackend({ hostnames: ['*.example.test'], service: w.port });
     expect(await httpGet(n.httpPort, 'foo.example.test')).toMatch(/wild$/);
     expect(await httpGet(n.httpPort, 'bar.example.test')).toMatch(/wild$/);
-    // PROTOCOL.md §3: a wildcard matches exactly one extra label.
+    // docs/protocol.md §3.2: a wildcard matches exactly one extra label.
     expect(await httpGet(n.httpPort, 'a.b.example.test')).toBe('');
     expect(await httpGet(n.httpPort, 'example.test')).toBe('');
     expect(n.events.routeMiss.map((e) => e.hostname)).toEqual(['a.b.example.test', 'example.test']);

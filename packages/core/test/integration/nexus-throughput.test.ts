@@ -18,7 +18,7 @@ import {
 
 vi.setConfig({ testTimeout: 60_000 });
 
-/** Bytes each way (RELIABILITY.md item 1). */
+/** Bytes each way (docs/reliability.md item 1). */
 const TRANSFER = 300 * MiB;
 /** The far end reads at about 1 MB/s for this long before reading at full speed. */
 const SLOW_MS = 3_000;
@@ -68,7 +68,7 @@ function expectBounded(memory: MemorySummary): void {
   expect(memory.peakRss - memory.baseRss).toBeLessThan(MAX_RSS_GROWTH);
 }
 
-describe('createNexus: RELIABILITY item 1 (one stream, 300 MB each way)', () => {
+describe('createNexus: docs/reliability.md item 1 (one stream, 300 MB each way)', () => {
   it('R1 full queue never drops data: 300 MB upload through one stream, slow reader, SHA-256 equal, memory bounded', async () => {
     const n = await node();
     const head = Buffer.from('PUT /upload HTTP/1.1\r\nHost: app.test\r\n\r\n');

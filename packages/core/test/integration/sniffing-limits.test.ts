@@ -60,7 +60,7 @@ async function expectClosed(node: TestNode, port: number, bytes: Uint8Array, end
 
 /**
  * Sends `bytes` and expects the backend's service to receive exactly them as its connection `index`.
- * (v1 streams carry no half-close to the backend, PROTOCOL.md §1.4, so the end user just goes away.)
+ * (v1 streams carry no half-close to the backend, docs/protocol.md §1.7, so the end user just goes away.)
  */
 async function expectRouted(
   recorder: { received: Buffer[][] },
@@ -154,7 +154,7 @@ describe('R20 sniffing', () => {
     hsLen.writeUIntBE(0xffffff, 6, 3);
     expect(await expectClosed(node, port, hsLen)).toMatchObject({ reason: 'too-large' });
 
-    // SNI of length 0 and SNI that is not ASCII: no valid name to route by (PROTOCOL.md §4.1).
+    // SNI of length 0 and SNI that is not ASCII: no valid name to route by (docs/protocol.md §4.1).
     expect(await expectClosed(node, port, clientHello(''))).toMatchObject({ reason: 'no-sni' });
     expect(await expectClosed(node, port, clientHello('bücher.example.com'))).toMatchObject({
       reason: 'no-sni',

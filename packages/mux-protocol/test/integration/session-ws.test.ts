@@ -60,7 +60,7 @@ const createWebSocketPair: CreatePair = async (options = {}) => {
   });
   const serverSide = await accepted;
   const pauses: Record<Side, number> = { hub: 0, backend: 0 };
-  // The hub is the WebSocket server, the backend dials it (PROTOCOL.md §1.1).
+  // The hub is the WebSocket server, the backend dials it (docs/protocol.md §1.1).
   const hub = attach(serverSide, 'hub', pauses, options);
   const backend = attach(client, 'backend', pauses, options);
   const socketFor = (from: Side) => (from === 'hub' ? serverSide : client);

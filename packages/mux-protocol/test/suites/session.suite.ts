@@ -1,6 +1,6 @@
 /**
  * Behaviour of a hub `MuxSession` talking to a backend `MuxSession`, run over any transport pair
- * (STYLE.md 27): an in-memory link (test/session.test.ts) and a real WebSocket on loopback
+ * (docs/testing.md, "Shared suites"): an in-memory link (test/session.test.ts) and a real WebSocket on loopback
  * (test/integration/session-ws.test.ts).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
