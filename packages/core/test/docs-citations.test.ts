@@ -12,6 +12,7 @@ import {
   citationContext,
   commentBlocks,
   findCitationProblems,
+  findMarkdownCitationProblems,
   headingNumbers,
   listSourceFiles,
 } from './helpers/doc-citations.js';
@@ -32,6 +33,20 @@ describe('citations in comments', () => {
     expect(lines, `bad citations:\n${lines.join('\n')}`).toEqual([]);
   });
 
+  it('in the documentation (docs/, the READMEs) likewise cite only what exists', () => {
+    const context = citationContext(ROOT);
+    const files = [
+      ...listSourceFiles(ROOT, ['docs'], ['.md']),
+      path.join(ROOT, 'README.md'),
+      ...PACKAGES.map((p) => path.join(ROOT, 'packages', p, 'README.md')),
+      ...listSourceFiles(ROOT, ['examples'], ['.md']),
+    ];
+    expect(files).toContain(path.join(ROOT, 'docs/protocol.md'));
+    const problems = files.flatMap((file) => findMarkdownCitationProblems(file, context));
+    const lines = problems.map((p) => `${p.file}:${p.line}: "${p.citation}" ${p.problem}`);
+    expect(lines, `bad citations:\n${lines.join('\n')}`).toEqual([]);
+  });
+
   it('finds the section headings of docs/protocol.md the code relies on', () => {
     const numbers = headingNumbers(
       '# Title\n## 1. Backend session\n### 1.5 Credits\n#### 4.2.1 Deep\nnot ## 9 a heading\n## 10 Ten\n',
@@ -48,7 +63,7 @@ describe('the scanner', () => {
   });
 
   /** A throwaway repository with docs/protocol.md (§1, §1.5, §2.1), docs/reliability.md (items 1–3). */
-  function fixture(source: string, fileName = 'src/x.ts'): string[] {
+  function fixture(source: string, fileName = 'src/x.ts', extra: Record<string, string> = {}): string[] {
     dir = mkdtempSync(path.join(tmpdir(), 'nexus-citations-'));
     mkdirSync(path.join(dir, 'docs'));
     mkdirSync(path.join(dir, 'src'));
@@ -60,6 +75,7 @@ describe('the scanner', () => {
     writeFileSync(path.join(dir, 'docs/guide.md'), '# Guide\n## 1 Only\n');
     writeFileSync(path.join(dir, 'README.md'), '# Readme\n');
     writeFileSync(path.join(dir, fileName), source);
+    for (const [name, text] of Object.entries(extra)) writeFileSync(path.join(dir, name), text);
     const context = citationContext(dir);
     return findCitationProblems(path.join(dir, fileName), context).map((p) => `${p.line}:${p.citation}`);
   }
@@ -98,6 +114,28 @@ describe('the scanner', () => {
       '4:§2',
       '6:docs/reliability.md item 26',
     ]);
+  });
+
+  it('reads Markdown by paragraph and table row, code blocks included', () => {
+    const markdown = [
+      'See [protocol.md §1.5](./protocol.md#15-credits) and RFC 6455',
+      '§5.2 on a wrapped line.',
+      '',
+      '| a | RFC 8446 §4.1.2 |',
+      '| b | §2.1, then §7 |',
+      '',
+      '```ts',
+      'normalize(x) // PROTOCOL §3',
+      '```',
+    ].join('\n');
+    const problems = fixture('', 'src/x.ts', { 'docs/page.md': markdown });
+    expect(problems).toEqual([]);
+    const context = citationContext(dir!);
+    expect(
+      findMarkdownCitationProblems(path.join(dir!, 'docs/page.md'), context).map(
+        (p) => `${p.line}:${p.citation}`,
+      ),
+    ).toEqual(['5:§7', '8:PROTOCOL', '8:§3']);
   });
 
   it('joins consecutive line comments, so a citation may wrap', () => {

@@ -1,8 +1,8 @@
 /**
- * Finds comments that cite documents which are not in the repository, or sections that the cited
- * document does not have. Used by `docs-citations.test.ts`; see docs/testing.md.
+ * Finds comments (and Markdown documents) that cite documents which are not in the repository, or
+ * sections that the cited document does not have. Used by `docs-citations.test.ts`; see docs/testing.md.
  *
- * What counts as a citation, in comments only (strings and code are not read):
+ * What counts as a citation — in source files, in comments only (strings and code are not read):
  * - a Markdown file name (`docs/protocol.md`, `README.md`): it must exist, relative to the repository root
  *   or the citing file, or (a bare name, or `./name`) anywhere in the repository. The names of the
  *   project's background notes that live outside the repository ({@link OUTSIDE_DOCUMENTS}) are refused
@@ -45,8 +45,15 @@ const RELIABILITY_ITEMS =
 /** A clause ends at a full stop, semicolon or colon followed by a space (or at the end of a comment). */
 const CLAUSE_END = /[.;:](?:\s|$)/;
 
-/** Every source file under `dirs` (relative to `root`), skipping build output and dependencies. */
-export function listSourceFiles(root: string, dirs: readonly string[]): string[] {
+/**
+ * Every source file under `dirs` (relative to `root`), skipping build output and dependencies; or every
+ * file with one of `extensions`.
+ */
+export function listSourceFiles(
+  root: string,
+  dirs: readonly string[],
+  extensions: readonly string[] = SOURCE_EXTENSIONS,
+): string[] {
   const out: string[] = [];
   const walk = (dir: string): void => {
     let entries: import('node:fs').Dirent[];
@@ -59,7 +66,7 @@ export function listSourceFiles(root: string, dirs: readonly string[]): string[]
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
         if (!SKIPPED_DIRECTORIES.has(entry.name)) walk(full);
-      } else if (SOURCE_EXTENSIONS.some((ext) => entry.name.endsWith(ext)) && !entry.name.endsWith('.d.ts')) {
+      } else if (extensions.some((ext) => entry.name.endsWith(ext)) && !entry.name.endsWith('.d.ts')) {
         out.push(full);
       }
     }
@@ -78,9 +85,11 @@ export function headingNumbers(markdown: string): Set<string> {
   return numbers;
 }
 
-/** One comment, or a run of `//` comments on consecutive lines (a paragraph written as line comments). */
+/**
+ * A span of text read as one unit: a comment, a run of `//` comments on consecutive lines (a paragraph
+ * written as line comments), or a Markdown paragraph. Offsets into the file; markers are kept.
+ */
 interface CommentBlock {
-  /** Comment text with the markers kept, so offsets map back to the file. */
   start: number;
   end: number;
 }
@@ -178,15 +187,49 @@ interface DocumentMention {
   name: string;
 }
 
-/** Every bad citation in the comments of one file. */
+/** Every bad citation in the comments of one source file. */
 export function findCitationProblems(file: string, context: CitationContext): CitationProblem[] {
   const text = readFileSync(file, 'utf8');
+  return checkBlocks(file, text, commentBlocks(file, text), context);
+}
+
+/**
+ * Every bad citation in a Markdown file. Each paragraph is a block, and so is each table row (a row's
+ * last document must not claim the next row's section signs).
+ */
+export function findMarkdownCitationProblems(file: string, context: CitationContext): CitationProblem[] {
+  const text = readFileSync(file, 'utf8');
+  const blocks: CommentBlock[] = [];
+  let offset = 0;
+  let open: CommentBlock | undefined;
+  for (const line of text.split('\n')) {
+    const end = offset + line.length;
+    if (line.trim() === '' || line.trimStart().startsWith('|')) {
+      open = undefined;
+      if (line.trim() !== '') blocks.push({ start: offset, end });
+    } else if (open === undefined) {
+      open = { start: offset, end };
+      blocks.push(open);
+    } else {
+      open.end = end;
+    }
+    offset = end + 1;
+  }
+  return checkBlocks(file, text, blocks, context);
+}
+
+function checkBlocks(
+  file: string,
+  text: string,
+  blocks: readonly CommentBlock[],
+  context: CitationContext,
+): CitationProblem[] {
   const relative = path.relative(context.root, file);
   const problems: CitationProblem[] = [];
   const lineOf = (offset: number): number => text.slice(0, offset).split('\n').length;
   const protocol = path.join(context.root, 'docs', 'protocol.md');
 
-  for (const block of commentBlocks(file, text)) {
+  for (const block of blocks) {
     const comment = text.slice(block.start, block.end);
     const report = (offset: number, citation: string, problem: string): void => {
       problems.push({ file: relative, line: lineOf(block.start + offset), citation, problem });
