@@ -575,10 +575,18 @@ export interface MemorySummary {
   peakRss: number;
   baseArrayBuffers: number;
   peakArrayBuffers: number;
-  /** After a full GC at `stop()`: what is still referenced. */
+  /** The largest settled post-GC sample (see `live()`): what was still referenced, not garbage. */
   liveRss: number;
   liveArrayBuffers: number;
   samples: number;
+}
+
+/** A running {@link sampleMemory}. */
+export interface MemorySampler {
+  /** Takes a settled post-GC sample now (the summary keeps the largest); resolves with it. */
+  live(): Promise<NodeJS.MemoryUsage>;
+  /** Stops sampling after a last settled post-GC sample. */
+  stop(): Promise<MemorySummary>;
 }
 
 let gcFunction: (() => void) | undefined;
@@ -591,10 +599,20 @@ export function forceGc(): void {
   gcFunction();
 }
 
-/** Samples memory every `intervalMs` until `stop()`; the baseline is taken after a full GC. */
-export function sampleMemory(intervalMs = 20): { stop(): MemorySummary } {
+/**
+ * `process.memoryUsage()` after a full GC that has settled: V8 frees the backing stores of collected
+ * ArrayBuffers on a background thread, so a reading taken right after one `gc()` may still count them.
+ */
+export async function settledMemory(): Promise<NodeJS.MemoryUsage> {
   forceGc();
-  const base = process.memoryUsage();
+  await delay(20);
+  forceGc();
+  return process.memoryUsage();
+}
+
+/** Samples memory every `intervalMs` until `stop()`; the baseline is a settled post-GC sample. */
+export async function sampleMemory(intervalMs = 20): Promise<MemorySampler> {
+  const base = await settledMemory();
   const summary: MemorySummary = {
     baseRss: base.rss,
     peakRss: base.rss,
@@ -604,19 +622,24 @@ export function sampleMemory(intervalMs = 20): { stop(): MemorySummary } {
     liveArrayBuffers: base.arrayBuffers,
     samples: 1,
   };
-  const timer = setInterval(() => {
-    const m = process.memoryUsage();
+  const record = (m: NodeJS.MemoryUsage): void => {
     summary.peakRss = Math.max(summary.peakRss, m.rss);
     summary.peakArrayBuffers = Math.max(summary.peakArrayBuffers, m.arrayBuffers);
     summary.samples++;
-  }, intervalMs);
+  };
+  const timer = setInterval(() => record(process.memoryUsage()), intervalMs);
+  const live = async (): Promise<NodeJS.MemoryUsage> => {
+    const m = await settledMemory();
+    record(m);
+    summary.liveRss = Math.max(summary.liveRss, m.rss);
+    summary.liveArrayBuffers = Math.max(summary.liveArrayBuffers, m.arrayBuffers);
+    return m;
+  };
   return {
-    stop() {
+    live,
+    async stop() {
+      await live();
       clearInterval(timer);
-      forceGc();
-      const live = process.memoryUsage();
-      summary.liveRss = live.rss;
-      summary.liveArrayBuffers = live.arrayBuffers;
       return summary;
     },
   };
