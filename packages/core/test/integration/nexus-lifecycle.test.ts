@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
+import {
+  DATA_HEADER_LENGTH,
+  decodeBackendMessage,
+  FrameType,
+  streamIdFromBytes,
+} from '@nexus-proxy/mux-protocol';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createFaultProxy, type FaultProxy } from '../../src/testing/fault-proxy.js';
 import {
@@ -18,6 +24,7 @@ import {
   type TestPki,
   type TestService,
 } from '../helpers/node-harness.js';
+import { type RelayedMessage, startWsRelay } from '../helpers/ws-relay.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -124,13 +131,31 @@ describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12
   });
   it('R10 stale state across reconnect: frames queued on a dead session are never replayed, an old stream id never gets new data', async () => {
     const n = await node();
-    const proxy = await proxyFor(n);
+    // backend client → fault proxy (black hole, reset) → WebSocket relay (sees and injects messages) → hub
+    const relay = await startWsRelay({
+      hubUrl: n.hubUrl,
+      certPem: pki.hub.certPem,
+      keyPem: pki.hub.keyPem,
+      caPem: pki.ca.certPem,
+    });
+    cleanups.push(() => relay.close());
+    const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: relay.port } });
+    cleanups.push(() => proxy.close());
     const fresh = randomBytes(2 * MiB);
     const streamed: Buffer[][] = [];
+    // What the service got on the new stream's connection, and the switch that lets it answer.
+    const newRequest: Buffer[] = [];
+    let answerNew: (() => void) | undefined;
     const svc = await service((socket) =>
-      onHttpRequest(socket, (head) => {
-        if (head.startsWith('GET /old')) streamed.push(streamForever(socket, 2));
-        else socket.end(fresh);
+      onHttpRequest(socket, (head, rest) => {
+        if (head.startsWith('GET /old')) {
+          streamed.push(streamForever(socket, 2));
+          return;
+        }
+        newRequest.push(Buffer.from(head, 'latin1'), rest);
+        socket.on('data', (c: Buffer) => newRequest.push(c));
+        socket.resume();
+        answerNew = () => socket.end(fresh);
       }),
     );
     const backend = await n.attachBackend({
@@ -138,7 +163,8 @@ describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12
       service: svc.port,
       hubUrl: `wss://127.0.0.1:${proxy.port}/connect`,
     });
-    const oldSession = backend.client.sessions.get(backend.client.options.nodes[0]!);
+    const node0 = backend.client.options.nodes[0]!;
+    const oldSession = backend.client.sessions.get(node0);
     const oldUser = await rawConnect(n.httpPort);
     oldUser.socket.write(request('/old'));
     await vi.waitFor(() => expect(oldUser.received().length).toBeGreaterThan(4096));
@@ -157,15 +183,62 @@ describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12
     proxy.resume();
     await reconnected;
 
+    // A new stream, held open by its service while the old session's frames are replayed onto the new one.
     const newUser = await rawConnect(n.httpPort);
     const reader = new HashingReader(newUser.socket);
     newUser.socket.write(request('/new'));
+    await vi.waitFor(() => expect(answerNew).toBeDefined());
+    const [oldLink, newLink] = [relay.links[0]!, relay.links.at(-1)!];
+    expect(relay.links).toHaveLength(2);
+    expect(newLink.open).toBe(true);
+    const isOldData = (m: RelayedMessage) =>
+      m.isBinary &&
+      m.data[0] === FrameType.Data &&
+      m.data.length > DATA_HEADER_LENGTH &&
+      streamIdFromBytes(m.data, 1) === oldId;
+    const staleUp = oldLink.fromBackend.filter(isOldData); // the old service's bytes
+    const staleDown = oldLink.fromHub.filter(isOldData); // the old end user's request
+    // Everything the old user received crossed the relay in these frames.
+    const staleBytes = staleUp.reduce((n, m) => n + m.data.length - DATA_HEADER_LENGTH, 0);
+    expect(staleBytes).toBeGreaterThanOrEqual(oldReceived.length);
+    expect(staleDown.length).toBeGreaterThan(0);
+    const hubSession = n.nexus.hub.sessions.find((s) => s.id === backend.sessionId)!;
+    const newSession = backend.client.sessions.get(node0)!;
+    expect(newSession).not.toBe(oldSession);
+    const hubUnknown = hubSession.mux.stats().unknownStreamFrames;
+    const clientUnknown = newSession.stats().unknownStreamFrames;
+    for (const m of staleUp) newLink.injectToHub(m.data);
+    for (const m of staleDown) newLink.injectToBackend(m.data);
+    // Each side drops every replayed frame as belonging to no stream it knows, counts it, and tells the
+    // other side once that the id is unknown.
+    await vi.waitFor(() => {
+      expect(hubSession.mux.stats().unknownStreamFrames - hubUnknown).toBe(staleUp.length);
+      expect(newSession.stats().unknownStreamFrames - clientUnknown).toBe(staleDown.length);
+    });
+    const disconnectsOf = (messages: RelayedMessage[]) =>
+      messages.filter((m) => {
+        const decoded = decodeBackendMessage(m.data);
+        return (
+          decoded.ok &&
+          decoded.value.type === 'control' &&
+          decoded.value.message.event === 'disconnect' &&
+          decoded.value.message.client_id === oldId
+        );
+      }).length;
+    await vi.waitFor(() => {
+      expect(disconnectsOf(newLink.fromHub)).toBe(1);
+      expect(disconnectsOf(newLink.fromBackend)).toBe(1);
+    });
+
+    // Nothing of it reached the new stream, in either direction: the service got exactly the new
+    // request, the new end user exactly the new response.
+    answerNew!();
     expect(await reader.ended).toBe(sha256(fresh));
+    expect(Buffer.concat(newRequest).toString('latin1')).toBe(request('/new'));
+    expect(svc.accepted).toHaveLength(2); // no stale stream was dialled
     // The new session carries only the new stream; the old id is unknown to it, and the old user got
     // nothing after its close: a prefix of its own service's bytes, no byte of the new stream.
-    const newSession = backend.client.sessions.get(backend.client.options.nodes[0]!);
-    expect(newSession).not.toBe(oldSession);
-    expect(newSession?.getStream(oldId)).toBeUndefined();
+    expect(newSession.getStream(oldId)).toBeUndefined();
     expect(backend.streams.map((s) => s.id)).not.toContain(undefined);
     expect(new Set(backend.streams.map((s) => s.id)).size).toBe(2);
     expect(oldUser.received().equals(oldReceived)).toBe(true);
@@ -173,7 +246,7 @@ describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12
     expect(oldSent.subarray(0, oldReceived.length).equals(oldReceived)).toBe(true);
     expect(oldSent.length).toBeGreaterThan(oldReceived.length); // bytes were stranded in the dead session
     expect(n.nexus.hub.sessions.map((s) => s.id)).toEqual([backend.sessionId]);
-    expect(n.nexus.hub.stats().streams).toBe(0);
+    await vi.waitFor(() => expect(n.nexus.hub.stats().streams).toBe(0));
   });
 
   it('R12 close races: disconnect during the local dial, double disconnect, data after disconnect — no exception, no leaked socket', async () => {
