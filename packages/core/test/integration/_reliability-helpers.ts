@@ -212,6 +212,7 @@ export async function makeClient(pki: Pki, node: TestNode, o: AttachOptions): Pr
     ...(o.connectHandler !== undefined ? { connectHandler: o.connectHandler } : {}),
     ...(o.keepalive !== undefined ? { keepalive: o.keepalive } : {}),
     ...(o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}),
+    ...(o.logger !== undefined ? { logger: o.logger } : {}),
   });
   client.on('error', () => {});
   return client;
