@@ -6,7 +6,8 @@
  * loop): it reads the delay each client's backoff drew and checks that the client waited exactly that.
  * The peer-link case of item 13 is in `mesh.test.ts` ("detects a black-holed link by keepalive").
  */
-import { connect } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import type { BackendClient, Logger as BackendLogger, DisconnectedEvent } from '@nexus-proxy/backend-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendConnectedEvent, BackendDisconnectedEvent } from '../../src/hub.js';
@@ -14,11 +15,14 @@ import { createFaultProxy } from '../../src/testing/index.js';
 import {
   attachClient,
   createPki,
+  type EndUser,
+  endUser,
   httpGet,
   makeClient,
   type Pki,
   startHttpService,
   startNode,
+  startService,
   type TestNode,
   waitUntil,
 } from './_reliability-helpers.js';
@@ -96,6 +100,104 @@ describe('R13 silent dead peer', () => {
     expect(again.hostnames).toContain('silent.example.com');
     expect(await httpGet(node.httpPort, 'silent.example.com')).toContain('served-by silent');
     expect(node.nexus.hub.sessions).toHaveLength(1);
+  });
+});
+
+describe('R13 silent dead peer with streams open', () => {
+  it('closes every stream of a black-holed session within the keepalive deadline, at the node and at the backend', async () => {
+    const HUB_PING = 100;
+    const HUB_DEAD = 500;
+    const CLIENT_TIMEOUT = 900;
+    const STREAMS = 6;
+    const node = await startNode(pki, {
+      keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD },
+    });
+    cleanups.push(() => node.close());
+    // Half the streams download (the service writes 1 KiB every 10 ms), half sit idle after their request.
+    const written: Buffer[][] = [];
+    const serviceSockets: Socket[] = [];
+    const service = await startService((socket) => {
+      serviceSockets.push(socket);
+      const sent: Buffer[] = [];
+      written.push(sent);
+      socket.once('data', (c: Buffer) => {
+        if (!c.toString('latin1').startsWith('GET /stream')) return;
+        const timer = setInterval(() => {
+          if (!socket.writable) return clearInterval(timer);
+          const piece = randomBytes(1024);
+          sent.push(piece);
+          socket.write(piece);
+        }, 10);
+        socket.once('close', () => clearInterval(timer));
+      });
+    });
+    cleanups.push(() => service.close());
+    const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: node.hubPort } });
+    cleanups.push(() => proxy.close());
+    const client = await attachClient(pki, node, {
+      hostnames: ['silent.example.com'],
+      service: service.port,
+      nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
+      keepalive: { intervalMs: 150, timeoutMs: CLIENT_TIMEOUT },
+      handshakeTimeoutMs: 400,
+      reconnect: { initialDelayMs: 5_000, maxDelayMs: 5_000, jitter: 0 },
+    });
+    cleanups.push(() => client.close({ graceMs: 0 }));
+    const clientCloses: Array<{ reason: string; at: number }> = [];
+    client.on('stream-close', (e) => clientCloses.push({ reason: e.reason, at: Date.now() }));
+
+    const users: EndUser[] = [];
+    for (let i = 0; i < STREAMS; i++) {
+      const user = await endUser(node.httpPort);
+      user.socket.write(
+        `GET /${i % 2 === 0 ? 'stream' : 'idle'} HTTP/1.1\r\nHost: silent.example.com\r\n\r\n`,
+      );
+      users.push(user);
+    }
+    await waitUntil(() => serviceSockets.length === STREAMS, 3_000, 'streams at the service');
+    await waitUntil(
+      () => users.every((u, i) => i % 2 === 1 || u.received().length > 4096),
+      3_000,
+      'downloads flowing',
+    );
+    expect(node.nexus.hub.stats().streams).toBe(STREAMS);
+    expect(client.stats().streams).toBe(STREAMS);
+
+    // From now on no byte, FIN or RST crosses the backend's link, in either direction.
+    const t0 = Date.now();
+    proxy.blackhole();
+    const ends = await Promise.all(users.map((u) => u.closed));
+    // The node: every end user closed once the hub's keepalive deadline passed, none before it could.
+    for (const end of ends) {
+      expect(end.at - t0).toBeGreaterThanOrEqual(HUB_DEAD - HUB_PING - 50);
+      expect(end.at - t0).toBeLessThan(HUB_DEAD + 400);
+    }
+    expect(node.events.disconnected.at(-1)?.reason).toBe('keepalive-timeout');
+    await waitUntil(() => node.events.streamClose.length === STREAMS, 1_000, 'stream-close events');
+    for (const e of node.events.streamClose) expect(e.reason).not.toBe('completed');
+    expect(node.nexus.hub.stats().streams).toBe(0);
+    expect(node.nexus.activeStreams).toBe(0);
+    // What each end user got is an uncorrupted prefix of what its service wrote.
+    for (const [i, u] of users.entries()) {
+      const got = u.received();
+      const sent = Buffer.concat(written[i] ?? []);
+      expect(sent.subarray(0, got.length).equals(got)).toBe(true);
+    }
+
+    // The backend: its own deadline ends the session, every stream with it, and the service sockets are let go.
+    await waitUntil(() => clientCloses.length === STREAMS, CLIENT_TIMEOUT + 1_000, 'client stream closes');
+    for (const c of clientCloses) {
+      expect(c.reason).toBe('session_ended');
+      expect(c.at - t0).toBeGreaterThanOrEqual(CLIENT_TIMEOUT - 150 - 50);
+      expect(c.at - t0).toBeLessThan(CLIENT_TIMEOUT + 500);
+    }
+    expect(client.stats().streams).toBe(0);
+    // The backend closed its side of every local connection (the service sees EOF or a reset).
+    await waitUntil(
+      () => serviceSockets.every((s) => s.readableEnded || s.destroyed),
+      1_000,
+      'service connections ended',
+    );
   });
 });
 
