@@ -177,8 +177,8 @@ export type {
   TunnelSessionOptions,
   TunnelSessionStats,
   TunnelTransport,
-} from './tunnel-session.js';
-export { DEFAULT_MAX_TUNNELS_PER_LINK, TunnelSession } from './tunnel-session.js';
+} from '@nexus-proxy/mux-protocol';
+export { DEFAULT_MAX_TUNNELS_PER_LINK, TunnelSession } from '@nexus-proxy/mux-protocol';
 // Node
 export type {
   CreateNexusOptions,

@@ -1,13 +1,13 @@
 /**
  * The peer mesh's options, events, defaults and their validation (docs/protocol.md §2).
  */
+import type { TunnelSessionStats } from '@nexus-proxy/mux-protocol';
 import { InvalidConfigError } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
 import type { Logger } from './logger.js';
 import type { OpenLocalStream } from './mesh-tunnels.js';
 import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
 import type { RoutingTable } from './routing-table.js';
-import type { TunnelSessionStats } from './tunnel-session.js';
 
 /** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
 export const MESH_PATH = '/mesh';

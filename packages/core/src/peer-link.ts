@@ -12,11 +12,12 @@ import {
   encodePeerMessage,
   joinDataParts,
   type TunnelRequestMessage,
+  TunnelSession,
+  type TunnelSessionOptions,
 } from '@nexus-proxy/mux-protocol';
 import { WebSocket } from 'ws';
 import { MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
-import { TunnelSession, type TunnelSessionOptions } from './tunnel-session.js';
 import { createWsFrameWriter } from './ws-transport.js';
 
 /** Interval between WebSocket pings on a peer link: `10_000` ms. */

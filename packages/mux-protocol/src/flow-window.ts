@@ -14,47 +14,71 @@ export interface SendWindowOptions {
   initialCredits?: number;
   /** Largest balance, in frames. Default: {@link MAX_CREDITS} (2^20). */
   maxCredits?: number;
+  /**
+   * Most frames sent while unmetered (before the first grant). Default: no limit (a peer that never
+   * grants, such as a v1 backend, must not stall the stream). A sender that knows the peer meters (it
+   * granted on an earlier stream) sets the window it granted then.
+   */
+  unmeteredLimit?: number;
+  /**
+   * Whether the frames sent while unmetered are spent out of the first grant: the peer counts every
+   * frame it receives from the stream's first on, so its first grant is a window counted from there
+   * (docs/protocol.md §1.5). The balance may then start negative; later grants pay it off. Default: `false`.
+   */
+  chargeUnmetered?: boolean;
 }
 
 /**
  * The sender's side of credit flow control for one stream and direction (docs/protocol.md §1.5): one credit
  * per DATA frame. Until the first grant the window is *unmetered* (legacy v1 peers never grant, and a
- * sender that waited for them would stall); from the first grant on, every frame spends one credit and
- * sending stops at zero.
+ * sender that waited for them would stall), bounded only by `unmeteredLimit`; from the first grant on,
+ * every frame spends one credit and sending stops at zero.
  */
 export class SendWindow {
   #metered: boolean;
   #available: number;
   readonly #max: number;
+  readonly #charge: boolean;
+  #unmeteredLimit: number;
+  #unmeteredSent = 0;
 
   constructor(options: SendWindowOptions = {}) {
     this.#max = options.maxCredits ?? MAX_CREDITS;
+    this.#charge = options.chargeUnmetered ?? false;
+    this.#unmeteredLimit = options.unmeteredLimit ?? Number.POSITIVE_INFINITY;
     this.#metered = false;
     this.#available = 0;
     if (options.initialCredits !== undefined) this.grant(options.initialCredits);
   }
 
-  /** True once a grant has been received; before that, sending is not limited. */
+  /** True once a grant has been received; before that, sending is limited only by `unmeteredLimit`. */
   get metered(): boolean {
     return this.#metered;
   }
 
-  /** Frames that may be sent now: `Infinity` while unmetered. */
+  /**
+   * Frames that may be sent now: while unmetered, what is left of `unmeteredLimit` (`Infinity` without
+   * one). Negative when frames sent unmetered were charged to a smaller first grant.
+   */
   get available(): number {
-    return this.#metered ? this.#available : Number.POSITIVE_INFINITY;
+    return this.#metered ? this.#available : this.#unmeteredLimit - this.#unmeteredSent;
   }
 
   /** True when one more frame may be sent. */
   canSend(): boolean {
-    return !this.#metered || this.#available > 0;
+    return this.#metered ? this.#available > 0 : this.#unmeteredSent < this.#unmeteredLimit;
   }
 
   /**
    * Spends the credit for one frame (`frames` for several). Returns `false`, spending nothing, when the
-   * balance is too small; always `true` while unmetered.
+   * balance is too small; while unmetered, `false` only past `unmeteredLimit`.
    */
   spend(frames = 1): boolean {
-    if (!this.#metered) return true;
+    if (!this.#metered) {
+      if (this.#unmeteredSent + frames > this.#unmeteredLimit) return false;
+      this.#unmeteredSent += frames;
+      return true;
+    }
     if (frames > this.#available) return false;
     this.#available -= frames;
     return true;
@@ -63,11 +87,15 @@ export class SendWindow {
   /**
    * Adds a grant of `credits` frames and switches to metered mode. A grant that is not a positive number
    * is ignored (`0`/absent means "no credit flow control", §1.4); the balance is clamped at `maxCredits`.
-   * Returns the frames that may be sent now.
+   * With `chargeUnmetered`, the first grant is reduced by the frames sent before it. Returns the frames
+   * that may be sent now.
    */
   grant(credits: number): number {
     if (credits > 0) {
-      this.#metered = true;
+      if (!this.#metered) {
+        this.#metered = true;
+        this.#available = this.#charge ? -this.#unmeteredSent : 0;
+      }
       this.#available = Math.min(this.#max, this.#available + Math.floor(credits));
     }
     return this.available;

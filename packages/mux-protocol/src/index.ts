@@ -94,20 +94,50 @@ export {
   WS_CLOSE_POLICY_VIOLATION,
 } from './errors.js';
 
-// Session
+// Stream engine
 export {
   DEFAULT_MAX_STREAMS,
   DEFAULT_MAX_UNKNOWN_STREAM_REPLIES,
-  DEFAULT_UNMETERED_ALLOWANCE,
   DEFAULT_STREAM_HIGH_WATER_MARK,
   DEFAULT_TRANSPORT_HIGH_WATER_MARK,
-  type MuxLogger,
+  type EngineStreamInit,
+  StreamEngine,
+  type StreamEngineCounters,
+  type StreamEngineOptions,
+  type StreamEngineTuning,
+} from './engine.js';
+
+export { backendFraming, type FramingEvent, type StreamFraming, tunnelFraming } from './framing.js';
+
+export type { MuxLogger, MuxTransport } from './transport.js';
+
+export { MuxStream } from './stream.js';
+
+export type {
+  LocalEndBehaviour,
+  MuxStreamInit,
+  ReceiveMetering,
+  SendMetering,
+  StreamHost,
+} from './stream-host.js';
+
+// Backend session
+export {
+  DEFAULT_UNMETERED_ALLOWANCE,
   MuxSession,
   type MuxSessionEvents,
   type MuxSessionOptions,
   type MuxSessionStats,
-  type MuxTransport,
   type OpenStreamInit,
 } from './session.js';
 
-export { MuxStream } from './stream.js';
+// Peer-link tunnels
+export {
+  DEFAULT_MAX_TUNNELS_PER_LINK,
+  type TunnelInit,
+  TunnelSession,
+  type TunnelSessionEvents,
+  type TunnelSessionOptions,
+  type TunnelSessionStats,
+  type TunnelTransport,
+} from './tunnel-session.js';

@@ -1,99 +1,13 @@
 import { Duplex } from 'node:stream';
 import type { ConnectMessage } from './control.js';
 import { MuxProtocolError } from './errors.js';
-import { MAX_CREDITS } from './flow-window.js';
-import { DATA_HEADER_LENGTH, FrameType, MAX_DATA_PAYLOAD } from './frame.js';
+import { ReceiveLedger, SendWindow } from './flow-window.js';
+import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
+import type { LocalEndBehaviour, MuxStreamInit, ReceiveMetering, StreamHost } from './stream-host.js';
 import { writeStreamId } from './stream-id.js';
 
-/**
- * @internal How a stream accounts for the DATA frames its peer sends (docs/protocol.md §1.5).
- * - `Legacy`: the peer does not meter; backpressure pauses the whole transport, no grants are sent.
- * - `Probing` (hub): the connect offered credits but the backend has not granted yet, so it may be a v1
- *   backend that ignores them. Frames are counted and grants accumulated but not sent; the first grant
- *   from the backend proves it meters (→ `Strict`), more frames than the window prove it does not
- *   (→ `Legacy`).
- * - `Strict` (hub): the backend meters from the `connect` on, so our count is exact and a frame beyond
- *   the window is an overrun.
- * - `Lenient` (backend): the hub meters only after our first grant reaches it and sends unmetered until
- *   then, so our count can legitimately go negative by the frames of that round trip. Those frames are
- *   never an error and do not pause the transport (that would let one stalled stream block all others);
- *   only a hub that goes more than `unmeteredAllowance` frames past the window makes the stream fall
- *   back to pausing the transport, as for a v1 peer.
- */
-export const ReceiveMode = {
-  Legacy: 0,
-  Probing: 1,
-  Strict: 2,
-  Lenient: 3,
-} as const;
-/** @internal One of the {@link ReceiveMode} values. */
-export type ReceiveMode = (typeof ReceiveMode)[keyof typeof ReceiveMode];
-
-/**
- * @internal What a stream needs from its session. A stream holds no reference to the session itself
- * (the same stream type serves backend sessions and, later, peer tunnels).
- */
-export interface StreamHost {
-  /** The stream has DATA ready (or got credits): give it a turn at the transport. */
-  schedule(stream: MuxStream): void;
-  /** Sends one DATA frame now; `payloadLength` is for the counters. */
-  sendData(frame: Uint8Array, payloadLength: number): void;
-  /**
-   * Optional: sends one DATA frame as its header (the stream's own, constant: never modified) and the
-   * payload's parts, without joining them (see `MuxTransport.sendData`). Absent: `sendData`.
-   */
-  sendDataParts?(
-    header: Uint8Array,
-    payload: Uint8Array[],
-    payloadLength: number,
-    onWritten: () => void,
-  ): void;
-  /** Sends one control message now (grants, disconnects, pings are never held behind DATA). */
-  sendControl(message: Uint8Array): void;
-  /** Sends `disconnect` for the stream (unless the session is closed) and forgets its id. */
-  disconnect(stream: MuxStream, reason: string): void;
-  /** Forgets the stream's id without sending anything (a disconnect already crossed the wire). */
-  forget(stream: MuxStream): void;
-  /** The stream's readable buffer is full and its peer is not metered: pause reading the transport. */
-  pauseTransport(stream: MuxStream): void;
-  /** The stream no longer needs the transport paused. */
-  resumeTransport(stream: MuxStream): void;
-  /** The peer broke the protocol on this stream only (e.g. credit overrun). */
-  streamProtocolError(stream: MuxStream, error: MuxProtocolError): void;
-  /**
-   * Sends a credit grant of `credits` frames in the host's own encoding (peer tunnels: a `0x15`
-   * TUNNEL_CREDITS frame, docs/protocol.md §2.3). Absent: `sendControl(resume_stream{credits})`.
-   */
-  sendGrant?(stream: MuxStream, credits: number): void;
-}
-
-/** @internal Everything a session passes to a new stream. */
-export interface MuxStreamInit {
-  id: string;
-  /** The `connect` message that opened the stream (sent by the hub, received by the backend). */
-  connect: ConnectMessage;
-  role: 'hub' | 'backend';
-  host: StreamHost;
-  /** Send credits granted up front (backend: `connect.credits`); `undefined` = not metered from the start. */
-  sendCredits: number | undefined;
-  /**
-   * Hub role, before the backend's first grant: the most frames to send unmetered. `undefined` = no
-   * limit (the reference behaviour, needed for v1 backends); the session sets it to the window the
-   * backend granted on earlier streams once it knows the backend does credits.
-   */
-  assumedWindow: number | undefined;
-  /** Backend role: frames beyond the window tolerated from a metered hub before falling back to pausing the transport. */
-  unmeteredAllowance: number;
-  receiveMode: ReceiveMode;
-  /** Frames the peer may send before our next grant (the window we granted). */
-  receiveCredits: number;
-  /** Grants are sent in batches of this many frames. */
-  grantBatch: number;
-  /** Readable and writable high-water mark of the Duplex, in bytes. */
-  highWaterMark: number;
-  /** First byte of the DATA frames this stream sends. Default: `0x01`; peer tunnels use `0x11` (§2.3). */
-  dataFrameType?: number;
-}
+/** The receive accounting a stream is in now (see {@link ReceiveMetering}); `lenient` keeps its options. */
+type ReceiveState = 'unmetered' | 'probing' | 'strict' | 'lenient';
 
 /**
  * One multiplexed stream as a Node `Duplex`, so wiring a TCP socket to it is
@@ -123,20 +37,17 @@ export class MuxStream extends Duplex {
   /** Why the stream ended: the peer's `disconnect` reason, the session close reason, or a local reason. */
   closeReason: string | undefined;
 
-  readonly #role: 'hub' | 'backend';
   readonly #host: StreamHost;
+  readonly #localEnd: LocalEndBehaviour;
   readonly #idBytes: Buffer;
   /** Frame type · stream id: the 17-byte DATA header, built once (hosts that send parts). */
   #dataHeader: Buffer | undefined;
-  readonly #grantBatch: number;
   readonly #dataFrameType: number;
 
   // Send side.
-  /** From the peer's first grant on (backend: from a connect with credits), DATA is metered. */
-  #sendMetered: boolean;
-  /** Total frames this stream may have sent: grants received (metered), the assumed window, or ∞. */
-  #sendLimit: number;
-  #framesSent = 0;
+  readonly #send: SendWindow;
+  /** Grants are ignored (`unmetered` send metering). */
+  readonly #ignoreGrants: boolean;
   #peerPaused = false;
   /** Chunks of the write in progress (reused array), read position, bytes left, held callback. */
   readonly #pending: Buffer[] = [];
@@ -156,36 +67,21 @@ export class MuxStream extends Duplex {
   #sendDead = false;
 
   // Receive side.
-  #receiveMode: ReceiveMode;
-  #receiveCredits: number;
-  readonly #unmeteredAllowance: number;
-  /** Frames the consumer took that have not been granted back yet. */
-  #delivered = 0;
-  /** Frames pushed while the readable buffer was full: granted back on the next `_read()`. */
-  #owed = 0;
+  #receiveState: ReceiveState;
+  readonly #receive: ReceiveLedger;
+  /** `lenient`: what a peer past the allowance means. */
+  readonly #overrunCloses: boolean;
+  /** `lenient`: frames past the window tolerated before `onOverrun` applies (`0` otherwise). */
+  readonly #allowance: number;
   #receiveEnded = false;
 
-  /** @internal Set while this stream holds the transport paused. */
-  pausingTransport = false;
-  /** @internal A disconnect for this stream crossed the wire (either way) or the session closed. */
-  detached = false;
-  /** @internal Intrusive link of the session's ready queue. */
-  nextReady: MuxStream | null = null;
-  /** @internal Whether the stream is in the session's ready queue. */
-  queued = false;
-  /**
-   * Hub role: whether the backend has sent anything for this stream yet (DATA, a grant, a pause, a
-   * ping or pong, a disconnect); until then the stream counts in the session's `pendingConnects`.
-   * Always `true` on the backend role.
-   */
-  answered: boolean;
-
-  #grantPrefix: Buffer | undefined;
+  /** A close for this stream crossed the wire (either way) or the session closed. */
+  #detached = false;
   /** Set by `disconnect()`: send `disconnect` with this reason once the writable side has finished. */
   #disconnectReason: string | undefined;
   #finalDone = false;
 
-  /** @internal Streams are created by `MuxSession` (`openStream` or an incoming `connect`). */
+  /** Streams are created by their host (a `StreamEngine`), which passes itself as `init.host`. */
   constructor(init: MuxStreamInit) {
     super({
       readableHighWaterMark: init.highWaterMark,
@@ -193,21 +89,29 @@ export class MuxStream extends Duplex {
     });
     this.id = init.id;
     this.connect = init.connect;
-    this.#role = init.role;
     this.#host = init.host;
+    this.#localEnd = init.localEnd;
     this.#idBytes = Buffer.allocUnsafe(16);
     writeStreamId(this.#idBytes, 0, init.id);
-    this.#grantBatch = init.grantBatch;
-    this.#dataFrameType = init.dataFrameType ?? FrameType.Data;
-    const credits = init.sendCredits ?? 0;
-    this.#sendMetered = credits > 0;
-    this.#sendLimit = this.#sendMetered
-      ? Math.min(credits, MAX_CREDITS)
-      : (init.assumedWindow ?? Number.POSITIVE_INFINITY);
-    this.#unmeteredAllowance = init.unmeteredAllowance;
-    this.#receiveMode = init.receiveMode;
-    this.#receiveCredits = init.receiveCredits;
-    this.answered = init.role !== 'hub';
+    this.#dataFrameType = init.dataFrameType;
+    const sending = init.sendMetering;
+    this.#ignoreGrants = sending.mode === 'unmetered';
+    this.#send = new SendWindow({
+      chargeUnmetered: true,
+      ...(sending.mode === 'metered' ? { initialCredits: sending.credits } : {}),
+      ...(sending.mode === 'on-first-grant' && sending.unmeteredLimit !== undefined
+        ? { unmeteredLimit: sending.unmeteredLimit }
+        : {}),
+    });
+    const receiving: ReceiveMetering = init.receiveMetering;
+    this.#receiveState = receiving.mode;
+    this.#overrunCloses = receiving.mode === 'lenient' && receiving.onOverrun === 'close';
+    this.#allowance = receiving.mode === 'lenient' ? receiving.overrunAllowance : 0;
+    this.#receive = new ReceiveLedger({
+      window: init.receiveWindow,
+      batch: init.grantBatch,
+      slack: this.#allowance,
+    });
   }
 
   /** The hostname the stream is for (from the `connect`). */
@@ -215,29 +119,36 @@ export class MuxStream extends Duplex {
     return this.connect.hostname;
   }
 
-  /** DATA frames this side may still send before the next grant; `Infinity` while sending is unmetered. */
+  /**
+   * DATA frames this side may still send before the next grant: while unmetered, what is left of the
+   * unmetered limit (`Infinity` without one).
+   */
   get sendWindow(): number {
-    return this.#sendLimit - this.#framesSent;
+    return this.#send.available;
   }
 
-  /** True once sending is metered by the peer's grants (hub: from its first grant; backend: from a connect with credits). */
+  /** True once sending is metered by the peer's grants (from its first grant, or from the connect's credits). */
   get sendMetered(): boolean {
-    return this.#sendMetered;
+    return this.#send.metered;
   }
 
   /**
    * Frames the peer may still send before our next grant, as far as this side can count, or `undefined`
-   * when the peer does not meter (legacy stream). Negative only in the lenient case described on
-   * {@link ReceiveMode}.
+   * when the peer does not meter. Negative only in the `lenient` case of {@link ReceiveMetering}.
    */
   get receiveWindow(): number | undefined {
-    return this.#receiveMode === ReceiveMode.Legacy ? undefined : this.#receiveCredits;
+    return this.#receiveState === 'unmetered' ? undefined : this.#receive.outstanding;
   }
 
-  /** Sends `ping_client` for this stream (backend role health check, docs/protocol.md §1.6); `'pong'` follows. */
+  /** Whether a close for this stream has crossed the wire (either way), or the session has closed. */
+  get detached(): boolean {
+    return this.#detached;
+  }
+
+  /** Sends a liveness ping for this stream (backend sessions: `ping_client`, docs/protocol.md §1.6); `'pong'` follows. */
   ping(): void {
-    if (this.detached) return;
-    this.#host.sendControl(controlFrame('ping_client', this.id));
+    if (this.#detached) return;
+    this.#host.sendPing(this);
   }
 
   // ───────────────────────────── send side ─────────────────────────────
@@ -280,19 +191,21 @@ export class MuxStream extends Duplex {
   }
 
   /**
-   * @internal Called by the session when it is this stream's turn: sends at most `maxFrames` DATA
-   * frames. Returns true when the stream could send more right now (the session requeues it).
+   * Host side: it is this stream's turn at the transport; sends at most `maxFrames` DATA frames.
+   * Returns true when the stream could send more right now (the host queues it again).
    */
   sendFrames(maxFrames: number): boolean {
     let sent = 0;
     const sendParts = this.#host.sendDataParts;
+    const window = this.#send;
     this.#inSend = true;
     try {
       while (this.#pendingBytes > 0) {
         if (this.#sendDead) break;
-        if (this.#peerPaused || this.#framesSent >= this.#sendLimit) return false;
+        if (this.#peerPaused || !window.canSend()) return false;
         if (sent === maxFrames) return true;
         const length = Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
+        window.spend();
         if (sendParts !== undefined) {
           this.#sendParts(sendParts, length);
           sent++;
@@ -321,7 +234,6 @@ export class MuxStream extends Duplex {
           }
         }
         this.#pendingBytes -= length;
-        this.#framesSent++;
         this.bytesWritten += length;
         sent++;
         this.#host.sendData(frame, length);
@@ -367,7 +279,6 @@ export class MuxStream extends Duplex {
       }
     }
     this.#pendingBytes -= length;
-    this.#framesSent++;
     this.bytesWritten += length;
     let onWritten = noop;
     if (this.#pendingBytes === 0) {
@@ -383,7 +294,7 @@ export class MuxStream extends Duplex {
   }
 
   #canSend(): boolean {
-    return !this.#sendDead && !this.#peerPaused && this.#framesSent < this.#sendLimit;
+    return !this.#sendDead && !this.#peerPaused && this.#send.canSend();
   }
 
   #completeWrite(): void {
@@ -395,71 +306,55 @@ export class MuxStream extends Duplex {
     this.#pendingOffset = 0;
     this.#pendingBytes = 0;
     this.#pendingCallback = null;
-    // May synchronously call _write/_writev again (Node's clearBuffer): the session's pump is re-entrant.
+    // May synchronously call _write/_writev again (Node's clearBuffer): the host's pump is re-entrant.
     callback();
   }
 
-  /** @internal A credit grant from the peer (`resume_stream{credits}`), already known to be positive. */
+  /**
+   * Host side: a credit grant of `credits` (> 0) frames from the peer. Ignored under `unmetered` send
+   * metering; otherwise sending is metered from here on, one credit per DATA frame (docs/protocol.md §1.5),
+   * the first grant counting from the stream's first frame. A `probing` receive side learns that the
+   * peer meters too, and becomes `strict`.
+   */
   grant(credits: number): void {
-    // Backend role: a stream whose connect carried no credits stays unmetered (a v1 hub never grants;
-    // starting to meter on a stray grant could stall the stream). Hub role: from the first grant on,
-    // one credit per DATA frame (docs/protocol.md §1.5).
-    if (!this.#sendMetered) {
-      if (this.#role === 'backend') return;
-      // The first grant is the backend's window counted from the stream's first frame (it counts every
-      // frame it receives), so the frames we sent unmetered before it arrived are spent out of it. The
-      // balance may start negative; later grants pay it off. This keeps our count equal to the
-      // backend's, so it never sees more frames than it granted.
-      this.#sendMetered = true;
-      this.#sendLimit = 0;
-    }
-    // Balances above 2^20 are clamped (docs/protocol.md §1.5).
-    const limit = this.#sendLimit + credits;
-    const max = this.#framesSent + MAX_CREDITS;
-    this.#sendLimit = Math.min(limit, max);
+    if (this.#ignoreGrants) return;
+    this.#send.grant(credits);
     this.#peerPaused = false;
-    if (this.#receiveMode === ReceiveMode.Probing) {
+    if (this.#receiveState === 'probing') {
       // The backend grants, so it also meters what it sends us from the connect on (§1.5).
-      this.#receiveMode = ReceiveMode.Strict;
-      this.#flushGrant();
+      this.#receiveState = 'strict';
+      this.#sendGrant(this.#receive.flush());
     }
     if (this.#pendingBytes > 0) this.#host.schedule(this);
   }
 
-  /** @internal `pause_stream` / `resume_stream` without credits: advisory hold of our sending. */
+  /** Host side: the peer's advisory pause (`true`) or resume of our sending. */
   setPeerPaused(paused: boolean): void {
     this.#peerPaused = paused;
     if (!paused && this.#pendingBytes > 0) this.#host.schedule(this);
   }
 
   /**
-   * Local end of the writable side; Node calls it after every write has been sent.
-   *
-   * The v1 wire has no half-close: `disconnect` ends both directions, and the reference backend client
-   * closes its local connection when it gets one. So the two roles differ (docs/protocol.md §1.4, §1.7):
-   * - backend: the local service closed, so its response is complete; send `disconnect{normal}` after
-   *   the last DATA, and stop accepting data for the stream.
-   * - hub: the end user half-closed (sent FIN after its request). Sending `disconnect` now would make
-   *   the backend drop the response, so nothing is sent: the stream stays open to receive the response
-   *   until the backend disconnects, or until the owner calls `disconnect()` (end user fully closed)
-   *   or `destroy()` (error), which send `disconnect`.
+   * Local end of the writable side; Node calls it after every write has been sent. What it sends is the
+   * stream's {@link LocalEndBehaviour}: `close` sends the close after the last DATA and stops accepting
+   * data; `keep-open` sends nothing (unless `disconnect()` asked for a close).
    */
   override _final(callback: (error?: Error | null) => void): void {
     this.#finalDone = true;
-    const reason = this.#disconnectReason ?? (this.#role === 'backend' ? 'normal' : undefined);
+    const reason = this.#disconnectReason ?? (this.#localEnd === 'close' ? 'normal' : undefined);
     if (reason !== undefined) this.#sendDisconnect(reason);
     callback();
   }
 
   /**
    * Closes the stream in both directions once every byte written so far has been sent: ends the
-   * writable side, then sends `disconnect{reason}` after the last DATA and ends the readable side.
-   * For the hub when the end user has closed completely (nobody is left to read the response);
-   * `destroy()` instead would discard writes still waiting for credits. On the backend role `end()`
-   * already does this.
+   * writable side, then sends the close with `reason` after the last DATA and ends the readable side.
+   * For a `keep-open` stream when the end user has closed completely (nobody is left to read the
+   * response); `destroy()` instead would discard writes still waiting for credits. On a `close` stream
+   * `end()` already does this.
    */
   disconnect(reason = 'normal'): void {
-    if (this.detached || this.destroyed) return;
+    if (this.#detached || this.destroyed) return;
     this.#disconnectReason = reason;
     if (this.#finalDone) this.#sendDisconnect(reason);
     else if (!this.writableEnded) this.end();
@@ -467,112 +362,98 @@ export class MuxStream extends Duplex {
   }
 
   #sendDisconnect(reason: string): void {
-    if (this.detached) return;
+    if (this.#detached) return;
     this.closeReason ??= reason;
     this.#host.disconnect(this, reason);
     this.#endReadable();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.detached) {
+    if (!this.#detached) {
       this.closeReason ??= error ? 'local_error' : 'normal';
       this.#host.disconnect(this, error ? 'local_error' : 'normal');
     }
     this.#sendDead = true;
     this.#receiveEnded = true;
-    if (this.pausingTransport) this.#host.resumeTransport(this);
+    this.#host.resumeTransport(this);
     if (!this.#inSend) this.#completeWrite();
     callback(error);
   }
 
   // ───────────────────────────── receive side ─────────────────────────────
 
-  /** @internal One DATA frame from the peer; `payload` is not reused by the transport. */
+  /** Host side: one DATA frame from the peer; `payload` is not reused by the transport. */
   receiveData(payload: Buffer): void {
     if (this.#receiveEnded) return;
-    const mode = this.#receiveMode;
-    if (mode !== ReceiveMode.Legacy) {
-      const credits = --this.#receiveCredits;
-      if (credits < 0) {
-        if (mode === ReceiveMode.Strict) {
-          this.#host.streamProtocolError(
-            this,
-            new MuxProtocolError(
-              'MUX_ERR_CREDIT_OVERRUN',
-              `stream ${this.id}: peer sent a DATA frame beyond the window it was granted`,
-            ),
-          );
-          return;
-        }
-        if (mode === ReceiveMode.Probing) this.#receiveMode = ReceiveMode.Legacy;
+    const state = this.#receiveState;
+    if (state !== 'unmetered' && !this.#receive.received()) {
+      // The peer went past the window (plus the allowance of a lenient stream).
+      if (state === 'strict' || (state === 'lenient' && this.#overrunCloses)) {
+        this.#overrun();
+        return;
       }
+      if (state === 'probing') this.#receiveState = 'unmetered';
     }
     const length = payload.length;
     if (length === 0) {
       // Receivers ignore empty payloads (§1.3), but the sender spent a credit on it: give it back.
-      this.#credit(1);
+      this.#delivered(1);
       return;
     }
     this.bytesRead += length;
     const accepted = this.push(payload);
-    if (this.#receiveMode === ReceiveMode.Legacy || this.#receiveCredits < -this.#unmeteredAllowance) {
-      // No credit window bounds this peer (v1), or a hub kept sending far past it: the only
-      // backpressure left is to stop reading the transport.
-      if (!accepted && !this.pausingTransport) this.#host.pauseTransport(this);
+    if (accepted) {
+      this.#delivered(1);
+    } else if (this.#receiveState === 'unmetered' || this.#receive.outstanding < -this.#allowance) {
+      // No credit window bounds this peer (v1), or it kept sending far past it: the only backpressure
+      // left is to stop reading the transport.
+      this.#host.pauseTransport(this);
     }
-    if (accepted) this.#credit(1);
-    else this.#owed++;
+    // Otherwise the frame stays counted as buffered: it is granted back on the next `_read()`.
+  }
+
+  #overrun(): void {
+    this.#host.streamProtocolError(
+      this,
+      new MuxProtocolError(
+        'MUX_ERR_CREDIT_OVERRUN',
+        `stream ${this.id}: peer sent a DATA frame beyond the window it was granted`,
+      ),
+    );
   }
 
   override _read(): void {
     // The consumer wants more: the frames pushed while the buffer was full count as delivered now.
-    const owed = this.#owed;
-    if (owed > 0) {
-      this.#owed = 0;
-      this.#credit(owed);
+    const buffered = this.#receive.buffered;
+    if (buffered > 0 && this.#receiveState !== 'unmetered') this.#delivered(buffered);
+    this.#host.resumeTransport(this);
+  }
+
+  /** Counts `frames` handed to the consumer; sends a grant once a batch has accumulated. */
+  #delivered(frames: number): void {
+    const state = this.#receiveState;
+    if (state === 'unmetered') return;
+    const grant = this.#receive.delivered(frames);
+    if (grant === 0) return;
+    // Probing: the backend may not meter; grants wait (in the ledger) for its first grant.
+    if (state === 'probing') this.#receive.requeue(grant);
+    else this.#sendGrant(grant);
+  }
+
+  /** Sends a grant taken from the ledger; a grant that cannot be sent goes back to it, never lost. */
+  #sendGrant(frames: number): void {
+    if (frames === 0) return;
+    if (this.#detached || this.#receiveEnded) {
+      this.#receive.requeue(frames);
+      return;
     }
-    if (this.pausingTransport) this.#host.resumeTransport(this);
+    this.#host.sendGrant(this, frames);
   }
 
-  #credit(frames: number): void {
-    const mode = this.#receiveMode;
-    if (mode === ReceiveMode.Legacy) return;
-    this.#delivered += frames;
-    if (mode !== ReceiveMode.Probing && this.#delivered >= this.#grantBatch) this.#flushGrant();
-  }
-
-  /** Sends the accumulated grant now. A grant is never dropped: it waits in `#delivered` until sent. */
-  #flushGrant(): void {
-    const frames = this.#delivered;
-    if (frames === 0 || this.detached || this.#receiveEnded) return;
-    this.#delivered = 0;
-    this.#receiveCredits += frames;
-    if (this.#host.sendGrant !== undefined) this.#host.sendGrant(this, frames);
-    else this.#host.sendControl(this.#grantFrame(frames));
-  }
-
-  /**
-   * `resume_stream{credits}` without JSON.stringify on the data path: a cached prefix plus the number,
-   * byte-identical to `encodeControlMessage` (field order event, client_id, credits).
-   */
-  #grantFrame(credits: number): Buffer {
-    let prefix = this.#grantPrefix;
-    if (prefix === undefined) {
-      prefix = Buffer.from(`\x02{"event":"resume_stream","client_id":"${this.id}","credits":`, 'latin1');
-      this.#grantPrefix = prefix;
-    }
-    const digits = String(credits);
-    const frame = Buffer.allocUnsafe(prefix.length + digits.length + 1);
-    prefix.copy(frame, 0);
-    frame.write(digits, prefix.length, 'latin1');
-    frame[frame.length - 1] = 0x7d; // '}'
-    return frame;
-  }
-
-  /** @internal The remote side disconnected, or the session closed: deliver what we have, then EOF. */
+  /** Host side: the peer closed the stream, or the session closed: deliver what we have, then EOF. */
   remoteClosed(reason: string): void {
     this.closeReason ??= reason;
-    this.detached = true;
+    this.#detached = true;
     this.#sendDead = true;
     this.#endReadable();
     // The peer will not read what we still hold: release the write in progress; from now on the
@@ -584,7 +465,12 @@ export class MuxStream extends Duplex {
     if (!this.#inSend) this.#completeWrite();
   }
 
-  /** @internal The stream broke the protocol: it has already been disconnected on the wire. */
+  /** Host side: a close for this stream is crossing the wire (or the session is closing): send nothing more. */
+  detach(): void {
+    this.#detached = true;
+  }
+
+  /** Host side: the stream broke the protocol and has already been closed on the wire. */
   fail(error: MuxProtocolError): void {
     this.closeReason ??= 'protocol_error';
     this.#sendDead = true;
@@ -597,14 +483,9 @@ export class MuxStream extends Duplex {
     this.#receiveEnded = true;
     // Nothing more arrives for this stream, so it no longer needs the transport paused; what it
     // already buffered stays readable.
-    if (this.pausingTransport) this.#host.resumeTransport(this);
+    this.#host.resumeTransport(this);
     this.push(null);
   }
 }
 
 function noop(): void {}
-
-/** A control frame with only `event` and `client_id` (ping/pong), without JSON.stringify. */
-function controlFrame(event: string, id: string): Buffer {
-  return Buffer.from(`\x02{"event":"${event}","client_id":"${id}"}`, 'latin1');
-}

@@ -1,14 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { describe, expect, it } from 'vitest';
 import {
   decodePeerMessage,
   decodeTunnelFrame,
   encodeTunnelFrame,
   type TunnelRequestMessage,
-} from '@nexus-proxy/mux-protocol';
-import { describe, expect, it } from 'vitest';
-import { TunnelSession, type TunnelTransport } from '../src/tunnel-session.js';
+  TunnelSession,
+  type TunnelTransport,
+} from '../src/index.js';
 
 interface Wire {
   binary: Uint8Array[];

@@ -1,0 +1,559 @@
+/**
+ * The stream engine: one implementation of the stream table, credit windows, fair scheduling, close
+ * handling and limits, shared by backend sessions (`MuxSession`, docs/protocol.md §1) and peer-link tunnels
+ * (`TunnelSession`, §2.4). What differs between the two wires is a {@link StreamFraming} adapter; what
+ * differs between their roles (who opens streams, what a local `end()` sends, how a peer's first frames
+ * are metered) is chosen per stream through the named options of {@link EngineStreamInit}.
+ */
+import type { ConnectMessage, ControlMessage } from './control.js';
+import type { MuxProtocolError } from './errors.js';
+import { DEFAULT_GRANT_BATCH, DEFAULT_INITIAL_WINDOW, MAX_CREDITS } from './flow-window.js';
+import type { FramingEvent, StreamFraming } from './framing.js';
+import { DATA_HEADER_LENGTH, MAX_BACKEND_MESSAGE } from './frame.js';
+import { ReadyQueue } from './ready-queue.js';
+import { MuxStream } from './stream.js';
+import type { LocalEndBehaviour, ReceiveMetering, SendMetering, StreamHost } from './stream-host.js';
+import { streamIdFromBytes } from './stream-id.js';
+import type { MuxLogger, MuxTransport } from './transport.js';
+
+/** Most streams one session carries at once. */
+export const DEFAULT_MAX_STREAMS = 10_000;
+/** Transport bytes queued (`bufferedAmount`) above which DATA waits for `transportDrained()`: 1 MiB. */
+export const DEFAULT_TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
+/** Readable and writable high-water mark of each `MuxStream`, in bytes: 64 KiB. */
+export const DEFAULT_STREAM_HIGH_WATER_MARK = 64 * 1024;
+/** Most close answers to DATA for unknown stream ids per second (flood protection). */
+export const DEFAULT_MAX_UNKNOWN_STREAM_REPLIES = 100;
+
+/** Ids of closed streams remembered so that their late frames are dropped silently. */
+const RECENTLY_CLOSED_CAPACITY = 4096;
+/** After the first, warnings about ignored messages are logged at most once per this many ms (with a count). */
+const IGNORED_WARNING_INTERVAL_MS = 10_000;
+
+/**
+ * The engine's limits and tuning, the same for every wire (`MuxSessionOptions` and
+ * `TunnelSessionOptions` extend it).
+ */
+export interface StreamEngineTuning {
+  /** Receive window granted per stream, in DATA frames. Default: `64` (docs/protocol.md §1.5). */
+  initialWindow?: number;
+  /** Grants are returned in batches of this many delivered frames; at most `initialWindow`. Default: `8`. */
+  grantBatch?: number;
+  /** Transport `bufferedAmount`, in bytes, above which DATA waits for `transportDrained()`. Default: 1 MiB. */
+  highWaterMark?: number;
+  /** Readable/writable high-water mark of each stream, in bytes. Default: 64 KiB. */
+  streamHighWaterMark?: number;
+  /** Largest accepted message, in bytes. Default: `32_785` (docs/protocol.md §1.3). */
+  maxMessageSize?: number;
+  /** Most close answers to DATA for unknown stream ids per second. Default: `100`. */
+  maxUnknownStreamReplies?: number;
+  /** Logger (pino-compatible). Default: none. */
+  logger?: MuxLogger;
+  /** Clock for rate limits, in ms. Default: `Date.now`. */
+  now?(): number;
+}
+
+/** Options of {@link StreamEngine}. */
+export interface StreamEngineOptions extends StreamEngineTuning {
+  /** The wire's framing: {@link backendFraming} or {@link tunnelFraming}. */
+  framing: StreamFraming;
+  /** The transport frames are sent on; incoming messages are fed with `receive()`. */
+  transport: MuxTransport;
+  /** Most concurrent streams (`full`). Default: `10_000`. */
+  maxStreams?: number;
+  /** Stop reading the transport (e.g. `ws.pause()`): a stream whose peer is not metered has a full reader. */
+  pauseTransport?(): void;
+  /** Resume reading the transport (e.g. `ws.resume()`). */
+  resumeTransport?(): void;
+  /** A framing-specific message (backend sessions: `connect`, `ping_client`, `pong_client`). */
+  onMessage?(message: ControlMessage, stream: MuxStream | undefined): void;
+  /** A message broke the protocol (the session keeps running; the owner decides). */
+  onProtocolError?(error: MuxProtocolError): void;
+}
+
+/** How the engine creates one stream (`openStream`). */
+export interface EngineStreamInit {
+  id: string;
+  /** The `connect` that opens it (tunnels: the `tunnel_request` fields in that shape). */
+  connect: ConnectMessage;
+  sendMetering: SendMetering;
+  receiveMetering: ReceiveMetering;
+  localEnd: LocalEndBehaviour;
+  /**
+   * This side opened the stream and waits for the peer's first frame about it (a hub's `connect`): it
+   * counts in `pendingAnswers` until then.
+   */
+  awaitingAnswer: boolean;
+}
+
+/** Counters of one engine. */
+export interface StreamEngineCounters {
+  /** Streams ever opened (by either side). */
+  streamsOpened: number;
+  /** Streams whose id has been released. */
+  streamsClosed: number;
+  /** DATA frames and payload bytes sent / received. */
+  dataFramesSent: number;
+  dataFramesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Non-DATA messages sent / received. */
+  controlMessagesSent: number;
+  controlMessagesReceived: number;
+  /** Protocol errors seen (malformed messages, overruns). */
+  protocolErrors: number;
+  /** DATA frames for stream ids this engine does not know (dropped). */
+  unknownStreamFrames: number;
+  /** Streams waiting for their turn at the transport. */
+  queuedStreams: number;
+  /** Whether reading the transport is paused for a stream whose peer is not metered. */
+  transportPaused: boolean;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer`);
+  return value;
+}
+
+/** A Buffer view of `bytes` (no copy), so pushed chunks are Buffers. */
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * The multiplexing engine of one transport. The owner feeds every binary message to `receive()`, calls
+ * `transportDrained()` when the transport's socket drains, and `close()` when the transport closes.
+ * `receive()` keeps views into `message` (no copy): the caller must not reuse that memory (ws never
+ * does). DATA is scheduled round-robin, one frame per turn, while the transport is below its
+ * high-water mark, so one slow stream never holds back the others and no frame is ever dropped.
+ */
+export class StreamEngine {
+  readonly framing: StreamFraming;
+  /** Receive window granted per stream, in frames. */
+  readonly initialWindow: number;
+  readonly #transport: MuxTransport;
+  readonly #grantBatch: number;
+  readonly #maxStreams: number;
+  readonly #highWaterMark: number;
+  readonly #streamHighWaterMark: number;
+  readonly #maxMessageSize: number;
+  readonly #maxUnknownReplies: number;
+  readonly #logger: MuxLogger | undefined;
+  readonly #options: StreamEngineOptions;
+  readonly #now: () => number;
+  readonly #host: StreamHost;
+
+  readonly #streams = new Map<string, MuxStream>();
+  /** Insertion-ordered, bounded: ids whose late frames are dropped without an answer. */
+  readonly #recentlyClosed = new Map<string, true>();
+  readonly #ready = new ReadyQueue<MuxStream>();
+  /** Streams holding the transport's reads paused. */
+  readonly #pausing = new Set<MuxStream>();
+  /** Streams this side opened that the peer has not sent anything for yet. */
+  readonly #unanswered = new Set<MuxStream>();
+  #pumping = false;
+  #closed = false;
+  #closeReason: string | undefined;
+  /** The window the peer granted in its first grant on this transport: it meters. */
+  #peerWindow: number | undefined;
+  #unknownWindowStart = 0;
+  #unknownReplies = 0;
+  /** Per kind of ignored message (a fixed few): when it was last warned about, and how many since. */
+  readonly #ignoredWarnings = new Map<string, { at: number; since: number }>();
+
+  #streamsOpened = 0;
+  #streamsClosed = 0;
+  #dataFramesSent = 0;
+  #dataFramesReceived = 0;
+  #bytesSent = 0;
+  #bytesReceived = 0;
+  #controlSent = 0;
+  #controlReceived = 0;
+  #protocolErrors = 0;
+  #unknownStreamFrames = 0;
+
+  constructor(options: StreamEngineOptions) {
+    this.framing = options.framing;
+    this.#options = options;
+    this.#transport = options.transport;
+    this.initialWindow = positiveInteger('initialWindow', options.initialWindow, DEFAULT_INITIAL_WINDOW);
+    if (this.initialWindow > MAX_CREDITS) throw new RangeError('initialWindow must be ≤ 2^20');
+    this.#grantBatch = positiveInteger('grantBatch', options.grantBatch, DEFAULT_GRANT_BATCH);
+    // A batch larger than the window would never be reached: the peer would stall (a lost grant).
+    if (this.#grantBatch > this.initialWindow) throw new RangeError('grantBatch must be ≤ initialWindow');
+    this.#maxStreams = positiveInteger('maxStreams', options.maxStreams, DEFAULT_MAX_STREAMS);
+    this.#highWaterMark = options.highWaterMark ?? DEFAULT_TRANSPORT_HIGH_WATER_MARK;
+    if (!(this.#highWaterMark >= 0)) throw new RangeError('highWaterMark must be ≥ 0');
+    this.#streamHighWaterMark = positiveInteger(
+      'streamHighWaterMark',
+      options.streamHighWaterMark,
+      DEFAULT_STREAM_HIGH_WATER_MARK,
+    );
+    this.#maxMessageSize = positiveInteger('maxMessageSize', options.maxMessageSize, MAX_BACKEND_MESSAGE);
+    this.#maxUnknownReplies = options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES;
+    this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#host = this.#createHost();
+  }
+
+  /** Streams open now. */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the engine closed, once it has. */
+  get closeReason(): string | undefined {
+    return this.#closeReason;
+  }
+
+  /** Streams opened with `awaitingAnswer` that the peer has not sent anything for yet. */
+  get pendingAnswers(): number {
+    return this.#unanswered.size;
+  }
+
+  /**
+   * The window the peer granted in its first grant on this transport, once it has granted: from then on
+   * the peer is known to meter, so new streams bound their unmetered sending by it.
+   */
+  get peerWindow(): number | undefined {
+    return this.#peerWindow;
+  }
+
+  /** Whether another stream may be opened (`maxStreams`). */
+  get full(): boolean {
+    return this.#streams.size >= this.#maxStreams;
+  }
+
+  /** The open stream with id `id`, if any. */
+  getStream(id: string): MuxStream | undefined {
+    return this.#streams.get(id);
+  }
+
+  /**
+   * Creates stream `init.id` and enters it in the table. The caller has checked `full` and sends the
+   * opening messages itself. A reused id is no longer "recently closed".
+   */
+  openStream(init: EngineStreamInit): MuxStream {
+    this.#recentlyClosed.delete(init.id);
+    const stream = new MuxStream({
+      id: init.id,
+      connect: init.connect,
+      host: this.#host,
+      dataFrameType: this.framing.dataFrameType,
+      sendMetering: init.sendMetering,
+      receiveMetering: init.receiveMetering,
+      localEnd: init.localEnd,
+      receiveWindow: this.initialWindow,
+      grantBatch: this.#grantBatch,
+      highWaterMark: this.#streamHighWaterMark,
+    });
+    this.#streams.set(init.id, stream);
+    this.#streamsOpened++;
+    if (init.awaitingAnswer) this.#unanswered.add(stream);
+    return stream;
+  }
+
+  /** Sends the stream's receive window as a grant (the first message of a stream that meters). */
+  sendInitialGrant(id: string): void {
+    this.sendControl(this.framing.encodeGrant(id, this.initialWindow));
+  }
+
+  /** Answers a stream the peer asked for and this side will not carry: remembers its id, sends its close. */
+  refuse(id: string, reason: string): void {
+    this.#rememberClosed(id);
+    this.sendControl(this.framing.encodeClose(id, reason));
+  }
+
+  /** Sends one non-DATA message now (grants, closes, pings are never held behind DATA). */
+  sendControl(message: Uint8Array): void {
+    if (this.#closed) return;
+    this.#controlSent++;
+    this.#transport.send(message);
+  }
+
+  /** Feeds one binary message from the transport. Never throws on hostile input. */
+  receive(message: Uint8Array): void {
+    if (this.#closed) return;
+    const length = message.length;
+    if (length === 0) return; // §1.3: an empty message is ignored
+    if (
+      message[0] === this.framing.dataFrameType &&
+      length >= DATA_HEADER_LENGTH &&
+      length <= this.#maxMessageSize
+    ) {
+      // Hot path: no result objects, no JSON.
+      const buffer = toBuffer(message);
+      this.#receiveData(streamIdFromBytes(buffer, 1), buffer.subarray(DATA_HEADER_LENGTH));
+    } else {
+      this.#dispatch(message, this.framing.decode(message, this.#maxMessageSize));
+    }
+    // Safety net: if DATA waits although the transport has room (a missed drain), serve it now.
+    if (this.#ready.size > 0 && !this.#pumping) this.#pump();
+  }
+
+  /** Call when the transport's buffer has drained (the WebSocket's socket emitted `'drain'`). */
+  transportDrained(): void {
+    this.#pump();
+  }
+
+  /**
+   * Closes the engine: every stream delivers what it already received, then ends with `reason` as its
+   * `closeReason`; DATA not yet sent is discarded, never carried over. Sends nothing. Idempotent.
+   */
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeReason = reason;
+    const streams = [...this.#streams.values()];
+    this.#streams.clear();
+    this.#unanswered.clear();
+    this.#ready.clear();
+    this.#streamsClosed += streams.length;
+    for (const stream of streams) stream.remoteClosed(reason);
+    this.#recentlyClosed.clear();
+    if (this.#pausing.size > 0) {
+      this.#pausing.clear();
+      this.#options.resumeTransport?.();
+    }
+  }
+
+  /** A snapshot of the counters. */
+  counters(): StreamEngineCounters {
+    return {
+      streamsOpened: this.#streamsOpened,
+      streamsClosed: this.#streamsClosed,
+      dataFramesSent: this.#dataFramesSent,
+      dataFramesReceived: this.#dataFramesReceived,
+      bytesSent: this.#bytesSent,
+      bytesReceived: this.#bytesReceived,
+      controlMessagesSent: this.#controlSent,
+      controlMessagesReceived: this.#controlReceived,
+      protocolErrors: this.#protocolErrors,
+      unknownStreamFrames: this.#unknownStreamFrames,
+      queuedStreams: this.#ready.size,
+      transportPaused: this.#pausing.size > 0,
+    };
+  }
+
+  /** Counts and reports a protocol error found by the owner (e.g. a duplicate open). */
+  protocolError(error: MuxProtocolError): void {
+    this.#protocolErrors++;
+    this.#logger?.debug({ code: error.code, err: error.message }, 'protocol error');
+    this.#options.onProtocolError?.(error);
+  }
+
+  /**
+   * Warns about an ignored message: the first of its kind (`msg`), then at most one per 10 s with the
+   * number ignored since (`suppressed`), so a peer sending junk cannot flood the log.
+   */
+  warnIgnored(fields: Record<string, unknown>, msg: string): void {
+    if (this.#logger === undefined) return;
+    const now = this.#now();
+    const last = this.#ignoredWarnings.get(msg);
+    if (last !== undefined && now - last.at < IGNORED_WARNING_INTERVAL_MS) {
+      last.since++;
+      return;
+    }
+    const suppressed = last?.since ?? 0;
+    this.#ignoredWarnings.set(msg, { at: now, since: 0 });
+    this.#logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+  }
+
+  // ───────────────────────────── receiving ─────────────────────────────
+
+  #receiveData(id: string, payload: Buffer): void {
+    this.#dataFramesReceived++;
+    this.#bytesReceived += payload.length;
+    const stream = this.#streams.get(id);
+    if (stream !== undefined) {
+      this.#unanswered.delete(stream);
+      stream.receiveData(payload);
+      return;
+    }
+    this.#unknownStreamFrames++;
+    // §1.4: drop it and answer a close so the far side frees its state. At most one answer per id
+    // (remembered below) and a per-second budget, so a flood of random ids cannot amplify.
+    if (payload.length === 0 || this.#recentlyClosed.has(id)) return;
+    this.#rememberClosed(id);
+    const now = this.#now();
+    if (now - this.#unknownWindowStart >= 1000) {
+      this.#unknownWindowStart = now;
+      this.#unknownReplies = 0;
+    }
+    if (this.#unknownReplies >= this.#maxUnknownReplies) return;
+    this.#unknownReplies++;
+    this.#logger?.debug({ streamId: id }, 'DATA for an unknown stream: answering close');
+    this.sendControl(this.framing.encodeClose(id, 'unknown'));
+  }
+
+  #dispatch(message: Uint8Array, event: FramingEvent): void {
+    if (event.kind === 'error') {
+      this.#oversizeData(message, event.error);
+      this.protocolError(event.error);
+      return;
+    }
+    if (event.kind === 'ignored') {
+      if (event.control) this.#controlReceived++;
+      if (event.warning !== undefined) this.warnIgnored(event.fields ?? {}, event.warning);
+      return;
+    }
+    if (event.kind === 'data') {
+      // DATA normally takes the fast path in receive(); kept so no valid frame is lost.
+      this.#receiveData(event.id, toBuffer(event.payload));
+      return;
+    }
+    this.#controlReceived++;
+    const stream = this.#streams.get(event.id);
+    // Any message about a stream answers its opening (`pendingAnswers`).
+    if (stream !== undefined) this.#unanswered.delete(stream);
+    switch (event.kind) {
+      case 'close':
+        // A double close, or one for an id we never had: nothing to do.
+        if (stream === undefined) return;
+        this.#forget(stream);
+        stream.remoteClosed(event.reason);
+        return;
+      case 'grant':
+        if (stream === undefined) return;
+        // A peer's first grant on a stream is its whole window (later ones are batches).
+        if (!stream.sendMetered) this.#peerWindow ??= Math.min(event.credits, MAX_CREDITS);
+        stream.grant(event.credits);
+        return;
+      case 'pause':
+        stream?.setPeerPaused(true);
+        return;
+      case 'resume':
+        stream?.setPeerPaused(false);
+        return;
+      case 'message':
+        this.#options.onMessage?.(event.message, stream);
+        return;
+    }
+  }
+
+  /** A DATA frame over the size limit: dropping it would silently corrupt its stream, so end that stream. */
+  #oversizeData(message: Uint8Array, error: MuxProtocolError): void {
+    if (
+      error.code !== 'MUX_ERR_FRAME_TOO_LARGE' ||
+      message[0] !== this.framing.dataFrameType ||
+      message.length < DATA_HEADER_LENGTH
+    ) {
+      return;
+    }
+    const stream = this.#streams.get(streamIdFromBytes(message, 1));
+    if (stream === undefined) return;
+    this.#disconnect(stream, 'protocol_error');
+    stream.fail(error);
+  }
+
+  // ───────────────────────────── sending ─────────────────────────────
+
+  #disconnect(stream: MuxStream, reason: string): void {
+    if (stream.detached) return;
+    this.#forget(stream);
+    this.sendControl(this.framing.encodeClose(stream.id, reason));
+  }
+
+  #forget(stream: MuxStream): void {
+    stream.detach();
+    this.#ready.delete(stream);
+    if (this.#streams.get(stream.id) !== stream) return;
+    this.#streams.delete(stream.id);
+    this.#unanswered.delete(stream);
+    this.#streamsClosed++;
+    this.#rememberClosed(stream.id);
+  }
+
+  #rememberClosed(id: string): void {
+    const closed = this.#recentlyClosed;
+    if (closed.size >= RECENTLY_CLOSED_CAPACITY) {
+      const oldest = closed.keys().next();
+      if (!oldest.done) closed.delete(oldest.value);
+    }
+    closed.set(id, true);
+  }
+
+  /**
+   * Serves the ready queue round-robin, one DATA frame per turn, while the transport is below its
+   * high-water mark; a stream that can send more goes to the back. When the transport is full, DATA
+   * waits for `transportDrained()` (never dropped) and Node's backpressure holds the writers.
+   * Re-entrant calls (a write callback that writes again) only enqueue.
+   */
+  #pump(): void {
+    if (this.#pumping || this.#closed) return;
+    this.#pumping = true;
+    try {
+      const transport = this.#transport;
+      const ready = this.#ready;
+      while (ready.size > 0 && !this.#closed) {
+        if (transport.bufferedAmount > this.#highWaterMark) break;
+        const stream = ready.shift()!;
+        if (stream.sendFrames(1) && !stream.detached && !this.#closed) ready.add(stream);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #createHost(): StreamHost {
+    const transport = this.#transport;
+    return {
+      schedule: (stream) => {
+        if (this.#closed) return;
+        this.#ready.add(stream);
+        this.#pump();
+      },
+      sendData: (frame, payloadLength) => {
+        if (this.#closed) return;
+        this.#dataFramesSent++;
+        this.#bytesSent += payloadLength;
+        transport.send(frame);
+      },
+      sendDataParts:
+        transport.sendData === undefined
+          ? undefined
+          : (header, payload, payloadLength, onWritten) => {
+              if (this.#closed) {
+                process.nextTick(onWritten);
+                return;
+              }
+              this.#dataFramesSent++;
+              this.#bytesSent += payloadLength;
+              transport.sendData!(header, payload, payloadLength, onWritten);
+            },
+      sendGrant: (stream, credits) => this.sendControl(this.framing.encodeGrant(stream.id, credits)),
+      sendPing: (stream) => {
+        const ping = this.framing.encodePing(stream.id);
+        if (ping !== undefined) this.sendControl(ping);
+      },
+      disconnect: (stream, reason) => this.#disconnect(stream, reason),
+      forget: (stream) => this.#forget(stream),
+      pauseTransport: (stream) => {
+        if (this.#pausing.has(stream)) return;
+        this.#pausing.add(stream);
+        if (this.#pausing.size === 1) {
+          this.#logger?.debug(
+            { streamId: stream.id },
+            'pausing the transport for a stream whose peer is not metered',
+          );
+          this.#options.pauseTransport?.();
+        }
+      },
+      resumeTransport: (stream) => {
+        if (!this.#pausing.delete(stream)) return;
+        if (this.#pausing.size === 0) this.#options.resumeTransport?.();
+      },
+      streamProtocolError: (stream, error) => {
+        this.#disconnect(stream, 'protocol_error');
+        this.protocolError(error);
+        stream.fail(error);
+      },
+    };
+  }
+}
