@@ -18,8 +18,17 @@ import {
   DEFAULT_MAX_STREAMS_PER_SESSION,
 } from './backend-session.js';
 import { DEFAULT_MAX_TOKEN_BYTES } from './auth.js';
-import { AuthError, LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
+import {
+  AuthError,
+  LimitError,
+  MAX_CLOSE_REASON_BYTES,
+  NexusError,
+  NexusErrorCode,
+  TlsError,
+  truncateUtf8,
+} from './errors.js';
 import { HubTlsContext } from './hub-tls.js';
+import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
@@ -229,34 +238,26 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   }
 
   /**
-   * Start an HTTPS server for backends on `host:port` (port `0` picks one). Resolves with the bound address.
+   * Start the hub's HTTPS server on `host:port` (port `0` picks one), with `tls` (default: the `tls`
+   * option). This is the only place a hub server is made: `createNexus` calls it too. `/connect`
+   * upgrades; a plain request there gets 426, other paths 404. Resolves with the bound address; rejects
+   * with `TlsError` without TLS material, `NexusError` `NEXUS_ERR_LISTEN` when already listening or the
+   * address cannot be bound.
    */
-  listen(host?: string, port = 0): Promise<AddressInfo> {
-    const tlsOption = this.#options.tls;
-    if (tlsOption === undefined)
-      return Promise.reject(new TypeError('BackendHub: `tls` is required to listen'));
-    if (this.#server !== undefined) return Promise.reject(new Error('BackendHub: already listening'));
+  listen(host?: string, port = 0, tls = this.#options.tls): Promise<AddressInfo> {
+    if (tls === undefined) return Promise.reject(new TlsError('BackendHub: `tls` is required to listen'));
+    if (this.#server !== undefined)
+      return Promise.reject(new NexusError(NexusErrorCode.Listen, 'BackendHub: already listening'));
     const server =
-      tlsOption instanceof HubTlsContext
-        ? createHttpsServer(tlsOption.serverOptions())
-        : createHttpsServer({ ...tlsOption });
-    if (tlsOption instanceof HubTlsContext) this.#detachTls = tlsOption.attach(server);
+      tls instanceof HubTlsContext ? createHttpsServer(tls.serverOptions()) : createHttpsServer({ ...tls });
+    if (tls instanceof HubTlsContext) this.#detachTls = tls.attach(server);
     this.#server = server;
     server.on('request', this.#onRequest);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
     );
     server.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'TLS handshake failed'));
-    return new Promise<AddressInfo>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        server.on('error', (err) => this.#log.error({ err }, 'hub server error'));
-        const addr = server.address() as AddressInfo;
-        this.#log.info({ address: addr.address, port: addr.port }, 'hub listening');
-        resolve(addr);
-      });
-    });
+    return listenServer(server, port, host, this.#log, 'hub');
   }
 
   /**

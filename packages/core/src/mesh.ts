@@ -16,8 +16,9 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket, TlsOptions } from 'node:tls';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
 import { WebSocket, WebSocketServer } from 'ws';
-import { InvalidConfigError } from './errors.js';
+import { InvalidConfigError, NexusError, NexusErrorCode } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
+import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
   BACKOFF_RESET_AFTER_MS,
@@ -258,8 +259,9 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
    * https with the hub certificate, `/mesh` only, everything else 404. Resolves with the bound address.
    */
   listen(options: { port?: number; host?: string } = {}): Promise<AddressInfo> {
-    if (this.#closed) return Promise.reject(new Error('the mesh is closed'));
-    if (this.#server !== undefined) return Promise.reject(new Error('the peer listener is already running'));
+    if (this.#closed) return Promise.reject(new NexusError(NexusErrorCode.Closed, 'the mesh is closed'));
+    if (this.#server !== undefined)
+      return Promise.reject(new NexusError(NexusErrorCode.Listen, 'the peer listener is already running'));
     const server = createHttpsServer({ ...this.#tls.serverOptions(), ...PeerMesh.serverTlsOptions() });
     this.#server = server;
     this.#detachTls = this.#tls.attach(server);
@@ -270,16 +272,13 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       if (!this.handleUpgrade(req, socket, head)) rejectUpgrade(socket, 404, 'Not Found');
     });
     server.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'peer TLS handshake failed'));
-    return new Promise<AddressInfo>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port ?? DEFAULT_PEER_LISTEN_PORT, options.host, () => {
-        server.off('error', reject);
-        server.on('error', (err) => this.#log.error({ err: err.message }, 'peer listener error'));
-        const address = server.address() as AddressInfo;
-        this.#log.info({ address: address.address, port: address.port }, 'peer listener listening');
-        resolve(address);
-      });
-    });
+    return listenServer(
+      server,
+      options.port ?? DEFAULT_PEER_LISTEN_PORT,
+      options.host,
+      this.#log,
+      'peer listener',
+    );
   }
 
   /** The dedicated listener's address, if `listen()` was called. */
@@ -499,7 +498,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       });
     });
     ws.once('unexpected-response', (_req, res) => {
-      lastError = new Error(`peer answered HTTP ${res.statusCode}`);
+      lastError = new NexusError(NexusErrorCode.Peer, `peer answered HTTP ${res.statusCode}`);
       ws.terminate();
     });
     ws.once('close', () => {

@@ -4,8 +4,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -31,8 +29,7 @@ import {
 } from './hub.js';
 import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
-import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions, type PeerTrustOptions } from './mesh.js';
-import { readPeerCaFile } from './peer-auth.js';
+import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions } from './mesh.js';
 import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
 import {
   NodeDispatch,
@@ -41,6 +38,8 @@ import {
   type StreamOpenEvent,
 } from './node-dispatch.js';
 import { RoutingTable } from './routing-table.js';
+import { carryOutReload, type NexusReloadResult, type PeerTrustState } from './node-reload.js';
+import { planReload } from './reload-plan.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
@@ -104,16 +103,7 @@ export interface NexusCloseOptions {
   graceMs?: number;
 }
 
-/**
- * What {@link Nexus.reload} did. Setting names are configuration paths (`backendsJWTSecrets`,
- * `limits.maxStreamsPerSession`, `tls`, `peers`…).
- */
-export interface NexusReloadResult {
-  /** Changed settings now in force (for new connections, sessions and handshakes; nothing open is cut). */
-  applied: string[];
-  /** Changed settings that only a restart applies; the node keeps their old values until then. */
-  restartRequired: string[];
-}
+export type { NexusReloadResult } from './node-reload.js';
 
 /** A node. */
 export interface Nexus extends EventEmitter<NexusEvents> {
@@ -158,27 +148,6 @@ export interface Nexus extends EventEmitter<NexusEvents> {
    */
   reload(config: NexusConfigInput | ResolvedNexusConfig): Promise<NexusReloadResult>;
 }
-
-/**
- * Limits that take effect without a restart: the relay listeners, the sniff budget and the hub read them
- * for each new connection, upgrade, backend session or stream (`maxPendingConnects`). That is all of them.
- */
-const LIVE_LIMITS = [
-  'sniffFirstByteTimeoutMs',
-  'sniffReadExtensionMs',
-  'sniffAbsoluteTimeoutMs',
-  'maxClientHelloBytes',
-  'maxHttpHeadBytes',
-  'maxStreamsPerSession',
-  'maxControlMessagesPerSecond',
-  'clientFinTimeoutMs',
-  'maxConcurrentSniffs',
-  'maxConnectionsPerIp',
-  'maxSessions',
-  'authTimeoutMs',
-  'maxMessageBytes',
-  'maxPendingConnects',
-] as const satisfies ReadonlyArray<keyof ResolvedLimits>;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -255,13 +224,12 @@ export function createNexus(
 
   let tlsContext: HubTlsContext | undefined = options.tlsContext;
   let mesh: PeerMesh | undefined;
-  /** The mesh's trust in force (what `setTrust` got last), to restore when a later reload step fails. */
-  let meshTrust: PeerTrustOptions | undefined;
-  /** `peerAuthentication.caFile` as last loaded, to tell whether a reload read a changed file. */
-  let meshCaPem: string | undefined;
+  /**
+   * The mesh's trust in force (what `setTrust` got last, to restore when a later reload step fails) and
+   * `peerAuthentication.caFile` as last loaded (to tell whether a reload read a changed file).
+   */
+  const peerTrust: PeerTrustState = { trust: undefined, caPem: undefined };
   const meshWanted = resolved.peerListen !== undefined || resolved.peers.length > 0;
-  let hubServer: HttpsServer | undefined;
-  let detachTls: (() => void) | undefined;
   let closing: Promise<void> | undefined;
   const budget = new SniffBudget(resolved.limits.maxConcurrentSniffs);
   const dispatcher = new NodeDispatch({
@@ -316,7 +284,7 @@ export function createNexus(
         { logger: options.logger },
       );
     }
-    if (tlsContext === undefined) throw new Error('no hub TLS configured');
+    if (tlsContext === undefined) throw new TlsError('no hub TLS configured');
     return tlsContext;
   };
 
@@ -325,129 +293,26 @@ export function createNexus(
 
   const reload = async (next: NexusConfigInput | ResolvedNexusConfig): Promise<NexusReloadResult> => {
     const incoming = isResolved(next) ? next : resolveNexusConfig(next);
-    const before = current;
-    const applied: string[] = [];
-    const restartRequired: string[] = [];
-    const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
-
-    // 1. Everything that can fail comes first, so a failure leaves the old configuration whole.
-    let tlsMaterial: { certPem: string; keyPem: string } | undefined;
-    if (changed(before.tls, incoming.tls) && !(ownsFileTls && incoming.tls.mode === 'files')) {
-      restartRequired.push('tls');
-    } else if (ownsFileTls && incoming.tls.mode === 'files' && tlsContext !== undefined) {
-      const files = incoming.tls;
-      const [certPem, keyPem] = await Promise.all([
-        readFile(files.certFile, 'utf8'),
-        readFile(files.keyFile, 'utf8'),
-      ]).catch((cause: unknown) => {
-        throw new TlsError(`cannot read TLS certificate or key file: ${(cause as Error).message}`, { cause });
-      });
-      const served = tlsContext.material;
-      if (certPem !== served.certPem || keyPem !== served.keyPem) tlsMaterial = { certPem, keyPem };
-    }
-    // The mesh's trust (docs/protocol.md §2.1). It can only change live on a node that runs a mesh: one that
-    // started without trusted suffixes has no peer listener, and a restart creates one.
-    const beforeAuth = before.peerAuthentication;
-    const nextAuth = incoming.peerAuthentication;
-    const meshLive = meshWanted && nextAuth.trustedDomainSuffixes.length > 0;
-    let nextTrust: PeerTrustOptions | undefined;
-    let nextCaPem: string | undefined;
-    if (meshLive && mesh !== undefined) {
-      // The CA file is read again even when its path is unchanged (CA rotation), like the hub's files.
-      const caPem = nextAuth.caFile === undefined ? undefined : await readPeerCaFile(nextAuth.caFile);
-      const caChanged = nextAuth.caFile !== beforeAuth.caFile || caPem !== meshCaPem;
-      const suffixesChanged = changed(beforeAuth.trustedDomainSuffixes, nextAuth.trustedDomainSuffixes);
-      if (caChanged) applied.push('peerAuthentication.caFile');
-      if (suffixesChanged) applied.push('peerAuthentication.trustedDomainSuffixes');
-      if (caChanged || suffixesChanged) {
-        // What `options.mesh` sets (embedders, tests) keeps winning over the configuration, as at start.
-        const ca = options.mesh?.ca ?? caPem;
-        nextTrust = {
-          trustedDomainSuffixes: options.mesh?.trustedDomainSuffixes ?? nextAuth.trustedDomainSuffixes,
-          ...(ca !== undefined ? { ca } : {}),
-        };
-        nextCaPem = caPem;
-      }
-    } else {
-      for (const key of ['trustedDomainSuffixes', 'caFile'] as const) {
-        if (!changed(beforeAuth[key], nextAuth[key])) continue;
-        (meshLive ? applied : restartRequired).push(`peerAuthentication.${key}`);
-      }
-    }
-    const previousTrust = meshTrust;
-    const previousCaPem = meshCaPem;
-    if (nextTrust !== undefined && mesh !== undefined) {
-      mesh.setTrust(nextTrust); // throws and keeps the old trust when invalid
-      meshTrust = nextTrust;
-      meshCaPem = nextCaPem;
-    }
-    if (tlsMaterial !== undefined && tlsContext !== undefined) {
-      try {
-        tlsContext.update(tlsMaterial); // throws TlsError and keeps the old certificate when invalid
-      } catch (err) {
-        if (nextTrust !== undefined && previousTrust !== undefined) {
-          mesh?.setTrust(previousTrust); // accepted before, so it cannot throw
-          meshTrust = previousTrust;
-          meshCaPem = previousCaPem;
-        }
-        throw err;
-      }
-      applied.push('tls');
-    }
-
-    // 2. Live settings.
-    if (changed(before.backendsJWTSecrets, incoming.backendsJWTSecrets)) applied.push('backendsJWTSecrets');
-    if (changed(before.auth, incoming.auth)) applied.push('auth');
-    if (before.idleTimeoutMs !== incoming.idleTimeoutMs) {
-      // Tunnels this node relays to its backends (unless `options.mesh` fixed their timeout).
-      if (options.mesh?.idleTimeoutMs === undefined) mesh?.setIdleTimeout(incoming.idleTimeoutMs);
-      applied.push('idleTimeoutSeconds');
-    }
-    for (const key of Object.keys(incoming.limits) as Array<keyof ResolvedLimits>) {
-      if (before.limits[key] === incoming.limits[key]) continue;
-      if ((LIVE_LIMITS as readonly string[]).includes(key)) {
-        liveLimits[key] = incoming.limits[key];
-        if (key === 'maxConcurrentSniffs') budget.limit = incoming.limits[key];
-        applied.push(`limits.${key}`);
-      } else {
-        restartRequired.push(`limits.${key}`);
-      }
-    }
-    // Every keepalive setting is live: the hub's for new backend sessions, the peer ones for every link.
-    const peerKeepalive: { keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number } = {};
-    for (const key of Object.keys(incoming.keepalive) as Array<keyof ResolvedKeepalive>) {
-      if (before.keepalive[key] === incoming.keepalive[key]) continue;
-      liveKeepalive[key] = incoming.keepalive[key];
-      // As at start, what `options.mesh` sets wins over the configuration.
-      if (key === 'peerPingIntervalMs' && options.mesh?.keepaliveIntervalMs === undefined)
-        peerKeepalive.keepaliveIntervalMs = incoming.keepalive[key];
-      if (key === 'peerDeadAfterMs' && options.mesh?.keepaliveTimeoutMs === undefined)
-        peerKeepalive.keepaliveTimeoutMs = incoming.keepalive[key];
-      applied.push(`keepalive.${key}`);
-    }
-    // A node without a mesh has no link to apply the peer keepalive to: nothing to restart for either.
-    if (Object.keys(peerKeepalive).length > 0) mesh?.setKeepalive(peerKeepalive);
-
-    // 3. The mesh's dialers: new peers are dialled, removed ones stop and their outbound links close.
-    if (changed(before.peers, incoming.peers)) {
-      if (meshWanted) {
-        mesh?.setPeers(incoming.peers);
-        applied.push('peers');
-      } else {
-        restartRequired.push('peers');
-      }
-    }
-
-    // 4. Bound sockets: a restart applies them. Rebinding live would have to refuse connections between
-    // closing the old socket and binding the new one (or bind both), and the TLS mode decides how the hub
-    // gets its certificate at start-up.
-    const fixed: Array<[string, unknown, unknown]> = [
-      ['backendListenAddress', before.backendListen, incoming.backendListen],
-      ['peerListenAddress', before.peerListen, incoming.peerListen],
-      ['listeners', before.listeners, incoming.listeners],
-    ];
-    for (const [name, a, b] of fixed) if (changed(a, b)) restartRequired.push(name);
-
+    const actions = planReload(current, incoming, {
+      ownsFileTls,
+      tlsLoaded: tlsContext !== undefined,
+      meshWanted,
+      meshRunning: mesh !== undefined,
+      meshFixed: {
+        idleTimeoutMs: options.mesh?.idleTimeoutMs !== undefined,
+        keepaliveIntervalMs: options.mesh?.keepaliveIntervalMs !== undefined,
+        keepaliveTimeoutMs: options.mesh?.keepaliveTimeoutMs !== undefined,
+      },
+    });
+    const { applied, restartRequired } = await carryOutReload(actions, {
+      tlsContext,
+      mesh,
+      peerTrust,
+      meshOverrides: options.mesh,
+      liveLimits,
+      liveKeepalive,
+      budget,
+    });
     current = incoming;
     for (const warning of incoming.warnings) log.warn(warning);
     log.info({ applied, restartRequired }, 'configuration reloaded');
@@ -498,35 +363,18 @@ export function createNexus(
         bound.push({ mode: lc.mode, port: lc.port, address: await listener.listen() });
       }
       const context = await loadTls();
-      const server = createHttpsServer(context.serverOptions());
-      detachTls = context.attach(server);
-      server.on('request', (_req, res) => {
-        res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' });
-        res.end('Not Found\n');
-      });
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-        hub.handleUpgrade(req, socket, head),
-      );
-      server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'hub TLS handshake failed'));
-      hubServer = server;
-      const hubAddress = await new Promise<AddressInfo>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(resolved.backendListen.port, resolved.backendListen.host, () => {
-          server.off('error', reject);
-          server.on('error', (err) => log.error({ err }, 'hub server error'));
-          resolve(server.address() as AddressInfo);
-        });
-      });
+      // The hub's own server (the only place one is made), with the context loaded above.
+      const hubAddress = await hub.listen(resolved.backendListen.host, resolved.backendListen.port, context);
       let peerAddress: AddressInfo | undefined;
       if (meshWanted) {
         // The configuration in force: a reload before listen() is honoured.
         const caFile = current.peerAuthentication.caFile;
-        meshCaPem = caFile === undefined ? undefined : readFileSync(caFile, 'utf8');
+        peerTrust.caPem = caFile === undefined ? undefined : readFileSync(caFile, 'utf8');
         const meshOptions: PeerMeshOptions = {
           routes,
           tls: context,
           trustedDomainSuffixes: current.peerAuthentication.trustedDomainSuffixes,
-          ca: meshCaPem,
+          ca: peerTrust.caPem,
           peers: current.peers,
           openLocalStream: (hostname, init) => hub.openStream(hostname, init),
           idleTimeoutMs: current.idleTimeoutMs,
@@ -536,7 +384,7 @@ export function createNexus(
           ...options.mesh,
         };
         mesh = new PeerMesh(meshOptions);
-        meshTrust = {
+        peerTrust.trust = {
           trustedDomainSuffixes: meshOptions.trustedDomainSuffixes,
           ...(meshOptions.ca !== undefined ? { ca: meshOptions.ca } : {}),
         };
@@ -573,14 +421,6 @@ export function createNexus(
         // 3. Leave the mesh, end backend sessions and stop the hub server.
         await mesh?.close();
         await hub.close();
-        detachTls?.();
-        const server = hubServer;
-        if (server?.listening) {
-          await new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeAllConnections();
-          });
-        }
         await acme?.close();
         log.info('nexus closed');
       })();

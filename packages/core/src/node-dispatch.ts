@@ -49,6 +49,8 @@ export interface RouteMissEvent {
 export interface OpenedRoute {
   stream: MuxStreamLike & { id: string };
   via: StreamOpenEvent['via'];
+  /** The routing table's pattern that matched. */
+  route: string;
 }
 
 /**
@@ -63,11 +65,11 @@ export function openRoute(
 ): OpenedRoute {
   switch (route.kind) {
     case 'local':
-      return { stream: blocks.hub.openRouted(route, init), via: 'local' };
+      return { stream: blocks.hub.openRouted(route, init), via: 'local', route: route.pattern };
     case 'peer': {
       const tunnel = blocks.mesh?.openTunnel(route, init);
       if (tunnel === undefined) throw new NoRouteError(route.hostname, 'peers-unavailable');
-      return { stream: tunnel, via: 'peer' };
+      return { stream: tunnel, via: 'peer', route: route.pattern };
     }
     default:
       throw new NoRouteError(route.hostname, route.reason);
@@ -131,10 +133,9 @@ export class NodeDispatch {
       clientIp: formatClientIp(socket.remoteAddress, socket.remotePort),
       isTls: sniffed.isTls,
     };
-    const route = routes.resolve(sniffed.hostname);
     let opened: OpenedRoute;
     try {
-      opened = openRoute(route, init, { hub, mesh: this.#options.mesh() });
+      opened = openRoute(routes.resolve(sniffed.hostname), init, { hub, mesh: this.#options.mesh() });
     } catch (err) {
       if (NoRouteError.is(err)) {
         emit('route-miss', { hostname: sniffed.hostname, port, isTls: sniffed.isTls });
@@ -150,7 +151,7 @@ export class NodeDispatch {
       port,
       isTls: sniffed.isTls,
       via: opened.via,
-      route: route.kind === 'none' ? '' : route.pattern,
+      route: opened.route,
     };
     emit('stream-open', open);
     const timeouts = this.#options.timeouts();

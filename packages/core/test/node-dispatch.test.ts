@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import type { BackendSession } from '../src/backend-session.js';
+import { LimitError, NoRouteError } from '../src/errors.js';
+import type { BackendHub } from '../src/hub.js';
+import type { PeerMesh } from '../src/mesh.js';
+import { formatClientIp, openRoute } from '../src/node-dispatch.js';
+import { RoutingTable } from '../src/routing-table.js';
+
+const init = { connPort: 443, clientIp: '203.0.113.7:50000', isTls: true };
+
+/** Stand-ins that record what the dispatch asked of them. */
+function blocks(tunnel: object | undefined = undefined) {
+  const calls: string[] = [];
+  const stream = { id: 'local-stream' };
+  const hub = {
+    openRouted(route: { pattern: string; hostname: string }) {
+      calls.push(`hub ${route.hostname} via ${route.pattern}`);
+      if (route.hostname === 'full.example.com') throw new LimitError('maxStreamsPerSession');
+      return stream;
+    },
+  } as unknown as BackendHub;
+  const mesh = {
+    openTunnel(route: { linkIds: readonly string[]; hostname: string }) {
+      calls.push(`mesh ${route.hostname} over ${route.linkIds.join(',')}`);
+      return tunnel;
+    },
+  } as unknown as PeerMesh;
+  return { calls, hub, mesh, stream };
+}
+
+describe('openRoute: dispatch on the one routing decision', () => {
+  const table = () => {
+    const t = new RoutingTable<BackendSession>();
+    t.addLocal('*.example.com', {} as BackendSession);
+    t.setPeerRoutes('link-1', ['far.example.org']);
+    return t;
+  };
+
+  it('opens a local pool on the hub, once, with the matched pattern', () => {
+    const b = blocks();
+    const opened = openRoute(table().resolve('App.Example.com'), init, b);
+    expect(opened).toEqual({ stream: b.stream, via: 'local', route: '*.example.com' });
+    expect(b.calls).toEqual(['hub app.example.com via *.example.com']);
+  });
+
+  it('opens peer links on the mesh', () => {
+    const tunnel = { id: 'tunnel' };
+    const b = blocks(tunnel);
+    expect(openRoute(table().resolve('far.example.org'), init, b)).toEqual({
+      stream: tunnel,
+      via: 'peer',
+      route: 'far.example.org',
+    });
+    expect(b.calls).toEqual(['mesh far.example.org over link-1']);
+  });
+
+  it.each([
+    ['a name nobody serves', 'nobody.example.net', 'no-route', true],
+    ['an invalid name', 'bad..name', 'invalid-hostname', true],
+    ['peers whose links take no tunnel', 'far.example.org', 'peers-unavailable', true],
+    ['peers without a mesh', 'far.example.org', 'peers-unavailable', false],
+  ])('throws NoRouteError for %s', (_n, name, reason, withMesh) => {
+    const b = blocks(undefined);
+    const err = (() => {
+      try {
+        openRoute(table().resolve(name), init, withMesh ? b : { hub: b.hub, mesh: undefined });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(NoRouteError.is(err)).toBe(true);
+    expect(err).toMatchObject({ reason, code: 'NEXUS_ERR_NO_ROUTE' });
+    expect(b.calls.every((c) => c.startsWith('mesh'))).toBe(true);
+  });
+
+  it('lets the hub’s LimitError through', () => {
+    expect(() => openRoute(table().resolve('full.example.com'), init, blocks())).toThrow(LimitError);
+  });
+});
+
+describe('formatClientIp', () => {
+  it.each([
+    ['203.0.113.7', 50000, '203.0.113.7:50000'],
+    ['::ffff:203.0.113.7', 1, '203.0.113.7:1'],
+    ['2001:db8::1', 443, '[2001:db8::1]:443'],
+    [undefined, undefined, ':0'],
+  ])('%s port %s → %s', (address, port, expected) => {
+    expect(formatClientIp(address, port)).toBe(expected);
+  });
+});
