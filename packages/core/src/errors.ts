@@ -3,6 +3,8 @@
  *
  * Callers match on `err.code` (stable across releases), never on `err.message`. Every error class has a
  * branded `static is()` guard that also works when two copies of this package (ESM and CJS builds) are loaded.
+ * Every code is used; the codes without a class of their own (`NEXUS_ERR_CLOSED`,
+ * `NEXUS_ERR_PEER`, `NEXUS_ERR_LISTEN`) are plain `NexusError`s.
  */
 
 /** Stable error codes. */
@@ -11,7 +13,7 @@ export const NexusErrorCode = {
   InvalidConfig: 'NEXUS_ERR_INVALID_CONFIG',
   /** No local backend and no peer serves the requested hostname. */
   NoRoute: 'NEXUS_ERR_NO_ROUTE',
-  /** A backend token (or a peer certificate) was refused. */
+  /** A backend token was refused. */
   Auth: 'NEXUS_ERR_AUTH',
   /** A configured limit (sessions, streams, sniffs, bytes, rate) was exceeded. */
   Limit: 'NEXUS_ERR_LIMIT',
@@ -19,20 +21,12 @@ export const NexusErrorCode = {
   Tls: 'NEXUS_ERR_TLS',
   /** Automatic certificate management (ACME) failed. */
   Acme: 'NEXUS_ERR_ACME',
-  /** An operation did not finish within its deadline. */
-  Timeout: 'NEXUS_ERR_TIMEOUT',
-  /** The node, session, link or stream is closed or closing. */
+  /** The component is closed or closing (the mesh, the fault proxy). */
   Closed: 'NEXUS_ERR_CLOSED',
-  /** A peer link failed or a peer misbehaved. */
+  /** A peer could not be reached or refused the link (the dialer's last error). */
   Peer: 'NEXUS_ERR_PEER',
-  /** A backend session failed or a backend misbehaved. */
-  Backend: 'NEXUS_ERR_BACKEND',
-  /** A wire-protocol violation (malformed frame or message). */
-  Protocol: 'NEXUS_ERR_PROTOCOL',
-  /** A listener could not bind or failed. */
+  /** A server could not bind its address, or is already listening. */
   Listen: 'NEXUS_ERR_LISTEN',
-  /** An invariant was broken; a bug. */
-  Internal: 'NEXUS_ERR_INTERNAL',
 } as const;
 
 /** One of the stable `NEXUS_ERR_*` codes. */
@@ -45,13 +39,9 @@ const DEFAULT_MESSAGES: Record<NexusErrorCode, string> = {
   NEXUS_ERR_LIMIT: 'limit exceeded',
   NEXUS_ERR_TLS: 'TLS error',
   NEXUS_ERR_ACME: 'ACME error',
-  NEXUS_ERR_TIMEOUT: 'operation timed out',
   NEXUS_ERR_CLOSED: 'closed',
   NEXUS_ERR_PEER: 'peer error',
-  NEXUS_ERR_BACKEND: 'backend error',
-  NEXUS_ERR_PROTOCOL: 'protocol error',
   NEXUS_ERR_LISTEN: 'listener error',
-  NEXUS_ERR_INTERNAL: 'internal error',
 };
 
 // A registry symbol (not a module-local one) so the brand survives duplicate copies of this module.

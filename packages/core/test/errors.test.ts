@@ -15,10 +15,10 @@ import {
 describe('NexusError', () => {
   it('carries a stable code, a default message and a cause', () => {
     const cause = new Error('boom');
-    const err = new NexusError(NexusErrorCode.Timeout, undefined, { cause });
+    const err = new NexusError(NexusErrorCode.Listen, undefined, { cause });
     expect(err).toBeInstanceOf(Error);
-    expect(err.code).toBe('NEXUS_ERR_TIMEOUT');
-    expect(err.message).toBe('operation timed out');
+    expect(err.code).toBe('NEXUS_ERR_LISTEN');
+    expect(err.message).toBe('listener error');
     expect(err.cause).toBe(cause);
     expect(err.name).toBe('NexusError');
   });
