@@ -1,3 +1,38 @@
 // @nexus-proxy/common: one home for the mechanisms that the node (@nexus-proxy/core) and the backend
 // client (@nexus-proxy/backend-client) both need. See docs/architecture.md.
 export const COMMON_PACKAGE = '@nexus-proxy/common';
+
+// Configuration: key paths, YAML with line numbers, "did you mean", the schema builders.
+export { type ConfigIssueKind, ConfigIssue, type ConfigLocation } from './config-issue.js';
+export { describeValue, formatPath, type PathSegment, splitPath } from './config-path.js';
+export {
+  type AnySchema,
+  byKind,
+  ConvertIssue,
+  configJsonSchema,
+  convert,
+  type DetailFor,
+  flag,
+  ignoredKeys,
+  integer,
+  type JsonSchemaInfo,
+  list,
+  mapping,
+  nonEmptyText,
+  type Output,
+  type Parsed,
+  oneOf,
+  optional,
+  required,
+  text,
+  validate,
+} from './config-schema.js';
+export { didYouMean, unknownKeyDetail } from './config-suggest.js';
+export { deepFreeze, isMapping, present, presentKeys, resolveFrom } from './config-values.js';
+export {
+  locateIssue,
+  MAX_YAML_ALIAS_COUNT,
+  nodeAt,
+  parseYamlConfig,
+  type YamlConfigDocument,
+} from './config-yaml.js';

@@ -96,6 +96,7 @@ export {
   DEFAULT_RELAY_PORTS,
   HTTP_RELAY_PORT,
   MIN_SECRET_BYTES,
+  nexusConfigJsonSchema,
   normalizePeerUrl,
   PEER_PATH,
   parseListenAddress,

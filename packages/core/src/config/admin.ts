@@ -1,0 +1,55 @@
+/** Logging (`logLevel`) and the admin HTTP endpoint (`admin`: health, metrics). */
+import { byKind, describeValue, isMapping, mapping, oneOf, optional, type Parsed } from '@nexus-proxy/common';
+import * as v from 'valibot';
+import type { LogLevel } from '../logger.js';
+import { addressField } from './address.js';
+import { DEFAULT_LOG_LEVEL } from './defaults.js';
+import type { ListenAddress, ResolveContext } from './types.js';
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+const notAnAddress = (x: unknown) =>
+  `must be an address like ":8443" or "127.0.0.1:8443" (got ${describeValue(x)})`;
+const address = addressField();
+
+/** Keys of the logging and admin section. */
+export const adminFields = {
+  logLevel: optional(oneOf(LOG_LEVELS), 'trace, debug, info, warn, error, fatal or silent. Default: info.'),
+  admin: optional(
+    byKind(
+      {
+        boolean: v.literal(false, (issue) => notAnAddress(issue.input)),
+        string: address,
+        number: address,
+        mapping: mapping({ address: optional(address, 'Where the admin endpoint listens.') }),
+      },
+      notAnAddress,
+    ),
+    'Admin HTTP endpoint (health, metrics): an address, { address }, or false (off). Default: off.',
+  ),
+};
+
+type AdminParsed = Parsed<typeof adminFields>;
+
+/** The log level. */
+export function resolveLogLevel(p: AdminParsed): LogLevel | 'silent' {
+  return p.logLevel ?? DEFAULT_LOG_LEVEL;
+}
+
+/** The admin endpoint's address, `undefined` = off; a warning when it is not loopback. */
+export function resolveAdmin(p: AdminParsed, ctx: ResolveContext): ListenAddress | undefined {
+  const a = p.admin;
+  if (a === undefined || a === null || a === false) return undefined;
+  const inMapping = isMapping(ctx.doc.admin);
+  const admin = inMapping
+    ? ((a as { address?: ListenAddress | null }).address ?? undefined)
+    : (a as ListenAddress);
+  if (admin === undefined) return undefined;
+  const loopback = admin.host === 'localhost' || admin.host === '::1' || admin.host?.startsWith('127.');
+  if (!loopback) {
+    ctx.warnings.push(
+      `${inMapping ? 'admin.address' : 'admin'} is reachable from the network; bind it to 127.0.0.1 unless that is intended`,
+    );
+  }
+  return admin;
+}

@@ -1,0 +1,62 @@
+/** Defaults of the node configuration (docs/configuration.md lists them with each key). */
+import {
+  DEFAULT_CLOCK_TOLERANCE_SEC,
+  DEFAULT_MAX_TOKEN_BYTES,
+  DEFAULT_MAX_TOKEN_HOSTNAMES,
+} from '../auth.js';
+import type { ResolvedAuth, ResolvedKeepalive, ResolvedLimits } from './types.js';
+
+/** Hub (backend WebSocket) listen address. Default: `:8443` (all interfaces). */
+export const DEFAULT_BACKEND_LISTEN_ADDRESS = ':8443';
+/** Peer (mesh) listen address. Default: `:8444`. */
+export const DEFAULT_PEER_LISTEN_ADDRESS = ':8444';
+/** Public relay ports. Default: `[443, 80]`. */
+export const DEFAULT_RELAY_PORTS: readonly number[] = Object.freeze([443, 80]);
+/** The relay port that speaks plain HTTP (routes by Host) when listed in `relayPorts`; others route by SNI. */
+export const HTTP_RELAY_PORT = 80;
+/** Idle timeout of a relayed connection, seconds; `0` = off. Default: `0`. */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 0;
+/** Secrets shorter than this many bytes get a warning. */
+export const MIN_SECRET_BYTES = 32;
+/** Default log level. */
+export const DEFAULT_LOG_LEVEL = 'info';
+/** Port of the peer listener assumed for a `peers` entry written without one. */
+export const DEFAULT_PEER_PORT = 8444;
+/** Path of the peer WebSocket endpoint (PROTOCOL.md §2.1). */
+export const PEER_PATH = '/mesh';
+
+/** Default resource limits (see {@link LimitsInput} for each one's meaning). */
+export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
+  maxConcurrentSniffs: 256,
+  sniffFirstByteTimeoutMs: 15_000,
+  sniffReadExtensionMs: 5_000,
+  sniffAbsoluteTimeoutMs: 30_000,
+  maxClientHelloBytes: 32_768,
+  maxHttpHeadBytes: 65_536,
+  maxStreamsPerSession: 1_024,
+  maxSessions: 10_000,
+  maxPendingConnects: 1_024,
+  maxConnectionsPerIp: 0,
+  authTimeoutMs: 10_000,
+  maxMessageBytes: 32_785,
+  maxControlMessagesPerSecond: 10_000,
+  clientFinTimeoutMs: 30_000,
+});
+
+/** Default keepalive settings (PROTOCOL.md §1.6 reference hub values). */
+export const DEFAULT_KEEPALIVE: Readonly<ResolvedKeepalive> = Object.freeze({
+  hubPingIntervalMs: 54_000,
+  hubDeadAfterMs: 60_000,
+  peerPingIntervalMs: 54_000,
+  peerDeadAfterMs: 60_000,
+});
+
+/** Default backend-token checks. */
+export const DEFAULT_AUTH: Readonly<ResolvedAuth> = Object.freeze({
+  requireExp: false,
+  issuer: undefined,
+  audience: undefined,
+  clockToleranceSec: DEFAULT_CLOCK_TOLERANCE_SEC,
+  maxHostnames: DEFAULT_MAX_TOKEN_HOSTNAMES,
+  maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
+});

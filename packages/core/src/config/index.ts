@@ -1,0 +1,27 @@
+/**
+ * Node configuration: the reference server keys (PROTOCOL.md §6), unchanged, plus Nexus's own keys, one
+ * file per section (listeners, hub TLS, auth, mesh, limits, keepalive, admin). `resolveNexusConfig(input)`
+ * validates a parsed document (YAML or an object literal), applies defaults and returns a frozen
+ * {@link ResolvedNexusConfig} with camelCase names, milliseconds and parsed addresses. Every error is an
+ * {@link InvalidConfigError} naming the field path (`listeners[2].port`).
+ */
+export { normalizePeerUrl, parseListenAddress } from './address.js';
+export * from './defaults.js';
+export { resolveNexusConfig } from './resolve.js';
+export { nexusConfigJsonSchema } from './schema.js';
+export type {
+  AddressInput,
+  AuthInput,
+  HubTlsConfig,
+  KeepaliveInput,
+  LimitsInput,
+  ListenAddress,
+  ListenerInput,
+  NexusConfigInput,
+  RelayListenerConfig,
+  ResolvedAuth,
+  ResolvedKeepalive,
+  ResolvedLimits,
+  ResolvedNexusConfig,
+  ResolveNexusConfigOptions,
+} from './types.js';

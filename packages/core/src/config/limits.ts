@@ -1,0 +1,111 @@
+/**
+ * Resource limits (`limits.*`) and the later reference versions' sniff settings they replace
+ * (`peekTimeouts`, `maxConcurrentPeeks`): `limits` wins when both are given.
+ */
+import { ConfigIssue, integer, mapping, optional, type Parsed, present } from '@nexus-proxy/common';
+import { DEFAULT_LIMITS } from './defaults.js';
+import type { ResolveContext, ResolvedLimits } from './types.js';
+
+/** Range and meaning of each limit. */
+const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help: string }> = {
+  maxConcurrentSniffs: {
+    min: 1,
+    max: 1_000_000,
+    help: 'Connections reading their ClientHello / HTTP head at once, node-wide.',
+  },
+  sniffFirstByteTimeoutMs: { min: 1, max: 3_600_000, help: 'The first byte must arrive within, ms.' },
+  sniffReadExtensionMs: { min: 1, max: 3_600_000, help: 'Each read extends the sniff deadline by, ms.' },
+  sniffAbsoluteTimeoutMs: { min: 1, max: 3_600_000, help: 'Hard cap on sniffing one connection, ms.' },
+  maxClientHelloBytes: { min: 512, max: 1 << 20, help: 'Larger ClientHellos are closed, bytes.' },
+  maxHttpHeadBytes: { min: 512, max: 16 << 20, help: 'Larger HTTP request heads are closed, bytes.' },
+  maxStreamsPerSession: { min: 1, max: 1_000_000, help: 'Open streams per backend session.' },
+  maxSessions: { min: 1, max: 10_000_000, help: 'Backend sessions per node.' },
+  maxPendingConnects: {
+    min: 1,
+    max: 10_000_000,
+    help: 'Streams per backend session the backend has not answered yet.',
+  },
+  maxConnectionsPerIp: {
+    min: 0,
+    max: 10_000_000,
+    help: 'Connections per end-user IP on the relay ports; 0 = off.',
+  },
+  authTimeoutMs: { min: 1, max: 3_600_000, help: 'A backend must send its token within, ms.' },
+  // A smaller cap would reject the full-size frames every reference backend sends (PROTOCOL.md §1.3).
+  maxMessageBytes: {
+    min: 32_785,
+    max: 64 << 20,
+    help: 'Largest WebSocket message from a backend after its token, bytes.',
+  },
+  maxControlMessagesPerSecond: {
+    min: 0,
+    max: 100_000_000,
+    help: 'Control messages plus pings per backend session per second; 0 = off.',
+  },
+  clientFinTimeoutMs: {
+    min: 0,
+    max: 31_536_000_000,
+    help: 'After an end user’s FIN, close once no byte moved for this long, ms; 0 = wait for the backend.',
+  },
+};
+
+const LIMIT_KEYS = Object.keys(LIMIT_RULES) as (keyof ResolvedLimits)[];
+
+function limitField(k: keyof ResolvedLimits) {
+  const r = LIMIT_RULES[k];
+  return optional(integer(r.min, r.max), `${r.help} Default: ${DEFAULT_LIMITS[k]}.`);
+}
+
+const limitEntries = Object.fromEntries(LIMIT_KEYS.map((k) => [k, limitField(k)])) as {
+  [K in keyof ResolvedLimits]: ReturnType<typeof limitField>;
+};
+
+/** Keys of the limits section. */
+export const limitFields = {
+  peekTimeouts: optional(
+    mapping({
+      firstByteSeconds: optional(integer(0, 3600), '→ limits.sniffFirstByteTimeoutMs; 0 = default.'),
+      idleExtensionSeconds: optional(integer(0, 3600), '→ limits.sniffReadExtensionMs; 0 = default.'),
+      absoluteMaxSeconds: optional(integer(0, 3600), '→ limits.sniffAbsoluteTimeoutMs; 0 = default.'),
+    }),
+    '(reference, later versions) Sniff deadlines in seconds. Prefer limits.',
+  ),
+  maxConcurrentPeeks: optional(
+    integer(-1, 1_000_000),
+    '(reference, later versions) → limits.maxConcurrentSniffs; 0 = default, -1 = unbounded (capped). Prefer limits.',
+  ),
+  limits: optional(mapping(limitEntries), 'Resource limits.'),
+};
+
+type LimitsParsed = Parsed<typeof limitFields>;
+
+/** Every limit: `limits.*`, else the reference's peek settings, else the default. */
+export function resolveLimits(p: LimitsParsed, ctx: ResolveContext): ResolvedLimits {
+  const fromReference: Partial<Record<keyof ResolvedLimits, number>> = {};
+  const peek = p.peekTimeouts ?? {};
+  const seconds = (s: number | null | undefined, target: keyof ResolvedLimits) => {
+    if (s !== undefined && s !== null && s > 0) fromReference[target] = s * 1000;
+  };
+  seconds(peek.firstByteSeconds, 'sniffFirstByteTimeoutMs');
+  seconds(peek.idleExtensionSeconds, 'sniffReadExtensionMs');
+  seconds(peek.absoluteMaxSeconds, 'sniffAbsoluteTimeoutMs');
+  const peeks = p.maxConcurrentPeeks ?? 0;
+  if (peeks > 0) fromReference.maxConcurrentSniffs = peeks;
+  if (peeks === -1) {
+    const cap = LIMIT_RULES.maxConcurrentSniffs.max;
+    fromReference.maxConcurrentSniffs = cap;
+    ctx.warnings.push(`maxConcurrentPeeks -1 (unbounded) is capped at ${cap}`);
+  }
+  const given = p.limits ?? {};
+  const limits = {} as Record<keyof ResolvedLimits, number>;
+  for (const k of LIMIT_KEYS) limits[k] = given[k] ?? fromReference[k] ?? DEFAULT_LIMITS[k];
+  if (limits.sniffFirstByteTimeoutMs > limits.sniffAbsoluteTimeoutMs) {
+    throw new ConfigIssue(
+      present(given.sniffFirstByteTimeoutMs)
+        ? 'limits.sniffFirstByteTimeoutMs'
+        : 'peekTimeouts.firstByteSeconds',
+      `must not exceed the absolute sniff timeout (${limits.sniffAbsoluteTimeoutMs} ms)`,
+    );
+  }
+  return limits;
+}

@@ -1,0 +1,253 @@
+/**
+ * Types of the node configuration: what a file or a caller writes (`*Input`, reference keys keep their
+ * reference names and units) and what `resolveNexusConfig` returns (`Resolved*`, frozen, milliseconds).
+ */
+import type { LogLevel } from '../logger.js';
+
+/** A listen address: `":8443"`, `"0.0.0.0:8443"`, `"[::1]:8443"`, `"localhost:0"`, or a bare port. */
+export type AddressInput = string | number;
+
+/** One public relay listener. */
+export interface ListenerInput {
+  /** TCP port, 0–65535 (0 = any free port, for tests). */
+  port: number;
+  /** `tls` routes by SNI, `http` by Host. Default: `http` for port 80, `tls` otherwise. */
+  mode?: 'tls' | 'http';
+  /** Address to bind. Default: `bindHost`, else all interfaces. */
+  host?: string;
+}
+
+/** Resource limits. All integers. */
+export interface LimitsInput {
+  /** Connections sniffing (reading ClientHello / HTTP head) at once, node-wide; more are closed. Default: `256`. */
+  maxConcurrentSniffs?: number;
+  /** First byte must arrive within, ms. Default: `15_000`. */
+  sniffFirstByteTimeoutMs?: number;
+  /** Each read extends the sniff deadline by, ms. Default: `5_000`. */
+  sniffReadExtensionMs?: number;
+  /** Hard cap on sniffing one connection, ms. Default: `30_000`. */
+  sniffAbsoluteTimeoutMs?: number;
+  /** Largest ClientHello, bytes. Default: `32_768`. */
+  maxClientHelloBytes?: number;
+  /** Largest HTTP request head, bytes. Default: `65_536`. */
+  maxHttpHeadBytes?: number;
+  /** Open streams per backend session. Default: `1_024`. */
+  maxStreamsPerSession?: number;
+  /** Backend sessions per node. Default: `10_000`. */
+  maxSessions?: number;
+  /**
+   * Streams per backend session that the backend has not answered yet; further end users go to the other
+   * backends of the pool, or are closed (`pending-limit`). Default: `1_024`.
+   */
+  maxPendingConnects?: number;
+  /** Connections per end-user IP on the relay ports; `0` = off. Default: `0`. */
+  maxConnectionsPerIp?: number;
+  /** A backend must send its token within, ms (PROTOCOL.md §1.2). Default: `10_000`. */
+  authTimeoutMs?: number;
+  /** Largest WebSocket message accepted from a backend, bytes (≥ 32 785, PROTOCOL.md §1.3). Default: `32_785`. */
+  maxMessageBytes?: number;
+  /** Control messages per second per backend session before it is closed; `0` = off. Default: `10_000`. */
+  maxControlMessagesPerSecond?: number;
+  /**
+   * After an end user's FIN, close the relayed connection once no byte moved either way for this long, ms;
+   * `0` = wait for the backend (or `idleTimeoutSeconds`). The v1 wire cannot pass a half-close to the
+   * backend (PROTOCOL.md §1.7), so without it a service that keeps its side open holds the stream forever
+   * (HAProxy's `timeout client-fin`). Default: `30_000`.
+   */
+  clientFinTimeoutMs?: number;
+}
+
+/** Keepalive. All in ms. */
+export interface KeepaliveInput {
+  /** Hub → backend WebSocket ping interval. Default: `54_000`. */
+  hubPingIntervalMs?: number;
+  /** A backend session silent this long is dead. Default: `60_000`. */
+  hubDeadAfterMs?: number;
+  /** Peer link ping interval. Default: `54_000`. */
+  peerPingIntervalMs?: number;
+  /** A peer link silent this long is dead. Default: `60_000`. */
+  peerDeadAfterMs?: number;
+}
+
+/** Backend-token checks (PROTOCOL.md §5). */
+export interface AuthInput {
+  /** Refuse tokens without `exp`. Default: `false`. */
+  requireExp?: boolean;
+  /** Required `iss`. Default: not checked. */
+  issuer?: string;
+  /** Required `aud` (one of). Default: not checked. */
+  audience?: string | string[];
+  /** Clock skew allowed on `exp`/`nbf`/`iat`, seconds. Default: `30`. */
+  clockToleranceSeconds?: number;
+  /** Most hostnames one token may list. Default: `1_000`. */
+  maxHostnames?: number;
+  /** Longest token, bytes (the first WebSocket message may be this large). Default: `65_536`. */
+  maxTokenBytes?: number;
+}
+
+/** The configuration document. Reference keys keep their reference names and units. */
+export interface NexusConfigInput {
+  /** (reference) Hub listen address. Default: `":8443"`. */
+  backendListenAddress?: AddressInput;
+  /** (reference) Peer listen address; used when `peerAuthentication.trustedDomainSuffixes` is set. Default: `":8444"`. */
+  peerListenAddress?: AddressInput;
+  /** (reference) Public relay ports; 80 = HTTP, others TLS. Ignored when `listeners` is set. Default: `[443, 80]`. */
+  relayPorts?: number[];
+  /** (reference) Idle timeout of relayed connections, seconds; both directions count; `0` = off. Default: `0`. */
+  idleTimeoutSeconds?: number;
+  /** (reference) Backend JWT HMAC secret. This or `backendsJWTSecrets` is required. */
+  backendsJWTSecret?: string;
+  /** (reference) Peer node URLs, `wss://peer:8444/mesh` (or `peer:8444`). Default: `[]`. */
+  peers?: string[];
+  /** (reference) Peer mTLS settings. */
+  peerAuthentication?: {
+    /** (reference) Accepted peer certificate name suffixes (label-boundary match). */
+    trustedDomainSuffixes?: string[];
+    /** CA bundle (PEM file) that peer certificates must chain to. Default: Node's root store. */
+    caFile?: string;
+  };
+  /** (reference) Hub certificate chain, PEM file (manual TLS). */
+  hubTlsCertFile?: string;
+  /** (reference) Hub private key, PEM file (manual TLS). */
+  hubTlsKeyFile?: string;
+  /** (reference) Public hostname of this node; enables automatic TLS (ACME). */
+  hubPublicHostname?: string;
+  /** (reference) ACME account/certificate cache directory. Default: `acme_certs`. */
+  acmeCacheDir?: string;
+  /** (reference, later versions) Sniff deadlines in seconds; `0` = default. Prefer `limits`. */
+  peekTimeouts?: { firstByteSeconds?: number; idleExtensionSeconds?: number; absoluteMaxSeconds?: number };
+  /** (reference, later versions) Concurrent sniffs; `0` = default, `-1` = unbounded. Prefer `limits`. */
+  maxConcurrentPeeks?: number;
+
+  /** Several backend JWT secrets, for rotation; combined with `backendsJWTSecret`. */
+  backendsJWTSecrets?: string[];
+  /** Public relay listeners; overrides `relayPorts`. */
+  listeners?: ListenerInput[];
+  /** Address the relay ports bind to. Default: all interfaces. */
+  bindHost?: string;
+  /** ACME directory URL, or `letsencrypt` / `letsencrypt-staging`. Default: Let's Encrypt production. */
+  acmeDirectoryUrl?: string;
+  /** ACME account contact e-mail. Default: none. */
+  acmeEmail?: string;
+  /** CA bundle (PEM file) to trust for the ACME directory (private CAs, tests). */
+  acmeCaFile?: string;
+  /** Backend-token checks. */
+  auth?: AuthInput;
+  /** Resource limits. */
+  limits?: LimitsInput;
+  /** Keepalive. */
+  keepalive?: KeepaliveInput;
+  /** `trace`, `debug`, `info`, `warn`, `error`, `fatal` or `silent`. Default: `info`. */
+  logLevel?: string;
+  /** Admin HTTP endpoint (health, metrics): an address or `{ address }`. Default: off. */
+  admin?: AddressInput | { address?: AddressInput };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Resolved
+
+/** A parsed listen address. `host` undefined = all interfaces. */
+export interface ListenAddress {
+  readonly host: string | undefined;
+  readonly port: number;
+}
+
+/** A public relay listener. */
+export interface RelayListenerConfig extends ListenAddress {
+  readonly mode: 'tls' | 'http';
+}
+
+/** How the hub (and peer) endpoint gets its certificate. */
+export type HubTlsConfig =
+  | { readonly mode: 'files'; readonly certFile: string; readonly keyFile: string }
+  | {
+      readonly mode: 'acme';
+      /** Normalised public hostname. */
+      readonly hostname: string;
+      readonly cacheDir: string;
+      readonly directoryUrl: string;
+      readonly email: string | undefined;
+      readonly caFile: string | undefined;
+    };
+
+/** Resolved {@link LimitsInput}. */
+export interface ResolvedLimits {
+  readonly maxConcurrentSniffs: number;
+  readonly sniffFirstByteTimeoutMs: number;
+  readonly sniffReadExtensionMs: number;
+  readonly sniffAbsoluteTimeoutMs: number;
+  readonly maxClientHelloBytes: number;
+  readonly maxHttpHeadBytes: number;
+  readonly maxStreamsPerSession: number;
+  readonly maxSessions: number;
+  readonly maxPendingConnects: number;
+  readonly maxConnectionsPerIp: number;
+  readonly authTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxControlMessagesPerSecond: number;
+  readonly clientFinTimeoutMs: number;
+}
+
+/** Resolved {@link KeepaliveInput}. */
+export interface ResolvedKeepalive {
+  readonly hubPingIntervalMs: number;
+  readonly hubDeadAfterMs: number;
+  readonly peerPingIntervalMs: number;
+  readonly peerDeadAfterMs: number;
+}
+
+/** Resolved {@link AuthInput}; the shape `verifyBackendToken` takes (plus `secrets`). */
+export interface ResolvedAuth {
+  readonly requireExp: boolean;
+  readonly issuer: string | undefined;
+  readonly audience: readonly string[] | undefined;
+  readonly clockToleranceSec: number;
+  readonly maxHostnames: number;
+  readonly maxTokenBytes: number;
+}
+
+/** The validated configuration. Frozen. */
+export interface ResolvedNexusConfig {
+  /** Hub listen address. */
+  readonly backendListen: ListenAddress;
+  /** Peer listen address; `undefined` when no peer could be accepted (no trusted suffixes). */
+  readonly peerListen: ListenAddress | undefined;
+  /** Public relay listeners. */
+  readonly listeners: readonly RelayListenerConfig[];
+  /** Idle timeout of relayed connections, ms; `0` = off. */
+  readonly idleTimeoutMs: number;
+  /** Backend JWT secrets, de-duplicated; tokens are minted with the first. */
+  readonly backendsJWTSecrets: readonly string[];
+  /** Peer URLs, normalised to `wss://host:port/mesh`. */
+  readonly peers: readonly string[];
+  readonly peerAuthentication: {
+    /** Normalised, without a leading dot; a name matches when equal to one or ending in `.` + one. */
+    readonly trustedDomainSuffixes: readonly string[];
+    readonly caFile: string | undefined;
+  };
+  readonly tls: HubTlsConfig;
+  readonly auth: ResolvedAuth;
+  readonly limits: ResolvedLimits;
+  readonly keepalive: ResolvedKeepalive;
+  readonly logLevel: LogLevel | 'silent';
+  /** Admin endpoint; `undefined` = off. */
+  readonly admin: ListenAddress | undefined;
+  /** Non-fatal problems (short secret, ignored reference keys…), one sentence each. Log them. */
+  readonly warnings: readonly string[];
+}
+
+/** Options of {@link resolveNexusConfig}. */
+export interface ResolveNexusConfigOptions {
+  /** Directory relative file paths (cert, key, CA files, ACME cache) are resolved against. Default: kept as written. */
+  baseDir?: string;
+}
+
+/** What every section resolver gets besides its parsed keys. @internal */
+export interface ResolveContext {
+  /** Directory relative file paths are resolved against. */
+  readonly baseDir: string | undefined;
+  /** Non-fatal problems, in the order they are found. */
+  readonly warnings: string[];
+  /** The document as written (for "was this key given?" questions). */
+  readonly doc: Readonly<Record<string, unknown>>;
+}
