@@ -18,11 +18,27 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { normalizeHostnamePattern } from '@nexus-proxy/sni';
-import { isMap, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import {
+  ConfigIssue,
+  deepFreeze,
+  locateIssue,
+  type Output,
+  parseYamlConfig,
+  presentKeys,
+  resolveFrom,
+  validate,
+  type YamlConfigDocument,
+} from '@nexus-proxy/common';
+import {
+  backendClientConfigSchema,
+  type backendSchema,
+  detailOf,
+  UNSUPPORTED_BACKEND_KEYS,
+} from './config-schema.js';
 import { InvalidOptionsError } from './errors.js';
-import { normalizeNodeAddress } from './node-address.js';
 import { type ResolvedPortMappings, resolvePortMappings } from './port-mappings.js';
+
+export { backendClientConfigJsonSchema, parseDuration } from './config-schema.js';
 
 /** Health-check idle time before `ping_client`, seconds (reference default). */
 export const DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS = 60;
@@ -96,218 +112,71 @@ export interface ResolveBackendClientConfigOptions {
   baseDir?: string;
 }
 
-const BACKEND_KEYS = [
-  'name',
-  'hostnames',
-  'hostname',
-  'nexusAddresses',
-  'authToken',
-  'authTokenFile',
-  'weight',
-  'portMappings',
-  'healthChecks',
-  'caFile',
-];
-/** Keys of later reference client versions that this client does not implement (a warning each). */
-const UNSUPPORTED_BACKEND_KEYS = ['tcpPorts', 'udpRoutes', 'attestation', 'flowControl', 'socks5ListenAddr'];
-
-type Dict = Record<string, unknown>;
-
-function isDict(value: unknown): value is Dict {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function present(value: unknown): boolean {
-  return value !== undefined && value !== null;
-}
-
-function str(value: unknown, at: string): string | undefined {
-  if (!present(value)) return undefined;
-  if (typeof value !== 'string') throw new InvalidOptionsError(at, 'must be a string');
-  const t = value.trim();
-  return t === '' ? undefined : t;
-}
-
-const DURATION_UNITS_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  µs: 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
-/**
- * Parse a duration: a number of seconds (the reference unit), a numeric string (seconds), or a Go
- * duration string such as `"60s"`, `"1m30s"`, `"1.5s"`, `"500ms"`. Returns ms, or `undefined` for absent,
- * zero or negative values (which mean "use the default", as in the reference). Throws naming `at`.
- */
-export function parseDuration(value: unknown, at: string): number | undefined {
-  if (!present(value)) return undefined;
-  let ms: number;
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new InvalidOptionsError(at, 'must be a finite number of seconds');
-    ms = value * 1000;
-  } else if (typeof value === 'string') {
-    const text = value.trim();
-    if (/^-?\d+(\.\d+)?$/.test(text)) ms = Number(text) * 1000;
-    else {
-      const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
-      ms = 0;
-      let consumed = 0;
-      for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-        ms += Number(m[1]) * DURATION_UNITS_MS[m[2]!]!;
-        consumed = re.lastIndex;
-      }
-      if (text === '' || consumed !== text.length) {
-        throw new InvalidOptionsError(
-          at,
-          `must be seconds or a duration like "60s", "1m30s", "500ms" (got "${value}")`,
-        );
-      }
-    }
-  } else {
-    throw new InvalidOptionsError(at, 'must be a number of seconds or a duration string like "60s"');
-  }
-  if (ms <= 0) return undefined;
-  if (ms > 31_536_000_000) throw new InvalidOptionsError(at, 'must be at most one year');
-  return Math.round(ms);
-}
-
-/** A known key that differs from `key` only in case or by a short suffix (`nexusAddress` → `nexusAddresses`). */
-function suggest(key: string, known: readonly string[]): string | undefined {
-  const lower = key.toLowerCase();
-  return known.find((k) => {
-    const kl = k.toLowerCase();
-    return (
-      kl === lower ||
-      (Math.abs(kl.length - lower.length) <= 2 && (kl.startsWith(lower) || lower.startsWith(kl)))
-    );
-  });
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value) && !(value instanceof Map)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
-
 function resolveBackend(
-  raw: unknown,
+  b: Output<typeof backendSchema>,
+  raw: Record<string, unknown>,
   at: string,
   baseDir: string | undefined,
   warnings: string[],
 ): ResolvedBackendConfig {
-  if (!isDict(raw)) throw new InvalidOptionsError(at, 'must be a mapping');
-  for (const key of Object.keys(raw)) {
-    if (BACKEND_KEYS.includes(key)) continue;
-    if (UNSUPPORTED_BACKEND_KEYS.includes(key)) {
-      if (present(raw[key]))
-        warnings.push(`${at}.${key} is a reference setting this client does not support; it is ignored`);
-      continue;
-    }
-    const hint = suggest(key, BACKEND_KEYS);
-    throw new InvalidOptionsError(
-      `${at}.${key}`,
-      `is not a known key${hint ? ` (did you mean \`${hint}\`?)` : ''}`,
-    );
+  for (const key of presentKeys(raw, UNSUPPORTED_BACKEND_KEYS)) {
+    warnings.push(`${at}.${key} is a reference setting this client does not support; it is ignored`);
   }
-  const name = str(raw.name, `${at}.name`);
-  if (name === undefined) throw new InvalidOptionsError(`${at}.name`, 'is required');
+  if (b.name === undefined) throw new ConfigIssue(`${at}.name`, 'is required');
+  const listed =
+    b.hostnames !== undefined && b.hostnames !== null && b.hostnames.length > 0
+      ? b.hostnames
+      : b.hostname !== undefined && b.hostname !== null
+        ? [b.hostname]
+        : [];
+  const hostnames = [...new Set(listed)];
+  const nexusAddresses = [...new Set(b.nexusAddresses)];
 
-  let listed: unknown[] = [];
-  let listPath = `${at}.hostnames`;
-  if (present(raw.hostnames)) {
-    if (!Array.isArray(raw.hostnames)) throw new InvalidOptionsError(listPath, 'must be a list');
-    listed = raw.hostnames;
-  }
-  if (listed.length === 0 && present(raw.hostname)) {
-    listed = [raw.hostname];
-    listPath = `${at}.hostname`;
-  }
-  const hostnames: string[] = [];
-  listed.forEach((h, i) => {
-    const p = listPath.endsWith('.hostname') ? listPath : `${listPath}[${i}]`;
-    const pattern = typeof h === 'string' ? normalizeHostnamePattern(h) : undefined;
-    if (pattern === undefined)
-      throw new InvalidOptionsError(p, `is not a valid hostname or wildcard (got ${JSON.stringify(h)})`);
-    if (!hostnames.includes(pattern)) hostnames.push(pattern);
-  });
-
-  if (!Array.isArray(raw.nexusAddresses) || raw.nexusAddresses.length === 0) {
-    throw new InvalidOptionsError(`${at}.nexusAddresses`, 'must list at least one hub address');
-  }
-  const nexusAddresses: string[] = [];
-  raw.nexusAddresses.forEach((a, i) => {
-    const p = `${at}.nexusAddresses[${i}]`;
-    if (typeof a !== 'string') throw new InvalidOptionsError(p, 'must be a string');
-    const url = normalizeNodeAddress(a, p);
-    if (!nexusAddresses.includes(url)) nexusAddresses.push(url);
-  });
-
-  const authToken = str(raw.authToken, `${at}.authToken`);
-  const tokenFile = str(raw.authTokenFile, `${at}.authTokenFile`);
+  const authToken = b.authToken ?? undefined;
+  const tokenFile = b.authTokenFile ?? undefined;
   if (authToken !== undefined && tokenFile !== undefined) {
-    throw new InvalidOptionsError(
-      `${at}.authTokenFile`,
-      'cannot be combined with authToken; set one of them',
-    );
+    throw new ConfigIssue(`${at}.authTokenFile`, 'cannot be combined with authToken; set one of them');
   }
   if (authToken === undefined && tokenFile === undefined) {
-    const why = present(raw.attestation) ? ' (attestation is not supported by this client)' : '';
-    throw new InvalidOptionsError(`${at}.authToken`, `is required (or authTokenFile)${why}`);
+    const why =
+      raw.attestation !== undefined && raw.attestation !== null
+        ? ' (attestation is not supported by this client)'
+        : '';
+    throw new ConfigIssue(`${at}.authToken`, `is required (or authTokenFile)${why}`);
   }
-
-  let weight = 1;
-  if (present(raw.weight)) {
-    if (typeof raw.weight !== 'number' || !Number.isInteger(raw.weight)) {
-      throw new InvalidOptionsError(`${at}.weight`, 'must be an integer');
-    }
-    weight = raw.weight > 0 ? raw.weight : 1;
-  }
-
-  if (!present(raw.portMappings)) throw new InvalidOptionsError(`${at}.portMappings`, 'is required');
+  const weight = b.weight !== undefined && b.weight !== null && b.weight > 0 ? b.weight : 1;
   const portMappings = resolvePortMappings(raw.portMappings, `${at}.portMappings`);
-
-  const hcIn = present(raw.healthChecks) ? raw.healthChecks : {};
-  if (!isDict(hcIn)) throw new InvalidOptionsError(`${at}.healthChecks`, 'must be a mapping');
-  for (const key of Object.keys(hcIn)) {
-    if (!['enabled', 'inactivityTimeout', 'pongTimeout'].includes(key)) {
-      throw new InvalidOptionsError(
-        `${at}.healthChecks.${key}`,
-        'is not a known key (enabled, inactivityTimeout, pongTimeout)',
-      );
-    }
-  }
-  if (present(hcIn.enabled) && typeof hcIn.enabled !== 'boolean') {
-    throw new InvalidOptionsError(`${at}.healthChecks.enabled`, 'must be true or false');
-  }
-  const healthChecks = {
-    enabled: hcIn.enabled === true,
-    inactivityTimeoutMs:
-      parseDuration(hcIn.inactivityTimeout, `${at}.healthChecks.inactivityTimeout`) ??
-      DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS * 1000,
-    pongTimeoutMs:
-      parseDuration(hcIn.pongTimeout, `${at}.healthChecks.pongTimeout`) ??
-      DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS * 1000,
-  };
-
-  const file = (v: string | undefined) =>
-    v === undefined || baseDir === undefined ? v : path.resolve(baseDir, v);
+  const hc = b.healthChecks ?? {};
   return {
-    name,
+    name: b.name,
     hostnames,
     nexusAddresses,
     authToken,
-    authTokenFile: file(tokenFile),
+    authTokenFile: resolveFrom(baseDir, tokenFile),
     weight,
     portMappings,
-    healthChecks,
-    caFile: file(str(raw.caFile, `${at}.caFile`)),
+    healthChecks: {
+      enabled: hc.enabled === true,
+      inactivityTimeoutMs: hc.inactivityTimeout ?? DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS * 1000,
+      pongTimeoutMs: hc.pongTimeout ?? DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS * 1000,
+    },
+    caFile: resolveFrom(baseDir, b.caFile ?? undefined),
   };
+}
+
+function resolve(input: unknown, options: ResolveBackendClientConfigOptions): ResolvedBackendClientConfig {
+  const doc = validate(backendClientConfigSchema, input);
+  const raws = (input as { backends: Record<string, unknown>[] }).backends;
+  const warnings: string[] = [];
+  const backends = doc.backends.map((b, i) =>
+    resolveBackend(b, raws[i]!, `backends[${i}]`, options.baseDir, warnings),
+  );
+  const names = new Set<string>();
+  backends.forEach((b, i) => {
+    if (names.has(b.name)) throw new ConfigIssue(`backends[${i}].name`, `duplicates "${b.name}"`);
+    names.add(b.name);
+  });
+  return deepFreeze({ backends, warnings });
 }
 
 /**
@@ -318,24 +187,12 @@ export function resolveBackendClientConfig(
   input: BackendClientConfigInput | Record<string, unknown>,
   options: ResolveBackendClientConfigOptions = {},
 ): ResolvedBackendClientConfig {
-  if (!isDict(input)) throw new InvalidOptionsError('config', 'must be a mapping with a `backends` list');
-  for (const key of Object.keys(input)) {
-    if (key !== 'backends') {
-      const hint = key.toLowerCase().startsWith('backend') ? ' (did you mean `backends`?)' : '';
-      throw new InvalidOptionsError(key, `is not a known key${hint}`);
-    }
+  try {
+    return resolve(input, options);
+  } catch (err) {
+    if (ConfigIssue.is(err)) throw new InvalidOptionsError(err.path === '' ? 'config' : err.path, err.detail);
+    throw err;
   }
-  const list = input.backends;
-  if (!Array.isArray(list) || list.length === 0)
-    throw new InvalidOptionsError('backends', 'must list at least one backend');
-  const warnings: string[] = [];
-  const backends = list.map((b, i) => resolveBackend(b, `backends[${i}]`, options.baseDir, warnings));
-  const names = new Set<string>();
-  backends.forEach((b, i) => {
-    if (names.has(b.name)) throw new InvalidOptionsError(`backends[${i}].name`, `duplicates "${b.name}"`);
-    names.add(b.name);
-  });
-  return deepFreeze({ backends, warnings });
 }
 
 /** Options of {@link parseBackendClientConfig}. */
@@ -344,33 +201,14 @@ export interface ParseBackendClientConfigOptions extends ResolveBackendClientCon
   source?: string;
 }
 
-/** `backends[0].portMappings.443.hosts` → `['backends', 0, 'portMappings', '443', 'hosts']`. */
-function splitPath(fieldPath: string): (string | number)[] {
-  const out: (string | number)[] = [];
-  for (const part of fieldPath.split('.')) {
-    const m = /^([^[\]]*)((?:\[\d+\])*)$/.exec(part);
-    if (!m) return out;
-    if (m[1] !== '') out.push(m[1]!);
-    for (const idx of m[2]!.matchAll(/\[(\d+)\]/g)) out.push(Number(idx[1]));
+function readYaml(text: string, source: string): YamlConfigDocument {
+  try {
+    return parseYamlConfig(text, source);
+  } catch (err) {
+    if (!ConfigIssue.is(err)) throw err;
+    if (err.kind === 'empty') throw new InvalidOptionsError(source, 'is empty');
+    throw new InvalidOptionsError(err.where ?? source, `is not valid YAML: ${err.detail}`);
   }
-  return out;
-}
-
-/** The node at `segments` below `root`; map keys compare as text, so `443` finds a numeric key `443:`. */
-function nodeAt(root: unknown, segments: readonly (string | number)[]): unknown {
-  let node = root;
-  for (const segment of segments) {
-    if (isMap(node)) {
-      node = node.items.find(
-        (p) => String((p.key as { value?: unknown })?.value ?? p.key) === String(segment),
-      )?.value;
-    } else if (isSeq(node) && typeof segment === 'number') {
-      node = node.items[segment];
-    } else {
-      return undefined;
-    }
-  }
-  return node;
 }
 
 /**
@@ -382,51 +220,13 @@ export function parseBackendClientConfig(
   options: ParseBackendClientConfigOptions = {},
 ): ResolvedBackendClientConfig {
   const source = options.source ?? 'config';
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
-  const first = doc.errors[0];
-  if (first !== undefined) {
-    const pos = first.linePos?.[0];
-    throw new InvalidOptionsError(
-      pos ? `${source}:${pos.line}:${pos.col}` : source,
-      `is not valid YAML: ${first.message.split('\n')[0]}`,
-    );
-  }
-  let value: unknown;
+  const doc = readYaml(text, source);
   try {
-    value = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw new InvalidOptionsError(source, `is not valid YAML: ${(err as Error).message}`);
-  }
-  if (!present(value)) throw new InvalidOptionsError(source, 'is empty');
-  try {
-    return resolveBackendClientConfig(value as Record<string, unknown>, options);
+    return resolveBackendClientConfig(doc.value as Record<string, unknown>, options);
   } catch (err) {
     if (!(err instanceof InvalidOptionsError)) throw err;
-    const segments = splitPath(err.path);
-    let line: number | undefined;
-    if (segments.length > 0) {
-      const parent = nodeAt(doc.contents, segments.slice(0, -1));
-      const last = segments[segments.length - 1]!;
-      let node: Node | undefined;
-      if (isMap(parent)) {
-        const pair = parent.items.find(
-          (p) => String((p.key as { value?: unknown })?.value ?? p.key) === String(last),
-        );
-        node = pair?.key as Node | undefined;
-      } else if (isSeq(parent) && typeof last === 'number') {
-        node = parent.items[last] as Node | undefined;
-      }
-      const offset = node?.range?.[0];
-      if (offset !== undefined) line = lineCounter.linePos(offset).line;
-    }
-    const detail = err.message.startsWith(`${err.path} `)
-      ? err.message.slice(err.path.length + 1)
-      : err.message;
-    throw new InvalidOptionsError(
-      err.path,
-      `${detail} (${line === undefined ? source : `${source}:${line}`})`,
-    );
+    const located = locateIssue(new ConfigIssue(err.path, detailOf(err)), doc, source);
+    throw new InvalidOptionsError(err.path, located.locatedDetail);
   }
 }
 

@@ -40,6 +40,7 @@ export type {
   ResolvedBackendConfig,
 } from './config.js';
 export {
+  backendClientConfigJsonSchema,
   DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS,
   DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS,
   loadBackendClientConfig,

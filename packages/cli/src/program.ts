@@ -1,6 +1,7 @@
 /** The `nexus-proxy` command line (commander). Thin: every command calls into `@nexus-proxy/core`. */
 import { readFileSync } from 'node:fs';
-import { loadConfig, mintBackendToken } from '@nexus-proxy/core';
+import { backendClientConfigJsonSchema } from '@nexus-proxy/backend-client';
+import { loadConfig, mintBackendToken, nexusConfigJsonSchema } from '@nexus-proxy/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeConfigTemplate } from './init.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
@@ -127,6 +128,17 @@ export function createProgram(io: ProgramIo = {}): Command {
     .action(async (opts) => {
       const status = await fetchStatus(opts.admin);
       out(opts.json === true ? JSON.stringify(status, null, 2) : formatStatus(status));
+    });
+
+  program
+    .command('config')
+    .description('configuration tools')
+    .command('schema')
+    .description('print the JSON Schema of the node configuration (for editors and CI checks)')
+    .option('--backend', "print the backend client's configuration schema instead")
+    .action((opts) => {
+      const schema = opts.backend === true ? backendClientConfigJsonSchema() : nexusConfigJsonSchema();
+      out(JSON.stringify(schema, null, 2));
     });
 
   return program;

@@ -94,7 +94,8 @@ export function ignoredKeys<const K extends readonly string[]>(keys: K, descript
 
 /**
  * A strict mapping of `entries`. Something else than a mapping is "must be a mapping"; an unknown key is
- * "is not a known key", with a hint when it looks like a typo of one of `entries`.
+ * "is not a known key", with a hint when it looks like a typo of one of `entries`. Unknown keys are
+ * reported before anything else in the mapping: a typo usually explains the "is required" that follows.
  */
 export function mapping<const E extends v.ObjectEntries>(
   entries: E,
@@ -103,9 +104,17 @@ export function mapping<const E extends v.ObjectEntries>(
   const known = Object.keys(entries);
   return v.pipe(
     v.custom<Record<string, unknown>>(isMapping, detail(message)),
-    v.strictObject(entries, (issue) =>
-      issue.expected === 'never' ? unknownKeyDetail(String(issue.input), known) : 'is required',
-    ),
+    v.rawCheck<Record<string, unknown>>(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const input = dataset.value;
+      const key = Object.keys(input).find((k) => !Object.hasOwn(entries, k));
+      if (key === undefined) return;
+      addIssue({
+        message: unknownKeyDetail(key, known),
+        path: [{ type: 'object', origin: 'key', input, key, value: input[key] }],
+      });
+    }),
+    v.strictObject(entries, 'is required'),
   );
 }
 
