@@ -161,7 +161,8 @@ describe('schema builders', () => {
   });
 
   it('gives a JSON Schema of what may be written', () => {
-    const json = configJsonSchema(schema, { title: 'T' }) as Record<string, any>;
+    const json = configJsonSchema(schema, { title: 'T' });
+    const properties = json.properties as Record<string, { anyOf?: unknown[] }>;
     expect(json).toMatchObject({
       $schema: 'http://json-schema.org/draft-07/schema#',
       title: 'T',
@@ -169,8 +170,8 @@ describe('schema builders', () => {
       required: ['port'],
       additionalProperties: false,
     });
-    expect(json.properties.port).toEqual({ type: 'integer', minimum: 0, maximum: 65535 });
-    expect(json.properties.nested.anyOf[0]).toMatchObject({ additionalProperties: false });
+    expect(properties.port).toEqual({ type: 'integer', minimum: 0, maximum: 65535 });
+    expect(properties.nested?.anyOf?.[0]).toMatchObject({ additionalProperties: false });
   });
 });
 
