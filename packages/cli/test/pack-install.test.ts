@@ -1,6 +1,6 @@
 /**
  * The packages as users get them: `npm pack` every workspace package (from its built `dist`), install the
- * five tarballs into an empty project in ONE `npm install` (so `@nexus-proxy/*` resolve to the tarballs,
+ * six tarballs into an empty project in ONE `npm install` (so `@nexus-proxy/*` resolve to the tarballs,
  * never to the registry, where they are not published; third-party dependencies come from the registry),
  * then run the bins and import the libraries from there, ESM and CJS.
  */
@@ -16,6 +16,7 @@ const PACKAGES_DIR = fileURLToPath(new URL('../..', import.meta.url));
 /** Workspace folder → published name. */
 const PACKAGES: Record<string, string> = {
   sni: '@nexus-proxy/sni',
+  common: '@nexus-proxy/common',
   'mux-protocol': '@nexus-proxy/mux-protocol',
   core: '@nexus-proxy/core',
   'backend-client': '@nexus-proxy/backend-client',
