@@ -95,7 +95,7 @@ function peerUrl(value: string): string {
   } catch {
     return fail(`is not a valid peer URL (got ${describeValue(value)})`);
   }
-  // Peer links are mutually authenticated TLS (PROTOCOL.md §2.1); a plain ws:// link could not be.
+  // Peer links are mutually authenticated TLS (docs/protocol.md §2.1); a plain ws:// link could not be.
   if (url.protocol !== 'wss:') fail(`must use wss:// (got ${url.protocol}//)`);
   if (url.hostname === '') fail(`has no host (got ${describeValue(value)})`);
   if (url.username !== '' || url.password !== '') fail('must not carry credentials');

@@ -1,6 +1,6 @@
 /**
  * The backend-token section: `backendsJWTSecret` (reference), `backendsJWTSecrets` (rotation) and the
- * `auth` checks (PROTOCOL.md §5).
+ * `auth` checks (docs/protocol.md §5.1, §5.3).
  */
 import {
   byKind,

@@ -22,7 +22,7 @@ export const MIN_SECRET_BYTES = 32;
 export const DEFAULT_LOG_LEVEL = 'info';
 /** Port of the peer listener assumed for a `peers` entry written without one. */
 export const DEFAULT_PEER_PORT = 8444;
-/** Path of the peer WebSocket endpoint (PROTOCOL.md §2.1). */
+/** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
 export const PEER_PATH = '/mesh';
 
 /** Default resource limits (see {@link LimitsInput} for each one's meaning). */
@@ -43,7 +43,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   clientFinTimeoutMs: 30_000,
 });
 
-/** Default keepalive settings (PROTOCOL.md §1.6 reference hub values). */
+/** Default keepalive settings (docs/protocol.md §1.6 reference hub values). */
 export const DEFAULT_KEEPALIVE: Readonly<ResolvedKeepalive> = Object.freeze({
   hubPingIntervalMs: 54_000,
   hubDeadAfterMs: 60_000,

@@ -1,6 +1,6 @@
 /**
  * The hub: where it listens (`backendListenAddress`) and how it (and the peer endpoint) gets its
- * certificate. Exactly one TLS mode (PROTOCOL.md §6): manual (`hubTlsCertFile` + `hubTlsKeyFile`) or
+ * certificate. Exactly one TLS mode (docs/protocol.md §6.1): manual (`hubTlsCertFile` + `hubTlsKeyFile`) or
  * automatic over ACME (`hubPublicHostname`, with the `acme*` keys).
  */
 import { isIPv4 } from 'node:net';

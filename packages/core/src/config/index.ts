@@ -1,5 +1,5 @@
 /**
- * Node configuration: the reference server keys (PROTOCOL.md §6), unchanged, plus Nexus's own keys, one
+ * Node configuration: the reference server keys (docs/protocol.md §6.1), unchanged, plus Nexus's own keys, one
  * file per section (listeners, hub TLS, auth, mesh, limits, keepalive, admin). `resolveNexusConfig(input)`
  * validates a parsed document (YAML or an object literal), applies defaults and returns a frozen
  * {@link ResolvedNexusConfig} with camelCase names, milliseconds and parsed addresses. Every error is an

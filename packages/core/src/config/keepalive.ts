@@ -1,4 +1,4 @@
-/** Keepalive of backend sessions and peer links (PROTOCOL.md §1.6). */
+/** Keepalive of backend sessions and peer links (docs/protocol.md §1.6). */
 import { ConfigIssue, integer, mapping, optional, type Parsed } from '@nexus-proxy/common';
 import { DEFAULT_KEEPALIVE } from './defaults.js';
 import type { ResolvedKeepalive } from './types.js';

@@ -31,7 +31,7 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     help: 'Connections per end-user IP on the relay ports; 0 = off.',
   },
   authTimeoutMs: { min: 1, max: 3_600_000, help: 'A backend must send its token within, ms.' },
-  // A smaller cap would reject the full-size frames every reference backend sends (PROTOCOL.md §1.3).
+  // A smaller cap would reject the full-size frames every reference backend sends (docs/protocol.md §1.3).
   maxMessageBytes: {
     min: 32_785,
     max: 64 << 20,

@@ -91,7 +91,7 @@ export function resolveListeners(p: ListenerParsed, ctx: ResolveContext): RelayL
     });
   } else {
     (p.relayPorts ?? DEFAULT_RELAY_PORTS).forEach((port, i) => {
-      // PROTOCOL.md §6: port 80 speaks HTTP (route by Host), every other port TLS (route by SNI).
+      // docs/protocol.md §4: port 80 speaks HTTP (route by Host), every other port TLS (route by SNI).
       const mode = port === HTTP_RELAY_PORT ? 'http' : 'tls';
       add(Object.freeze({ host: relayHost, port, mode }), `relayPorts[${i}]`);
     });

@@ -1,6 +1,6 @@
 /**
  * The mesh section: peers to dial, where the peer endpoint listens, and which peer certificates are
- * trusted (PROTOCOL.md §2.1).
+ * trusted (docs/protocol.md §2.1).
  */
 import { isIPv4 } from 'node:net';
 import {
@@ -21,7 +21,7 @@ import { DEFAULT_PEER_LISTEN_ADDRESS } from './defaults.js';
 import type { ListenAddress, ResolveContext } from './types.js';
 
 function trustedSuffix(raw: string): string {
-  // A leading dot only stresses the label boundary, which is always enforced (PROTOCOL.md §2.1).
+  // A leading dot only stresses the label boundary, which is always enforced (docs/protocol.md §2.1).
   const suffix = normalizeHostname(raw.replace(/^\*?\./, ''));
   if (suffix === undefined || suffix.startsWith('[') || isIPv4(suffix)) {
     throw new ConfigIssue(

@@ -42,16 +42,16 @@ export interface LimitsInput {
   maxPendingConnects?: number;
   /** Connections per end-user IP on the relay ports; `0` = off. Default: `0`. */
   maxConnectionsPerIp?: number;
-  /** A backend must send its token within, ms (PROTOCOL.md §1.2). Default: `10_000`. */
+  /** A backend must send its token within, ms (docs/protocol.md §1.2). Default: `10_000`. */
   authTimeoutMs?: number;
-  /** Largest WebSocket message accepted from a backend, bytes (≥ 32 785, PROTOCOL.md §1.3). Default: `32_785`. */
+  /** Largest WebSocket message accepted from a backend, bytes (≥ 32 785, docs/protocol.md §1.3). Default: `32_785`. */
   maxMessageBytes?: number;
   /** Control messages per second per backend session before it is closed; `0` = off. Default: `10_000`. */
   maxControlMessagesPerSecond?: number;
   /**
    * After an end user's FIN, close the relayed connection once no byte moved either way for this long, ms;
    * `0` = wait for the backend (or `idleTimeoutSeconds`). The v1 wire cannot pass a half-close to the
-   * backend (PROTOCOL.md §1.7), so without it a service that keeps its side open holds the stream forever
+   * backend (docs/protocol.md §1.7), so without it a service that keeps its side open holds the stream forever
    * (HAProxy's `timeout client-fin`). Default: `30_000`.
    */
   clientFinTimeoutMs?: number;
@@ -69,7 +69,7 @@ export interface KeepaliveInput {
   peerDeadAfterMs?: number;
 }
 
-/** Backend-token checks (PROTOCOL.md §5). */
+/** Backend-token checks (docs/protocol.md §5.3). */
 export interface AuthInput {
   /** Refuse tokens without `exp`. Default: `false`. */
   requireExp?: boolean;
