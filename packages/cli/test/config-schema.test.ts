@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveBackendClientConfig } from '@nexus-proxy/backend-client';
 import { resolveNexusConfig } from '@nexus-proxy/core';
-import Ajv, { type ValidateFunction } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { renderConfigTemplate } from '../src/init.js';
