@@ -42,6 +42,23 @@ function exampleFiles(kind: 'node' | 'client'): string[] {
 
 const load = (file: string) => parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
 
+/** Each file satisfies the schema, and what the schema accepts the resolver accepts too. */
+function expectAccepted(
+  validate: ValidateFunction,
+  files: string[],
+  resolve: (doc: Record<string, unknown>) => unknown,
+): void {
+  for (const file of files) {
+    const doc = load(file);
+    expect({ file, ok: validate(doc), errors: validate.errors ?? null }).toEqual({
+      file,
+      ok: true,
+      errors: null,
+    });
+    expect(() => resolve(doc)).not.toThrow();
+  }
+}
+
 describe('nexus-proxy config schema', () => {
   it('prints a draft-07 JSON Schema of the node configuration that the examples satisfy', async () => {
     const schema = await schemaOf([]);
@@ -50,16 +67,7 @@ describe('nexus-proxy config schema', () => {
     const validate = compile(schema);
     const files = [path.join(ROOT, 'config.example.yaml'), ...exampleFiles('node')];
     expect(files.length).toBeGreaterThanOrEqual(4);
-    for (const file of files) {
-      const doc = load(file);
-      expect({ file, ok: validate(doc), errors: validate.errors ?? null }).toEqual({
-        file,
-        ok: true,
-        errors: null,
-      });
-      // What the schema accepts, the node accepts too.
-      expect(() => resolveNexusConfig(doc)).not.toThrow();
-    }
+    expectAccepted(validate, files, resolveNexusConfig);
     expect(validate(parse(renderConfigTemplate('x'.repeat(64))))).toBe(true);
   });
 
@@ -89,15 +97,7 @@ describe('nexus-proxy config schema', () => {
     const validate = compile(await schemaOf(['--backend']));
     const files = exampleFiles('client');
     expect(files.length).toBeGreaterThanOrEqual(2);
-    for (const file of files) {
-      const doc = load(file);
-      expect({ file, ok: validate(doc), errors: validate.errors ?? null }).toEqual({
-        file,
-        ok: true,
-        errors: null,
-      });
-      expect(() => resolveBackendClientConfig(doc)).not.toThrow();
-    }
+    expectAccepted(validate, files, resolveBackendClientConfig);
     const backend = (load(files[0]!).backends as Record<string, unknown>[])[0]!;
     const bad: Record<string, unknown>[] = [
       { backend: [backend] },
