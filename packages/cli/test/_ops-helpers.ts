@@ -1,22 +1,19 @@
 /**
- * Shared set-up of the operations tests: a test PKI written to files, node configuration files, a local
- * service, backend clients, raw end-user connections, admin requests, and a `nexus-proxy serve` child
- * process whose JSON log lines can be awaited.
+ * Shared set-up of the operations tests, on top of the repository's node harness
+ * (`@nexus-proxy/test-harness`: PKI, services, end users, waiting): a work directory with the hub
+ * certificate and a node configuration file for `nexus-proxy serve`, backend clients for a served node,
+ * admin requests, a `nexus-proxy serve` child process whose JSON log lines can be awaited, and the fixture
+ * of a test that runs `serve()` in-process.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { type AddressInfo, createServer, type Server, type Socket, connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BackendClient, createBackendClient } from '@nexus-proxy/backend-client';
-import {
-  type CertificateAndKey,
-  createCertificateAuthority,
-  issueCertificate,
-  mintBackendToken,
-} from '@nexus-proxy/core';
+import { type CertificateAndKey, mintBackendToken } from '@nexus-proxy/core';
+import { createTempDir, createTestPki, waitUntil, writeCertificateFiles } from '@nexus-proxy/test-harness';
 import { stringify } from 'yaml';
 import type { RunningNode } from '../src/serve.js';
 
@@ -37,22 +34,17 @@ export interface Workdir {
 }
 
 export async function createWorkdir(): Promise<Workdir> {
-  const dir = mkdtempSync(join(tmpdir(), 'nexus-ops-'));
-  const ca = await createCertificateAuthority({ commonName: 'Nexus Ops Test CA' });
-  const issueHub = () => issueCertificate(ca, { dnsNames: ['hub.test'], ipAddresses: ['127.0.0.1'] });
-  const hub = await issueHub();
-  const certFile = join(dir, 'hub.crt');
-  const keyFile = join(dir, 'hub.key');
-  writeFileSync(certFile, hub.certPem);
-  writeFileSync(keyFile, hub.keyPem);
+  const files = createTempDir('nexus-ops-');
+  const pki = await createTestPki('Nexus Ops Test CA');
+  const { certFile, keyFile } = writeCertificateFiles(files, pki.hub);
   return {
-    dir,
-    ca,
-    hub,
+    dir: files.dir,
+    ca: pki.ca,
+    hub: pki.hub,
     certFile,
     keyFile,
-    issueHub,
-    remove: () => rmSync(dir, { recursive: true, force: true }),
+    issueHub: () => pki.issue(['hub.test'], ['127.0.0.1']),
+    remove: files.remove,
   };
 }
 
@@ -74,42 +66,6 @@ export function writeNodeConfig(work: Workdir, extra: Record<string, unknown> = 
     }),
   );
   return file;
-}
-
-/** A local TCP service; `onConnection` decides what each connection gets. */
-export async function startService(
-  onConnection: (socket: Socket) => void,
-): Promise<{ port: number; server: Server; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server = createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    onConnection(socket);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    server,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-/** An HTTP-ish service: answers `GET /<n>` with n bytes of `x` after the request head, then ends. */
-export function echoSizeService(socket: Socket): void {
-  let head = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (chunk: string) => {
-    head += chunk;
-    if (!head.includes('\r\n\r\n')) return;
-    const size = Number(/^GET \/(\d+)/.exec(head)?.[1] ?? 0);
-    socket.end(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\nconnection: close\r\n\r\n${'x'.repeat(size)}`);
-    head = '';
-  });
 }
 
 /** Mints a token for `hostnames` with `secret`. */
@@ -135,22 +91,6 @@ export function backend(
   return client;
 }
 
-/** Sends a raw HTTP/1.1 request through the HTTP relay port and collects the whole answer. */
-export function httpThrough(port: number, host: string, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: '127.0.0.1', port }, () =>
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
-    );
-    let data = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (c: string) => {
-      data += c;
-    });
-    socket.on('close', () => resolve(data));
-    socket.on('error', reject);
-  });
-}
-
 /** GET on the admin listener. */
 export function adminGet(
   port: number,
@@ -168,19 +108,6 @@ export function adminGet(
       );
     }).on('error', reject);
   });
-}
-
-/** Waits until `predicate` holds, polling every 20 ms, for up to `timeoutMs`. */
-export async function until(
-  predicate: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** A log line of the child (pino JSON). */
@@ -233,7 +160,7 @@ export async function spawnServe(args: string[]): Promise<ServeChild> {
     from = 0,
   ): Promise<LogLine> => {
     let found: LogLine | undefined;
-    await until(
+    await waitUntil(
       () => {
         found = lines.slice(from).find(match);
         return found !== undefined || child.exitCode !== null;

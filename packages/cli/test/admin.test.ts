@@ -5,17 +5,15 @@ import type { Nexus } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeReadiness } from '../src/status.js';
 import { type RunningNode, serve } from '../src/serve.js';
+import { echoSizeService, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   adminGet,
   backend,
   createWorkdir,
-  echoSizeService,
   SECRET_A,
   type ServeChild,
   spawnServe,
-  startService,
   token,
-  until,
   type Workdir,
   writeNodeConfig,
 } from './_ops-helpers.js';
@@ -115,12 +113,12 @@ describe('admin listener', () => {
       service.port,
     );
     try {
-      await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
+      await waitUntil(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
       const httpPort = n.addresses.listeners.find((l) => l.mode === 'http')!.address.port;
       const user = netConnect({ host: '127.0.0.1', port: httpPort });
       user.on('error', () => {});
       user.write('GET / HTTP/1.1\r\nHost: held.test\r\n\r\n');
-      await until(() => n.nexus.activeStreams === 1, 10_000, 'the stream');
+      await waitUntil(() => n.nexus.activeStreams === 1, 10_000, 'the stream');
       const closing = n.close();
       const port = n.adminAddress!.port;
       const ready = await adminGet(port, '/readyz');
@@ -168,7 +166,7 @@ describe('nexus-proxy serve: SIGTERM drain', () => {
     try {
       node = await spawnServe(['-c', writeNodeConfig(work, { admin: '127.0.0.1:0' }), '--grace', '1500']);
       clients.push(backend(node.hubPort, work.ca.certPem, await token(SECRET_A, ['app.test']), service.port));
-      await until(
+      await waitUntil(
         async () => JSON.parse((await adminGet(node!.adminPort!, '/status')).body).backends.length === 1,
         10_000,
         'the backend',
@@ -189,7 +187,7 @@ describe('nexus-proxy serve: SIGTERM drain', () => {
       };
       const slow = open('/slow');
       const never = open('/never');
-      await until(
+      await waitUntil(
         async () => JSON.parse((await adminGet(node!.adminPort!, '/status')).body).streams.open === 2,
         10_000,
         'two open streams',

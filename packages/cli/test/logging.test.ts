@@ -3,15 +3,13 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCliLogger } from '../src/logger.js';
 import { serve } from '../src/serve.js';
+import { echoSizeService, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   backend,
   createWorkdir,
-  echoSizeService,
   SECRET_A,
   SECRET_B,
-  startService,
   token,
-  until,
   writeNodeConfig,
   LiveNodeFixture,
 } from './_ops-helpers.js';
@@ -66,9 +64,9 @@ describe('node logs at trace', () => {
       const good = await token(SECRET_A, ['app.test']);
       const bad = await token(SECRET_B, ['app.test']);
       f.clients.push(backend(n.addresses.hub.port, f.work.ca.certPem, good, service.port));
-      await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
+      await waitUntil(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
       f.clients.push(backend(n.addresses.hub.port, f.work.ca.certPem, bad, service.port));
-      await until(
+      await waitUntil(
         () => lines.some((l) => l.includes('backend authentication failed')),
         10_000,
         'the auth failure',
@@ -92,7 +90,7 @@ describe('node logs at trace', () => {
         s.on('error', reject);
       });
       expect(received).toBeGreaterThan(size);
-      await until(() => lines.some((l) => l.includes('"msg":"stream closed"')), 10_000, 'the close line');
+      await waitUntil(() => lines.some((l) => l.includes('"msg":"stream closed"')), 10_000, 'the close line');
       const during = lines.slice(before);
       expect(during.length).toBeLessThan(10);
 

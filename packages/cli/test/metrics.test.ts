@@ -4,16 +4,14 @@ import { type Nexus, RoutingTable } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNexusMetrics, OTHER_LABEL } from '../src/metrics.js';
 import { serve } from '../src/serve.js';
+import { echoSizeService, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   adminGet,
   backend,
   createWorkdir,
-  echoSizeService,
   SECRET_A,
   SECRET_B,
-  startService,
   token,
-  until,
   writeNodeConfig,
   LiveNodeFixture,
 } from './_ops-helpers.js';
@@ -129,9 +127,9 @@ describe('GET /metrics of a live node', () => {
       f.clients.push(
         backend(hubPort, f.work.ca.certPem, await token(SECRET_A, ['app.test', '*.wild.test']), service.port),
       );
-      await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
+      await waitUntil(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
       f.clients.push(backend(hubPort, f.work.ca.certPem, await token(SECRET_B, ['bad.test']), service.port));
-      await until(() => n.metrics.totals().authFailures >= 1, 10_000, 'the auth failure');
+      await waitUntil(() => n.metrics.totals().authFailures >= 1, 10_000, 'the auth failure');
       await f.clients.pop()!.close();
 
       const clientPorts: number[] = [];
@@ -154,7 +152,7 @@ describe('GET /metrics of a live node', () => {
       expect(await exchange(httpPort, 'GET /10 HTTP/1.1\r\nHost: a.wild.test\r\n\r\n')).toMatch(/x{10}$/);
       expect(await exchange(httpPort, 'GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n')).toBe('');
       expect(await exchange(tlsPort, 'hello there\r\n\r\n')).toBe('');
-      await until(() => n.metrics.totals().streamsClosed === 2, 10_000, 'two stream closes');
+      await waitUntil(() => n.metrics.totals().streamsClosed === 2, 10_000, 'two stream closes');
 
       const { body: text } = await adminGet(n.adminAddress!.port, '/metrics');
       expect(sample(text, 'nexus_backend_sessions')).toBe(1);

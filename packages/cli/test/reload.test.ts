@@ -2,19 +2,16 @@ import { writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import type { BackendClient } from '@nexus-proxy/backend-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { echoSizeService, httpGet, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   adminGet,
   backend,
   createWorkdir,
-  echoSizeService,
-  httpThrough,
   SECRET_A,
   SECRET_B,
   type ServeChild,
   spawnServe,
-  startService,
   token,
-  until,
   type Workdir,
   writeNodeConfig,
 } from './_ops-helpers.js';
@@ -56,7 +53,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
 
     // A session authenticated with the old secret.
     clients.push(backend(node.hubPort, work.ca.certPem, await token(SECRET_A, ['old.test']), service.port));
-    await until(async () => (await backends()).length === 1, 10_000, 'the first backend');
+    await waitUntil(async () => (await backends()).length === 1, 10_000, 'the first backend');
 
     // Accept both secrets.
     writeNodeConfig(work, { admin: '127.0.0.1:0', backendsJWTSecrets: [SECRET_B, SECRET_A] });
@@ -65,7 +62,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     const reloaded = await node.waitFor((l) => l.msg === 'configuration reloaded', 10_000, mark);
     expect(reloaded.applied).toEqual(['backendsJWTSecrets']);
     clients.push(backend(node.hubPort, work.ca.certPem, await token(SECRET_B, ['new.test']), service.port));
-    await until(async () => (await backends()).length === 2, 10_000, 'the new-secret backend');
+    await waitUntil(async () => (await backends()).length === 2, 10_000, 'the new-secret backend');
 
     // Drop the old secret: the old session stays, a new old-secret token is refused.
     writeNodeConfig(work, { admin: '127.0.0.1:0', backendsJWTSecrets: [SECRET_B] });
@@ -79,7 +76,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     const hostnames = (await backends()).map((b) => b.hostnames.join()).sort();
     expect(hostnames).toEqual(['new.test', 'old.test']);
     // The old session still carries traffic.
-    const answer = await httpThrough(node.httpPort, 'old.test', '/5');
+    const answer = await httpGet(node.httpPort, 'old.test', '/5');
     expect(answer).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(answer.endsWith('xxxxx')).toBe(true);
   });
@@ -90,7 +87,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     cleanups.push(service.close);
     node = await spawnServe(['-c', writeNodeConfig(work, { admin: '127.0.0.1:0' })]);
     clients.push(backend(node.hubPort, work.ca.certPem, await token(SECRET_A, ['app.test']), service.port));
-    await until(async () => (await backends()).length === 1, 10_000, 'the backend');
+    await waitUntil(async () => (await backends()).length === 1, 10_000, 'the backend');
     expect(await hubSerial(node.hubPort, work.ca.certPem)).toBe(await hubSerialOf(work.hub.certPem));
 
     const next = await work.issueHub();
@@ -102,7 +99,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     expect(reloaded.applied).toEqual(['tls']);
     expect(await hubSerial(node.hubPort, work.ca.certPem)).toBe(await hubSerialOf(next.certPem));
     expect((await backends()).length).toBe(1);
-    expect(await httpThrough(node.httpPort, 'app.test', '/3')).toMatch(/xxx$/);
+    expect(await httpGet(node.httpPort, 'app.test', '/3')).toMatch(/xxx$/);
   });
 
   it('keeps the running configuration when the new file is invalid, and reports restart-only changes', async () => {
@@ -112,7 +109,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     const config = writeNodeConfig(work, { admin: '127.0.0.1:0' });
     node = await spawnServe(['-c', config]);
     clients.push(backend(node.hubPort, work.ca.certPem, await token(SECRET_A, ['app.test']), service.port));
-    await until(async () => (await backends()).length === 1, 10_000, 'the backend');
+    await waitUntil(async () => (await backends()).length === 1, 10_000, 'the backend');
 
     writeFileSync(config, 'backendsJWTSecrets: [\n  this is not yaml');
     let mark = node.lines.length;
@@ -125,7 +122,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     node.child.kill('SIGHUP');
     const invalid = await node.waitFor((l) => l.msg.startsWith('configuration reload failed'), 10_000, mark);
     expect(JSON.stringify(invalid.err)).toContain('limits.maxStreamsPerSession');
-    expect(await httpThrough(node.httpPort, 'app.test', '/4')).toMatch(/xxxx$/);
+    expect(await httpGet(node.httpPort, 'app.test', '/4')).toMatch(/xxxx$/);
 
     // Live limits are applied; a mesh on a node started without one and the admin address need a
     // restart.
@@ -147,7 +144,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     expect(warned.restartRequired).toContain('peers');
     // logLevel is applied by the CLI: debug lines appear from now on.
     mark = node.lines.length;
-    await httpThrough(node.httpPort, 'app.test', '/1');
+    await httpGet(node.httpPort, 'app.test', '/1');
     await node.waitFor((l) => l.level === 20, 10_000, mark);
     const metrics = (await adminGet(node.adminPort!, '/metrics')).body;
     expect(metrics).toMatch(/nexus_config_reloads_total\{result="failure"\} 2/);

@@ -4,16 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createProgram } from '../src/program.js';
 import { serve } from '../src/serve.js';
 import { formatStatus, formatTable, parseAdminAddress, type StatusSnapshot } from '../src/status.js';
-import {
-  backend,
-  createWorkdir,
-  SECRET_A,
-  startService,
-  token,
-  until,
-  writeNodeConfig,
-  LiveNodeFixture,
-} from './_ops-helpers.js';
+import { startService, waitUntil } from '@nexus-proxy/test-harness';
+import { backend, createWorkdir, SECRET_A, token, writeNodeConfig, LiveNodeFixture } from './_ops-helpers.js';
 
 async function run(args: string[]): Promise<string> {
   const lines: string[] = [];
@@ -148,13 +140,13 @@ describe('nexus-proxy status', () => {
           service.port,
         ),
       );
-      await until(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
+      await waitUntil(() => n.nexus.hub.sessions.length === 1, 10_000, 'the backend');
       const httpPort = n.addresses.listeners.find((l) => l.mode === 'http')!.address.port;
       const s = netConnect({ host: '127.0.0.1', port: httpPort });
       s.on('error', () => {});
       user.push(s);
       s.write('GET / HTTP/1.1\r\nHost: one.apps.test\r\n\r\n');
-      await until(() => held.length === 1, 10_000, 'the relayed stream');
+      await waitUntil(() => held.length === 1, 10_000, 'the relayed stream');
 
       const admin = `127.0.0.1:${n.adminAddress!.port}`;
       const text = await run(['status', '--admin', admin]);

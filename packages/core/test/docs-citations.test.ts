@@ -1,7 +1,7 @@
 /**
  * Comments cite only what exists: documents of this repository and the numbered sections of
  * docs/protocol.md (or of the document they name). Covers every package's `src` and `test`, and the
- * root `scripts/` and `bench/`. The scanner is `helpers/doc-citations.ts`.
+ * test harness, and the root `scripts/` and `bench/`. The scanner is `helpers/doc-citations.ts`.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,12 @@ import {
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const PACKAGES = ['sni', 'mux-protocol', 'common', 'core', 'backend-client', 'cli'];
-const SCANNED = [...PACKAGES.flatMap((p) => [`packages/${p}/src`, `packages/${p}/test`]), 'scripts', 'bench'];
+const SCANNED = [
+  ...PACKAGES.flatMap((p) => [`packages/${p}/src`, `packages/${p}/test`]),
+  'packages/test-harness/src',
+  'scripts',
+  'bench',
+];
 
 describe('citations in comments', () => {
   it('cite only documents of this repository and sections that exist', () => {

@@ -9,26 +9,26 @@ import { encodeControlMessage, encodeDataFrame } from '@nexus-proxy/mux-protocol
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
-  attachClient,
-  createPki,
-  endUser,
+  createTestPki,
+  rawConnect,
   httpGet,
   openHubSocket,
-  type Pki,
+  type TestPki,
   type RawBackend,
   rawBackend,
   recordingLogger,
-  sleep,
+  delay,
   startHttpService,
+  type StartNodeOptions,
   startNode,
   type TestNode,
   token,
   waitUntil,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -37,27 +37,28 @@ afterEach(async () => {
 });
 
 /** A node with a raw backend for `raw.example.com` and a real client for `other.example.com`. */
-async function setup(config: Parameters<typeof startNode>[1] = {}, logger?: Parameters<typeof startNode>[3]) {
-  const node = await startNode(pki, config, 0, logger);
+async function setup(config: StartNodeOptions['config'] = {}, logger?: StartNodeOptions['logger']) {
+  const node = await startNode({ pki, config, logger });
   cleanups.push(() => node.close());
   const service = await startHttpService('other');
   cleanups.push(() => service.close());
-  const other = await attachClient(pki, node, { hostnames: ['other.example.com'], service: service.port });
+  const other = (await node.attachBackend({ hostnames: ['other.example.com'], service: service.port }))
+    .client;
   cleanups.push(() => other.close({ graceMs: 0 }));
-  const otherSession = node.events.connected.at(-1)?.id;
+  const otherSession = node.events.backendConnected.at(-1)?.id;
   const raw = await attachRaw(node, ['raw.example.com']);
-  const rawSession = node.events.connected.at(-1)?.id;
+  const rawSession = node.events.backendConnected.at(-1)?.id;
   return { node, other, otherSession, raw, rawSession };
 }
 
 /** A raw backend, registered by the node before this resolves. */
 async function attachRaw(node: TestNode, hostnames: string[]): Promise<RawBackend> {
-  const before = node.events.connected.length;
+  const before = node.events.backendConnected.length;
   const raw = await rawBackend(pki, node.hubPort, await token(hostnames));
   cleanups.push(() => {
     if (raw.ws.readyState !== WebSocket.CLOSED) raw.ws.terminate();
   });
-  await waitUntil(() => node.events.connected.length > before, 3_000, 'raw backend registered');
+  await waitUntil(() => node.events.backendConnected.length > before, 3_000, 'raw backend registered');
   return raw;
 }
 
@@ -69,7 +70,7 @@ async function rawServes(node: TestNode): Promise<void> {
 /** The real backend client is untouched: same session, still serving. */
 async function otherUntouched(node: TestNode, other: BackendClient, sessionId: string | undefined) {
   expect(await httpGet(node.httpPort, 'other.example.com')).toContain('served-by other');
-  expect(node.events.disconnected.filter((e) => e.id === sessionId)).toHaveLength(0);
+  expect(node.events.backendDisconnected.filter((e) => e.id === sessionId)).toHaveLength(0);
   expect(other.stats().nodes[0]?.sessionsOpened).toBe(1);
 }
 
@@ -137,7 +138,7 @@ describe('R22 frames', () => {
 
     await rawServes(node);
     expect(raw.ws.readyState).toBe(WebSocket.OPEN);
-    expect(node.events.disconnected.filter((e) => e.id === rawSession)).toHaveLength(0);
+    expect(node.events.backendDisconnected.filter((e) => e.id === rawSession)).toHaveLength(0);
     // The connects opened nothing on the hub: only real end users make streams.
     expect(node.nexus.hub.stats().streams).toBe(0);
     await otherUntouched(node, other, otherSession);
@@ -150,11 +151,11 @@ describe('R22 frames', () => {
     raw.send(Buffer.alloc(32_786, 0x01));
     expect(await raw.closed).toMatchObject({ code: 1009 });
     await waitUntil(
-      () => node.events.disconnected.some((e) => e.id === rawSession),
+      () => node.events.backendDisconnected.some((e) => e.id === rawSession),
       3_000,
       'disconnect event',
     );
-    expect(node.events.disconnected.find((e) => e.id === rawSession)?.reason).toBe('message-too-big');
+    expect(node.events.backendDisconnected.find((e) => e.id === rawSession)?.reason).toBe('message-too-big');
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     expect(await httpGet(node.httpPort, 'raw.example.com')).toBe('');
     await otherUntouched(node, other, otherSession);
@@ -168,11 +169,11 @@ describe('R22 frames', () => {
     for (let i = 0; i < 2_000; i++) raw.ws.ping();
     expect(await raw.closed).toEqual({ code: 1008, reason: 'ping-flood' });
     await waitUntil(
-      () => node.events.disconnected.some((e) => e.id === rawSession),
+      () => node.events.backendDisconnected.some((e) => e.id === rawSession),
       3_000,
       'disconnect event',
     );
-    expect(node.events.disconnected.find((e) => e.id === rawSession)?.reason).toBe('ping-flood');
+    expect(node.events.backendDisconnected.find((e) => e.id === rawSession)?.reason).toBe('ping-flood');
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     await otherUntouched(node, other, otherSession);
   });
@@ -185,15 +186,15 @@ describe('R22 frames', () => {
     const ping = (u: string) => encodeControlMessage({ event: 'ping_client', client_id: u });
     for (let i = 0; i < 400; i++) raw.send(ping(randomUUID()));
     await rawServes(node);
-    await sleep(1_000); // a new one-second window
+    await delay(1_000); // a new one-second window
     for (let i = 0; i < 2_000; i++) raw.send(ping(randomUUID()));
     expect(await raw.closed).toEqual({ code: 1008, reason: 'control-rate' });
     await waitUntil(
-      () => node.events.disconnected.some((e) => e.id === rawSession),
+      () => node.events.backendDisconnected.some((e) => e.id === rawSession),
       3_000,
       'disconnect event',
     );
-    expect(node.events.disconnected.find((e) => e.id === rawSession)?.reason).toBe('control-rate');
+    expect(node.events.backendDisconnected.find((e) => e.id === rawSession)?.reason).toBe('control-rate');
     expect(node.nexus.routes.hasLocal('raw.example.com')).toBe(false);
     await otherUntouched(node, other, otherSession);
   });
@@ -205,7 +206,7 @@ describe('hub limits of a public node', () => {
     raw.answer = false; // keep every stream open
     const users = [];
     for (let i = 0; i < 4; i++) {
-      const u = await endUser(node.httpPort);
+      const u = await rawConnect(node.httpPort);
       u.socket.write('GET / HTTP/1.1\r\nHost: raw.example.com\r\n\r\n');
       users.push(u);
     }
@@ -214,7 +215,7 @@ describe('hub limits of a public node', () => {
       3_000,
       '4 connects',
     );
-    const fifth = await endUser(node.httpPort);
+    const fifth = await rawConnect(node.httpPort);
     fifth.socket.write('GET / HTTP/1.1\r\nHost: raw.example.com\r\n\r\n');
     await fifth.closed;
     expect(fifth.received().length).toBe(0);

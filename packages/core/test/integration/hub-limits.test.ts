@@ -11,24 +11,25 @@ import { WebSocket } from 'ws';
 import { verifyBackendToken } from '../../src/auth.js';
 import type { BackendRefusedEvent } from '../../src/hub.js';
 import {
-  createPki,
+  createTestPki,
   type LogLine,
   openHubSocket,
-  type Pki,
+  type TestPki,
   type RawBackend,
   rawBackend,
   recordingLogger,
-  SECRET,
+  TEST_SECRET,
+  type StartNodeOptions,
   startNode,
   type TestNode,
   token,
   waitUntil,
   wsClosed,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -36,8 +37,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(config: Parameters<typeof startNode>[1] = {}, lines?: LogLine[]): Promise<TestNode> {
-  const node = await startNode(pki, config, 0, lines === undefined ? undefined : recordingLogger(lines));
+async function start(config: StartNodeOptions['config'] = {}, lines?: LogLine[]): Promise<TestNode> {
+  const node = await startNode({
+    pki,
+    config,
+    logger: lines === undefined ? undefined : recordingLogger(lines),
+  });
   cleanups.push(() => node.close());
   return node;
 }
@@ -51,9 +56,9 @@ async function raw(node: TestNode, tokenText: string | undefined): Promise<RawBa
 }
 
 async function registered(node: TestNode, tokenText: string): Promise<RawBackend> {
-  const before = node.events.connected.length;
+  const before = node.events.backendConnected.length;
   const backend = await raw(node, tokenText);
-  await waitUntil(() => node.events.connected.length > before, 3_000, 'backend registered');
+  await waitUntil(() => node.events.backendConnected.length > before, 3_000, 'backend registered');
   return backend;
 }
 
@@ -65,7 +70,7 @@ function pongs(ws: WebSocket): () => number {
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => `h${i}.example.com`);
 const hs256 = (claims: Record<string, unknown>) =>
-  new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+  new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(TEST_SECRET));
 
 describe('ping flood (docs/reliability.md item 22)', () => {
   it('answers pings under the budget and closes a flood with 1008 ping-flood', async () => {
@@ -79,8 +84,8 @@ describe('ping flood (docs/reliability.md item 22)', () => {
 
     for (let i = 0; i < 1_000; i++) backend.ws.ping();
     expect(await backend.closed).toEqual({ code: 1008, reason: 'ping-flood' });
-    await waitUntil(() => node.events.disconnected.length === 1, 3_000, 'backend-disconnected');
-    expect(node.events.disconnected[0]?.reason).toBe('ping-flood');
+    await waitUntil(() => node.events.backendDisconnected.length === 1, 3_000, 'backend-disconnected');
+    expect(node.events.backendDisconnected[0]?.reason).toBe('ping-flood');
     expect(node.nexus.routes.hasLocal('ping.example.com')).toBe(false);
     expect(lines.some((l) => l.level === 'warn' && l.msg.includes('ping flood'))).toBe(true);
   });
@@ -139,8 +144,8 @@ describe('token and message sizes', () => {
     await waitUntil(() => seen() === 1, 2_000, 'a pong after the full-size message');
     backend.send(Buffer.alloc(40_000, 0x7f)); // under the WebSocket's cap (64 KiB), over ours
     expect(await backend.closed).toEqual({ code: 1009, reason: 'message-too-big' });
-    await waitUntil(() => node.events.disconnected.length === 1, 2_000, 'backend-disconnected');
-    expect(node.events.disconnected[0]?.reason).toBe('message-too-big');
+    await waitUntil(() => node.events.backendDisconnected.length === 1, 2_000, 'backend-disconnected');
+    expect(node.events.backendDisconnected[0]?.reason).toBe('message-too-big');
   });
 
   it('refuses with 1008 token too large a token over maxTokenBytes, whatever its size', async () => {
@@ -165,7 +170,7 @@ describe('hostname claims', () => {
     const claims = {
       hostnames: ['-x-.example.com', 'x-.example.com', '*.-x.example.com', 'ok-1.example.com'],
     };
-    const verified = await verifyBackendToken(await hs256(claims), { secrets: [SECRET] });
+    const verified = await verifyBackendToken(await hs256(claims), { secrets: [TEST_SECRET] });
     expect(verified.hostnames).toEqual(['ok-1.example.com']);
     expect(verified.ignoredHostnames).toEqual(['-x-.example.com', 'x-.example.com', '*.-x.example.com']);
 

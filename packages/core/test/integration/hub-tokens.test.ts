@@ -8,23 +8,24 @@ import { generateKeyPair, SignJWT } from 'jose';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
-  createPki,
+  createTestPki,
   httpGet,
-  type Pki,
+  type TestPki,
   type RawBackend,
   rawBackend,
-  SECRET,
-  sleep,
+  TEST_SECRET,
+  delay,
+  type StartNodeOptions,
   startNode,
   type TestNode,
   token,
   waitUntil,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 let node: TestNode;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -32,8 +33,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(config: Parameters<typeof startNode>[1] = {}) {
-  node = await startNode(pki, config);
+async function start(config: StartNodeOptions['config'] = {}) {
+  node = await startNode({ pki, config });
   cleanups.push(() => node.close());
   return node;
 }
@@ -50,14 +51,14 @@ async function connect(tokenText: string | undefined): Promise<RawBackend> {
 async function expectRefused(tokenText: string, reason: string): Promise<void> {
   const failures = node.events.authFailed.length;
   const raw = await connect(tokenText);
-  const timeout = sleep(3_000).then(() => ({ code: 0, reason: 'still open after 3 s' }));
+  const timeout = delay(3_000).then(() => ({ code: 0, reason: 'still open after 3 s' }));
   expect(await Promise.race([raw.closed, timeout])).toEqual({ code: 1008, reason });
   await waitUntil(() => node.events.authFailed.length > failures, 2_000, 'auth-failed event');
   expect(node.events.authFailed.at(-1)).toMatchObject({ reason, remoteAddress: '127.0.0.1' });
   expect(node.nexus.hub.sessions).toHaveLength(0);
 }
 
-const secretKey = new TextEncoder().encode(SECRET);
+const secretKey = new TextEncoder().encode(TEST_SECRET);
 const now = () => Math.floor(Date.now() / 1000);
 const hs256 = (claims: Record<string, unknown>, key: Uint8Array = secretKey) =>
   new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key);
@@ -77,7 +78,7 @@ describe('R23 tokens', () => {
     const forged = (await hs256(claims)).split('.');
     await expectRefused(`${b64({ alg: 'none' })}.${forged[1]}.${forged[2]}`, 'unsupported token algorithm');
     await expectRefused(
-      await hs256(claims, new TextEncoder().encode(`${SECRET}-but-another`)),
+      await hs256(claims, new TextEncoder().encode(`${TEST_SECRET}-but-another`)),
       'invalid token signature',
     );
     await expectRefused('not a jwt at all', 'malformed token');
@@ -153,7 +154,7 @@ describe('R23 tokens', () => {
     await start({ limits: { authTimeoutMs: 300 } });
     const opened = Date.now();
     const raw = await connect(undefined);
-    const late = sleep(500).then(async () => raw.send(await token(['late.example.com'])));
+    const late = delay(500).then(async () => raw.send(await token(['late.example.com'])));
     const closed = await raw.closed;
     expect(closed).toEqual({ code: 1008, reason: 'authentication timeout' });
     expect(Date.now() - opened).toBeGreaterThanOrEqual(280);

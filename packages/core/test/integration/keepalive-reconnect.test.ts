@@ -13,23 +13,22 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BackendConnectedEvent, BackendDisconnectedEvent } from '../../src/hub.js';
 import { createFaultProxy } from '../../src/testing/index.js';
 import {
-  attachClient,
-  createPki,
-  type EndUser,
-  endUser,
+  createTestPki,
+  type RawClient,
+  rawConnect,
   httpGet,
-  makeClient,
-  type Pki,
+  backendClient,
+  type TestPki,
   startHttpService,
   startNode,
   startService,
   type TestNode,
   waitUntil,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -42,25 +41,30 @@ describe('R13 silent dead peer', () => {
     const HUB_PING = 100;
     const HUB_DEAD = 500;
     const CLIENT_TIMEOUT = 900;
-    const node = await startNode(pki, {
-      keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD },
+    const node = await startNode({
+      pki,
+      config: {
+        keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD },
+      },
     });
     cleanups.push(() => node.close());
     const service = await startHttpService('silent');
     cleanups.push(() => service.close());
     const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: node.hubPort } });
     cleanups.push(() => proxy.close());
-    const client = await attachClient(pki, node, {
-      hostnames: ['silent.example.com'],
-      service: service.port,
-      nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
-      keepalive: { intervalMs: 150, timeoutMs: CLIENT_TIMEOUT },
-      handshakeTimeoutMs: 400,
-      reconnect: { initialDelayMs: 100, maxDelayMs: 200, jitter: 0.2 },
-    });
+    const client = (
+      await node.attachBackend({
+        hostnames: ['silent.example.com'],
+        service: service.port,
+        nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
+        keepalive: { intervalMs: 150, timeoutMs: CLIENT_TIMEOUT },
+        handshakeTimeoutMs: 400,
+        reconnect: { initialDelayMs: 100, maxDelayMs: 200, jitter: 0.2 },
+      })
+    ).client;
     cleanups.push(() => client.close({ graceMs: 0 }));
     expect(await httpGet(node.httpPort, 'silent.example.com')).toContain('served-by silent');
-    const firstSession = node.events.connected.at(-1)?.id;
+    const firstSession = node.events.backendConnected.at(-1)?.id;
 
     const clientDown = new Promise<{ e: DisconnectedEvent; at: number }>((resolve) =>
       client.once('disconnected', (e) => resolve({ e, at: Date.now() })),
@@ -109,8 +113,11 @@ describe('R13 silent dead peer with streams open', () => {
     const HUB_DEAD = 500;
     const CLIENT_TIMEOUT = 900;
     const STREAMS = 6;
-    const node = await startNode(pki, {
-      keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD },
+    const node = await startNode({
+      pki,
+      config: {
+        keepalive: { hubPingIntervalMs: HUB_PING, hubDeadAfterMs: HUB_DEAD },
+      },
     });
     cleanups.push(() => node.close());
     // Half the streams download (the service writes 1 KiB every 10 ms), half sit idle after their request.
@@ -134,21 +141,23 @@ describe('R13 silent dead peer with streams open', () => {
     cleanups.push(() => service.close());
     const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: node.hubPort } });
     cleanups.push(() => proxy.close());
-    const client = await attachClient(pki, node, {
-      hostnames: ['silent.example.com'],
-      service: service.port,
-      nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
-      keepalive: { intervalMs: 150, timeoutMs: CLIENT_TIMEOUT },
-      handshakeTimeoutMs: 400,
-      reconnect: { initialDelayMs: 5_000, maxDelayMs: 5_000, jitter: 0 },
-    });
+    const client = (
+      await node.attachBackend({
+        hostnames: ['silent.example.com'],
+        service: service.port,
+        nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
+        keepalive: { intervalMs: 150, timeoutMs: CLIENT_TIMEOUT },
+        handshakeTimeoutMs: 400,
+        reconnect: { initialDelayMs: 5_000, maxDelayMs: 5_000, jitter: 0 },
+      })
+    ).client;
     cleanups.push(() => client.close({ graceMs: 0 }));
     const clientCloses: Array<{ reason: string; at: number }> = [];
     client.on('stream-close', (e) => clientCloses.push({ reason: e.reason, at: Date.now() }));
 
-    const users: EndUser[] = [];
+    const users: RawClient[] = [];
     for (let i = 0; i < STREAMS; i++) {
-      const user = await endUser(node.httpPort);
+      const user = await rawConnect(node.httpPort);
       user.socket.write(
         `GET /${i % 2 === 0 ? 'stream' : 'idle'} HTTP/1.1\r\nHost: silent.example.com\r\n\r\n`,
       );
@@ -166,13 +175,13 @@ describe('R13 silent dead peer with streams open', () => {
     // From now on no byte, FIN or RST crosses the backend's link, in either direction.
     const t0 = Date.now();
     proxy.blackhole();
-    const ends = await Promise.all(users.map((u) => u.closed));
+    const ends = await Promise.all(users.map(async (u) => ({ ...(await u.closed), at: u.closedAt ?? 0 })));
     // The node: every end user closed once the hub's keepalive deadline passed, none before it could.
     for (const end of ends) {
       expect(end.at - t0).toBeGreaterThanOrEqual(HUB_DEAD - HUB_PING - 50);
       expect(end.at - t0).toBeLessThan(HUB_DEAD + 400);
     }
-    expect(node.events.disconnected.at(-1)?.reason).toBe('keepalive-timeout');
+    expect(node.events.backendDisconnected.at(-1)?.reason).toBe('keepalive-timeout');
     await waitUntil(() => node.events.streamClose.length === STREAMS, 1_000, 'stream-close events');
     for (const e of node.events.streamClose) expect(e.reason).not.toBe('completed');
     expect(node.nexus.hub.stats().streams).toBe(0);
@@ -235,7 +244,7 @@ describe('R14 reconnect storm', () => {
     const COUNT = 100;
     const INITIAL = 1_000;
     const JITTER = 0.5;
-    let node: TestNode = await startNode(pki);
+    let node: TestNode = await startNode({ pki });
     const hubPort = node.hubPort;
     cleanups.push(() => node.close());
     const service = await startHttpService('storm');
@@ -248,7 +257,7 @@ describe('R14 reconnect storm', () => {
     const lost: number[] = [];
     for (let i = 0; i < COUNT; i++) {
       scheduled.push([]);
-      const c = await makeClient(pki, node, {
+      const c = await backendClient(pki, node, {
         hostnames: [`storm-${i}.example.com`, 'storm.example.com'],
         // The restarted node's relay ports differ: dial the service whatever the port.
         connectHandler: () => connect(service.port, '127.0.0.1'),
@@ -266,7 +275,7 @@ describe('R14 reconnect storm', () => {
 
     // Restart: close the node (sessions end with 1001), start a new one on the same hub port.
     await node.close();
-    node = await startNode(pki, {}, hubPort);
+    node = await startNode({ pki, hubPort });
     const registeredAt = new Map<number, number>();
     node.nexus.on('backend-connected', (e) => {
       const name = e.hostnames.find((h) => /^storm-\d+\./.test(h));

@@ -10,22 +10,23 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { mintBackendToken } from '../../src/auth.js';
 import {
-  createPki,
-  endUser,
+  createTestPki,
+  rawConnect,
   type LogLine,
-  type Pki,
+  type TestPki,
   type RawBackend,
   rawBackend,
   recordingLogger,
-  SECRET,
+  TEST_SECRET,
+  type StartNodeOptions,
   startNode,
   type TestNode,
   waitUntil,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -33,19 +34,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(logger: Parameters<typeof startNode>[3]): Promise<TestNode> {
-  const node = await startNode(pki, {}, 0, logger);
+async function start(logger: StartNodeOptions['logger']): Promise<TestNode> {
+  const node = await startNode({ pki, logger });
   cleanups.push(() => node.close());
   return node;
 }
 
 async function registered(node: TestNode, hostnames: string[]): Promise<RawBackend> {
-  const before = node.events.connected.length;
-  const raw = await rawBackend(pki, node.hubPort, await mintBackendToken({ secret: SECRET, hostnames }));
+  const before = node.events.backendConnected.length;
+  const raw = await rawBackend(pki, node.hubPort, await mintBackendToken({ secret: TEST_SECRET, hostnames }));
   cleanups.push(() => {
     if (raw.ws.readyState !== WebSocket.CLOSED) raw.ws.terminate();
   });
-  await waitUntil(() => node.events.connected.length > before, 3_000, 'backend registered');
+  await waitUntil(() => node.events.backendConnected.length > before, 3_000, 'backend registered');
   return raw;
 }
 
@@ -56,7 +57,7 @@ describe('log hygiene', () => {
   it('logs a refused end user (and its address) at debug only; the event still carries it', async () => {
     const lines: LogLine[] = [];
     const node = await start(recordingLogger(lines));
-    const user = await endUser(node.httpPort);
+    const user = await rawConnect(node.httpPort);
     user.socket.write('GET / HTTP/1.1\r\nHost: nobody.example.com\r\n\r\n');
     await user.closed;
     await waitUntil(() => node.events.sniffFailed.length === 1, 2_000, 'sniff-failed');
@@ -132,7 +133,7 @@ describe('log hygiene', () => {
     const backend = await registered(node, ['keys.example.com']);
     backend.send(unknownEvent(0)); // an engine warning
     backend.ws.close(1000, 'bye');
-    await waitUntil(() => node.events.disconnected.length === 1, 2_000, 'backend-disconnected');
+    await waitUntil(() => node.events.backendDisconnected.length === 1, 2_000, 'backend-disconnected');
     await waitUntil(
       () => raw.some((l) => l.includes('ignoring unknown control event')),
       2_000,

@@ -2,13 +2,13 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClientOptions, WebSocket } from 'ws';
 import { createSelfSignedCertificate, issueCertificate } from '../../src/certificates.js';
-import { createTestPki, type MeshTestNode, startNode, type TestPki } from './_mesh-node.js';
+import { createTestPki, type TestNode, startNode, type TestPki } from '@nexus-proxy/test-harness';
 
 let pki: TestPki;
-let a: MeshTestNode;
+let a: TestNode;
 beforeAll(async () => {
   pki = await createTestPki();
-  a = await startNode(pki, 'a');
+  a = await startNode({ pki, name: 'a' });
 });
 afterAll(async () => {
   await a?.close();

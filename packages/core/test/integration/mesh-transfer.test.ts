@@ -2,7 +2,13 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { attachBackend, createTestPki, type MeshTestNode, startNode, waitFor } from './_mesh-node.js';
+import {
+  attachMuxBackend,
+  createTestPki,
+  startNode,
+  type TestNode,
+  waitUntil,
+} from '@nexus-proxy/test-harness';
 
 // About 10 s on an idle 2-core machine; generous for a loaded CI runner.
 vi.setConfig({ testTimeout: 180_000 });
@@ -11,8 +17,8 @@ vi.setConfig({ testTimeout: 180_000 });
 const SIZE = 300 * 1024 * 1024;
 const CHUNK = 256 * 1024;
 
-let a: MeshTestNode;
-let c: MeshTestNode;
+let a: TestNode;
+let c: TestNode;
 let service: Server;
 const serviceSockets = new Set<Socket>();
 
@@ -132,10 +138,10 @@ async function upload(port: number): Promise<{ ok: boolean; seconds: number }> {
 
 beforeAll(async () => {
   const pki = await createTestPki();
-  a = await startNode(pki, 'a');
-  c = await startNode(pki, 'c', { peers: [a.meshUrl] });
-  await attachBackend(pki, c, ['big.example.com'], await startService());
-  await waitFor(() => a.routes.lookup('big.example.com')?.kind === 'peer', 'route at A');
+  a = await startNode({ pki, name: 'a' });
+  c = await startNode({ pki, name: 'c', peers: [a.meshUrl] });
+  await attachMuxBackend(pki, c, ['big.example.com'], await startService());
+  await waitUntil(() => a.routes.lookup('big.example.com')?.kind === 'peer', 5_000, 'route at A');
 });
 
 afterAll(async () => {
@@ -167,7 +173,11 @@ describe('PeerMesh large transfers (300 MB, SHA-256)', () => {
       `mesh throughput (300 MiB each): download tunnel ${mbps(tunnelDown).toFixed(0)} MiB/s vs direct ${mbps(directDown).toFixed(0)} MiB/s (${((100 * mbps(tunnelDown)) / mbps(directDown)).toFixed(0)} %); upload tunnel ${mbps(tunnelUp).toFixed(0)} MiB/s vs direct ${mbps(directUp).toFixed(0)} MiB/s (${((100 * mbps(tunnelUp)) / mbps(directUp)).toFixed(0)} %)`,
     );
     // Every tunnel ended and was forgotten on both sides.
-    await waitFor(() => a.mesh.links().every((l) => l.tunnels.tunnels === 0), 'tunnels to be released');
+    await waitUntil(
+      () => a.mesh.links().every((l) => l.tunnels.tunnels === 0),
+      5_000,
+      'tunnels to be released',
+    );
     expect(c.mesh.links().reduce((n, l) => n + l.tunnels.accepted, 0)).toBe(2);
   });
 });

@@ -18,14 +18,15 @@ import {
 } from '../../src/certificates.js';
 import { createFaultProxy } from '../../src/testing/fault-proxy.js';
 import {
-  attachBackend,
-  captureLogger,
+  attachMuxBackend,
+  recordingLogger,
   createTestPki,
-  type MeshTestNode,
+  type StartNodeOptions,
   startNode,
+  type TestNode,
   type TestPki,
-  waitFor,
-} from './_mesh-node.js';
+  waitUntil,
+} from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 20_000 });
 
@@ -47,8 +48,8 @@ afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(name: string, options: Parameters<typeof startNode>[2] = {}): Promise<MeshTestNode> {
-  const n = await startNode(pki, name, options);
+async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'> = {}): Promise<TestNode> {
+  const n = await startNode({ pki, name, ...options });
   cleanups.push(() => n.close());
   return n;
 }
@@ -103,19 +104,23 @@ async function sourceService(bytes: number): Promise<number> {
 }
 
 /** A full mesh A ← B, A ← C, B ← C (the later node dials the earlier ones). */
-async function threeNodes(extra: Parameters<typeof startNode>[2] = {}) {
+async function threeNodes(extra: Omit<StartNodeOptions, 'pki' | 'name'> = {}) {
   const a = await node('a', extra);
   const b = await node('b', { ...extra, peers: [a.meshUrl] });
   const c = await node('c', { ...extra, peers: [a.meshUrl, b.meshUrl] });
-  await waitFor(() => a.mesh.linkCount === 2 && b.mesh.linkCount === 2 && c.mesh.linkCount === 2, 'the mesh');
+  await waitUntil(
+    () => a.mesh.linkCount === 2 && b.mesh.linkCount === 2 && c.mesh.linkCount === 2,
+    5_000,
+    'the mesh',
+  );
   return { a, b, c };
 }
 
-function linkTo(from: MeshTestNode, peerName: string) {
+function linkTo(from: TestNode, peerName: string) {
   return from.mesh.links().find((l) => l.peer === `${peerName}.mesh.example.com`);
 }
 
-function peerRouteOf(n: MeshTestNode, hostname: string) {
+function peerRouteOf(n: TestNode, hostname: string) {
   const r = n.routes.lookup(hostname);
   return r?.kind === 'peer' ? r : undefined;
 }
@@ -133,9 +138,13 @@ describe('PeerMesh (three nodes on loopback)', () => {
   it('forms the mesh, announces routes with versions, and removes them when the backend leaves', async () => {
     const { a, b, c } = await threeNodes();
     const service = await tlsEchoService();
-    const backend = await attachBackend(pki, c, ['app.example.com', '*.apps.example.com'], service);
-    await waitFor(() => peerRouteOf(a, 'app.example.com') !== undefined, 'A to learn C routes');
-    await waitFor(() => peerRouteOf(b, 'x.apps.example.com') !== undefined, 'B to learn the wildcard');
+    const backend = await attachMuxBackend(pki, c, ['app.example.com', '*.apps.example.com'], service);
+    await waitUntil(() => peerRouteOf(a, 'app.example.com') !== undefined, 5_000, 'A to learn C routes');
+    await waitUntil(
+      () => peerRouteOf(b, 'x.apps.example.com') !== undefined,
+      5_000,
+      'B to learn the wildcard',
+    );
     const fromC = linkTo(a, 'c')!;
     expect(fromC).toMatchObject({ direction: 'inbound', routes: ['*.apps.example.com', 'app.example.com'] });
     const versionBefore = fromC.lastAnnounceVersion!;
@@ -159,8 +168,8 @@ describe('PeerMesh (three nodes on loopback)', () => {
 
   it('tunnels TLS passthrough end to end: the end user sees the backend service certificate', async () => {
     const { a, c } = await threeNodes();
-    const backend = await attachBackend(pki, c, ['app.example.com'], await tlsEchoService());
-    await waitFor(() => peerRouteOf(a, 'app.example.com') !== undefined, 'route at A');
+    const backend = await attachMuxBackend(pki, c, ['app.example.com'], await tlsEchoService());
+    await waitUntil(() => peerRouteOf(a, 'app.example.com') !== undefined, 5_000, 'route at A');
     const client = tlsClient(a.tlsPort, 'app.example.com');
     await once(client, 'secureConnect');
     expect(client.authorized).toBe(true);
@@ -188,8 +197,8 @@ describe('PeerMesh (three nodes on loopback)', () => {
       res.setHeader('connection', 'close');
       res.end(JSON.stringify({ host: req.headers.host, url: req.url }));
     });
-    const backend = await attachBackend(pki, c, ['web.example.com'], await listen(server));
-    await waitFor(() => peerRouteOf(a, 'web.example.com') !== undefined, 'route at A');
+    const backend = await attachMuxBackend(pki, c, ['web.example.com'], await listen(server));
+    await waitUntil(() => peerRouteOf(a, 'web.example.com') !== undefined, 5_000, 'route at A');
     const body = await new Promise<string>((resolve, reject) => {
       const req = httpGet(
         {
@@ -216,13 +225,13 @@ describe('PeerMesh (three nodes on loopback)', () => {
 
   it('drops every route of a dead link at once and closes its tunnels; the dialer re-forms the link', async () => {
     const { a, c } = await threeNodes();
-    await attachBackend(
+    await attachMuxBackend(
       pki,
       c,
       ['app.example.com', '*.apps.example.com'],
       await sourceService(1024 * 1024 * 1024),
     );
-    await waitFor(() => peerRouteOf(a, 'x.apps.example.com') !== undefined, 'route at A');
+    await waitUntil(() => peerRouteOf(a, 'x.apps.example.com') !== undefined, 5_000, 'route at A');
     // An end user at A in the middle of a download from C.
     const client = netConnect(a.httpPort, '127.0.0.1');
     client.on('error', () => {});
@@ -247,7 +256,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
     await clientClosed;
     expect(routesAtDisconnect).toEqual({ exact: undefined, wild: undefined });
     // C redials A (backoff 50 ms) and announces again.
-    await waitFor(() => peerRouteOf(a, 'app.example.com') !== undefined, 'the link to come back');
+    await waitUntil(() => peerRouteOf(a, 'app.example.com') !== undefined, 5_000, 'the link to come back');
     expect(linkTo(a, 'c')!.linkId).not.toBe(fromC.linkId);
   });
 
@@ -255,8 +264,8 @@ describe('PeerMesh (three nodes on loopback)', () => {
     const { a, b, c } = await threeNodes();
     // B serves only-b.example.com; C knows it as a peer route, A is told (wrongly) that C serves it and
     // that C serves ghost.example.com, which nobody serves.
-    const bBackend = await attachBackend(pki, b, ['only-b.example.com'], await tlsEchoService());
-    await waitFor(() => peerRouteOf(c, 'only-b.example.com') !== undefined, 'C to learn B route');
+    const bBackend = await attachMuxBackend(pki, b, ['only-b.example.com'], await tlsEchoService());
+    await waitUntil(() => peerRouteOf(c, 'only-b.example.com') !== undefined, 5_000, 'C to learn B route');
     const fromC = linkTo(a, 'c')!;
     for (const host of ['ghost.example.com', 'only-b.example.com']) {
       a.routes.removePeer(linkTo(a, 'b')!.linkId);
@@ -278,7 +287,7 @@ describe('PeerMesh (three nodes on loopback)', () => {
   });
 
   it('refuses peers whose certificate is outside the suffixes, self-signed, evilmesh, or missing', async () => {
-    const logger = captureLogger();
+    const logger = recordingLogger([], 'info');
     const a = await node('a', { logger });
     const refused: string[] = [];
     a.mesh.on('peer-refused', (e) => refused.push(e.reason));
@@ -326,12 +335,14 @@ describe('PeerMesh (three nodes on loopback)', () => {
 
   it('carries tunnels on two links between the same pair, round robin', async () => {
     const a = await node('a');
-    // Listing A twice gives two independent links between the same pair (docs/protocol.md §2.1: legal).
-    const b2 = await node('b2', { peers: [a.meshUrl, a.meshUrl] });
-    await waitFor(() => b2.mesh.linkCount === 2 && a.mesh.linkCount === 2, 'two links B2–A');
-    await attachBackend(pki, b2, ['app.example.com'], await tlsEchoService());
-    await waitFor(
+    // Listing A twice gives two independent links between the same pair (docs/protocol.md §2.1: legal). The
+    // configuration drops a repeated peer, so the list goes to the mesh directly.
+    const b2 = await node('b2', { mesh: { peers: [a.meshUrl, a.meshUrl] } });
+    await waitUntil(() => b2.mesh.linkCount === 2 && a.mesh.linkCount === 2, 5_000, 'two links B2–A');
+    await attachMuxBackend(pki, b2, ['app.example.com'], await tlsEchoService());
+    await waitUntil(
       () => (peerRouteOf(a, 'app.example.com')?.linkIds.length ?? 0) === 2,
+      5_000,
       'both links to announce',
     );
     for (let i = 0; i < 4; i++) {
@@ -353,12 +364,12 @@ describe('PeerMesh (three nodes on loopback)', () => {
     let a = await node('a');
     const meshPort = a.meshPort;
     const c = await node('c', { peers: [a.meshUrl] });
-    await attachBackend(pki, c, ['app.example.com'], await tlsEchoService());
-    await waitFor(() => peerRouteOf(a, 'app.example.com') !== undefined, 'route at A');
+    await attachMuxBackend(pki, c, ['app.example.com'], await tlsEchoService());
+    await waitUntil(() => peerRouteOf(a, 'app.example.com') !== undefined, 5_000, 'route at A');
     await a.close();
-    await waitFor(() => c.mesh.linkCount === 0, 'C to notice');
+    await waitUntil(() => c.mesh.linkCount === 0, 5_000, 'C to notice');
     a = await node('a', { meshPort });
-    await waitFor(() => peerRouteOf(a, 'app.example.com') !== undefined, 'route at restarted A');
+    await waitUntil(() => peerRouteOf(a, 'app.example.com') !== undefined, 5_000, 'route at restarted A');
     const client = tlsClient(a.tlsPort, 'app.example.com');
     await once(client, 'secureConnect');
     client.write('after restart');
@@ -374,8 +385,8 @@ describe('PeerMesh (three nodes on loopback)', () => {
       peers: [`wss://127.0.0.1:${proxy.port}/mesh`],
       mesh: { keepaliveIntervalMs: 100, keepaliveTimeoutMs: 400 },
     });
-    await attachBackend(pki, c, ['*.apps.example.com'], await tlsEchoService());
-    await waitFor(() => peerRouteOf(a, 'x.apps.example.com') !== undefined, 'route at A');
+    await attachMuxBackend(pki, c, ['*.apps.example.com'], await tlsEchoService());
+    await waitUntil(() => peerRouteOf(a, 'x.apps.example.com') !== undefined, 5_000, 'route at A');
     const disconnected = once(a.mesh, 'peer-disconnected');
     const started = Date.now();
     proxy.blackhole();
@@ -389,9 +400,9 @@ describe('PeerMesh (three nodes on loopback)', () => {
     const a = await node('a');
     const c = await node('c', { peers: [a.meshUrl], idleTimeoutMs: 250 });
     const total = 48 * 1024 * 1024;
-    await attachBackend(pki, c, ['app.example.com'], await tlsEchoService());
-    await attachBackend(pki, c, ['big.example.com'], await sourceService(total));
-    await waitFor(() => peerRouteOf(a, 'big.example.com') !== undefined, 'routes at A');
+    await attachMuxBackend(pki, c, ['app.example.com'], await tlsEchoService());
+    await attachMuxBackend(pki, c, ['big.example.com'], await sourceService(total));
+    await waitUntil(() => peerRouteOf(a, 'big.example.com') !== undefined, 5_000, 'routes at A');
     // A download that outlasts the timeout with no upstream bytes is not idle (docs/reliability.md item 9).
     const download = netConnect(a.httpPort, '127.0.0.1');
     download.on('error', () => {});
@@ -419,8 +430,8 @@ describe('PeerMesh (three nodes on loopback)', () => {
   it('keeps other tunnels on the link flowing while one end user stops reading (docs/reliability.md item 19)', async () => {
     const { a, c } = await threeNodes();
     const total = 64 * 1024 * 1024;
-    await attachBackend(pki, c, ['big.example.com'], await sourceService(total));
-    await waitFor(() => peerRouteOf(a, 'big.example.com') !== undefined, 'route at A');
+    await attachMuxBackend(pki, c, ['big.example.com'], await sourceService(total));
+    await waitUntil(() => peerRouteOf(a, 'big.example.com') !== undefined, 5_000, 'route at A');
     const open = (): Socket => {
       const s = netConnect(a.httpPort, '127.0.0.1');
       s.on('error', () => {});

@@ -22,7 +22,6 @@ import type { AcmeFailedEvent, AcmeIssuedEvent } from '../../src/acme.js';
 import { mintBackendToken } from '../../src/auth.js';
 import type { NexusConfigInput } from '../../src/config.js';
 import type { BackendConnectedEvent, BackendDisconnectedEvent } from '../../src/hub.js';
-import type { Logger } from '../../src/logger.js';
 import {
   type CreateNexusOptions,
   createNexus,
@@ -33,11 +32,13 @@ import {
 import {
   httpGet,
   onHttpRequest,
+  type LogLine,
   rawConnect,
+  recordingLogger,
   startService,
   TEST_RECONNECT,
   type TestService,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 import { freePort, type Pebble, startPebble } from '../helpers/pebble.js';
 
 /** The node's public hostname; pebble's DNS (challtestsrv) resolves it to 127.0.0.1. */
@@ -104,27 +105,6 @@ async function tempDir(prefix: string): Promise<string> {
 }
 
 // ───────────────────────────── node ─────────────────────────────
-
-interface LogLine {
-  msg: string;
-  fields: Record<string, unknown>;
-}
-
-/** A pino-shaped logger that keeps every line (with its bindings) in `lines`. */
-function recordingLogger(lines: LogLine[], bindings: Record<string, unknown> = {}): Logger {
-  const write = (a: object | string, b?: unknown): void => {
-    if (typeof a === 'string') lines.push({ msg: a, fields: { ...bindings } });
-    else lines.push({ msg: typeof b === 'string' ? b : '', fields: { ...bindings, ...a } });
-  };
-  return {
-    trace: write,
-    debug: write,
-    info: write,
-    warn: write,
-    error: write,
-    child: (more) => recordingLogger(lines, { ...bindings, ...more }),
-  };
-}
 
 /** A backend client attached to an ACME node. */
 interface TestBackend {

@@ -14,7 +14,7 @@ import {
   TEST_SECRET,
   type TestPki,
   tlsEndUser,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 20_000 });
 

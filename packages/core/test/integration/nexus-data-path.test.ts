@@ -17,7 +17,7 @@ import {
   delay,
   HashingReader,
   MiB,
-  type NodeHarness,
+  type TestNode,
   onHttpRequest,
   pump,
   RandomSource,
@@ -30,7 +30,7 @@ import {
   TEST_RECONNECT,
   TEST_SECRET,
   type TestService,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -46,7 +46,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(options: Omit<StartNodeOptions, 'pki'> = {}): Promise<NodeHarness> {
+async function node(options: Omit<StartNodeOptions, 'pki'> = {}): Promise<TestNode> {
   const n = await startNode({ pki, listeners: ['http', 'tls'], ...options });
   cleanups.push(() => n.close());
   return n;

@@ -7,12 +7,12 @@ import {
   createTestPki,
   delay,
   httpGet,
-  type NodeHarness,
+  type TestNode,
   onHttpRequest,
   startNode,
   startService,
   type TestService,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 15_000 });
 
@@ -26,7 +26,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function nodeWithApp(): Promise<NodeHarness> {
+async function nodeWithApp(): Promise<TestNode> {
   const n = await startNode({ pki, listeners: ['http'] });
   cleanups.push(() => n.close());
   const svc: TestService = await startService((socket) =>

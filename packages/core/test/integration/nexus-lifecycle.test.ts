@@ -15,7 +15,7 @@ import {
   HashingReader,
   httpGet,
   MiB,
-  type NodeHarness,
+  type TestNode,
   onHttpRequest,
   rawConnect,
   sha256,
@@ -23,7 +23,7 @@ import {
   startService,
   type TestPki,
   type TestService,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 import { type RelayedMessage, startWsRelay } from '../helpers/ws-relay.js';
 
 vi.setConfig({ testTimeout: 30_000 });
@@ -38,7 +38,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(): Promise<NodeHarness> {
+async function node(): Promise<TestNode> {
   const n = await startNode({ pki, listeners: ['http'] });
   cleanups.push(() => n.close());
   return n;
@@ -51,7 +51,7 @@ async function service(onConnection: (socket: Socket) => void): Promise<TestServ
 }
 
 /** A TCP proxy in front of the hub, so a test can kill one backend's connection. */
-async function proxyFor(n: NodeHarness): Promise<FaultProxy> {
+async function proxyFor(n: TestNode): Promise<FaultProxy> {
   const proxy = await createFaultProxy({ target: { host: '127.0.0.1', port: n.hubPort } });
   cleanups.push(() => proxy.close());
   return proxy;
@@ -87,7 +87,7 @@ describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12
     const a = await n.attachBackend({
       hostnames: ['app.test'],
       service: svcA.port,
-      hubUrl: `wss://127.0.0.1:${proxy.port}/connect`,
+      nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
     });
     await n.attachBackend({ hostnames: ['app.test'], service: svcB.port });
 
@@ -161,7 +161,7 @@ describe('createNexus: sessions and lifecycle (docs/reliability.md items 10–12
     const backend = await n.attachBackend({
       hostnames: ['app.test'],
       service: svc.port,
-      hubUrl: `wss://127.0.0.1:${proxy.port}/connect`,
+      nodes: [`wss://127.0.0.1:${proxy.port}/connect`],
     });
     const node0 = backend.client.options.nodes[0]!;
     const oldSession = backend.client.sessions.get(node0);

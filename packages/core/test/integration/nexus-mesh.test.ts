@@ -54,8 +54,7 @@ import {
   type StreamCloseEvent,
   type StreamOpenEvent,
 } from '../../src/nexus.js';
-import { rawConnect, type RawClient } from '../helpers/node-harness.js';
-import { captureLogger, waitFor } from './_mesh-node.js';
+import { type RawClient, rawConnect, recordingLogger, waitUntil } from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 30_000 });
 
@@ -131,7 +130,7 @@ interface MeshNode {
   ports: NodePorts;
   /** Its peer URL, by name. */
   url: string;
-  log: ReturnType<typeof captureLogger>;
+  log: ReturnType<typeof recordingLogger>;
   events: {
     streamOpen: StreamOpenEvent[];
     streamClose: StreamCloseEvent[];
@@ -159,7 +158,7 @@ async function startMeshNode(name: string, options: StartOptions): Promise<MeshN
   const keyFile = join(dir, `${name}-${fileCount}-key.pem`);
   writeFileSync(certFile, options.cert.certPem);
   writeFileSync(keyFile, options.cert.keyPem);
-  const log = captureLogger();
+  const log = recordingLogger([], 'info');
   const p = options.ports;
   const nexus = createNexus(
     {
@@ -430,7 +429,7 @@ async function echoUser(port: number): Promise<RawClient> {
     user.socket.destroy();
   });
   user.socket.write(`GET /hold HTTP/1.1\r\nHost: ${ECHO}\r\n\r\n`);
-  await waitFor(() => user.received().includes('GET /hold'), 'the echo through the tunnel');
+  await waitUntil(() => user.received().includes('GET /hold'), 5_000, 'the echo through the tunnel');
   return user;
 }
 
@@ -527,14 +526,15 @@ beforeAll(async () => {
   c = await startMeshNode('c', { cert: certs.c });
   a = await startMeshNode('a', { cert: certs.a, peers: [c.url] });
   b = await startMeshNode('b', { cert: certs.b, peers: [a.url, c.url] });
-  await waitFor(
+  await waitUntil(
     () => [a, b, c].every((n) => n.nexus.mesh?.linkCount === 2),
-    'the mesh (two links at every node)',
     10_000,
+    'the mesh (two links at every node)',
   );
   backend = await attachBackend(c);
-  await waitFor(
+  await waitUntil(
     () => routeKind(a, APP) === 'peer' && routeKind(b, APP) === 'peer',
+    5_000,
     'A and B to learn C routes',
   );
 });
@@ -589,7 +589,11 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
       expect.objectContaining({ hostname: APP, port: a.ports.tls, isTls: true, via: 'peer', route: APP }),
       expect.objectContaining({ hostname: APP, port: a.ports.http, isTls: false, via: 'peer', route: APP }),
     ]);
-    await waitFor(() => a.events.streamClose.some((e) => e.id === opened[1]?.id), 'the HTTP stream to close');
+    await waitUntil(
+      () => a.events.streamClose.some((e) => e.id === opened[1]?.id),
+      5_000,
+      'the HTTP stream to close',
+    );
     expect(a.events.streamClose.find((e) => e.id === opened[1]?.id)).toMatchObject({
       via: 'peer',
       route: APP,
@@ -639,8 +643,9 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     const bigStreams = a.events.streamOpen.filter((e) => e.hostname === BIG);
     expect(bigStreams.map((e) => e.via)).toEqual(['peer', 'peer']);
     // Every tunnel ended and was released on both sides.
-    await waitFor(
+    await waitUntil(
       () => [a, c].every((n) => n.nexus.mesh?.links().every((l) => l.tunnels.tunnels === 0)),
+      5_000,
       'tunnels to be released',
     );
   });
@@ -662,7 +667,11 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     user.socket.write(`GET / HTTP/1.1\r\nHost: ${APP}\r\n\r\n`);
     await user.closed;
     expect(user.received().length).toBe(0);
-    await waitFor(() => a.events.sniffFailed.some((e) => e.reason === 'no-route'), 'the no-route close');
+    await waitUntil(
+      () => a.events.sniffFailed.some((e) => e.reason === 'no-route'),
+      5_000,
+      'the no-route close',
+    );
     expect(a.events.sniffFailed.find((e) => e.reason === 'no-route')).toMatchObject({
       hostname: APP,
       port: a.ports.http,
@@ -671,7 +680,7 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
 
     // A backend comes back for the rest of the suite.
     backend = await attachBackend(c);
-    await waitFor(() => routeKind(a, APP) === 'peer', 'A to learn the route again');
+    await waitUntil(() => routeKind(a, APP) === 'peer', 5_000, 'A to learn the route again');
   });
 
   it('drops C at once when C closes: routes gone, tunnelled end users closed, and C closes without hanging', async () => {
@@ -702,8 +711,9 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
 
     // The end users' tunnels ended with the link: each end user is closed.
     await Promise.all(users.map((u) => u.closed));
-    await waitFor(
+    await waitUntil(
       () => tunnelled.every((o) => a.events.streamClose.some((e) => e.id === o.id)),
+      5_000,
       'stream-close at A',
     );
     const closes = tunnelled.map((o) => a.events.streamClose.find((e) => e.id === o.id));
@@ -728,10 +738,10 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     expect(c.url).toBe(old.url);
     await again; // A's dialer redialled C
     expect(a.events.peerConnected.length).toBe(connectedBefore + 1);
-    await waitFor(() => c.nexus.mesh?.linkCount === 2, 'A and B to redial C');
+    await waitUntil(() => c.nexus.mesh?.linkCount === 2, 5_000, 'A and B to redial C');
     // The backend client redials C's hub by itself; C announces; A routes again.
-    await waitFor(() => routeKind(c, APP) === 'local', 'the backend to re-register at C', 10_000);
-    await waitFor(() => routeKind(a, APP) === 'peer', 'A to learn C routes again');
+    await waitUntil(() => routeKind(c, APP) === 'local', 10_000, 'the backend to re-register at C');
+    await waitUntil(() => routeKind(a, APP) === 'peer', 5_000, 'A to learn C routes again');
     const before = a.events.streamOpen.length;
     const reply = await httpsGet(a.ports.tls, '/after-restart');
     expect(reply).toMatchObject({ status: 200, body: `tls ${APP} /after-restart` });
@@ -753,10 +763,11 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
       cert: await nodeCert(rogueCa, `e${SUFFIX}`),
       peers: [a.url],
     });
-    await waitFor(
+    await waitUntil(
       () =>
         a.events.peerRefused.slice(refusedBefore).some((e) => e.reason.includes('evilmesh')) &&
         a.events.peerRefused.slice(refusedBefore).some((e) => e.reason === 'untrusted certificate chain'),
+      5_000,
       'A to refuse both',
     );
     expect(a.events.peerRefused.slice(refusedBefore).find((e) => e.reason.includes('evilmesh'))).toEqual({
@@ -768,11 +779,12 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     expect(rogue.nexus.mesh?.linkCount).toBe(0);
     expect(a.nexus.mesh?.linkCount).toBe(linksBefore);
     // The refused dialers keep trying, with backoff, and say so.
-    await waitFor(
+    await waitUntil(
       () =>
         [outside, rogue].every((n) =>
           n.log.lines.some((l) => l.level === 'warn' && l.msg === 'cannot reach peer'),
         ),
+      5_000,
       'the refused dialers to report',
     );
     await outside.close({ graceMs: 0 });
@@ -786,12 +798,13 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
       cert: await nodeCert(meshCa, `f${SUFFIX}`),
       peers: [`wss://127.0.0.1:${a.ports.peer}/mesh`],
     });
-    await waitFor(
+    await waitUntil(
       () => byIp.log.lines.filter((l) => l.msg === 'cannot reach peer').length >= 2,
+      5_000,
       'the dialer to fail (twice)',
     );
     const failure = byIp.log.lines.find((l) => l.msg === 'cannot reach peer');
-    expect(String((failure?.obj as { err?: string } | undefined)?.err)).toContain(
+    expect(String((failure?.fields as { err?: string } | undefined)?.err)).toContain(
       "IP: 127.0.0.1 is not in the cert's list",
     );
     expect(byIp.nexus.mesh?.linkCount).toBe(0);
@@ -806,8 +819,9 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
   it('closes a node with active tunnels gracefully: finishing streams complete, the rest are cut at the grace', async () => {
     const finishing = await echoUser(a.ports.http);
     const idle = await echoUser(a.ports.http);
-    await waitFor(
+    await waitUntil(
       () => (c.nexus.mesh?.links().reduce((n, l) => n + l.tunnels.tunnels, 0) ?? 0) === 2,
+      5_000,
       'two tunnels at C',
     );
     const cLinkToA = linkOf(c, `a${SUFFIX}`);
@@ -832,11 +846,12 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
     expect(closeOf(idleOpen)).toMatchObject({ via: 'peer', reason: 'shutdown' });
     // C saw A leave and released everything: tunnels and the backend's streams.
     expect((await aGone).reason).toBe('closed_by_peer');
-    await waitFor(
+    await waitUntil(
       () => c.nexus.mesh?.links().every((l) => l.tunnels.tunnels === 0) === true,
+      5_000,
       'C to release tunnels',
     );
-    await waitFor(() => backend.client.stats().streams === 0, 'the backend streams to end');
+    await waitUntil(() => backend.client.stats().streams === 0, 5_000, 'the backend streams to end');
     console.log(
       `A closed with 2 active tunnels (grace 1000 ms) in ${tookMs} ms; one finished after ${finishedAfterMs} ms`,
     );

@@ -22,7 +22,7 @@ import {
 import type { NexusConfigInput } from '../../src/config.js';
 import { PEER_REMOVED_REASON } from '../../src/mesh.js';
 import { createNexus, type Nexus, type NexusEvents, type SniffFailedEvent } from '../../src/nexus.js';
-import { waitFor } from './_mesh-node.js';
+import { waitUntil } from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 20_000, hookTimeout: 20_000 });
 
@@ -204,7 +204,7 @@ describe('Nexus.reload: peers', () => {
     const b = await startNode('b');
     await attachBackend(b, APP);
     const a = await startNode('a', { extra: { peers: [b.peerUrl] } });
-    await waitFor(() => a.n.routes.lookup(APP)?.kind === 'peer', 'the peer route on A');
+    await waitUntil(() => a.n.routes.lookup(APP)?.kind === 'peer', 5_000, 'the peer route on A');
     expect(await httpThrough(a.httpPort, APP)).toMatch(/served by b$/);
     let linksOnB = 0;
     b.n.on('peer-connected', () => linksOnB++);
@@ -217,7 +217,7 @@ describe('Nexus.reload: peers', () => {
     expect((await routesGone).hostnames).toEqual([]);
     expect(a.n.routes.lookup(APP)).toBeUndefined();
     expect(await httpThrough(a.httpPort, APP)).toBe('');
-    await waitFor(() => b.n.mesh?.linkCount === 0, 'B to see the link close');
+    await waitUntil(() => b.n.mesh?.linkCount === 0, 5_000, 'B to see the link close');
     // Ten reconnect delays later, nobody has dialled B again.
     await new Promise((r) => setTimeout(r, 10 * RECONNECT.maxDelayMs));
     expect(linksOnB).toBe(0);
@@ -229,12 +229,12 @@ describe('Nexus.reload: peers', () => {
     const b = await startNode('b');
     const c = await startNode('c');
     const a = await startNode('a', { extra: { peers: [b.peerUrl] } });
-    await waitFor(() => a.n.mesh?.linkCount === 1, 'the A–B link');
+    await waitUntil(() => a.n.mesh?.linkCount === 1, 5_000, 'the A–B link');
     const [before] = a.n.mesh?.links() ?? [];
     const toC = nextEvent(c.n, 'peer-connected');
     await a.n.reload(a.config({ peers: [c.peerUrl, b.peerUrl] }));
     await toC;
-    await waitFor(() => a.n.mesh?.linkCount === 2, 'the A–C link');
+    await waitUntil(() => a.n.mesh?.linkCount === 2, 5_000, 'the A–C link');
     expect(a.n.mesh?.links().find((l) => l.peer === b.peerUrl)?.linkId).toBe(before?.linkId);
   });
 });
@@ -247,7 +247,7 @@ describe('Nexus.reload: peer trust', () => {
     await attachBackend(b, APP);
     await b.n.reload(b.config({ peers: [a.peerUrl] }));
     expect((await connected).peer).toBe('b.other.test');
-    await waitFor(() => a.n.routes.lookup(APP)?.kind === 'peer', 'the peer route on A');
+    await waitUntil(() => a.n.routes.lookup(APP)?.kind === 'peer', 5_000, 'the peer route on A');
 
     const result = await a.n.reload(
       a.config({ peerAuthentication: { trustedDomainSuffixes: ['.mesh.test'], caFile: a.caFile } }),
@@ -298,7 +298,7 @@ describe('Nexus.reload: peer trust', () => {
   it('applies peer keepalive to the open links, and the idle timeout', async () => {
     const b = await startNode('b');
     const a = await startNode('a', { extra: { peers: [b.peerUrl] } });
-    await waitFor(() => a.n.mesh?.linkCount === 1 && b.n.mesh?.linkCount === 1, 'the A–B link');
+    await waitUntil(() => a.n.mesh?.linkCount === 1 && b.n.mesh?.linkCount === 1, 5_000, 'the A–B link');
     // Both nodes ping every 54 s by default: any ping within the next seconds comes from the new setting.
     const ping = vi.spyOn(WebSocket.prototype, 'ping');
     try {
@@ -313,7 +313,7 @@ describe('Nexus.reload: peer trust', () => {
         applied: ['idleTimeoutSeconds', 'keepalive.peerPingIntervalMs', 'keepalive.peerDeadAfterMs'],
         restartRequired: [],
       });
-      await waitFor(() => ping.mock.calls.length >= 3, 'pings at the new interval', 3_000);
+      await waitUntil(() => ping.mock.calls.length >= 3, 3_000, 'pings at the new interval');
     } finally {
       ping.mockRestore();
     }
@@ -359,7 +359,7 @@ describe('Nexus.reload: hub limits', () => {
     await once(second, 'open');
     second.send(token);
     second.send(big);
-    await waitFor(() => a.n.hub.sessions.length === 1, 'the second backend registered');
+    await waitUntil(() => a.n.hub.sessions.length === 1, 5_000, 'the second backend registered');
     second.ping();
     await once(second, 'pong');
     expect(second.readyState).toBe(WebSocket.OPEN);
@@ -383,20 +383,20 @@ describe('Nexus.reload: relay limits', () => {
     ]);
     await silentConnection(a.httpPort); // holds the one allowed connection (and one sniff slot)
     await silentConnection(a.httpPort);
-    await waitFor(() => failures.length === 1, 'the per-IP refusal');
+    await waitUntil(() => failures.length === 1, 5_000, 'the per-IP refusal');
     expect(failures[0]?.reason).toBe('ip-limit');
 
     // Per-IP limit off, one sniff at a time: the silent connection holds the only slot.
     const result = await a.n.reload(a.config({ limits: { maxConnectionsPerIp: 0, maxConcurrentSniffs: 1 } }));
     expect(result.applied.sort()).toEqual(['limits.maxConcurrentSniffs', 'limits.maxConnectionsPerIp']);
     await silentConnection(a.httpPort);
-    await waitFor(() => failures.length === 2, 'the over-budget refusal');
+    await waitUntil(() => failures.length === 2, 5_000, 'the over-budget refusal');
     expect(failures[1]?.reason).toBe('over-budget');
 
     // Two slots: a new connection is sniffed (and, with no route, closed as such).
     await a.n.reload(a.config({ limits: { maxConnectionsPerIp: 0, maxConcurrentSniffs: 2 } }));
     expect(await httpThrough(a.httpPort, 'nowhere.test')).toBe('');
-    await waitFor(() => failures.length === 3, 'the route miss');
+    await waitUntil(() => failures.length === 3, 5_000, 'the route miss');
     expect(failures[2]?.reason).toBe('no-route');
   });
 });

@@ -17,7 +17,7 @@ import {
 import {
   createTestPki,
   httpGet,
-  type NodeHarness,
+  type TestNode,
   type StartNodeOptions,
   onHttpRequest,
   rawConnect,
@@ -26,8 +26,8 @@ import {
   type TestPki,
   type TestService,
   tlsEndUser,
-} from '../helpers/node-harness.js';
-import { TapDuplex } from './_net-helpers.js';
+  TapDuplex,
+} from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 20_000 });
 
@@ -46,7 +46,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(options: Omit<StartNodeOptions, 'pki'> = {}): Promise<NodeHarness> {
+async function node(options: Omit<StartNodeOptions, 'pki'> = {}): Promise<TestNode> {
   const n = await startNode({ pki, ...options });
   cleanups.push(() => n.close());
   return n;

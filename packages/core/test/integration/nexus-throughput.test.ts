@@ -6,14 +6,14 @@ import {
   delay,
   HashingReader,
   MiB,
-  type NodeHarness,
+  type TestNode,
   pump,
   RandomSource,
   sampleMemory,
   startNode,
   startService,
   type TestPki,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -46,7 +46,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(): Promise<NodeHarness> {
+async function node(): Promise<TestNode> {
   const n = await startNode({ pki, listeners: ['http'] });
   cleanups.push(() => n.close());
   return n;

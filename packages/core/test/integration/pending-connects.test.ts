@@ -9,12 +9,11 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { ResolvedNexusConfig } from '../../src/config.js';
 import {
-  attachClient,
-  createPki,
-  type EndUser,
-  endUser,
+  createTestPki,
+  type RawClient,
+  rawConnect,
   type LogLine,
-  type Pki,
+  type TestPki,
   type RawBackend,
   rawBackend,
   recordingLogger,
@@ -23,11 +22,11 @@ import {
   type TestNode,
   token,
   waitUntil,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -36,26 +35,30 @@ afterEach(async () => {
 });
 
 async function start(maxPendingConnects: number, lines: LogLine[] = []): Promise<TestNode> {
-  const node = await startNode(pki, { limits: { maxPendingConnects } }, 0, recordingLogger(lines));
+  const node = await startNode({
+    pki,
+    config: { limits: { maxPendingConnects } },
+    logger: recordingLogger(lines),
+  });
   cleanups.push(() => node.close());
   return node;
 }
 
 /** A raw backend for `hostnames` that never answers a connect, registered before this resolves. */
 async function stuckBackend(node: TestNode, hostnames: string[]): Promise<RawBackend> {
-  const before = node.events.connected.length;
+  const before = node.events.backendConnected.length;
   const raw = await rawBackend(pki, node.hubPort, await token(hostnames));
   raw.answer = false;
   cleanups.push(() => {
     if (raw.ws.readyState !== WebSocket.CLOSED) raw.ws.terminate();
   });
-  await waitUntil(() => node.events.connected.length > before, 3_000, 'backend registered');
+  await waitUntil(() => node.events.backendConnected.length > before, 3_000, 'backend registered');
   return raw;
 }
 
 /** An end user that sent an HTTP request for `host` and waits for the answer. */
-async function request(node: TestNode, host: string): Promise<EndUser> {
-  const user = await endUser(node.httpPort);
+async function request(node: TestNode, host: string): Promise<RawClient> {
+  const user = await rawConnect(node.httpPort);
   cleanups.push(() => {
     user.socket.destroy();
   });
@@ -70,7 +73,7 @@ describe('limits.maxPendingConnects', () => {
     const lines: LogLine[] = [];
     const node = await start(3, lines);
     const raw = await stuckBackend(node, ['stuck.example.com']);
-    const users: EndUser[] = [];
+    const users: RawClient[] = [];
     for (let i = 0; i < 3; i++) users.push(await request(node, 'stuck.example.com'));
     await waitUntil(() => connects(raw).length === 3, 3_000, 'three connects');
     const session = node.nexus.hub.sessions[0]!;
@@ -114,10 +117,11 @@ describe('limits.maxPendingConnects', () => {
     const raw = await stuckBackend(node, ['pool.example.com']);
     const service = await startHttpService('healthy');
     cleanups.push(() => service.close());
-    const healthy = await attachClient(pki, node, { hostnames: ['pool.example.com'], service: service.port });
+    const healthy = (await node.attachBackend({ hostnames: ['pool.example.com'], service: service.port }))
+      .client;
     cleanups.push(() => healthy.close({ graceMs: 0 }));
 
-    const users: EndUser[] = [];
+    const users: RawClient[] = [];
     for (let i = 0; i < 10; i++) users.push(await request(node, 'pool.example.com'));
     const served = () => users.filter((u) => u.received().toString('latin1').includes('served-by healthy'));
     await waitUntil(() => served().length === 7, 5_000, 'seven answers from the healthy backend');

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildProxyHeader, resolvePortMappings } from '@nexus-proxy/backend-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestPki, type NodeHarness, startNode } from '../helpers/node-harness.js';
+import { createTestPki, type TestNode, startNode } from '@nexus-proxy/test-harness';
 
 function findNginx(): string {
   for (const candidate of ['nginx', '/usr/sbin/nginx', '/usr/local/sbin/nginx']) {
@@ -55,7 +55,7 @@ async function request(
 
 describe('PROXY protocol to nginx', () => {
   let nginx: ChildProcess | undefined;
-  let node: NodeHarness | undefined;
+  let node: TestNode | undefined;
   let dir = '';
   let nginxPort = 0;
   let port4 = 0;

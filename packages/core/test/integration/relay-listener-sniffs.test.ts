@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRelayListener, type RelayListener } from '../../src/relay-listener.js';
-import { waitFor } from './_net-helpers.js';
+import { waitUntil } from '@nexus-proxy/test-harness';
 
 const listeners: RelayListener[] = [];
 const sockets: Socket[] = [];
@@ -40,7 +40,7 @@ describe('relay listener with many connections sniffing at once', () => {
           return s;
         }),
       );
-      await waitFor(() => listener.sniffing === 30);
+      await waitUntil(() => listener.sniffing === 30);
       // Warnings are emitted on the next tick: give them the chance to show up.
       await new Promise((r) => setImmediate(r));
       expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);

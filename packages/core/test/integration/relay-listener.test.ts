@@ -12,7 +12,7 @@ import {
   type RelayListenerOptions,
 } from '../../src/relay-listener.js';
 import { SniffBudget, type SniffedConnection } from '../../src/sniff-connection.js';
-import { connectRecording, TapDuplex, waitFor } from './_net-helpers.js';
+import { rawConnect, socketPair, TapDuplex, waitUntil } from '@nexus-proxy/test-harness';
 
 interface Harness {
   listener: RelayListener;
@@ -91,7 +91,7 @@ function httpHead(host: string, extraHeaderBytes = 0): Buffer {
 describe('createRelayListener (tls)', () => {
   it('routes a real ClientHello by SNI and the prelude equals the bytes the client sent', async () => {
     const h = await start({ mode: 'tls' });
-    const raw = (await connectRecording(h.port)).socket;
+    const raw = (await rawConnect(h.port)).socket;
     const tap = new TapDuplex(raw);
     const client = tlsConnect({
       socket: tap,
@@ -115,7 +115,7 @@ describe('createRelayListener (tls)', () => {
   it('keeps bytes that arrived after the ClientHello in the prelude and loses none afterwards', async () => {
     // Capture a real ClientHello first, then replay it with trailing bytes in the same write.
     const cap = await start({ mode: 'tls' });
-    const tap = new TapDuplex((await connectRecording(cap.port)).socket);
+    const tap = new TapDuplex((await rawConnect(cap.port)).socket);
     const c = tlsConnect({ socket: tap, servername: 'a.example.com' });
     c.on('error', () => {});
     await cap.nextRouted();
@@ -123,7 +123,7 @@ describe('createRelayListener (tls)', () => {
     c.destroy();
 
     const h = await start({ mode: 'tls' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     const extra = Buffer.from('early-bytes');
     client.socket.write(Buffer.concat([hello, extra]));
     const { sniffed, socket } = await h.nextRouted();
@@ -140,7 +140,7 @@ describe('createRelayListener (tls)', () => {
 
   it('routes a ClientHello split into one-byte TCP writes', async () => {
     const cap = await start({ mode: 'tls' });
-    const tap = new TapDuplex((await connectRecording(cap.port)).socket);
+    const tap = new TapDuplex((await rawConnect(cap.port)).socket);
     const c = tlsConnect({ socket: tap, servername: 'split.example.com' });
     c.on('error', () => {});
     await cap.nextRouted();
@@ -148,7 +148,7 @@ describe('createRelayListener (tls)', () => {
     c.destroy();
 
     const h = await start({ mode: 'tls' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     client.socket.setNoDelay(true);
     const routed = h.nextRouted();
     for (let i = 0; i < hello.length; i += 97) {
@@ -162,7 +162,7 @@ describe('createRelayListener (tls)', () => {
 
   it('closes a ClientHello without SNI and the client receives 0 bytes', async () => {
     const h = await start({ mode: 'tls' });
-    const raw = (await connectRecording(h.port)).socket;
+    const raw = (await rawConnect(h.port)).socket;
     const tap = new TapDuplex(raw);
     // Node sends no SNI when connecting to an IP literal without `servername`.
     const client = tlsConnect({ socket: tap, host: '127.0.0.1', rejectUnauthorized: false });
@@ -176,7 +176,7 @@ describe('createRelayListener (tls)', () => {
 
   it('closes a plain-text connection on a TLS port without answering', async () => {
     const h = await start({ mode: 'tls' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     client.socket.write(httpHead('a.example.com'));
     const ev = await h.nextClose();
     expect(ev.reason).toBe('not-tls');
@@ -187,7 +187,7 @@ describe('createRelayListener (tls)', () => {
 
   it('closes with no-route when onRouted returns that reason, writing nothing', async () => {
     const h = await start({ mode: 'http' }, () => 'no-route');
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     client.socket.write(httpHead('nobody.example.com'));
     const ev = await h.nextClose();
     expect(ev).toMatchObject({
@@ -203,7 +203,7 @@ describe('createRelayListener (tls)', () => {
 describe('createRelayListener (http)', () => {
   it('routes by Host with the port stripped and keeps the body bytes in the prelude', async () => {
     const h = await start({ mode: 'http' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     const req = Buffer.concat([
       Buffer.from('POST /upload HTTP/1.1\r\nHost: Api.Example.com:8080\r\nContent-Length: 4\r\n\r\n'),
       Buffer.from('body'),
@@ -221,7 +221,7 @@ describe('createRelayListener (http)', () => {
 
   it('routes a 40 KiB request head', async () => {
     const h = await start({ mode: 'http' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     const head = httpHead('big.example.com', 40 * 1024);
     client.socket.write(head);
     const { sniffed } = await h.nextRouted();
@@ -231,7 +231,7 @@ describe('createRelayListener (http)', () => {
 
   it('closes a 1 MB request head as too-large without answering', async () => {
     const h = await start({ mode: 'http' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     client.socket.write(httpHead('big.example.com', 1024 * 1024));
     const ev = await h.nextClose();
     expect(ev.reason).toBe('too-large');
@@ -242,7 +242,7 @@ describe('createRelayListener (http)', () => {
 
   it('closes a head with two Host headers as bad-host', async () => {
     const h = await start({ mode: 'http' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     client.socket.write('GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n');
     const ev = await h.nextClose();
     expect(ev).toMatchObject({ reason: 'bad-host', detail: 'duplicate-host' });
@@ -252,7 +252,7 @@ describe('createRelayListener (http)', () => {
 
   it('closes a client that half-closes before its head is complete', async () => {
     const h = await start({ mode: 'http' });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     client.socket.end('GET / HTTP/1.1\r\n');
     const ev = await h.nextClose();
     expect(ev.reason).toBe('client-closed');
@@ -265,7 +265,7 @@ describe('createRelayListener deadlines and budgets', () => {
   it('closes a connection that sends nothing at the first-byte deadline', async () => {
     const h = await start({ mode: 'tls', limits: { sniffFirstByteTimeoutMs: 100 } });
     const t0 = Date.now();
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     const ev = await h.nextClose();
     expect(ev.reason).toBe('sniff-timeout');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
@@ -278,7 +278,7 @@ describe('createRelayListener deadlines and budgets', () => {
       mode: 'http',
       limits: { sniffFirstByteTimeoutMs: 1_000, sniffReadExtensionMs: 200, sniffAbsoluteTimeoutMs: 400 },
     });
-    const client = await connectRecording(h.port);
+    const client = await rawConnect(h.port);
     const t0 = Date.now();
     const drip = setInterval(() => client.socket.write('G'), 50);
     try {
@@ -300,20 +300,20 @@ describe('createRelayListener deadlines and budgets', () => {
     const a = await start({ mode: 'http', budget, limits: { sniffFirstByteTimeoutMs: 30_000 } });
     const b = await start({ mode: 'http', budget, limits: { sniffFirstByteTimeoutMs: 30_000 } });
     const slow = [];
-    for (let i = 0; i < 3; i++) slow.push(await connectRecording(i % 2 === 0 ? a.port : b.port));
-    await waitFor(() => budget.active === 3);
+    for (let i = 0; i < 3; i++) slow.push(await rawConnect(i % 2 === 0 ? a.port : b.port));
+    await waitUntil(() => budget.active === 3);
 
     // A real client still fits in the last slot and is routed; it leaves the budget once routed.
-    const real = await connectRecording(b.port);
+    const real = await rawConnect(b.port);
     real.socket.write(httpHead('real.example.com'));
     const { sniffed } = await b.nextRouted();
     expect(sniffed.hostname).toBe('real.example.com');
     expect(budget.active).toBe(3);
 
-    slow.push(await connectRecording(a.port));
-    await waitFor(() => budget.active === 4);
+    slow.push(await rawConnect(a.port));
+    await waitUntil(() => budget.active === 4);
     const t0 = Date.now();
-    const over = await connectRecording(a.port);
+    const over = await rawConnect(a.port);
     await over.closed;
     expect(Date.now() - t0).toBeLessThan(1_000);
     expect(over.received().length).toBe(0);
@@ -321,25 +321,25 @@ describe('createRelayListener deadlines and budgets', () => {
 
     // Closing sniffing connections frees their slots.
     for (const s of slow) s.socket.destroy();
-    await waitFor(() => budget.active === 0);
-    const again = await connectRecording(a.port);
+    await waitUntil(() => budget.active === 0);
+    const again = await rawConnect(a.port);
     again.socket.write(httpHead('again.example.com'));
     expect((await a.nextRouted()).sniffed.hostname).toBe('again.example.com');
   });
 
   it('enforces the per-IP connection limit', async () => {
     const h = await start({ mode: 'http', limits: { maxConnectionsPerIp: 2 } });
-    const c1 = await connectRecording(h.port);
-    const c2 = await connectRecording(h.port);
-    await waitFor(() => h.listener.sniffing === 2);
-    const c3 = await connectRecording(h.port);
+    const c1 = await rawConnect(h.port);
+    const c2 = await rawConnect(h.port);
+    await waitUntil(() => h.listener.sniffing === 2);
+    const c3 = await rawConnect(h.port);
     const ev = await h.nextClose();
     expect(ev.reason).toBe('ip-limit');
     await c3.closed;
     expect(c3.received().length).toBe(0);
     c1.socket.destroy();
     await h.nextClose();
-    const c4 = await connectRecording(h.port);
+    const c4 = await rawConnect(h.port);
     c4.socket.write(httpHead('ok.example.com'));
     expect((await h.nextRouted()).sniffed.hostname).toBe('ok.example.com');
     c2.socket.destroy();
@@ -347,8 +347,8 @@ describe('createRelayListener deadlines and budgets', () => {
 
   it('destroys sniffing connections with reason shutdown on close()', async () => {
     const h = await start({ mode: 'tls' });
-    const client = await connectRecording(h.port);
-    await waitFor(() => h.listener.sniffing === 1);
+    const client = await rawConnect(h.port);
+    await waitUntil(() => h.listener.sniffing === 1);
     await h.listener.close();
     const ev = await h.nextClose();
     expect(ev.reason).toBe('shutdown');
@@ -360,11 +360,10 @@ describe('createRelayListener deadlines and budgets', () => {
     const routed: SniffedConnection[] = [];
     const listener = createRelayListener({ mode: 'http', onRouted: (_s, sn) => void routed.push(sn) });
     open.push(listener);
-    const { socketPair } = await import('./_net-helpers.js');
     const pair = await socketPair();
     listener.handleConnection(pair.server);
     pair.client.write(httpHead('byo.example.com'));
-    await waitFor(() => routed.length === 1);
+    await waitUntil(() => routed.length === 1);
     expect(routed[0]?.hostname).toBe('byo.example.com');
     await pair.close();
   });

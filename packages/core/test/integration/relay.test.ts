@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type RelayStats, relayConnection } from '../../src/relay.js';
-import { listenLocal, socketPair } from './_net-helpers.js';
+import { listenLocal, socketPair } from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 10_000 });
 

@@ -9,24 +9,24 @@ import { resolvePortMappings } from '@nexus-proxy/backend-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SniffFailedEvent } from '../../src/nexus.js';
 import {
-  attachClient,
   clientHello,
-  type EndUser,
-  endUser,
+  type RawClient,
+  rawConnect,
   type Extension,
   httpGet,
-  type Pki,
-  createPki,
+  type TestPki,
+  createTestPki,
   startHttpService,
+  type StartNodeOptions,
   startNode,
   startRecordingService,
   type TestNode,
   waitUntil,
-} from './_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -37,7 +37,7 @@ afterEach(async () => {
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** The `sniff-failed` event for `user` (matched by its source port), once reported. */
-async function failureOf(node: TestNode, user: EndUser, timeoutMs = 3_000): Promise<SniffFailedEvent> {
+async function failureOf(node: TestNode, user: RawClient, timeoutMs = 3_000): Promise<SniffFailedEvent> {
   const port = user.localPort;
   await waitUntil(
     () => node.events.sniffFailed.some((e) => e.remotePort === port),
@@ -49,7 +49,7 @@ async function failureOf(node: TestNode, user: EndUser, timeoutMs = 3_000): Prom
 
 /** Sends `bytes` (and a FIN when `end`), then expects the node to close the connection writing nothing. */
 async function expectClosed(node: TestNode, port: number, bytes: Uint8Array, end = false) {
-  const user = await endUser(port);
+  const user = await rawConnect(port);
   user.socket.write(bytes);
   if (end) user.socket.end();
   const event = await failureOf(node, user);
@@ -68,7 +68,7 @@ async function expectRouted(
   bytes: Uint8Array,
   index: number,
 ): Promise<void> {
-  const user = await endUser(port);
+  const user = await rawConnect(port);
   user.socket.write(bytes);
   const got = () => Buffer.concat(recorder.received[index] ?? []);
   await waitUntil(() => got().length >= bytes.length, 3_000, 'routed bytes');
@@ -77,24 +77,29 @@ async function expectRouted(
   user.socket.destroy();
 }
 
-async function nodeWithBackend(config: Parameters<typeof startNode>[1] = {}) {
-  const node = await startNode(pki, {
-    limits: { sniffFirstByteTimeoutMs: 600, sniffReadExtensionMs: 400, sniffAbsoluteTimeoutMs: 1_200 },
-    ...config,
+async function nodeWithBackend(config: StartNodeOptions['config'] = {}) {
+  const node = await startNode({
+    pki,
+    config: {
+      limits: { sniffFirstByteTimeoutMs: 600, sniffReadExtensionMs: 400, sniffAbsoluteTimeoutMs: 1_200 },
+      ...config,
+    },
   });
   cleanups.push(() => node.close());
   const http = await startHttpService('good');
   cleanups.push(() => http.close());
   const recorder = await startRecordingService();
   cleanups.push(() => recorder.close());
-  const client = await attachClient(pki, node, {
-    hostnames: ['good.example.com'],
-    // TLS streams go to the recorder (to compare bytes), HTTP ones to the web service.
-    portMappings: resolvePortMappings({
-      [node.tlsPort]: `127.0.0.1:${recorder.port}`,
-      [node.httpPort]: `127.0.0.1:${http.port}`,
-    }),
-  });
+  const client = (
+    await node.attachBackend({
+      hostnames: ['good.example.com'],
+      // TLS streams go to the recorder (to compare bytes), HTTP ones to the web service.
+      portMappings: resolvePortMappings({
+        [node.tlsPort]: `127.0.0.1:${recorder.port}`,
+        [node.httpPort]: `127.0.0.1:${http.port}`,
+      }),
+    })
+  ).client;
   cleanups.push(() => client.close({ graceMs: 0 }));
   return { node, recorder };
 }
@@ -234,13 +239,13 @@ describe('R21 slowloris', () => {
    */
   async function slowloris(port: number, n: number, everyMs: number, localAddress?: string) {
     const hello = clientHello('good.example.com');
-    const users: Array<EndUser & { openedFrom: number; openedBy: number }> = [];
+    const users: Array<RawClient & { openedFrom: number; openedBy: number }> = [];
     const timers = new Set<NodeJS.Timeout>();
     cleanups.push(() => {
       for (const t of timers) clearTimeout(t);
       for (const u of users) u.socket.destroy();
     });
-    const drip = (u: EndUser, sent: number): void => {
+    const drip = (u: RawClient, sent: number): void => {
       if (u.socket.destroyed || sent >= hello.length) return;
       u.socket.write(hello.subarray(sent, sent + 1));
       const t = setTimeout(() => {
@@ -252,7 +257,7 @@ describe('R21 slowloris', () => {
     for (let i = 0; i < n; i += 200) {
       const openedFrom = Date.now();
       const batch = await Promise.all(
-        Array.from({ length: Math.min(200, n - i) }, () => endUser(port, localAddress)),
+        Array.from({ length: Math.min(200, n - i) }, () => rawConnect(port, { localAddress: localAddress })),
       );
       const openedBy = Date.now();
       for (const u of batch) {
@@ -277,15 +282,15 @@ describe('R21 slowloris', () => {
     // One byte every 300 ms: each read extends the deadline by 500 ms, so only the absolute one ends them.
     const users = await slowloris(node.tlsPort, 1_000, 300);
     expect(Date.now() - t0).toBeLessThan(ABSOLUTE - 500); // all open before the first deadline
-    const closes = await Promise.all(users.map((u) => u.closed));
+    await Promise.all(users.map((u) => u.closed));
     const reasons = new Map<string, number>();
     for (const e of node.events.sniffFailed) reasons.set(e.reason, (reasons.get(e.reason) ?? 0) + 1);
     expect(Object.fromEntries(reasons)).toEqual({ 'over-budget': 744, 'sniff-timeout': 256 });
     const byPort = new Map(node.events.sniffFailed.map((e) => [e.remotePort, e]));
-    for (const [i, u] of users.entries()) {
+    for (const u of users) {
       expect(u.received().length).toBe(0);
       const event = byPort.get(u.localPort);
-      const closedAt = closes[i]?.at ?? 0;
+      const closedAt = u.closedAt ?? 0;
       if (event?.reason === 'sniff-timeout') {
         expect(closedAt - u.openedFrom).toBeGreaterThanOrEqual(ABSOLUTE - 20);
         expect(event.bytesRead).toBeGreaterThan(3); // it did drip: the read extensions were not enough
