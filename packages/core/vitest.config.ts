@@ -7,7 +7,10 @@ import shared from '../../vitest.shared.js';
 export default mergeConfig(shared, {
   resolve: {
     alias: [
-      { find: /^@nexus-proxy\/core$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+      {
+        find: /^@nexus-proxy\/core$/,
+        replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)),
+      },
     ],
   },
 });
