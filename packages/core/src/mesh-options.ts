@@ -11,8 +11,8 @@ import type { RoutingTable } from './routing-table.js';
 
 /** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
 export const MESH_PATH = '/mesh';
-/** Port of the reference peer listener (`peerListenAddress: ":8444"`). */
-export const DEFAULT_PEER_LISTEN_PORT = 8444;
+/** Port of a peer listener: the default of `peerListenAddress` (`:8444`) and of a `peers` URL without one. */
+export const DEFAULT_PEER_PORT = 8444;
 /** First reconnect delay of a peer dialer: `1_000` ms. */
 export const DEFAULT_PEER_RECONNECT_INITIAL_DELAY = 1_000;
 /** Largest reconnect delay of a peer dialer (before jitter): `60_000` ms. */

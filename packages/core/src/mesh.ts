@@ -24,7 +24,7 @@ import {
   BACKOFF_RESET_AFTER_MS,
   backoffDelay,
   DEFAULT_PEER_CONNECT_TIMEOUT,
-  DEFAULT_PEER_LISTEN_PORT,
+  DEFAULT_PEER_PORT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
   DEFAULT_PEER_RECONNECT_MAX_DELAY,
@@ -50,7 +50,7 @@ import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 export {
   backoffDelay,
   DEFAULT_PEER_CONNECT_TIMEOUT,
-  DEFAULT_PEER_LISTEN_PORT,
+  DEFAULT_PEER_PORT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
   DEFAULT_PEER_RECONNECT_MAX_DELAY,
@@ -272,13 +272,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       if (!this.handleUpgrade(req, socket, head)) rejectUpgrade(socket, 404, 'Not Found');
     });
     server.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'peer TLS handshake failed'));
-    return listenServer(
-      server,
-      options.port ?? DEFAULT_PEER_LISTEN_PORT,
-      options.host,
-      this.#log,
-      'peer listener',
-    );
+    return listenServer(server, options.port ?? DEFAULT_PEER_PORT, options.host, this.#log, 'peer listener');
   }
 
   /** The dedicated listener's address, if `listen()` was called. */

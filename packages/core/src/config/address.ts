@@ -7,7 +7,7 @@ import { ConfigIssue, convert, describeValue, integer, validate } from '@nexus-p
 import { normalizeHostname } from '@nexus-proxy/sni';
 import * as v from 'valibot';
 import { InvalidConfigError } from '../errors.js';
-import { DEFAULT_PEER_PORT, PEER_PATH } from './defaults.js';
+import { DEFAULT_PEER_PORT, MESH_PATH } from '../mesh-options.js';
 import type { ListenAddress } from './types.js';
 
 /** An IP address or a hostname (no wildcard). */
@@ -100,7 +100,7 @@ function peerUrl(value: string): string {
   if (url.hostname === '') fail(`has no host (got ${describeValue(value)})`);
   if (url.username !== '' || url.password !== '') fail('must not carry credentials');
   if (!hasScheme && url.port === '') url.port = String(DEFAULT_PEER_PORT);
-  if (url.pathname === '' || url.pathname === '/') url.pathname = PEER_PATH;
+  if (url.pathname === '' || url.pathname === '/') url.pathname = MESH_PATH;
   url.hash = '';
   return url.toString();
 }

@@ -20,10 +20,6 @@ export const DEFAULT_IDLE_TIMEOUT_SECONDS = 0;
 export const MIN_SECRET_BYTES = 32;
 /** Default log level. */
 export const DEFAULT_LOG_LEVEL = 'info';
-/** Port of the peer listener assumed for a `peers` entry written without one. */
-export const DEFAULT_PEER_PORT = 8444;
-/** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
-export const PEER_PATH = '/mesh';
 
 /** Default resource limits (see {@link LimitsInput} for each one's meaning). */
 export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
