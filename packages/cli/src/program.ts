@@ -7,9 +7,7 @@ import { writeConfigTemplate } from './init.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
 import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
 import { DEFAULT_SYSTEMD_UNIT_FILE, writeSystemdUnit } from './systemd.js';
-
-/** Version reported by `--version`. */
-export const VERSION = '0.1.0';
+import { VERSION } from './version.js';
 
 function integer(name: string) {
   return (value: string): number => {

@@ -23,9 +23,9 @@ import { type AdminServer, createAdminServer } from './admin.js';
 import { DEMO_HOSTNAME, type Demo, startDemo } from './demo.js';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { createNexusMetrics, type NexusMetrics } from './metrics.js';
-import { VERSION } from './program.js';
 import { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
 import { buildStatus, nodeReadiness, parseAdminAddress } from './status.js';
+import { VERSION } from './version.js';
 
 /** Ports of the embedded default (unprivileged, loopback only). */
 export const EMBEDDED_PORTS = { tls: 8443, http: 8080, hub: 8444 } as const;

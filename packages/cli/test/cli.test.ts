@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as netConnect } from 'node:net';
@@ -103,6 +103,15 @@ describe('nexus-proxy init', () => {
     await run(['init', '-o', file, '--force']);
     expect(readFileSync(file, 'utf8')).not.toBe('changed');
     expect(readFileSync(file, 'utf8')).not.toBe(first); // a new secret each time
+  });
+});
+
+describe('nexus-proxy --version', () => {
+  it("prints the package's version, from package.json", () => {
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    const result = spawnSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' });
+    expect(result.status).toBe(0);
+    expect(result.stdout.trim()).toBe(manifest.version);
   });
 });
 
