@@ -8,14 +8,19 @@
  * - many idle streams: long-lived echo connections, probed now and then, checked at the end;
  * - slow readers: bulk echo streams whose end user reads at ~256 KiB/s;
  * - backend churn: backends of `churn.soak.test` closing and reconnecting all the time;
- * - hostile clients: garbage on both relay ports and slowloris connections.
+ * - beside it, the hostile mix of scripts/soak-hostile.mjs (unless `--no-hostile`): a flooding backend
+ *   that stops reading its WebSocket, hundreds of idle sockets, slowloris on both relay modes, garbage,
+ *   and an announce flood from a trusted fake peer, each attacker from a loopback address of its own.
  *
- * Half of the end users connect to node A (tunnelled through the mesh to B), half to node B. Every
- * transfer is checked byte for byte. Exit code 1 on any corrupted or lost byte on a stable route, on a
- * long-lived stream that died, or on unbounded memory growth (end RSS > 2× the RSS after warm-up).
+ * The nodes run with their default limits. Honest end users come from 127.0.0.1; half connect to node A
+ * (tunnelled through the mesh to B), half to node B. Every transfer is checked byte for byte. Exit code 1
+ * on any corrupted or lost byte on a stable route, an honest connection to a stable route refused or
+ * turned away by a node, a long-lived stream that died, or unbounded memory growth (end RSS > 2× the RSS
+ * after warm-up).
  *
  *   npm run soak -- --minutes 2        (builds first)
  *   node scripts/soak.mjs --minutes 2  (uses the current dist/)
+ *   node scripts/soak.mjs --minutes 2 --no-hostile
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -31,6 +36,7 @@ import {
   issueCertificate,
   mintBackendToken,
 } from '@nexus-proxy/core';
+import { startHostileMix } from './soak-hostile.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,12 +44,16 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '24' },
     idle: { type: 'string', default: '200' },
     'single-node': { type: 'boolean', default: false },
+    'no-hostile': { type: 'boolean', default: false },
     quiet: { type: 'boolean', default: false },
   },
 });
 const DURATION_MS = Number(args.minutes) * 60_000;
 const CONCURRENCY = Number(args.concurrency);
 const IDLE_STREAMS = Number(args.idle);
+const HOSTILE = !args['no-hostile'];
+/** Where the honest end users connect from; the attackers use other loopback addresses. */
+const HONEST_FROM = '127.0.0.1';
 const SAMPLE_MS = 2_000;
 const WARMUP_MS = Math.min(30_000, DURATION_MS / 5);
 const MiB = 1024 * 1024;
@@ -51,6 +61,9 @@ const MiB = 1024 * 1024;
 const STALL_MS = 30_000;
 const SECRET = 'soak-secret-that-is-long-enough-0123456789abcdef';
 const SUFFIX = 'mesh.soak.test';
+const ECHO = 'echo.soak.test';
+const WEB = 'web.soak.test';
+const CHURN = 'churn.soak.test';
 if (!(DURATION_MS > 0)) {
   console.error('usage: soak.mjs --minutes N');
   process.exit(2);
@@ -63,7 +76,8 @@ const stats = {
   bytes: 0,
   errors: new Map(), // reason → count (clean failures: refused, cut during churn…)
   fatal: [], // lost or corrupted bytes on a stable route
-  hostile: new Map(), // node-side sniff-failed reasons
+  refused: [], // honest connections to a stable route closed without a byte
+  honestSniffFailed: new Map(), // node-side sniff-failed reasons for honest end users
   rss: [],
 };
 const countError = (reason) => stats.errors.set(reason, (stats.errors.get(reason) ?? 0) + 1);
@@ -139,12 +153,6 @@ async function startNode(name, peers, peerPort) {
         { port: 0, mode: 'tls', host: '127.0.0.1' },
         { port: 0, mode: 'http', host: '127.0.0.1' },
       ],
-      limits: {
-        sniffFirstByteTimeoutMs: 2_000,
-        sniffReadExtensionMs: 1_000,
-        sniffAbsoluteTimeoutMs: 4_000,
-        maxConcurrentSniffs: 512,
-      },
       ...(mesh
         ? {
             peerListenAddress: `127.0.0.1:${peerPort ?? 0}`,
@@ -156,7 +164,11 @@ async function startNode(name, peers, peerPort) {
     },
     { mesh: { reconnect: { initialDelayMs: 100, maxDelayMs: 1_000 } } },
   );
-  nexus.on('sniff-failed', (e) => stats.hostile.set(e.reason, (stats.hostile.get(e.reason) ?? 0) + 1));
+  nexus.on('sniff-failed', (e) => {
+    if (e.remoteAddress !== HONEST_FROM) return; // the attackers' are in the hostile report
+    if (e.hostname === CHURN) return; // a churned route may have no backend for a moment
+    stats.honestSniffFailed.set(e.reason, (stats.honestSniffFailed.get(e.reason) ?? 0) + 1);
+  });
   const addresses = await nexus.listen();
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;
   return {
@@ -179,10 +191,6 @@ if (!args['single-node'] && nodeB.peerUrl !== undefined) {
 }
 
 // ───────────────────────────── backends (all on B) ─────────────────────────────
-
-const ECHO = 'echo.soak.test';
-const WEB = 'web.soak.test';
-const CHURN = 'churn.soak.test';
 
 /** Dials echo for `echo.*` and the web service for everything else, whatever the relay port. */
 const connectHandler = (request) => connect(request.hostname === ECHO ? echoPort : webPort, '127.0.0.1');
@@ -234,7 +242,7 @@ const running = () => Date.now() < deadline;
 
 /** Opens a connection to `node`'s HTTP port, resolves once connected. */
 async function open(port) {
-  const socket = connect({ port, host: '127.0.0.1' });
+  const socket = connect({ port, host: '127.0.0.1', localAddress: HONEST_FROM });
   socket.setNoDelay(true);
   await new Promise((resolve, reject) => {
     socket.once('connect', resolve);
@@ -312,8 +320,10 @@ async function echoTransfer(kind, size, readRate) {
     stats.bytes += 2 * expected;
     return;
   }
-  if (received === 0) countError(`${kind}: refused${error ? ` (${error})` : ''} via ${node.name}`);
-  else
+  if (received === 0) {
+    countError(`${kind}: refused${error ? ` (${error})` : ''} via ${node.name}`);
+    stats.refused.push(`${kind} via ${node.name}`);
+  } else
     fatal(
       `${kind} via ${node.name}: ${received}/${expected} bytes back${mismatch || received === expected ? ', CONTENT DIFFERS' : ''}${error ? ` (${error})` : ''}`,
     );
@@ -346,6 +356,8 @@ async function smallRequest(kind, host) {
   }
   if (all.length === 0) {
     countError(`${kind}: closed without a byte via ${node.name}`);
+    // A churned route may have no backend for a moment; a stable one must always answer.
+    if (kind !== 'churn') stats.refused.push(`${kind} via ${node.name}`);
     return;
   }
   const cut = end < 0 || want === undefined || body.length < n;
@@ -425,30 +437,6 @@ async function churn() {
   }
 }
 
-/** Garbage, half-open heads and slowloris connections on both nodes' relay ports. */
-async function hostile() {
-  while (running()) {
-    const node = pickNode();
-    const kind = rand(0, 3);
-    try {
-      const socket = await open(kind === 0 ? node.tls : node.http);
-      socket.on('error', () => {});
-      if (kind === 0) socket.write(randomBytes(rand(1, 4_096)));
-      else if (kind === 1) socket.write(`GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`);
-      else if (kind === 2) socket.write(Buffer.alloc(200_000, 'A'));
-      else {
-        // Slowloris: one byte every 500 ms until the node's sniff deadline closes it.
-        const timer = setInterval(() => socket.write('G'), 500);
-        socket.once('close', () => clearInterval(timer));
-      }
-      if (kind !== 3) setTimeout(() => socket.destroy(), 5_000).unref();
-    } catch {
-      countError('hostile: connect failed');
-    }
-    await sleep(rand(20, 200));
-  }
-}
-
 // ───────────────────────────── memory ─────────────────────────────
 
 const t0 = Date.now();
@@ -467,10 +455,19 @@ const sampler = setInterval(() => {
 }, SAMPLE_MS);
 
 console.log(
-  `soak: ${args.minutes} min, ${meshUp ? '2 nodes meshed (A → B)' : '1 node'}, ${CONCURRENCY} workers, ${IDLE_STREAMS} idle streams`,
+  `soak: ${args.minutes} min, ${meshUp ? '2 nodes meshed (A → B)' : '1 node'}, ${CONCURRENCY} workers, ${IDLE_STREAMS} idle streams, ${HOSTILE ? 'hostile mix on' : 'no hostile clients'}, default limits`,
 );
 const bulkSize = () => rand(1, 8) * MiB;
-const tasks = [idleStreams(), churn(), hostile()];
+const hostile = HOSTILE
+  ? await startHostileMix({
+      nodes: [nodeA, nodeB].filter((n, i, all) => all.indexOf(n) === i),
+      ca,
+      secret: SECRET,
+      suffix: SUFFIX,
+      running,
+    })
+  : undefined;
+const tasks = [idleStreams(), churn()];
 for (let i = 0; i < CONCURRENCY; i++) {
   const kind = i % 6;
   if (kind === 0) tasks.push(worker(() => echoTransfer('bulk', bulkSize())));
@@ -480,6 +477,7 @@ for (let i = 0; i < CONCURRENCY; i++) {
 }
 await Promise.all(tasks);
 clearInterval(sampler);
+await hostile?.stop();
 
 // ───────────────────────────── wind down and report ─────────────────────────────
 
@@ -502,7 +500,8 @@ const report = {
   completed: stats.completed,
   bytes: stats.bytes,
   errors: Object.fromEntries([...stats.errors].sort((a, b) => b[1] - a[1])),
-  hostileClosedByNode: Object.fromEntries(stats.hostile),
+  honestRefusedOnStableRoutes: stats.refused.length,
+  honestTurnedAwayByNodes: Object.fromEntries(stats.honestSniffFailed),
   fatal: stats.fatal.length,
   rss: {
     start: mb(startRss),
@@ -512,11 +511,13 @@ const report = {
     samples: stats.rss.length,
   },
   memoryOk,
+  ...(hostile !== undefined ? { hostile: hostile.report() } : {}),
 };
 console.log(JSON.stringify(report, null, 2));
-if (stats.fatal.length > 0 || !memoryOk) {
+const turnedAway = [...stats.honestSniffFailed.values()].reduce((a, b) => a + b, 0);
+if (stats.fatal.length > 0 || !memoryOk || stats.refused.length > 0 || turnedAway > 0) {
   console.error(
-    `SOAK FAILED: ${stats.fatal.length} lost/corrupted transfers${memoryOk ? '' : `, end RSS ${mb(endRss)} > 2 × ${mb(warm)}`}`,
+    `SOAK FAILED: ${stats.fatal.length} lost/corrupted transfers, ${stats.refused.length} honest connections to stable routes refused, ${turnedAway} turned away by a node${memoryOk ? '' : `, end RSS ${mb(endRss)} > 2 × ${mb(warm)}`}`,
   );
   process.exit(1);
 }
