@@ -38,7 +38,7 @@ import {
   type StreamOpenEvent,
 } from './node-dispatch.js';
 import { RoutingTable } from './routing-table.js';
-import { carryOutReload, type NexusReloadResult, type PeerTrustState } from './node-reload.js';
+import { carryOutReload, type Mutable, type NexusReloadResult, type PeerTrustState } from './node-reload.js';
 import { planReload } from './reload-plan.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
 
@@ -148,8 +148,6 @@ export interface Nexus extends EventEmitter<NexusEvents> {
    */
   reload(config: NexusConfigInput | ResolvedNexusConfig): Promise<NexusReloadResult>;
 }
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * Creates a node from a configuration (reference keys or resolved, see docs/configuration.md). Nothing

@@ -23,7 +23,8 @@ export interface NexusReloadResult {
   restartRequired: string[];
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+/** `T` with its fields writable: the live limits and keepalive objects a reload updates in place. */
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The mesh's trust in force, and the CA file's content it was built from. */
 export interface PeerTrustState {
