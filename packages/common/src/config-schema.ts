@@ -102,11 +102,13 @@ export function mapping<const E extends v.ObjectEntries>(
   message: DetailFor = (x) => `must be a mapping (got ${describeValue(x)})`,
 ) {
   const known = Object.keys(entries);
+  // Typed as what the entries accept, so a mapping's inferred input type is its keys' types.
+  type Input = v.InferInput<v.StrictObjectSchema<E, undefined>>;
   return v.pipe(
-    v.custom<Record<string, unknown>>(isMapping, detail(message)),
-    v.rawCheck<Record<string, unknown>>(({ dataset, addIssue }) => {
+    v.custom<Input>(isMapping, detail(message)),
+    v.rawCheck<Input>(({ dataset, addIssue }) => {
       if (!dataset.typed) return;
-      const input = dataset.value;
+      const input = dataset.value as Record<string, unknown>;
       const key = Object.keys(input).find((k) => !Object.hasOwn(entries, k));
       if (key === undefined) return;
       addIssue({
