@@ -1,11 +1,15 @@
 /** "Did you mean …?" for unknown configuration keys. */
 import { distance } from 'fastest-levenshtein';
 
+const MAX_SUGGESTED_KEY_LENGTH = 128;
+
 /**
  * The known key closest to `key`, when it is close enough to be a likely typo: the same key in another
  * case, or at most `max(2, ⌊length/4⌋)` edits away (`relayPort` → `relayPorts`).
  */
 export function didYouMean(key: string, known: Iterable<string>): string | undefined {
+  // No key is this long; comparing a hostile multi-megabyte key with every known one would only cost time.
+  if (key.length > MAX_SUGGESTED_KEY_LENGTH) return undefined;
   const lower = key.toLowerCase();
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;

@@ -63,6 +63,10 @@ describe('didYouMean', () => {
   ])('%s → %s', (key, hint) => {
     expect(didYouMean(key, known)).toBe(hint);
   });
+
+  it('does not compare a huge key with every known one', () => {
+    expect(didYouMean(`relayPorts${'x'.repeat(1 << 20)}`, known)).toBeUndefined();
+  });
 });
 
 describe('parseYamlConfig', () => {
