@@ -14,7 +14,7 @@ import {
   text,
 } from '@nexus-proxy/common';
 import { normalizeHostname } from '@nexus-proxy/sni';
-import { DEFAULT_ACME_CACHE_DIR, resolveAcmeDirectoryUrl } from '../acme.js';
+import { DEFAULT_ACME_CACHE_DIR, resolveAcmeDirectoryUrl } from '../_acme-options.js';
 import { addressField, parseListenAddress } from './address.js';
 import { DEFAULT_BACKEND_LISTEN_ADDRESS } from './defaults.js';
 import type { HubTlsConfig, ListenAddress, ResolveContext } from './types.js';
