@@ -7,6 +7,7 @@ import {
   MuxSession,
   type MuxStream,
   type MuxTransport,
+  WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
 import { Backoff } from './backoff.js';
@@ -35,6 +36,10 @@ export type SessionEndReason =
   | 'connection_lost'
   /** The session's multiplexer failed (protocol error). */
   | 'protocol_error'
+  /** The hub broke a limit of the stream engine: it sent empty DATA frames in a flood. */
+  | 'empty-data-flood'
+  /** The hub stopped reading what this client sends for longer than the engine's grace period. */
+  | 'peer-not-reading'
   /** `close()` was called. */
   | 'client_closed';
 
@@ -368,6 +373,13 @@ export class NodeConnection {
     this.#transportPaused = false;
     session.on('stream', (stream: MuxStream, connect: ConnectMessage) => this.#onStream(stream, connect));
     session.on('protocol-error', (err: Error) => this.#log.warn({ err }, 'protocol error from hub'));
+    session.on('abort', (reason) => {
+      // The hub broke a limit (a flood, or it stopped reading): close with a policy violation.
+      if (this.#ws === ws && ws.readyState === WebSocket.OPEN && this.#state === 'connected') {
+        this.#endReason ??= reason;
+        ws.close(WS_CLOSE_POLICY_VIOLATION, reason);
+      }
+    });
     session.on('close', () => {
       // The multiplexer gave up on its own (e.g. a fatal protocol error): drop the WebSocket too.
       if (this.#ws === ws && ws.readyState === WebSocket.OPEN && this.#state === 'connected') {

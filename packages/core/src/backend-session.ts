@@ -12,6 +12,7 @@ import {
   type MuxSessionStats,
   type MuxStream,
   type OpenStreamInit,
+  type StreamEngineTuning,
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
 import type { WebSocket } from 'ws';
@@ -42,7 +43,9 @@ const MAX_PENDING_PONGS = 60;
 /**
  * Why a session ended: `backend-closed` (the backend closed the WebSocket), `keepalive-timeout`,
  * `message-too-big` (a message over the size limit, close 1009), `control-rate` (control flood),
- * `ping-flood` (WebSocket pings past the same per-second budget, close 1008), `transport-error`,
+ * `ping-flood` (WebSocket pings past the same per-second budget, close 1008), `empty-data-flood` (empty
+ * DATA frames past the engine's per-second budget, 1008), `peer-not-reading` (the backend left what the
+ * hub sends unread past the engine's backlog limit and grace period, 1008), `transport-error`,
  * `shutdown`, or the reason given to {@link BackendSession.close}.
  */
 export type BackendSessionCloseReason =
@@ -51,6 +54,8 @@ export type BackendSessionCloseReason =
   | 'message-too-big'
   | 'control-rate'
   | 'ping-flood'
+  | 'empty-data-flood'
+  | 'peer-not-reading'
   | 'transport-error'
   | 'shutdown'
   | (string & {});
@@ -88,8 +93,11 @@ export interface BackendSessionOptions {
    * Default: none besides the WebSocket's own `maxPayload`.
    */
   maxMessageBytes?: number;
-  /** Mux engine tuning (window, batch, high-water marks). */
-  mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
+  /**
+   * Stream engine tuning and limits (window, batch, high-water marks, unmetered allowance, empty-DATA
+   * budget, backlog limit and grace): see `StreamEngineTuning` of `@nexus-proxy/mux-protocol`.
+   */
+  mux?: Omit<StreamEngineTuning, 'logger' | 'now'>;
   /** Logger. Default: no-op. */
   logger?: Logger;
 }
@@ -182,6 +190,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     });
     this.#offDrain = transport.onDrain(() => this.mux.transportDrained());
     this.mux.on('protocol-error', this.#onProtocolError);
+    // The engine closed itself on a limit (a flood, or the backend not reading): a policy close.
+    this.mux.on('abort', this.#onAbort);
 
     const ws = this.#ws;
     ws.on('message', this.#onMessage);
@@ -359,6 +369,10 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.#log.warn({ code: error.code, err: error.message }, 'protocol error from backend');
   };
 
+  readonly #onAbort = (reason: BackendSessionCloseReason): void => {
+    this.close(reason, WS_CLOSE_POLICY_VIOLATION);
+  };
+
   readonly #onWsClose = (code: number): void => {
     this.#finish(code === 1009 ? 'message-too-big' : 'backend-closed');
   };
@@ -387,6 +401,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     ws.off('error', this.#onWsError);
     ws.on('error', noop);
     this.mux.off('protocol-error', this.#onProtocolError);
+    this.mux.off('abort', this.#onAbort);
     // §1.7: every stream ends; each end user gets what was already delivered, then FIN.
     this.mux.close(final);
     this.#log.info({ reason: final }, 'backend session closed');

@@ -12,6 +12,7 @@ import { MAX_BACKEND_MESSAGE, type MuxStream, WS_CLOSE_POLICY_VIOLATION } from '
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
   BackendSession,
+  type BackendSessionOptions,
   DEFAULT_HUB_DEAD_AFTER_MS,
   DEFAULT_HUB_PING_INTERVAL_MS,
   DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
@@ -112,7 +113,7 @@ export interface BackendHubOptions<L = string> {
    */
   auth?: { readonly maxTokenBytes?: number };
   /** Mux engine tuning passed to every session. */
-  mux?: { initialWindow?: number; grantBatch?: number; highWaterMark?: number; streamHighWaterMark?: number };
+  mux?: BackendSessionOptions['mux'];
   /** Logger; a `component: 'hub'` child is used. Default: no-op. */
   logger?: Logger;
 }

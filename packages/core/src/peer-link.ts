@@ -150,6 +150,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.tunnels.on('protocol-error', (err) =>
       this.#log.warn({ code: err.code, err: err.message }, 'bad frame from peer'),
     );
+    // The tunnel engine closed itself on a limit (a flood, or the peer not reading): a policy close.
+    this.tunnels.on('abort', (reason) => this.close(reason, 1008));
 
     ws.on('message', (data, isBinary) => {
       this.#lastSeen = Date.now();

@@ -5,116 +5,36 @@
  * differs between their roles (who opens streams, what a local `end()` sends, how a peer's first frames
  * are metered) is chosen per stream through the named options of {@link EngineStreamInit}.
  */
-import type { ConnectMessage, ControlMessage } from './control.js';
-import type { MuxProtocolError } from './errors.js';
+import {
+  DEFAULT_BACKLOG_GRACE_MS,
+  DEFAULT_BACKLOG_LIMIT,
+  DEFAULT_MAX_EMPTY_DATA_FRAMES_PER_SECOND,
+  DEFAULT_MAX_STREAMS,
+  DEFAULT_MAX_UNKNOWN_STREAM_REPLIES,
+  DEFAULT_STREAM_HIGH_WATER_MARK,
+  DEFAULT_TRANSPORT_HIGH_WATER_MARK,
+  DEFAULT_UNMETERED_ALLOWANCE,
+  type EngineAbortReason,
+  type EngineStreamInit,
+  nonNegative,
+  positiveInteger,
+  type StreamEngineCounters,
+  type StreamEngineOptions,
+} from './engine-options.js';
+import { MuxProtocolError } from './errors.js';
 import { DEFAULT_GRANT_BATCH, DEFAULT_INITIAL_WINDOW, MAX_CREDITS } from './flow-window.js';
 import type { FramingEvent, StreamFraming } from './framing.js';
 import { DATA_HEADER_LENGTH, MAX_BACKEND_MESSAGE } from './frame.js';
 import { ReadyQueue } from './ready-queue.js';
 import { MuxStream } from './stream.js';
-import type { LocalEndBehaviour, ReceiveMetering, SendMetering, StreamHost } from './stream-host.js';
+import type { StreamHost } from './stream-host.js';
 import { streamIdFromBytes } from './stream-id.js';
 import type { MuxLogger, MuxTransport } from './transport.js';
-
-/** Most streams one session carries at once. */
-export const DEFAULT_MAX_STREAMS = 10_000;
-/** Transport bytes queued (`bufferedAmount`) above which DATA waits for `transportDrained()`: 1 MiB. */
-export const DEFAULT_TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
-/** Readable and writable high-water mark of each `MuxStream`, in bytes: 64 KiB. */
-export const DEFAULT_STREAM_HIGH_WATER_MARK = 64 * 1024;
-/** Most close answers to DATA for unknown stream ids per second (flood protection). */
-export const DEFAULT_MAX_UNKNOWN_STREAM_REPLIES = 100;
 
 /** Ids of closed streams remembered so that their late frames are dropped silently. */
 const RECENTLY_CLOSED_CAPACITY = 4096;
 /** After the first, warnings about ignored messages are logged at most once per this many ms (with a count). */
 const IGNORED_WARNING_INTERVAL_MS = 10_000;
-
-/**
- * The engine's limits and tuning, the same for every wire (`MuxSessionOptions` and
- * `TunnelSessionOptions` extend it).
- */
-export interface StreamEngineTuning {
-  /** Receive window granted per stream, in DATA frames. Default: `64` (docs/protocol.md §1.5). */
-  initialWindow?: number;
-  /** Grants are returned in batches of this many delivered frames; at most `initialWindow`. Default: `8`. */
-  grantBatch?: number;
-  /** Transport `bufferedAmount`, in bytes, above which DATA waits for `transportDrained()`. Default: 1 MiB. */
-  highWaterMark?: number;
-  /** Readable/writable high-water mark of each stream, in bytes. Default: 64 KiB. */
-  streamHighWaterMark?: number;
-  /** Largest accepted message, in bytes. Default: `32_785` (docs/protocol.md §1.3). */
-  maxMessageSize?: number;
-  /** Most close answers to DATA for unknown stream ids per second. Default: `100`. */
-  maxUnknownStreamReplies?: number;
-  /** Logger (pino-compatible). Default: none. */
-  logger?: MuxLogger;
-  /** Clock for rate limits, in ms. Default: `Date.now`. */
-  now?(): number;
-}
-
-/** Options of {@link StreamEngine}. */
-export interface StreamEngineOptions extends StreamEngineTuning {
-  /** The wire's framing: {@link backendFraming} or {@link tunnelFraming}. */
-  framing: StreamFraming;
-  /** The transport frames are sent on; incoming messages are fed with `receive()`. */
-  transport: MuxTransport;
-  /** Most concurrent streams (`full`). Default: `10_000`. */
-  maxStreams?: number;
-  /** Stop reading the transport (e.g. `ws.pause()`): a stream whose peer is not metered has a full reader. */
-  pauseTransport?(): void;
-  /** Resume reading the transport (e.g. `ws.resume()`). */
-  resumeTransport?(): void;
-  /** A framing-specific message (backend sessions: `connect`, `ping_client`, `pong_client`). */
-  onMessage?(message: ControlMessage, stream: MuxStream | undefined): void;
-  /** A message broke the protocol (the session keeps running; the owner decides). */
-  onProtocolError?(error: MuxProtocolError): void;
-}
-
-/** How the engine creates one stream (`openStream`). */
-export interface EngineStreamInit {
-  id: string;
-  /** The `connect` that opens it (tunnels: the `tunnel_request` fields in that shape). */
-  connect: ConnectMessage;
-  sendMetering: SendMetering;
-  receiveMetering: ReceiveMetering;
-  localEnd: LocalEndBehaviour;
-  /**
-   * This side opened the stream and waits for the peer's first frame about it (a hub's `connect`): it
-   * counts in `pendingAnswers` until then.
-   */
-  awaitingAnswer: boolean;
-}
-
-/** Counters of one engine. */
-export interface StreamEngineCounters {
-  /** Streams ever opened (by either side). */
-  streamsOpened: number;
-  /** Streams whose id has been released. */
-  streamsClosed: number;
-  /** DATA frames and payload bytes sent / received. */
-  dataFramesSent: number;
-  dataFramesReceived: number;
-  bytesSent: number;
-  bytesReceived: number;
-  /** Non-DATA messages sent / received. */
-  controlMessagesSent: number;
-  controlMessagesReceived: number;
-  /** Protocol errors seen (malformed messages, overruns). */
-  protocolErrors: number;
-  /** DATA frames for stream ids this engine does not know (dropped). */
-  unknownStreamFrames: number;
-  /** Streams waiting for their turn at the transport. */
-  queuedStreams: number;
-  /** Whether reading the transport is paused for a stream whose peer is not metered. */
-  transportPaused: boolean;
-}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer`);
-  return value;
-}
 
 /** A Buffer view of `bytes` (no copy), so pushed chunks are Buffers. */
 function toBuffer(bytes: Uint8Array): Buffer {
@@ -139,6 +59,11 @@ export class StreamEngine {
   readonly #streamHighWaterMark: number;
   readonly #maxMessageSize: number;
   readonly #maxUnknownReplies: number;
+  /** Frames past the window tolerated from a peer known to meter. */
+  readonly unmeteredAllowance: number;
+  readonly #maxEmptyPerSecond: number;
+  readonly #backlogLimit: number;
+  readonly #backlogGraceMs: number;
   readonly #logger: MuxLogger | undefined;
   readonly #options: StreamEngineOptions;
   readonly #now: () => number;
@@ -159,6 +84,13 @@ export class StreamEngine {
   #peerWindow: number | undefined;
   #unknownWindowStart = 0;
   #unknownReplies = 0;
+  #emptyWindowStart = 0;
+  #emptyInWindow = 0;
+  /** Reading the transport is paused (by streams or the backlog): the hooks were called. */
+  #readingPaused = false;
+  /** The transport's queue went over `backlogLimit`: reading stays paused until it drains. */
+  #backlogHigh = false;
+  #backlogTimer: NodeJS.Timeout | undefined;
   /** Per kind of ignored message (a fixed few): when it was last warned about, and how many since. */
   readonly #ignoredWarnings = new Map<string, { at: number; since: number }>();
 
@@ -172,6 +104,8 @@ export class StreamEngine {
   #controlReceived = 0;
   #protocolErrors = 0;
   #unknownStreamFrames = 0;
+  #emptyDataFrames = 0;
+  #backlogPauses = 0;
 
   constructor(options: StreamEngineOptions) {
     this.framing = options.framing;
@@ -192,6 +126,18 @@ export class StreamEngine {
     );
     this.#maxMessageSize = positiveInteger('maxMessageSize', options.maxMessageSize, MAX_BACKEND_MESSAGE);
     this.#maxUnknownReplies = options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES;
+    this.unmeteredAllowance = nonNegative(
+      'unmeteredAllowance',
+      options.unmeteredAllowance,
+      DEFAULT_UNMETERED_ALLOWANCE,
+    );
+    this.#maxEmptyPerSecond = nonNegative(
+      'maxEmptyDataFramesPerSecond',
+      options.maxEmptyDataFramesPerSecond,
+      DEFAULT_MAX_EMPTY_DATA_FRAMES_PER_SECOND,
+    );
+    this.#backlogLimit = positiveInteger('backlogLimit', options.backlogLimit, DEFAULT_BACKLOG_LIMIT);
+    this.#backlogGraceMs = nonNegative('backlogGraceMs', options.backlogGraceMs, DEFAULT_BACKLOG_GRACE_MS);
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#host = this.#createHost();
@@ -275,6 +221,8 @@ export class StreamEngine {
     if (this.#closed) return;
     this.#controlSent++;
     this.#transport.send(message);
+    // DATA stops at the high-water mark; only answers to what the peer sends can queue past it.
+    if (!this.#backlogHigh && this.#transport.bufferedAmount > this.#backlogLimit) this.#backlogRose();
   }
 
   /** Feeds one binary message from the transport. Never throws on hostile input. */
@@ -299,6 +247,7 @@ export class StreamEngine {
 
   /** Call when the transport's buffer has drained (the WebSocket's socket emitted `'drain'`). */
   transportDrained(): void {
+    if (this.#backlogHigh && this.#transport.bufferedAmount <= this.#backlogLimit) this.#backlogFell();
     this.#pump();
   }
 
@@ -317,10 +266,19 @@ export class StreamEngine {
     this.#streamsClosed += streams.length;
     for (const stream of streams) stream.remoteClosed(reason);
     this.#recentlyClosed.clear();
-    if (this.#pausing.size > 0) {
-      this.#pausing.clear();
-      this.#options.resumeTransport?.();
-    }
+    this.#pausing.clear();
+    this.#backlogHigh = false;
+    clearTimeout(this.#backlogTimer);
+    this.#backlogTimer = undefined;
+    this.#updateReading();
+  }
+
+  /** Closes the engine because the peer broke a limit, and tells the owner (`onAbort`). */
+  #abort(reason: EngineAbortReason, error: MuxProtocolError): void {
+    if (this.#closed) return;
+    this.#logger?.warn({ code: error.code, reason }, error.message);
+    this.close(reason);
+    this.#options.onAbort?.(reason, error);
   }
 
   /** A snapshot of the counters. */
@@ -336,8 +294,10 @@ export class StreamEngine {
       controlMessagesReceived: this.#controlReceived,
       protocolErrors: this.#protocolErrors,
       unknownStreamFrames: this.#unknownStreamFrames,
+      emptyDataFrames: this.#emptyDataFrames,
+      backlogPauses: this.#backlogPauses,
       queuedStreams: this.#ready.size,
-      transportPaused: this.#pausing.size > 0,
+      transportPaused: this.#readingPaused,
     };
   }
 
@@ -371,15 +331,19 @@ export class StreamEngine {
     this.#dataFramesReceived++;
     this.#bytesReceived += payload.length;
     const stream = this.#streams.get(id);
+    if (stream !== undefined) this.#unanswered.delete(stream);
+    if (payload.length === 0) {
+      this.#emptyData();
+      return;
+    }
     if (stream !== undefined) {
-      this.#unanswered.delete(stream);
       stream.receiveData(payload);
       return;
     }
     this.#unknownStreamFrames++;
     // §1.4: drop it and answer a close so the far side frees its state. At most one answer per id
     // (remembered below) and a per-second budget, so a flood of random ids cannot amplify.
-    if (payload.length === 0 || this.#recentlyClosed.has(id)) return;
+    if (this.#recentlyClosed.has(id)) return;
     this.#rememberClosed(id);
     const now = this.#now();
     if (now - this.#unknownWindowStart >= 1000) {
@@ -390,6 +354,75 @@ export class StreamEngine {
     this.#unknownReplies++;
     this.#logger?.debug({ streamId: id }, 'DATA for an unknown stream: answering close');
     this.sendControl(this.framing.encodeClose(id, 'unknown'));
+  }
+
+  /**
+   * An empty DATA frame: receivers ignore it (§1.3). It earns no grant and counts against no window, so
+   * it could be sent forever for free: past `maxEmptyDataFramesPerSecond` the session is closed.
+   */
+  #emptyData(): void {
+    this.#emptyDataFrames++;
+    const now = this.#now();
+    if (now - this.#emptyWindowStart >= 1000) {
+      this.#emptyWindowStart = now;
+      this.#emptyInWindow = 0;
+    }
+    if (++this.#emptyInWindow <= this.#maxEmptyPerSecond) return;
+    this.#abort(
+      'empty-data-flood',
+      new MuxProtocolError(
+        'MUX_ERR_EMPTY_DATA_FLOOD',
+        `more than ${this.#maxEmptyPerSecond} empty DATA frames in one second: closing the session`,
+      ),
+    );
+  }
+
+  // ───────────────────────────── the peer not reading ─────────────────────────────
+
+  /** Our queue to the peer went over `backlogLimit`: stop reading it, and give it `backlogGraceMs`. */
+  #backlogRose(): void {
+    this.#backlogHigh = true;
+    this.#backlogPauses++;
+    this.#logger?.debug(
+      { bufferedAmount: this.#transport.bufferedAmount, limit: this.#backlogLimit },
+      'the peer is not reading: pausing reads from it',
+    );
+    this.#updateReading();
+    this.#backlogTimer = setTimeout(() => this.#backlogExpired(), this.#backlogGraceMs);
+    this.#backlogTimer.unref?.();
+  }
+
+  #backlogFell(): void {
+    this.#backlogHigh = false;
+    clearTimeout(this.#backlogTimer);
+    this.#backlogTimer = undefined;
+    this.#updateReading();
+  }
+
+  #backlogExpired(): void {
+    this.#backlogTimer = undefined;
+    // A drain may have been missed: look again before closing.
+    if (this.#transport.bufferedAmount <= this.#backlogLimit) {
+      this.#backlogFell();
+      this.#pump();
+      return;
+    }
+    this.#abort(
+      'peer-not-reading',
+      new MuxProtocolError(
+        'MUX_ERR_PEER_NOT_READING',
+        `${this.#transport.bufferedAmount} bytes unread by the peer for ${this.#backlogGraceMs} ms: closing the session`,
+      ),
+    );
+  }
+
+  /** Pauses or resumes reading the transport: paused while a stream or the backlog needs it. */
+  #updateReading(): void {
+    const pause = !this.#closed && (this.#pausing.size > 0 || this.#backlogHigh);
+    if (pause === this.#readingPaused) return;
+    this.#readingPaused = pause;
+    if (pause) this.#options.pauseTransport?.();
+    else this.#options.resumeTransport?.();
   }
 
   #dispatch(message: Uint8Array, event: FramingEvent): void {
@@ -542,12 +575,12 @@ export class StreamEngine {
             { streamId: stream.id },
             'pausing the transport for a stream whose peer is not metered',
           );
-          this.#options.pauseTransport?.();
+          this.#updateReading();
         }
       },
       resumeTransport: (stream) => {
         if (!this.#pausing.delete(stream)) return;
-        if (this.#pausing.size === 0) this.#options.resumeTransport?.();
+        if (this.#pausing.size === 0) this.#updateReading();
       },
       streamProtocolError: (stream, error) => {
         this.#disconnect(stream, 'protocol_error');

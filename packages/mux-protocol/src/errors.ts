@@ -19,7 +19,11 @@ export type MuxProtocolErrorCode =
   /** The peer opened more streams than allowed. */
   | 'MUX_ERR_TOO_MANY_STREAMS'
   /** An operation was attempted on a closed session or stream. */
-  | 'MUX_ERR_CLOSED';
+  | 'MUX_ERR_CLOSED'
+  /** The peer sent more empty DATA frames per second than allowed (they carry nothing; §1.3). */
+  | 'MUX_ERR_EMPTY_DATA_FLOOD'
+  /** The peer stopped reading: our unsent bytes stayed above the backlog limit past the grace period. */
+  | 'MUX_ERR_PEER_NOT_READING';
 
 /** WebSocket close codes (RFC 6455 §7.4.1) a session uses when an error ends it. */
 export const WS_CLOSE_POLICY_VIOLATION = 1008;
@@ -38,6 +42,8 @@ const DEFAULT_MESSAGES: Record<MuxProtocolErrorCode, string> = {
   MUX_ERR_UNKNOWN_STREAM: 'unknown stream',
   MUX_ERR_TOO_MANY_STREAMS: 'too many streams',
   MUX_ERR_CLOSED: 'closed',
+  MUX_ERR_EMPTY_DATA_FLOOD: 'too many empty DATA frames',
+  MUX_ERR_PEER_NOT_READING: 'the peer does not read what is sent to it',
 };
 
 // A registry-wide symbol brands instances, so `MuxProtocolError.is()` also recognises errors created by a

@@ -96,16 +96,22 @@ export {
 
 // Stream engine
 export {
+  DEFAULT_BACKLOG_GRACE_MS,
+  DEFAULT_BACKLOG_LIMIT,
+  DEFAULT_MAX_EMPTY_DATA_FRAMES_PER_SECOND,
   DEFAULT_MAX_STREAMS,
   DEFAULT_MAX_UNKNOWN_STREAM_REPLIES,
   DEFAULT_STREAM_HIGH_WATER_MARK,
   DEFAULT_TRANSPORT_HIGH_WATER_MARK,
+  DEFAULT_UNMETERED_ALLOWANCE,
+  type EngineAbortReason,
   type EngineStreamInit,
-  StreamEngine,
   type StreamEngineCounters,
   type StreamEngineOptions,
   type StreamEngineTuning,
-} from './engine.js';
+} from './engine-options.js';
+
+export { StreamEngine } from './engine.js';
 
 export { backendFraming, type FramingEvent, type StreamFraming, tunnelFraming } from './framing.js';
 
@@ -123,7 +129,6 @@ export type {
 
 // Backend session
 export {
-  DEFAULT_UNMETERED_ALLOWANCE,
   MuxSession,
   type MuxSessionEvents,
   type MuxSessionOptions,

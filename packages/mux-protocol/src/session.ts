@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { ConnectMessage, ControlMessage } from './control.js';
-import { StreamEngine, type StreamEngineCounters, type StreamEngineTuning } from './engine.js';
+import { StreamEngine } from './engine.js';
+import type { EngineAbortReason, StreamEngineCounters, StreamEngineTuning } from './engine-options.js';
 import { encodeControlMessage } from './encode.js';
 import { MuxProtocolError } from './errors.js';
 import { backendFraming, idOnlyControlFrame } from './framing.js';
@@ -8,12 +9,6 @@ import type { MuxStream } from './stream.js';
 import type { ReceiveMetering, SendMetering } from './stream-host.js';
 import { newStreamId } from './stream-id.js';
 import type { MuxLogger, MuxTransport } from './transport.js';
-
-/**
- * Backend role: DATA frames past the window a metered hub may send (unmetered, before our first grant
- * reached it) before the stream falls back to pausing the transport: 1024 frames (32 MiB).
- */
-export const DEFAULT_UNMETERED_ALLOWANCE = 1024;
 
 /** Options of {@link MuxSession}; the engine's limits and tuning are those of {@link StreamEngineTuning}. */
 export interface MuxSessionOptions extends StreamEngineTuning {
@@ -23,12 +18,6 @@ export interface MuxSessionOptions extends StreamEngineTuning {
   transport: MuxTransport;
   /** Most concurrent streams. Hub: `openStream` throws past it; backend: answers `disconnect`. Default: `10_000`. */
   maxStreams?: number;
-  /**
-   * Backend role: frames past our window that a metered hub may send before it has seen our first
-   * grant (one round trip of unmetered DATA, docs/protocol.md §1.5); beyond it the stream pauses the
-   * transport like a v1 stream. Default: `1024`.
-   */
-  unmeteredAllowance?: number;
   /** Stop reading the transport (e.g. `ws.pause()`): a legacy stream's reader is not keeping up. */
   pauseTransport?(): void;
   /** Resume reading the transport (e.g. `ws.resume()`). */
@@ -70,6 +59,11 @@ export interface MuxSessionEvents {
    * one stream, which has already been disconnected.
    */
   'protocol-error': [error: MuxProtocolError];
+  /**
+   * The session closed itself because the peer broke a limit (`empty-data-flood`, `peer-not-reading`);
+   * `'close'` follows. Close the transport with a policy violation (WebSocket 1008) and `reason`.
+   */
+  abort: [reason: EngineAbortReason, error: MuxProtocolError];
   /** The session closed; every stream has ended. */
   close: [reason: string];
 }
@@ -87,7 +81,6 @@ export interface MuxSessionEvents {
 export class MuxSession extends EventEmitter<MuxSessionEvents> {
   readonly role: 'hub' | 'backend';
   readonly #engine: StreamEngine;
-  readonly #unmeteredAllowance: number;
   readonly #logger: MuxLogger | undefined;
 
   constructor(options: MuxSessionOptions) {
@@ -95,8 +88,6 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     if (options.role !== 'hub' && options.role !== 'backend')
       throw new TypeError('role must be hub or backend');
     this.role = options.role;
-    this.#unmeteredAllowance = options.unmeteredAllowance ?? DEFAULT_UNMETERED_ALLOWANCE;
-    if (!(this.#unmeteredAllowance >= 0)) throw new RangeError('unmeteredAllowance must be ≥ 0');
     const logger = options.logger;
     this.#logger = logger?.child ? logger.child({ component: 'mux-session', role: this.role }) : logger;
     this.#engine = new StreamEngine({
@@ -105,6 +96,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       logger: this.#logger,
       onMessage: (message, stream) => this.#onMessage(message, stream),
       onProtocolError: (error) => this.emit('protocol-error', error),
+      onAbort: (reason, error) => {
+        this.emit('abort', reason, error);
+        this.emit('close', reason);
+      },
     });
   }
 
@@ -171,7 +166,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       id: connect.client_id,
       connect,
       sendMetering,
-      receiveMetering: { mode: 'probing' },
+      // A backend that granted before meters from the connect on, so a frame past the window is an
+      // over-send even before this stream's first grant; otherwise it may be a v1 backend (probing).
+      receiveMetering: peerWindow === undefined ? { mode: 'probing' } : { mode: 'strict' },
       // The end user half-closed: the response must still flow (see LocalEndBehaviour).
       localEnd: 'keep-open',
       awaitingAnswer: true,
@@ -258,8 +255,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     const credits = connect.credits ?? 0;
     const metered = credits > 0;
     const receiveMetering: ReceiveMetering = metered
-      ? // The hub meters only once our first grant reaches it (see ReceiveMetering `lenient`).
-        { mode: 'lenient', overrunAllowance: this.#unmeteredAllowance, onOverrun: 'pause-transport' }
+      ? // The hub meters only once our first grant reaches it (see ReceiveMetering `lenient`); past the
+        // allowance it is an over-send and the stream is closed.
+        { mode: 'lenient', overrunAllowance: engine.unmeteredAllowance, onOverrun: 'close' }
       : { mode: 'unmetered' };
     const stream = engine.openStream({
       id,

@@ -382,23 +382,22 @@ export class MuxStream extends Duplex {
 
   // ───────────────────────────── receive side ─────────────────────────────
 
-  /** Host side: one DATA frame from the peer; `payload` is not reused by the transport. */
+  /**
+   * Host side: one DATA frame from the peer; `payload` is not reused by the transport. An empty payload
+   * is ignored (docs/protocol.md §1.3): it earns no grant and counts against no window (the engine
+   * bounds how many a peer may send).
+   */
   receiveData(payload: Buffer): void {
-    if (this.#receiveEnded) return;
+    const length = payload.length;
+    if (this.#receiveEnded || length === 0) return;
     const state = this.#receiveState;
     if (state !== 'unmetered' && !this.#receive.received()) {
       // The peer went past the window (plus the allowance of a lenient stream).
-      if (state === 'strict' || (state === 'lenient' && this.#overrunCloses)) {
+      if (state === 'strict' || this.#overrunCloses) {
         this.#overrun();
         return;
       }
       if (state === 'probing') this.#receiveState = 'unmetered';
-    }
-    const length = payload.length;
-    if (length === 0) {
-      // Receivers ignore empty payloads (§1.3), but the sender spent a credit on it: give it back.
-      this.#delivered(1);
-      return;
     }
     this.bytesRead += length;
     const accepted = this.push(payload);

@@ -12,7 +12,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ConnectMessage } from './control.js';
-import { StreamEngine, type StreamEngineTuning } from './engine.js';
+import { StreamEngine } from './engine.js';
+import type { EngineAbortReason, StreamEngineTuning } from './engine-options.js';
 import { MuxProtocolError } from './errors.js';
 import { tunnelFraming } from './framing.js';
 import { encodePeerMessage, type TunnelRequestMessage } from './peer.js';
@@ -79,6 +80,11 @@ export interface TunnelSessionStats {
 export interface TunnelSessionEvents {
   /** A malformed frame arrived; the link stays up. */
   'protocol-error': [error: MuxProtocolError];
+  /**
+   * The session closed itself because the peer broke a limit (`empty-data-flood`, `peer-not-reading`);
+   * `'close'` follows. Close the link with a policy violation (WebSocket 1008) and `reason`.
+   */
+  abort: [reason: EngineAbortReason, error: MuxProtocolError];
   /** The session closed; every tunnel has ended. */
   close: [reason: string];
 }
@@ -119,6 +125,10 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       pauseTransport: () => transport.pause(),
       resumeTransport: () => transport.resume(),
       onProtocolError: (error) => this.emit('protocol-error', error),
+      onAbort: (reason, error) => {
+        this.emit('abort', reason, error);
+        this.emit('close', reason);
+      },
     });
   }
 
@@ -255,8 +265,13 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
         peerWindow === undefined
           ? { mode: 'on-first-grant' }
           : { mode: 'on-first-grant', unmeteredLimit: peerWindow },
-      // A peer that does not meter (or not yet) is bounded by pausing the link while the reader is full.
-      receiveMetering: { mode: 'lenient', overrunAllowance: 0, onOverrun: 'pause-transport' },
+      // A peer known to meter (it granted on this link) may send unmetered only until our first grant
+      // reaches it: past the allowance it over-sends and the tunnel is closed. A peer that does not
+      // meter (or not yet) is bounded by pausing the link while the reader is full.
+      receiveMetering:
+        peerWindow === undefined
+          ? { mode: 'lenient', overrunAllowance: 0, onOverrun: 'pause-transport' }
+          : { mode: 'lenient', overrunAllowance: this.#engine.unmeteredAllowance, onOverrun: 'close' },
       localEnd: 'keep-open',
       awaitingAnswer: false,
     });

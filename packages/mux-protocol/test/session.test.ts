@@ -318,9 +318,14 @@ describe('MuxSession (backend role)', () => {
     expect(errors).toEqual([]);
     expect(fake.pauses).toBe(0);
     expect(stream!.receiveWindow).toBe(-8);
-    data(id, Buffer.alloc(32_768)); // past window + allowance: fall back to pausing the transport
-    expect(fake.pauses).toBe(1);
-    expect(stream!.bytesRead).toBe(13 * 32_768);
+    stream!.on('error', () => {});
+    fake.clear();
+    data(id, Buffer.alloc(32_768)); // past window + allowance: an over-send, the stream is closed
+    expect(errors.map((e) => e.code)).toEqual(['MUX_ERR_CREDIT_OVERRUN']);
+    expect(fake.controls()).toEqual([{ event: 'disconnect', client_id: id, reason: 'protocol_error' }]);
+    expect(stream!.closeReason).toBe('protocol_error');
+    expect(fake.pauses).toBe(0);
+    expect(stream!.bytesRead).toBe(12 * 32_768);
   });
 });
 

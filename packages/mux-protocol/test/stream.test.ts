@@ -81,13 +81,15 @@ describe('MuxStream', () => {
     expect(stream.receiveWindow).toBe(64);
   });
 
-  it('counts an empty DATA payload as a delivered frame without pushing it', () => {
-    const { stream, controls, data, id } = acceptStream(64);
+  it('ignores an empty DATA payload: nothing pushed, no grant earned, no window spent', () => {
+    const { stream, controls, data, id, session } = acceptStream(64);
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     for (let i = 0; i < 8; i++) data(id, new Uint8Array(0));
     expect(chunks).toHaveLength(0);
-    expect(controls()).toEqual([{ event: 'resume_stream', client_id: id, credits: 8 }]);
+    expect(controls()).toEqual([]);
+    expect(stream.receiveWindow).toBe(64);
+    expect(session.stats().emptyDataFrames).toBe(8);
   });
 
   it('on the backend role, end() sends disconnect{normal} after the last DATA and ends the readable side', async () => {
