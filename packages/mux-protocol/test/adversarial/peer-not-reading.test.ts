@@ -72,7 +72,12 @@ describe.each(['hub', 'backend'] as const)('a peer that stops reading, facing th
     const aborted = new Promise<[string, string]>((resolve) =>
       session.once('abort', (reason, error) => resolve([reason, error.code])),
     );
+    const started = Date.now();
     const { maxQueued, sent } = await flood(pair, victim, id, 20_000);
+    console.log(
+      `peer-not-reading (${victim}): ${sent} pings in ${Date.now() - started} ms; largest queue ` +
+        `${(maxQueued / 1024).toFixed(0)} KiB with backlogLimit ${LIMIT / 1024} KiB`,
+    );
     expect(await aborted).toEqual(['peer-not-reading', 'MUX_ERR_PEER_NOT_READING']);
     expect(session.closeReason).toBe('peer-not-reading');
     expect(session.stats().backlogPauses).toBe(1);
