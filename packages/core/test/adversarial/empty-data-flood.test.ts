@@ -9,22 +9,22 @@ import { encodeControlMessage, streamIdToBytes, writeDataHeader } from '@nexus-p
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
-  attachClient,
-  createPki,
-  endUser,
+  createTestPki,
+  delay,
+  MiB,
   httpGet,
-  type Pki,
   rawBackend,
-  sleep,
+  rawConnect,
   startHttpService,
   startNode,
+  type TestPki,
   token,
   waitUntil,
-} from '../integration/_reliability-helpers.js';
+} from '@nexus-proxy/test-harness';
 
-let pki: Pki;
+let pki: TestPki;
 beforeAll(async () => {
-  pki = await createPki();
+  pki = await createTestPki();
 });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -33,15 +33,15 @@ afterEach(async () => {
 });
 
 const FLOOD_MS = 10_000;
-const MiB = 1024 * 1024;
 
 describe('empty DATA flood from a backend that does not read', () => {
   it('closes the session with 1008 empty-data-flood; memory stays bounded; other tenants are served', async () => {
-    const node = await startNode(pki);
+    const node = await startNode({ pki });
     cleanups.push(() => node.close());
     const service = await startHttpService('other');
     cleanups.push(() => service.close());
-    const other = await attachClient(pki, node, { hostnames: ['other.example.com'], service: service.port });
+    const other = (await node.attachBackend({ hostnames: ['other.example.com'], service: service.port }))
+      .client;
     cleanups.push(() => other.close({ graceMs: 0 }));
 
     const attacker = await rawBackend(pki, node.hubPort, await token(['evil.example.com']));
@@ -49,10 +49,10 @@ describe('empty DATA flood from a backend that does not read', () => {
     cleanups.push(() => {
       if (attacker.ws.readyState !== WebSocket.CLOSED) attacker.ws.terminate();
     });
-    await waitUntil(() => node.events.connected.length === 2, 3_000, 'attacker registered');
+    await waitUntil(() => node.events.backendConnected.length === 2, 3_000, 'attacker registered');
 
     // The attacker's own end user asks for its hostname: the hub opens a stream to it.
-    const user = await endUser(node.httpPort);
+    const user = await rawConnect(node.httpPort);
     cleanups.push(() => {
       user.socket.destroy();
     });
@@ -81,7 +81,7 @@ describe('empty DATA flood from a backend that does not read', () => {
       const now = process.memoryUsage();
       peakRss = Math.max(peakRss, now.rss);
       peakArrayBuffers = Math.max(peakArrayBuffers, now.arrayBuffers);
-      await sleep(1);
+      await delay(1);
     }
     const growth = peakRss - base.rss;
     console.log(
@@ -90,13 +90,15 @@ describe('empty DATA flood from a backend that does not read', () => {
     );
 
     expect(sent).toBeGreaterThan(1_000);
-    const closed = node.events.disconnected.filter((e) => e.hostnames.includes('evil.example.com'));
+    const closed = node.events.backendDisconnected.filter((e) => e.hostnames.includes('evil.example.com'));
     expect(closed.map((e) => e.reason)).toEqual(['empty-data-flood']);
     expect(growth).toBeLessThan(64 * MiB);
     expect(peakArrayBuffers - base.arrayBuffers).toBeLessThan(32 * MiB);
     // The other tenant never noticed.
     expect(await httpGet(node.httpPort, 'other.example.com')).toContain('served-by other');
-    expect(node.events.disconnected.filter((e) => e.hostnames.includes('other.example.com'))).toEqual([]);
+    expect(node.events.backendDisconnected.filter((e) => e.hostnames.includes('other.example.com'))).toEqual(
+      [],
+    );
     // The attacker's end user got its stream ended, not hung.
     await waitUntil(() => user.socket.destroyed || user.socket.readableEnded, 5_000, 'end user closed');
   }, 30_000);
