@@ -1,4 +1,5 @@
 import { isIPv4 } from 'node:net';
+import { ByteAccumulator } from './_accumulator.js';
 import { internLatin1 } from './_bytes.js';
 import { normalizeHostnameBytes } from './hostname.js';
 
@@ -106,10 +107,60 @@ const NOT_TLS: { readonly [R in NotTlsReason]: ClientHelloResult } = Object.free
 export function parseClientHello(bytes: Uint8Array, options?: ParseClientHelloOptions): ClientHelloResult {
   const maxSize = resolveMaxSize(options?.maxSize);
   try {
-    return parseRecords(bytes, maxSize);
+    return new RecordWalker().walk(bytes, maxSize);
   } catch {
     // Last-resort guard only: every read below is bounds-checked, so this is not expected to run.
     return NOT_TLS['malformed-client-hello'];
+  }
+}
+
+/**
+ * Reads a ClientHello from a connection's reads, one chunk at a time, in time linear in the bytes read
+ * however they are split: the chunks are gathered into one growing buffer and the record walk resumes
+ * where it stopped; the body is parsed once, when the records carrying it are complete. Gives, after each
+ * chunk, the answer `parseClientHello` would give for everything pushed so far.
+ *
+ * @example
+ * const reader = new ClientHelloReader();
+ * socket.on('data', (chunk) => {
+ *   const r = reader.push(chunk);
+ *   if (r.kind === 'tls') route(r.serverName, reader.bytes);
+ * });
+ */
+export class ClientHelloReader {
+  readonly #maxSize: number;
+  readonly #buffer = new ByteAccumulator();
+  readonly #walker = new RecordWalker();
+  #result: ClientHelloResult = INCOMPLETE;
+
+  constructor(options?: ParseClientHelloOptions) {
+    this.#maxSize = resolveMaxSize(options?.maxSize);
+  }
+
+  /**
+   * Adds the next chunk read and returns the verdict on everything pushed so far. Once the verdict is not
+   * `incomplete` it is final: later chunks are still gathered (into `bytes`) but change nothing.
+   */
+  push(chunk: Uint8Array): ClientHelloResult {
+    this.#buffer.append(chunk);
+    if (this.#result.kind !== 'incomplete') return this.#result;
+    try {
+      this.#result = this.#walker.walk(this.#buffer.bytes, this.#maxSize);
+    } catch {
+      // Last-resort guard only, as in parseClientHello.
+      this.#result = NOT_TLS['malformed-client-hello'];
+    }
+    return this.#result;
+  }
+
+  /** Every byte pushed, in order (a view, valid until the next `push`). */
+  get bytes(): Buffer {
+    return this.#buffer.bytes;
+  }
+
+  /** Bytes copied and looked at so far: grows linearly with the bytes pushed (a measure for tests). */
+  get bytesExamined(): number {
+    return this.#buffer.copied + this.#walker.examined;
   }
 }
 
@@ -121,85 +172,117 @@ function resolveMaxSize(value: number | undefined): number {
 /**
  * Walks the TLS records (RFC 8446 §5.1) until the handshake message they carry is complete, validating
  * every header byte as soon as it arrives, then parses the ClientHello body.
+ *
+ * Resumable: the state of every complete record walked is kept, so a call with a longer buffer (the same
+ * bytes plus more) continues where the last one stopped; only the current, incomplete record's header
+ * (at most 5 + 4 bytes) is read again. A fresh walker over a whole buffer is the one-shot parse.
  */
-function parseRecords(b: Uint8Array, maxSize: number): ClientHelloResult {
-  const n = b.length;
-  if (n === 0) return INCOMPLETE;
-  let pos = 0;
+class RecordWalker {
+  /** Start of the first record not yet complete. */
+  pos = 0;
+  /** Complete records walked. */
+  records = 0;
+  /** Handshake bytes carried by the complete records walked. */
+  hsCarried = 0;
+  /** The 4-byte handshake header as accumulated by the complete records (it may itself be fragmented). */
+  hsHeader = 0;
+  hsHeaderSeen = 0;
   /** Total handshake message bytes (4-byte header + body), once the header is known; -1 before. */
-  let hsTotal = -1;
-  /** Handshake bytes carried by the complete records walked so far. */
-  let hsCarried = 0;
-  /** The 4-byte handshake header, accumulated across records (it may itself be fragmented). */
-  let hsHeader = 0;
-  let hsHeaderSeen = 0;
-  let records = 0;
+  hsTotal = -1;
+  /** Bytes looked at so far (headers re-read included): a measure of the work done. */
+  examined = 0;
+  /** Fragment length of the record at `pos` once its whole header has been validated; -1 before. */
+  #headerFragLen = -1;
 
-  for (;;) {
-    // Record header, validated byte by byte so garbage is refused on its first byte.
-    const type = b[pos]!;
-    if (type !== CONTENT_TYPE_HANDSHAKE) {
-      if (records > 0) return NOT_TLS['interleaved-record'];
-      // SSLv2-compatible CLIENT-HELLO: a 2-byte length with the high bit set (then msg_type 1). Decided on
-      // the first byte alone, so the reason never changes as more bytes arrive.
-      if ((type & 0x80) !== 0) return NOT_TLS['sslv2-hello'];
-      return NOT_TLS['not-handshake-record'];
-    }
-    if (pos + 1 >= n) break;
-    if (b[pos + 1] !== 3) return NOT_TLS['bad-record-version'];
-    if (pos + 2 >= n) break;
-    // TLS 1.0–1.3 use 3.1–3.4 (ClientHellos say 3.1 or 3.3 here); 3.0 is SSL 3.0, harmless to accept.
-    if (b[pos + 2]! > 4) return NOT_TLS['bad-record-version'];
-    if (pos + 4 >= n) break;
-    const fragLen = (b[pos + 3]! << 8) | b[pos + 4]!;
-    // RFC 8446 §5.1: no zero-length handshake fragments, no fragment above 2^14.
-    if (fragLen === 0 || fragLen > MAX_TLS_RECORD_PAYLOAD) return NOT_TLS['bad-record-length'];
-    const fragStart = pos + TLS_RECORD_HEADER_LENGTH;
-    const fragEnd = fragStart + fragLen;
-
-    // Handshake header (msg_type · uint24 length), read from whatever part of this fragment is here.
-    if (hsHeaderSeen < 4) {
-      const avail = Math.min(fragEnd, n);
-      for (let i = fragStart; i < avail && hsHeaderSeen < 4; i++) {
-        if (hsHeaderSeen === 0 && b[i] !== HANDSHAKE_TYPE_CLIENT_HELLO) return NOT_TLS['not-client-hello'];
-        hsHeader = hsHeaderSeen === 0 ? 0 : hsHeader * 256 + b[i]!;
-        hsHeaderSeen++;
+  walk(b: Uint8Array, maxSize: number): ClientHelloResult {
+    const n = b.length;
+    if (n === 0) return INCOMPLETE;
+    for (;;) {
+      const pos = this.pos;
+      if (pos >= n) return INCOMPLETE;
+      let fragLen = this.#headerFragLen;
+      if (fragLen < 0) {
+        this.examined += Math.min(TLS_RECORD_HEADER_LENGTH, n - pos);
+        // Record header, validated byte by byte so garbage is refused on its first byte.
+        const type = b[pos]!;
+        if (type !== CONTENT_TYPE_HANDSHAKE) {
+          if (this.records > 0) return NOT_TLS['interleaved-record'];
+          // SSLv2-compatible CLIENT-HELLO: a 2-byte length with the high bit set (then msg_type 1). Decided
+          // on the first byte alone, so the reason never changes as more bytes arrive.
+          if ((type & 0x80) !== 0) return NOT_TLS['sslv2-hello'];
+          return NOT_TLS['not-handshake-record'];
+        }
+        if (pos + 1 >= n) return INCOMPLETE;
+        if (b[pos + 1] !== 3) return NOT_TLS['bad-record-version'];
+        if (pos + 2 >= n) return INCOMPLETE;
+        // TLS 1.0–1.3 use 3.1–3.4 (ClientHellos say 3.1 or 3.3 here); 3.0 is SSL 3.0, harmless to accept.
+        if (b[pos + 2]! > 4) return NOT_TLS['bad-record-version'];
+        if (pos + 4 >= n) return INCOMPLETE;
+        fragLen = (b[pos + 3]! << 8) | b[pos + 4]!;
+        // RFC 8446 §5.1: no zero-length handshake fragments, no fragment above 2^14.
+        if (fragLen === 0 || fragLen > MAX_TLS_RECORD_PAYLOAD) return NOT_TLS['bad-record-length'];
+        // Whole and valid: not read again while its fragment arrives.
+        this.#headerFragLen = fragLen;
       }
-      if (hsHeaderSeen === 4) {
-        if (hsHeader < MIN_CLIENT_HELLO_BODY) return NOT_TLS['malformed-client-hello'];
-        hsTotal = 4 + hsHeader;
-        // Decide early: even packed into the fewest records, the message cannot fit the cap.
-        const minWire = hsTotal + TLS_RECORD_HEADER_LENGTH * Math.ceil(hsTotal / MAX_TLS_RECORD_PAYLOAD);
-        if (minWire > maxSize) return { kind: 'too-large', limit: maxSize };
+      const fragStart = pos + TLS_RECORD_HEADER_LENGTH;
+      const fragEnd = fragStart + fragLen;
+
+      // Handshake header (msg_type · uint24 length), read from whatever part of this fragment is here.
+      // Kept in locals: committed only with the record, so an incomplete record is read again next time.
+      let hsHeader = this.hsHeader;
+      let hsHeaderSeen = this.hsHeaderSeen;
+      let hsTotal = this.hsTotal;
+      if (hsHeaderSeen < 4) {
+        const avail = Math.min(fragEnd, n);
+        for (let i = fragStart; i < avail && hsHeaderSeen < 4; i++) {
+          if (hsHeaderSeen === 0 && b[i] !== HANDSHAKE_TYPE_CLIENT_HELLO) return NOT_TLS['not-client-hello'];
+          hsHeader = hsHeaderSeen === 0 ? 0 : hsHeader * 256 + b[i]!;
+          hsHeaderSeen++;
+          this.examined++;
+        }
+        if (hsHeaderSeen === 4) {
+          if (hsHeader < MIN_CLIENT_HELLO_BODY) return NOT_TLS['malformed-client-hello'];
+          hsTotal = 4 + hsHeader;
+          // Decide early: even packed into the fewest records, the message cannot fit the cap.
+          const minWire = hsTotal + TLS_RECORD_HEADER_LENGTH * Math.ceil(hsTotal / MAX_TLS_RECORD_PAYLOAD);
+          if (minWire > maxSize) return { kind: 'too-large', limit: maxSize };
+        }
+      }
+      // This record alone already ends beyond the cap: too large, whatever follows.
+      if (fragEnd > maxSize) return { kind: 'too-large', limit: maxSize };
+      if (fragEnd > n) return INCOMPLETE;
+
+      this.records++;
+      this.#headerFragLen = -1;
+      this.hsCarried += fragLen;
+      this.hsHeader = hsHeader;
+      this.hsHeaderSeen = hsHeaderSeen;
+      this.hsTotal = hsTotal;
+      this.pos = fragEnd;
+      if (hsTotal >= 0 && this.hsCarried >= hsTotal) {
+        // Only the ClientHello may be in flight from a client before the server answers.
+        if (this.hsCarried > hsTotal) return NOT_TLS['trailing-data'];
+        return this.#parse(b);
       }
     }
-    // This record alone already ends beyond the cap: too large, whatever follows.
-    if (fragEnd > maxSize) return { kind: 'too-large', limit: maxSize };
-    if (fragEnd > n) return INCOMPLETE;
+  }
 
-    records++;
-    hsCarried += fragLen;
-    pos = fragEnd;
-    if (hsTotal >= 0 && hsCarried >= hsTotal) {
-      // Only the ClientHello may be in flight from a client before the server answers.
-      if (hsCarried > hsTotal) return NOT_TLS['trailing-data'];
-      break;
+  /** The records `b[0, pos)` carry the whole ClientHello: parse it (once). */
+  #parse(b: Uint8Array): ClientHelloResult {
+    const { pos, hsTotal } = this;
+    this.examined += pos;
+    // The common case is a single record: parse in place. Otherwise join the fragments once.
+    if (this.records === 1) return parseBody(b, TLS_RECORD_HEADER_LENGTH + 4, pos, pos);
+    const joined = new Uint8Array(hsTotal);
+    let out = 0;
+    for (let p = 0; p < pos; ) {
+      const len = (b[p + 3]! << 8) | b[p + 4]!;
+      joined.set(b.subarray(p + TLS_RECORD_HEADER_LENGTH, p + TLS_RECORD_HEADER_LENGTH + len), out);
+      out += len;
+      p += TLS_RECORD_HEADER_LENGTH + len;
     }
-    if (pos >= n) return INCOMPLETE;
+    return parseBody(joined, 4, hsTotal, pos);
   }
-  if (hsTotal < 0 || hsCarried < hsTotal) return INCOMPLETE;
-
-  // Complete. The common case is a single record: parse in place. Otherwise join the fragments once.
-  if (records === 1) return parseBody(b, TLS_RECORD_HEADER_LENGTH + 4, pos, pos);
-  const joined = new Uint8Array(hsTotal);
-  let out = 0;
-  for (let p = 0; p < pos; ) {
-    const len = (b[p + 3]! << 8) | b[p + 4]!;
-    joined.set(b.subarray(p + TLS_RECORD_HEADER_LENGTH, p + TLS_RECORD_HEADER_LENGTH + len), out);
-    out += len;
-    p += TLS_RECORD_HEADER_LENGTH + len;
-  }
-  return parseBody(joined, 4, hsTotal, pos);
 }
 
 /**

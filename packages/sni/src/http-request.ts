@@ -1,3 +1,4 @@
+import { ByteAccumulator } from './_accumulator.js';
 import { bytesEqual, internLatin1, latin1 } from './_bytes.js';
 import { normalizeHostname, normalizeHostnameBytes } from './hostname.js';
 
@@ -6,8 +7,8 @@ export const DEFAULT_MAX_HTTP_HEAD_SIZE = 64 * 1024;
 /** Longest method token accepted; registered methods are at most 17 characters. */
 export const MAX_HTTP_METHOD_LENGTH = 32;
 /**
- * How much of the request line is validated while the head is still incomplete. Enough to refuse TLS or
- * binary at once, small enough that re-sniffing a slowly growing buffer stays linear.
+ * How much of the request line is validated while the head is still incomplete: enough to refuse TLS or
+ * binary at once. (The check resumes where it stopped, so its cost is linear either way.)
  */
 const EARLY_CHECK_BYTES = 1024;
 
@@ -145,10 +146,53 @@ function isVisible(c: number): boolean {
 export function sniffHttpRequest(bytes: Uint8Array, options?: SniffHttpRequestOptions): HttpSniffResult {
   const maxSize = resolveMaxSize(options?.maxSize);
   try {
-    return sniff(bytes, maxSize);
+    return new HeadScan().scan(bytes, maxSize);
   } catch {
     // Last-resort guard only: every read is bounds-checked, so this is not expected to run.
     return notHttp(E_HEADER);
+  }
+}
+
+/**
+ * Reads an HTTP/1.x request head from a connection's reads, one chunk at a time, in time linear in the
+ * bytes read however they are split: the chunks are gathered into one growing buffer, the search for the
+ * blank line and the check of the request line resume where they stopped, and the head is parsed once,
+ * when its blank line has arrived. Gives, after each chunk, the answer `sniffHttpRequest` would give for
+ * everything pushed so far.
+ */
+export class HttpHeadReader {
+  readonly #maxSize: number;
+  readonly #buffer = new ByteAccumulator();
+  readonly #scan = new HeadScan();
+  #result: HttpSniffResult = INCOMPLETE;
+
+  constructor(options?: SniffHttpRequestOptions) {
+    this.#maxSize = resolveMaxSize(options?.maxSize);
+  }
+
+  /**
+   * Adds the next chunk read and returns the verdict on everything pushed so far. Once the verdict is not
+   * `incomplete` it is final: later chunks are still gathered (into `bytes`) but change nothing.
+   */
+  push(chunk: Uint8Array): HttpSniffResult {
+    this.#buffer.append(chunk);
+    if (this.#result.kind !== 'incomplete') return this.#result;
+    try {
+      this.#result = this.#scan.scan(this.#buffer.bytes, this.#maxSize);
+    } catch {
+      this.#result = notHttp(E_HEADER);
+    }
+    return this.#result;
+  }
+
+  /** Every byte pushed, in order (a view, valid until the next `push`). */
+  get bytes(): Buffer {
+    return this.#buffer.bytes;
+  }
+
+  /** Bytes copied and looked at so far: grows linearly with the bytes pushed (a measure for tests). */
+  get bytesExamined(): number {
+    return this.#buffer.copied + this.#scan.examined;
   }
 }
 
@@ -157,98 +201,148 @@ function resolveMaxSize(value: number | undefined): number {
   return value === Number.POSITIVE_INFINITY ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_HTTP_HEAD_SIZE;
 }
 
-function sniff(b: Uint8Array, maxSize: number): HttpSniffResult {
-  const n = b.length;
-  if (n === 0) return INCOMPLETE;
-  const scanEnd = Math.min(n, maxSize);
-  const headLength = findHeadEnd(b, scanEnd);
-  if (headLength < 0) {
-    // Validate the beginning of the request line so TLS, binary or garbage is refused at once.
-    // Never look past the cap, so a prefix that is already too-large stays too-large as bytes arrive.
-    const early = scanRequestLine(b, Math.min(scanEnd, EARLY_CHECK_BYTES));
-    if (early < NEED_MORE) return notHttp(early);
-    return n >= maxSize ? { kind: 'too-large', limit: maxSize } : INCOMPLETE;
-  }
-  return parseHead(b, headLength);
-}
-
 /**
- * Index just past the first empty line (`\n\n` or `\n\r\n`) within `b[0, end)`, or -1.
- *
- * This runs on every read while a head is incomplete, so it uses native searches only (Node's
- * `Buffer#indexOf`, memchr-fast, which accepts any Uint8Array): a hop from line feed to line feed for the
- * first lines (a typical head has a dozen), then two substring searches, so a hostile head of thousands of
- * tiny lines delivered in tiny reads still costs one memchr-speed pass per read.
+ * The state of sniffing one head, resumable: `scan` may be called again with a longer buffer (the same
+ * bytes plus more) and only looks at what it has not seen. A fresh one over a whole buffer is the one-shot
+ * sniff.
  */
-function findHeadEnd(b: Uint8Array, end: number): number {
-  const buf = b as Buffer;
-  let i = indexOf.call(buf, 0x0a, 0);
-  for (let hops = 0; i !== -1 && hops < MAX_LINE_HOPS; hops++) {
-    if (i + 1 >= end) return -1;
-    const next = b[i + 1];
-    if (next === 0x0a) return i + 2;
-    if (next === 0x0d && i + 2 < end && b[i + 2] === 0x0a) return i + 3;
-    i = indexOf.call(buf, 0x0a, i + 1);
+class HeadScan {
+  /** Where the search for the blank line resumes: no line feed before it can start one. */
+  #searchFrom = 0;
+  /** The early check of the request line, resumed as bytes arrive. */
+  readonly #line = newLineScan();
+  /** Bytes looked at so far: a measure of the work done. */
+  examined = 0;
+
+  scan(b: Uint8Array, maxSize: number): HttpSniffResult {
+    const n = b.length;
+    if (n === 0) return INCOMPLETE;
+    const scanEnd = Math.min(n, maxSize);
+    const headLength = this.#findHeadEnd(b, scanEnd);
+    if (headLength < 0) {
+      // Validate the beginning of the request line so TLS, binary or garbage is refused at once.
+      // Never look past the cap, so a prefix that is already too-large stays too-large as bytes arrive.
+      const earlyEnd = Math.min(scanEnd, EARLY_CHECK_BYTES);
+      if (this.#line.phase !== LINE_DONE && earlyEnd > this.#line.i) {
+        const from = this.#line.i;
+        const early = scanRequestLine(b, earlyEnd, this.#line);
+        this.examined += this.#line.i - from;
+        if (early < NEED_MORE) return notHttp(early);
+      }
+      return n >= maxSize ? { kind: 'too-large', limit: maxSize } : INCOMPLETE;
+    }
+    this.examined += headLength;
+    return parseHead(b, headLength);
   }
-  if (i === -1) return -1;
-  const crlf = indexOf.call(buf, BLANK_CRLF, i);
-  const lf = indexOf.call(buf, BLANK_LF, i);
-  let headLength = -1;
-  if (crlf >= 0 && (lf < 0 || crlf < lf)) headLength = crlf + 3;
-  else if (lf >= 0) headLength = lf + 2;
-  return headLength <= end ? headLength : -1;
+
+  /**
+   * Index just past the first empty line (`\n\n` or `\n\r\n`) within `b[0, end)`, or -1. Resumes at the
+   * last line feed whose successors had not all arrived, so each byte is searched about once over all
+   * calls (by `Buffer#indexOf`, memchr-fast, which accepts any Uint8Array).
+   */
+  #findHeadEnd(b: Uint8Array, end: number): number {
+    const buf = (b as Buffer).subarray(0, end);
+    let i = this.#searchFrom;
+    for (;;) {
+      const lf = indexOf.call(buf, 0x0a, i);
+      if (lf === -1) {
+        this.examined += end - i;
+        this.#searchFrom = end;
+        return -1;
+      }
+      this.examined += lf + 1 - i;
+      const next = lf + 1 < end ? b[lf + 1] : -1;
+      if (next === -1 || (next === 0x0d && lf + 2 >= end)) {
+        // What follows this line feed has not all arrived: look at it again next time.
+        this.#searchFrom = lf;
+        return -1;
+      }
+      if (next === 0x0a) return lf + 2;
+      if (next === 0x0d && b[lf + 2] === 0x0a) return lf + 3;
+      i = lf + 1;
+    }
+  }
 }
 
 const indexOf = Buffer.prototype.indexOf;
-const MAX_LINE_HOPS = 32;
-const BLANK_CRLF = Buffer.from('\n\r\n', 'latin1');
-const BLANK_LF = Buffer.from('\n\n', 'latin1');
 
-// Scratch fields filled by scanRequestLine (no allocation per call; the module is single-threaded).
-let methodEnd = 0;
-let targetStart = 0;
-let targetEnd = 0;
-let versionStart = 0;
+/** Progress of {@link scanRequestLine} through the request line. */
+interface LineScan {
+  /** 0 method, 1 target, 2 version, 3 line end, 4 LF after CR, 5 done. */
+  phase: number;
+  /** Next byte to look at. */
+  i: number;
+  methodEnd: number;
+  targetStart: number;
+  targetEnd: number;
+  versionStart: number;
+}
+const LINE_DONE = 5;
+
+function newLineScan(): LineScan {
+  return { phase: 0, i: 0, methodEnd: 0, targetStart: 0, targetEnd: 0, versionStart: 0 };
+}
 
 /**
  * Validates the request line (RFC 9112 §3) in `b[0, end)`: `method SP request-target SP HTTP/d.d` then
  * CRLF or LF. Returns the index after the line end, `NEED_MORE` when `end` came first and everything so
- * far is valid, or a negative error code.
+ * far is valid, or a negative error code. Resumable: with `NEED_MORE`, `s` holds where it stopped, and a
+ * call with a larger `end` continues from there.
  */
-function scanRequestLine(b: Uint8Array, end: number): number {
-  let i = 0;
-  while (i < end && TCHAR[b[i]!] === 1) i++;
-  if (i > MAX_HTTP_METHOD_LENGTH) return E_METHOD;
-  if (i === end) return NEED_MORE;
-  if (i === 0 || b[i] !== 0x20) return E_METHOD;
-  methodEnd = i;
-  i++;
-  targetStart = i;
-  while (i < end && isVisible(b[i]!)) i++;
-  if (i === end) return NEED_MORE;
-  if (i === targetStart || b[i] !== 0x20) return E_TARGET;
-  targetEnd = i;
-  i++;
-  versionStart = i;
-  // "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3; case-sensitive).
-  const pattern = 'HTTP/0.0';
-  for (let k = 0; k < pattern.length; k++, i++) {
-    if (i === end) return NEED_MORE;
-    const c = b[i]!;
-    if (k === 5 || k === 7) {
-      if (c < 0x30 || c > 0x39) return E_VERSION;
-    } else if (c !== pattern.charCodeAt(k)) {
-      return E_VERSION;
+function scanRequestLine(b: Uint8Array, end: number, s: LineScan): number {
+  let i = s.i;
+  const needMore = (): number => {
+    s.i = i;
+    return NEED_MORE;
+  };
+  if (s.phase === 0) {
+    while (i < end && TCHAR[b[i]!] === 1) i++;
+    if (i > MAX_HTTP_METHOD_LENGTH) return E_METHOD;
+    if (i === end) return needMore();
+    if (i === 0 || b[i] !== 0x20) return E_METHOD;
+    s.methodEnd = i;
+    i++;
+    s.targetStart = i;
+    s.phase = 1;
+  }
+  if (s.phase === 1) {
+    while (i < end && isVisible(b[i]!)) i++;
+    if (i === end) return needMore();
+    if (i === s.targetStart || b[i] !== 0x20) return E_TARGET;
+    s.targetEnd = i;
+    i++;
+    s.versionStart = i;
+    s.phase = 2;
+  }
+  if (s.phase === 2) {
+    // "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3; case-sensitive).
+    const pattern = 'HTTP/0.0';
+    for (let k = i - s.versionStart; k < pattern.length; k++, i++) {
+      if (i === end) return needMore();
+      const c = b[i]!;
+      if (k === 5 || k === 7) {
+        if (c < 0x30 || c > 0x39) return E_VERSION;
+      } else if (c !== pattern.charCodeAt(k)) {
+        return E_VERSION;
+      }
+    }
+    s.phase = 3;
+  }
+  if (s.phase === 3) {
+    if (i === end) return needMore();
+    if (b[i] === 0x0d) {
+      i++;
+      s.phase = 4;
+      if (i === end) return needMore();
     }
   }
-  if (i === end) return NEED_MORE;
-  if (b[i] === 0x0d) {
-    i++;
-    if (i === end) return NEED_MORE;
+  if (s.phase === 3 || s.phase === 4) {
+    if (b[i] !== 0x0a) return E_VERSION;
+    if (b[s.versionStart + 5] !== 0x31) return E_UNSUPPORTED;
+    s.phase = LINE_DONE;
+    s.i = i + 1;
   }
-  if (b[i] !== 0x0a) return E_VERSION;
-  if (b[versionStart + 5] !== 0x31) return E_UNSUPPORTED;
-  return i + 1;
+  return s.i;
 }
 
 // Host header value span found by parseHead.
@@ -257,13 +351,14 @@ let hostEnd = 0;
 
 /** Parses a complete head `b[0, headLength)`. */
 function parseHead(b: Uint8Array, headLength: number): HttpSniffResult {
-  const lineEnd = scanRequestLine(b, headLength);
+  const line = newLineScan();
+  const lineEnd = scanRequestLine(b, headLength, line);
   // The head holds a blank line, so the request line cannot "need more": NEED_MORE means malformed too.
   if (lineEnd < 0) return notHttp(lineEnd === NEED_MORE ? E_VERSION : lineEnd);
-  const mEnd = methodEnd;
-  const tStart = targetStart;
-  const tEnd = targetEnd;
-  const vStart = versionStart;
+  const mEnd = line.methodEnd;
+  const tStart = line.targetStart;
+  const tEnd = line.targetEnd;
+  const vStart = line.versionStart;
 
   let hosts = 0;
   let i = lineEnd;

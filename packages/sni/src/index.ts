@@ -1,6 +1,7 @@
 // TLS ClientHello
 export {
   type ClientHelloInfo,
+  ClientHelloReader,
   type ClientHelloResult,
   DEFAULT_MAX_CLIENT_HELLO_SIZE,
   MAX_TLS_RECORD_PAYLOAD,
@@ -24,6 +25,7 @@ export {
 export {
   type BadHostReason,
   DEFAULT_MAX_HTTP_HEAD_SIZE,
+  HttpHeadReader,
   type HttpRequestInfo,
   type HttpSniffResult,
   MAX_HTTP_METHOD_LENGTH,

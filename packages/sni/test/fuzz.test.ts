@@ -2,7 +2,9 @@ import { isIPv4 } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  ClientHelloReader,
   type ClientHelloResult,
+  HttpHeadReader,
   type HttpSniffResult,
   normalizeHostname,
   parseClientHello,
@@ -266,6 +268,60 @@ describe('sniffHttpRequest (property)', () => {
         },
       ),
       { numRuns: Math.ceil(FUZZ_RUNS / 4) },
+    );
+  });
+});
+
+describe('incremental readers (property)', () => {
+  /** Cut points for `bytes`, sorted, from random seeds. */
+  const cutsOf = (bytes: Uint8Array, seeds: number[]) =>
+    [...new Set(seeds.map((s) => s % (bytes.length + 1)))].sort((a, b) => a - b);
+
+  it('ClientHelloReader answers, after every chunk, what parseClientHello says of the bytes so far', () => {
+    fc.assert(
+      fc.property(
+        inputs(fixtures),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.constantFrom(32 * 1024, 600, 64),
+        (bytes, seeds, maxSize) => {
+          const reader = new ClientHelloReader({ maxSize });
+          let from = 0;
+          let final: unknown;
+          for (const cut of [...cutsOf(bytes, seeds), bytes.length]) {
+            const r = reader.push(bytes.subarray(from, cut));
+            from = cut;
+            // Until its verdict is final the reader agrees with the one-shot parse; then it keeps it.
+            if (final !== undefined) expect(r).toBe(final);
+            else expect(r).toEqual(parseClientHello(bytes.subarray(0, cut), { maxSize }));
+            if (r.kind !== 'incomplete') final ??= r;
+          }
+          expect(Buffer.compare(reader.bytes, Buffer.from(bytes))).toBe(0);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it('HttpHeadReader answers, after every chunk, what sniffHttpRequest says of the bytes so far', () => {
+    fc.assert(
+      fc.property(
+        inputs([...HTTP_SEEDS, ...fixtures.slice(0, 1)]),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        fc.constantFrom(64 * 1024, 80, 16),
+        (bytes, seeds, maxSize) => {
+          const reader = new HttpHeadReader({ maxSize });
+          let from = 0;
+          let final: unknown;
+          for (const cut of [...cutsOf(bytes, seeds), bytes.length]) {
+            const r = reader.push(bytes.subarray(from, cut));
+            from = cut;
+            if (final !== undefined) expect(r).toBe(final);
+            else expect(r).toEqual(sniffHttpRequest(bytes.subarray(0, cut), { maxSize }));
+            if (r.kind !== 'incomplete') final ??= r;
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
     );
   });
 });
