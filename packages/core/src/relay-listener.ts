@@ -5,6 +5,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { addressGroup } from './address-group.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
   type RelayMode,
@@ -37,8 +38,9 @@ export interface RelayCloseEvent {
 /** Limits of a relay listener. */
 export interface RelayListenerLimits extends SniffLimits {
   /**
-   * Connections (sniffing or relayed) allowed per source IP. Read for each new connection, so it can be
-   * changed in place; connections accepted while it was `0` are not counted. Default: `0` (unlimited).
+   * Connections (sniffing or relayed) allowed per source address (IPv6: per /64). Read for each new
+   * connection, so it can be changed in place; connections accepted while it was `0` are not counted.
+   * Default: `0` (unlimited).
    */
   maxConnectionsPerIp?: number;
   /** Size of the sniff budget created when `budget` is not given. Default: `256`. */
@@ -123,7 +125,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
   const trackIp = (socket: Socket): boolean => {
     const maxPerIp = options.limits?.maxConnectionsPerIp ?? 0; // live: a reload may change it
     if (maxPerIp <= 0) return true;
-    const ip = socket.remoteAddress ?? '';
+    const ip = addressGroup(socket.remoteAddress);
     const n = perIp.get(ip) ?? 0;
     if (n >= maxPerIp) return false;
     perIp.set(ip, n + 1);
@@ -157,7 +159,13 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
     }).then(async (result) => {
       sniffing.delete(socket);
       if (!result.ok) {
-        report(socket, peer, result.detail === undefined ? { reason: result.reason } : result);
+        report(
+          socket,
+          peer,
+          result.detail === undefined
+            ? { reason: result.reason }
+            : { reason: result.reason, detail: result.detail },
+        );
         return;
       }
       const { sniffed } = result;

@@ -14,6 +14,7 @@ import type { ResolvedKeepalive, ResolvedLimits, ResolvedNexusConfig } from './c
  */
 export const LIVE_LIMITS = [
   'sniffFirstByteTimeoutMs',
+  'sniffFirstByteTimeoutBusyMs',
   'sniffReadExtensionMs',
   'sniffAbsoluteTimeoutMs',
   'maxClientHelloBytes',

@@ -1,10 +1,19 @@
 /**
  * Sniffing one end-user connection: read the TLS ClientHello (or the HTTP request head) without writing a
- * single byte, under a byte cap, rolling deadlines and a node-wide concurrent-sniff budget
- * (docs/protocol.md §4.1–§4.3).
+ * single byte, under a byte cap, rolling deadlines and a node-wide concurrent-sniff budget shared fairly
+ * between source addresses (docs/protocol.md §4.1–§4.3). Reads are gathered and parsed incrementally, so
+ * the work is linear in the bytes read however the client splits them.
  */
 import type { Socket } from 'node:net';
-import { parseClientHello, sniffHttpRequest } from '@nexus-proxy/sni';
+import {
+  type ClientHelloResult,
+  ClientHelloReader,
+  HttpHeadReader,
+  type HttpSniffResult,
+} from '@nexus-proxy/sni';
+import type { SniffBudget } from './sniff-budget.js';
+
+export { DEFAULT_MAX_CONCURRENT_SNIFFS, SniffBudget, type SniffSlot } from './sniff-budget.js';
 
 /** Default cap on a TLS ClientHello: 32 KiB (the reference's limit, docs/protocol.md §4.1). */
 export const DEFAULT_MAX_CLIENT_HELLO_BYTES = 32 * 1024;
@@ -16,8 +25,12 @@ export const DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS = 15_000;
 export const DEFAULT_SNIFF_READ_EXTENSION_MS = 5_000;
 /** Default absolute sniff deadline: 30 000 ms (docs/protocol.md §4.3). */
 export const DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS = 30_000;
-/** Default number of connections that may be sniffing at once, per node: 256 (docs/protocol.md §4.3). */
-export const DEFAULT_MAX_CONCURRENT_SNIFFS = 256;
+/**
+ * Default time allowed for the first byte while at least half the sniff budget is in use: 3 000 ms. A real
+ * client sends its ClientHello or request one round trip after connecting; idle connections holding the
+ * budget are what this deadline cuts short.
+ */
+export const DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_BUSY_MS = 3_000;
 
 /** What a relay port expects: a TLS ClientHello (routed by SNI) or an HTTP/1.x head (routed by Host). */
 export type RelayMode = 'tls' | 'http';
@@ -30,6 +43,11 @@ export interface SniffLimits {
   maxHttpHeadBytes?: number;
   /** Time allowed for the first byte, in ms. Default: `15_000`. */
   sniffFirstByteTimeoutMs?: number;
+  /**
+   * Time allowed for the first byte when the connection arrives while at least half the sniff budget is in
+   * use, in ms (the smaller of this and `sniffFirstByteTimeoutMs` applies). Default: `3_000`.
+   */
+  sniffFirstByteTimeoutBusyMs?: number;
   /** After each read the deadline becomes now + this, in ms (never past the absolute one). Default: `5_000`. */
   sniffReadExtensionMs?: number;
   /** Absolute sniff deadline from accept, in ms. Default: `30_000`. */
@@ -45,6 +63,7 @@ export type SniffCloseReason =
   | 'too-large'
   | 'bad-host'
   | 'over-budget'
+  | 'evicted'
   | 'client-closed'
   | 'client-error'
   | 'shutdown';
@@ -70,56 +89,18 @@ export interface SniffedConnection {
   path?: string;
 }
 
+/** How much work sniffing one connection took. */
+export interface SniffStats {
+  /** Reads (`data` events) seen while sniffing. */
+  reads: number;
+  /** Bytes copied and looked at by the parser: linear in the bytes read, whatever the reads. */
+  bytesExamined: number;
+}
+
 /** The outcome of {@link sniffConnection}. */
 export type SniffResult =
-  | { ok: true; sniffed: SniffedConnection }
-  | { ok: false; reason: SniffCloseReason; detail?: string };
-
-/**
- * A counter of connections currently sniffing. Share one per node across all relay listeners: sniffing
- * holds buffers and timers, so an unbounded number of slow clients would be a cheap denial of service
- * (docs/protocol.md §4.3, docs/reliability.md item 21).
- */
-export class SniffBudget {
-  #limit = DEFAULT_MAX_CONCURRENT_SNIFFS;
-  #active = 0;
-
-  /** @param limit maximum concurrent sniffs. Default: `256`. */
-  constructor(limit: number = DEFAULT_MAX_CONCURRENT_SNIFFS) {
-    this.limit = limit;
-  }
-
-  /**
-   * Maximum number of concurrent sniffs. Settable (a configuration reload): lowering it below `active`
-   * cuts nothing; new sniffs are refused until enough finish. Throws `RangeError` unless an integer ≥ 1.
-   */
-  get limit(): number {
-    return this.#limit;
-  }
-
-  set limit(limit: number) {
-    if (!Number.isInteger(limit) || limit < 1)
-      throw new RangeError('SniffBudget limit must be an integer ≥ 1');
-    this.#limit = limit;
-  }
-
-  /** Connections sniffing right now. */
-  get active(): number {
-    return this.#active;
-  }
-
-  /** Take one slot; false when the budget is exhausted. */
-  tryAcquire(): boolean {
-    if (this.#active >= this.#limit) return false;
-    this.#active++;
-    return true;
-  }
-
-  /** Give a slot back. */
-  release(): void {
-    if (this.#active > 0) this.#active--;
-  }
-}
+  | { ok: true; sniffed: SniffedConnection; stats: SniffStats }
+  | { ok: false; reason: SniffCloseReason; detail?: string; stats: SniffStats };
 
 /** Options of {@link sniffConnection}. */
 export interface SniffOptions {
@@ -127,7 +108,11 @@ export interface SniffOptions {
   mode: RelayMode;
   /** Caps and deadlines. */
   limits?: SniffLimits;
-  /** Concurrent-sniff budget shared by the node. Default: none (unbounded). */
+  /**
+   * Concurrent-sniff budget shared by the node; the connection counts against its `remoteAddress`, and may
+   * be ended with reason `evicted` when its address holds more than its share while others wait. Default:
+   * none (unbounded).
+   */
   budget?: SniffBudget;
   /** Aborts the sniff (the socket is destroyed with reason `shutdown`). */
   signal?: AbortSignal;
@@ -138,6 +123,7 @@ export interface ResolvedSniffLimits {
   maxClientHelloBytes: number;
   maxHttpHeadBytes: number;
   sniffFirstByteTimeoutMs: number;
+  sniffFirstByteTimeoutBusyMs: number;
   sniffReadExtensionMs: number;
   sniffAbsoluteTimeoutMs: number;
 }
@@ -148,6 +134,7 @@ export function resolveSniffLimits(limits: SniffLimits = {}): ResolvedSniffLimit
     maxClientHelloBytes: limits.maxClientHelloBytes ?? DEFAULT_MAX_CLIENT_HELLO_BYTES,
     maxHttpHeadBytes: limits.maxHttpHeadBytes ?? DEFAULT_MAX_HTTP_HEAD_BYTES,
     sniffFirstByteTimeoutMs: limits.sniffFirstByteTimeoutMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS,
+    sniffFirstByteTimeoutBusyMs: limits.sniffFirstByteTimeoutBusyMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_BUSY_MS,
     sniffReadExtensionMs: limits.sniffReadExtensionMs ?? DEFAULT_SNIFF_READ_EXTENSION_MS,
     sniffAbsoluteTimeoutMs: limits.sniffAbsoluteTimeoutMs ?? DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS,
   });
@@ -165,16 +152,24 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
   const limits = resolveSniffLimits(options.limits);
   const { mode, budget, signal } = options;
   const cap = mode === 'tls' ? limits.maxClientHelloBytes : limits.maxHttpHeadBytes;
+  const reader = mode === 'tls' ? new ClientHelloReader({ maxSize: cap }) : new HttpHeadReader({ maxSize: cap });
+  let reads = 0;
+  const stats = (): SniffStats => ({ reads, bytesExamined: reader.bytesExamined });
 
   socket.setNoDelay(true);
-  if (budget !== undefined && !budget.tryAcquire()) {
+  // Read before taking a slot: a busy budget shortens this connection's first-byte deadline.
+  const busy = budget?.busy ?? false;
+  let evicted: (() => void) | undefined;
+  const slot = budget?.acquire(socket.remoteAddress, () => evicted?.());
+  if (budget !== undefined && slot === undefined) {
     socket.destroy();
-    return Promise.resolve({ ok: false, reason: 'over-budget' });
+    return Promise.resolve({ ok: false, reason: 'over-budget', stats: stats() });
   }
+  const firstByteMs = busy
+    ? Math.min(limits.sniffFirstByteTimeoutMs, limits.sniffFirstByteTimeoutBusyMs)
+    : limits.sniffFirstByteTimeoutMs;
 
   return new Promise<SniffResult>((resolve) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
     let settled = false;
     const started = Date.now();
     const absoluteDeadline = started + limits.sniffAbsoluteTimeoutMs;
@@ -197,7 +192,7 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
       socket.off('error', onError);
       socket.off('close', onClose);
       signal?.removeEventListener('abort', onAbort);
-      budget?.release();
+      slot?.release();
     };
 
     const fail = (reason: SniffCloseReason, detail?: string): void => {
@@ -206,7 +201,11 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
       // Swallow a late error (e.g. ECONNRESET racing the destroy) so it cannot crash the process.
       socket.on('error', ignore);
       socket.destroy();
-      resolve(detail === undefined ? { ok: false, reason } : { ok: false, reason, detail });
+      resolve(
+        detail === undefined
+          ? { ok: false, reason, stats: stats() }
+          : { ok: false, reason, detail, stats: stats() },
+      );
     };
 
     const succeed = (sniffed: SniffedConnection): void => {
@@ -214,21 +213,18 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
       // Pause before detaching our 'data' listener: removing a listener alone does not stop the flow.
       socket.pause();
       cleanup();
-      resolve({ ok: true, sniffed });
+      resolve({ ok: true, sniffed, stats: stats() });
     };
 
     const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      total += chunk.length;
-      const bytes = chunks.length === 1 ? chunk : Buffer.concat(chunks, total);
-      if (chunks.length > 1) {
-        chunks.length = 0;
-        chunks.push(bytes);
-      }
-      const verdict = mode === 'tls' ? judgeTls(bytes, cap) : judgeHttp(bytes, cap);
+      reads++;
+      const verdict =
+        reader instanceof ClientHelloReader
+          ? judgeTls(reader.push(chunk), reader.bytes)
+          : judgeHttp(reader.push(chunk), reader.bytes);
       if (verdict === undefined) {
         // Still incomplete: belt and braces in case a parser reports 'incomplete' past the cap.
-        if (total > cap) fail('too-large', `over ${cap} bytes`);
+        if (reader.bytes.length > cap) fail('too-large', `over ${cap} bytes`);
         else arm(Date.now() + limits.sniffReadExtensionMs);
       } else if (verdict.ok) {
         succeed(verdict.sniffed);
@@ -241,6 +237,7 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
       fail('client-error', (err as NodeJS.ErrnoException).code ?? err.message);
     const onClose = (): void => fail('client-closed');
     const onAbort = (): void => fail('shutdown');
+    evicted = () => fail('evicted', 'its address held more than its share of the sniff budget');
 
     if (signal?.aborted || socket.destroyed) {
       fail(signal?.aborted ? 'shutdown' : 'client-closed');
@@ -251,13 +248,17 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
     socket.on('error', onError);
     socket.on('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });
-    arm(started + limits.sniffFirstByteTimeoutMs);
+    arm(started + firstByteMs);
   });
 }
 
+type Verdict =
+  | { ok: true; sniffed: SniffedConnection }
+  | { ok: false; reason: SniffCloseReason; detail?: string }
+  | undefined;
+
 /** The routing decision for a ClientHello read so far; `undefined` = incomplete. */
-function judgeTls(bytes: Buffer, cap: number): SniffResult | undefined {
-  const r = parseClientHello(bytes, { maxSize: cap });
+function judgeTls(r: ClientHelloResult, bytes: Buffer): Verdict {
   switch (r.kind) {
     case 'tls':
       // §4.1: no SNI → close (ECH: the outer SNI is what we route by).
@@ -276,8 +277,7 @@ function judgeTls(bytes: Buffer, cap: number): SniffResult | undefined {
 }
 
 /** The routing decision for an HTTP request head read so far; `undefined` = incomplete. */
-function judgeHttp(bytes: Buffer, cap: number): SniffResult | undefined {
-  const r = sniffHttpRequest(bytes, { maxSize: cap });
+function judgeHttp(r: HttpSniffResult, bytes: Buffer): Verdict {
   switch (r.kind) {
     case 'http':
       return {

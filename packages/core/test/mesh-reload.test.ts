@@ -157,14 +157,16 @@ describe('PeerLink.setKeepalive', () => {
 describe('SniffBudget.limit', () => {
   it('can be lowered below the active count (nothing is cut, new slots are refused) and raised', () => {
     const budget = new SniffBudget(3);
-    expect([budget.tryAcquire(), budget.tryAcquire(), budget.tryAcquire()]).toEqual([true, true, true]);
+    const take = () => budget.acquire('192.0.2.1', () => {});
+    const slots = [take(), take(), take()];
+    expect(slots.every((s) => s !== undefined)).toBe(true);
     budget.limit = 1;
     expect(budget.active).toBe(3);
-    budget.release();
-    budget.release();
-    expect(budget.tryAcquire()).toBe(false); // still 1 active = the new limit
+    slots[0]?.release();
+    slots[1]?.release();
+    expect(take()).toBeUndefined(); // still 1 active = the new limit
     budget.limit = 2;
-    expect(budget.tryAcquire()).toBe(true);
+    expect(take()).toBeDefined();
     expect(budget.active).toBe(2);
   });
 

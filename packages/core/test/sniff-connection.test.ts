@@ -33,7 +33,7 @@ describe('sniffConnection deadlines (fake timers)', () => {
     expect(t.result()).toBeUndefined();
     await vi.advanceTimersByTimeAsync(1);
     await tick();
-    expect(t.result()).toEqual({ ok: false, reason: 'sniff-timeout', detail: 'no complete head' });
+    expect(t.result()).toMatchObject({ ok: false, reason: 'sniff-timeout', detail: 'no complete head' });
     expect(socket.destroyed).toBe(true);
   });
 
@@ -97,7 +97,7 @@ describe('sniffConnection limits', () => {
     const pa = sniffConnection(a, { mode: 'tls', budget });
     expect(budget.active).toBe(1);
     const b = fakeSocket();
-    expect(await sniffConnection(b, { mode: 'tls', budget })).toEqual({ ok: false, reason: 'over-budget' });
+    expect(await sniffConnection(b, { mode: 'tls', budget })).toMatchObject({ ok: false, reason: 'over-budget' });
     expect(b.destroyed).toBe(true);
     a.write(Buffer.from([0x47, 0x45, 0x54]));
     expect(await pa).toMatchObject({ ok: false, reason: 'not-tls' });
@@ -116,7 +116,7 @@ describe('sniffConnection limits', () => {
     const ac = new AbortController();
     const p = sniffConnection(socket, { mode: 'http', signal: ac.signal });
     ac.abort();
-    expect(await p).toEqual({ ok: false, reason: 'shutdown' });
+    expect(await p).toMatchObject({ ok: false, reason: 'shutdown' });
     expect(socket.destroyed).toBe(true);
   });
 });
@@ -128,10 +128,45 @@ describe('SniffBudget', () => {
 
   it('never goes below zero on extra releases', () => {
     const b = new SniffBudget(2);
-    b.release();
+    const first = b.acquire('192.0.2.1', () => {});
+    first?.release();
+    first?.release();
     expect(b.active).toBe(0);
-    expect(b.tryAcquire()).toBe(true);
-    expect(b.tryAcquire()).toBe(true);
-    expect(b.tryAcquire()).toBe(false);
+    expect(b.acquire('192.0.2.1', () => {})).toBeDefined();
+    expect(b.acquire('192.0.2.1', () => {})).toBeDefined();
+    expect(b.acquire('192.0.2.1', () => {})).toBeUndefined();
+  });
+
+  it('shares a full budget fairly: a newcomer takes the oldest slot of the address holding the most', () => {
+    const b = new SniffBudget(4);
+    const evicted: string[] = [];
+    const take = (ip: string, name: string) => {
+      const slot = b.acquire(ip, () => {
+        evicted.push(name);
+        slot?.release();
+      });
+      return slot;
+    };
+    for (let i = 0; i < 4; i++) expect(take('192.0.2.1', `a${i}`)).toBeDefined();
+    // The same address gets nothing more; another one takes a0, the oldest.
+    expect(take('192.0.2.1', 'a4')).toBeUndefined();
+    expect(take('198.51.100.7', 'b0')).toBeDefined();
+    expect(evicted).toEqual(['a0']);
+    expect(take('198.51.100.7', 'b1')).toBeDefined();
+    expect(evicted).toEqual(['a0', 'a1']);
+    // 2 and 2: fair, so a third from b is refused rather than evicting a.
+    expect(take('198.51.100.7', 'b2')).toBeUndefined();
+    expect(b.activeFor('192.0.2.1')).toBe(2);
+    expect(b.evictions).toBe(2);
+  });
+
+  it('counts IPv6 addresses by /64 and IPv4-mapped ones as IPv4', () => {
+    const b = new SniffBudget(8);
+    b.acquire('2001:db8:1:2::1', () => {});
+    b.acquire('2001:db8:1:2:ffff::9', () => {});
+    b.acquire('::ffff:192.0.2.1', () => {});
+    expect(b.activeFor('2001:db8:1:2:abcd::')).toBe(2);
+    expect(b.activeFor('2001:db8:1:3::1')).toBe(0);
+    expect(b.activeFor('192.0.2.1')).toBe(1);
   });
 });

@@ -25,6 +25,7 @@ export const DEFAULT_LOG_LEVEL = 'info';
 export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxConcurrentSniffs: 256,
   sniffFirstByteTimeoutMs: 15_000,
+  sniffFirstByteTimeoutBusyMs: 3_000,
   sniffReadExtensionMs: 5_000,
   sniffAbsoluteTimeoutMs: 30_000,
   maxClientHelloBytes: 32_768,

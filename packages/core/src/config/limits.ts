@@ -14,6 +14,11 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     help: 'Connections reading their ClientHello / HTTP head at once, node-wide.',
   },
   sniffFirstByteTimeoutMs: { min: 1, max: 3_600_000, help: 'The first byte must arrive within, ms.' },
+  sniffFirstByteTimeoutBusyMs: {
+    min: 1,
+    max: 3_600_000,
+    help: 'The first byte must arrive within this, ms, while half the sniff budget or more is in use.',
+  },
   sniffReadExtensionMs: { min: 1, max: 3_600_000, help: 'Each read extends the sniff deadline by, ms.' },
   sniffAbsoluteTimeoutMs: { min: 1, max: 3_600_000, help: 'Hard cap on sniffing one connection, ms.' },
   maxClientHelloBytes: { min: 512, max: 1 << 20, help: 'Larger ClientHellos are closed, bytes.' },

@@ -23,6 +23,11 @@ export interface LimitsInput {
   maxConcurrentSniffs?: number;
   /** First byte must arrive within, ms. Default: `15_000`. */
   sniffFirstByteTimeoutMs?: number;
+  /**
+   * First byte must arrive within this, ms, for a connection accepted while at least half of
+   * `maxConcurrentSniffs` is in use (the smaller of the two applies). Default: `3_000`.
+   */
+  sniffFirstByteTimeoutBusyMs?: number;
   /** Each read extends the sniff deadline by, ms. Default: `5_000`. */
   sniffReadExtensionMs?: number;
   /** Hard cap on sniffing one connection, ms. Default: `30_000`. */
@@ -174,6 +179,7 @@ export type HubTlsConfig =
 export interface ResolvedLimits {
   readonly maxConcurrentSniffs: number;
   readonly sniffFirstByteTimeoutMs: number;
+  readonly sniffFirstByteTimeoutBusyMs: number;
   readonly sniffReadExtensionMs: number;
   readonly sniffAbsoluteTimeoutMs: number;
   readonly maxClientHelloBytes: number;
