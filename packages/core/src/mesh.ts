@@ -43,7 +43,7 @@ import {
   validatePeerUrls,
 } from './mesh-options.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
-import { PeerAuthenticator } from './peer-auth.js';
+import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
 import { PeerLink, type PeerLinkDirection } from './peer-link.js';
 import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 
@@ -295,16 +295,34 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       return true;
     }
     const tlsSocket = socket as TLSSocket;
-    const result =
-      typeof tlsSocket.getPeerX509Certificate === 'function'
-        ? this.#auth.verify(tlsSocket)
-        : ({ ok: false, reason: 'not a TLS connection' } as const);
+    if (typeof tlsSocket.getPeerCertificate !== 'function') {
+      this.#upgradeVerified(req, socket, head, remoteAddress, { ok: false, reason: 'not a TLS connection' });
+      return true;
+    }
+    // Path validation is asynchronous (WebCrypto signatures); nothing is read from the socket meanwhile.
+    void this.#auth
+      .verify(tlsSocket)
+      .then((result) => this.#upgradeVerified(req, socket, head, remoteAddress, result));
+    return true;
+  }
+
+  #upgradeVerified(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    remoteAddress: string | undefined,
+    result: PeerAuthResult,
+  ): void {
+    if (this.#closed || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
     if (!result.ok) {
       // docs/reliability.md item 24: refused before any message is read.
       this.#log.warn({ remoteAddress, reason: result.reason }, 'refusing peer');
       rejectUpgrade(socket, 403, 'Forbidden');
       this.emit('peer-refused', { remoteAddress, reason: result.reason });
-      return true;
+      return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       if (this.#closed) {
@@ -314,7 +332,6 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       this.#log.info({ remoteAddress, name: result.name }, 'peer accepted');
       this.#addLink(ws, 'inbound', result.name);
     });
-    return true;
   }
 
   /** Starts dialling every configured peer (idempotent). */

@@ -1,6 +1,7 @@
 /**
  * Peer certificate checks for the mesh listener (docs/protocol.md §2.1): the client certificate chain must
- * lead to a trusted CA and one of its DNS names must end with a trusted domain suffix at a label boundary.
+ * lead to a trusted CA (RFC 5280 path validation, `peer-chain.ts`) and one of its DNS names must end with a
+ * trusted domain suffix at a label boundary.
  *
  * Why the chain is verified here and not only by OpenSSL: OpenSSL verifies a TLS *client* certificate for
  * the `sslclient` purpose and flags a certificate whose extended key usage lists only serverAuth (every
@@ -11,18 +12,13 @@
  * handshake (`requestCert: true, rejectUnauthorized: false`) and {@link PeerAuthenticator} decides alone.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { rootCertificates } from 'node:tls';
-import { InvalidConfigError, TlsError } from './errors.js';
+import { InvalidConfigError } from './errors.js';
+import { certificateDnsNames, MAX_PEER_CHAIN_LENGTH, verifyCertificateChain } from './peer-chain.js';
+import { buildAnchors, defaultTrustAnchors, type TrustAnchors } from './peer-trust.js';
 
-/** Longest chain (leaf included) {@link verifyCertificateChain} follows. */
-export const MAX_PEER_CHAIN_LENGTH = 8;
-
-/** Extended key usage OIDs a peer certificate may carry (RFC 5280 §4.2.1.12). */
-const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
-const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const OID_ANY_EKU = '2.5.29.37.0';
+export { MAX_PEER_CHAIN_LENGTH, verifyCertificateChain } from './peer-chain.js';
+export { parsePemBundle, readPeerCaFile } from './peer-trust.js';
 
 /** Options of {@link PeerAuthenticator}. */
 export interface PeerAuthenticatorOptions {
@@ -34,7 +30,10 @@ export interface PeerAuthenticatorOptions {
   trustedDomainSuffixes: readonly string[];
   /** Extra trusted CA certificates, PEM (one string may hold several), e.g. `peerAuthentication.caFile`. */
   ca?: string | readonly string[];
-  /** Also trust Node's bundled root CAs (`tls.rootCertificates`). Default: `true`. */
+  /**
+   * Also trust what a TLS client trusts: Node's bundled roots, the operating system's trust store and
+   * `NODE_EXTRA_CA_CERTS` (see `peer-trust.ts`). Default: `true`.
+   */
   systemCa?: boolean;
   /** Clock for validity checks. Default: `() => new Date()`. */
   now?: () => Date;
@@ -93,113 +92,20 @@ export function matchesTrustedSuffix(name: string, suffixes: readonly string[]):
 
 /**
  * The names a peer certificate is checked by: its DNS subjectAltNames, or its subject CN when it has no
- * DNS name (docs/protocol.md §2.1). IP addresses never count.
+ * DNS name (docs/protocol.md §2.1). IP addresses never count. Read from the certificate's DER encoding.
  */
 export function certificateNames(cert: X509Certificate): string[] {
-  const dns: string[] = [];
-  const san = cert.subjectAltName;
-  if (san !== undefined) {
-    // Node prints `DNS:a, DNS:b, IP Address:…`; quoted entries (with commas) are not DNS names we accept.
-    for (const entry of san.split(', ')) {
-      if (entry.startsWith('DNS:')) dns.push(entry.slice(4).toLowerCase());
-    }
-  }
-  if (dns.length > 0) return dns;
-  const cn = /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1];
-  return cn === undefined || cn === '' ? [] : [cn.toLowerCase()];
+  return certificateDnsNames(cert);
 }
 
 /**
- * Verifies that `leaf` chains to one of `anchors` through `intermediates` (in any order): every link is
- * signed by the next (`checkIssued` + signature), every issuer below the anchor is a CA, and every
- * certificate is valid at `now`. A leaf that is itself one of the anchors is accepted. Revocation and
- * name constraints are not checked.
- */
-export function verifyCertificateChain(
-  leaf: X509Certificate,
-  intermediates: readonly X509Certificate[],
-  anchors: readonly X509Certificate[],
-  now: Date = new Date(),
-): { ok: true } | { ok: false; reason: string } {
-  if (!isValidAt(leaf, now)) return { ok: false, reason: 'certificate expired or not yet valid' };
-  if (anchors.some((a) => a.fingerprint256 === leaf.fingerprint256)) return { ok: true };
-  let current = leaf;
-  for (let depth = 0; depth < MAX_PEER_CHAIN_LENGTH; depth++) {
-    for (const anchor of anchors) {
-      if (issuedBy(current, anchor) && isValidAt(anchor, now)) return { ok: true };
-    }
-    const next = intermediates.find(
-      (c) => c.ca && c.fingerprint256 !== current.fingerprint256 && issuedBy(current, c) && isValidAt(c, now),
-    );
-    if (next === undefined) {
-      return {
-        ok: false,
-        reason:
-          current === leaf && issuedBy(leaf, leaf)
-            ? 'self-signed certificate'
-            : 'untrusted certificate chain',
-      };
-    }
-    current = next;
-  }
-  return { ok: false, reason: 'certificate chain too long' };
-}
-
-function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  try {
-    return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
-  } catch {
-    return false;
-  }
-}
-
-function isValidAt(cert: X509Certificate, now: Date): boolean {
-  const t = now.getTime();
-  return t >= Date.parse(cert.validFrom) && t <= Date.parse(cert.validTo);
-}
-
-/** True when the certificate may authenticate a TLS peer: no EKU, or serverAuth, clientAuth or any. */
-function usableForTls(cert: X509Certificate): boolean {
-  const eku = cert.keyUsage;
-  if (eku === undefined || eku.length === 0) return true;
-  return eku.includes(OID_SERVER_AUTH) || eku.includes(OID_CLIENT_AUTH) || eku.includes(OID_ANY_EKU);
-}
-
-/** Splits a PEM bundle into certificates. Throws `TlsError` when one cannot be parsed. */
-export function parsePemBundle(pem: string): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((block) => {
-    try {
-      return new X509Certificate(block);
-    } catch (cause) {
-      throw new TlsError('a trusted CA is not a valid PEM certificate', { cause });
-    }
-  });
-}
-
-/** Reads a CA bundle file (`peerAuthentication.caFile`). Throws `TlsError` when unreadable or empty. */
-export async function readPeerCaFile(path: string): Promise<string> {
-  let pem: string;
-  try {
-    pem = await readFile(path, 'utf8');
-  } catch (cause) {
-    throw new TlsError(`cannot read peer CA file: ${(cause as Error).message}`, { cause });
-  }
-  if (parsePemBundle(pem).length === 0) throw new TlsError('peer CA file holds no PEM certificate');
-  return pem;
-}
-
-let systemAnchors: X509Certificate[] | undefined;
-
-/**
- * Decides whether a TLS peer may join the mesh (docs/protocol.md §2.1). Construct once; `verify()` is
- * synchronous and cheap enough to run on every upgrade.
+ * Decides whether a TLS peer may join the mesh (docs/protocol.md §2.1). Construct once (the trust stores are
+ * read then); `verify()` runs on every upgrade.
  */
 export class PeerAuthenticator {
   readonly #suffixes: string[];
-  readonly #anchors: X509Certificate[];
-  readonly #extraCaPem: string[];
-  readonly #systemCa: boolean;
+  readonly #anchors: TrustAnchors;
+  readonly #hasExtraCa: boolean;
   readonly #now: () => Date;
 
   /** Throws `InvalidConfigError` for a missing or malformed suffix, `TlsError` for an unreadable CA. */
@@ -223,20 +129,11 @@ export class PeerAuthenticator {
     });
     const ca =
       options.ca === undefined ? [] : typeof options.ca === 'string' ? [options.ca] : [...options.ca];
-    this.#extraCaPem = ca;
-    this.#systemCa = options.systemCa ?? true;
+    const own = buildAnchors(ca);
+    this.#hasExtraCa = own.certificates.length > 0;
     this.#now = options.now ?? (() => new Date());
-    this.#anchors = ca.flatMap((pem) => parsePemBundle(pem));
-    if (this.#systemCa) {
-      systemAnchors ??= rootCertificates.flatMap((pem) => {
-        try {
-          return [new X509Certificate(pem)];
-        } catch {
-          return [];
-        }
-      });
-      this.#anchors.push(...systemAnchors);
-    }
+    this.#anchors =
+      (options.systemCa ?? true) ? buildAnchors([...defaultTrustAnchors().pems, ...own.pems]) : own;
   }
 
   /** The normalised suffixes. */
@@ -246,20 +143,23 @@ export class PeerAuthenticator {
 
   /**
    * Trusted CAs as PEM strings, for `ca` of a TLS client (the dialer verifies listeners against the same
-   * set) or a server; `undefined` when only the system CAs are trusted (Node's default).
+   * set) or a server: Node's roots, the OS store, `NODE_EXTRA_CA_CERTS` and `ca`, as configured.
+   * `undefined` when nothing is trusted at all (`systemCa: false` and no `ca`).
    */
   caPem(): string[] | undefined {
-    if (this.#extraCaPem.length === 0) return undefined;
-    return this.#systemCa ? [...rootCertificates, ...this.#extraCaPem] : [...this.#extraCaPem];
+    if (this.#anchors.pems.length === 0 && !this.#hasExtraCa) return undefined;
+    return [...this.#anchors.pems];
   }
 
-  /** Verifies a certificate and its presented chain. */
-  verifyCertificate(leaf: X509Certificate, chain: readonly X509Certificate[] = []): PeerAuthResult {
-    if (!usableForTls(leaf))
-      return { ok: false, reason: 'certificate not usable for TLS (extended key usage)' };
-    const chainResult = verifyCertificateChain(leaf, chain, this.#anchors, this.#now());
+  /** Verifies a certificate and the chain the peer presented with it. */
+  async verifyCertificate(
+    leaf: X509Certificate,
+    chain: readonly X509Certificate[] = [],
+  ): Promise<PeerAuthResult> {
+    const chainResult = await verifyCertificateChain(leaf, chain, this.#anchors.certificates, this.#now());
     if (!chainResult.ok) return chainResult;
-    const names = certificateNames(leaf);
+    // Name constraints bind subjectAltNames, not a CN: under a constrained CA only SAN names count.
+    const names = certificateDnsNames(leaf, !chainResult.nameConstrained);
     const name = names.find((n) => matchesTrustedSuffix(n, this.#suffixes));
     if (name === undefined) {
       return {
@@ -271,38 +171,46 @@ export class PeerAuthenticator {
   }
 
   /** Verifies the client certificate of an accepted TLS connection (or a dialled server's certificate). */
-  verify(socket: TLSSocket): PeerAuthResult {
-    let leaf: X509Certificate | undefined;
-    try {
-      leaf = socket.getPeerX509Certificate();
-    } catch {
-      leaf = undefined;
-    }
-    if (leaf === undefined) return { ok: false, reason: 'no client certificate' };
-    return this.verifyCertificate(leaf, presentedChain(socket));
+  verify(socket: TLSSocket): Promise<PeerAuthResult> {
+    const presented = presentedChain(socket);
+    if (presented === undefined) return Promise.resolve({ ok: false, reason: 'no client certificate' });
+    return this.verifyCertificate(presented.leaf, presented.chain);
   }
 }
 
-/** The issuers Node knows for the peer's certificate (sent by the peer or found in the trust store). */
-function presentedChain(socket: TLSSocket): X509Certificate[] {
-  const out: X509Certificate[] = [];
+/**
+ * The peer's certificate and the issuers Node knows for it (sent by the peer). Asked with
+ * `getPeerCertificate(true)` alone: on Node 20 a `getPeerX509Certificate()` call before it leaves the
+ * detailed certificate without its issuer chain, and every intermediate-issued certificate was refused.
+ */
+function presentedChain(socket: TLSSocket): { leaf: X509Certificate; chain: X509Certificate[] } | undefined {
   let cert: PeerCertificate | undefined;
   try {
     cert = socket.getPeerCertificate(true);
   } catch {
-    return out;
+    return undefined;
   }
-  const seen = new Set<string>();
-  let issuer = (cert as { issuerCertificate?: PeerCertificate } | undefined)?.issuerCertificate;
-  while (issuer !== undefined && issuer.raw !== undefined && out.length < MAX_PEER_CHAIN_LENGTH) {
-    if (seen.has(issuer.fingerprint256)) break;
-    seen.add(issuer.fingerprint256);
+  if (cert?.raw === undefined) return undefined;
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert.raw);
+  } catch {
+    return undefined;
+  }
+  const chain: X509Certificate[] = [];
+  const seen = new Set<string>([leaf.fingerprint256]);
+  let issuer = (cert as { issuerCertificate?: PeerCertificate }).issuerCertificate;
+  while (issuer?.raw !== undefined && chain.length < MAX_PEER_CHAIN_LENGTH) {
+    let next: X509Certificate;
     try {
-      out.push(new X509Certificate(issuer.raw));
+      next = new X509Certificate(issuer.raw);
     } catch {
       break;
     }
+    if (seen.has(next.fingerprint256)) break; // a self-signed root points at itself
+    seen.add(next.fingerprint256);
+    chain.push(next);
     issuer = (issuer as { issuerCertificate?: PeerCertificate }).issuerCertificate;
   }
-  return out;
+  return { leaf, chain };
 }

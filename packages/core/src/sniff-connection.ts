@@ -134,7 +134,8 @@ export function resolveSniffLimits(limits: SniffLimits = {}): ResolvedSniffLimit
     maxClientHelloBytes: limits.maxClientHelloBytes ?? DEFAULT_MAX_CLIENT_HELLO_BYTES,
     maxHttpHeadBytes: limits.maxHttpHeadBytes ?? DEFAULT_MAX_HTTP_HEAD_BYTES,
     sniffFirstByteTimeoutMs: limits.sniffFirstByteTimeoutMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_MS,
-    sniffFirstByteTimeoutBusyMs: limits.sniffFirstByteTimeoutBusyMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_BUSY_MS,
+    sniffFirstByteTimeoutBusyMs:
+      limits.sniffFirstByteTimeoutBusyMs ?? DEFAULT_SNIFF_FIRST_BYTE_TIMEOUT_BUSY_MS,
     sniffReadExtensionMs: limits.sniffReadExtensionMs ?? DEFAULT_SNIFF_READ_EXTENSION_MS,
     sniffAbsoluteTimeoutMs: limits.sniffAbsoluteTimeoutMs ?? DEFAULT_SNIFF_ABSOLUTE_TIMEOUT_MS,
   });
@@ -152,7 +153,8 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
   const limits = resolveSniffLimits(options.limits);
   const { mode, budget, signal } = options;
   const cap = mode === 'tls' ? limits.maxClientHelloBytes : limits.maxHttpHeadBytes;
-  const reader = mode === 'tls' ? new ClientHelloReader({ maxSize: cap }) : new HttpHeadReader({ maxSize: cap });
+  const reader =
+    mode === 'tls' ? new ClientHelloReader({ maxSize: cap }) : new HttpHeadReader({ maxSize: cap });
   let reads = 0;
   const stats = (): SniffStats => ({ reads, bytesExamined: reader.bytesExamined });
 

@@ -69,7 +69,10 @@ async function nodeWithTlsService(): Promise<{ node: NodeHarness; service: TestS
   });
   // Default limits: nothing about sniffing is configured.
   const node = await startNode({ pki, listeners: ['tls'] });
-  cleanups.push(() => service.close(), () => node.close());
+  cleanups.push(
+    () => service.close(),
+    () => node.close(),
+  );
   await node.attachBackend({ hostnames: ['app.test'], service: service.port });
   return { node, service };
 }
@@ -123,7 +126,9 @@ describe('attack: one address holds the sniff budget (default settings)', () => 
     await expect.poll(() => node.events.sniffFailed.filter((e) => e.reason === 'evicted').length).toBe(1);
     // ...while the attacker opens 100 more: all refused, none evicts the user.
     await idleSockets(node.tlsPort, 100, ATTACKER);
-    await expect.poll(() => node.events.sniffFailed.filter((e) => e.reason === 'over-budget').length).toBe(100);
+    await expect
+      .poll(() => node.events.sniffFailed.filter((e) => e.reason === 'over-budget').length)
+      .toBe(100);
     expect(user.destroyed).toBe(false);
     expect(node.events.sniffFailed.some((e) => e.remoteAddress === '127.0.0.1')).toBe(false);
   });

@@ -1,0 +1,161 @@
+/**
+ * Certification path validation for peer certificates (RFC 5280 §6), on PKI.js's chain engine: it builds
+ * the path from the leaf through the presented intermediates to a trust anchor and checks signatures,
+ * validity periods, that every issuer is a CA allowed to sign certificates (basicConstraints, keyUsage),
+ * certificate policies and name constraints (permitted and excluded subtrees, applied to the subject and
+ * the subjectAltNames of every certificate below them). PKI.js leaves two checks to its caller, done here on
+ * the path it returns: `pathLenConstraint` (§4.2.1.9) and extended key usage through the chain.
+ *
+ * Extended key usage: a peer presents its certificate as a TLS client on the peer listener and as a TLS
+ * server when it is dialled, and ACME certificates list only serverAuth; so a path is accepted when there
+ * is one purpose — serverAuth or clientAuth — that the leaf and every intermediate allow (an EKU extension
+ * absent or listing anyExtendedKeyUsage allows every purpose). The trust anchor's own extensions, as in
+ * RFC 5280, are not constraints.
+ */
+import { webcrypto, type X509Certificate } from 'node:crypto';
+import * as pkijs from 'pkijs';
+
+/** Longest path (leaf and anchor included) that is validated. */
+export const MAX_PEER_CHAIN_LENGTH = 8;
+
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
+const OID_NAME_CONSTRAINTS = '2.5.29.30';
+const OID_SUBJECT_ALT_NAME = '2.5.29.17';
+const OID_EXT_KEY_USAGE = '2.5.29.37';
+const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const OID_ANY_EKU = '2.5.29.37.0';
+const OID_COMMON_NAME = '2.5.4.3';
+/** GeneralName tag of a dNSName (RFC 5280 §4.2.1.6). */
+const GENERAL_NAME_DNS = 2;
+
+const cryptoEngine = new pkijs.CryptoEngine({
+  name: 'node',
+  crypto: webcrypto as unknown as ConstructorParameters<typeof pkijs.CryptoEngine>[0]['crypto'],
+});
+
+/** The outcome of {@link verifyCertificateChain}. */
+export type ChainResult =
+  | {
+      ok: true;
+      /** True when a certificate of the path carries name constraints. */
+      nameConstrained: boolean;
+    }
+  | { ok: false; reason: string };
+
+function toPkijs(cert: X509Certificate): pkijs.Certificate {
+  return pkijs.Certificate.fromBER(new Uint8Array(cert.raw));
+}
+
+function extension(cert: pkijs.Certificate, oid: string): pkijs.Extension | undefined {
+  return cert.extensions?.find((e) => e.extnID === oid);
+}
+
+function isSelfIssued(cert: pkijs.Certificate): boolean {
+  return cert.issuer.isEqual(cert.subject);
+}
+
+/**
+ * Verifies that `leaf` chains to one of `anchors` through `intermediates` (in any order), at `now`, as
+ * RFC 5280 §6 says (see the module comment for what is checked and by whom). A leaf that is itself one of
+ * the anchors is accepted while valid. Revocation is not checked. Never throws.
+ */
+export async function verifyCertificateChain(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  anchors: readonly X509Certificate[],
+  now: Date = new Date(),
+): Promise<ChainResult> {
+  const t = now.getTime();
+  if (t < Date.parse(leaf.validFrom) || t > Date.parse(leaf.validTo)) {
+    return { ok: false, reason: 'certificate expired or not yet valid' };
+  }
+  if (anchors.some((a) => a.fingerprint256 === leaf.fingerprint256))
+    return { ok: true, nameConstrained: false };
+  if (intermediates.length > MAX_PEER_CHAIN_LENGTH - 2)
+    return { ok: false, reason: 'certificate chain too long' };
+  // Only the anchors that could issue a certificate of the chain: the engine compares every pair.
+  const issuers = new Set([leaf, ...intermediates].map((c) => c.issuer));
+  const candidates = anchors.filter((a) => issuers.has(a.subject));
+  if (candidates.length === 0) {
+    return {
+      ok: false,
+      reason: leaf.checkIssued(leaf) ? 'self-signed certificate' : 'untrusted certificate chain',
+    };
+  }
+  let path: pkijs.Certificate[];
+  try {
+    const engine = new pkijs.CertificateChainValidationEngine({
+      trustedCerts: candidates.map(toPkijs),
+      // The engine takes the last certificate as the one to validate.
+      certs: [...intermediates.filter((c) => c.fingerprint256 !== leaf.fingerprint256), leaf].map(toPkijs),
+      checkDate: now,
+    });
+    const result = await engine.verify({}, cryptoEngine);
+    if (!result.result || result.certificatePath === undefined) {
+      return { ok: false, reason: `untrusted certificate chain: ${result.resultMessage}` };
+    }
+    path = result.certificatePath;
+  } catch (err) {
+    return { ok: false, reason: `untrusted certificate chain: ${(err as Error).message ?? String(err)}` };
+  }
+  if (path.length > MAX_PEER_CHAIN_LENGTH) return { ok: false, reason: 'certificate chain too long' };
+  const pathLen = checkPathLength(path);
+  if (pathLen !== undefined) return { ok: false, reason: pathLen };
+  if (!hasCommonTlsPurpose(path.slice(0, -1))) {
+    return { ok: false, reason: 'certificate chain not usable for TLS (extended key usage)' };
+  }
+  return { ok: true, nameConstrained: path.some((c) => extension(c, OID_NAME_CONSTRAINTS) !== undefined) };
+}
+
+/**
+ * RFC 5280 §4.2.1.9: a CA's `pathLenConstraint` is the most non-self-issued intermediate certificates that
+ * may follow it in a path. `path` runs from the leaf (index 0) to the anchor. Returns a reason, or
+ * `undefined` when every constraint holds. (Checked on the anchor too, as OpenSSL does.)
+ */
+function checkPathLength(path: readonly pkijs.Certificate[]): string | undefined {
+  let below = 0; // non-self-issued intermediates between the leaf and the certificate at `i`
+  for (let i = 1; i < path.length; i++) {
+    const cert = path[i]!;
+    const bc = extension(cert, OID_BASIC_CONSTRAINTS)?.parsedValue as pkijs.BasicConstraints | undefined;
+    const limit = bc?.pathLenConstraint;
+    if (typeof limit === 'number' && below > limit) {
+      return `certificate chain too long for its CA (pathLenConstraint ${limit})`;
+    }
+    if (!isSelfIssued(cert)) below++;
+  }
+  return undefined;
+}
+
+/** True when serverAuth or clientAuth is allowed by every certificate of `certs` (leaf and intermediates). */
+function hasCommonTlsPurpose(certs: readonly pkijs.Certificate[]): boolean {
+  let allowed = [OID_SERVER_AUTH, OID_CLIENT_AUTH];
+  for (const cert of certs) {
+    const eku = extension(cert, OID_EXT_KEY_USAGE)?.parsedValue as pkijs.ExtKeyUsage | undefined;
+    if (eku === undefined || eku.keyPurposes.includes(OID_ANY_EKU)) continue;
+    allowed = allowed.filter((p) => eku.keyPurposes.includes(p));
+  }
+  return allowed.length > 0;
+}
+
+/**
+ * The DNS names of a certificate's subjectAltName, lower-case, read from its DER encoding (IP addresses
+ * and other name types never count). When it has none, its subject CN (last one), as RFC 6125 allowed;
+ * `includeCn: false` leaves the CN out.
+ */
+export function certificateDnsNames(cert: X509Certificate, includeCn = true): string[] {
+  let parsed: pkijs.Certificate;
+  try {
+    parsed = toPkijs(cert);
+  } catch {
+    return [];
+  }
+  const san = extension(parsed, OID_SUBJECT_ALT_NAME)?.parsedValue as pkijs.AltName | undefined;
+  const dns = (san?.altNames ?? [])
+    .filter((n) => n.type === GENERAL_NAME_DNS && typeof n.value === 'string')
+    .map((n) => (n.value as string).toLowerCase());
+  if (dns.length > 0 || !includeCn) return dns;
+  const cns = parsed.subject.typesAndValues.filter((tv) => tv.type === OID_COMMON_NAME);
+  const cn = cns[cns.length - 1]?.value.valueBlock.value;
+  return typeof cn === 'string' && cn !== '' ? [cn.toLowerCase()] : [];
+}
