@@ -1,9 +1,19 @@
 /**
  * Backend tokens (docs/protocol.md §1.2, §5): compact JWS, HMAC-signed with the node's shared secret, listing
  * the hostnames a backend serves and its weight.
+ *
+ * What a valid token may claim, by design (docs/security.md):
+ * - any exact hostname and any `*.suffix` wildcard, except a wildcard directly under a public suffix
+ *   (`*.co.uk`, `*.github.io`: every registrable domain below it would be captured), decided with the
+ *   Public Suffix List (ICANN and private sections) through `tldts`;
+ * - a hostname another token claims too: every holder of a token the node's secret signed is trusted for
+ *   the names it lists, and backends claiming one name share its pool by weight (weighted round robin);
+ * - no `exp` at all: reference tokens often have none, so `exp` is checked when present and required only
+ *   with `auth.requireExp`.
  */
 import { normalizeHostnamePattern } from '@nexus-proxy/sni';
 import { decodeProtectedHeader, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import { getPublicSuffix } from 'tldts';
 import { AuthError, InvalidConfigError } from './errors.js';
 import { normalizeWeight } from './weighted-round-robin.js';
 
@@ -47,7 +57,10 @@ export interface VerifyBackendTokenOptions {
 export interface VerifiedBackendToken {
   /** Normalised, valid, de-duplicated patterns (exact names and `*.suffix` wildcards), in token order. */
   hostnames: string[];
-  /** Claimed entries that were dropped as invalid (`*.com`, `*.*.x`, malformed names), as written. */
+  /**
+   * Claimed entries that were dropped as invalid (`*.com`, `*.*.x`, malformed names, wildcards directly
+   * under a public suffix such as `*.co.uk`), as written.
+   */
   ignoredHostnames: string[];
   /** Pool weight, ≥ 1 (`weight` ≤ 0, absent or not a number → 1). */
   weight: number;
@@ -149,7 +162,7 @@ export async function verifyBackendToken(
   const ignoredHostnames: string[] = [];
   const seen = new Set<string>();
   for (const entry of listed) {
-    const pattern = typeof entry === 'string' ? normalizeHostnamePattern(entry) : undefined;
+    const pattern = typeof entry === 'string' ? normalizeTokenPattern(entry) : undefined;
     if (pattern === undefined) {
       ignoredHostnames.push(typeof entry === 'string' ? entry : String(entry));
       continue;
@@ -162,6 +175,22 @@ export async function verifyBackendToken(
 
   const weight = normalizeWeight(typeof claims.weight === 'number' ? claims.weight : undefined);
   return { hostnames, ignoredHostnames, weight, claims, secretIndex };
+}
+
+/**
+ * True when `pattern` is a wildcard directly under a public suffix of the Public Suffix List (ICANN or
+ * private section): `*.co.uk`, `*.github.io`. `*.example.co.uk` is not.
+ */
+export function isPublicSuffixWildcard(pattern: string): boolean {
+  if (!pattern.startsWith('*.')) return false;
+  const suffix = pattern.slice(2);
+  return getPublicSuffix(suffix, { allowPrivateDomains: true }) === suffix;
+}
+
+/** A token's hostname entry, normalised, or `undefined` when it may not be claimed. */
+function normalizeTokenPattern(entry: string): string | undefined {
+  const pattern = normalizeHostnamePattern(entry);
+  return pattern === undefined || isPublicSuffixWildcard(pattern) ? undefined : pattern;
 }
 
 function mapJoseError(err: unknown): AuthError {
@@ -222,7 +251,7 @@ export async function mintBackendToken(options: MintBackendTokenOptions): Promis
   }
   const hostnames: string[] = [];
   options.hostnames.forEach((h, i) => {
-    const pattern = typeof h === 'string' ? normalizeHostnamePattern(h) : undefined;
+    const pattern = typeof h === 'string' ? normalizeTokenPattern(h) : undefined;
     if (pattern === undefined) {
       throw new InvalidConfigError(
         `hostnames[${i}]`,
