@@ -7,6 +7,12 @@ import { loadBackendClientConfig, type ResolvedBackendConfig } from './config.js
 import type { Logger } from './logger.js';
 import { type PortMappingsInput, resolvePortMappings } from './port-mappings.js';
 
+/**
+ * Environment variable holding the backend JWT when neither `--token` nor `--token-file` is given (unlike
+ * `--token`, not visible in `ps`).
+ */
+export const TOKEN_ENV = 'NEXUS_BACKEND_TOKEN';
+
 /** Parsed command line of `nexus-backend`. */
 export interface CliFlags {
   /** Reference client YAML file. */
@@ -46,7 +52,7 @@ export function parseCliFlags(argv: readonly string[]): CliFlags {
       'backend client YAML (reference format: backends[] with nexusAddresses, …)',
     )
     .option('--node <address>', 'hub address, wss://node:8443/connect or node:8443 (repeatable)', collect, [])
-    .option('--token <jwt>', 'backend JWT (without --config)')
+    .option('--token <jwt>', `backend JWT (visible in ps: prefer --token-file or ${TOKEN_ENV})`)
     .option('--token-file <file>', 'file holding the backend JWT, re-read before every connect')
     .option(
       '--map <port=host:port>',
@@ -80,8 +86,12 @@ export async function buildClientOptions(flags: CliFlags, logger: Logger): Promi
     return Promise.all(config.backends.map((backend) => fromBackendConfig(backend, extraCa, logger)));
   }
   if (flags.node.length === 0) throw new Error('give --config, or --node with --token and --map');
-  if ((flags.token === undefined) === (flags.tokenFile === undefined)) {
-    throw new Error('give exactly one of --token and --token-file');
+  const envToken = process.env[TOKEN_ENV]?.trim() || undefined;
+  if (flags.token !== undefined && flags.tokenFile !== undefined) {
+    throw new Error('give only one of --token and --token-file');
+  }
+  if (flags.token === undefined && flags.tokenFile === undefined && envToken === undefined) {
+    throw new Error(`give --token-file, ${TOKEN_ENV} or --token`);
   }
   if (flags.map.length === 0) throw new Error('give at least one --map PORT=HOST:PORT');
   const mappings: PortMappingsInput = {};
@@ -92,7 +102,7 @@ export async function buildClientOptions(flags: CliFlags, logger: Logger): Promi
   return [
     {
       nodes: flags.node,
-      token: flags.token ?? tokenFromFile(flags.tokenFile!),
+      token: flags.token ?? (flags.tokenFile !== undefined ? tokenFromFile(flags.tokenFile) : envToken!),
       portMappings: resolvePortMappings(mappings, '--map'),
       ...(extraCa !== undefined ? { tls: { ca: extraCa } } : {}),
       logger,

@@ -1,18 +1,31 @@
 /**
- * The admin listener: plain HTTP, off unless configured (`admin` key or `--admin`), meant for loopback or
- * a private network. `GET /metrics` (Prometheus), `/healthz` (liveness), `/readyz` (readiness), `/status`
- * (JSON for `nexus-proxy status`). Nothing else; it can change nothing.
+ * The admin listener: plain HTTP, off unless configured (`admin` key or `--admin`), on loopback unless an
+ * address is given. `GET /metrics` (Prometheus), `/healthz` (liveness), `/readyz` (readiness), `/status`
+ * (JSON for `nexus-proxy status`). Nothing else; it can change nothing. With a token, `/metrics` and
+ * `/status` require `Authorization: Bearer <token>`; the probes stay open.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, noopLogger } from '@nexus-proxy/core';
 import type { NexusMetrics } from './metrics.js';
 import type { Readiness, StatusSnapshot } from './status.js';
 
+/** Address the admin listener binds when none is given (`admin: 9090`, `--admin 9090`). */
+export const DEFAULT_ADMIN_HOST = '127.0.0.1';
+/** Environment variable holding the admin bearer token. */
+export const ADMIN_TOKEN_ENV = 'NEXUS_ADMIN_TOKEN';
+
 /** Options of {@link createAdminServer}. */
 export interface AdminServerOptions {
-  /** Address to bind. Default: all interfaces (as every address of the configuration). */
+  /** Address to bind. Default: `127.0.0.1` (give `0.0.0.0` or `::` to listen on every interface). */
   host?: string;
+  /**
+   * Bearer token `/metrics` and `/status` require (`Authorization: Bearer <token>`, compared in constant
+   * time); `/healthz` and `/readyz` stay open for probes. Default: none (everything open).
+   */
+  token?: string;
   /** TCP port; `0` picks one. */
   port: number;
   metrics: NexusMetrics;
@@ -43,11 +56,58 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body);
 }
 
+/** Where the admin token may come from, in order of precedence. */
+export interface AdminTokenSources {
+  /** `--admin-token-file`. */
+  file?: string;
+  /** The environment (`NEXUS_ADMIN_TOKEN`). Default: `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** The configuration's `admin.tokenFile` (resolved path). */
+  configTokenFile?: string;
+  /** The configuration's `admin.token`. */
+  configToken?: string;
+}
+
+/**
+ * The admin token from the first source that has one: `--admin-token-file`, `NEXUS_ADMIN_TOKEN`,
+ * `admin.tokenFile`, `admin.token`; `undefined` when none does. Files are read now and trimmed. Throws
+ * `Error` for an unreadable or empty file.
+ */
+export function resolveAdminToken(sources: AdminTokenSources): string | undefined {
+  const readToken = (file: string): string => {
+    const token = readFileSync(file, 'utf8').trim();
+    if (token === '') throw new Error(`admin token file ${file} is empty`);
+    return token;
+  };
+  if (sources.file !== undefined) return readToken(sources.file);
+  const fromEnv = (sources.env ?? process.env)[ADMIN_TOKEN_ENV]?.trim();
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  if (sources.configTokenFile !== undefined) return readToken(sources.configTokenFile);
+  return sources.configToken;
+}
+
+/** Constant-time check of an `Authorization` header against `token` (digests: equal lengths). */
+function authorized(header: string | undefined, token: string): boolean {
+  const match = /^Bearer +(\S+) *$/i.exec(header ?? '');
+  const given = createHash('sha256')
+    .update(match?.[1] ?? '')
+    .digest();
+  const wanted = createHash('sha256').update(token).digest();
+  return timingSafeEqual(given, wanted) && match !== null;
+}
+
 /** Creates the admin listener (nothing listens until `listen()`). */
 export function createAdminServer(options: AdminServerOptions): AdminServer {
   const log = (options.logger ?? noopLogger).child({ component: 'admin' });
   const json = (res: ServerResponse, status: number, value: unknown) =>
     send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
+  const { token } = options;
+  const denied = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (token === undefined || authorized(req.headers.authorization, token)) return false;
+    res.setHeader('www-authenticate', 'Bearer realm="nexus-admin"');
+    send(res, 401, 'text/plain; charset=utf-8', 'Unauthorized\n');
+    return true;
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0];
@@ -58,6 +118,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     }
     switch (path) {
       case '/metrics':
+        if (denied(req, res)) return;
         send(res, 200, options.metrics.contentType, await options.metrics.metrics());
         return;
       case '/healthz':
@@ -69,6 +130,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
         return;
       }
       case '/status':
+        if (denied(req, res)) return;
         json(res, 200, options.status());
         return;
       default:
@@ -89,7 +151,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
     listen() {
       return new Promise<AddressInfo>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(options.port, options.host, () => {
+        server.listen(options.port, options.host ?? DEFAULT_ADMIN_HOST, () => {
           server.off('error', reject);
           server.on('error', (err) => log.error({ err }, 'admin listener error'));
           const address = server.address() as AddressInfo;

@@ -3,11 +3,15 @@ import { readFileSync } from 'node:fs';
 import { backendClientConfigJsonSchema } from '@nexus-proxy/backend-client';
 import { loadConfig, mintBackendToken, nexusConfigJsonSchema } from '@nexus-proxy/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { ADMIN_TOKEN_ENV, resolveAdminToken } from './admin.js';
 import { writeConfigTemplate } from './init.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
 import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
 import { DEFAULT_SYSTEMD_UNIT_FILE, writeSystemdUnit } from './systemd.js';
 import { VERSION } from './version.js';
+
+/** Environment variable `nexus-proxy token` reads the secret from (not visible in `ps`, unlike `--secret`). */
+export const SECRET_ENV = 'NEXUS_JWT_SECRET';
 
 function integer(name: string) {
   return (value: string): number => {
@@ -56,7 +60,14 @@ export function createProgram(io: ProgramIo = {}): Command {
       EMBEDDED_PORTS.http,
     )
     .option('--hub-port <port>', 'embedded default: hub port', integer('--hub-port'), EMBEDDED_PORTS.hub)
-    .option('--admin <addr>', 'admin listener (/metrics, /healthz, /readyz, /status), e.g. 127.0.0.1:9090')
+    .option(
+      '--admin <addr>',
+      'admin listener (/metrics, /healthz, /readyz, /status); a bare port binds 127.0.0.1, e.g. 9090',
+    )
+    .option(
+      '--admin-token-file <file>',
+      `bearer token /metrics and /status require (or ${ADMIN_TOKEN_ENV}, or admin.token in the config)`,
+    )
     .action(async (opts) => {
       await serve({
         ports: { tls: opts.tlsPort, http: opts.httpPort, hub: opts.hubPort },
@@ -67,6 +78,7 @@ export function createProgram(io: ProgramIo = {}): Command {
         logFormat: opts.logFormat,
         graceMs: opts.grace,
         admin: opts.admin,
+        adminTokenFile: opts.adminTokenFile,
         print: out,
       });
     });
@@ -77,7 +89,10 @@ export function createProgram(io: ProgramIo = {}): Command {
       'mint a backend JWT (HS256, with iss "authorizer" and aud ["nexus"], accepted by reference nodes too)',
     )
     .option('-c, --config <file>', 'take the secret from this node configuration')
-    .option('--secret <secret>', "the node's backendsJWTSecret")
+    .option(
+      '--secret <secret>',
+      `the node's backendsJWTSecret (visible in ps: prefer --secret-file or ${SECRET_ENV})`,
+    )
     .option('--secret-file <file>', 'read the secret from a file')
     .option('--hostname <name>', 'hostname or *.wildcard to serve (repeatable)', collect, [])
     .option('--weight <n>', 'weight in the round robin', integer('--weight'))
@@ -86,9 +101,11 @@ export function createProgram(io: ProgramIo = {}): Command {
       let secret: string | undefined = opts.secret;
       if (secret === undefined && opts.secretFile !== undefined)
         secret = readFileSync(opts.secretFile, 'utf8').trim();
+      if (secret === undefined && process.env[SECRET_ENV]) secret = process.env[SECRET_ENV].trim();
       if (secret === undefined && opts.config !== undefined)
         secret = (await loadConfig(opts.config)).backendsJWTSecrets[0];
-      if (secret === undefined) throw new InvalidArgumentError('give --secret, --secret-file or -c <config>');
+      if (secret === undefined)
+        throw new InvalidArgumentError(`give --secret-file, ${SECRET_ENV}, -c <config> or --secret`);
       if (opts.hostname.length === 0) throw new InvalidArgumentError('give at least one --hostname');
       out(
         await mintBackendToken({
@@ -122,9 +139,11 @@ export function createProgram(io: ProgramIo = {}): Command {
     .command('status')
     .description("print a running node's backends, routes, peers and streams (from its admin listener)")
     .option('--admin <addr>', 'admin listener address', DEFAULT_ADMIN_ADDRESS)
+    .option('--admin-token-file <file>', `file holding the admin bearer token (or ${ADMIN_TOKEN_ENV})`)
     .option('--json', 'print the raw JSON snapshot')
     .action(async (opts) => {
-      const status = await fetchStatus(opts.admin);
+      const token = resolveAdminToken(opts.adminTokenFile !== undefined ? { file: opts.adminTokenFile } : {});
+      const status = await fetchStatus(opts.admin, undefined, token);
       out(opts.json === true ? JSON.stringify(status, null, 2) : formatStatus(status));
     });
 

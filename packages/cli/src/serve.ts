@@ -19,7 +19,7 @@ import {
   resolveNexusConfig,
 } from '@nexus-proxy/core';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
-import { type AdminServer, createAdminServer } from './admin.js';
+import { type AdminServer, createAdminServer, resolveAdminToken } from './admin.js';
 import { DEMO_HOSTNAME, type Demo, startDemo } from './demo.js';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { createNexusMetrics, type NexusMetrics } from './metrics.js';
@@ -53,6 +53,11 @@ export interface ServeOptions {
    * 127.0.0.1). Default: the configuration's, else off.
    */
   admin?: string;
+  /**
+   * File holding the admin bearer token (`--admin-token-file`); before `NEXUS_ADMIN_TOKEN` and the
+   * configuration's `admin.tokenFile` / `admin.token`. Default: none.
+   */
+  adminTokenFile?: string;
   /** Write JSON log lines here instead of stderr (embedding, tests). */
   logDestination?: DestinationStream;
 }
@@ -129,9 +134,15 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
   try {
     if (adminAt !== undefined) {
       // Up before the node, so /healthz answers and /readyz says `starting` during a slow start (ACME).
+      const token = resolveAdminToken({
+        ...(options.adminTokenFile !== undefined ? { file: options.adminTokenFile } : {}),
+        configToken: config.adminToken.token,
+        configTokenFile: config.adminToken.tokenFile,
+      });
       admin = createAdminServer({
         host: adminAt.host,
         port: adminAt.port,
+        ...(token !== undefined ? { token } : {}),
         metrics,
         readiness,
         status: () =>

@@ -266,15 +266,23 @@ export function parseAdminAddress(value: string, at = '--admin'): { host: string
   return parseListenAddress(text, at);
 }
 
-/** Fetches `/status` from an admin listener at `address` (`host:port`; no host = 127.0.0.1). */
+/** Fetches `/status` from an admin listener at `address` (`host:port`; no host = 127.0.0.1), with `token` as bearer. */
 export function fetchStatus(
   address: string = DEFAULT_ADMIN_ADDRESS,
   timeoutMs: number = DEFAULT_STATUS_TIMEOUT_MS,
+  token?: string,
 ): Promise<StatusSnapshot> {
   const { host, port } = parseAdminAddress(address);
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { host: host ?? '127.0.0.1', port, path: '/status', method: 'GET', timeout: timeoutMs },
+      {
+        host: host ?? '127.0.0.1',
+        port,
+        path: '/status',
+        method: 'GET',
+        timeout: timeoutMs,
+        ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}),
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');

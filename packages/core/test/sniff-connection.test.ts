@@ -97,7 +97,10 @@ describe('sniffConnection limits', () => {
     const pa = sniffConnection(a, { mode: 'tls', budget });
     expect(budget.active).toBe(1);
     const b = fakeSocket();
-    expect(await sniffConnection(b, { mode: 'tls', budget })).toMatchObject({ ok: false, reason: 'over-budget' });
+    expect(await sniffConnection(b, { mode: 'tls', budget })).toMatchObject({
+      ok: false,
+      reason: 'over-budget',
+    });
     expect(b.destroyed).toBe(true);
     a.write(Buffer.from([0x47, 0x45, 0x54]));
     expect(await pa).toMatchObject({ ok: false, reason: 'not-tls' });

@@ -4,7 +4,7 @@
  */
 import { ConfigIssue, deepFreeze, presentKeys, validate } from '@nexus-proxy/common';
 import { InvalidConfigError } from '../errors.js';
-import { resolveAdmin, resolveLogLevel } from './admin.js';
+import { resolveAdmin, resolveAdminToken, resolveLogLevel } from './admin.js';
 import { resolveAuth, resolveSecrets } from './auth.js';
 import { resolveBackendListen, resolveHubTls } from './hub-tls.js';
 import { resolveKeepalive } from './keepalive.js';
@@ -37,6 +37,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const keepalive = resolveKeepalive(p);
   const logLevel = resolveLogLevel(p);
   const admin = resolveAdmin(p, ctx);
+  const adminToken = resolveAdminToken(p, ctx);
   return deepFreeze({
     backendListen,
     peerListen,
@@ -51,6 +52,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     keepalive,
     logLevel,
     admin,
+    adminToken,
     warnings: ctx.warnings,
   });
 }

@@ -144,8 +144,12 @@ export interface NexusConfigInput {
   keepalive?: KeepaliveInput;
   /** `trace`, `debug`, `info`, `warn`, `error`, `fatal` or `silent`. Default: `info`. */
   logLevel?: string;
-  /** Admin HTTP endpoint (health, metrics): an address or `{ address }`. Default: off. */
-  admin?: AddressInput | { address?: AddressInput };
+  /**
+   * Admin HTTP endpoint (health, metrics): an address or `{ address, token?, tokenFile? }`; an address
+   * without a host binds 127.0.0.1. `token` (or the file holding it) is the bearer token `/metrics` and
+   * `/status` require. Default: off.
+   */
+  admin?: AddressInput | { address?: AddressInput; token?: string; tokenFile?: string };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -236,8 +240,10 @@ export interface ResolvedNexusConfig {
   readonly limits: ResolvedLimits;
   readonly keepalive: ResolvedKeepalive;
   readonly logLevel: LogLevel | 'silent';
-  /** Admin endpoint; `undefined` = off. */
+  /** Admin endpoint; `undefined` = off; `host` `undefined` = 127.0.0.1. */
   readonly admin: ListenAddress | undefined;
+  /** `admin.token` / `admin.tokenFile` (resolved path): the admin bearer token; both `undefined` = none. */
+  readonly adminToken: { readonly token: string | undefined; readonly tokenFile: string | undefined };
   /** Non-fatal problems (short secret, ignored reference keys…), one sentence each. Log them. */
   readonly warnings: readonly string[];
 }
