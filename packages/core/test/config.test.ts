@@ -230,10 +230,22 @@ describe('resolveNexusConfig', () => {
       host: '127.0.0.1',
       port: 9090,
     });
-    const open = resolveNexusConfig({ ...base, admin: ':9090' });
-    expect(open.admin).toEqual({ host: undefined, port: 9090 });
+    // No host: the admin listener binds 127.0.0.1, nothing to warn about.
+    const bare = resolveNexusConfig({ ...base, admin: ':9090' });
+    expect(bare.admin).toEqual({ host: undefined, port: 9090 });
+    expect(bare.warnings).toEqual([]);
+    const open = resolveNexusConfig({ ...base, admin: '0.0.0.0:9090' });
     expect(open.warnings).toEqual([expect.stringContaining('admin is reachable from the network')]);
     expect(resolveNexusConfig({ ...base, admin: false }).admin).toBeUndefined();
+  });
+
+  it('reads the admin token and token file', () => {
+    const c = resolveNexusConfig(
+      { ...base, admin: { address: 9090, token: 't0ken', tokenFile: 'admin-token' } },
+      { baseDir: '/etc/nexus' },
+    );
+    expect(c.adminToken).toEqual({ token: 't0ken', tokenFile: '/etc/nexus/admin-token' });
+    expect(resolveNexusConfig(base).adminToken).toEqual({ token: undefined, tokenFile: undefined });
   });
 
   it('accepts auth options', () => {
