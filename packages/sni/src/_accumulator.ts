@@ -43,3 +43,49 @@ export class ByteAccumulator {
     return this.#length;
   }
 }
+
+/**
+ * What the incremental readers share: gather each chunk, ask `scan` for a verdict on everything so far
+ * while it is `incomplete`, and keep the first final verdict.
+ */
+export abstract class ChunkReader<R extends { kind: string }> {
+  readonly #buffer = new ByteAccumulator();
+  #result: R;
+
+  protected constructor(incomplete: R) {
+    this.#result = incomplete;
+  }
+
+  /** The verdict on `bytes` (everything pushed so far), resuming the previous scan. */
+  protected abstract scan(bytes: Buffer): R;
+  /** The verdict if `scan` threw (it is not expected to). */
+  protected abstract readonly malformed: R;
+  /** Bytes the scan has looked at so far. */
+  protected abstract readonly scanned: number;
+
+  /**
+   * Adds the next chunk read and returns the verdict on everything pushed so far. Once the verdict is not
+   * `incomplete` it is final: later chunks are still gathered (into `bytes`) but change nothing.
+   */
+  push(chunk: Uint8Array): R {
+    this.#buffer.append(chunk);
+    if (this.#result.kind !== 'incomplete') return this.#result;
+    try {
+      this.#result = this.scan(this.#buffer.bytes);
+    } catch {
+      // Last-resort guard only: every read is bounds-checked.
+      this.#result = this.malformed;
+    }
+    return this.#result;
+  }
+
+  /** Every byte pushed, in order (a view, valid until the next `push`). */
+  get bytes(): Buffer {
+    return this.#buffer.bytes;
+  }
+
+  /** Bytes copied and looked at so far: grows linearly with the bytes pushed (a measure for tests). */
+  get bytesExamined(): number {
+    return this.#buffer.copied + this.scanned;
+  }
+}

@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { ByteAccumulator } from './_accumulator.js';
+import { ChunkReader } from './_accumulator.js';
 import { internLatin1 } from './_bytes.js';
 import { normalizeHostnameBytes } from './hostname.js';
 
@@ -127,40 +127,22 @@ export function parseClientHello(bytes: Uint8Array, options?: ParseClientHelloOp
  *   if (r.kind === 'tls') route(r.serverName, reader.bytes);
  * });
  */
-export class ClientHelloReader {
+export class ClientHelloReader extends ChunkReader<ClientHelloResult> {
   readonly #maxSize: number;
-  readonly #buffer = new ByteAccumulator();
   readonly #walker = new RecordWalker();
-  #result: ClientHelloResult = INCOMPLETE;
+  protected readonly malformed = NOT_TLS['malformed-client-hello'];
 
   constructor(options?: ParseClientHelloOptions) {
+    super(INCOMPLETE);
     this.#maxSize = resolveMaxSize(options?.maxSize);
   }
 
-  /**
-   * Adds the next chunk read and returns the verdict on everything pushed so far. Once the verdict is not
-   * `incomplete` it is final: later chunks are still gathered (into `bytes`) but change nothing.
-   */
-  push(chunk: Uint8Array): ClientHelloResult {
-    this.#buffer.append(chunk);
-    if (this.#result.kind !== 'incomplete') return this.#result;
-    try {
-      this.#result = this.#walker.walk(this.#buffer.bytes, this.#maxSize);
-    } catch {
-      // Last-resort guard only, as in parseClientHello.
-      this.#result = NOT_TLS['malformed-client-hello'];
-    }
-    return this.#result;
+  protected scan(bytes: Buffer): ClientHelloResult {
+    return this.#walker.walk(bytes, this.#maxSize);
   }
 
-  /** Every byte pushed, in order (a view, valid until the next `push`). */
-  get bytes(): Buffer {
-    return this.#buffer.bytes;
-  }
-
-  /** Bytes copied and looked at so far: grows linearly with the bytes pushed (a measure for tests). */
-  get bytesExamined(): number {
-    return this.#buffer.copied + this.#walker.examined;
+  protected get scanned(): number {
+    return this.#walker.examined;
   }
 }
 

@@ -1,4 +1,4 @@
-import { ByteAccumulator } from './_accumulator.js';
+import { ChunkReader } from './_accumulator.js';
 import { bytesEqual, internLatin1, latin1 } from './_bytes.js';
 import { normalizeHostname, normalizeHostnameBytes } from './hostname.js';
 
@@ -160,39 +160,22 @@ export function sniffHttpRequest(bytes: Uint8Array, options?: SniffHttpRequestOp
  * when its blank line has arrived. Gives, after each chunk, the answer `sniffHttpRequest` would give for
  * everything pushed so far.
  */
-export class HttpHeadReader {
+export class HttpHeadReader extends ChunkReader<HttpSniffResult> {
   readonly #maxSize: number;
-  readonly #buffer = new ByteAccumulator();
   readonly #scan = new HeadScan();
-  #result: HttpSniffResult = INCOMPLETE;
+  protected readonly malformed = notHttp(E_HEADER);
 
   constructor(options?: SniffHttpRequestOptions) {
+    super(INCOMPLETE);
     this.#maxSize = resolveMaxSize(options?.maxSize);
   }
 
-  /**
-   * Adds the next chunk read and returns the verdict on everything pushed so far. Once the verdict is not
-   * `incomplete` it is final: later chunks are still gathered (into `bytes`) but change nothing.
-   */
-  push(chunk: Uint8Array): HttpSniffResult {
-    this.#buffer.append(chunk);
-    if (this.#result.kind !== 'incomplete') return this.#result;
-    try {
-      this.#result = this.#scan.scan(this.#buffer.bytes, this.#maxSize);
-    } catch {
-      this.#result = notHttp(E_HEADER);
-    }
-    return this.#result;
+  protected scan(bytes: Buffer): HttpSniffResult {
+    return this.#scan.scan(bytes, this.#maxSize);
   }
 
-  /** Every byte pushed, in order (a view, valid until the next `push`). */
-  get bytes(): Buffer {
-    return this.#buffer.bytes;
-  }
-
-  /** Bytes copied and looked at so far: grows linearly with the bytes pushed (a measure for tests). */
-  get bytesExamined(): number {
-    return this.#buffer.copied + this.#scan.examined;
+  protected get scanned(): number {
+    return this.#scan.examined;
   }
 }
 
