@@ -4,7 +4,7 @@
  * validity periods, that every issuer is a CA allowed to sign certificates (basicConstraints, keyUsage),
  * certificate policies and name constraints (permitted and excluded subtrees, applied to the subject and
  * the subjectAltNames of every certificate below them). PKI.js leaves two checks to its caller, done here on
- * the path it returns: `pathLenConstraint` (§4.2.1.9) and extended key usage through the chain.
+ * the path it returns: `pathLenConstraint` (RFC 5280 §4.2.1.9) and extended key usage through the chain.
  *
  * Extended key usage: a peer presents its certificate as a TLS client on the peer listener and as a TLS
  * server when it is dialled, and ACME certificates list only serverAuth; so a path is accepted when there
