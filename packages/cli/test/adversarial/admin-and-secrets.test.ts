@@ -15,18 +15,8 @@ import { ADMIN_TOKEN_ENV, resolveAdminToken } from '../../src/admin.js';
 import { SECRET_ENV } from '../../src/program.js';
 import { type RunningNode, serve } from '../../src/serve.js';
 import { fetchStatus } from '../../src/status.js';
-import {
-  CLI,
-  createWorkdir,
-  echoSizeService,
-  httpThrough,
-  SECRET_A,
-  startService,
-  token,
-  until,
-  type Workdir,
-  writeNodeConfig,
-} from '../_ops-helpers.js';
+import { echoSizeService, httpGet, startService, waitUntil } from '@nexus-proxy/test-harness';
+import { CLI, createWorkdir, SECRET_A, token, type Workdir, writeNodeConfig } from '../_ops-helpers.js';
 
 const ADMIN_TOKEN = 'admin-token-0123456789-abcdefghij';
 const BACKEND_CLI = fileURLToPath(new URL('../../../backend-client/dist/cli.js', import.meta.url));
@@ -188,10 +178,10 @@ describe('attack: secrets on the command line are visible in ps', () => {
     cleanups.push(() => {
       child.kill('SIGKILL');
     });
-    await until(() => n.nexus.hub.sessions.length === 1, 15_000, 'the backend session');
+    await waitUntil(() => n.nexus.hub.sessions.length === 1, 15_000, 'the backend session');
     const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8');
     expect(cmdline).toContain('--node');
     expect(cmdline).not.toContain(jwt);
-    expect(await httpThrough(httpPort, 'env.example.com', '/5')).toMatch(/\r\n\r\nxxxxx$/);
+    expect(await httpGet(httpPort, 'env.example.com', '/5')).toMatch(/\r\n\r\nxxxxx$/);
   });
 });

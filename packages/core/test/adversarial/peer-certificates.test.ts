@@ -18,11 +18,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PeerAuthenticator } from '../../src/peer-auth.js';
 import {
   createTestPki,
-  type NodeHarness,
+  type TestNode,
   startNode,
   startService,
   type TestPki,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 import { createOpensslPki, type OpensslCert, type OpensslPki } from '../helpers/openssl-pki.js';
 
 const SUFFIX = '.mesh.test';
@@ -52,7 +52,7 @@ function nodeCert(name: string, issuer: OpensslCert, chain: OpensslCert[] = [iss
 }
 
 /** A whole node whose hub and peer listener serve `cert`, trusting `root` for peers. */
-async function meshNode(cert: ReturnType<typeof nodeCert>, peers: string[] = []): Promise<NodeHarness> {
+async function meshNode(cert: ReturnType<typeof nodeCert>, peers: string[] = []): Promise<TestNode> {
   const caFile = ossl.bundle(`ca-${cert.leaf.name}.pem`, [root]);
   // Backend clients check the hub against the openssl root.
   const pki: TestPki = { ...harnessPki, ca: { certPem: root.certPem, keyPem: '' } };

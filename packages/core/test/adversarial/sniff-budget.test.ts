@@ -11,12 +11,12 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestPki,
-  type NodeHarness,
+  type TestNode,
   startNode,
   startService,
   type TestPki,
   type TestService,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 
 const ATTACKER = '127.0.0.2';
 
@@ -63,7 +63,7 @@ async function tlsUser(port: number): Promise<{ ms: number; echoed: string }> {
   }
 }
 
-async function nodeWithTlsService(): Promise<{ node: NodeHarness; service: TestService }> {
+async function nodeWithTlsService(): Promise<{ node: TestNode; service: TestService }> {
   const service = await startService((s) => s.on('data', (d) => s.write(d)), {
     tls: await pki.issue(['app.test']),
   });

@@ -12,13 +12,13 @@ import { SignJWT } from 'jose';
 import {
   createTestPki,
   httpGet,
-  type NodeHarness,
+  type TestNode,
   onHttpRequest,
   startNode,
   startService,
   TEST_SECRET,
   type TestPki,
-} from '../helpers/node-harness.js';
+} from '@nexus-proxy/test-harness';
 
 let pki: TestPki;
 beforeAll(async () => {
@@ -30,7 +30,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(config: Parameters<typeof startNode>[0]['config'] = {}): Promise<NodeHarness> {
+async function node(config: Parameters<typeof startNode>[0]['config'] = {}): Promise<TestNode> {
   const n = await startNode({ pki, listeners: ['http'], config });
   cleanups.push(() => n.close());
   return n;
@@ -53,7 +53,7 @@ const sign = (claims: Record<string, unknown>) =>
   new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(TEST_SECRET));
 
 /** Presents `token` to the hub on a raw WebSocket; resolves with the close code and reason. */
-async function present(n: NodeHarness, token: string): Promise<{ code: number; reason: string }> {
+async function present(n: TestNode, token: string): Promise<{ code: number; reason: string }> {
   const ws = new WebSocket(n.hubUrl, { ca: pki.ca.certPem });
   ws.on('error', () => {});
   await once(ws, 'open');
