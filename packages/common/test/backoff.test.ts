@@ -29,6 +29,17 @@ describe('computeBackoffDelay', () => {
     expect(Math.max(...delays)).toBeLessThanOrEqual(10_000);
     expect(new Set(delays).size).toBeGreaterThan(100);
   });
+
+  // The cases the mesh's peer dialers were tested with when they had their own copy.
+  it.each([
+    { attempt: 0, random: 0.5, expected: 1_000 },
+    { attempt: 0, random: 0, expected: 750 },
+    { attempt: 3, random: 0.5, expected: 8_000 },
+    { attempt: 10, random: 0.5, expected: 60_000 },
+    { attempt: 10, random: 0.999_999, expected: 75_000 },
+  ])('attempt $attempt with random $random waits $expected ms', ({ attempt, random, expected }) => {
+    expect(computeBackoffDelay(attempt, DEFAULTS, () => random)).toBe(expected);
+  });
 });
 
 describe('Backoff', () => {

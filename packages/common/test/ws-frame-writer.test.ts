@@ -1,0 +1,229 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { createWsFrameWriter } from '../src/ws-frame-writer.js';
+
+/** One side of a loopback WebSocket pair, with what it wrote to its socket and what the other side got. */
+interface End {
+  ws: WebSocket;
+  /** Messages the other end received from this one. */
+  received: Buffer[];
+  /** Raw bytes this end wrote to its socket. */
+  wire: Buffer[];
+}
+
+interface Pair {
+  client: End;
+  server: End;
+  close(): Promise<void>;
+}
+
+const opened: Pair[] = [];
+
+function capture(ws: WebSocket): Buffer[] {
+  const socket = (ws as unknown as { _socket: { write: (...args: unknown[]) => boolean } })._socket;
+  const wire: Buffer[] = [];
+  const write = socket.write.bind(socket);
+  socket.write = (chunk: unknown, ...rest: unknown[]) => {
+    wire.push(Buffer.from(chunk as Uint8Array));
+    return write(chunk, ...rest);
+  };
+  return wire;
+}
+
+async function openPair(): Promise<Pair> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await once(wss, 'listening');
+  const fromClient: Buffer[] = [];
+  const fromServer: Buffer[] = [];
+  const accepted = new Promise<WebSocket>((resolve) =>
+    wss.once('connection', (ws) => {
+      ws.on('message', (data) => fromClient.push(data as Buffer));
+      resolve(ws);
+    }),
+  );
+  const { port } = wss.address() as AddressInfo;
+  const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+  client.on('message', (data) => fromServer.push(data as Buffer));
+  await once(client, 'open');
+  const server = await accepted;
+  const pair: Pair = {
+    client: { ws: client, received: fromClient, wire: capture(client) },
+    server: { ws: server, received: fromServer, wire: capture(server) },
+    async close() {
+      client.terminate();
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+  opened.push(pair);
+  return pair;
+}
+
+afterEach(async () => {
+  for (const pair of opened.splice(0)) await pair.close();
+});
+
+async function waitForMessages(end: End, count: number): Promise<void> {
+  const started = Date.now();
+  while (end.received.length < count) {
+    if (Date.now() - started > 5_000) throw new Error(`got ${end.received.length} of ${count} messages`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function bytes(length: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
+}
+
+const join = (header: Uint8Array, parts: readonly Uint8Array[], length: number): Buffer =>
+  Buffer.concat([header, ...parts], header.length + length);
+
+describe.each(['client', 'server'] as const)('createWsFrameWriter (%s side)', (side) => {
+  const endOf = (pair: Pair): End => pair[side];
+
+  it('delivers header and parts of any length as one message, in order with ws.send', async () => {
+    const pair = await openPair();
+    const end = endOf(pair);
+    const writer = createWsFrameWriter(end.ws);
+    expect(writer.writesData).toBe(true);
+    const header = bytes(17, 1);
+    const cases: Buffer[][] = [
+      [bytes(32_768, 2)],
+      [bytes(1, 3), bytes(5, 4), bytes(47, 5), bytes(48, 6), bytes(1000, 7), bytes(3, 8)],
+      [bytes(16_383, 9), bytes(16_385, 10)],
+      [],
+      [bytes(90, 11)],
+      [bytes(70_000, 12)],
+    ];
+    const expected: Buffer[] = [];
+    let written = 0;
+    for (const parts of cases) {
+      const length = parts.reduce((n, p) => n + p.length, 0);
+      expect(writer.writeData(header, parts, length, () => written++)).toBe(true);
+      expected.push(join(header, parts, length));
+      const between = bytes(200, 13);
+      end.ws.send(between, { binary: true });
+      expected.push(between);
+    }
+    await waitForMessages(end, expected.length);
+    expect(end.received).toEqual(expected);
+    expect(written).toBe(cases.length);
+  });
+
+  it('writes a short message with a 7-bit length', async () => {
+    const pair = await openPair();
+    const end = endOf(pair);
+    const writer = createWsFrameWriter(end.ws);
+    end.wire.length = 0;
+    writer.writeData(bytes(17, 1), [bytes(10, 2)], 10, () => {});
+    await new Promise((resolve) => process.nextTick(resolve)); // corked until the next tick
+    const frame = Buffer.concat(end.wire);
+    expect(frame[0]).toBe(0x82);
+    expect(frame[1]).toBe((side === 'client' ? 0x80 : 0) | 27);
+    expect(frame.length).toBe(2 + (side === 'client' ? 4 : 0) + 27);
+    await waitForMessages(end, 1);
+    expect(end.received[0]).toEqual(join(bytes(17, 1), [bytes(10, 2)], 10));
+  });
+
+  it('declines, writing nothing, once the WebSocket is no longer open', async () => {
+    const pair = await openPair();
+    const end = endOf(pair);
+    const writer = createWsFrameWriter(end.ws);
+    end.ws.close();
+    end.wire.length = 0;
+    expect(writer.writeData(bytes(17, 1), [bytes(10, 2)], 10, () => {})).toBe(false);
+    expect(end.wire).toEqual([]);
+  });
+
+  it('declines while ws is in the middle of a fragmented message, then writes after it', async () => {
+    const pair = await openPair();
+    const end = endOf(pair);
+    const writer = createWsFrameWriter(end.ws);
+    end.ws.send(bytes(5, 1), { binary: true, fin: false });
+    expect(writer.writeData(bytes(17, 1), [bytes(10, 2)], 10, () => {})).toBe(false);
+    end.ws.send(bytes(5, 3), { binary: true, fin: true });
+    expect(writer.writeData(bytes(17, 4), [bytes(10, 5)], 10, () => {})).toBe(true);
+    await waitForMessages(end, 2);
+    expect(end.received).toEqual([
+      Buffer.concat([bytes(5, 1), bytes(5, 3)]),
+      join(bytes(17, 4), [bytes(10, 5)], 10),
+    ]);
+  });
+
+  it('declines while ws reads a Blob it was given (its sender is not idle)', async () => {
+    const pair = await openPair();
+    const end = endOf(pair);
+    const writer = createWsFrameWriter(end.ws);
+    end.ws.send(new Blob([bytes(30, 1)]));
+    expect(writer.writeData(bytes(17, 2), [bytes(10, 3)], 10, () => {})).toBe(false);
+    end.ws.send(join(bytes(17, 2), [bytes(10, 3)], 10), { binary: true });
+    await waitForMessages(end, 2);
+    expect(end.received).toEqual([bytes(30, 1), join(bytes(17, 2), [bytes(10, 3)], 10)]);
+  });
+
+  it('corks for one tick: messages of a tick leave in one socket write', async () => {
+    const pair = await openPair();
+    const end = endOf(pair);
+    const writer = createWsFrameWriter(end.ws);
+    const socket = (end.ws as unknown as { _socket: { writableCorked: number } })._socket;
+    writer.corkForTick();
+    writer.corkForTick();
+    expect(socket.writableCorked).toBe(1);
+    writer.writeData(bytes(17, 1), [bytes(100, 2)], 100, () => {});
+    expect(socket.writableCorked).toBe(1);
+    end.ws.send(bytes(10, 3), { binary: true });
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(socket.writableCorked).toBe(0);
+    await waitForMessages(end, 2);
+  });
+});
+
+describe('createWsFrameWriter (client side)', () => {
+  it('masks every frame with its own non-zero key (RFC 6455 §5.3)', async () => {
+    const pair = await openPair();
+    const writer = createWsFrameWriter(pair.client.ws);
+    const header = Buffer.alloc(17);
+    const payload = Buffer.alloc(1000);
+    const keys = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      pair.client.wire.length = 0;
+      writer.writeData(header, [payload], payload.length, () => {});
+      await new Promise((resolve) => process.nextTick(resolve)); // corked until the next tick
+      const frame = Buffer.concat(pair.client.wire);
+      expect(frame[0]).toBe(0x82);
+      expect(frame[1]).toBe(0x80 | 126);
+      expect(frame.readUInt16BE(2)).toBe(1017);
+      const key = frame.subarray(4, 8);
+      keys.add(key.toString('hex'));
+      // All-zero plaintext: the wire carries the key repeated, never the plaintext.
+      for (let j = 0; j < 1017; j++) expect(frame[8 + j]).toBe(key[j & 3]);
+    }
+    expect(keys.size).toBe(20);
+    expect(keys.has('00000000')).toBe(false);
+    await waitForMessages(pair.client, 20);
+  });
+});
+
+describe('createWsFrameWriter (server side)', () => {
+  it('writes the parts themselves, unmasked, after one frame header', async () => {
+    const pair = await openPair();
+    const writer = createWsFrameWriter(pair.server.ws);
+    const header = bytes(17, 1);
+    const parts = [bytes(300, 2), bytes(700, 3)];
+    pair.server.wire.length = 0;
+    const written: (Error | null | undefined)[] = [];
+    writer.writeData(header, parts, 1000, (err) => written.push(err));
+    await new Promise((resolve) => process.nextTick(resolve));
+    const frame = Buffer.concat(pair.server.wire);
+    expect(frame[0]).toBe(0x82);
+    expect(frame[1]).toBe(126);
+    expect(frame.readUInt16BE(2)).toBe(1017);
+    expect(frame.subarray(4)).toEqual(join(header, parts, 1000));
+    await waitForMessages(pair.server, 1);
+    expect(written).toEqual([null]);
+  });
+});
