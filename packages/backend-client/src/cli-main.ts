@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import type { Logger } from '@nexus-proxy/common';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { type BackendClient, createBackendClient } from './backend-client.js';
 import type { BackendClientOptions } from './client-options.js';
 import { loadBackendClientConfig, type ResolvedBackendConfig } from './config.js';
-import type { Logger } from './logger.js';
 import { type PortMappingsInput, resolvePortMappings } from './port-mappings.js';
 
 /**

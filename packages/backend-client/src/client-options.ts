@@ -1,7 +1,6 @@
 import type { Duplex } from 'node:stream';
+import { type Logger, noopLogger } from '@nexus-proxy/common';
 import { InvalidOptionsError } from './errors.js';
-import type { Logger } from './logger.js';
-import { noopLogger } from './logger.js';
 import { normalizeNodeAddress } from './node-address.js';
 import type { ResolvedPortMappings } from './port-mappings.js';
 

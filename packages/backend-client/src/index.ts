@@ -5,7 +5,7 @@ export {
   type BackendClientStats,
   createBackendClient,
 } from './backend-client.js';
-export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
+export { Backoff, type BackoffSettings, computeBackoffDelay } from '@nexus-proxy/common';
 export {
   type BackendClientOptions,
   type BackendClientTlsOptions,
@@ -60,9 +60,9 @@ export {
 } from './errors.js';
 // Client: local dialling, logger, hub addresses, events
 export { type DialLocalOptions, type DialTarget, dialLocal } from './local-dial.js';
-export type { LogFn, Logger } from './logger.js';
-export { noopLogger } from './logger.js';
-export { DEFAULT_HUB_PORT, HUB_PATH, normalizeNodeAddress } from './node-address.js';
+export { type LogFn, type Logger, noopLogger } from '@nexus-proxy/common';
+export { DEFAULT_HUB_PORT, HUB_PATH } from '@nexus-proxy/common';
+export { normalizeNodeAddress } from './node-address.js';
 export type {
   ConnectedEvent,
   DisconnectedEvent,

@@ -1,10 +1,5 @@
+import { DEFAULT_HUB_PORT, HUB_PATH } from '@nexus-proxy/common';
 import { InvalidOptionsError } from './errors.js';
-
-/** Port a hub listens on when an address names none (the reference `backendListenAddress` is `:8443`). */
-export const DEFAULT_HUB_PORT = 8443;
-
-/** Path of the hub's WebSocket endpoint (docs/protocol.md §1.1). */
-export const HUB_PATH = '/connect';
 
 /**
  * Turns a hub address into the WebSocket URL to dial. Accepts a full URL (`wss://node:8443/connect`), a

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Backoff, createWsFrameWriter, Keepalive, type Logger } from '@nexus-proxy/common';
 import {
   type ConnectMessage,
   joinDataParts,
@@ -10,13 +11,9 @@ import {
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
-import { Backoff } from './backoff.js';
 import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
 import { type BackendClientError, DialError, NoMappingError, SessionError, TokenError } from './errors.js';
-import { Keepalive } from './keepalive.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
-import type { Logger } from './logger.js';
-import { createMaskedFrameWriter } from './masked-frame-writer.js';
 import { resolveTarget } from './port-mappings.js';
 import { buildProxyHeader } from './proxy-protocol.js';
 import { StreamRelay } from './stream-relay.js';
@@ -333,18 +330,18 @@ export class NodeConnection {
     // docs/protocol.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
     // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
-    const writer = createMaskedFrameWriter(ws);
+    const writer = createWsFrameWriter(ws);
     const transport: MuxTransport = {
       send: (message: Uint8Array) => {
-        writer?.corkForTick();
+        writer.corkForTick();
         ws.send(message, { binary: true }, this.#onSent);
       },
       get bufferedAmount() {
         return ws.bufferedAmount;
       },
     };
-    if (writer !== undefined) {
-      // DATA frames masked straight from the stream's chunks into one buffer (see MaskedFrameWriter).
+    if (writer.writesData) {
+      // DATA frames masked straight from the stream's chunks into one buffer (see WsFrameWriter).
       transport.sendData = (header, payload, payloadLength, onWritten) => {
         writer.corkForTick();
         if (!writer.writeData(header, payload, payloadLength, this.#onSent)) {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { noopLogger } from '@nexus-proxy/common';
 import {
   type BackendClientOptions,
   DEFAULT_KEEPALIVE_INTERVAL,
@@ -6,7 +7,6 @@ import {
   resolveBackendClientOptions,
 } from '../src/client-options.js';
 import { InvalidOptionsError } from '../src/errors.js';
-import { noopLogger } from '../src/logger.js';
 import { resolvePortMappings } from '../src/port-mappings.js';
 
 const base: BackendClientOptions = {

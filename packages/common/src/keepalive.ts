@@ -30,8 +30,7 @@ export interface KeepaliveHooks {
  * Pings every `intervalMs`; when no message and no pong arrived for `timeoutMs`, stops and calls
  * `onTimeout` once. The owner calls {@link Keepalive.markAlive} for everything it receives, so that only
  * stores a timestamp: the deadline timer re-arms itself lazily when it fires early instead of being
- * reset per message, and a ping tick past the deadline ends the link instead of pinging. The timers
- * never keep the process alive on their own (the watched socket does).
+ * reset per message, and a ping tick past the deadline ends the link instead of pinging.
  */
 export class Keepalive {
   #intervalMs: number;
@@ -99,7 +98,6 @@ export class Keepalive {
     this.#pingTimer = setInterval(() => {
       if (!this.#expired()) this.#hooks.ping();
     }, this.#intervalMs);
-    this.#pingTimer.unref();
     if (this.#timeoutMs > 0) this.#armDeadline(Math.max(0, this.#timeoutMs - (Date.now() - this.#lastSeen)));
   }
 
@@ -108,7 +106,6 @@ export class Keepalive {
       this.#deadlineTimer = undefined;
       if (!this.#expired()) this.#armDeadline(this.#timeoutMs - (Date.now() - this.#lastSeen));
     }, delayMs);
-    this.#deadlineTimer.unref();
   }
 
   /** Whether the deadline has passed; if so, stops and reports the timeout (once). */

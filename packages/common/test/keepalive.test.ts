@@ -163,17 +163,4 @@ describe('Keepalive', () => {
     vi.advanceTimersByTime(5_000); // 10 s (the kept timeout) after the last sign of life
     expect(onTimeout).toHaveBeenCalledTimes(1);
   });
-
-  it('leaves the process free to exit: its timers are unref()ed', () => {
-    const realTimers = vi.isFakeTimers();
-    vi.useRealTimers();
-    const keepalive = new Keepalive({ intervalMs: 5_000, timeoutMs: 10_000 }, { ping() {}, onTimeout() {} });
-    const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    keepalive.start();
-    expect(keepalive.running).toBe(true);
-    expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length).toBe(before);
-    keepalive.stop();
-    expect(keepalive.running).toBe(false);
-    if (realTimers) vi.useFakeTimers();
-  });
 });
