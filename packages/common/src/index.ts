@@ -6,7 +6,12 @@ export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepaliv
 export { type LogFn, type Logger, type LogLevel, noopLogger } from './logger.js';
 export { REJECT_UPGRADE_GRACE_MS, rejectUpgrade } from './reject-upgrade.js';
 export { createWsFrameWriter, type WsFrameWriter } from './ws-frame-writer.js';
-export { checkWsInternals, WS_INTERNALS_VERSION } from './ws-internals.js';
+export {
+  checkWsInternals,
+  WS_INTERNALS_VERSION,
+  type WsInternals,
+  wsInternals,
+} from './ws-internals.js';
 
 // Configuration: key paths, YAML with line numbers, "did you mean", the schema builders.
 export { type ConfigIssueKind, ConfigIssue, type ConfigLocation } from './config-issue.js';

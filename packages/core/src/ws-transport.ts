@@ -5,6 +5,7 @@
  * "unmetered streams still need backpressure").
  */
 import type { Duplex } from 'node:stream';
+import { createWsFrameWriter, wsInternals } from '@nexus-proxy/common';
 import { joinDataParts, type MuxTransport } from '@nexus-proxy/mux-protocol';
 import { WebSocket } from 'ws';
 
@@ -26,7 +27,7 @@ export interface WsTransport extends MuxTransport {
  * Sending on a WebSocket that is no longer open is a no-op: the session is being closed anyway.
  */
 export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
-  const underlying = (): Duplex | undefined => socket ?? (ws as unknown as WsInternals)._socket ?? undefined;
+  const underlying = (): Duplex | undefined => socket ?? wsInternals(ws)._socket ?? undefined;
   const writer = createWsFrameWriter(ws);
   return {
     ws,
@@ -67,99 +68,4 @@ export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
       if (ws.readyState === WebSocket.OPEN) ws.resume();
     },
   };
-}
-
-/** ws `Sender` state in which it writes each message synchronously (no compression, no queue). */
-const SENDER_IDLE = 0;
-
-/** @internal Writes binary messages of an open WebSocket with fewer copies and fewer socket writes. */
-export interface WsFrameWriter {
-  /**
-   * Corks the socket until the next tick, so that every message sent in this tick leaves in one socket
-   * write (one run of TLS records, one syscall) instead of one write each. Idempotent within a tick.
-   */
-  corkForTick(): void;
-  /**
-   * Writes `header` · payload parts as one binary message straight to the socket, without joining them:
-   * a server's frames are unmasked (RFC 6455 §5.1), so the WebSocket frame header, the header and the
-   * payload views go out as they are, byte-identical to what `ws.send` would write. `onWritten` runs
-   * once the socket has written the parts (or failed). Returns false, having written nothing, when the
-   * WebSocket is not a plain server socket that ws writes synchronously (client side, which must mask;
-   * compression negotiated; ws holding messages in a queue): the caller then uses `ws.send`.
-   */
-  writeData(
-    header: Uint8Array,
-    payload: readonly Uint8Array[],
-    payloadLength: number,
-    onWritten: () => void,
-  ): boolean;
-}
-
-/** @internal A {@link WsFrameWriter} for `ws` (open or not; each call checks). */
-export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
-  const internals = ws as unknown as WsInternals;
-  let corked: Duplex | undefined;
-  const uncork = (): void => {
-    const s = corked;
-    corked = undefined;
-    s?.uncork();
-  };
-  const corkForTick = (): void => {
-    if (corked !== undefined) return;
-    const s = internals._socket;
-    if (s == null || s.destroyed || !s.writable) return;
-    corked = s;
-    s.cork();
-    process.nextTick(uncork);
-  };
-  return {
-    corkForTick,
-    writeData(header, payload, payloadLength, onWritten): boolean {
-      const s = internals._socket;
-      const sender = internals._sender;
-      if (
-        ws.readyState !== WebSocket.OPEN ||
-        internals._isServer !== true ||
-        s == null ||
-        sender == null ||
-        sender._state !== SENDER_IDLE ||
-        sender._firstFragment !== true ||
-        ws.extensions !== ''
-      ) {
-        return false;
-      }
-      corkForTick();
-      const messageLength = header.length + payloadLength;
-      const wsHeaderLength = messageLength < 126 ? 2 : messageLength < 65_536 ? 4 : 10;
-      const head = Buffer.allocUnsafe(wsHeaderLength + header.length);
-      head[0] = 0x82; // FIN · binary (RFC 6455 §5.2)
-      if (wsHeaderLength === 2) {
-        head[1] = messageLength;
-      } else if (wsHeaderLength === 4) {
-        head[1] = 126;
-        head.writeUInt16BE(messageLength, 2);
-      } else {
-        head[1] = 127;
-        head.writeUInt32BE(0, 2);
-        head.writeUInt32BE(messageLength, 6);
-      }
-      head.set(header, wsHeaderLength);
-      const last = payload.length - 1;
-      if (last < 0) {
-        s.write(head, onWritten as () => void);
-        return true;
-      }
-      s.write(head);
-      for (let i = 0; i < last; i++) s.write(payload[i]!);
-      s.write(payload[last]!, onWritten as () => void);
-      return true;
-    },
-  };
-}
-
-/** The parts of a ws `WebSocket` the zero-copy path checks (ws 8). */
-interface WsInternals {
-  _socket?: Duplex | null;
-  _isServer?: boolean;
-  _sender?: { _state?: number; _firstFragment?: boolean } | null;
 }
