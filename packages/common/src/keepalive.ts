@@ -17,8 +17,11 @@ export interface KeepaliveTiming {
 export interface KeepaliveHooks {
   /** Sends one WebSocket ping (never called once the deadline has passed). */
   ping(): void;
-  /** Nothing arrived for `timeoutMs`: the link is dead (black-holed, or the far end vanished). Called once. */
-  onTimeout(): void;
+  /**
+   * Nothing arrived for `timeoutMs` (`silentForMs` ≥ it): the link is dead (black-holed, or the far end
+   * vanished). Called once.
+   */
+  onTimeout(silentForMs: number): void;
   /**
    * True while the owner deliberately stopped reading the link (backpressure): the far end's pongs then
    * wait unread, so the silence is the owner's doing and the deadline is pushed back instead of firing.
@@ -60,24 +63,31 @@ export class Keepalive {
     this.#arm();
   }
 
-  /** Records that something (a message, a ping or a pong) arrived. */
-  markAlive(): void {
-    this.#lastSeen = Date.now();
+  /** Records that something (a message, a ping or a pong) arrived, at `now` (ms since the epoch). */
+  markAlive(now: number = Date.now()): void {
+    this.#lastSeen = now;
   }
 
   /**
-   * Replaces the timing (an omitted field is kept). The ping timer restarts with a new interval; silence
-   * already counted toward the deadline still counts.
+   * Replaces the timing (an omitted field is kept). The ping timer restarts when the interval changes;
+   * silence already counted toward the deadline still counts.
    */
   setTiming(timing: Partial<KeepaliveTiming>): void {
     const intervalMs = timing.intervalMs ?? this.#intervalMs;
     const timeoutMs = timing.timeoutMs ?? this.#timeoutMs;
     if (intervalMs === this.#intervalMs && timeoutMs === this.#timeoutMs) return;
+    const restartPings = intervalMs !== this.#intervalMs;
     this.#intervalMs = intervalMs;
     this.#timeoutMs = timeoutMs;
     if (!this.#started) return;
-    this.#clearTimers();
-    this.#arm();
+    if (restartPings) {
+      this.#clearTimers();
+      this.#arm();
+      return;
+    }
+    if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
+    this.#armDeadlineFromSilence();
   }
 
   /** Stops every timer; idempotent. */
@@ -98,13 +108,19 @@ export class Keepalive {
     this.#pingTimer = setInterval(() => {
       if (!this.#expired()) this.#hooks.ping();
     }, this.#intervalMs);
-    if (this.#timeoutMs > 0) this.#armDeadline(Math.max(0, this.#timeoutMs - (Date.now() - this.#lastSeen)));
+    this.#armDeadlineFromSilence();
+  }
+
+  /** Arms the deadline for what is left of `timeoutMs` since the last sign of life (pings must be on). */
+  #armDeadlineFromSilence(): void {
+    if (this.#intervalMs <= 0 || this.#timeoutMs <= 0) return;
+    this.#armDeadline(Math.max(0, this.#timeoutMs - (Date.now() - this.#lastSeen)));
   }
 
   #armDeadline(delayMs: number): void {
     this.#deadlineTimer = setTimeout(() => {
       this.#deadlineTimer = undefined;
-      if (!this.#expired()) this.#armDeadline(this.#timeoutMs - (Date.now() - this.#lastSeen));
+      if (!this.#expired()) this.#armDeadlineFromSilence();
     }, delayMs);
   }
 
@@ -112,9 +128,10 @@ export class Keepalive {
   #expired(): boolean {
     if (this.#timeoutMs <= 0) return false;
     if (this.#hooks.suspended?.()) this.#lastSeen = Date.now();
-    if (Date.now() - this.#lastSeen < this.#timeoutMs) return false;
+    const silentForMs = Date.now() - this.#lastSeen;
+    if (silentForMs < this.#timeoutMs) return false;
     this.stop();
-    this.#hooks.onTimeout();
+    this.#hooks.onTimeout(silentForMs);
     return true;
   }
 }

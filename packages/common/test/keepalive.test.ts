@@ -163,4 +163,28 @@ describe('Keepalive', () => {
     vi.advanceTimersByTime(5_000); // 10 s (the kept timeout) after the last sign of life
     expect(onTimeout).toHaveBeenCalledTimes(1);
   });
+
+  it('setTiming with a new timeout only keeps the ping rhythm, and timeout 0 drops the deadline', () => {
+    const { keepalive, ping, onTimeout } = make(); // 5 s / 10 s
+    keepalive.start();
+    vi.advanceTimersByTime(3_000);
+    keepalive.setTiming({ timeoutMs: 20_000 });
+    vi.advanceTimersByTime(2_000); // t = 5 s: the first ping, as before the change
+    expect(ping).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(10_000); // t = 15 s: past the old deadline
+    expect(onTimeout).not.toHaveBeenCalled();
+    keepalive.setTiming({ timeoutMs: 0 });
+    expect(vi.getTimerCount()).toBe(1); // the ping timer alone
+    vi.advanceTimersByTime(60_000);
+    expect(onTimeout).not.toHaveBeenCalled();
+    expect(ping).toHaveBeenCalledTimes(15);
+    keepalive.stop();
+  });
+
+  it('reports how long the link was silent', () => {
+    const { keepalive, onTimeout } = make(); // 5 s / 10 s
+    keepalive.start();
+    vi.advanceTimersByTime(10_000);
+    expect(onTimeout).toHaveBeenCalledWith(10_000);
+  });
 });

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { Keepalive } from '@nexus-proxy/common';
 import {
   FrameType,
   type MuxProtocolError,
@@ -137,17 +138,14 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   readonly #transport: WsTransport;
   readonly #log: Logger;
   readonly #maxStreams: number;
-  readonly #deadAfterMs: number;
+  readonly #keepalive: Keepalive;
   readonly #maxControlPerSecond: number;
   readonly #maxMessageBytes: number;
   readonly #offDrain: () => void;
   /** Pongs handed to the WebSocket and not yet written. */
   #pendingPongs = 0;
-  #lastSeen = Date.now();
   /** Set while the mux engine holds the WebSocket's reads paused (backpressure). */
   #readsPaused = false;
-  #pingTimer: NodeJS.Timeout | undefined;
-  #deadTimer: NodeJS.Timeout | undefined;
   #controlWindowStart = 0;
   #controlCount = 0;
   #closeReason: BackendSessionCloseReason | undefined;
@@ -162,7 +160,6 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.remoteAddress = options.remoteAddress;
     this.#ws = options.ws;
     this.#maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS_PER_SESSION;
-    this.#deadAfterMs = options.deadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS;
     this.#maxControlPerSecond =
       options.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND;
     this.#maxMessageBytes = options.maxMessageBytes ?? Number.POSITIVE_INFINITY;
@@ -184,7 +181,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       resumeTransport: () => {
         // While we did not read, the backend's pongs sat unread: count it alive from here (§1.6).
         this.#readsPaused = false;
-        this.#lastSeen = Date.now();
+        this.#keepalive.markAlive();
         transport.resume();
       },
     });
@@ -200,11 +197,25 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     ws.on('close', this.#onWsClose);
     ws.on('error', this.#onWsError);
 
-    const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS;
-    this.#pingTimer = setInterval(() => {
-      if (ws.readyState === ws.OPEN) ws.ping();
-    }, pingIntervalMs);
-    this.#armDeadTimer(this.#deadAfterMs);
+    this.#keepalive = new Keepalive(
+      {
+        intervalMs: options.pingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
+        timeoutMs: options.deadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
+      },
+      {
+        ping: () => {
+          if (ws.readyState === ws.OPEN) ws.ping();
+        },
+        onTimeout: (silentMs) => {
+          this.#log.warn({ silentMs }, 'backend session silent: terminating');
+          this.terminate('keepalive-timeout');
+        },
+        // Reads paused by us (a legacy stream's end user is slow) hide the backend's pongs: that silence
+        // is ours, not the backend's, so it is not counted.
+        suspended: () => this.#readsPaused,
+      },
+    );
+    this.#keepalive.start();
   }
 
   /** Open streams. */
@@ -284,24 +295,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     };
   }
 
-  #armDeadTimer(delay: number): void {
-    // One lazily re-armed timer instead of a reset per message: messages are the hot path.
-    this.#deadTimer = setTimeout(() => {
-      // Reads paused by us (a legacy stream's end user is slow) hide the backend's pongs: that silence
-      // is ours, not the backend's, so it is not counted.
-      if (this.#readsPaused) this.#lastSeen = Date.now();
-      const silent = Date.now() - this.#lastSeen;
-      if (silent >= this.#deadAfterMs) {
-        this.#log.warn({ silentMs: silent }, 'backend session silent: terminating');
-        this.terminate('keepalive-timeout');
-      } else {
-        this.#armDeadTimer(this.#deadAfterMs - silent);
-      }
-    }, delay);
-  }
-
   readonly #onAlive = (): void => {
-    this.#lastSeen = Date.now();
+    this.#keepalive.markAlive();
   };
 
   /** Counts one control message or ping in the per-second budget; true when it goes over. */
@@ -316,7 +311,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
 
   readonly #onPing = (data: Buffer): void => {
     const now = Date.now();
-    this.#lastSeen = now;
+    this.#keepalive.markAlive(now);
     if (this.#overControlBudget(now)) {
       this.#log.warn({ limit: this.#maxControlPerSecond }, 'ping flood: closing the session');
       this.close('ping-flood', WS_CLOSE_POLICY_VIOLATION);
@@ -332,7 +327,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   };
 
   readonly #onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
-    this.#lastSeen = Date.now();
+    const now = Date.now();
+    this.#keepalive.markAlive(now);
     const message = Buffer.isBuffer(data)
       ? data
       : Array.isArray(data)
@@ -354,7 +350,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       return;
     }
     if (this.#maxControlPerSecond > 0 && message.length > 0 && message[0] !== FrameType.Data) {
-      if (this.#overControlBudget(this.#lastSeen)) {
+      if (this.#overControlBudget(now)) {
         this.#log.warn({ limit: this.#maxControlPerSecond }, 'control message flood: closing the session');
         this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
         return;
@@ -387,10 +383,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     if (this.#closeReason !== undefined) return;
     const final = this.#closeReasonHint ?? reason;
     this.#closeReason = final;
-    clearInterval(this.#pingTimer);
-    clearTimeout(this.#deadTimer);
-    this.#pingTimer = undefined;
-    this.#deadTimer = undefined;
+    this.#keepalive.stop();
     this.#offDrain();
     const ws = this.#ws;
     ws.off('message', this.#onMessage);

@@ -8,6 +8,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
+import { HUB_PATH, rejectUpgrade } from '@nexus-proxy/common';
 import { MAX_BACKEND_MESSAGE, type MuxStream, WS_CLOSE_POLICY_VIOLATION } from '@nexus-proxy/mux-protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
@@ -33,8 +34,6 @@ import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
-/** The hub's WebSocket path (docs/protocol.md §1.1). */
-export const HUB_PATH = '/connect';
 /** Default time a backend has to send its token: 10 000 ms (docs/protocol.md §1.2). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 /** Default most backend sessions (authenticated or authenticating) per hub: 10 000. */
@@ -553,15 +552,6 @@ function createWss(maxPayload: number): WebSocketServer {
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
   if (Buffer.isBuffer(data)) return data;
   return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-}
-
-function rejectUpgrade(socket: Duplex, status: number, text: string): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.once('finish', () => socket.destroy());
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
 function noop(): void {}

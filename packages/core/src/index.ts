@@ -125,7 +125,7 @@ export type {
   BackendIdentity,
   HubStreamInit,
 } from './hub.js';
-export { BackendHub, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_MAX_SESSIONS, HUB_PATH } from './hub.js';
+export { BackendHub, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_MAX_SESSIONS } from './hub.js';
 export type { BackendRefusedEvent } from './hub.js';
 export { DEFAULT_MAX_PENDING_CONNECTS } from './hub.js';
 export type { HubTlsContextEvents, HubTlsContextOptions, TlsCertificateInfo } from './hub-tls.js';
@@ -135,6 +135,8 @@ export { loadConfig, parseConfig } from './load-config.js';
 // Logging
 export type { LogFn, Logger, LogLevel } from './logger.js';
 export { noopLogger } from './logger.js';
+// Endpoints (the hub's `/connect`, the mesh's `/mesh`)
+export { DEFAULT_PEER_PORT, HUB_PATH, MESH_PATH } from '@nexus-proxy/common';
 // Mesh
 export type {
   LocalStreamInit,
@@ -146,13 +148,10 @@ export type {
   PeerReconnectOptions,
 } from './mesh.js';
 export {
-  backoffDelay,
   DEFAULT_PEER_CONNECT_TIMEOUT,
-  DEFAULT_PEER_PORT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
   DEFAULT_PEER_RECONNECT_MAX_DELAY,
-  MESH_PATH,
   PeerMesh,
 } from './mesh.js';
 export type { PeerKeepaliveOptions, PeerTrustOptions } from './mesh.js';

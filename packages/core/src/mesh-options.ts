@@ -9,10 +9,6 @@ import type { OpenLocalStream } from './mesh-tunnels.js';
 import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
 import type { RoutingTable } from './routing-table.js';
 
-/** Path of the peer WebSocket endpoint (docs/protocol.md §2.1). */
-export const MESH_PATH = '/mesh';
-/** Port of a peer listener: the default of `peerListenAddress` (`:8444`) and of a `peers` URL without one. */
-export const DEFAULT_PEER_PORT = 8444;
 /** First reconnect delay of a peer dialer: `1_000` ms. */
 export const DEFAULT_PEER_RECONNECT_INITIAL_DELAY = 1_000;
 /** Largest reconnect delay of a peer dialer (before jitter): `60_000` ms. */
@@ -131,26 +127,6 @@ export interface PeerMeshEvents {
   'routes-changed': [change: PeerLinkInfo & { hostnames: string[]; version: number | undefined }];
   /** A peer was refused at the listener (before any message was read). */
   'peer-refused': [event: { remoteAddress: string | undefined; reason: string }];
-}
-
-export interface ResolvedReconnect {
-  initialDelayMs: number;
-  maxDelayMs: number;
-  factor: number;
-  jitter: number;
-}
-
-/**
- * Reconnect delay for attempt `attempt` (0-based): `min(max, initial · factor^attempt)` scaled by a
- * uniform factor in [1 − jitter, 1 + jitter], so nodes that lost the same peer do not redial in step.
- */
-export function backoffDelay(
-  attempt: number,
-  options: ResolvedReconnect,
-  random: () => number = Math.random,
-): number {
-  const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** Math.max(0, attempt));
-  return Math.max(0, Math.round(base * (1 + options.jitter * (2 * random() - 1))));
 }
 
 export function nonNegative(path: string, value: number | undefined, fallback: number): number {

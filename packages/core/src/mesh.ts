@@ -14,6 +14,13 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket, TlsOptions } from 'node:tls';
+import {
+  Backoff,
+  type BackoffSettings,
+  DEFAULT_PEER_PORT,
+  MESH_PATH,
+  rejectUpgrade,
+} from '@nexus-proxy/common';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
 import { WebSocket, WebSocketServer } from 'ws';
 import { InvalidConfigError, NexusError, NexusErrorCode } from './errors.js';
@@ -22,14 +29,11 @@ import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
   BACKOFF_RESET_AFTER_MS,
-  backoffDelay,
   DEFAULT_PEER_CONNECT_TIMEOUT,
-  DEFAULT_PEER_PORT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
   DEFAULT_PEER_RECONNECT_MAX_DELAY,
   MAX_PEER_WS_PAYLOAD,
-  MESH_PATH,
   nonNegative,
   optionalNonNegative,
   PEER_REMOVED_REASON,
@@ -39,7 +43,6 @@ import {
   type PeerMeshEvents,
   type PeerMeshOptions,
   type PeerTrustOptions,
-  type ResolvedReconnect,
   validatePeerUrls,
 } from './mesh-options.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
@@ -48,13 +51,10 @@ import { PeerLink, type PeerLinkDirection } from './peer-link.js';
 import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 
 export {
-  backoffDelay,
   DEFAULT_PEER_CONNECT_TIMEOUT,
-  DEFAULT_PEER_PORT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
   DEFAULT_PEER_RECONNECT_MAX_DELAY,
-  MESH_PATH,
   PEER_REMOVED_REASON,
 } from './mesh-options.js';
 export type {
@@ -71,15 +71,16 @@ export type { LocalStreamInit, OpenLocalStream } from './mesh-tunnels.js';
 /** One configured peer URL, dialled until the mesh closes or `setPeers` removes it. */
 class PeerDialer {
   readonly url: string;
-  attempt = 0;
+  readonly backoff: Backoff;
   link: PeerLink | undefined;
   ws: WebSocket | undefined;
   timer: NodeJS.Timeout | undefined;
   /** Set when the URL was removed: the dialer never dials again. */
   stopped = false;
 
-  constructor(url: string) {
+  constructor(url: string, reconnect: BackoffSettings, random: () => number) {
     this.url = url;
+    this.backoff = new Backoff(reconnect, random);
   }
 }
 
@@ -99,7 +100,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   #idleTimeoutMs: number;
   #keepaliveIntervalMs: number | undefined;
   #keepaliveTimeoutMs: number | undefined;
-  readonly #reconnect: ResolvedReconnect;
+  readonly #reconnect: BackoffSettings;
   readonly #connectTimeoutMs: number;
   readonly #tunnelOptions: {
     initialWindow?: number;
@@ -154,7 +155,9 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...(options.linkHighWaterMark !== undefined ? { highWaterMark: options.linkHighWaterMark } : {}),
     };
     this.#random = options.random ?? Math.random;
-    this.#dialers = validatePeerUrls(options.peers ?? []).map((url) => new PeerDialer(url));
+    this.#dialers = validatePeerUrls(options.peers ?? []).map(
+      (url) => new PeerDialer(url, this.#reconnect, this.#random),
+    );
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -206,7 +209,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     }
     this.#dialers = kept;
     for (const url of wanted) {
-      const dialer = new PeerDialer(url);
+      const dialer = new PeerDialer(url, this.#reconnect, this.#random);
       this.#dialers.push(dialer);
       this.#log.info({ url }, 'peer added');
       if (this.#started) this.#dial(dialer);
@@ -504,7 +507,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       link.once('close', () => {
         dialer.link = undefined;
         dialer.ws = undefined;
-        if (Date.now() - link.openedAt >= BACKOFF_RESET_AFTER_MS) dialer.attempt = 0;
+        if (Date.now() - link.openedAt >= BACKOFF_RESET_AFTER_MS) dialer.backoff.reset();
         this.#scheduleDial(dialer);
       });
     });
@@ -522,9 +525,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
 
   #scheduleDial(dialer: PeerDialer): void {
     if (this.#closed || dialer.stopped || dialer.timer !== undefined) return;
-    const delay = backoffDelay(dialer.attempt, this.#reconnect, this.#random);
-    if (dialer.attempt < 1_000) dialer.attempt++;
-    this.#log.debug({ url: dialer.url, delayMs: delay, attempt: dialer.attempt }, 'redialling peer');
+    const delay = dialer.backoff.next();
+    this.#log.debug({ url: dialer.url, delayMs: delay, attempt: dialer.backoff.attempt }, 'redialling peer');
     dialer.timer = setTimeout(() => {
       dialer.timer = undefined;
       this.#dial(dialer);
@@ -541,13 +543,4 @@ function pathOf(url: string | undefined): string {
   if (url === undefined) return '';
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
-}
-
-function rejectUpgrade(socket: Duplex, status: number, text: string): void {
-  if (socket.writable) {
-    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  }
-  const timer = setTimeout(() => socket.destroy(), 1_000);
-  timer.unref?.();
-  socket.once('close', () => clearTimeout(timer));
 }

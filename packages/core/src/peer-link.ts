@@ -6,6 +6,7 @@
  * docs/reliability.md item 13).
  */
 import { EventEmitter } from 'node:events';
+import { createWsFrameWriter, Keepalive } from '@nexus-proxy/common';
 import {
   type AnnounceMessage,
   decodePeerMessage,
@@ -18,7 +19,6 @@ import {
 import { WebSocket } from 'ws';
 import { MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
-import { createWsFrameWriter } from './ws-transport.js';
 
 /** Interval between WebSocket pings on a peer link: `10_000` ms. */
 export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
@@ -83,12 +83,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   readonly #ws: WebSocket;
   readonly #log: Logger;
-  #intervalMs: number;
-  #timeoutMs: number;
-  #lastSeen = Date.now();
+  readonly #keepalive: Keepalive;
   /** Set while a tunnel whose peer does not meter holds the link's reads paused (backpressure). */
   #readsPaused = false;
-  #pingTimer: NodeJS.Timeout | undefined;
   #closeReason: PeerLinkCloseReason | undefined;
   #closed = false;
 
@@ -99,8 +96,23 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.peer = options.peer;
     this.#ws = ws;
     this.#log = (options.logger ?? noopLogger).child({ link: options.id, peer: options.peer });
-    this.#intervalMs = options.keepaliveIntervalMs ?? DEFAULT_PEER_KEEPALIVE_INTERVAL;
-    this.#timeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_PEER_KEEPALIVE_TIMEOUT;
+    this.#keepalive = new Keepalive(
+      {
+        intervalMs: options.keepaliveIntervalMs ?? DEFAULT_PEER_KEEPALIVE_INTERVAL,
+        timeoutMs: options.keepaliveTimeoutMs ?? DEFAULT_PEER_KEEPALIVE_TIMEOUT,
+      },
+      {
+        ping: () => {
+          if (ws.readyState === WebSocket.OPEN) ws.ping();
+        },
+        onTimeout: (silentForMs) => {
+          this.#log.warn({ silentForMs }, 'peer went silent: dropping the link');
+          this.terminate('keepalive_timeout');
+        },
+        // Silence while we hold reads paused is ours, not the peer's (its pongs wait unread).
+        suspended: () => this.#readsPaused,
+      },
+    );
     const onSent = (): void => {
       if (ws.bufferedAmount <= LOW_WATER_MARK) this.tunnels.transportDrained();
     };
@@ -142,7 +154,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         resume: () => {
           // The peer's pongs sat unread while we held reads paused: count it alive from here.
           this.#readsPaused = false;
-          this.#lastSeen = Date.now();
+          this.#keepalive.markAlive();
           ws.resume();
         },
       },
@@ -154,7 +166,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.tunnels.on('abort', (reason) => this.close(reason, 1008));
 
     ws.on('message', (data, isBinary) => {
-      this.#lastSeen = Date.now();
+      this.#keepalive.markAlive();
       const bytes = Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.isBuffer(data)
@@ -163,18 +175,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       if (isBinary) this.tunnels.receive(bytes);
       else this.#onText(bytes.toString('utf8'));
     });
-    ws.on('pong', () => {
-      this.#lastSeen = Date.now();
-    });
-    ws.on('ping', () => {
-      this.#lastSeen = Date.now();
-    });
+    ws.on('pong', () => this.#keepalive.markAlive());
+    ws.on('ping', () => this.#keepalive.markAlive());
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'peer link error'));
     ws.once('close', (code, reason) => this.#onClose(code, reason.toString()));
-    if (this.#intervalMs > 0) {
-      this.#pingTimer = setInterval(() => this.#tick(), this.#intervalMs);
-      this.#pingTimer.unref?.();
-    }
+    this.#keepalive.start();
   }
 
   /** Whether the link has ended. */
@@ -220,26 +225,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    * timer restarts with the new interval; silence already counted toward the deadline still counts.
    */
   setKeepalive(keepalive: { intervalMs?: number; timeoutMs?: number }): void {
-    if (keepalive.timeoutMs !== undefined) this.#timeoutMs = keepalive.timeoutMs;
-    if (keepalive.intervalMs === undefined || keepalive.intervalMs === this.#intervalMs) return;
-    this.#intervalMs = keepalive.intervalMs;
-    if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer);
-    this.#pingTimer = undefined;
-    if (this.#closed || this.#intervalMs <= 0) return;
-    this.#pingTimer = setInterval(() => this.#tick(), this.#intervalMs);
-    this.#pingTimer.unref?.();
-  }
-
-  #tick(): void {
-    if (this.#closed) return;
-    // Silence while we hold reads paused is ours, not the peer's (its pongs wait unread).
-    if (this.#readsPaused) this.#lastSeen = Date.now();
-    if (this.#timeoutMs > 0 && Date.now() - this.#lastSeen >= this.#timeoutMs) {
-      this.#log.warn({ silentForMs: Date.now() - this.#lastSeen }, 'peer went silent: dropping the link');
-      this.terminate('keepalive_timeout');
-      return;
-    }
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.ping();
+    this.#keepalive.setTiming(keepalive);
   }
 
   #onText(text: string): void {
@@ -284,8 +270,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   #finish(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#pingTimer !== undefined) clearInterval(this.#pingTimer);
-    this.#pingTimer = undefined;
+    this.#keepalive.stop();
     const reason = this.#closeReason ?? 'connection_lost';
     this.tunnels.close(reason);
     this.emit('close', reason);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createSelfSignedCertificate } from '../src/certificates.js';
 import { InvalidConfigError } from '../src/errors.js';
 import { HubTlsContext } from '../src/hub-tls.js';
-import { backoffDelay, PeerMesh } from '../src/mesh.js';
+import { PeerMesh } from '../src/mesh.js';
 import { RoutingTable } from '../src/routing-table.js';
 
 async function mesh(overrides: Partial<ConstructorParameters<typeof PeerMesh>[0]> = {}) {
@@ -40,19 +40,6 @@ describe('PeerMesh options', () => {
     await expect(mesh({ trustedDomainSuffixes: [] })).rejects.toThrow(InvalidConfigError);
     await expect(mesh({ reconnect: { jitter: 1 } })).rejects.toThrow(/reconnect.jitter/);
     await expect(mesh({ idleTimeoutMs: -1 })).rejects.toThrow(/idleTimeoutMs/);
-  });
-});
-
-describe('backoffDelay', () => {
-  const settings = { initialDelayMs: 1_000, maxDelayMs: 60_000, factor: 2, jitter: 0.25 };
-  it.each([
-    { attempt: 0, random: 0.5, expected: 1_000 },
-    { attempt: 0, random: 0, expected: 750 },
-    { attempt: 3, random: 0.5, expected: 8_000 },
-    { attempt: 10, random: 0.5, expected: 60_000 },
-    { attempt: 10, random: 0.999_999, expected: 75_000 },
-  ])('attempt $attempt with random $random waits $expected ms', ({ attempt, random, expected }) => {
-    expect(backoffDelay(attempt, settings, () => random)).toBe(expected);
   });
 });
 
