@@ -112,14 +112,13 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
     for (let i = 0; i < length; i++) output[offset + i] = source[i]! ^ key[i & 3]!;
   };
 
-  const writeMasked = (
-    s: Duplex,
+  /** A client frame: the header, a fresh key, then `header` · parts masked into one buffer. */
+  const maskedFrame = (
     header: Uint8Array,
     payload: readonly Uint8Array[],
     messageLength: number,
-    onWritten: (err?: Error | null) => void,
-  ): void => {
-    const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
+    lengthBytes: number,
+  ): Buffer => {
     const dataOffset = 2 + lengthBytes + 4;
     const frame = Buffer.allocUnsafe(dataOffset + messageLength);
     writeFrameHeader(frame, messageLength, lengthBytes, 0x80);
@@ -143,29 +142,7 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       maskPart(part, frame, dataOffset + position, position);
       position += part.length;
     }
-    s.write(frame, onWritten);
-  };
-
-  const writeUnmasked = (
-    s: Duplex,
-    header: Uint8Array,
-    payload: readonly Uint8Array[],
-    messageLength: number,
-    onWritten: (err?: Error | null) => void,
-  ): void => {
-    const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
-    const headerOffset = 2 + lengthBytes;
-    const head = Buffer.allocUnsafe(headerOffset + header.length);
-    writeFrameHeader(head, messageLength, lengthBytes, 0);
-    head.set(header, headerOffset);
-    const last = payload.length - 1;
-    if (last < 0) {
-      s.write(head, onWritten);
-      return;
-    }
-    s.write(head);
-    for (let i = 0; i < last; i++) s.write(payload[i]!);
-    s.write(payload[last]!, onWritten);
+    return frame;
   };
 
   return {
@@ -190,8 +167,23 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       // the order with its other frames is kept, and `bufferedAmount` counts the frame through the
       // socket's buffer.
       const messageLength = header.length + payloadLength;
-      if (internals._isServer === true) writeUnmasked(s, header, payload, messageLength, onWritten);
-      else writeMasked(s, header, payload, messageLength, onWritten);
+      const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
+      if (internals._isServer !== true) {
+        s.write(maskedFrame(header, payload, messageLength, lengthBytes), onWritten);
+        return true;
+      }
+      // A server frame: its header and `header` in one small buffer, then the parts as they are.
+      const head = Buffer.allocUnsafe(2 + lengthBytes + header.length);
+      writeFrameHeader(head, messageLength, lengthBytes, 0);
+      head.set(header, 2 + lengthBytes);
+      const last = payload.length - 1;
+      if (last < 0) {
+        s.write(head, onWritten);
+        return true;
+      }
+      s.write(head);
+      for (let i = 0; i < last; i++) s.write(payload[i]!);
+      s.write(payload[last]!, onWritten);
       return true;
     },
   };
