@@ -1,6 +1,7 @@
 /**
  * Reconnect backoff, for everything Nexus redials: the backend client's node connections and the mesh's
- * peer dialers. Jitter spreads a fleet that lost the same node (or peer) so it does not come back in step.
+ * peer dialers. Jitter spreads a fleet that lost the same node (or peer) so it does not come back in step
+ * (docs/reliability.md item 14).
  */
 
 /** Reconnect backoff settings, validated by the caller's options. */

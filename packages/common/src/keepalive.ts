@@ -1,8 +1,8 @@
 /**
  * Liveness of one WebSocket, for every long-lived link Nexus keeps: the hub's backend sessions, the
- * backend client's node connections and the mesh's peer links. A socket whose far end vanished without a
- * FIN never errors by itself (a black-holed route, a powered-off device), so each end pings and counts
- * the silence.
+ * backend client's node connections (docs/protocol.md §1.6) and the mesh's peer links (§2.5). A socket
+ * whose far end vanished without a FIN never errors by itself (a black-holed route, a powered-off
+ * device: docs/reliability.md item 13), so each end pings and counts the silence.
  */
 
 /** Timing of a {@link Keepalive}, ms. */
