@@ -648,7 +648,8 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
       5_000,
       'tunnels to be released',
     );
-  });
+    // 1.2 GB moved in all: allow for a loaded machine (the throughput itself is measured by `npm run bench`).
+  }, 180_000);
 
   it('stops routing to C within one announce when the backend leaves: new end users at A get no-route', async () => {
     const link = linkOf(a, c.url);
