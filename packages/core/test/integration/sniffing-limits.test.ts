@@ -16,6 +16,7 @@ import {
   httpGet,
   type TestPki,
   createTestPki,
+  delay,
   startHttpService,
   type StartNodeOptions,
   startNode,
@@ -301,6 +302,26 @@ describe('R21 slowloris', () => {
     expect(Date.now() - t0).toBeLessThan(2 * ABSOLUTE);
     // Every slot was given back: a real user gets through at once.
     expect(await httpGet(node.httpPort, 'good.example.com')).toContain('served-by good');
+  });
+
+  it('with the default limits, real users from another address are served on both relay modes while 1 000 dripping connections from one address hold what they can', async () => {
+    // Every limit at its default (concurrent-sniff budget shared between addresses, sniff deadlines of
+    // 15 s / 30 s): what a node gets when its operator never read the limits page.
+    const { node, recorder } = await nodeWithBackend({ limits: {} });
+    const users = await slowloris(node.tlsPort, 1_000, 300, '127.0.0.2');
+    // The attack goes on for all of the check: no default deadline is reached within it.
+    const hello = clientHello('good.example.com');
+    for (let i = 0; i < 5; i++) {
+      const started = Date.now();
+      expect(await httpGet(node.httpPort, 'good.example.com')).toContain('served-by good');
+      await expectRouted(recorder, node.tlsPort, hello, i);
+      expect(Date.now() - started).toBeLessThan(1_000);
+      await delay(300);
+    }
+    expect(users.filter((u) => !u.socket.destroyed).length).toBeGreaterThan(0);
+    // Only the attacker was ever turned away, and never got a byte.
+    expect(node.events.sniffFailed.filter((e) => e.remoteAddress !== '127.0.0.2')).toEqual([]);
+    for (const u of users) expect(u.received().length).toBe(0);
   });
 
   it('with a per-IP limit, a real user gets through while 1 000 dripping connections from one address wait', async () => {
