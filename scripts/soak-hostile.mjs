@@ -204,23 +204,35 @@ export async function startHostileMix({ nodes, ca, secret, suffix, running }) {
     framesSent: 0,
     emptyFramesSent: 0,
     bytesSent: 0,
-    heldMs: [],
+    lastedMs: [],
     closedByNode: new Map(),
     closeSeen: new Map(),
   };
   const floodNode = nodes.at(-1);
-  const floodSessions = new Set();
+  const floodSessions = new Map(); // node's session id → when it registered
+  let onNodeClosed = () => {};
   floodNode.nexus.on('backend-connected', (e) => {
-    if (e.hostnames.includes(FLOOD_HOST)) floodSessions.add(e.id);
+    if (e.hostnames.includes(FLOOD_HOST)) floodSessions.set(e.id, Date.now());
   });
   floodNode.nexus.on('backend-disconnected', (e) => {
-    if (floodSessions.delete(e.id) && running()) bump(flood.closedByNode, e.reason);
+    const since = floodSessions.get(e.id);
+    if (since === undefined) return;
+    floodSessions.delete(e.id);
+    if (running()) {
+      bump(flood.closedByNode, e.reason);
+      flood.lastedMs.push(Date.now() - since);
+    }
+    onNodeClosed();
   });
   const floodToken = await mintBackendToken({ secret, hostnames: [FLOOD_HOST] });
   const chunk = randomBytes(1_024);
 
   /** One flooding session: returns once the node has closed it. */
   async function floodOnce() {
+    let nodeClosed = false;
+    onNodeClosed = () => {
+      nodeClosed = true;
+    };
     const ws = new WebSocket(floodNode.hubUrl, { ca: ca.certPem, perMessageDeflate: false });
     ws.on('error', () => {});
     const closed = new Promise((resolve) =>
@@ -270,14 +282,15 @@ export async function startHostileMix({ nodes, ca, secret, suffix, running }) {
     // Grant once, then never read the WebSocket again.
     ws.send(encodeControlMessage({ event: 'resume_stream', client_id: id, credits: 64 }));
     ws.pause();
-    const since = Date.now();
     const empty = encodeDataFrame(id, new Uint8Array(0));
     const full = encodeDataFrame(id, chunk);
     let open = true;
     closed.then(() => {
       open = false;
     });
-    while (open && running()) {
+    // Not reading, the attacker would see the node's close only much later: it stops when the node has
+    // closed its session.
+    while (open && !nodeClosed && running()) {
       for (let i = 0; i < 256 && ws.bufferedAmount < ATTACKER_BUFFER; i++) {
         const frame = i % 16 === 0 ? full : empty;
         ws.send(frame);
@@ -287,12 +300,11 @@ export async function startHostileMix({ nodes, ca, secret, suffix, running }) {
       }
       await new Promise((r) => setImmediate(r));
     }
-    if (open) ws.terminate();
-    const how = await closed;
-    if (running()) {
-      flood.heldMs.push(Date.now() - since);
-      bump(flood.closeSeen, how);
-    }
+    if (open) {
+      ws.terminate();
+      if (running()) bump(flood.closeSeen, 'gave up: the node closed the session, no close frame read');
+    } else if (running()) bump(flood.closeSeen, await closed);
+    await closed;
     user.destroy();
   }
   tasks.push(
@@ -393,7 +405,7 @@ export async function startHostileMix({ nodes, ca, secret, suffix, running }) {
           framesSent: flood.framesSent,
           emptyFramesSent: flood.emptyFramesSent,
           payloadBytesSent: flood.bytesSent,
-          sessionHeldMs: summary(flood.heldMs),
+          sessionLastedMs: summary(flood.lastedMs),
           closedByNode: entries(flood.closedByNode),
           closeSeenByAttacker: entries(flood.closeSeen),
         },
