@@ -48,7 +48,8 @@ export interface StreamEngineTuning {
   /**
    * Frames past a stream's window tolerated from a peer that meters only once our first grant reaches it
    * (a hub toward a backend; a peer node that has granted on the link); one more closes the stream
-   * (`MUX_ERR_CREDIT_OVERRUN`). Default: `1024`.
+   * (`MUX_ERR_CREDIT_OVERRUN`). The same number bounds those frames across all streams of the session
+   * (not yet granted back), so a peer cannot use the allowance of many streams at once. Default: `1024`.
    */
   unmeteredAllowance?: number;
   /**

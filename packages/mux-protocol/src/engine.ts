@@ -84,6 +84,8 @@ export class StreamEngine {
   #peerWindow: number | undefined;
   #unknownWindowStart = 0;
   #unknownReplies = 0;
+  /** Frames received past their window by `lenient` streams and not yet granted back, all streams. */
+  #pastWindow = 0;
   #emptyWindowStart = 0;
   #emptyInWindow = 0;
   /** Reading the transport is paused (by streams or the backlog): the hooks were called. */
@@ -581,6 +583,10 @@ export class StreamEngine {
       resumeTransport: (stream) => {
         if (!this.#pausing.delete(stream)) return;
         if (this.#pausing.size === 0) this.#updateReading();
+      },
+      countPastWindow: (_stream, frames) => {
+        this.#pastWindow += frames;
+        return frames <= 0 || this.#pastWindow <= this.unmeteredAllowance;
       },
       streamProtocolError: (stream, error) => {
         this.#disconnect(stream, 'protocol_error');

@@ -44,6 +44,12 @@ export interface StreamHost {
   pauseTransport(stream: MuxStream): void;
   /** The stream no longer needs the transport paused. Idempotent; a no-op for a stream that never paused it. */
   resumeTransport(stream: MuxStream): void;
+  /**
+   * A `lenient` stream received `frames` more frames past its window (negative: granted back, or the
+   * stream ended). Returns false when the host's budget across all its streams is exceeded: the stream
+   * then closes itself as an over-send.
+   */
+  countPastWindow(stream: MuxStream, frames: number): boolean;
   /** The peer broke the protocol on this stream only (e.g. a credit overrun): close it and report. */
   streamProtocolError(stream: MuxStream, error: MuxProtocolError): void;
 }

@@ -73,6 +73,8 @@ export class MuxStream extends Duplex {
   readonly #overrunCloses: boolean;
   /** `lenient`: frames past the window tolerated before `onOverrun` applies (`0` otherwise). */
   readonly #allowance: number;
+  /** `lenient`: frames received past the window and not yet granted back, as counted to the host. */
+  #pastWindow = 0;
   #receiveEnded = false;
 
   /** A close for this stream crossed the wire (either way) or the session closed. */
@@ -375,6 +377,7 @@ export class MuxStream extends Duplex {
     }
     this.#sendDead = true;
     this.#receiveEnded = true;
+    this.#releasePastWindow();
     this.#host.resumeTransport(this);
     if (!this.#inSend) this.#completeWrite();
     callback(error);
@@ -398,6 +401,13 @@ export class MuxStream extends Duplex {
         return;
       }
       if (state === 'probing') this.#receiveState = 'unmetered';
+    } else if (state === 'lenient' && this.#receive.outstanding < 0) {
+      // Within the allowance, but past the window: the host bounds these frames across its streams.
+      this.#pastWindow++;
+      if (!this.#host.countPastWindow(this, 1)) {
+        this.#overrun();
+        return;
+      }
     }
     this.bytesRead += length;
     const accepted = this.push(payload);
@@ -447,6 +457,19 @@ export class MuxStream extends Duplex {
       return;
     }
     this.#host.sendGrant(this, frames);
+    if (this.#pastWindow > 0) {
+      // The grant pays back frames received past the window first.
+      const pastWindow = Math.max(0, -this.#receive.outstanding);
+      this.#host.countPastWindow(this, pastWindow - this.#pastWindow);
+      this.#pastWindow = pastWindow;
+    }
+  }
+
+  /** Nothing more is received: the frames past the window no longer count against the host's budget. */
+  #releasePastWindow(): void {
+    if (this.#pastWindow === 0) return;
+    this.#host.countPastWindow(this, -this.#pastWindow);
+    this.#pastWindow = 0;
   }
 
   /** Host side: the peer closed the stream, or the session closed: deliver what we have, then EOF. */
@@ -474,12 +497,14 @@ export class MuxStream extends Duplex {
     this.closeReason ??= 'protocol_error';
     this.#sendDead = true;
     this.#receiveEnded = true;
+    this.#releasePastWindow();
     this.destroy(error);
   }
 
   #endReadable(): void {
     if (this.#receiveEnded) return;
     this.#receiveEnded = true;
+    this.#releasePastWindow();
     // Nothing more arrives for this stream, so it no longer needs the transport paused; what it
     // already buffered stays readable.
     this.#host.resumeTransport(this);

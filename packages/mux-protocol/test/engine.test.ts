@@ -56,6 +56,7 @@ function recordingHost() {
     forget: () => calls.push('forget'),
     pauseTransport: () => calls.push('pause'),
     resumeTransport: () => calls.push('resume'),
+    countPastWindow: () => true,
     streamProtocolError: (stream, error) => {
       calls.push(`error:${error.code}`);
       stream.detach();

@@ -94,6 +94,46 @@ describe('over-send before the first grant', () => {
     expect(stream!.bytesRead).toBe(frames * payload.length);
   });
 
+  it('the allowance also bounds frames past the window across all streams of the session', async () => {
+    const pair = await createWebSocketPair({
+      backend: { initialWindow: 4, grantBatch: 2, unmeteredAllowance: 8 },
+    });
+    pairs.push(pair);
+    const errors: MuxProtocolError[] = [];
+    pair.backend.on('protocol-error', (error) => errors.push(error));
+    const streams = new Map<string, MuxStream>();
+    pair.backend.on('stream', (s) => {
+      streams.set(s.id, s);
+      s.on('error', () => {}); // nobody reads: the first 32 KiB frame fills each stream
+    });
+    const connect = (id: string) =>
+      encodeControlMessage({
+        event: 'connect',
+        client_id: id,
+        conn_port: 443,
+        client_ip: '203.0.113.7:1',
+        hostname: 'app.example.com',
+        is_tls: true,
+        credits: 4,
+      });
+    const [a, b] = [randomUUID(), randomUUID()];
+    pair.inject('hub', connect(a));
+    pair.inject('hub', connect(b));
+    const payload = Buffer.alloc(32_768, 0x64);
+    // Stream a: its window (4) and 6 past it, within its own allowance (8).
+    for (let i = 0; i < 10; i++) pair.inject('hub', encodeDataFrame(a, payload));
+    await until(() => streams.get(a)?.bytesRead === 10 * payload.length, 'stream a');
+    // Stream b: its window and 2 past it bring the session to 8; one more is over the session's budget.
+    for (let i = 0; i < 6; i++) pair.inject('hub', encodeDataFrame(b, payload));
+    await until(() => streams.get(b)?.bytesRead === 6 * payload.length, 'stream b');
+    expect(errors).toEqual([]);
+    pair.inject('hub', encodeDataFrame(b, payload));
+    await until(() => errors.length > 0, 'the overrun');
+    expect(errors.map((e) => e.code)).toEqual(['MUX_ERR_CREDIT_OVERRUN']);
+    expect(streams.get(b)!.closeReason).toBe('protocol_error');
+    expect(streams.get(a)!.closeReason).toBeUndefined();
+  });
+
   it('a backend known to meter that over-sends on a new stream before granting it gets that stream closed (hub side)', async () => {
     const { sent, observe } = recorder();
     const pair = await createWebSocketPair({ observe, hub: { initialWindow: 16, grantBatch: 4 } });
