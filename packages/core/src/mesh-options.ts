@@ -1,6 +1,8 @@
 /**
  * The peer mesh's options, events, defaults and their validation (docs/protocol.md §2).
  */
+import type { ListenerGuardLimits } from './listener-guards.js';
+import type { PeerPolicyOptions } from './peer-limits.js';
 import type { TunnelSessionStats } from '@nexus-proxy/mux-protocol';
 import { InvalidConfigError } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
@@ -17,8 +19,6 @@ export const DEFAULT_PEER_RECONNECT_MAX_DELAY = 60_000;
 export const DEFAULT_PEER_RECONNECT_JITTER = 0.25;
 /** Time allowed for a dial (TCP + TLS + WebSocket handshake): `10_000` ms. */
 export const DEFAULT_PEER_CONNECT_TIMEOUT = 10_000;
-/** Largest WebSocket message accepted on a peer link: 4 MiB (a large announce; frames are ≤ 32 785 B). */
-export const MAX_PEER_WS_PAYLOAD = 4 * 1024 * 1024;
 /** A link that stayed up this long resets its dialer's backoff, in ms. */
 export const BACKOFF_RESET_AFTER_MS = 10_000;
 /** Close reason of an outbound link whose peer URL was removed by {@link PeerMesh.setPeers}. */
@@ -37,7 +37,7 @@ export interface PeerReconnectOptions {
 }
 
 /** Options of {@link PeerMesh}. */
-export interface PeerMeshOptions {
+export interface PeerMeshOptions extends PeerPolicyOptions, ListenerGuardLimits {
   /** The node's routing table: local patterns are announced, peer routes are written into it. */
   routes: RoutingTable<unknown, string>;
   /** The hub certificate: served by the peer listener and presented as client certificate when dialling. */

@@ -60,6 +60,8 @@ export interface AcceptTunnelOptions {
   openLocalStream: OpenLocalStream | undefined;
   /** Idle timeout of the relay, ms; `0` = off. */
   idleTimeoutMs: number;
+  /** Why the request must be refused before a backend sees it (`PeerPolicy.checkTunnel`). Default: none. */
+  check?: (request: TunnelRequestMessage) => string | undefined;
   log: Logger;
 }
 
@@ -74,6 +76,12 @@ export function acceptTunnel(
   options: AcceptTunnelOptions,
 ): void {
   const { log } = options;
+  const refusal = options.check?.(request);
+  if (refusal !== undefined) {
+    log.warn({ linkId: link.id, tunnelId: request.client_id, reason: refusal }, 'refusing tunnel request');
+    link.tunnels.refuse(request.client_id);
+    return;
+  }
   let local: Duplex | undefined;
   if (options.openLocalStream !== undefined) {
     try {

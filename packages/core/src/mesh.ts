@@ -33,7 +33,6 @@ import {
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
   DEFAULT_PEER_RECONNECT_MAX_DELAY,
-  MAX_PEER_WS_PAYLOAD,
   nonNegative,
   optionalNonNegative,
   PEER_REMOVED_REASON,
@@ -47,6 +46,8 @@ import {
 } from './mesh-options.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
+import { guardListener, handshakeTimeout, type ListenerGuardLimits } from './listener-guards.js';
+import { PeerPolicy } from './peer-limits.js';
 import { PeerLink, type PeerLinkDirection } from './peer-link.js';
 import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 
@@ -109,6 +110,10 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     highWaterMark?: number;
   };
   readonly #random: () => number;
+  /** Bounds on what peers may announce and ask (docs/security.md). */
+  readonly #policy: PeerPolicy;
+  /** Handshake timeout and connection cap of the dedicated peer listener. */
+  readonly #guard: ListenerGuardLimits;
   readonly #links = new Map<string, PeerLink>();
   /** One per configured URL (a URL listed twice gets two links); `setPeers()` adds and removes them. */
   #dialers: PeerDialer[];
@@ -158,10 +163,19 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#dialers = validatePeerUrls(options.peers ?? []).map(
       (url) => new PeerDialer(url, this.#reconnect, this.#random),
     );
+    this.#policy = new PeerPolicy(options);
+    this.#guard = {
+      ...(options.tlsHandshakeTimeoutMs !== undefined
+        ? { tlsHandshakeTimeoutMs: options.tlsHandshakeTimeoutMs }
+        : {}),
+      ...(options.maxListenerConnections !== undefined
+        ? { maxListenerConnections: options.maxListenerConnections }
+        : {}),
+    };
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      maxPayload: MAX_PEER_WS_PAYLOAD,
+      maxPayload: this.#policy.maxMessageBytes,
       clientTracking: false,
     });
     this.#unsubscribeRoutes = this.#routes.subscribeLocalPatterns(() => this.notifyLocalRoutesChanged());
@@ -265,7 +279,12 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     if (this.#closed) return Promise.reject(new NexusError(NexusErrorCode.Closed, 'the mesh is closed'));
     if (this.#server !== undefined)
       return Promise.reject(new NexusError(NexusErrorCode.Listen, 'the peer listener is already running'));
-    const server = createHttpsServer({ ...this.#tls.serverOptions(), ...PeerMesh.serverTlsOptions() });
+    const server = createHttpsServer({
+      ...this.#tls.serverOptions(),
+      ...PeerMesh.serverTlsOptions(),
+      ...handshakeTimeout(this.#guard),
+    });
+    guardListener(server, this.#guard);
     this.#server = server;
     this.#detachTls = this.#tls.attach(server);
     server.on('request', (_req, res) => {
@@ -429,7 +448,14 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     const info = infoOf(link);
     link.on('announce', (message) => {
       if (this.#closed) return;
-      this.#routes.setPeerRoutes(id, message.hostnames);
+      const kept = this.#policy.routesFrom(link.peer, message.hostnames);
+      if (kept.refused > 0 || kept.truncated > 0) {
+        this.#log.warn(
+          { ...info, refused: kept.refused, truncated: kept.truncated, limit: this.#policy.maxRoutes },
+          'peer announced routes it may not have: dropped',
+        );
+      }
+      this.#routes.setPeerRoutes(id, kept.accepted);
       const hostnames = this.#routes.peerPatterns(id);
       this.#log.info({ ...info, version: message.version, routes: hostnames.length }, 'peer routes updated');
       this.emit('routes-changed', { ...info, hostnames, version: message.version });
@@ -437,6 +463,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     link.on('tunnel-request', (request) =>
       acceptTunnel(link, request, {
         openLocalStream: this.#closed ? undefined : this.#openLocalStream,
+        check: (r) => this.#policy.checkTunnel(r),
         idleTimeoutMs: this.#idleTimeoutMs,
         log: this.#log,
       }),
@@ -486,7 +513,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       key: material.keyPem,
       ...(ca !== undefined ? { ca } : {}),
       perMessageDeflate: false,
-      maxPayload: MAX_PEER_WS_PAYLOAD,
+      maxPayload: this.#policy.maxMessageBytes,
       handshakeTimeout: this.#connectTimeoutMs,
       followRedirects: false,
     });
