@@ -141,7 +141,7 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
   });
   const backendRefused = new Counter({
     name: 'nexus_backend_refused_total',
-    help: 'Backends turned away before their WebSocket opened (max-sessions), by reason.',
+    help: 'Backends turned away before their WebSocket opened (max-sessions, max-pending-auth, address-pending-limit, address-session-limit), by reason.',
     labelNames: ['reason'],
     registers,
   });
@@ -304,7 +304,7 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
       sniffFailures.inc({ reason: sniffReason.of(String(e.reason)) });
     },
     'peer-refused': (e) => peerRefused.inc({ reason: refusedReason.of(e.reason) }),
-    // One fixed reason today (`max-sessions`): no cardinality cap needed.
+    // Four fixed reasons (the hub's caps): no cardinality cap needed.
     'backend-refused': (e) => backendRefused.inc({ reason: e.reason }),
     'certificate-issued': () => certificatesIssued.inc(),
     'certificate-failed': () => certificateFailures.inc(),

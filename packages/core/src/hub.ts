@@ -2,6 +2,7 @@
  * The backend hub (docs/protocol.md §1): a `wss://…/connect` endpoint where backends dial in, authenticate with
  * a JWT as their first message, and then carry end-user streams over a multiplexed WebSocket.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -29,14 +30,25 @@ import {
   TlsError,
   truncateUtf8,
 } from './errors.js';
+import { addressGroup } from './address-group.js';
 import { HubTlsContext } from './hub-tls.js';
+import {
+  DEFAULT_MAX_PENDING_AUTH,
+  DEFAULT_MAX_PENDING_AUTH_PER_ADDRESS,
+  DEFAULT_MAX_SESSIONS_PER_ADDRESS,
+  DEFAULT_MAX_SESSIONS_PER_TOKEN,
+  guardListener,
+  handshakeTimeout,
+  KeyedCounter,
+  type ListenerGuardLimits,
+} from './listener-guards.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
 /** Default time a backend has to send its token: 10 000 ms (docs/protocol.md §1.2). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
-/** Default most backend sessions (authenticated or authenticating) per hub: 10 000. */
+/** Default most authenticated backend sessions per hub: 10 000. */
 export const DEFAULT_MAX_SESSIONS = 10_000;
 /** Default most streams per backend session that the backend has not answered yet: 1 024. */
 export const DEFAULT_MAX_PENDING_CONNECTS = 1_024;
@@ -56,13 +68,25 @@ export interface BackendIdentity {
 }
 
 /** Hub limits; field names match `ResolvedLimits` of the node config, so it can be passed as is. */
-export interface BackendHubLimits {
+export interface BackendHubLimits extends ListenerGuardLimits {
   /** Time for the token message, ms. Default: `10_000`. */
   authTimeoutMs?: number;
   /** Open streams per session. Default: `1_024`. */
   maxStreamsPerSession?: number;
-  /** Sessions (including ones still authenticating); further upgrades get HTTP 503. Default: `10_000`. */
+  /** Authenticated sessions; further upgrades get HTTP 503. Default: `10_000`. */
   maxSessions?: number;
+  /**
+   * Upgrades still waiting for their token, hub-wide; they do not count against `maxSessions`, so a flood
+   * of unauthenticated upgrades cannot lock real backends out. Further upgrades get HTTP 503.
+   * Default: `256`.
+   */
+  maxPendingAuth?: number;
+  /** Upgrades waiting for their token from one address (IPv6: /64). Default: `16`. */
+  maxPendingAuthPerAddress?: number;
+  /** Authenticated sessions from one address (IPv6: /64). Default: `1_000`. */
+  maxSessionsPerAddress?: number;
+  /** Sessions one token may hold at once; one more is closed 1008 `too many sessions for this token`. Default: `100`. */
+  maxSessionsPerToken?: number;
   /** Largest WebSocket message from a backend after its token, bytes; larger → close 1009. Default: `32_785`. */
   maxMessageBytes?: number;
   /**
@@ -140,8 +164,12 @@ export interface AuthFailedEvent {
 
 /** Payload of `backend-refused`: a backend turned away before its WebSocket opened. */
 export interface BackendRefusedEvent {
-  /** `max-sessions`: the hub already holds `maxSessions` sessions (HTTP 503). */
-  reason: 'max-sessions';
+  /**
+   * Which cap refused the upgrade (HTTP 503): `max-sessions` (`maxSessions` authenticated sessions),
+   * `max-pending-auth` (`maxPendingAuth` upgrades waiting for their token), `address-pending-limit`
+   * (`maxPendingAuthPerAddress` from this address), `address-session-limit` (`maxSessionsPerAddress`).
+   */
+  reason: 'max-sessions' | 'max-pending-auth' | 'address-pending-limit' | 'address-session-limit';
   remoteAddress: string | undefined;
 }
 
@@ -185,6 +213,9 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   #wssMaxPayload: number;
   readonly #sessions = new Set<BackendSession>();
   readonly #pending = new Set<WebSocket>();
+  readonly #pendingByAddress = new KeyedCounter();
+  readonly #sessionsByAddress = new KeyedCounter();
+  readonly #sessionsByToken = new KeyedCounter();
   /** Upgraded sockets, so close() can cut them after the grace period (http no longer tracks them). */
   readonly #sockets = new Set<Duplex>();
   #server: HttpsServer | undefined;
@@ -248,8 +279,12 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     if (tls === undefined) return Promise.reject(new TlsError('BackendHub: `tls` is required to listen'));
     if (this.#server !== undefined)
       return Promise.reject(new NexusError(NexusErrorCode.Listen, 'BackendHub: already listening'));
+    const guard = handshakeTimeout(this.#options.limits);
     const server =
-      tls instanceof HubTlsContext ? createHttpsServer(tls.serverOptions()) : createHttpsServer({ ...tls });
+      tls instanceof HubTlsContext
+        ? createHttpsServer({ ...tls.serverOptions(), ...guard })
+        : createHttpsServer({ ...tls, ...guard });
+    guardListener(server, this.#options.limits);
     if (tls instanceof HubTlsContext) this.#detachTls = tls.attach(server);
     this.#server = server;
     server.on('request', this.#onRequest);
@@ -272,14 +307,13 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       return;
     }
     const remoteAddress = req.socket.remoteAddress;
-    if (this.#closing || this.#sessions.size + this.#pending.size >= this.#maxSessions) {
+    const group = addressGroup(remoteAddress);
+    const refusal = this.#closing ? undefined : this.#admissionRefusal(group);
+    if (this.#closing || refusal !== undefined) {
       rejectUpgrade(socket, 503, 'Service Unavailable');
-      if (!this.#closing) {
-        this.#log.warn(
-          { limit: this.#maxSessions, remoteAddress },
-          'maxSessions reached: refusing a backend',
-        );
-        this.emit('backend-refused', { reason: 'max-sessions', remoteAddress });
+      if (refusal !== undefined) {
+        this.#log.warn({ reason: refusal, remoteAddress }, 'hub limit reached: refusing a backend');
+        this.emit('backend-refused', { reason: refusal, remoteAddress });
       }
       return;
     }
@@ -289,7 +323,19 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       this.#wssMaxPayload = maxPayload;
       this.#wss = createWss(maxPayload);
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress, group));
+  }
+
+  /** Which cap refuses a new upgrade from address group `group`, if any (limits read live). */
+  #admissionRefusal(group: string): BackendRefusedEvent['reason'] | undefined {
+    const limits = this.#options.limits;
+    if (this.#sessions.size >= this.#maxSessions) return 'max-sessions';
+    if (this.#pending.size >= (limits?.maxPendingAuth ?? DEFAULT_MAX_PENDING_AUTH)) return 'max-pending-auth';
+    const perAddress = limits?.maxPendingAuthPerAddress ?? DEFAULT_MAX_PENDING_AUTH_PER_ADDRESS;
+    if (this.#pendingByAddress.count(group) >= perAddress) return 'address-pending-limit';
+    const sessionsPerAddress = limits?.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
+    if (this.#sessionsByAddress.count(group) >= sessionsPerAddress) return 'address-session-limit';
+    return undefined;
   }
 
   /**
@@ -379,8 +425,9 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     res.end(status === 426 ? 'Upgrade Required\n' : 'Not Found\n');
   };
 
-  #authenticate(ws: WebSocket, socket: Duplex, remoteAddress: string | undefined): void {
+  #authenticate(ws: WebSocket, socket: Duplex, remoteAddress: string | undefined, group: string): void {
     this.#pending.add(ws);
+    const releasePending = this.#pendingByAddress.take(group, Number.MAX_SAFE_INTEGER);
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     let done = false;
@@ -438,6 +485,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     const cleanup = (): void => {
       clearTimeout(timer);
       this.#pending.delete(ws);
+      releasePending?.();
       ws.off('message', onMessage);
       ws.off('close', onClose);
       ws.off('ping', onPing);
@@ -471,10 +519,23 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
             fail('shutdown');
             return;
           }
+          // One token, many sessions: capped, so one leaked token cannot fill the hub.
+          const tokenKey = createHash('sha256').update(token).digest('base64url');
+          const perToken = this.#options.limits?.maxSessionsPerToken ?? DEFAULT_MAX_SESSIONS_PER_TOKEN;
+          const releaseToken = this.#sessionsByToken.take(tokenKey, perToken);
+          if (releaseToken === undefined) {
+            fail('too many sessions for this token');
+            return;
+          }
           done = true;
           cleanup();
           ws.off('error', onError);
           const session = this.#attach(ws, socket, identity, remoteAddress);
+          const releaseAddress = this.#sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
+          session.once('close', () => {
+            releaseToken();
+            releaseAddress?.();
+          });
           for (const [message, binary] of early) session.deliver(message, binary);
           ws.resume();
         },
