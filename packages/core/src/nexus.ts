@@ -74,7 +74,7 @@ export interface NexusEvents {
   'backend-connected': [event: BackendConnectedEvent];
   'backend-disconnected': [event: BackendDisconnectedEvent];
   'auth-failed': [event: AuthFailedEvent];
-  /** A backend turned away before its WebSocket opened (`max-sessions`: HTTP 503). */
+  /** A backend turned away before its WebSocket opened (HTTP 503; `reason` names the hub cap). */
   'backend-refused': [event: BackendRefusedEvent];
   'stream-open': [event: StreamOpenEvent];
   'stream-close': [event: StreamCloseEvent];
@@ -378,6 +378,14 @@ export function createNexus(
           idleTimeoutMs: current.idleTimeoutMs,
           keepaliveIntervalMs: current.keepalive.peerPingIntervalMs,
           keepaliveTimeoutMs: current.keepalive.peerDeadAfterMs,
+          maxPeerRoutes: current.limits.maxPeerRoutes,
+          maxPeerMessageBytes: current.limits.maxPeerMessageBytes,
+          tlsHandshakeTimeoutMs: current.limits.tlsHandshakeTimeoutMs,
+          maxListenerConnections: current.limits.maxListenerConnections,
+          ...(current.peerAuthentication.allowedRoutes !== undefined
+            ? { peerAllowedRoutes: current.peerAuthentication.allowedRoutes }
+            : {}),
+          ...tunnelPortsOf(current),
           logger: options.logger,
           ...options.mesh,
         };
@@ -430,4 +438,12 @@ export function createNexus(
 
 function isResolved(config: NexusConfigInput | ResolvedNexusConfig): config is ResolvedNexusConfig {
   return (config as ResolvedNexusConfig).backendListen !== undefined && Object.isFrozen(config);
+}
+
+/**
+ * The relay ports a peer's tunnel may name: `peerTunnelPorts` when configured, else any (a node does not
+ * know the relay ports of its peers, which may differ from its own).
+ */
+function tunnelPortsOf(config: ResolvedNexusConfig): { tunnelPorts?: number[] } {
+  return config.peerTunnelPorts === undefined ? {} : { tunnelPorts: [...config.peerTunnelPorts] };
 }

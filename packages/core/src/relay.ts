@@ -7,6 +7,8 @@ import type { Duplex } from 'node:stream';
 
 /** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (docs/protocol.md §4.5). */
 export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
+/** TCP keepalive probe delay on relayed end-user sockets: 60 000 ms. */
+export const RELAYED_SOCKET_KEEPALIVE_MS = 60_000;
 
 /**
  * Why a relay ended. `completed`: both directions reached EOF. `idle-timeout`: no byte either way for
@@ -84,6 +86,11 @@ export interface RelayHandle {
 export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_RELAY_IDLE_TIMEOUT_MS;
   const clientFinTimeoutMs = options.clientFinTimeoutMs ?? 0;
+  // A TCP end user that vanished without a FIN or RST (a dead NAT mapping) is found by the kernel.
+  (socket as { setKeepAlive?: (enable: boolean, delayMs: number) => unknown }).setKeepAlive?.(
+    true,
+    RELAYED_SOCKET_KEEPALIVE_MS,
+  );
   const closeOnStreamEnd = options.closeOnStreamEnd ?? true;
   const started = Date.now();
   let bytesUp = 0;

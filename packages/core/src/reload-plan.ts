@@ -28,6 +28,10 @@ export const LIVE_LIMITS = [
   'authTimeoutMs',
   'maxMessageBytes',
   'maxPendingConnects',
+  'maxPendingAuth',
+  'maxPendingAuthPerAddress',
+  'maxSessionsPerAddress',
+  'maxSessionsPerToken',
 ] as const satisfies ReadonlyArray<keyof ResolvedLimits>;
 
 /** What the planner needs to know about the node besides its two configurations. */

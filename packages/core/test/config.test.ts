@@ -31,7 +31,7 @@ describe('resolveNexusConfig', () => {
       { host: undefined, port: 443, mode: 'tls' },
       { host: undefined, port: 80, mode: 'http' },
     ]);
-    expect(c.idleTimeoutMs).toBe(0);
+    expect(c.idleTimeoutMs).toBe(900_000); // the reference has none; Nexus closes idle relays (docs/security.md)
     expect(c.backendsJWTSecrets).toEqual([SECRET]);
     expect(c.tls).toEqual({ mode: 'files', certFile: 'hub.crt', keyFile: 'hub.key' });
     expect(c.limits).toEqual(DEFAULT_LIMITS);

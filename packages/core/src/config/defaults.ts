@@ -14,8 +14,11 @@ export const DEFAULT_PEER_LISTEN_ADDRESS = ':8444';
 export const DEFAULT_RELAY_PORTS: readonly number[] = Object.freeze([443, 80]);
 /** The relay port that speaks plain HTTP (routes by Host) when listed in `relayPorts`; others route by SNI. */
 export const HTTP_RELAY_PORT = 80;
-/** Idle timeout of a relayed connection, seconds; `0` = off. Default: `0`. */
-export const DEFAULT_IDLE_TIMEOUT_SECONDS = 0;
+/**
+ * Idle timeout of a relayed connection (no byte either way), seconds; `0` = off. Default: `900` (the
+ * reference has none; an idle connection still holds a stream of its backend's `maxStreamsPerSession`).
+ */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 900;
 /** Secrets shorter than this many bytes get a warning. */
 export const MIN_SECRET_BYTES = 32;
 /** Default log level. */
@@ -33,11 +36,19 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxStreamsPerSession: 1_024,
   maxSessions: 10_000,
   maxPendingConnects: 1_024,
-  maxConnectionsPerIp: 0,
+  maxConnectionsPerIp: 256,
   authTimeoutMs: 10_000,
   maxMessageBytes: 32_785,
   maxControlMessagesPerSecond: 10_000,
   clientFinTimeoutMs: 30_000,
+  maxPendingAuth: 256,
+  maxPendingAuthPerAddress: 16,
+  maxSessionsPerAddress: 1_000,
+  maxSessionsPerToken: 100,
+  tlsHandshakeTimeoutMs: 10_000,
+  maxListenerConnections: 20_000,
+  maxPeerRoutes: 10_000,
+  maxPeerMessageBytes: 1_048_576,
 });
 
 /** Default keepalive settings (docs/protocol.md §1.6 reference hub values). */

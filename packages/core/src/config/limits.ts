@@ -33,7 +33,7 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
   maxConnectionsPerIp: {
     min: 0,
     max: 10_000_000,
-    help: 'Connections per end-user IP on the relay ports; 0 = off.',
+    help: 'Connections (sniffing or relayed) per end-user address (IPv6: /64) on the relay ports; 0 = off.',
   },
   authTimeoutMs: { min: 1, max: 3_600_000, help: 'A backend must send its token within, ms.' },
   // A smaller cap would reject the full-size frames every reference backend sends (docs/protocol.md §1.3).
@@ -46,6 +46,46 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     min: 0,
     max: 100_000_000,
     help: 'Control messages plus pings per backend session per second; 0 = off.',
+  },
+  maxPendingAuth: {
+    min: 1,
+    max: 1_000_000,
+    help: 'Hub upgrades waiting for their token at once (they do not count against maxSessions).',
+  },
+  maxPendingAuthPerAddress: {
+    min: 1,
+    max: 1_000_000,
+    help: 'Hub upgrades waiting for their token from one address (IPv6: /64).',
+  },
+  maxSessionsPerAddress: {
+    min: 1,
+    max: 10_000_000,
+    help: 'Backend sessions from one address (IPv6: /64).',
+  },
+  maxSessionsPerToken: {
+    min: 1,
+    max: 10_000_000,
+    help: 'Backend sessions one token may hold at once.',
+  },
+  tlsHandshakeTimeoutMs: {
+    min: 100,
+    max: 600_000,
+    help: 'Time a client has to finish its TLS handshake on the hub and peer listeners, ms.',
+  },
+  maxListenerConnections: {
+    min: 1,
+    max: 10_000_000,
+    help: 'Open connections on the hub listener, and on the peer listener.',
+  },
+  maxPeerRoutes: {
+    min: 1,
+    max: 10_000_000,
+    help: 'Routes kept from one peer announce (the first ones).',
+  },
+  maxPeerMessageBytes: {
+    min: 65_536,
+    max: 67_108_864,
+    help: 'Largest WebSocket message accepted on a peer link, bytes.',
   },
   clientFinTimeoutMs: {
     min: 0,

@@ -40,7 +40,7 @@ export const listenerFields = {
   ),
   idleTimeoutSeconds: optional(
     integer(0, 31_536_000),
-    '(reference) Close a relayed connection after this many seconds without bytes in either direction; 0 = off. Default: 0.',
+    '(reference) Close a relayed connection after this many seconds without bytes in either direction; 0 = off. Default: 900.',
   ),
   listeners: optional(
     v.pipe(list(listener), v.minLength(1, 'must list at least one listener')),

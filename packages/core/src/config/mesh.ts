@@ -7,6 +7,7 @@ import {
   ConfigIssue,
   convert,
   describeValue,
+  integer,
   list,
   mapping,
   nonEmptyText,
@@ -16,6 +17,7 @@ import {
   text,
 } from '@nexus-proxy/common';
 import { normalizeHostname } from '@nexus-proxy/sni';
+import * as v from 'valibot';
 import { addressField, parseListenAddress, parsePeerUrl } from './address.js';
 import { DEFAULT_PEER_LISTEN_ADDRESS } from './defaults.js';
 import type { ListenAddress, ResolveContext } from './types.js';
@@ -51,9 +53,20 @@ export const meshFields = {
         list(convert(nonEmptyText(), trustedSuffix)),
         '(reference) A peer certificate is accepted when one of its DNS names equals a suffix or ends with "." + suffix.',
       ),
-      caFile: optional(text(), 'CA bundle (PEM) peer certificates must chain to. Default: Node’s roots.'),
+      caFile: optional(
+        text(),
+        'Extra CA bundle (PEM) peer certificates may chain to, besides Node’s roots, the OS store and NODE_EXTRA_CA_CERTS.',
+      ),
+      allowedRoutes: optional(
+        v.record(v.string(), list(nonEmptyText())),
+        'Per peer (its certificate name, or the host of its URL): the hostnames and .suffixes it may announce. Default: any.',
+      ),
     }),
     '(reference) Peer mTLS settings.',
+  ),
+  peerTunnelPorts: optional(
+    list(integer(1, 65_535)),
+    'Relay ports a peer’s tunnel may name (conn_port); others are refused. Default: any.',
   ),
 };
 
@@ -63,7 +76,12 @@ type MeshParsed = Parsed<typeof meshFields>;
 export interface ResolvedMesh {
   readonly peers: string[];
   readonly peerListen: ListenAddress | undefined;
-  readonly peerAuthentication: { trustedDomainSuffixes: string[]; caFile: string | undefined };
+  readonly peerAuthentication: {
+    trustedDomainSuffixes: string[];
+    caFile: string | undefined;
+    allowedRoutes: Record<string, string[]> | undefined;
+  };
+  readonly peerTunnelPorts: number[] | undefined;
 }
 
 /** Peers, the peer listener (only when a peer could be accepted) and the peer trust settings. */
@@ -85,6 +103,11 @@ export function resolveMesh(p: MeshParsed, ctx: ResolveContext): ResolvedMesh {
   return {
     peers,
     peerListen,
-    peerAuthentication: { trustedDomainSuffixes, caFile: resolveFrom(ctx.baseDir, auth.caFile ?? undefined) },
+    peerAuthentication: {
+      trustedDomainSuffixes,
+      caFile: resolveFrom(ctx.baseDir, auth.caFile ?? undefined),
+      allowedRoutes: auth.allowedRoutes ?? undefined,
+    },
+    peerTunnelPorts: p.peerTunnelPorts ?? undefined,
   };
 }

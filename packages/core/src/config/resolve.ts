@@ -30,7 +30,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const backendListen = resolveBackendListen(p);
   const listeners = resolveListeners(p, ctx);
   const idleTimeoutMs = resolveIdleTimeoutMs(p);
-  const { peers, peerListen, peerAuthentication } = resolveMesh(p, ctx);
+  const { peers, peerListen, peerAuthentication, peerTunnelPorts } = resolveMesh(p, ctx);
   const tls = resolveHubTls(p, ctx);
   const auth = resolveAuth(p);
   const limits = resolveLimits(p, ctx);
@@ -46,6 +46,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     backendsJWTSecrets,
     peers,
     peerAuthentication,
+    peerTunnelPorts,
     tls,
     auth,
     limits,

@@ -45,7 +45,10 @@ export interface LimitsInput {
    * backends of the pool, or are closed (`pending-limit`). Default: `1_024`.
    */
   maxPendingConnects?: number;
-  /** Connections per end-user IP on the relay ports; `0` = off. Default: `0`. */
+  /**
+   * Connections (sniffing or relayed) per end-user address (IPv6: per /64) on the relay ports; `0` = off.
+   * Default: `256`, so one address cannot hold all `maxStreamsPerSession` streams of a backend.
+   */
   maxConnectionsPerIp?: number;
   /** A backend must send its token within, ms (docs/protocol.md §1.2). Default: `10_000`. */
   authTimeoutMs?: number;
@@ -60,6 +63,22 @@ export interface LimitsInput {
    * (HAProxy's `timeout client-fin`). Default: `30_000`.
    */
   clientFinTimeoutMs?: number;
+  /** Hub upgrades waiting for their token at once (they do not count against maxSessions). Default: `256`. */
+  maxPendingAuth?: number;
+  /** Hub upgrades waiting for their token from one address (IPv6: /64). Default: `16`. */
+  maxPendingAuthPerAddress?: number;
+  /** Backend sessions from one address (IPv6: /64). Default: `1_000`. */
+  maxSessionsPerAddress?: number;
+  /** Backend sessions one token may hold at once. Default: `100`. */
+  maxSessionsPerToken?: number;
+  /** Time a client has to finish its TLS handshake on the hub and peer listeners, ms. Default: `10_000`. */
+  tlsHandshakeTimeoutMs?: number;
+  /** Open connections on the hub listener, and on the peer listener. Default: `20_000`. */
+  maxListenerConnections?: number;
+  /** Routes kept from one peer announce (the first ones). Default: `10_000`. */
+  maxPeerRoutes?: number;
+  /** Largest WebSocket message accepted on a peer link, bytes. Default: `1_048_576`. */
+  maxPeerMessageBytes?: number;
 }
 
 /** Keepalive. All in ms. */
@@ -98,7 +117,7 @@ export interface NexusConfigInput {
   peerListenAddress?: AddressInput;
   /** (reference) Public relay ports; 80 = HTTP, others TLS. Ignored when `listeners` is set. Default: `[443, 80]`. */
   relayPorts?: number[];
-  /** (reference) Idle timeout of relayed connections, seconds; both directions count; `0` = off. Default: `0`. */
+  /** (reference) Idle timeout of relayed connections, seconds; both directions count; `0` = off. Default: `900`. */
   idleTimeoutSeconds?: number;
   /** (reference) Backend JWT HMAC secret. This or `backendsJWTSecrets` is required. */
   backendsJWTSecret?: string;
@@ -108,9 +127,19 @@ export interface NexusConfigInput {
   peerAuthentication?: {
     /** (reference) Accepted peer certificate name suffixes (label-boundary match). */
     trustedDomainSuffixes?: string[];
-    /** CA bundle (PEM file) that peer certificates must chain to. Default: Node's root store. */
+    /**
+     * Extra CA bundle (PEM file) peer certificates may chain to, besides Node's roots, the OS trust store
+     * and `NODE_EXTRA_CA_CERTS`. Default: none.
+     */
     caFile?: string;
+    /**
+     * Per peer (its certificate name, or the host of its URL): the hostnames and `.suffixes` it may
+     * announce; routes outside are dropped. Default: any.
+     */
+    allowedRoutes?: Record<string, string[]>;
   };
+  /** Relay ports a peer's tunnel may name (`conn_port`). Default: any. */
+  peerTunnelPorts?: number[];
   /** (reference) Hub certificate chain, PEM file (manual TLS). */
   hubTlsCertFile?: string;
   /** (reference) Hub private key, PEM file (manual TLS). */
@@ -196,6 +225,14 @@ export interface ResolvedLimits {
   readonly maxMessageBytes: number;
   readonly maxControlMessagesPerSecond: number;
   readonly clientFinTimeoutMs: number;
+  readonly maxPendingAuth: number;
+  readonly maxPendingAuthPerAddress: number;
+  readonly maxSessionsPerAddress: number;
+  readonly maxSessionsPerToken: number;
+  readonly tlsHandshakeTimeoutMs: number;
+  readonly maxListenerConnections: number;
+  readonly maxPeerRoutes: number;
+  readonly maxPeerMessageBytes: number;
 }
 
 /** Resolved {@link KeepaliveInput}. */
@@ -234,7 +271,11 @@ export interface ResolvedNexusConfig {
     /** Normalised, without a leading dot; a name matches when equal to one or ending in `.` + one. */
     readonly trustedDomainSuffixes: readonly string[];
     readonly caFile: string | undefined;
+    /** Per-peer allow-lists of announced routes; `undefined` = none. */
+    readonly allowedRoutes: Readonly<Record<string, readonly string[]>> | undefined;
   };
+  /** Relay ports a peer's tunnel may name; `undefined` = any (see docs/security.md). */
+  readonly peerTunnelPorts: readonly number[] | undefined;
   readonly tls: HubTlsConfig;
   readonly auth: ResolvedAuth;
   readonly limits: ResolvedLimits;

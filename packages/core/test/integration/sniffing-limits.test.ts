@@ -274,6 +274,8 @@ describe('R21 slowloris', () => {
     const { node } = await nodeWithBackend({
       limits: {
         maxConcurrentSniffs: 256,
+        // All from one address: the per-address cap (256 by default) is off so the budget is what refuses.
+        maxConnectionsPerIp: 0,
         sniffFirstByteTimeoutMs: 800,
         sniffReadExtensionMs: 500,
         sniffAbsoluteTimeoutMs: ABSOLUTE,
