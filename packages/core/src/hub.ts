@@ -52,6 +52,13 @@ export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_SESSIONS = 10_000;
 /** Default most streams per backend session that the backend has not answered yet: 1 024. */
 export const DEFAULT_MAX_PENDING_CONNECTS = 1_024;
+/** The `limits` key behind each reason of `backend-refused` (named in the warning). */
+const REFUSAL_LIMIT: Record<BackendRefusedEvent['reason'], string> = {
+  'max-sessions': 'maxSessions',
+  'max-pending-auth': 'maxPendingAuth',
+  'address-pending-limit': 'maxPendingAuthPerAddress',
+  'address-session-limit': 'maxSessionsPerAddress',
+};
 /** WebSocket close code 1009 "message too big" (RFC 6455 §7.4.1). */
 const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
 /** Messages a backend may send between its token and its acceptance (they are replayed in order). */
@@ -312,7 +319,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     if (this.#closing || refusal !== undefined) {
       rejectUpgrade(socket, 503, 'Service Unavailable');
       if (refusal !== undefined) {
-        this.#log.warn({ reason: refusal, remoteAddress }, 'hub limit reached: refusing a backend');
+        this.#log.warn(
+          { reason: refusal, remoteAddress },
+          `${REFUSAL_LIMIT[refusal]} reached: refusing a backend`,
+        );
         this.emit('backend-refused', { reason: refusal, remoteAddress });
       }
       return;
