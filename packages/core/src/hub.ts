@@ -31,16 +31,18 @@ import {
   truncateUtf8,
 } from './errors.js';
 import { addressGroup } from './address-group.js';
+
+export { DEFAULT_MAX_SESSIONS } from './listener-guards.js';
 import { HubTlsContext } from './hub-tls.js';
 import {
-  DEFAULT_MAX_PENDING_AUTH,
-  DEFAULT_MAX_PENDING_AUTH_PER_ADDRESS,
-  DEFAULT_MAX_SESSIONS_PER_ADDRESS,
-  DEFAULT_MAX_SESSIONS_PER_TOKEN,
+  type AdmissionRefusal,
+  DEFAULT_MAX_SESSIONS,
   guardListener,
+  HubAdmission,
+  type HubAdmissionLimits,
   handshakeTimeout,
-  KeyedCounter,
   type ListenerGuardLimits,
+  REFUSAL_LIMIT,
 } from './listener-guards.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
@@ -48,17 +50,8 @@ import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
 /** Default time a backend has to send its token: 10 000 ms (docs/protocol.md §1.2). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
-/** Default most authenticated backend sessions per hub: 10 000. */
-export const DEFAULT_MAX_SESSIONS = 10_000;
 /** Default most streams per backend session that the backend has not answered yet: 1 024. */
 export const DEFAULT_MAX_PENDING_CONNECTS = 1_024;
-/** The `limits` key behind each reason of `backend-refused` (named in the warning). */
-const REFUSAL_LIMIT: Record<BackendRefusedEvent['reason'], string> = {
-  'max-sessions': 'maxSessions',
-  'max-pending-auth': 'maxPendingAuth',
-  'address-pending-limit': 'maxPendingAuthPerAddress',
-  'address-session-limit': 'maxSessionsPerAddress',
-};
 /** WebSocket close code 1009 "message too big" (RFC 6455 §7.4.1). */
 const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
 /** Messages a backend may send between its token and its acceptance (they are replayed in order). */
@@ -75,25 +68,12 @@ export interface BackendIdentity {
 }
 
 /** Hub limits; field names match `ResolvedLimits` of the node config, so it can be passed as is. */
-export interface BackendHubLimits extends ListenerGuardLimits {
+export interface BackendHubLimits extends ListenerGuardLimits, HubAdmissionLimits {
   /** Time for the token message, ms. Default: `10_000`. */
   authTimeoutMs?: number;
   /** Open streams per session. Default: `1_024`. */
   maxStreamsPerSession?: number;
-  /** Authenticated sessions; further upgrades get HTTP 503. Default: `10_000`. */
-  maxSessions?: number;
-  /**
-   * Upgrades still waiting for their token, hub-wide; they do not count against `maxSessions`, so a flood
-   * of unauthenticated upgrades cannot lock real backends out. Further upgrades get HTTP 503.
-   * Default: `256`.
-   */
-  maxPendingAuth?: number;
-  /** Upgrades waiting for their token from one address (IPv6: /64). Default: `16`. */
-  maxPendingAuthPerAddress?: number;
-  /** Authenticated sessions from one address (IPv6: /64). Default: `1_000`. */
-  maxSessionsPerAddress?: number;
-  /** Sessions one token may hold at once; one more is closed 1008 `too many sessions for this token`. Default: `100`. */
-  maxSessionsPerToken?: number;
+
   /** Largest WebSocket message from a backend after its token, bytes; larger → close 1009. Default: `32_785`. */
   maxMessageBytes?: number;
   /**
@@ -171,12 +151,8 @@ export interface AuthFailedEvent {
 
 /** Payload of `backend-refused`: a backend turned away before its WebSocket opened. */
 export interface BackendRefusedEvent {
-  /**
-   * Which cap refused the upgrade (HTTP 503): `max-sessions` (`maxSessions` authenticated sessions),
-   * `max-pending-auth` (`maxPendingAuth` upgrades waiting for their token), `address-pending-limit`
-   * (`maxPendingAuthPerAddress` from this address), `address-session-limit` (`maxSessionsPerAddress`).
-   */
-  reason: 'max-sessions' | 'max-pending-auth' | 'address-pending-limit' | 'address-session-limit';
+  /** Which cap refused the upgrade (HTTP 503); see {@link AdmissionRefusal}. */
+  reason: AdmissionRefusal;
   remoteAddress: string | undefined;
 }
 
@@ -220,9 +196,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   #wssMaxPayload: number;
   readonly #sessions = new Set<BackendSession>();
   readonly #pending = new Set<WebSocket>();
-  readonly #pendingByAddress = new KeyedCounter();
-  readonly #sessionsByAddress = new KeyedCounter();
-  readonly #sessionsByToken = new KeyedCounter();
+  /** Upgrades waiting for their token per address, sessions per address and per token. */
+  readonly #admission = new HubAdmission();
   /** Upgraded sockets, so close() can cut them after the grace period (http no longer tracks them). */
   readonly #sockets = new Set<Duplex>();
   #server: HttpsServer | undefined;
@@ -337,15 +312,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   }
 
   /** Which cap refuses a new upgrade from address group `group`, if any (limits read live). */
-  #admissionRefusal(group: string): BackendRefusedEvent['reason'] | undefined {
-    const limits = this.#options.limits;
-    if (this.#sessions.size >= this.#maxSessions) return 'max-sessions';
-    if (this.#pending.size >= (limits?.maxPendingAuth ?? DEFAULT_MAX_PENDING_AUTH)) return 'max-pending-auth';
-    const perAddress = limits?.maxPendingAuthPerAddress ?? DEFAULT_MAX_PENDING_AUTH_PER_ADDRESS;
-    if (this.#pendingByAddress.count(group) >= perAddress) return 'address-pending-limit';
-    const sessionsPerAddress = limits?.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
-    if (this.#sessionsByAddress.count(group) >= sessionsPerAddress) return 'address-session-limit';
-    return undefined;
+  #admissionRefusal(group: string): AdmissionRefusal | undefined {
+    return this.#admission.refusal(this.#options.limits, this.#sessions.size, this.#pending.size, group);
   }
 
   /**
@@ -437,7 +405,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
 
   #authenticate(ws: WebSocket, socket: Duplex, remoteAddress: string | undefined, group: string): void {
     this.#pending.add(ws);
-    const releasePending = this.#pendingByAddress.take(group, Number.MAX_SAFE_INTEGER);
+    const releasePending = this.#admission.pendingByAddress.take(group, Number.MAX_SAFE_INTEGER);
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     let done = false;
@@ -531,8 +499,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
           }
           // One token, many sessions: capped, so one leaked token cannot fill the hub.
           const tokenKey = createHash('sha256').update(token).digest('base64url');
-          const perToken = this.#options.limits?.maxSessionsPerToken ?? DEFAULT_MAX_SESSIONS_PER_TOKEN;
-          const releaseToken = this.#sessionsByToken.take(tokenKey, perToken);
+          const perToken = this.#admission.perToken(this.#options.limits);
+          const releaseToken = this.#admission.sessionsByToken.take(tokenKey, perToken);
           if (releaseToken === undefined) {
             fail('too many sessions for this token');
             return;
@@ -541,7 +509,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
           cleanup();
           ws.off('error', onError);
           const session = this.#attach(ws, socket, identity, remoteAddress);
-          const releaseAddress = this.#sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
+          const releaseAddress = this.#admission.sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
           session.once('close', () => {
             releaseToken();
             releaseAddress?.();

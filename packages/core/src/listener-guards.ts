@@ -66,3 +66,70 @@ export class KeyedCounter {
     return this.#counts.size;
   }
 }
+
+/** The hub's admission caps; names match `ResolvedLimits` of the node config. */
+export interface HubAdmissionLimits {
+  /** Authenticated sessions. Default: `10_000` (the hub's `DEFAULT_MAX_SESSIONS`). */
+  maxSessions?: number;
+  /**
+   * Upgrades still waiting for their token, hub-wide; they do not count against `maxSessions`, so a flood
+   * of unauthenticated upgrades cannot lock real backends out. Default: `256`.
+   */
+  maxPendingAuth?: number;
+  /** Upgrades waiting for their token from one address (IPv6: /64). Default: `16`. */
+  maxPendingAuthPerAddress?: number;
+  /** Authenticated sessions from one address (IPv6: /64). Default: `1_000`. */
+  maxSessionsPerAddress?: number;
+  /** Sessions one token holds at once; one more is closed 1008 `too many sessions for this token`. Default: `100`. */
+  maxSessionsPerToken?: number;
+}
+
+/**
+ * Why the hub refused an upgrade (HTTP 503): `max-sessions` (`maxSessions` authenticated sessions),
+ * `max-pending-auth` (`maxPendingAuth` upgrades waiting for their token), `address-pending-limit`
+ * (`maxPendingAuthPerAddress` from this address), `address-session-limit` (`maxSessionsPerAddress`).
+ */
+export type AdmissionRefusal =
+  | 'max-sessions'
+  | 'max-pending-auth'
+  | 'address-pending-limit'
+  | 'address-session-limit';
+
+/** The `limits` key behind each {@link AdmissionRefusal} (named in the hub's warning). */
+export const REFUSAL_LIMIT: Readonly<Record<AdmissionRefusal, string>> = Object.freeze({
+  'max-sessions': 'maxSessions',
+  'max-pending-auth': 'maxPendingAuth',
+  'address-pending-limit': 'maxPendingAuthPerAddress',
+  'address-session-limit': 'maxSessionsPerAddress',
+});
+
+/** The hub's admission bookkeeping: what each address and each token holds. */
+export class HubAdmission {
+  readonly pendingByAddress = new KeyedCounter();
+  readonly sessionsByAddress = new KeyedCounter();
+  readonly sessionsByToken = new KeyedCounter();
+
+  /** Which cap refuses a new upgrade from address group `group`, if any (`limits` read live). */
+  refusal(
+    limits: HubAdmissionLimits | undefined,
+    sessions: number,
+    pending: number,
+    group: string,
+  ): AdmissionRefusal | undefined {
+    if (sessions >= (limits?.maxSessions ?? DEFAULT_MAX_SESSIONS)) return 'max-sessions';
+    if (pending >= (limits?.maxPendingAuth ?? DEFAULT_MAX_PENDING_AUTH)) return 'max-pending-auth';
+    const pendingPerAddress = limits?.maxPendingAuthPerAddress ?? DEFAULT_MAX_PENDING_AUTH_PER_ADDRESS;
+    if (this.pendingByAddress.count(group) >= pendingPerAddress) return 'address-pending-limit';
+    const sessionsPerAddress = limits?.maxSessionsPerAddress ?? DEFAULT_MAX_SESSIONS_PER_ADDRESS;
+    if (this.sessionsByAddress.count(group) >= sessionsPerAddress) return 'address-session-limit';
+    return undefined;
+  }
+
+  /** The per-token session cap in force. */
+  perToken(limits: HubAdmissionLimits | undefined): number {
+    return limits?.maxSessionsPerToken ?? DEFAULT_MAX_SESSIONS_PER_TOKEN;
+  }
+}
+
+/** Default most authenticated backend sessions per hub: 10 000. */
+export const DEFAULT_MAX_SESSIONS = 10_000;
