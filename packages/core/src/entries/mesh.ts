@@ -1,0 +1,24 @@
+/**
+ * `@nexus-proxy/core/mesh`: the peer mesh (mutual-TLS links between nodes, route announces, tunnels to the
+ * node that has the backend). Loads `ws`, never `jose`, `acme-client` or the hub. A mesh shares a
+ * `RoutingTable` (`@nexus-proxy/core/routing`) and a `HubTlsContext` (exported here too) with its node.
+ */
+export { InvalidConfigError, NexusError, NexusErrorCode } from '../errors.js';
+export { HubTlsContext } from '../hub-tls.js';
+export type { LogFn, Logger, LogLevel } from '../logger.js';
+export { noopLogger } from '../logger.js';
+export type {
+  LocalStreamInit,
+  OpenLocalStream,
+  PeerKeepaliveOptions,
+  PeerLinkInfo,
+  PeerLinkSnapshot,
+  PeerMeshEvents,
+  PeerMeshOptions,
+  PeerReconnectOptions,
+  PeerTrustOptions,
+} from '../mesh.js';
+export { DEFAULT_PEER_PORT, MESH_PATH } from '@nexus-proxy/common';
+export { PeerMesh } from '../mesh.js';
+export { readPeerCaFile } from '../peer-auth.js';
+export type { PeerLink, PeerLinkCloseReason, PeerLinkDirection } from '../peer-link.js';
