@@ -200,4 +200,17 @@ Promise.all(names.map((n) => import(n))).then((ms) => console.log(ms.every((m) =
     const { stdout } = await run('node', ['-e', script], app);
     expect(stdout.trim()).toBe('true');
   });
+
+  it("imports core's blocks alone from their subpaths both ways, sharing one RoutingTable", async () => {
+    const script = `const blocks = { routing: 'RoutingTable', hub: 'BackendHub', mesh: 'PeerMesh' };
+for (const [b, name] of Object.entries(blocks)) {
+  if (typeof require('@nexus-proxy/core/' + b)[name] !== 'function') throw new Error(b + ' (cjs)');
+}
+Promise.all(Object.keys(blocks).map((b) => import('@nexus-proxy/core/' + b))).then(async (ms) => {
+  const core = await import('@nexus-proxy/core');
+  console.log(ms.every((m, i) => typeof m[Object.values(blocks)[i]] === 'function'), ms[0].RoutingTable === core.RoutingTable);
+});`;
+    const { stdout } = await run('node', ['-e', script], app);
+    expect(stdout.trim()).toBe('true true');
+  });
 });
