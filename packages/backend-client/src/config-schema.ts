@@ -19,7 +19,7 @@ import {
   optional,
   required,
   text,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import { normalizeHostnamePattern } from '@nexus-proxy/sni';
 import * as v from 'valibot';
 import { InvalidOptionsError } from './errors.js';

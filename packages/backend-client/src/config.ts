@@ -28,7 +28,7 @@ import {
   resolveFrom,
   validate,
   type YamlConfigDocument,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import {
   backendClientConfigSchema,
   type backendSchema,

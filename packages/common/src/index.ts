@@ -1,5 +1,7 @@
 // @nexus-proxy/common: one home for the mechanisms that the node (@nexus-proxy/core) and the backend
-// client (@nexus-proxy/backend-client) both need. See docs/architecture.md, "Shared mechanisms".
+// client (@nexus-proxy/backend-client) both need at run time. See docs/architecture.md, "Shared mechanisms".
+// The configuration helpers (yaml, valibot) are a separate entry, `@nexus-proxy/common/config`, so that
+// importing the runtime mechanisms never loads them.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
 export { DEFAULT_HUB_PORT, DEFAULT_PEER_PORT, HUB_PATH, MESH_PATH } from './endpoints.js';
 export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive.js';
@@ -12,38 +14,3 @@ export {
   type WsInternals,
   wsInternals,
 } from './ws-internals.js';
-
-// Configuration: key paths, YAML with line numbers, "did you mean", the schema builders.
-export { type ConfigIssueKind, ConfigIssue, type ConfigLocation } from './config-issue.js';
-export { describeValue, formatPath, type PathSegment, splitPath } from './config-path.js';
-export {
-  type AnySchema,
-  byKind,
-  ConvertIssue,
-  configJsonSchema,
-  convert,
-  type DetailFor,
-  flag,
-  ignoredKeys,
-  integer,
-  type JsonSchemaInfo,
-  list,
-  mapping,
-  nonEmptyText,
-  type Output,
-  type Parsed,
-  oneOf,
-  optional,
-  required,
-  text,
-  validate,
-} from './config-schema.js';
-export { didYouMean, unknownKeyDetail } from './config-suggest.js';
-export { deepFreeze, isMapping, present, presentKeys, resolveFrom } from './config-values.js';
-export {
-  locateIssue,
-  MAX_YAML_ALIAS_COUNT,
-  nodeAt,
-  parseYamlConfig,
-  type YamlConfigDocument,
-} from './config-yaml.js';

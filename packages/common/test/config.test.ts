@@ -20,7 +20,7 @@ import {
   splitPath,
   text,
   validate,
-} from '../src/index.js';
+} from '../src/config.js';
 
 function issueOf(fn: () => unknown): ConfigIssue {
   try {

@@ -5,7 +5,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigIssue, locateIssue, parseYamlConfig, type YamlConfigDocument } from '@nexus-proxy/common';
+import {
+  ConfigIssue,
+  locateIssue,
+  parseYamlConfig,
+  type YamlConfigDocument,
+} from '@nexus-proxy/common/config';
 import { type ResolvedNexusConfig, resolveNexusConfig } from './config.js';
 import { InvalidConfigError } from './errors.js';
 

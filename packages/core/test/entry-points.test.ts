@@ -84,12 +84,12 @@ const ENTRIES: Array<{ specifier: string; loads: string[]; never: string[] }> = 
   {
     specifier: '@nexus-proxy/core/hub',
     loads: ['ws', 'jose', '@nexus-proxy/mux-protocol'],
-    never: ['acme-client', '@peculiar/x509', 'pkijs'],
+    never: ['acme-client', '@peculiar/x509', 'pkijs', 'yaml', 'valibot'],
   },
   {
     specifier: '@nexus-proxy/core/mesh',
     loads: ['ws', '@nexus-proxy/mux-protocol'],
-    never: ['jose', 'acme-client', '@peculiar/x509'],
+    never: ['jose', 'acme-client', '@peculiar/x509', 'yaml', 'valibot'],
   },
   {
     specifier: '@nexus-proxy/core',

@@ -3,15 +3,8 @@
  * (`wss://host:port/mesh`), as parsers and as schema fields.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import {
-  ConfigIssue,
-  convert,
-  DEFAULT_PEER_PORT,
-  describeValue,
-  integer,
-  MESH_PATH,
-  validate,
-} from '@nexus-proxy/common';
+import { DEFAULT_PEER_PORT, MESH_PATH } from '@nexus-proxy/common';
+import { ConfigIssue, convert, describeValue, integer, validate } from '@nexus-proxy/common/config';
 import { normalizeHostname } from '@nexus-proxy/sni';
 import * as v from 'valibot';
 import { InvalidConfigError } from '../errors.js';

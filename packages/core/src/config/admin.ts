@@ -9,7 +9,7 @@ import {
   type Parsed,
   resolveFrom,
   text,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import * as v from 'valibot';
 import type { LogLevel } from '../logger.js';
 import { addressField } from './address.js';

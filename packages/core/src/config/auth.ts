@@ -15,7 +15,7 @@ import {
   type Parsed,
   present,
   text,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import * as v from 'valibot';
 import { DEFAULT_AUTH, MIN_SECRET_BYTES } from './defaults.js';
 import type { ResolveContext, ResolvedAuth } from './types.js';

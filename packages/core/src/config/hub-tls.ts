@@ -12,7 +12,7 @@ import {
   present,
   resolveFrom,
   text,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import { normalizeHostname } from '@nexus-proxy/sni';
 import { DEFAULT_ACME_CACHE_DIR, resolveAcmeDirectoryUrl } from '../_acme-options.js';
 import { addressField, parseListenAddress } from './address.js';

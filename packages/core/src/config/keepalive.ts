@@ -1,5 +1,5 @@
 /** Keepalive of backend sessions and peer links (docs/protocol.md §1.6). */
-import { ConfigIssue, integer, mapping, optional, type Parsed } from '@nexus-proxy/common';
+import { ConfigIssue, integer, mapping, optional, type Parsed } from '@nexus-proxy/common/config';
 import { DEFAULT_KEEPALIVE } from './defaults.js';
 import type { ResolvedKeepalive } from './types.js';
 

@@ -2,7 +2,7 @@
  * Resource limits (`limits.*`) and the later reference versions' sniff settings they replace
  * (`peekTimeouts`, `maxConcurrentPeeks`): `limits` wins when both are given.
  */
-import { ConfigIssue, integer, mapping, optional, type Parsed, present } from '@nexus-proxy/common';
+import { ConfigIssue, integer, mapping, optional, type Parsed, present } from '@nexus-proxy/common/config';
 import { DEFAULT_LIMITS } from './defaults.js';
 import type { ResolveContext, ResolvedLimits } from './types.js';
 

@@ -14,7 +14,7 @@ import {
   type Parsed,
   required,
   text,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import * as v from 'valibot';
 import { validHost } from './address.js';
 import { DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_RELAY_PORTS, HTTP_RELAY_PORT } from './defaults.js';

@@ -15,7 +15,7 @@ import {
   type Parsed,
   resolveFrom,
   text,
-} from '@nexus-proxy/common';
+} from '@nexus-proxy/common/config';
 import { normalizeHostname } from '@nexus-proxy/sni';
 import * as v from 'valibot';
 import { addressField, parseListenAddress, parsePeerUrl } from './address.js';

@@ -2,7 +2,7 @@
  * `resolveNexusConfig`: validate a document against the schema, then let each section resolve its keys
  * (defaults, file paths, cross-field rules) in the order below.
  */
-import { ConfigIssue, deepFreeze, presentKeys, validate } from '@nexus-proxy/common';
+import { ConfigIssue, deepFreeze, presentKeys, validate } from '@nexus-proxy/common/config';
 import { InvalidConfigError } from '../errors.js';
 import { resolveAdmin, resolveAdminToken, resolveLogLevel } from './admin.js';
 import { resolveAuth, resolveSecrets } from './auth.js';

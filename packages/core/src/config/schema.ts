@@ -2,7 +2,7 @@
  * The node configuration's schema: every section's keys in one strict mapping, plus the keys of later
  * reference versions that Nexus accepts and ignores (each with a warning).
  */
-import { configJsonSchema, describeValue, ignoredKeys, mapping } from '@nexus-proxy/common';
+import { configJsonSchema, describeValue, ignoredKeys, mapping } from '@nexus-proxy/common/config';
 import { adminFields } from './admin.js';
 import { authFields } from './auth.js';
 import { hubFields } from './hub-tls.js';
