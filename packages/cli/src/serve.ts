@@ -176,6 +176,18 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
     const hubUrl = `wss://127.0.0.1:${addresses.hub.port}/connect`;
     const hubCaPem = readFileSync(state.certFile, 'utf8');
     if (options.demo) {
+      // The demo is ready when the node has registered its backend (the client's own 'connected' comes
+      // before the node has checked the token), so the printed commands work at once.
+      const registered = new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 30_000);
+        const onConnected = (e: { hostnames: readonly string[] }): void => {
+          if (!e.hostnames.includes(DEMO_HOSTNAME)) return;
+          clearTimeout(t);
+          nexus.off('backend-connected', onConnected);
+          resolve();
+        };
+        nexus.on('backend-connected', onConnected);
+      });
       demo = await startDemo({
         stateDir: state.dir,
         hubUrl,
@@ -185,13 +197,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         httpPort,
         logger,
       });
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 5_000);
-        demo?.client.once('connected', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await registered;
       instructions = [
         '',
         `Nexus demo is running. The backend "${DEMO_HOSTNAME}" is attached through the hub at ${hubUrl}.`,
