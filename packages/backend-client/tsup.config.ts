@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  // cli.ts starts with a shebang, which esbuild keeps; the bin is dist/cli.js.
+  // cli.ts starts with a shebang, which esbuild keeps; the `nexus-backend` bin (bin/nexus-backend.js) loads dist/cli.js.
   entry: ['src/index.ts', 'src/cli.ts'],
   format: ['esm', 'cjs'],
   dts: true,

@@ -6,6 +6,7 @@ import { type BackendClient, createBackendClient } from './backend-client.js';
 import type { BackendClientOptions } from './client-options.js';
 import { loadBackendClientConfig, type ResolvedBackendConfig } from './config.js';
 import { type PortMappingsInput, resolvePortMappings } from './port-mappings.js';
+import { VERSION } from './version.js';
 
 /**
  * Environment variable holding the backend JWT when neither `--token` nor `--token-file` is given (unlike
@@ -47,6 +48,7 @@ export function parseCliFlags(argv: readonly string[]): CliFlags {
   const program = new Command()
     .name('nexus-backend')
     .description('Attach this machine to Nexus nodes and serve their streams from local services.')
+    .version(VERSION)
     .option(
       '-c, --config <file>',
       'backend client YAML (reference format: backends[] with nexusAddresses, …)',
@@ -172,7 +174,7 @@ export async function runCli(
     process.on('SIGTERM', onSignal);
   }
   logger.info(
-    { backends: clients.length, nodes: clients.flatMap((c) => c.options.nodes) },
+    { version: VERSION, backends: clients.length, nodes: clients.flatMap((c) => c.options.nodes) },
     'nexus-backend started',
   );
   return { clients, close };

@@ -1,4 +1,4 @@
-// Programmatic entry points of the `nexus-proxy` CLI (the binary is `dist/cli.js`).
+// Programmatic entry points of the `nexus-proxy` CLI (the binary is `bin/nexus-proxy.js`, which loads `dist/cli.js`).
 export { renderConfigTemplate, writeConfigTemplate } from './init.js';
 export { type CliLoggerOptions, createCliLogger, type LogFormat, REDACTED_PATHS } from './logger.js';
 export { createProgram, runCli } from './program.js';

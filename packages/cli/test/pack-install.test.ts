@@ -4,13 +4,13 @@
  * never to the registry, where they are not published; third-party dependencies come from the registry),
  * then run the bins and import the libraries from there, ESM and CJS.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { verifyBackendToken } from '@nexus-proxy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from './_npm.js';
 
 const PACKAGES_DIR = fileURLToPath(new URL('../..', import.meta.url));
 /** Workspace folder → published name. */
@@ -23,46 +23,6 @@ const PACKAGES: Record<string, string> = {
   cli: 'nexus-proxy',
 };
 const SECRET = 'pack-install-secret-that-is-long-enough-0123456789';
-
-interface Run {
-  stdout: string;
-  stderr: string;
-}
-
-/** npm settings that may pass through to the child npm: where it caches and which CAs / registry it trusts. */
-const KEPT_NPM_ENV = new Set([
-  'npm_config_cache',
-  'npm_config_cafile',
-  'npm_config_registry',
-  'npm_config_userconfig',
-  'npm_config_globalconfig',
-]);
-
-/**
- * The environment without the `npm_*` variables an enclosing `npm test` sets: `npm_config_local_prefix`
- * would make the child `npm install` install into the repository instead of the temporary project.
- */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { NO_COLOR: '1' };
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.toLowerCase().startsWith('npm_') || KEPT_NPM_ENV.has(key.toLowerCase())) env[key] = value;
-  }
-  return env;
-}
-
-function run(command: string, args: string[], cwd: string, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      command,
-      args,
-      { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: childEnv() },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${command} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-        else resolve({ stdout, stderr });
-      },
-    );
-  });
-}
 
 interface PackResult {
   filename: string;
@@ -113,12 +73,13 @@ describe('packages installed from their tarballs', () => {
     if (root !== '') rmSync(root, { recursive: true, force: true });
   });
 
-  it('packs only dist, the README and package.json, with a dist entry for every export and bin', () => {
+  it('packs only dist, the bin launchers, the README and package.json, with a packed file for every export and bin', () => {
     for (const [dir, name] of Object.entries(PACKAGES)) {
       const files = packed[name]!.files.map((f) => f.path);
       expect(files, name).toContain('package.json');
       expect(files, name).toContain('README.md');
-      for (const file of files) expect(file, name).toMatch(/^(dist\/|package\.json$|README\.md$|LICENSE$)/);
+      for (const file of files)
+        expect(file, name).toMatch(/^(dist\/|bin\/[\w-]+\.js$|package\.json$|README\.md$|LICENSE$)/);
       const manifest = JSON.parse(readFileSync(join(PACKAGES_DIR, dir, 'package.json'), 'utf8'));
       expect(manifest.engines?.node, name).toBe('>=20');
       expect(manifest.license, name).toBe('MIT');

@@ -1,0 +1,78 @@
+/**
+ * The repository as a new user gets it: a fresh clone of HEAD, `npm ci`, `npm run build`, then the bins
+ * through `npx`, as README.md and docs/getting-started.md say. npm links a workspace's bins at `npm ci`
+ * time, before `dist/` exists, so the bins are committed launchers (`bin/*.js`) that load `dist/cli.js`.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { childEnv, run } from './_npm.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const version = (dir: string): string =>
+  JSON.parse(readFileSync(join(REPO_ROOT, 'packages', dir, 'package.json'), 'utf8')).version;
+
+/** Runs `npx --no -- bin ...args` in `cwd`; resolves with the exit code and output, failing or not. */
+function npx(
+  bin: string,
+  args: string[],
+  cwd: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'npx',
+      ['--no', '--', bin, ...args],
+      { cwd, timeout: 30_000, env: childEnv() },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('a fresh clone: npm ci, npm run build, npx', () => {
+  let root = '';
+  let repo = '';
+  const beforeBuild: Record<string, Awaited<ReturnType<typeof npx>>> = {};
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'nexus-clone-'));
+    repo = join(root, 'repo');
+    await run('git', ['clone', '--quiet', '--no-hardlinks', REPO_ROOT, repo], root);
+    await run('npm', ['ci', '--no-audit', '--no-fund', '--prefer-offline'], repo, 150_000);
+    beforeBuild['nexus-proxy'] = await npx('nexus-proxy', ['--version'], repo);
+    beforeBuild['nexus-backend'] = await npx('nexus-backend', ['--version'], repo);
+    await run('npm', ['run', 'build'], repo, 240_000);
+  }, 420_000);
+
+  afterAll(() => {
+    if (root !== '') rmSync(root, { recursive: true, force: true });
+  });
+
+  it('says "run npm run build first" in one line when the bins run before the build', () => {
+    for (const [bin, result] of Object.entries(beforeBuild)) {
+      expect(result.code, bin).toBe(1);
+      expect(result.stderr.trim(), bin).toBe(`${bin}: dist/cli.js is missing: run npm run build first`);
+    }
+  });
+
+  it('prints the package version with `npx nexus-proxy --version` and `npx nexus-backend --version`', async () => {
+    const proxy = await run('npx', ['--no', '--', 'nexus-proxy', '--version'], repo);
+    expect(proxy.stdout.trim()).toBe(version('cli'));
+    const backend = await run('npx', ['--no', '--', 'nexus-backend', '--version'], repo);
+    expect(backend.stdout.trim()).toBe(version('backend-client'));
+  });
+
+  it('prints the usage with `npx nexus-proxy --help` and `npx nexus-backend --help`', async () => {
+    const proxy = await run('npx', ['--no', '--', 'nexus-proxy', '--help'], repo);
+    expect(proxy.stdout).toContain('Usage: nexus-proxy');
+    expect(proxy.stdout).toMatch(/\bserve\b/);
+    const backend = await run('npx', ['--no', '--', 'nexus-backend', '--help'], repo);
+    expect(backend.stdout).toContain('Usage: nexus-backend');
+    expect(backend.stdout).toContain('--version');
+  });
+});
