@@ -195,8 +195,8 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
   });
   const routeMisses = new Counter({
     name: 'nexus_route_misses_total',
-    help: 'End-user connections for a hostname no backend or peer serves, by relay mode.',
-    labelNames: ['mode'],
+    help: 'End-user connections for a hostname no backend or peer serves, by relay mode and reason.',
+    labelNames: ['mode', 'reason'],
     registers,
   });
   new Gauge({
@@ -297,7 +297,8 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
     },
     'route-miss': (e) => {
       totals.routeMisses++;
-      routeMisses.inc({ mode: e.isTls ? 'tls' : 'http' });
+      // A fixed set of reasons (no-route, invalid-hostname, peers-unavailable): no cardinality cap needed.
+      routeMisses.inc({ mode: e.isTls ? 'tls' : 'http', reason: e.reason });
     },
     'sniff-failed': (e) => {
       totals.sniffFailures++;

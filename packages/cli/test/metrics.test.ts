@@ -16,7 +16,7 @@ import {
   LiveNodeFixture,
 } from './_ops-helpers.js';
 
-/** The value of one sample line, e.g. `nexus_route_misses_total{mode="http"}`. */
+/** The value of one sample line, e.g. `nexus_route_misses_total{mode="http",reason="no-route"}`. */
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
@@ -164,7 +164,7 @@ describe('GET /metrics of a live node', () => {
       expect(sample(text, 'nexus_stream_bytes_received_total{route="app.test"}')).toBe(request.length);
       expect(sample(text, 'nexus_stream_bytes_sent_total{route="app.test"}')).toBeGreaterThan(100);
       expect(sample(text, 'nexus_streams_open{via="local"}')).toBe(0);
-      expect(sample(text, 'nexus_route_misses_total{mode="http"}')).toBe(1);
+      expect(sample(text, 'nexus_route_misses_total{mode="http",reason="no-route"}')).toBe(1);
       expect(sample(text, 'nexus_sniff_failures_total{reason="no-route"}')).toBe(1);
       expect(sample(text, 'nexus_sniff_failures_total{reason="not-tls"}')).toBe(1);
       expect(sample(text, 'nexus_local_routes')).toBe(2);

@@ -6,6 +6,7 @@ export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js
 export { DEFAULT_HUB_PORT, DEFAULT_PEER_PORT, HUB_PATH, MESH_PATH } from './endpoints.js';
 export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive.js';
 export { type LogFn, type Logger, type LogLevel, noopLogger } from './logger.js';
+export { LogRateLimit, type LogRateLimitOptions } from './log-rate-limit.js';
 export { REJECT_UPGRADE_GRACE_MS, rejectUpgrade } from './reject-upgrade.js';
 export { createWsFrameWriter, type WsFrameWriter } from './ws-frame-writer.js';
 export {

@@ -6,8 +6,9 @@
  * and relays the end user through `relayMuxStream`.
  */
 import type { Socket } from 'node:net';
+import { LogRateLimit } from '@nexus-proxy/common';
 import type { BackendSession } from './backend-session.js';
-import { LimitError, NoRouteError } from './errors.js';
+import { LimitError, NoRouteError, type NoRouteReason } from './errors.js';
 import type { BackendHub, HubStreamInit } from './hub.js';
 import type { Logger } from './logger.js';
 import type { PeerMesh } from './mesh.js';
@@ -43,7 +44,14 @@ export interface RouteMissEvent {
   hostname: string;
   port: number;
   isTls: boolean;
+  /** Why: `no-route` (nobody serves the name), `invalid-hostname`, or `peers-unavailable`. */
+  reason: NoRouteReason;
 }
+
+/** Refusal log lines (`connection refused: <reason>`) per reason and second; the rest are counted. */
+export const REFUSAL_LOG_LINES_PER_SECOND = 10;
+/** Longest routed name a refusal log line shows (an HTTP `Host` can be far longer than a DNS name). */
+const MAX_LOGGED_HOST = 253;
 
 /** A stream opened on a routing decision. */
 export interface OpenedRoute {
@@ -111,9 +119,17 @@ export interface NodeDispatchOptions {
 export class NodeDispatch {
   readonly #options: NodeDispatchOptions;
   readonly #relays = new Set<RelayHandle>();
+  /** Bounds the `connection refused` lines; what it holds back is logged as one count per reason. */
+  readonly #refusalLog: LogRateLimit;
 
   constructor(options: NodeDispatchOptions) {
     this.#options = options;
+    this.#refusalLog = new LogRateLimit({
+      perWindow: REFUSAL_LOG_LINES_PER_SECOND,
+      windowMs: 1_000,
+      onSuppressed: (reason, suppressed) =>
+        options.log.info({ reason, suppressed }, `connections refused: ${reason} (lines suppressed)`),
+    });
   }
 
   /** Relayed streams right now. */
@@ -138,7 +154,7 @@ export class NodeDispatch {
       opened = openRoute(routes.resolve(sniffed.hostname), init, { hub, mesh: this.#options.mesh() });
     } catch (err) {
       if (NoRouteError.is(err)) {
-        emit('route-miss', { hostname: sniffed.hostname, port, isTls: sniffed.isTls });
+        this.#refused(port, sniffed, err.reason);
         return 'no-route';
       }
       if (LimitError.is(err)) return err.limit === 'maxPendingConnects' ? 'pending-limit' : 'stream-limit';
@@ -173,8 +189,26 @@ export class NodeDispatch {
     return undefined;
   }
 
-  /** Lets the relayed streams finish for up to `graceMs`, then cuts the rest (reason `shutdown`). */
+  /**
+   * Reports a connection closed for want of a route: the `route-miss` event, and one info line naming the
+   * routed name and the reason, never the end user's address (rate-limited per reason).
+   */
+  #refused(port: number, sniffed: SniffedConnection, reason: NoRouteReason): void {
+    this.#options.emit('route-miss', { hostname: sniffed.hostname, port, isTls: sniffed.isTls, reason });
+    if (!this.#refusalLog.admit(reason)) return;
+    const host =
+      sniffed.hostname.length > MAX_LOGGED_HOST
+        ? `${sniffed.hostname.slice(0, MAX_LOGGED_HOST)}…`
+        : sniffed.hostname;
+    this.#options.log.info({ host, reason, port }, `connection refused: ${reason}`);
+  }
+
+  /**
+   * Lets the relayed streams finish for up to `graceMs`, then cuts the rest (reason `shutdown`); logs the
+   * count of refusal lines held back so far.
+   */
   async drain(graceMs: number): Promise<void> {
+    this.#refusalLog.flush();
     if (this.#relays.size === 0) return;
     this.#options.log.info({ streams: this.#relays.size, graceMs }, 'draining relayed streams');
     let timer: NodeJS.Timeout | undefined;

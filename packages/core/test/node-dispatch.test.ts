@@ -1,9 +1,11 @@
+import type { Socket } from 'node:net';
+import { recordingLogger } from '@nexus-proxy/test-harness';
 import { describe, expect, it } from 'vitest';
 import type { BackendSession } from '../src/backend-session.js';
 import { LimitError, NoRouteError } from '../src/errors.js';
 import type { BackendHub } from '../src/hub.js';
 import type { PeerMesh } from '../src/mesh.js';
-import { formatClientIp, openRoute } from '../src/node-dispatch.js';
+import { formatClientIp, NodeDispatch, openRoute, type RouteMissEvent } from '../src/node-dispatch.js';
 import { RoutingTable } from '../src/routing-table.js';
 
 const init = { connPort: 443, clientIp: '203.0.113.7:50000', isTls: true };
@@ -87,4 +89,38 @@ describe('formatClientIp', () => {
   ])('%s port %s → %s', (address, port, expected) => {
     expect(formatClientIp(address, port)).toBe(expected);
   });
+});
+
+describe('NodeDispatch: refusals', () => {
+  it.each([
+    ['nobody.example.net', 'no-route', 'nobody.example.net'],
+    ['bad..name', 'invalid-hostname', 'bad..name'],
+    ['far.example.org', 'peers-unavailable', 'far.example.org'],
+    ['x'.repeat(300), 'invalid-hostname', `${'x'.repeat(253)}…`],
+  ])(
+    '%s: route-miss with reason %s, and one info line naming it without the address',
+    (name, reason, host) => {
+      const log = recordingLogger([], 'info');
+      const misses: RouteMissEvent[] = [];
+      const routes = new RoutingTable<BackendSession>();
+      routes.setPeerRoutes('link-1', ['far.example.org']);
+      const dispatch = new NodeDispatch({
+        routes,
+        hub: blocks().hub,
+        mesh: () => undefined,
+        timeouts: () => ({ idleTimeoutMs: 1_000, clientFinTimeoutMs: 1_000 }),
+        emit: (event, ...args) => {
+          if (event === 'route-miss') misses.push(args[0] as RouteMissEvent);
+        },
+        log,
+      });
+      const socket = { remoteAddress: '203.0.113.7', remotePort: 50000 } as Socket;
+      const sniffed = { hostname: name, isTls: true, prelude: Buffer.alloc(0) };
+      expect(dispatch.dispatch(443, socket, sniffed as never)).toBe('no-route');
+      expect(misses).toEqual([{ hostname: name, port: 443, isTls: true, reason }]);
+      expect(log.lines).toEqual([
+        { level: 'info', msg: `connection refused: ${reason}`, fields: { host, reason, port: 443 } },
+      ]);
+    },
+  );
 });
