@@ -385,7 +385,9 @@ describe('automatic hub TLS through a whole node, against pebble', () => {
     const missesBefore = node.routeMiss.length;
     const noRoute = await httpGet(httpPort, HUB, '/index.html');
     expect(noRoute).toBe('');
-    expect(node.routeMiss.slice(missesBefore)).toEqual([{ hostname: HUB, port: httpPort, isTls: false }]);
+    expect(node.routeMiss.slice(missesBefore)).toEqual([
+      { hostname: HUB, port: httpPort, isTls: false, reason: 'no-route' },
+    ]);
     expect(node.sniffFailed.at(-1)).toMatchObject({ reason: 'no-route', port: httpPort });
     expect(node.challengeAnswers()).toHaveLength(answered + 1);
   });

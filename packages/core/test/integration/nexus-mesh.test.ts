@@ -677,7 +677,12 @@ describe('createNexus with peers: three whole nodes on loopback', () => {
       hostname: APP,
       port: a.ports.http,
     });
-    expect(a.events.routeMiss).toContainEqual({ hostname: APP, port: a.ports.http, isTls: false });
+    expect(a.events.routeMiss).toContainEqual({
+      hostname: APP,
+      port: a.ports.http,
+      isTls: false,
+      reason: 'no-route',
+    });
 
     // A backend comes back for the rest of the suite.
     backend = await attachBackend(c);
