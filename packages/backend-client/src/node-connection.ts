@@ -1,9 +1,8 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Backoff, createWsFrameWriter, Keepalive, type Logger } from '@nexus-proxy/common';
+import { Backoff, createWsBinarySender, Keepalive, type Logger } from '@nexus-proxy/common';
 import {
   type ConnectMessage,
-  joinDataParts,
   MAX_BACKEND_MESSAGE,
   MuxSession,
   type MuxStream,
@@ -330,27 +329,16 @@ export class NodeConnection {
     // docs/protocol.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
     // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
-    const writer = createWsFrameWriter(ws);
+    const sender = createWsBinarySender(ws, { onSent: this.#onSent });
     const transport: MuxTransport = {
-      send: (message: Uint8Array) => {
-        writer.corkForTick();
-        ws.send(message, { binary: true }, this.#onSent);
-      },
+      send: sender.send,
       get bufferedAmount() {
         return ws.bufferedAmount;
       },
     };
-    if (writer.writesData) {
-      // DATA frames masked straight from the stream's chunks into one buffer (see WsFrameWriter).
-      transport.sendData = (header, payload, payloadLength, onWritten) => {
-        writer.corkForTick();
-        if (!writer.writeData(header, payload, payloadLength, this.#onSent)) {
-          ws.send(joinDataParts(header, payload, payloadLength), { binary: true }, this.#onSent);
-        }
-        // Both paths copied the parts already: the stream may reuse its chunks.
-        process.nextTick(onWritten);
-      };
-    }
+    // DATA frames masked straight from the stream's chunks into one buffer (see WsFrameWriter); without
+    // `bufferutil` the engine joins each frame itself and sends it whole.
+    if (sender.writer.writesData) transport.sendData = sender.sendData;
     const session = new MuxSession({
       role: 'backend',
       transport,

@@ -8,6 +8,11 @@ export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepaliv
 export { type LogFn, type Logger, type LogLevel, noopLogger } from './logger.js';
 export { LogRateLimit, type LogRateLimitOptions } from './log-rate-limit.js';
 export { REJECT_UPGRADE_GRACE_MS, rejectUpgrade } from './reject-upgrade.js';
+export {
+  createWsBinarySender,
+  type WsBinarySender,
+  type WsBinarySenderOptions,
+} from './ws-binary-sender.js';
 export { createWsFrameWriter, type WsFrameWriter } from './ws-frame-writer.js';
 export {
   checkWsInternals,

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import { createWsBinarySender } from '../src/ws-binary-sender.js';
 import { createWsFrameWriter } from '../src/ws-frame-writer.js';
 
 /** One side of a loopback WebSocket pair, with what it wrote to its socket and what the other side got. */
@@ -225,5 +226,45 @@ describe('createWsFrameWriter (server side)', () => {
     expect(frame.subarray(4)).toEqual(join(header, parts, 1000));
     await waitForMessages(pair.server, 1);
     expect(written).toEqual([null]);
+  });
+});
+
+describe.each(['client', 'server'] as const)('createWsBinarySender (%s side)', (side) => {
+  it('sends messages and DATA in order, releasing copied parts at once and others once written', async () => {
+    const pair = await openPair();
+    const end = pair[side];
+    let sent = 0;
+    const sender = createWsBinarySender(end.ws, { onSent: () => sent++ });
+    const header = bytes(17, 1);
+    const parts = [bytes(100, 2), bytes(5000, 3)];
+    const released: string[] = [];
+    sender.send(bytes(9, 4));
+    sender.sendData(header, parts, 5100, () => released.push('data'));
+    sender.send(bytes(7, 5));
+    expect(released).toEqual([]); // never synchronously
+    // A client masked the parts into a buffer of its own: free after one tick, before any socket write.
+    if (side === 'client') {
+      await new Promise((resolve) => process.nextTick(resolve));
+      expect(released).toEqual(['data']);
+    }
+    await waitForMessages(end, 3);
+    expect(end.received).toEqual([bytes(9, 4), join(header, parts, 5100), bytes(7, 5)]);
+    expect(released).toEqual(['data']);
+    expect(sent).toBe(3);
+  });
+
+  it('sends nothing once the WebSocket is no longer open, and still releases the parts', async () => {
+    const pair = await openPair();
+    const end = pair[side];
+    const sender = createWsBinarySender(end.ws);
+    end.ws.close();
+    end.wire.length = 0;
+    let released = 0;
+    sender.send(bytes(9, 4));
+    sender.sendData(bytes(17, 1), [bytes(10, 2)], 10, () => released++);
+    expect(released).toBe(0);
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(released).toBe(1);
+    expect(end.wire).toEqual([]);
   });
 });

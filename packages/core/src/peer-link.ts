@@ -6,12 +6,11 @@
  * docs/reliability.md item 13).
  */
 import { EventEmitter } from 'node:events';
-import { createWsFrameWriter, Keepalive } from '@nexus-proxy/common';
+import { createWsBinarySender, Keepalive } from '@nexus-proxy/common';
 import {
   type AnnounceMessage,
   decodePeerMessage,
   encodePeerMessage,
-  joinDataParts,
   type TunnelRequestMessage,
   TunnelSession,
   type TunnelSessionOptions,
@@ -116,31 +115,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const onSent = (): void => {
       if (ws.bufferedAmount <= LOW_WATER_MARK) this.tunnels.transportDrained();
     };
-    const writer = createWsFrameWriter(ws);
+    const sender = createWsBinarySender(ws, { onSent });
     this.tunnels = new TunnelSession({
       ...options.tunnels,
       logger: this.#log,
       transport: {
-        sendBinary: (message) => {
-          if (ws.readyState !== WebSocket.OPEN) return;
-          writer.corkForTick();
-          ws.send(message, { binary: true }, onSent);
-        },
-        sendData: (header, payload, payloadLength, onWritten) => {
-          if (ws.readyState !== WebSocket.OPEN) {
-            process.nextTick(onWritten);
-            return;
-          }
-          const written = (): void => {
-            onWritten();
-            onSent();
-          };
-          if (writer.writeData(header, payload, payloadLength, written)) return;
-          // Outbound links are WebSocket clients, whose frames ws must mask: one joined buffer.
-          writer.corkForTick();
-          ws.send(joinDataParts(header, payload, payloadLength), { binary: true }, onSent);
-          process.nextTick(onWritten);
-        },
+        sendBinary: sender.send,
+        sendData: sender.sendData,
         sendText: (text) => {
           if (ws.readyState === WebSocket.OPEN) ws.send(text, { binary: false });
         },

@@ -5,8 +5,8 @@
  * "unmetered streams still need backpressure").
  */
 import type { Duplex } from 'node:stream';
-import { createWsFrameWriter, wsInternals } from '@nexus-proxy/common';
-import { joinDataParts, type MuxTransport } from '@nexus-proxy/mux-protocol';
+import { createWsBinarySender, wsInternals } from '@nexus-proxy/common';
+import type { MuxTransport } from '@nexus-proxy/mux-protocol';
 import { WebSocket } from 'ws';
 
 /** A `MuxTransport` over one WebSocket. */
@@ -28,28 +28,11 @@ export interface WsTransport extends MuxTransport {
  */
 export function createWsTransport(ws: WebSocket, socket?: Duplex): WsTransport {
   const underlying = (): Duplex | undefined => socket ?? wsInternals(ws)._socket ?? undefined;
-  const writer = createWsFrameWriter(ws);
+  const sender = createWsBinarySender(ws);
   return {
     ws,
-    send(message: Uint8Array): void {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      writer.corkForTick();
-      ws.send(message, { binary: true });
-    },
-    sendData(
-      header: Uint8Array,
-      payload: readonly Uint8Array[],
-      payloadLength: number,
-      onWritten: () => void,
-    ): void {
-      if (ws.readyState !== WebSocket.OPEN) {
-        process.nextTick(onWritten);
-        return;
-      }
-      if (writer.writeData(header, payload, payloadLength, onWritten)) return;
-      ws.send(joinDataParts(header, payload, payloadLength), { binary: true });
-      process.nextTick(onWritten);
-    },
+    send: sender.send,
+    sendData: sender.sendData,
     get bufferedAmount(): number {
       return ws.bufferedAmount;
     },
