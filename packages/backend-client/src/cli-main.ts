@@ -5,6 +5,7 @@ import pino from 'pino';
 import { type BackendClient, createBackendClient } from './backend-client.js';
 import type { BackendClientOptions } from './client-options.js';
 import { loadBackendClientConfig, type ResolvedBackendConfig } from './config.js';
+import { InvalidOptionsError } from './errors.js';
 import { type PortMappingsInput, resolvePortMappings } from './port-mappings.js';
 import { VERSION } from './version.js';
 
@@ -81,21 +82,21 @@ export async function buildClientOptions(flags: CliFlags, logger: Logger): Promi
   const extraCa = flags.ca !== undefined ? await readFile(flags.ca, 'utf8') : undefined;
   if (flags.config !== undefined) {
     if (flags.node.length > 0 || flags.map.length > 0 || flags.token !== undefined) {
-      throw new Error('--node, --map and --token cannot be combined with --config');
+      throw new InvalidOptionsError('--config', 'cannot be combined with --node, --map and --token');
     }
     const config = await loadBackendClientConfig(flags.config);
     for (const warning of config.warnings) logger.warn(warning);
     return Promise.all(config.backends.map((backend) => fromBackendConfig(backend, extraCa, logger)));
   }
-  if (flags.node.length === 0) throw new Error('give --config, or --node with --token and --map');
+  if (flags.node.length === 0) throw new InvalidOptionsError('--node', 'is required without --config (give --node with --token and --map)');
   const envToken = process.env[TOKEN_ENV]?.trim() || undefined;
   if (flags.token !== undefined && flags.tokenFile !== undefined) {
-    throw new Error('give only one of --token and --token-file');
+    throw new InvalidOptionsError('--token', 'and --token-file cannot both be given');
   }
   if (flags.token === undefined && flags.tokenFile === undefined && envToken === undefined) {
-    throw new Error(`give --token-file, ${TOKEN_ENV} or --token`);
+    throw new InvalidOptionsError('--token', `is missing: give --token-file, ${TOKEN_ENV} or --token`);
   }
-  if (flags.map.length === 0) throw new Error('give at least one --map PORT=HOST:PORT');
+  if (flags.map.length === 0) throw new InvalidOptionsError('--map', 'is required: give at least one --map PORT=HOST:PORT');
   const mappings: PortMappingsInput = {};
   for (const entry of flags.map) {
     const eq = entry.indexOf('=');

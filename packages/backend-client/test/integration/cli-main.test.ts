@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { noopLogger } from '@nexus-proxy/common';
 import { buildClientOptions, parseCliFlags, runCli } from '../../src/cli-main.js';
+import { InvalidOptionsError } from '../../src/errors.js';
 import { resolveTarget } from '../../src/port-mappings.js';
 import { startLocalService, waitFor } from './helpers.js';
 import { makeCertificate, TestHub } from './test-hub.js';
@@ -83,6 +84,9 @@ describe('buildClientOptions', () => {
     await expect(
       buildClientOptions(parseCliFlags(argv('--node', 'n', '--token', 't')), noopLogger),
     ).rejects.toThrow(/--map/);
+    await expect(
+      buildClientOptions(parseCliFlags(argv('--node', 'n', '--token', 't')), noopLogger),
+    ).rejects.toBeInstanceOf(InvalidOptionsError);
   });
 
   it('builds one client per backends[] entry of a reference config file', async () => {
