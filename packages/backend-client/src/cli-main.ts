@@ -88,7 +88,11 @@ export async function buildClientOptions(flags: CliFlags, logger: Logger): Promi
     for (const warning of config.warnings) logger.warn(warning);
     return Promise.all(config.backends.map((backend) => fromBackendConfig(backend, extraCa, logger)));
   }
-  if (flags.node.length === 0) throw new InvalidOptionsError('--node', 'is required without --config (give --node with --token and --map)');
+  if (flags.node.length === 0)
+    throw new InvalidOptionsError(
+      '--node',
+      'is required without --config (give --node with --token and --map)',
+    );
   const envToken = process.env[TOKEN_ENV]?.trim() || undefined;
   if (flags.token !== undefined && flags.tokenFile !== undefined) {
     throw new InvalidOptionsError('--token', 'and --token-file cannot both be given');
@@ -96,7 +100,8 @@ export async function buildClientOptions(flags: CliFlags, logger: Logger): Promi
   if (flags.token === undefined && flags.tokenFile === undefined && envToken === undefined) {
     throw new InvalidOptionsError('--token', `is missing: give --token-file, ${TOKEN_ENV} or --token`);
   }
-  if (flags.map.length === 0) throw new InvalidOptionsError('--map', 'is required: give at least one --map PORT=HOST:PORT');
+  if (flags.map.length === 0)
+    throw new InvalidOptionsError('--map', 'is required: give at least one --map PORT=HOST:PORT');
   const mappings: PortMappingsInput = {};
   for (const entry of flags.map) {
     const eq = entry.indexOf('=');
