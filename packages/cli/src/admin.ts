@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { type Logger, noopLogger } from '@nexus-proxy/core';
 import type { NexusMetrics } from './metrics.js';
 import type { Readiness, StatusSnapshot } from './status.js';
+import { CliError } from './errors.js';
 
 /** Address the admin listener binds when none is given (`admin: 9090`, `--admin 9090`). */
 export const DEFAULT_ADMIN_HOST = '127.0.0.1';
@@ -71,12 +72,12 @@ export interface AdminTokenSources {
 /**
  * The admin token from the first source that has one: `--admin-token-file`, `NEXUS_ADMIN_TOKEN`,
  * `admin.tokenFile`, `admin.token`; `undefined` when none does. Files are read now and trimmed. Throws
- * `Error` for an unreadable or empty file.
+ * `CliError` (`NEXUS_ERR_USAGE`) for an empty file, Node's error for an unreadable one.
  */
 export function resolveAdminToken(sources: AdminTokenSources): string | undefined {
   const readToken = (file: string): string => {
     const token = readFileSync(file, 'utf8').trim();
-    if (token === '') throw new Error(`admin token file ${file} is empty`);
+    if (token === '') throw new CliError('NEXUS_ERR_USAGE', `admin token file ${file} is empty`);
     return token;
   };
   if (sources.file !== undefined) return readToken(sources.file);

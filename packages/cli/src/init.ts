@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
+import { CliError } from './errors.js';
 
 /** A commented starting configuration with a freshly generated secret. */
 export function renderConfigTemplate(secret: string = randomBytes(32).toString('hex')): string {
@@ -36,7 +37,7 @@ peerAuthentication:
 /** Writes the template to `file`; refuses to overwrite unless `force`. */
 export function writeConfigTemplate(file: string, force = false): void {
   if (existsSync(file) && !force) {
-    throw new Error(`${file} already exists (use --force to overwrite)`);
+    throw new CliError('NEXUS_ERR_FILE_EXISTS', `${file} already exists (use --force to overwrite)`);
   }
   writeFileSync(file, renderConfigTemplate(), { mode: 0o600 });
 }

@@ -26,6 +26,7 @@ import { createNexusMetrics, type NexusMetrics } from './metrics.js';
 import { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
 import { buildStatus, nodeReadiness, parseAdminAddress } from './status.js';
 import { VERSION } from './version.js';
+import { CliError } from './errors.js';
 
 /** Ports of the embedded default (unprivileged, loopback only). */
 export const EMBEDDED_PORTS = { tls: 8443, http: 8080, hub: 8444 } as const;
@@ -104,7 +105,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
   let config: ResolvedNexusConfig;
   let state: NodeState | undefined;
   if (options.config !== undefined) {
-    if (options.demo) throw new Error('--demo runs on the embedded default; drop -c/--config');
+    if (options.demo)
+      throw new CliError('NEXUS_ERR_USAGE', '--demo runs on the embedded default; drop -c/--config');
     config = await loadConfig(options.config);
   } else {
     state = await ensureNodeState(options.stateDir ?? DEFAULT_STATE_DIR);
@@ -230,7 +232,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
   const reload = async (): Promise<NexusReloadResult> => {
     try {
       if (options.config === undefined) {
-        throw new Error('the embedded default has no configuration file to reload');
+        throw new CliError('NEXUS_ERR_USAGE', 'the embedded default has no configuration file to reload');
       }
       const next = await loadConfig(options.config);
       const result = await nexus.reload(next);

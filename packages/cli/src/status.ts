@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http';
 import type { Nexus } from '@nexus-proxy/core';
 import { parseListenAddress } from '@nexus-proxy/core';
 import type { NexusMetrics, NexusTotals } from './metrics.js';
+import { CliError } from './errors.js';
 
 /** Address `nexus-proxy status` asks when given none. */
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9090';
@@ -291,22 +292,34 @@ export function fetchStatus(
         });
         res.on('end', () => {
           if (res.statusCode !== 200) {
-            reject(new Error(`admin listener at ${address} answered HTTP ${res.statusCode}`));
+            reject(
+              new CliError(
+                'NEXUS_ERR_ADMIN_UNREACHABLE',
+                `admin listener at ${address} answered HTTP ${res.statusCode}`,
+              ),
+            );
             return;
           }
           try {
             resolve(JSON.parse(body) as StatusSnapshot);
           } catch {
-            reject(new Error(`admin listener at ${address} sent invalid JSON`));
+            reject(
+              new CliError('NEXUS_ERR_ADMIN_UNREACHABLE', `admin listener at ${address} sent invalid JSON`),
+            );
           }
         });
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)));
-    req.on('error', (err) =>
-      reject(new Error(`cannot reach the admin listener at ${address}: ${err.message}`)),
+    req.on('timeout', () =>
+      req.destroy(
+        new CliError('NEXUS_ERR_ADMIN_UNREACHABLE', `no answer from ${address} within ${timeoutMs} ms`),
+      ),
     );
+    req.on('error', (err) => {
+      const message = `cannot reach the admin listener at ${address}: ${err.message}`;
+      reject(new CliError('NEXUS_ERR_ADMIN_UNREACHABLE', message, { cause: err }));
+    });
     req.end();
   });
 }

@@ -5,6 +5,7 @@
  * the config file's directory, so an ACME node must set `acmeCacheDir` to an absolute path in there.
  */
 import { existsSync, writeFileSync } from 'node:fs';
+import { CliError } from './errors.js';
 
 /** Default configuration file the unit starts the node with. */
 export const DEFAULT_SYSTEMD_CONFIG_FILE = '/etc/nexus-proxy/config.yaml';
@@ -29,24 +30,25 @@ export interface SystemdUnitOptions {
   timeoutStopSeconds?: number;
 }
 
-/** Renders the unit file text. Throws on a relative config path or an unusable user / name. */
+/** Renders the unit file text. Throws `CliError` (`NEXUS_ERR_USAGE`) on a relative config path or an unusable user / name. */
 export function renderSystemdUnit(options: SystemdUnitOptions = {}): string {
   const configFile = options.configFile ?? DEFAULT_SYSTEMD_CONFIG_FILE;
   const user = options.user ?? DEFAULT_SYSTEMD_USER;
   const name = options.name ?? DEFAULT_SYSTEMD_UNIT_NAME;
   const timeoutStop = options.timeoutStopSeconds ?? DEFAULT_SYSTEMD_TIMEOUT_STOP_SECONDS;
   if (!configFile.startsWith('/') || /[\s"'\\$%;]/.test(configFile)) {
-    throw new Error(
+    throw new CliError(
+      'NEXUS_ERR_USAGE',
       `systemd: the config file must be an absolute path without spaces or quotes (got ${configFile})`,
     );
   }
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(user))
-    throw new Error(`systemd: invalid user name ${JSON.stringify(user)}`);
+    throw new CliError('NEXUS_ERR_USAGE', `systemd: invalid user name ${JSON.stringify(user)}`);
   if (!/^[A-Za-z0-9_.@-]{1,200}$/.test(name) || name.startsWith('.')) {
-    throw new Error(`systemd: invalid unit name ${JSON.stringify(name)}`);
+    throw new CliError('NEXUS_ERR_USAGE', `systemd: invalid unit name ${JSON.stringify(name)}`);
   }
   if (!Number.isInteger(timeoutStop) || timeoutStop < 1) {
-    throw new Error('systemd: timeoutStopSeconds must be a positive integer');
+    throw new CliError('NEXUS_ERR_USAGE', 'systemd: timeoutStopSeconds must be a positive integer');
   }
   const configDir = configFile.slice(0, configFile.lastIndexOf('/')) || '/';
   return `# ${name}.service: a Nexus Proxy node (written by \`nexus-proxy init --systemd\`).
@@ -121,6 +123,7 @@ WantedBy=multi-user.target
 
 /** Writes the unit to `file`; refuses to overwrite unless `force`. */
 export function writeSystemdUnit(file: string, force = false, options: SystemdUnitOptions = {}): void {
-  if (existsSync(file) && !force) throw new Error(`${file} already exists (use --force to overwrite)`);
+  if (existsSync(file) && !force)
+    throw new CliError('NEXUS_ERR_FILE_EXISTS', `${file} already exists (use --force to overwrite)`);
   writeFileSync(file, renderSystemdUnit(options), { mode: 0o644 });
 }

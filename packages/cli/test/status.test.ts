@@ -187,5 +187,8 @@ describe('nexus-proxy status', () => {
     await expect(run(['status', '--admin', `127.0.0.1:${port}`])).rejects.toThrow(
       /cannot reach the admin listener at 127\.0\.0\.1:\d+/,
     );
+    await expect(run(['status', '--admin', `127.0.0.1:${port}`])).rejects.toMatchObject({
+      code: 'NEXUS_ERR_ADMIN_UNREACHABLE',
+    });
   });
 });

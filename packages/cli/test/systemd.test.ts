@@ -87,6 +87,7 @@ describe('renderSystemdUnit', () => {
     [{ timeoutStopSeconds: 0 }, /timeoutStopSeconds/],
   ])('refuses %j', (options, message) => {
     expect(() => renderSystemdUnit(options)).toThrow(message);
+    expect(() => renderSystemdUnit(options)).toThrow(expect.objectContaining({ code: 'NEXUS_ERR_USAGE' }));
   });
 
   it('passes systemd-analyze verify when systemd is installed', () => {
@@ -123,6 +124,9 @@ describe('nexus-proxy init --systemd', () => {
     await expect(
       program().parseAsync(['node', 'nexus-proxy', 'init', '--systemd', '-o', file]),
     ).rejects.toThrow(/already exists/);
+    await expect(
+      program().parseAsync(['node', 'nexus-proxy', 'init', '--systemd', '-o', file]),
+    ).rejects.toMatchObject({ code: 'NEXUS_ERR_FILE_EXISTS' });
     await program().parseAsync(['node', 'nexus-proxy', 'init', '--systemd', '-o', file, '--force']);
   });
 
