@@ -244,8 +244,15 @@ describe('BackendClient session lifecycle', () => {
       for (const type of process.getActiveResourcesInfo()) counts[type] = (counts[type] ?? 0) + 1;
       return counts;
     };
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    const before = count();
+    // A baseline without the leftovers of earlier tests: the timer count has held still for 100 ms.
+    let before = count();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const now = count();
+      const stable = (now.Timeout ?? 0) === (before.Timeout ?? 0);
+      before = now;
+      if (stable) break;
+    }
     const c = createBackendClient({
       nodes: [hub.url],
       token: 'token',
