@@ -550,11 +550,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       logger: this.#options.logger,
     });
     this.#sessions.add(session);
-    const registered: string[] = [];
-    for (const pattern of session.hostnames) {
-      if (this.routes.addLocal(pattern, session, session.weight)) registered.push(pattern);
-      else this.#log.warn({ pattern, sessionId: session.id }, 'ignoring an invalid hostname pattern');
-    }
+    // The whole set at once: one local-pattern notification (one announce), not one per name.
+    const { registered, invalid } = this.routes.addLocalMany(session.hostnames, session, session.weight);
+    for (const pattern of invalid)
+      this.#log.warn({ pattern, sessionId: session.id }, 'ignoring an invalid hostname pattern');
     session.once('close', (reason) => {
       // §1.7: the backend leaves every pool at once.
       this.routes.removeTarget(session);

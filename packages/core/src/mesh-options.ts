@@ -21,6 +21,11 @@ export const DEFAULT_PEER_RECONNECT_JITTER = 0.25;
 export const DEFAULT_PEER_CONNECT_TIMEOUT = 10_000;
 /** A link that stayed up this long resets its dialer's backoff, in ms. */
 export const BACKOFF_RESET_AFTER_MS = 10_000;
+/**
+ * Local route changes within this window are announced together, once per link: `20` ms. The window opens
+ * at the first change and is not extended by later ones, so an announce is never held back longer.
+ */
+export const DEFAULT_PEER_ANNOUNCE_COALESCE = 20;
 /** Close reason of an outbound link whose peer URL was removed by {@link PeerMesh.setPeers}. */
 export const PEER_REMOVED_REASON = 'peer_removed';
 
@@ -74,6 +79,12 @@ export interface PeerMeshOptions extends PeerPolicyOptions, ListenerGuardLimits 
   maxTunnelsPerLink?: number;
   /** Link `bufferedAmount` above which TUNNEL_DATA waits, bytes. Default: 1 MiB. */
   linkHighWaterMark?: number;
+  /** Local route changes within this window (ms) make one announce per link. Default: `20`. */
+  announceCoalesceMs?: number;
+  /** Most dials in flight at once. Default: `8`. */
+  maxConcurrentDials?: number;
+  /** First dials after `start()` are spread over up to this long, ms. Default: `250`. */
+  initialDialJitterMs?: number;
   /** Logger; a child with `component: 'mesh'` is used. Default: no-op. */
   logger?: Logger;
   /** Random source for backoff jitter, [0, 1). Default: `Math.random`. */

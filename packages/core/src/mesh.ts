@@ -13,7 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket, TlsOptions } from 'node:tls';
+import type { SecureContext, TLSSocket, TlsOptions } from 'node:tls';
 import {
   Backoff,
   type BackoffSettings,
@@ -22,13 +22,14 @@ import {
   rejectUpgrade,
 } from '@nexus-proxy/common';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
-import { WebSocket, WebSocketServer } from 'ws';
+import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
 import { InvalidConfigError, NexusError, NexusErrorCode } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
   BACKOFF_RESET_AFTER_MS,
+  DEFAULT_PEER_ANNOUNCE_COALESCE,
   DEFAULT_PEER_CONNECT_TIMEOUT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
@@ -44,6 +45,13 @@ import {
   type PeerTrustOptions,
   validatePeerUrls,
 } from './mesh-options.js';
+import {
+  DEFAULT_PEER_INITIAL_DIAL_JITTER,
+  DEFAULT_PEER_MAX_CONCURRENT_DIALS,
+  DialContextCache,
+  DialLimiter,
+} from './mesh-dial.js';
+import { type PeerMeshStats, PeerTraffic } from './mesh-stats.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
 import { guardListener, handshakeTimeout, type ListenerGuardLimits } from './listener-guards.js';
@@ -51,7 +59,10 @@ import { PeerPolicy } from './peer-limits.js';
 import { PeerLink, type PeerLinkDirection } from './peer-link.js';
 import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 
+export { DEFAULT_PEER_INITIAL_DIAL_JITTER, DEFAULT_PEER_MAX_CONCURRENT_DIALS } from './mesh-dial.js';
+export type { PeerMeshStats, PeerMessageType, PeerTrafficCounts } from './mesh-stats.js';
 export {
+  DEFAULT_PEER_ANNOUNCE_COALESCE,
   DEFAULT_PEER_CONNECT_TIMEOUT,
   DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
   DEFAULT_PEER_RECONNECT_JITTER,
@@ -121,6 +132,16 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   #detachTls: (() => void) | undefined;
   #unsubscribeRoutes: (() => void) | undefined;
   #version = 0;
+  readonly #announceCoalesceMs: number;
+  /** Set while local route changes wait to be announced (one announce per link when it fires). */
+  #announceTimer: NodeJS.Timeout | undefined;
+  readonly #initialDialJitterMs: number;
+  readonly #dialContexts = new DialContextCache();
+  readonly #dialLimiter: DialLimiter;
+  readonly #traffic = new PeerTraffic();
+  #announcesApplied = 0;
+  #announceApplyMs = 0;
+  #announceApplyMaxMs = 0;
   #started = false;
   #closed = false;
 
@@ -160,6 +181,23 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...(options.linkHighWaterMark !== undefined ? { highWaterMark: options.linkHighWaterMark } : {}),
     };
     this.#random = options.random ?? Math.random;
+    this.#announceCoalesceMs = nonNegative(
+      'announceCoalesceMs',
+      options.announceCoalesceMs,
+      DEFAULT_PEER_ANNOUNCE_COALESCE,
+    );
+    this.#initialDialJitterMs = nonNegative(
+      'initialDialJitterMs',
+      options.initialDialJitterMs,
+      DEFAULT_PEER_INITIAL_DIAL_JITTER,
+    );
+    const maxDials = nonNegative(
+      'maxConcurrentDials',
+      options.maxConcurrentDials,
+      DEFAULT_PEER_MAX_CONCURRENT_DIALS,
+    );
+    if (maxDials < 1) throw new InvalidConfigError('maxConcurrentDials', 'must be at least 1');
+    this.#dialLimiter = new DialLimiter(maxDials);
     this.#dialers = validatePeerUrls(options.peers ?? []).map(
       (url) => new PeerDialer(url, this.#reconnect, this.#random),
     );
@@ -181,7 +219,10 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#unsubscribeRoutes = this.#routes.subscribeLocalPatterns(() => this.notifyLocalRoutesChanged());
   }
 
-  /** The current announce version (incremented on every local route change and every new link). */
+  /**
+   * The current announce version (incremented on every local route change and every new link, at once;
+   * the announce carrying it may wait for the coalescing window).
+   */
   get version(): number {
     return this.#version;
   }
@@ -226,7 +267,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       const dialer = new PeerDialer(url, this.#reconnect, this.#random);
       this.#dialers.push(dialer);
       this.#log.info({ url }, 'peer added');
-      if (this.#started) this.#dial(dialer);
+      if (this.#started) this.#dialLimited(dialer);
     }
   }
 
@@ -360,16 +401,61 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   start(): void {
     if (this.#started || this.#closed) return;
     this.#started = true;
-    for (const dialer of this.#dialers) this.#dial(dialer);
+    // Spread over the jitter window and bounded in concurrency: no handshake storm at start.
+    for (const dialer of this.#dialers) {
+      const delay = Math.floor(this.#random() * this.#initialDialJitterMs);
+      if (delay === 0) {
+        this.#dialLimited(dialer);
+        continue;
+      }
+      dialer.timer = setTimeout(() => {
+        dialer.timer = undefined;
+        this.#dialLimited(dialer);
+      }, delay);
+      dialer.timer.unref?.();
+    }
   }
 
   /**
-   * Announces the current local patterns to every link with a new version. Called automatically when
-   * the routing table reports local pattern changes; call it yourself if yours cannot.
+   * Records a local route change with a new version and announces the local patterns to every link once
+   * the coalescing window (`announceCoalesceMs`) closes: a burst of changes makes one announce per link.
+   * Called automatically when the routing table reports local pattern changes; call it yourself if yours
+   * cannot.
    */
   notifyLocalRoutesChanged(): void {
     if (this.#closed) return;
-    const version = ++this.#version;
+    ++this.#version;
+    if (this.#announceTimer !== undefined) return;
+    this.#announceTimer = setTimeout(() => {
+      this.#announceTimer = undefined;
+      this.#announce();
+    }, this.#announceCoalesceMs);
+    this.#announceTimer.unref?.();
+  }
+
+  /** Counters of the mesh: traffic by type, announce apply time, routes per link, dials. */
+  stats(): PeerMeshStats {
+    return {
+      links: this.#links.size,
+      routesPerLink: [...this.#links.values()].map((link) => ({
+        linkId: link.id,
+        peer: link.peer,
+        routes: this.#routes.peerRouteCount(link.id),
+      })),
+      in: structuredClone(this.#traffic.in),
+      out: structuredClone(this.#traffic.out),
+      announcesApplied: this.#announcesApplied,
+      announceApplyMs: this.#announceApplyMs,
+      announceApplyMaxMs: this.#announceApplyMaxMs,
+      dialContextsCreated: this.#dialContexts.created,
+      dialsInFlight: this.#dialLimiter.inFlight,
+      dialsInFlightPeak: this.#dialLimiter.peak,
+    };
+  }
+
+  #announce(): void {
+    if (this.#closed) return;
+    const version = this.#version;
     const hostnames = this.#routes.localPatterns();
     this.#log.debug(
       { version, routes: hostnames.length, links: this.#links.size },
@@ -413,6 +499,9 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribeRoutes?.();
+    if (this.#announceTimer !== undefined) clearTimeout(this.#announceTimer);
+    this.#announceTimer = undefined;
+    this.#dialLimiter.clear();
     for (const dialer of this.#dialers) {
       if (dialer.timer !== undefined) clearTimeout(dialer.timer);
       dialer.timer = undefined;
@@ -443,11 +532,13 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...(this.#keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: this.#keepaliveTimeoutMs } : {}),
       tunnels: this.#tunnelOptions,
       logger: this.#log,
+      traffic: this.#traffic,
     });
     this.#links.set(id, link);
     const info = infoOf(link);
     link.on('announce', (message) => {
       if (this.#closed) return;
+      const started = performance.now();
       const kept = this.#policy.routesFrom(link.peer, message.hostnames);
       if (kept.refused > 0 || kept.truncated > 0) {
         this.#log.warn(
@@ -456,6 +547,10 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
         );
       }
       this.#routes.setPeerRoutes(id, kept.accepted);
+      const tookMs = performance.now() - started;
+      this.#announcesApplied++;
+      this.#announceApplyMs += tookMs;
+      this.#announceApplyMaxMs = Math.max(this.#announceApplyMaxMs, tookMs);
       const hostnames = this.#routes.peerPatterns(id);
       this.#log.info({ ...info, version: message.version, routes: hostnames.length }, 'peer routes updated');
       this.emit('routes-changed', { ...info, hostnames, version: message.version });
@@ -504,19 +599,24 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     else dialer.ws?.terminate();
   }
 
-  #dial(dialer: PeerDialer): void {
-    if (this.#closed || dialer.stopped) return;
-    const material = this.#tls.material;
-    const ca = this.#auth.caPem();
-    const ws = new WebSocket(dialer.url, {
-      cert: material.certPem,
-      key: material.keyPem,
-      ...(ca !== undefined ? { ca } : {}),
+  /** Dials once a slot of the concurrency bound is free. */
+  #dialLimited(dialer: PeerDialer): void {
+    this.#dialLimiter.run((release) => {
+      if (this.#closed || dialer.stopped) release();
+      else this.#dial(dialer, release);
+    });
+  }
+
+  #dial(dialer: PeerDialer, release: () => void): void {
+    const options: ClientOptions & { secureContext: SecureContext } = {
+      // One context per trust configuration (the certificate and the CAs), not one per dial.
+      secureContext: this.#dialContexts.get(this.#tls.material, this.#auth),
       perMessageDeflate: false,
       maxPayload: this.#policy.maxMessageBytes,
       handshakeTimeout: this.#connectTimeoutMs,
       followRedirects: false,
-    });
+    };
+    const ws = new WebSocket(dialer.url, options);
     dialer.ws = ws;
     let lastError: Error | undefined;
     let opened = false;
@@ -525,6 +625,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     });
     ws.once('open', () => {
       opened = true;
+      release();
       if (this.#closed || dialer.stopped) {
         ws.terminate();
         return;
@@ -543,6 +644,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ws.terminate();
     });
     ws.once('close', () => {
+      release();
       if (opened || this.#closed || dialer.stopped) return; // a link's own close handler reconnects
       dialer.ws = undefined;
       this.#log.warn({ url: dialer.url, err: lastError?.message }, 'cannot reach peer');
@@ -556,7 +658,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#log.debug({ url: dialer.url, delayMs: delay, attempt: dialer.backoff.attempt }, 'redialling peer');
     dialer.timer = setTimeout(() => {
       dialer.timer = undefined;
-      this.#dial(dialer);
+      this.#dialLimited(dialer);
     }, delay);
     dialer.timer.unref?.();
   }

@@ -18,6 +18,7 @@ import {
 import { WebSocket } from 'ws';
 import { MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
+import { type PeerTraffic, textMessageType } from './mesh-stats.js';
 
 /** Interval between WebSocket pings on a peer link: `10_000` ms. */
 export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
@@ -53,6 +54,8 @@ export interface PeerLinkOptions {
   tunnels?: Omit<TunnelSessionOptions, 'transport' | 'logger'>;
   /** Logger. Default: no-op. */
   logger?: Logger;
+  /** Counters of messages and bytes in and out, shared by the mesh's links. Default: none. */
+  traffic?: PeerTraffic;
 }
 
 /** Events of {@link PeerLink}. */
@@ -83,6 +86,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly #ws: WebSocket;
   readonly #log: Logger;
   readonly #keepalive: Keepalive;
+  readonly #traffic: PeerTraffic | undefined;
   /** Set while a tunnel whose peer does not meter holds the link's reads paused (backpressure). */
   #readsPaused = false;
   #closeReason: PeerLinkCloseReason | undefined;
@@ -94,6 +98,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.direction = options.direction;
     this.peer = options.peer;
     this.#ws = ws;
+    const traffic = options.traffic;
+    this.#traffic = traffic;
     this.#log = (options.logger ?? noopLogger).child({ link: options.id, peer: options.peer });
     this.#keepalive = new Keepalive(
       {
@@ -120,10 +126,18 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       ...options.tunnels,
       logger: this.#log,
       transport: {
-        sendBinary: sender.send,
-        sendData: sender.sendData,
+        sendBinary: (message) => {
+          traffic?.sent('tunnel_frame', message.length);
+          sender.send(message);
+        },
+        sendData: (header, payload, payloadLength, onWritten) => {
+          traffic?.sent('tunnel_frame', header.length + payloadLength);
+          sender.sendData(header, payload, payloadLength, onWritten);
+        },
         sendText: (text) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(text, { binary: false });
+          if (ws.readyState !== WebSocket.OPEN) return;
+          traffic?.sent('tunnel_request', Buffer.byteLength(text));
+          ws.send(text, { binary: false });
         },
         get bufferedAmount() {
           return ws.bufferedAmount;
@@ -153,8 +167,10 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         : Buffer.isBuffer(data)
           ? data
           : Buffer.from(data);
-      if (isBinary) this.tunnels.receive(bytes);
-      else this.#onText(bytes.toString('utf8'));
+      if (isBinary) {
+        traffic?.received('tunnel_frame', bytes.length);
+        this.tunnels.receive(bytes);
+      } else this.#onText(bytes.toString('utf8'), bytes.length);
     });
     ws.on('pong', () => this.#keepalive.markAlive());
     ws.on('ping', () => this.#keepalive.markAlive());
@@ -176,9 +192,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Sends a full-state announce (docs/protocol.md §2.2). */
   sendAnnounce(version: number, hostnames: readonly string[]): void {
     if (this.#closed || this.#ws.readyState !== WebSocket.OPEN) return;
-    this.#ws.send(encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] }), {
-      binary: false,
-    });
+    const text = encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] });
+    this.#traffic?.sent('announce', Buffer.byteLength(text));
+    this.#ws.send(text, { binary: false });
   }
 
   /** Closes the link with a close frame; its tunnels end at once. */
@@ -209,8 +225,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.#keepalive.setTiming(keepalive);
   }
 
-  #onText(text: string): void {
+  #onText(text: string, bytes: number): void {
     const result = decodePeerMessage(text);
+    this.#traffic?.received(result.ok ? textMessageType(result.value.type) : 'other', bytes);
     if (!result.ok) {
       this.#log.warn(
         { code: result.error.code, err: result.error.message },

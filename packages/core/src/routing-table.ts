@@ -155,8 +155,19 @@ export class RoutingTable<T, L = string> {
    * wildcard.
    */
   addLocal(pattern: string, target: T, weight?: number): boolean {
+    const result = this.#addLocal(pattern, target, weight);
+    if (result === undefined) return false;
+    if (result.created) this.#localPatternsChanged();
+    return true;
+  }
+
+  #addLocal(
+    pattern: string,
+    target: T,
+    weight: number | undefined,
+  ): { normalized: string; created: boolean } | undefined {
     const normalized = normalizeHostnamePattern(pattern);
-    if (normalized === undefined) return false;
+    if (normalized === undefined) return undefined;
     const [map, key] = this.#localSlot(normalized);
     let pool = map.get(key);
     const created = pool === undefined;
@@ -171,8 +182,33 @@ export class RoutingTable<T, L = string> {
       this.#targetPatterns.set(target, patterns);
     }
     patterns.add(normalized);
+    return { normalized, created };
+  }
+
+  /**
+   * Register `target` for every pattern at once (a backend's whole set, docs/mesh.md "Scaling"): like
+   * {@link RoutingTable.addLocal} per pattern, but the local-pattern listeners hear of it once, so a backend
+   * with n names costs O(n) here instead of n notifications of the whole table. Returns the patterns
+   * registered (normalised) and those refused as invalid.
+   */
+  addLocalMany(
+    patterns: Iterable<string>,
+    target: T,
+    weight?: number,
+  ): { registered: string[]; invalid: string[] } {
+    const registered: string[] = [];
+    const invalid: string[] = [];
+    let created = false;
+    for (const pattern of patterns) {
+      const result = this.#addLocal(pattern, target, weight);
+      if (result === undefined) invalid.push(pattern);
+      else {
+        registered.push(result.normalized);
+        created ||= result.created;
+      }
+    }
     if (created) this.#localPatternsChanged();
-    return true;
+    return { registered, invalid };
   }
 
   /** Unregister `target` from `pattern`. Returns false if it was not registered there. */
@@ -312,6 +348,11 @@ export class RoutingTable<T, L = string> {
     return [...(this.#linkPatterns.get(linkId) ?? [])].sort();
   }
 
+  /** How many patterns `linkId` announces (no copy, no sort). */
+  peerRouteCount(linkId: L): number {
+    return this.#linkPatterns.get(linkId)?.size ?? 0;
+  }
+
   /** Every pattern learned from peers with the number of links announcing it, sorted by pattern. */
   peerRoutes(): PeerRouteSummary[] {
     const out: PeerRouteSummary[] = [];
@@ -391,11 +432,11 @@ export class RoutingTable<T, L = string> {
 
   #localPatternsChanged(): void {
     this.#localVersion++;
-    this.#onLocalPatternsChange?.(this.localPatterns());
-    if (this.#localPatternListeners.size > 0) {
-      const patterns = this.localPatterns();
-      for (const listener of [...this.#localPatternListeners]) listener(patterns);
-    }
+    if (this.#onLocalPatternsChange === undefined && this.#localPatternListeners.size === 0) return;
+    // One sorted copy for every listener: each notification costs O(patterns), never more.
+    const patterns = this.localPatterns();
+    this.#onLocalPatternsChange?.(patterns);
+    for (const listener of [...this.#localPatternListeners]) listener(patterns);
   }
 }
 

@@ -374,3 +374,28 @@ describe('RoutingTable.resolve: the one routing decision', () => {
     ]);
   });
 });
+
+describe('RoutingTable.addLocalMany at scale', () => {
+  /** Patterns handed to the local-pattern listener while a backend with n names registers. */
+  const delivered = (n: number): { notifications: number; patterns: number } => {
+    const table = new RoutingTable<string>();
+    const seen = { notifications: 0, patterns: 0 };
+    table.subscribeLocalPatterns((p) => {
+      seen.notifications++;
+      seen.patterns += p.length;
+    });
+    const names = Array.from({ length: n }, (_, i) => `h${i}.scale.example.com`);
+    const { registered, invalid } = table.addLocalMany([...names, 'not a name'], 'backend');
+    expect(registered).toHaveLength(n);
+    expect(invalid).toEqual(['not a name']);
+    expect(table.resolve(names[n - 1]!).kind).toBe('local');
+    return seen;
+  };
+
+  it('notifies once per backend, so the work grows linearly with its names (1 000 vs 4 000)', () => {
+    const small = delivered(1_000);
+    const large = delivered(4_000);
+    expect(small).toEqual({ notifications: 1, patterns: 1_000 });
+    expect(large).toEqual({ notifications: 1, patterns: 4_000 });
+  });
+});

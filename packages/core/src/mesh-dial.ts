@@ -1,0 +1,95 @@
+/**
+ * What keeps the mesh's dials cheap (docs/mesh.md "Scaling"): one TLS client context per trust
+ * configuration, shared by every dial, and a bound on the dials in flight with jittered first dials, so a
+ * node starting with many peers neither builds a context per dial (Node's bundled roots plus the CA file,
+ * tens of ms of CPU each) nor opens every handshake at once.
+ */
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { CertificateAndKey } from './certificates.js';
+
+/** Most peer dials (TCP + TLS + WebSocket handshake) in flight at once: `8`. */
+export const DEFAULT_PEER_MAX_CONCURRENT_DIALS = 8;
+/** First dials after `start()` are spread over up to this long (uniform jitter): `250` ms. */
+export const DEFAULT_PEER_INITIAL_DIAL_JITTER = 250;
+
+/**
+ * The client context of peer dials: built from the hub certificate and the trusted CAs, rebuilt only when
+ * either is replaced (a reload: a new certificate, or `setTrust` and its new authenticator). Both are
+ * compared by identity.
+ */
+export class DialContextCache {
+  #material: Readonly<CertificateAndKey> | undefined;
+  #trust: object | undefined;
+  #context: SecureContext | undefined;
+  /** Contexts built so far (metrics, tests). */
+  created = 0;
+
+  /**
+   * The context for this certificate and trust; `caPem` is read only when a context is built (`undefined`
+   * = Node's bundled roots).
+   */
+  get(
+    material: Readonly<CertificateAndKey>,
+    trust: { caPem(): readonly string[] | undefined },
+  ): SecureContext {
+    if (this.#context === undefined || material !== this.#material || trust !== this.#trust) {
+      const ca = trust.caPem();
+      this.#context = createSecureContext({
+        cert: material.certPem,
+        key: material.keyPem,
+        ...(ca !== undefined ? { ca: [...ca] } : {}),
+      });
+      this.#material = material;
+      this.#trust = trust;
+      this.created++;
+    }
+    return this.#context;
+  }
+}
+
+/**
+ * A bound on concurrent dials. `run` starts a dial now or when a slot frees; the dial calls the `release`
+ * it is given exactly once, when it opened or failed. The queue holds each waiting dialer once, so it is
+ * bounded by the number of configured peers.
+ */
+export class DialLimiter {
+  readonly #max: number;
+  readonly #queue: Array<(release: () => void) => void> = [];
+  #inFlight = 0;
+  /** Most dials ever in flight at once (metrics, tests). */
+  peak = 0;
+
+  constructor(max: number) {
+    this.#max = Math.max(1, Math.floor(max));
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  run(dial: (release: () => void) => void): void {
+    if (this.#inFlight >= this.#max) {
+      this.#queue.push(dial);
+      return;
+    }
+    this.#start(dial);
+  }
+
+  /** Drops the dials that have not started (the mesh closed). */
+  clear(): void {
+    this.#queue.length = 0;
+  }
+
+  #start(dial: (release: () => void) => void): void {
+    this.#inFlight++;
+    this.peak = Math.max(this.peak, this.#inFlight);
+    let released = false;
+    dial(() => {
+      if (released) return;
+      released = true;
+      this.#inFlight--;
+      const next = this.#queue.shift();
+      if (next !== undefined) this.#start(next);
+    });
+  }
+}

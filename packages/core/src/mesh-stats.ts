@@ -1,0 +1,62 @@
+/**
+ * The mesh's counters (docs/mesh.md "Scaling"): peer messages and bytes in and out by type, the time spent
+ * applying announces, and what the dials cost. Plain numbers: the CLI's metrics read them through
+ * `PeerMesh.stats()` (core has no metrics dependency).
+ */
+
+/** Message types counted: the text messages of docs/protocol.md §2 and the binary tunnel frames. */
+export type PeerMessageType = 'announce' | 'tunnel_request' | 'tunnel_frame' | 'other';
+
+/** Messages and bytes (WebSocket payload) per type. */
+export type PeerTrafficCounts = Record<PeerMessageType, { messages: number; bytes: number }>;
+
+function emptyCounts(): PeerTrafficCounts {
+  return {
+    announce: { messages: 0, bytes: 0 },
+    tunnel_request: { messages: 0, bytes: 0 },
+    tunnel_frame: { messages: 0, bytes: 0 },
+    other: { messages: 0, bytes: 0 },
+  };
+}
+
+/** Counters shared by every link of one mesh. */
+export class PeerTraffic {
+  readonly in: PeerTrafficCounts = emptyCounts();
+  readonly out: PeerTrafficCounts = emptyCounts();
+
+  received(type: PeerMessageType, bytes: number): void {
+    this.in[type].messages++;
+    this.in[type].bytes += bytes;
+  }
+
+  sent(type: PeerMessageType, bytes: number): void {
+    this.out[type].messages++;
+    this.out[type].bytes += bytes;
+  }
+}
+
+/** The type of a text peer message, for counting (before it is decoded). */
+export function textMessageType(type: string): PeerMessageType {
+  return type === 'announce' || type === 'tunnel_request' ? type : 'other';
+}
+
+/** A snapshot of {@link PeerMesh.stats}. */
+export interface PeerMeshStats {
+  /** Open links (both directions). */
+  links: number;
+  /** Routes learned per open link. */
+  routesPerLink: Array<{ linkId: string; peer: string; routes: number }>;
+  /** Messages and bytes received, by type. */
+  in: PeerTrafficCounts;
+  /** Messages and bytes sent, by type. */
+  out: PeerTrafficCounts;
+  /** Announces applied to the routing table, and the time that took in all (ms) and at most (ms). */
+  announcesApplied: number;
+  announceApplyMs: number;
+  announceApplyMaxMs: number;
+  /** TLS client contexts built for dials (one per trust configuration). */
+  dialContextsCreated: number;
+  /** Dials in flight now, and the most ever at once. */
+  dialsInFlight: number;
+  dialsInFlightPeak: number;
+}
