@@ -7,6 +7,7 @@
  */
 import type { Nexus, NexusEvents, StreamOpenEvent } from '@nexus-proxy/core';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { registerMeshMetrics } from './mesh-metrics.js';
 
 /** Label value for values over a cardinality cap. */
 export const OTHER_LABEL = 'other';
@@ -223,6 +224,8 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
       this.set(nexus.routes.stats().peerPatterns);
     },
   });
+  const peerLabels = new BoundedLabel(options.maxRouteLabels ?? DEFAULT_MAX_ROUTE_LABELS);
+  registerMeshMetrics(nexus, registers, (peer) => peerLabels.of(peer));
   const peerRefused = new Counter({
     name: 'nexus_peer_refused_total',
     help: 'Peers refused at the peer listener, by reason.',

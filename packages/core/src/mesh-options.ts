@@ -4,9 +4,11 @@
 import type { ListenerGuardLimits } from './listener-guards.js';
 import type { PeerPolicyOptions } from './peer-limits.js';
 import type { TunnelSessionStats } from '@nexus-proxy/mux-protocol';
+import type { BackoffSettings } from '@nexus-proxy/common';
 import { InvalidConfigError } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
 import type { Logger } from './logger.js';
+import { DEFAULT_PEER_INITIAL_DIAL_JITTER, DEFAULT_PEER_MAX_CONCURRENT_DIALS } from './mesh-dial.js';
 import type { OpenLocalStream } from './mesh-tunnels.js';
 import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
 import type { RoutingTable } from './routing-table.js';
@@ -167,4 +169,65 @@ function validatePeerUrl(url: string, index: number): string {
   if (parsed.protocol !== 'wss:')
     throw new InvalidConfigError(`peers[${index}]`, 'must use wss:// (mutual TLS)');
   return parsed.toString();
+}
+
+/** The mesh's numeric settings, validated, defaults applied. */
+export interface MeshSettings {
+  reconnect: BackoffSettings;
+  connectTimeoutMs: number;
+  tunnelOptions: { initialWindow?: number; grantBatch?: number; maxTunnels?: number; highWaterMark?: number };
+  announceCoalesceMs: number;
+  initialDialJitterMs: number;
+  maxConcurrentDials: number;
+}
+
+/** Validates the mesh's numeric options. Throws `InvalidConfigError` naming the field. */
+export function resolveMeshSettings(options: PeerMeshOptions): MeshSettings {
+  const r = options.reconnect ?? {};
+  const reconnect: BackoffSettings = {
+    initialDelayMs: nonNegative(
+      'reconnect.initialDelayMs',
+      r.initialDelayMs,
+      DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
+    ),
+    maxDelayMs: nonNegative('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_PEER_RECONNECT_MAX_DELAY),
+    factor: Math.max(1, nonNegative('reconnect.factor', r.factor, 2)),
+    jitter: nonNegative('reconnect.jitter', r.jitter, DEFAULT_PEER_RECONNECT_JITTER),
+  };
+  if (reconnect.jitter >= 1) throw new InvalidConfigError('reconnect.jitter', 'must be in [0, 1)');
+  const connectTimeoutMs = nonNegative(
+    'connectTimeoutMs',
+    options.connectTimeoutMs,
+    DEFAULT_PEER_CONNECT_TIMEOUT,
+  );
+  const tunnelOptions = {
+    ...(options.tunnelWindow !== undefined ? { initialWindow: options.tunnelWindow } : {}),
+    ...(options.tunnelGrantBatch !== undefined ? { grantBatch: options.tunnelGrantBatch } : {}),
+    ...(options.maxTunnelsPerLink !== undefined ? { maxTunnels: options.maxTunnelsPerLink } : {}),
+    ...(options.linkHighWaterMark !== undefined ? { highWaterMark: options.linkHighWaterMark } : {}),
+  };
+  const announceCoalesceMs = nonNegative(
+    'announceCoalesceMs',
+    options.announceCoalesceMs,
+    DEFAULT_PEER_ANNOUNCE_COALESCE,
+  );
+  const initialDialJitterMs = nonNegative(
+    'initialDialJitterMs',
+    options.initialDialJitterMs,
+    DEFAULT_PEER_INITIAL_DIAL_JITTER,
+  );
+  const maxConcurrentDials = nonNegative(
+    'maxConcurrentDials',
+    options.maxConcurrentDials,
+    DEFAULT_PEER_MAX_CONCURRENT_DIALS,
+  );
+  if (maxConcurrentDials < 1) throw new InvalidConfigError('maxConcurrentDials', 'must be at least 1');
+  return {
+    reconnect,
+    connectTimeoutMs,
+    tunnelOptions,
+    announceCoalesceMs,
+    initialDialJitterMs,
+    maxConcurrentDials,
+  };
 }

@@ -23,17 +23,13 @@ import {
 } from '@nexus-proxy/common';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
 import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
-import { InvalidConfigError, NexusError, NexusErrorCode } from './errors.js';
+import { NexusError, NexusErrorCode } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
   BACKOFF_RESET_AFTER_MS,
-  DEFAULT_PEER_ANNOUNCE_COALESCE,
-  DEFAULT_PEER_CONNECT_TIMEOUT,
-  DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
-  DEFAULT_PEER_RECONNECT_JITTER,
-  DEFAULT_PEER_RECONNECT_MAX_DELAY,
+  type MeshSettings,
   nonNegative,
   optionalNonNegative,
   PEER_REMOVED_REASON,
@@ -43,14 +39,10 @@ import {
   type PeerMeshEvents,
   type PeerMeshOptions,
   type PeerTrustOptions,
+  resolveMeshSettings,
   validatePeerUrls,
 } from './mesh-options.js';
-import {
-  DEFAULT_PEER_INITIAL_DIAL_JITTER,
-  DEFAULT_PEER_MAX_CONCURRENT_DIALS,
-  DialContextCache,
-  DialLimiter,
-} from './mesh-dial.js';
+import { DialContextCache, DialLimiter } from './mesh-dial.js';
 import { type PeerMeshStats, PeerTraffic } from './mesh-stats.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
@@ -114,12 +106,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   #keepaliveTimeoutMs: number | undefined;
   readonly #reconnect: BackoffSettings;
   readonly #connectTimeoutMs: number;
-  readonly #tunnelOptions: {
-    initialWindow?: number;
-    grantBatch?: number;
-    maxTunnels?: number;
-    highWaterMark?: number;
-  };
+  readonly #tunnelOptions: MeshSettings['tunnelOptions'];
   readonly #random: () => number;
   /** Bounds on what peers may announce and ask (docs/security.md). */
   readonly #policy: PeerPolicy;
@@ -157,47 +144,14 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#idleTimeoutMs = nonNegative('idleTimeoutMs', options.idleTimeoutMs, 0);
     this.#keepaliveIntervalMs = options.keepaliveIntervalMs;
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs;
-    const r = options.reconnect ?? {};
-    this.#reconnect = {
-      initialDelayMs: nonNegative(
-        'reconnect.initialDelayMs',
-        r.initialDelayMs,
-        DEFAULT_PEER_RECONNECT_INITIAL_DELAY,
-      ),
-      maxDelayMs: nonNegative('reconnect.maxDelayMs', r.maxDelayMs, DEFAULT_PEER_RECONNECT_MAX_DELAY),
-      factor: Math.max(1, nonNegative('reconnect.factor', r.factor, 2)),
-      jitter: nonNegative('reconnect.jitter', r.jitter, DEFAULT_PEER_RECONNECT_JITTER),
-    };
-    if (this.#reconnect.jitter >= 1) throw new InvalidConfigError('reconnect.jitter', 'must be in [0, 1)');
-    this.#connectTimeoutMs = nonNegative(
-      'connectTimeoutMs',
-      options.connectTimeoutMs,
-      DEFAULT_PEER_CONNECT_TIMEOUT,
-    );
-    this.#tunnelOptions = {
-      ...(options.tunnelWindow !== undefined ? { initialWindow: options.tunnelWindow } : {}),
-      ...(options.tunnelGrantBatch !== undefined ? { grantBatch: options.tunnelGrantBatch } : {}),
-      ...(options.maxTunnelsPerLink !== undefined ? { maxTunnels: options.maxTunnelsPerLink } : {}),
-      ...(options.linkHighWaterMark !== undefined ? { highWaterMark: options.linkHighWaterMark } : {}),
-    };
+    const settings = resolveMeshSettings(options);
+    this.#reconnect = settings.reconnect;
+    this.#connectTimeoutMs = settings.connectTimeoutMs;
+    this.#tunnelOptions = settings.tunnelOptions;
     this.#random = options.random ?? Math.random;
-    this.#announceCoalesceMs = nonNegative(
-      'announceCoalesceMs',
-      options.announceCoalesceMs,
-      DEFAULT_PEER_ANNOUNCE_COALESCE,
-    );
-    this.#initialDialJitterMs = nonNegative(
-      'initialDialJitterMs',
-      options.initialDialJitterMs,
-      DEFAULT_PEER_INITIAL_DIAL_JITTER,
-    );
-    const maxDials = nonNegative(
-      'maxConcurrentDials',
-      options.maxConcurrentDials,
-      DEFAULT_PEER_MAX_CONCURRENT_DIALS,
-    );
-    if (maxDials < 1) throw new InvalidConfigError('maxConcurrentDials', 'must be at least 1');
-    this.#dialLimiter = new DialLimiter(maxDials);
+    this.#announceCoalesceMs = settings.announceCoalesceMs;
+    this.#initialDialJitterMs = settings.initialDialJitterMs;
+    this.#dialLimiter = new DialLimiter(settings.maxConcurrentDials);
     this.#dialers = validatePeerUrls(options.peers ?? []).map(
       (url) => new PeerDialer(url, this.#reconnect, this.#random),
     );

@@ -16,7 +16,10 @@ export type {
   PeerLinkSnapshot,
   PeerMeshEvents,
   PeerMeshOptions,
+  PeerMeshStats,
+  PeerMessageType,
   PeerReconnectOptions,
+  PeerTrafficCounts,
   PeerTrustOptions,
 } from '../mesh.js';
 export { DEFAULT_PEER_PORT, MESH_PATH } from '@nexus-proxy/common';

@@ -1,0 +1,77 @@
+/**
+ * The peer mesh's metrics (docs/mesh.md "Scaling"), read from `nexus.mesh.stats()` at each scrape: peer
+ * messages and bytes by direction and type, announce apply time, routes per peer, dial contexts.
+ */
+import type { Nexus, PeerMeshStats } from '@nexus-proxy/core';
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+const DIRECTIONS = ['in', 'out'] as const;
+
+/** Registers the mesh metrics; `peerLabel` bounds the `peer` label's values. */
+export function registerMeshMetrics(
+  nexus: Nexus,
+  registers: Registry[],
+  peerLabel: (peer: string) => string,
+): void {
+  const stats = (): PeerMeshStats | undefined => nexus.mesh?.stats();
+  const traffic = (field: 'messages' | 'bytes') =>
+    function (this: Counter<'direction' | 'type'>) {
+      const s = stats();
+      this.reset();
+      if (s === undefined) return;
+      for (const direction of DIRECTIONS)
+        for (const [type, counts] of Object.entries(s[direction]))
+          this.inc({ direction, type }, counts[field]);
+    };
+  new Counter({
+    name: 'nexus_peer_messages_total',
+    help: 'Peer link messages (WebSocket messages), by direction and type.',
+    labelNames: ['direction', 'type'],
+    registers,
+    collect: traffic('messages'),
+  });
+  new Counter({
+    name: 'nexus_peer_bytes_total',
+    help: 'Peer link message bytes (WebSocket payload), by direction and type.',
+    labelNames: ['direction', 'type'],
+    registers,
+    collect: traffic('bytes'),
+  });
+  new Counter({
+    name: 'nexus_peer_announces_applied_total',
+    help: 'Peer announces applied to the routing table.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats()?.announcesApplied ?? 0);
+    },
+  });
+  new Counter({
+    name: 'nexus_peer_announce_apply_seconds_total',
+    help: 'Time spent applying peer announces to the routing table, seconds.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc((stats()?.announceApplyMs ?? 0) / 1_000);
+    },
+  });
+  new Gauge({
+    name: 'nexus_peer_link_routes',
+    help: 'Routes learned from each peer (summed over its links).',
+    labelNames: ['peer'],
+    registers,
+    collect() {
+      this.reset();
+      for (const link of stats()?.routesPerLink ?? []) this.inc({ peer: peerLabel(link.peer) }, link.routes);
+    },
+  });
+  new Counter({
+    name: 'nexus_peer_dial_contexts_total',
+    help: 'TLS client contexts built for peer dials (one per trust configuration).',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats()?.dialContextsCreated ?? 0);
+    },
+  });
+}

@@ -1,0 +1,45 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  attachMuxBackend,
+  createTestPki,
+  startNode,
+  type TestNode,
+  waitUntil,
+} from '@nexus-proxy/test-harness';
+import { createNexusMetrics } from '../src/metrics.js';
+
+vi.setConfig({ testTimeout: 30_000 });
+
+const nodes: TestNode[] = [];
+afterEach(async () => {
+  for (const n of nodes.splice(0).reverse()) await n.close();
+});
+
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('mesh metrics', () => {
+  it('exposes peer messages and bytes by type, announce apply time, routes per peer and dial contexts', async () => {
+    const pki = await createTestPki();
+    const a = await startNode({ pki, name: 'a' });
+    nodes.push(a);
+    const b = await startNode({ pki, name: 'b', peers: [a.meshUrl] });
+    nodes.push(b);
+    const metrics = createNexusMetrics(b.nexus, { defaultMetrics: false });
+    await waitUntil(() => b.mesh.linkCount === 1);
+    const backend = await attachMuxBackend(pki, a, ['one.scale.test', 'two.scale.test'], 9);
+    await waitUntil(() => b.routes.peerRoutes().length === 2);
+    const text = await metrics.metrics();
+    expect(sample(text, 'nexus_peer_messages_total{direction="in",type="announce"}')).toBe(2);
+    expect(sample(text, 'nexus_peer_messages_total{direction="out",type="announce"}')).toBe(1);
+    expect(sample(text, 'nexus_peer_bytes_total{direction="in",type="announce"}')).toBeGreaterThan(40);
+    expect(sample(text, 'nexus_peer_announces_applied_total')).toBe(2);
+    expect(sample(text, 'nexus_peer_announce_apply_seconds_total')).toBeGreaterThan(0);
+    expect(sample(text, `nexus_peer_link_routes{peer="${a.meshUrl}"}`)).toBe(2);
+    expect(sample(text, 'nexus_peer_dial_contexts_total')).toBe(1);
+    metrics.close();
+    await backend.close();
+  });
+});
