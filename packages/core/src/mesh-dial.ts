@@ -5,7 +5,11 @@
  * tens of ms of CPU each) nor opens every handshake at once.
  */
 import { createSecureContext, type SecureContext } from 'node:tls';
+import { Backoff, type BackoffSettings } from '@nexus-proxy/common';
+import { WebSocket } from 'ws';
 import type { CertificateAndKey } from './certificates.js';
+import { NexusError, NexusErrorCode } from './errors.js';
+import type { PeerLink } from './peer-link.js';
 
 /** Most peer dials (TCP + TLS + WebSocket handshake) in flight at once: `8`. */
 export const DEFAULT_PEER_MAX_CONCURRENT_DIALS = 8;
@@ -92,4 +96,67 @@ export class DialLimiter {
       if (next !== undefined) this.#start(next);
     });
   }
+}
+
+/** One configured peer URL, dialled until the mesh closes or `setPeers` removes it. */
+export class PeerDialer {
+  readonly url: string;
+  readonly backoff: Backoff;
+  link: PeerLink | undefined;
+  ws: WebSocket | undefined;
+  timer: NodeJS.Timeout | undefined;
+  /** Set when the URL was removed: the dialer never dials again. */
+  stopped = false;
+
+  constructor(url: string, reconnect: BackoffSettings, random: () => number) {
+    this.url = url;
+    this.backoff = new Backoff(reconnect, random);
+  }
+}
+
+/** What `openPeerSocket` reports: exactly one of the two, once. */
+export interface PeerSocketHandlers {
+  /** The WebSocket is open (the dial's slot is released first). */
+  opened(ws: WebSocket): void;
+  /** The dial failed or the peer refused it; `err` says why when known. */
+  failed(err: Error | undefined): void;
+}
+
+/**
+ * Opens one WebSocket to a peer with the shared client context. `release` (the dial limiter's slot) is
+ * called exactly once, when the socket opened or closed; an HTTP answer instead of an upgrade is a
+ * `NEXUS_ERR_PEER` failure.
+ */
+export function openPeerSocket(
+  url: string,
+  options: { secureContext: SecureContext; maxPayload: number; handshakeTimeout: number },
+  release: () => void,
+  handlers: PeerSocketHandlers,
+): WebSocket {
+  const ws = new WebSocket(url, { ...options, perMessageDeflate: false, followRedirects: false });
+  let released = false;
+  const releaseOnce = (): void => {
+    if (released) return;
+    released = true;
+    release();
+  };
+  let lastError: Error | undefined;
+  let opened = false;
+  ws.on('error', (err) => {
+    lastError = err;
+  });
+  ws.once('open', () => {
+    opened = true;
+    releaseOnce();
+    handlers.opened(ws);
+  });
+  ws.once('unexpected-response', (_req, res) => {
+    lastError = new NexusError(NexusErrorCode.Peer, `peer answered HTTP ${res.statusCode}`);
+    ws.terminate();
+  });
+  ws.once('close', () => {
+    releaseOnce();
+    if (!opened) handlers.failed(lastError); // an open link's own close handler reconnects
+  });
+  return ws;
 }

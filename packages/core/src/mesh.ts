@@ -13,16 +13,10 @@ import type { IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { SecureContext, TLSSocket, TlsOptions } from 'node:tls';
-import {
-  Backoff,
-  type BackoffSettings,
-  DEFAULT_PEER_PORT,
-  MESH_PATH,
-  rejectUpgrade,
-} from '@nexus-proxy/common';
+import type { TLSSocket, TlsOptions } from 'node:tls';
+import { type BackoffSettings, DEFAULT_PEER_PORT, MESH_PATH, rejectUpgrade } from '@nexus-proxy/common';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
-import { type ClientOptions, WebSocket, WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { NexusError, NexusErrorCode } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
 import { listenServer } from './listen.js';
@@ -42,7 +36,7 @@ import {
   resolveMeshSettings,
   validatePeerUrls,
 } from './mesh-options.js';
-import { DialContextCache, DialLimiter } from './mesh-dial.js';
+import { DialContextCache, DialLimiter, openPeerSocket, PeerDialer } from './mesh-dial.js';
 import { type PeerMeshStats, PeerTraffic } from './mesh-stats.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
@@ -71,22 +65,6 @@ export type {
   PeerTrustOptions,
 } from './mesh-options.js';
 export type { LocalStreamInit, OpenLocalStream } from './mesh-tunnels.js';
-
-/** One configured peer URL, dialled until the mesh closes or `setPeers` removes it. */
-class PeerDialer {
-  readonly url: string;
-  readonly backoff: Backoff;
-  link: PeerLink | undefined;
-  ws: WebSocket | undefined;
-  timer: NodeJS.Timeout | undefined;
-  /** Set when the URL was removed: the dialer never dials again. */
-  stopped = false;
-
-  constructor(url: string, reconnect: BackoffSettings, random: () => number) {
-    this.url = url;
-    this.backoff = new Backoff(reconnect, random);
-  }
-}
 
 /**
  * The peer mesh of one node. Construct it, then `listen()` (own port) or route `/mesh` upgrades of a
@@ -562,47 +540,33 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   }
 
   #dial(dialer: PeerDialer, release: () => void): void {
-    const options: ClientOptions & { secureContext: SecureContext } = {
+    const options = {
       // One context per trust configuration (the certificate and the CAs), not one per dial.
       secureContext: this.#dialContexts.get(this.#tls.material, this.#auth),
-      perMessageDeflate: false,
       maxPayload: this.#policy.maxMessageBytes,
       handshakeTimeout: this.#connectTimeoutMs,
-      followRedirects: false,
     };
-    const ws = new WebSocket(dialer.url, options);
-    dialer.ws = ws;
-    let lastError: Error | undefined;
-    let opened = false;
-    ws.on('error', (err) => {
-      lastError = err;
-    });
-    ws.once('open', () => {
-      opened = true;
-      release();
-      if (this.#closed || dialer.stopped) {
-        ws.terminate();
-        return;
-      }
-      const link = this.#addLink(ws, 'outbound', dialer.url);
-      dialer.link = link;
-      link.once('close', () => {
-        dialer.link = undefined;
+    dialer.ws = openPeerSocket(dialer.url, options, release, {
+      opened: (ws) => {
+        if (this.#closed || dialer.stopped) {
+          ws.terminate();
+          return;
+        }
+        const link = this.#addLink(ws, 'outbound', dialer.url);
+        dialer.link = link;
+        link.once('close', () => {
+          dialer.link = undefined;
+          dialer.ws = undefined;
+          if (Date.now() - link.openedAt >= BACKOFF_RESET_AFTER_MS) dialer.backoff.reset();
+          this.#scheduleDial(dialer);
+        });
+      },
+      failed: (err) => {
+        if (this.#closed || dialer.stopped) return;
         dialer.ws = undefined;
-        if (Date.now() - link.openedAt >= BACKOFF_RESET_AFTER_MS) dialer.backoff.reset();
+        this.#log.warn({ url: dialer.url, err: err?.message }, 'cannot reach peer');
         this.#scheduleDial(dialer);
-      });
-    });
-    ws.once('unexpected-response', (_req, res) => {
-      lastError = new NexusError(NexusErrorCode.Peer, `peer answered HTTP ${res.statusCode}`);
-      ws.terminate();
-    });
-    ws.once('close', () => {
-      release();
-      if (opened || this.#closed || dialer.stopped) return; // a link's own close handler reconnects
-      dialer.ws = undefined;
-      this.#log.warn({ url: dialer.url, err: lastError?.message }, 'cannot reach peer');
-      this.#scheduleDial(dialer);
+      },
     });
   }
 
