@@ -10,7 +10,13 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
 import { HUB_PATH, rejectUpgrade } from '@nexus-proxy/common';
-import { MAX_BACKEND_MESSAGE, type MuxStream, WS_CLOSE_POLICY_VIOLATION } from '@nexus-proxy/mux-protocol';
+import {
+  DEFAULT_MAX_BUFFERED_BYTES,
+  MAX_BACKEND_MESSAGE,
+  type MuxStream,
+  ReceiveBudget,
+  WS_CLOSE_POLICY_VIOLATION,
+} from '@nexus-proxy/mux-protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import {
   BackendSession,
@@ -84,6 +90,12 @@ export interface BackendHubLimits extends ListenerGuardLimits, HubAdmissionLimit
   maxPendingConnects?: number;
   /** Control messages per second per session before close 1008; `0` = off. Default: `10_000`. */
   maxControlMessagesPerSecond?: number;
+  /**
+   * DATA from backends granted and not yet delivered to end users, across every session of the hub,
+   * bytes: credits are granted only while there is room (`ReceiveBudget` of `@nexus-proxy/mux-protocol`;
+   * each stream may always have 2 frames more). Default: `268_435_456` (256 MiB).
+   */
+  maxBufferedBytes?: number;
 }
 
 /** Hub keepalive, ms; names match `ResolvedKeepalive` of the node config. */
@@ -198,6 +210,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   readonly #pending = new Set<WebSocket>();
   /** Upgrades waiting for their token per address, sessions per address and per token. */
   readonly #admission = new HubAdmission();
+  /** DATA granted to backends and not yet delivered, across every session (`limits.maxBufferedBytes`). */
+  readonly #receiveBudget = new ReceiveBudget(DEFAULT_MAX_BUFFERED_BYTES);
   /** Upgraded sockets, so close() can cut them after the grace period (http no longer tracks them). */
   readonly #sockets = new Set<Duplex>();
   #server: HttpsServer | undefined;
@@ -533,6 +547,8 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     remoteAddress: string | undefined,
   ): BackendSession {
     const { limits, keepalive } = this.#options;
+    // Read live: a reload's budget applies from the next session on (and to every session's next grant).
+    this.#receiveBudget.resize(limits?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
     const session = new BackendSession({
       ws,
       socket,
@@ -545,7 +561,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
         limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
       pingIntervalMs: keepalive?.hubPingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
       deadAfterMs: keepalive?.hubDeadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
-      mux: this.#options.mux,
+      mux: { receiveBudget: this.#receiveBudget, ...this.#options.mux },
       // Not the hub's child: the session sets its own `component` (a second one would repeat the key).
       logger: this.#options.logger,
     });

@@ -4,6 +4,7 @@
 import type { ConnectMessage, ControlMessage } from './control.js';
 import type { MuxProtocolError } from './errors.js';
 import type { StreamFraming } from './framing.js';
+import type { ReceiveBudget } from './receive-budget.js';
 import type { MuxStream } from './stream.js';
 import type { LocalEndBehaviour, ReceiveMetering, SendMetering } from './stream-host.js';
 import type { MuxLogger, MuxTransport } from './transport.js';
@@ -67,6 +68,13 @@ export interface StreamEngineTuning {
    * in ms. Default: `30_000`.
    */
   backlogGraceMs?: number;
+  /**
+   * A budget shared by many sessions (a node's backend sessions): credits are granted only while it has
+   * room, so DATA received and not yet delivered stays under it plus a small per-stream floor
+   * (`ReceiveBudget`, docs/protocol.md §1.5); a stream may then start with less than `initialWindow`.
+   * Default: none (each stream's window alone bounds it).
+   */
+  receiveBudget?: ReceiveBudget;
   /** Logger (pino-compatible). Default: none. */
   logger?: MuxLogger;
   /** Clock for rate limits, in ms. Default: `Date.now`. */

@@ -200,6 +200,7 @@ export class StreamEngine {
       receiveWindow: this.initialWindow,
       grantBatch: this.#grantBatch,
       highWaterMark: this.#streamHighWaterMark,
+      ...(this.#options.receiveBudget !== undefined ? { receiveBudget: this.#options.receiveBudget } : {}),
     });
     this.#streams.set(init.id, stream);
     this.#streamsOpened++;
@@ -207,9 +208,13 @@ export class StreamEngine {
     return stream;
   }
 
-  /** Sends the stream's receive window as a grant (the first message of a stream that meters). */
+  /**
+   * Sends the stream's initial credits as a grant (the first message of a stream that meters): its
+   * receive window, or less under a receive budget.
+   */
   sendInitialGrant(id: string): void {
-    this.sendControl(this.framing.encodeGrant(id, this.initialWindow));
+    const credits = this.#streams.get(id)?.initialCredits ?? this.initialWindow;
+    this.sendControl(this.framing.encodeGrant(id, credits));
   }
 
   /** Answers a stream the peer asked for and this side will not carry: remembers its id, sends its close. */

@@ -116,6 +116,12 @@ export interface ReceiveLedgerOptions {
    * Useful where the sender legitimately sends unmetered before it has seen the first grant.
    */
   slack?: number;
+  /**
+   * Credits granted when the stream opens, in frames (at most `window`); the rest of the window starts
+   * as pending credit, granted back like delivered frames (a shared `ReceiveBudget` may allow less than
+   * the window up front). Default: `window`.
+   */
+  initialGrant?: number;
 }
 
 /**
@@ -131,9 +137,10 @@ export class ReceiveLedger {
   readonly #window: number;
   readonly #batch: number;
   readonly #slack: number;
+  readonly #initialGrant: number;
   #outstanding: number;
   #buffered = 0;
-  #pending = 0;
+  #pending: number;
 
   constructor(options: ReceiveLedgerOptions = {}) {
     const window = options.window ?? DEFAULT_INITIAL_WINDOW;
@@ -143,12 +150,18 @@ export class ReceiveLedger {
     this.#window = window;
     this.#batch = Math.min(batch, window);
     this.#slack = Math.max(0, options.slack ?? 0);
-    this.#outstanding = window;
+    const initial = options.initialGrant ?? window;
+    if (!Number.isInteger(initial) || initial < 1 || initial > window) {
+      throw new RangeError('initialGrant must be an integer in 1..window');
+    }
+    this.#initialGrant = initial;
+    this.#outstanding = initial;
+    this.#pending = window - initial;
   }
 
   /** The credit to announce when the stream opens (`connect.credits` or the first `resume_stream`). */
   get initialGrant(): number {
-    return this.#window;
+    return this.#initialGrant;
   }
 
   /** The window, in frames. */

@@ -83,6 +83,12 @@ export {
   SendWindow,
   type SendWindowOptions,
 } from './flow-window.js';
+export {
+  DEFAULT_MAX_BUFFERED_BYTES,
+  RECEIVE_BUDGET_FLOOR,
+  ReceiveBudget,
+  type ReceiveBudgetShare,
+} from './receive-budget.js';
 
 // Errors
 export {

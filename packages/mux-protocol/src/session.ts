@@ -153,7 +153,6 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       credits: engine.initialWindow,
     };
     if (init.transport !== undefined && init.transport !== 'tcp') connect.transport = init.transport;
-    const message = encodeControlMessage(connect);
     // The hub sends unmetered until the backend's first grant: a v1 backend never grants (§1.5). Once
     // this backend has granted on an earlier stream it is known to grant on every stream, so the wait
     // for this stream's grant is bounded by the window it granted before.
@@ -173,7 +172,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       localEnd: 'keep-open',
       awaitingAnswer: true,
     });
-    engine.sendControl(message);
+    // Under a receive budget the stream may start with less than the window.
+    connect.credits = stream.initialCredits;
+    engine.sendControl(encodeControlMessage(connect));
     return stream;
   }
 

@@ -10,6 +10,7 @@
  */
 import type { ConnectMessage } from './control.js';
 import type { MuxProtocolError } from './errors.js';
+import type { ReceiveBudget } from './receive-budget.js';
 import type { MuxStream } from './stream.js';
 
 /** What a stream needs from its host. Implemented by `StreamEngine`; tests may implement it directly. */
@@ -122,4 +123,9 @@ export interface MuxStreamInit {
   grantBatch: number;
   /** Readable and writable high-water mark of the Duplex, in bytes. */
   highWaterMark: number;
+  /**
+   * The node-wide budget the stream's grants come out of (a hub's backend sessions). Absent: the
+   * window alone bounds what the peer may send. Ignored by an `unmetered` receive side.
+   */
+  receiveBudget?: ReceiveBudget;
 }

@@ -3,6 +3,7 @@ import type { ConnectMessage } from './control.js';
 import { MuxProtocolError } from './errors.js';
 import { ReceiveLedger, SendWindow } from './flow-window.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
+import type { ReceiveBudgetShare } from './receive-budget.js';
 import type { LocalEndBehaviour, MuxStreamInit, ReceiveMetering, StreamHost } from './stream-host.js';
 import { writeStreamId } from './stream-id.js';
 
@@ -69,6 +70,8 @@ export class MuxStream extends Duplex {
   // Receive side.
   #receiveState: ReceiveState;
   readonly #receive: ReceiveLedger;
+  /** This stream's part of the node-wide receive budget, if it has one (closed once nothing is held). */
+  readonly #share: ReceiveBudgetShare | undefined;
   /** `lenient`: what a peer past the allowance means. */
   readonly #overrunCloses: boolean;
   /** `lenient`: frames past the window tolerated before `onOverrun` applies (`0` otherwise). */
@@ -109,11 +112,20 @@ export class MuxStream extends Duplex {
     this.#receiveState = receiving.mode;
     this.#overrunCloses = receiving.mode === 'lenient' && receiving.onOverrun === 'close';
     this.#allowance = receiving.mode === 'lenient' ? receiving.overrunAllowance : 0;
+    const budget = receiving.mode === 'unmetered' ? undefined : init.receiveBudget;
+    this.#share = budget?.share(() => this.#roomReturned());
     this.#receive = new ReceiveLedger({
       window: init.receiveWindow,
       batch: init.grantBatch,
       slack: this.#allowance,
+      // Up front, only what the budget allows (at least its per-stream floor); the rest follows as room returns.
+      initialGrant: this.#share?.afford(0, init.receiveWindow) ?? init.receiveWindow,
     });
+  }
+
+  /** Credits granted to the peer when the stream opened (`connect.credits` or the first grant), in frames. */
+  get initialCredits(): number {
+    return this.#receive.initialGrant;
   }
 
   /** The hostname the stream is for (from the `connect`). */
@@ -378,6 +390,7 @@ export class MuxStream extends Duplex {
     this.#sendDead = true;
     this.#receiveEnded = true;
     this.#releasePastWindow();
+    this.#share?.close();
     this.#host.resumeTransport(this);
     if (!this.#inSend) this.#completeWrite();
     callback(error);
@@ -400,7 +413,11 @@ export class MuxStream extends Duplex {
         this.#overrun();
         return;
       }
-      if (state === 'probing') this.#receiveState = 'unmetered';
+      if (state === 'probing') {
+        // A v1 backend: no credits bound it, pausing the transport does; the budget no longer applies.
+        this.#receiveState = 'unmetered';
+        this.#share?.close();
+      }
     } else if (state === 'lenient' && this.#receive.outstanding < 0) {
       // Within the allowance, but past the window: the host bounds these frames across its streams.
       this.#pastWindow++;
@@ -442,7 +459,15 @@ export class MuxStream extends Duplex {
   #delivered(frames: number): void {
     const state = this.#receiveState;
     if (state === 'unmetered') return;
-    const grant = this.#receive.delivered(frames);
+    const ledger = this.#receive;
+    let grant = ledger.delivered(frames);
+    const share = this.#share;
+    if (share !== undefined) {
+      // Under a budget the peer may hold less than a batch: it must not wait for one (a stall).
+      if (grant === 0 && ledger.outstanding < ledger.batch) grant = ledger.flush();
+      share.settle(ledger.outstanding - grant + ledger.buffered);
+      if (this.#receiveEnded && ledger.buffered === 0) share.close();
+    }
     if (grant === 0) return;
     // Probing: the backend may not meter; grants wait (in the ledger) for its first grant.
     if (state === 'probing') this.#receive.requeue(grant);
@@ -450,11 +475,19 @@ export class MuxStream extends Duplex {
   }
 
   /** Sends a grant taken from the ledger; a grant that cannot be sent goes back to it, never lost. */
-  #sendGrant(frames: number): void {
-    if (frames === 0) return;
+  #sendGrant(wanted: number): void {
+    if (wanted === 0) return;
     if (this.#detached || this.#receiveEnded) {
-      this.#receive.requeue(frames);
+      this.#receive.requeue(wanted);
       return;
+    }
+    let frames = wanted;
+    if (this.#share !== undefined) {
+      // Only what the budget has room for; the rest stays pending until it calls back (#roomReturned).
+      const ledger = this.#receive;
+      frames = this.#share.afford(ledger.outstanding - wanted + ledger.buffered, wanted);
+      if (frames < wanted) ledger.requeue(wanted - frames);
+      if (frames === 0) return;
     }
     this.#host.sendGrant(this, frames);
     if (this.#pastWindow > 0) {
@@ -463,6 +496,13 @@ export class MuxStream extends Duplex {
       this.#host.countPastWindow(this, pastWindow - this.#pastWindow);
       this.#pastWindow = pastWindow;
     }
+  }
+
+  /** The budget has room again: grant what was deferred (a strict or lenient receive side only). */
+  #roomReturned(): void {
+    const state = this.#receiveState;
+    if (state === 'probing' || state === 'unmetered') return;
+    this.#sendGrant(this.#receive.flush());
   }
 
   /** Nothing more is received: the frames past the window no longer count against the host's budget. */
@@ -505,6 +545,8 @@ export class MuxStream extends Duplex {
     if (this.#receiveEnded) return;
     this.#receiveEnded = true;
     this.#releasePastWindow();
+    // What is still buffered keeps its part of the budget until delivered or the stream is destroyed.
+    if (this.#receive.buffered === 0) this.#share?.close();
     // Nothing more arrives for this stream, so it no longer needs the transport paused; what it
     // already buffered stays readable.
     this.#host.resumeTransport(this);

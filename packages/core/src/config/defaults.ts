@@ -49,6 +49,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxListenerConnections: 20_000,
   maxPeerRoutes: 10_000,
   maxPeerMessageBytes: 1_048_576,
+  maxBufferedBytes: 268_435_456,
 });
 
 /** Default keepalive settings (docs/protocol.md §1.6 reference hub values). */

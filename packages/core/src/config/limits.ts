@@ -87,6 +87,11 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     max: 67_108_864,
     help: 'Largest WebSocket message accepted on a peer link, bytes.',
   },
+  maxBufferedBytes: {
+    min: 65_536,
+    max: 1_099_511_627_776,
+    help: 'DATA from backends granted and not yet delivered to end users, node-wide, bytes (each stream may always have 64 KiB more).',
+  },
   clientFinTimeoutMs: {
     min: 0,
     max: 31_536_000_000,

@@ -79,6 +79,11 @@ export interface LimitsInput {
   maxPeerRoutes?: number;
   /** Largest WebSocket message accepted on a peer link, bytes. Default: `1_048_576`. */
   maxPeerMessageBytes?: number;
+  /**
+   * DATA from backends granted and not yet delivered to end users, node-wide, bytes; each stream may
+   * always have 2 frames (64 KiB) more. Default: `268_435_456` (256 MiB).
+   */
+  maxBufferedBytes?: number;
 }
 
 /** Keepalive. All in ms. */
@@ -233,6 +238,7 @@ export interface ResolvedLimits {
   readonly maxListenerConnections: number;
   readonly maxPeerRoutes: number;
   readonly maxPeerMessageBytes: number;
+  readonly maxBufferedBytes: number;
 }
 
 /** Resolved {@link KeepaliveInput}. */
