@@ -90,11 +90,7 @@ export interface BackendHubLimits extends ListenerGuardLimits, HubAdmissionLimit
   maxPendingConnects?: number;
   /** Control messages per second per session before close 1008; `0` = off. Default: `10_000`. */
   maxControlMessagesPerSecond?: number;
-  /**
-   * DATA from backends granted and not yet delivered to end users, across every session of the hub,
-   * bytes: credits are granted only while there is room (`ReceiveBudget` of `@nexus-proxy/mux-protocol`;
-   * each stream may always have 2 frames more). Default: `268_435_456` (256 MiB).
-   */
+  /** DATA granted to backends and not yet delivered, all sessions, bytes (`ReceiveBudget`). Default: 256 MiB. */
   maxBufferedBytes?: number;
 }
 
@@ -547,7 +543,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     remoteAddress: string | undefined,
   ): BackendSession {
     const { limits, keepalive } = this.#options;
-    // Read live: a reload's budget applies from the next session on (and to every session's next grant).
+    // Read live: a reload's budget applies once the next session connects.
     this.#receiveBudget.resize(limits?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
     const session = new BackendSession({
       ws,
