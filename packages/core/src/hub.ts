@@ -39,6 +39,14 @@ import {
 import { addressGroup } from './address-group.js';
 
 export { DEFAULT_MAX_SESSIONS } from './listener-guards.js';
+export type {
+  AuthFailedEvent,
+  BackendConnectedEvent,
+  BackendDisconnectedEvent,
+  BackendHubEvents,
+  BackendRefusedEvent,
+} from './hub-events.js';
+import type { BackendHubEvents } from './hub-events.js';
 import { HubTlsContext } from './hub-tls.js';
 import {
   type AdmissionRefusal,
@@ -134,42 +142,6 @@ export interface BackendHubOptions<L = string> {
   mux?: BackendSessionOptions['mux'];
   /** Logger; a `component: 'hub'` child is used. Default: no-op. */
   logger?: Logger;
-}
-
-/** Payload of `backend-connected`. */
-export interface BackendConnectedEvent {
-  id: string;
-  hostnames: readonly string[];
-  weight: number;
-  remoteAddress: string | undefined;
-}
-
-/** Payload of `backend-disconnected`. */
-export interface BackendDisconnectedEvent {
-  id: string;
-  reason: string;
-  hostnames: readonly string[];
-}
-
-/** Payload of `auth-failed`. */
-export interface AuthFailedEvent {
-  reason: string;
-  remoteAddress: string | undefined;
-}
-
-/** Payload of `backend-refused`: a backend turned away before its WebSocket opened. */
-export interface BackendRefusedEvent {
-  /** Which cap refused the upgrade (HTTP 503); see {@link AdmissionRefusal}. */
-  reason: AdmissionRefusal;
-  remoteAddress: string | undefined;
-}
-
-/** Events of {@link BackendHub}. */
-export interface BackendHubEvents {
-  'backend-connected': [event: BackendConnectedEvent];
-  'backend-disconnected': [event: BackendDisconnectedEvent];
-  'auth-failed': [event: AuthFailedEvent];
-  'backend-refused': [event: BackendRefusedEvent];
 }
 
 /** What an end-user stream needs besides its hostname. */

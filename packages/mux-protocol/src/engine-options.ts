@@ -163,3 +163,8 @@ export function nonNegative(name: string, value: number | undefined, fallback: n
   if (!(value >= 0)) throw new RangeError(`${name} must be ≥ 0`);
   return value;
 }
+
+/** Ids of closed streams remembered so that their late frames are dropped silently. */
+export const RECENTLY_CLOSED_CAPACITY = 4096;
+/** After the first, warnings about ignored messages are logged at most once per this many ms (with a count). */
+export const IGNORED_WARNING_INTERVAL_MS = 10_000;

@@ -20,6 +20,8 @@ import {
   positiveInteger,
   type StreamEngineCounters,
   type StreamEngineOptions,
+  IGNORED_WARNING_INTERVAL_MS,
+  RECENTLY_CLOSED_CAPACITY,
 } from './engine-options.js';
 import { MuxProtocolError } from './errors.js';
 import { DEFAULT_GRANT_BATCH, DEFAULT_INITIAL_WINDOW, MAX_CREDITS } from './flow-window.js';
@@ -30,11 +32,6 @@ import { MuxStream } from './stream.js';
 import type { StreamHost } from './stream-host.js';
 import { streamIdFromBytes } from './stream-id.js';
 import type { MuxLogger, MuxTransport } from './transport.js';
-
-/** Ids of closed streams remembered so that their late frames are dropped silently. */
-const RECENTLY_CLOSED_CAPACITY = 4096;
-/** After the first, warnings about ignored messages are logged at most once per this many ms (with a count). */
-const IGNORED_WARNING_INTERVAL_MS = 10_000;
 
 /** A Buffer view of `bytes` (no copy), so pushed chunks are Buffers. */
 function toBuffer(bytes: Uint8Array): Buffer {
