@@ -87,6 +87,15 @@ function framesOf(wire: Wire, type: string, tunnelId?: string) {
     .filter((f) => f.type === type && (tunnelId === undefined || f.tunnelId === tunnelId));
 }
 
+/** Waits (polling, up to 10 s) until `condition` holds: no fixed sleep before a positive assertion. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
 async function readAll(stream: Duplex): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -104,7 +113,10 @@ describe('TunnelSession', () => {
       isTls: true,
     })!;
     t.write('hello');
-    await new Promise((r) => setTimeout(r, 10));
+    await until(
+      () => requests.length > 0 && framesOf(wires.b, 'tunnel-credits', t.id).length > 0,
+      'request and window',
+    );
     expect(requests[0]).toEqual({
       type: 'tunnel_request',
       client_id: t.id,
@@ -130,8 +142,7 @@ describe('TunnelSession', () => {
     const request = randomBytes(100_000);
     t.end(request); // the end user's request then FIN: nothing is sent for the FIN
     const response = randomBytes(3_000_000);
-    await new Promise((r) => setTimeout(r, 20));
-    expect(dest).toBeDefined();
+    await until(() => dest !== undefined, 'the request');
     const got = Buffer.alloc(request.length);
     let n = 0;
     dest!.on('data', (c: Buffer) => {
@@ -175,7 +186,7 @@ describe('TunnelSession', () => {
     // A first tunnel teaches the origin that this peer meters (its window); until then a new tunnel sends
     // unmetered up to its first 0x15 (§2.4: credits are opt-in).
     const warm = a.open({ connPort: 443, clientIp: '127.0.0.1:9', hostname: 'w.example.com', isTls: true })!;
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => framesOf(wires.b, 'tunnel-credits', warm.id).length > 0, 'the first window');
     warm.destroy();
     accepted.length = 0;
     const stalled = a.open({
@@ -194,17 +205,15 @@ describe('TunnelSession', () => {
     stalled.write(big); // its reader never reads
     const payload = randomBytes(4 * 1024 * 1024);
     moving.end(payload);
-    await new Promise((r) => setTimeout(r, 20));
-    expect(accepted).toHaveLength(2);
+    await until(() => accepted.length === 2, 'both requests');
     const [stalledDest, movingDest] = accepted as [Duplex, Duplex];
     stalledDest.pause();
     const got: Buffer[] = [];
     movingDest.on('data', (c: Buffer) => got.push(c));
-    const deadline = Date.now() + 5_000;
-    while (Buffer.concat(got).length < payload.length && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await until(() => Buffer.concat(got).length >= payload.length, 'the moving tunnel');
     expect(Buffer.concat(got).equals(payload)).toBe(true);
+    // The stalled tunnel has sent its whole window by now (it started first and nothing reads it).
+    await until(() => stalled.sendWindow === 0, 'the stalled window spent');
     // Receiver-side bound: the stalled tunnel got exactly its window, no more.
     const stalledFrames = wires.a.binary.filter(
       (m) =>
@@ -223,7 +232,7 @@ describe('TunnelSession', () => {
       received += c.length;
     });
     stalledDest.resume();
-    while (received < big.length && Date.now() < deadline + 5_000) await new Promise((r) => setTimeout(r, 5));
+    await until(() => received >= big.length, 'the stalled tunnel');
     expect(sink.digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
     const grants = framesOf(wires.b, 'tunnel-credits', stalled.id).slice(before) as unknown as {
       credits: number;
@@ -255,7 +264,7 @@ describe('TunnelSession', () => {
       dest!.write('partial response');
     });
     const t = a.open({ connPort: 443, clientIp: '127.0.0.1:1', hostname: 'x.example.com', isTls: true })!;
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => t.readableLength > 0, 'the partial response');
     const closed = once(a, 'close');
     a.close('link_closed');
     await closed;
@@ -271,7 +280,7 @@ describe('TunnelSession', () => {
       dest = b.accept(req);
     });
     const t = a.open({ connPort: 443, clientIp: '127.0.0.1:1', hostname: 'p.example.com', isTls: true })!;
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => dest !== undefined, 'the request');
     a.receive(encodeTunnelFrame({ type: 'tunnel-pause', tunnelId: t.id }));
     const sentBefore = a.stats().framesSent;
     t.write(Buffer.alloc(100_000));
@@ -280,7 +289,7 @@ describe('TunnelSession', () => {
     a.receive(encodeTunnelFrame({ type: 'tunnel-resume', tunnelId: t.id }));
     const got: Buffer[] = [];
     dest!.on('data', (c: Buffer) => got.push(c));
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => Buffer.concat(got).length >= 100_000, 'the held bytes');
     expect(Buffer.concat(got).length).toBe(100_000);
   });
 
