@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '@nexus-proxy/common';
 import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
+import { attestationClientOptions } from './attestation-config.js';
 import { type BackendClient, createBackendClient } from './backend-client.js';
 import type { BackendClientOptions } from './client-options.js';
 import { loadBackendClientConfig, type ResolvedBackendConfig } from './config.js';
@@ -128,7 +129,10 @@ async function fromBackendConfig(
   if (extraCa !== undefined) ca.push(extraCa);
   return {
     nodes: [...backend.nexusAddresses],
-    token: backend.authToken ?? tokenFromFile(backend.authTokenFile!),
+    // Seed era: the token as written; current era: a token provider and the claims it signs.
+    ...(backend.attestation !== undefined
+      ? attestationClientOptions(backend, backend.attestation)
+      : { token: backend.authToken ?? tokenFromFile(backend.authTokenFile!) }),
     portMappings: backend.portMappings,
     healthChecks: backend.healthChecks,
     ...(ca.length > 0 ? { tls: { ca } } : {}),

@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { type Logger, noopLogger } from '@nexus-proxy/common';
+import type { AttestationContext } from './attestation.js';
+import { type BackendIdentity, resolveAttestation, type TokenProviderOption } from './attestation-options.js';
 import { InvalidOptionsError } from './errors.js';
 import { normalizeNodeAddress } from './node-address.js';
 import type { ResolvedPortMappings } from './port-mappings.js';
@@ -102,8 +104,24 @@ export interface HealthCheckOptions {
 export interface BackendClientOptions {
   /** Hub addresses: `wss://node:8443/connect`, or `node:8443` (see `normalizeNodeAddress`). One session each. */
   nodes: string[];
-  /** The backend JWT, or a provider re-evaluated before every (re)connect (so it can refresh). */
-  token: string | (() => string | Promise<string>);
+  /**
+   * Seed era: the backend JWT, or a function re-evaluated before every (re)connect (so it can refresh).
+   * Exactly one of `token` and `tokenProvider`.
+   */
+  token?: string | (() => string | Promise<string>);
+  /**
+   * Current era (attested handshake, re-authentication): a function issuing each stage's token, or the
+   * options of a built-in provider — `{ command, args, env, timeoutSeconds, cacheHandshakeSeconds }` runs a
+   * program, `{ hmacSecret | hmacSecretFile, tokenTTLSeconds, reauthIntervalSeconds, … }` signs locally.
+   * Needs `backend`. Exactly one of `token` and `tokenProvider`.
+   */
+  tokenProvider?: TokenProviderOption;
+  /** Current era: the backend's name and claims, passed to the token provider. Required with `tokenProvider`. */
+  backend?: BackendIdentity;
+  /** Current era: wait for the hub's `handshake_challenge`, ms. Default: `15_000`. */
+  challengeTimeoutMs?: number;
+  /** Current era: longest wait for one token (a provider function: 30 s; a command: its timeout + 5 s), ms. */
+  tokenTimeoutMs?: number;
   /** TLS settings toward the hubs. */
   tls?: BackendClientTlsOptions;
   /** Where streams go, by relay port and hostname. Used when there is no handler or it returns `undefined`. */
@@ -129,7 +147,10 @@ export interface BackendClientOptions {
 /** {@link BackendClientOptions} after validation and defaults; frozen. */
 export interface ResolvedBackendClientOptions {
   readonly nodes: readonly string[];
-  readonly token: string | (() => string | Promise<string>);
+  /** Seed era's token; `undefined` in the current era. */
+  readonly token: string | (() => string | Promise<string>) | undefined;
+  /** Current era's provider and claims; `undefined` in the seed era. */
+  readonly attestation: AttestationContext | undefined;
   readonly tls: Readonly<BackendClientTlsOptions>;
   readonly portMappings: ResolvedPortMappings | undefined;
   readonly connectHandler: ConnectHandler | undefined;
@@ -176,8 +197,22 @@ export function resolveBackendClientOptions(input: BackendClientOptions): Resolv
     nodes.push(url);
   });
   const token = input.token;
-  if (typeof token === 'string' ? token.trim() === '' : typeof token !== 'function') {
-    throw new InvalidOptionsError('token', 'must be a non-empty string or a function returning one');
+  let attestation: AttestationContext | undefined;
+  if (input.tokenProvider !== undefined) {
+    if (token !== undefined) {
+      throw new InvalidOptionsError('token', 'cannot be combined with tokenProvider: give one of them');
+    }
+    attestation = resolveAttestation({
+      tokenProvider: input.tokenProvider,
+      backend: input.backend,
+      challengeTimeoutMs: input.challengeTimeoutMs,
+      tokenTimeoutMs: input.tokenTimeoutMs,
+    });
+  } else if (typeof token === 'string' ? token.trim() === '' : typeof token !== 'function') {
+    throw new InvalidOptionsError(
+      'token',
+      'must be a non-empty string or a function returning one (or give tokenProvider)',
+    );
   }
   if (input.connectHandler !== undefined && typeof input.connectHandler !== 'function') {
     throw new InvalidOptionsError('connectHandler', 'must be a function');
@@ -238,7 +273,8 @@ export function resolveBackendClientOptions(input: BackendClientOptions): Resolv
 
   return Object.freeze({
     nodes: Object.freeze(nodes),
-    token,
+    token: attestation === undefined ? token : undefined,
+    attestation,
     tls: Object.freeze(tls),
     portMappings: input.portMappings,
     connectHandler: input.connectHandler,

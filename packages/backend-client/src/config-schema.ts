@@ -11,7 +11,7 @@ import {
   convert,
   describeValue,
   flag,
-  ignoredKeys,
+  integer,
   isMapping,
   list,
   mapping,
@@ -25,11 +25,10 @@ import * as v from 'valibot';
 import { InvalidOptionsError } from './errors.js';
 import { normalizeNodeAddress } from './node-address.js';
 
-/** Keys of later reference client versions that this client does not implement (a warning each). */
-export const UNSUPPORTED_BACKEND_KEYS = [
+/** Keys of the current reference client accepted and validated but not acted on yet (a warning each when set). */
+export const NOT_ACTED_ON_BACKEND_KEYS = [
   'tcpPorts',
   'udpRoutes',
-  'attestation',
   'flowControl',
   'socks5ListenAddr',
 ] as const;
@@ -150,6 +149,40 @@ const portMappings = v.pipe(
   v.record(v.pipe(v.string(), v.regex(/^\s*\d{1,5}\s*$/, 'is not a port between 1 and 65535')), portMapping),
 );
 
+const seconds = (help: string) =>
+  optional(integer(0, 31_536_000), `${help} Whole seconds (as in the reference).`);
+const port = integer(1, 65535);
+const ports = (help: string) => optional(list(port), help);
+
+/** The current era's `attestation` block (reference format; docs/backend-client-config.md). */
+export const attestationSchema = mapping({
+  command: optional(text(), 'Program that prints each token (run without a shell). This or an HMAC secret.'),
+  args: optional(list(v.string('must be a string')), 'Arguments of the command.'),
+  env: optional(
+    v.pipe(
+      v.custom<Record<string, unknown>>(isMapping, 'must map variable names to strings'),
+      v.record(
+        v.pipe(v.string(), v.regex(/^[^=\0]+$/, 'is not a variable name')),
+        v.string((i) => `must be a string (got ${describeValue(i.input)})`),
+      ),
+    ),
+    'Extra environment variables for the command.',
+  ),
+  timeoutSeconds: seconds('Kill the command after this long. Default: 15.'),
+  cacheHandshakeSeconds: seconds('Reuse a stage-0 token for up to this long. Default: 0 (never).'),
+  hmacSecret: optional(text(), 'Sign tokens locally with this secret (the node’s backendsJWTSecret).'),
+  hmacSecretFile: optional(text(), 'A file holding the HMAC secret.'),
+  tokenTTLSeconds: seconds('Lifetime of a locally signed token. Default: 30.'),
+  handshakeMaxAgeSeconds: seconds('Claim handshake_max_age_seconds (stage 0).'),
+  reauthIntervalSeconds: seconds('Claim reauth_interval_seconds: the node re-authenticates this often.'),
+  reauthGraceSeconds: seconds('Claim reauth_grace_seconds: the node waits this long for each answer.'),
+  maintenanceGraceCapSeconds: seconds('Claim maintenance_grace_cap_seconds.'),
+  authorizerStatusUri: optional(text(), 'Claim authorizer_status_uri (https).'),
+  policyVersion: optional(text(), 'Claim policy_version.'),
+  outboundAllowed: optional(flag(), 'Claim outbound_allowed. Default: false.'),
+  allowedOutboundPorts: ports('Claim allowed_outbound_ports.'),
+});
+
 const hostnamePattern = convert(
   v.string((i) => `is not a valid hostname or wildcard (got ${JSON.stringify(i.input)})`),
   (h) => {
@@ -184,8 +217,31 @@ export const backendSchema = mapping({
     ),
     '(reference) Hub addresses: wss://host:port/connect, wss://host:port, or host[:port]. One session each.',
   ),
-  authToken: optional(text(), '(reference) The backend JWT. This or authTokenFile is required.'),
-  authTokenFile: optional(text(), 'A file holding the backend JWT, re-read before every (re)connect.'),
+  tcpPorts: ports('(reference) TCP port claims. Accepted and validated; not acted on yet.'),
+  udpRoutes: optional(
+    list(
+      mapping({
+        port: required(port),
+        flowIdleTimeoutSeconds: optional(
+          integer(0, 31_536_000),
+          'Idle flow timeout the node applies, seconds.',
+        ),
+      }),
+    ),
+    '(reference) UDP port claims. Accepted and validated; not acted on yet.',
+  ),
+  authToken: optional(
+    text(),
+    '(reference, seed era) The backend JWT. One of authToken, authTokenFile and attestation is required.',
+  ),
+  authTokenFile: optional(
+    text(),
+    '(seed era) A file holding the backend JWT, re-read before every (re)connect.',
+  ),
+  attestation: optional(
+    attestationSchema,
+    '(reference, current era) How tokens are obtained: a command or an HMAC secret, and the claims to ask for.',
+  ),
   weight: optional(
     v.pipe(v.number('must be an integer'), v.integer('must be an integer')),
     '(reference) Weight for minted tokens; ≤ 0 → 1. Default: 1.',
@@ -200,9 +256,17 @@ export const backendSchema = mapping({
     '(reference) Per-stream health checks.',
   ),
   caFile: optional(text(), 'CA bundle (PEM) to trust for the hubs’ certificates. Default: Node’s roots.'),
-  ...ignoredKeys(
-    UNSUPPORTED_BACKEND_KEYS,
-    'A setting of later reference client versions that this client does not implement; ignored with a warning.',
+  flowControl: optional(
+    mapping({
+      highWaterMark: optional(integer(0, 1_000_000), 'Default: 48.'),
+      lowWaterMark: optional(integer(0, 1_000_000), 'Default: 16.'),
+      maxBuffer: optional(integer(0, 1_000_000), 'Default: 64.'),
+    }),
+    '(reference) Per-stream buffer thresholds in messages (low < high < max). Accepted and validated; not acted on.',
+  ),
+  socks5ListenAddr: optional(
+    text(),
+    '(reference) Local SOCKS5 listener ("host:port") for outbound connections. Accepted and validated; not acted on yet.',
   ),
 });
 

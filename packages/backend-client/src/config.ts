@@ -24,19 +24,18 @@ import {
   locateIssue,
   type Output,
   parseYamlConfig,
-  presentKeys,
   resolveFrom,
   validate,
   type YamlConfigDocument,
 } from '@nexus-proxy/common/config';
-import {
-  backendClientConfigSchema,
-  type backendSchema,
-  detailOf,
-  UNSUPPORTED_BACKEND_KEYS,
-} from './config-schema.js';
+import { type ResolvedAttestationConfig, resolveAttestationConfig } from './attestation-config.js';
+import { resolveBackendIdentity } from './attestation-options.js';
+import { backendClientConfigSchema, type backendSchema, detailOf } from './config-schema.js';
 import { InvalidOptionsError } from './errors.js';
 import { type ResolvedPortMappings, resolvePortMappings } from './port-mappings.js';
+import type { UdpRouteClaim } from './token-provider.js';
+
+export type { ResolvedAttestationConfig } from './attestation-config.js';
 
 export { backendClientConfigJsonSchema, parseDuration } from './config-schema.js';
 
@@ -44,6 +43,8 @@ export { backendClientConfigJsonSchema, parseDuration } from './config-schema.js
 export const DEFAULT_HEALTH_CHECK_INACTIVITY_TIMEOUT_SECONDS = 60;
 /** Health-check wait for `pong_client`, seconds (reference default). */
 export const DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS = 5;
+/** Reference `flowControl` defaults, messages. */
+export const DEFAULT_FLOW_CONTROL = Object.freeze({ highWaterMark: 48, lowWaterMark: 16, maxBuffer: 64 });
 
 /** A duration: a number of seconds (reference) or a Go-style duration string (`"60s"`, `"1m30s"`, `"500ms"`). */
 export type DurationInput = number | string;
@@ -58,10 +59,20 @@ export interface BackendConfigInput {
   hostname?: string;
   /** (reference) Hub addresses: `wss://node:8443/connect` or `node:8443`. At least one. */
   nexusAddresses: string[];
-  /** (reference) The backend JWT. This or `authTokenFile` is required. */
+  /** (reference) TCP port claims (current era). */
+  tcpPorts?: number[];
+  /** (reference) UDP port claims (current era; not served yet). */
+  udpRoutes?: Array<{ port: number; flowIdleTimeoutSeconds?: number }>;
+  /** (reference, seed era) The backend JWT. One of `authToken`, `authTokenFile`, `attestation`. */
   authToken?: string;
-  /** A file holding the backend JWT, re-read before every (re)connect so it can be rotated. */
+  /** (seed era) A file holding the backend JWT, re-read before every (re)connect so it can be rotated. */
   authTokenFile?: string;
+  /** (reference, current era) How tokens are obtained and what they claim. */
+  attestation?: Record<string, unknown>;
+  /** (reference) Accepted and validated; not acted on. */
+  flowControl?: { highWaterMark?: number; lowWaterMark?: number; maxBuffer?: number };
+  /** (reference) Accepted and validated; not acted on yet. */
+  socks5ListenAddr?: string;
   /** (reference) Weight advertised in minted tokens; ≤ 0 → 1. Default: `1`. */
   weight?: number;
   /** (reference) Relay port → local target(s). At least one. */
@@ -84,9 +95,16 @@ export interface ResolvedBackendConfig {
   readonly hostnames: readonly string[];
   /** Normalised hub URLs (`wss://host:port/connect`). */
   readonly nexusAddresses: readonly string[];
+  /** `'seed'` with `authToken`/`authTokenFile`, `'current'` with `attestation`. */
+  readonly era: 'seed' | 'current';
+  /** De-duplicated TCP port claims. */
+  readonly tcpPorts: readonly number[];
+  readonly udpRoutes: readonly Readonly<UdpRouteClaim>[];
   readonly authToken: string | undefined;
   /** Absolute when loaded from a file. */
   readonly authTokenFile: string | undefined;
+  /** The current era's token source and claims. */
+  readonly attestation: ResolvedAttestationConfig | undefined;
   readonly weight: number;
   readonly portMappings: ResolvedPortMappings;
   readonly healthChecks: {
@@ -97,6 +115,14 @@ export interface ResolvedBackendConfig {
     readonly pongTimeoutMs: number;
   };
   readonly caFile: string | undefined;
+  /** Reference thresholds, validated (low < high < max) and kept; this client's flow control is its own. */
+  readonly flowControl: {
+    readonly highWaterMark: number;
+    readonly lowWaterMark: number;
+    readonly maxBuffer: number;
+  };
+  /** Validated and kept; not acted on yet (no local SOCKS5 listener). */
+  readonly socks5ListenAddr: string | undefined;
 }
 
 /** The validated document. Frozen. */
@@ -119,9 +145,6 @@ function resolveBackend(
   baseDir: string | undefined,
   warnings: string[],
 ): ResolvedBackendConfig {
-  for (const key of presentKeys(raw, UNSUPPORTED_BACKEND_KEYS)) {
-    warnings.push(`${at}.${key} is a reference setting this client does not support; it is ignored`);
-  }
   if (b.name === undefined) throw new ConfigIssue(`${at}.name`, 'is required');
   const listed =
     b.hostnames !== undefined && b.hostnames !== null && b.hostnames.length > 0
@@ -137,22 +160,64 @@ function resolveBackend(
   if (authToken !== undefined && tokenFile !== undefined) {
     throw new ConfigIssue(`${at}.authTokenFile`, 'cannot be combined with authToken; set one of them');
   }
-  if (authToken === undefined && tokenFile === undefined) {
-    const why =
-      raw.attestation !== undefined && raw.attestation !== null
-        ? ' (attestation is not supported by this client)'
-        : '';
-    throw new ConfigIssue(`${at}.authToken`, `is required (or authTokenFile)${why}`);
+  const seedKey =
+    authToken !== undefined ? 'authToken' : tokenFile !== undefined ? 'authTokenFile' : undefined;
+  if (seedKey !== undefined && b.attestation !== undefined && b.attestation !== null) {
+    throw new ConfigIssue(
+      `${at}.attestation`,
+      `cannot be combined with ${seedKey}: ${seedKey} speaks the seed era, attestation the current era; set one of them`,
+    );
+  }
+  if (seedKey === undefined && (b.attestation === undefined || b.attestation === null)) {
+    throw new ConfigIssue(
+      `${at}.authToken`,
+      'is required, or authTokenFile (seed era), or attestation (current era: command or hmacSecret)',
+    );
   }
   const weight = b.weight !== undefined && b.weight !== null && b.weight > 0 ? b.weight : 1;
+  const tcpPorts = [...new Set(b.tcpPorts ?? [])];
+  const udpRoutes = (b.udpRoutes ?? []).map((r) =>
+    r.flowIdleTimeoutSeconds === undefined || r.flowIdleTimeoutSeconds === null
+      ? { port: r.port }
+      : { port: r.port, flowIdleTimeoutSeconds: r.flowIdleTimeoutSeconds },
+  );
+  const duplicate = udpRoutes.findIndex((r, i) => udpRoutes.findIndex((o) => o.port === r.port) !== i);
+  if (duplicate >= 0) {
+    throw new ConfigIssue(
+      `${at}.udpRoutes[${duplicate}].port`,
+      `duplicates UDP port ${udpRoutes[duplicate]!.port}`,
+    );
+  }
+  const attestation =
+    b.attestation === undefined || b.attestation === null
+      ? undefined
+      : resolveAttestationConfig(b.attestation, `${at}.attestation`, baseDir, warnings);
+  if (attestation !== undefined) {
+    // What the tokens will claim: refused here rather than by every hub.
+    resolveBackendIdentity({ name: b.name, hostnames, tcpPorts, udpRoutes, weight }, at);
+  } else if (tcpPorts.length > 0 || udpRoutes.length > 0) {
+    warnings.push(
+      `${at}.tcpPorts/udpRoutes are claimed only with attestation (the seed era's token is fixed)`,
+    );
+  }
+  if (udpRoutes.length > 0) warnings.push(`${at}.udpRoutes: UDP flows are not served by this client yet`);
+  if (b.socks5ListenAddr !== undefined && b.socks5ListenAddr !== null) {
+    warnings.push(
+      `${at}.socks5ListenAddr: outbound (SOCKS5) connections are not supported by this client yet; ignored`,
+    );
+  }
   const portMappings = resolvePortMappings(raw.portMappings, `${at}.portMappings`);
   const hc = b.healthChecks ?? {};
   return {
     name: b.name,
     hostnames,
     nexusAddresses,
+    era: attestation === undefined ? 'seed' : 'current',
+    tcpPorts,
+    udpRoutes,
     authToken,
     authTokenFile: resolveFrom(baseDir, tokenFile),
+    attestation,
     weight,
     portMappings,
     healthChecks: {
@@ -161,7 +226,42 @@ function resolveBackend(
       pongTimeoutMs: hc.pongTimeout ?? DEFAULT_HEALTH_CHECK_PONG_TIMEOUT_SECONDS * 1000,
     },
     caFile: resolveFrom(baseDir, b.caFile ?? undefined),
+    flowControl: resolveFlowControl(b.flowControl ?? undefined, `${at}.flowControl`),
+    socks5ListenAddr: resolveSocks5(b.socks5ListenAddr ?? undefined, `${at}.socks5ListenAddr`),
   };
+}
+
+function resolveFlowControl(
+  fc: { highWaterMark?: number | null; lowWaterMark?: number | null; maxBuffer?: number | null } | undefined,
+  at: string,
+): ResolvedBackendConfig['flowControl'] {
+  // As in the reference: 0 or absent means the default; then low < high < max.
+  const highWaterMark = fc?.highWaterMark || DEFAULT_FLOW_CONTROL.highWaterMark;
+  const lowWaterMark = fc?.lowWaterMark || DEFAULT_FLOW_CONTROL.lowWaterMark;
+  const maxBuffer = fc?.maxBuffer || DEFAULT_FLOW_CONTROL.maxBuffer;
+  if (lowWaterMark >= highWaterMark) {
+    throw new ConfigIssue(
+      `${at}.lowWaterMark`,
+      `(${lowWaterMark}) must be less than highWaterMark (${highWaterMark})`,
+    );
+  }
+  if (highWaterMark >= maxBuffer) {
+    throw new ConfigIssue(
+      `${at}.highWaterMark`,
+      `(${highWaterMark}) must be less than maxBuffer (${maxBuffer})`,
+    );
+  }
+  return { highWaterMark, lowWaterMark, maxBuffer };
+}
+
+function resolveSocks5(address: string | undefined, at: string): string | undefined {
+  if (address === undefined) return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
+  const port = m === null ? Number.NaN : Number(m[3]);
+  if (m === null || !(port >= 0 && port <= 65535)) {
+    throw new ConfigIssue(at, `must be "host:port", e.g. "127.0.0.1:1080" (got "${address}")`);
+  }
+  return address;
 }
 
 function resolve(input: unknown, options: ResolveBackendClientConfigOptions): ResolvedBackendClientConfig {

@@ -9,6 +9,7 @@ export type BackendClientErrorCode =
   | 'NEXUS_ERR_DIAL_FAILED'
   | 'NEXUS_ERR_NO_MAPPING'
   | 'NEXUS_ERR_TOKEN'
+  | 'NEXUS_ERR_HANDSHAKE'
   | 'NEXUS_ERR_SESSION';
 
 const kBrand = Symbol.for('nexus-proxy.backend-client.error');
@@ -65,6 +66,53 @@ export class TokenError extends BackendClientError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('NEXUS_ERR_TOKEN', message, options);
     this.name = 'TokenError';
+  }
+}
+
+/** How an attestation command failed. */
+export type TokenCommandFailure = 'spawn' | 'timeout' | 'exit' | 'output';
+
+/**
+ * The attestation command failed: it could not be started (`spawn`), ran past its timeout and was
+ * killed (`timeout`), exited non-zero or by a signal (`exit`), or printed no usable token (`output`,
+ * which includes more output than the client reads). The message names the command and its status.
+ */
+export class TokenCommandError extends TokenError {
+  /** The command as configured (not its arguments: they may carry secrets). */
+  readonly command: string;
+  readonly failure: TokenCommandFailure;
+  /** Exit code, when it exited. */
+  readonly exitCode: number | undefined;
+  /** Signal that ended it, when one did. */
+  readonly signal: string | undefined;
+
+  constructor(
+    command: string,
+    failure: TokenCommandFailure,
+    message: string,
+    options: { cause?: unknown; exitCode?: number | null; signal?: string | null } = {},
+  ) {
+    super(`attestation command ${JSON.stringify(command)} ${message}`, { cause: options.cause });
+    this.name = 'TokenCommandError';
+    this.command = command;
+    this.failure = failure;
+    this.exitCode = options.exitCode ?? undefined;
+    this.signal = options.signal ?? undefined;
+  }
+}
+
+/**
+ * The current era's handshake failed on the hub's side: no `handshake_challenge` in time, a binary
+ * frame instead, a wrong `type`, an empty nonce, or a frame that is not JSON.
+ */
+export class HandshakeError extends BackendClientError {
+  /** The `type` of the challenge at fault, when the frame had one. */
+  readonly challengeType: string | undefined;
+
+  constructor(message: string, challengeType?: string) {
+    super('NEXUS_ERR_HANDSHAKE', message);
+    this.name = 'HandshakeError';
+    this.challengeType = challengeType;
   }
 }
 

@@ -29,6 +29,45 @@ export {
   resolveBackendClientOptions,
   type StreamRequest,
 } from './client-options.js';
+// Current era: token providers, attested handshake
+export {
+  type AttestationContext,
+  type Challenge,
+  DEFAULT_CHALLENGE_TIMEOUT,
+  parseChallenge,
+  type TokenIdentity,
+} from './attestation.js';
+export {
+  type BackendIdentity,
+  DEFAULT_TOKEN_TIMEOUT,
+  resolveBackendIdentity,
+  type TokenProviderOption,
+} from './attestation-options.js';
+export {
+  type CommandTokenProviderOptions,
+  commandEnvironment,
+  createCommandTokenProvider,
+  DEFAULT_COMMAND_TIMEOUT_SECONDS,
+  MAX_COMMAND_OUTPUT,
+  parseCommandOutput,
+} from './command-token-provider.js';
+export {
+  createHmacTokenProvider,
+  DEFAULT_TOKEN_TTL_SECONDS,
+  type HmacTokenProviderOptions,
+  hmacTokenClaims,
+  TOKEN_AUDIENCE,
+  TOKEN_ISSUER,
+} from './hmac-token-provider.js';
+export {
+  type IssuedToken,
+  issueToken,
+  MAX_TOKEN_LENGTH,
+  type TokenProvider,
+  type TokenRequest,
+  type TokenStage,
+  type UdpRouteClaim,
+} from './token-provider.js';
 // Config
 export type {
   BackendClientConfigInput,
@@ -53,9 +92,12 @@ export {
   BackendClientError,
   type BackendClientErrorCode,
   DialError,
+  HandshakeError,
   InvalidOptionsError,
   NoMappingError,
   SessionError,
+  TokenCommandError,
+  type TokenCommandFailure,
   TokenError,
 } from './errors.js';
 // Client: local dialling, logger, hub addresses, events
@@ -69,6 +111,7 @@ export type {
   NodeConnectionEvents,
   NodeConnectionState,
   NodeStats,
+  ReauthEvent,
   SessionEndReason,
   StreamCloseEvent,
   StreamOpenEvent,

@@ -21,11 +21,19 @@ export type SessionEndReason =
   | 'empty-data-flood'
   /** The hub stopped reading what this client sends for longer than the engine's grace period. */
   | 'peer-not-reading'
+  /** Current era: the answer to a `reauth_challenge` could not be issued (or the challenge was unusable). */
+  | 'reauth_failed'
   /** `close()` was called. */
   | 'client_closed';
 
 /** Payload of `'connected'`. */
 export interface ConnectedEvent {
+  node: string;
+  /** `'seed'` (one token) or `'current'` (attested handshake; re-authentication when the hub asks). */
+  era: 'seed' | 'current';
+}
+/** Payload of `'reauth'`: this client answered the hub's re-authentication challenge. */
+export interface ReauthEvent {
   node: string;
 }
 /** Payload of `'disconnected'`. */
@@ -64,6 +72,7 @@ export interface NodeConnectionEvents {
   disconnected: [DisconnectedEvent];
   'stream-open': [StreamOpenEvent];
   'stream-close': [StreamCloseEvent];
+  reauth: [ReauthEvent];
   error: [Error];
 }
 
@@ -85,4 +94,6 @@ export interface NodeStats {
   dialFailures: number;
   bytesIn: number;
   bytesOut: number;
+  /** Re-authentication challenges answered (current era). */
+  reauths: number;
 }

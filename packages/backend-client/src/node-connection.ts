@@ -10,8 +10,16 @@ import {
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
+import { attestedHandshake, issueStage, ReauthResponder } from './attestation.js';
 import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
-import { type BackendClientError, DialError, NoMappingError, SessionError, TokenError } from './errors.js';
+import {
+  type BackendClientError,
+  DialError,
+  HandshakeError,
+  NoMappingError,
+  SessionError,
+  TokenError,
+} from './errors.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
 import { resolveTarget } from './port-mappings.js';
 import type {
@@ -22,6 +30,7 @@ import type {
   StreamOpenEvent,
 } from './node-connection-events.js';
 import { buildProxyHeader } from './proxy-protocol.js';
+import { resolveSeedToken } from './token-provider.js';
 import { StreamRelay } from './stream-relay.js';
 
 export type {
@@ -33,6 +42,7 @@ export type {
   StreamCloseEvent,
   NodeConnectionEvents,
   NodeStats,
+  ReauthEvent,
 } from './node-connection-events.js';
 
 /** WebSocket `bufferedAmount` above which the session holds DATA back, bytes (1 MiB). */
@@ -42,6 +52,14 @@ const TRANSPORT_LOW_WATER_MARK = TRANSPORT_HIGH_WATER_MARK / 2;
 
 /** Grace for the WebSocket closing handshake before the socket is cut, ms. */
 export const CLOSE_HANDSHAKE_TIMEOUT = 2_000;
+
+/** Closes `ws` with `code` and cuts it if the hub does not complete the closing handshake in time. */
+function closeWebSocket(ws: WebSocket, code: number, reason: string): void {
+  if (ws.readyState === WebSocket.CLOSED) return;
+  const cut = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_TIMEOUT);
+  ws.once('close', () => clearTimeout(cut));
+  ws.close(code, reason);
+}
 
 interface StreamEntry {
   readonly stream: MuxStream;
@@ -71,6 +89,12 @@ export class NodeConnection {
   #openedAt = 0;
   #endReason: SessionEndReason | undefined;
   #lastError: Error | undefined;
+  /** Why the current era's handshake failed (reported instead of a generic connect error). */
+  #handshakeError: BackendClientError | undefined;
+  /** The current WebSocket completed its opening handshake. */
+  #opened = false;
+  #reauth: ReauthResponder | undefined;
+  #reauths = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
   readonly #streams = new Map<string, StreamEntry>();
   #closeWaiters: Array<() => void> = [];
@@ -122,6 +146,7 @@ export class NodeConnection {
       dialFailures: this.#dialFailures,
       bytesIn,
       bytesOut,
+      reauths: this.#reauths,
     };
   }
 
@@ -206,9 +231,15 @@ export class NodeConnection {
     this.#state = 'connecting';
     this.#endReason = undefined;
     this.#lastError = undefined;
+    this.#handshakeError = undefined;
+    const attestation = this.#options.attestation;
     let token: string;
     try {
-      token = await this.#resolveToken();
+      // Current era: the stage-0 token first, so a failing provider never holds a connection open.
+      token =
+        attestation === undefined
+          ? await resolveSeedToken(this.#options.token!)
+          : (await issueStage(attestation, 'handshake')).token;
     } catch (err) {
       if (this.#state !== 'connecting') return;
       this.#reportError(err as Error);
@@ -228,11 +259,17 @@ export class NodeConnection {
       ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
     });
     this.#ws = ws;
-    ws.on('open', () => this.#onOpen(ws, token));
+    this.#opened = false;
+    ws.on('open', () => {
+      this.#opened = true;
+      if (attestation === undefined) this.#onOpen(ws, token);
+      else this.#onOpenAttested(ws, token);
+    });
     ws.on('message', (data, isBinary) => {
       this.#keepalive?.markAlive();
       if (this.#session === undefined || this.#ws !== ws) return;
       if (isBinary) this.#session.receive(data as Buffer);
+      else if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
       else this.#log.warn({ length: (data as Buffer).length }, 'ignoring a text message from the hub');
     });
     ws.on('pong', () => this.#keepalive?.markAlive());
@@ -242,25 +279,50 @@ export class NodeConnection {
     ws.once('close', (code, reason) => this.#onClose(ws, code, reason.toString()));
   }
 
-  async #resolveToken(): Promise<string> {
-    const source = this.#options.token;
-    let token: unknown;
-    try {
-      token = typeof source === 'function' ? await source() : source;
-    } catch (err) {
-      throw new TokenError(`token provider failed: ${(err as Error)?.message ?? String(err)}`, {
-        cause: err,
-      });
-    }
-    if (typeof token !== 'string' || token.trim() === '') {
-      throw new TokenError('token provider returned no token');
-    }
-    return token.trim();
-  }
-
   #onOpen(ws: WebSocket, token: string): void {
     // docs/protocol.md §1.2: the JWT is the first message, as text; v1 hubs acknowledge nothing.
     ws.send(token);
+    this.#startSession(ws);
+  }
+
+  /** Current era: stage 0, the challenge, stage 1 (docs/protocol.md §1.2), then the session as in the seed era. */
+  #onOpenAttested(ws: WebSocket, stage0: string): void {
+    const attestation = this.#options.attestation!;
+    attestedHandshake(ws, stage0, attestation).then(
+      () => {
+        if (this.#ws !== ws || this.#state !== 'connecting' || ws.readyState !== WebSocket.OPEN) return;
+        this.#reauth = new ReauthResponder(attestation, {
+          // Straight to the socket, ahead of whatever DATA the session still holds back.
+          send: (answer) => {
+            if (this.#ws === ws && ws.readyState === WebSocket.OPEN) ws.send(answer);
+          },
+          answered: () => {
+            this.#reauths++;
+            this.#log.debug('answered the hub’s re-authentication challenge');
+            this.#emit('reauth', { node: this.node });
+          },
+          fail: (err) => {
+            this.#log.error(
+              { err: err.message, code: err.code },
+              'cannot answer the hub’s re-authentication challenge; ending the session',
+            );
+            this.#emit('error', err);
+            this.#endReason = 'reauth_failed';
+            closeWebSocket(ws, 1011, 'reauth failed');
+          },
+          ignored: (detail) => this.#log.debug({ detail }, 'ignoring a text message from the hub'),
+        });
+        this.#startSession(ws);
+      },
+      (err: BackendClientError) => {
+        if (this.#ws !== ws) return;
+        this.#handshakeError = err;
+        closeWebSocket(ws, err instanceof TokenError ? 1011 : 1002, 'handshake failed');
+      },
+    );
+  }
+
+  #startSession(ws: WebSocket): void {
     // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
     const sender = createWsBinarySender(ws, { onSent: this.#onSent });
     const transport: MuxTransport = {
@@ -324,8 +386,9 @@ export class NodeConnection {
     this.#sessionsOpened++;
     if (this.#state !== 'connecting') return;
     this.#state = 'connected';
-    this.#log.info('connected');
-    this.#emit('connected', { node: this.node });
+    const era = this.#options.attestation === undefined ? 'seed' : 'current';
+    this.#log.info({ era }, 'connected');
+    this.#emit('connected', { node: this.node, era });
   }
 
   // ws has no public 'drain' event; a send callback runs once its frame reached the kernel, which is
@@ -353,6 +416,8 @@ export class NodeConnection {
     const session = this.#session;
     this.#session = undefined;
     this.#ws = undefined;
+    this.#reauth?.stop();
+    this.#reauth = undefined;
     session?.close('session_ended');
     for (const entry of this.#streams.values()) if (!entry.stream.destroyed) entry.stream.destroy();
 
@@ -367,11 +432,19 @@ export class NodeConnection {
       this.#emit('disconnected', { node: this.node, reason, code, message });
     } else if (this.#state === 'connecting') {
       const cause = this.#lastError;
+      const closedHandshake =
+        this.#options.attestation !== undefined && this.#opened
+          ? new HandshakeError(
+              `the hub closed the handshake (${code}${message === '' ? '' : `: ${message}`})`,
+            )
+          : undefined;
       this.#reportError(
-        new SessionError(`cannot connect to ${this.node}: ${cause?.message ?? `closed with ${code}`}`, {
-          cause,
-          closeCode: code,
-        }),
+        this.#handshakeError ??
+          closedHandshake ??
+          new SessionError(`cannot connect to ${this.node}: ${cause?.message ?? `closed with ${code}`}`, {
+            cause,
+            closeCode: code,
+          }),
       );
     }
     if (this.#state === 'connecting' || this.#state === 'connected') this.#scheduleReconnect();

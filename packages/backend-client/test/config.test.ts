@@ -179,13 +179,26 @@ describe('resolveBackendClientConfig', () => {
     });
   });
 
-  it('ignores later reference keys with a warning', () => {
+  it('keeps the reference port claims, flow control and SOCKS5 address, warning where they are not acted on', () => {
     const c = resolveBackendClientConfig({
-      backends: [backend({ tcpPorts: [22], flowControl: { maxBuffer: 64 } })],
+      backends: [
+        backend({
+          tcpPorts: [22, 22, 2222],
+          flowControl: { maxBuffer: 64 },
+          socks5ListenAddr: '127.0.0.1:1080',
+        }),
+      ],
+    });
+    expect(c.backends[0]).toMatchObject({
+      era: 'seed',
+      tcpPorts: [22, 2222],
+      udpRoutes: [],
+      flowControl: { highWaterMark: 48, lowWaterMark: 16, maxBuffer: 64 },
+      socks5ListenAddr: '127.0.0.1:1080',
     });
     expect(c.warnings).toEqual([
-      'backends[0].tcpPorts is a reference setting this client does not support; it is ignored',
-      'backends[0].flowControl is a reference setting this client does not support; it is ignored',
+      "backends[0].tcpPorts/udpRoutes are claimed only with attestation (the seed era's token is fixed)",
+      'backends[0].socks5ListenAddr: outbound (SOCKS5) connections are not supported by this client yet; ignored',
     ]);
   });
 
@@ -214,9 +227,9 @@ describe('resolveBackendClientConfig', () => {
       path: 'backends[0].authToken',
     },
     {
-      name: 'attestation instead of a token',
-      input: { backends: [backend({ authToken: undefined, attestation: { command: 'x' } })] },
-      path: 'backends[0].authToken',
+      name: 'both a token and attestation',
+      input: { backends: [backend({ attestation: { command: 'x' } })] },
+      path: 'backends[0].attestation',
     },
     {
       name: 'both token and token file',

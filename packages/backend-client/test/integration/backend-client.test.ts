@@ -54,7 +54,7 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     const conn = await hub.connection();
     expect(await conn.token).toEqual({ text: TOKEN, binary: false });
     const [event] = await connected;
-    expect(event).toEqual({ node: hub.url });
+    expect(event).toEqual({ node: hub.url, era: 'seed' });
     expect(c.sessions.get(hub.url)).toBeDefined();
     expect(c.stats().connectedNodes).toBe(1);
   });

@@ -1,0 +1,163 @@
+/**
+ * The built-in HMAC token provider (docs/backend-client.md, "Token providers"): signs each stage's JWT
+ * locally with HS256 and the hub's shared secret, with the claims the current reference client puts in
+ * its tokens, in the same order (docs/protocol.md §5.2).
+ */
+import { readFile } from 'node:fs/promises';
+import { SignJWT } from 'jose';
+import { InvalidOptionsError, TokenError } from './errors.js';
+import {
+  cachingHandshake,
+  HandshakeTokenCache,
+  type IssuedToken,
+  type TokenProvider,
+  type TokenRequest,
+} from './token-provider.js';
+
+/** `iss` of current-era tokens. */
+export const TOKEN_ISSUER = 'authorizer';
+/** The audience current-era hubs require in `aud`. */
+export const TOKEN_AUDIENCE = 'nexus';
+/** Default lifetime of a minted token, seconds (reference `tokenTTLSeconds`). */
+export const DEFAULT_TOKEN_TTL_SECONDS = 30;
+
+/** Options of {@link createHmacTokenProvider}; the claim-related keys are the config's `attestation` keys. */
+export interface HmacTokenProviderOptions {
+  /** The hub's `backendsJWTSecret`: the key is the UTF-8 bytes of the trimmed string. This or `hmacSecretFile`. */
+  hmacSecret?: string;
+  /** A file holding the secret (trimmed), read once, at the first token. */
+  hmacSecretFile?: string;
+  /** `exp` = `iat` + this, seconds. Default: 30. */
+  tokenTTLSeconds?: number;
+  /** Stage 0 only: `handshake_max_age_seconds` (the hub then requires `iat` no older than this). */
+  handshakeMaxAgeSeconds?: number;
+  /** `reauth_interval_seconds`: asks the hub to re-authenticate this often. */
+  reauthIntervalSeconds?: number;
+  /** `reauth_grace_seconds`: how long the hub waits for each answer. */
+  reauthGraceSeconds?: number;
+  /** `maintenance_grace_cap_seconds`. */
+  maintenanceGraceCapSeconds?: number;
+  /** `authorizer_status_uri` (https). */
+  authorizerStatusUri?: string;
+  /** `policy_version`. */
+  policyVersion?: string;
+  /** Reuse a stage-0 token for up to this long, seconds (0 = never). */
+  cacheHandshakeSeconds?: number;
+  /** Clock, ms since the epoch (tests and golden vectors). Default: `Date.now`. */
+  now?: () => number;
+}
+
+const positiveInt = (x: number | undefined): number | undefined =>
+  x !== undefined && Number.isInteger(x) && x > 0 ? x : undefined;
+
+/**
+ * The claims of one token, in the reference's order: its backend claims, then `iss`, `sub`, `aud`, `exp`,
+ * `iat`. Empty lists and unset options are left out; `weight` is always there.
+ */
+export function hmacTokenClaims(
+  request: TokenRequest,
+  options: HmacTokenProviderOptions,
+  nowMs: number,
+): Record<string, unknown> {
+  const ttl = positiveInt(options.tokenTTLSeconds) ?? DEFAULT_TOKEN_TTL_SECONDS;
+  const claims: Record<string, unknown> = {};
+  if (request.hostnames.length > 0) claims.hostnames = [...request.hostnames];
+  if (request.tcpPorts.length > 0) claims.tcp_ports = [...request.tcpPorts];
+  if (request.udpRoutes.length > 0) {
+    claims.udp_routes = request.udpRoutes.map((r) =>
+      r.flowIdleTimeoutSeconds === undefined
+        ? { port: r.port }
+        : { port: r.port, flow_idle_timeout_seconds: r.flowIdleTimeoutSeconds },
+    );
+  }
+  claims.weight = request.weight;
+  if (request.stage !== 'handshake') {
+    if (request.sessionNonce !== '') claims.session_nonce = request.sessionNonce;
+  } else {
+    const maxAge = positiveInt(options.handshakeMaxAgeSeconds);
+    if (maxAge !== undefined) claims.handshake_max_age_seconds = maxAge;
+  }
+  const optionalInts: Array<[string, number | undefined]> = [
+    ['reauth_interval_seconds', options.reauthIntervalSeconds],
+    ['reauth_grace_seconds', options.reauthGraceSeconds],
+    ['maintenance_grace_cap_seconds', options.maintenanceGraceCapSeconds],
+  ];
+  for (const [claim, value] of optionalInts) {
+    const n = positiveInt(value);
+    if (n !== undefined) claims[claim] = n;
+  }
+  if (options.authorizerStatusUri) claims.authorizer_status_uri = options.authorizerStatusUri;
+  if (options.policyVersion) claims.policy_version = options.policyVersion;
+  if (request.outboundAllowed) {
+    claims.outbound_allowed = true;
+    if (request.allowedOutboundPorts.length > 0)
+      claims.allowed_outbound_ports = [...request.allowedOutboundPorts];
+  }
+  const iat = Math.floor(nowMs / 1000);
+  claims.iss = TOKEN_ISSUER;
+  claims.sub = request.backendName;
+  claims.aud = [TOKEN_AUDIENCE];
+  claims.exp = Math.floor((nowMs + ttl * 1000) / 1000);
+  claims.iat = iat;
+  return claims;
+}
+
+/** Checks the options (throws {@link InvalidOptionsError} naming `at.key`). */
+function checkOptions(options: HmacTokenProviderOptions, at: string): void {
+  const hasSecret = typeof options.hmacSecret === 'string' && options.hmacSecret.trim() !== '';
+  const hasFile = typeof options.hmacSecretFile === 'string' && options.hmacSecretFile.trim() !== '';
+  if (hasSecret === hasFile) {
+    throw new InvalidOptionsError(`${at}.hmacSecret`, 'or hmacSecretFile is required (exactly one of them)');
+  }
+  for (const key of [
+    'tokenTTLSeconds',
+    'handshakeMaxAgeSeconds',
+    'reauthIntervalSeconds',
+    'reauthGraceSeconds',
+    'maintenanceGraceCapSeconds',
+    'cacheHandshakeSeconds',
+  ] as const) {
+    const value = options[key];
+    if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
+      throw new InvalidOptionsError(`${at}.${key}`, 'must be a non-negative integer (seconds)');
+    }
+  }
+}
+
+/**
+ * A {@link TokenProvider} that signs HS256 tokens with the hub's shared secret. Throws
+ * {@link InvalidOptionsError} for bad options; a secret file that cannot be read fails the first token
+ * with a {@link TokenError} (and is tried again at the next).
+ */
+export function createHmacTokenProvider(
+  options: HmacTokenProviderOptions,
+  at = 'tokenProvider',
+): TokenProvider {
+  checkOptions(options, at);
+  const now = options.now ?? Date.now;
+  let key: Uint8Array | undefined =
+    options.hmacSecret !== undefined && options.hmacSecret.trim() !== ''
+      ? new TextEncoder().encode(options.hmacSecret.trim())
+      : undefined;
+  const loadKey = async (): Promise<Uint8Array> => {
+    if (key !== undefined) return key;
+    const file = options.hmacSecretFile!.trim();
+    let secret: string;
+    try {
+      secret = (await readFile(file, 'utf8')).trim();
+    } catch (err) {
+      throw new TokenError(`cannot read hmacSecretFile ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    if (secret === '') throw new TokenError(`hmacSecretFile ${file} is empty`);
+    key = new TextEncoder().encode(secret);
+    return key;
+  };
+  const sign = async (request: TokenRequest): Promise<IssuedToken> => {
+    const secret = await loadKey();
+    const nowMs = now();
+    const claims = hmacTokenClaims(request, options, nowMs);
+    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(secret);
+    return { token, expiry: new Date((claims.exp as number) * 1000) };
+  };
+  return cachingHandshake(sign, new HandshakeTokenCache((options.cacheHandshakeSeconds ?? 0) * 1000, now));
+}
