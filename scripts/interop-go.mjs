@@ -16,6 +16,14 @@
  *    The reference server speaks HTTP only on relay port 80, so the HTTP check needs port 80 (root); it is
  *    reported as SKIP otherwise. It also binds its relay ports on every interface.
  *
+ * NEXUS_INTEROP_ERA=current runs both halves in the current protocol era (attested handshake and
+ * re-authentication; the default, `seed`, keeps the one-token era): the backend clients get an
+ * `attestation` block (HMAC with the node's secret, `reauthIntervalSeconds` = NEXUS_INTEROP_REAUTH_SECONDS,
+ * default 1) instead of a token; the bulk transfers are paced (NEXUS_INTEROP_PACE_MIBPS, default 25 in
+ * the current era) so that each spans several re-authentication rounds, and where the Nexus backend client
+ * is one side its log must show at least two rounds answered during each transfer and one session
+ * throughout.
+ *
  * Prints a PASS/FAIL/SKIP table; exit code 1 if anything failed. Uses the current dist/ (run
  * `npm run build` first). Logs of every process are kept in the printed work directory on failure (or
  * always with NEXUS_INTEROP_KEEP=1).
@@ -23,7 +31,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { connect as netConnect, createServer as createNetServer } from 'node:net';
@@ -46,6 +54,26 @@ const STALL_MS = 30_000;
 const HOST = 'app.test';
 const SECRET = 'interop-secret-that-is-long-enough-0123456789abcdef';
 const HELLO = 'hello from the local service';
+const ERA = process.env.NEXUS_INTEROP_ERA ?? 'seed';
+const REAUTH_SECONDS = Number(process.env.NEXUS_INTEROP_REAUTH_SECONDS ?? 1);
+/** Pace of the bulk transfers, bytes/s (0 = as fast as they go); the current era paces them so that each
+ * spans several re-authentication rounds. */
+const PACE = Number(process.env.NEXUS_INTEROP_PACE_MIBPS ?? (ERA === 'current' ? 25 : 0)) * 1024 * 1024;
+if (ERA !== 'seed' && ERA !== 'current') {
+  console.error(`NEXUS_INTEROP_ERA must be seed or current (got ${ERA})`);
+  process.exit(2);
+}
+/** How a backend block authenticates: the seed era's token, or the current era's attestation. */
+const credentials = (token) =>
+  ERA === 'seed'
+    ? [`    authToken: "${token}"`]
+    : [
+        '    attestation:',
+        `      hmacSecret: "${SECRET}"`,
+        '      handshakeMaxAgeSeconds: 60',
+        `      reauthIntervalSeconds: ${REAUTH_SECONDS}`,
+        '      reauthGraceSeconds: 10',
+      ];
 
 if (!GO_CLIENT && !GO_SERVER) {
   console.error('set NEXUS_GO_CLIENT_BIN and/or NEXUS_GO_SERVER_BIN (see docs/compatibility.md)');
@@ -191,6 +219,10 @@ function httpRequest(port, path = '/hello') {
   });
 }
 
+/** With PACE set: ms to wait before sending more, `sent` bytes after `startedAt`. */
+const aheadBy = (startedAt, sent) =>
+  PACE > 0 ? Math.max(0, (sent / PACE) * 1000 - (Date.now() - startedAt)) : 0;
+
 const mbps = (bytes, ms) => `${((bytes / MiB / ms) * 1000).toFixed(1)} MiB/s`;
 
 // ───────────────────────────── local services ─────────────────────────────
@@ -210,8 +242,11 @@ function serviceHandler(scheme) {
       const hash = createHash('sha256');
       res.setHeader('content-length', String(total));
       let left = total;
+      const startedAt = Date.now();
       const pump = () => {
         while (left > 0) {
+          const wait = aheadBy(startedAt, total - left);
+          if (wait > 0) return void setTimeout(pump, wait);
           const chunk = randomBytes(Math.min(left, 64 * 1024));
           left -= chunk.length;
           hash.update(chunk);
@@ -260,7 +295,27 @@ async function startServices(serviceCert) {
 
 // ───────────────────────────── the checks of one half ─────────────────────────────
 
-async function endToEnd(half, { tlsPort, httpPort, serviceCa, serviceFingerprint, proc }) {
+/** Current era: re-authentication rounds the Nexus backend client logged as answered between `from` and `to`. */
+function roundsAnswered(logFile, from = 0, to = Number.POSITIVE_INFINITY) {
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .filter(
+      (l) => l.msg === 'answered the hub’s re-authentication challenge' && l.time >= from && l.time <= to,
+    ).length;
+}
+
+/** The detail of a transfer check, with its re-authentication rounds when they are counted (≥ 2 required). */
+function withRounds(detail, reauthLog, from) {
+  if (reauthLog === undefined) return detail;
+  const rounds = roundsAnswered(reauthLog, from, Date.now());
+  if (rounds < 2)
+    throw new Error(`${detail}, but only ${rounds} re-authentication rounds answered during it`);
+  return `${detail}, ${rounds} re-authentication rounds during it`;
+}
+
+async function endToEnd(half, { tlsPort, httpPort, serviceCa, serviceFingerprint, proc, reauthLog }) {
   const mb = `${(TRANSFER_BYTES / MiB).toFixed(0)} MiB`;
   const names = {
     cert: 'TLS certificate is the service’s (end-to-end, not terminated)',
@@ -318,7 +373,11 @@ async function endToEnd(half, { tlsPort, httpPort, serviceCa, serviceFingerprint
     const sent = sentDigests.get(id);
     if (bytes !== TRANSFER_BYTES) throw new Error(`received ${bytes} of ${TRANSFER_BYTES} bytes`);
     if (got !== sent) throw new Error(`SHA-256 differs: sent ${sent}, received ${got}`);
-    return `${bytes} bytes, sha256 ${got.slice(0, 16)}…, ${(ms / 1000).toFixed(1)} s, ${mbps(bytes, ms)}`;
+    return withRounds(
+      `${bytes} bytes, sha256 ${got.slice(0, 16)}…, ${(ms / 1000).toFixed(1)} s, ${mbps(bytes, ms)}`,
+      reauthLog,
+      started,
+    );
   });
   await check(half, names.up, async () => {
     const hash = createHash('sha256');
@@ -331,6 +390,8 @@ async function endToEnd(half, { tlsPort, httpPort, serviceCa, serviceFingerprint
         let left = TRANSFER_BYTES;
         const pump = () => {
           while (left > 0) {
+            const wait = aheadBy(started, TRANSFER_BYTES - left);
+            if (wait > 0) return void setTimeout(pump, wait);
             const chunk = randomBytes(Math.min(left, 64 * 1024));
             left -= chunk.length;
             hash.update(chunk);
@@ -348,8 +409,30 @@ async function endToEnd(half, { tlsPort, httpPort, serviceCa, serviceFingerprint
       throw new Error(`service received ${answer.bytes} of ${TRANSFER_BYTES} bytes`);
     if (answer.sha256 !== sent)
       throw new Error(`SHA-256 differs: sent ${sent}, service got ${answer.sha256}`);
-    return `${answer.bytes} bytes, sha256 ${sent.slice(0, 16)}…, ${(ms / 1000).toFixed(1)} s, ${mbps(answer.bytes, ms)}`;
+    return withRounds(
+      `${answer.bytes} bytes, sha256 ${sent.slice(0, 16)}…, ${(ms / 1000).toFixed(1)} s, ${mbps(answer.bytes, ms)}`,
+      reauthLog,
+      started,
+    );
   });
+}
+
+/** Current era: the Nexus backend client's session stayed up while it answered re-authentication rounds. */
+async function reauthRounds(half, logFile) {
+  await check(
+    half,
+    `re-authentication every ${REAUTH_SECONDS} s answered, one session throughout`,
+    async () => {
+      const lines = readFileSync(logFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{'));
+      const connected = lines.filter((l) => JSON.parse(l).msg === 'connected').length;
+      const answered = roundsAnswered(logFile);
+      if (connected !== 1) throw new Error(`${connected} sessions opened (expected 1); see ${logFile}`);
+      if (answered < 3) throw new Error(`only ${answered} re-authentication rounds answered; see ${logFile}`);
+      return `${answered} rounds answered in all, 1 session`;
+    },
+  );
 }
 
 // ───────────────────────────── main ─────────────────────────────
@@ -370,7 +453,7 @@ const mintToken = () =>
 
 try {
   if (GO_CLIENT) {
-    const half = `Go client (${basename(GO_CLIENT)}) → Nexus node`;
+    const half = `Go client (${basename(GO_CLIENT)}) → Nexus node, ${ERA} era`;
     const hubPort = await freePort();
     const tlsPort = await freePort();
     const httpPort = await freePort();
@@ -396,7 +479,7 @@ try {
         '  - name: "interop"',
         `    hostnames: ["${HOST}"]`,
         `    nexusAddresses: ["wss://127.0.0.1:${hubPort}/connect"]`,
-        `    authToken: "${token}"`,
+        ...credentials(token),
         '    portMappings:',
         `      ${tlsPort}:`,
         `        default: "${services.tlsAddr}"`,
@@ -438,7 +521,7 @@ try {
   }
 
   if (GO_SERVER) {
-    const half = `Nexus backend → Go server (${basename(GO_SERVER)})`;
+    const half = `Nexus backend → Go server (${basename(GO_SERVER)}), ${ERA} era`;
     const hubPort = await freePort();
     const peerPort = await freePort();
     const tlsPort = await freePort();
@@ -467,7 +550,7 @@ try {
         '  - name: "interop"',
         `    hostnames: ["${HOST}"]`,
         `    nexusAddresses: ["wss://127.0.0.1:${hubPort}/connect"]`,
-        `    authToken: "${token}"`,
+        ...credentials(token),
         `    caFile: "${join(work, 'hub-ca.pem')}"`,
         '    portMappings:',
         ...mappings,
@@ -477,7 +560,13 @@ try {
     const server = run('go-server', GO_SERVER, ['-config', join(work, 'go-server.yaml')]);
     try {
       await waitForTcp(hubPort, 15_000);
-      const backend = run('nexus-backend', process.execPath, [BACKEND_CLI, '-c', join(work, 'backend.yaml')]);
+      const backend = run('nexus-backend', process.execPath, [
+        BACKEND_CLI,
+        '-c',
+        join(work, 'backend.yaml'),
+        '--log-level',
+        'debug',
+      ]);
       try {
         await endToEnd(half, {
           tlsPort,
@@ -485,7 +574,9 @@ try {
           serviceCa: serviceCa.certPem,
           serviceFingerprint,
           proc: backend,
+          reauthLog: ERA === 'current' ? backend.logFile : undefined,
         });
+        if (ERA === 'current') await reauthRounds(half, backend.logFile);
       } finally {
         await stop(backend);
       }
