@@ -8,8 +8,8 @@ import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '@nexus-proxy/common';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attestationClientOptions } from '../../src/attestation-config.js';
 import { type BackendClient, createBackendClient } from '../../src/backend-client.js';
@@ -96,26 +96,6 @@ async function echo(stream: MuxStream, payload: Buffer): Promise<Buffer> {
 /** The next `event` of `c` (unlike `events.once`, an 'error' meanwhile does not reject it). */
 function next(c: BackendClient, event: 'disconnected'): Promise<DisconnectedEvent> {
   return new Promise((resolve) => c.once(event, resolve));
-}
-
-/** A logger keeping `[level, msg, fields]`. */
-function recording(): Logger & { lines: Array<[string, string, Record<string, unknown>]> } {
-  const lines: Array<[string, string, Record<string, unknown>]> = [];
-  const make = (bindings: Record<string, unknown>): Logger => {
-    const at = (level: string) => (a: unknown, b?: unknown) => {
-      const fields = typeof a === 'object' && a !== null ? (a as Record<string, unknown>) : {};
-      lines.push([level, typeof a === 'string' ? a : String(b ?? ''), { ...bindings, ...fields }]);
-    };
-    return {
-      trace: at('trace'),
-      debug: at('debug'),
-      info: at('info'),
-      warn: at('warn'),
-      error: at('error'),
-      child: (more: Record<string, unknown>) => make({ ...bindings, ...more }),
-    } as unknown as Logger;
-  };
-  return Object.assign(make({}), { lines });
 }
 
 describe('current era: attested handshake (HMAC provider)', () => {
@@ -249,7 +229,8 @@ describe('current era: re-authentication', () => {
   });
 
   it('ends the session with a clear log line when the reauth token cannot be issued, then reconnects', async () => {
-    const logger = recording();
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
     let failReauth = true;
     const c = client(hub.url, {
       tokenProvider: async (request) => {
@@ -272,9 +253,12 @@ describe('current era: re-authentication', () => {
     expect(await disconnected).toMatchObject({ reason: 'reauth_failed' });
     expect(errors[0]).toBeInstanceOf(TokenError);
     expect(errors[0]!.message).toContain('authorizer unreachable');
-    const line = logger.lines.find(([, msg]) => msg.includes('re-authentication'));
-    expect(line?.[0]).toBe('error');
-    expect(line?.[2]).toMatchObject({ code: 'NEXUS_ERR_TOKEN' });
+    expect(lines.find((l) => String(l.msg).includes('re-authentication'))).toMatchObject({
+      level: 50, // error
+      msg: 'cannot answer the hub’s re-authentication challenge; ending the session',
+      code: 'NEXUS_ERR_TOKEN',
+      component: 'backend-client',
+    });
     failReauth = false;
     const second = await hub.session(1);
     expect((await second.reauth()).sub).toBe('device-7');
