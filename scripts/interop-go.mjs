@@ -20,9 +20,9 @@
  * re-authentication; the default, `seed`, keeps the one-token era): the backend clients get an
  * `attestation` block (HMAC with the node's secret, `reauthIntervalSeconds` = NEXUS_INTEROP_REAUTH_SECONDS,
  * default 1) instead of a token; the bulk transfers are paced (NEXUS_INTEROP_PACE_MIBPS, default 25 in
- * the current era) so that each spans several re-authentication rounds, and where the Nexus backend client
- * is one side its log must show at least two rounds answered during each transfer and one session
- * throughout.
+ * the current era) so that each spans several re-authentication rounds, and the Nexus side's log must show
+ * at least two rounds during each transfer and one session throughout (the Nexus backend client's answers;
+ * the Nexus node's completed rounds, logged at debug level, when the reference client is the backend).
  *
  * Prints a PASS/FAIL/SKIP table; exit code 1 if anything failed. Uses the current dist/ (run
  * `npm run build` first). Logs of every process are kept in the printed work directory on failure (or
@@ -295,21 +295,26 @@ async function startServices(serviceCert) {
 
 // ───────────────────────────── the checks of one half ─────────────────────────────
 
-/** Current era: re-authentication rounds the Nexus backend client logged as answered between `from` and `to`. */
-function roundsAnswered(logFile, from = 0, to = Number.POSITIVE_INFINITY) {
-  return readFileSync(logFile, 'utf8')
+/**
+ * Current era: where the rounds are logged — the Nexus backend client's answers, or the Nexus node's
+ * completed rounds (at debug level) when the reference client is the backend.
+ */
+const CLIENT_ROUNDS = 'answered the hub’s re-authentication challenge';
+const NODE_ROUNDS = 'backend re-authenticated';
+
+/** Lines of a pino JSON log with message `msg`, between `from` and `to` (ms since the epoch). */
+function logged(reauthLog, from = 0, to = Number.POSITIVE_INFINITY) {
+  return readFileSync(reauthLog.file, 'utf8')
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l))
-    .filter(
-      (l) => l.msg === 'answered the hub’s re-authentication challenge' && l.time >= from && l.time <= to,
-    ).length;
+    .filter((l) => l.msg === reauthLog.msg && l.time >= from && l.time <= to).length;
 }
 
 /** The detail of a transfer check, with its re-authentication rounds when they are counted (≥ 2 required). */
 function withRounds(detail, reauthLog, from) {
   if (reauthLog === undefined) return detail;
-  const rounds = roundsAnswered(reauthLog, from, Date.now());
+  const rounds = logged(reauthLog, from, Date.now());
   if (rounds < 2)
     throw new Error(`${detail}, but only ${rounds} re-authentication rounds answered during it`);
   return `${detail}, ${rounds} re-authentication rounds during it`;
@@ -418,19 +423,16 @@ async function endToEnd(half, { tlsPort, httpPort, serviceCa, serviceFingerprint
 }
 
 /** Current era: the Nexus backend client's session stayed up while it answered re-authentication rounds. */
-async function reauthRounds(half, logFile) {
+async function reauthRounds(half, reauthLog, sessionMsg) {
   await check(
     half,
     `re-authentication every ${REAUTH_SECONDS} s answered, one session throughout`,
     async () => {
-      const lines = readFileSync(logFile, 'utf8')
-        .split('\n')
-        .filter((l) => l.startsWith('{'));
-      const connected = lines.filter((l) => JSON.parse(l).msg === 'connected').length;
-      const answered = roundsAnswered(logFile);
-      if (connected !== 1) throw new Error(`${connected} sessions opened (expected 1); see ${logFile}`);
-      if (answered < 3) throw new Error(`only ${answered} re-authentication rounds answered; see ${logFile}`);
-      return `${answered} rounds answered in all, 1 session`;
+      const sessions = logged({ file: reauthLog.file, msg: sessionMsg });
+      const answered = logged(reauthLog);
+      if (sessions !== 1) throw new Error(`${sessions} sessions opened (expected 1); see ${reauthLog.file}`);
+      if (answered < 3) throw new Error(`only ${answered} re-authentication rounds; see ${reauthLog.file}`);
+      return `${answered} rounds in all, 1 session`;
     },
   );
 }
@@ -494,7 +496,7 @@ try {
       '-c',
       join(work, 'node.yaml'),
       '--log-level',
-      'info',
+      ERA === 'current' ? 'debug' : 'info',
       '--log-format',
       'json',
     ]);
@@ -511,7 +513,10 @@ try {
           serviceCa: serviceCa.certPem,
           serviceFingerprint,
           proc: client,
+          reauthLog: ERA === 'current' ? { file: node.logFile, msg: NODE_ROUNDS } : undefined,
         });
+        if (ERA === 'current')
+          await reauthRounds(half, { file: node.logFile, msg: NODE_ROUNDS }, 'backend connected');
       } finally {
         await stop(client);
       }
@@ -574,9 +579,10 @@ try {
           serviceCa: serviceCa.certPem,
           serviceFingerprint,
           proc: backend,
-          reauthLog: ERA === 'current' ? backend.logFile : undefined,
+          reauthLog: ERA === 'current' ? { file: backend.logFile, msg: CLIENT_ROUNDS } : undefined,
         });
-        if (ERA === 'current') await reauthRounds(half, backend.logFile);
+        if (ERA === 'current')
+          await reauthRounds(half, { file: backend.logFile, msg: CLIENT_ROUNDS }, 'connected');
       } finally {
         await stop(backend);
       }
