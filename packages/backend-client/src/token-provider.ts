@@ -96,12 +96,14 @@ function describe(err: unknown): string {
 
 /**
  * The stage-0 token kept for reuse (`cacheHandshakeSeconds`): valid until the earlier of the cache
- * lifetime and the token's own expiry. One token, per provider (a provider serves one backend).
+ * lifetime and the token's own expiry, and only for the same claims (`key`): one token per provider, so a
+ * provider shared by two backends re-issues rather than hand one the other's token.
  */
 export class HandshakeTokenCache {
   readonly #ttlMs: number;
   readonly #now: () => number;
   #token: IssuedToken | undefined;
+  #key = '';
   #until = 0;
 
   constructor(ttlMs: number, now: () => number = Date.now) {
@@ -114,16 +116,16 @@ export class HandshakeTokenCache {
     return this.#ttlMs > 0;
   }
 
-  /** The cached token while it is still fresh. */
-  get(): IssuedToken | undefined {
-    if (this.#token !== undefined && this.#now() < this.#until) return this.#token;
-    this.#token = undefined;
+  /** The cached token for `key` while it is still fresh. */
+  get(key: string): IssuedToken | undefined {
+    if (this.#token !== undefined && this.#key === key && this.#now() < this.#until) return this.#token;
     return undefined;
   }
 
-  /** Keeps `token` for min(lifetime, its expiry). */
-  set(token: IssuedToken): void {
+  /** Keeps `token` (for `key`) for min(lifetime, its expiry). */
+  set(key: string, token: IssuedToken): void {
     if (!this.enabled) return;
+    this.#key = key;
     const now = this.#now();
     const expiry = token.expiry?.getTime() ?? Number.POSITIVE_INFINITY;
     this.#until = Math.min(now + this.#ttlMs, expiry);
@@ -134,22 +136,25 @@ export class HandshakeTokenCache {
 /** `provider` with its stage-0 tokens served from `cache` while fresh (concurrent misses share one call). */
 export function cachingHandshake(provider: TokenProvider, cache: HandshakeTokenCache): TokenProvider {
   if (!cache.enabled) return provider;
-  let pending: Promise<IssuedToken> | undefined;
+  let pending: { key: string; token: Promise<IssuedToken> } | undefined;
   return (request) => {
     if (request.stage !== 'handshake') return provider(request);
-    const cached = cache.get();
+    const key = JSON.stringify({ ...request, sessionNonce: '' });
+    const cached = cache.get(key);
     if (cached !== undefined) return cached;
-    pending ??= issueToken(provider, request).then(
-      (token) => {
-        pending = undefined;
-        cache.set(token);
-        return token;
+    if (pending?.key === key) return pending.token;
+    const token = issueToken(provider, request).then(
+      (issued) => {
+        if (pending?.token === token) pending = undefined;
+        cache.set(key, issued);
+        return issued;
       },
       (err: unknown) => {
-        pending = undefined;
+        if (pending?.token === token) pending = undefined;
         throw err;
       },
     );
-    return pending;
+    pending = { key, token };
+    return token;
   };
 }

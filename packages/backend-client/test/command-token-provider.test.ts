@@ -251,6 +251,14 @@ describe('command token provider: stage-0 cache', () => {
     expect(await runs()).toBe(4);
   });
 
+  it('runs once for concurrent stage-0 requests', async () => {
+    const { run, runs } = await counting('concurrent', JWT);
+    const provider = createCommandTokenProvider({ ...run, cacheHandshakeSeconds: 30 });
+    const tokens = await Promise.all([1, 2, 3].map(() => issueToken(provider, req('handshake'))));
+    expect(tokens.map((t) => t.token)).toEqual([JWT, JWT, JWT]);
+    expect(await runs()).toBe(1);
+  });
+
   it('caches no longer than the token’s own expiry', async () => {
     let now = Date.parse('2026-12-06T12:00:00Z');
     const { run, runs } = await counting(

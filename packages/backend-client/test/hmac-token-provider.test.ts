@@ -207,6 +207,15 @@ describe('HMAC token provider: handshake cache and secrets', () => {
     expect(second.token).not.toBe(first.token);
   });
 
+  it('keeps cached stage-0 tokens to the claims they were issued for', async () => {
+    const provider = createHmacTokenProvider({ hmacSecret: 's', cacheHandshakeSeconds: 60 });
+    const other = { ...BASIC.identity, backendName: 'other', hostnames: ['other.example.com'] };
+    const a = await issueToken(provider, request(BASIC.identity, 'handshake', ''));
+    const b = await issueToken(provider, request(other, 'handshake', ''));
+    expect(decodeJwt(b.token)).toMatchObject({ sub: 'other', hostnames: ['other.example.com'] });
+    expect(decodeJwt(a.token)).toMatchObject({ sub: 'backend', hostnames: ['example.com'] });
+  });
+
   it('signs without a cache by default (each stage-0 token is fresh)', async () => {
     let now = Date.UTC(2026, 0, 1);
     const provider = createHmacTokenProvider({ hmacSecret: 's', now: () => now });
