@@ -31,5 +31,11 @@ export type { HubTlsContextEvents, HubTlsContextOptions, TlsCertificateInfo } fr
 export { certificateInfo, HubTlsContext } from '../hub-tls.js';
 export type { LogFn, Logger, LogLevel } from '../logger.js';
 export { noopLogger } from '../logger.js';
+export type { RemoteVerifier, RemoteVerifierOptions, TokenVerifier } from '../remote-verifier.js';
+export {
+  createRemoteVerifier,
+  DEFAULT_REMOTE_VERIFIER_MAX_RESPONSE_BYTES,
+  DEFAULT_REMOTE_VERIFIER_TIMEOUT_MS,
+} from '../remote-verifier.js';
 export type { WsTransport } from '../ws-transport.js';
 export { createWsTransport } from '../ws-transport.js';
