@@ -237,6 +237,7 @@ export function createNexus(
     timeouts: () => ({
       idleTimeoutMs: current.idleTimeoutMs,
       clientFinTimeoutMs: current.limits.clientFinTimeoutMs,
+      streamEndGraceMs: current.limits.streamEndGraceMs,
     }),
     emit: (event, ...args) => (emitter.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
     log,

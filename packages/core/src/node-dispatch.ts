@@ -106,7 +106,7 @@ export interface NodeDispatchOptions {
   /** The mesh, once it runs. */
   mesh(): PeerMesh | undefined;
   /** Relay timeouts in force, ms. */
-  timeouts(): { idleTimeoutMs: number; clientFinTimeoutMs: number };
+  timeouts(): { idleTimeoutMs: number; clientFinTimeoutMs: number; streamEndGraceMs: number };
   emit<K extends keyof NodeDispatchEvents>(event: K, ...args: NodeDispatchEvents[K]): void;
   /** The node's logger (`component: 'nexus'`). */
   log: Logger;
@@ -174,6 +174,7 @@ export class NodeDispatch {
     const handle = relayMuxStream(socket, opened.stream, {
       idleTimeoutMs: timeouts.idleTimeoutMs,
       clientFinTimeoutMs: timeouts.clientFinTimeoutMs,
+      endGraceMs: timeouts.streamEndGraceMs,
       prelude: sniffed.prelude,
       onClose: (stats: RelayStats) => {
         this.#relays.delete(handle);

@@ -9,6 +9,13 @@ import type { Duplex } from 'node:stream';
 export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
 /** TCP keepalive probe delay on relayed end-user sockets: 60 000 ms. */
 export const RELAYED_SOCKET_KEEPALIVE_MS = 60_000;
+/**
+ * Default grace between the FIN that ends a stream toward the end user and the full close of its socket:
+ * 2 000 ms, like the reference hub's graceful close (docs/protocol.md §1.7).
+ */
+export const DEFAULT_RELAY_END_GRACE_MS = 2_000;
+/** Longest end grace accepted: 60 000 ms. */
+export const MAX_RELAY_END_GRACE_MS = 60_000;
 
 /**
  * Why a relay ended. `completed`: both directions reached EOF. `idle-timeout`: no byte either way for
@@ -51,6 +58,14 @@ export interface RelayOptions {
    * hold the stream forever (HAProxy's `timeout client-fin`). Default: `0`.
    */
   clientFinTimeoutMs?: number;
+  /**
+   * After the stream's EOF has reached the end user as a FIN, keep the socket open this long, ms, reading
+   * and discarding what the end user still sends, before closing it fully; the end user's own FIN closes
+   * it sooner. Request bytes already in flight then meet a socket that reads them instead of a reset
+   * that could cost the end user the response it has not read yet (docs/protocol.md §1.7). `0` closes
+   * as soon as the FIN is written. Capped at 60 000. Default: `2_000`.
+   */
+  endGraceMs?: number;
   /** Bytes to write to the stream before anything read from the socket (the sniffed prelude). */
   prelude?: Uint8Array;
   /**
@@ -92,6 +107,10 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     RELAYED_SOCKET_KEEPALIVE_MS,
   );
   const closeOnStreamEnd = options.closeOnStreamEnd ?? true;
+  const endGraceMs = Math.min(
+    Math.max(0, options.endGraceMs ?? DEFAULT_RELAY_END_GRACE_MS),
+    MAX_RELAY_END_GRACE_MS,
+  );
   const started = Date.now();
   let bytesUp = 0;
   let bytesDown = 0;
@@ -104,6 +123,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   let streamClosed = false;
   let finished = false;
   let idleTimer: NodeJS.Timeout | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
   /** (Re-)arms the idle timer for the limit in force; set below, once the listeners exist. */
   let armIdle = (): void => {};
   let resolveDone!: (stats: RelayStats) => void;
@@ -123,8 +143,21 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     if (!stream.destroyed) stream.destroy();
   };
 
+  // The FIN is written: the end user may still have request bytes in flight. Reading them for a grace
+  // period (or until the end user's own FIN) keeps our close from turning into a reset on its side.
+  const closeAfterGrace = (): void => {
+    if (socket.destroyed || graceTimer !== undefined) return;
+    if (endGraceMs === 0 || socket.readableEnded) {
+      socket.destroy();
+      return;
+    }
+    graceTimer = setTimeout(() => socket.destroy(), endGraceMs);
+    socket.once('end', () => socket.destroy());
+  };
+
   // Ends the end user's side once the stream is gone. After the stream's EOF the bytes still queued for the
-  // end user are flushed and a FIN sent before the socket is released; without an EOF it is an abort.
+  // end user are flushed and a FIN sent, and the socket is released after the end grace; without an EOF it
+  // is an abort.
   const releaseSocket = (): void => {
     if (socket.destroyed) return;
     // Nothing more goes to the stream: keep reading and discard, so the end user's late bytes cannot sit
@@ -136,10 +169,10 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
       return;
     }
     if (socket.writableFinished) {
-      socket.destroy();
+      closeAfterGrace();
       return;
     }
-    socket.once('finish', () => socket.destroy());
+    socket.once('finish', closeAfterGrace);
     if (!socket.writableEnded) socket.end();
   };
 
@@ -148,6 +181,8 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     finished = true;
     if (idleTimer !== undefined) clearTimeout(idleTimer);
     idleTimer = undefined;
+    if (graceTimer !== undefined) clearTimeout(graceTimer);
+    graceTimer = undefined;
     socket.off('data', onSocketData);
     socket.off('end', onSocketEnd);
     socket.off('error', onSocketError);
@@ -319,12 +354,15 @@ function closeGracefully(stream: Duplex): void {
  *   then FIN, docs/protocol.md §1.7, and the stats say why).
  */
 export function relayMuxStream(end: Duplex, stream: Duplex, options: RelayOptions = {}): RelayHandle {
-  if (isMuxStream(end)) {
+  const endIsMux = isMuxStream(end);
+  if (endIsMux) {
     stream.once('end', () => end.disconnect('normal'));
     end.once('end', () => closeGracefully(stream));
   }
   return relayConnection(end, stream, {
     ...options,
+    // A mux stream has no reset to avoid: its `disconnect` already went after the last byte.
+    ...(endIsMux ? { endGraceMs: 0 } : {}),
     onClose: (stats) => {
       const streamReason = (stream as Partial<MuxStreamLike>).closeReason;
       if (stats.reason === 'completed' && streamReason !== undefined && !NORMAL_STREAM_ENDS.has(streamReason))

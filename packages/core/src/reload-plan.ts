@@ -22,6 +22,7 @@ export const LIVE_LIMITS = [
   'maxStreamsPerSession',
   'maxControlMessagesPerSecond',
   'clientFinTimeoutMs',
+  'streamEndGraceMs',
   'maxConcurrentSniffs',
   'maxConnectionsPerIp',
   'maxSessions',

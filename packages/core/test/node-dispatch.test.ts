@@ -108,7 +108,7 @@ describe('NodeDispatch: refusals', () => {
         routes,
         hub: blocks().hub,
         mesh: () => undefined,
-        timeouts: () => ({ idleTimeoutMs: 1_000, clientFinTimeoutMs: 1_000 }),
+        timeouts: () => ({ idleTimeoutMs: 1_000, clientFinTimeoutMs: 1_000, streamEndGraceMs: 0 }),
         emit: (event, ...args) => {
           if (event === 'route-miss') misses.push(args[0] as RouteMissEvent);
         },

@@ -41,6 +41,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxMessageBytes: 32_785,
   maxControlMessagesPerSecond: 10_000,
   clientFinTimeoutMs: 30_000,
+  streamEndGraceMs: 2_000,
   maxPendingAuth: 256,
   maxPendingAuthPerAddress: 16,
   maxSessionsPerAddress: 1_000,

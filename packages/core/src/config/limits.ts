@@ -97,6 +97,11 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     max: 31_536_000_000,
     help: 'After an end user’s FIN, close once no byte moved for this long, ms; 0 = wait for the backend.',
   },
+  streamEndGraceMs: {
+    min: 0,
+    max: 60_000,
+    help: 'After a stream ends from the backend side and the end user got its FIN, close its connection fully this long after (or at its own FIN), ms; 0 = at once.',
+  },
 };
 
 const LIMIT_KEYS = Object.keys(LIMIT_RULES) as (keyof ResolvedLimits)[];

@@ -63,6 +63,13 @@ export interface LimitsInput {
    * (HAProxy's `timeout client-fin`). Default: `30_000`.
    */
   clientFinTimeoutMs?: number;
+  /**
+   * When a stream ends from the backend side (its `disconnect`, or its session ended), the end user gets
+   * every byte, then a FIN, and its connection is closed fully this long after, ms, or sooner at its own
+   * FIN; what it sends meanwhile is read and discarded, so it is not answered with a reset
+   * (docs/protocol.md §1.7). `0` = close at once. Default: `2_000`.
+   */
+  streamEndGraceMs?: number;
   /** Hub upgrades waiting for their token at once (they do not count against maxSessions). Default: `256`. */
   maxPendingAuth?: number;
   /** Hub upgrades waiting for their token from one address (IPv6: /64). Default: `16`. */
@@ -230,6 +237,7 @@ export interface ResolvedLimits {
   readonly maxMessageBytes: number;
   readonly maxControlMessagesPerSecond: number;
   readonly clientFinTimeoutMs: number;
+  readonly streamEndGraceMs: number;
   readonly maxPendingAuth: number;
   readonly maxPendingAuthPerAddress: number;
   readonly maxSessionsPerAddress: number;

@@ -29,7 +29,13 @@ async function service(onConnection: (s: Socket) => void): Promise<number> {
 }
 
 /** End user ⇄ relay ⇄ service, all on loopback. */
-async function relayTo(servicePort: number, idleTimeoutMs = 0, prelude?: Buffer, closeOnStreamEnd?: boolean) {
+async function relayTo(
+  servicePort: number,
+  idleTimeoutMs = 0,
+  prelude?: Buffer,
+  closeOnStreamEnd?: boolean,
+  endGraceMs = 50, // short: relay-end-grace.test.ts covers the grace itself
+) {
   const pair = await socketPair();
   cleanups.push(pair.close);
   const upstream = connect({ host: '127.0.0.1', port: servicePort, allowHalfOpen: true });
@@ -39,6 +45,7 @@ async function relayTo(servicePort: number, idleTimeoutMs = 0, prelude?: Buffer,
     idleTimeoutMs,
     prelude,
     closeOnStreamEnd,
+    endGraceMs,
     onClose: (s) => {
       stats = s;
     },
