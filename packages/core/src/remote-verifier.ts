@@ -14,6 +14,7 @@
  * Every request uses the hub certificate current at that moment (an ACME renewal replaces it), over a
  * connection of its own, at most {@link REMOTE_VERIFIER_MAX_CONCURRENT} at once.
  */
+import type { ClientRequest } from 'node:http';
 import * as https from 'node:https';
 import type { SecureContext } from 'node:tls';
 import type { JWTPayload } from 'jose';
@@ -87,7 +88,7 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
   const ca = options.ca === undefined ? undefined : [...options.ca];
   const trust = { caPem: () => ca };
   const contexts = new DialContextCache();
-  const inFlight = new Set<https.ClientRequest>();
+  const inFlight = new Set<ClientRequest>();
   let agent: { context: SecureContext | undefined; agent: https.Agent } | undefined;
   let closed = false;
 

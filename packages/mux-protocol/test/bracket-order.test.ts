@@ -117,6 +117,7 @@ describe('connect and disconnect bracket their DATA (recording transport)', () =
       conn_port: 443,
       client_ip: '203.0.113.7:1',
       hostname: 'app.example.com',
+      is_tls: true,
       credits: 64,
     });
     expect(remote).toBeDefined();

@@ -6,6 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -29,7 +30,7 @@ interface Seen {
   body: unknown;
 }
 
-type Handler = (body: unknown, req: https.IncomingMessage, res: import('node:http').ServerResponse) => void;
+type Handler = (body: unknown, req: IncomingMessage, res: ServerResponse) => void;
 
 let ca: CertificateAndKey;
 let otherCa: CertificateAndKey;
@@ -64,7 +65,7 @@ function verifier(
   return v;
 }
 
-const json = (res: import('node:http').ServerResponse, status: number, body: unknown): void => {
+const json = (res: ServerResponse, status: number, body: unknown): void => {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(text);
