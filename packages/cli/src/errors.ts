@@ -11,7 +11,11 @@ export type CliErrorCode =
   /** The file to write exists and `--force` was not given. */
   | 'NEXUS_ERR_FILE_EXISTS'
   /** The admin listener could not be reached or gave no usable answer. */
-  | 'NEXUS_ERR_ADMIN_UNREACHABLE';
+  | 'NEXUS_ERR_ADMIN_UNREACHABLE'
+  /** `init`: the hostname has no A/AAAA record pointing at this machine. */
+  | 'NEXUS_ERR_DNS'
+  /** `init`: a system command (`useradd`, `systemctl`) failed. */
+  | 'NEXUS_ERR_COMMAND';
 
 /** An expected failure of a CLI command; the message is printed as it is. */
 export class CliError extends Error {

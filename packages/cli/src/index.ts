@@ -1,5 +1,20 @@
 // Programmatic entry points of the `nexus-proxy` CLI (the binary is `bin/nexus-proxy.js`, which loads `dist/cli.js`).
-export { renderConfigTemplate, writeConfigTemplate } from './init.js';
+export {
+  type ConfigTemplateOptions,
+  DEFAULT_CONFIG_DIR,
+  DEFAULT_NODE_STATE_DIR,
+  renderConfigTemplate,
+  writeConfigTemplate,
+} from './init.js';
+export {
+  checkHostnameDns,
+  checkInitHostname,
+  type InitFlags,
+  type InitOptions,
+  type InitResult,
+  resolveInitOptions,
+  runInit,
+} from './installer.js';
 export { type CliLoggerOptions, createCliLogger, type LogFormat, REDACTED_PATHS } from './logger.js';
 export { createProgram, runCli } from './program.js';
 export { VERSION } from './version.js';

@@ -1,13 +1,41 @@
+/**
+ * The node configuration `nexus-proxy init` writes: a commented file with a generated secret, the hub's
+ * public hostname (ACME), and the ACME cache in the state directory (the one directory the systemd unit
+ * may write). The installer around it (directories, DNS check, systemd) is in `installer.ts`.
+ */
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { CliError } from './errors.js';
 
+/** Directory of the node configuration (`config.yaml`), as the systemd unit and the docs use it. */
+export const DEFAULT_CONFIG_DIR = '/etc/nexus-proxy';
+/** State directory (ACME account and certificates): the unit's `StateDirectory=`, writable under `ProtectSystem=strict`. */
+export const DEFAULT_NODE_STATE_DIR = '/var/lib/nexus-proxy';
+
+/** What {@link renderConfigTemplate} fills in. */
+export interface ConfigTemplateOptions {
+  /** The hub's public DNS name: backends dial it, ACME certifies it. */
+  hostname: string;
+  /** ACME account contact. Default: none. */
+  email?: string;
+  /** Absolute ACME cache directory. Default: `/var/lib/nexus-proxy/acme`. */
+  acmeCacheDir?: string;
+  /** Backend JWT secret. Default: 32 random bytes, hex. */
+  secret?: string;
+}
+
 /** A commented starting configuration with a freshly generated secret. */
-export function renderConfigTemplate(secret: string = randomBytes(32).toString('hex')): string {
-  return `# Nexus Proxy node configuration. Every key is documented in docs/configuration.md.
+export function renderConfigTemplate(options: ConfigTemplateOptions): string {
+  const secret = options.secret ?? randomBytes(32).toString('hex');
+  const cacheDir = options.acmeCacheDir ?? `${DEFAULT_NODE_STATE_DIR}/acme`;
+  const email =
+    options.email === undefined
+      ? '# acmeEmail: ops@your-domain   # ACME account contact (expiry notices)'
+      : `acmeEmail: ${JSON.stringify(options.email)}`;
+  return `# Nexus Proxy node configuration (written by nexus-proxy init). Every key: docs/configuration.md.
 # Reference-format keys (a reference node's config.yaml works unchanged):
 
-# Where backends attach (wss://<host>:8443/connect).
+# Where backends attach (wss://${options.hostname}:8443/connect).
 backendListenAddress: ":8443"
 # Where other nodes of the mesh attach (wss://<host>:8444/mesh).
 peerListenAddress: ":8444"
@@ -15,17 +43,18 @@ peerListenAddress: ":8444"
 relayPorts: [443, 80]
 # Close a relayed connection after this many seconds with no byte in either direction (0 = never).
 idleTimeoutSeconds: 0
-# Shared secret that signs backend tokens (HS256). Mint tokens with: nexus-proxy token -c config.yaml
+# Shared secret that signs backend tokens (HS256). Mint tokens with: nexus-proxy token -c <this file>
 backendsJWTSecret: "${secret}"
 
 # Hub TLS: exactly one of the two modes.
 # 1) Automatic (ACME HTTP-01, Let's Encrypt): the node's public DNS name; port 80 must reach this node.
-hubPublicHostname: "nexus.example.com"
-# acmeCacheDir: acme_certs
-# acmeEmail: ops@example.com
-# 2) Manual certificate files:
-# hubTlsCertFile: /etc/nexus/hub.crt
-# hubTlsKeyFile: /etc/nexus/hub.key
+hubPublicHostname: ${JSON.stringify(options.hostname)}
+${email}
+# Absolute: the state directory is the one place the systemd unit may write.
+acmeCacheDir: ${JSON.stringify(cacheDir)}
+# 2) Manual certificate files instead (remove the three ACME keys above):
+# hubTlsCertFile: ${DEFAULT_CONFIG_DIR}/hub.crt
+# hubTlsKeyFile: ${DEFAULT_CONFIG_DIR}/hub.key
 
 # Mesh: other nodes to dial, and which peer certificates to trust.
 peers: []
@@ -34,10 +63,10 @@ peerAuthentication:
 `;
 }
 
-/** Writes the template to `file`; refuses to overwrite unless `force`. */
-export function writeConfigTemplate(file: string, force = false): void {
+/** Writes the template to `file` (mode 0600); refuses to overwrite unless `force`. */
+export function writeConfigTemplate(file: string, options: ConfigTemplateOptions, force = false): void {
   if (existsSync(file) && !force) {
     throw new CliError('NEXUS_ERR_FILE_EXISTS', `${file} already exists (use --force to overwrite)`);
   }
-  writeFileSync(file, renderConfigTemplate(), { mode: 0o600 });
+  writeFileSync(file, renderConfigTemplate(options), { mode: 0o600 });
 }

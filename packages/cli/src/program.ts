@@ -4,10 +4,9 @@ import { backendClientConfigJsonSchema } from '@nexus-proxy/backend-client';
 import { loadConfig, mintBackendToken, nexusConfigJsonSchema } from '@nexus-proxy/core';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ADMIN_TOKEN_ENV, resolveAdminToken } from './admin.js';
-import { writeConfigTemplate } from './init.js';
+import { addInitCommand } from './installer.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
 import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
-import { DEFAULT_SYSTEMD_UNIT_FILE, writeSystemdUnit } from './systemd.js';
 import { VERSION } from './version.js';
 
 /** Environment variable `nexus-proxy token` reads the secret from (not visible in `ps`, unlike `--secret`). */
@@ -117,23 +116,7 @@ export function createProgram(io: ProgramIo = {}): Command {
       );
     });
 
-  program
-    .command('init')
-    .description('write a commented config.yaml with a generated secret')
-    .option('-o, --output <file>', 'where to write', 'config.yaml')
-    .option('--force', 'overwrite an existing file')
-    .option('--systemd', `write a hardened systemd unit instead (default -o ${DEFAULT_SYSTEMD_UNIT_FILE})`)
-    .action((opts, command: Command) => {
-      if (opts.systemd === true) {
-        const file =
-          command.getOptionValueSource('output') === 'default' ? DEFAULT_SYSTEMD_UNIT_FILE : opts.output;
-        writeSystemdUnit(file, opts.force === true);
-        out(`wrote ${file}`);
-        return;
-      }
-      writeConfigTemplate(opts.output, opts.force === true);
-      out(`wrote ${opts.output}`);
-    });
+  addInitCommand(program, out);
 
   program
     .command('status')

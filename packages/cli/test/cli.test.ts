@@ -14,6 +14,8 @@ import { type RunningNode, serve } from '../src/serve.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const tmp = () => mkdtempSync(join(tmpdir(), 'nexus-cli-'));
+/** `init` flags that keep it in `root` and off the network. */
+const INIT_ARGS = (root: string) => ['--hostname', 'nexus1.cli-test.net', '--skip-dns', '--root', root];
 
 async function run(args: string[]): Promise<string[]> {
   const lines: string[] = [];
@@ -73,7 +75,7 @@ describe('nexus-proxy token', () => {
   it('takes the secret from a config file and sets exp from --ttl', async () => {
     const dir = tmp();
     const file = join(dir, 'config.yaml');
-    await run(['init', '-o', file]);
+    await run(['init', '-o', file, ...INIT_ARGS(dir)]);
     const [token] = await run(['token', '-c', file, '--hostname', 'a.example.com', '--ttl', '60']);
     const secret = (await loadConfig(file)).backendsJWTSecrets[0]!;
     const verified = await verifyBackendToken(token!, { secrets: [secret], requireExp: true });
@@ -92,15 +94,15 @@ describe('nexus-proxy init', () => {
   it('writes a valid commented config with a fresh secret and never overwrites without --force', async () => {
     const dir = tmp();
     const file = join(dir, 'config.yaml');
-    await run(['init', '-o', file]);
+    await run(['init', '-o', file, ...INIT_ARGS(dir)]);
     const first = readFileSync(file, 'utf8');
     expect(first).toMatch(/^# Nexus Proxy node configuration/);
     const config = await loadConfig(file);
     expect(config.backendsJWTSecrets[0]).toMatch(/^[0-9a-f]{64}$/);
     expect(config.tls.mode).toBe('acme');
-    await expect(run(['init', '-o', file])).rejects.toThrow(/already exists/);
+    await expect(run(['init', '-o', file, ...INIT_ARGS(dir)])).rejects.toThrow(/already exists/);
     writeFileSync(file, 'changed');
-    await run(['init', '-o', file, '--force']);
+    await run(['init', '-o', file, '--force', ...INIT_ARGS(dir)]);
     expect(readFileSync(file, 'utf8')).not.toBe('changed');
     expect(readFileSync(file, 'utf8')).not.toBe(first); // a new secret each time
   });
