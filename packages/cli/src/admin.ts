@@ -1,14 +1,19 @@
 /**
  * The admin listener: plain HTTP, off unless configured (`admin` key or `--admin`), on loopback unless an
  * address is given. `GET /metrics` (Prometheus), `/healthz` (liveness), `/readyz` (readiness), `/status`
- * (JSON for `nexus-proxy status`). Nothing else; it can change nothing. With a token, `/metrics` and
- * `/status` require `Authorization: Bearer <token>`; the probes stay open.
+ * (JSON for `nexus-proxy status`), and the live dashboard: `/` (the page), `/events` (its server-sent
+ * events), `POST /login` and `/logout`. It can change nothing. With a token, `/metrics` and `/status`
+ * require `Authorization: Bearer <token>`, the dashboard the same or its session cookie (admin-auth.ts);
+ * the probes stay open.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, noopLogger } from '@nexus-proxy/core';
+import { createAdminAuth } from './admin-auth.js';
+import type { Dashboard } from './dashboard.js';
+import { pageCsp, renderDashboardPage, renderLoginPage } from './dashboard-page.js';
 import type { NexusMetrics } from './metrics.js';
 import type { Readiness, StatusSnapshot } from './status.js';
 import { CliError } from './errors.js';
@@ -34,6 +39,8 @@ export interface AdminServerOptions {
   readiness: () => Readiness;
   /** Answers `/status`. */
   status: () => StatusSnapshot;
+  /** Serves `/` and `/events`; closed with the listener. Default: none (404). */
+  dashboard?: Dashboard;
   /** Logger; a `component: 'admin'` child is used. Default: no-op. */
   logger?: Logger;
 }
@@ -87,14 +94,13 @@ export function resolveAdminToken(sources: AdminTokenSources): string | undefine
   return sources.configToken;
 }
 
-/** Constant-time check of an `Authorization` header against `token` (digests: equal lengths). */
-function authorized(header: string | undefined, token: string): boolean {
-  const match = /^Bearer +(\S+) *$/i.exec(header ?? '');
-  const given = createHash('sha256')
-    .update(match?.[1] ?? '')
-    .digest();
-  const wanted = createHash('sha256').update(token).digest();
-  return timingSafeEqual(given, wanted) && match !== null;
+/** Sends an HTML page with its own CSP nonce. */
+function sendPage(res: ServerResponse, status: number, render: (nonce: string) => string): void {
+  const nonce = randomBytes(16).toString('base64');
+  res.setHeader('content-security-policy', pageCsp(nonce));
+  res.setHeader('x-content-type-options', 'nosniff');
+  res.setHeader('referrer-policy', 'no-referrer');
+  send(res, status, 'text/html; charset=utf-8', render(nonce));
 }
 
 /** Creates the admin listener (nothing listens until `listen()`). */
@@ -102,9 +108,10 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
   const log = (options.logger ?? noopLogger).child({ component: 'admin' });
   const json = (res: ServerResponse, status: number, value: unknown) =>
     send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
-  const { token } = options;
+  const { token, dashboard } = options;
+  const auth = createAdminAuth(token);
   const denied = (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (token === undefined || authorized(req.headers.authorization, token)) return false;
+    if (auth.bearer(req)) return false;
     res.setHeader('www-authenticate', 'Bearer realm="nexus-admin"');
     send(res, 401, 'text/plain; charset=utf-8', 'Unauthorized\n');
     return true;
@@ -112,6 +119,12 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0];
+    if (dashboard !== undefined && path === '/login' && req.method === 'POST') {
+      await auth.login(req, res, (r, status, message) =>
+        sendPage(r, status, (n) => renderLoginPage(n, message)),
+      );
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'text/plain; charset=utf-8', 'Method Not Allowed\n');
@@ -134,9 +147,22 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
         if (denied(req, res)) return;
         json(res, 200, options.status());
         return;
-      default:
-        send(res, 404, 'text/plain; charset=utf-8', 'Not Found\n');
+      case '/':
+        if (dashboard === undefined) break;
+        if (auth.session(req)) sendPage(res, 200, (n) => renderDashboardPage(n, token !== undefined));
+        else sendPage(res, 401, (n) => renderLoginPage(n));
+        return;
+      case '/events':
+        if (dashboard === undefined) break;
+        if (!auth.session(req)) send(res, 401, 'text/plain; charset=utf-8', 'Unauthorized\n');
+        else dashboard.events(req, res);
+        return;
+      case '/logout':
+        if (dashboard === undefined) break;
+        auth.logout(res);
+        return;
     }
+    send(res, 404, 'text/plain; charset=utf-8', 'Not Found\n');
   };
 
   const server: Server = createServer((req, res) => {
@@ -166,6 +192,7 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
       return a !== null && typeof a === 'object' ? a : undefined;
     },
     close() {
+      dashboard?.close();
       if (!server.listening) return Promise.resolve();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());

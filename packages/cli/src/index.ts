@@ -22,6 +22,19 @@ export { EMBEDDED_PORTS, embeddedConfig, type RunningNode, type ServeOptions, se
 export { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
 export { type AdminServer, type AdminServerOptions, createAdminServer } from './admin.js';
 export {
+  createDashboard,
+  type Dashboard,
+  type DashboardOptions,
+  type DashboardStatus,
+  DEFAULT_DASHBOARD_HISTORY_POINTS,
+  DEFAULT_DASHBOARD_MAX_CLIENT_BUFFER,
+  DEFAULT_DASHBOARD_MAX_CLIENTS,
+  DEFAULT_DASHBOARD_MAX_ROWS,
+  DEFAULT_DASHBOARD_PUSH_MS,
+  DEFAULT_DASHBOARD_SAMPLE_MS,
+  type ThroughputSample,
+} from './dashboard.js';
+export {
   createNexusMetrics,
   DEFAULT_MAX_REASON_LABELS,
   DEFAULT_MAX_ROUTE_LABELS,

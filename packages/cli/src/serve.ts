@@ -20,6 +20,7 @@ import {
 } from '@nexus-proxy/core';
 import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import { type AdminServer, createAdminServer, resolveAdminToken } from './admin.js';
+import { createDashboard, type DashboardOptions } from './dashboard.js';
 import { DEMO_HOSTNAME, type Demo, startDemo } from './demo.js';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { createNexusMetrics, type NexusMetrics } from './metrics.js';
@@ -61,6 +62,8 @@ export interface ServeOptions {
   adminTokenFile?: string;
   /** Write JSON log lines here instead of stderr (embedding, tests). */
   logDestination?: DestinationStream;
+  /** Sampling and bounds of the admin listener's dashboard (docs/operations.md). Default: the defaults. */
+  dashboard?: DashboardOptions;
 }
 
 export interface RunningNode {
@@ -141,21 +144,23 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         configToken: config.adminToken.token,
         configTokenFile: config.adminToken.tokenFile,
       });
+      const status = () =>
+        buildStatus({
+          nexus,
+          metrics,
+          readiness,
+          draining: () => phase.draining,
+          version: VERSION,
+          startedAt,
+        });
       admin = createAdminServer({
         host: adminAt.host,
         port: adminAt.port,
         ...(token !== undefined ? { token } : {}),
         metrics,
         readiness,
-        status: () =>
-          buildStatus({
-            nexus,
-            metrics,
-            readiness,
-            draining: () => phase.draining,
-            version: VERSION,
-            startedAt,
-          }),
+        status,
+        dashboard: createDashboard(nexus, status, options.dashboard),
         logger,
       });
       adminAddress = await admin.listen();
