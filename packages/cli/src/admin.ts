@@ -155,6 +155,8 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
       case '/events':
         if (dashboard === undefined) break;
         if (!auth.session(req)) send(res, 401, 'text/plain; charset=utf-8', 'Unauthorized\n');
+        // A HEAD would hold one of the few places open with nothing to read.
+        else if (req.method === 'HEAD') send(res, 200, 'text/event-stream; charset=utf-8', '');
         else dashboard.events(req, res);
         return;
       case '/logout':
