@@ -123,7 +123,6 @@ function render(s) {
   const local = s.routes.filter((r) => r.kind === 'local').length;
   setText('route-count', String(s.routes.length + s.omitted.routes));
   setText('route-split', local + ' local, ' + (s.routes.length - local) + ' via peers');
-  setText('peer-count', String(s.peers.length + s.omitted.peers));
   setText('misses', s.totals.routeMisses + ' route misses, ' + s.totals.sniffFailures + ' sniff failures');
   if (s.certificate) {
     const days = (Date.parse(s.certificate.notAfter) - Date.now()) / 86400000;
@@ -135,7 +134,9 @@ function render(s) {
   }
   fill('backends', s.backends.map((b) => [b.id, b.hostnames.join(', '), String(b.weight), String(b.streams), since(b.connectedAt), claimsText(b.claims)]), 'no backend attached', s.omitted.backends);
   fill('routes', s.routes.map((r) => [r.pattern, r.kind === 'local' ? 'local' : 'via peers', String(r.targets)]), 'no routes', s.omitted.routes);
-  fill('peers', s.peers.map((p) => [p.peer, p.direction, String(p.routes), String(p.tunnels), since(p.openedAt)]), 'no peer links', s.omitted.peers);
+  const down = (s.dialedPeers || []).filter((d) => !d.connected).map((d) => [d.url, 'outbound', '', '', 'not connected (dialling)']);
+  fill('peers', s.peers.map((p) => [p.peer, p.direction, String(p.routes), String(p.tunnels), 'up ' + since(p.openedAt)]).concat(down), 'no peer links', s.omitted.peers);
+  setText('peer-count', s.peers.length + s.omitted.peers + (down.length > 0 ? ' / ' + (s.peers.length + s.omitted.peers + down.length) : ''));
   fill('streams', s.streams.list.map((t) => [t.hostname, t.route, String(t.port), t.tls ? 'tls' : 'http', t.via, age(t.ageSeconds)]), 'no open streams', s.streams.open - s.streams.list.length);
 }
 
@@ -230,7 +231,7 @@ ${table('routes', 'Routes', ['Pattern', 'Via', 'Targets'])}
 </div>
 <div class="grid2">
 ${table('streams', 'Open streams', ['Hostname', 'Route', 'Port', 'Mode', 'Via', 'Age'])}
-${table('peers', 'Peers', ['Peer', 'Direction', 'Routes', 'Tunnels', 'Up'])}
+${table('peers', 'Peers', ['Peer', 'Direction', 'Routes', 'Tunnels', 'State'])}
 </div>
 </main>
 <script nonce="${nonce}">${SCRIPT}</script>

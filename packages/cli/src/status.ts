@@ -65,6 +65,8 @@ export interface StatusSnapshot {
     routes: number;
     tunnels: number;
   }>;
+  /** The peer URLs this node dials, and whether an outbound link to each is open now (absent from older nodes). */
+  dialedPeers?: Array<{ url: string; connected: boolean }>;
   streams: {
     open: number;
     /** The oldest `DEFAULT_STATUS_MAX_STREAMS` open streams. */
@@ -150,6 +152,10 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
       openedAt: new Date(l.openedAt).toISOString(),
       routes: l.routes.length,
       tunnels: l.tunnels.tunnels,
+    })),
+    dialedPeers: (nexus.mesh?.peers ?? []).map((url) => ({
+      url,
+      connected: links.some((l) => l.direction === 'outbound' && l.peer === url),
     })),
     streams: {
       open: open.length,
@@ -238,6 +244,8 @@ export function formatStatus(status: StatusSnapshot, now: number = Date.now()): 
       since(p.openedAt, now),
     ]),
   );
+  const down = (status.dialedPeers ?? []).filter((d) => !d.connected).map((d) => d.url);
+  if (down.length > 0) out.push(`Dialling, not connected: ${down.join(', ')}`);
   section(
     'Streams',
     ['ID', 'HOSTNAME', 'ROUTE', 'PORT', 'MODE', 'VIA', 'AGE'],

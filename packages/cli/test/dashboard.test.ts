@@ -22,6 +22,7 @@ import { type RunningNode, serve } from '../src/serve.js';
 import { backend, createWorkdir, SECRET_A, token, type Workdir, writeNodeConfig } from './_ops-helpers.js';
 
 const ADMIN_TOKEN = 'dashboard-admin-token-0123456789';
+const DOWN_PEER = 'wss://127.0.0.1:9/mesh';
 
 /** The page's DOM, as far as the functions run in the page use it (this package compiles without `dom`). */
 declare const document: {
@@ -96,7 +97,12 @@ describe('the dashboard in headless Chromium', () => {
   beforeAll(async () => {
     work = await createWorkdir();
     node = await serve({
-      config: writeNodeConfig(work, { admin: { address: '127.0.0.1:0', token: ADMIN_TOKEN } }),
+      config: writeNodeConfig(work, {
+        admin: { address: '127.0.0.1:0', token: ADMIN_TOKEN },
+        // A peer that never answers: the page lists it as not connected.
+        peers: [DOWN_PEER],
+        peerAuthentication: { trustedDomainSuffixes: ['mesh.dash.test'] },
+      }),
       handleSignals: false,
       logLevel: 'silent',
       graceMs: 200,
@@ -185,6 +191,9 @@ describe('the dashboard in headless Chromium', () => {
     }
     expect(await page.textContent('#rate-now')).toMatch(/↓ [\d.]+ [kM]?B\/s/);
     expect(await page.textContent('#cert-days')).toMatch(/^\d+ days$/);
+    expect(await page.textContent('#peers')).toContain(`${DOWN_PEER}outbound`);
+    expect(await page.textContent('#peers')).toContain('not connected (dialling)');
+    expect(await page.textContent('#peer-count')).toBe('0 / 1');
 
     const file =
       process.env.NEXUS_DASHBOARD_SCREENSHOT ??

@@ -51,6 +51,10 @@ const SNAPSHOT: StatusSnapshot = {
       tunnels: 0,
     },
   ],
+  dialedPeers: [
+    { url: 'wss://peer.example.net:8444/mesh', connected: true },
+    { url: 'wss://down.example.net:8444/mesh', connected: false },
+  ],
   streams: {
     open: 2,
     list: [
@@ -88,6 +92,7 @@ describe('formatStatus', () => {
     expect(lines[header + 1]).toBe('b1  app.example.com,*.example.org  2       1        1m0s');
     expect(text).toContain('far.example.net  peer   2');
     expect(text).toContain('out-1  wss://peer.example.net:8444/mesh  outbound   1       0        30s');
+    expect(text).toContain('Dialling, not connected: wss://down.example.net:8444/mesh');
     expect(text).toContain('s1  app.example.com  app.example.com  443   tls   local  1m15s');
     expect(text).toContain('… 1 more');
   });
