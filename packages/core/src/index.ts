@@ -33,6 +33,7 @@ export type {
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,
+  ResolvedStun,
   ResolveNexusConfigOptions,
 } from './config.js';
 export {
@@ -89,3 +90,19 @@ export type {
   SniffResult,
 } from './sniff-connection.js';
 export { SniffBudget, sniffConnection } from './sniff-connection.js';
+// STUN
+export type { StunParseResult, StunBindingRequest, StunDropReason } from './stun-message.js';
+export {
+  bindingRequest,
+  bindingSuccess,
+  parseStunRequest,
+  STUN_MAGIC_COOKIE,
+  xorMappedAddress,
+} from './stun-message.js';
+export type {
+  StunRateLimits,
+  StunServerDropReason,
+  StunServerOptions,
+  StunServerStats,
+} from './stun-server.js';
+export { STUN_MAX_REQUEST_BYTES, StunServer } from './stun-server.js';

@@ -41,6 +41,7 @@ import { RoutingTable } from './routing-table.js';
 import { carryOutReload, type Mutable, type NexusReloadResult, type PeerTrustState } from './node-reload.js';
 import { planReload } from './reload-plan.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
+import { StunServer } from './stun-server.js';
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
@@ -95,6 +96,8 @@ export interface NexusAddresses {
   /** The peer listener (`/mesh`), when the mesh accepts peers. */
   peer?: AddressInfo;
   listeners: Array<{ mode: RelayMode; port: number; address: AddressInfo }>;
+  /** The STUN Binding server (UDP), when `stunPort` is set. */
+  stun?: AddressInfo;
 }
 
 /** Options of {@link Nexus.close}. */
@@ -119,6 +122,8 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   readonly mesh: PeerMesh | undefined;
   /** The hub's TLS context, once `listen()` loaded it. */
   readonly tlsContext: HubTlsContext | undefined;
+  /** The STUN Binding server, when `stunPort` is set (`stats()` for its counters). */
+  readonly stun: StunServer | undefined;
   /** Start every listener. Resolves with the bound addresses. */
   listen(): Promise<NexusAddresses>;
   /** Graceful stop: stop accepting, let relayed streams finish (up to `graceMs`), then end backend sessions. */
@@ -230,6 +235,11 @@ export function createNexus(
   const meshWanted = resolved.peerListen !== undefined || resolved.peers.length > 0;
   let closing: Promise<void> | undefined;
   const budget = new SniffBudget(resolved.limits.maxConcurrentSniffs);
+  // Reads the live limits for every datagram, so a reload changes its rates at once.
+  const stun =
+    resolved.stun === undefined
+      ? undefined
+      : new StunServer({ ...resolved.stun, limits: liveLimits, logger: options.logger });
   const dispatcher = new NodeDispatch({
     routes,
     hub,
@@ -324,6 +334,7 @@ export function createNexus(
     tlsContext: { get: () => tlsContext, enumerable: true },
     mesh: { get: () => mesh, enumerable: true },
     activeStreams: { get: () => dispatcher.activeStreams, enumerable: true },
+    stun: { value: stun, enumerable: true },
   });
   // defineProperties, not Object.assign: assign would read the getters once and freeze their values.
   const handle = {
@@ -361,6 +372,7 @@ export function createNexus(
       for (const { config: lc, listener } of listeners) {
         bound.push({ mode: lc.mode, port: lc.port, address: await listener.listen() });
       }
+      const stunAddress = await stun?.listen();
       const context = await loadTls();
       // The hub's own server (the only place one is made), with the context loaded above.
       const hubAddress = await hub.listen(resolved.backendListen.host, resolved.backendListen.port, context);
@@ -410,16 +422,23 @@ export function createNexus(
           peer: peerAddress === undefined ? undefined : `${peerAddress.address}:${peerAddress.port}`,
           hub: `${hubAddress.address}:${hubAddress.port}`,
           listeners: bound.map((b) => `${b.mode}:${b.address.address}:${b.address.port}`),
+          stun: stunAddress === undefined ? undefined : `${stunAddress.address}:${stunAddress.port}`,
         },
         'nexus listening',
       );
-      return { hub: hubAddress, peer: peerAddress, listeners: bound };
+      return {
+        hub: hubAddress,
+        peer: peerAddress,
+        listeners: bound,
+        ...(stunAddress === undefined ? {} : { stun: stunAddress }),
+      };
     },
     close(closeOptions: NexusCloseOptions = {}): Promise<void> {
       closing ??= (async () => {
         const graceMs = closeOptions.graceMs ?? DEFAULT_CLOSE_GRACE_MS;
         // 1. Stop accepting end users (sniffing connections are dropped with reason `shutdown`).
         await Promise.all([
+          stun?.close(),
           ...listeners.map((l) => l.listener.close()),
           ...[...adHoc.values()].map((l) => l.close()),
         ]);

@@ -10,7 +10,8 @@ import type { ResolvedKeepalive, ResolvedLimits, ResolvedNexusConfig } from './c
 
 /**
  * Limits that take effect without a restart: the relay listeners, the sniff budget and the hub read them
- * for each new connection, upgrade, backend session or stream (`maxPendingConnects`). That is all of them.
+ * for each new connection, upgrade, backend session or stream (`maxPendingConnects`), the STUN server for
+ * each datagram.
  */
 export const LIVE_LIMITS = [
   'sniffFirstByteTimeoutMs',
@@ -33,6 +34,8 @@ export const LIVE_LIMITS = [
   'maxPendingAuthPerAddress',
   'maxSessionsPerAddress',
   'maxSessionsPerToken',
+  'stunMaxResponsesPerSecond',
+  'stunMaxResponsesPerAddressPerSecond',
 ] as const satisfies ReadonlyArray<keyof ResolvedLimits>;
 
 /** What the planner needs to know about the node besides its two configurations. */
@@ -169,6 +172,7 @@ export function planReload(
     ['backendListenAddress', before.backendListen, next.backendListen],
     ['peerListenAddress', before.peerListen, next.peerListen],
     ['listeners', before.listeners, next.listeners],
+    ['stunPort', before.stun, next.stun],
   ];
   for (const [setting, a, b] of fixed) if (changed(a, b)) actions.push({ kind: 'restart', setting });
   return actions;

@@ -108,6 +108,22 @@ describe('planReload', () => {
       { ownsFileTls: false },
       [{ kind: 'restart', setting: 'tls' }, trust()],
     ],
+    [
+      'the STUN port: a restart; its answer rates: live',
+      { stunPort: 3478, limits: { stunMaxResponsesPerSecond: 100 } },
+      {},
+      [
+        trust(),
+        certificate,
+        {
+          kind: 'set-limit',
+          setting: 'limits.stunMaxResponsesPerSecond',
+          key: 'stunMaxResponsesPerSecond',
+          value: 100,
+        },
+        { kind: 'restart', setting: 'stunPort' },
+      ],
+    ],
     ['before listen(): nothing to re-read', {}, { tlsLoaded: false, meshRunning: false }, []],
   ])('%s', (_name, extra, context, expected) => {
     expect(planReload(config(), config(extra), { ...running, ...context })).toEqual(expected);

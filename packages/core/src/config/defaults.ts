@@ -51,6 +51,8 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxPeerRoutes: 10_000,
   maxPeerMessageBytes: 1_048_576,
   maxBufferedBytes: 268_435_456,
+  stunMaxResponsesPerSecond: 10_000,
+  stunMaxResponsesPerAddressPerSecond: 50,
 });
 
 /** Default keepalive settings (docs/protocol.md §1.6 reference hub values). */

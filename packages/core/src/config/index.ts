@@ -23,5 +23,6 @@ export type {
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,
+  ResolvedStun,
   ResolveNexusConfigOptions,
 } from './types.js';

@@ -102,6 +102,16 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     max: 60_000,
     help: 'After a stream ends from the backend side and the end user got its FIN, close its connection fully this long after (or at its own FIN), ms; 0 = at once.',
   },
+  stunMaxResponsesPerSecond: {
+    min: 1,
+    max: 10_000_000,
+    help: 'STUN answers per second, node-wide; requests past it are dropped.',
+  },
+  stunMaxResponsesPerAddressPerSecond: {
+    min: 1,
+    max: 10_000_000,
+    help: 'STUN answers per second to one address (IPv6: one /64); requests past it are dropped.',
+  },
 };
 
 const LIMIT_KEYS = Object.keys(LIMIT_RULES) as (keyof ResolvedLimits)[];

@@ -51,7 +51,8 @@ export const listenerFields = {
 
 type ListenerParsed = Parsed<typeof listenerFields>;
 
-function unbracket(host: string): string {
+/** `[::1]` → `::1`; other hosts unchanged. */
+export function unbracket(host: string): string {
   return host.replace(/^\[(.*)\]$/, '$1');
 }
 

@@ -12,6 +12,7 @@ import { resolveLimits } from './limits.js';
 import { resolveIdleTimeoutMs, resolveListeners } from './listeners.js';
 import { resolveMesh } from './mesh.js';
 import { nodeConfigSchema, UNSUPPORTED_REFERENCE_KEYS } from './schema.js';
+import { resolveStun } from './stun.js';
 import type {
   NexusConfigInput,
   ResolveContext,
@@ -38,6 +39,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const logLevel = resolveLogLevel(p);
   const admin = resolveAdmin(p, ctx);
   const adminToken = resolveAdminToken(p, ctx);
+  const stun = resolveStun(p, ctx);
   return deepFreeze({
     backendListen,
     peerListen,
@@ -54,6 +56,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     logLevel,
     admin,
     adminToken,
+    stun,
     warnings: ctx.warnings,
   });
 }

@@ -10,6 +10,7 @@ import { keepaliveFields } from './keepalive.js';
 import { limitFields } from './limits.js';
 import { listenerFields } from './listeners.js';
 import { meshFields } from './mesh.js';
+import { stunFields } from './stun.js';
 
 /** Keys of later reference versions that Nexus accepts but does not implement (a warning each). */
 export const UNSUPPORTED_REFERENCE_KEYS = [
@@ -27,7 +28,6 @@ export const UNSUPPORTED_REFERENCE_KEYS = [
   'udpFlowIdleTimeoutDefaultSeconds',
   'udpFlowIdleTimeoutMinSeconds',
   'udpFlowIdleTimeoutMaxSeconds',
-  'stunPort',
   'allowOutbound',
   'allowedOutboundPorts',
   'maxOutboundConnsPerBackend',
@@ -46,6 +46,7 @@ export const nodeConfigSchema = mapping(
     ...limitFields,
     ...keepaliveFields,
     ...adminFields,
+    ...stunFields,
     ...ignoredKeys(
       UNSUPPORTED_REFERENCE_KEYS,
       'A setting of later reference versions that Nexus does not implement; ignored with a warning.',

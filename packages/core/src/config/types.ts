@@ -91,6 +91,10 @@ export interface LimitsInput {
    * always have 2 frames (64 KiB) more. Default: `268_435_456` (256 MiB).
    */
   maxBufferedBytes?: number;
+  /** STUN answers per second, node-wide (docs/edge.md "STUN"). Default: `10_000`. */
+  stunMaxResponsesPerSecond?: number;
+  /** STUN answers per second to one address (IPv6: one /64). Default: `50`. */
+  stunMaxResponsesPerAddressPerSecond?: number;
 }
 
 /** Keepalive. All in ms. */
@@ -164,6 +168,11 @@ export interface NexusConfigInput {
   peekTimeouts?: { firstByteSeconds?: number; idleExtensionSeconds?: number; absoluteMaxSeconds?: number };
   /** (reference, later versions) Concurrent sniffs; `0` = default, `-1` = unbounded. Prefer `limits`. */
   maxConcurrentPeeks?: number;
+  /**
+   * (reference, later versions) UDP port of the STUN Binding server; `0` = off. Must not be one of
+   * `udpRelayPorts`. Binds `bindHost`. Default: `0`.
+   */
+  stunPort?: number;
 
   /** Several backend JWT secrets, for rotation; combined with `backendsJWTSecret`. */
   backendsJWTSecrets?: string[];
@@ -247,6 +256,16 @@ export interface ResolvedLimits {
   readonly maxPeerRoutes: number;
   readonly maxPeerMessageBytes: number;
   readonly maxBufferedBytes: number;
+  readonly stunMaxResponsesPerSecond: number;
+  readonly stunMaxResponsesPerAddressPerSecond: number;
+}
+
+/** The STUN Binding server's address. */
+export interface ResolvedStun {
+  /** UDP port (1–65535). */
+  readonly port: number;
+  /** Address to bind; `undefined` = every interface, IPv4 and IPv6. */
+  readonly host: string | undefined;
 }
 
 /** Resolved {@link KeepaliveInput}. */
@@ -299,6 +318,8 @@ export interface ResolvedNexusConfig {
   readonly admin: ListenAddress | undefined;
   /** `admin.token` / `admin.tokenFile` (resolved path): the admin bearer token; both `undefined` = none. */
   readonly adminToken: { readonly token: string | undefined; readonly tokenFile: string | undefined };
+  /** The STUN Binding server; `undefined` = off. */
+  readonly stun: ResolvedStun | undefined;
   /** Non-fatal problems (short secret, ignored reference keys…), one sentence each. Log them. */
   readonly warnings: readonly string[];
 }
