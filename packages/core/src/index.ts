@@ -33,6 +33,7 @@ export type {
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,
+  ResolvedRegistration,
   ResolvedStun,
   ResolveNexusConfigOptions,
 } from './config.js';
@@ -90,6 +91,17 @@ export type {
   SniffResult,
 } from './sniff-connection.js';
 export { SniffBudget, sniffConnection } from './sniff-connection.js';
+// Fleet registration
+export type {
+  FleetRegistrationEvents,
+  FleetRegistrationOptions,
+  FleetRegistrationStats,
+  RegistrationClientCertificate,
+  RegistrationFailureEvent,
+  RegistrationState,
+  RegistrationSuccessEvent,
+} from './fleet-registration.js';
+export { FleetRegistration, REGISTRATION_BACKOFF } from './fleet-registration.js';
 // STUN
 export type { StunParseResult, StunBindingRequest, StunDropReason } from './stun-message.js';
 export {

@@ -41,6 +41,7 @@ import { RoutingTable } from './routing-table.js';
 import { carryOutReload, type Mutable, type NexusReloadResult, type PeerTrustState } from './node-reload.js';
 import { planReload } from './reload-plan.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
+import { FleetRegistration, type FleetRegistrationOptions } from './fleet-registration.js';
 import { StunServer } from './stun-server.js';
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
@@ -61,6 +62,8 @@ export interface CreateNexusOptions {
   mux?: BackendHubOptions['mux'];
   /** Extra options for the peer mesh (tests: reconnect delays, keepalive, extra CAs as PEM text). */
   mesh?: Partial<PeerMeshOptions>;
+  /** Extra options for fleet registration (a private orchestrator's CA as PEM text, jitter source). */
+  registration?: Pick<FleetRegistrationOptions, 'ca' | 'random'>;
 }
 
 export type { RouteMissEvent, StreamCloseEvent, StreamOpenEvent } from './node-dispatch.js';
@@ -124,6 +127,8 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   readonly tlsContext: HubTlsContext | undefined;
   /** The STUN Binding server, when `stunPort` is set (`stats()` for its counters). */
   readonly stun: StunServer | undefined;
+  /** Fleet registration, once `listen()` started it (when `registrationURL` is set). */
+  readonly registration: FleetRegistration | undefined;
   /** Start every listener. Resolves with the bound addresses. */
   listen(): Promise<NexusAddresses>;
   /** Graceful stop: stop accepting, let relayed streams finish (up to `graceMs`), then end backend sessions. */
@@ -227,6 +232,7 @@ export function createNexus(
 
   let tlsContext: HubTlsContext | undefined = options.tlsContext;
   let mesh: PeerMesh | undefined;
+  let registration: FleetRegistration | undefined;
   /**
    * The mesh's trust in force (what `setTrust` got last, to restore when a later reload step fails) and
    * `peerAuthentication.caFile` as last loaded (to tell whether a reload read a changed file).
@@ -335,6 +341,7 @@ export function createNexus(
     mesh: { get: () => mesh, enumerable: true },
     activeStreams: { get: () => dispatcher.activeStreams, enumerable: true },
     stun: { value: stun, enumerable: true },
+    registration: { get: () => registration, enumerable: true },
   });
   // defineProperties, not Object.assign: assign would read the getters once and freeze their values.
   const handle = {
@@ -417,6 +424,20 @@ export function createNexus(
         }
         mesh.start();
       }
+      if (resolved.registration !== undefined && closing === undefined) {
+        registration = new FleetRegistration({
+          url: resolved.registration.url,
+          region: resolved.registration.region,
+          // The port backends dial: the configured one (the bound one when the configuration says 0).
+          backendPort: resolved.backendListen.port || hubAddress.port,
+          stunPort: stunAddress?.port,
+          // The hub certificate in force at each attempt (ACME renewals and file reloads apply).
+          clientCertificate: () => tlsContext?.material,
+          logger: options.logger,
+          ...options.registration,
+        });
+        registration.start();
+      }
       log.info(
         {
           peer: peerAddress === undefined ? undefined : `${peerAddress.address}:${peerAddress.port}`,
@@ -436,6 +457,8 @@ export function createNexus(
     close(closeOptions: NexusCloseOptions = {}): Promise<void> {
       closing ??= (async () => {
         const graceMs = closeOptions.graceMs ?? DEFAULT_CLOSE_GRACE_MS;
+        // 0. Stop heartbeats first, so the orchestrator starts counting this node out while it drains.
+        registration?.stop();
         // 1. Stop accepting end users (sniffing connections are dropped with reason `shutdown`).
         await Promise.all([
           stun?.close(),

@@ -173,6 +173,8 @@ export function planReload(
     ['peerListenAddress', before.peerListen, next.peerListen],
     ['listeners', before.listeners, next.listeners],
     ['stunPort', before.stun, next.stun],
+    // The registration loop keeps the endpoint and body it started with.
+    ['registrationURL', before.registration, next.registration],
   ];
   for (const [setting, a, b] of fixed) if (changed(a, b)) actions.push({ kind: 'restart', setting });
   return actions;

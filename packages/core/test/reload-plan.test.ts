@@ -124,6 +124,12 @@ describe('planReload', () => {
         { kind: 'restart', setting: 'stunPort' },
       ],
     ],
+    [
+      'the orchestrator: a restart',
+      { registrationURL: 'https://orchestrator.example.com/register' },
+      {},
+      [trust(), certificate, { kind: 'restart', setting: 'registrationURL' }],
+    ],
     ['before listen(): nothing to re-read', {}, { tlsLoaded: false, meshRunning: false }, []],
   ])('%s', (_name, extra, context, expected) => {
     expect(planReload(config(), config(extra), { ...running, ...context })).toEqual(expected);

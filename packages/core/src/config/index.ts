@@ -23,6 +23,7 @@ export type {
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,
+  ResolvedRegistration,
   ResolvedStun,
   ResolveNexusConfigOptions,
 } from './types.js';

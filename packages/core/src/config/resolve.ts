@@ -12,6 +12,7 @@ import { resolveLimits } from './limits.js';
 import { resolveIdleTimeoutMs, resolveListeners } from './listeners.js';
 import { resolveMesh } from './mesh.js';
 import { nodeConfigSchema, UNSUPPORTED_REFERENCE_KEYS } from './schema.js';
+import { resolveRegistration } from './registration.js';
 import { resolveStun } from './stun.js';
 import type {
   NexusConfigInput,
@@ -40,6 +41,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const admin = resolveAdmin(p, ctx);
   const adminToken = resolveAdminToken(p, ctx);
   const stun = resolveStun(p, ctx);
+  const registration = resolveRegistration(p, ctx);
   return deepFreeze({
     backendListen,
     peerListen,
@@ -57,6 +59,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     admin,
     adminToken,
     stun,
+    registration,
     warnings: ctx.warnings,
   });
 }

@@ -10,6 +10,7 @@ import { keepaliveFields } from './keepalive.js';
 import { limitFields } from './limits.js';
 import { listenerFields } from './listeners.js';
 import { meshFields } from './mesh.js';
+import { registrationFields } from './registration.js';
 import { stunFields } from './stun.js';
 
 /** Keys of later reference versions that Nexus accepts but does not implement (a warning each). */
@@ -21,8 +22,6 @@ export const UNSUPPORTED_REFERENCE_KEYS = [
   'totalBandwidthMbps',
   'allowedTCPPortClaims',
   'allowedUDPPortClaims',
-  'registrationURL',
-  'region',
   'udpMaxFlows',
   'udpMaxDatagramBytes',
   'udpFlowIdleTimeoutDefaultSeconds',
@@ -47,6 +46,7 @@ export const nodeConfigSchema = mapping(
     ...keepaliveFields,
     ...adminFields,
     ...stunFields,
+    ...registrationFields,
     ...ignoredKeys(
       UNSUPPORTED_REFERENCE_KEYS,
       'A setting of later reference versions that Nexus does not implement; ignored with a warning.',

@@ -173,6 +173,13 @@ export interface NexusConfigInput {
    * `udpRelayPorts`. Binds `bindHost`. Default: `0`.
    */
   stunPort?: number;
+  /**
+   * (reference, later versions) `https://` URL of the orchestrator the node registers with and sends
+   * heartbeats to. Default: none.
+   */
+  registrationURL?: string;
+  /** (reference, later versions) Region name sent with every registration. Default: none. */
+  region?: string;
 
   /** Several backend JWT secrets, for rotation; combined with `backendsJWTSecret`. */
   backendsJWTSecrets?: string[];
@@ -260,6 +267,14 @@ export interface ResolvedLimits {
   readonly stunMaxResponsesPerAddressPerSecond: number;
 }
 
+/** The orchestrator the node registers with. */
+export interface ResolvedRegistration {
+  /** The endpoint, normalised (`https://…`). */
+  readonly url: string;
+  /** Sent as `region`; `undefined` = left out. */
+  readonly region: string | undefined;
+}
+
 /** The STUN Binding server's address. */
 export interface ResolvedStun {
   /** UDP port (1–65535). */
@@ -320,6 +335,8 @@ export interface ResolvedNexusConfig {
   readonly adminToken: { readonly token: string | undefined; readonly tokenFile: string | undefined };
   /** The STUN Binding server; `undefined` = off. */
   readonly stun: ResolvedStun | undefined;
+  /** Fleet registration; `undefined` = off. */
+  readonly registration: ResolvedRegistration | undefined;
   /** Non-fatal problems (short secret, ignored reference keys…), one sentence each. Log them. */
   readonly warnings: readonly string[];
 }
