@@ -53,22 +53,8 @@ export interface VerifyBackendTokenOptions {
   now?: () => number;
 }
 
-/** A verified backend token. */
-export interface VerifiedBackendToken {
-  /** Normalised, valid, de-duplicated patterns (exact names and `*.suffix` wildcards), in token order. */
-  hostnames: string[];
-  /**
-   * Claimed entries that were dropped as invalid (`*.com`, `*.*.x`, malformed names, wildcards directly
-   * under a public suffix such as `*.co.uk`), as written.
-   */
-  ignoredHostnames: string[];
-  /** Pool weight, ≥ 1 (`weight` ≤ 0, absent or not a number → 1). */
-  weight: number;
-  /** Every claim of the token. */
-  claims: JWTPayload;
-  /** Index in `secrets` of the secret that verified the token (watch it to finish a rotation). */
-  secretIndex: number;
-}
+/** A verified backend token, read the seed-era way. */
+export interface VerifiedBackendToken extends SeedTokenRoutes, VerifiedTokenPayload {}
 
 const encoder = new TextEncoder();
 
@@ -77,22 +63,41 @@ function asList(value: string | readonly string[] | undefined): string[] | undef
   return typeof value === 'string' ? [value] : [...value];
 }
 
+/** A verified token's payload and which secret verified it (see {@link verifyTokenSignature}). */
+export interface VerifiedTokenPayload {
+  /** Every claim of the token. */
+  claims: JWTPayload;
+  /** Index in `secrets` of the secret that verified the token. */
+  secretIndex: number;
+}
+
 /**
- * Verify a backend token and extract its routes. Throws {@link AuthError} whose `reason` is short and fits
- * a WebSocket close frame: `malformed token`, `token too large`, `unsupported token algorithm`,
- * `invalid token signature`, `token expired`, `token not yet valid`, `token issued in the future`,
- * `token has no expiry`, `invalid token issuer`, `invalid token audience`, `too many hostnames`,
- * `no valid hostnames`, `invalid token claims`. Throws {@link InvalidConfigError} when `secrets` is empty.
+ * What the hub verifies every token with (docs/protocol.md §5.3): resolves with the token's claims once its
+ * algorithm, signature, dates and the node's own `iss`/`aud` checks pass, or rejects with an
+ * {@link AuthError} whose `reason` fits a close frame. The claims themselves (hostnames, ports, the era) are
+ * the hub's business. This is the one seam where a verifier other than the node's secret plugs in (a
+ * remote verifier); {@link createLocalTokenVerifier} is the local one.
  */
-export async function verifyBackendToken(
+export type TokenVerifier = (token: string) => Promise<JWTPayload>;
+
+/** The local {@link TokenVerifier}: HMAC with the node's secrets ({@link verifyTokenSignature}). */
+export function createLocalTokenVerifier(options: VerifyBackendTokenOptions): TokenVerifier {
+  return async (token) => (await verifyTokenSignature(token, options)).claims;
+}
+
+/**
+ * Verify a token's size, algorithm, signature (trying each secret), dates and the configured `iss`/`aud`,
+ * without reading its routes. Throws {@link AuthError} (reasons as {@link verifyBackendToken}) or
+ * {@link InvalidConfigError} when `secrets` is empty.
+ */
+export async function verifyTokenSignature(
   token: string,
   options: VerifyBackendTokenOptions,
-): Promise<VerifiedBackendToken> {
+): Promise<VerifiedTokenPayload> {
   const secrets = options.secrets.filter((s) => typeof s === 'string' && s !== '');
   if (secrets.length === 0)
     throw new InvalidConfigError('backendsJWTSecrets', 'must list at least one secret');
   const maxTokenBytes = options.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
-  const maxHostnames = options.maxHostnames ?? DEFAULT_MAX_TOKEN_HOSTNAMES;
   const tolerance = options.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
 
   if (typeof token !== 'string') throw new AuthError('malformed token');
@@ -146,18 +151,57 @@ export async function verifyBackendToken(
   if (typeof claims.iat === 'number' && claims.iat > nowSec + tolerance) {
     throw new AuthError('token issued in the future');
   }
+  return { claims, secretIndex };
+}
 
-  const raw = claims.hostnames;
-  let listed: unknown[] = [];
-  if (raw !== undefined && raw !== null) {
-    if (!Array.isArray(raw)) throw new AuthError('invalid token claims');
-    if (raw.length > maxHostnames) throw new AuthError('too many hostnames');
-    listed = raw;
-  }
+/** A token's routes as the seed era reads them (docs/protocol.md §5.2). */
+export interface SeedTokenRoutes {
+  /** Normalised, valid, de-duplicated patterns (exact names and `*.suffix` wildcards), in token order. */
+  hostnames: string[];
+  /**
+   * Claimed entries that were dropped as invalid (`*.com`, `*.*.x`, malformed names, wildcards directly
+   * under a public suffix such as `*.co.uk`), as written.
+   */
+  ignoredHostnames: string[];
+  /** Pool weight, ≥ 1 (`weight` ≤ 0, absent or not a number → 1). */
+  weight: number;
+}
+
+/**
+ * Read the routes of a verified seed-era token: `hostnames`, else the legacy `hostname`; `weight`. Throws
+ * {@link AuthError} `invalid token claims`, `too many hostnames` or `no valid hostnames`.
+ */
+export function seedTokenRoutes(
+  claims: JWTPayload,
+  maxHostnames = DEFAULT_MAX_TOKEN_HOSTNAMES,
+): SeedTokenRoutes {
+  let listed = tokenHostnameEntries(claims.hostnames, maxHostnames);
   // Legacy single `hostname`, used only when `hostnames` is empty (docs/protocol.md §5.2).
   if (listed.length === 0 && typeof claims.hostname === 'string' && claims.hostname !== '') {
     listed = [claims.hostname];
   }
+  const { hostnames, ignoredHostnames } = normalizeTokenHostnames(listed);
+  if (hostnames.length === 0) throw new AuthError('no valid hostnames');
+  const weight = normalizeWeight(typeof claims.weight === 'number' ? claims.weight : undefined);
+  return { hostnames, ignoredHostnames, weight };
+}
+
+/**
+ * The entries of a `hostnames` claim: absent or `null` → none; not an array → `invalid token claims`; more
+ * than `maxHostnames` → `too many hostnames`. @internal
+ */
+export function tokenHostnameEntries(raw: unknown, maxHostnames: number): unknown[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw new AuthError('invalid token claims');
+  if (raw.length > maxHostnames) throw new AuthError('too many hostnames');
+  return raw;
+}
+
+/** Normalise claimed hostname entries: valid patterns de-duplicated in order, and the dropped ones. @internal */
+export function normalizeTokenHostnames(listed: readonly unknown[]): {
+  hostnames: string[];
+  ignoredHostnames: string[];
+} {
   const hostnames: string[] = [];
   const ignoredHostnames: string[] = [];
   const seen = new Set<string>();
@@ -171,10 +215,24 @@ export async function verifyBackendToken(
     seen.add(pattern);
     hostnames.push(pattern);
   }
-  if (hostnames.length === 0) throw new AuthError('no valid hostnames');
+  return { hostnames, ignoredHostnames };
+}
 
-  const weight = normalizeWeight(typeof claims.weight === 'number' ? claims.weight : undefined);
-  return { hostnames, ignoredHostnames, weight, claims, secretIndex };
+/**
+ * Verify a backend token and extract its routes the seed-era way ({@link verifyTokenSignature}, then
+ * {@link seedTokenRoutes}). Throws {@link AuthError} whose `reason` is short and fits
+ * a WebSocket close frame: `malformed token`, `token too large`, `unsupported token algorithm`,
+ * `invalid token signature`, `token expired`, `token not yet valid`, `token issued in the future`,
+ * `token has no expiry`, `invalid token issuer`, `invalid token audience`, `too many hostnames`,
+ * `no valid hostnames`, `invalid token claims`. Throws {@link InvalidConfigError} when `secrets` is empty.
+ */
+export async function verifyBackendToken(
+  token: string,
+  options: VerifyBackendTokenOptions,
+): Promise<VerifiedBackendToken> {
+  const { claims, secretIndex } = await verifyTokenSignature(token, options);
+  const routes = seedTokenRoutes(claims, options.maxHostnames ?? DEFAULT_MAX_TOKEN_HOSTNAMES);
+  return { ...routes, claims, secretIndex };
 }
 
 /**
@@ -237,10 +295,12 @@ export interface MintBackendTokenOptions {
 }
 
 /**
- * Mint a backend token that Nexus and every reference hub accept: `hostnames`, the legacy `hostname`
- * (first entry; older reference hubs read only that), `weight`, `iat`, optional `exp`, and `iss`/`aud`
- * (required by later reference hubs). Hostnames are normalised; invalid ones throw
- * {@link InvalidConfigError}.
+ * Mint a **seed-era** backend token (docs/protocol.md §5.4): `hostnames`, the legacy `hostname` (first
+ * entry; older reference hubs read only that), `weight`, `iat`, optional `exp`, and `iss`/`aud`. The
+ * legacy `hostname` claim is what makes a Nexus node in `auth.backendEra: auto` treat the backend as a
+ * seed-era one (one token, no challenge, docs/protocol.md §1.9), so a seed-era client using this token
+ * attaches unconfigured. Current-era backends mint their own tokens per handshake stage (without
+ * `hostname`). Hostnames are normalised; invalid ones throw {@link InvalidConfigError}.
  */
 export async function mintBackendToken(options: MintBackendTokenOptions): Promise<string> {
   if (typeof options.secret !== 'string' || options.secret === '') {

@@ -17,6 +17,7 @@ import {
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
 import type { WebSocket } from 'ws';
+import type { BackendIdentity } from './backend-identity.js';
 import { LimitError, MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
 import { createWsTransport, type WsTransport } from './ws-transport.js';
@@ -76,6 +77,16 @@ export interface BackendSessionOptions {
   hostnames: readonly string[];
   /** Pool weight, ≥ 1. Default: `1`. */
   weight?: number;
+  /**
+   * What authentication established (era, port/UDP/outbound claims). Default: a seed-era identity of
+   * `hostnames` and `weight`.
+   */
+  identity?: BackendIdentity;
+  /**
+   * Receives the backend's text messages (current era: re-authentication answers, docs/protocol.md §1.10).
+   * Default: none, they are ignored (seed era, §1.1).
+   */
+  onText?: (text: string) => void;
   /** The backend's address, for logs. */
   remoteAddress?: string;
   /** Most open streams; `openStream` throws `LimitError('maxStreamsPerSession')` past it. Default: `1_024`. */
@@ -127,6 +138,11 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   readonly hostnames: readonly string[];
   /** Pool weight. */
   readonly weight: number;
+  /**
+   * What authentication established: `era`, and for current-era backends `tcpPorts`, `udpRoutes`,
+   * `outbound` (validated claims, docs/protocol.md §5.5).
+   */
+  readonly identity: Readonly<BackendIdentity>;
   /** The backend's address. */
   readonly remoteAddress: string | undefined;
   /** When the session was authenticated, ms since the epoch. */
@@ -142,6 +158,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   readonly #maxControlPerSecond: number;
   readonly #maxMessageBytes: number;
   readonly #offDrain: () => void;
+  readonly #onText: ((text: string) => void) | undefined;
   /** Pongs handed to the WebSocket and not yet written. */
   #pendingPongs = 0;
   /** Set while the mux engine holds the WebSocket's reads paused (backpressure). */
@@ -157,6 +174,13 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.id = options.id ?? randomUUID();
     this.hostnames = Object.freeze([...options.hostnames]);
     this.weight = options.weight ?? 1;
+    this.identity = Object.freeze({
+      era: 'seed' as const,
+      ...options.identity,
+      hostnames: this.hostnames,
+      weight: this.weight,
+    });
+    this.#onText = options.onText;
     this.remoteAddress = options.remoteAddress;
     this.#ws = options.ws;
     this.#maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS_PER_SESSION;
@@ -278,6 +302,14 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
     this.#finish(reason);
   }
 
+  /**
+   * Send a text message (a current-era challenge, docs/protocol.md §1.10). It goes to the socket at once,
+   * ahead of stream data the engine still holds. A no-op once the WebSocket is not open.
+   */
+  sendText(text: string): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(text, { binary: false }, noop);
+  }
+
   /** @internal Feed a message received before the session was attached (the hub's auth phase). */
   deliver(message: Buffer, isBinary: boolean): void {
     if (this.#closeReason === undefined) this.#onMessage(message, isBinary);
@@ -345,8 +377,15 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       return;
     }
     if (!isBinary) {
-      // §1.1: everything multiplexed is binary; a text frame after the token is not part of v1.
-      this.#log.debug('ignoring a text message from the backend');
+      // §1.1: everything multiplexed is binary; text frames carry only current-era re-authentication.
+      // They count against the control budget like any control message.
+      if (this.#overControlBudget(now)) {
+        this.#log.warn({ limit: this.#maxControlPerSecond }, 'text message flood: closing the session');
+        this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
+        return;
+      }
+      if (this.#onText !== undefined) this.#onText(message.toString('utf8'));
+      else this.#log.debug('ignoring a text message from the backend');
       return;
     }
     if (this.#maxControlPerSecond > 0 && message.length > 0 && message[0] !== FrameType.Data) {

@@ -2,7 +2,6 @@
  * The backend hub (docs/protocol.md §1): a `wss://…/connect` endpoint where backends dial in, authenticate with
  * a JWT as their first message, and then carry end-user streams over a multiplexed WebSocket.
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -26,17 +25,14 @@ import {
   DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
   DEFAULT_MAX_STREAMS_PER_SESSION,
 } from './backend-session.js';
-import { DEFAULT_MAX_TOKEN_BYTES } from './auth.js';
-import {
-  AuthError,
-  LimitError,
-  MAX_CLOSE_REASON_BYTES,
-  NexusError,
-  NexusErrorCode,
-  TlsError,
-  truncateUtf8,
-} from './errors.js';
+import { DEFAULT_MAX_TOKEN_BYTES, type TokenVerifier } from './auth.js';
+import { type BackendEraMode, DEFAULT_BACKEND_ERA_MODE } from './backend-era.js';
+import type { BackendIdentity } from './backend-identity.js';
+import { BackendReauth, DEFAULT_MAINTENANCE_GRACE_SECONDS } from './backend-reauth.js';
+import { type ClaimPolicy, type CurrentEraClaims, DEFAULT_CLAIM_POLICY } from './current-claims.js';
+import { LimitError, NexusError, NexusErrorCode, TlsError } from './errors.js';
 import { addressGroup } from './address-group.js';
+import { type HandshakeOutcome, runBackendHandshake } from './hub-handshake.js';
 
 export { DEFAULT_MAX_SESSIONS } from './listener-guards.js';
 export type {
@@ -66,20 +62,10 @@ import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
 /** Default most streams per backend session that the backend has not answered yet: 1 024. */
 export const DEFAULT_MAX_PENDING_CONNECTS = 1_024;
-/** WebSocket close code 1009 "message too big" (RFC 6455 §7.4.1). */
-const WS_CLOSE_MESSAGE_TOO_BIG = 1009;
-/** Messages a backend may send between its token and its acceptance (they are replayed in order). */
-const MAX_EARLY_MESSAGES = 64;
 /** Default grace for close handshakes when the hub shuts down before sockets are cut: 1 000 ms. */
 export const DEFAULT_HUB_CLOSE_GRACE_MS = 1_000;
 
-/** What `authenticate` resolves to for a good token. */
-export interface BackendIdentity {
-  /** Normalised patterns (exact names and `*.suffix`) to serve. */
-  hostnames: readonly string[];
-  /** Pool weight. Default: `1`. */
-  weight?: number;
-}
+export type { BackendEra, BackendIdentity, OutboundClaims, UdpRouteClaim } from './backend-identity.js';
 
 /** Hub limits; field names match `ResolvedLimits` of the node config, so it can be passed as is. */
 export interface BackendHubLimits extends ListenerGuardLimits, HubAdmissionLimits {
@@ -118,10 +104,13 @@ export interface BackendHubOptions<L = string> {
    */
   tls?: HubTlsContext | SecureContextOptions;
   /**
-   * Verifies the token (the first message). Reject with an `AuthError` whose `reason` is sent in the
-   * close frame; any other rejection is reported as `authentication failed`.
+   * Verifies every token a backend sends (the seed era's one; the current era's stage 0, stage 1 and each
+   * re-authentication answer) and resolves with its claims: signature, algorithm, dates. The hub reads the
+   * claims (era, routes, port claims) itself. Reject with an `AuthError` whose `reason` is sent in the
+   * close frame; any other rejection is reported as `authentication failed`. This is the seam for a
+   * verifier other than the node's secret (`createLocalTokenVerifier` is the local one).
    */
-  authenticate(token: string): Promise<BackendIdentity>;
+  verifyToken: TokenVerifier;
   /** Routing table the sessions are registered in. */
   routes: RoutingTable<BackendSession, L>;
   /**
@@ -137,7 +126,23 @@ export interface BackendHubOptions<L = string> {
    * first message (the token): the WebSocket admits `max(maxMessageBytes, maxTokenBytes)` bytes, later
    * messages are held to `maxMessageBytes`, and a larger token is refused with 1008 `token too large`.
    */
-  auth?: { readonly maxTokenBytes?: number };
+  auth?: {
+    readonly maxTokenBytes?: number;
+    /** Era rule (docs/protocol.md §1.9): `auto` (default), or `seed` / `current` for every backend. */
+    readonly backendEra?: BackendEraMode;
+  };
+  /**
+   * What current-era tokens may claim (port allow-lists, UDP timeouts, outbound, most hostnames; the seed
+   * era uses `maxHostnames` too); read live, for each new connection. Default: `DEFAULT_CLAIM_POLICY`.
+   */
+  claims?: ClaimPolicy;
+  /** Current-era re-authentication (docs/protocol.md §1.10); read live, for each new session. */
+  reauth?: {
+    /** Deferral cap while the authorizer is unhealthy, when the token names none, seconds. Default: `1_800`. */
+    readonly maintenanceGraceDefaultSeconds?: number;
+    /** Authorizer health check. Default: an HTTPS GET, 200 within 5 s (`checkAuthorizerStatus`). */
+    readonly checkStatus?: (uri: string) => Promise<boolean>;
+  };
   /** Mux engine tuning passed to every session. */
   mux?: BackendSessionOptions['mux'];
   /** Logger; a `component: 'hub'` child is used. Default: no-op. */
@@ -390,138 +395,86 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     const releasePending = this.#admission.pendingByAddress.take(group, Number.MAX_SAFE_INTEGER);
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
-    let done = false;
-    const fail = (reason: string, code = WS_CLOSE_POLICY_VIOLATION): void => {
-      if (done) return;
-      done = true;
-      cleanup();
-      const short = truncateUtf8(reason, MAX_CLOSE_REASON_BYTES);
-      this.#log.info({ reason: short, remoteAddress }, 'backend authentication failed');
-      this.emit('auth-failed', { reason: short, remoteAddress });
-      if (ws.readyState === ws.OPEN) {
-        // Read again, or the backend's answering close frame is never seen and the close hangs.
-        ws.resume();
-        ws.close(code, short);
-      }
-    };
-    const maxMessageBytes = this.#maxMessageBytes;
-    const maxTokenBytes = this.#maxTokenBytes;
-    let tokenSeen = false;
-    // A first message over the WebSocket's `maxPayload` makes ws close with 1009 before any event we
-    // could act on; docs/reliability.md item 23 wants every refused token closed with 1008 and a reason, so
-    // until the token is read that close is turned into a policy close (the 'error' then reports it).
-    const wsClose = ws.close;
-    ws.close = (code?: number, data?: string | Buffer): void => {
-      if (!tokenSeen && code === WS_CLOSE_MESSAGE_TOO_BIG)
-        wsClose.call(ws, WS_CLOSE_POLICY_VIOLATION, 'token too large');
-      else wsClose.call(ws, code, data);
-    };
-    const timer = setTimeout(
-      () => fail('authentication timeout'),
-      this.#options.limits?.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
-    );
-    const onClose = (): void => {
-      if (done) return;
-      done = true;
-      cleanup();
-      this.#log.debug({ remoteAddress }, 'backend left before authenticating');
-    };
-    const onError = (err: Error): void => {
-      this.#log.debug({ err: err.message, remoteAddress }, 'WebSocket error before authentication');
-      const code = (err as { code?: string }).code;
-      if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH')
-        fail(
-          tokenSeen ? 'message too big' : 'token too large',
-          tokenSeen ? WS_CLOSE_MESSAGE_TOO_BIG : undefined,
-        );
-    };
-    // The hub's sockets do not answer pings by themselves (`autoPong: false`, see BackendSession);
-    // before the session exists they are answered here, as many as messages are allowed.
-    let pings = 0;
-    const onPing = (data: Buffer): void => {
-      if (++pings > MAX_EARLY_MESSAGES) fail('too many messages before authentication');
-      else if (ws.readyState === ws.OPEN) ws.pong(data, false, noop);
-    };
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      this.#pending.delete(ws);
-      releasePending?.();
-      ws.off('message', onMessage);
-      ws.off('close', onClose);
-      ws.off('ping', onPing);
-      tokenSeen = true;
-      delete (ws as { close?: unknown }).close; // back to WebSocket.prototype.close
-    };
-    // Messages that arrive while the token is being verified (already parsed when we pause) are kept and
-    // replayed to the session in order, so nothing is lost; a backend that floods before being accepted
-    // is refused.
-    const early: [Buffer, boolean][] = [];
-    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
-      const bytes = toBuffer(data);
-      if (tokenSeen) {
-        if (bytes.length > maxMessageBytes) fail('message too big', WS_CLOSE_MESSAGE_TOO_BIG);
-        else if (early.length >= MAX_EARLY_MESSAGES) fail('too many messages before authentication');
-        else early.push([bytes, isBinary]);
-        return;
-      }
-      tokenSeen = true;
-      if (bytes.length > maxTokenBytes) {
-        fail('token too large');
-        return;
-      }
-      ws.pause();
-      // §1.2: a text frame (binary accepted too) holding the compact JWS.
-      const token = bytes.toString('utf8').trim();
-      this.#options.authenticate(token).then(
-        (identity) => {
-          if (done) return; // timed out or closed meanwhile
-          if (this.#closing) {
-            fail('shutdown');
-            return;
-          }
-          // One token, many sessions: capped, so one leaked token cannot fill the hub.
-          const tokenKey = createHash('sha256').update(token).digest('base64url');
-          const perToken = this.#admission.perToken(this.#options.limits);
-          const releaseToken = this.#admission.sessionsByToken.take(tokenKey, perToken);
-          if (releaseToken === undefined) {
-            fail('too many sessions for this token');
-            return;
-          }
-          done = true;
-          cleanup();
-          ws.off('error', onError);
-          const session = this.#attach(ws, socket, identity, remoteAddress);
-          const releaseAddress = this.#admission.sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
-          session.once('close', () => {
-            releaseToken();
-            releaseAddress?.();
-          });
-          for (const [message, binary] of early) session.deliver(message, binary);
-          ws.resume();
+    const { limits, auth } = this.#options;
+    const log = this.#log.child({ remoteAddress });
+    runBackendHandshake(
+      ws,
+      {
+        verifyToken: this.#options.verifyToken,
+        era: auth?.backendEra ?? DEFAULT_BACKEND_ERA_MODE,
+        claims: this.#claimPolicy,
+        authTimeoutMs: limits?.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
+        maxTokenBytes: this.#maxTokenBytes,
+        maxMessageBytes: this.#maxMessageBytes,
+      },
+      {
+        settled: () => {
+          this.#pending.delete(ws);
+          releasePending?.();
         },
-        (err: unknown) => fail(AuthError.is(err) ? err.reason : 'authentication failed'),
-      );
-    };
-    ws.on('message', onMessage);
-    ws.on('close', onClose);
-    ws.on('error', onError);
-    ws.on('ping', onPing);
+        failed: (reason) => {
+          this.#log.info({ reason, remoteAddress }, 'backend authentication failed');
+          this.emit('auth-failed', { reason, remoteAddress });
+        },
+        left: () => this.#log.debug({ remoteAddress }, 'backend left before authenticating'),
+        accepted: (outcome) => this.#accept(ws, socket, outcome, remoteAddress, group),
+      },
+      log,
+    );
+  }
+
+  /** A verified backend: the last admission checks, then its session. */
+  #accept(
+    ws: WebSocket,
+    socket: Duplex,
+    outcome: HandshakeOutcome,
+    remoteAddress: string | undefined,
+    group: string,
+  ): void {
+    if (this.#closing) {
+      outcome.refuse('shutdown');
+      return;
+    }
+    // One token, many sessions: capped, so one leaked token cannot fill the hub.
+    const perToken = this.#admission.perToken(this.#options.limits);
+    const releaseToken = this.#admission.sessionsByToken.take(outcome.tokenKey, perToken);
+    if (releaseToken === undefined) {
+      outcome.refuse('too many sessions for this token');
+      return;
+    }
+    const session = this.#attach(ws, socket, outcome.identity, outcome.current, remoteAddress);
+    const releaseAddress = this.#admission.sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
+    session.once('close', () => {
+      releaseToken();
+      releaseAddress?.();
+    });
+    for (const [message, binary] of outcome.early) session.deliver(message, binary);
+    ws.resume();
+  }
+
+  /** The claim policy in force (read live). */
+  get #claimPolicy(): ClaimPolicy {
+    return this.#options.claims ?? DEFAULT_CLAIM_POLICY;
   }
 
   #attach(
     ws: WebSocket,
     socket: Duplex,
     identity: BackendIdentity,
+    current: CurrentEraClaims | undefined,
     remoteAddress: string | undefined,
   ): BackendSession {
     const { limits, keepalive } = this.#options;
     // Read live: a reload's budget applies once the next session connects.
     this.#receiveBudget.resize(limits?.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
-    const session = new BackendSession({
+    let reauth: BackendReauth | undefined;
+    const session: BackendSession = new BackendSession({
       ws,
       socket,
       hostnames: identity.hostnames,
       weight: identity.weight ?? 1,
+      identity,
+      ...(current !== undefined ? { onText: (text: string) => reauth?.handleText(text) } : {}),
       remoteAddress,
       maxStreams: limits?.maxStreamsPerSession ?? DEFAULT_MAX_STREAMS_PER_SESSION,
       maxMessageBytes: this.#maxMessageBytes,
@@ -533,19 +486,27 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       // Not the hub's child: the session sets its own `component` (a second one would repeat the key).
       logger: this.#options.logger,
     });
+    if (current !== undefined) reauth = this.#startReauth(session, current);
     this.#sessions.add(session);
     // The whole set at once: one local-pattern notification (one announce), not one per name.
     const { registered, invalid } = this.routes.addLocalMany(session.hostnames, session, session.weight);
     for (const pattern of invalid)
       this.#log.warn({ pattern, sessionId: session.id }, 'ignoring an invalid hostname pattern');
     session.once('close', (reason) => {
+      reauth?.stop();
       // §1.7: the backend leaves every pool at once.
       this.routes.removeTarget(session);
       this.#sessions.delete(session);
       this.emit('backend-disconnected', { id: session.id, reason, hostnames: session.hostnames });
     });
     this.#log.info(
-      { sessionId: session.id, hostnames: registered, weight: session.weight, remoteAddress },
+      {
+        sessionId: session.id,
+        hostnames: registered,
+        weight: session.weight,
+        era: session.identity.era,
+        remoteAddress,
+      },
       'backend connected',
     );
     this.emit('backend-connected', {
@@ -555,6 +516,25 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       remoteAddress,
     });
     return session;
+  }
+
+  /** Current era: the session's re-authentication loop (docs/protocol.md §1.10). */
+  #startReauth(session: BackendSession, claims: CurrentEraClaims): BackendReauth {
+    const reauth = new BackendReauth({
+      claims,
+      verifyToken: this.#options.verifyToken,
+      policy: this.#claimPolicy,
+      maintenanceGraceDefaultSeconds:
+        this.#options.reauth?.maintenanceGraceDefaultSeconds ?? DEFAULT_MAINTENANCE_GRACE_SECONDS,
+      sendText: (text) => session.sendText(text),
+      fail: (reason) => session.close(reason, WS_CLOSE_POLICY_VIOLATION),
+      ...(this.#options.reauth?.checkStatus !== undefined
+        ? { checkStatus: this.#options.reauth.checkStatus }
+        : {}),
+      logger: this.#log.child({ sessionId: session.id }),
+    });
+    reauth.start();
+    return reauth;
   }
 }
 
@@ -569,11 +549,6 @@ function createWss(maxPayload: number): WebSocketServer {
     // Sessions answer pings themselves, so that a ping flood gets a policy close (BackendSession).
     autoPong: false,
   });
-}
-
-function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
 }
 
 function noop(): void {}

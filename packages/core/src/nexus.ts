@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { answerAcmeChallenge } from './_acme-challenge.js';
 import { AcmeCertificateManager, type AcmeFailedEvent, type AcmeIssuedEvent } from './acme.js';
-import { verifyBackendToken } from './auth.js';
+import { createLocalTokenVerifier } from './auth.js';
 import type { BackendSession } from './backend-session.js';
 import {
   type NexusConfigInput,
@@ -193,8 +193,9 @@ export function createNexus(
   const liveKeepalive: Mutable<ResolvedKeepalive> = { ...resolved.keepalive };
   const hub = new BackendHub({
     routes,
-    authenticate: (token) =>
-      verifyBackendToken(token, { ...current.auth, secrets: current.backendsJWTSecrets }),
+    // The one place tokens are verified (every era, every stage): a remote verifier replaces this.
+    verifyToken: (token) =>
+      createLocalTokenVerifier({ ...current.auth, secrets: current.backendsJWTSecrets })(token),
     limits: liveLimits,
     keepalive: liveKeepalive,
     // Read live: a reload's `auth.maxTokenBytes` applies to the next upgrade.
@@ -202,6 +203,16 @@ export function createNexus(
       get maxTokenBytes() {
         return current.auth.maxTokenBytes;
       },
+      get backendEra() {
+        return current.auth.backendEra;
+      },
+    },
+    // Read live, like `auth`: a reload's claim policy applies to the next connection or session.
+    get claims() {
+      return { ...current.backendClaims, maxHostnames: current.auth.maxHostnames };
+    },
+    get reauth() {
+      return { maintenanceGraceDefaultSeconds: current.backendClaims.maintenanceGraceDefaultSeconds };
     },
     mux: options.mux,
     logger: options.logger,

@@ -11,12 +11,14 @@ import {
   list,
   mapping,
   nonEmptyText,
+  oneOf,
   optional,
   type Parsed,
   present,
   text,
 } from '@nexus-proxy/common/config';
 import * as v from 'valibot';
+import { BACKEND_ERA_MODES } from '../backend-era.js';
 import { DEFAULT_AUTH, MIN_SECRET_BYTES } from './defaults.js';
 import type { ResolveContext, ResolvedAuth } from './types.js';
 
@@ -38,6 +40,10 @@ const authSection = mapping({
   ),
   maxHostnames: optional(integer(1, 1_000_000), 'Tokens listing more hostnames are refused. Default: 1000.'),
   maxTokenBytes: optional(integer(256, 1 << 20), 'Longer tokens are refused unread, bytes. Default: 65536.'),
+  backendEra: optional(
+    oneOf(BACKEND_ERA_MODES),
+    'Protocol era of backends: auto (decided per connection from the first token), seed (never challenge) or current (challenge every backend). Default: auto.',
+  ),
 });
 
 /** Keys of the token section. */
@@ -95,5 +101,6 @@ export function resolveAuth(p: AuthParsed): ResolvedAuth {
     clockToleranceSec: a.clockToleranceSeconds ?? DEFAULT_AUTH.clockToleranceSec,
     maxHostnames: a.maxHostnames ?? DEFAULT_AUTH.maxHostnames,
     maxTokenBytes: a.maxTokenBytes ?? DEFAULT_AUTH.maxTokenBytes,
+    backendEra: a.backendEra ?? DEFAULT_AUTH.backendEra,
   };
 }

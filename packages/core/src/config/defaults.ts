@@ -4,6 +4,7 @@ import {
   DEFAULT_MAX_TOKEN_BYTES,
   DEFAULT_MAX_TOKEN_HOSTNAMES,
 } from '../auth.js';
+import { DEFAULT_BACKEND_ERA_MODE } from '../backend-era.js';
 import type { ResolvedAuth, ResolvedKeepalive, ResolvedLimits } from './types.js';
 
 /** Hub (backend WebSocket) listen address. Default: `:8443` (all interfaces). */
@@ -71,4 +72,5 @@ export const DEFAULT_AUTH: Readonly<ResolvedAuth> = Object.freeze({
   clockToleranceSec: DEFAULT_CLOCK_TOLERANCE_SEC,
   maxHostnames: DEFAULT_MAX_TOKEN_HOSTNAMES,
   maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
+  backendEra: DEFAULT_BACKEND_ERA_MODE,
 });

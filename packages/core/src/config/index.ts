@@ -20,6 +20,7 @@ export type {
   NexusConfigInput,
   RelayListenerConfig,
   ResolvedAuth,
+  ResolvedBackendClaims,
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,

@@ -6,6 +6,7 @@ import { ConfigIssue, deepFreeze, presentKeys, validate } from '@nexus-proxy/com
 import { InvalidConfigError } from '../errors.js';
 import { resolveAdmin, resolveAdminToken, resolveLogLevel } from './admin.js';
 import { resolveAuth, resolveSecrets } from './auth.js';
+import { resolveBackendClaims } from './claims.js';
 import { resolveBackendListen, resolveHubTls } from './hub-tls.js';
 import { resolveKeepalive } from './keepalive.js';
 import { resolveLimits } from './limits.js';
@@ -35,6 +36,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const { peers, peerListen, peerAuthentication, peerTunnelPorts } = resolveMesh(p, ctx);
   const tls = resolveHubTls(p, ctx);
   const auth = resolveAuth(p);
+  const backendClaims = resolveBackendClaims(p, ctx);
   const limits = resolveLimits(p, ctx);
   const keepalive = resolveKeepalive(p);
   const logLevel = resolveLogLevel(p);
@@ -53,6 +55,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     peerTunnelPorts,
     tls,
     auth,
+    backendClaims,
     limits,
     keepalive,
     logLevel,

@@ -5,6 +5,7 @@
 import { configJsonSchema, describeValue, ignoredKeys, mapping } from '@nexus-proxy/common/config';
 import { adminFields } from './admin.js';
 import { authFields } from './auth.js';
+import { claimFields } from './claims.js';
 import { hubFields } from './hub-tls.js';
 import { keepaliveFields } from './keepalive.js';
 import { limitFields } from './limits.js';
@@ -18,17 +19,9 @@ export const UNSUPPORTED_REFERENCE_KEYS = [
   'udpRelayPorts',
   'remoteVerifierURL',
   'remoteVerifierTimeoutSeconds',
-  'maintenanceGraceDefaultSeconds',
   'totalBandwidthMbps',
-  'allowedTCPPortClaims',
-  'allowedUDPPortClaims',
   'udpMaxFlows',
   'udpMaxDatagramBytes',
-  'udpFlowIdleTimeoutDefaultSeconds',
-  'udpFlowIdleTimeoutMinSeconds',
-  'udpFlowIdleTimeoutMaxSeconds',
-  'allowOutbound',
-  'allowedOutboundPorts',
   'maxOutboundConnsPerBackend',
   'outboundDialTimeoutSeconds',
   'outboundIdleTimeoutSeconds',
@@ -39,6 +32,7 @@ export const UNSUPPORTED_REFERENCE_KEYS = [
 export const nodeConfigSchema = mapping(
   {
     ...authFields,
+    ...claimFields,
     ...listenerFields,
     ...meshFields,
     ...hubFields,

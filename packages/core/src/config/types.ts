@@ -2,6 +2,7 @@
  * Types of the node configuration: what a file or a caller writes (`*Input`, reference keys keep their
  * reference names and units) and what `resolveNexusConfig` returns (`Resolved*`, frozen, milliseconds).
  */
+import type { BackendEraMode } from '../backend-era.js';
 import type { LogLevel } from '../logger.js';
 
 /** A listen address: `":8443"`, `"0.0.0.0:8443"`, `"[::1]:8443"`, `"localhost:0"`, or a bare port. */
@@ -123,6 +124,11 @@ export interface AuthInput {
   maxHostnames?: number;
   /** Longest token, bytes (the first WebSocket message may be this large). Default: `65_536`. */
   maxTokenBytes?: number;
+  /**
+   * Which protocol era backends speak (docs/protocol.md §1.9): `auto` decides per connection from the
+   * first token; `seed` never challenges; `current` challenges every backend. Default: `auto`.
+   */
+  backendEra?: 'auto' | 'seed' | 'current';
 }
 
 /** The configuration document. Reference keys keep their reference names and units. */
@@ -180,6 +186,22 @@ export interface NexusConfigInput {
   registrationURL?: string;
   /** (reference, later versions) Region name sent with every registration. Default: none. */
   region?: string;
+  /** (reference, current era) TCP ports current-era tokens may claim; empty = none. Default: `[]`. */
+  allowedTCPPortClaims?: number[];
+  /** (reference, current era) UDP ports current-era tokens may claim; empty = none. Default: `[]`. */
+  allowedUDPPortClaims?: number[];
+  /** (reference, current era) Idle timeout of a claimed UDP route naming none, seconds. Default: `30`. */
+  udpFlowIdleTimeoutDefaultSeconds?: number;
+  /** (reference, current era) Shortest claimed UDP idle timeout, seconds. Default: `5`. */
+  udpFlowIdleTimeoutMinSeconds?: number;
+  /** (reference, current era) Longest claimed UDP idle timeout, seconds. Default: `300`. */
+  udpFlowIdleTimeoutMaxSeconds?: number;
+  /** (reference, current era) Whether tokens may claim `outbound_allowed`. Default: `false`. */
+  allowOutbound?: boolean;
+  /** (reference, current era) Ports `allowed_outbound_ports` may list; empty = any. Default: `[]`. */
+  allowedOutboundPorts?: number[];
+  /** (reference, current era) Re-authentication deferral cap when a token names none, seconds. Default: `1800`. */
+  maintenanceGraceDefaultSeconds?: number;
 
   /** Several backend JWT secrets, for rotation; combined with `backendsJWTSecret`. */
   backendsJWTSecrets?: string[];
@@ -299,6 +321,24 @@ export interface ResolvedAuth {
   readonly clockToleranceSec: number;
   readonly maxHostnames: number;
   readonly maxTokenBytes: number;
+  /** Era rule (docs/protocol.md §1.9): `auto`, or one era for every backend. */
+  readonly backendEra: BackendEraMode;
+}
+
+/** What current-era tokens may claim (docs/protocol.md §5.5), and the re-authentication maintenance cap. */
+export interface ResolvedBackendClaims {
+  /** Ascending; empty = `tcp_ports` claims are refused. */
+  readonly allowedTCPPortClaims: readonly number[];
+  /** Ascending; empty = `udp_routes` claims are refused. */
+  readonly allowedUDPPortClaims: readonly number[];
+  readonly udpFlowIdleTimeoutDefaultSeconds: number;
+  readonly udpFlowIdleTimeoutMinSeconds: number;
+  readonly udpFlowIdleTimeoutMaxSeconds: number;
+  readonly allowOutbound: boolean;
+  /** Ascending; empty = any port. */
+  readonly allowedOutboundPorts: readonly number[];
+  /** Re-authentication deferral cap when a token names none, seconds (docs/protocol.md §1.10). */
+  readonly maintenanceGraceDefaultSeconds: number;
 }
 
 /** The validated configuration. Frozen. */
@@ -326,6 +366,8 @@ export interface ResolvedNexusConfig {
   readonly peerTunnelPorts: readonly number[] | undefined;
   readonly tls: HubTlsConfig;
   readonly auth: ResolvedAuth;
+  /** What current-era tokens may claim (reference keys `allowedTCPPortClaims`, `allowOutbound`, …). */
+  readonly backendClaims: ResolvedBackendClaims;
   readonly limits: ResolvedLimits;
   readonly keepalive: ResolvedKeepalive;
   readonly logLevel: LogLevel | 'silent';

@@ -5,7 +5,7 @@ import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls
 import { MuxSession, type MuxStream } from '@nexus-proxy/mux-protocol';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type ClientOptions, WebSocket } from 'ws';
-import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
+import { mintBackendToken, createLocalTokenVerifier } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
 import { type CertificateAndKey, createSelfSignedCertificate } from '../../src/certificates.js';
 import { LimitError } from '../../src/errors.js';
@@ -39,7 +39,7 @@ async function startNode(mode: 'tls' | 'http') {
   const routes = new RoutingTable<BackendSession>();
   const hub = new BackendHub({
     tls: new HubTlsContext(hubCert),
-    authenticate: (t) => verifyBackendToken(t, { secrets: [SECRET] }),
+    verifyToken: createLocalTokenVerifier({ secrets: [SECRET] }),
     routes,
   });
   const { port: hubPort } = await hub.listen('127.0.0.1');

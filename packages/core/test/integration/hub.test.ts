@@ -13,7 +13,7 @@ import {
 import { SignJWT } from 'jose';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type ClientOptions, WebSocket } from 'ws';
-import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
+import { mintBackendToken, createLocalTokenVerifier } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
 import { type CertificateAndKey, createSelfSignedCertificate } from '../../src/certificates.js';
 import { AuthError, LimitError } from '../../src/errors.js';
@@ -39,7 +39,7 @@ async function startHub(overrides: Partial<BackendHubOptions> = {}) {
   const routes = new RoutingTable<BackendSession>();
   const hub = new BackendHub({
     tls: new HubTlsContext(cert),
-    authenticate: (token) => verifyBackendToken(token, { secrets: [SECRET] }),
+    verifyToken: createLocalTokenVerifier({ secrets: [SECRET] }),
     routes,
     ...overrides,
   });
@@ -171,7 +171,7 @@ describe('BackendHub authentication', () => {
 
   it('truncates a long close reason to 123 bytes without splitting a character', async () => {
     const { port } = await startHub({
-      authenticate: async () => {
+      verifyToken: async () => {
         const err = new AuthError('x');
         Object.defineProperty(err, 'reason', { value: 'é'.repeat(200) });
         throw err;
@@ -360,7 +360,7 @@ describe('BackendHub sessions', () => {
     const routes = new RoutingTable<BackendSession>();
     const hub = new BackendHub({
       tls: { cert: cert.certPem, key: cert.keyPem },
-      authenticate: (t) => verifyBackendToken(t, { secrets: [SECRET] }),
+      verifyToken: createLocalTokenVerifier({ secrets: [SECRET] }),
       routes,
     });
     const { port } = await hub.listen('127.0.0.1');

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { createBackendClient } from '@nexus-proxy/backend-client';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
+import { mintBackendToken, createLocalTokenVerifier } from '../../src/auth.js';
 import type { BackendSession } from '../../src/backend-session.js';
 import type { CertificateAndKey } from '../../src/certificates.js';
 import { BackendHub } from '../../src/hub.js';
@@ -157,7 +157,7 @@ describe('createNexus: data path (docs/reliability.md items 2–9)', () => {
     const routes = new RoutingTable<BackendSession>();
     const hub = new BackendHub({
       tls: new HubTlsContext(pki.hub),
-      authenticate: (token) => verifyBackendToken(token, { secrets: [TEST_SECRET] }),
+      verifyToken: createLocalTokenVerifier({ secrets: [TEST_SECRET] }),
       routes,
       mux: { initialWindow: 2, grantBatch: 1 },
     });
