@@ -85,7 +85,9 @@ export function createProgram(io: ProgramIo = {}): Command {
   program
     .command('token')
     .description(
-      'mint a backend JWT (HS256, with iss "authorizer" and aud ["nexus"], accepted by reference nodes too)',
+      'mint a seed-era backend JWT (HS256: hostnames, the legacy hostname claim, iss "authorizer", aud ["nexus"]); ' +
+        'Nexus nodes (auth.backendEra: auto) and seed-era reference nodes accept it without a challenge; ' +
+        'current-era clients mint their own tokens per handshake stage',
     )
     .option('-c, --config <file>', 'take the secret from this node configuration')
     .option(

@@ -297,6 +297,8 @@ function parseOutbound(allowedRaw: unknown, portsRaw: unknown, policy: ClaimPoli
 }
 
 function isHttpsUrlWithHost(raw: string): boolean {
+  // WHATWG URL reads `https:///x` as host `x`; the authority must be written out.
+  if (!/^https:\/\/[^/?#]/i.test(raw)) return false;
   try {
     const url = new URL(raw);
     return url.protocol === 'https:' && url.hostname !== '';

@@ -128,6 +128,9 @@ export function planReload(
   if (changed(before.backendsJWTSecrets, next.backendsJWTSecrets))
     actions.push({ kind: 'apply', setting: 'backendsJWTSecrets' });
   if (changed(before.auth, next.auth)) actions.push({ kind: 'apply', setting: 'auth' });
+  // The hub reads the claim policy for each new connection and session.
+  if (changed(before.backendClaims, next.backendClaims))
+    actions.push({ kind: 'apply', setting: 'backendClaims' });
   if (before.idleTimeoutMs !== next.idleTimeoutMs) {
     actions.push({
       kind: 'set-idle-timeout',

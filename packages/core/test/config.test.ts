@@ -257,6 +257,7 @@ describe('resolveNexusConfig', () => {
         audience: 'nexus',
         clockToleranceSeconds: 5,
         maxHostnames: 10,
+        backendEra: 'current',
       },
     });
     expect(c.auth).toEqual({
@@ -266,10 +267,64 @@ describe('resolveNexusConfig', () => {
       clockToleranceSec: 5,
       maxHostnames: 10,
       maxTokenBytes: 65536,
+      backendEra: 'current',
     });
+    expect(resolveNexusConfig(base).auth.backendEra).toBe('auto');
+  });
+
+  it('resolves the current-era claim keys of the reference, with their defaults', () => {
+    expect(resolveNexusConfig(base).backendClaims).toEqual({
+      allowedTCPPortClaims: [],
+      allowedUDPPortClaims: [],
+      udpFlowIdleTimeoutDefaultSeconds: 30,
+      udpFlowIdleTimeoutMinSeconds: 5,
+      udpFlowIdleTimeoutMaxSeconds: 300,
+      allowOutbound: false,
+      allowedOutboundPorts: [],
+      maintenanceGraceDefaultSeconds: 1800,
+    });
+    const c = resolveNexusConfig({
+      ...base,
+      allowedTCPPortClaims: [2222, 22, 2222],
+      allowedUDPPortClaims: [5000],
+      udpFlowIdleTimeoutDefaultSeconds: 60,
+      udpFlowIdleTimeoutMinSeconds: 10,
+      udpFlowIdleTimeoutMaxSeconds: 120,
+      allowOutbound: true,
+      maintenanceGraceDefaultSeconds: 0,
+    });
+    expect(c.backendClaims).toMatchObject({
+      allowedTCPPortClaims: [22, 2222],
+      allowedUDPPortClaims: [5000],
+      udpFlowIdleTimeoutDefaultSeconds: 60,
+      udpFlowIdleTimeoutMinSeconds: 10,
+      udpFlowIdleTimeoutMaxSeconds: 120,
+      allowOutbound: true,
+      allowedOutboundPorts: [],
+      maintenanceGraceDefaultSeconds: 0,
+    });
+    expect(c.warnings).toEqual([
+      'allowOutbound is on and allowedOutboundPorts is empty: a backend may claim outbound connections to any port',
+    ]);
   });
 
   const invalid: { name: string; input: Record<string, unknown>; path: string; message?: RegExp }[] = [
+    {
+      name: 'an unknown backend era',
+      input: { ...base, auth: { backendEra: 'v2' } },
+      path: 'auth.backendEra',
+      message: /must be one of auto, seed, current/,
+    },
+    {
+      name: 'a port claim allow-list with a port out of range',
+      input: { ...base, allowedTCPPortClaims: [22, 70000] },
+      path: 'allowedTCPPortClaims[1]',
+    },
+    {
+      name: 'a UDP idle-timeout maximum under the minimum',
+      input: { ...base, udpFlowIdleTimeoutMinSeconds: 60, udpFlowIdleTimeoutMaxSeconds: 30 },
+      path: 'udpFlowIdleTimeoutMaxSeconds',
+    },
     {
       name: 'a missing secret',
       input: { hubTlsCertFile: 'a', hubTlsKeyFile: 'b' },

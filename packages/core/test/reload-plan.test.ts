@@ -49,6 +49,12 @@ describe('planReload', () => {
       [trust(), certificate, { kind: 'apply', setting: 'backendsJWTSecrets' }],
     ],
     [
+      'the era rule and the claim policy: in force for the next backend connection',
+      { auth: { backendEra: 'seed' }, allowedTCPPortClaims: [2222] },
+      {},
+      [trust(), certificate, { kind: 'apply', setting: 'auth' }, { kind: 'apply', setting: 'backendClaims' }],
+    ],
+    [
       'live limits: in the objects the hub and the listeners read',
       { limits: { maxStreamsPerSession: 7, maxSessions: 9 } },
       {},

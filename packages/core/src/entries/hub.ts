@@ -6,10 +6,37 @@
 export type {
   BackendTokenAlgorithm,
   MintBackendTokenOptions,
+  SeedTokenRoutes,
+  TokenVerifier,
   VerifiedBackendToken,
+  VerifiedTokenPayload,
   VerifyBackendTokenOptions,
 } from '../auth.js';
-export { mintBackendToken, verifyBackendToken } from '../auth.js';
+export {
+  createLocalTokenVerifier,
+  mintBackendToken,
+  seedTokenRoutes,
+  verifyBackendToken,
+  verifyTokenSignature,
+} from '../auth.js';
+export type { AuthorizerStatusOptions } from '../authorizer-status.js';
+export { AUTHORIZER_STATUS_TIMEOUT_MS, checkAuthorizerStatus } from '../authorizer-status.js';
+export type { BackendEraMode } from '../backend-era.js';
+export { BACKEND_ERA_MODES, chooseBackendEra, DEFAULT_BACKEND_ERA_MODE } from '../backend-era.js';
+export type { BackendEra, OutboundClaims, UdpRouteClaim } from '../backend-identity.js';
+export { DEFAULT_MAINTENANCE_GRACE_SECONDS, DEFAULT_REAUTH_GRACE_SECONDS } from '../backend-reauth.js';
+export type { ClaimPolicy, CurrentEraClaims } from '../current-claims.js';
+export {
+  CURRENT_ERA_AUDIENCE,
+  CURRENT_ERA_ISSUER,
+  checkHandshakeAge,
+  claimSetMismatch,
+  DEFAULT_CLAIM_POLICY,
+  hasCurrentEraIssuer,
+  parseCurrentClaims,
+} from '../current-claims.js';
+export type { ChallengeMessage } from '../hub-handshake.js';
+export { CHALLENGE_NONCE_BYTES, createChallengeNonce, encodeChallenge } from '../hub-handshake.js';
 export type { BackendSession, BackendSessionCloseReason, BackendSessionStats } from '../backend-session.js';
 export { AuthError, LimitError, NexusError, NexusErrorCode, TlsError } from '../errors.js';
 export type {
