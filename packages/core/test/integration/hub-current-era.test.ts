@@ -1,7 +1,9 @@
 import { once } from 'node:events';
+import { createBackendClient, resolvePortMappings } from '@nexus-proxy/backend-client';
 import {
   createTestPki,
   httpGet,
+  recordingLogger,
   startNode,
   startService,
   TEST_SECRET,
@@ -100,6 +102,41 @@ describe('BackendHub: the current era beside the seed era', () => {
     }
     // The seed-era client never saw a text message; the current-era one only its challenge.
     expect(current.challenges.map((c) => c.type)).toEqual(['handshake_challenge']);
+    expect(n.events.authFailed).toEqual([]);
+  });
+
+  it('serves the Nexus backend client in both eras on one node, re-authenticating the current-era one every second', async () => {
+    const log = recordingLogger([], 'debug');
+    const n = await node({ logger: log });
+    const seedService = await labelService('client-seed');
+    const currentService = await labelService('client-current');
+    const seed = await n.attachBackend({ hostnames: ['client-seed.test'], service: seedService.port });
+    cleanups.push(() => seed.close());
+    const registered = registration(n, 'client-current.test');
+    const client = createBackendClient({
+      nodes: [n.hubUrl],
+      tokenProvider: { hmacSecret: TEST_SECRET, reauthIntervalSeconds: 1 },
+      backend: { name: 'current-client', hostnames: ['client-current.test'] },
+      tls: { ca: pki.ca.certPem },
+      portMappings: resolvePortMappings({ [n.httpPort]: `127.0.0.1:${currentService.port}` }),
+      closeGraceMs: 0,
+    });
+    client.on('error', () => {});
+    cleanups.push(() => client.close({ graceMs: 0 }));
+    client.connect();
+    const { id } = await registered;
+    expect(n.hub.sessions.find((s) => s.id === id)?.identity.era).toBe('current');
+    expect(await httpGet(n.httpPort, 'client-current.test')).toContain('client-current');
+    expect(await httpGet(n.httpPort, 'client-seed.test')).toContain('client-seed');
+    const rounds = () =>
+      log.lines.filter((l) => l.msg === 'backend re-authenticated' && l.fields.sessionId === id);
+    await vi.waitFor(() => expect(rounds().length).toBeGreaterThanOrEqual(2), {
+      timeout: 6_000,
+      interval: 50,
+    });
+    expect(await httpGet(n.httpPort, 'client-current.test')).toContain('client-current');
+    expect(n.hub.sessions.map((s) => s.id)).toContain(id);
+    expect(n.events.backendDisconnected).toEqual([]);
     expect(n.events.authFailed).toEqual([]);
   });
 
