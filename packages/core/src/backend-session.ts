@@ -140,7 +140,7 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
   readonly weight: number;
   /**
    * What authentication established: `era`, and for current-era backends `tcpPorts`, `udpRoutes`,
-   * `outbound` (validated claims, docs/protocol.md §5.5).
+   * `outbound` (validated claims, docs/protocol.md §5.6).
    */
   readonly identity: Readonly<BackendIdentity>;
   /** The backend's address. */

@@ -1,5 +1,5 @@
 /**
- * The claims of a current-era backend token (docs/protocol.md §5.5): parsed from a verified payload,
+ * The claims of a current-era backend token (docs/protocol.md §5.6): parsed from a verified payload,
  * validated against the node's claim policy (port allow-lists, UDP idle-timeout bounds, outbound), and
  * compared between handshake stages and re-authentication rounds. Every refusal is an {@link AuthError}
  * whose `reason` fits a close frame.

@@ -22,6 +22,7 @@ import type { CertificateAndKey } from './certificates.js';
 import { AuthError, InvalidConfigError, NexusError, NexusErrorCode } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
 import { DialContextCache } from './mesh-dial.js';
+import type { TokenVerifier } from './auth.js';
 
 /** Default time for one exchange with the verifier (connect, TLS, request, whole answer): `10_000` ms. */
 export const DEFAULT_REMOTE_VERIFIER_TIMEOUT_MS = 10_000;
@@ -32,8 +33,7 @@ export const REMOTE_VERIFIER_MAX_CONCURRENT = 32;
 /** Longest part of the verifier's `error` text kept in the close reason, characters. */
 const MAX_VERIFIER_ERROR_CHARS = 80;
 
-/** Checks a backend token and resolves with its verified claims; rejects with `AuthError`. */
-export type TokenVerifier = (token: string) => Promise<JWTPayload>;
+export type { TokenVerifier } from './auth.js';
 
 /** Options of {@link createRemoteVerifier}. */
 export interface RemoteVerifierOptions {

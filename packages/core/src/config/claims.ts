@@ -1,5 +1,5 @@
 /**
- * What current-era backend tokens may claim (docs/protocol.md §5.5): the reference server's keys for TCP
+ * What current-era backend tokens may claim (docs/protocol.md §5.6): the reference server's keys for TCP
  * and UDP port claims, UDP flow idle timeouts and outbound connections, and the re-authentication
  * maintenance cap (§1.10). The claims are validated at the handshake; acting on them is the business of the
  * features that use them.

@@ -325,7 +325,7 @@ export interface ResolvedAuth {
   readonly backendEra: BackendEraMode;
 }
 
-/** What current-era tokens may claim (docs/protocol.md §5.5), and the re-authentication maintenance cap. */
+/** What current-era tokens may claim (docs/protocol.md §5.6), and the re-authentication maintenance cap. */
 export interface ResolvedBackendClaims {
   /** Ascending; empty = `tcp_ports` claims are refused. */
   readonly allowedTCPPortClaims: readonly number[];

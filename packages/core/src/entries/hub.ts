@@ -58,7 +58,7 @@ export type { HubTlsContextEvents, HubTlsContextOptions, TlsCertificateInfo } fr
 export { certificateInfo, HubTlsContext } from '../hub-tls.js';
 export type { LogFn, Logger, LogLevel } from '../logger.js';
 export { noopLogger } from '../logger.js';
-export type { RemoteVerifier, RemoteVerifierOptions, TokenVerifier } from '../remote-verifier.js';
+export type { RemoteVerifier, RemoteVerifierOptions } from '../remote-verifier.js';
 export {
   createRemoteVerifier,
   DEFAULT_REMOTE_VERIFIER_MAX_RESPONSE_BYTES,
