@@ -18,6 +18,7 @@ import {
   type CurrentEraBackend,
   type CurrentEraBackendOptions,
   connectCurrentEraBackend,
+  signCurrentToken,
 } from '../helpers/current-era-backend.js';
 
 vi.setConfig({ testTimeout: 20_000 });
@@ -235,6 +236,27 @@ describe('BackendHub: the current era beside the seed era', () => {
     }
   });
 
+  it('counts a backend waiting for its stage-1 token as authenticating, then as a session', async () => {
+    const n = await node();
+    const registered = registration(n, 'slow.test');
+    const b = await currentBackend(n, { claims: { hostnames: ['slow.test'] }, stage1DelayMs: 600 });
+    await b.firstChallengeText;
+    expect(n.hub.stats()).toMatchObject({ sessions: 0, authenticating: 1 });
+    await registered;
+    expect(n.hub.stats()).toMatchObject({ sessions: 1, authenticating: 0 });
+  });
+
+  it('refuses a binary stage-1 frame', async () => {
+    const n = await node();
+    const stage0 = await signCurrentToken(TEST_SECRET, { hostnames: ['a.test'] });
+    const ws = await openRaw(n);
+    const challenge = once(ws, 'message');
+    ws.send(stage0);
+    await challenge;
+    ws.send(Buffer.from(stage0));
+    expect(await wsClosed(ws)).toEqual({ code: 1008, reason: 'expected a text frame for the stage-1 token' });
+  });
+
   it('refuses tokens without iss or aud when auth.backendEra is current, and challenges a minted token', async () => {
     const n = await node({ config: { auth: { backendEra: 'current' } } });
     const sign = (claims: Record<string, unknown>) =>
@@ -268,7 +290,7 @@ describe('BackendHub: the current era beside the seed era', () => {
   });
 });
 
-async function openRaw(n: TestNode) {
+async function openRaw(n: Pick<TestNode, 'hubPort'>) {
   const { WebSocket } = await import('ws');
   const ws = new WebSocket(`wss://127.0.0.1:${n.hubPort}/connect`, { ca: pki.ca.certPem });
   ws.on('error', () => {});
