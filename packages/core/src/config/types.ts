@@ -3,6 +3,7 @@
  * reference names and units) and what `resolveNexusConfig` returns (`Resolved*`, frozen, milliseconds).
  */
 import type { BackendEraMode } from '../backend-era.js';
+import type { ClaimPolicy } from '../current-claims.js';
 import type { LogLevel } from '../logger.js';
 
 /** A listen address: `":8443"`, `"0.0.0.0:8443"`, `"[::1]:8443"`, `"localhost:0"`, or a bare port. */
@@ -325,18 +326,11 @@ export interface ResolvedAuth {
   readonly backendEra: BackendEraMode;
 }
 
-/** What current-era tokens may claim (docs/protocol.md §5.6), and the re-authentication maintenance cap. */
-export interface ResolvedBackendClaims {
-  /** Ascending; empty = `tcp_ports` claims are refused. */
-  readonly allowedTCPPortClaims: readonly number[];
-  /** Ascending; empty = `udp_routes` claims are refused. */
-  readonly allowedUDPPortClaims: readonly number[];
-  readonly udpFlowIdleTimeoutDefaultSeconds: number;
-  readonly udpFlowIdleTimeoutMinSeconds: number;
-  readonly udpFlowIdleTimeoutMaxSeconds: number;
-  readonly allowOutbound: boolean;
-  /** Ascending; empty = any port. */
-  readonly allowedOutboundPorts: readonly number[];
+/**
+ * What current-era tokens may claim (docs/protocol.md §5.6: the hub's `ClaimPolicy` without
+ * `maxHostnames`, which is `auth.maxHostnames`), and the re-authentication maintenance cap.
+ */
+export interface ResolvedBackendClaims extends Omit<ClaimPolicy, 'maxHostnames'> {
   /** Re-authentication deferral cap when a token names none, seconds (docs/protocol.md §1.10). */
   readonly maintenanceGraceDefaultSeconds: number;
 }
