@@ -1,4 +1,5 @@
 // The events of the backend hub (docs/hub.md): what metrics and the node listen to.
+import type { BackendEra } from './backend-identity.js';
 import type { AdmissionRefusal } from './listener-guards.js';
 
 /** Payload of `backend-connected`. */
@@ -7,6 +8,8 @@ export interface BackendConnectedEvent {
   hostnames: readonly string[];
   weight: number;
   remoteAddress: string | undefined;
+  /** The protocol era of its handshake (docs/protocol.md §1.9). */
+  era: BackendEra;
 }
 
 /** Payload of `backend-disconnected`. */

@@ -514,6 +514,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       hostnames: session.hostnames,
       weight: session.weight,
       remoteAddress,
+      era: session.identity.era ?? 'seed',
     });
     return session;
   }

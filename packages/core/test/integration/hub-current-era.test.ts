@@ -93,6 +93,7 @@ describe('BackendHub: the current era beside the seed era', () => {
     expect(text).toMatch(/^\{"type":"handshake_challenge","nonce":"[A-Za-z0-9_-]{43}"\}$/);
     expect(Buffer.from(JSON.parse(text).nonce, 'base64url')).toHaveLength(32);
 
+    expect(n.events.backendConnected.map((e) => e.era).sort()).toEqual(['current', 'seed']);
     const eras = Object.fromEntries(
       n.hub.sessions.map((s) => [s.hostnames.find((h) => !h.startsWith('backend-')), s.identity.era]),
     );
