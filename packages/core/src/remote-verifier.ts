@@ -14,14 +14,16 @@
  * Every request uses the hub certificate current at that moment (an ACME renewal replaces it), over a
  * connection of its own, at most {@link REMOTE_VERIFIER_MAX_CONCURRENT} at once.
  */
+import { readFileSync } from 'node:fs';
 import type { ClientRequest } from 'node:http';
 import * as https from 'node:https';
 import type { SecureContext } from 'node:tls';
 import type { JWTPayload } from 'jose';
 import type { CertificateAndKey } from './certificates.js';
-import { AuthError, InvalidConfigError, NexusError, NexusErrorCode } from './errors.js';
+import { AuthError, InvalidConfigError, NexusError, NexusErrorCode, TlsError } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
 import { DialContextCache } from './mesh-dial.js';
+import { parsePemBundle } from './peer-trust.js';
 import type { TokenVerifier } from './auth.js';
 
 /** Default time for one exchange with the verifier (connect, TLS, request, whole answer): `10_000` ms. */
@@ -46,6 +48,12 @@ export interface RemoteVerifierOptions {
   clientCertificate(): Readonly<CertificateAndKey> | undefined;
   /** CA certificates (PEM) trusted for the verifier's server certificate. Default: Node's root store. */
   ca?: readonly string[];
+  /**
+   * A PEM file of CA certificates to trust instead of `ca`, read when a connection context is built (the
+   * first request, then after each certificate change); a file that cannot be read or holds no
+   * certificate makes the verifier unavailable (the fallback applies) and is logged.
+   */
+  caFile?: string;
   /**
    * Local verification used when the verifier is unavailable (transport failure or 5xx); without it such
    * tokens are refused (`token verifier unavailable`).
@@ -86,7 +94,8 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
   );
   const log = (options.logger ?? noopLogger).child({ component: 'remote-verifier' });
   const ca = options.ca === undefined ? undefined : [...options.ca];
-  const trust = { caPem: () => ca };
+  const caFile = options.caFile;
+  const trust = { caPem: () => (caFile !== undefined ? readCaFile(caFile) : ca) };
   const contexts = new DialContextCache();
   const inFlight = new Set<ClientRequest>();
   let agent: { context: SecureContext | undefined; agent: https.Agent } | undefined;
@@ -101,7 +110,7 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
         agent: new https.Agent({
           keepAlive: false,
           maxSockets: REMOTE_VERIFIER_MAX_CONCURRENT,
-          ...(context !== undefined ? { secureContext: context } : ca !== undefined ? { ca } : {}),
+          ...(context !== undefined ? { secureContext: context } : caOptions(trust.caPem())),
         }),
       };
     }
@@ -121,9 +130,17 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
         if (!req.destroyed) req.destroy();
         resolve(result);
       };
+      let agentNow: https.Agent;
+      try {
+        agentNow = agentFor(options.clientCertificate());
+      } catch (err) {
+        // The CA file or the certificate cannot be used: nothing was sent.
+        resolve({ kind: 'unavailable', detail: (err as Error).message });
+        return;
+      }
       const req = https.request(url, {
         method: 'POST',
-        agent: agentFor(options.clientCertificate()),
+        agent: agentNow,
         headers: {
           'content-type': 'application/json',
           'content-length': payload.length,
@@ -245,6 +262,23 @@ export function parseAnswer(body: Buffer): JWTPayload {
 }
 
 function noop(): void {}
+
+function caOptions(ca: readonly string[] | undefined): { ca?: string[] } {
+  return ca === undefined ? {} : { ca: [...ca] };
+}
+
+/** The certificates of a PEM bundle; `TlsError` when it cannot be read or holds none. */
+function readCaFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new TlsError(`cannot read remoteVerifierCaFile: ${(cause as Error).message}`, { cause });
+  }
+  const certificates = parsePemBundle(text);
+  if (certificates.length === 0) throw new TlsError('remoteVerifierCaFile holds no PEM certificate');
+  return certificates.map((c) => c.toString());
+}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -5,6 +5,9 @@
  * certificate in force for each request.
  */
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
@@ -233,6 +236,30 @@ describe('remote verifier', () => {
     handler = (_body, _req, res) => json(res, 200, { valid: true, claims: { hostnames: ['never.test'] } });
     expect((await v.verify(await token(['local.example.com']))).hostnames).toEqual(['local.example.com']);
     expect(seen).toHaveLength(0);
+  });
+
+  it('trusts the CA file it is given, and is unavailable when that file cannot be used', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'remote-verifier-'));
+    try {
+      const good = join(dir, 'ca.pem');
+      const empty = join(dir, 'empty.pem');
+      writeFileSync(good, `# the verifier's CA\n${ca.certPem}`);
+      writeFileSync(empty, 'no certificate here\n');
+      handler = (_body, _req, res) => json(res, 200, { valid: true, claims: { hostnames: ['file.test'] } });
+      const fromFile = verifier({ ca: undefined, caFile: good });
+      expect((await fromFile.verify('t')).hostnames).toEqual(['file.test']);
+      const t = await token(['local.example.com']);
+      for (const caFile of [empty, join(dir, 'missing.pem')]) {
+        const v = verifier({ ca: undefined, caFile, fallback: localFallback });
+        expect((await v.verify(t)).hostnames).toEqual(['local.example.com']);
+        expect(await refusal(verifier({ ca: undefined, caFile }).verify(t))).toBe(
+          'token verifier unavailable',
+        );
+      }
+      expect(seen).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('any other status refuses, even with a local secret', async () => {
