@@ -34,6 +34,7 @@ export type {
   ResolvedLimits,
   ResolvedNexusConfig,
   ResolvedRegistration,
+  ResolvedRemoteVerifier,
   ResolvedStun,
   ResolveNexusConfigOptions,
 } from './config.js';

@@ -331,10 +331,10 @@ describe('resolveNexusConfig', () => {
       path: 'backendsJWTSecret',
     },
     {
-      name: 'remoteVerifierURL instead of a secret',
-      input: { hubTlsCertFile: 'a', hubTlsKeyFile: 'b', remoteVerifierURL: 'https://x' },
-      path: 'backendsJWTSecret',
-      message: /remoteVerifierURL is not supported/,
+      name: 'a remoteVerifierURL that is not https',
+      input: { hubTlsCertFile: 'a', hubTlsKeyFile: 'b', remoteVerifierURL: 'http://verifier.test/' },
+      path: 'remoteVerifierURL',
+      message: /must be an https:\/\/ URL/,
     },
     { name: 'a non-string secret', input: { ...base, backendsJWTSecret: 42 }, path: 'backendsJWTSecret' },
     {

@@ -14,7 +14,6 @@ import {
   oneOf,
   optional,
   type Parsed,
-  present,
   text,
 } from '@nexus-proxy/common/config';
 import * as v from 'valibot';
@@ -61,16 +60,19 @@ export const authFields = {
 
 type AuthParsed = Parsed<typeof authFields>;
 
-/** The accepted secrets, de-duplicated, `backendsJWTSecret` first. */
-export function resolveSecrets(p: AuthParsed, ctx: ResolveContext): string[] {
+/**
+ * The accepted secrets, de-duplicated, `backendsJWTSecret` first; none is allowed only with a remote
+ * verifier (docs/protocol.md §5.5).
+ */
+export function resolveSecrets(p: AuthParsed, ctx: ResolveContext, remoteVerifier = false): string[] {
   const secrets: string[] = [];
   const single = p.backendsJWTSecret ?? undefined;
   if (single !== undefined && single !== '') secrets.push(single);
   const many = p.backendsJWTSecrets ?? [];
   for (const s of many) if (!secrets.includes(s)) secrets.push(s);
   if (secrets.length === 0) {
-    const remote = present(ctx.doc.remoteVerifierURL) ? ' (remoteVerifierURL is not supported)' : '';
-    throw new ConfigIssue('backendsJWTSecret', `is required${remote}`);
+    if (remoteVerifier) return secrets;
+    throw new ConfigIssue('backendsJWTSecret', 'is required (or remoteVerifierURL)');
   }
   secrets.forEach((s, i) => {
     if (Buffer.byteLength(s, 'utf8') < MIN_SECRET_BYTES) {

@@ -25,6 +25,7 @@ export type {
   ResolvedLimits,
   ResolvedNexusConfig,
   ResolvedRegistration,
+  ResolvedRemoteVerifier,
   ResolvedStun,
   ResolveNexusConfigOptions,
 } from './types.js';

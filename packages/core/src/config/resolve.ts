@@ -12,6 +12,7 @@ import { resolveKeepalive } from './keepalive.js';
 import { resolveLimits } from './limits.js';
 import { resolveIdleTimeoutMs, resolveListeners } from './listeners.js';
 import { resolveMesh } from './mesh.js';
+import { resolveRemoteVerifier } from './remote-verifier.js';
 import { nodeConfigSchema, UNSUPPORTED_REFERENCE_KEYS } from './schema.js';
 import { resolveRegistration } from './registration.js';
 import { resolveStun } from './stun.js';
@@ -29,7 +30,8 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   for (const key of presentKeys(doc, UNSUPPORTED_REFERENCE_KEYS)) {
     ctx.warnings.push(`${key} is a reference setting Nexus does not support; it is ignored`);
   }
-  const backendsJWTSecrets = resolveSecrets(p, ctx);
+  const remoteVerifier = resolveRemoteVerifier(p, ctx);
+  const backendsJWTSecrets = resolveSecrets(p, ctx, remoteVerifier !== undefined);
   const backendListen = resolveBackendListen(p);
   const listeners = resolveListeners(p, ctx);
   const idleTimeoutMs = resolveIdleTimeoutMs(p);
@@ -50,6 +52,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     listeners,
     idleTimeoutMs,
     backendsJWTSecrets,
+    remoteVerifier,
     peers,
     peerAuthentication,
     peerTunnelPorts,

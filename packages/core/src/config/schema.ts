@@ -12,13 +12,12 @@ import { limitFields } from './limits.js';
 import { listenerFields } from './listeners.js';
 import { meshFields } from './mesh.js';
 import { registrationFields } from './registration.js';
+import { remoteVerifierFields } from './remote-verifier.js';
 import { stunFields } from './stun.js';
 
 /** Keys of later reference versions that Nexus accepts but does not implement (a warning each). */
 export const UNSUPPORTED_REFERENCE_KEYS = [
   'udpRelayPorts',
-  'remoteVerifierURL',
-  'remoteVerifierTimeoutSeconds',
   'totalBandwidthMbps',
   'udpMaxFlows',
   'udpMaxDatagramBytes',
@@ -33,6 +32,7 @@ export const nodeConfigSchema = mapping(
   {
     ...authFields,
     ...claimFields,
+    ...remoteVerifierFields,
     ...listenerFields,
     ...meshFields,
     ...hubFields,

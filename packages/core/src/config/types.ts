@@ -218,6 +218,15 @@ export interface NexusConfigInput {
   acmeCaFile?: string;
   /** Backend-token checks. */
   auth?: AuthInput;
+  /**
+   * (reference) HTTPS endpoint that checks backend tokens (docs/protocol.md §5.5); with it,
+   * `backendsJWTSecret` becomes optional (the fallback when the verifier is unavailable). Default: off.
+   */
+  remoteVerifierURL?: string;
+  /** (reference, early current era) Time for one exchange with the verifier, seconds, 1–60. Default: `10`. */
+  remoteVerifierTimeoutSeconds?: number;
+  /** CA bundle (PEM file) trusted for the verifier's certificate. Default: Node's roots. */
+  remoteVerifierCaFile?: string;
   /** Resource limits. */
   limits?: LimitsInput;
   /** Keepalive. */
@@ -335,6 +344,15 @@ export interface ResolvedBackendClaims extends Omit<ClaimPolicy, 'maxHostnames'>
   readonly maintenanceGraceDefaultSeconds: number;
 }
 
+/** The remote token verifier (docs/protocol.md §5.5). */
+export interface ResolvedRemoteVerifier {
+  /** `https:` URL. */
+  readonly url: string;
+  readonly timeoutMs: number;
+  /** Resolved path; `undefined` = Node's roots. */
+  readonly caFile: string | undefined;
+}
+
 /** The validated configuration. Frozen. */
 export interface ResolvedNexusConfig {
   /** Hub listen address. */
@@ -345,8 +363,13 @@ export interface ResolvedNexusConfig {
   readonly listeners: readonly RelayListenerConfig[];
   /** Idle timeout of relayed connections, ms; `0` = off. */
   readonly idleTimeoutMs: number;
-  /** Backend JWT secrets, de-duplicated; tokens are minted with the first. */
+  /**
+   * Backend JWT secrets, de-duplicated; tokens are minted with the first. Empty only with a remote
+   * verifier (which then has no local fallback).
+   */
   readonly backendsJWTSecrets: readonly string[];
+  /** The remote token verifier; `undefined` = tokens are checked with the secrets only. */
+  readonly remoteVerifier: ResolvedRemoteVerifier | undefined;
   /** Peer URLs, normalised to `wss://host:port/mesh`. */
   readonly peers: readonly string[];
   readonly peerAuthentication: {
