@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { answerAcmeChallenge } from './_acme-challenge.js';
 import { AcmeCertificateManager, type AcmeFailedEvent, type AcmeIssuedEvent } from './acme.js';
-import { createLocalTokenVerifier } from './auth.js';
+import { createLocalTokenVerifier, type TokenVerifier } from './auth.js';
 import type { BackendSession } from './backend-session.js';
 import {
   type NexusConfigInput,
@@ -18,7 +18,7 @@ import {
   type ResolvedNexusConfig,
   resolveNexusConfig,
 } from './config.js';
-import { TlsError } from './errors.js';
+import { AuthError, TlsError } from './errors.js';
 import {
   type AuthFailedEvent,
   type BackendConnectedEvent,
@@ -40,6 +40,7 @@ import {
 import { RoutingTable } from './routing-table.js';
 import { carryOutReload, type Mutable, type NexusReloadResult, type PeerTrustState } from './node-reload.js';
 import { planReload } from './reload-plan.js';
+import { createRemoteVerifier } from './remote-verifier.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
 import { FleetRegistration, type FleetRegistrationOptions } from './fleet-registration.js';
 import { StunServer } from './stun-server.js';
@@ -191,11 +192,29 @@ export function createNexus(
   // connection; `reload()` updates the live fields in place.
   const liveLimits: Mutable<ResolvedLimits> = { ...resolved.limits };
   const liveKeepalive: Mutable<ResolvedKeepalive> = { ...resolved.keepalive };
+  const localTokens: TokenVerifier = (token) =>
+    createLocalTokenVerifier({ ...current.auth, secrets: current.backendsJWTSecrets })(token);
+  // docs/protocol.md §5.5: a configured verifier checks every token, presenting the hub certificate in
+  // force; the secrets (while there are any) check tokens when it is unavailable.
+  const verifierConfig = resolved.remoteVerifier;
+  const remoteTokens =
+    verifierConfig === undefined
+      ? undefined
+      : createRemoteVerifier({
+          url: verifierConfig.url,
+          timeoutMs: verifierConfig.timeoutMs,
+          ...(verifierConfig.caFile !== undefined ? { caFile: verifierConfig.caFile } : {}),
+          clientCertificate: () => tlsContext?.material,
+          fallback: (token) =>
+            current.backendsJWTSecrets.length > 0
+              ? localTokens(token)
+              : Promise.reject(new AuthError('token verifier unavailable')),
+          logger: options.logger,
+        });
   const hub = new BackendHub({
     routes,
-    // The one place tokens are verified (every era, every stage): a remote verifier replaces this.
-    verifyToken: (token) =>
-      createLocalTokenVerifier({ ...current.auth, secrets: current.backendsJWTSecrets })(token),
+    // The one place tokens are verified (every era, every stage).
+    verifyToken: remoteTokens?.verify ?? localTokens,
     limits: liveLimits,
     keepalive: liveKeepalive,
     // Read live: a reload's `auth.maxTokenBytes` applies to the next upgrade.
@@ -481,6 +500,7 @@ export function createNexus(
         // 3. Leave the mesh, end backend sessions and stop the hub server.
         await mesh?.close();
         await hub.close();
+        remoteTokens?.close();
         await acme?.close();
         log.info('nexus closed');
       })();

@@ -178,6 +178,8 @@ export function planReload(
     ['stunPort', before.stun, next.stun],
     // The registration loop keeps the endpoint and body it started with.
     ['registrationURL', before.registration, next.registration],
+    // The verifier's URL, timeout and CA file are fixed when the node is created.
+    ['remoteVerifierURL', before.remoteVerifier, next.remoteVerifier],
   ];
   for (const [setting, a, b] of fixed) if (changed(a, b)) actions.push({ kind: 'restart', setting });
   return actions;
