@@ -20,6 +20,14 @@ import {
 import { decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyBackendToken } from '../src/auth.js';
+import { chooseBackendEra } from '../src/backend-era.js';
+import {
+  checkHandshakeAge,
+  claimSetMismatch,
+  DEFAULT_CLAIM_POLICY,
+  parseCurrentClaims,
+} from '../src/current-claims.js';
+import { createChallengeNonce, encodeChallenge } from '../src/hub-handshake.js';
 import { type CertificateAndKey, createCertificateAuthority, issueCertificate } from '../src/certificates.js';
 import { AuthError } from '../src/errors.js';
 import { createRemoteVerifier, type TokenVerifier } from '../src/remote-verifier.js';
@@ -106,6 +114,18 @@ describe('challenge frames', () => {
       expect(v.nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
       expect(Buffer.from(v.nonce, 'base64url').toString('hex')).toBe(challenges.nonceBytesHex);
       expect(Buffer.from(challenges.nonceBytesHex, 'hex').toString('base64url')).toBe(v.nonce);
+    }
+  });
+
+  it('the hub writes each of them byte for byte, and makes nonces of the same form', () => {
+    for (const v of challenges.vectors) {
+      expect(encodeChallenge(v.type as 'handshake_challenge' | 'reauth_challenge', v.nonce)).toBe(v.text);
+    }
+    const nonces = new Set(Array.from({ length: 50 }, () => createChallengeNonce()));
+    expect(nonces.size).toBe(50);
+    for (const nonce of nonces) {
+      expect(nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(Buffer.from(nonce, 'base64url')).toHaveLength(32);
     }
   });
 
@@ -210,6 +230,55 @@ describe('claims of each stage (the reference client’s HMAC provider)', () => 
       }
     });
   }
+});
+
+describe('claims of each stage through the hub’s current-era checks', () => {
+  // A policy that admits the vectors' port claims (the default refuses every port claim).
+  const policy = {
+    ...DEFAULT_CLAIM_POLICY,
+    allowedTCPPortClaims: [22, 443],
+    allowedUDPPortClaims: [53, 67],
+  };
+  for (const set of claimsFile.tokenSets) {
+    it(`${set.name}: stage 0 is current-era, stages 1 and re-authentication repeat its sets and carry the nonce`, () => {
+      const payloads = Object.fromEntries(STAGES.map((s) => [s, decodeJwt(set.stages[s].token)])) as Record<
+        Stage,
+        ReturnType<typeof decodeJwt>
+      >;
+      expect(chooseBackendEra(payloads.handshake)).toBe('current');
+      const parsed = Object.fromEntries(
+        STAGES.map((s) => [s, parseCurrentClaims(payloads[s], policy)]),
+      ) as Record<Stage, ReturnType<typeof parseCurrentClaims>>;
+      const stage0 = parsed.handshake;
+      expect(stage0.sessionNonce).toBeUndefined();
+      expect(stage0.hostnames).toEqual(payloads.handshake.hostnames ?? []);
+      expect(stage0.tcpPorts).toEqual(payloads.handshake.tcp_ports ?? []);
+      expect(stage0.weight).toBe(payloads.handshake.weight);
+      for (const stage of ['attest', 'reauth'] as const) {
+        expect(parsed[stage].sessionNonce).toBe(set.nonce);
+        expect(claimSetMismatch(stage0, parsed[stage], 'the handshake token')).toBeUndefined();
+      }
+      // The same claims as the reference hub reads them (its hubClaimsJson) parse the same way.
+      expect(parseCurrentClaims(hubClaims(set.stages.handshake.hubClaimsJson), policy)).toEqual(stage0);
+      // handshake_max_age_seconds: fresh at iat, too old one second past the limit.
+      const iat = payloads.handshake.iat!;
+      expect(() => checkHandshakeAge(stage0, iat * 1000)).not.toThrow();
+      const maxAge = stage0.handshakeMaxAgeSeconds;
+      if (maxAge !== undefined) {
+        expect(() => checkHandshakeAge(stage0, (iat + maxAge + 1) * 1000)).toThrow(AuthError);
+      }
+    });
+  }
+
+  it('the claims a verifier returns for an accepted token parse like the token’s own', () => {
+    const accepted = verifierFile.exchanges.filter((e) => e.outcome === 'accepted');
+    expect(accepted.length).toBeGreaterThan(0);
+    for (const e of accepted) {
+      const parsed = parseCurrentClaims(hubClaims(e.claimsJson!), policy);
+      expect(parsed.hostnames).toEqual(['example.com']);
+      expect(parsed.weight).toBe(2);
+    }
+  });
 });
 
 function intOption(name: string, value: unknown): Record<string, number> {
