@@ -105,9 +105,15 @@ function fill(id, rows, empty, omitted) {
   }
 }
 
-function claimsText(claims) {
-  if (claims === undefined || claims === null || typeof claims !== 'object') return '';
-  return Object.entries(claims).slice(0, 8).map(([k, v]) => k + '=' + String(typeof v === 'object' ? JSON.stringify(v) : v).slice(0, 64)).join(' ');
+function claimsText(b) {
+  const c = b.claims;
+  if (!c) return b.era === 'current' ? 'current era' : '';
+  const parts = [];
+  if (c.tcpPorts) parts.push('tcp ' + c.tcpPorts.join(', '));
+  if (c.udpPorts) parts.push('udp ' + c.udpPorts.join(', '));
+  if (c.outbound && c.outbound.allowed) parts.push('outbound ' + (c.outbound.ports.length > 0 ? c.outbound.ports.join(', ') : 'any port'));
+  if (c.policyVersion) parts.push('policy ' + c.policyVersion);
+  return parts.join('; ');
 }
 
 function render(s) {
@@ -132,7 +138,7 @@ function render(s) {
     setText('cert-days', '—');
     setText('cert-sub', 'no hub certificate');
   }
-  fill('backends', s.backends.map((b) => [b.id, b.hostnames.join(', '), String(b.weight), String(b.streams), since(b.connectedAt), claimsText(b.claims)]), 'no backend attached', s.omitted.backends);
+  fill('backends', s.backends.map((b) => [b.id, b.hostnames.join(', '), String(b.weight), String(b.streams), since(b.connectedAt), claimsText(b)]), 'no backend attached', s.omitted.backends);
   fill('routes', s.routes.map((r) => [r.pattern, r.kind === 'local' ? 'local' : 'via peers', String(r.targets)]), 'no routes', s.omitted.routes);
   const down = (s.dialedPeers || []).filter((d) => !d.connected).map((d) => [d.url, 'outbound', '', '', 'not connected (dialling)']);
   fill('peers', s.peers.map((p) => [p.peer, p.direction, String(p.routes), String(p.tunnels), 'up ' + since(p.openedAt)]).concat(down), 'no peer links', s.omitted.peers);

@@ -4,7 +4,7 @@
  * end-user or backend address.
  */
 import { request as httpRequest } from 'node:http';
-import type { Nexus } from '@nexus-proxy/core';
+import type { BackendIdentity, Nexus } from '@nexus-proxy/core';
 import { parseListenAddress } from '@nexus-proxy/core';
 import type { NexusMetrics, NexusTotals } from './metrics.js';
 import { CliError } from './errors.js';
@@ -48,6 +48,10 @@ export interface StatusSnapshot {
     streams: number;
     /** ISO 8601. */
     connectedAt: string;
+    /** The era of its handshake (absent from older nodes). */
+    era?: 'seed' | 'current';
+    /** Current era: the port, UDP and outbound claims the node validated, when it made any. */
+    claims?: BackendClaims;
   }>;
   routes: Array<{
     pattern: string;
@@ -81,6 +85,25 @@ export interface StatusSnapshot {
     }>;
   };
   totals: NexusTotals;
+}
+
+/** A current-era backend's validated claims (docs/protocol.md §5.6), as `/status` shows them. */
+export interface BackendClaims {
+  tcpPorts?: number[];
+  udpPorts?: number[];
+  outbound?: { allowed: boolean; ports: number[] };
+  policyVersion?: string;
+}
+
+/** The claims of `identity` worth showing, or `undefined` when it made none. */
+function claimsOf(identity: Readonly<BackendIdentity>): BackendClaims | undefined {
+  const claims: BackendClaims = {};
+  if ((identity.tcpPorts?.length ?? 0) > 0) claims.tcpPorts = [...identity.tcpPorts!];
+  if ((identity.udpRoutes?.length ?? 0) > 0) claims.udpPorts = identity.udpRoutes!.map((r) => r.port);
+  if (identity.outbound !== undefined)
+    claims.outbound = { allowed: identity.outbound.allowed, ports: [...identity.outbound.ports] };
+  if (identity.policyVersion !== undefined) claims.policyVersion = identity.policyVersion;
+  return Object.keys(claims).length > 0 ? claims : undefined;
 }
 
 /** What {@link buildStatus} reads. */
@@ -143,6 +166,8 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
       weight: s.weight,
       streams: s.streamCount,
       connectedAt: new Date(s.connectedAt).toISOString(),
+      era: s.identity.era ?? 'seed',
+      ...(claimsOf(s.identity) !== undefined ? { claims: claimsOf(s.identity) } : {}),
     })),
     routes,
     peers: links.map((l) => ({

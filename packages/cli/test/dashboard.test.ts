@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import type { BackendClient } from '@nexus-proxy/backend-client';
+import { type BackendClient, createBackendClient } from '@nexus-proxy/backend-client';
 import { startService, type TestService, waitUntil } from '@nexus-proxy/test-harness';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -102,6 +102,8 @@ describe('the dashboard in headless Chromium', () => {
         // A peer that never answers: the page lists it as not connected.
         peers: [DOWN_PEER],
         peerAuthentication: { trustedDomainSuffixes: ['mesh.dash.test'] },
+        // A current-era backend may claim this TCP port: the page shows its claims.
+        allowedTCPPortClaims: [2222],
       }),
       handleSignals: false,
       logLevel: 'silent',
@@ -164,7 +166,19 @@ describe('the dashboard in headless Chromium', () => {
     await page.waitForFunction(() =>
       document.getElementById('backends')?.textContent?.includes('app.dash.test'),
     );
-    expect(await page.textContent('#backend-count')).toBe('2');
+    // A current-era backend (attested handshake) with a TCP port claim: its claims appear.
+    const device = createBackendClient({
+      nodes: [`wss://127.0.0.1:${hubPort}/connect`],
+      tls: { ca: work.ca.certPem },
+      tokenProvider: { hmacSecret: SECRET_A },
+      backend: { name: 'device-7', hostnames: ['device.dash.test'], tcpPorts: [2222] },
+      connectHandler: () => netConnect({ host: '127.0.0.1', port: service.port }),
+    });
+    device.connect();
+    clients.push(device);
+    await page.waitForFunction(() => document.getElementById('backends')?.textContent?.includes('tcp 2222'));
+    expect(await page.textContent('#backends')).toContain('device.dash.test');
+    expect(await page.textContent('#backend-count')).toBe('3');
     expect(await page.textContent('#routes')).toContain('*.preview.dash.test');
     expect(await page.textContent('#open-streams')).toBe('0');
 

@@ -174,6 +174,8 @@ describe('nexus-proxy status', () => {
       const json = JSON.parse(await run(['status', '--admin', admin, '--json'])) as StatusSnapshot;
       expect(json.streams.open).toBe(1);
       expect(json.backends[0]?.hostnames).toEqual(['shop.test', '*.apps.test']);
+      expect(json.backends[0]?.era).toBe('seed');
+      expect(json.backends[0]).not.toHaveProperty('claims');
       expect(JSON.stringify(json)).not.toContain('127.0.0.1');
     } finally {
       for (const s of user) s.destroy();
