@@ -1,6 +1,6 @@
 /**
  * The backend's side of the current era's attested handshake and re-authentication (docs/protocol.md
- * §1.2): stage-0 token → `handshake_challenge{nonce}` → stage-1 token with `session_nonce`; later,
+ * §1.9, §1.10): stage-0 token → `handshake_challenge{nonce}` → stage-1 token with `session_nonce`; later,
  * every `reauth_challenge{nonce}` gets a fresh token. Challenges are WebSocket text frames; the answers
  * are text frames holding the raw JWT, sent straight to the socket (ahead of any DATA the multiplexer
  * still holds back).

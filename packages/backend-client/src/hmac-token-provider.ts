@@ -1,7 +1,7 @@
 /**
  * The built-in HMAC token provider (docs/backend-client.md, "Token providers"): signs each stage's JWT
  * locally with HS256 and the hub's shared secret, with the claims the current reference client puts in
- * its tokens, in the same order (docs/protocol.md §5.2).
+ * its tokens, in the same order (docs/protocol.md §5.6).
  */
 import { readFile } from 'node:fs/promises';
 import { SignJWT } from 'jose';

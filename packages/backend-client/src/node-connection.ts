@@ -285,7 +285,7 @@ export class NodeConnection {
     this.#startSession(ws);
   }
 
-  /** Current era: stage 0, the challenge, stage 1 (docs/protocol.md §1.2), then the session as in the seed era. */
+  /** Current era: stage 0, the challenge, stage 1 (docs/protocol.md §1.9), then the session as in the seed era. */
   #onOpenAttested(ws: WebSocket, stage0: string): void {
     const attestation = this.#options.attestation!;
     attestedHandshake(ws, stage0, attestation).then(

@@ -1,5 +1,5 @@
 /**
- * Token providers of the current protocol era (docs/protocol.md §1.2): the client asks its provider for a
+ * Token providers of the current protocol era (docs/protocol.md §1.9, §1.10): the client asks its provider for a
  * JWT at each stage of the attested handshake (`handshake`, then `attest` with the hub's nonce) and for
  * every re-authentication (`reauth`). One interface for the built-in providers (HMAC, command; see
  * hmac-token-provider.ts and command-token-provider.ts) and for an application's own function.
