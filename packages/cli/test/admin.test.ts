@@ -5,6 +5,7 @@ import type { Nexus } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeReadiness } from '../src/status.js';
 import { type RunningNode, serve } from '../src/serve.js';
+import { VERSION } from '../src/version.js';
 import { echoSizeService, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   adminGet,
@@ -90,7 +91,7 @@ describe('admin listener', () => {
     expect(metrics.body).toContain('# TYPE nexus_backend_sessions gauge');
     const status = await adminGet(port, '/status');
     expect(status.type).toMatch(/^application\/json/);
-    expect(JSON.parse(status.body)).toMatchObject({ version: '0.1.0', backends: [], draining: false });
+    expect(JSON.parse(status.body)).toMatchObject({ version: VERSION, backends: [], draining: false });
     expect((await adminGet(port, '/nope')).status).toBe(404);
     const post = await new Promise<number>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port, path: '/metrics', method: 'POST' }, (res) => {

@@ -3,6 +3,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createProgram } from '../src/program.js';
 import { serve } from '../src/serve.js';
+import { VERSION } from '../src/version.js';
 import { formatStatus, formatTable, parseAdminAddress, type StatusSnapshot } from '../src/status.js';
 import { startService, waitUntil } from '@nexus-proxy/test-harness';
 import { backend, createWorkdir, SECRET_A, token, writeNodeConfig, LiveNodeFixture } from './_ops-helpers.js';
@@ -156,7 +157,7 @@ describe('nexus-proxy status', () => {
       const admin = `127.0.0.1:${n.adminAddress!.port}`;
       const text = await run(['status', '--admin', admin]);
       const session = n.nexus.hub.sessions[0]!;
-      expect(text).toMatch(/^Nexus 0\.1\.0: ready, up \d+s$/m);
+      expect(text).toMatch(new RegExp(`^Nexus ${VERSION.replaceAll('.', '\\.')}: ready, up \\d+s$`, 'm'));
       expect(text).toContain('Backends (1)');
       expect(text).toMatch(
         new RegExp(`^${session.id}\\s+shop\\.test,\\*\\.apps\\.test\\s+1\\s+1\\s+\\d+s$`, 'm'),
