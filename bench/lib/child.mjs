@@ -3,7 +3,7 @@
 // Roles: `service` (the local TLS / plain TCP service), `node` (createNexus, optionally a mesh node),
 // `backend` (createBackendClient). The parent sends `{ type: 'start', ... }` over
 // IPC and gets `{ type: 'ready', ... }` back; `{ type: 'stats' }` → `{ type: 'stats', rss, peakRss, ... }`;
-// `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
+// `{ type: 'gc' }` collects the heap; `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
@@ -48,6 +48,10 @@ process.on('message', async (msg) => {
       // MB/s on a shared machine.
       const { user, system } = process.cpuUsage();
       process.send({ type: 'stats', rss, peakRss, heapUsed, cpuUs: user + system, ...extraStats() });
+    } else if (msg.type === 'gc') {
+      // A full collection, so that a measured window starts from the same heap state (bench/instructions.mjs).
+      if (typeof globalThis.gc === 'function') globalThis.gc();
+      process.send({ type: 'gc' });
     } else if (msg.type === 'reset-peak') {
       if (msg.gc && typeof globalThis.gc === 'function') globalThis.gc();
       peakRss = process.memoryUsage.rss();

@@ -61,9 +61,12 @@ export async function connectPlain(target, timeoutMs = 10_000) {
   return socket;
 }
 
-/** Downloads `bytes` over one stream. Resolves `{ bytes, ms }` (after the handshake); bounded by `timeoutMs`. */
-export async function download(target, bytes, timeoutMs) {
-  const socket = await connectTls(target);
+/**
+ * Downloads `bytes` over one stream. Resolves `{ bytes, ms }` (after the handshake); bounded by `timeoutMs`
+ * (the handshake by `handshakeMs`).
+ */
+export async function download(target, bytes, timeoutMs, handshakeMs = 10_000) {
+  const socket = await connectTls(target, handshakeMs);
   const start = performance.now();
   let got = 0;
   socket.on('data', (d) => {
@@ -80,9 +83,9 @@ export async function download(target, bytes, timeoutMs) {
   return { bytes: got, ms: performance.now() - start };
 }
 
-/** Uploads `bytes` over one stream and waits for the service's acknowledgement. */
-export async function upload(target, bytes, timeoutMs) {
-  const socket = await connectTls(target);
+/** Uploads `bytes` over one stream and waits for the service's acknowledgement (handshake: `handshakeMs`). */
+export async function upload(target, bytes, timeoutMs, handshakeMs = 10_000) {
+  const socket = await connectTls(target, handshakeMs);
   const start = performance.now();
   let sent = 0;
   let stopped = false;
