@@ -532,6 +532,8 @@ export class StreamEngine {
         if (transport.bufferedAmount > this.#highWaterMark) break;
         const stream = ready.shift()!;
         if (stream.sendFrames(1) && !stream.detached && !this.#closed) ready.add(stream);
+        // The queue remembers what it served (see ReadyQueue); a stream already forgotten must not stay.
+        else if (stream.detached) ready.delete(stream);
       }
     } finally {
       this.#pumping = false;

@@ -310,4 +310,46 @@ describe('ReadyQueue', () => {
     expect(queue.size).toBe(0);
     expect(queue.shift()).toBeUndefined();
   });
+
+  it('remembers the items it served until they are deleted, and no others', () => {
+    const queue = new ReadyQueue<number>();
+    for (let round = 0; round < 1_000; round++) {
+      for (let i = 0; i < 3; i++) queue.add(i);
+      for (let i = 0; i < 3; i++) expect(queue.shift()).toBe(i);
+    }
+    // Served items stay known (queueing them again touches no key), and are not queued.
+    expect(queue.known).toBe(3);
+    expect(queue.size).toBe(0);
+    expect(queue.has(1)).toBe(false);
+    for (let i = 0; i < 3; i++) queue.delete(i);
+    expect(queue.known).toBe(0);
+  });
+
+  it('drops the entries of deleted items even when nothing is taken', () => {
+    const queue = new ReadyQueue<number>();
+    queue.add(-1);
+    // Queue, delete, queue again: every round leaves a stale entry behind the live one.
+    for (let i = 0; i < 10_000; i++) {
+      queue.add(i);
+      queue.delete(i);
+    }
+    queue.add(7);
+    expect(queue.size).toBe(2);
+    expect(queue.known).toBe(2);
+    expect(queue.shift()).toBe(-1);
+    expect(queue.shift()).toBe(7);
+    expect(queue.shift()).toBeUndefined();
+  });
+
+  it('keeps the order across growth and wrap-around', () => {
+    const queue = new ReadyQueue<number>();
+    const served: number[] = [];
+    let next = 0;
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 7 + round; i++) queue.add(next++);
+      for (let i = 0; i < 5 + round; i++) served.push(queue.shift()!);
+    }
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) served.push(item);
+    expect(served).toEqual(Array.from({ length: next }, (_, i) => i));
+  });
 });
