@@ -52,13 +52,10 @@ export function createWsBinarySender(ws: WebSocket, options: WsBinarySenderOptio
   const writer = createWsFrameWriter(ws);
   // A client's frames are masked into a fresh buffer: its parts are free once writeData returns.
   const copies = wsInternals(ws)._isServer === false;
-  const wrote =
-    onSent === undefined
-      ? (onWritten: () => void) => () => onWritten()
-      : (onWritten: () => void) => () => {
-          onWritten();
-          onSent();
-        };
+  const wrote = (onWritten: () => void) => () => {
+    onWritten();
+    onSent?.();
+  };
   return {
     writer,
     send(message: Uint8Array): void {
@@ -79,7 +76,12 @@ export function createWsBinarySender(ws: WebSocket, options: WsBinarySenderOptio
         process.nextTick(onWritten);
         return;
       }
-      if (writer.writeData(header, payload, payloadLength, wrote(onWritten))) return;
+      // Without onSent the stream's own callback goes to the socket as it is: no closure per frame.
+      if (
+        writer.writeData(header, payload, payloadLength, onSent === undefined ? onWritten : wrote(onWritten))
+      ) {
+        return;
+      }
       writer.corkForTick();
       ws.send(join(header, payload, payloadLength), { binary: true }, onSent);
       process.nextTick(onWritten);
