@@ -258,6 +258,18 @@ describe('BackendHub: the current era beside the seed era', () => {
     expect(await wsClosed(ws)).toEqual({ code: 1008, reason: 'expected a text frame for the stage-1 token' });
   });
 
+  it('closes a current-era session that floods text messages with 1008 control-rate', async () => {
+    const n = await node({ config: { limits: { maxControlMessagesPerSecond: 100 } } });
+    const registered = registration(n, 'chatty.test');
+    const b = await currentBackend(n, { claims: { hostnames: ['chatty.test'] } });
+    await registered;
+    for (let i = 0; i < 500; i++) b.ws.send('not a re-authentication answer');
+    expect(await b.closed).toEqual({ code: 1008, reason: 'control-rate' });
+    await vi.waitFor(() =>
+      expect(n.events.backendDisconnected.map((e) => e.reason)).toEqual(['control-rate']),
+    );
+  });
+
   it('refuses tokens without iss or aud when auth.backendEra is current, and challenges a minted token', async () => {
     const n = await node({ config: { auth: { backendEra: 'current' } } });
     const sign = (claims: Record<string, unknown>) =>
