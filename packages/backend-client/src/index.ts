@@ -126,7 +126,15 @@ export type {
   ProxyProtocolInput,
   ResolvedPortMappings,
 } from './port-mappings.js';
-export { parseHostPort, resolvePortMappings, resolveTarget } from './port-mappings.js';
+export {
+  HTTP_FALLBACK_PORT,
+  parseHostPort,
+  resolvePortMappings,
+  resolveStreamTarget,
+  resolveTarget,
+  type StreamTarget,
+  TLS_FALLBACK_PORT,
+} from './port-mappings.js';
 // PROXY protocol
 export {
   type BuildProxyHeaderOptions,

@@ -21,7 +21,7 @@ import {
   TokenError,
 } from './errors.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
-import { resolveTarget } from './port-mappings.js';
+import { resolveStreamTarget } from './port-mappings.js';
 import type {
   NodeConnectionEvents,
   NodeConnectionState,
@@ -32,6 +32,9 @@ import type {
 import { buildProxyHeader } from './proxy-protocol.js';
 import { resolveSeedToken } from './token-provider.js';
 import { StreamRelay } from './stream-relay.js';
+
+/** Most node ports whose mapping fallback is logged at info once each (later ones at debug). */
+const MAX_FALLBACK_PORTS_REPORTED = 64;
 
 export type {
   NodeConnectionState,
@@ -81,6 +84,8 @@ export class NodeConnection {
   readonly #options: ResolvedBackendClientOptions;
   readonly #emit: <K extends keyof NodeConnectionEvents>(event: K, ...args: NodeConnectionEvents[K]) => void;
   readonly #log: Logger;
+  /** Node ports whose fallback to the 443/80 mapping has been logged at info. */
+  readonly #fallbackReported = new Set<number>();
   readonly #backoff: Backoff;
   #ws: WebSocket | undefined;
   #session: MuxSession | undefined;
@@ -564,8 +569,10 @@ export class NodeConnection {
         return local;
       }
     }
-    const target = portMappings ? resolveTarget(portMappings, request.connPort, request.hostname) : undefined;
-    if (target === undefined) throw new NoMappingError(request.connPort, request.hostname);
+    const resolved = portMappings ? resolveStreamTarget(portMappings, request) : undefined;
+    if (resolved === undefined) throw new NoMappingError(request.connPort, request.hostname);
+    const { target, mappedPort } = resolved;
+    if (mappedPort !== request.connPort) this.#reportFallback(request, mappedPort);
     this.#log.debug({ id: request.id, target: formatTarget(target) }, 'dialling local service');
     return dialLocal(target, {
       timeoutMs: dialTimeoutMs,
@@ -574,6 +581,29 @@ export class NodeConnection {
         ? { header: buildProxyHeader({ version: target.proxyProtocol, ...request }) }
         : {}),
     });
+  }
+
+  /**
+   * Says once per node port (info) that its streams use the 443/80 mapping; later streams at debug. The
+   * set of ports said is bounded by {@link MAX_FALLBACK_PORTS_REPORTED}.
+   */
+  #reportFallback(request: StreamRequest, mappedPort: number): void {
+    const fields = {
+      id: request.id,
+      connPort: request.connPort,
+      mappedPort,
+      kind: request.isTls ? 'tls' : 'http',
+    };
+    if (this.#fallbackReported.has(request.connPort)) {
+      this.#log.debug(fields, 'using the fallback port mapping');
+      return;
+    }
+    if (this.#fallbackReported.size < MAX_FALLBACK_PORTS_REPORTED)
+      this.#fallbackReported.add(request.connPort);
+    this.#log.info(
+      fields,
+      `no port mapping for node port ${request.connPort}: using the ${mappedPort} mapping for ${request.isTls ? 'TLS' : 'HTTP'} streams (add a mapping for ${request.connPort} to choose)`,
+    );
   }
 
   #healthCheck(entry: StreamEntry) {

@@ -254,3 +254,35 @@ export function resolveTarget(
   }
   return mapping.default;
 }
+
+/** The relay port whose mapping serves a TLS stream on a node port without a mapping of its own. */
+export const TLS_FALLBACK_PORT = 443;
+/** The relay port whose mapping serves an HTTP stream on a node port without a mapping of its own. */
+export const HTTP_FALLBACK_PORT = 80;
+
+/** Where a stream goes, and which port's mapping said so. */
+export interface StreamTarget {
+  /** The dial target. */
+  readonly target: HostPort;
+  /** The mapped port that gave the target: the stream's own, or the 443/80 fallback. */
+  readonly mappedPort: number;
+}
+
+/**
+ * Like {@link resolveTarget}, but when the node's relay port has no mapping at all (a node listening on
+ * 20443 while the mappings say 443), falls back by the stream's kind: a TLS stream to the 443 mapping, an
+ * HTTP stream to the 80 mapping. A port that is mapped never falls back, even when no host of it matches.
+ * `undefined` when nothing serves the stream.
+ */
+export function resolveStreamTarget(
+  mappings: ResolvedPortMappings,
+  stream: { connPort: number; hostname: string; isTls: boolean },
+): StreamTarget | undefined {
+  const mappedPort = mappings.ports.has(stream.connPort)
+    ? stream.connPort
+    : stream.isTls
+      ? TLS_FALLBACK_PORT
+      : HTTP_FALLBACK_PORT;
+  const target = resolveTarget(mappings, mappedPort, stream.hostname);
+  return target === undefined ? undefined : { target, mappedPort };
+}

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionsError } from '../src/errors.js';
-import { parseHostPort, resolvePortMappings, resolveTarget } from '../src/port-mappings.js';
+import {
+  parseHostPort,
+  resolvePortMappings,
+  resolveStreamTarget,
+  resolveTarget,
+} from '../src/port-mappings.js';
 
 const mappings = resolvePortMappings({
   443: {
@@ -114,5 +119,50 @@ describe('parseHostPort', () => {
     5,
   ])('rejects %j', (input) => {
     expect(() => parseHostPort(input, 'x')).toThrow(InvalidOptionsError);
+  });
+});
+
+describe('resolveStreamTarget', () => {
+  it.each([
+    {
+      connPort: 443,
+      isTls: true,
+      host: 'api.example.com',
+      expected: 'localhost:9443 via 443',
+      why: 'own port',
+    },
+    {
+      connPort: 20443,
+      isTls: true,
+      host: 'api.example.com',
+      expected: 'localhost:9443 via 443',
+      why: 'TLS → 443',
+    },
+    {
+      connPort: 20080,
+      isTls: false,
+      host: 'x.example.com',
+      expected: 'localhost:8080 via 80',
+      why: 'HTTP → 80',
+    },
+    {
+      connPort: 993,
+      isTls: true,
+      host: 'other.example.com',
+      expected: undefined,
+      why: 'mapped port: no fallback',
+    },
+  ])('port $connPort ($why)', ({ connPort, isTls, host, expected }) => {
+    const r = resolveStreamTarget(mappings, { connPort, isTls, hostname: host });
+    expect(r === undefined ? undefined : `${r.target.host}:${r.target.port} via ${r.mappedPort}`).toBe(
+      expected,
+    );
+  });
+
+  it('finds nothing when the fallback port is not mapped either', () => {
+    const only443 = resolvePortMappings({ 443: 'localhost:8443' });
+    expect(resolveStreamTarget(only443, { connPort: 20080, isTls: false, hostname: 'a.example.com' })).toBe(
+      undefined,
+    );
   });
 });

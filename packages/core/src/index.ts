@@ -28,6 +28,7 @@ export type {
   ListenAddress,
   ListenerInput,
   NexusConfigInput,
+  RelayPortForm,
   RelayListenerConfig,
   ResolvedAuth,
   ResolvedKeepalive,

@@ -66,6 +66,23 @@ describe('resolveNexusConfig', () => {
     expect(c.peerAuthentication.trustedDomainSuffixes).toEqual(['mesh.example.com']);
   });
 
+  it('reads the relay port short forms "PORT/http" and "PORT/tls" next to plain numbers', () => {
+    const c = resolveNexusConfig({ ...base, relayPorts: ['20080/http', '20443/tls', 80, 8883, '81/tls'] });
+    expect(c.listeners.map((l) => `${l.port}/${l.mode}`)).toEqual([
+      '20080/http',
+      '20443/tls',
+      '80/http',
+      '8883/tls',
+      '81/tls',
+    ]);
+  });
+
+  it('names the short form in the error for a relay port it cannot read', () => {
+    expect(() => resolveNexusConfig({ ...base, relayPorts: ['8080/udp'] })).toThrow(
+      /relayPorts\[0\] must be a port between 0 and 65535, or "PORT\/http" \/ "PORT\/tls"/,
+    );
+  });
+
   it('configures automatic TLS from hubPublicHostname with the ACME defaults', () => {
     const c = resolveNexusConfig({ backendsJWTSecret: SECRET, hubPublicHostname: 'Nexus.Example.com' });
     expect(c.tls).toEqual({
@@ -380,6 +397,13 @@ describe('resolveNexusConfig', () => {
     },
     { name: 'a port above 65535', input: { ...base, relayPorts: [443, 70000] }, path: 'relayPorts[1]' },
     { name: 'a string port', input: { ...base, relayPorts: ['443'] }, path: 'relayPorts[0]' },
+    { name: 'an unknown port mode', input: { ...base, relayPorts: ['8080/udp'] }, path: 'relayPorts[0]' },
+    { name: 'a short form above 65535', input: { ...base, relayPorts: ['70000/tls'] }, path: 'relayPorts[0]' },
+    {
+      name: 'a short form repeating a port',
+      input: { ...base, relayPorts: [8080, '8080/http'] },
+      path: 'relayPorts[1]',
+    },
     { name: 'a duplicate relay port', input: { ...base, relayPorts: [443, 443] }, path: 'relayPorts[1]' },
     { name: 'empty relayPorts', input: { ...base, relayPorts: [] }, path: 'relayPorts' },
     {

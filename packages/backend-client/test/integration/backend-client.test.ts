@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type net from 'node:net';
 import { PassThrough } from 'node:stream';
+import type { Logger } from '@nexus-proxy/common';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type BackendClient, createBackendClient } from '../../src/backend-client.js';
 import type { BackendClientOptions, StreamRequest } from '../../src/client-options.js';
@@ -38,6 +39,31 @@ function client(options: Partial<BackendClientOptions>): BackendClient {
   } as BackendClientOptions);
   cleanups.push(() => c.close());
   return c;
+}
+
+/** A logger that keeps every line (with its child bindings) in `lines`. */
+function recorder(
+  lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }>,
+  bindings: Record<string, unknown> = {},
+): Logger {
+  const at =
+    (level: string) =>
+    (a: unknown, b?: unknown): void => {
+      const fields = typeof a === 'object' && a !== null ? (a as Record<string, unknown>) : {};
+      lines.push({
+        level,
+        msg: typeof a === 'string' ? a : String(b ?? ''),
+        fields: { ...bindings, ...fields },
+      });
+    };
+  return {
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: (more) => recorder(lines, { ...bindings, ...more }),
+  };
 }
 
 async function echoService() {
@@ -145,6 +171,56 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     const conn = await hub.connection();
     await conn.token;
     const stream = conn.openStream({ connPort: 80, isTls: false });
+    expect((await stream.disconnected()).reason).toBe('dial_failed');
+  });
+
+  it('falls back from an unmapped node port to the 443 mapping for TLS and the 80 mapping for HTTP, saying so once', async () => {
+    const tlsService = await startLocalService((socket) => socket.pipe(socket));
+    const httpService = await startLocalService((socket) => socket.end('http-service'));
+    cleanups.push(
+      () => tlsService.close(),
+      () => httpService.close(),
+    );
+    const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+    const c = client({
+      portMappings: resolvePortMappings({
+        443: `127.0.0.1:${tlsService.port}`,
+        80: `127.0.0.1:${httpService.port}`,
+      }),
+      logger: recorder(lines),
+    });
+    c.connect();
+    const conn = await hub.connection();
+    await conn.token;
+    const tls = conn.openStream({ connPort: 20443, isTls: true, hostname: 'app.example.com' });
+    tls.write('hello over 20443');
+    expect((await tls.waitBytes(16)).toString()).toBe('hello over 20443');
+    const http = conn.openStream({ connPort: 20080, isTls: false, hostname: 'app.example.com' });
+    http.write('GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n');
+    expect((await http.waitBytes(12)).toString()).toBe('http-service');
+    const again = conn.openStream({ connPort: 20443, isTls: true, hostname: 'app.example.com' });
+    again.write('x');
+    await again.waitBytes(1);
+    const said = lines.filter((l) => l.level === 'info' && l.msg.startsWith('no port mapping for node port'));
+    expect(said.map((l) => l.msg)).toEqual([
+      'no port mapping for node port 20443: using the 443 mapping for TLS streams (add a mapping for 20443 to choose)',
+      'no port mapping for node port 20080: using the 80 mapping for HTTP streams (add a mapping for 20080 to choose)',
+    ]);
+    expect(said[0]!.fields).toMatchObject({ connPort: 20443, mappedPort: 443, kind: 'tls' });
+  });
+
+  it('does not fall back for a node port that has a mapping, even when no host of it matches', async () => {
+    const service = await echoService();
+    const c = client({
+      portMappings: resolvePortMappings({
+        443: `127.0.0.1:${service.port}`,
+        8443: { hosts: { 'only.example.com': `127.0.0.1:${service.port}` } },
+      }),
+    });
+    c.connect();
+    const conn = await hub.connection();
+    await conn.token;
+    const stream = conn.openStream({ connPort: 8443, isTls: true, hostname: 'other.example.com' });
     expect((await stream.disconnected()).reason).toBe('dial_failed');
   });
 

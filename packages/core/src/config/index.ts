@@ -18,6 +18,7 @@ export type {
   ListenAddress,
   ListenerInput,
   NexusConfigInput,
+  RelayPortForm,
   RelayListenerConfig,
   ResolvedAuth,
   ResolvedBackendClaims,

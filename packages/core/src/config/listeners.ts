@@ -1,6 +1,6 @@
 /**
- * The public relay ports: `relayPorts` (reference: port 80 speaks HTTP, every other port TLS), or the
- * richer `listeners` list, the address they bind to (`bindHost`) and the idle timeout of relayed
+ * The public relay ports: `relayPorts` (reference: port 80 speaks HTTP, every other port TLS; a port can
+ * carry its mode in the short form `"8080/http"`, `"8443/tls"`), or the richer `listeners` list, the address they bind to (`bindHost`) and the idle timeout of relayed
  * connections (`idleTimeoutSeconds`).
  */
 import {
@@ -20,6 +20,32 @@ import { validHost } from './address.js';
 import { DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_RELAY_PORTS, HTTP_RELAY_PORT } from './defaults.js';
 import type { RelayListenerConfig, ResolveContext } from './types.js';
 
+type RelayMode = RelayListenerConfig['mode'];
+
+/** `"8080/http"`, `"8443/tls"`: a relay port that says what it speaks. */
+const RELAY_PORT_FORM = /^(\d{1,5})\/(tls|http)$/;
+
+const relayPortDetail = (x: unknown) =>
+  `must be a port between 0 and 65535, or "PORT/http" / "PORT/tls" such as "8080/http" (got ${describeValue(x)})`;
+const relayPortMessage = (issue: v.BaseIssue<unknown>) => relayPortDetail(issue.input);
+
+/** One entry of `relayPorts`: a number (80 = HTTP, else TLS) or the short form with its mode. */
+const relayPort = v.union(
+  [
+    integer(0, 65535),
+    v.pipe(
+      v.string(relayPortMessage),
+      v.regex(RELAY_PORT_FORM, relayPortMessage),
+      v.check((s) => Number(RELAY_PORT_FORM.exec(s)![1]) <= 65535, relayPortMessage),
+      v.transform((s): { port: number; mode: RelayMode } => {
+        const m = RELAY_PORT_FORM.exec(s)!;
+        return { port: Number(m[1]), mode: m[2] as RelayMode };
+      }),
+    ),
+  ],
+  relayPortMessage,
+);
+
 const listener = mapping({
   port: required(integer(0, 65535), 'TCP port, 0–65535 (0 = any free port, for tests).'),
   mode: optional(
@@ -33,10 +59,10 @@ const listener = mapping({
 export const listenerFields = {
   relayPorts: optional(
     v.pipe(
-      list(integer(0, 65535), () => 'must be a list of ports'),
+      list(relayPort, () => 'must be a list of ports'),
       v.minLength(1, 'must list at least one port'),
     ),
-    '(reference) Public ports; 80 speaks HTTP (routes by Host), the others TLS (routes by SNI). Ignored when listeners is set. Default: [443, 80].',
+    '(reference) Public ports; 80 speaks HTTP (routes by Host), the others TLS (routes by SNI); "8080/http" or "8443/tls" says the mode. Ignored when listeners is set. Default: [443, 80].',
   ),
   idleTimeoutSeconds: optional(
     integer(0, 31_536_000),
@@ -91,9 +117,13 @@ export function resolveListeners(p: ListenerParsed, ctx: ResolveContext): RelayL
       add(Object.freeze({ host, port: l.port, mode }), at);
     });
   } else {
-    (p.relayPorts ?? DEFAULT_RELAY_PORTS).forEach((port, i) => {
-      // docs/protocol.md §4: port 80 speaks HTTP (route by Host), every other port TLS (route by SNI).
-      const mode = port === HTTP_RELAY_PORT ? 'http' : 'tls';
+    (p.relayPorts ?? DEFAULT_RELAY_PORTS).forEach((entry, i) => {
+      // docs/protocol.md §4: port 80 speaks HTTP (route by Host), every other port TLS (route by SNI),
+      // unless the short form names the mode.
+      const { port, mode } =
+        typeof entry === 'number'
+          ? { port: entry, mode: entry === HTTP_RELAY_PORT ? ('http' as const) : ('tls' as const) }
+          : entry;
       add(Object.freeze({ host: relayHost, port, mode }), `relayPorts[${i}]`);
     });
   }

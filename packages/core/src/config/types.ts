@@ -132,14 +132,20 @@ export interface AuthInput {
   backendEra?: 'auto' | 'seed' | 'current';
 }
 
+/** A relay port with its mode, `"8080/http"` or `"8443/tls"` (an entry of `relayPorts`). */
+export type RelayPortForm = `${number}/http` | `${number}/tls`;
+
 /** The configuration document. Reference keys keep their reference names and units. */
 export interface NexusConfigInput {
   /** (reference) Hub listen address. Default: `":8443"`. */
   backendListenAddress?: AddressInput;
   /** (reference) Peer listen address; used when `peerAuthentication.trustedDomainSuffixes` is set. Default: `":8444"`. */
   peerListenAddress?: AddressInput;
-  /** (reference) Public relay ports; 80 = HTTP, others TLS. Ignored when `listeners` is set. Default: `[443, 80]`. */
-  relayPorts?: number[];
+  /**
+   * (reference) Public relay ports; 80 = HTTP, others TLS; `"8080/http"` / `"8443/tls"` names the mode.
+   * Ignored when `listeners` is set. Default: `[443, 80]`.
+   */
+  relayPorts?: Array<number | RelayPortForm>;
   /** (reference) Idle timeout of relayed connections, seconds; both directions count; `0` = off. Default: `900`. */
   idleTimeoutSeconds?: number;
   /** (reference) Backend JWT HMAC secret. This or `backendsJWTSecrets` is required. */
