@@ -49,10 +49,19 @@ export interface BackendClient extends EventEmitter<NodeConnectionEvents> {
   readonly options: ResolvedBackendClientOptions;
   /** Counters and per-node state. */
   stats(): BackendClientStats;
+  /**
+   * Replaces the port mappings and health checks used for streams opened from now on, without touching
+   * the sessions or open streams (what `nexus-backend` does on SIGHUP when only these changed). Throws
+   * `InvalidOptionsError` (and changes nothing) when the new options are invalid.
+   */
+  updateStreamOptions(update: StreamOptionsUpdate): void;
 }
 
+/** What {@link BackendClient.updateStreamOptions} can change on a running client. */
+export type StreamOptionsUpdate = Pick<BackendClientOptions, 'portMappings' | 'healthChecks'>;
+
 class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements BackendClient {
-  readonly options: ResolvedBackendClientOptions;
+  options: ResolvedBackendClientOptions;
   readonly #connections: NodeConnection[];
   #started = false;
   #closing: Promise<void> | undefined;
@@ -92,6 +101,19 @@ class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements Ba
     const graceMs = options.graceMs ?? this.options.closeGraceMs;
     this.#closing ??= Promise.all(this.#connections.map((c) => c.close(graceMs))).then(() => undefined);
     return this.#closing;
+  }
+
+  updateStreamOptions(update: StreamOptionsUpdate): void {
+    const { portMappings, healthChecks, connectHandler, ...rest } = this.options;
+    const next = resolveBackendClientOptions({
+      ...rest,
+      nodes: [...rest.nodes],
+      ...(connectHandler !== undefined ? { connectHandler } : {}),
+      portMappings: 'portMappings' in update ? update.portMappings : portMappings,
+      healthChecks: 'healthChecks' in update ? update.healthChecks : healthChecks,
+    });
+    this.options = next;
+    for (const connection of this.#connections) connection.setOptions(next);
   }
 
   stats(): BackendClientStats {

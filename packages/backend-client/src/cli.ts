@@ -1,7 +1,8 @@
 #!/usr/bin/env node
+import { debugRequested, describeFailure } from './cli-errors.js';
 import { runCli } from './cli-main.js';
 
 runCli(process.argv).catch((err: unknown) => {
-  process.stderr.write(`nexus-backend: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`${describeFailure('nexus-backend', err, debugRequested(process.argv))}\n`);
   process.exitCode = 1;
 });

@@ -81,7 +81,7 @@ interface StreamEntry {
 export class NodeConnection {
   readonly node: string;
   #state: NodeConnectionState = 'idle';
-  readonly #options: ResolvedBackendClientOptions;
+  #options: ResolvedBackendClientOptions;
   readonly #emit: <K extends keyof NodeConnectionEvents>(event: K, ...args: NodeConnectionEvents[K]) => void;
   readonly #log: Logger;
   /** Node ports whose fallback to the 443/80 mapping has been logged at info. */
@@ -120,6 +120,14 @@ export class NodeConnection {
     this.#emit = emit;
     this.#log = options.logger.child({ component: 'backend-client', node });
     this.#backoff = new Backoff(options.reconnect, random);
+  }
+
+  /**
+   * Options for what happens from now on (streams opened later use the new port mappings and health
+   * checks); the session and open streams are left as they are.
+   */
+  setOptions(options: ResolvedBackendClientOptions): void {
+    this.#options = options;
   }
 
   /** Current lifecycle state. */
@@ -540,7 +548,7 @@ export class NodeConnection {
       (err: Error) => {
         if (stream.destroyed) return;
         this.#log.warn(
-          { id, hostname: request.hostname, connPort: request.connPort, err: err.message },
+          { id, host: request.hostname, connPort: request.connPort, err: err.message },
           'dial failed',
         );
         this.#closeStream(entry, 'dial_failed');

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Logger, noopLogger } from '@nexus-proxy/core';
+import { type Logger, listenServer, noopLogger } from '@nexus-proxy/core';
 import { createAdminAuth } from './admin-auth.js';
 import type { Dashboard } from './dashboard.js';
 import { pageCsp, renderDashboardPage, renderLoginPage } from './dashboard-page.js';
@@ -178,16 +178,8 @@ export function createAdminServer(options: AdminServerOptions): AdminServer {
 
   return {
     listen() {
-      return new Promise<AddressInfo>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(options.port, options.host ?? DEFAULT_ADMIN_HOST, () => {
-          server.off('error', reject);
-          server.on('error', (err) => log.error({ err }, 'admin listener error'));
-          const address = server.address() as AddressInfo;
-          log.info({ address: address.address, port: address.port }, 'admin listener listening');
-          resolve(address);
-        });
-      });
+      const host = options.host ?? DEFAULT_ADMIN_HOST;
+      return listenServer(server, options.port, host, log, 'admin listener', 'admin (or --admin)');
     },
     address() {
       const a = server.address();

@@ -2,9 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { backendClientConfigJsonSchema } from '@nexus-proxy/backend-client';
 import { loadConfig, mintBackendToken, nexusConfigJsonSchema } from '@nexus-proxy/core';
+import { DEBUG_ENV, debugRequested, describeFailure } from '@nexus-proxy/backend-client/cli-support';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ADMIN_TOKEN_ENV, resolveAdminToken } from './admin.js';
 import { addInitCommand } from './installer.js';
+import { LOG_FORMATS } from './logger.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
 import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
 import { VERSION } from './version.js';
@@ -33,7 +35,8 @@ export function createProgram(io: ProgramIo = {}): Command {
   const out = io.out ?? ((text: string) => process.stdout.write(`${text}\n`));
   const program = new Command('nexus-proxy')
     .description('Nexus Proxy: a privacy-first passthrough edge proxy (routes TLS by SNI, HTTP by Host).')
-    .version(VERSION);
+    .version(VERSION)
+    .option('--debug', `print stack traces of failures (or set ${DEBUG_ENV}=1)`);
 
   program
     .command('serve')
@@ -43,7 +46,9 @@ export function createProgram(io: ProgramIo = {}): Command {
     .option('--state-dir <dir>', 'state directory of the embedded default', '.nexus')
     .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent')
     .addOption(
-      new Option('--log-format <format>', 'log output').choices(['auto', 'pretty', 'json']).default('auto'),
+      new Option('--log-format <format>', 'log output: readable lines on a terminal, else JSON')
+        .choices(LOG_FORMATS)
+        .default('auto'),
     )
     .option('--grace <ms>', 'time streams get to finish on SIGTERM/SIGINT', integer('--grace'), 10_000)
     .option(
@@ -67,9 +72,11 @@ export function createProgram(io: ProgramIo = {}): Command {
       '--admin-token-file <file>',
       `bearer token /metrics and /status require (or ${ADMIN_TOKEN_ENV}, or admin.token in the config)`,
     )
-    .action(async (opts) => {
+    .action(async (opts, command: Command) => {
       await serve({
         ports: { tls: opts.tlsPort, http: opts.httpPort, hub: opts.hubPort },
+        ignoredFlags: opts.config === undefined ? [] : flagsConfigOverrides(command),
+        debug: debugRequested(process.argv) || program.opts().debug === true,
         config: opts.config,
         demo: opts.demo === true,
         stateDir: opts.stateDir,
@@ -146,12 +153,25 @@ export function createProgram(io: ProgramIo = {}): Command {
   return program;
 }
 
-/** Runs the CLI with `argv` (as `process.argv`); errors are printed and set a non-zero exit code. */
+/** Flags of `serve` that only shape the embedded default, so a `-c` file makes them do nothing. */
+const EMBEDDED_ONLY_FLAGS = ['tlsPort', 'httpPort', 'hubPort', 'stateDir'] as const;
+
+/** The embedded-default flags given on the command line (`--tls-port`, …), which `-c` overrides. */
+function flagsConfigOverrides(command: Command): string[] {
+  return EMBEDDED_ONLY_FLAGS.filter((name) => command.getOptionValueSource(name) === 'cli').map(
+    (name) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+  );
+}
+
+/**
+ * Runs the CLI with `argv` (as `process.argv`). An expected failure prints one line (the stack with
+ * `--debug`) and sets exit code 1.
+ */
 export async function runCli(argv: string[] = process.argv): Promise<void> {
   try {
     await createProgram().parseAsync(argv);
   } catch (err) {
-    process.stderr.write(`nexus-proxy: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`${describeFailure('nexus-proxy', err, debugRequested(argv))}\n`);
     process.exitCode = 1;
   }
 }

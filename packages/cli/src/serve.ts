@@ -22,6 +22,7 @@ import type { DestinationStream, Logger as PinoLogger } from 'pino';
 import { type AdminServer, createAdminServer, resolveAdminToken } from './admin.js';
 import { createDashboard, type DashboardOptions } from './dashboard.js';
 import { DEMO_HOSTNAME, type Demo, startDemo } from './demo.js';
+import { errorFields } from '@nexus-proxy/backend-client/cli-support';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { createNexusMetrics, type NexusMetrics } from './metrics.js';
 import { DEFAULT_STATE_DIR, ensureNodeState, type NodeState } from './state.js';
@@ -64,6 +65,10 @@ export interface ServeOptions {
   logDestination?: DestinationStream;
   /** Sampling and bounds of the admin listener's dashboard (docs/operations.md). Default: the defaults. */
   dashboard?: DashboardOptions;
+  /** Log the stack of every failure (`--debug`). Default: one line for expected failures. */
+  debug?: boolean;
+  /** Flags given with `-c` that the configuration file overrides (`--tls-port`, …): a warning each. */
+  ignoredFlags?: readonly string[];
 }
 
 export interface RunningNode {
@@ -117,6 +122,13 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
   }
   const level = options.logLevel ?? config.logLevel;
   const logger = createCliLogger({ level, format: options.logFormat, destination: options.logDestination });
+  const debug = options.debug === true;
+  for (const flag of options.ignoredFlags ?? []) {
+    logger.warn(
+      { flag, config: options.config },
+      `${flag} is ignored: it sets up the embedded default, and -c ${options.config} says where to listen`,
+    );
+  }
   const startedAt = Date.now();
   const nexus = createNexus(config, {
     logger,
@@ -170,6 +182,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
     await admin?.close();
     await nexus.close({ graceMs: 0 });
     metrics.close();
+    // The lines of the shutdown come out before the failure the caller prints.
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
     throw err;
   }
   phase.listening = true;
@@ -259,7 +273,7 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
       return result;
     } catch (err) {
       metrics.recordReload(false);
-      logger.error({ err }, 'configuration reload failed: keeping the running configuration');
+      logger.error(errorFields(err, debug), 'configuration reload failed: keeping the running configuration');
       throw err;
     }
   };

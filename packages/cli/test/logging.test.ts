@@ -1,4 +1,5 @@
 import { connect as netConnect } from 'node:net';
+import { hostname as osHostname } from 'node:os';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCliLogger } from '../src/logger.js';
@@ -96,9 +97,11 @@ describe('node logs at trace', () => {
 
       const closes = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'stream closed');
       expect(closes).toHaveLength(1);
+      // The routed name under `host`; `hostname` stays pino's field for the machine's name.
       expect(closes[0]).toMatchObject({
         level: 30,
-        hostname: 'app.test',
+        host: 'app.test',
+        hostname: osHostname(),
         reason: 'completed',
         bytesUp: request.length,
         bytesDown: received,

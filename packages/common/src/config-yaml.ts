@@ -33,6 +33,26 @@ export function nodeAt(root: unknown, segments: readonly PathSegment[]): unknown
   return node;
 }
 
+/** Longest stretch of the offending line an error quotes. */
+const MAX_QUOTED_LINE = 80;
+
+/**
+ * The yaml library's message on one line, without its trailing `at line 5, column 3:` (the location is
+ * given separately), followed by the offending line as written: `Sequence item without - indicator
+ * (line 5: "   mode: tls")`.
+ */
+function syntaxDetail(message: string, text: string, line: number | undefined): string {
+  const reason = message
+    .split('\n')[0]!
+    .replace(/\s*at line \d+, column \d+:?\s*$/, '')
+    .trim();
+  if (line === undefined) return reason;
+  const written = text.split(/\r?\n/)[line - 1];
+  if (written === undefined || written.trim() === '') return reason;
+  const quoted = written.length > MAX_QUOTED_LINE ? `${written.slice(0, MAX_QUOTED_LINE)}…` : written;
+  return `${reason} (line ${line}: ${JSON.stringify(quoted)})`;
+}
+
 /**
  * Parse `text` (named `source` in errors). Throws a {@link ConfigIssue} of kind `syntax` (with line and
  * column) for YAML errors, duplicate keys and alias bombs, and of kind `empty` for an empty document.
@@ -43,7 +63,7 @@ export function parseYamlConfig(text: string, source: string): YamlConfigDocumen
   const first = doc.errors[0];
   if (first !== undefined) {
     const pos = first.linePos?.[0];
-    throw new ConfigIssue('', first.message.split('\n')[0]!, {
+    throw new ConfigIssue('', syntaxDetail(first.message, text, pos?.line), {
       kind: 'syntax',
       location: { source, line: pos?.line, column: pos?.col },
       cause: first,

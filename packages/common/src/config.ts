@@ -26,6 +26,7 @@ export {
   validate,
 } from './config-schema.js';
 export { didYouMean, unknownKeyDetail } from './config-suggest.js';
+export { fileProblem, unreadableFileDetail } from './file-problem.js';
 export { deepFreeze, isMapping, present, presentKeys, resolveFrom } from './config-values.js';
 export {
   locateIssue,

@@ -145,7 +145,7 @@ export class AcmeCertificateManager extends EventEmitter<AcmeCertificateManagerE
   constructor(options: AcmeCertificateManagerOptions) {
     super();
     this.options = resolveAcmeCertificateManagerOptions(options);
-    this.#log = (options.logger ?? noopLogger).child({ component: 'acme', hostname: this.options.hostname });
+    this.#log = (options.logger ?? noopLogger).child({ component: 'acme', host: this.options.hostname });
     this.#now = options.now ?? (() => Date.now());
     this.#timers = options.timers ?? {
       setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),

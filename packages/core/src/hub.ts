@@ -261,7 +261,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       this.handleUpgrade(req, socket, head),
     );
     server.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'TLS handshake failed'));
-    return listenServer(server, port, host, this.#log, 'hub');
+    return listenServer(server, port, host, this.#log, 'hub', 'backendListenAddress');
   }
 
   /**

@@ -57,6 +57,9 @@ export {
 export { AcmeError } from './errors.js';
 export type { ParseConfigOptions } from './load-config.js';
 export { loadConfig, parseConfig } from './load-config.js';
+export type { HubTlsFiles } from './config-files.js';
+export { loadHubTlsFiles, readConfiguredFile, readHubTlsMaterial } from './config-files.js';
+export { listenFailureMessage, listenServer } from './listen.js';
 // The node
 export type {
   CreateNexusOptions,

@@ -47,7 +47,7 @@ export function openTunnel(
       isTls: init.isTls,
     });
     if (stream !== undefined) {
-      log.debug({ hostname: route.hostname, linkId: id, tunnelId: stream.id }, 'tunnel opened');
+      log.debug({ host: route.hostname, linkId: id, tunnelId: stream.id }, 'tunnel opened');
       return stream;
     }
   }
@@ -91,14 +91,14 @@ export function acceptTunnel(
         isTls: request.is_tls,
       });
     } catch (err) {
-      log.error({ err, hostname: request.hostname }, 'openLocalStream threw');
+      log.error({ err, host: request.hostname }, 'openLocalStream threw');
       local = undefined;
     }
   }
   if (local === undefined) {
     // docs/reliability.md item 16: the reference ignores the request and the origin streams into the void.
     log.info(
-      { linkId: link.id, tunnelId: request.client_id, hostname: request.hostname },
+      { linkId: link.id, tunnelId: request.client_id, host: request.hostname },
       'no local backend for tunnel: closing it',
     );
     link.tunnels.refuse(request.client_id);
@@ -118,7 +118,7 @@ export function acceptTunnel(
         {
           linkId: link.id,
           tunnelId: tunnel.id,
-          hostname: request.hostname,
+          host: request.hostname,
           ...stats,
           error: stats.error?.message,
         },

@@ -267,7 +267,14 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       if (!this.handleUpgrade(req, socket, head)) rejectUpgrade(socket, 404, 'Not Found');
     });
     server.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'peer TLS handshake failed'));
-    return listenServer(server, options.port ?? DEFAULT_PEER_PORT, options.host, this.#log, 'peer listener');
+    return listenServer(
+      server,
+      options.port ?? DEFAULT_PEER_PORT,
+      options.host,
+      this.#log,
+      'peer listener',
+      'peerListenAddress',
+    );
   }
 
   /** The dedicated listener's address, if `listen()` was called. */

@@ -3,7 +3,6 @@
  * (files or ACME) — and returns a handle. Where a sniffed connection goes is `node-dispatch.ts`'s business.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -27,7 +26,9 @@ import {
   type BackendRefusedEvent,
   type BackendHubOptions,
 } from './hub.js';
-import { HubTlsContext, type TlsCertificateInfo } from './hub-tls.js';
+import { loadHubTlsFiles } from './config-files.js';
+import { readPeerCaFile } from './peer-trust.js';
+import type { HubTlsContext, TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
 import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions } from './mesh.js';
 import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
@@ -321,13 +322,7 @@ export function createNexus(
     if (acme !== undefined) {
       tlsContext = await acme.start();
     } else if (current.tls.mode === 'files') {
-      tlsContext = new HubTlsContext(
-        {
-          certPem: readFileSync(current.tls.certFile, 'utf8'),
-          keyPem: readFileSync(current.tls.keyFile, 'utf8'),
-        },
-        { logger: options.logger },
-      );
+      tlsContext = await loadHubTlsFiles(current.tls, options.logger);
     }
     if (tlsContext === undefined) throw new TlsError('no hub TLS configured');
     return tlsContext;
@@ -404,7 +399,12 @@ export function createNexus(
       listener.handleConnection(socket);
     },
     async listen(): Promise<NexusAddresses> {
-      // Relay listeners first: in ACME mode the HTTP listener must be up to answer the challenge.
+      // Every file first (a missing certificate fails before any port is bound), except in ACME mode,
+      // where the HTTP relay listener must be up to answer the challenge before there is a certificate.
+      const peerCaFile = meshWanted ? current.peerAuthentication.caFile : undefined;
+      const peerCaPem =
+        peerCaFile === undefined ? undefined : await readPeerCaFile(peerCaFile, 'peerAuthentication.caFile');
+      if (acme === undefined) await loadTls();
       const bound = [];
       for (const { config: lc, listener } of listeners) {
         bound.push({ mode: lc.mode, port: lc.port, address: await listener.listen() });
@@ -416,8 +416,7 @@ export function createNexus(
       let peerAddress: AddressInfo | undefined;
       if (meshWanted) {
         // The configuration in force: a reload before listen() is honoured.
-        const caFile = current.peerAuthentication.caFile;
-        peerTrust.caPem = caFile === undefined ? undefined : readFileSync(caFile, 'utf8');
+        peerTrust.caPem = peerCaPem;
         const meshOptions: PeerMeshOptions = {
           routes,
           tls: context,

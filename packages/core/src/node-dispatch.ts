@@ -158,7 +158,7 @@ export class NodeDispatch {
         return 'no-route';
       }
       if (LimitError.is(err)) return err.limit === 'maxPendingConnects' ? 'pending-limit' : 'stream-limit';
-      log.error({ err, hostname: sniffed.hostname }, 'opening a stream failed');
+      log.error({ err, host: sniffed.hostname }, 'opening a stream failed');
       return 'stream-error';
     }
     const open: StreamOpenEvent = {
@@ -180,7 +180,7 @@ export class NodeDispatch {
         this.#relays.delete(handle);
         const { reason, bytesUp, bytesDown, durationMs } = stats;
         log.info(
-          { id: open.id, hostname: open.hostname, port, reason, bytesUp, bytesDown, durationMs },
+          { id: open.id, host: open.hostname, port, reason, bytesUp, bytesDown, durationMs },
           'stream closed',
         );
         emit('stream-close', { ...open, reason, bytesUp, bytesDown, durationMs });

@@ -3,9 +3,8 @@
  * certificate and CA files, swap the mesh's trust and the hub certificate, undoing the trust when the
  * certificate is refused), then the live settings, which cannot fail.
  */
-import { readFile } from 'node:fs/promises';
 import type { ResolvedKeepalive, ResolvedLimits } from './config.js';
-import { TlsError } from './errors.js';
+import { readHubTlsMaterial } from './config-files.js';
 import type { HubTlsContext } from './hub-tls.js';
 import type { PeerMesh, PeerMeshOptions, PeerTrustOptions } from './mesh.js';
 import { readPeerCaFile } from './peer-auth.js';
@@ -62,12 +61,7 @@ export async function carryOutReload(
   let tlsMaterial: { certPem: string; keyPem: string } | undefined;
   const certificate = actions.find((a) => a.kind === 'reload-certificate');
   if (certificate !== undefined && tlsContext !== undefined) {
-    const [certPem, keyPem] = await Promise.all([
-      readFile(certificate.certFile, 'utf8'),
-      readFile(certificate.keyFile, 'utf8'),
-    ]).catch((cause: unknown) => {
-      throw new TlsError(`cannot read TLS certificate or key file: ${(cause as Error).message}`, { cause });
-    });
+    const { certPem, keyPem } = await readHubTlsMaterial(certificate);
     const served = tlsContext.material;
     if (certPem !== served.certPem || keyPem !== served.keyPem) tlsMaterial = { certPem, keyPem };
   }
@@ -75,7 +69,10 @@ export async function carryOutReload(
   const trust = actions.find((a) => a.kind === 'reload-peer-trust');
   if (trust !== undefined && mesh !== undefined) {
     // The CA file is read again even when its path is unchanged (CA rotation), like the hub's files.
-    const caPem = trust.caFile === undefined ? undefined : await readPeerCaFile(trust.caFile);
+    const caPem =
+      trust.caFile === undefined
+        ? undefined
+        : await readPeerCaFile(trust.caFile, 'peerAuthentication.caFile');
     const caChanged = trust.caFileChanged || caPem !== peerTrust.caPem;
     const settings: string[] = [];
     if (caChanged) settings.push('peerAuthentication.caFile');

@@ -10,6 +10,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { unreadableFileDetail } from '@nexus-proxy/common/config';
 import * as tls from 'node:tls';
 import { TlsError } from './errors.js';
 
@@ -35,15 +36,21 @@ export function parsePemBundle(pem: string): X509Certificate[] {
   });
 }
 
-/** Reads a CA bundle file (`peerAuthentication.caFile`). Throws `TlsError` when unreadable or empty. */
-export async function readPeerCaFile(path: string): Promise<string> {
+/**
+ * Reads a CA bundle file (`peerAuthentication.caFile`). Throws `TlsError` when unreadable or empty; with
+ * `key`, the message names that configuration key and the fix.
+ */
+export async function readPeerCaFile(path: string, key?: string): Promise<string> {
   let pem: string;
   try {
     pem = await readFile(path, 'utf8');
   } catch (cause) {
-    throw new TlsError(`cannot read peer CA file: ${(cause as Error).message}`, { cause });
+    const detail = unreadableFileDetail(path, cause);
+    throw new TlsError(key === undefined ? `peer CA file: ${detail}` : `${key} ${detail}`, { cause });
   }
-  if (parsePemBundle(pem).length === 0) throw new TlsError('peer CA file holds no PEM certificate');
+  if (parsePemBundle(pem).length === 0) {
+    throw new TlsError(`${key ?? 'peer CA file'} ${path} holds no PEM certificate`);
+  }
   return pem;
 }
 

@@ -6,6 +6,7 @@
 import { setMaxListeners } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { addressGroup } from './address-group.js';
+import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
   type RelayMode,
@@ -114,7 +115,12 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
     const full: RelayCloseEvent = { ...event, ...peer, bytesRead: socket.bytesRead };
     // `debug`: the end user's address is not logged at the default level for every refused connection
     // (scanners make many); `onClose` (the node's `sniff-failed` event) still carries it.
-    log.debug(full, `connection closed: ${event.reason}`);
+    // The routed name goes under `host`: `hostname` is pino's field for the machine's name.
+    const { hostname, ...fields } = full;
+    log.debug(
+      hostname === undefined ? fields : { ...fields, host: hostname },
+      `connection closed: ${event.reason}`,
+    );
     try {
       options.onClose?.(full);
     } catch (err) {
@@ -176,7 +182,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
       try {
         outcome = await options.onRouted(socket, sniffed);
       } catch (err) {
-        log.error({ err, hostname: sniffed.hostname }, 'onRouted threw');
+        log.error({ err, host: sniffed.hostname }, 'onRouted threw');
         outcome = 'internal-error';
       } finally {
         socket.off('error', ignore);
@@ -186,27 +192,19 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
         socket.destroy();
         report(socket, peer, { reason: outcome, hostname: sniffed.hostname });
       } else {
-        log.debug({ hostname: sniffed.hostname, isTls: sniffed.isTls }, 'connection routed');
+        log.debug({ host: sniffed.hostname, isTls: sniffed.isTls }, 'connection routed');
       }
     });
   };
 
   return {
     listen() {
-      return new Promise<AddressInfo>((resolve, reject) => {
-        // allowHalfOpen: an end user's FIN must not close our write side; the response still flows
-        // (docs/protocol.md §1.7, docs/reliability.md item 6).
-        const srv = createServer({ allowHalfOpen: true, pauseOnConnect: false }, handleConnection);
-        server = srv;
-        srv.on('error', (err) => log.error({ err }, 'listener error'));
-        srv.once('error', reject);
-        srv.listen(options.port ?? 0, options.host, () => {
-          srv.off('error', reject);
-          const addr = srv.address() as AddressInfo;
-          log.info({ address: addr.address, port: addr.port }, 'relay listener listening');
-          resolve(addr);
-        });
-      });
+      // allowHalfOpen: an end user's FIN must not close our write side; the response still flows
+      // (docs/protocol.md §1.7, docs/reliability.md item 6).
+      const srv = createServer({ allowHalfOpen: true, pauseOnConnect: false }, handleConnection);
+      server = srv;
+      const what = `${options.mode === 'tls' ? 'TLS' : 'HTTP'} relay listener`;
+      return listenServer(srv, options.port ?? 0, options.host, log, what, 'relayPorts (or listeners)');
     },
     address() {
       const addr = server?.address();
