@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { Writable } from 'node:stream';
@@ -7,6 +8,7 @@ import { serve } from '../src/serve.js';
 import { echoSizeService, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   backend,
+  CLI,
   createWorkdir,
   SECRET_A,
   SECRET_B,
@@ -117,6 +119,42 @@ describe('node logs at trace', () => {
       }
     } finally {
       await service.close();
+    }
+  });
+});
+
+describe('nexus-proxy serve --log-format', () => {
+  const f = new LiveNodeFixture();
+  afterEach(() => f.reset());
+
+  it('pretty: one readable line per event (time, level, message, fields); json: one JSON object per line', async () => {
+    f.work = await createWorkdir();
+    const config = writeNodeConfig(f.work);
+    for (const format of ['pretty', 'json'] as const) {
+      const child = spawn(process.execPath, [CLI, 'serve', '-c', config, '--log-format', format], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (c: string) => {
+        err += c;
+      });
+      child.stdout.resume();
+      const exited = new Promise((r) => child.on('exit', r));
+      try {
+        await waitUntil(() => err.includes('nexus listening') || child.exitCode !== null, 15_000, 'the node');
+      } finally {
+        child.kill('SIGTERM');
+      }
+      expect(await exited).toBe(0);
+      const lines = err.split('\n').filter((l) => l !== '');
+      expect(lines.length).toBeGreaterThan(3);
+      if (format === 'pretty') {
+        for (const line of lines) expect(line).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] (INFO|WARN)[: ]/);
+        expect(lines.some((l) => /INFO.*hub listening .*"port":\d+/.test(l))).toBe(true);
+      } else {
+        for (const line of lines) expect(JSON.parse(line)).toMatchObject({ hostname: osHostname() });
+      }
     }
   });
 });
