@@ -4,6 +4,7 @@ export {
   type CliLoggerOptions,
   createCliLogger,
   LOG_FORMATS,
+  LOG_LEVELS,
   type LogFormat,
   REDACTED_PATHS,
 } from '@nexus-proxy/backend-client/cli-support';

@@ -3,10 +3,12 @@ import { readFileSync } from 'node:fs';
 import { backendClientConfigJsonSchema } from '@nexus-proxy/backend-client';
 import { loadConfig, mintBackendToken, nexusConfigJsonSchema } from '@nexus-proxy/core';
 import { DEBUG_ENV, debugRequested, describeFailure } from '@nexus-proxy/backend-client/cli-support';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { ADMIN_TOKEN_ENV, resolveAdminToken } from './admin.js';
+import { checkConfig } from './check.js';
+import { COMPLETION_SHELLS, completionScript } from './completion.js';
 import { addInitCommand } from './installer.js';
-import { LOG_FORMATS } from './logger.js';
+import { LOG_FORMATS, LOG_LEVELS } from './logger.js';
 import { EMBEDDED_PORTS, serve } from './serve.js';
 import { DEFAULT_ADMIN_ADDRESS, fetchStatus, formatStatus } from './status.js';
 import { VERSION } from './version.js';
@@ -44,7 +46,12 @@ export function createProgram(io: ProgramIo = {}): Command {
     .option('-c, --config <file>', 'YAML configuration file (reference keys work unchanged)')
     .option('--demo', 'embedded default plus a demo backend for demo.localhost, with curl commands')
     .option('--state-dir <dir>', 'state directory of the embedded default', '.nexus')
-    .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent')
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        "log level (default: the configuration's logLevel, else info)",
+      ).choices(LOG_LEVELS),
+    )
     .addOption(
       new Option('--log-format <format>', 'log output: readable lines on a terminal, else JSON')
         .choices(LOG_FORMATS)
@@ -137,6 +144,26 @@ export function createProgram(io: ProgramIo = {}): Command {
       const token = resolveAdminToken(opts.adminTokenFile !== undefined ? { file: opts.adminTokenFile } : {});
       const status = await fetchStatus(opts.admin, undefined, token);
       out(opts.json === true ? JSON.stringify(status, null, 2) : formatStatus(status));
+    });
+
+  program
+    .command('check')
+    .description(
+      'check a configuration without starting a node: keys, certificate and key files, ports (exit 0 ok, 1 invalid configuration, 2 this machine cannot run it)',
+    )
+    .requiredOption('-c, --config <file>', 'the YAML configuration file to check')
+    .action(async (opts) => {
+      const report = await checkConfig(opts.config);
+      for (const line of report.lines) out(line);
+      process.exitCode = report.exitCode;
+    });
+
+  program
+    .command('completion')
+    .description('print a shell completion script (bash, zsh or fish)')
+    .addArgument(new Argument('<shell>', 'the shell').choices(COMPLETION_SHELLS))
+    .action((shell: string) => {
+      out(completionScript(program, shell).trimEnd());
     });
 
   program
