@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from '@nexus-proxy/common';
 import { unreadableFileDetail } from '@nexus-proxy/common/config';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -11,6 +12,7 @@ import type { BackendClientOptions } from './client-options.js';
 import { loadBackendClientConfig, type ResolvedBackendConfig } from './config.js';
 import { InvalidOptionsError } from './errors.js';
 import { type PortMappingsInput, resolvePortMappings } from './port-mappings.js';
+import { renderBackendSystemdUnit } from './systemd-unit.js';
 import { VERSION } from './version.js';
 
 /**
@@ -39,6 +41,8 @@ export interface CliFlags {
   logFormat: LogFormat;
   /** Stack traces for failures. */
   debug?: boolean;
+  /** Print a systemd unit for `--config` instead of running. */
+  systemdUnit?: boolean;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -79,6 +83,7 @@ export function createCliProgram(): Command {
         .default('auto'),
     )
     .option('--debug', `print stack traces of failures (or set ${DEBUG_ENV}=1)`)
+    .option('--systemd-unit', 'print a hardened systemd unit that runs this --config, and exit')
     .showHelpAfterError();
 }
 
@@ -205,6 +210,18 @@ export async function runCli(
   options: { logger?: Logger; handleSignals?: boolean } = {},
 ): Promise<CliHandle> {
   const flags = parseCliFlags(argv);
+  if (flags.systemdUnit === true) {
+    if (flags.config === undefined) {
+      throw new InvalidOptionsError('--systemd-unit', 'needs --config: the unit runs nexus-backend -c FILE');
+    }
+    await loadBackendClientConfig(flags.config); // a unit for a file that does not load would not start
+    process.stdout.write(renderBackendSystemdUnit({ configFile: path.resolve(flags.config) }));
+    return {
+      clients: [],
+      reload: () => Promise.reject(new InvalidOptionsError('--systemd-unit', 'runs nothing')),
+      close: async () => {},
+    };
+  }
   const debug = flags.debug === true || debugRequested(argv);
   const logger: Logger =
     options.logger ??

@@ -18,3 +18,10 @@ export {
   prettyStream,
   REDACTED_PATHS,
 } from './cli-logger.js';
+export {
+  type BackendSystemdUnitOptions,
+  DEFAULT_BACKEND_SYSTEMD_UNIT_NAME,
+  DEFAULT_BACKEND_SYSTEMD_USER,
+  renderBackendSystemdUnit,
+  SYSTEMD_SANDBOX,
+} from './systemd-unit.js';

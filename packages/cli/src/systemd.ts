@@ -5,6 +5,7 @@
  * the config file's directory, so an ACME node must set `acmeCacheDir` to an absolute path in there.
  */
 import { existsSync, writeFileSync } from 'node:fs';
+import { SYSTEMD_SANDBOX } from '@nexus-proxy/backend-client/cli-support';
 import { CliError } from './errors.js';
 
 /** Default configuration file the unit starts the node with. */
@@ -92,29 +93,9 @@ UMask=0077
 # Bind 80/443 without root, and nothing else.
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
-NoNewPrivileges=yes
 
-# Sandbox. MemoryDenyWriteExecute stays off: V8's JIT needs writable executable memory.
-ProtectSystem=strict
-ProtectHome=read-only
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-ProtectProc=invisible
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-RemoveIPC=yes
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-SystemCallErrorNumber=EPERM
+# Sandbox (the same as the backend client's unit).
+${SYSTEMD_SANDBOX}
 
 [Install]
 WantedBy=multi-user.target

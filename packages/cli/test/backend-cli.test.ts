@@ -192,6 +192,26 @@ describe('nexus-backend: one-line errors, --version, log format', () => {
     expect(missing.stderr).toBe(`nexus-backend: ${join(work.dir, 'absent.yaml')} not found\n`);
   });
 
+  it('prints a systemd unit for its --config, with the absolute path', async () => {
+    const work = await createWorkdir();
+    f.work = work;
+    const file = join(work.dir, 'client.yaml');
+    writeFileSync(join(work.dir, 'ca.pem'), work.ca.certPem);
+    writeFileSync(file, clientYaml('wss://127.0.0.1:1/connect', 'one.jwt', 1));
+    const r = spawnSync(process.execPath, [BACKEND_CLI, '-c', 'client.yaml', '--systemd-unit'], {
+      encoding: 'utf8',
+      cwd: work.dir,
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`\nExecStart=/usr/bin/env nexus-backend -c ${file}\n`);
+    expect(r.stdout).toContain('\nExecReload=/bin/kill -HUP $MAINPID\n');
+    const without = run(['--systemd-unit']);
+    expect(without.status).toBe(1);
+    expect(without.stderr).toBe(
+      'nexus-backend: --systemd-unit needs --config: the unit runs nexus-backend -c FILE\n',
+    );
+  });
+
   it('prints its version', () => {
     const r = run(['--version']);
     expect(r.status).toBe(0);
