@@ -81,6 +81,8 @@ describe('nexus-proxy config schema', () => {
       { ...base, relayPort: [443] },
       { ...base, relayPorts: '443' },
       { ...base, relayPorts: [70000] },
+      { ...base, relayPorts: ['8080/udp'] },
+      { ...base, relayPorts: ['8080'] },
       { ...base, limits: { maxStreams: 1 } },
       { ...base, limits: { maxSessions: 1.5 } },
       { ...base, logLevel: 'verbose' },
@@ -93,6 +95,19 @@ describe('nexus-proxy config schema', () => {
     }
     // Reference keys Nexus ignores are allowed (the node warns), so editors do not flag them.
     expect(validate({ ...base, udpRelayPorts: [53] })).toBe(true);
+  });
+
+  it('accepts the relay port short forms "PORT/tls" and "PORT/http" next to plain numbers', async () => {
+    const validate = compile(await schemaOf([]));
+    const base = load(path.join(ROOT, 'config.example.yaml'));
+    const doc = { ...base, relayPorts: ['20443/tls', '20080/http', 443, 80] };
+    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    expect(resolveNexusConfig(doc).listeners.map((l) => `${l.port}/${l.mode}`)).toEqual([
+      '20443/tls',
+      '20080/http',
+      '443/tls',
+      '80/http',
+    ]);
   });
 
   it('prints the backend client schema with --backend; the examples satisfy it', async () => {

@@ -117,7 +117,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     const failed = await node.waitFor((l) => l.msg.startsWith('configuration reload failed'), 10_000, mark);
     expect(failed.level).toBe(50);
     // One line naming the file and line, no stack (`--debug` shows it).
-    expect(failed.error).toMatch(/config\.yaml:2:\d+: invalid YAML: .* \(line 2: "  this is not yaml"\)$/);
+    expect(failed.error).toMatch(/config\.yaml:2:\d+: invalid YAML: .* \(line 2: " {2}this is not yaml"\)$/);
     expect(failed.error).not.toContain('\n');
     expect(failed.err).toBeUndefined();
     // Invalid values (not just syntax) are refused the same way.

@@ -398,7 +398,11 @@ describe('resolveNexusConfig', () => {
     { name: 'a port above 65535', input: { ...base, relayPorts: [443, 70000] }, path: 'relayPorts[1]' },
     { name: 'a string port', input: { ...base, relayPorts: ['443'] }, path: 'relayPorts[0]' },
     { name: 'an unknown port mode', input: { ...base, relayPorts: ['8080/udp'] }, path: 'relayPorts[0]' },
-    { name: 'a short form above 65535', input: { ...base, relayPorts: ['70000/tls'] }, path: 'relayPorts[0]' },
+    {
+      name: 'a short form above 65535',
+      input: { ...base, relayPorts: ['70000/tls'] },
+      path: 'relayPorts[0]',
+    },
     {
       name: 'a short form repeating a port',
       input: { ...base, relayPorts: [8080, '8080/http'] },

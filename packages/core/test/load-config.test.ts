@@ -98,6 +98,22 @@ describe('parseConfig', () => {
     );
   });
 
+  it('quotes the offending line of a YAML syntax error on one line, without the parser\'s dangling "at line"', () => {
+    const text = 'backendsJWTSecret: x\nlisteners:\n  - port: 1\n   mode: tls\n';
+    let message = '';
+    try {
+      parseConfig(text, { source: 'node.yaml' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toBe(
+      'node.yaml:4:1: invalid YAML: Sequence item without - indicator (line 4: "   mode: tls")',
+    );
+    expect(() => parseConfig('relayPorts: [443]\nrelayPorts: [80]\n', { source: 'n.yaml' })).toThrow(
+      'n.yaml:2:1: invalid YAML: Map keys must be unique (line 2: "relayPorts: [80]")',
+    );
+  });
+
   it('refuses a key written twice', () => {
     expect(() => parseConfig('relayPorts: [443]\nrelayPorts: [80]\n')).toThrow(/invalid YAML/);
   });
