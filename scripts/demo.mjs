@@ -17,7 +17,9 @@ if (build.status !== 0) {
   process.exit(build.status ?? 1);
 }
 const cli = fileURLToPath(new URL('../packages/cli/dist/cli.js', import.meta.url));
-const child = spawn(process.execPath, [cli, 'serve', '--demo', ...process.argv.slice(2)], { stdio: 'inherit' });
+const child = spawn(process.execPath, [cli, 'serve', '--demo', ...process.argv.slice(2)], {
+  stdio: 'inherit',
+});
 // Ctrl-C reaches the whole process group, the node included; a signal sent to this process alone is
 // passed on. Either way the node drains and this process exits with its code.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {

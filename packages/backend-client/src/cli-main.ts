@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '@nexus-proxy/common';
-import { unreadableFileDetail } from '@nexus-proxy/common/config';
+import { unreadableFileDetail } from '@nexus-proxy/common';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { attestationClientOptions } from './attestation-config.js';
 import type { BackendClient } from './backend-client.js';

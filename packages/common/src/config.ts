@@ -26,7 +26,6 @@ export {
   validate,
 } from './config-schema.js';
 export { didYouMean, unknownKeyDetail } from './config-suggest.js';
-export { fileProblem, unreadableFileDetail } from './file-problem.js';
 export { deepFreeze, isMapping, present, presentKeys, resolveFrom } from './config-values.js';
 export {
   locateIssue,

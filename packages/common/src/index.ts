@@ -4,6 +4,7 @@
 // importing the runtime mechanisms never loads them.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
 export { DEFAULT_HUB_PORT, DEFAULT_PEER_PORT, HUB_PATH, MESH_PATH } from './endpoints.js';
+export { fileProblem, unreadableFileDetail } from './file-problem.js';
 export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive.js';
 export { type LogFn, type Logger, type LogLevel, noopLogger } from './logger.js';
 export { LogRateLimit, type LogRateLimitOptions } from './log-rate-limit.js';

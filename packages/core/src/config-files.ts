@@ -4,7 +4,7 @@
  * check` reads them the same way.
  */
 import { readFile } from 'node:fs/promises';
-import { unreadableFileDetail } from '@nexus-proxy/common/config';
+import { unreadableFileDetail } from '@nexus-proxy/common';
 import { InvalidConfigError, TlsError } from './errors.js';
 import { HubTlsContext } from './hub-tls.js';
 import type { Logger } from './logger.js';

@@ -10,7 +10,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { unreadableFileDetail } from '@nexus-proxy/common/config';
+import { unreadableFileDetail } from '@nexus-proxy/common';
 import * as tls from 'node:tls';
 import { TlsError } from './errors.js';
 

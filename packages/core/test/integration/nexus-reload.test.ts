@@ -199,8 +199,13 @@ describe('Nexus.reload', () => {
     const other = await issueCertificate(ca, { dnsNames: ['hub.test'] });
     writeFileSync(join(dir, 'hub.key'), other.keyPem);
     await expect(n.reload(config({ backendsJWTSecrets: [SECRET_B] }))).rejects.toBeInstanceOf(TlsError);
-    await expect(n.reload(config({ hubTlsCertFile: join(dir, 'missing.crt') }))).rejects.toBeInstanceOf(
-      TlsError,
+    // A file that cannot be read: the error names the key and the file.
+    await expect(n.reload(config({ hubTlsCertFile: join(dir, 'missing.crt') }))).rejects.toThrow(
+      expect.objectContaining({
+        code: 'NEXUS_ERR_INVALID_CONFIG',
+        path: 'hubTlsCertFile',
+        message: `hubTlsCertFile cannot read ${join(dir, 'missing.crt')} (no such file): fix the path or create the file`,
+      }),
     );
     expect(await servedSerial(hubPort)).toBe(serial);
     expect(n.config.backendsJWTSecrets).toEqual([SECRET_A]);
