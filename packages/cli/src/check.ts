@@ -131,20 +131,15 @@ export async function checkConfig(file: string, now: () => number = Date.now): P
       fileErrors.push(`error  ${described(err)}`);
     }
   }
-  const caFile = config.peerAuthentication.caFile;
-  if (caFile !== undefined) {
+  const otherFiles = [
+    { key: 'peerAuthentication.caFile', file: config.peerAuthentication.caFile },
+    { key: 'admin.tokenFile', file: config.adminToken.tokenFile },
+  ];
+  for (const { key, file } of otherFiles) {
+    if (file === undefined) continue;
     try {
-      await readConfiguredFile(caFile, 'peerAuthentication.caFile');
-      lines.push(`ok     peerAuthentication.caFile ${caFile} is readable`);
-    } catch (err) {
-      fileErrors.push(`error  ${described(err)}`);
-    }
-  }
-  const tokenFile = config.adminToken.tokenFile;
-  if (tokenFile !== undefined) {
-    try {
-      await readConfiguredFile(tokenFile, 'admin.tokenFile');
-      lines.push(`ok     admin.tokenFile ${tokenFile} is readable`);
+      await readConfiguredFile(file, key);
+      lines.push(`ok     ${key} ${file} is readable`);
     } catch (err) {
       fileErrors.push(`error  ${described(err)}`);
     }
