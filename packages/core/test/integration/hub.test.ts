@@ -186,9 +186,9 @@ describe('BackendHub authentication', () => {
   it('closes a backend that sends no token within authTimeoutMs', async () => {
     const { hub, port } = await startHub({ limits: { authTimeoutMs: 150 } });
     const failed = once(hub, 'auth-failed');
+    const t0 = Date.now(); // before the hub starts its token timer
     const ws = openWs(port);
     await once(ws, 'open');
-    const t0 = Date.now();
     const { code, reason } = await closed(ws);
     expect(code).toBe(1008);
     expect(reason).toBe('authentication timeout');
