@@ -32,6 +32,7 @@ import { type ResolvedAttestationConfig, resolveAttestationConfig } from './atte
 import { resolveBackendIdentity } from './attestation-options.js';
 import { backendClientConfigSchema, type backendSchema, detailOf } from './config-schema.js';
 import { InvalidOptionsError } from './errors.js';
+import { readHmacSecretFile } from './hmac-token-provider.js';
 import { type ResolvedPortMappings, resolvePortMappings } from './port-mappings.js';
 import type { UdpRouteClaim } from './token-provider.js';
 
@@ -332,7 +333,8 @@ export function parseBackendClientConfig(
 
 /**
  * Read, parse and resolve the backend-client YAML file at `file`; relative paths inside it are resolved
- * against the file's directory. Throws {@link InvalidOptionsError}.
+ * against the file's directory; an `attestation.hmacSecretFile` must be readable and not empty. Throws
+ * {@link InvalidOptionsError}.
  */
 export async function loadBackendClientConfig(file: string): Promise<ResolvedBackendClientConfig> {
   let text: string;
@@ -345,5 +347,14 @@ export async function loadBackendClientConfig(file: string): Promise<ResolvedBac
       code === 'ENOENT' ? 'not found' : `cannot be read: ${(err as Error).message}`,
     );
   }
-  return parseBackendClientConfig(text, { source: file, baseDir: path.dirname(path.resolve(file)) });
+  const config = parseBackendClientConfig(text, { source: file, baseDir: path.dirname(path.resolve(file)) });
+  // The HMAC secret file is checked now, so a missing one stops the start instead of failing every
+  // connection attempt (the provider reads it again before each connection: docs/backend-client-config.md).
+  config.backends.forEach((backend, i) => {
+    const a = backend.attestation;
+    if (a?.provider === 'hmac' && a.hmacSecretFile !== undefined) {
+      readHmacSecretFile(a.hmacSecretFile, `backends[${i}].attestation.hmacSecretFile`);
+    }
+  });
+  return config;
 }

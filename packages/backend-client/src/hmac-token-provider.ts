@@ -3,6 +3,7 @@
  * locally with HS256 and the hub's shared secret, with the claims the current reference client puts in
  * its tokens, in the same order (docs/protocol.md §5.6).
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { SignJWT } from 'jose';
 import { InvalidOptionsError, TokenError } from './errors.js';
@@ -25,7 +26,11 @@ export const DEFAULT_TOKEN_TTL_SECONDS = 30;
 export interface HmacTokenProviderOptions {
   /** The hub's `backendsJWTSecret`: the key is the UTF-8 bytes of the trimmed string. This or `hmacSecretFile`. */
   hmacSecret?: string;
-  /** A file holding the secret (trimmed), read once, at the first token. */
+  /**
+   * A file holding the secret (trimmed). Read when the provider is created (a missing, unreadable or empty
+   * file is an {@link InvalidOptionsError} at start-up) and again before every stage-0 token, so a rotated
+   * secret is used from the next connection on.
+   */
   hmacSecretFile?: string;
   /** `exp` = `iat` + this, seconds. Default: 30. */
   tokenTTLSeconds?: number;
@@ -124,10 +129,37 @@ function checkOptions(options: HmacTokenProviderOptions, at: string): void {
   }
 }
 
+/** The trimmed secret in `text` as a key, or why `file` holds none. */
+function secretKey(text: string, file: string): Uint8Array | string {
+  const secret = text.trim();
+  return secret === '' ? `${file} is empty` : new TextEncoder().encode(secret);
+}
+
+/**
+ * Reads the HMAC secret in `file` now (start-up): throws an {@link InvalidOptionsError} naming `at` (the
+ * option or config key) and the file when it is missing, unreadable or empty.
+ */
+export function readHmacSecretFile(file: string, at: string): Uint8Array {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    throw new InvalidOptionsError(
+      at,
+      code === 'ENOENT' ? `${file} not found` : `${file} cannot be read: ${(err as Error).message}`,
+    );
+  }
+  const key = secretKey(text, file);
+  if (typeof key === 'string') throw new InvalidOptionsError(at, key);
+  return key;
+}
+
 /**
  * A {@link TokenProvider} that signs HS256 tokens with the hub's shared secret. Throws
- * {@link InvalidOptionsError} for bad options; a secret file that cannot be read fails the first token
- * with a {@link TokenError} (and is tried again at the next).
+ * {@link InvalidOptionsError} for bad options, including a `hmacSecretFile` that cannot be read now; the
+ * file is read again before each stage-0 token (a failure then fails that token with a
+ * {@link TokenError}: the attempt is retried with backoff, the older secret is not used silently).
  */
 export function createHmacTokenProvider(
   options: HmacTokenProviderOptions,
@@ -135,25 +167,26 @@ export function createHmacTokenProvider(
 ): TokenProvider {
   checkOptions(options, at);
   const now = options.now ?? Date.now;
-  let key: Uint8Array | undefined =
-    options.hmacSecret !== undefined && options.hmacSecret.trim() !== ''
-      ? new TextEncoder().encode(options.hmacSecret.trim())
-      : undefined;
-  const loadKey = async (): Promise<Uint8Array> => {
-    if (key !== undefined) return key;
-    const file = options.hmacSecretFile!.trim();
-    let secret: string;
+  const file = options.hmacSecretFile?.trim();
+  let key =
+    file === undefined || file === ''
+      ? new TextEncoder().encode(options.hmacSecret!.trim())
+      : readHmacSecretFile(file, `${at}.hmacSecretFile`);
+  const loadKey = async (stage: TokenRequest['stage']): Promise<Uint8Array> => {
+    if (file === undefined || file === '' || stage !== 'handshake') return key;
+    let text: string;
     try {
-      secret = (await readFile(file, 'utf8')).trim();
+      text = await readFile(file, 'utf8');
     } catch (err) {
       throw new TokenError(`cannot read hmacSecretFile ${file}: ${(err as Error).message}`, { cause: err });
     }
-    if (secret === '') throw new TokenError(`hmacSecretFile ${file} is empty`);
-    key = new TextEncoder().encode(secret);
+    const fresh = secretKey(text, file);
+    if (typeof fresh === 'string') throw new TokenError(`hmacSecretFile ${fresh}`);
+    key = fresh;
     return key;
   };
   const sign = async (request: TokenRequest): Promise<IssuedToken> => {
-    const secret = await loadKey();
+    const secret = await loadKey(request.stage);
     const nowMs = now();
     const claims = hmacTokenClaims(request, options, nowMs);
     const token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(secret);

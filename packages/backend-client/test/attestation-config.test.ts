@@ -2,6 +2,9 @@
  * The current era in the configuration file and the SDK options: the reference client's own example loads
  * unchanged, strictly; era selection; the attestation keys, port claims, flow control and SOCKS5 address.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { attestationClientOptions } from '../src/attestation-config.js';
 import { resolveBackendClientOptions } from '../src/client-options.js';
@@ -165,11 +168,22 @@ describe('attestation in the configuration file', () => {
       cacheHandshakeSeconds: 0,
     });
     expect(options.backend).toMatchObject({ outboundAllowed: true, allowedOutboundPorts: [25, 465, 587] });
-    const resolved = resolveBackendClientOptions({
-      nodes: [...email!.nexusAddresses],
-      ...options,
-      portMappings: email!.portMappings,
-    });
+    const sdkOptions = { nodes: [...email!.nexusAddresses], ...options, portMappings: email!.portMappings };
+    // The secret file is read when the client is created: a missing one stops it there.
+    expect(() => resolveBackendClientOptions(sdkOptions)).toThrow(
+      new InvalidOptionsError('tokenProvider.hmacSecretFile', '/etc/nexus/email-hmac.key not found'),
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-attestation-config-'));
+    writeFileSync(join(dir, 'email-hmac.key'), 'email-secret\n');
+    let resolved: ReturnType<typeof resolveBackendClientOptions>;
+    try {
+      resolved = resolveBackendClientOptions({
+        ...sdkOptions,
+        tokenProvider: { ...options.tokenProvider, hmacSecretFile: join(dir, 'email-hmac.key') },
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     expect(resolved.token).toBeUndefined();
     expect(resolved.attestation?.identity).toMatchObject({ backendName: 'email-server', weight: 1 });
     expect(resolved.attestation?.challengeTimeoutMs).toBe(15_000);

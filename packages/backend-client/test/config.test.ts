@@ -158,6 +158,45 @@ describe('loadBackendClientConfig', () => {
   it('reports a missing file', async () => {
     await expect(loadBackendClientConfig(path.join(dir, 'missing.yaml'))).rejects.toThrow(/not found/);
   });
+
+  it('checks attestation.hmacSecretFile at load: one error naming the key and the file', async () => {
+    const file = path.join(dir, 'attested.yaml');
+    const yaml = (attestation: string) => `backends:
+  - name: a
+    hostnames: ["app.example.com"]
+    nexusAddresses: ["n.example.com"]
+    portMappings: { 443: "localhost:1" }
+  - name: b
+    hostnames: ["b.example.com"]
+    nexusAddresses: ["n.example.com"]
+    attestation: ${attestation}
+    portMappings: { 443: "localhost:1" }
+`;
+    await writeFile(
+      file,
+      yaml('{ hmacSecretFile: hmac.key }').replace('    portMappings', '    authToken: t\n    portMappings'),
+    );
+    const missing = path.join(dir, 'hmac.key');
+    await expect(loadBackendClientConfig(file)).rejects.toThrow(
+      new InvalidOptionsError('backends[1].attestation.hmacSecretFile', `${missing} not found`),
+    );
+    await writeFile(missing, '\n');
+    await expect(loadBackendClientConfig(file)).rejects.toThrow(
+      `backends[1].attestation.hmacSecretFile ${missing} is empty`,
+    );
+    await writeFile(missing, 'the-secret\n');
+    const c = await loadBackendClientConfig(file);
+    expect(c.backends[1]!.attestation).toMatchObject({ provider: 'hmac', hmacSecretFile: missing });
+    // With a command the secret is not used, so its file is not required either.
+    await writeFile(
+      file,
+      yaml('{ command: /bin/true, hmacSecretFile: absent.key }').replace(
+        '    portMappings',
+        '    authToken: t\n    portMappings',
+      ),
+    );
+    expect((await loadBackendClientConfig(file)).backends[1]!.attestation!.provider).toBe('command');
+  });
 });
 
 describe('resolveBackendClientConfig', () => {

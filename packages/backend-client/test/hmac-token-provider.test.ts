@@ -3,10 +3,17 @@
  * (v0.3.14) issued for the options of its tests and for every claim at once, reproduced byte for byte
  * (same claims, same order, same signature) at the same clock.
  */
-import { decodeJwt, jwtVerify } from 'jose';
+import { compactVerify, decodeJwt, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { createHmacTokenProvider, hmacTokenClaims } from '../src/hmac-token-provider.js';
 import { issueToken, type TokenRequest, type TokenStage } from '../src/token-provider.js';
+
+/** Whether `token`'s HS256 signature is `secret`'s. */
+const verifies = (token: string, secret: string): Promise<boolean> =>
+  compactVerify(token, new TextEncoder().encode(secret)).then(
+    () => true,
+    () => false,
+  );
 
 /** The reference's `TestHMACTokenProviderProducesExpectedClaims` options and request. */
 const BASIC = {
@@ -225,26 +232,47 @@ describe('HMAC token provider: handshake cache and secrets', () => {
     expect(decodeJwt(b.token).iat).toBe(decodeJwt(a.token).iat! + 1);
   });
 
-  it('reads hmacSecretFile (trimmed) and reports a missing one as a TokenError', async () => {
+  it('reads hmacSecretFile (trimmed) at creation, refuses a missing or empty one there, re-reads it at stage 0', async () => {
     const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const dir = await mkdtemp(join(tmpdir(), 'nexus-hmac-'));
     try {
-      await writeFile(join(dir, 'secret'), 'super-secret\n');
+      const file = join(dir, 'secret');
+      await writeFile(file, 'super-secret\n');
       const golden = BASIC.tokens.handshake;
       const fromFile = createHmacTokenProvider({
         ...BASIC.options,
         hmacSecret: undefined,
-        hmacSecretFile: join(dir, 'secret'),
+        hmacSecretFile: file,
         now: clockOf(golden),
       });
       expect((await issueToken(fromFile, request(BASIC.identity, 'handshake', ''))).token).toBe(golden);
-      const missing = createHmacTokenProvider({ hmacSecretFile: join(dir, 'absent') });
-      await expect(issueToken(missing, request(BASIC.identity, 'handshake', ''))).rejects.toMatchObject({
+      // Rotation: the next connection's stage 0 (and what follows it) signs with the new secret.
+      await writeFile(file, 'rotated-secret');
+      const attestBefore = await issueToken(fromFile, request(BASIC.identity, 'attest', 'n'.repeat(43)));
+      expect(await verifies(attestBefore.token, 'super-secret')).toBe(true);
+      const rotated = await issueToken(fromFile, request(BASIC.identity, 'handshake', ''));
+      expect(await verifies(rotated.token, 'rotated-secret')).toBe(true);
+      const attestAfter = await issueToken(fromFile, request(BASIC.identity, 'attest', 'n'.repeat(43)));
+      expect(await verifies(attestAfter.token, 'rotated-secret')).toBe(true);
+      // Gone at a reconnect: that attempt fails with a TokenError (retried), not with the old secret.
+      await rm(file);
+      await expect(issueToken(fromFile, request(BASIC.identity, 'handshake', ''))).rejects.toMatchObject({
         code: 'NEXUS_ERR_TOKEN',
-        message: expect.stringContaining('cannot read hmacSecretFile'),
+        message: expect.stringContaining(`cannot read hmacSecretFile ${file}`),
       });
+      expect(() => createHmacTokenProvider({ hmacSecretFile: join(dir, 'absent') })).toThrow(
+        expect.objectContaining({
+          code: 'NEXUS_ERR_INVALID_OPTIONS',
+          path: 'tokenProvider.hmacSecretFile',
+          message: `tokenProvider.hmacSecretFile ${join(dir, 'absent')} not found`,
+        }),
+      );
+      await writeFile(join(dir, 'empty'), ' \n');
+      expect(() => createHmacTokenProvider({ hmacSecretFile: join(dir, 'empty') }, 'x')).toThrow(
+        `x.hmacSecretFile ${join(dir, 'empty')} is empty`,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

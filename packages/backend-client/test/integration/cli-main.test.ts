@@ -165,3 +165,26 @@ describe('runCli', () => {
     }
   });
 });
+
+describe('runCli: current era', () => {
+  it('stops at start with one line naming attestation.hmacSecretFile and the file when it is missing', async () => {
+    const file = join(dir, 'attested.yaml');
+    writeFileSync(
+      file,
+      [
+        'backends:',
+        '  - name: device',
+        '    hostnames: ["app.example.com"]',
+        `    nexusAddresses: ["${hub.url}"]`,
+        '    attestation: { hmacSecretFile: secrets/hmac.key }',
+        '    portMappings: { 443: "127.0.0.1:1" }',
+        '',
+      ].join('\n'),
+    );
+    const run = runCli(argv('--config', file), { logger: noopLogger, handleSignals: false });
+    await expect(run).rejects.toThrow(
+      `backends[0].attestation.hmacSecretFile ${join(dir, 'secrets', 'hmac.key')} not found`,
+    );
+    await expect(run).rejects.toBeInstanceOf(InvalidOptionsError);
+  });
+});
