@@ -19,6 +19,7 @@ import type { ClientRequest } from 'node:http';
 import * as https from 'node:https';
 import type { SecureContext } from 'node:tls';
 import type { JWTPayload } from 'jose';
+import { LogRateLimit } from '@nexus-proxy/common';
 import type { CertificateAndKey } from './certificates.js';
 import { AuthError, InvalidConfigError, NexusError, NexusErrorCode, TlsError } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
@@ -93,6 +94,13 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
     'maxResponseBytes',
   );
   const log = (options.logger ?? noopLogger).child({ component: 'remote-verifier' });
+  // A verifier outage meets every backend that (re)connects: a few lines per second and kind, then counts.
+  const lines = new LogRateLimit({
+    perWindow: 5,
+    windowMs: 10_000,
+    onSuppressed: (kind, suppressed) =>
+      log.warn({ kind, suppressed }, 'token verifier problems (lines suppressed)'),
+  });
   const ca = options.ca === undefined ? undefined : [...options.ca];
   const caFile = options.caFile;
   const trust = { caPem: () => (caFile !== undefined ? readCaFile(caFile) : ca) };
@@ -203,13 +211,16 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
     switch (result.kind) {
       case 'unavailable':
         if (options.fallback === undefined) {
-          log.warn({ detail: result.detail }, 'token verifier unavailable and no local secret: refusing');
+          if (lines.admit('unavailable'))
+            log.warn({ detail: result.detail }, 'token verifier unavailable, no fallback: refusing');
           throw new AuthError('token verifier unavailable');
         }
-        log.warn({ detail: result.detail }, 'token verifier unavailable: checking the token locally');
+        if (lines.admit('unavailable'))
+          log.warn({ detail: result.detail }, 'token verifier unavailable: using the fallback check');
         return options.fallback(token);
       case 'refused':
-        log.warn({ detail: result.detail }, 'token verifier answer refused');
+        if (lines.admit('invalid-answer'))
+          log.warn({ detail: result.detail }, 'token verifier answer refused');
         throw new AuthError(result.reason);
       case 'answer':
         if (result.status !== 200) {
@@ -227,6 +238,7 @@ export function createRemoteVerifier(options: RemoteVerifierOptions): RemoteVeri
     },
     close() {
       closed = true;
+      lines.flush();
       for (const req of inFlight) req.destroy(new NexusError(NexusErrorCode.Closed, 'verifier closed'));
       inFlight.clear();
       agent?.agent.destroy();

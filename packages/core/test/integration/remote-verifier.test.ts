@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { recordingLogger } from '@nexus-proxy/test-harness';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mintBackendToken, verifyBackendToken } from '../../src/auth.js';
 import {
@@ -229,6 +230,25 @@ describe('remote verifier', () => {
     const none = verifier({ cert: () => undefined });
     expect(await refusal(none.verify(good))).toBe('token verifier unavailable');
     expect(seen).toHaveLength(0);
+  });
+
+  it('logs an outage a few lines at a time, then a count', async () => {
+    const log = recordingLogger([], 'warn');
+    const closed = https.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const deadUrl = `https://127.0.0.1:${(closed.address() as AddressInfo).port}/verify`;
+    closed.close();
+    await once(closed, 'close');
+    const v = verifier({ url: deadUrl, fallback: localFallback, logger: log });
+    const t = await token(['outage.example.com']);
+    for (let i = 0; i < 20; i++) expect((await v.verify(t)).hostnames).toEqual(['outage.example.com']);
+    v.close();
+    const unavailable = log.lines.filter((l) => l.msg.startsWith('token verifier unavailable'));
+    expect(unavailable).toHaveLength(5);
+    expect(log.lines.filter((l) => l.msg.includes('lines suppressed'))).toMatchObject([
+      { fields: { kind: 'unavailable', suppressed: 15 } },
+    ]);
   });
 
   it('a verifier whose server certificate is not trusted is unavailable', async () => {
