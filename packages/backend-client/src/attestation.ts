@@ -1,9 +1,9 @@
 /**
  * The backend's side of the current era's attested handshake and re-authentication (docs/protocol.md
  * §1.9, §1.10): stage-0 token → `handshake_challenge{nonce}` → stage-1 token with `session_nonce`; later,
- * every `reauth_challenge{nonce}` gets a fresh token. Challenges are WebSocket text frames; the answers
- * are text frames holding the raw JWT, sent straight to the socket (ahead of any DATA the multiplexer
- * still holds back).
+ * every `reauth_challenge{nonce}` gets a fresh token (reauth-responder.ts). Challenges are WebSocket text
+ * frames; the answers are text frames holding the raw JWT, sent straight to the socket (ahead of any DATA
+ * the multiplexer still holds back).
  */
 import type WebSocket from 'ws';
 import { BackendClientError, HandshakeError, TokenError } from './errors.js';
@@ -19,6 +19,8 @@ import {
 export const DEFAULT_CHALLENGE_TIMEOUT = 15_000;
 /** Longest nonce accepted from a hub, characters (a hub sends 43). */
 export const MAX_NONCE_LENGTH = 512;
+/** Longest text frame read as a challenge, bytes (a hub's is about 90); longer ones are not parsed. */
+export const MAX_CHALLENGE_FRAME = 1024;
 
 /** The claims of a backend that every token request carries. */
 export type TokenIdentity = Omit<TokenRequest, 'stage' | 'sessionNonce'>;
@@ -31,9 +33,15 @@ export interface Challenge {
 
 /**
  * Reads a text frame from the hub as a challenge. Throws a {@link HandshakeError} for a frame that is
- * not a JSON object with string `type` and `nonce`, or whose nonce is empty, too long or not printable.
+ * longer than {@link MAX_CHALLENGE_FRAME}, not a JSON object with string `type` and `nonce`, or whose nonce
+ * is empty, longer than {@link MAX_NONCE_LENGTH} or not printable.
  */
 export function parseChallenge(data: Buffer): Challenge {
+  if (data.length > MAX_CHALLENGE_FRAME) {
+    throw new HandshakeError(
+      `the hub sent a text frame of ${data.length} bytes (a challenge is at most ${MAX_CHALLENGE_FRAME})`,
+    );
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(data.toString('utf8'));
@@ -163,87 +171,4 @@ export function attestedHandshake(ws: WebSocket, stage0: string, context: Attest
     ws.once('close', onClose);
     ws.send(stage0);
   });
-}
-
-/** Callbacks of a {@link ReauthResponder}. */
-export interface ReauthResponderHooks {
-  /** Sends the answer (a text frame). */
-  send(token: string): void;
-  /** Issuing the answer failed, or the hub sent an unusable challenge: end the session. */
-  fail(err: BackendClientError): void;
-  /** An answer was sent. */
-  answered(): void;
-  /** A text frame that is not a reauth challenge (ignored). */
-  ignored(detail: string): void;
-}
-
-/**
- * Answers the hub's `reauth_challenge` frames of one session: one token being issued at a time; a
- * challenge arriving meanwhile replaces any other waiting one (the latest nonce is the one the hub
- * checks), so a flood of challenges costs at most one provider call at a time.
- */
-export class ReauthResponder {
-  readonly #context: AttestationContext;
-  readonly #hooks: ReauthResponderHooks;
-  #busy = false;
-  #next: string | undefined;
-  #stopped = false;
-
-  constructor(context: AttestationContext, hooks: ReauthResponderHooks) {
-    this.#context = context;
-    this.#hooks = hooks;
-  }
-
-  /** A text frame from the hub. */
-  onText(data: Buffer): void {
-    if (this.#stopped) return;
-    let challenge: Challenge;
-    try {
-      challenge = parseChallenge(data);
-    } catch (err) {
-      // An unusable reauth challenge ends the session (the hub would close it anyway); other noise is ignored.
-      const problem = err as HandshakeError;
-      if (problem.challengeType === 'reauth_challenge') this.#fail(problem);
-      else this.#hooks.ignored(problem.message);
-      return;
-    }
-    if (challenge.type !== 'reauth_challenge') {
-      this.#hooks.ignored(`unexpected ${JSON.stringify(challenge.type.slice(0, 64))} after the handshake`);
-      return;
-    }
-    this.#next = challenge.nonce;
-    if (!this.#busy) this.#answer();
-  }
-
-  /** The session ended: answers still being issued are dropped. */
-  stop(): void {
-    this.#stopped = true;
-    this.#next = undefined;
-  }
-
-  #answer(): void {
-    const nonce = this.#next;
-    if (nonce === undefined || this.#stopped) return;
-    this.#next = undefined;
-    this.#busy = true;
-    issueStage(this.#context, 'reauth', nonce).then(
-      ({ token }) => {
-        this.#busy = false;
-        if (this.#stopped) return;
-        this.#hooks.send(token);
-        this.#hooks.answered();
-        this.#answer();
-      },
-      (err: unknown) => {
-        this.#busy = false;
-        this.#fail(BackendClientError.is(err) ? err : new TokenError(String(err)));
-      },
-    );
-  }
-
-  #fail(err: BackendClientError): void {
-    if (this.#stopped) return;
-    this.stop();
-    this.#hooks.fail(err);
-  }
 }

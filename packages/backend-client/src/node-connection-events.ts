@@ -23,6 +23,8 @@ export type SessionEndReason =
   | 'peer-not-reading'
   /** Current era: the answer to a `reauth_challenge` could not be issued (or the challenge was unusable). */
   | 'reauth_failed'
+  /** Current era: the hub sent `reauth_challenge` frames faster than any reference hub (closed with 1008). */
+  | 'reauth_flood'
   /** `close()` was called. */
   | 'client_closed';
 

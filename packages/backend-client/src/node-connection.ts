@@ -10,7 +10,7 @@ import {
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
-import { attestedHandshake, issueStage, ReauthResponder } from './attestation.js';
+import { attestedHandshake, issueStage } from './attestation.js';
 import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
 import {
   type BackendClientError,
@@ -30,6 +30,7 @@ import type {
   StreamOpenEvent,
 } from './node-connection-events.js';
 import { buildProxyHeader } from './proxy-protocol.js';
+import { ReauthResponder } from './reauth-responder.js';
 import { resolveSeedToken } from './token-provider.js';
 import { StreamRelay } from './stream-relay.js';
 
@@ -322,6 +323,15 @@ export class NodeConnection {
             this.#emit('error', err);
             this.#endReason = 'reauth_failed';
             closeWebSocket(ws, 1011, 'reauth failed');
+          },
+          flooded: (err) => {
+            this.#log.error(
+              { err: err.message },
+              'the hub floods re-authentication challenges; closing the session',
+            );
+            this.#emit('error', err);
+            this.#endReason = 'reauth_flood';
+            closeWebSocket(ws, WS_CLOSE_POLICY_VIOLATION, 'reauth challenge flood');
           },
           ignored: (detail) => this.#log.debug({ detail }, 'ignoring a text message from the hub'),
         });

@@ -5,8 +5,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
 import pino from 'pino';
@@ -15,7 +17,7 @@ import { attestationClientOptions } from '../../src/attestation-config.js';
 import { type BackendClient, createBackendClient } from '../../src/backend-client.js';
 import type { BackendClientOptions } from '../../src/client-options.js';
 import { parseBackendClientConfig } from '../../src/config.js';
-import { HandshakeError, TokenCommandError, TokenError } from '../../src/errors.js';
+import { HandshakeError, SessionError, TokenCommandError, TokenError } from '../../src/errors.js';
 import type { DisconnectedEvent } from '../../src/node-connection.js';
 import { resolvePortMappings } from '../../src/port-mappings.js';
 import { AttestedHub, type AttestedSession } from './attested-hub.js';
@@ -177,6 +179,8 @@ describe('current era: re-authentication', () => {
     });
     const nonces = new Set<unknown>();
     while (!finished || nonces.size < 3) {
+      // As a reference hub does: the next round an interval (1 s) after the answer. The transfer runs meanwhile.
+      if (nonces.size > 0) await sleep(1_000);
       const claims = await session.reauth(5_000);
       nonces.add(claims.session_nonce);
       expect(claims).toMatchObject({
@@ -276,6 +280,7 @@ describe('current era: re-authentication', () => {
     session.ws.send('not json at all');
     session.ws.send(JSON.stringify({ type: 'handshake_challenge', nonce: 'late' }));
     session.ws.send(JSON.stringify({ type: 'something_new', nonce: 'x' }));
+    session.ws.send(JSON.stringify({ type: 'something_big', padding: 'p'.repeat(30_000) }));
     const payload = randomBytes(64 * 1024);
     expect(sha256(await echo(open(session), payload))).toBe(sha256(payload));
     expect(session.answers).toEqual([]);
@@ -285,23 +290,33 @@ describe('current era: re-authentication', () => {
   });
 });
 
+/**
+ * A real attestor in miniature: HS256 over the claims it is asked for, with node:crypto only; with
+ * `ATTESTOR_LOG` set it appends each stage it ran for to that file.
+ */
+async function writeAttestor(): Promise<string> {
+  const file = join(dir, 'attestor.mjs');
+  await writeFile(
+    file,
+    `import { createHmac } from 'node:crypto';
+     import { appendFileSync } from 'node:fs';
+     const e = process.env;
+     if (e.ATTESTOR_LOG) appendFileSync(e.ATTESTOR_LOG, e.NEXUS_ATTESTATION_STAGE + '\\n');
+     const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+     const now = Math.floor(Date.now() / 1000);
+     const claims = { hostnames: e.NEXUS_HOSTNAMES.split(','), weight: Number(e.NEXUS_WEIGHT),
+       ...(e.NEXUS_SESSION_NONCE ? { session_nonce: e.NEXUS_SESSION_NONCE } : {}),
+       iss: 'authorizer', sub: e.NEXUS_BACKEND_NAME, aud: ['nexus'], exp: now + 30, iat: now, stage: e.NEXUS_ATTESTATION_STAGE };
+     const body = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64(claims);
+     const sig = createHmac('sha256', e.ATTESTOR_SECRET).update(body).digest('base64url');
+     console.log(JSON.stringify({ token: body + '.' + sig, expiry: new Date((now + 30) * 1000).toISOString() }));`,
+  );
+  return file;
+}
+
 describe('current era: command provider', () => {
   it('attaches and re-authenticates with tokens a program signs from NEXUS_* variables', async () => {
-    const file = join(dir, 'attestor.mjs');
-    // A real attestor in miniature: HS256 over the claims it is asked for, with node:crypto only.
-    await writeFile(
-      file,
-      `import { createHmac } from 'node:crypto';
-       const e = process.env;
-       const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-       const now = Math.floor(Date.now() / 1000);
-       const claims = { hostnames: e.NEXUS_HOSTNAMES.split(','), weight: Number(e.NEXUS_WEIGHT),
-         ...(e.NEXUS_SESSION_NONCE ? { session_nonce: e.NEXUS_SESSION_NONCE } : {}),
-         iss: 'authorizer', sub: e.NEXUS_BACKEND_NAME, aud: ['nexus'], exp: now + 30, iat: now, stage: e.NEXUS_ATTESTATION_STAGE };
-       const body = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64(claims);
-       const sig = createHmac('sha256', e.ATTESTOR_SECRET).update(body).digest('base64url');
-       console.log(JSON.stringify({ token: body + '.' + sig, expiry: new Date((now + 30) * 1000).toISOString() }));`,
-    );
+    const file = await writeAttestor();
     const c = client(hub.url, {
       tokenProvider: {
         command: process.execPath,
@@ -316,6 +331,49 @@ describe('current era: command provider', () => {
     expect(session.claims.map((x) => x.stage)).toEqual(['handshake', 'attest']);
     const answer = await session.reauth();
     expect(answer).toMatchObject({ stage: 'reauth', sub: 'device-7' });
+  });
+
+  it('a hub flooding reauth_challenge frames runs the attestor once for them and is cut off with 1008', async () => {
+    const file = await writeAttestor();
+    const stages = join(dir, 'flood-stages.log');
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const c = client(hub.url, {
+      tokenProvider: {
+        command: process.execPath,
+        args: [file],
+        env: { ATTESTOR_SECRET: SECRET, ATTESTOR_LOG: stages },
+        timeoutSeconds: 10,
+      },
+      backend: BACKEND,
+      logger,
+    });
+    const errors: Error[] = [];
+    c.on('error', (err) => errors.push(err));
+    const disconnected = next(c, 'disconnected');
+    c.connect();
+    const session = await hub.session();
+    const closed = once(session.ws, 'close');
+    for (let i = 0; i < 500; i++) {
+      session.ws.send(
+        JSON.stringify({ type: 'reauth_challenge', nonce: randomBytes(32).toString('base64url') }),
+      );
+    }
+    const [code, reason] = await closed;
+    expect([code, reason.toString()]).toEqual([1008, 'reauth challenge flood']);
+    expect(await disconnected).toMatchObject({ reason: 'reauth_flood', code: 1008 });
+    expect(errors.find((e) => e instanceof SessionError)?.message).toBe(
+      'the hub sent 9 reauth_challenge frames in a row before its previous one was answered or within 500 ms of the answer',
+    );
+    expect(lines.find((l) => String(l.msg).includes('floods'))).toMatchObject({
+      level: 50, // error
+      msg: 'the hub floods re-authentication challenges; closing the session',
+    });
+    await hub.session(1); // it reconnects (handshake and attest run the attestor again)
+    const ran = () => readFileSync(stages, 'utf8').trim().split('\n');
+    await waitFor(() => ran().includes('reauth'), 10_000, 'the one reauth run');
+    expect(ran().filter((stage) => stage === 'reauth')).toEqual(['reauth']);
+    expect(session.answers.length).toBeLessThanOrEqual(1);
   });
 
   it('a failing command fails the handshake with a TokenCommandError and is retried with backoff', async () => {
@@ -359,7 +417,7 @@ describe('current era: a hub that does not send a proper challenge', () => {
       'expected a text handshake_challenge from the hub, got a binary frame',
     ],
     [
-      'the wrong type',
+      'the wrong type (a reauth_challenge before the handshake_challenge)',
       (conn: HubConnection) => conn.ws.send('{"type":"reauth_challenge","nonce":"abc"}'),
       'expected a handshake_challenge from the hub, got "reauth_challenge"',
     ],
@@ -375,6 +433,18 @@ describe('current era: a hub that does not send a proper challenge', () => {
       'the hub sent a text frame that is not JSON',
     ],
     [
+      'a nonce over 512 characters',
+      (conn: HubConnection) =>
+        conn.ws.send(JSON.stringify({ type: 'handshake_challenge', nonce: 'n'.repeat(513) })),
+      'whose nonce is not a nonce',
+    ],
+    [
+      'a text frame over 1 KiB',
+      (conn: HubConnection) =>
+        conn.ws.send(JSON.stringify({ type: 'handshake_challenge', nonce: 'n', pad: 'p'.repeat(2_000) })),
+      'the hub sent a text frame of 2051 bytes (a challenge is at most 1024)',
+    ],
+    [
       'a nonce of control characters',
       (conn: HubConnection) => conn.ws.send('{"type":"handshake_challenge","nonce":"a\\u0000b"}'),
       'whose nonce is not a nonce',
@@ -384,6 +454,33 @@ describe('current era: a hub that does not send a proper challenge', () => {
     expect(error).toBeInstanceOf(HandshakeError);
     expect(error.message).toContain(message);
     await conn.closed;
+  });
+
+  it('a reauth_challenge while the stage-1 token is issued fails the handshake; the late token is not sent', async () => {
+    let release: () => void = () => {};
+    const texts: string[] = [];
+    const { error, conn } = await attempt(
+      (c) => {
+        c.ws.on('message', (data, isBinary) => {
+          if (!isBinary) texts.push(data.toString());
+        });
+        c.ws.send(JSON.stringify({ type: 'handshake_challenge', nonce: 'n'.repeat(43) }));
+        c.ws.send(JSON.stringify({ type: 'reauth_challenge', nonce: 'r'.repeat(43) }));
+      },
+      {
+        tokenProvider: (request) =>
+          request.stage === 'attest'
+            ? new Promise<string>((resolve) => {
+                release = () => resolve('aaa.bbb.attest');
+              })
+            : 'aaa.bbb.stage0',
+      },
+    );
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect(error.message).toBe('the hub sent a frame before the stage-1 token');
+    release();
+    await conn.closed;
+    expect(texts).toEqual([]);
   });
 
   it('no challenge within the wait fails the handshake', async () => {
