@@ -100,6 +100,8 @@ export class NodeConnection {
   /** The current WebSocket completed its opening handshake. */
   #opened = false;
   #reauth: ReauthResponder | undefined;
+  /** This session already warned about a text message (seed era). */
+  #textWarned = false;
   #reauths = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
   readonly #streams = new Map<string, StreamEntry>();
@@ -274,6 +276,7 @@ export class NodeConnection {
     });
     this.#ws = ws;
     this.#opened = false;
+    this.#textWarned = false;
     ws.on('open', () => {
       this.#opened = true;
       if (attestation === undefined) this.#onOpen(ws, token);
@@ -284,7 +287,14 @@ export class NodeConnection {
       if (this.#session === undefined || this.#ws !== ws) return;
       if (isBinary) this.#session.receive(data as Buffer);
       else if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
-      else this.#log.warn({ length: (data as Buffer).length }, 'ignoring a text message from the hub');
+      else {
+        // Seed era: nothing to read in text; warn once per session, not once per frame of a flood.
+        this.#log[this.#textWarned ? 'debug' : 'warn'](
+          { length: (data as Buffer).length },
+          'ignoring a text message from the hub',
+        );
+        this.#textWarned = true;
+      }
     });
     ws.on('pong', () => this.#keepalive?.markAlive());
     ws.on('error', (err) => {

@@ -85,6 +85,24 @@ describe('createBackendClient (integration, TLS WebSocket hub)', () => {
     expect(c.stats().connectedNodes).toBe(1);
   });
 
+  it('warns once per session about text messages from a seed-era hub, however many come', async () => {
+    const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+    const service = await echoService();
+    const c = client({
+      portMappings: resolvePortMappings({ 443: `127.0.0.1:${service.port}` }),
+      logger: recorder(lines),
+    });
+    c.connect();
+    const conn = await hub.connection();
+    await conn.token;
+    for (let i = 0; i < 200; i++) conn.ws.send(`noise ${i}`);
+    const stream = conn.openStream();
+    stream.write('still serving');
+    expect((await stream.waitBytes(13)).toString()).toBe('still serving');
+    const ignored = lines.filter((l) => l.msg === 'ignoring a text message from the hub');
+    expect(ignored.map((l) => l.level)).toEqual(['warn', ...Array(199).fill('debug')]);
+  });
+
   it('asks a token provider again on every reconnect', async () => {
     let calls = 0;
     const c = client({

@@ -187,4 +187,35 @@ describe('runCli: current era', () => {
     );
     await expect(run).rejects.toBeInstanceOf(InvalidOptionsError);
   });
+
+  it('a reload checks hmacSecretFile like the start does, and keeps the running client when it is gone', async () => {
+    const file = join(dir, 'attested-reload.yaml');
+    const secret = join(dir, 'reload-hmac.key');
+    writeFileSync(secret, 'reload-secret\n');
+    writeFileSync(
+      file,
+      [
+        'backends:',
+        '  - name: device',
+        '    hostnames: ["app.example.com"]',
+        `    nexusAddresses: ["${hub.url}"]`,
+        '    attestation: { hmacSecretFile: reload-hmac.key }',
+        '    caFile: ca.pem',
+        '    portMappings: { 443: "127.0.0.1:1" }',
+        '',
+      ].join('\n'),
+    );
+    const handle = await runCli(argv('--config', file), { logger: noopLogger, handleSignals: false });
+    try {
+      const running = handle.clients[0];
+      expect(running).toBeDefined();
+      rmSync(secret);
+      await expect(handle.reload()).rejects.toThrow(
+        new InvalidOptionsError('backends[0].attestation.hmacSecretFile', `${secret} not found`),
+      );
+      expect(handle.clients).toEqual([running]);
+    } finally {
+      await handle.close();
+    }
+  });
 });
