@@ -4,7 +4,7 @@
  * Callers match on `err.code` (stable across releases), never on `err.message`. Every error class has a
  * branded `static is()` guard that also works when two copies of this package (ESM and CJS builds) are loaded.
  * Every code is used; the codes without a class of their own (`NEXUS_ERR_CLOSED`,
- * `NEXUS_ERR_PEER`, `NEXUS_ERR_LISTEN`) are plain `NexusError`s.
+ * `NEXUS_ERR_PEER`, `NEXUS_ERR_LISTEN`, `NEXUS_ERR_OUTBOUND_DIAL`) are plain `NexusError`s.
  */
 
 /** Stable error codes. */
@@ -27,6 +27,10 @@ export const NexusErrorCode = {
   Peer: 'NEXUS_ERR_PEER',
   /** A server could not bind its address, or is already listening. */
   Listen: 'NEXUS_ERR_LISTEN',
+  /** An outbound connection (SOCKS5 egress) was refused by the node's checks or address policy. */
+  OutboundRefused: 'NEXUS_ERR_OUTBOUND_REFUSED',
+  /** An allowed outbound connection could not be made (resolution, refusal by the far end, timeout). */
+  OutboundDial: 'NEXUS_ERR_OUTBOUND_DIAL',
 } as const;
 
 /** One of the stable `NEXUS_ERR_*` codes. */
@@ -42,6 +46,8 @@ const DEFAULT_MESSAGES: Record<NexusErrorCode, string> = {
   NEXUS_ERR_CLOSED: 'closed',
   NEXUS_ERR_PEER: 'peer error',
   NEXUS_ERR_LISTEN: 'listener error',
+  NEXUS_ERR_OUTBOUND_REFUSED: 'outbound connection refused',
+  NEXUS_ERR_OUTBOUND_DIAL: 'outbound connection failed',
 };
 
 // A registry symbol (not a module-local one) so the brand survives duplicate copies of this module.
@@ -209,5 +215,29 @@ export class AcmeError extends NexusError {
 
   static override is(value: unknown): value is AcmeError {
     return NexusError.is(value, NexusErrorCode.Acme);
+  }
+}
+
+/**
+ * An outbound connection was refused before any byte left the node: by the outbound_connect checks or by
+ * the address policy (docs/edge.md "Outbound address policy"). `reason` is the refusal's short name
+ * (`loopback`, `private`, `cloud-metadata`…), `address` the address refused when there was one.
+ */
+export class OutboundRefusedError extends NexusError {
+  readonly reason: string;
+  readonly address: string | undefined;
+
+  constructor(reason: string, message: string, address?: string, options?: NexusErrorOptions) {
+    super(NexusErrorCode.OutboundRefused, message, options);
+    this.name = 'OutboundRefusedError';
+    this.reason = reason;
+    this.address = address;
+  }
+
+  static override is(value: unknown): value is OutboundRefusedError {
+    return (
+      NexusError.is(value, NexusErrorCode.OutboundRefused) &&
+      typeof (value as OutboundRefusedError).reason === 'string'
+    );
   }
 }

@@ -34,6 +34,7 @@ export type {
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,
+  ResolvedOutbound,
   ResolvedRegistration,
   ResolvedRemoteVerifier,
   ResolvedStun,
@@ -54,7 +55,7 @@ export {
   parseListenAddress,
   resolveNexusConfig,
 } from './config.js';
-export { AcmeError } from './errors.js';
+export { AcmeError, OutboundRefusedError } from './errors.js';
 export type { ParseConfigOptions } from './load-config.js';
 export { loadConfig, parseConfig } from './load-config.js';
 export type { HubTlsFiles } from './config-files.js';
@@ -107,6 +108,28 @@ export type {
   RegistrationSuccessEvent,
 } from './fleet-registration.js';
 export { FleetRegistration, REGISTRATION_BACKOFF } from './fleet-registration.js';
+// Outbound connections (SOCKS5 egress): the node's checks, the address policy, the guarded dial
+export type {
+  OutboundCheckFailure,
+  OutboundCheckResult,
+  OutboundClaim,
+  OutboundConnectRequest,
+  OutboundNodeSettings,
+  OutboundTarget,
+} from './outbound-checks.js';
+export {
+  checkOutboundConnect,
+  MAX_OUTBOUND_TARGET_LENGTH,
+  outboundNodeSettings,
+} from './outbound-checks.js';
+export type {
+  OutboundConnectOptions,
+  OutboundRefusal,
+  OutboundResolver,
+} from './outbound-connect.js';
+export { connectOutbound } from './outbound-connect.js';
+export type { OutboundRefusalReason, OutboundVerdict } from './outbound-policy.js';
+export { OUTBOUND_REFUSAL_REASONS, OutboundAddressPolicy } from './outbound-policy.js';
 // STUN
 export type { StunParseResult, StunBindingRequest, StunDropReason } from './stun-message.js';
 export {

@@ -6,7 +6,7 @@
  * Setting names are configuration paths (`backendsJWTSecrets`, `limits.maxStreamsPerSession`, `tls`,
  * `peers`…), as `Nexus.reload()` reports them.
  */
-import type { ResolvedKeepalive, ResolvedLimits, ResolvedNexusConfig } from './config.js';
+import type { ResolvedKeepalive, ResolvedLimits, ResolvedNexusConfig, ResolvedOutbound } from './config.js';
 
 /**
  * Limits that take effect without a restart: the relay listeners, the sniff budget and the hub read them
@@ -87,6 +87,14 @@ export type ReloadAction =
 
 const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
 
+/** The configuration key of each resolved outbound setting. */
+const OUTBOUND_SETTINGS: ReadonlyArray<[keyof ResolvedOutbound, string]> = [
+  ['maxConnsPerBackend', 'maxOutboundConnsPerBackend'],
+  ['dialTimeoutMs', 'outboundDialTimeoutSeconds'],
+  ['idleTimeoutMs', 'outboundIdleTimeoutSeconds'],
+  ['allowedNetworks', 'allowedOutboundNetworks'],
+];
+
 /**
  * The steps that take a node from `before` to `next`, in the order they run. Steps that can fail
  * (`reload-certificate`, `reload-peer-trust`) come first, so a failure leaves the old configuration whole.
@@ -158,6 +166,11 @@ export function planReload(
   }
   // A node without a mesh has no link to apply the peer keepalive to: nothing to restart for either.
   if (Object.keys(peerKeepalive).length > 0) actions.push({ kind: 'set-peer-keepalive', ...peerKeepalive });
+
+  // Outbound connections read the configuration in force when they are requested.
+  for (const [key, setting] of OUTBOUND_SETTINGS) {
+    if (changed(before.outbound[key], next.outbound[key])) actions.push({ kind: 'apply', setting });
+  }
 
   // 3. The mesh's dialers: new peers are dialled, removed ones stop and their outbound links close.
   if (changed(before.peers, next.peers)) {

@@ -22,6 +22,17 @@ export const HTTP_RELAY_PORT = 80;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 900;
 /** Secrets shorter than this many bytes get a warning. */
 export const MIN_SECRET_BYTES = 32;
+/** Outbound connections per backend when `maxOutboundConnsPerBackend` is 0 (the reference's default). */
+export const DEFAULT_MAX_OUTBOUND_CONNS_PER_BACKEND = 100;
+/** What `maxOutboundConnsPerBackend: -1` (unbounded in the reference) is capped at. */
+export const MAX_OUTBOUND_CONNS_PER_BACKEND = 1_000_000;
+/** Outbound dial timeout when `outboundDialTimeoutSeconds` is 0, seconds (the reference's default). */
+export const DEFAULT_OUTBOUND_DIAL_TIMEOUT_SECONDS = 10;
+/**
+ * Idle timeout of outbound connections when `outboundIdleTimeoutSeconds` is not set, seconds (the reference
+ * has none; like `idleTimeoutSeconds`, an idle connection holds a stream of its backend).
+ */
+export const DEFAULT_OUTBOUND_IDLE_TIMEOUT_SECONDS = 900;
 /** Default log level. */
 export const DEFAULT_LOG_LEVEL = 'info';
 

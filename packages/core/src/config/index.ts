@@ -25,6 +25,7 @@ export type {
   ResolvedKeepalive,
   ResolvedLimits,
   ResolvedNexusConfig,
+  ResolvedOutbound,
   ResolvedRegistration,
   ResolvedRemoteVerifier,
   ResolvedStun,

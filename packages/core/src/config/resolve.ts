@@ -14,6 +14,7 @@ import { resolveIdleTimeoutMs, resolveListeners } from './listeners.js';
 import { resolveMesh } from './mesh.js';
 import { resolveRemoteVerifier } from './remote-verifier.js';
 import { nodeConfigSchema, UNSUPPORTED_REFERENCE_KEYS } from './schema.js';
+import { resolveOutbound } from './outbound.js';
 import { resolveRegistration } from './registration.js';
 import { resolveStun } from './stun.js';
 import type {
@@ -46,6 +47,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const adminToken = resolveAdminToken(p, ctx);
   const stun = resolveStun(p, ctx);
   const registration = resolveRegistration(p, ctx);
+  const outbound = resolveOutbound(p, ctx);
   return deepFreeze({
     backendListen,
     peerListen,
@@ -66,6 +68,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     adminToken,
     stun,
     registration,
+    outbound,
     warnings: ctx.warnings,
   });
 }

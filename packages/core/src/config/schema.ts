@@ -11,6 +11,7 @@ import { keepaliveFields } from './keepalive.js';
 import { limitFields } from './limits.js';
 import { listenerFields } from './listeners.js';
 import { meshFields } from './mesh.js';
+import { outboundFields } from './outbound.js';
 import { registrationFields } from './registration.js';
 import { remoteVerifierFields } from './remote-verifier.js';
 import { stunFields } from './stun.js';
@@ -21,9 +22,6 @@ export const UNSUPPORTED_REFERENCE_KEYS = [
   'totalBandwidthMbps',
   'udpMaxFlows',
   'udpMaxDatagramBytes',
-  'maxOutboundConnsPerBackend',
-  'outboundDialTimeoutSeconds',
-  'outboundIdleTimeoutSeconds',
   'peerSecret',
 ] as const;
 
@@ -41,6 +39,7 @@ export const nodeConfigSchema = mapping(
     ...adminFields,
     ...stunFields,
     ...registrationFields,
+    ...outboundFields,
     ...ignoredKeys(
       UNSUPPORTED_REFERENCE_KEYS,
       'A setting of later reference versions that Nexus does not implement; ignored with a warning.',

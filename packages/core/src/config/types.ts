@@ -209,6 +209,17 @@ export interface NexusConfigInput {
   allowedOutboundPorts?: number[];
   /** (reference, current era) Re-authentication deferral cap when a token names none, seconds. Default: `1800`. */
   maintenanceGraceDefaultSeconds?: number;
+  /** (reference, later versions) Outbound connections per backend; `0` = 100, `-1` = no limit of its own. */
+  maxOutboundConnsPerBackend?: number;
+  /** (reference, later versions) Outbound dial timeout, seconds; `0` = 10. */
+  outboundDialTimeoutSeconds?: number;
+  /** (reference, later versions) Outbound idle timeout, seconds; `0` = never. Default: `900`. */
+  outboundIdleTimeoutSeconds?: number;
+  /**
+   * Networks (CIDR or one address) outbound connections may reach although the address policy refuses
+   * them (loopback, private, link-local, CGNAT, multicast, cloud metadata…). Default: `[]`.
+   */
+  allowedOutboundNetworks?: string[];
 
   /** Several backend JWT secrets, for rotation; combined with `backendsJWTSecret`. */
   backendsJWTSecrets?: string[];
@@ -303,6 +314,17 @@ export interface ResolvedLimits {
   readonly maxBufferedBytes: number;
   readonly stunMaxResponsesPerSecond: number;
   readonly stunMaxResponsesPerAddressPerSecond: number;
+}
+
+/** Outbound connections (SOCKS5 egress); `allowOutbound` and its ports are in `backendClaims`. */
+export interface ResolvedOutbound {
+  /** Outbound connections (open and being dialled) per backend. */
+  readonly maxConnsPerBackend: number;
+  readonly dialTimeoutMs: number;
+  /** `0` = never. */
+  readonly idleTimeoutMs: number;
+  /** Networks the address policy lets through, normalised (`10.0.0.0/8`). */
+  readonly allowedNetworks: readonly string[];
 }
 
 /** The orchestrator the node registers with. */
@@ -402,6 +424,8 @@ export interface ResolvedNexusConfig {
   readonly stun: ResolvedStun | undefined;
   /** Fleet registration; `undefined` = off. */
   readonly registration: ResolvedRegistration | undefined;
+  /** Outbound connections (SOCKS5 egress) and their address policy. */
+  readonly outbound: ResolvedOutbound;
   /** Non-fatal problems (short secret, ignored reference keys…), one sentence each. Log them. */
   readonly warnings: readonly string[];
 }
