@@ -44,6 +44,7 @@ import { planReload } from './reload-plan.js';
 import { createRemoteVerifier } from './remote-verifier.js';
 import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-connection.js';
 import { FleetRegistration, type FleetRegistrationOptions } from './fleet-registration.js';
+import { portRouteKey } from './route-key.js';
 import { StunServer } from './stun-server.js';
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
@@ -290,6 +291,12 @@ export function createNexus(
     log,
   });
 
+  /** The TCP claim of relay port `port` while a backend (or a peer) serves it (docs/edge.md "TCP port claims"). */
+  const portClaim = (port: () => number) => (): string | undefined => {
+    const key = portRouteKey('tcp', port());
+    return routes.has(key) ? key : undefined;
+  };
+
   const onRouted = (port: number, socket: Socket, sniffed: SniffedConnection): string | undefined => {
     if (closing !== undefined) return 'shutdown';
     // The ACME block answers HTTP-01 challenges for the node's own name before anything is routed.
@@ -306,6 +313,7 @@ export function createNexus(
         limits: liveLimits,
         budget,
         logger: options.logger,
+        portClaim: portClaim(() => lc.port || (listener.address()?.port ?? 0)),
         // conn_port is the configured relay port; with port 0 (tests), the one bound.
         onRouted: (socket, sniffed) => onRouted(lc.port || (socket.localPort ?? 0), socket, sniffed),
         // The bound port, as `stream-open` and `route-miss` report it (the configured one may be 0).
@@ -390,6 +398,7 @@ export function createNexus(
             limits: liveLimits,
             budget,
             logger: options.logger,
+            portClaim: portClaim(() => opts.port),
             onRouted: (s, sniffed) => onRouted(opts.port, s, sniffed),
             onClose: (event) => emitter.emit('sniff-failed', { ...event, port: opts.port }),
           });

@@ -66,6 +66,11 @@ export interface RelayListenerOptions {
   /** Logger; a child with `component: 'relay-listener'` is used. Default: no-op. */
   logger?: Logger;
   /**
+   * The route key of this port's TCP claim (`tcp:<port>`) while a backend claims the port: connections
+   * that yield no name go there instead of being closed (`SniffOptions.portClaim`). Default: none.
+   */
+  portClaim?: () => string | undefined;
+  /**
    * Called with each routed socket (paused; nothing read is lost: it is all in `sniffed.prelude`).
    * The callee owns the socket from now on. Return (or resolve to) a reason string such as `'no-route'`
    * to have the listener destroy the socket and report that reason instead.
@@ -162,6 +167,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
       limits: options.limits,
       budget,
       signal: shutdown.signal,
+      ...(options.portClaim === undefined ? {} : { portClaim: options.portClaim }),
     }).then(async (result) => {
       sniffing.delete(socket);
       if (!result.ok) {

@@ -4,11 +4,23 @@
  * Local routes are weighted pools of targets (backend sessions) per pattern; peer routes are sets of
  * peer links per pattern, replaced wholesale by each full-state announce (docs/protocol.md §2.2). Lookup order
  * is local exact, local wildcard, peer exact, peer wildcard. Empty pools are deleted at once, so an exact
- * pool that lost its last backend never shadows a wildcard (docs/reliability.md item 15).
+ * pool that lost its last backend never shadows a wildcard (docs/reliability.md item 15). Port-claim route
+ * keys (`tcp:443`, `route-key.ts`) are exact patterns like any other.
  */
 import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
 import type { NoRouteReason } from './errors.js';
+import { normalizeRouteKey } from './route-key.js';
 import { WeightedRoundRobin } from './weighted-round-robin.js';
+
+/** A hostname pattern (`app.example.com`, `*.example.com`) or a route key (`tcp:443`), normalised. */
+function normalizePattern(pattern: string): string | undefined {
+  return normalizeRouteKey(pattern) ?? normalizeHostnamePattern(pattern);
+}
+
+/** A hostname or a route key, normalised. */
+function normalizeName(name: string): string | undefined {
+  return normalizeRouteKey(name) ?? normalizeHostname(name);
+}
 
 /** What every route that matched says: the name asked for and the pattern that matched it. */
 export interface RouteMatch {
@@ -166,7 +178,7 @@ export class RoutingTable<T, L = string> {
     target: T,
     weight: number | undefined,
   ): { normalized: string; created: boolean } | undefined {
-    const normalized = normalizeHostnamePattern(pattern);
+    const normalized = normalizePattern(pattern);
     if (normalized === undefined) return undefined;
     const [map, key] = this.#localSlot(normalized);
     let pool = map.get(key);
@@ -213,7 +225,7 @@ export class RoutingTable<T, L = string> {
 
   /** Unregister `target` from `pattern`. Returns false if it was not registered there. */
   removeLocal(pattern: string, target: T): boolean {
-    const normalized = normalizeHostnamePattern(pattern);
+    const normalized = normalizePattern(pattern);
     if (normalized === undefined) return false;
     const removed = this.#removeLocal(normalized, target);
     if (removed) {
@@ -243,7 +255,7 @@ export class RoutingTable<T, L = string> {
   setPeerRoutes(linkId: L, patterns: Iterable<string>): void {
     const next = new Set<string>();
     for (const p of patterns) {
-      const normalized = typeof p === 'string' ? normalizeHostnamePattern(p) : undefined;
+      const normalized = typeof p === 'string' ? normalizePattern(p) : undefined;
       if (normalized !== undefined) next.add(normalized);
     }
     const previous = this.#linkPatterns.get(linkId);
@@ -275,7 +287,7 @@ export class RoutingTable<T, L = string> {
    * without picking; a peer decision takes the next turn of the links' rotation.
    */
   resolve(hostname: string): RouteDecision<T, L> {
-    const host = normalizeHostname(hostname);
+    const host = normalizeName(hostname);
     if (host === undefined) return { kind: 'none', hostname, reason: 'invalid-hostname' };
     const dot = host.indexOf('.');
     // A wildcard suffix always has a dot, so only names with at least two dots can match one.
@@ -329,11 +341,21 @@ export class RoutingTable<T, L = string> {
 
   /** True when a local backend serves `hostname` (exactly or by wildcard). Does not advance any rotation. */
   hasLocal(hostname: string): boolean {
-    const host = normalizeHostname(hostname);
+    const host = normalizeName(hostname);
     if (host === undefined) return false;
     if (this.#localExact.has(host)) return true;
     const dot = host.indexOf('.');
     return dot > 0 && this.#localWildcard.has(host.slice(dot + 1));
+  }
+
+  /** True when a local backend or a peer serves `hostname` (a name or a route key). Advances no rotation. */
+  has(hostname: string): boolean {
+    if (this.hasLocal(hostname)) return true;
+    const host = normalizeName(hostname);
+    if (host === undefined) return false;
+    if (this.#peerExact.has(host)) return true;
+    const dot = host.indexOf('.');
+    return dot > 0 && this.#peerWildcard.has(host.slice(dot + 1));
   }
 
   /** The patterns served locally, sorted: the `hostnames` of an announce (docs/protocol.md §2.2). */
@@ -364,7 +386,7 @@ export class RoutingTable<T, L = string> {
 
   /** The local pool for an exact `pattern` (for stats); undefined when nobody serves it. */
   localPool(pattern: string): WeightedRoundRobin<T> | undefined {
-    const normalized = normalizeHostnamePattern(pattern);
+    const normalized = normalizePattern(pattern);
     if (normalized === undefined) return undefined;
     const [map, key] = this.#localSlot(normalized);
     return map.get(key);

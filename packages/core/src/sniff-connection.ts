@@ -87,6 +87,12 @@ export interface SniffedConnection {
   method?: string;
   /** Request target (mode `http`). */
   path?: string;
+  /**
+   * True when the connection yielded no name and was routed to the port's TCP claim (`hostname` is then
+   * the route key `tcp:<port>`, docs/edge.md "TCP port claims"). `isTls` says whether a ClientHello
+   * without SNI was seen.
+   */
+  portClaim?: boolean;
 }
 
 /** How much work sniffing one connection took. */
@@ -116,7 +122,25 @@ export interface SniffOptions {
   budget?: SniffBudget;
   /** Aborts the sniff (the socket is destroyed with reason `shutdown`). */
   signal?: AbortSignal;
+  /**
+   * The route key of this port's TCP claim (`tcp:<port>`) when a backend claims it, else `undefined`;
+   * asked when the connection yields no name (see {@link PORT_CLAIM_FALLBACK_REASONS}). Default: none.
+   */
+  portClaim?: () => string | undefined;
 }
+
+/**
+ * The sniff outcomes a TCP port claim takes over: no name in a ClientHello, bytes of another protocol, a
+ * bad Host, or nothing complete before the deadline (a client waiting for the server's banner). Never an
+ * oversized prelude (it could not be replayed whole), a closed client or a refusal by a limit.
+ */
+export const PORT_CLAIM_FALLBACK_REASONS: ReadonlySet<SniffCloseReason> = new Set<SniffCloseReason>([
+  'no-sni',
+  'not-tls',
+  'not-http',
+  'bad-host',
+  'sniff-timeout',
+]);
 
 /** Limits with defaults applied. */
 export interface ResolvedSniffLimits {
@@ -199,6 +223,18 @@ export function sniffConnection(socket: Socket, options: SniffOptions): Promise<
 
     const fail = (reason: SniffCloseReason, detail?: string): void => {
       if (settled) return;
+      const claim = PORT_CLAIM_FALLBACK_REASONS.has(reason) ? options.portClaim?.() : undefined;
+      if (claim !== undefined) {
+        succeed({
+          hostname: claim,
+          isTls: reason === 'no-sni',
+          prelude: Buffer.from(reader.bytes),
+          alpn: [],
+          ech: false,
+          portClaim: true,
+        });
+        return;
+      }
       cleanup();
       // Swallow a late error (e.g. ECONNRESET racing the destroy) so it cannot crash the process.
       socket.on('error', ignore);
