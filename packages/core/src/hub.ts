@@ -56,6 +56,7 @@ import {
 } from './listener-guards.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
+import { portRouteKey } from './route-key.js';
 import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
 /** Default time a backend has to send its token: 10 000 ms (docs/protocol.md §1.2). */
@@ -488,8 +489,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     });
     if (current !== undefined) reauth = this.#startReauth(session, current);
     this.#sessions.add(session);
-    // The whole set at once: one local-pattern notification (one announce), not one per name.
-    const { registered, invalid } = this.routes.addLocalMany(session.hostnames, session, session.weight);
+    // The whole set at once: one local-pattern notification (one announce), not one per name. A current-era
+    // backend's TCP port claims are routes `tcp:<port>` (docs/edge.md "TCP port claims").
+    const patterns = [...session.hostnames, ...(identity.tcpPorts ?? []).map((p) => portRouteKey('tcp', p))];
+    const { registered, invalid } = this.routes.addLocalMany(patterns, session, session.weight);
     for (const pattern of invalid)
       this.#log.warn({ pattern, sessionId: session.id }, 'ignoring an invalid hostname pattern');
     session.once('close', (reason) => {

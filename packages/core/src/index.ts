@@ -112,7 +112,6 @@ export { FleetRegistration, REGISTRATION_BACKOFF } from './fleet-registration.js
 export type {
   OutboundCheckFailure,
   OutboundCheckResult,
-  OutboundClaim,
   OutboundConnectRequest,
   OutboundNodeSettings,
   OutboundTarget,

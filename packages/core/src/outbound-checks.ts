@@ -8,6 +8,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { normalizeHostname } from '@nexus-proxy/sni';
+import type { OutboundClaims } from './backend-identity.js';
 import type { ResolvedNexusConfig } from './config.js';
 
 /** Longest `target_addr`, characters (the reference's limit). */
@@ -32,14 +33,6 @@ export function outboundNodeSettings(
     allowedPorts: config.backendClaims.allowedOutboundPorts,
     maxConnsPerBackend: config.outbound.maxConnsPerBackend,
   };
-}
-
-/** What the backend's token claims about outbound connections. */
-export interface OutboundClaim {
-  /** `outbound_allowed`. */
-  readonly outboundAllowed: boolean;
-  /** `allowed_outbound_ports`; empty = any the node allows. */
-  readonly allowedOutboundPorts: readonly number[];
 }
 
 /** One `outbound_connect`, as the backend sent it. */
@@ -85,17 +78,17 @@ const fail = (reason: OutboundCheckFailure, message: string): OutboundCheckResul
 });
 
 /**
- * Checks one request. `activeConnections` is the backend's established outbound connections plus its
- * dials in flight.
+ * Checks one request. `claim` is the backend's identity's `outbound` (absent for a seed-era backend, which
+ * can claim nothing); `activeConnections` is its established outbound connections plus its dials in flight.
  */
 export function checkOutboundConnect(
   request: OutboundConnectRequest,
   node: OutboundNodeSettings,
-  claim: OutboundClaim,
+  claim: OutboundClaims | undefined,
   activeConnections: number,
 ): OutboundCheckResult {
   if (!node.allow) return fail('disabled', 'outbound connections disabled on this proxy');
-  if (!claim.outboundAllowed) {
+  if (claim?.allowed !== true) {
     return fail('not-allowed-for-backend', 'outbound connections not allowed for this backend');
   }
   const addr = request.targetAddr;
@@ -113,7 +106,7 @@ export function checkOutboundConnect(
   if (node.allowedPorts.length > 0 && !node.allowedPorts.includes(port)) {
     return fail('port-not-allowed-by-server', `outbound port ${port} not allowed by server`);
   }
-  if (claim.allowedOutboundPorts.length > 0 && !claim.allowedOutboundPorts.includes(port)) {
+  if (claim.ports.length > 0 && !claim.ports.includes(port)) {
     return fail('port-not-allowed-for-backend', `outbound port ${port} not allowed for this backend`);
   }
   if (node.maxConnsPerBackend >= 0 && activeConnections >= node.maxConnsPerBackend) {

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { normalizeHostname, normalizeHostnamePattern } from '@nexus-proxy/sni';
+import { normalizeRouteKey } from './route-key.js';
 import { InvalidConfigError } from './errors.js';
 
 /** Default most routes kept from one peer's announce: 10 000. */
@@ -72,7 +73,9 @@ export function filterPeerAnnounce(
   let refused = 0;
   let truncated = 0;
   for (const entry of hostnames) {
-    const pattern = typeof entry === 'string' ? normalizeHostnamePattern(entry) : undefined;
+    // Port-claim route keys (`tcp:443`) travel like hostnames (docs/edge.md "TCP port claims").
+    const pattern =
+      typeof entry === 'string' ? (normalizeRouteKey(entry) ?? normalizeHostnamePattern(entry)) : undefined;
     if (pattern === undefined || (policy.allow !== undefined && !isAllowedPeerRoute(pattern, policy.allow))) {
       refused++;
       continue;

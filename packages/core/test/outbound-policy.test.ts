@@ -1,11 +1,8 @@
 /** The outbound address policy and the outbound_connect checks (docs/edge.md "Outbound connections"). */
 import { describe, expect, it } from 'vitest';
+import type { OutboundClaims } from '../src/backend-identity.js';
 import { InvalidConfigError } from '../src/errors.js';
-import {
-  checkOutboundConnect,
-  type OutboundClaim,
-  type OutboundNodeSettings,
-} from '../src/outbound-checks.js';
+import { checkOutboundConnect, type OutboundNodeSettings } from '../src/outbound-checks.js';
 import { embeddedIPv4, OutboundAddressPolicy, parseNetwork } from '../src/outbound-policy.js';
 
 describe('OutboundAddressPolicy', () => {
@@ -117,13 +114,13 @@ describe('OutboundAddressPolicy', () => {
 
 describe('checkOutboundConnect', () => {
   const node: OutboundNodeSettings = { allow: true, allowedPorts: [443, 22, 993], maxConnsPerBackend: 2 };
-  const claim: OutboundClaim = { outboundAllowed: true, allowedOutboundPorts: [443, 993] };
+  const claim: OutboundClaims = { allowed: true, ports: [443, 993] };
   const id = '5b0c3f3e-2c59-4f5e-9d0e-1f2a3b4c5d6e';
   const check = (
     targetAddr: unknown,
     over: Partial<{
       node: OutboundNodeSettings;
-      claim: OutboundClaim;
+      claim: OutboundClaims | undefined;
       active: number;
       clientId: string;
     }> = {},
@@ -152,7 +149,7 @@ describe('checkOutboundConnect', () => {
     [
       'the claim does not allow outbound',
       'example.com:443',
-      { claim: { ...claim, outboundAllowed: false } },
+      { claim: { ...claim, allowed: false } },
       'not-allowed-for-backend',
       'outbound connections not allowed for this backend',
     ],
@@ -216,7 +213,7 @@ describe('checkOutboundConnect', () => {
   it('checks in the reference order: node, claim, target, node ports, claim ports, limit, id', () => {
     const everythingWrong = {
       node: { ...node, allow: false },
-      claim: { ...claim, outboundAllowed: false },
+      claim: { ...claim, allowed: false },
       active: 9,
       clientId: '',
     };
@@ -237,12 +234,22 @@ describe('checkOutboundConnect', () => {
     });
   });
 
+  it('a seed-era backend (no outbound claim) is refused like one whose claim says no', () => {
+    expect(checkOutboundConnect({ clientId: id, targetAddr: 'example.com:443' }, node, undefined, 0)).toEqual(
+      {
+        ok: false,
+        reason: 'not-allowed-for-backend',
+        message: 'outbound connections not allowed for this backend',
+      },
+    );
+  });
+
   it('empty allow-lists allow any port; -1 means no limit of its own', () => {
     const open = { allow: true, allowedPorts: [], maxConnsPerBackend: -1 };
     expect(
       check('example.com:25', {
         node: open,
-        claim: { outboundAllowed: true, allowedOutboundPorts: [] },
+        claim: { allowed: true, ports: [] },
         active: 1e6,
       }),
     ).toMatchObject({ ok: true, port: 25 });

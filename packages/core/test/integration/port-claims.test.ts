@@ -4,22 +4,23 @@
  * (the client waits for its banner), and a ClientHello without SNI all reach the backend's service as
  * route `tcp:<port>`; a name still wins; without the claim the rule stays "no name → close".
  *
- * The claim is registered in the routing table directly (`routes.addLocal('tcp:<port>', session)`), as
- * the hub does for a token's `tcp_ports`.
+ * The claim is a current-era backend's `tcp_ports`, checked against the node's `allowedTCPPortClaims`.
  */
-import type { Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import {
   clientHello,
   createTestPki,
   rawConnect,
   startNode,
   startService,
+  TEST_SECRET,
   type TestNode,
   type TestPki,
   type TestService,
   waitUntil,
 } from '@nexus-proxy/test-harness';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { connectCurrentEraBackend } from '../helpers/current-era-backend.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -48,20 +49,45 @@ async function bannerEcho(): Promise<TestService & { received: () => Buffer }> {
   return { ...s, received: () => Buffer.concat(chunks) };
 }
 
-async function claimedNode(service: number): Promise<{ node: TestNode; key: string }> {
+/** A free TCP port on 127.0.0.1 (bound once and released): the relay port the claim names. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/**
+ * A node whose TLS relay port may be claimed, and a current-era backend claiming it (and serving
+ * `app.claims.test`) that relays every stream to `service`.
+ */
+async function claimedNode(
+  service: number,
+): Promise<{ node: TestNode; key: string; release: () => Promise<void> }> {
+  const port = await freePort();
   // A short first-byte deadline: the server-first case waits it out instead of 15 s.
   const node = await startNode({
     pki,
     listeners: ['tls'],
-    config: { limits: { sniffFirstByteTimeoutMs: 400, sniffFirstByteTimeoutBusyMs: 400 } },
+    config: {
+      listeners: [{ port, host: '127.0.0.1', mode: 'tls' }],
+      allowedTCPPortClaims: [port],
+      limits: { sniffFirstByteTimeoutMs: 400, sniffFirstByteTimeoutBusyMs: 400 },
+    },
   });
   cleanups.push(() => node.close());
-  await node.attachBackend({ hostnames: ['app.claims.test'], service });
-  const session = node.hub.sessions[0];
-  if (session === undefined) throw new Error('no session');
-  const key = `tcp:${node.tlsPort}`;
-  expect(node.routes.addLocal(key, session)).toBe(true);
-  return { node, key };
+  const key = `tcp:${port}`;
+  const backend = await connectCurrentEraBackend({
+    hubPort: node.hubPort,
+    ca: pki.ca.certPem,
+    secret: TEST_SECRET,
+    claims: { hostnames: ['app.claims.test'], tcp_ports: [port] },
+    servicePort: service,
+  });
+  cleanups.push(() => backend.close());
+  await waitUntil(() => node.routes.hasLocal(key) && node.routes.hasLocal('app.claims.test'));
+  return { node, key, release: () => backend.close() };
 }
 
 describe('TCP port claims', () => {
@@ -114,16 +140,59 @@ describe('TCP port claims', () => {
     named.socket.destroy();
   });
 
-  it('without the claim, a connection with no name is closed as before', async () => {
+  it('without the claim (its backend left), a connection with no name is closed as before', async () => {
     const service = await bannerEcho();
-    const { node, key } = await claimedNode(service.port);
-    const session = node.hub.sessions[0]!;
-    expect(node.routes.removeLocal(key, session)).toBe(true);
+    const { node, key, release } = await claimedNode(service.port);
+    await release();
+    await waitUntil(() => !node.routes.has(key));
     const client = await rawConnect(node.tlsPort);
     client.socket.write('SSH-2.0-OpenSSH_9.6\r\n');
     await client.closed;
     expect(client.received().length).toBe(0);
     expect(node.events.sniffFailed.at(-1)).toMatchObject({ reason: 'not-tls' });
     expect(service.accepted).toHaveLength(0);
+  });
+});
+
+describe('TCP port claims through the mesh', () => {
+  it('a node without the claim tunnels a no-name connection to the peer whose backend claims the port', async () => {
+    const service = await bannerEcho();
+    const port = await freePort();
+    const origin = await startNode({
+      pki,
+      name: 'a',
+      listeners: ['tls'],
+      config: { listeners: [{ port, host: '127.0.0.1', mode: 'tls' }] },
+    });
+    cleanups.push(() => origin.close());
+    const destination = await startNode({
+      pki,
+      name: 'b',
+      peers: [origin.meshUrl],
+      listeners: ['tls'],
+      config: { allowedTCPPortClaims: [port] },
+    });
+    cleanups.push(() => destination.close());
+    const backend = await connectCurrentEraBackend({
+      hubPort: destination.hubPort,
+      ca: pki.ca.certPem,
+      secret: TEST_SECRET,
+      claims: { tcp_ports: [port] },
+      servicePort: service.port,
+    });
+    cleanups.push(() => backend.close());
+    const key = `tcp:${port}`;
+    await waitUntil(() => origin.routes.has(key), 10_000, 'the announced claim');
+    expect(origin.routes.hasLocal(key)).toBe(false);
+    const client = await rawConnect(port);
+    client.socket.write('SSH-2.0-OpenSSH_9.6\r\n');
+    await waitUntil(() => client.received().toString() === '* OK ready\r\nSSH-2.0-OpenSSH_9.6\r\n');
+    expect(origin.events.streamOpen.at(-1)).toMatchObject({
+      hostname: key,
+      route: key,
+      via: 'peer',
+      isTls: false,
+    });
+    client.socket.destroy();
   });
 });
