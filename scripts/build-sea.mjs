@@ -46,6 +46,21 @@ const smoke = !args.includes('--no-smoke');
 
 const seconds = (since) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
 
+/** An esbuild plugin: `names` resolve to a module that throws when loaded, as a missing package would. */
+function absentModules(names) {
+  const filter = new RegExp(`^(${names.join('|')})$`);
+  return {
+    name: 'absent-modules',
+    setup(b) {
+      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'absent' }));
+      b.onLoad({ filter: /.*/, namespace: 'absent' }, (args) => ({
+        contents: `throw new Error(${JSON.stringify(`${args.path} is not part of the single executable`)});`,
+        loader: 'js',
+      }));
+    },
+  };
+}
+
 async function buildOne({ name, dir }) {
   const started = performance.now();
   const entry = join(ROOT, dir, 'dist', 'cli.js');
@@ -60,8 +75,9 @@ async function buildOne({ name, dir }) {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
-    // Optional native helpers of ws: absent in the executable, ws falls back to JavaScript.
-    external: ['bufferutil', 'utf-8-validate'],
+    // ws's optional native helpers become modules that throw: ws falls back to JavaScript, and the
+    // executable never calls a require() it cannot serve (Node warns about each).
+    plugins: [absentModules(['bufferutil', 'utf-8-validate'])],
     // The ESM sources read import.meta.url; in the CommonJS bundle it is the executable's own file.
     define: { 'import.meta.url': '__nexusImportMetaUrl' },
     banner: { js: 'var __nexusImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
@@ -173,6 +189,7 @@ async function smokeTest(binaries) {
   const children = [];
   try {
     // A node on the embedded default with free ports: it prints its ports and a token for app.localhost.
+    // Readable logs, as on a terminal: pino-pretty must run inside the executable (no worker thread).
     const node = await start(
       binaries['nexus-proxy'],
       [
@@ -186,7 +203,7 @@ async function smokeTest(binaries) {
         '--hub-port',
         '0',
         '--log-format',
-        'json',
+        'pretty',
       ],
       /HTTP relay 127\.0\.0\.1:(\d+), hub (wss:\S+)\.\n[\s\S]*?\n {2}([\w-]+\.[\w-]+\.[\w-]+)\n/,
     );
@@ -220,6 +237,12 @@ async function smokeTest(binaries) {
       `no answer from the service through nexus-proxy and nexus-backend\n${node.stderr()}\n${backendLog}`,
     );
     console.log('relayed an HTTP request: end user → nexus-proxy → nexus-backend → local service');
+    if (!/^\[[\d:.]+\] INFO: nexus listening /m.test(node.stderr()) || /Warning/.test(node.stderr())) {
+      throw new Error(
+        `nexus-proxy --log-format pretty: no readable log line, or a warning:\n${node.stderr()}`,
+      );
+    }
+    console.log('logged readable lines (--log-format pretty)');
     for (const child of children.splice(0).reverse()) {
       const code = await stop(child);
       if (code !== 0) throw new Error(`exit code ${code} after SIGTERM`);
