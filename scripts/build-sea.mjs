@@ -6,6 +6,7 @@
 //   npm run build:sea                      # = npm run build && node scripts/build-sea.mjs
 //   node scripts/build-sea.mjs --out DIR   # default: dist-sea/<platform>-<arch>
 //   node scripts/build-sea.mjs --no-smoke
+//   node scripts/build-sea.mjs --node ./node-arm64/bin/node --out dist-sea/linux-arm64 --no-smoke
 //
 // Steps per CLI (docs/releasing.md): bundle the built CLI (dist/cli.js) into one CommonJS file with
 // esbuild (a SEA's main script can require only Node's built-in modules), write a SEA blob with
@@ -43,6 +44,13 @@ const out = resolve(
   outArg >= 0 ? args[outArg + 1] : join(ROOT, 'dist-sea', `${process.platform}-${process.arch}`),
 );
 const smoke = !args.includes('--no-smoke');
+// Another node binary to build from (cross-building: the same Node version for another architecture).
+const nodeArg = args.indexOf('--node');
+const nodeBinary = nodeArg >= 0 ? resolve(args[nodeArg + 1]) : process.execPath;
+if (nodeArg >= 0 && (outArg < 0 || smoke)) {
+  console.error('build-sea: --node needs --out DIR and --no-smoke (the executables may not run here)');
+  process.exit(2);
+}
 
 const seconds = (since) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
 
@@ -91,7 +99,7 @@ async function buildOne({ name, dir }) {
   if (made.status !== 0) throw new Error(`${name}: writing the SEA blob failed: ${made.stderr}`);
   const binary = join(out, name);
   rmSync(binary, { force: true });
-  copyFileSync(process.execPath, binary);
+  copyFileSync(nodeBinary, binary);
   chmodSync(binary, 0o755);
   await inject(binary, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SENTINEL_FUSE });
   rmSync(work, { recursive: true, force: true });
