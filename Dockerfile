@@ -12,7 +12,7 @@ COPY . .
 RUN npm ci --no-audit --no-fund \
  && npm run build \
  && mkdir /pack \
- && for p in sni mux-protocol core backend-client cli; do \
+ && for p in sni mux-protocol common core backend-client cli; do \
       (cd "packages/$p" && npm pack --pack-destination /pack); \
     done
 
@@ -21,7 +21,7 @@ FROM node:20-slim
 ENV NODE_ENV=production
 WORKDIR /opt/nexus-proxy
 COPY --from=build /pack /tmp/pack
-# One `npm install` of all five tarballs, so the @nexus-proxy/* dependencies resolve to them.
+# One `npm install` of all six tarballs, so the @nexus-proxy/* dependencies resolve to them.
 RUN echo '{"name":"nexus-proxy-runtime","version":"0.0.0","private":true}' > package.json \
  && npm install --omit=dev --no-audit --no-fund --no-package-lock /tmp/pack/*.tgz \
  && ln -s /opt/nexus-proxy/node_modules/.bin/nexus-proxy /usr/local/bin/nexus-proxy \

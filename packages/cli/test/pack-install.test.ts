@@ -99,6 +99,12 @@ describe('packages installed from their tarballs', () => {
     }
   });
 
+  it("packs the same packages as the Dockerfile's image build", () => {
+    const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    const packed = /for p in ([\w -]+); do/.exec(dockerfile)?.[1]?.trim().split(/\s+/);
+    expect(packed?.sort()).toEqual(Object.keys(PACKAGES).sort());
+  });
+
   it('installs the workspace packages from the tarballs, not the registry', () => {
     for (const [dir, name] of Object.entries(PACKAGES)) {
       const installed = join(app, 'node_modules', name);
