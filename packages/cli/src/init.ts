@@ -37,8 +37,6 @@ export function renderConfigTemplate(options: ConfigTemplateOptions): string {
 
 # Where backends attach (wss://${options.hostname}:8443/connect).
 backendListenAddress: ":8443"
-# Where other nodes of the mesh attach (wss://<host>:8444/mesh).
-peerListenAddress: ":8444"
 # Public relay ports: 80 routes plain HTTP by Host, every other port routes TLS by SNI.
 relayPorts: [443, 80]
 # Close a relayed connection after this many seconds with no byte in either direction (0 = never).
@@ -56,7 +54,9 @@ acmeCacheDir: ${JSON.stringify(cacheDir)}
 # hubTlsCertFile: ${DEFAULT_CONFIG_DIR}/hub.crt
 # hubTlsKeyFile: ${DEFAULT_CONFIG_DIR}/hub.key
 
-# Mesh: other nodes to dial, and which peer certificates to trust.
+# Mesh (several nodes, docs/mesh.md): where other nodes attach (wss://<host>:8444/mesh), which to dial,
+# and which peer certificates to trust; the listener needs trustedDomainSuffixes.
+# peerListenAddress: ":8444"
 peers: []
 peerAuthentication:
   trustedDomainSuffixes: []

@@ -132,6 +132,10 @@ describe('nexus-proxy init into a temporary root', () => {
       cacheDir: '/var/lib/nexus-proxy/acme',
     });
     expect(config.backendsJWTSecrets[0]).toMatch(/^[0-9a-f]{64}$/);
+    // `check` finds nothing to warn about (its port checks depend on who runs the test).
+    const check = await cli(['check', '-c', configFile]);
+    expect(check.stdout).toMatch(/^ok +\S+config\.yaml: valid/);
+    expect(check.stdout).not.toMatch(/^warning/m);
     expect(statSync(configFile).mode & 0o777).toBe(0o640);
     expect(statSync(join(root, 'var/lib/nexus-proxy/acme')).isDirectory()).toBe(true);
     expect(statSync(join(root, 'var/lib/nexus-proxy/acme')).mode & 0o777).toBe(0o700);
