@@ -137,6 +137,8 @@ export async function buildBackends(flags: CliFlags, logger: Logger): Promise<Ba
   }
   if (flags.map.length === 0)
     throw new InvalidOptionsError('--map', 'is required: give at least one --map PORT=HOST:PORT');
+  // Read before every connect; read now too, so that a wrong path fails at start, in one line.
+  if (flags.tokenFile !== undefined) await readNamedFile(flags.tokenFile, '--token-file');
   const mappings: PortMappingsInput = {};
   for (const entry of flags.map) {
     const eq = entry.indexOf('=');
@@ -169,6 +171,13 @@ async function fromBackendConfig(
   const ca: string[] = [];
   if (backend.caFile !== undefined) ca.push(await readNamedFile(backend.caFile, `${at}.caFile`));
   if (extraCa !== undefined) ca.push(extraCa);
+  if (
+    backend.attestation === undefined &&
+    backend.authToken === undefined &&
+    backend.authTokenFile !== undefined
+  ) {
+    await readNamedFile(backend.authTokenFile, `${at}.authTokenFile`);
+  }
   const options: BackendClientOptions = {
     nodes: [...backend.nexusAddresses],
     // Seed era: the token as written; current era: a token provider and the claims it signs.

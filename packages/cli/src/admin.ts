@@ -7,7 +7,6 @@
  * the probes stay open.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, listenServer, noopLogger } from '@nexus-proxy/core';
@@ -17,6 +16,7 @@ import { pageCsp, renderDashboardPage, renderLoginPage } from './dashboard-page.
 import type { NexusMetrics } from './metrics.js';
 import type { Readiness, StatusSnapshot } from './status.js';
 import { CliError } from './errors.js';
+import { readNamedFile } from './files.js';
 
 /** Address the admin listener binds when none is given (`admin: 9090`, `--admin 9090`). */
 export const DEFAULT_ADMIN_HOST = '127.0.0.1';
@@ -79,18 +79,18 @@ export interface AdminTokenSources {
 /**
  * The admin token from the first source that has one: `--admin-token-file`, `NEXUS_ADMIN_TOKEN`,
  * `admin.tokenFile`, `admin.token`; `undefined` when none does. Files are read now and trimmed. Throws
- * `CliError` (`NEXUS_ERR_USAGE`) for an empty file, Node's error for an unreadable one.
+ * `CliError` (`NEXUS_ERR_USAGE`) naming the flag or key for an unreadable or empty file.
  */
 export function resolveAdminToken(sources: AdminTokenSources): string | undefined {
-  const readToken = (file: string): string => {
-    const token = readFileSync(file, 'utf8').trim();
-    if (token === '') throw new CliError('NEXUS_ERR_USAGE', `admin token file ${file} is empty`);
+  const readToken = (file: string, key: string): string => {
+    const token = readNamedFile(file, key).trim();
+    if (token === '') throw new CliError('NEXUS_ERR_USAGE', `${key} ${file} is empty: put the token in it`);
     return token;
   };
-  if (sources.file !== undefined) return readToken(sources.file);
+  if (sources.file !== undefined) return readToken(sources.file, '--admin-token-file');
   const fromEnv = (sources.env ?? process.env)[ADMIN_TOKEN_ENV]?.trim();
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  if (sources.configTokenFile !== undefined) return readToken(sources.configTokenFile);
+  if (sources.configTokenFile !== undefined) return readToken(sources.configTokenFile, 'admin.tokenFile');
   return sources.configToken;
 }
 

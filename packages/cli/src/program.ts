@@ -1,11 +1,11 @@
 /** The `nexus-proxy` command line (commander). Thin: every command calls into `@nexus-proxy/core`. */
-import { readFileSync } from 'node:fs';
 import { backendClientConfigJsonSchema } from '@nexus-proxy/backend-client';
 import { loadConfig, mintBackendToken, nexusConfigJsonSchema } from '@nexus-proxy/core';
 import { DEBUG_ENV, debugRequested, describeFailure } from '@nexus-proxy/backend-client/cli-support';
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { ADMIN_TOKEN_ENV, resolveAdminToken } from './admin.js';
 import { checkConfig } from './check.js';
+import { readNamedFile } from './files.js';
 import { COMPLETION_SHELLS, completionScript } from './completion.js';
 import { addInitCommand } from './installer.js';
 import { LOG_FORMATS, LOG_LEVELS } from './logger.js';
@@ -115,7 +115,7 @@ export function createProgram(io: ProgramIo = {}): Command {
     .action(async (opts) => {
       let secret: string | undefined = opts.secret;
       if (secret === undefined && opts.secretFile !== undefined)
-        secret = readFileSync(opts.secretFile, 'utf8').trim();
+        secret = readNamedFile(opts.secretFile, '--secret-file').trim();
       if (secret === undefined && process.env[SECRET_ENV]) secret = process.env[SECRET_ENV].trim();
       if (secret === undefined && opts.config !== undefined)
         secret = (await loadConfig(opts.config)).backendsJWTSecrets[0];

@@ -10,6 +10,7 @@ import {
   HubTlsContext,
   type ListenAddress,
   loadConfig,
+  loadHubTlsFiles,
   mintBackendToken,
   type Nexus,
   type NexusAddresses,
@@ -149,6 +150,8 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
     options.admin !== undefined ? parseAdminAddress(options.admin) : config.admin;
   let addresses: NexusAddresses;
   try {
+    // The hub's files are read and checked before the first port (the admin listener's) is bound.
+    if (config.tls.mode === 'files' && state === undefined) await loadHubTlsFiles(config.tls);
     if (adminAt !== undefined) {
       // Up before the node, so /healthz answers and /readyz says `starting` during a slow start (ACME).
       const token = resolveAdminToken({

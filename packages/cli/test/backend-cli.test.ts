@@ -188,6 +188,22 @@ describe('nexus-backend: one-line errors, --version, log format', () => {
     expect(caFile.stderr).toBe(
       `nexus-backend: backends[0].caFile cannot read ${join(work.dir, 'missing-ca.pem')} (no such file): fix the path or create the file\n`,
     );
+    const tokenFile = run([
+      '--node',
+      '127.0.0.1:1',
+      '--token-file',
+      join(work.dir, 'none.jwt'),
+      '--map',
+      '443=127.0.0.1:1',
+    ]);
+    expect(tokenFile.stderr).toBe(
+      `nexus-backend: --token-file cannot read ${join(work.dir, 'none.jwt')} (no such file): fix the path or create the file\n`,
+    );
+    writeFileSync(join(work.dir, 'ca.pem'), work.ca.certPem);
+    writeFileSync(file, clientYaml('wss://127.0.0.1:1/connect', 'none.jwt', 1));
+    expect(run(['-c', file]).stderr).toBe(
+      `nexus-backend: backends[0].authTokenFile cannot read ${join(work.dir, 'none.jwt')} (no such file): fix the path or create the file\n`,
+    );
     const missing = run(['-c', join(work.dir, 'absent.yaml')]);
     expect(missing.stderr).toBe(`nexus-backend: ${join(work.dir, 'absent.yaml')} not found\n`);
   });

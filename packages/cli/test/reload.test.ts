@@ -127,6 +127,15 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     const invalid = await node.waitFor((l) => l.msg.startsWith('configuration reload failed'), 10_000, mark);
     expect(invalid.error).toMatch(/^limits\.maxStreamsPerSession /);
     expect(invalid.err).toBeUndefined();
+    // A typo: one line with the hint, no stack.
+    writeNodeConfig(work, { admin: '127.0.0.1:0', limit: { maxStreamsPerSession: 7 } });
+    mark = node.lines.length;
+    node.child.kill('SIGHUP');
+    const typo = await node.waitFor((l) => l.msg.startsWith('configuration reload failed'), 10_000, mark);
+    expect(typo.error).toMatch(
+      /^limit is not a known key \(did you mean `limits`\?\) \(.*config\.yaml:\d+\)$/,
+    );
+    expect(typo.err).toBeUndefined();
     expect(await httpGet(node.httpPort, 'app.test', '/4')).toMatch(/xxxx$/);
 
     // Live limits are applied; a mesh on a node started without one and the admin address need a
@@ -152,7 +161,7 @@ describe('nexus-proxy serve: SIGHUP reload', () => {
     await httpGet(node.httpPort, 'app.test', '/1');
     await node.waitFor((l) => l.level === 20, 10_000, mark);
     const metrics = (await adminGet(node.adminPort!, '/metrics')).body;
-    expect(metrics).toMatch(/nexus_config_reloads_total\{result="failure"\} 2/);
+    expect(metrics).toMatch(/nexus_config_reloads_total\{result="failure"\} 3/);
     expect(metrics).toMatch(/nexus_config_reloads_total\{result="success"\} 1/);
   });
 });

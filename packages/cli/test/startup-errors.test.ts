@@ -152,6 +152,37 @@ describe('nexus-proxy serve: start-up failures', () => {
     );
   });
 
+  it('names --admin-token-file and admin.tokenFile when the token file is missing, before binding any port', async () => {
+    work = await createWorkdir();
+    const missing = join(work.dir, 'admin.token');
+    const flag = serveFails([
+      '-c',
+      writeNodeConfig(work, { admin: '127.0.0.1:0' }),
+      '--admin-token-file',
+      missing,
+    ]);
+    expectOneLineNoStack(
+      flag,
+      new RegExp(
+        `^nexus-proxy: --admin-token-file cannot read ${missing.replace(/[.]/g, '\\.')} \\(no such file\\): fix the path or create the file$`,
+      ),
+    );
+    expect(flag.logLines.filter((l) => String(l.msg).endsWith('listening'))).toEqual([]);
+    const key = serveFails([
+      '-c',
+      writeNodeConfig(work, { admin: { address: '127.0.0.1:0', tokenFile: missing } }),
+    ]);
+    expectOneLineNoStack(key, /^nexus-proxy: admin\.tokenFile cannot read .*admin\.token \(no such file\)/);
+  });
+
+  it('checks the hub certificate before the admin listener binds', async () => {
+    work = await createWorkdir();
+    const config = writeNodeConfig(work, { admin: '127.0.0.1:0', hubTlsKeyFile: join(work.dir, 'none.key') });
+    const result = serveFails(['-c', config]);
+    expectOneLineNoStack(result, /^nexus-proxy: hubTlsKeyFile cannot read .*none\.key \(no such file\)/);
+    expect(result.logLines.filter((l) => String(l.msg).endsWith('listening'))).toEqual([]);
+  });
+
   it('names the configuration file when it does not exist', () => {
     const result = serveFails(['-c', '/nonexistent/nexus.yaml']);
     expectOneLineNoStack(
