@@ -1,5 +1,3 @@
-import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { Backoff, createWsBinarySender, Keepalive, type Logger } from '@nexus-proxy/common';
 import {
   type ConnectMessage,
@@ -11,31 +9,17 @@ import {
 } from '@nexus-proxy/mux-protocol';
 import WebSocket from 'ws';
 import { attestedHandshake, issueStage } from './attestation.js';
-import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
-import {
-  type BackendClientError,
-  DialError,
-  HandshakeError,
-  NoMappingError,
-  SessionError,
-  TokenError,
-} from './errors.js';
-import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
-import { resolveStreamTarget } from './port-mappings.js';
+import type { ResolvedBackendClientOptions } from './client-options.js';
+import { type BackendClientError, HandshakeError, SessionError, TokenError } from './errors.js';
 import type {
   NodeConnectionEvents,
   NodeConnectionState,
   NodeStats,
   SessionEndReason,
-  StreamOpenEvent,
 } from './node-connection-events.js';
-import { buildProxyHeader } from './proxy-protocol.js';
+import { NodeStreams } from './node-streams.js';
 import { ReauthResponder } from './reauth-responder.js';
 import { resolveSeedToken } from './token-provider.js';
-import { StreamRelay } from './stream-relay.js';
-
-/** Most node ports whose mapping fallback is logged at info once each (later ones at debug). */
-const MAX_FALLBACK_PORTS_REPORTED = 64;
 
 export type {
   NodeConnectionState,
@@ -65,16 +49,6 @@ function closeWebSocket(ws: WebSocket, code: number, reason: string): void {
   ws.close(code, reason);
 }
 
-interface StreamEntry {
-  readonly stream: MuxStream;
-  readonly abort: AbortController;
-  relay: StreamRelay | undefined;
-  /** Our own close reason, when we closed the stream. */
-  reason: string | undefined;
-  /** Removes the pre-relay EOF watcher. */
-  unwatch: () => void;
-}
-
 /**
  * One hub address: a WebSocket session with its `MuxSession` (role `backend`), kept alive and
  * reconnected forever with jittered backoff (docs/protocol.md §1.6). Each connection is independent.
@@ -85,8 +59,6 @@ export class NodeConnection {
   #options: ResolvedBackendClientOptions;
   readonly #emit: <K extends keyof NodeConnectionEvents>(event: K, ...args: NodeConnectionEvents[K]) => void;
   readonly #log: Logger;
-  /** Node ports whose fallback to the 443/80 mapping has been logged at info. */
-  readonly #fallbackReported = new Set<number>();
   readonly #backoff: Backoff;
   #ws: WebSocket | undefined;
   #session: MuxSession | undefined;
@@ -104,13 +76,9 @@ export class NodeConnection {
   #textWarned = false;
   #reauths = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
-  readonly #streams = new Map<string, StreamEntry>();
+  readonly #streams: NodeStreams;
   #closeWaiters: Array<() => void> = [];
   #sessionsOpened = 0;
-  #streamsTotal = 0;
-  #dialFailures = 0;
-  #bytesIn = 0;
-  #bytesOut = 0;
 
   constructor(
     node: string,
@@ -123,6 +91,13 @@ export class NodeConnection {
     this.#emit = emit;
     this.#log = options.logger.child({ component: 'backend-client', node });
     this.#backoff = new Backoff(options.reconnect, random);
+    this.#streams = new NodeStreams({
+      node,
+      log: this.#log,
+      emit,
+      options: () => this.#options,
+      connected: () => this.#state === 'connected',
+    });
   }
 
   /**
@@ -145,12 +120,7 @@ export class NodeConnection {
 
   /** Snapshot for `stats()`. */
   stats(): NodeStats {
-    let bytesIn = this.#bytesIn;
-    let bytesOut = this.#bytesOut;
-    for (const entry of this.#streams.values()) {
-      bytesIn += entry.relay?.bytesIn ?? 0;
-      bytesOut += entry.relay?.bytesOut ?? 0;
-    }
+    const { streamsTotal, dialFailures, bytesIn, bytesOut } = this.#streams.totals();
     return {
       node: this.node,
       state: this.#state,
@@ -158,8 +128,8 @@ export class NodeConnection {
       sessionsOpened: this.#sessionsOpened,
       failedAttempts: this.#backoff.attempt,
       connectedSince: this.#state === 'connected' ? this.#openedAt : undefined,
-      streamsTotal: this.#streamsTotal,
-      dialFailures: this.#dialFailures,
+      streamsTotal,
+      dialFailures,
       bytesIn,
       bytesOut,
       reauths: this.#reauths,
@@ -196,9 +166,9 @@ export class NodeConnection {
     }
     if (this.#streams.size > 0 && graceMs > 0) {
       this.#log.info({ streams: this.#streams.size, graceMs }, 'closing: letting open streams finish');
-      await this.#waitStreamsDone(graceMs);
+      await this.#streams.waitDone(graceMs);
     }
-    for (const entry of this.#streams.values()) this.#closeStream(entry, 'shutdown');
+    this.#streams.closeAll('shutdown');
     const closed = this.#waitClosed();
     this.#endReason = 'client_closed';
     ws.close(1000, 'shutdown');
@@ -220,26 +190,6 @@ export class NodeConnection {
       const ws = this.#ws;
       if (ws === undefined || ws.readyState === WebSocket.CLOSED) resolve();
       else ws.once('close', () => setImmediate(resolve));
-    });
-  }
-
-  #waitStreamsDone(graceMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, graceMs);
-      const pending = new Set<MuxStream>();
-      function done(): void {
-        clearTimeout(timer);
-        for (const stream of pending) stream.off('close', onClose);
-        resolve();
-      }
-      function onClose(this: MuxStream): void {
-        pending.delete(this);
-        if (pending.size === 0) done();
-      }
-      for (const entry of this.#streams.values()) {
-        pending.add(entry.stream);
-        entry.stream.once('close', onClose);
-      }
     });
   }
 
@@ -384,7 +334,7 @@ export class NodeConnection {
     });
     this.#session = session;
     this.#transportPaused = false;
-    session.on('stream', (stream: MuxStream, connect: ConnectMessage) => this.#onStream(stream, connect));
+    session.on('stream', (stream: MuxStream, connect: ConnectMessage) => this.#streams.open(stream, connect));
     session.on('protocol-error', (err: Error) => this.#log.warn({ err }, 'protocol error from hub'));
     session.on('abort', (reason) => {
       // The hub broke a limit (a flood, or it stopped reading): close with a policy violation.
@@ -441,18 +391,14 @@ export class NodeConnection {
       (code === 1008 ? 'auth_rejected' : code === 1006 ? 'connection_lost' : 'closed_by_hub');
     // docs/reliability.md items 10 and 11: the local side of every stream goes first, then the session forgets them,
     // so nothing of this session can leak into the next one.
-    for (const entry of this.#streams.values()) {
-      entry.reason ??= 'session_ended';
-      entry.abort.abort();
-      entry.relay?.destroy();
-    }
+    this.#streams.endLocal();
     const session = this.#session;
     this.#session = undefined;
     this.#ws = undefined;
     this.#reauth?.stop();
     this.#reauth = undefined;
     session?.close('session_ended');
-    for (const entry of this.#streams.values()) if (!entry.stream.destroyed) entry.stream.destroy();
+    this.#streams.destroyAll();
 
     if (wasConnected) {
       const upFor = Date.now() - this.#openedAt;
@@ -496,173 +442,5 @@ export class NodeConnection {
   #reportError(err: Error): void {
     this.#log.warn({ err: err.message, code: (err as BackendClientError).code }, 'connection attempt failed');
     this.#emit('error', err);
-  }
-
-  #onStream(stream: MuxStream, connect: ConnectMessage): void {
-    const id = connect.client_id;
-    const entry: StreamEntry = {
-      stream,
-      abort: new AbortController(),
-      relay: undefined,
-      reason: undefined,
-      unwatch: () => {},
-    };
-    // A MuxStream error must never become an uncaught exception; the close path reports it.
-    stream.on('error', (err: Error) => this.#log.debug({ id, err: err.message }, 'stream error'));
-    stream.on('pong', () => entry.relay?.onPong());
-    if (this.#state !== 'connected') {
-      this.#closeStream(entry, 'shutdown');
-      return;
-    }
-    this.#streams.set(id, entry);
-    this.#streamsTotal++;
-    const event: StreamOpenEvent = {
-      node: this.node,
-      id,
-      hostname: connect.hostname,
-      clientIp: connect.client_ip,
-      connPort: connect.conn_port,
-      isTls: connect.is_tls,
-    };
-    this.#emit('stream-open', event);
-    stream.once('close', () => {
-      entry.abort.abort();
-      this.#streams.delete(id);
-      const bytesIn = entry.relay?.bytesIn ?? 0;
-      const bytesOut = entry.relay?.bytesOut ?? 0;
-      this.#bytesIn += bytesIn;
-      this.#bytesOut += bytesOut;
-      const reason = entry.reason ?? stream.closeReason ?? 'normal';
-      if (reason === 'dial_failed') this.#dialFailures++;
-      this.#emit('stream-close', { node: this.node, id, reason, bytesIn, bytesOut });
-    });
-    // Until the local side is piped nobody reads the stream, so a hub `disconnect` during the dial ends
-    // its readable side without any 'end'. A 'readable' listener sees that EOF without consuming (the
-    // prelude stays buffered, and credits are only returned once it is read): then abort the dial
-    // (docs/reliability.md item 12) and let the stream close.
-    const onReadable = (): void => {
-      if (stream.closeReason === undefined || entry.relay !== undefined) return;
-      entry.abort.abort();
-      this.#discard(entry);
-      stream.end();
-    };
-    stream.on('readable', onReadable);
-    entry.unwatch = () => stream.off('readable', onReadable);
-    const request: StreamRequest = {
-      ...event,
-      transport: connect.transport ?? 'tcp',
-      signal: entry.abort.signal,
-    };
-    this.#openLocal(request).then(
-      (local) => {
-        if (stream.destroyed || entry.abort.signal.aborted) {
-          local.destroy();
-          return;
-        }
-        entry.unwatch();
-        entry.relay = new StreamRelay(stream, local, this.#healthCheck(entry), (err) => {
-          this.#log.debug({ id, err: err.message }, 'local socket error');
-          this.#closeStream(entry, 'local_error');
-        });
-      },
-      (err: Error) => {
-        if (stream.destroyed) return;
-        this.#log.warn(
-          { id, host: request.hostname, connPort: request.connPort, err: err.message },
-          'dial failed',
-        );
-        this.#closeStream(entry, 'dial_failed');
-      },
-    );
-  }
-
-  async #openLocal(request: StreamRequest): Promise<Duplex> {
-    const { connectHandler, portMappings, dialTimeoutMs } = this.#options;
-    if (connectHandler !== undefined) {
-      let local: Duplex | undefined;
-      try {
-        local = await connectHandler(request);
-      } catch (err) {
-        throw new DialError(`connect handler failed: ${(err as Error)?.message ?? String(err)}`, {
-          cause: err,
-        });
-      }
-      if (local !== undefined) {
-        if (local instanceof net.Socket && local.connecting) {
-          return awaitConnect(local, 'connect handler socket', {
-            timeoutMs: dialTimeoutMs,
-            signal: request.signal,
-          });
-        }
-        return local;
-      }
-    }
-    const resolved = portMappings ? resolveStreamTarget(portMappings, request) : undefined;
-    if (resolved === undefined) throw new NoMappingError(request.connPort, request.hostname);
-    const { target, mappedPort } = resolved;
-    if (mappedPort !== request.connPort) this.#reportFallback(request, mappedPort);
-    this.#log.debug({ id: request.id, target: formatTarget(target) }, 'dialling local service');
-    return dialLocal(target, {
-      timeoutMs: dialTimeoutMs,
-      signal: request.signal,
-      ...(target.proxyProtocol !== undefined
-        ? { header: buildProxyHeader({ version: target.proxyProtocol, ...request }) }
-        : {}),
-    });
-  }
-
-  /**
-   * Says once per node port (info) that its streams use the 443/80 mapping; later streams at debug. The
-   * set of ports said is bounded by {@link MAX_FALLBACK_PORTS_REPORTED}.
-   */
-  #reportFallback(request: StreamRequest, mappedPort: number): void {
-    const fields = {
-      id: request.id,
-      connPort: request.connPort,
-      mappedPort,
-      kind: request.isTls ? 'tls' : 'http',
-    };
-    if (this.#fallbackReported.has(request.connPort)) {
-      this.#log.debug(fields, 'using the fallback port mapping');
-      return;
-    }
-    if (this.#fallbackReported.size < MAX_FALLBACK_PORTS_REPORTED)
-      this.#fallbackReported.add(request.connPort);
-    this.#log.info(
-      fields,
-      `no port mapping for node port ${request.connPort}: using the ${mappedPort} mapping for ${request.isTls ? 'TLS' : 'HTTP'} streams (add a mapping for ${request.connPort} to choose)`,
-    );
-  }
-
-  #healthCheck(entry: StreamEntry) {
-    const health = this.#options.healthChecks;
-    if (!health.enabled) return undefined;
-    return {
-      inactivityTimeoutMs: health.inactivityTimeoutMs,
-      pongTimeoutMs: health.pongTimeoutMs,
-      ping: () => entry.stream.ping(),
-      onTimeout: () => {
-        this.#log.info({ id: entry.stream.id }, 'stream health check timed out');
-        this.#closeStream(entry, 'timeout');
-      },
-    };
-  }
-
-  /**
-   * Ends a stream from this side with `reason` on the wire: the local socket goes first (nothing it
-   * still sends can be delivered), then `disconnect{reason}` follows whatever was already queued.
-   */
-  #closeStream(entry: StreamEntry, reason: string): void {
-    entry.reason ??= reason;
-    entry.abort.abort();
-    entry.relay?.destroy();
-    entry.stream.disconnect(reason);
-    if (entry.relay === undefined) this.#discard(entry);
-  }
-
-  /** Not piped (dial failed, aborted): drop what the stream buffered so that it can reach 'close'. */
-  #discard(entry: StreamEntry): void {
-    entry.unwatch();
-    entry.stream.resume();
   }
 }

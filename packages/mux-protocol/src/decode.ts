@@ -1,4 +1,5 @@
 import { parseJsonObject } from './_json.js';
+import { toBuffer } from './buffer-view.js';
 import { type ControlMessage, parseControlObject, type UnknownControlMessage } from './control.js';
 import { MuxProtocolError } from './errors.js';
 import {
@@ -98,8 +99,7 @@ export function decodeBackendMessage(
  */
 export function decodeControlPayload(json: Uint8Array): DecodeResult<ControlFrame | UnknownControlFrame> {
   // Buffer#toString is faster than TextDecoder for short strings and also maps invalid UTF-8 to U+FFFD.
-  const view = Buffer.isBuffer(json) ? json : Buffer.from(json.buffer, json.byteOffset, json.byteLength);
-  const object = parseJsonObject(view.toString('utf8'));
+  const object = parseJsonObject(toBuffer(json).toString('utf8'));
   if (object === undefined) {
     return {
       ok: false,

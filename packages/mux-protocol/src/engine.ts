@@ -23,6 +23,7 @@ import {
   IGNORED_WARNING_INTERVAL_MS,
   RECENTLY_CLOSED_CAPACITY,
 } from './engine-options.js';
+import { toBuffer } from './buffer-view.js';
 import { MuxProtocolError } from './errors.js';
 import { DEFAULT_GRANT_BATCH, DEFAULT_INITIAL_WINDOW, MAX_CREDITS } from './flow-window.js';
 import type { FramingEvent, StreamFraming } from './framing.js';
@@ -32,11 +33,6 @@ import { MuxStream } from './stream.js';
 import type { StreamHost } from './stream-host.js';
 import { streamIdFromBytes } from './stream-id.js';
 import type { MuxLogger, MuxTransport } from './transport.js';
-
-/** A Buffer view of `bytes` (no copy), so pushed chunks are Buffers. */
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
 
 /**
  * The multiplexing engine of one transport. The owner feeds every binary message to `receive()`, calls
