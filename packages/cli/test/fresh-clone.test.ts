@@ -4,12 +4,23 @@
  * time, before `dist/` exists, so the bins are committed launchers (`bin/*.js`) that load `dist/cli.js`.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childEnv, run } from './_npm.js';
+import { createWorkdir, writeNodeConfig } from './_ops-helpers.js';
+
+/** A loopback port that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const version = (dir: string): string =>
@@ -74,5 +85,27 @@ describe('a fresh clone: npm ci, npm run build, npx', () => {
     const backend = await run('npx', ['--no', '--', 'nexus-backend', '--help'], repo);
     expect(backend.stdout).toContain('Usage: nexus-backend');
     expect(backend.stdout).toContain('--version');
+  });
+
+  it('checks a good configuration (exit 0) and a broken one (exit 1, naming the file) with `npx nexus-proxy check -c`', async () => {
+    const work = await createWorkdir();
+    try {
+      const [tls, hub] = [await freePort(), await freePort()];
+      const good = writeNodeConfig(work, {
+        listeners: [{ port: tls, mode: 'tls', host: '127.0.0.1' }],
+        backendListenAddress: `127.0.0.1:${hub}`,
+      });
+      const ok = await npx('nexus-proxy', ['check', '-c', good], repo);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toContain(`${good}: valid`);
+      const broken = join(work.dir, 'broken.yaml');
+      writeFileSync(broken, 'backendsJWTSecret: x\nrelayPorts: [443\n');
+      const bad = await npx('nexus-proxy', ['check', '-c', broken], repo);
+      expect(bad.code).toBe(1);
+      expect(`${bad.stdout}${bad.stderr}`).toContain(broken);
+      expect(`${bad.stdout}${bad.stderr}`).not.toMatch(/\n\s+at /); // no stack trace
+    } finally {
+      work.remove();
+    }
   });
 });
