@@ -63,7 +63,10 @@ export interface HandshakeSettings {
 /** A verified backend, handed to {@link HandshakeHooks.accepted}. */
 export interface HandshakeOutcome {
   identity: BackendIdentity;
-  /** SHA-256 of the first token (the per-token session cap's key). */
+  /**
+   * The per-token session cap's key ({@link sessionCapKey}): the seed era's token, or the current era's
+   * backend identity (its stage-0 token is fresh on every connection).
+   */
   tokenKey: string;
   /** Current era: the registered claims (stage 1 with stage 0's weight), for re-authentication. */
   current: CurrentEraClaims | undefined;
@@ -205,6 +208,7 @@ export function runBackendHandshake(
     const mismatch = claimSetMismatch(expected, parsed, 'the handshake token');
     if (mismatch !== undefined) throw new AuthError(mismatch);
     const registered: CurrentEraClaims = { ...parsed, weight: expected.weight };
+    tokenKey = sessionCapKey(claims, registered);
     if (parsed.ignoredHostnames.length > 0)
       log.warn({ ignored: parsed.ignoredHostnames.slice(0, 10) }, 'ignoring invalid hostnames of a token');
     accept(
@@ -261,6 +265,22 @@ export function runBackendHandshake(
   ws.on('close', onClose);
   ws.on('error', onError);
   ws.on('ping', onPing);
+}
+
+/**
+ * The current era's key for `limits.maxSessionsPerToken` (docs/security.md): SHA-256 of `iss`, `sub` and
+ * the sorted hostname, TCP port and UDP port claim sets, so sessions of one backend count together however
+ * often it mints a fresh token.
+ */
+export function sessionCapKey(claims: JWTPayload, registered: CurrentEraClaims): string {
+  const identity = [
+    claims.iss ?? '',
+    claims.sub ?? '',
+    [...registered.hostnames].sort(),
+    [...registered.tcpPorts].sort((a, b) => a - b),
+    registered.udpRoutes.map((r) => r.port).sort((a, b) => a - b),
+  ];
+  return `current:${createHash('sha256').update(JSON.stringify(identity)).digest('base64url')}`;
 }
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {

@@ -28,6 +28,7 @@ import {
 import { DEFAULT_MAX_TOKEN_BYTES, type TokenVerifier } from './auth.js';
 import { type BackendEraMode, DEFAULT_BACKEND_ERA_MODE } from './backend-era.js';
 import type { BackendIdentity } from './backend-identity.js';
+import { createAuthorizerStatusCheck } from './authorizer-status.js';
 import { BackendReauth, DEFAULT_MAINTENANCE_GRACE_SECONDS } from './backend-reauth.js';
 import { type ClaimPolicy, type CurrentEraClaims, DEFAULT_CLAIM_POLICY } from './current-claims.js';
 import { LimitError, NexusError, NexusErrorCode, TlsError } from './errors.js';
@@ -141,8 +142,13 @@ export interface BackendHubOptions<L = string> {
   reauth?: {
     /** Deferral cap while the authorizer is unhealthy, when the token names none, seconds. Default: `1_800`. */
     readonly maintenanceGraceDefaultSeconds?: number;
-    /** Authorizer health check. Default: an HTTPS GET, 200 within 5 s (`checkAuthorizerStatus`). */
+    /**
+     * Authorizer health check. Default: an HTTPS GET, 200 within 5 s, presenting the certificate the hub
+     * serves (a `HubTlsContext`: the one in force at each check) as the TLS client certificate.
+     */
     readonly checkStatus?: (uri: string) => Promise<boolean>;
+    /** CA certificates (PEM) the default check trusts besides Node's root store; read once. Default: none. */
+    readonly authorizerStatusCa?: readonly string[];
   };
   /** Mux engine tuning passed to every session. */
   mux?: BackendSessionOptions['mux'];
@@ -190,6 +196,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   readonly #sockets = new Set<Duplex>();
   #server: HttpsServer | undefined;
   #detachTls: (() => void) | undefined;
+  /** The certificate the hub serves, when swappable: its outbound HTTPS requests present it. */
+  #servedTls: HubTlsContext | undefined;
+  /** The default authorizer status check (docs/protocol.md §1.10), with the served certificate. */
+  #authorizerStatus: ((uri: string) => Promise<boolean>) | undefined;
   #closing = false;
   /** Sessions already warned about for reaching `maxPendingConnects` (one warning each). */
   readonly #pendingWarned = new WeakSet<BackendSession>();
@@ -255,7 +265,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
         ? createHttpsServer({ ...tls.serverOptions(), ...guard })
         : createHttpsServer({ ...tls, ...guard });
     guardListener(server, this.#options.limits);
-    if (tls instanceof HubTlsContext) this.#detachTls = tls.attach(server);
+    if (tls instanceof HubTlsContext) {
+      this.#detachTls = tls.attach(server);
+      this.#servedTls = tls;
+    }
     this.#server = server;
     server.on('request', this.#onRequest);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
@@ -436,11 +449,16 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       outcome.refuse('shutdown');
       return;
     }
-    // One token, many sessions: capped, so one leaked token cannot fill the hub.
+    // One token (current era: one backend identity), many sessions: capped, so one leaked token or
+    // secret cannot fill the hub.
     const perToken = this.#admission.perToken(this.#options.limits);
     const releaseToken = this.#admission.sessionsByToken.take(outcome.tokenKey, perToken);
     if (releaseToken === undefined) {
-      outcome.refuse('too many sessions for this token');
+      outcome.refuse(
+        outcome.identity.era === 'current'
+          ? 'too many sessions for this backend identity'
+          : 'too many sessions for this token',
+      );
       return;
     }
     const session = this.#attach(ws, socket, outcome.identity, outcome.current, remoteAddress);
@@ -522,6 +540,16 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     return session;
   }
 
+  /** The default authorizer status check (docs/protocol.md §1.10), presenting the served certificate. */
+  #defaultStatusCheck(): (uri: string) => Promise<boolean> {
+    const ca = this.#options.reauth?.authorizerStatusCa;
+    this.#authorizerStatus ??= createAuthorizerStatusCheck({
+      clientCertificate: () => this.#servedTls?.material,
+      ...(ca !== undefined ? { ca } : {}),
+    });
+    return this.#authorizerStatus;
+  }
+
   /** Current era: the session's re-authentication loop (docs/protocol.md §1.10). */
   #startReauth(session: BackendSession, claims: CurrentEraClaims): BackendReauth {
     const reauth = new BackendReauth({
@@ -532,9 +560,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
         this.#options.reauth?.maintenanceGraceDefaultSeconds ?? DEFAULT_MAINTENANCE_GRACE_SECONDS,
       sendText: (text) => session.sendText(text),
       fail: (reason) => session.close(reason, WS_CLOSE_POLICY_VIOLATION),
-      ...(this.#options.reauth?.checkStatus !== undefined
-        ? { checkStatus: this.#options.reauth.checkStatus }
-        : {}),
+      checkStatus: this.#options.reauth?.checkStatus ?? this.#defaultStatusCheck(),
       logger: this.#log.child({ sessionId: session.id }),
     });
     reauth.start();

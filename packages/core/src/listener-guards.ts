@@ -80,7 +80,7 @@ export interface HubAdmissionLimits {
   maxPendingAuthPerAddress?: number;
   /** Authenticated sessions from one address (IPv6: /64). Default: `1_000`. */
   maxSessionsPerAddress?: number;
-  /** Sessions one token holds at once; one more is closed 1008 `too many sessions for this token`. Default: `100`. */
+  /** Sessions one token (current era: one backend identity) holds at once; one more is closed 1008. Default: `100`. */
   maxSessionsPerToken?: number;
 }
 

@@ -65,7 +65,7 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
   maxSessionsPerToken: {
     min: 1,
     max: 10_000_000,
-    help: 'Backend sessions one token may hold at once.',
+    help: 'Backend sessions one token (current era: one backend identity) may hold at once.',
   },
   tlsHandshakeTimeoutMs: {
     min: 100,

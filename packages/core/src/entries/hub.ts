@@ -20,7 +20,11 @@ export {
   verifyTokenSignature,
 } from '../auth.js';
 export type { AuthorizerStatusOptions } from '../authorizer-status.js';
-export { AUTHORIZER_STATUS_TIMEOUT_MS, checkAuthorizerStatus } from '../authorizer-status.js';
+export {
+  AUTHORIZER_STATUS_TIMEOUT_MS,
+  checkAuthorizerStatus,
+  createAuthorizerStatusCheck,
+} from '../authorizer-status.js';
 export type { BackendEraMode } from '../backend-era.js';
 export { BACKEND_ERA_MODES, chooseBackendEra, DEFAULT_BACKEND_ERA_MODE } from '../backend-era.js';
 export type { BackendEra, OutboundClaims, UdpRouteClaim } from '../backend-identity.js';

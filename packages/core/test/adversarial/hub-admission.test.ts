@@ -7,9 +7,16 @@
  */
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
-import { createTestPki, startNode, type TestNode, type TestPki } from '@nexus-proxy/test-harness';
+import {
+  createTestPki,
+  startNode,
+  TEST_SECRET,
+  type TestNode,
+  type TestPki,
+} from '@nexus-proxy/test-harness';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { type CurrentClaimsInput, connectCurrentEraBackend } from '../helpers/current-era-backend.js';
 
 const ATTACKER = '127.0.0.2';
 /** These backends serve no stream: they only register. */
@@ -101,6 +108,49 @@ describe('attack: sessions of one address or one token', () => {
     expect((await upgrade(n)).result).toBe(503);
     expect((await upgrade(n, ATTACKER)).result).toBe('open');
     expect(refused).toEqual(['address-session-limit']);
+  });
+});
+
+describe('attack: a current-era backend minting a fresh token for every session', () => {
+  it('caps sessions per backend identity (iss, sub, hostname and port sets), not per stage-0 token', async () => {
+    const n = await node({ limits: { maxSessionsPerToken: 2 } });
+    const attach = async (claims: CurrentClaimsInput) => {
+      const b = await connectCurrentEraBackend({
+        hubPort: n.hubPort,
+        ca: pki.ca.certPem,
+        secret: TEST_SECRET,
+        claims,
+      });
+      cleanups.push(() => b.close());
+      return b;
+    };
+    const registered = () => new Promise((resolve) => n.nexus.once('backend-connected', resolve));
+    // Every token differs (its own `jti`); the hostname set is the same in any order.
+    for (const [i, hostnames] of [
+      ['a.example.com', 'b.example.com'],
+      ['b.example.com', 'a.example.com'],
+    ].entries()) {
+      const up = registered();
+      await attach({ sub: 'device-1', jti: `session-${i}`, hostnames, tcp_ports: [] });
+      await up;
+    }
+    const third = await attach({
+      sub: 'device-1',
+      jti: 'session-2',
+      hostnames: ['a.example.com', 'b.example.com'],
+    });
+    expect(await third.closed).toEqual({ code: 1008, reason: 'too many sessions for this backend identity' });
+    expect(n.hub.sessions.length).toBe(2);
+    // Another identity (another `sub`, or another hostname set) has its own count.
+    for (const claims of [
+      { sub: 'device-2', hostnames: ['a.example.com', 'b.example.com'] },
+      { sub: 'device-1', hostnames: ['a.example.com'] },
+    ]) {
+      const up = registered();
+      await attach(claims);
+      await up;
+    }
+    expect(n.hub.sessions.length).toBe(4);
   });
 });
 
