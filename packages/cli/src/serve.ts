@@ -3,7 +3,8 @@
  * signals to operations: SIGTERM/SIGINT drain and close, SIGHUP reloads the configuration file. The admin
  * listener (metrics, health, status) starts when configured. No routing or protocol logic lives here.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import {
   createNexus,
@@ -106,6 +107,46 @@ export function embeddedConfig(
     hubTlsCertFile: state.certFile,
     hubTlsKeyFile: state.keyFile,
   };
+}
+
+/** The current-era backend configuration the embedded default writes into its state directory. */
+export const BACKEND_CONFIG_FILE = 'backend.yaml';
+
+/**
+ * A ready-to-run `nexus-backend` configuration for the embedded default, current era (docs/getting-started.md):
+ * the backend `app` serving `app.localhost`, signing its own tokens with the state directory's secret
+ * (`attestation.hmacSecretFile`), trusting the state directory's hub certificate, and relaying the TLS and
+ * HTTP relay ports to 127.0.0.1:9443 and 127.0.0.1:9080.
+ */
+export function currentEraBackendConfig(o: {
+  state: NodeState;
+  hubUrl: string;
+  tlsPort: number;
+  httpPort: number;
+  file: string;
+}): string {
+  const header = [
+    '# A current-era backend for the node `nexus-proxy serve` runs from this state directory, written at',
+    '# every start (copy it before editing). Run it with:',
+    `#   nexus-backend -c ${o.file}`,
+    '# A seed-era backend uses `authToken: <token>` (nexus-proxy token) instead of `attestation`.',
+  ];
+  // Every scalar is written as a JSON string, which YAML reads as the same string whatever it holds.
+  const q = (text: string): string => JSON.stringify(text);
+  return [
+    ...header,
+    'backends:',
+    '  - name: "app"',
+    '    hostnames: ["app.localhost"]',
+    `    nexusAddresses: [${q(o.hubUrl)}]`,
+    `    caFile: ${q(o.state.certFile)}`,
+    '    attestation:',
+    `      hmacSecretFile: ${q(join(o.state.dir, 'backend-secret'))}`,
+    '    portMappings:',
+    `      ${o.tlsPort}: "127.0.0.1:9443"`,
+    `      ${o.httpPort}: "127.0.0.1:9080"`,
+    '',
+  ].join('\n');
 }
 
 /** Starts a node as `nexus-proxy serve` does; resolves once it listens. */
@@ -234,17 +275,26 @@ export async function serve(options: ServeOptions = {}): Promise<RunningNode> {
         'Press Ctrl-C to stop.',
       ].join('\n');
     } else {
+      const backendFile = join(state.dir, BACKEND_CONFIG_FILE);
+      writeFileSync(
+        backendFile,
+        currentEraBackendConfig({ state, hubUrl, tlsPort, httpPort, file: backendFile }),
+        { mode: 0o600 },
+      );
       const token = await mintBackendToken({ secret: state.secret, hostnames: ['app.localhost'] });
       instructions = [
         '',
         `Nexus is running: TLS relay 127.0.0.1:${tlsPort}, HTTP relay 127.0.0.1:${httpPort}, hub ${hubUrl}.`,
-        `State (secret, hub certificate): ${state.dir}`,
+        `State (secret, hub certificate, backend config): ${state.dir}`,
         '',
-        'A backend token for app.localhost (mint others with: nexus-proxy token --secret-file',
-        `${state.dir}/backend-secret --hostname NAME):`,
+        'Attach a backend serving app.localhost from local HTTPS on 127.0.0.1:9443 and HTTP on 127.0.0.1:9080',
+        `(current era: it signs its own short-lived tokens with ${state.dir}/backend-secret and answers the`,
+        `hub's challenges; the targets are in ${backendFile}, rewritten at every start: copy it to edit it):`,
+        `  nexus-backend -c ${backendFile}`,
+        '',
+        'A seed-era backend (one long-lived token, as seed-era clients use) instead: a token for app.localhost',
+        `(mint others with: nexus-proxy token --secret-file ${state.dir}/backend-secret --hostname NAME):`,
         `  ${token}`,
-        '',
-        'Attach a backend that serves local HTTPS on 127.0.0.1:9443 and HTTP on 127.0.0.1:9080:',
         `  nexus-backend --node ${hubUrl} --ca ${state.certFile} --token ${token} \\`,
         `    --map ${tlsPort}=127.0.0.1:9443 --map ${httpPort}=127.0.0.1:9080`,
       ].join('\n');
