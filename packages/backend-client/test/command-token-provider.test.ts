@@ -63,7 +63,12 @@ describe('command token provider: what the command sees and prints', () => {
     const run = await script(
       'env',
       `import { writeFileSync } from 'node:fs';
-       const pick = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('NEXUS_') || k === 'EXTRA'));
+       // The variables the client sets (the command also inherits the client's own environment, which may
+       // hold other NEXUS_* names, e.g. under npm test).
+       const names = ['NEXUS_ATTESTATION_STAGE', 'NEXUS_SESSION_NONCE', 'NEXUS_BACKEND_NAME', 'NEXUS_HOSTNAMES',
+         'NEXUS_WEIGHT', 'NEXUS_TCP_PORTS', 'NEXUS_UDP_ROUTES', 'NEXUS_OUTBOUND_ALLOWED',
+         'NEXUS_ALLOWED_OUTBOUND_PORTS', 'EXTRA'];
+       const pick = Object.fromEntries(Object.entries(process.env).filter(([k]) => names.includes(k)));
        writeFileSync(process.env.OUT_FILE, JSON.stringify({ env: pick, argv: process.argv.slice(2) }));
        console.log('${JWT}');`,
     );
