@@ -427,6 +427,7 @@ describe('automatic hub TLS through a whole node, against pebble', () => {
     const node = currentNode;
     const order = vi.spyOn(acme.Client.prototype, 'auto');
     const createOrder = vi.spyOn(acme.Client.prototype, 'createOrder');
+    const getAuthorizations = vi.spyOn(acme.Client.prototype, 'getAuthorizations');
     const appSession = node.backendConnected.find((e) => e.hostnames.includes(APP))!;
 
     // A backend also serving the node's own name: its site gets ordinary requests, never the challenge.
@@ -447,8 +448,12 @@ describe('automatic hub TLS through a whole node, against pebble', () => {
     expect(createOrder).toHaveBeenCalledTimes(1);
     expect(info.serialNumber).not.toBe(firstSerial);
     expect(node.nexus.certificateInfo()!.serialNumber).toBe(info.serialNumber);
-    // The challenge was validated on the node again, not handed to the backend serving its name.
-    expect(node.challengeAnswers().filter((a) => a.found).length).toBeGreaterThan(answered);
+    // The challenge was validated on the node again, not handed to the backend serving its name. Pebble
+    // reuses a valid authorization for about 1 order in 100 even with PEBBLE_AUTHZREUSE=0 (its test is
+    // `rand.Intn(100) > percent`); then the order has no challenge to answer.
+    const authorizations = (await getAuthorizations.mock.results[0]!.value) as { status: string }[];
+    const reused = authorizations.every((a) => a.status === 'valid');
+    if (!reused) expect(node.challengeAnswers().filter((a) => a.found).length).toBeGreaterThan(answered);
     expect(hubBackend.streams.map((s) => s.hostname)).toEqual([HUB]);
     // A renewal is an issuance too.
     expect(node.issued.map((i) => i.event.info.serialNumber)).toEqual([info.serialNumber]);
