@@ -68,7 +68,7 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     nodes: [options.hubUrl],
     token,
     tls: { ca: options.hubCaPem },
-    logger: options.logger.child({ component: 'demo-backend' }),
+    logger: options.logger.child({ demo: 'backend' }),
     connectHandler: (request) =>
       netConnect({ host: '127.0.0.1', port: request.isTls ? httpsPort : httpPort, allowHalfOpen: true }),
   });
