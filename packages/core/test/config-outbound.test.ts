@@ -1,25 +1,12 @@
 /** The outbound keys of the node configuration (docs/edge.md "Outbound connections"). */
 import { describe, expect, it } from 'vitest';
 import { nexusConfigJsonSchema, resolveNexusConfig } from '../src/config.js';
-import { InvalidConfigError } from '../src/errors.js';
+import { baseConfig, configRefusal } from './helpers/config-input.js';
 import { outboundNodeSettings } from '../src/outbound-checks.js';
 import { planReload } from '../src/reload-plan.js';
 
-const base = {
-  backendsJWTSecret: 'a-very-strong-jwt-secret-from-the-central-authorizer',
-  hubTlsCertFile: 'hub.crt',
-  hubTlsKeyFile: 'hub.key',
-};
-
-function refusal(input: Record<string, unknown>): InvalidConfigError {
-  try {
-    resolveNexusConfig(input);
-  } catch (err) {
-    expect(InvalidConfigError.is(err)).toBe(true);
-    return err as InvalidConfigError;
-  }
-  throw new Error('config was accepted');
-}
+const base = baseConfig;
+const refusal = configRefusal;
 
 describe('outbound configuration', () => {
   it('is off by default, with the reference defaults and no warning', () => {

@@ -1,23 +1,10 @@
 /** `stunPort` and the STUN answer rates in the node configuration (docs/edge.md "STUN"). */
 import { describe, expect, it } from 'vitest';
 import { nexusConfigJsonSchema, resolveNexusConfig } from '../src/config.js';
-import { InvalidConfigError } from '../src/errors.js';
+import { baseConfig, configRefusal } from './helpers/config-input.js';
 
-const base = {
-  backendsJWTSecret: 'a-very-strong-jwt-secret-from-the-central-authorizer',
-  hubTlsCertFile: 'hub.crt',
-  hubTlsKeyFile: 'hub.key',
-};
-
-function refusal(input: Record<string, unknown>): InvalidConfigError {
-  try {
-    resolveNexusConfig(input);
-  } catch (err) {
-    expect(InvalidConfigError.is(err)).toBe(true);
-    return err as InvalidConfigError;
-  }
-  throw new Error('config was accepted');
-}
+const base = baseConfig;
+const refusal = configRefusal;
 
 describe('stunPort', () => {
   it('is off by default and at 0, without a warning', () => {

@@ -8,19 +8,11 @@ import {
   resolveNexusConfig,
 } from '../src/config.js';
 import { InvalidConfigError } from '../src/errors.js';
+import { baseConfig, configRefusal, TEST_SECRET } from './helpers/config-input.js';
 
-const SECRET = 'a-very-strong-jwt-secret-from-the-central-authorizer';
-const base = { backendsJWTSecret: SECRET, hubTlsCertFile: 'hub.crt', hubTlsKeyFile: 'hub.key' };
-
-function error(input: Record<string, unknown>): InvalidConfigError {
-  try {
-    resolveNexusConfig(input);
-  } catch (err) {
-    expect(InvalidConfigError.is(err)).toBe(true);
-    return err as InvalidConfigError;
-  }
-  throw new Error('config was accepted');
-}
+const SECRET = TEST_SECRET;
+const base = baseConfig;
+const error = configRefusal;
 
 describe('resolveNexusConfig', () => {
   it('accepts a minimal reference configuration and applies the defaults', () => {

@@ -1,24 +1,11 @@
 /** Fleet registration's pure parts and its configuration keys (docs/edge.md "Fleet registration"). */
 import { describe, expect, it } from 'vitest';
 import { resolveNexusConfig } from '../src/config.js';
-import { InvalidConfigError } from '../src/errors.js';
+import { baseConfig, configRefusal } from './helpers/config-input.js';
 import { parseRetryAfter, registrationBody } from '../src/fleet-registration.js';
 
-const base = {
-  backendsJWTSecret: 'a-very-strong-jwt-secret-from-the-central-authorizer',
-  hubTlsCertFile: 'hub.crt',
-  hubTlsKeyFile: 'hub.key',
-};
-
-function refusal(input: Record<string, unknown>): InvalidConfigError {
-  try {
-    resolveNexusConfig(input);
-  } catch (err) {
-    expect(InvalidConfigError.is(err)).toBe(true);
-    return err as InvalidConfigError;
-  }
-  throw new Error('config was accepted');
-}
+const base = baseConfig;
+const refusal = configRefusal;
 
 describe('registrationBody', () => {
   it('is the reference body, fields in its order, empty ones left out', () => {
