@@ -28,17 +28,16 @@
  * `npm run build` first). Logs of every process are kept in the printed work directory on failure (or
  * always with NEXUS_INTEROP_KEEP=1).
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { connect as netConnect, createServer as createNetServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCertificateAuthority, issueCertificate } from '@nexus-proxy/core';
+import { createHarness, freePort, isPortFree, retryUntil, waitForTcp } from './lib/interop-harness.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const NODE_CLI = join(ROOT, 'packages/cli/dist/cli.js');
@@ -86,97 +85,7 @@ for (const file of [NODE_CLI, BACKEND_CLI]) {
   }
 }
 
-const work = mkdtempSync(join(tmpdir(), 'nexus-interop-'));
-const results = [];
-const children = [];
-let failed = false;
-
-function record(half, check, status, detail = '') {
-  results.push({ half, check, status, detail });
-  if (status === 'FAIL') failed = true;
-  console.log(`${status.padEnd(4)} ${half} · ${check}${detail ? ` — ${detail}` : ''}`);
-}
-
-async function check(half, name, fn) {
-  const started = Date.now();
-  try {
-    const detail = await fn();
-    record(half, name, 'PASS', detail ?? `${Date.now() - started} ms`);
-    return true;
-  } catch (err) {
-    record(half, name, 'FAIL', err instanceof Error ? err.message : String(err));
-    return false;
-  }
-}
-
-// ───────────────────────────── helpers ─────────────────────────────
-
-async function freePort() {
-  const server = createNetServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-function isPortFree(port, host) {
-  return new Promise((done) => {
-    const server = createNetServer();
-    server.once('error', () => done(false));
-    server.listen(port, host, () => server.close(() => done(true)));
-  });
-}
-
-function run(name, command, args, env = {}) {
-  const log = join(work, `${name}.log`);
-  const fd = openSync(log, 'a');
-  const child = spawn(command, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
-  child.logFile = log;
-  children.push(child);
-  return child;
-}
-
-async function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitForTcp(port, timeoutMs, host = '127.0.0.1') {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise((done) => {
-      const s = netConnect(port, host);
-      s.once('connect', () => {
-        s.destroy();
-        done(true);
-      });
-      s.once('error', () => done(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function retryUntil(fn, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw last;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+const { work, record, check, run, stop, stopAll, report } = createHarness('nexus-interop-');
 
 /** One HTTPS request through a TLS relay port, SNI = Host = app.test; resolves with body and peer cert. */
 function httpsRequest(port, ca, { method = 'GET', path = '/hello', body, onData } = {}) {
@@ -593,28 +502,8 @@ try {
 } catch (err) {
   record('setup', 'harness', 'FAIL', err instanceof Error ? err.message : String(err));
 } finally {
-  for (const child of children) await stop(child);
+  await stopAll();
   services.close();
 }
 
-// ───────────────────────────── report ─────────────────────────────
-
-const rows = [
-  ['half', 'check', 'result', 'detail'],
-  ...results.map((r) => [r.half, r.check, r.status, r.detail]),
-];
-const widths = rows[0].map((_, i) => Math.min(60, Math.max(...rows.map((r) => r[i].length))));
-console.log('');
-for (const [i, row] of rows.entries()) {
-  console.log(`| ${row.map((cell, j) => (j === 3 ? cell : cell.padEnd(widths[j]))).join(' | ')} |`);
-  if (i === 0) console.log(`| ${widths.map((w, j) => '-'.repeat(j === 3 ? 6 : w)).join(' | ')} |`);
-}
-if (failed) {
-  console.log(`\nFAILED. Process logs and configs: ${work}`);
-  process.exit(1);
-}
-if (process.env.NEXUS_INTEROP_KEEP) console.log(`\nall checks passed (logs kept in ${work})`);
-else {
-  rmSync(work, { recursive: true, force: true });
-  console.log('\nall checks passed');
-}
+report();
