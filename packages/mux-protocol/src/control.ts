@@ -11,6 +11,8 @@ export const ControlEvent = {
   PongClient: 'pong_client',
   PauseStream: 'pause_stream',
   ResumeStream: 'resume_stream',
+  OutboundConnect: 'outbound_connect',
+  OutboundResult: 'outbound_result',
 } as const;
 
 /** One of the known {@link ControlEvent} values. */
@@ -83,6 +85,31 @@ export interface ResumeStreamMessage {
   credits?: number;
 }
 
+/**
+ * backend → hub: open an outbound TCP connection for the backend (SOCKS5 egress, docs/protocol.md §1.4).
+ * The backend chooses `client_id`, the id of the stream the connection will use.
+ */
+export interface OutboundConnectMessage {
+  event: 'outbound_connect';
+  client_id: string;
+  /** `host:port` or `[v6]:port`; `''` when absent (the hub refuses it). */
+  target_addr: string;
+}
+
+/**
+ * hub → backend: the answer to `outbound_connect`. On success the stream `client_id` exists and `credits`
+ * is the hub's receive window for it (as in `connect`); on failure `reason` says why.
+ */
+export interface OutboundResultMessage {
+  event: 'outbound_result';
+  client_id: string;
+  success: boolean;
+  /** Why the connection was refused or failed (absent on success). */
+  reason?: string;
+  /** Success: the initial credit window for backend → hub DATA, in frames (§1.5). */
+  credits?: number;
+}
+
 /** A control message this package understands, discriminated on `event`; fields use the wire names. */
 export type ControlMessage =
   | ConnectMessage
@@ -90,11 +117,12 @@ export type ControlMessage =
   | PingClientMessage
   | PongClientMessage
   | PauseStreamMessage
-  | ResumeStreamMessage;
+  | ResumeStreamMessage
+  | OutboundConnectMessage
+  | OutboundResultMessage;
 
 /**
- * A well-formed control object whose `event` is not one this package knows (e.g. the reference's
- * `outbound_connect`). Returned as a value, not an error, so a session can log it and carry on.
+ * A well-formed control object whose `event` is not one this package knows. Returned as a value, not an error, so a session can log it and carry on.
  */
 export interface UnknownControlMessage {
   /** The event name as received. */
@@ -106,7 +134,8 @@ export interface UnknownControlMessage {
 /**
  * Serialises a control message to the exact JSON text the reference implementation sends: Go's
  * `encoding/json` marshalling a struct whose fields are, in order, `event`, `client_id`, `conn_port`,
- * `client_ip`, `transport`, `hostname`, `is_tls`, `reason`, `credits` — all but the first two `omitempty`,
+ * `client_ip`, `transport`, `hostname`, `is_tls`, `reason`, `target_addr`, `success`, `credits` — all but
+ * the first two `omitempty`,
  * so `0`, `''` and `false` are left out. `client_id` is a UUID value in Go and is therefore always present.
  * Throws `MuxProtocolError` for an invalid `client_id` or a non-integer number (a programming error).
  */
@@ -131,6 +160,9 @@ export function serializeControlMessage(message: ControlMessage): string {
   if (typeof m.hostname === 'string' && m.hostname !== '') json += ',"hostname":' + goJsonString(m.hostname);
   if (m.is_tls === true) json += ',"is_tls":true';
   if (typeof m.reason === 'string' && m.reason !== '') json += ',"reason":' + goJsonString(m.reason);
+  if (typeof m.target_addr === 'string' && m.target_addr !== '')
+    json += ',"target_addr":' + goJsonString(m.target_addr);
+  if (m.success === true) json += ',"success":true';
   const credits = m.credits;
   if (credits !== undefined && credits !== 0) {
     if (!isIntegerIn(credits, 0, Number.MAX_SAFE_INTEGER)) {
@@ -177,6 +209,10 @@ export function parseControlObject(object: Record<string, unknown>): DecodeResul
   if (typeof isTls !== 'boolean') return invalid('"is_tls" must be a boolean');
   const reason = field(object, 'reason') ?? '';
   if (typeof reason !== 'string') return invalid('"reason" must be a string');
+  const targetAddr = field(object, 'target_addr') ?? '';
+  if (typeof targetAddr !== 'string') return invalid('"target_addr" must be a string');
+  const success = field(object, 'success') ?? false;
+  if (typeof success !== 'boolean') return invalid('"success" must be a boolean');
   const credits = field(object, 'credits') ?? 0;
   if (!isIntegerIn(credits, 0, Number.MAX_VALUE)) return invalid('"credits" must be a non-negative integer');
 
@@ -220,6 +256,16 @@ export function parseControlObject(object: Record<string, unknown>): DecodeResul
       const resume: ResumeStreamMessage = { event: 'resume_stream', client_id: clientId };
       if (credits > 0) resume.credits = credits;
       message = resume;
+      break;
+    }
+    case 'outbound_connect':
+      message = { event: 'outbound_connect', client_id: clientId, target_addr: targetAddr };
+      break;
+    case 'outbound_result': {
+      const result: OutboundResultMessage = { event: 'outbound_result', client_id: clientId, success };
+      if (reason !== '') result.reason = reason;
+      if (credits > 0) result.credits = credits;
+      message = result;
       break;
     }
     default:

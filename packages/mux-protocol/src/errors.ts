@@ -23,7 +23,11 @@ export type MuxProtocolErrorCode =
   /** The peer sent more empty DATA frames per second than allowed (they carry nothing; §1.3). */
   | 'MUX_ERR_EMPTY_DATA_FLOOD'
   /** The peer stopped reading: our unsent bytes stayed above the backlog limit past the grace period. */
-  | 'MUX_ERR_PEER_NOT_READING';
+  | 'MUX_ERR_PEER_NOT_READING'
+  /** The hub refused or could not open an outbound connection (`outbound_result` failure; the message is its reason). */
+  | 'MUX_ERR_OUTBOUND_REFUSED'
+  /** No `outbound_result` arrived in time. */
+  | 'MUX_ERR_OUTBOUND_TIMEOUT';
 
 /** WebSocket close codes (RFC 6455 §7.4.1) a session uses when an error ends it. */
 export const WS_CLOSE_POLICY_VIOLATION = 1008;
@@ -44,6 +48,8 @@ const DEFAULT_MESSAGES: Record<MuxProtocolErrorCode, string> = {
   MUX_ERR_CLOSED: 'closed',
   MUX_ERR_EMPTY_DATA_FLOOD: 'too many empty DATA frames',
   MUX_ERR_PEER_NOT_READING: 'the peer does not read what is sent to it',
+  MUX_ERR_OUTBOUND_REFUSED: 'outbound connection refused',
+  MUX_ERR_OUTBOUND_TIMEOUT: 'no outbound_result in time',
 };
 
 // A registry-wide symbol brands instances, so `MuxProtocolError.is()` also recognises errors created by a

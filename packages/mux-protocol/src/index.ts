@@ -30,6 +30,8 @@ export {
   type ControlMessage,
   type DisconnectMessage,
   DisconnectReason,
+  type OutboundConnectMessage,
+  type OutboundResultMessage,
   type PauseStreamMessage,
   type PingClientMessage,
   type PongClientMessage,
@@ -135,10 +137,12 @@ export type {
 
 // Backend session
 export {
+  DEFAULT_MAX_PENDING_OUTBOUND,
   MuxSession,
   type MuxSessionEvents,
   type MuxSessionOptions,
   type MuxSessionStats,
+  type OpenOutboundOptions,
   type OpenStreamInit,
 } from './session.js';
 

@@ -1,7 +1,17 @@
 import { EventEmitter } from 'node:events';
-import type { ConnectMessage, ControlMessage } from './control.js';
+import type {
+  ConnectMessage,
+  ControlMessage,
+  OutboundConnectMessage,
+  OutboundResultMessage,
+} from './control.js';
 import { StreamEngine } from './engine.js';
-import type { EngineAbortReason, StreamEngineCounters, StreamEngineTuning } from './engine-options.js';
+import {
+  DEFAULT_MAX_STREAMS,
+  type EngineAbortReason,
+  type StreamEngineCounters,
+  type StreamEngineTuning,
+} from './engine-options.js';
 import { encodeControlMessage } from './encode.js';
 import { MuxProtocolError } from './errors.js';
 import { backendFraming, idOnlyControlFrame } from './framing.js';
@@ -22,6 +32,29 @@ export interface MuxSessionOptions extends StreamEngineTuning {
   pauseTransport?(): void;
   /** Resume reading the transport (e.g. `ws.resume()`). */
   resumeTransport?(): void;
+  /**
+   * Backend role: most `outbound_connect` requests waiting for their `outbound_result` at once; `openOutbound`
+   * rejects past it. Default: `256`.
+   */
+  maxPendingOutbound?: number;
+}
+
+/** Default most outbound requests a backend session keeps waiting for their answer: 256. */
+export const DEFAULT_MAX_PENDING_OUTBOUND = 256;
+
+/** Options of {@link MuxSession.openOutbound}. */
+export interface OpenOutboundOptions {
+  /** Reject with `MUX_ERR_OUTBOUND_TIMEOUT` when no `outbound_result` arrives within this many ms. */
+  timeoutMs: number;
+  /** Gives up the request (the local client left): rejects with `MUX_ERR_CLOSED`. */
+  signal?: AbortSignal;
+}
+
+/** A backend's `outbound_connect` waiting for its `outbound_result`. */
+interface PendingOutbound {
+  readonly targetAddr: string;
+  resolve(stream: MuxStream): void;
+  reject(error: MuxProtocolError): void;
 }
 
 /** What `openStream` needs to build the `connect` message (docs/protocol.md §1.4). */
@@ -53,6 +86,11 @@ export interface MuxSessionEvents {
   /** Backend role: a new stream from a `connect`. Set up the local side and pipe. */
   stream: [stream: MuxStream, connect: ConnectMessage];
   /**
+   * Hub role: the backend asks for an outbound connection. Answer with `acceptOutbound` (once connected)
+   * or `refuseOutbound`. Without a listener the request is refused at once.
+   */
+  'outbound-connect': [request: OutboundConnectMessage];
+  /**
    * A message broke the protocol. Session-level codes (`MUX_ERR_FRAME_TOO_LARGE`,
    * `MUX_ERR_MALFORMED_FRAME`, `MUX_ERR_INVALID_CONTROL`, …) leave the session running: the owner decides
    * whether to close it (the reference hub does for oversize messages). `MUX_ERR_CREDIT_OVERRUN` concerns
@@ -82,6 +120,10 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   readonly role: 'hub' | 'backend';
   readonly #engine: StreamEngine;
   readonly #logger: MuxLogger | undefined;
+  /** Backend role: outbound requests by stream id, waiting for their `outbound_result`. */
+  readonly #pendingOutbound = new Map<string, PendingOutbound>();
+  readonly #maxPendingOutbound: number;
+  readonly #maxStreams: number;
 
   constructor(options: MuxSessionOptions) {
     super();
@@ -90,6 +132,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.role = options.role;
     const logger = options.logger;
     this.#logger = logger?.child ? logger.child({ component: 'mux-session', role: this.role }) : logger;
+    this.#maxPendingOutbound = options.maxPendingOutbound ?? DEFAULT_MAX_PENDING_OUTBOUND;
+    this.#maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
     this.#engine = new StreamEngine({
       ...options,
       framing: backendFraming,
@@ -97,6 +141,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       onMessage: (message, stream) => this.#onMessage(message, stream),
       onProtocolError: (error) => this.emit('protocol-error', error),
       onAbort: (reason, error) => {
+        this.#failPendingOutbound(reason);
         this.emit('abort', reason, error);
         this.emit('close', reason);
       },
@@ -136,13 +181,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   openStream(init: OpenStreamInit): MuxStream {
     if (this.role !== 'hub') throw new TypeError('openStream is for the hub role');
     const engine = this.#engine;
-    if (engine.closed) throw new MuxProtocolError('MUX_ERR_CLOSED', 'the session is closed');
-    if (engine.full) {
-      throw new MuxProtocolError(
-        'MUX_ERR_TOO_MANY_STREAMS',
-        `session already carries ${engine.streamCount} streams`,
-      );
-    }
+    this.#assertRoom();
     const connect: ConnectMessage = {
       event: 'connect',
       client_id: newStreamId(),
@@ -153,6 +192,134 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       credits: engine.initialWindow,
     };
     if (init.transport !== undefined && init.transport !== 'tcp') connect.transport = init.transport;
+    const stream = this.#openHubStream(connect, 'keep-open');
+    // Under a receive budget the stream may start with less than the window.
+    connect.credits = stream.initialCredits;
+    engine.sendControl(encodeControlMessage(connect));
+    return stream;
+  }
+
+  /**
+   * Hub role: the outbound connection the backend asked for with `outbound_connect` (`id`) is up: opens
+   * its stream and sends `outbound_result{success:true, credits}` before any DATA of it, granting this
+   * side's receive window as `connect` does (docs/protocol.md §1.4, §1.5). `target` is kept as the
+   * stream's `hostname` (for logs). The remote side closing ends the stream with `disconnect{normal}` after
+   * its last byte. Throws `MUX_ERR_CLOSED`, `MUX_ERR_TOO_MANY_STREAMS`, or `MUX_ERR_INVALID_CONTROL` when a
+   * stream `id` is open already.
+   */
+  acceptOutbound(id: string, target: string): MuxStream {
+    if (this.role !== 'hub') throw new TypeError('acceptOutbound is for the hub role');
+    this.#assertRoom();
+    if (this.#engine.getStream(id) !== undefined)
+      throw new MuxProtocolError('MUX_ERR_INVALID_CONTROL', `stream ${id} is open already`);
+    const connect: ConnectMessage = {
+      event: 'connect',
+      client_id: id,
+      conn_port: 0,
+      client_ip: '',
+      hostname: target,
+      is_tls: false,
+    };
+    const stream = this.#openHubStream(connect, 'close');
+    const result: OutboundResultMessage = {
+      event: 'outbound_result',
+      client_id: id,
+      success: true,
+      credits: stream.initialCredits,
+    };
+    this.#engine.sendControl(encodeControlMessage(result));
+    return stream;
+  }
+
+  /** Hub role: answers `outbound_connect` `id` with `outbound_result{success:false, reason}`. */
+  refuseOutbound(id: string, reason: string): void {
+    if (this.role !== 'hub') throw new TypeError('refuseOutbound is for the hub role');
+    const result: OutboundResultMessage = { event: 'outbound_result', client_id: id, success: false, reason };
+    this.#engine.sendControl(encodeControlMessage(result));
+  }
+
+  /**
+   * Backend role: asks the hub for an outbound TCP connection to `targetAddr` (`host:port`, `[v6]:port`)
+   * with `outbound_connect`, and resolves with its stream once `outbound_result` says it is up (this side
+   * then meters with the hub's credits and sends its own grant first, as for `connect`). Rejects with
+   * `MUX_ERR_OUTBOUND_REFUSED` (the hub's reason as message), `MUX_ERR_OUTBOUND_TIMEOUT`, `MUX_ERR_CLOSED`
+   * (session closed, or `signal` aborted) or `MUX_ERR_TOO_MANY_STREAMS` (streams plus pending requests at
+   * `maxStreams`, or `maxPendingOutbound` requests waiting). A success that comes after the request was
+   * given up is answered with `disconnect`, so the hub closes the connection.
+   */
+  openOutbound(targetAddr: string, options: OpenOutboundOptions): Promise<MuxStream> {
+    if (this.role !== 'backend') throw new TypeError('openOutbound is for the backend role');
+    const engine = this.#engine;
+    if (engine.closed) return Promise.reject(new MuxProtocolError('MUX_ERR_CLOSED', 'the session is closed'));
+    const pending = this.#pendingOutbound;
+    if (pending.size >= this.#maxPendingOutbound || engine.streamCount + pending.size >= this.#maxStreams) {
+      return Promise.reject(
+        new MuxProtocolError('MUX_ERR_TOO_MANY_STREAMS', 'too many streams and outbound requests'),
+      );
+    }
+    if (options.signal?.aborted) {
+      return Promise.reject(new MuxProtocolError('MUX_ERR_CLOSED', 'the outbound request was cancelled'));
+    }
+    const id = newStreamId();
+    return new Promise<MuxStream>((resolve, reject) => {
+      const settle = () => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        pending.delete(id);
+      };
+      const onAbort = () => {
+        settle();
+        reject(new MuxProtocolError('MUX_ERR_CLOSED', 'the outbound request was cancelled'));
+      };
+      const timer = setTimeout(() => {
+        settle();
+        reject(
+          new MuxProtocolError(
+            'MUX_ERR_OUTBOUND_TIMEOUT',
+            `no outbound_result within ${options.timeoutMs} ms`,
+          ),
+        );
+      }, options.timeoutMs);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      pending.set(id, {
+        targetAddr,
+        resolve: (stream) => {
+          settle();
+          resolve(stream);
+        },
+        reject: (error) => {
+          settle();
+          reject(error);
+        },
+      });
+      const request: OutboundConnectMessage = {
+        event: 'outbound_connect',
+        client_id: id,
+        target_addr: targetAddr,
+      };
+      engine.sendControl(encodeControlMessage(request));
+    });
+  }
+
+  /** Backend role: `outbound_connect` requests waiting for their answer. */
+  get pendingOutbound(): number {
+    return this.#pendingOutbound.size;
+  }
+
+  #assertRoom(): void {
+    const engine = this.#engine;
+    if (engine.closed) throw new MuxProtocolError('MUX_ERR_CLOSED', 'the session is closed');
+    if (engine.full) {
+      throw new MuxProtocolError(
+        'MUX_ERR_TOO_MANY_STREAMS',
+        `session already carries ${engine.streamCount} streams`,
+      );
+    }
+  }
+
+  /** Hub role: a stream the hub opens (`connect`) or accepts (`outbound_result`), metered as §1.5 says. */
+  #openHubStream(connect: ConnectMessage, localEnd: 'close' | 'keep-open'): MuxStream {
+    const engine = this.#engine;
     // The hub sends unmetered until the backend's first grant: a v1 backend never grants (§1.5). Once
     // this backend has granted on an earlier stream it is known to grant on every stream, so the wait
     // for this stream's grant is bounded by the window it granted before.
@@ -161,21 +328,18 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       peerWindow === undefined
         ? { mode: 'on-first-grant' }
         : { mode: 'on-first-grant', unmeteredLimit: peerWindow };
-    const stream = engine.openStream({
+    return engine.openStream({
       id: connect.client_id,
       connect,
       sendMetering,
       // A backend that granted before meters from the connect on, so a frame past the window is an
       // over-send even before this stream's first grant; otherwise it may be a v1 backend (probing).
       receiveMetering: peerWindow === undefined ? { mode: 'probing' } : { mode: 'strict' },
-      // The end user half-closed: the response must still flow (see LocalEndBehaviour).
-      localEnd: 'keep-open',
+      // `keep-open`: the end user half-closed, the response must still flow (see LocalEndBehaviour).
+      // `close`: an outbound target closed, its response is complete.
+      localEnd,
       awaitingAnswer: true,
     });
-    // Under a receive budget the stream may start with less than the window.
-    connect.credits = stream.initialCredits;
-    engine.sendControl(encodeControlMessage(connect));
-    return stream;
   }
 
   /** Feeds one binary message from the transport. Never throws on hostile input. */
@@ -195,6 +359,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
    */
   close(reason = 'session_ended'): void {
     if (this.#engine.closed) return;
+    this.#failPendingOutbound(reason);
     this.#engine.close(reason);
     this.emit('close', reason);
   }
@@ -228,6 +393,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       case 'pong_client':
         stream?.emit('pong');
         return;
+      case 'outbound_connect':
+        this.#receiveOutboundConnect(message);
+        return;
+      case 'outbound_result':
+        this.#receiveOutboundResult(message);
+        return;
       default:
         return;
     }
@@ -252,6 +423,14 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
       engine.refuse(id, reason);
       return;
     }
+    const stream = this.#openBackendStream(connect);
+    this.emit('stream', stream, connect);
+  }
+
+  /** Backend role: a stream the hub opened (`connect`) or accepted (`outbound_result`), metered as §1.5 says. */
+  #openBackendStream(connect: ConnectMessage): MuxStream {
+    const engine = this.#engine;
+    const id = connect.client_id;
     // §1.5: a connect carrying credits says the hub meters; only then do we meter and grant.
     const credits = connect.credits ?? 0;
     const metered = credits > 0;
@@ -271,6 +450,67 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     });
     // Our window, before any DATA of ours (same ordered lane), so the hub can meter from here on.
     if (metered) engine.sendInitialGrant(id);
-    this.emit('stream', stream, connect);
+    return stream;
+  }
+
+  #receiveOutboundConnect(request: OutboundConnectMessage): void {
+    if (this.role !== 'hub') {
+      this.#engine.warnIgnored(
+        { streamId: request.client_id },
+        'ignoring outbound_connect sent to a backend',
+      );
+      return;
+    }
+    if (this.listenerCount('outbound-connect') === 0) {
+      this.refuseOutbound(request.client_id, 'outbound connections disabled on this proxy');
+      return;
+    }
+    this.emit('outbound-connect', request);
+  }
+
+  #receiveOutboundResult(result: OutboundResultMessage): void {
+    const id = result.client_id;
+    const engine = this.#engine;
+    if (this.role !== 'backend') {
+      engine.warnIgnored({ streamId: id }, 'ignoring outbound_result sent to a hub');
+      return;
+    }
+    const pending = this.#pendingOutbound.get(id);
+    if (pending === undefined) {
+      // Given up (timeout, the local client left) or never asked: a success holds a connection open
+      // on the hub, so close it; a failure needs no answer.
+      if (result.success && engine.getStream(id) === undefined) engine.refuse(id, 'unknown');
+      else engine.warnIgnored({ streamId: id }, 'ignoring outbound_result for no pending request');
+      return;
+    }
+    if (!result.success) {
+      pending.reject(
+        new MuxProtocolError('MUX_ERR_OUTBOUND_REFUSED', result.reason ?? 'outbound connection refused'),
+      );
+      return;
+    }
+    if (engine.full) {
+      engine.refuse(id, 'too_many_streams');
+      pending.reject(new MuxProtocolError('MUX_ERR_TOO_MANY_STREAMS', 'too many streams'));
+      return;
+    }
+    const connect: ConnectMessage = {
+      event: 'connect',
+      client_id: id,
+      conn_port: 0,
+      client_ip: '',
+      hostname: pending.targetAddr,
+      is_tls: false,
+    };
+    if (result.credits !== undefined) connect.credits = result.credits;
+    const stream = this.#openBackendStream(connect);
+    pending.resolve(stream);
+  }
+
+  /** Rejects every outbound request still waiting: the session is gone. */
+  #failPendingOutbound(reason: string): void {
+    for (const pending of [...this.#pendingOutbound.values()]) {
+      pending.reject(new MuxProtocolError('MUX_ERR_CLOSED', `the session closed (${reason})`));
+    }
   }
 }

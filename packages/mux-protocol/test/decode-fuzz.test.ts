@@ -13,7 +13,16 @@ import { describe, expect, it } from 'vitest';
 
 const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 3_000);
 
-const KNOWN_EVENTS = ['connect', 'disconnect', 'ping_client', 'pong_client', 'pause_stream', 'resume_stream'];
+const KNOWN_EVENTS = [
+  'connect',
+  'disconnect',
+  'ping_client',
+  'pong_client',
+  'pause_stream',
+  'resume_stream',
+  'outbound_connect',
+  'outbound_result',
+];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Any JSON value, biased to the hostile: huge/fractional/negative numbers, unicode, deep nesting. */
@@ -34,7 +43,7 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
 
 const fieldValue = (key: string): fc.Arbitrary<unknown> => {
   const typed: Record<string, fc.Arbitrary<unknown>> = {
-    event: fc.oneof(fc.constantFrom(...KNOWN_EVENTS), fc.constantFrom('outbound_connect', 'CONNECT', '')),
+    event: fc.oneof(fc.constantFrom(...KNOWN_EVENTS), fc.constantFrom('bind_request', 'CONNECT', '')),
     client_id: fc.oneof(
       fc.uuid(),
       fc.uuid().map((u) => u.toUpperCase()),
@@ -42,6 +51,7 @@ const fieldValue = (key: string): fc.Arbitrary<unknown> => {
     conn_port: fc.integer({ min: 0, max: 65_535 }),
     credits: fc.oneof(fc.nat(), fc.constant(2 ** 40)),
     is_tls: fc.boolean(),
+    success: fc.boolean(),
   };
   // Half the time a value of the right type, half the time anything at all.
   return fc.oneof(typed[key] ?? fc.string({ unit: 'grapheme', maxLength: 30 }), hostileValue);
@@ -56,6 +66,8 @@ const FIELDS = [
   'is_tls',
   'transport',
   'reason',
+  'target_addr',
+  'success',
   'credits',
 ];
 
@@ -92,12 +104,15 @@ function expected(o: Record<string, unknown>): Verdict {
   if (typeof event !== 'string') return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
   const port = get('conn_port');
   if (port !== undefined && !isInt(port, 65_535)) return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
-  for (const k of ['client_ip', 'transport', 'hostname', 'reason']) {
+  for (const k of ['client_ip', 'transport', 'hostname', 'reason', 'target_addr']) {
     const v = get(k);
     if (v !== undefined && typeof v !== 'string') return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
   }
   const tls = get('is_tls');
   if (tls !== undefined && typeof tls !== 'boolean') return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
+  const success = get('success');
+  if (success !== undefined && typeof success !== 'boolean')
+    return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
   const credits = get('credits');
   if (credits !== undefined && !isInt(credits, Number.MAX_VALUE))
     return { ok: false, code: 'MUX_ERR_INVALID_CONTROL' };
@@ -137,6 +152,8 @@ describe('control-message validator under hostile JSON (fuzz)', () => {
           expect(message.hostname).toBe(object.hostname ?? '');
           expect(message.is_tls).toBe(object.is_tls ?? false);
         }
+        if (message.event === 'outbound_connect') expect(message.target_addr).toBe(object.target_addr ?? '');
+        if (message.event === 'outbound_result') expect(message.success).toBe(object.success ?? false);
         if (message.credits !== undefined) expect(message.credits).toBe(object.credits);
         if (message.reason !== undefined) expect(message.reason).toBe(object.reason);
         // Nothing that was not a known field leaks into the message.

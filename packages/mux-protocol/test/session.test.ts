@@ -391,7 +391,7 @@ describe('MuxSession edge cases', () => {
     session.receive(new Uint8Array(0)); // ignored
     session.receive(Uint8Array.of(0x01, 1, 2, 3)); // DATA shorter than 17 bytes
     session.receive(Buffer.from('\x02{not json'));
-    session.receive(Buffer.from('\x02{"event":"outbound_connect","client_id":"x"}')); // unknown event: logged
+    session.receive(Buffer.from('\x02{"event":"bind_request","client_id":"x"}')); // unknown event: logged
     session.receive(Uint8Array.of(0x7f, 0, 0)); // unknown frame type: logged
     expect(errors.map((e) => e.code)).toEqual(['MUX_ERR_MALFORMED_FRAME', 'MUX_ERR_INVALID_CONTROL']);
     expect(warn).toHaveBeenCalledTimes(2);
