@@ -52,6 +52,8 @@ export interface StatusSnapshot {
     era?: 'seed' | 'current';
     /** Current era: the port, UDP and outbound claims the node validated, when it made any. */
     claims?: BackendClaims;
+    /** Its outbound connections (docs/edge.md "Outbound connections"), when it claims them or asked for any. */
+    outbound?: BackendOutbound;
   }>;
   routes: Array<{
     pattern: string;
@@ -93,6 +95,31 @@ export interface BackendClaims {
   udpPorts?: number[];
   outbound?: { allowed: boolean; ports: number[] };
   policyVersion?: string;
+}
+
+/** A backend's outbound connections, as `/status` shows them. */
+export interface BackendOutbound {
+  /** Open now. */
+  open: number;
+  /** Being dialled now. */
+  dialling: number;
+  /** Established since the backend connected. */
+  opened: number;
+  /** Requests refused or failed since the backend connected, by reason (`connection-limit`, `address-refused`…). */
+  refused: Record<string, number>;
+}
+
+/** The outbound connections of `session` worth showing: when it claims them or asked for any. */
+function outboundOf(nexus: Nexus, session: Nexus['hub']['sessions'][number]): BackendOutbound | undefined {
+  const s = nexus.hub.outbound.sessionStats(session);
+  if (s === undefined) return undefined;
+  const refused = Object.fromEntries(Object.entries(s.refused).filter(([, n]) => (n ?? 0) > 0)) as Record<
+    string,
+    number
+  >;
+  const asked = s.opened > 0 || s.dialling > 0 || Object.keys(refused).length > 0;
+  if (!asked && session.identity.outbound?.allowed !== true) return undefined;
+  return { open: s.open, dialling: s.dialling, opened: s.opened, refused };
 }
 
 /** The claims of `identity` worth showing, or `undefined` when it made none. */
@@ -160,15 +187,20 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
             notAfter: info.notAfter.toISOString(),
             temporary: nexus.acme !== undefined && nexus.acme.status().state === 'temporary',
           },
-    backends: nexus.hub.sessions.map((s) => ({
-      id: s.id,
-      hostnames: [...s.hostnames],
-      weight: s.weight,
-      streams: s.streamCount,
-      connectedAt: new Date(s.connectedAt).toISOString(),
-      era: s.identity.era ?? 'seed',
-      ...(claimsOf(s.identity) !== undefined ? { claims: claimsOf(s.identity) } : {}),
-    })),
+    backends: nexus.hub.sessions.map((s) => {
+      const claims = claimsOf(s.identity);
+      const outbound = outboundOf(nexus, s);
+      return {
+        id: s.id,
+        hostnames: [...s.hostnames],
+        weight: s.weight,
+        streams: s.streamCount,
+        connectedAt: new Date(s.connectedAt).toISOString(),
+        era: s.identity.era ?? 'seed',
+        ...(claims !== undefined ? { claims } : {}),
+        ...(outbound !== undefined ? { outbound } : {}),
+      };
+    }),
     routes,
     peers: links.map((l) => ({
       linkId: l.linkId,
@@ -252,6 +284,25 @@ export function formatStatus(status: StatusSnapshot, now: number = Date.now()): 
       since(b.connectedAt, now),
     ]),
   );
+  const outbound = status.backends.filter((b) => b.outbound !== undefined);
+  if (outbound.length > 0) {
+    section(
+      'Outbound connections',
+      ['BACKEND', 'OPEN', 'DIALLING', 'OPENED', 'REFUSED'],
+      outbound.map((b) => {
+        const o = b.outbound!;
+        const refused = Object.entries(o.refused).map(([reason, n]) => `${reason}=${n}`);
+        const total = Object.values(o.refused).reduce((a, n) => a + n, 0);
+        return [
+          b.id,
+          String(o.open),
+          String(o.dialling),
+          String(o.opened),
+          refused.length > 0 ? `${total} (${refused.join(', ')})` : '0',
+        ];
+      }),
+    );
+  }
   section(
     'Routes',
     ['PATTERN', 'VIA', 'TARGETS'],

@@ -57,6 +57,7 @@ import {
 } from './listener-guards.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
+import { OutboundStreams, type OutboundStreamsOptions } from './outbound-streams.js';
 import { portRouteKey } from './route-key.js';
 import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
 
@@ -152,6 +153,8 @@ export interface BackendHubOptions<L = string> {
   };
   /** Mux engine tuning passed to every session. */
   mux?: BackendSessionOptions['mux'];
+  /** Outbound connections (`outbound_connect`, docs/edge.md "Outbound connections"). Default: off. */
+  outbound?: Omit<OutboundStreamsOptions, 'logger'>;
   /** Logger; a `component: 'hub'` child is used. Default: no-op. */
   logger?: Logger;
 }
@@ -181,6 +184,8 @@ export interface BackendHubStats {
 export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   /** The routing table sessions are registered in. */
   readonly routes: RoutingTable<BackendSession, L>;
+  /** Serves the backends' outbound connections; `stats()` and `sessionStats()` for metrics. */
+  readonly outbound: OutboundStreams;
   readonly #options: BackendHubOptions<L>;
   readonly #log: Logger;
   /** Upgrades new backends; replaced when its `maxPayload` changes (open sockets keep their limit). */
@@ -209,6 +214,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     this.#options = options;
     this.routes = options.routes;
     this.#log = (options.logger ?? noopLogger).child({ component: 'hub' });
+    this.outbound = new OutboundStreams({ ...options.outbound, logger: options.logger ?? noopLogger });
     this.#wssMaxPayload = this.#maxPayload;
     this.#wss = createWss(this.#wssMaxPayload);
   }
@@ -506,6 +512,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       logger: this.#options.logger,
     });
     if (current !== undefined) reauth = this.#startReauth(session, current);
+    this.outbound.attach(session);
     this.#sessions.add(session);
     // The whole set at once: one local-pattern notification (one announce), not one per name. A current-era
     // backend's TCP port claims are routes `tcp:<port>` (docs/edge.md "TCP port claims").

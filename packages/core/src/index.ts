@@ -128,6 +128,13 @@ export type {
 } from './outbound-connect.js';
 export { connectOutbound } from './outbound-connect.js';
 export type { OutboundRefusalReason, OutboundVerdict } from './outbound-policy.js';
+export type {
+  OutboundFailure,
+  OutboundSettings,
+  OutboundStats,
+  OutboundStreamsOptions,
+} from './outbound-streams.js';
+export { OUTBOUND_DISABLED, OutboundStreams } from './outbound-streams.js';
 export { OUTBOUND_REFUSAL_REASONS, OutboundAddressPolicy } from './outbound-policy.js';
 // STUN
 export type { StunParseResult, StunBindingRequest, StunDropReason } from './stun-message.js';

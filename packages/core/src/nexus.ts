@@ -46,6 +46,8 @@ import { type RelayMode, SniffBudget, type SniffedConnection } from './sniff-con
 import { FleetRegistration, type FleetRegistrationOptions } from './fleet-registration.js';
 import { portRouteKey } from './route-key.js';
 import { StunServer } from './stun-server.js';
+import { outboundNodeSettings } from './outbound-checks.js';
+import type { OutboundResolver } from './outbound-connect.js';
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
@@ -67,6 +69,8 @@ export interface CreateNexusOptions {
   mesh?: Partial<PeerMeshOptions>;
   /** Extra options for fleet registration (a private orchestrator's CA as PEM text, jitter source). */
   registration?: Pick<FleetRegistrationOptions, 'ca' | 'random'>;
+  /** Name resolution of outbound connections (tests). Default: the system resolver. */
+  outboundResolve?: OutboundResolver;
 }
 
 export type { RouteMissEvent, StreamCloseEvent, StreamOpenEvent } from './node-dispatch.js';
@@ -236,6 +240,16 @@ export function createNexus(
       return { maintenanceGraceDefaultSeconds: current.backendClaims.maintenanceGraceDefaultSeconds };
     },
     mux: options.mux,
+    // Read live: a reload's outbound settings apply to the next outbound_connect.
+    outbound: {
+      settings: () => ({
+        node: outboundNodeSettings(current),
+        allowedNetworks: current.outbound.allowedNetworks,
+        dialTimeoutMs: current.outbound.dialTimeoutMs,
+        idleTimeoutMs: current.outbound.idleTimeoutMs,
+      }),
+      ...(options.outboundResolve !== undefined ? { resolve: options.outboundResolve } : {}),
+    },
     logger: options.logger,
   });
   hub.on('backend-connected', (e) => emitter.emit('backend-connected', e));

@@ -314,7 +314,6 @@ describe('resolveNexusConfig', () => {
     });
     expect(c.warnings).toEqual([
       'allowOutbound is on and allowedOutboundPorts is empty: a backend may claim outbound connections to any port',
-      'allowOutbound: this version does not serve outbound connections yet; outbound_connect requests are not answered',
     ]);
   });
 

@@ -69,6 +69,8 @@ export interface StartNodeOptions {
   mesh?: Partial<PeerMeshOptions>;
   /** Idle timeout of relayed streams and tunnels in ms (finer than the configuration's seconds). */
   idleTimeoutMs?: number;
+  /** Name resolution of the node's outbound connections. Default: the system resolver. */
+  outboundResolve?: CreateNexusOptions['outboundResolve'];
 }
 
 /** Options of {@link TestNode.attachBackend} (and {@link backendClient}). */
@@ -186,6 +188,7 @@ export async function startNode(options: StartNodeOptions): Promise<TestNode> {
       : Object.freeze({ ...resolveNexusConfig(input), idleTimeoutMs: options.idleTimeoutMs });
   const nexusOptions: CreateNexusOptions = {
     ...(options.logger !== undefined ? { logger: options.logger } : {}),
+    ...(options.outboundResolve !== undefined ? { outboundResolve: options.outboundResolve } : {}),
     ...(meshed
       ? {
           mesh: {

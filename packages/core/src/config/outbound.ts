@@ -34,11 +34,8 @@ export const outboundFields = {
   ),
 };
 
-/** The outbound settings; a warning that this version does not serve the egress `allowOutbound` enables. */
-export function resolveOutbound(
-  p: Parsed<typeof outboundFields> & { allowOutbound?: boolean | null | undefined },
-  ctx: ResolveContext,
-): ResolvedOutbound {
+/** The outbound settings. */
+export function resolveOutbound(p: Parsed<typeof outboundFields>, ctx: ResolveContext): ResolvedOutbound {
   const networks = (p.allowedOutboundNetworks ?? []).map((entry, i) => {
     const n = parseNetwork(entry);
     if (n === undefined) {
@@ -55,11 +52,6 @@ export function resolveOutbound(
     maxConnsPerBackend = MAX_OUTBOUND_CONNS_PER_BACKEND;
     ctx.warnings.push(
       `maxOutboundConnsPerBackend -1 (unbounded) is capped at ${MAX_OUTBOUND_CONNS_PER_BACKEND}`,
-    );
-  }
-  if (p.allowOutbound === true) {
-    ctx.warnings.push(
-      'allowOutbound: this version does not serve outbound connections yet; outbound_connect requests are not answered',
     );
   }
   const dial = p.outboundDialTimeoutSeconds ?? 0;

@@ -47,6 +47,8 @@ export interface CurrentEraBackendOptions {
 /** A connected current-era backend. */
 export interface CurrentEraBackend {
   ws: WebSocket;
+  /** The backend's mux session (role `backend`), e.g. for `openOutbound`. */
+  mux: MuxSession;
   /** The text messages received from the hub, parsed, in order. */
   challenges: Array<{ type: string; nonce: string }>;
   /** The raw text of the first challenge (golden checks). */
@@ -137,6 +139,7 @@ export async function connectCurrentEraBackend(o: CurrentEraBackendOptions): Pro
   if (ws.readyState === WebSocket.OPEN) ws.send(o.binaryStage0 ? Buffer.from(stage0) : stage0);
   return {
     ws,
+    mux,
     challenges,
     firstChallengeText,
     closed,
