@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect } from 'node:net';
-import { type Nexus, RoutingTable } from '@nexus-proxy/core';
+import { type Nexus, OutboundStreams, RoutingTable } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNexusMetrics, OTHER_LABEL } from '../src/metrics.js';
 import { serve } from '../src/serve.js';
-import { echoSizeService, startService, waitUntil } from '@nexus-proxy/test-harness';
+import { echoSizeService, recordingLogger, startService, waitUntil } from '@nexus-proxy/test-harness';
 import {
   adminGet,
   backend,
@@ -29,7 +29,10 @@ function fakeNexus(): Nexus & EventEmitter & { table: RoutingTable<object> } {
   return Object.assign(emitter, {
     table,
     routes: table,
-    hub: { stats: () => ({ sessions: 0, authenticating: 0, streams: 0 }) },
+    hub: {
+      stats: () => ({ sessions: 0, authenticating: 0, streams: 0 }),
+      outbound: new OutboundStreams({ logger: recordingLogger() }),
+    },
     mesh: undefined,
     certificateInfo: () => undefined,
   }) as unknown as Nexus & EventEmitter & { table: RoutingTable<object> };
