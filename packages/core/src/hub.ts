@@ -340,6 +340,14 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
    * `stream-limit`) or `LimitError('maxPendingConnects')` (close with `pending-limit`).
    */
   openRouted(route: LocalPoolRoute<BackendSession>, init: HubStreamInit): MuxStream {
+    return this.openRoutedOn(route, init).stream;
+  }
+
+  /** {@link openRouted}, also naming the backend session it picked (the bandwidth account, docs/edge.md). */
+  openRoutedOn(
+    route: LocalPoolRoute<BackendSession>,
+    init: HubStreamInit,
+  ): { stream: MuxStream; session: BackendSession } {
     const { pool, hostname } = route;
     const tries = Math.max(1, pool.size);
     const maxPending = this.#options.limits?.maxPendingConnects ?? DEFAULT_MAX_PENDING_CONNECTS;
@@ -353,7 +361,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
           limitError = this.#pendingLimit(session, maxPending);
         } else {
           try {
-            return session.openStream({ hostname, ...init });
+            return { stream: session.openStream({ hostname, ...init }), session };
           } catch (err) {
             if (!LimitError.is(err) && !session.closed) throw err;
             limitError = err;

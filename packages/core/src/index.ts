@@ -75,8 +75,21 @@ export type {
   StreamOpenEvent,
 } from './nexus.js';
 export { createNexus, DEFAULT_CLOSE_GRACE_MS } from './nexus.js';
-export type { OpenedRoute } from './node-dispatch.js';
-export { openRoute } from './node-dispatch.js';
+export type { BandwidthKey, OpenedRoute } from './node-dispatch.js';
+export { backendBandwidthKey, openRoute, tunnelBandwidthKey } from './node-dispatch.js';
+export type {
+  BandwidthAccountStats,
+  BandwidthSchedulerOptions,
+  BandwidthStats,
+  BandwidthWaiter,
+} from './bandwidth-scheduler.js';
+export {
+  BandwidthAccount,
+  BandwidthScheduler,
+  DEFAULT_BANDWIDTH_BURST_MS,
+  DEFAULT_BANDWIDTH_TICK_MS,
+  MAX_TOTAL_BANDWIDTH_MBPS,
+} from './bandwidth-scheduler.js';
 // Relaying and listeners
 export type { MuxStreamLike, RelayEndReason, RelayHandle, RelayOptions, RelayStats } from './relay.js';
 export { relayConnection, relayMuxStream } from './relay.js';

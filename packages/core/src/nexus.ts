@@ -17,6 +17,7 @@ import {
   type ResolvedNexusConfig,
   resolveNexusConfig,
 } from './config.js';
+import { BandwidthScheduler } from './bandwidth-scheduler.js';
 import { AuthError, TlsError } from './errors.js';
 import {
   type AuthFailedEvent,
@@ -136,6 +137,12 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   readonly stun: StunServer | undefined;
   /** Fleet registration, once `listen()` started it (when `registrationURL` is set). */
   readonly registration: FleetRegistration | undefined;
+  /**
+   * The bandwidth cap's scheduler (`totalBandwidthMbps`; `stats()` for bytes and throttled time per
+   * backend). Other senders (UDP datagrams) charge their backend's account here: `account(id, group)`,
+   * then `tryCharge(bytes)` per datagram. Unlimited when the cap is `0`.
+   */
+  readonly bandwidth: BandwidthScheduler;
   /** Start every listener. Resolves with the bound addresses. */
   listen(): Promise<NexusAddresses>;
   /** Graceful stop: stop accepting, let relayed streams finish (up to `graceMs`), then end backend sessions. */
@@ -292,9 +299,12 @@ export function createNexus(
     resolved.stun === undefined
       ? undefined
       : new StunServer({ ...resolved.stun, limits: liveLimits, logger: options.logger });
+  // Relays are metered only while a cap is set (`totalBandwidthMbps`, docs/edge.md "Bandwidth fair share").
+  const bandwidth = new BandwidthScheduler({ totalBandwidthMbps: resolved.totalBandwidthMbps });
   const dispatcher = new NodeDispatch({
     routes,
     hub,
+    bandwidth,
     mesh: () => mesh,
     timeouts: () => ({
       idleTimeoutMs: current.idleTimeoutMs,
@@ -374,6 +384,10 @@ export function createNexus(
       liveLimits,
       liveKeepalive,
       budget,
+      setBandwidth: (mbps) => {
+        bandwidth.setCap(mbps);
+        dispatcher.rebindBandwidth();
+      },
     });
     current = incoming;
     for (const warning of incoming.warnings) log.warn(warning);
@@ -388,6 +402,7 @@ export function createNexus(
     mesh: { get: () => mesh, enumerable: true },
     activeStreams: { get: () => dispatcher.activeStreams, enumerable: true },
     stun: { value: stun, enumerable: true },
+    bandwidth: { value: bandwidth, enumerable: true },
     registration: { get: () => registration, enumerable: true },
   });
   // defineProperties, not Object.assign: assign would read the getters once and freeze their values.
@@ -522,6 +537,7 @@ export function createNexus(
         // 3. Leave the mesh, end backend sessions and stop the hub server.
         await mesh?.close();
         await hub.close();
+        bandwidth.close();
         remoteTokens?.close();
         await acme?.close();
         log.info('nexus closed');

@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import { LogRateLimit } from '@nexus-proxy/common';
+import type { BandwidthAccount, BandwidthScheduler } from './bandwidth-scheduler.js';
 import type { BackendSession } from './backend-session.js';
 import { LimitError, NoRouteError, type NoRouteReason } from './errors.js';
 import type { BackendHub, HubStreamInit } from './hub.js';
@@ -59,6 +60,32 @@ export interface OpenedRoute {
   via: StreamOpenEvent['via'];
   /** The routing table's pattern that matched. */
   route: string;
+  /** The backend session the stream goes to (`via: 'local'`). */
+  session?: BackendSession;
+}
+
+/** Where a relay's bytes are charged under the bandwidth cap: its account's key and label. */
+export interface BandwidthKey {
+  id: string;
+  group: string;
+}
+
+/**
+ * The bandwidth account of a backend session: its id, shown as the routes it serves (hostname patterns,
+ * then `tcp:<port>` claims), or as its id when it serves none.
+ */
+export function backendBandwidthKey(session: BackendSession): BandwidthKey {
+  const routes = [...session.hostnames, ...(session.identity.tcpPorts ?? []).map((p) => `tcp:${p}`)];
+  return { id: session.id, group: routes.length > 0 ? routes.join(',') : session.id };
+}
+
+/**
+ * The bandwidth account of a tunnel (at the origin node, the only node that charges it): one per
+ * route, `tunnel:<pattern>`; the destination node picks the backend.
+ */
+export function tunnelBandwidthKey(route: string): BandwidthKey {
+  const id = `tunnel:${route}`;
+  return { id, group: id };
 }
 
 /**
@@ -72,8 +99,10 @@ export function openRoute(
   blocks: { hub: BackendHub; mesh: PeerMesh | undefined },
 ): OpenedRoute {
   switch (route.kind) {
-    case 'local':
-      return { stream: blocks.hub.openRouted(route, init), via: 'local', route: route.pattern };
+    case 'local': {
+      const { stream, session } = blocks.hub.openRoutedOn(route, init);
+      return { stream, session, via: 'local', route: route.pattern };
+    }
     case 'peer': {
       const tunnel = blocks.mesh?.openTunnel(route, init);
       if (tunnel === undefined) throw new NoRouteError(route.hostname, 'peers-unavailable');
@@ -82,6 +111,13 @@ export function openRoute(
     default:
       throw new NoRouteError(route.hostname, route.reason);
   }
+}
+
+/** The account a relay on `opened` is charged to: its backend session's, or its route's for a tunnel. */
+function accountOf(bandwidth: BandwidthScheduler, opened: OpenedRoute): BandwidthAccount {
+  const key =
+    opened.session !== undefined ? backendBandwidthKey(opened.session) : tunnelBandwidthKey(opened.route);
+  return bandwidth.account(key.id, key.group);
 }
 
 /** `ip:port` of an end user as backends get it (`[v6]:port`; IPv4-mapped addresses in their IPv4 form). */
@@ -110,6 +146,8 @@ export interface NodeDispatchOptions {
   emit<K extends keyof NodeDispatchEvents>(event: K, ...args: NodeDispatchEvents[K]): void;
   /** The node's logger (`component: 'nexus'`). */
   log: Logger;
+  /** The bandwidth cap's scheduler; relays are metered while it has a cap. Default: none. */
+  bandwidth?: BandwidthScheduler;
 }
 
 /**
@@ -118,7 +156,8 @@ export interface NodeDispatchOptions {
  */
 export class NodeDispatch {
   readonly #options: NodeDispatchOptions;
-  readonly #relays = new Set<RelayHandle>();
+  /** Relays running, with the bandwidth account each is charged to under a cap. */
+  readonly #relays = new Map<RelayHandle, OpenedRoute>();
   /** Bounds the `connection refused` lines; what it holds back is logged as one count per reason. */
   readonly #refusalLog: LogRateLimit;
 
@@ -171,11 +210,13 @@ export class NodeDispatch {
     };
     emit('stream-open', open);
     const timeouts = this.#options.timeouts();
+    const bandwidth = this.#options.bandwidth;
     const handle = relayMuxStream(socket, opened.stream, {
       idleTimeoutMs: timeouts.idleTimeoutMs,
       clientFinTimeoutMs: timeouts.clientFinTimeoutMs,
       endGraceMs: timeouts.streamEndGraceMs,
       prelude: sniffed.prelude,
+      ...(bandwidth?.enabled === true ? { bandwidth: accountOf(bandwidth, opened) } : {}),
       onClose: (stats: RelayStats) => {
         this.#relays.delete(handle);
         const { reason, bytesUp, bytesDown, durationMs } = stats;
@@ -186,8 +227,19 @@ export class NodeDispatch {
         emit('stream-close', { ...open, reason, bytesUp, bytesDown, durationMs });
       },
     });
-    this.#relays.add(handle);
+    this.#relays.set(handle, opened);
     return undefined;
+  }
+
+  /**
+   * Meters every running relay on its account when the scheduler has a cap, or stops metering them all
+   * when it has none: after a reload changed `totalBandwidthMbps` between zero and a cap.
+   */
+  rebindBandwidth(): void {
+    const bandwidth = this.#options.bandwidth;
+    if (bandwidth === undefined) return;
+    for (const [handle, opened] of this.#relays)
+      handle.setBandwidth(bandwidth.enabled ? accountOf(bandwidth, opened) : undefined);
   }
 
   /**
@@ -214,12 +266,12 @@ export class NodeDispatch {
     this.#options.log.info({ streams: this.#relays.size, graceMs }, 'draining relayed streams');
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all([...this.#relays].map((r) => r.done)),
+      Promise.all([...this.#relays.keys()].map((r) => r.done)),
       new Promise<void>((r) => {
         timer = setTimeout(r, graceMs);
       }),
     ]);
     clearTimeout(timer);
-    for (const r of this.#relays) r.close('shutdown');
+    for (const r of this.#relays.keys()) r.close('shutdown');
   }
 }

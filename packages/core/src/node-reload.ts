@@ -43,6 +43,8 @@ export interface ReloadTarget {
   liveLimits: Mutable<ResolvedLimits>;
   liveKeepalive: Mutable<ResolvedKeepalive>;
   budget: SniffBudget;
+  /** Sets the bandwidth cap, Mbit/s, for every relay (running ones included). */
+  setBandwidth(totalBandwidthMbps: number): void;
 }
 
 /**
@@ -140,6 +142,9 @@ export async function carryOutReload(
       }
       case 'set-peers':
         mesh?.setPeers(action.peers);
+        break;
+      case 'set-bandwidth':
+        target.setBandwidth(action.totalBandwidthMbps);
         break;
     }
     applied.push(action.setting);

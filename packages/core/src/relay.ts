@@ -4,6 +4,8 @@
  * directions, byte counts and one close reason.
  */
 import type { Duplex } from 'node:stream';
+import type { BandwidthAccount } from './bandwidth-scheduler.js';
+import { RelayMeter } from './relay-bandwidth.js';
 
 /** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (docs/protocol.md §4.5). */
 export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
@@ -76,6 +78,11 @@ export interface RelayOptions {
    * Default: `true`.
    */
   closeOnStreamEnd?: boolean;
+  /**
+   * Meter both directions on this account (the node's bandwidth cap, docs/edge.md "Bandwidth fair share");
+   * the relay holds it until it ends. Default: none (unmetered, nothing per chunk).
+   */
+  bandwidth?: BandwidthAccount;
   /** Called once when the relay has fully ended. */
   onClose?(stats: RelayStats): void;
 }
@@ -90,6 +97,12 @@ export interface RelayHandle {
   readonly done: Promise<RelayStats>;
   /** Abort both sides now (no graceful flush), recording `reason`. Default reason: `closed`. */
   close(reason?: RelayEndReason): void;
+  /**
+   * Meter the relay on `account` from now on (the relay holds it until it ends or the next call), or stop
+   * metering (`undefined`): a reload that sets or lifts the bandwidth cap. After the end, the account is
+   * given back at once.
+   */
+  setBandwidth(account: BandwidthAccount | undefined): void;
 }
 
 /**
@@ -124,6 +137,15 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   let finished = false;
   let idleTimer: NodeJS.Timeout | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
+  let meter: RelayMeter | undefined;
+  const setBandwidth = (account: BandwidthAccount | undefined): void => {
+    meter?.detach();
+    meter = undefined;
+    if (account === undefined) return;
+    // Once nothing more flows to the stream (and the stream's EOF has passed), there is nothing to meter.
+    if (finished || socket.destroyed || stream.destroyed || downEnded) account.release();
+    else meter = new RelayMeter(socket, stream, account);
+  };
   /** (Re-)arms the idle timer for the limit in force; set below, once the listeners exist. */
   let armIdle = (): void => {};
   let resolveDone!: (stats: RelayStats) => void;
@@ -159,6 +181,8 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   // end user are flushed and a FIN sent, and the socket is released after the end grace; without an EOF it
   // is an abort.
   const releaseSocket = (): void => {
+    // What the end user still sends is discarded, and the stream's bytes have all been passed on.
+    setBandwidth(undefined);
     if (socket.destroyed) return;
     // Nothing more goes to the stream: keep reading and discard, so the end user's late bytes cannot sit
     // unread in the kernel and turn our close into a RST that would drop the response on its side.
@@ -179,6 +203,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   const maybeFinish = (): void => {
     if (finished || !socketClosed || !streamClosed) return;
     finished = true;
+    setBandwidth(undefined);
     if (idleTimer !== undefined) clearTimeout(idleTimer);
     idleTimer = undefined;
     if (graceTimer !== undefined) clearTimeout(graceTimer);
@@ -275,6 +300,10 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   stream.pipe(socket);
   socket.on('data', onSocketData);
   stream.on('data', onStreamData);
+  if (options.bandwidth !== undefined) {
+    setBandwidth(options.bandwidth);
+    if (options.prelude !== undefined && options.prelude.length > 0) meter?.chargeUp(options.prelude.length);
+  }
 
   // One timer re-armed for the remaining time, instead of a reset on every chunk (docs/reliability.md item 9:
   // traffic in either direction keeps the relay alive). After the end user's FIN the shorter of the idle and
@@ -309,6 +338,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     close(r: RelayEndReason = 'closed') {
       abort(r);
     },
+    setBandwidth,
   };
 }
 

@@ -83,7 +83,9 @@ export type ReloadAction =
   /** New keepalive for every peer link (the `set-keepalive` steps report the settings). */
   | { kind: 'set-peer-keepalive'; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number }
   /** Dial new peers, stop removed ones. */
-  | { kind: 'set-peers'; setting: 'peers'; peers: readonly string[] };
+  | { kind: 'set-peers'; setting: 'peers'; peers: readonly string[] }
+  /** New bandwidth cap for every relay, running ones included (`0` lifts it). */
+  | { kind: 'set-bandwidth'; setting: 'totalBandwidthMbps'; totalBandwidthMbps: number };
 
 const changed = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
 
@@ -170,6 +172,15 @@ export function planReload(
   // Outbound connections read the configuration in force when they are requested.
   for (const [key, setting] of OUTBOUND_SETTINGS) {
     if (changed(before.outbound[key], next.outbound[key])) actions.push({ kind: 'apply', setting });
+  }
+
+  // The bandwidth scheduler takes a new cap at once; running relays are metered or released.
+  if (before.totalBandwidthMbps !== next.totalBandwidthMbps) {
+    actions.push({
+      kind: 'set-bandwidth',
+      setting: 'totalBandwidthMbps',
+      totalBandwidthMbps: next.totalBandwidthMbps,
+    });
   }
 
   // 3. The mesh's dialers: new peers are dialled, removed ones stop and their outbound links close.

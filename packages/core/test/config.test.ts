@@ -192,13 +192,11 @@ describe('resolveNexusConfig', () => {
     const c = resolveNexusConfig({
       ...base,
       udpRelayPorts: [53],
-      totalBandwidthMbps: 100,
       peerSecret: 'x',
       region: null,
     });
     expect(c.warnings).toEqual([
       'udpRelayPorts is a reference setting Nexus does not support; it is ignored',
-      'totalBandwidthMbps is a reference setting Nexus does not support; it is ignored',
       'peerSecret is a reference setting Nexus does not support; it is ignored',
     ]);
   });

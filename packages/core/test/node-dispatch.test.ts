@@ -14,11 +14,12 @@ const init = { connPort: 443, clientIp: '203.0.113.7:50000', isTls: true };
 function blocks(tunnel: object | undefined = undefined) {
   const calls: string[] = [];
   const stream = { id: 'local-stream' };
+  const session = { id: 'session-1' };
   const hub = {
-    openRouted(route: { pattern: string; hostname: string }) {
+    openRoutedOn(route: { pattern: string; hostname: string }) {
       calls.push(`hub ${route.hostname} via ${route.pattern}`);
       if (route.hostname === 'full.example.com') throw new LimitError('maxStreamsPerSession');
-      return stream;
+      return { stream, session };
     },
   } as unknown as BackendHub;
   const mesh = {
@@ -27,7 +28,7 @@ function blocks(tunnel: object | undefined = undefined) {
       return tunnel;
     },
   } as unknown as PeerMesh;
-  return { calls, hub, mesh, stream };
+  return { calls, hub, mesh, stream, session };
 }
 
 describe('openRoute: dispatch on the one routing decision', () => {
@@ -41,7 +42,8 @@ describe('openRoute: dispatch on the one routing decision', () => {
   it('opens a local pool on the hub, once, with the matched pattern', () => {
     const b = blocks();
     const opened = openRoute(table().resolve('App.Example.com'), init, b);
-    expect(opened).toEqual({ stream: b.stream, via: 'local', route: '*.example.com' });
+    // The session it picked is named: the relay's bandwidth account (docs/edge.md "Bandwidth fair share").
+    expect(opened).toEqual({ stream: b.stream, session: b.session, via: 'local', route: '*.example.com' });
     expect(b.calls).toEqual(['hub app.example.com via *.example.com']);
   });
 

@@ -6,6 +6,7 @@ import { ConfigIssue, deepFreeze, presentKeys, validate } from '@nexus-proxy/com
 import { InvalidConfigError } from '../errors.js';
 import { resolveAdmin, resolveAdminToken, resolveLogLevel } from './admin.js';
 import { resolveAuth, resolveSecrets } from './auth.js';
+import { resolveTotalBandwidthMbps } from './bandwidth.js';
 import { resolveBackendClaims } from './claims.js';
 import { resolveBackendListen, resolveHubTls } from './hub-tls.js';
 import { resolveKeepalive } from './keepalive.js';
@@ -48,6 +49,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const stun = resolveStun(p, ctx);
   const registration = resolveRegistration(p, ctx);
   const outbound = resolveOutbound(p, ctx);
+  const totalBandwidthMbps = resolveTotalBandwidthMbps(p);
   return deepFreeze({
     backendListen,
     peerListen,
@@ -69,6 +71,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     stun,
     registration,
     outbound,
+    totalBandwidthMbps,
     warnings: ctx.warnings,
   });
 }

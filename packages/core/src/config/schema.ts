@@ -5,6 +5,7 @@
 import { configJsonSchema, describeValue, ignoredKeys, mapping } from '@nexus-proxy/common/config';
 import { adminFields } from './admin.js';
 import { authFields } from './auth.js';
+import { bandwidthFields } from './bandwidth.js';
 import { claimFields } from './claims.js';
 import { hubFields } from './hub-tls.js';
 import { keepaliveFields } from './keepalive.js';
@@ -19,7 +20,6 @@ import { stunFields } from './stun.js';
 /** Keys of later reference versions that Nexus accepts but does not implement (a warning each). */
 export const UNSUPPORTED_REFERENCE_KEYS = [
   'udpRelayPorts',
-  'totalBandwidthMbps',
   'udpMaxFlows',
   'udpMaxDatagramBytes',
   'peerSecret',
@@ -40,6 +40,7 @@ export const nodeConfigSchema = mapping(
     ...stunFields,
     ...registrationFields,
     ...outboundFields,
+    ...bandwidthFields,
     ...ignoredKeys(
       UNSUPPORTED_REFERENCE_KEYS,
       'A setting of later reference versions that Nexus does not implement; ignored with a warning.',

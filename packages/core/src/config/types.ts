@@ -187,6 +187,12 @@ export interface NexusConfigInput {
    */
   stunPort?: number;
   /**
+   * (reference, later versions) Cap on what the node sends toward backends and end users together,
+   * Mbit/s, shared fairly across backends (docs/edge.md "Bandwidth fair share"); `0` = unlimited.
+   * Default: `0`.
+   */
+  totalBandwidthMbps?: number;
+  /**
    * (reference, later versions) `https://` URL of the orchestrator the node registers with and sends
    * heartbeats to. Default: none.
    */
@@ -426,6 +432,8 @@ export interface ResolvedNexusConfig {
   readonly registration: ResolvedRegistration | undefined;
   /** Outbound connections (SOCKS5 egress) and their address policy. */
   readonly outbound: ResolvedOutbound;
+  /** The bandwidth cap, Mbit/s (`totalBandwidthMbps`); `0` = unlimited. */
+  readonly totalBandwidthMbps: number;
   /** Non-fatal problems (short secret, ignored reference keys…), one sentence each. Log them. */
   readonly warnings: readonly string[];
 }
