@@ -23,6 +23,7 @@ const SCENARIOS = {
   latency: 'bench/scenarios/latency.mjs',
   connrate: 'bench/scenarios/connrate.mjs',
   memory: 'bench/scenarios/memory.mjs',
+  fairness: 'bench/scenarios/fairness.mjs',
 };
 
 const args = process.argv.slice(2);

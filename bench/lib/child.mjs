@@ -205,7 +205,7 @@ export const BENCH_LIMITS = {
   maxControlMessagesPerSecond: 0,
 };
 
-async function node({ certPem, keyPem, secret, mesh }) {
+async function node({ certPem, keyPem, secret, mesh, config: extra }) {
   const { createNexus } = await import('@nexus-proxy/core');
   const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-'));
   writeFileSync(join(dir, 'hub.pem'), certPem);
@@ -221,6 +221,8 @@ async function node({ certPem, keyPem, secret, mesh }) {
     hubTlsKeyFile: join(dir, 'hub.key'),
     limits: BENCH_LIMITS,
     logLevel: 'silent',
+    // A scenario's own keys (the fairness scenario's `totalBandwidthMbps`).
+    ...extra,
   };
   const options = {};
   if (mesh !== undefined) {
@@ -245,6 +247,7 @@ async function node({ certPem, keyPem, secret, mesh }) {
   extraStats = () => ({
     activeStreams,
     backends,
+    bandwidth: nexus.bandwidth?.enabled ? nexus.bandwidth.stats() : undefined,
     peerRoute: mesh !== undefined && nexus.routes.lookup(mesh.appHostname)?.kind === 'peer',
   });
   closeRole = () => nexus.close({ graceMs: 0 });

@@ -127,7 +127,7 @@ async function waitUntil(check, what, deadlineMs = 10_000) {
   }
 }
 
-async function startHaproxy(servicePort) {
+async function startHaproxy(servicePort, hostname) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-haproxy-'));
   const cfg = join(dir, 'haproxy.cfg');
@@ -147,7 +147,7 @@ async function startHaproxy(servicePort) {
       `  bind 127.0.0.1:${port}`,
       '  tcp-request inspect-delay 5s',
       '  tcp-request content accept if { req_ssl_hello_type 1 }',
-      `  use_backend app if { req_ssl_sni -i ${APP_HOSTNAME} }`,
+      `  use_backend app if { req_ssl_sni -i ${hostname} }`,
       'backend app',
       `  server s1 127.0.0.1:${servicePort}`,
       '',
@@ -171,8 +171,11 @@ async function startHaproxy(servicePort) {
 
 /**
  * Starts the service and the requested proxies.
- * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, profileDir?: string }} options
- *   `profileDir`: run the node child with `--cpu-prof` writing there.
+ * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, profileDir?: string, hostnames?: string[],
+ *   nodeConfig?: object }} options
+ *   `profileDir`: run the node child with `--cpu-prof` writing there. `hostnames`: names the service is
+ *   published under, one backend child each behind the node (default: `APP_HOSTNAME`; the mesh and
+ *   HAProxy serve the first). `nodeConfig`: configuration keys merged into the node child's.
  */
 export async function startTopology(options = {}) {
   const closers = [];
@@ -180,17 +183,18 @@ export async function startTopology(options = {}) {
     for (const c of closers.splice(0).reverse()) await c().catch(() => {});
   };
   try {
-    const appCert = await createSelfSignedCertificate({ dnsNames: [APP_HOSTNAME] });
+    const hostnames = options.hostnames ?? [APP_HOSTNAME];
+    const appCert = await createSelfSignedCertificate({ dnsNames: hostnames });
     const service = await startChild('service', appCert);
     closers.push(() => service.close());
-    const base = { servername: APP_HOSTNAME, ca: appCert.certPem };
+    const base = { servername: hostnames[0], ca: appCert.certPem };
     const targets = {
       direct: { name: 'direct', port: service.info.tlsPort, plainPort: service.info.plainPort, ...base },
     };
     const processes = { service };
-    const token = await mintBackendToken({ secret: SECRET, hostnames: [APP_HOSTNAME] });
+    const token = await mintBackendToken({ secret: SECRET, hostnames: [hostnames[0]] });
     /** Backend child options: relay port → service port (TLS streams to TLS, HTTP streams to plain). */
-    const backendStart = (hubPort, hubCaPem, tlsRelayPort, httpRelayPort) => {
+    const backendStart = (hubPort, hubCaPem, tlsRelayPort, httpRelayPort, token) => {
       const mappings = { [tlsRelayPort]: `127.0.0.1:${service.info.tlsPort}` };
       if (httpRelayPort !== undefined) mappings[httpRelayPort] = `127.0.0.1:${service.info.plainPort}`;
       return { hubPort, hubCaPem, token, mappings };
@@ -207,20 +211,38 @@ export async function startTopology(options = {}) {
         mkdirSync(options.profileDir, { recursive: true });
         execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
       }
-      const node = await startChild('node', { ...hubCert, secret: SECRET }, { execArgv });
+      const node = await startChild(
+        'node',
+        { ...hubCert, secret: SECRET, config: options.nodeConfig },
+        { execArgv },
+      );
       closers.push(() => node.close());
       // Same for the backend child (e.g. BENCH_BACKEND_ARGS="--cpu-prof --cpu-prof-dir=bench/results/profiles").
       const backendArgv = (process.env.BENCH_BACKEND_ARGS ?? '').split(' ').filter(Boolean);
-      const backend = await startChild(
-        'backend',
-        backendStart(node.info.hubPort, hubCert.certPem, node.info.tlsPort, node.info.httpPort),
-        { execArgv: backendArgv },
+      const backends = [];
+      for (const hostname of hostnames) {
+        const backend = await startChild(
+          'backend',
+          backendStart(
+            node.info.hubPort,
+            hubCert.certPem,
+            node.info.tlsPort,
+            node.info.httpPort,
+            await mintBackendToken({ secret: SECRET, hostnames: [hostname] }),
+          ),
+          { execArgv: backendArgv },
+        );
+        closers.push(() => backend.close());
+        backends.push(backend);
+      }
+      await waitUntil(
+        async () => (await node.call('stats')).backends >= hostnames.length,
+        'the backend sessions',
       );
-      closers.push(() => backend.close());
-      await waitUntil(async () => (await node.call('stats')).backends > 0, 'the backend session');
       targets.nexus = { name: 'nexus', port: node.info.tlsPort, plainPort: node.info.httpPort, ...base };
       processes.node = node;
-      processes.backend = backend;
+      processes.backend = backends[0];
+      processes.backends = backends;
     }
 
     if (options.mesh && (await meshAvailable())) {
@@ -228,7 +250,7 @@ export async function startTopology(options = {}) {
       const ca = await createCertificateAuthority({ commonName: 'Bench Mesh CA' });
       const cert = (name) =>
         issueCertificate(ca, { dnsNames: [`${name}${MESH_SUFFIX}`], ipAddresses: ['127.0.0.1'] });
-      const mesh = { caPem: ca.certPem, suffix: MESH_SUFFIX, appHostname: APP_HOSTNAME };
+      const mesh = { caPem: ca.certPem, suffix: MESH_SUFFIX, appHostname: hostnames[0] };
       const b = await startChild('node', {
         ...(await cert('b')),
         secret: SECRET,
@@ -241,7 +263,7 @@ export async function startTopology(options = {}) {
       // connPort of a tunnelled stream is the origin node's relay port (docs/protocol.md §2.4).
       const meshBackend = await startChild(
         'backend',
-        backendStart(b.info.hubPort, ca.certPem, a.info.tlsPort),
+        backendStart(b.info.hubPort, ca.certPem, a.info.tlsPort, undefined, token),
       );
       closers.push(() => meshBackend.close());
       await waitUntil(async () => (await a.call('stats')).peerRoute === true, 'the peer route on node A');
@@ -251,7 +273,7 @@ export async function startTopology(options = {}) {
     }
 
     if (options.haproxy && haproxyAvailable()) {
-      const haproxy = await startHaproxy(service.info.tlsPort);
+      const haproxy = await startHaproxy(service.info.tlsPort, hostnames[0]);
       closers.push(() => haproxy.close());
       targets.haproxy = { name: 'haproxy', port: haproxy.port, ...base };
     }

@@ -7,6 +7,7 @@
  */
 import type { Nexus, NexusEvents, StreamOpenEvent } from '@nexus-proxy/core';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { registerBandwidthMetrics } from './bandwidth-metrics.js';
 import { registerMeshMetrics } from './mesh-metrics.js';
 import { registerOutboundMetrics } from './outbound-metrics.js';
 import { registerRegistrationMetrics } from './registration-metrics.js';
@@ -232,6 +233,7 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
   registerStunMetrics(nexus, registers);
   registerOutboundMetrics(nexus, registers);
   registerRegistrationMetrics(nexus, registers);
+  registerBandwidthMetrics(nexus, registers);
   const peerRefused = new Counter({
     name: 'nexus_peer_refused_total',
     help: 'Peers refused at the peer listener, by reason.',

@@ -87,6 +87,25 @@ export interface StatusSnapshot {
     }>;
   };
   totals: NexusTotals;
+  /**
+   * The bandwidth cap (`totalBandwidthMbps`) and each account's use of it: a backend session (its `id`
+   * is the backend's) or `tunnel:<route>`. Present only under a cap (absent from older nodes).
+   */
+  bandwidth?: {
+    totalBandwidthMbps: number;
+    /** Accounts waiting for their share now. */
+    throttled: number;
+    accounts: Array<{
+      id: string;
+      /** The backend's hostnames (and `tcp:<port>` claims), or `tunnel:<route>`. */
+      shownAs: string;
+      bytesSent: number;
+      /** Rate between the last two readings at least a second apart. */
+      bytesPerSecond: number;
+      throttledMs: number;
+      throttled: boolean;
+    }>;
+  };
 }
 
 /** A current-era backend's validated claims (docs/protocol.md §5.6), as `/status` shows them. */
@@ -227,7 +246,37 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
       })),
     },
     totals: metrics.totals(),
+    ...bandwidthOf(nexus),
   };
+}
+
+/** The `bandwidth` part of a snapshot: under a cap only. */
+function bandwidthOf(nexus: Nexus): Pick<StatusSnapshot, 'bandwidth'> {
+  const scheduler: Nexus['bandwidth'] | undefined = nexus.bandwidth;
+  if (scheduler?.enabled !== true) return {};
+  const stats = scheduler.stats();
+  return {
+    bandwidth: {
+      totalBandwidthMbps: stats.totalBandwidthMbps,
+      throttled: stats.throttledAccounts,
+      accounts: stats.accounts.map((a) => ({
+        id: a.id,
+        shownAs: a.group,
+        bytesSent: a.bytesSent,
+        bytesPerSecond: a.bytesPerSecond,
+        throttledMs: a.throttledMs,
+        throttled: a.throttled,
+      })),
+    },
+  };
+}
+
+/** `1.67 MB` (decimal units, like the cap's Mbit/s). */
+function bytes(n: number): string {
+  if (n < 1_000) return `${n} B`;
+  if (n < 1_000_000) return `${(n / 1_000).toFixed(1)} kB`;
+  if (n < 1_000_000_000) return `${(n / 1_000_000).toFixed(2)} MB`;
+  return `${(n / 1_000_000_000).toFixed(2)} GB`;
 }
 
 /** Lays out rows under a header with columns padded to their widest cell. */
@@ -320,6 +369,23 @@ export function formatStatus(status: StatusSnapshot, now: number = Date.now()): 
       since(p.openedAt, now),
     ]),
   );
+  const bw = status.bandwidth;
+  if (bw !== undefined) {
+    out.push('', `Bandwidth: cap ${bw.totalBandwidthMbps} Mbit/s, ${bw.throttled} waiting for their share`);
+    if (bw.accounts.length > 0)
+      out.push(
+        formatTable(
+          ['ACCOUNT', 'SHOWN AS', 'RATE', 'SENT', 'THROTTLED'],
+          bw.accounts.map((a) => [
+            a.id,
+            a.shownAs,
+            `${bytes(a.bytesPerSecond)}/s`,
+            bytes(a.bytesSent),
+            `${(a.throttledMs / 1_000).toFixed(1)}s${a.throttled ? ' (now)' : ''}`,
+          ]),
+        ),
+      );
+  }
   const down = (status.dialedPeers ?? []).filter((d) => !d.connected).map((d) => d.url);
   if (down.length > 0) out.push(`Dialling, not connected: ${down.join(', ')}`);
   section(
