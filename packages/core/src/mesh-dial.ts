@@ -4,11 +4,13 @@
  * node starting with many peers neither builds a context per dial (Node's bundled roots plus the CA file,
  * tens of ms of CPU each) nor opens every handshake at once.
  */
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { Backoff, type BackoffSettings } from '@nexus-proxy/common';
 import { WebSocket } from 'ws';
 import type { CertificateAndKey } from './certificates.js';
 import { NexusError, NexusErrorCode } from './errors.js';
+import type { Logger } from './logger.js';
+import type { PeerAuthResult } from './peer-auth.js';
 import type { PeerLink } from './peer-link.js';
 
 /** Most peer dials (TCP + TLS + WebSocket handshake) in flight at once: `8`. */
@@ -159,4 +161,59 @@ export function openPeerSocket(
     if (!opened) handlers.failed(lastError); // an open link's own close handler reconnects
   });
   return ws;
+}
+
+/** What {@link dialPeerOnce} needs from the mesh. */
+export interface DialOnceHooks {
+  limiter: DialLimiter;
+  /** The dial options, or `undefined` when the mesh closed meanwhile. */
+  options(): { secureContext: SecureContext; maxPayload: number; handshakeTimeout: number } | undefined;
+  /** The mesh's peer check (chain and trusted suffixes), applied to the listener's certificate. */
+  verify(socket: TLSSocket): Promise<PeerAuthResult>;
+  /** Makes the open, verified WebSocket a link; `undefined` when the mesh closed meanwhile. */
+  adopt(ws: WebSocket, url: string): PeerLink | undefined;
+  log: Logger;
+}
+
+/**
+ * Dials `url` once, within the dial bound, without redialling (links opened on demand, docs/mesh.md
+ * "Discovery on NATS"). The URL came from a shared store, so the listener's certificate must pass the
+ * same check as an inbound peer's; nothing is read from the socket before the link exists. Resolves with
+ * the link, or `undefined` when the dial failed or the certificate was refused.
+ */
+export function dialPeerOnce(url: string, hooks: DialOnceHooks): Promise<PeerLink | undefined> {
+  return new Promise((resolve) => {
+    hooks.limiter.run((release) => {
+      const options = hooks.options();
+      if (options === undefined) {
+        release();
+        resolve(undefined);
+        return;
+      }
+      let socket: TLSSocket | undefined;
+      const ws = openPeerSocket(url, options, release, {
+        opened: (open) => {
+          open.pause(); // the peer's first announce waits for the link
+          const verified = socket === undefined ? undefined : hooks.verify(socket);
+          void Promise.resolve(verified).then((result) => {
+            const link =
+              result?.ok === true && open.readyState === WebSocket.OPEN ? hooks.adopt(open, url) : undefined;
+            if (link === undefined) {
+              const reason = result?.ok === false ? result.reason : 'closed before it was verified';
+              hooks.log.warn({ url, reason }, 'refusing on-demand peer');
+              open.terminate();
+            } else open.resume();
+            resolve(link);
+          });
+        },
+        failed: (err) => {
+          hooks.log.warn({ url, err: err?.message }, 'cannot reach peer');
+          resolve(undefined);
+        },
+      });
+      ws.once('upgrade', (res) => {
+        socket = res.socket as TLSSocket;
+      });
+    });
+  });
 }

@@ -32,7 +32,7 @@ export type OpenLocalStream = (hostname: string, init: LocalStreamInit) => Duple
  * `undefined`.
  */
 export function openTunnel(
-  links: ReadonlyMap<string, PeerLink>,
+  links: Pick<ReadonlyMap<string, PeerLink>, 'get'>,
   route: PeerLinksRoute<string>,
   init: LocalStreamInit,
   log: Logger,

@@ -36,7 +36,8 @@ import {
   resolveMeshSettings,
   validatePeerUrls,
 } from './mesh-options.js';
-import { DialContextCache, DialLimiter, openPeerSocket, PeerDialer } from './mesh-dial.js';
+import { DialContextCache, DialLimiter, dialPeerOnce, openPeerSocket, PeerDialer } from './mesh-dial.js';
+import type { OnDemandLinkProvider } from './mesh-discovery-links.js';
 import { type PeerMeshStats, PeerTraffic } from './mesh-stats.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
@@ -107,6 +108,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   #announcesApplied = 0;
   #announceApplyMs = 0;
   #announceApplyMaxMs = 0;
+  /** Links a discovery engine opens on demand (docs/mesh.md "Discovery on NATS"); `openTunnel` uses them. */
+  onDemand: OnDemandLinkProvider | undefined;
   #started = false;
   #closed = false;
 
@@ -411,7 +414,23 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
    * (EOF) without data.
    */
   openTunnel(route: PeerLinksRoute<string>, init: LocalStreamInit): MuxStream | undefined {
-    return this.#closed ? undefined : openTunnel(this.#links, route, init, this.#log);
+    if (this.#closed) return undefined;
+    const links = { get: (id: string) => this.#links.get(id) ?? this.onDemand?.linkFor(id) };
+    return openTunnel(links, route, init, this.#log);
+  }
+
+  /**
+   * Discovery (docs/mesh.md "Discovery on NATS"): dials `url` once, no redial, and checks the listener's
+   * certificate like an inbound peer's (the URL came from a shared store). `undefined` on failure.
+   */
+  dialOnce(url: string): Promise<PeerLink | undefined> {
+    return dialPeerOnce(validatePeerUrls([url])[0] as string, {
+      limiter: this.#dialLimiter,
+      options: () => (this.#closed ? undefined : this.#dialOptions()),
+      verify: (socket) => this.#auth.verify(socket),
+      adopt: (ws, target) => (this.#closed ? undefined : this.#addLink(ws, 'outbound', target)),
+      log: this.#log,
+    });
   }
 
   /** A snapshot of every open link. */
@@ -546,14 +565,17 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     });
   }
 
-  #dial(dialer: PeerDialer, release: () => void): void {
-    const options = {
+  #dialOptions(): Parameters<typeof openPeerSocket>[1] {
+    return {
       // One context per trust configuration (the certificate and the CAs), not one per dial.
       secureContext: this.#dialContexts.get(this.#tls.material, this.#auth),
       maxPayload: this.#policy.maxMessageBytes,
       handshakeTimeout: this.#connectTimeoutMs,
     };
-    dialer.ws = openPeerSocket(dialer.url, options, release, {
+  }
+
+  #dial(dialer: PeerDialer, release: () => void): void {
+    dialer.ws = openPeerSocket(dialer.url, this.#dialOptions(), release, {
       opened: (ws) => {
         if (this.#closed || dialer.stopped) {
           ws.terminate();

@@ -32,6 +32,8 @@ import { readPeerCaFile } from './peer-trust.js';
 import type { HubTlsContext, TlsCertificateInfo } from './hub-tls.js';
 import { type Logger, noopLogger } from './logger.js';
 import { PeerMesh, type PeerMeshEvents, type PeerMeshOptions } from './mesh.js';
+import type { MeshDiscovery } from './mesh-discovery.js';
+import { startMeshDiscovery } from './mesh-discovery-nats.js';
 import { type RelayCloseEvent, type RelayListener, createRelayListener } from './relay-listener.js';
 import {
   NodeDispatch,
@@ -143,6 +145,8 @@ export interface Nexus extends EventEmitter<NexusEvents> {
    * then `tryCharge(bytes)` per datagram. Unlimited when the cap is `0`.
    */
   readonly bandwidth: BandwidthScheduler;
+  /** Route discovery (`meshDiscovery`), once `listen()` started it: `status()` says whether it is degraded. */
+  readonly discovery: MeshDiscovery | undefined;
   /** Start every listener. Resolves with the bound addresses. */
   listen(): Promise<NexusAddresses>;
   /** Graceful stop: stop accepting, let relayed streams finish (up to `graceMs`), then end backend sessions. */
@@ -286,6 +290,7 @@ export function createNexus(
   let tlsContext: HubTlsContext | undefined = options.tlsContext;
   let mesh: PeerMesh | undefined;
   let registration: FleetRegistration | undefined;
+  let discovery: MeshDiscovery | undefined;
   /**
    * The mesh's trust in force (what `setTrust` got last, to restore when a later reload step fails) and
    * `peerAuthentication.caFile` as last loaded (to tell whether a reload read a changed file).
@@ -321,7 +326,11 @@ export function createNexus(
     return routes.has(key) ? key : undefined;
   };
 
-  const onRouted = (port: number, socket: Socket, sniffed: SniffedConnection): string | undefined => {
+  const onRouted = (
+    port: number,
+    socket: Socket,
+    sniffed: SniffedConnection,
+  ): string | undefined | Promise<string | undefined> => {
     if (closing !== undefined) return 'shutdown';
     // The ACME block answers HTTP-01 challenges for the node's own name before anything is routed.
     if (acme !== undefined && answerAcmeChallenge(acme, socket, sniffed, log)) return undefined;
@@ -404,6 +413,7 @@ export function createNexus(
     stun: { value: stun, enumerable: true },
     bandwidth: { value: bandwidth, enumerable: true },
     registration: { get: () => registration, enumerable: true },
+    discovery: { get: () => discovery, enumerable: true },
   });
   // defineProperties, not Object.assign: assign would read the getters once and freeze their values.
   const handle = {
@@ -490,6 +500,12 @@ export function createNexus(
           peerAddress = await mesh.listen({ port: resolved.peerListen.port, host: resolved.peerListen.host });
         }
         mesh.start();
+        discovery = await startMeshDiscovery(
+          current,
+          { mesh, routes, peer: peerAddress },
+          context,
+          options.logger,
+        );
       }
       if (resolved.registration !== undefined && closing === undefined) {
         registration = new FleetRegistration({
@@ -535,6 +551,7 @@ export function createNexus(
         // 2. Let relayed streams finish, up to the grace period.
         await dispatcher.drain(graceMs);
         // 3. Leave the mesh, end backend sessions and stop the hub server.
+        await discovery?.close();
         await mesh?.close();
         await hub.close();
         bandwidth.close();

@@ -179,19 +179,45 @@ export class NodeDispatch {
   /**
    * Routes `socket` (arrived on relay port `port`) and relays it. Returns `undefined` once the socket is
    * relayed, else the reason the relay listener closes it with: `no-route` (also reported as
-   * `route-miss`), `stream-limit`, `pending-limit` or `stream-error`.
+   * `route-miss`), `stream-limit`, `pending-limit` or `stream-error`. A peer route to a discovered node
+   * with no link yet answers with a promise: the link is opened on demand first (docs/mesh.md
+   * "Discovery on NATS"), then the route is tried once more.
    */
-  dispatch(port: number, socket: Socket, sniffed: SniffedConnection): string | undefined {
-    const { routes, hub, emit, log } = this.#options;
+  dispatch(
+    port: number,
+    socket: Socket,
+    sniffed: SniffedConnection,
+  ): string | undefined | Promise<string | undefined> {
+    return this.#dispatch(port, socket, sniffed, this.#options.routes.resolve(sniffed.hostname), true);
+  }
+
+  #dispatch(
+    port: number,
+    socket: Socket,
+    sniffed: SniffedConnection,
+    decision: RouteDecision<BackendSession>,
+    mayLink: boolean,
+  ): string | undefined | Promise<string | undefined> {
+    const { hub, emit, log } = this.#options;
     const init: HubStreamInit = {
       connPort: port,
       clientIp: formatClientIp(socket.remoteAddress, socket.remotePort),
       isTls: sniffed.isTls,
     };
     let opened: OpenedRoute;
+    const mesh = this.#options.mesh();
     try {
-      opened = openRoute(routes.resolve(sniffed.hostname), init, { hub, mesh: this.#options.mesh() });
+      opened = openRoute(decision, init, { hub, mesh });
     } catch (err) {
+      const linking =
+        mayLink && decision.kind === 'peer' && NoRouteError.is(err)
+          ? mesh?.onDemand?.connect(decision)
+          : undefined;
+      if (linking !== undefined) {
+        return linking.then(() =>
+          socket.destroyed ? 'client-closed' : this.#dispatch(port, socket, sniffed, decision, false),
+        );
+      }
       if (NoRouteError.is(err)) {
         this.#refused(port, sniffed, err.reason);
         return 'no-route';

@@ -24,6 +24,8 @@ export type {
   ResolvedBackendClaims,
   ResolvedKeepalive,
   ResolvedLimits,
+  ResolvedMeshDiscovery,
+  ResolvedNatsDiscovery,
   ResolvedNexusConfig,
   ResolvedOutbound,
   ResolvedRegistration,

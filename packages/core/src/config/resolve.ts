@@ -8,6 +8,7 @@ import { resolveAdmin, resolveAdminToken, resolveLogLevel } from './admin.js';
 import { resolveAuth, resolveSecrets } from './auth.js';
 import { resolveTotalBandwidthMbps } from './bandwidth.js';
 import { resolveBackendClaims } from './claims.js';
+import { resolveMeshDiscovery } from './discovery.js';
 import { resolveBackendListen, resolveHubTls } from './hub-tls.js';
 import { resolveKeepalive } from './keepalive.js';
 import { resolveLimits } from './limits.js';
@@ -38,6 +39,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const listeners = resolveListeners(p, ctx);
   const idleTimeoutMs = resolveIdleTimeoutMs(p);
   const { peers, peerListen, peerAuthentication, peerTunnelPorts } = resolveMesh(p, ctx);
+  const meshDiscovery = resolveMeshDiscovery(p, ctx, peerAuthentication.trustedDomainSuffixes);
   const tls = resolveHubTls(p, ctx);
   const auth = resolveAuth(p);
   const backendClaims = resolveBackendClaims(p, ctx);
@@ -60,6 +62,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     peers,
     peerAuthentication,
     peerTunnelPorts,
+    meshDiscovery,
     tls,
     auth,
     backendClaims,

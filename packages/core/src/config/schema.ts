@@ -7,6 +7,7 @@ import { adminFields } from './admin.js';
 import { authFields } from './auth.js';
 import { bandwidthFields } from './bandwidth.js';
 import { claimFields } from './claims.js';
+import { discoveryFields } from './discovery.js';
 import { hubFields } from './hub-tls.js';
 import { keepaliveFields } from './keepalive.js';
 import { limitFields } from './limits.js';
@@ -33,6 +34,7 @@ export const nodeConfigSchema = mapping(
     ...remoteVerifierFields,
     ...listenerFields,
     ...meshFields,
+    ...discoveryFields,
     ...hubFields,
     ...limitFields,
     ...keepaliveFields,

@@ -169,6 +169,23 @@ export interface NexusConfigInput {
   };
   /** Relay ports a peer's tunnel may name (`conn_port`). Default: any. */
   peerTunnelPorts?: number[];
+  /** Route discovery on NATS JetStream key-value (docs/mesh.md "Discovery on NATS"). Default: off. */
+  meshDiscovery?: {
+    nats: {
+      /** NATS servers: `nats://host:port`, `tls://host:port` or `host:port`. */
+      servers: string[];
+      /** Key-value bucket shared by the mesh's nodes (created when missing). */
+      bucket: string;
+      /** A NATS `.creds` file or a file holding a token. Default: none. */
+      credentialsFile?: string;
+      /** Liveness TTL, seconds (1–3600). Default: `15`. */
+      ttlSeconds?: number;
+      /** Idle time after which a link opened on demand closes, seconds. Default: `60`. */
+      linkIdleSeconds?: number;
+      /** The peer URL other nodes dial for this node. Default: derived (see docs/mesh.md). */
+      peerUrl?: string;
+    };
+  };
   /** (reference) Hub certificate chain, PEM file (manual TLS). */
   hubTlsCertFile?: string;
   /** (reference) Hub private key, PEM file (manual TLS). */
@@ -387,6 +404,23 @@ export interface ResolvedRemoteVerifier {
   readonly caFile: string | undefined;
 }
 
+/** The resolved `meshDiscovery.nats`. */
+export interface ResolvedNatsDiscovery {
+  readonly servers: readonly string[];
+  readonly bucket: string;
+  /** Resolved path; `undefined` = no credentials. */
+  readonly credentialsFile: string | undefined;
+  readonly ttlMs: number;
+  readonly linkIdleMs: number;
+  /** `undefined` = derived at start (see the key's description). */
+  readonly peerUrl: string | undefined;
+}
+
+/** The resolved discovery section; `undefined` when off. */
+export interface ResolvedMeshDiscovery {
+  readonly nats: ResolvedNatsDiscovery;
+}
+
 /** The validated configuration. Frozen. */
 export interface ResolvedNexusConfig {
   /** Hub listen address. */
@@ -415,6 +449,8 @@ export interface ResolvedNexusConfig {
   };
   /** Relay ports a peer's tunnel may name; `undefined` = any (see docs/security.md). */
   readonly peerTunnelPorts: readonly number[] | undefined;
+  /** Route discovery; `undefined` = off (the mesh is the configured peers only). */
+  readonly meshDiscovery: ResolvedMeshDiscovery | undefined;
   readonly tls: HubTlsConfig;
   readonly auth: ResolvedAuth;
   /** What current-era tokens may claim (reference keys `allowedTCPPortClaims`, `allowOutbound`, …). */
