@@ -20,7 +20,7 @@ export const DISCOVERY_RECORD_VERSION = 1;
 export const DISCOVERY_CHUNK_BYTES = 128 * 1024;
 /** Largest value accepted from the bucket, bytes: 256 KiB (a chunk at its target plus one long name). */
 export const DISCOVERY_MAX_VALUE_BYTES = 256 * 1024;
-/** Most chunks one node's route list may span: `32` (4 MiB at most, 10 000 names of 253 characters need 21). */
+/** Most chunks one node's route list may span: `32` (4 MiB at most, 10 000 names of 253 characters take 20). */
 export const DISCOVERY_MAX_CHUNKS = 32;
 /** Longest route accepted in a chunk, characters (a DNS name is at most 253, `*.` and a port key fit). */
 const MAX_ROUTE_CHARS = 260;
