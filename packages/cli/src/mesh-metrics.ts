@@ -75,3 +75,33 @@ export function registerMeshMetrics(
     },
   });
 }
+
+/** Route discovery's gauges (docs/mesh.md "Discovery on NATS"), read from `nexus.discovery.status()`. */
+export function registerDiscoveryMetrics(nexus: Nexus, registers: Registry[]): void {
+  new Gauge({
+    name: 'nexus_discovery_degraded',
+    help: 'Route discovery cannot reach its store and keeps the last known routes (1), or works (0).',
+    registers,
+    collect() {
+      const state = nexus.discovery?.status().state;
+      this.set(state === 'degraded' || state === 'connecting' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'nexus_discovery_nodes',
+    help: 'Remote nodes whose discovered routes are in the routing table.',
+    registers,
+    collect() {
+      this.set(nexus.discovery?.status().nodes ?? 0);
+    },
+  });
+  new Counter({
+    name: 'nexus_discovery_refused_total',
+    help: 'Discovery values refused as malformed, oversize or over the caps.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(nexus.discovery?.status().refused ?? 0);
+    },
+  });
+}

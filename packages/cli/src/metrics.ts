@@ -8,7 +8,7 @@
 import type { Nexus, NexusEvents, StreamOpenEvent } from '@nexus-proxy/core';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { registerBandwidthMetrics } from './bandwidth-metrics.js';
-import { registerMeshMetrics } from './mesh-metrics.js';
+import { registerDiscoveryMetrics, registerMeshMetrics } from './mesh-metrics.js';
 import { registerOutboundMetrics } from './outbound-metrics.js';
 import { registerRegistrationMetrics } from './registration-metrics.js';
 import { registerStunMetrics } from './stun-metrics.js';
@@ -230,6 +230,7 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
   });
   const peerLabels = new BoundedLabel(options.maxRouteLabels ?? DEFAULT_MAX_ROUTE_LABELS);
   registerMeshMetrics(nexus, registers, (peer) => peerLabels.of(peer));
+  registerDiscoveryMetrics(nexus, registers);
   registerStunMetrics(nexus, registers);
   registerOutboundMetrics(nexus, registers);
   registerRegistrationMetrics(nexus, registers);

@@ -21,6 +21,11 @@ export interface Readiness {
   ready: boolean;
   /** Empty when ready: `starting`, `draining`, `temporary-certificate`. */
   reasons: string[];
+  /**
+   * Present when the node serves, but on stale information: `discovery: <why>` while route discovery
+   * cannot reach its store and keeps the last known routes (docs/mesh.md "Discovery on NATS").
+   */
+  degraded?: string[];
 }
 
 /** The JSON document of `GET /status`. */
@@ -173,7 +178,12 @@ export function nodeReadiness(nexus: Nexus, state: { listening: boolean; drainin
   // ACME mode: until the first issuance the hub serves a self-signed stand-in that no backend trusts.
   if (nexus.acme !== undefined && nexus.acme.status().state !== 'valid')
     reasons.push('temporary-certificate');
-  return { ready: reasons.length === 0, reasons };
+  const discovery = nexus.discovery?.status();
+  const degraded =
+    discovery === undefined || discovery.state === 'connected' || discovery.state === 'closed'
+      ? []
+      : [`discovery: ${discovery.reason ?? discovery.state}`];
+  return { ready: reasons.length === 0, reasons, ...(degraded.length > 0 ? { degraded } : {}) };
 }
 
 /** Takes a snapshot of the node. */
@@ -304,7 +314,10 @@ function since(iso: string, now: number): string {
 /** Renders a snapshot as the text `nexus-proxy status` prints. */
 export function formatStatus(status: StatusSnapshot, now: number = Date.now()): string {
   const out: string[] = [];
-  const state = status.readiness.ready ? 'ready' : `not ready (${status.readiness.reasons.join(', ')})`;
+  const degraded = status.readiness.degraded ?? [];
+  const state =
+    (status.readiness.ready ? 'ready' : `not ready (${status.readiness.reasons.join(', ')})`) +
+    (degraded.length > 0 ? `, degraded (${degraded.join(', ')})` : '');
   out.push(`Nexus ${status.version}: ${state}, up ${age(status.uptimeSeconds)}`);
   if (status.certificate !== undefined) {
     const c = status.certificate;

@@ -20,9 +20,10 @@ import {
 } from './_ops-helpers.js';
 
 describe('nodeReadiness', () => {
-  const fake = (acmeState?: string) =>
+  const fake = (acmeState?: string, discovery?: { state: string; reason?: string }) =>
     ({
       acme: acmeState === undefined ? undefined : { status: () => ({ state: acmeState }) },
+      discovery: discovery === undefined ? undefined : { status: () => discovery },
     }) as unknown as Nexus;
 
   it('is ready once listening, and not while starting or draining', () => {
@@ -40,6 +41,18 @@ describe('nodeReadiness', () => {
       reasons: ['temporary-certificate'],
     });
     expect(nodeReadiness(fake('valid'), { listening: true, draining: false }).ready).toBe(true);
+  });
+
+  it('stays ready but says degraded while route discovery keeps the last known routes', () => {
+    const up = { listening: true, draining: false };
+    expect(nodeReadiness(fake(undefined, { state: 'degraded', reason: 'NATS connection lost' }), up)).toEqual(
+      {
+        ready: true,
+        reasons: [],
+        degraded: ['discovery: NATS connection lost'],
+      },
+    );
+    expect(nodeReadiness(fake(undefined, { state: 'connected' }), up)).toEqual({ ready: true, reasons: [] });
   });
 });
 

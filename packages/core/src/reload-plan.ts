@@ -202,6 +202,8 @@ export function planReload(
     ['stunPort', before.stun, next.stun],
     // The registration loop keeps the endpoint and body it started with.
     ['registrationURL', before.registration, next.registration],
+    // Discovery keeps the connection, bucket and identity it started with.
+    ['meshDiscovery', before.meshDiscovery, next.meshDiscovery],
     // The verifier's URL, timeout and CA file are fixed when the node is created.
     ['remoteVerifierURL', before.remoteVerifier, next.remoteVerifier],
   ];

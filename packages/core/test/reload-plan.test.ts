@@ -136,6 +136,12 @@ describe('planReload', () => {
       {},
       [trust(), certificate, { kind: 'restart', setting: 'registrationURL' }],
     ],
+    [
+      'route discovery: a restart',
+      { meshDiscovery: { nats: { servers: ['127.0.0.1:4222'], bucket: 'mesh' } } },
+      {},
+      [trust(), certificate, { kind: 'restart', setting: 'meshDiscovery' }],
+    ],
     ['before listen(): nothing to re-read', {}, { tlsLoaded: false, meshRunning: false }, []],
   ])('%s', (_name, extra, context, expected) => {
     expect(planReload(config(), config(extra), { ...running, ...context })).toEqual(expected);
