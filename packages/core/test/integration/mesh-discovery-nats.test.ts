@@ -250,3 +250,41 @@ describe('route discovery on NATS', () => {
     expect(logged('a', 'route discovery connected').length).toBeGreaterThan(0);
   });
 });
+
+describe('route discovery credentials', () => {
+  it('authenticates with a token file, and reports a refused one as degraded', async () => {
+    const secured = await startNatsServer({ token: 'discovery-test-token-0123456789' });
+    const files = createTempDir('nexus-discovery-creds-');
+    try {
+      const start = async (name: string, token: string) => {
+        lines[name] = [];
+        const node = await startNode({
+          pki,
+          name,
+          config: {
+            meshDiscovery: {
+              nats: {
+                servers: [secured.url],
+                bucket: BUCKET,
+                credentialsFile: files.write(`${name}.token`, `${token}\n`),
+              },
+            },
+          },
+          logger: recordingLogger(lines[name], 'info'),
+        });
+        cleanups.push(() => node.close());
+        return node;
+      };
+      const good = await start('t1', 'discovery-test-token-0123456789');
+      await waitUntil(() => good.nexus.discovery?.status().state === 'connected', 10_000, 'connected');
+      const bad = await start('t2', 'not-the-token');
+      await waitUntil(() => bad.nexus.discovery?.status().state === 'degraded', 10_000, 'refused');
+      expect(bad.nexus.discovery?.status().reason).toMatch(/authorization/i);
+      await good.close();
+      await bad.close();
+    } finally {
+      files.remove();
+      await secured.remove();
+    }
+  });
+});
