@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`.
-// Each scenario module exports `run({ quick, size, profileDir })` and returns
+// Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`
+// [-- --nodes 5,20,40,60] [-- --modes full,nats] (the node counts and modes of `mesh-scale`).
+// Each scenario module exports `run({ quick, size, profileDir, nodes, modes })` and returns
 // `{ title, rows: [{ name, ...figures }], targets?: [{ target, goal, achieved, met }], notes?: string[] }`.
 // Results are printed as tables (then a summary of targets vs achieved) and written to
 // bench/results/<date>.json with machine information. `--profile` runs the node child of the `throughput`
@@ -24,15 +25,34 @@ const SCENARIOS = {
   connrate: 'bench/scenarios/connrate.mjs',
   memory: 'bench/scenarios/memory.mjs',
   fairness: 'bench/scenarios/fairness.mjs',
+  'mesh-scale': 'bench/scenarios/mesh-scale.mjs',
 };
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const sizeIndex = args.indexOf('--size');
-const size = sizeIndex >= 0 ? parseSize(args[sizeIndex + 1] ?? '') : undefined;
+/** Flags followed by a value (the value is not a scenario name). */
+const VALUE_FLAGS = ['--size', '--nodes', '--modes'];
+const valueOf = (flag) => {
+  const i = args.indexOf(flag);
+  return i >= 0 ? (args[i + 1] ?? '') : undefined;
+};
+const listOf = (flag) => valueOf(flag)?.split(',').filter(Boolean);
+const size = valueOf('--size') === undefined ? undefined : parseSize(valueOf('--size'));
+const nodes = listOf('--nodes')?.map(Number);
+if (nodes?.some((n) => !Number.isInteger(n) || n < 2)) {
+  console.error('--nodes takes node counts of at least 2, e.g. --nodes 5,20');
+  process.exit(2);
+}
+const modes = listOf('--modes');
+if (modes?.some((m) => m !== 'full' && m !== 'nats')) {
+  console.error('--modes takes full and/or nats, e.g. --modes full,nats');
+  process.exit(2);
+}
 const profileDir = args.includes('--profile') ? join(root, 'bench', 'results', 'profiles') : undefined;
-const wanted = args.filter((a, i) => !a.startsWith('--') && (sizeIndex < 0 || i !== sizeIndex + 1));
-const names = wanted.length > 0 ? wanted : Object.keys(SCENARIOS);
+const wanted = args.filter((a, i) => !a.startsWith('--') && !VALUE_FLAGS.includes(args[i - 1]));
+/** Run only when named: `mesh-scale` starts up to 60 node processes (GBs of RSS, minutes). */
+const ON_REQUEST = ['mesh-scale'];
+const names = wanted.length > 0 ? wanted : Object.keys(SCENARIOS).filter((n) => !ON_REQUEST.includes(n));
 for (const name of names) {
   if (!(name in SCENARIOS)) {
     console.error(`unknown scenario "${name}"; known: ${Object.keys(SCENARIOS).join(', ')}`);
@@ -76,7 +96,7 @@ for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
   const loadAverage = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const started = performance.now();
-  let out = await mod.run({ quick, size, profileDir });
+  let out = await mod.run({ quick, size, profileDir, nodes, modes });
   // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
   if (!Array.isArray(out?.rows)) {
     out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };

@@ -227,10 +227,13 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
   const options = {};
   if (mesh !== undefined) {
     // A mesh node (docs/protocol.md §2): peer listener on loopback, peers dialled, the test CA trusted.
+    // `peerPort`: a port chosen by the parent (a full mesh lists every node's URL before any starts);
+    // `discovery`: the `meshDiscovery` key (bench/scenarios/mesh-scale.mjs).
     Object.assign(config, {
-      peerListenAddress: '127.0.0.1:0',
+      peerListenAddress: `127.0.0.1:${mesh.peerPort ?? 0}`,
       peers: mesh.peers,
       peerAuthentication: { trustedDomainSuffixes: [mesh.suffix] },
+      ...(mesh.discovery !== undefined ? { meshDiscovery: mesh.discovery } : {}),
     });
     options.mesh = { ca: mesh.caPem, systemCa: false, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } };
   }
@@ -249,6 +252,11 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     backends,
     bandwidth: nexus.bandwidth?.enabled ? nexus.bandwidth.stats() : undefined,
     peerRoute: mesh !== undefined && nexus.routes.lookup(mesh.appHostname)?.kind === 'peer',
+    // The mesh's own counters (what /metrics exposes as nexus_peer_*), and discovery's.
+    links: nexus.mesh?.linkCount ?? 0,
+    linkedPeers: nexus.mesh?.links().map((l) => l.peer) ?? [],
+    peerIn: nexus.mesh?.stats().in,
+    discovery: nexus.discovery?.status(),
   });
   closeRole = () => nexus.close({ graceMs: 0 });
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;

@@ -23,8 +23,8 @@ const CHILD = join(here, 'child.mjs');
 
 /** Hostname the benchmark service is published under. */
 export const APP_HOSTNAME = 'app.bench.test';
-const SECRET = 'bench-secret-0123456789-0123456789-0123456789';
-const MESH_SUFFIX = '.mesh.bench.test';
+export const SECRET = 'bench-secret-0123456789-0123456789-0123456789';
+export const MESH_SUFFIX = '.mesh.bench.test';
 /** Time allowed for a child to start or answer, ms. */
 const CHILD_TIMEOUT_MS = 20_000;
 
@@ -53,7 +53,7 @@ function withTimeout(promise, ms, what) {
  * Forks `child.mjs <role>`, sends `start`, waits for `ready`.
  * @returns {Promise<{ info: object, call: (type: string, extra?: object) => Promise<object>, close: () => Promise<void>, pid: number }>}
  */
-async function startChild(role, start, { execArgv = [] } = {}) {
+export async function startChild(role, start, { execArgv = [] } = {}) {
   const child = fork(CHILD, [role], {
     execArgv: ['--max-old-space-size=4096', '--expose-gc', ...execArgv],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -93,7 +93,7 @@ async function startChild(role, start, { execArgv = [] } = {}) {
   };
 }
 
-async function freePort() {
+export async function freePort() {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -184,11 +184,20 @@ class NatsDiscovery implements MeshDiscovery {
   }
 
   status(): MeshDiscoveryStatus {
+    const s = this.#nc?.stats();
     return {
       state: this.#state,
       ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
       nodes: this.#nodes.size,
       refused: this.#nodes.refused,
+      ...(s !== undefined
+        ? {
+            traffic: {
+              in: { messages: s.inMsgs, bytes: s.inBytes },
+              out: { messages: s.outMsgs, bytes: s.outBytes },
+            },
+          }
+        : {}),
     };
   }
 

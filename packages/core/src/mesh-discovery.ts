@@ -39,6 +39,8 @@ export interface MeshDiscoveryStatus {
   nodes: number;
   /** Values refused as malformed, oversize or over the caps, since start. */
   refused: number;
+  /** Messages and bytes exchanged with the engine since start (NATS: the client's counters). */
+  traffic?: { in: { messages: number; bytes: number }; out: { messages: number; bytes: number } };
 }
 
 /** What a running discovery engine offers the node. */

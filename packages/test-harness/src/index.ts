@@ -9,6 +9,7 @@ export * from './client-hello.js';
 export * from './end-users.js';
 export * from './files.js';
 export * from './logger.js';
+export * from './nats-server.mjs';
 export * from './node.js';
 export * from './pki.js';
 export * from './probes.js';

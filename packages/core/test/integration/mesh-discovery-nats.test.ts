@@ -1,6 +1,6 @@
 /**
  * Route discovery on NATS JetStream key-value (docs/mesh.md "Discovery on NATS") with a real `nats-server`
- * (test/helpers/nats-server.ts), whole nodes from the harness and real backend clients. No node lists a
+ * (`startNatsServer` of the test harness), whole nodes from the harness and real backend clients. No node lists a
  * peer: they find each other's routes in the bucket, open a link when an end user needs one, and close it
  * when it has been idle. Also: a node killed without a goodbye (its own process, SIGKILL) loses its routes
  * within the TTL; a NATS restart during churn keeps the last known routes and converges afterwards; hostile
@@ -18,8 +18,10 @@ import {
   httpGet,
   type LogLine,
   MESH_SUFFIX,
+  type NatsServer,
   recordingLogger,
   startHttpService,
+  startNatsServer,
   startNode,
   type TestNode,
   type TestPki,
@@ -30,7 +32,6 @@ import {
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { discoveryRouteKey } from '../../src/mesh-discovery.js';
 import { discoveryNodeId } from '../../src/mesh-discovery-records.js';
-import { type NatsServer, startNatsServer } from '../helpers/nats-server.js';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
