@@ -32,12 +32,12 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 /** Flags followed by a value (the value is not a scenario name). */
 const VALUE_FLAGS = ['--size', '--nodes', '--modes'];
-const valueOf = (flag) => {
+const flagValue = (flag) => {
   const i = args.indexOf(flag);
   return i >= 0 ? (args[i + 1] ?? '') : undefined;
 };
-const listOf = (flag) => valueOf(flag)?.split(',').filter(Boolean);
-const size = valueOf('--size') === undefined ? undefined : parseSize(valueOf('--size'));
+const listOf = (flag) => flagValue(flag)?.split(',').filter(Boolean);
+const size = flagValue('--size') === undefined ? undefined : parseSize(flagValue('--size'));
 const nodes = listOf('--nodes')?.map(Number);
 if (nodes?.some((n) => !Number.isInteger(n) || n < 2)) {
   console.error('--nodes takes node counts of at least 2, e.g. --nodes 5,20');

@@ -105,7 +105,6 @@ async function runOne(n, mode, nats) {
       nodes[i] = node;
       closers.push(() => node.close());
     });
-    const lastListening = performance.now();
     const linksUpMs =
       mode === 'full'
         ? await waitFor(
