@@ -24,6 +24,8 @@ export type {
 } from '../mesh.js';
 export { DEFAULT_PEER_PORT, MESH_PATH } from '@nexus-proxy/common';
 export { PeerMesh } from '../mesh.js';
+export type { MeshDiscovery, MeshDiscoveryStatus } from '../mesh-discovery.js';
+export type { OnDemandLinkProvider } from '../mesh-discovery-links.js';
 export type { PeerAuthenticatorOptions, PeerAuthResult } from '../peer-auth.js';
 export { PeerAuthenticator, readPeerCaFile } from '../peer-auth.js';
 export type { PeerLink, PeerLinkCloseReason, PeerLinkDirection } from '../peer-link.js';

@@ -252,6 +252,21 @@ describe('route discovery on NATS', () => {
   });
 });
 
+describe('route discovery, leaving', () => {
+  it('drops a node that closes gracefully at once: it withdraws its records', async () => {
+    const { a, c } = nodes as Record<string, TestNode>;
+    expect(a!.nexus.discovery?.status().nodes).toBe(2);
+    const closing = performance.now();
+    await c!.close();
+    await waitUntil(() => a!.nexus.discovery?.status().nodes === 1, 5_000, 'the withdrawal');
+    // Well inside the TTL: the purge, not the expiry.
+    expect(performance.now() - closing).toBeLessThan((TTL_SECONDS * 1_000) / 2);
+    expect(logged('a', 'discovered node gone: routes removed').at(-1)?.fields).toMatchObject({
+      why: 'withdrawn',
+    });
+  });
+});
+
 describe('route discovery credentials', () => {
   it('authenticates with a token file, and reports a refused one as degraded', async () => {
     const secured = await startNatsServer({ token: 'discovery-test-token-0123456789' });
