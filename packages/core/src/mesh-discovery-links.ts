@@ -128,8 +128,8 @@ export class OnDemandLinks implements OnDemandLinkProvider {
     let pending = this.#pending.get(url);
     if (pending !== undefined) return pending;
     this.#options.log.info({ url }, 'opening on-demand peer link');
-    pending = this.#options
-      .dial(url)
+    pending = Promise.resolve()
+      .then(() => this.#options.dial(url))
       .catch((err: unknown) => {
         this.#options.log.warn({ url, err: (err as Error)?.message }, 'on-demand dial failed');
         return undefined;
