@@ -75,8 +75,10 @@ export type {
   StreamOpenEvent,
 } from './nexus.js';
 export { createNexus, DEFAULT_CLOSE_GRACE_MS } from './nexus.js';
-export type { BandwidthKey, OpenedRoute } from './node-dispatch.js';
-export { backendBandwidthKey, openRoute, tunnelBandwidthKey } from './node-dispatch.js';
+export type { OpenedRoute } from './node-dispatch.js';
+export { openRoute } from './node-dispatch.js';
+export type { BandwidthKey, BandwidthOwner } from './relay-bandwidth.js';
+export { backendBandwidthKey, tunnelBandwidthKey } from './relay-bandwidth.js';
 export type {
   BandwidthAccountStats,
   BandwidthSchedulerOptions,

@@ -18,6 +18,7 @@ import {
   resolveNexusConfig,
 } from './config.js';
 import { BandwidthScheduler } from './bandwidth-scheduler.js';
+import { MeteredRelays } from './relay-bandwidth.js';
 import { AuthError, TlsError } from './errors.js';
 import {
   type AuthFailedEvent,
@@ -228,6 +229,10 @@ export function createNexus(
               : Promise.reject(new AuthError('token verifier unavailable')),
           logger: options.logger,
         });
+  // Relays (end users', outbound connections) are metered only while a cap is set (`totalBandwidthMbps`,
+  // docs/edge.md "Bandwidth fair share").
+  const bandwidth = new BandwidthScheduler({ totalBandwidthMbps: resolved.totalBandwidthMbps });
+  const meters = new MeteredRelays(bandwidth);
   const hub = new BackendHub({
     routes,
     // The one place tokens are verified (every era, every stage).
@@ -260,6 +265,7 @@ export function createNexus(
         idleTimeoutMs: current.outbound.idleTimeoutMs,
       }),
       ...(options.outboundResolve !== undefined ? { resolve: options.outboundResolve } : {}),
+      meters,
     },
     logger: options.logger,
   });
@@ -304,12 +310,10 @@ export function createNexus(
     resolved.stun === undefined
       ? undefined
       : new StunServer({ ...resolved.stun, limits: liveLimits, logger: options.logger });
-  // Relays are metered only while a cap is set (`totalBandwidthMbps`, docs/edge.md "Bandwidth fair share").
-  const bandwidth = new BandwidthScheduler({ totalBandwidthMbps: resolved.totalBandwidthMbps });
   const dispatcher = new NodeDispatch({
     routes,
     hub,
-    bandwidth,
+    meters,
     mesh: () => mesh,
     timeouts: () => ({
       idleTimeoutMs: current.idleTimeoutMs,
@@ -395,7 +399,7 @@ export function createNexus(
       budget,
       setBandwidth: (mbps) => {
         bandwidth.setCap(mbps);
-        dispatcher.rebindBandwidth();
+        meters.rebind();
       },
     });
     current = incoming;

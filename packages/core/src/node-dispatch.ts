@@ -7,13 +7,13 @@
  */
 import type { Socket } from 'node:net';
 import { LogRateLimit } from '@nexus-proxy/common';
-import type { BandwidthAccount, BandwidthScheduler } from './bandwidth-scheduler.js';
 import type { BackendSession } from './backend-session.js';
 import { LimitError, NoRouteError, type NoRouteReason } from './errors.js';
 import type { BackendHub, HubStreamInit } from './hub.js';
 import type { Logger } from './logger.js';
 import type { PeerMesh } from './mesh.js';
 import { type MuxStreamLike, type RelayHandle, type RelayStats, relayMuxStream } from './relay.js';
+import type { MeteredRelays } from './relay-bandwidth.js';
 import type { RouteDecision, RoutingTable } from './routing-table.js';
 import type { SniffedConnection } from './sniff-connection.js';
 
@@ -64,30 +64,6 @@ export interface OpenedRoute {
   session?: BackendSession;
 }
 
-/** Where a relay's bytes are charged under the bandwidth cap: its account's key and label. */
-export interface BandwidthKey {
-  id: string;
-  group: string;
-}
-
-/**
- * The bandwidth account of a backend session: its id, shown as the routes it serves (hostname patterns,
- * then `tcp:<port>` claims), or as its id when it serves none.
- */
-export function backendBandwidthKey(session: BackendSession): BandwidthKey {
-  const routes = [...session.hostnames, ...(session.identity.tcpPorts ?? []).map((p) => `tcp:${p}`)];
-  return { id: session.id, group: routes.length > 0 ? routes.join(',') : session.id };
-}
-
-/**
- * The bandwidth account of a tunnel (at the origin node, the only node that charges it): one per
- * route, `tunnel:<pattern>`; the destination node picks the backend.
- */
-export function tunnelBandwidthKey(route: string): BandwidthKey {
-  const id = `tunnel:${route}`;
-  return { id, group: id };
-}
-
 /**
  * Opens a stream on a routing decision: a local pool → a backend stream (`BackendHub.openRouted`), peer
  * links → a tunnel (`PeerMesh.openTunnel`). Throws `NoRouteError` when there is no route (or no mesh, or
@@ -111,13 +87,6 @@ export function openRoute(
     default:
       throw new NoRouteError(route.hostname, route.reason);
   }
-}
-
-/** The account a relay on `opened` is charged to: its backend session's, or its route's for a tunnel. */
-function accountOf(bandwidth: BandwidthScheduler, opened: OpenedRoute): BandwidthAccount {
-  const key =
-    opened.session !== undefined ? backendBandwidthKey(opened.session) : tunnelBandwidthKey(opened.route);
-  return bandwidth.account(key.id, key.group);
 }
 
 /** `ip:port` of an end user as backends get it (`[v6]:port`; IPv4-mapped addresses in their IPv4 form). */
@@ -146,8 +115,8 @@ export interface NodeDispatchOptions {
   emit<K extends keyof NodeDispatchEvents>(event: K, ...args: NodeDispatchEvents[K]): void;
   /** The node's logger (`component: 'nexus'`). */
   log: Logger;
-  /** The bandwidth cap's scheduler; relays are metered while it has a cap. Default: none. */
-  bandwidth?: BandwidthScheduler;
+  /** The relays under the bandwidth cap (metered while it is set). Default: none, never metered. */
+  meters?: MeteredRelays;
 }
 
 /**
@@ -156,8 +125,7 @@ export interface NodeDispatchOptions {
  */
 export class NodeDispatch {
   readonly #options: NodeDispatchOptions;
-  /** Relays running, with the bandwidth account each is charged to under a cap. */
-  readonly #relays = new Map<RelayHandle, OpenedRoute>();
+  readonly #relays = new Set<RelayHandle>();
   /** Bounds the `connection refused` lines; what it holds back is logged as one count per reason. */
   readonly #refusalLog: LogRateLimit;
 
@@ -236,15 +204,18 @@ export class NodeDispatch {
     };
     emit('stream-open', open);
     const timeouts = this.#options.timeouts();
-    const bandwidth = this.#options.bandwidth;
+    const meters = this.#options.meters;
+    // Charged to the backend session, or for a tunnel (at this, its origin node) to the route.
+    const owner = opened.session ?? opened.route;
     const handle = relayMuxStream(socket, opened.stream, {
       idleTimeoutMs: timeouts.idleTimeoutMs,
       clientFinTimeoutMs: timeouts.clientFinTimeoutMs,
       endGraceMs: timeouts.streamEndGraceMs,
       prelude: sniffed.prelude,
-      ...(bandwidth?.enabled === true ? { bandwidth: accountOf(bandwidth, opened) } : {}),
+      bandwidth: meters?.account(owner),
       onClose: (stats: RelayStats) => {
         this.#relays.delete(handle);
+        meters?.delete(handle);
         const { reason, bytesUp, bytesDown, durationMs } = stats;
         log.info(
           { id: open.id, host: open.hostname, port, reason, bytesUp, bytesDown, durationMs },
@@ -253,19 +224,9 @@ export class NodeDispatch {
         emit('stream-close', { ...open, reason, bytesUp, bytesDown, durationMs });
       },
     });
-    this.#relays.set(handle, opened);
+    this.#relays.add(handle);
+    meters?.add(handle, owner);
     return undefined;
-  }
-
-  /**
-   * Meters every running relay on its account when the scheduler has a cap, or stops metering them all
-   * when it has none: after a reload changed `totalBandwidthMbps` between zero and a cap.
-   */
-  rebindBandwidth(): void {
-    const bandwidth = this.#options.bandwidth;
-    if (bandwidth === undefined) return;
-    for (const [handle, opened] of this.#relays)
-      handle.setBandwidth(bandwidth.enabled ? accountOf(bandwidth, opened) : undefined);
   }
 
   /**
@@ -292,12 +253,12 @@ export class NodeDispatch {
     this.#options.log.info({ streams: this.#relays.size, graceMs }, 'draining relayed streams');
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all([...this.#relays.keys()].map((r) => r.done)),
+      Promise.all([...this.#relays].map((r) => r.done)),
       new Promise<void>((r) => {
         timer = setTimeout(r, graceMs);
       }),
     ]);
     clearTimeout(timer);
-    for (const r of this.#relays.keys()) r.close('shutdown');
+    for (const r of this.#relays) r.close('shutdown');
   }
 }

@@ -20,6 +20,7 @@ import {
 import { connectOutbound, type OutboundResolver } from './outbound-connect.js';
 import { OutboundAddressPolicy } from './outbound-policy.js';
 import { relayMuxStream } from './relay.js';
+import type { MeteredRelays } from './relay-bandwidth.js';
 
 /** What the hub reads for each request (live: a reload applies to the next request). */
 export interface OutboundSettings {
@@ -74,6 +75,11 @@ export interface OutboundStreamsOptions {
   settings?: () => OutboundSettings;
   /** Name resolution for dials (tests). Default: the system resolver. */
   resolve?: OutboundResolver;
+  /**
+   * The node's relays under the bandwidth cap: an outbound connection is charged to its backend
+   * (docs/edge.md "Bandwidth fair share"). Default: none, never metered.
+   */
+  meters?: MeteredRelays;
   logger: Logger;
 }
 
@@ -96,6 +102,7 @@ function emptyStats(): OutboundStats {
 export class OutboundStreams {
   readonly #settings: () => OutboundSettings;
   readonly #resolve: OutboundResolver | undefined;
+  readonly #meters: MeteredRelays | undefined;
   readonly #log: Logger;
   readonly #logLimit: LogRateLimit;
   readonly #sessions = new Map<BackendSession, SessionOutbound>();
@@ -107,6 +114,7 @@ export class OutboundStreams {
   constructor(options: OutboundStreamsOptions) {
     this.#settings = options.settings ?? (() => OUTBOUND_DISABLED);
     this.#resolve = options.resolve;
+    this.#meters = options.meters;
     this.#log = options.logger.child({ component: 'outbound' });
     this.#logLimit = new LogRateLimit({
       perWindow: LOG_LINES_PER_SECOND,
@@ -223,9 +231,12 @@ export class OutboundStreams {
     this.#totals.opened++;
     this.#log.info({ sessionId: session.id, streamId: id, target }, 'outbound connection established');
     socket.pause();
-    relayMuxStream(socket, stream, {
+    const meters = this.#meters;
+    const handle = relayMuxStream(socket, stream, {
       idleTimeoutMs,
+      bandwidth: meters?.account(session),
       onClose: (stats) => {
+        meters?.delete(handle);
         state.open.delete(id);
         this.#count(state, 'open', -1);
         this.#log.debug(
@@ -241,6 +252,7 @@ export class OutboundStreams {
         );
       },
     });
+    meters?.add(handle, session);
   }
 
   #dialEnded(state: SessionOutbound, id: string): void {

@@ -7,9 +7,12 @@
  * the stream's credit window).
  *
  * Attached only while a cap is set: a relay of an unlimited node has no listener more than it needs.
+ * {@link MeteredRelays} knows what every relay of a node is charged to, so that a reload can meter them.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { BandwidthAccount, BandwidthWaiter } from './bandwidth-scheduler.js';
+import type { BackendSession } from './backend-session.js';
+import type { BandwidthAccount, BandwidthScheduler, BandwidthWaiter } from './bandwidth-scheduler.js';
+import type { RelayHandle } from './relay.js';
 
 /** One direction of a metered relay: `source` is piped into `dest`. */
 class MeteredDirection implements BandwidthWaiter {
@@ -97,5 +100,71 @@ export class RelayMeter {
     this.#up.detach();
     this.#down.detach();
     this.#account.release();
+  }
+}
+
+/** Where a relay's bytes are charged under the bandwidth cap: its account's key and label. */
+export interface BandwidthKey {
+  id: string;
+  group: string;
+}
+
+/**
+ * The bandwidth account of a backend session: its id, shown as the routes it serves (hostname patterns,
+ * then `tcp:<port>` claims), or as its id when it serves none.
+ */
+export function backendBandwidthKey(session: BackendSession): BandwidthKey {
+  const routes = [...session.hostnames, ...(session.identity.tcpPorts ?? []).map((p) => `tcp:${p}`)];
+  return { id: session.id, group: routes.length > 0 ? routes.join(',') : session.id };
+}
+
+/**
+ * The bandwidth account of a tunnel (at the origin node, the only node that charges it): one per
+ * route, `tunnel:<pattern>`; the destination node picks the backend.
+ */
+export function tunnelBandwidthKey(route: string): BandwidthKey {
+  const id = `tunnel:${route}`;
+  return { id, group: id };
+}
+
+/** What a relay is charged to: the backend session it serves, or (a tunnel) the route pattern. */
+export type BandwidthOwner = BackendSession | string;
+
+function keyOf(owner: BandwidthOwner): BandwidthKey {
+  return typeof owner === 'string' ? tunnelBandwidthKey(owner) : backendBandwidthKey(owner);
+}
+
+/**
+ * The relays of a node that the cap applies to (end users' relays, outbound connections), each with
+ * what it is charged to: new relays get their account from {@link account}, and {@link rebind} meters
+ * or releases the running ones when a reload sets or lifts the cap.
+ */
+export class MeteredRelays {
+  readonly scheduler: BandwidthScheduler;
+  readonly #relays = new Map<RelayHandle, BandwidthOwner>();
+
+  constructor(scheduler: BandwidthScheduler) {
+    this.scheduler = scheduler;
+  }
+
+  /** The account for a new relay charged to `owner` (the relay's `bandwidth` option); none when unlimited. */
+  account(owner: BandwidthOwner): BandwidthAccount | undefined {
+    if (!this.scheduler.enabled) return undefined;
+    const key = keyOf(owner);
+    return this.scheduler.account(key.id, key.group);
+  }
+
+  /** Remembers a running relay (until {@link delete}, from its `onClose`). */
+  add(handle: RelayHandle, owner: BandwidthOwner): void {
+    this.#relays.set(handle, owner);
+  }
+
+  delete(handle: RelayHandle): void {
+    this.#relays.delete(handle);
+  }
+
+  /** Meters every running relay on its account under a cap, or releases them all without one. */
+  rebind(): void {
+    for (const [handle, owner] of this.#relays) handle.setBandwidth(this.account(owner));
   }
 }

@@ -82,7 +82,7 @@ export interface RelayOptions {
    * Meter both directions on this account (the node's bandwidth cap, docs/edge.md "Bandwidth fair share");
    * the relay holds it until it ends. Default: none (unmetered, nothing per chunk).
    */
-  bandwidth?: BandwidthAccount;
+  bandwidth?: BandwidthAccount | undefined;
   /** Called once when the relay has fully ended. */
   onClose?(stats: RelayStats): void;
 }

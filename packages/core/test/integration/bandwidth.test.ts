@@ -3,7 +3,8 @@
  * services behind backend clients over the hub's WebSocket, through one node and through the mesh. The
  * bounds are generous (the machine is shared); the benchmark's `fairness` scenario measures precisely.
  */
-import type { Socket } from 'node:net';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -13,9 +14,11 @@ import {
   startService,
   type TestPki,
   type TestService,
+  TEST_SECRET,
   tlsEndUser,
   waitUntil,
 } from '@nexus-proxy/test-harness';
+import { connectCurrentEraBackend } from '../helpers/current-era-backend.js';
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -176,6 +179,62 @@ describe('totalBandwidthMbps through one node', () => {
     await waitUntil(() => n.nexus.bandwidth.stats().accounts.length === 0, 2_000, 'accounts released');
     const [fast] = await window([user], 1_000);
     expect(fast!).toBeGreaterThan(3 * 1_000_000);
+  });
+});
+
+describe('totalBandwidthMbps and outbound connections', () => {
+  it('charges an outbound connection to the backend that asked for it', async () => {
+    const n = await node({
+      totalBandwidthMbps: 8,
+      allowOutbound: true,
+      allowedOutboundNetworks: ['127.0.0.0/8'],
+    });
+    const block = Buffer.alloc(64 * 1024, 0x44);
+    const target = createServer((socket) => {
+      socket.on('error', () => {});
+      const write = (): void => {
+        while (!socket.destroyed && socket.write(block));
+      };
+      socket.on('drain', write);
+      write();
+    });
+    target.listen(0, '127.0.0.1');
+    await once(target, 'listening');
+    cleanups.push(() => new Promise<void>((resolve) => target.close(() => resolve())));
+    const registered = once(n.nexus, 'backend-connected');
+    const b = await connectCurrentEraBackend({
+      hubPort: n.hubPort,
+      ca: pki.ca.certPem,
+      secret: TEST_SECRET,
+      claims: { hostnames: ['device.bw.test'], outbound_allowed: true },
+    });
+    cleanups.push(() => b.close());
+    await registered;
+    const stream = await b.mux.openOutbound(`127.0.0.1:${(target.address() as { port: number }).port}`, {
+      timeoutMs: 10_000,
+    });
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    stream.on('error', () => {});
+    cleanups.push(() => {
+      stream.destroy();
+    });
+    await delay(500);
+    const [sent] = await window([{ bytes: () => bytes }], 2_000);
+    // 8 Mbit/s = 1 MB/s.
+    expect(sent! / 2).toBeLessThan(1_000_000 * 1.1);
+    expect(sent! / 2).toBeGreaterThan(1_000_000 * 0.6);
+    const session = n.nexus.hub.sessions[0]!;
+    expect(n.nexus.bandwidth.stats().accounts).toEqual([
+      expect.objectContaining({
+        id: session.id,
+        group: 'device.bw.test',
+        users: 1,
+        throttled: expect.any(Boolean),
+      }),
+    ]);
   });
 });
 
