@@ -330,21 +330,17 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
    */
   openStream(hostname: string, init: HubStreamInit): MuxStream | undefined {
     const route = this.routes.resolve(hostname);
-    return route.kind === 'local' ? this.openRouted(route, init) : undefined;
+    return route.kind === 'local' ? this.openRouted(route, init).stream : undefined;
   }
 
   /**
-   * Open a stream on a backend of the pool a routing decision chose, picked by weighted round robin. A
-   * backend at `maxStreamsPerSession` open streams or `maxPendingConnects` unanswered ones is skipped;
-   * when every backend of the pool is, throws `LimitError('maxStreamsPerSession')` (close with
-   * `stream-limit`) or `LimitError('maxPendingConnects')` (close with `pending-limit`).
+   * Open a stream on a backend of the pool a routing decision chose, picked by weighted round robin; the
+   * session picked comes with it (its bandwidth account, docs/edge.md). A backend at
+   * `maxStreamsPerSession` open streams or `maxPendingConnects` unanswered ones is skipped; when every
+   * backend of the pool is, throws `LimitError('maxStreamsPerSession')` (close with `stream-limit`) or
+   * `LimitError('maxPendingConnects')` (close with `pending-limit`).
    */
-  openRouted(route: LocalPoolRoute<BackendSession>, init: HubStreamInit): MuxStream {
-    return this.openRoutedOn(route, init).stream;
-  }
-
-  /** {@link openRouted}, also naming the backend session it picked (the bandwidth account, docs/edge.md). */
-  openRoutedOn(
+  openRouted(
     route: LocalPoolRoute<BackendSession>,
     init: HubStreamInit,
   ): { stream: MuxStream; session: BackendSession } {

@@ -76,7 +76,7 @@ export function openRoute(
 ): OpenedRoute {
   switch (route.kind) {
     case 'local': {
-      const { stream, session } = blocks.hub.openRoutedOn(route, init);
+      const { stream, session } = blocks.hub.openRouted(route, init);
       return { stream, session, via: 'local', route: route.pattern };
     }
     case 'peer': {

@@ -16,7 +16,7 @@ function blocks(tunnel: object | undefined = undefined) {
   const stream = { id: 'local-stream' };
   const session = { id: 'session-1' };
   const hub = {
-    openRoutedOn(route: { pattern: string; hostname: string }) {
+    openRouted(route: { pattern: string; hostname: string }) {
       calls.push(`hub ${route.hostname} via ${route.pattern}`);
       if (route.hostname === 'full.example.com') throw new LimitError('maxStreamsPerSession');
       return { stream, session };
