@@ -398,8 +398,10 @@ export function createNexus(
       liveKeepalive,
       budget,
       setBandwidth: (mbps) => {
+        const wasCapped = bandwidth.enabled;
         bandwidth.setCap(mbps);
-        meters.rebind();
+        // A new value of a cap applies as it is; only setting or lifting it changes which relays are metered.
+        if (bandwidth.enabled !== wasCapped) meters.rebind();
       },
     });
     current = incoming;

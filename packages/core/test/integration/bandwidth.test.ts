@@ -157,7 +157,7 @@ describe('totalBandwidthMbps through one node', () => {
     expect(jain([up!, down!])).toBeGreaterThan(0.9);
   });
 
-  it('an unlimited node meters nothing; a reload sets the cap on open connections, and lifts it again', async () => {
+  it('an unlimited node meters nothing; a reload sets the cap on open connections, changes it, and lifts it again', async () => {
     const n = await node({});
     const svc = await endlessService();
     await n.attachBackend({ hostnames: [HOSTS[0]!], service: svc.port });
@@ -174,6 +174,14 @@ describe('totalBandwidthMbps through one node', () => {
     const [slow] = await window([user], 2_000);
     expect(slow! / 2).toBeLessThan(1_000_000 * 1.15);
     expect(n.nexus.bandwidth.stats().accounts).toHaveLength(1);
+
+    // A new value applies at once to the same relay (still one account, held once).
+    await n.nexus.reload(withCap(16));
+    await delay(300);
+    const [faster] = await window([user], 2_000);
+    expect(faster! / 2).toBeGreaterThan(1_000_000 * 1.3);
+    expect(faster! / 2).toBeLessThan(2_000_000 * 1.15);
+    expect(n.nexus.bandwidth.stats().accounts.map((a) => a.users)).toEqual([1]);
 
     await n.nexus.reload(withCap(0));
     await waitUntil(() => n.nexus.bandwidth.stats().accounts.length === 0, 2_000, 'accounts released');
