@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import type { MuxSession } from '@nexus-proxy/mux-protocol';
 import {
   type BackendClientOptions,
@@ -6,6 +7,7 @@ import {
   resolveBackendClientOptions,
 } from './client-options.js';
 import { NodeConnection, type NodeConnectionEvents, type NodeStats } from './node-connection.js';
+import { formatSocks5ListenAddr, Socks5Listener, type Socks5Stats } from './socks5-listener.js';
 
 /** Snapshot returned by `BackendClient.stats()`. */
 export interface BackendClientStats {
@@ -19,6 +21,8 @@ export interface BackendClientStats {
   bytesIn: number;
   /** Bytes local services sent to end users. */
   bytesOut: number;
+  /** The SOCKS5 listener's counters, when `socks5ListenAddr` is set. */
+  socks5?: Socks5Stats;
 }
 
 /** Options of `BackendClient.close()`. */
@@ -47,6 +51,8 @@ export interface BackendClient extends EventEmitter<NodeConnectionEvents> {
   readonly sessions: ReadonlyMap<string, MuxSession>;
   /** The validated options. */
   readonly options: ResolvedBackendClientOptions;
+  /** Where the SOCKS5 listener (`socks5ListenAddr`) is bound, once it is (after `connect()`). */
+  readonly socks5Address: AddressInfo | undefined;
   /** Counters and per-node state. */
   stats(): BackendClientStats;
   /**
@@ -63,6 +69,7 @@ export type StreamOptionsUpdate = Pick<BackendClientOptions, 'portMappings' | 'h
 class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements BackendClient {
   options: ResolvedBackendClientOptions;
   readonly #connections: NodeConnection[];
+  readonly #socks5: Socks5Listener | undefined;
   #started = false;
   #closing: Promise<void> | undefined;
 
@@ -80,6 +87,20 @@ class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements Ba
       }
     };
     this.#connections = options.nodes.map((node) => new NodeConnection(node, options, emit));
+    const first = this.#connections[0]!;
+    this.#socks5 =
+      options.socks5ListenAddr === undefined
+        ? undefined
+        : // Only the first node carries outbound connections (as in the reference client).
+          new Socks5Listener({
+            listen: options.socks5ListenAddr,
+            session: () => first.session,
+            logger: options.logger,
+          });
+  }
+
+  get socks5Address(): AddressInfo | undefined {
+    return this.#socks5?.address;
   }
 
   get sessions(): ReadonlyMap<string, MuxSession> {
@@ -95,19 +116,26 @@ class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements Ba
     if (this.#started || this.#closing !== undefined) return;
     this.#started = true;
     for (const connection of this.#connections) connection.start();
+    void this.#socks5?.start();
   }
 
   close(options: BackendClientCloseOptions = {}): Promise<void> {
     const graceMs = options.graceMs ?? this.options.closeGraceMs;
-    this.#closing ??= Promise.all(this.#connections.map((c) => c.close(graceMs))).then(() => undefined);
+    this.#closing ??= Promise.all([
+      this.#socks5?.close(),
+      ...this.#connections.map((c) => c.close(graceMs)),
+    ]).then(() => undefined);
     return this.#closing;
   }
 
   updateStreamOptions(update: StreamOptionsUpdate): void {
-    const { portMappings, healthChecks, connectHandler, ...rest } = this.options;
+    const { portMappings, healthChecks, connectHandler, socks5ListenAddr, ...rest } = this.options;
     const next = resolveBackendClientOptions({
       ...rest,
       nodes: [...rest.nodes],
+      ...(socks5ListenAddr !== undefined
+        ? { socks5ListenAddr: formatSocks5ListenAddr(socks5ListenAddr) }
+        : {}),
       ...(connectHandler !== undefined ? { connectHandler } : {}),
       portMappings: 'portMappings' in update ? update.portMappings : portMappings,
       healthChecks: 'healthChecks' in update ? update.healthChecks : healthChecks,
@@ -127,7 +155,8 @@ class BackendClientImpl extends EventEmitter<NodeConnectionEvents> implements Ba
       bytesOut += n.bytesOut;
     }
     const connectedNodes = nodes.filter((n) => n.state === 'connected').length;
-    return { nodes, connectedNodes, streams, bytesIn, bytesOut };
+    const socks5 = this.#socks5?.stats();
+    return { nodes, connectedNodes, streams, bytesIn, bytesOut, ...(socks5 !== undefined ? { socks5 } : {}) };
   }
 }
 

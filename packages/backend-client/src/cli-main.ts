@@ -186,6 +186,8 @@ async function fromBackendConfig(
       : { token: backend.authToken ?? tokenFromFile(backend.authTokenFile!) }),
     portMappings: backend.portMappings,
     healthChecks: backend.healthChecks,
+    // Bound for the first of nexusAddresses only, as in the reference client.
+    ...(backend.socks5ListenAddr !== undefined ? { socks5ListenAddr: backend.socks5ListenAddr } : {}),
     ...(ca.length > 0 ? { tls: { ca } } : {}),
     logger: logger.child({ backend: backend.name }),
   };

@@ -4,6 +4,7 @@ import type { AttestationContext } from './attestation.js';
 import { type BackendIdentity, resolveAttestation, type TokenProviderOption } from './attestation-options.js';
 import { InvalidOptionsError } from './errors.js';
 import { normalizeNodeAddress } from './node-address.js';
+import { parseSocks5ListenAddr, type Socks5ListenAddress } from './socks5-listener.js';
 import type { ResolvedPortMappings } from './port-mappings.js';
 
 /** Default first reconnect delay, ms (docs/protocol.md §1.6). */
@@ -140,6 +141,13 @@ export interface BackendClientOptions {
   handshakeTimeoutMs?: number;
   /** How long `close()` lets open streams finish, ms. Default: `5_000`. */
   closeGraceMs?: number;
+  /**
+   * `host:port` of a local SOCKS5 listener (RFC 1928, no authentication, CONNECT) whose connections go
+   * out through the first node in `nodes` (`outbound_connect`; the token must claim `outbound_allowed`).
+   * Keep it on loopback: anyone who reaches it leaves through the node. Port `0` picks one
+   * (`BackendClient.socks5Address`). Default: none.
+   */
+  socks5ListenAddr?: string;
   /** Pino-compatible logger. Default: no-op. */
   logger?: Logger;
 }
@@ -160,6 +168,7 @@ export interface ResolvedBackendClientOptions {
   readonly dialTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly closeGraceMs: number;
+  readonly socks5ListenAddr: Socks5ListenAddress | undefined;
   readonly logger: Logger;
 }
 
@@ -284,6 +293,10 @@ export function resolveBackendClientOptions(input: BackendClientOptions): Resolv
     dialTimeoutMs: positive('dialTimeoutMs', input.dialTimeoutMs, DEFAULT_DIAL_TIMEOUT),
     handshakeTimeoutMs: positive('handshakeTimeoutMs', input.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT),
     closeGraceMs: positive('closeGraceMs', input.closeGraceMs, DEFAULT_CLOSE_GRACE, { allowZero: true }),
+    socks5ListenAddr:
+      input.socks5ListenAddr === undefined
+        ? undefined
+        : Object.freeze(parseSocks5ListenAddr(input.socks5ListenAddr, 'socks5ListenAddr')),
     logger: input.logger ?? noopLogger,
   });
 }

@@ -34,6 +34,7 @@ import { backendClientConfigSchema, type backendSchema, detailOf } from './confi
 import { InvalidOptionsError } from './errors.js';
 import { readHmacSecretFile } from './hmac-token-provider.js';
 import { type ResolvedPortMappings, resolvePortMappings } from './port-mappings.js';
+import { SOCKS5_LISTEN_ADDR_FORMAT, splitSocks5ListenAddr } from './socks5-listener.js';
 import type { UdpRouteClaim } from './token-provider.js';
 
 export type { ResolvedAttestationConfig } from './attestation-config.js';
@@ -202,9 +203,13 @@ function resolveBackend(
     );
   }
   if (udpRoutes.length > 0) warnings.push(`${at}.udpRoutes: UDP flows are not served by this client yet`);
-  if (b.socks5ListenAddr !== undefined && b.socks5ListenAddr !== null) {
+  if (
+    b.socks5ListenAddr !== undefined &&
+    b.socks5ListenAddr !== null &&
+    attestation?.outboundAllowed !== true
+  ) {
     warnings.push(
-      `${at}.socks5ListenAddr: outbound (SOCKS5) connections are not supported by this client yet; ignored`,
+      `${at}.socks5ListenAddr: without attestation.outboundAllowed: true the node refuses every outbound connection`,
     );
   }
   const portMappings = resolvePortMappings(raw.portMappings, `${at}.portMappings`);
@@ -257,10 +262,8 @@ function resolveFlowControl(
 
 function resolveSocks5(address: string | undefined, at: string): string | undefined {
   if (address === undefined) return undefined;
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
-  const port = m === null ? Number.NaN : Number(m[3]);
-  if (m === null || !(port >= 0 && port <= 65535)) {
-    throw new ConfigIssue(at, `must be "host:port", e.g. "127.0.0.1:1080" (got "${address}")`);
+  if (splitSocks5ListenAddr(address) === undefined) {
+    throw new ConfigIssue(at, `${SOCKS5_LISTEN_ADDR_FORMAT} (got "${address}")`);
   }
   return address;
 }

@@ -10,7 +10,8 @@ export type BackendClientErrorCode =
   | 'NEXUS_ERR_NO_MAPPING'
   | 'NEXUS_ERR_TOKEN'
   | 'NEXUS_ERR_HANDSHAKE'
-  | 'NEXUS_ERR_SESSION';
+  | 'NEXUS_ERR_SESSION'
+  | 'NEXUS_ERR_SOCKS5';
 
 const kBrand = Symbol.for('nexus-proxy.backend-client.error');
 
@@ -125,5 +126,19 @@ export class SessionError extends BackendClientError {
     super('NEXUS_ERR_SESSION', message, options);
     this.name = 'SessionError';
     this.closeCode = options?.closeCode;
+  }
+}
+
+/**
+ * A SOCKS5 client broke off or broke the handshake (RFC 1928), or its request could not be served;
+ * `reply` is the RFC 1928 reply code it was sent, when it was sent one.
+ */
+export class Socks5Error extends BackendClientError {
+  readonly reply: number | undefined;
+
+  constructor(message: string, reply?: number, options?: { cause?: unknown }) {
+    super('NEXUS_ERR_SOCKS5', message, options);
+    this.name = 'Socks5Error';
+    this.reply = reply;
   }
 }

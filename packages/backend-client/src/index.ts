@@ -29,6 +29,17 @@ export {
   resolveBackendClientOptions,
   type StreamRequest,
 } from './client-options.js';
+// Outbound connections: the local SOCKS5 listener
+export {
+  DEFAULT_SOCKS5_MAX_CONNECTIONS,
+  DEFAULT_SOCKS5_MAX_HANDSHAKES,
+  SOCKS5_HANDSHAKE_TIMEOUT_MS,
+  SOCKS5_RESULT_TIMEOUT_MS,
+  type Socks5ListenAddress,
+  type Socks5Stats,
+  socks5ReplyFor,
+} from './socks5-listener.js';
+export { Socks5Reply, type Socks5Request } from './socks5-handshake.js';
 // Current era: token providers, attested handshake
 export {
   type AttestationContext,
@@ -96,6 +107,7 @@ export {
   InvalidOptionsError,
   NoMappingError,
   SessionError,
+  Socks5Error,
   TokenCommandError,
   type TokenCommandFailure,
   TokenError,

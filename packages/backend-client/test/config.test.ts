@@ -218,7 +218,7 @@ describe('resolveBackendClientConfig', () => {
     });
   });
 
-  it('keeps the reference port claims, flow control and SOCKS5 address, warning where they are not acted on', () => {
+  it('keeps the reference port claims, flow control and SOCKS5 address, warning where they cannot work', () => {
     const c = resolveBackendClientConfig({
       backends: [
         backend({
@@ -237,7 +237,7 @@ describe('resolveBackendClientConfig', () => {
     });
     expect(c.warnings).toEqual([
       "backends[0].tcpPorts/udpRoutes are claimed only with attestation (the seed era's token is fixed)",
-      'backends[0].socks5ListenAddr: outbound (SOCKS5) connections are not supported by this client yet; ignored',
+      'backends[0].socks5ListenAddr: without attestation.outboundAllowed: true the node refuses every outbound connection',
     ]);
   });
 

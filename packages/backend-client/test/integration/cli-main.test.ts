@@ -103,6 +103,7 @@ describe('buildClientOptions', () => {
         '      443: { default: "localhost:8443", hosts: { "*.preview.example.com": "localhost:10443" } }',
         '      80: "localhost:8080"',
         '    healthChecks: { enabled: true, inactivityTimeout: 30, pongTimeout: 2 }',
+        '    socks5ListenAddr: "127.0.0.1:1080"',
         '  - name: api',
         '    hostnames: ["api.example.com"]',
         '    nexusAddresses: ["wss://n1.example.com:8443/connect"]',
@@ -116,6 +117,8 @@ describe('buildClientOptions', () => {
     const [apps, api] = await buildClientOptions(parseCliFlags(argv('-c', file)), noopLogger);
     expect(apps!.nodes).toEqual(['wss://n1.example.com:8443/connect', 'wss://n2.example.com:8443/connect']);
     expect(apps!.token).toBe('jwt-apps');
+    expect(apps!.socks5ListenAddr).toBe('127.0.0.1:1080');
+    expect(api!.socks5ListenAddr).toBeUndefined();
     expect(apps!.healthChecks).toEqual({ enabled: true, inactivityTimeoutMs: 30_000, pongTimeoutMs: 2_000 });
     expect(resolveTarget(apps!.portMappings!, 443, 'a.preview.example.com')).toEqual({
       host: 'localhost',
