@@ -1,10 +1,9 @@
-import { once } from 'node:events';
-import { createServer, type Socket } from 'node:net';
 import { type BackendClient, createBackendClient, resolvePortMappings } from '@nexus-proxy/backend-client';
 import type { MuxSession } from '@nexus-proxy/mux-protocol';
 import {
   createTestPki,
   startNode,
+  startService,
   TEST_RECONNECT,
   TEST_SECRET,
   type TestNode,
@@ -27,22 +26,9 @@ function sample(text: string, series: string): number | undefined {
 }
 
 async function echoServer(): Promise<number> {
-  const sockets: Socket[] = [];
-  const server = createServer((s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return (server.address() as { port: number }).port;
+  const echo = await startService((socket) => socket.pipe(socket));
+  cleanups.push(() => echo.close());
+  return echo.port;
 }
 
 /** A node with outbound connections on, and a current-era backend client that claims them. */

@@ -6,7 +6,6 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
 import {
   encodeControlMessage,
   MuxProtocolError,
@@ -19,7 +18,9 @@ import {
   rawBackend,
   recordingLogger,
   startNode,
+  startService,
   TEST_SECRET,
+  type TestService,
   type StartNodeOptions,
   type TestNode,
   type TestPki,
@@ -72,24 +73,11 @@ async function backend(n: TestNode, claims: Partial<CurrentClaimsInput> = {}): P
   return b;
 }
 
-/** A TCP echo server on 127.0.0.1, counting its connections. */
-async function echoServer(): Promise<{ server: Server; port: number; connections: Socket[] }> {
-  const connections: Socket[] = [];
-  const server = createServer((socket) => {
-    connections.push(socket);
-    socket.on('error', () => {});
-    socket.pipe(socket);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const c of connections) c.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return { server, port: (server.address() as { port: number }).port, connections };
+/** A TCP echo service on 127.0.0.1 (`accepted`: its connections). */
+async function echoServer(): Promise<TestService> {
+  const echo = await startService((socket) => socket.pipe(socket));
+  cleanups.push(() => echo.close());
+  return echo;
 }
 
 /** The `outbound_result` messages the hub sent on `ws`, decoded. */
@@ -145,7 +133,7 @@ describe('hub: outbound_connect', () => {
     expect(lines.some((l) => l.msg === 'outbound connection established' && l.fields.target)).toBe(true);
     // The target closing ends the stream at the backend, after its last byte.
     const ended = once(stream, 'end');
-    echo.connections[0]!.end();
+    echo.accepted[0]!.end();
     await ended;
     expect(stream.closeReason).toBe('normal');
     await waitUntil(() => n.hub.outbound.stats().open === 0);
@@ -205,7 +193,7 @@ describe('hub: outbound_connect', () => {
       'target-too-long',
     ]);
     expect(refusals[0]?.level).toBe('warn');
-    expect(echo.connections).toHaveLength(0);
+    expect(echo.accepted).toHaveLength(0);
   });
 
   it('refuses a loopback target unless allowedOutboundNetworks lists it: never dialled', async () => {
@@ -221,14 +209,14 @@ describe('hub: outbound_connect', () => {
       (l) => l.msg === 'outbound connection refused: target address not allowed (loopback)',
     );
     expect(line?.fields).toMatchObject({ reason: 'address-refused', address: '127.0.0.1' });
-    expect(echo.connections).toHaveLength(0);
+    expect(echo.accepted).toHaveLength(0);
   });
 
   it('answers "dial failed" for an unreachable target', async () => {
     const { n } = await node(OUTBOUND);
     const closed = await echoServer();
     const port = closed.port;
-    await new Promise<void>((resolve) => closed.server.close(() => resolve()));
+    await closed.close();
     const b = await backend(n);
     expect(await refusal(b, `127.0.0.1:${port}`)).toBe('dial failed');
     expect(n.hub.outbound.stats().refused).toEqual({ 'dial-failed': 1 });
@@ -271,7 +259,7 @@ describe('hub: outbound_connect', () => {
     await waitUntil(() => n.hub.outbound.stats().dialling === 0);
     release?.();
     await new Promise((r) => setTimeout(r, 200));
-    expect(echo.connections).toHaveLength(0);
+    expect(echo.accepted).toHaveLength(0);
     expect(n.hub.outbound.stats()).toMatchObject({ open: 0, opened: 0 });
     expect(MuxProtocolError.is(await opening)).toBe(true);
   });

@@ -16,6 +16,7 @@ import {
   type LogLine,
   recordingLogger,
   startNode,
+  startService,
   TEST_RECONNECT,
   TEST_SECRET,
   type TestNode,
@@ -71,20 +72,11 @@ async function httpTarget(
   return state;
 }
 
-/** A TCP echo server on 127.0.0.1. */
+/** A TCP echo service on 127.0.0.1. */
 async function echoTarget(): Promise<number> {
-  const sockets: Socket[] = [];
-  const server = createServer((s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  cleanups.push(() => {
-    for (const s of sockets) s.destroy();
-  }, closing(server));
-  return (server.address() as { port: number }).port;
+  const echo = await startService((socket) => socket.pipe(socket));
+  cleanups.push(() => echo.close());
+  return echo.port;
 }
 
 interface Egress {
