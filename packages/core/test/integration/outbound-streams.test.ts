@@ -140,6 +140,22 @@ describe('hub: outbound_connect', () => {
     expect(n.hub.outbound.stats()).toMatchObject({ open: 0, dialling: 0, opened: 1, refused: {} });
   });
 
+  it('charges an outbound connection to its backend under the bandwidth cap', async () => {
+    const { n } = await node({ ...OUTBOUND, totalBandwidthMbps: 10_000 });
+    const echo = await echoServer();
+    const b = await backend(n);
+    const stream = await b.mux.openOutbound(`127.0.0.1:${echo.port}`, { timeoutMs: 10_000 });
+    const payload = randomBytes(1024 * 1024);
+    const echoed = readExactly(stream, payload.length);
+    stream.write(payload);
+    expect(sha(await echoed)).toBe(sha(payload));
+    const session = n.hub.sessions[0]!;
+    const account = n.nexus.bandwidth.stats().accounts.find((a) => a.id === session.id);
+    // Both directions: to the target and back to the backend.
+    expect(account?.bytesSent).toBeGreaterThanOrEqual(2 * payload.length);
+    stream.destroy();
+  });
+
   it('resolves a name once and dials only its allowed addresses', async () => {
     const { n } = await node(OUTBOUND);
     const echo = await echoServer();
