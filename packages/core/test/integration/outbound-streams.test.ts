@@ -156,6 +156,22 @@ describe('hub: outbound_connect', () => {
     stream.destroy();
   });
 
+  it('closes a connection idle for outboundIdleTimeoutSeconds, and the backend sees its end', async () => {
+    const { n } = await node({ ...OUTBOUND, outboundIdleTimeoutSeconds: 1 });
+    const echo = await echoServer();
+    const b = await backend(n);
+    const stream = await b.mux.openOutbound(`127.0.0.1:${echo.port}`, { timeoutMs: 10_000 });
+    const echoed = readExactly(stream, 4);
+    stream.write('ping');
+    expect((await echoed).toString()).toBe('ping');
+    const openedAt = Date.now();
+    stream.resume();
+    await once(stream, 'end');
+    expect(Date.now() - openedAt).toBeGreaterThanOrEqual(900);
+    await waitUntil(() => n.hub.outbound.stats().open === 0);
+    await waitUntil(() => echo.accepted[0]!.destroyed);
+  });
+
   it('resolves a name once and dials only its allowed addresses', async () => {
     const { n } = await node(OUTBOUND);
     const echo = await echoServer();
