@@ -152,6 +152,7 @@ class NatsDiscovery implements MeshDiscovery {
   /** Serialises writes: a publish, a heartbeat and a rebind never interleave. */
   #queue: Promise<void> = Promise.resolve();
   #rebindTimer: NodeJS.Timeout | undefined;
+  #connectTimer: NodeJS.Timeout | undefined;
   #rebindDelay = REBIND_MIN_MS;
 
   constructor(options: NatsDiscoveryOptions, credentials: Credentials) {
@@ -222,7 +223,8 @@ class NatsDiscovery implements MeshDiscovery {
     this.#state = 'closed';
     this.#reason = undefined;
     this.#unsubscribe();
-    for (const timer of [...this.#timers, this.#publishTimer, this.#rebindTimer]) clearTimeout(timer);
+    for (const timer of [...this.#timers, this.#publishTimer, this.#rebindTimer, this.#connectTimer])
+      clearTimeout(timer);
     this.#links.close();
     this.#options.mesh.onDemand = undefined;
     this.#watch?.stop();
@@ -271,11 +273,30 @@ class NatsDiscovery implements MeshDiscovery {
         return;
       }
       this.#nc = nc;
-      void this.#followStatus(nc);
+      this.#followStatus(nc).catch(() => {});
+      // The client gave up for good (it retries disconnects forever; an authorization refusal ends it).
+      void nc.closed().then((err) => {
+        if (this.#state === 'closed' || this.#nc !== nc) return;
+        this.#nc = undefined;
+        this.#kv = undefined;
+        this.#degrade(`NATS connection closed${err ? `: ${err.message}` : ''}`);
+        this.#scheduleConnect();
+      });
       this.#scheduleBind(0);
     } catch (err) {
       this.#degrade(`cannot connect to NATS: ${(err as Error)?.message}`);
+      this.#scheduleConnect();
     }
+  }
+
+  /** A new connection later (the previous one failed or was closed for good): credentials may be fixed. */
+  #scheduleConnect(): void {
+    if (this.#state === 'closed' || this.#connectTimer !== undefined) return;
+    this.#connectTimer = setTimeout(() => {
+      this.#connectTimer = undefined;
+      void this.#connect();
+    }, REBIND_MAX_MS);
+    this.#connectTimer.unref?.();
   }
 
   async #followStatus(nc: NatsConnection): Promise<void> {

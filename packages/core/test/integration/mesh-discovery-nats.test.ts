@@ -267,6 +267,32 @@ describe('route discovery, leaving', () => {
   });
 });
 
+describe('route discovery without NATS at start', () => {
+  it('starts serving while NATS is down (connecting), and publishes once it comes up', async () => {
+    const late = await startNatsServer();
+    await late.stop();
+    try {
+      lines.late = [];
+      const node = await startNode({
+        pki,
+        name: 'late',
+        config: { meshDiscovery: { nats: { servers: [late.url], bucket: BUCKET } } },
+        logger: recordingLogger(lines.late, 'info'),
+      });
+      cleanups.push(() => node.close());
+      expect(node.nexus.discovery?.status()).toMatchObject({
+        state: 'connecting',
+        reason: 'connecting to NATS',
+      });
+      await late.start();
+      await waitUntil(() => node.nexus.discovery?.status().state === 'connected', 15_000, 'connected');
+      await node.close();
+    } finally {
+      await late.remove();
+    }
+  });
+});
+
 describe('route discovery credentials', () => {
   it('authenticates with a token file, and reports a refused one as degraded', async () => {
     const secured = await startNatsServer({ token: 'discovery-test-token-0123456789' });
