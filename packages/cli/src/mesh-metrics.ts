@@ -1,6 +1,7 @@
 /**
  * The peer mesh's metrics (docs/mesh.md "Scaling"), read from `nexus.mesh.stats()` at each scrape: peer
- * messages and bytes by direction and type, announce apply time, routes per peer, dial contexts.
+ * messages and bytes by direction and type, announce apply time, routes per peer, route synchronisation
+ * (deltas, gaps, resyncs, announces cut to fit), duplicate links closed, dial contexts.
  */
 import type { Nexus, PeerMeshStats } from '@nexus-proxy/core';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -63,6 +64,48 @@ export function registerMeshMetrics(
     collect() {
       this.reset();
       for (const link of stats()?.routesPerLink ?? []) this.inc({ peer: peerLabel(link.peer) }, link.routes);
+    },
+  });
+  new Counter({
+    name: 'nexus_peer_route_sync_total',
+    help: 'Route synchronisation between Nexus nodes, by event: deltas applied, gaps, resyncs requested and served.',
+    labelNames: ['event'],
+    registers,
+    collect() {
+      this.reset();
+      const s = stats()?.routeSync;
+      if (s === undefined) return;
+      this.inc({ event: 'delta_applied' }, s.deltasApplied);
+      this.inc({ event: 'gap' }, s.gaps);
+      this.inc({ event: 'resync_requested' }, s.resyncsRequested);
+      this.inc({ event: 'resync_served' }, s.resyncsServed);
+    },
+  });
+  new Counter({
+    name: 'nexus_peer_announces_truncated_total',
+    help: 'Full-state announces cut to fit one message for a full-state peer (the routes left out are in nexus_peer_routes_omitted_total).',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats()?.routeSync.announcesTruncated ?? 0);
+    },
+  });
+  new Counter({
+    name: 'nexus_peer_routes_omitted_total',
+    help: 'Routes left out of full-state announces that did not fit one message.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats()?.routeSync.routesOmitted ?? 0);
+    },
+  });
+  new Counter({
+    name: 'nexus_peer_duplicate_links_closed_total',
+    help: 'Outbound links closed because the Nexus peer had dialled this node too (one link per pair).',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats()?.duplicateLinksClosed ?? 0);
     },
   });
   new Counter({

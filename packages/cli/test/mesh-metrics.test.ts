@@ -32,9 +32,15 @@ describe('mesh metrics', () => {
     const backend = await attachMuxBackend(pki, a, ['one.scale.test', 'two.scale.test'], 9);
     await waitUntil(() => b.routes.peerRoutes().length === 2);
     const text = await metrics.metrics();
-    expect(sample(text, 'nexus_peer_messages_total{direction="in",type="announce"}')).toBe(2);
+    // The link's first announce, then the backend's names as one route delta (both ends are Nexus).
+    expect(sample(text, 'nexus_peer_messages_total{direction="in",type="announce"}')).toBe(1);
+    expect(sample(text, 'nexus_peer_messages_total{direction="in",type="route_delta"}')).toBe(1);
     expect(sample(text, 'nexus_peer_messages_total{direction="out",type="announce"}')).toBe(1);
-    expect(sample(text, 'nexus_peer_bytes_total{direction="in",type="announce"}')).toBeGreaterThan(40);
+    expect(sample(text, 'nexus_peer_bytes_total{direction="in",type="route_delta"}')).toBeGreaterThan(40);
+    expect(sample(text, 'nexus_peer_route_sync_total{event="delta_applied"}')).toBe(1);
+    expect(sample(text, 'nexus_peer_route_sync_total{event="gap"}')).toBe(0);
+    expect(sample(text, 'nexus_peer_announces_truncated_total')).toBe(0);
+    expect(sample(text, 'nexus_peer_duplicate_links_closed_total')).toBe(0);
     expect(sample(text, 'nexus_peer_announces_applied_total')).toBe(2);
     expect(sample(text, 'nexus_peer_announce_apply_seconds_total')).toBeGreaterThan(0);
     expect(sample(text, `nexus_peer_link_routes{peer="${a.meshUrl}"}`)).toBe(2);

@@ -109,6 +109,8 @@ export class PeerDialer {
   timer: NodeJS.Timeout | undefined;
   /** Set when the URL was removed: the dialer never dials again. */
   stopped = false;
+  /** Set when its link was closed for the pair's other link (mesh-pairs.ts): dial again once that ends. */
+  parkedBy: PeerLink | undefined;
 
   constructor(url: string, reconnect: BackoffSettings, random: () => number) {
     this.url = url;
@@ -116,10 +118,16 @@ export class PeerDialer {
   }
 }
 
+/** SHA-256 fingerprints of the certificates of a link's TLS handshake: this node's and the peer's. */
+export type LinkFingerprints = { localFingerprint?: string; remoteFingerprint?: string };
+
 /** What `openPeerSocket` reports: exactly one of the two, once. */
 export interface PeerSocketHandlers {
-  /** The WebSocket is open (the dial's slot is released first). */
-  opened(ws: WebSocket): void;
+  /**
+   * The WebSocket is open (the dial's slot is released first); `fingerprints` are the SHA-256 fingerprints
+   * of the certificates of its TLS handshake, this node's and the peer's.
+   */
+  opened(ws: WebSocket, fingerprints: LinkFingerprints): void;
   /** The dial failed or the peer refused it; `err` says why when known. */
   failed(err: Error | undefined): void;
 }
@@ -144,13 +152,23 @@ export function openPeerSocket(
   };
   let lastError: Error | undefined;
   let opened = false;
+  let fingerprints: LinkFingerprints = {};
+  ws.once('upgrade', (res) => {
+    const socket = res.socket as TLSSocket;
+    const local = socket.getCertificate?.();
+    const remote = socket.getPeerCertificate?.();
+    fingerprints = {
+      ...(local && 'fingerprint256' in local ? { localFingerprint: local.fingerprint256 } : {}),
+      ...(remote?.fingerprint256 ? { remoteFingerprint: remote.fingerprint256 } : {}),
+    };
+  });
   ws.on('error', (err) => {
     lastError = err;
   });
   ws.once('open', () => {
     opened = true;
     releaseOnce();
-    handlers.opened(ws);
+    handlers.opened(ws, fingerprints);
   });
   ws.once('unexpected-response', (_req, res) => {
     lastError = new NexusError(NexusErrorCode.Peer, `peer answered HTTP ${res.statusCode}`);
@@ -171,7 +189,7 @@ export interface DialOnceHooks {
   /** The mesh's peer check (chain and trusted suffixes), applied to the listener's certificate. */
   verify(socket: TLSSocket): Promise<PeerAuthResult>;
   /** Makes the open, verified WebSocket a link; `undefined` when the mesh closed meanwhile. */
-  adopt(ws: WebSocket, url: string): PeerLink | undefined;
+  adopt(ws: WebSocket, url: string, fingerprints: LinkFingerprints): PeerLink | undefined;
   log: Logger;
 }
 
@@ -192,12 +210,14 @@ export function dialPeerOnce(url: string, hooks: DialOnceHooks): Promise<PeerLin
       }
       let socket: TLSSocket | undefined;
       const ws = openPeerSocket(url, options, release, {
-        opened: (open) => {
+        opened: (open, fingerprints) => {
           open.pause(); // the peer's first announce waits for the link
           const verified = socket === undefined ? undefined : hooks.verify(socket);
           void Promise.resolve(verified).then((result) => {
             const link =
-              result?.ok === true && open.readyState === WebSocket.OPEN ? hooks.adopt(open, url) : undefined;
+              result?.ok === true && open.readyState === WebSocket.OPEN
+                ? hooks.adopt(open, url, fingerprints)
+                : undefined;
             if (link === undefined) {
               const reason = result?.ok === false ? result.reason : 'closed before it was verified';
               hooks.log.warn({ url, reason }, 'refusing on-demand peer');

@@ -10,6 +10,7 @@ import type { HubTlsContext } from './hub-tls.js';
 import type { Logger } from './logger.js';
 import { DEFAULT_PEER_INITIAL_DIAL_JITTER, DEFAULT_PEER_MAX_CONCURRENT_DIALS } from './mesh-dial.js';
 import type { OpenLocalStream } from './mesh-tunnels.js';
+import type { RouteSyncMode } from './mesh-announce.js';
 import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
 import type { RoutingTable } from './routing-table.js';
 
@@ -83,6 +84,12 @@ export interface PeerMeshOptions extends PeerPolicyOptions, ListenerGuardLimits 
   linkHighWaterMark?: number;
   /** Local route changes within this window (ms) make one announce per link. Default: `20`. */
   announceCoalesceMs?: number;
+  /**
+   * Speak route deltas with Nexus peers (docs/protocol.md §2.6): advertise the capability on every link,
+   * and send deltas to peers that advertise it too. `false` makes the node a full-state-only peer, as the
+   * reference is (full-state announces to everyone, two links per pair). Default: `true`.
+   */
+  routeDeltas?: boolean;
   /** Most dials in flight at once. Default: `8`. */
   maxConcurrentDials?: number;
   /** First dials after `start()` are spread over up to this long, ms. Default: `250`. */
@@ -124,6 +131,8 @@ export interface PeerLinkSnapshot extends PeerLinkInfo {
   openedAt: number;
   /** Version of the last accepted announce, if any. */
   lastAnnounceVersion: number | undefined;
+  /** How this node sends routes on the link: peer not known yet, full-state announces, or deltas. */
+  routeSync: RouteSyncMode;
   /** Routes learned on this link, sorted. */
   routes: string[];
   /** Tunnel counters. */

@@ -4,8 +4,25 @@
  * `PeerMesh.stats()` (core has no metrics dependency).
  */
 
+import type { RouteSyncStats } from './mesh-announce.js';
+
 /** Message types counted: the text messages of docs/protocol.md §2 and the binary tunnel frames. */
-export type PeerMessageType = 'announce' | 'tunnel_request' | 'tunnel_frame' | 'other';
+export type PeerMessageType =
+  | 'announce'
+  | 'route_delta'
+  | 'route_state'
+  | 'route_resync'
+  | 'tunnel_request'
+  | 'tunnel_frame'
+  | 'other';
+
+const TEXT_TYPES: ReadonlySet<string> = new Set([
+  'announce',
+  'route_delta',
+  'route_state',
+  'route_resync',
+  'tunnel_request',
+]);
 
 /** Messages and bytes (WebSocket payload) per type. */
 export type PeerTrafficCounts = Record<PeerMessageType, { messages: number; bytes: number }>;
@@ -13,6 +30,9 @@ export type PeerTrafficCounts = Record<PeerMessageType, { messages: number; byte
 function emptyCounts(): PeerTrafficCounts {
   return {
     announce: { messages: 0, bytes: 0 },
+    route_delta: { messages: 0, bytes: 0 },
+    route_state: { messages: 0, bytes: 0 },
+    route_resync: { messages: 0, bytes: 0 },
     tunnel_request: { messages: 0, bytes: 0 },
     tunnel_frame: { messages: 0, bytes: 0 },
     other: { messages: 0, bytes: 0 },
@@ -37,7 +57,7 @@ export class PeerTraffic {
 
 /** The type of a text peer message, for counting (before it is decoded). */
 export function textMessageType(type: string): PeerMessageType {
-  return type === 'announce' || type === 'tunnel_request' ? type : 'other';
+  return TEXT_TYPES.has(type) ? (type as PeerMessageType) : 'other';
 }
 
 /** A snapshot of {@link PeerMesh.stats}. */
@@ -54,6 +74,10 @@ export interface PeerMeshStats {
   announcesApplied: number;
   announceApplyMs: number;
   announceApplyMaxMs: number;
+  /** Route deltas, resyncs and full-state announces cut to fit (docs/mesh.md "Scaling"). */
+  routeSync: RouteSyncStats;
+  /** Outbound links this node closed because the peer had dialled it too (one link per pair). */
+  duplicateLinksClosed: number;
   /** TLS client contexts built for dials (one per trust configuration). */
   dialContextsCreated: number;
   /** Dials in flight now, and the most ever at once. */

@@ -14,7 +14,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket, TlsOptions } from 'node:tls';
-import { type BackoffSettings, DEFAULT_PEER_PORT, MESH_PATH, rejectUpgrade } from '@nexus-proxy/common';
+import { DEFAULT_PEER_PORT, MESH_PATH, rejectUpgrade } from '@nexus-proxy/common';
 import type { MuxStream } from '@nexus-proxy/mux-protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { NexusError, NexusErrorCode } from './errors.js';
@@ -22,11 +22,9 @@ import type { HubTlsContext } from './hub-tls.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
-  BACKOFF_RESET_AFTER_MS,
   type MeshSettings,
   nonNegative,
   optionalNonNegative,
-  PEER_REMOVED_REASON,
   type PeerKeepaliveOptions,
   type PeerLinkInfo,
   type PeerLinkSnapshot,
@@ -36,8 +34,11 @@ import {
   resolveMeshSettings,
   validatePeerUrls,
 } from './mesh-options.js';
-import { DialContextCache, DialLimiter, dialPeerOnce, openPeerSocket, PeerDialer } from './mesh-dial.js';
+import { MeshAnnouncer } from './mesh-announce.js';
+import { DialContextCache, dialPeerOnce, type LinkFingerprints, type openPeerSocket } from './mesh-dial.js';
+import { MeshDialers } from './mesh-dialers.js';
 import type { OnDemandLinkProvider } from './mesh-discovery-links.js';
+import { DUPLICATE_LINK_REASON, LinkPairs } from './mesh-pairs.js';
 import { type PeerMeshStats, PeerTraffic } from './mesh-stats.js';
 import { acceptTunnel, type LocalStreamInit, openTunnel } from './mesh-tunnels.js';
 import { PeerAuthenticator, type PeerAuthResult } from './peer-auth.js';
@@ -47,6 +48,8 @@ import { PeerLink, type PeerLinkDirection } from './peer-link.js';
 import type { PeerLinksRoute, RoutingTable } from './routing-table.js';
 
 export { DEFAULT_PEER_INITIAL_DIAL_JITTER, DEFAULT_PEER_MAX_CONCURRENT_DIALS } from './mesh-dial.js';
+export type { RouteSyncMode, RouteSyncStats } from './mesh-announce.js';
+export { DUPLICATE_LINK_REASON } from './mesh-pairs.js';
 export type { PeerMeshStats, PeerMessageType, PeerTrafficCounts } from './mesh-stats.js';
 export {
   DEFAULT_PEER_ANNOUNCE_COALESCE,
@@ -83,34 +86,27 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   #idleTimeoutMs: number;
   #keepaliveIntervalMs: number | undefined;
   #keepaliveTimeoutMs: number | undefined;
-  readonly #reconnect: BackoffSettings;
-  readonly #connectTimeoutMs: number;
   readonly #tunnelOptions: MeshSettings['tunnelOptions'];
-  readonly #random: () => number;
+  readonly #connectTimeoutMs: number;
   /** Bounds on what peers may announce and ask (docs/security.md). */
   readonly #policy: PeerPolicy;
   /** Handshake timeout and connection cap of the dedicated peer listener. */
   readonly #guard: ListenerGuardLimits;
   readonly #links = new Map<string, PeerLink>();
-  /** One per configured URL (a URL listed twice gets two links); `setPeers()` adds and removes them. */
-  #dialers: PeerDialer[];
+  /** One dialer per configured URL (a URL listed twice gets two links); `setPeers()` adds and removes them. */
+  readonly #dialers: MeshDialers;
   #server: HttpsServer | undefined;
   #detachTls: (() => void) | undefined;
   #unsubscribeRoutes: (() => void) | undefined;
-  #version = 0;
-  readonly #announceCoalesceMs: number;
-  /** Set while local route changes wait to be announced (one announce per link when it fires). */
-  #announceTimer: NodeJS.Timeout | undefined;
-  readonly #initialDialJitterMs: number;
+  /** Announces, route deltas and the routes learned from peers (`mesh-announce.ts`). */
+  readonly #announcer: MeshAnnouncer;
+  /** One link per pair of Nexus nodes (`mesh-pairs.ts`). */
+  readonly #pairs: LinkPairs;
+  #duplicateLinksClosed = 0;
   readonly #dialContexts = new DialContextCache();
-  readonly #dialLimiter: DialLimiter;
   readonly #traffic = new PeerTraffic();
-  #announcesApplied = 0;
-  #announceApplyMs = 0;
-  #announceApplyMaxMs = 0;
   /** Links a discovery engine opens on demand (docs/mesh.md "Discovery on NATS"); `openTunnel` uses them. */
   onDemand: OnDemandLinkProvider | undefined;
-  #started = false;
   #closed = false;
 
   /** Throws `InvalidConfigError` for an invalid peer URL, suffix or option. */
@@ -126,17 +122,30 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#keepaliveIntervalMs = options.keepaliveIntervalMs;
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs;
     const settings = resolveMeshSettings(options);
-    this.#reconnect = settings.reconnect;
-    this.#connectTimeoutMs = settings.connectTimeoutMs;
     this.#tunnelOptions = settings.tunnelOptions;
-    this.#random = options.random ?? Math.random;
-    this.#announceCoalesceMs = settings.announceCoalesceMs;
-    this.#initialDialJitterMs = settings.initialDialJitterMs;
-    this.#dialLimiter = new DialLimiter(settings.maxConcurrentDials);
-    this.#dialers = validatePeerUrls(options.peers ?? []).map(
-      (url) => new PeerDialer(url, this.#reconnect, this.#random),
-    );
+    this.#connectTimeoutMs = settings.connectTimeoutMs;
     this.#policy = new PeerPolicy(options);
+    this.#dialers = new MeshDialers({
+      urls: validatePeerUrls(options.peers ?? []),
+      reconnect: settings.reconnect,
+      random: options.random ?? Math.random,
+      maxConcurrentDials: settings.maxConcurrentDials,
+      initialDialJitterMs: settings.initialDialJitterMs,
+      log: this.#log,
+      dialOptions: () => this.#dialOptions(),
+      closed: () => this.#closed,
+      opened: (ws, url, fingerprints) => this.#addLink(ws, 'outbound', url, fingerprints),
+    });
+    this.#announcer = new MeshAnnouncer({
+      routes: this.#routes,
+      policy: this.#policy,
+      coalesceMs: settings.announceCoalesceMs,
+      deltas: options.routeDeltas ?? true,
+      log: this.#log,
+      routesChanged: (change) => this.emit('routes-changed', change),
+      nexusPeer: (link, caps) => this.#pairUp(link, caps.epoch),
+    });
+    this.#pairs = new LinkPairs(this.#announcer.epoch);
     this.#guard = {
       ...(options.tlsHandshakeTimeoutMs !== undefined
         ? { tlsHandshakeTimeoutMs: options.tlsHandshakeTimeoutMs }
@@ -151,7 +160,9 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       maxPayload: this.#policy.maxMessageBytes,
       clientTracking: false,
     });
-    this.#unsubscribeRoutes = this.#routes.subscribeLocalPatterns(() => this.notifyLocalRoutesChanged());
+    this.#unsubscribeRoutes = this.#routes.subscribeLocalChanges((change) => {
+      if (!this.#closed) this.#announcer.localChanged(change);
+    });
   }
 
   /**
@@ -159,7 +170,12 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
    * the announce carrying it may wait for the coalescing window).
    */
   get version(): number {
-    return this.#version;
+    return this.#announcer.version;
+  }
+
+  /** This mesh's epoch (random per instance): the scope of its route-delta sequence numbers. */
+  get epoch(): string {
+    return this.#announcer.epoch;
   }
 
   /** The normalised trusted domain suffixes. */
@@ -174,7 +190,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
 
   /** The peer URLs dialled, normalised, in the order they were added. */
   get peers(): readonly string[] {
-    return this.#dialers.map((d) => d.url);
+    return this.#dialers.urls;
   }
 
   /**
@@ -186,24 +202,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
    */
   setPeers(urls: readonly string[]): void {
     const wanted = validatePeerUrls(urls);
-    if (this.#closed) return;
-    const kept: PeerDialer[] = [];
-    for (const dialer of this.#dialers) {
-      const i = wanted.indexOf(dialer.url);
-      if (i === -1) {
-        this.#stopDialer(dialer);
-      } else {
-        wanted.splice(i, 1);
-        kept.push(dialer);
-      }
-    }
-    this.#dialers = kept;
-    for (const url of wanted) {
-      const dialer = new PeerDialer(url, this.#reconnect, this.#random);
-      this.#dialers.push(dialer);
-      this.#log.info({ url }, 'peer added');
-      if (this.#started) this.#dialLimited(dialer);
-    }
+    if (!this.#closed) this.#dialers.set(wanted);
   }
 
   /**
@@ -335,44 +334,27 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
         return;
       }
       this.#log.info({ remoteAddress, name: result.name }, 'peer accepted');
-      this.#addLink(ws, 'inbound', result.name);
+      const local = (socket as TLSSocket).getCertificate?.();
+      this.#addLink(ws, 'inbound', result.name, {
+        remoteFingerprint: result.fingerprint256,
+        ...(local && 'fingerprint256' in local ? { localFingerprint: local.fingerprint256 } : {}),
+      });
     });
   }
 
   /** Starts dialling every configured peer (idempotent). */
   start(): void {
-    if (this.#started || this.#closed) return;
-    this.#started = true;
-    // Spread over the jitter window and bounded in concurrency: no handshake storm at start.
-    for (const dialer of this.#dialers) {
-      const delay = Math.floor(this.#random() * this.#initialDialJitterMs);
-      if (delay === 0) {
-        this.#dialLimited(dialer);
-        continue;
-      }
-      dialer.timer = setTimeout(() => {
-        dialer.timer = undefined;
-        this.#dialLimited(dialer);
-      }, delay);
-      dialer.timer.unref?.();
-    }
+    if (!this.#closed) this.#dialers.start();
   }
 
   /**
-   * Records a local route change with a new version and announces the local patterns to every link once
-   * the coalescing window (`announceCoalesceMs`) closes: a burst of changes makes one announce per link.
-   * Called automatically when the routing table reports local pattern changes; call it yourself if yours
-   * cannot.
+   * Records a local route change with a new version and sends the local patterns to every link once the
+   * coalescing window (`announceCoalesceMs`) closes: a full-state announce to full-state peers, the whole
+   * table (`route_state`) to Nexus peers. The routing table's own changes are announced without this (as
+   * deltas to Nexus peers); call it when yours cannot tell what changed.
    */
   notifyLocalRoutesChanged(): void {
-    if (this.#closed) return;
-    ++this.#version;
-    if (this.#announceTimer !== undefined) return;
-    this.#announceTimer = setTimeout(() => {
-      this.#announceTimer = undefined;
-      this.#announce();
-    }, this.#announceCoalesceMs);
-    this.#announceTimer.unref?.();
+    if (!this.#closed) this.#announcer.notify();
   }
 
   /** Counters of the mesh: traffic by type, announce apply time, routes per link, dials. */
@@ -386,24 +368,15 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       })),
       in: structuredClone(this.#traffic.in),
       out: structuredClone(this.#traffic.out),
-      announcesApplied: this.#announcesApplied,
-      announceApplyMs: this.#announceApplyMs,
-      announceApplyMaxMs: this.#announceApplyMaxMs,
+      announcesApplied: this.#announcer.announcesApplied,
+      announceApplyMs: this.#announcer.announceApplyMs,
+      announceApplyMaxMs: this.#announcer.announceApplyMaxMs,
+      routeSync: { ...this.#announcer.stats },
+      duplicateLinksClosed: this.#duplicateLinksClosed,
       dialContextsCreated: this.#dialContexts.created,
-      dialsInFlight: this.#dialLimiter.inFlight,
-      dialsInFlightPeak: this.#dialLimiter.peak,
+      dialsInFlight: this.#dialers.inFlight,
+      dialsInFlightPeak: this.#dialers.peak,
     };
-  }
-
-  #announce(): void {
-    if (this.#closed) return;
-    const version = this.#version;
-    const hostnames = this.#routes.localPatterns();
-    this.#log.debug(
-      { version, routes: hostnames.length, links: this.#links.size },
-      'announcing local routes',
-    );
-    for (const link of this.#links.values()) link.sendAnnounce(version, hostnames);
   }
 
   /**
@@ -425,10 +398,11 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
    */
   dialOnce(url: string): Promise<PeerLink | undefined> {
     return dialPeerOnce(validatePeerUrls([url])[0] as string, {
-      limiter: this.#dialLimiter,
+      limiter: this.#dialers.limiter,
       options: () => (this.#closed ? undefined : this.#dialOptions()),
       verify: (socket) => this.#auth.verify(socket),
-      adopt: (ws, target) => (this.#closed ? undefined : this.#addLink(ws, 'outbound', target)),
+      adopt: (ws, target, fingerprints) =>
+        this.#closed ? undefined : this.#addLink(ws, 'outbound', target, fingerprints),
       log: this.#log,
     });
   }
@@ -439,6 +413,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...infoOf(link),
       openedAt: link.openedAt,
       lastAnnounceVersion: link.lastAnnounceVersion,
+      routeSync: this.#announcer.modeOf(link.id) ?? 'pending',
       routes: this.#routes.peerPatterns(link.id),
       tunnels: link.tunnels.stats(),
     }));
@@ -457,14 +432,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribeRoutes?.();
-    if (this.#announceTimer !== undefined) clearTimeout(this.#announceTimer);
-    this.#announceTimer = undefined;
-    this.#dialLimiter.clear();
-    for (const dialer of this.#dialers) {
-      if (dialer.timer !== undefined) clearTimeout(dialer.timer);
-      dialer.timer = undefined;
-      if (dialer.ws !== undefined && dialer.link === undefined) dialer.ws.terminate();
-    }
+    this.#announcer.close();
+    this.#dialers.close();
     for (const link of [...this.#links.values()]) link.close('shutdown');
     this.#wss.close();
     const server = this.#server;
@@ -480,7 +449,12 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
 
   // ───────────────────────────── links ─────────────────────────────
 
-  #addLink(ws: WebSocket, direction: PeerLinkDirection, peer: string): PeerLink {
+  #addLink(
+    ws: WebSocket,
+    direction: PeerLinkDirection,
+    peer: string,
+    fingerprints: LinkFingerprints,
+  ): PeerLink {
     const id = `${direction === 'inbound' ? 'in' : 'out'}-${randomBytes(6).toString('hex')}`;
     const link = new PeerLink(ws, {
       id,
@@ -491,28 +465,10 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       tunnels: this.#tunnelOptions,
       logger: this.#log,
       traffic: this.#traffic,
+      ...fingerprints,
     });
     this.#links.set(id, link);
     const info = infoOf(link);
-    link.on('announce', (message) => {
-      if (this.#closed) return;
-      const started = performance.now();
-      const kept = this.#policy.routesFrom(link.peer, message.hostnames);
-      if (kept.refused > 0 || kept.truncated > 0) {
-        this.#log.warn(
-          { ...info, refused: kept.refused, truncated: kept.truncated, limit: this.#policy.maxRoutes },
-          'peer announced routes it may not have: dropped',
-        );
-      }
-      this.#routes.setPeerRoutes(id, kept.accepted);
-      const tookMs = performance.now() - started;
-      this.#announcesApplied++;
-      this.#announceApplyMs += tookMs;
-      this.#announceApplyMaxMs = Math.max(this.#announceApplyMaxMs, tookMs);
-      const hostnames = this.#routes.peerPatterns(id);
-      this.#log.info({ ...info, version: message.version, routes: hostnames.length }, 'peer routes updated');
-      this.emit('routes-changed', { ...info, hostnames, version: message.version });
-    });
     link.on('tunnel-request', (request) =>
       acceptTunnel(link, request, {
         openLocalStream: this.#closed ? undefined : this.#openLocalStream,
@@ -524,14 +480,14 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     link.once('close', (reason) => {
       this.#links.delete(id);
       // §2.2: every route learned on a dead link goes at once, wildcards included.
-      const had = this.#routes.peerPatterns(id).length > 0;
+      const had = this.#routes.peerRouteCount(id) > 0;
       this.#routes.removePeer(id);
       this.#log.info({ ...info, reason }, 'peer link closed');
       if (had) this.emit('routes-changed', { ...info, hostnames: [], version: link.lastAnnounceVersion });
       this.emit('peer-disconnected', { ...info, reason });
     });
-    // §2.2: a full-state announce on every new link, with a new version.
-    link.sendAnnounce(++this.#version, this.#routes.localPatterns());
+    // §2.2, §2.6: a full-state announce on every new link, with a new version and our capabilities.
+    this.#announcer.attach(link, info);
     this.#log.info(info, 'peer link established');
     this.emit('peer-connected', info);
     return link;
@@ -547,22 +503,21 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     });
   }
 
-  /** A removed peer: no more dials, and its outbound link (or the dial in flight) ends. */
-  #stopDialer(dialer: PeerDialer): void {
-    dialer.stopped = true;
-    if (dialer.timer !== undefined) clearTimeout(dialer.timer);
-    dialer.timer = undefined;
-    this.#log.info({ url: dialer.url, linked: dialer.link !== undefined }, 'peer removed');
-    if (dialer.link !== undefined) dialer.link.close(PEER_REMOVED_REASON);
-    else dialer.ws?.terminate();
-  }
-
-  /** Dials once a slot of the concurrency bound is free. */
-  #dialLimited(dialer: PeerDialer): void {
-    this.#dialLimiter.run((release) => {
-      if (this.#closed || dialer.stopped) release();
-      else this.#dial(dialer, release);
-    });
+  /**
+   * A Nexus peer's capabilities arrived on `link`: if it completes a pair with a link in the other
+   * direction and this node gives its own up, the outbound link closes and its dialer waits for the kept
+   * link to end before it dials again (no flapping).
+   */
+  #pairUp(link: PeerLink, peerEpoch: string): void {
+    const decision = this.#pairs.add(link, peerEpoch);
+    // Only a configured peer's link is given up: one opened on demand closes when idle on its own.
+    if (decision === undefined || !this.#dialers.park(decision.close, decision.keep)) return;
+    this.#duplicateLinksClosed++;
+    this.#log.info(
+      { linkId: decision.close.id, peer: decision.close.peer, kept: decision.keep.id },
+      'one link per pair: closing ours, the peer dialled us too',
+    );
+    decision.close.close(DUPLICATE_LINK_REASON, 1000);
   }
 
   #dialOptions(): Parameters<typeof openPeerSocket>[1] {
@@ -572,42 +527,6 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       maxPayload: this.#policy.maxMessageBytes,
       handshakeTimeout: this.#connectTimeoutMs,
     };
-  }
-
-  #dial(dialer: PeerDialer, release: () => void): void {
-    dialer.ws = openPeerSocket(dialer.url, this.#dialOptions(), release, {
-      opened: (ws) => {
-        if (this.#closed || dialer.stopped) {
-          ws.terminate();
-          return;
-        }
-        const link = this.#addLink(ws, 'outbound', dialer.url);
-        dialer.link = link;
-        link.once('close', () => {
-          dialer.link = undefined;
-          dialer.ws = undefined;
-          if (Date.now() - link.openedAt >= BACKOFF_RESET_AFTER_MS) dialer.backoff.reset();
-          this.#scheduleDial(dialer);
-        });
-      },
-      failed: (err) => {
-        if (this.#closed || dialer.stopped) return;
-        dialer.ws = undefined;
-        this.#log.warn({ url: dialer.url, err: err?.message }, 'cannot reach peer');
-        this.#scheduleDial(dialer);
-      },
-    });
-  }
-
-  #scheduleDial(dialer: PeerDialer): void {
-    if (this.#closed || dialer.stopped || dialer.timer !== undefined) return;
-    const delay = dialer.backoff.next();
-    this.#log.debug({ url: dialer.url, delayMs: delay, attempt: dialer.backoff.attempt }, 'redialling peer');
-    dialer.timer = setTimeout(() => {
-      dialer.timer = undefined;
-      this.#dialLimited(dialer);
-    }, delay);
-    dialer.timer.unref?.();
   }
 }
 

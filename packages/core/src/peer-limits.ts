@@ -160,10 +160,13 @@ export class PeerPolicy {
     this.#tunnelPorts = options.tunnelPorts === undefined ? undefined : new Set(options.tunnelPorts);
   }
 
-  /** What this node keeps of an announce from `peer` (its link's `peer`: a name or a URL). */
-  routesFrom(peer: string, hostnames: readonly string[]): FilteredAnnounce {
+  /**
+   * What this node keeps of an announce from `peer` (its link's `peer`: a name or a URL): at most
+   * `maxRoutes` (default: the cap; a route delta passes its own count, since the table holds the rest).
+   */
+  routesFrom(peer: string, hostnames: readonly string[], maxRoutes = this.maxRoutes): FilteredAnnounce {
     return filterPeerAnnounce(hostnames, {
-      maxRoutes: this.maxRoutes,
+      maxRoutes,
       allow: this.#allow.get(peerKey(peer)),
     });
   }

@@ -11,6 +11,8 @@ import {
   type AnnounceMessage,
   decodePeerMessage,
   encodePeerMessage,
+  type PeerCapabilities,
+  type RouteSyncMessage,
   type TunnelRequestMessage,
   TunnelSession,
   type TunnelSessionOptions,
@@ -18,7 +20,7 @@ import {
 import { WebSocket } from 'ws';
 import { MAX_CLOSE_REASON_BYTES, truncateUtf8 } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
-import { type PeerTraffic, textMessageType } from './mesh-stats.js';
+import { type PeerMessageType, type PeerTraffic, textMessageType } from './mesh-stats.js';
 
 /** Interval between WebSocket pings on a peer link: `10_000` ms. */
 export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
@@ -56,6 +58,12 @@ export interface PeerLinkOptions {
   logger?: Logger;
   /** Counters of messages and bytes in and out, shared by the mesh's links. Default: none. */
   traffic?: PeerTraffic;
+  /**
+   * SHA-256 fingerprints of the certificates of this link's TLS handshake: the one this node presented
+   * and the peer's. With the peer's epoch they identify the pair of nodes (one link per pair). Default: none.
+   */
+  localFingerprint?: string;
+  remoteFingerprint?: string;
 }
 
 /** Events of {@link PeerLink}. */
@@ -64,6 +72,8 @@ export interface PeerLinkEvents {
   announce: [message: AnnounceMessage];
   /** The peer asks this node to carry a tunnel. */
   'tunnel-request': [message: TunnelRequestMessage];
+  /** A route delta, a part of a route state, or a resync request (docs/protocol.md §2.6). */
+  'route-sync': [message: RouteSyncMessage];
   /** The link ended (once); its tunnels have been closed. */
   close: [reason: PeerLinkCloseReason];
 }
@@ -82,6 +92,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   lastAnnounceVersion: number | undefined;
   /** Announces ignored because their version was not newer. */
   staleAnnounces = 0;
+  /** Fingerprints of this node's and the peer's certificate on this link (see {@link PeerLinkOptions}). */
+  readonly localFingerprint: string | undefined;
+  readonly remoteFingerprint: string | undefined;
 
   readonly #ws: WebSocket;
   readonly #log: Logger;
@@ -97,6 +110,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.id = options.id;
     this.direction = options.direction;
     this.peer = options.peer;
+    this.localFingerprint = options.localFingerprint;
+    this.remoteFingerprint = options.remoteFingerprint;
     this.#ws = ws;
     const traffic = options.traffic;
     this.#traffic = traffic;
@@ -189,11 +204,31 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return this.#closeReason;
   }
 
-  /** Sends a full-state announce (docs/protocol.md §2.2). */
-  sendAnnounce(version: number, hostnames: readonly string[]): void {
+  /**
+   * Sends a full-state announce (docs/protocol.md §2.2), with this node's capabilities on a link's first
+   * (§2.6). `text` is the encoded message when the caller already has it (it measured it).
+   */
+  sendAnnounce(version: number, hostnames: readonly string[], nexus?: PeerCapabilities, text?: string): void {
+    this.#sendText(
+      'announce',
+      text ??
+        encodePeerMessage({
+          type: 'announce',
+          version,
+          hostnames: [...hostnames],
+          ...(nexus ? { nexus } : {}),
+        }),
+    );
+  }
+
+  /** Sends a route-sync message (docs/protocol.md §2.6); `text` as for {@link PeerLink.sendAnnounce}. */
+  sendRouteSync(message: RouteSyncMessage, text?: string): void {
+    this.#sendText(message.type, text ?? encodePeerMessage(message));
+  }
+
+  #sendText(type: PeerMessageType, text: string): void {
     if (this.#closed || this.#ws.readyState !== WebSocket.OPEN) return;
-    const text = encodePeerMessage({ type: 'announce', version, hostnames: [...hostnames] });
-    this.#traffic?.sent('announce', Buffer.byteLength(text));
+    this.#traffic?.sent(type, Buffer.byteLength(text));
     this.#ws.send(text, { binary: false });
   }
 
@@ -252,6 +287,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
         return;
       case 'tunnel_request':
         this.emit('tunnel-request', message);
+        return;
+      case 'route_delta':
+      case 'route_state':
+      case 'route_resync':
+        this.emit('route-sync', message);
         return;
       default:
         this.#log.warn({ type: message.messageType }, 'ignoring peer message of unknown type');

@@ -2,7 +2,8 @@
  * The routing table: which local backends and which peers serve a hostname (docs/protocol.md §3.3).
  *
  * Local routes are weighted pools of targets (backend sessions) per pattern; peer routes are sets of
- * peer links per pattern, replaced wholesale by each full-state announce (docs/protocol.md §2.2). Lookup order
+ * peer links per pattern, replaced wholesale by a full-state announce (docs/protocol.md §2.2) or changed
+ * pattern by pattern by a route delta (§2.6). Lookup order
  * is local exact, local wildcard, peer exact, peer wildcard. Empty pools are deleted at once, so an exact
  * pool that lost its last backend never shadows a wildcard (docs/reliability.md item 15). Port-claim route
  * keys (`tcp:443`, `route-key.ts`) are exact patterns like any other.
@@ -117,6 +118,12 @@ export interface RoutingTableOptions<T> {
   onLocalPatternsChange?: (patterns: readonly string[]) => void;
 }
 
+/** The locally served patterns that appeared and disappeared in one change ({@link RoutingTable.subscribeLocalChanges}). */
+export interface LocalPatternChange {
+  added: readonly string[];
+  removed: readonly string[];
+}
+
 /** Plain snapshot of a {@link RoutingTable}. */
 export interface RoutingTableStats {
   /** Locally served patterns (exact and wildcard). */
@@ -149,6 +156,7 @@ export class RoutingTable<T, L = string> {
   readonly #linkPatterns = new Map<L, Set<string>>();
   readonly #onLocalPatternsChange: ((patterns: readonly string[]) => void) | undefined;
   readonly #localPatternListeners = new Set<(patterns: readonly string[]) => void>();
+  readonly #localChangeListeners = new Set<(change: LocalPatternChange) => void>();
   #localVersion = 0;
 
   constructor(options: RoutingTableOptions<T> = {}) {
@@ -169,7 +177,7 @@ export class RoutingTable<T, L = string> {
   addLocal(pattern: string, target: T, weight?: number): boolean {
     const result = this.#addLocal(pattern, target, weight);
     if (result === undefined) return false;
-    if (result.created) this.#localPatternsChanged();
+    if (result.created) this.#localPatternsChanged([result.normalized], []);
     return true;
   }
 
@@ -210,16 +218,16 @@ export class RoutingTable<T, L = string> {
   ): { registered: string[]; invalid: string[] } {
     const registered: string[] = [];
     const invalid: string[] = [];
-    let created = false;
+    const created: string[] = [];
     for (const pattern of patterns) {
       const result = this.#addLocal(pattern, target, weight);
       if (result === undefined) invalid.push(pattern);
       else {
         registered.push(result.normalized);
-        created ||= result.created;
+        if (result.created) created.push(result.normalized);
       }
     }
-    if (created) this.#localPatternsChanged();
+    if (created.length > 0) this.#localPatternsChanged(created, []);
     return { registered, invalid };
   }
 
@@ -227,7 +235,7 @@ export class RoutingTable<T, L = string> {
   removeLocal(pattern: string, target: T): boolean {
     const normalized = normalizePattern(pattern);
     if (normalized === undefined) return false;
-    const removed = this.#removeLocal(normalized, target);
+    const removed = this.#removeLocal(normalized, target) !== false;
     if (removed) {
       const patterns = this.#targetPatterns.get(target);
       patterns?.delete(normalized);
@@ -245,9 +253,9 @@ export class RoutingTable<T, L = string> {
     if (patterns === undefined) return [];
     this.#targetPatterns.delete(target);
     const out = [...patterns];
-    let changed = false;
-    for (const p of out) changed = this.#removeLocal(p, target, false) || changed;
-    if (changed) this.#localPatternsChanged();
+    const gone: string[] = [];
+    for (const p of out) if (this.#removeLocal(p, target, false) === 'emptied') gone.push(p);
+    if (gone.length > 0) this.#localPatternsChanged([], gone);
     return out;
   }
 
@@ -262,15 +270,54 @@ export class RoutingTable<T, L = string> {
     if (previous) {
       for (const p of previous) if (!next.has(p)) this.#removePeer(p, linkId);
     }
-    for (const p of next) {
-      if (previous?.has(p)) continue;
-      const [map, key] = this.#peerSlot(p);
-      const pool = map.get(key);
-      if (pool === undefined) map.set(key, { links: [linkId], cursor: 0 });
-      else pool.links = [...pool.links, linkId];
-    }
+    for (const p of next) if (!previous?.has(p)) this.#addPeer(p, linkId);
     if (next.size === 0) this.#linkPatterns.delete(linkId);
     else this.#linkPatterns.set(linkId, next);
+  }
+
+  /**
+   * Add routes learned from `linkId` (a route delta, docs/protocol.md §2.6) without touching its others,
+   * keeping the link at most `maxRoutes` patterns. Invalid patterns are skipped. O(patterns given).
+   */
+  addPeerRoutes(
+    linkId: L,
+    patterns: Iterable<string>,
+    maxRoutes = Number.POSITIVE_INFINITY,
+  ): { added: number; truncated: number } {
+    let set = this.#linkPatterns.get(linkId);
+    let added = 0;
+    let truncated = 0;
+    for (const p of patterns) {
+      const normalized = typeof p === 'string' ? normalizePattern(p) : undefined;
+      if (normalized === undefined || set?.has(normalized)) continue;
+      if ((set?.size ?? 0) >= maxRoutes) {
+        truncated++;
+        continue;
+      }
+      if (set === undefined) {
+        set = new Set();
+        this.#linkPatterns.set(linkId, set);
+      }
+      set.add(normalized);
+      this.#addPeer(normalized, linkId);
+      added++;
+    }
+    return { added, truncated };
+  }
+
+  /** Remove some routes learned from `linkId` (a route delta). O(patterns given). */
+  removePeerRoutes(linkId: L, patterns: Iterable<string>): number {
+    const set = this.#linkPatterns.get(linkId);
+    if (set === undefined) return 0;
+    let removed = 0;
+    for (const p of patterns) {
+      const normalized = typeof p === 'string' ? normalizePattern(p) : undefined;
+      if (normalized === undefined || !set.delete(normalized)) continue;
+      this.#removePeer(normalized, linkId);
+      removed++;
+    }
+    if (set.size === 0) this.#linkPatterns.delete(linkId);
+    return removed;
   }
 
   /** Forget every route learned from `linkId` (the link died, docs/protocol.md §2.2). */
@@ -365,6 +412,18 @@ export class RoutingTable<T, L = string> {
     return out.sort();
   }
 
+  /**
+   * Like {@link RoutingTable.subscribeLocalPatterns}, but the listener hears only what changed: the patterns
+   * that gained their first local backend and those that lost their last (the mesh's route deltas). Costs
+   * O(change) per notification. Returns a function that removes it.
+   */
+  subscribeLocalChanges(listener: (change: LocalPatternChange) => void): () => void {
+    this.#localChangeListeners.add(listener);
+    return () => {
+      this.#localChangeListeners.delete(listener);
+    };
+  }
+
   /** The patterns currently announced by `linkId`, sorted. */
   peerPatterns(linkId: L): string[] {
     return [...(this.#linkPatterns.get(linkId) ?? [])].sort();
@@ -428,16 +487,23 @@ export class RoutingTable<T, L = string> {
       : [this.#peerExact, normalized];
   }
 
-  #removeLocal(normalized: string, target: T, notify = true): boolean {
+  /** `false` when `target` was not registered there, `'emptied'` when it was the pattern's last backend. */
+  #removeLocal(normalized: string, target: T, notify = true): boolean | 'emptied' {
     const [map, key] = this.#localSlot(normalized);
     const pool = map.get(key);
     if (pool === undefined || !pool.remove(target)) return false;
-    if (pool.size === 0) {
-      // Delete the empty pool: an empty exact pool must not shadow a wildcard (docs/protocol.md §3.3).
-      map.delete(key);
-      if (notify) this.#localPatternsChanged();
-    }
-    return true;
+    if (pool.size > 0) return true;
+    // Delete the empty pool: an empty exact pool must not shadow a wildcard (docs/protocol.md §3.3).
+    map.delete(key);
+    if (notify) this.#localPatternsChanged([], [normalized]);
+    return 'emptied';
+  }
+
+  #addPeer(normalized: string, linkId: L): void {
+    const [map, key] = this.#peerSlot(normalized);
+    const pool = map.get(key);
+    if (pool === undefined) map.set(key, { links: [linkId], cursor: 0 });
+    else pool.links = [...pool.links, linkId];
   }
 
   #removePeer(normalized: string, linkId: L): void {
@@ -452,8 +518,12 @@ export class RoutingTable<T, L = string> {
     }
   }
 
-  #localPatternsChanged(): void {
+  #localPatternsChanged(added: readonly string[], removed: readonly string[]): void {
     this.#localVersion++;
+    if (this.#localChangeListeners.size > 0) {
+      const change: LocalPatternChange = { added, removed };
+      for (const listener of [...this.#localChangeListeners]) listener(change);
+    }
     if (this.#onLocalPatternsChange === undefined && this.#localPatternListeners.size === 0) return;
     // One sorted copy for every listener: each notification costs O(patterns), never more.
     const patterns = this.localPatterns();

@@ -399,3 +399,41 @@ describe('RoutingTable.addLocalMany at scale', () => {
     expect(large).toEqual({ notifications: 1, patterns: 4_000 });
   });
 });
+
+describe('RoutingTable route deltas (docs/protocol.md §2.6)', () => {
+  it('tells change listeners only what appeared and disappeared', () => {
+    const table = new RoutingTable<string>();
+    const changes: Array<{ added: readonly string[]; removed: readonly string[] }> = [];
+    table.subscribeLocalChanges((c) => changes.push(c));
+    table.addLocalMany(['A.example.com', '*.w.example.com', 'bad name'], 'one');
+    table.addLocal('a.example.com', 'two'); // a second backend: no change
+    table.removeTarget('one'); // a.example.com keeps 'two'
+    table.removeLocal('a.example.com', 'two');
+    expect(changes).toEqual([
+      { added: ['a.example.com', '*.w.example.com'], removed: [] },
+      { added: [], removed: ['*.w.example.com'] },
+      { added: [], removed: ['a.example.com'] },
+    ]);
+  });
+
+  it('adds and removes a link’s routes one by one, keeping the link under its cap', () => {
+    const table = new RoutingTable<string>();
+    table.setPeerRoutes('l1', ['a.example.com']);
+    expect(
+      table.addPeerRoutes('l1', ['b.example.com', 'a.example.com', '*.w.example.com', 'x y'], 3),
+    ).toEqual({
+      added: 2,
+      truncated: 0,
+    });
+    expect(table.addPeerRoutes('l1', ['c.example.com'], 3)).toEqual({ added: 0, truncated: 1 });
+    expect(table.peerPatterns('l1')).toEqual(['*.w.example.com', 'a.example.com', 'b.example.com']);
+    expect(table.resolve('z.w.example.com')).toMatchObject({ kind: 'peer', linkIds: ['l1'] });
+    expect(table.removePeerRoutes('l1', ['a.example.com', 'nope.example.com', '*.w.example.com'])).toBe(2);
+    expect(table.resolve('z.w.example.com').kind).toBe('none');
+    expect(table.peerPatterns('l1')).toEqual(['b.example.com']);
+    table.addPeerRoutes('l2', ['b.example.com']);
+    expect(table.peerRoutes()).toEqual([{ pattern: 'b.example.com', links: 2 }]);
+    table.removePeerRoutes('l1', ['b.example.com']);
+    expect(table.stats()).toMatchObject({ peerPatterns: 1, peerLinks: 1 });
+  });
+});

@@ -74,6 +74,15 @@ export {
   type TunnelRequestMessage,
   type UnknownPeerMessage,
 } from './peer.js';
+export {
+  type PeerCapabilities,
+  ROUTE_DELTAS_VERSION,
+  ROUTE_SYNC_TYPES,
+  type RouteDeltaMessage,
+  type RouteResyncMessage,
+  type RouteStateMessage,
+  type RouteSyncMessage,
+} from './peer-routes.js';
 
 // Flow control
 export {

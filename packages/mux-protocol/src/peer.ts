@@ -10,6 +10,15 @@ import {
   STREAM_ID_LENGTH,
   TUNNEL_CREDITS_LENGTH,
 } from './frame.js';
+import {
+  decodeCapabilities,
+  decodeRouteSyncMessage,
+  encodeCapabilities,
+  encodeRouteSyncMessage,
+  type PeerCapabilities,
+  ROUTE_SYNC_TYPES,
+  type RouteSyncMessage,
+} from './peer-routes.js';
 import { NIL_STREAM_ID, normalizeStreamId, streamIdFromBytes, writeStreamId } from './stream-id.js';
 
 /** Full-state route announcement (docs/protocol.md §2.2). */
@@ -21,6 +30,11 @@ export interface AnnounceMessage {
   hostnames: string[];
   /** The reference sends the all-zero UUID here; encoded as {@link NIL_STREAM_ID} when absent. */
   client_id?: string;
+  /**
+   * A Nexus node's capabilities (docs/protocol.md §2.6), on its first announce of a link; written last, under
+   * the key `nexus`, which the reference ignores.
+   */
+  nexus?: PeerCapabilities;
 }
 
 /** Asks the destination node to carry one stream (docs/protocol.md §2.2). */
@@ -39,8 +53,8 @@ export interface TunnelRequestMessage {
   transport?: string;
 }
 
-/** A peer-link text message, discriminated on `type`. */
-export type PeerMessage = AnnounceMessage | TunnelRequestMessage;
+/** A peer-link text message, discriminated on `type` (the route-sync ones go to Nexus peers only). */
+export type PeerMessage = AnnounceMessage | TunnelRequestMessage | RouteSyncMessage;
 
 /** A JSON object whose `type` this package does not know: log it and go on. */
 export interface UnknownPeerMessage {
@@ -56,10 +70,12 @@ export const MAX_PEER_TEXT_MESSAGE = 1_048_576;
  * Serialises a peer message to the JSON text the reference sends: Go marshalling a struct with fields
  * `version`, `type`, `hostnames`, `client_id`, `conn_port`, `client_ip`, `hostname`, `transport`,
  * `is_tls`, all `omitempty` — but `client_id` is a UUID array in Go and is therefore always present (the
- * all-zero UUID on `announce`), and an empty `hostnames` list is omitted.
+ * all-zero UUID on `announce`), and an empty `hostnames` list is omitted. An announce's `nexus`
+ * capabilities come last; the route-sync messages (docs/protocol.md §2.6) have their own layout.
  * Throws `MuxProtocolError` on an invalid id or number (a programming error).
  */
 export function encodePeerMessage(message: PeerMessage): string {
+  if (ROUTE_SYNC_TYPES.has(message.type)) return encodeRouteSyncMessage(message as RouteSyncMessage);
   const m = message as unknown as Record<string, unknown>;
   let json = '{';
   const version = m.version;
@@ -92,6 +108,8 @@ export function encodePeerMessage(message: PeerMessage): string {
   if (typeof m.transport === 'string' && m.transport !== '')
     json += ',"transport":' + goJsonString(m.transport);
   if (m.is_tls === true) json += ',"is_tls":true';
+  if (typeof m.nexus === 'object' && m.nexus !== null)
+    json += ',"nexus":' + encodeCapabilities(m.nexus as PeerCapabilities);
   return json + '}';
 }
 
@@ -142,9 +160,12 @@ export function decodePeerMessage(
     if (!Array.isArray(hostnames) || !hostnames.every((h) => typeof h === 'string')) {
       return invalidPeer('"hostnames" must be an array of strings');
     }
+    const caps = decodeCapabilities(field(object, 'nexus'));
+    if (!caps.ok) return caps;
     const announce: AnnounceMessage = { type: 'announce', version, hostnames: hostnames as string[] };
     const clientId = normalizeStreamId(field(object, 'client_id'));
     if (clientId !== undefined) announce.client_id = clientId;
+    if (caps.value !== undefined) announce.nexus = caps.value;
     return { ok: true, value: announce };
   }
 
@@ -182,6 +203,7 @@ export function decodePeerMessage(
     return { ok: true, value: request };
   }
 
+  if (ROUTE_SYNC_TYPES.has(type)) return decodeRouteSyncMessage(type, object);
   return { ok: true, value: { type: 'unknown', messageType: type } };
 }
 

@@ -8,6 +8,7 @@ export { NexusError, NexusErrorCode, NoRouteError } from '../errors.js';
 export type {
   LocalPoolRoute,
   LocalRoute,
+  LocalPatternChange,
   LocalRouteInit,
   NoRoute,
   PeerLinksRoute,

@@ -35,34 +35,44 @@ async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'
 }
 
 describe('mesh at scale', () => {
-  it('announces a backend with 1 000 names once per link, and the peer routes all of them', async () => {
-    const a = await node('a');
-    const b = await node('b', { peers: [a.meshUrl] });
-    await waitUntil(() => a.mesh.linkCount === 1 && b.mesh.linkCount === 1);
-    // The link's own first announce has arrived before the backend attaches.
-    await waitUntil(() => b.mesh.stats().in.announce.messages === 1);
-    const before = b.mesh.stats().in.announce;
+  it.each([
+    ['route deltas between Nexus nodes', 'route_delta', {}],
+    ['full-state announces (a full-state-only peer)', 'announce', { routeDeltas: false }],
+  ] as const)(
+    'announces a backend with 1 000 names once per link, with %s, and the peer routes all of them',
+    async (_mode, type, mesh) => {
+      const a = await node('a', { mesh });
+      const b = await node('b', { peers: [a.meshUrl], mesh });
+      await waitUntil(() => a.mesh.linkCount === 1 && b.mesh.linkCount === 1);
+      // The link's own first announce has arrived before the backend attaches.
+      await waitUntil(() => b.mesh.stats().in.announce.messages === 1);
+      const before = b.mesh.stats().in;
 
-    const names = Array.from({ length: 1_000 }, (_, i) => `host-${i}.scale.example.com`);
-    const backend = await attachMuxBackend(pki, a, names, 9);
-    cleanups.push(() => backend.close());
-    await waitUntil(() => b.routes.peerRoutes().length === 1_000);
-    // Past the coalescing window: nothing else arrives.
-    await new Promise((r) => setTimeout(r, 200));
+      const names = Array.from({ length: 1_000 }, (_, i) => `host-${i}.scale.example.com`);
+      const backend = await attachMuxBackend(pki, a, names, 9);
+      cleanups.push(() => backend.close());
+      await waitUntil(() => b.routes.peerRoutes().length === 1_000);
+      // Past the coalescing window: nothing else arrives.
+      await new Promise((r) => setTimeout(r, 200));
 
-    const after = b.mesh.stats();
-    expect(after.in.announce.messages - before.messages).toBe(1);
-    const bytes = after.in.announce.bytes - before.bytes;
-    // One announce of 1 000 names (~30 B each), not 1 000 growing ones (~15 MB).
-    expect(bytes).toBeGreaterThan(1_000 * 25);
-    expect(bytes).toBeLessThan(1_000 * 60);
-    expect(a.mesh.stats().out.announce.messages).toBe(2);
-    for (const name of names) expect(b.routes.resolve(name).kind).toBe('peer');
-    expect(after.routesPerLink).toEqual([expect.objectContaining({ routes: 1_000 })]);
-    expect(after.announcesApplied).toBe(2);
-    expect(after.announceApplyMs).toBeGreaterThan(0);
-    console.log(`announce at the peer for 1 000 names: 1 message, ${bytes} bytes`);
-  });
+      const after = b.mesh.stats();
+      // Counted as /metrics counts them: nexus_peer_messages_total{direction="in",type}.
+      const messages = (s: typeof before) =>
+        Object.values(s).reduce((sum, counts) => sum + counts.messages, 0);
+      expect(messages(after.in) - messages(before)).toBe(1);
+      expect(after.in[type].messages - before[type].messages).toBe(1);
+      const bytes = after.in[type].bytes - before[type].bytes;
+      // One message of 1 000 names (~30 B each), not 1 000 growing ones (~15 MB).
+      expect(bytes).toBeGreaterThan(1_000 * 25);
+      expect(bytes).toBeLessThan(1_000 * 60);
+      expect(a.mesh.stats().out[type].messages).toBe(type === 'announce' ? 2 : 1);
+      for (const name of names) expect(b.routes.resolve(name).kind).toBe('peer');
+      expect(after.routesPerLink).toEqual([expect.objectContaining({ routes: 1_000 })]);
+      expect(after.announcesApplied).toBe(2);
+      expect(after.announceApplyMs).toBeGreaterThan(0);
+      console.log(`${type} at the peer for 1 000 names: 1 message, ${bytes} bytes`);
+    },
+  );
 
   it('builds one TLS context for all dials, and a new one only when the trust changes', async () => {
     const a = await node('a');
