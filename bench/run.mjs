@@ -26,6 +26,7 @@ const SCENARIOS = {
   memory: 'bench/scenarios/memory.mjs',
   fairness: 'bench/scenarios/fairness.mjs',
   'mesh-scale': 'bench/scenarios/mesh-scale.mjs',
+  hostnames: 'bench/scenarios/hostnames.mjs',
 };
 
 const args = process.argv.slice(2);

@@ -257,6 +257,8 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     linkedPeers: nexus.mesh?.links().map((l) => l.peer) ?? [],
     peerIn: nexus.mesh?.stats().in,
     discovery: nexus.discovery?.status(),
+    localRoutes: nexus.routes.stats().localPatterns,
+    peerRoutes: nexus.routes.stats().peerPatterns,
   });
   closeRole = () => nexus.close({ graceMs: 0 });
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;

@@ -23,6 +23,7 @@ const CHILD = join(here, 'child.mjs');
 
 /** Hostname the benchmark service is published under. */
 export const APP_HOSTNAME = 'app.bench.test';
+/** The nodes' JWT secret (scenarios mint their own tokens with it). */
 export const SECRET = 'bench-secret-0123456789-0123456789-0123456789';
 export const MESH_SUFFIX = '.mesh.bench.test';
 /** Time allowed for a child to start or answer, ms. */

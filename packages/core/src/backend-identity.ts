@@ -2,6 +2,7 @@
  * Who an authenticated backend is, as its token(s) said (docs/protocol.md §1.2, §1.9, §5): the routes it
  * serves and, for current-era backends, the port, UDP and outbound claims the node validated.
  */
+import { portRouteKey } from './route-key.js';
 
 /** The protocol era a backend session speaks (docs/protocol.md §1.9). */
 export type BackendEra = 'seed' | 'current';
@@ -41,4 +42,12 @@ export interface BackendIdentity {
   outbound?: OutboundClaims;
   /** Current era: `policy_version` of its latest token (informational). */
   policyVersion?: string;
+}
+
+/**
+ * A backend's routes: its hostnames, and a current-era backend's TCP port claims as `tcp:<port>`
+ * (docs/edge.md "TCP port claims").
+ */
+export function routePatterns(identity: BackendIdentity): string[] {
+  return [...identity.hostnames, ...(identity.tcpPorts ?? []).map((p) => portRouteKey('tcp', p))];
 }

@@ -27,7 +27,7 @@ import {
 } from './backend-session.js';
 import { DEFAULT_MAX_TOKEN_BYTES, type TokenVerifier } from './auth.js';
 import { type BackendEraMode, DEFAULT_BACKEND_ERA_MODE } from './backend-era.js';
-import type { BackendIdentity } from './backend-identity.js';
+import { type BackendIdentity, routePatterns } from './backend-identity.js';
 import { createAuthorizerStatusCheck } from './authorizer-status.js';
 import { BackendReauth, DEFAULT_MAINTENANCE_GRACE_SECONDS } from './backend-reauth.js';
 import { type ClaimPolicy, type CurrentEraClaims, DEFAULT_CLAIM_POLICY } from './current-claims.js';
@@ -58,8 +58,7 @@ import {
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import { OutboundStreams, type OutboundStreamsOptions } from './outbound-streams.js';
-import { portRouteKey } from './route-key.js';
-import type { LocalPoolRoute, RoutingTable } from './routing-table.js';
+import { DEFAULT_MAX_LOCAL_ROUTES, type LocalPoolRoute, type RoutingTable } from './routing-table.js';
 
 /** Default time a backend has to send its token: 10 000 ms (docs/protocol.md §1.2). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 10_000;
@@ -89,6 +88,11 @@ export interface BackendHubLimits extends ListenerGuardLimits, HubAdmissionLimit
   maxControlMessagesPerSecond?: number;
   /** DATA granted to backends and not yet delivered, all sessions, bytes (`ReceiveBudget`). Default: 256 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Patterns served by local backends, node-wide: a backend whose patterns not yet served would take the
+   * node past it is refused (`too many routes on this node`). Default: `10_000`.
+   */
+  maxLocalRoutes?: number;
 }
 
 /** Hub keepalive, ms; names match `ResolvedKeepalive` of the node config. */
@@ -459,6 +463,14 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       outcome.refuse('shutdown');
       return;
     }
+    // The node's routes are bounded too (docs/mesh.md "Limits"): what a peer keeps of one announce.
+    const patterns = routePatterns(outcome.identity);
+    const limit = this.#options.limits?.maxLocalRoutes ?? DEFAULT_MAX_LOCAL_ROUTES;
+    if (this.routes.localPatternCount + this.routes.countNewLocal(patterns) > limit) {
+      this.#log.warn({ patterns: patterns.length, limit, remoteAddress }, 'too many routes on this node');
+      outcome.refuse('too many routes on this node');
+      return;
+    }
     // One token (current era: one backend identity), many sessions: capped, so one leaked token or
     // secret cannot fill the hub.
     const perToken = this.#admission.perToken(this.#options.limits);
@@ -471,7 +483,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       );
       return;
     }
-    const session = this.#attach(ws, socket, outcome.identity, outcome.current, remoteAddress);
+    const session = this.#attach(ws, socket, outcome.identity, outcome.current, remoteAddress, patterns);
     const releaseAddress = this.#admission.sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
     session.once('close', () => {
       releaseToken();
@@ -492,6 +504,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     identity: BackendIdentity,
     current: CurrentEraClaims | undefined,
     remoteAddress: string | undefined,
+    patterns: string[],
   ): BackendSession {
     const { limits, keepalive } = this.#options;
     // Read live: a reload's budget applies once the next session connects.
@@ -518,9 +531,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     if (current !== undefined) reauth = this.#startReauth(session, current);
     this.outbound.attach(session);
     this.#sessions.add(session);
-    // The whole set at once: one local-pattern notification (one announce), not one per name. A current-era
-    // backend's TCP port claims are routes `tcp:<port>` (docs/edge.md "TCP port claims").
-    const patterns = [...session.hostnames, ...(identity.tcpPorts ?? []).map((p) => portRouteKey('tcp', p))];
+    // The whole set at once: one local-pattern notification (one announce), not one per name.
     const { registered, invalid } = this.routes.addLocalMany(patterns, session, session.weight);
     for (const pattern of invalid)
       this.#log.warn({ pattern, sessionId: session.id }, 'ignoring an invalid hostname pattern');

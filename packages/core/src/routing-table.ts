@@ -13,6 +13,12 @@ import type { NoRouteReason } from './errors.js';
 import { normalizeRouteKey } from './route-key.js';
 import { WeightedRoundRobin } from './weighted-round-robin.js';
 
+/**
+ * Default most patterns served by local backends on one node (`limits.maxLocalRoutes`): `10_000`, what a
+ * peer keeps of one announce (`limits.maxPeerRoutes`).
+ */
+export const DEFAULT_MAX_LOCAL_ROUTES = 10_000;
+
 /** A hostname pattern (`app.example.com`, `*.example.com`) or a route key (`tcp:443`), normalised. */
 function normalizePattern(pattern: string): string | undefined {
   return normalizeRouteKey(pattern) ?? normalizeHostnamePattern(pattern);
@@ -403,6 +409,23 @@ export class RoutingTable<T, L = string> {
     if (this.#peerExact.has(host)) return true;
     const dot = host.indexOf('.');
     return dot > 0 && this.#peerWildcard.has(host.slice(dot + 1));
+  }
+
+  /** How many patterns are served locally (O(1)). */
+  get localPatternCount(): number {
+    return this.#localExact.size + this.#localWildcard.size;
+  }
+
+  /** How many of `patterns` no local backend serves yet (invalid ones and repeats not counted). O(patterns). */
+  countNewLocal(patterns: Iterable<string>): number {
+    const fresh = new Set<string>();
+    for (const p of patterns) {
+      const normalized = normalizePattern(p);
+      if (normalized === undefined) continue;
+      const [map, key] = this.#localSlot(normalized);
+      if (!map.has(key)) fresh.add(normalized);
+    }
+    return fresh.size;
   }
 
   /** The patterns served locally, sorted: the `hostnames` of an announce (docs/protocol.md §2.2). */

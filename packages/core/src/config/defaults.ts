@@ -61,6 +61,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   tlsHandshakeTimeoutMs: 10_000,
   maxListenerConnections: 20_000,
   maxPeerRoutes: 10_000,
+  maxLocalRoutes: 10_000,
   maxPeerMessageBytes: 1_048_576,
   maxBufferedBytes: 268_435_456,
   stunMaxResponsesPerSecond: 10_000,

@@ -82,6 +82,11 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     max: 10_000_000,
     help: 'Routes kept from one peer announce (the first ones).',
   },
+  maxLocalRoutes: {
+    min: 1,
+    max: 10_000_000,
+    help: 'Hostname patterns (and route keys) served by local backends, node-wide; a backend that would take the node past it is refused.',
+  },
   maxPeerMessageBytes: {
     min: 65_536,
     max: 67_108_864,

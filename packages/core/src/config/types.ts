@@ -86,6 +86,11 @@ export interface LimitsInput {
   maxListenerConnections?: number;
   /** Routes kept from one peer announce (the first ones). Default: `10_000`. */
   maxPeerRoutes?: number;
+  /**
+   * Hostname patterns and route keys served by local backends, node-wide; a backend whose new ones would
+   * take the node past it is refused. Default: `10_000` (what a peer keeps of one announce).
+   */
+  maxLocalRoutes?: number;
   /** Largest WebSocket message accepted on a peer link, bytes. Default: `1_048_576`. */
   maxPeerMessageBytes?: number;
   /**
@@ -333,6 +338,7 @@ export interface ResolvedLimits {
   readonly tlsHandshakeTimeoutMs: number;
   readonly maxListenerConnections: number;
   readonly maxPeerRoutes: number;
+  readonly maxLocalRoutes: number;
   readonly maxPeerMessageBytes: number;
   readonly maxBufferedBytes: number;
   readonly stunMaxResponsesPerSecond: number;

@@ -20,6 +20,6 @@ export type {
   RoutingTableOptions,
   RoutingTableStats,
 } from '../routing-table.js';
-export { RoutingTable } from '../routing-table.js';
+export { DEFAULT_MAX_LOCAL_ROUTES, RoutingTable } from '../routing-table.js';
 export type { WeightedMemberStats, WeightedRoundRobinStats } from '../weighted-round-robin.js';
 export { DEFAULT_WEIGHT, MAX_WEIGHT, WeightedRoundRobin } from '../weighted-round-robin.js';

@@ -179,3 +179,23 @@ describe('hostname claims', () => {
     expect(await refused.closed).toEqual({ code: 1008, reason: 'no valid hostnames' });
   });
 });
+
+describe('routes per node (limits.maxLocalRoutes, docs/mesh.md "Limits")', () => {
+  it('refuses a backend whose new names would take the node past the cap, and counts shared names once', async () => {
+    const lines: LogLine[] = [];
+    const node = await start({ limits: { maxLocalRoutes: 5 } }, lines);
+    await registered(node, await token(['a.example.com', 'b.example.com', '*.w.example.com']));
+    // Two more names, one of them already served: 4 patterns, within the cap.
+    await registered(node, await token(['a.example.com', 'c.example.com']));
+    expect(node.routes.localPatternCount).toBe(4);
+    // Two new names would make 6: refused with a policy close, nothing registered.
+    const over = await raw(node, await token(['d.example.com', 'e.example.com']));
+    expect(await over.closed).toEqual({ code: 1008, reason: 'too many routes on this node' });
+    expect(node.routes.localPatternCount).toBe(4);
+    expect(node.routes.resolve('d.example.com').kind).toBe('none');
+    expect(lines.some((l) => l.level === 'warn' && l.msg === 'too many routes on this node')).toBe(true);
+    // Exactly at the cap is fine.
+    await registered(node, await token(['d.example.com']));
+    expect(node.routes.localPatternCount).toBe(5);
+  });
+});
