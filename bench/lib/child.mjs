@@ -12,6 +12,14 @@ import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 
 const role = process.argv[2];
+// The backend runs as the nexus-backend command runs it (docs/benchmarks.md "The backend client's upload"):
+// its young generation kept small from the start. A tree without the module runs untuned.
+if (role === 'backend') {
+  await import('@nexus-proxy/backend-client/relay-heap').then(
+    (m) => m.tuneHeapForRelaying(),
+    () => {},
+  );
+}
 
 /** Largest time a child waits for `start` before it gives up, ms. */
 const START_TIMEOUT_MS = 30_000;

@@ -2,7 +2,7 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig({
   // cli.ts starts with a shebang, which esbuild keeps; the `nexus-backend` bin (bin/nexus-backend.js) loads dist/cli.js.
-  entry: ['src/index.ts', 'src/cli.ts', 'src/cli-support.ts'],
+  entry: ['src/index.ts', 'src/cli.ts', 'src/cli-support.ts', 'src/relay-heap.ts'],
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,

@@ -1,8 +1,13 @@
 #!/usr/bin/env node
-import { debugRequested, describeFailure } from './cli-errors.js';
-import { runCli } from './cli-main.js';
+import { tuneHeapForRelaying } from './relay-heap.js';
 
-runCli(process.argv).catch((err: unknown) => {
-  process.stderr.write(`${describeFailure('nexus-backend', err, debugRequested(process.argv))}\n`);
-  process.exitCode = 1;
-});
+// First, before the command's modules are loaded: the young generation must not have grown yet.
+tuneHeapForRelaying();
+
+import('./cli-main.js')
+  .then(({ runCli }) => runCli(process.argv))
+  .catch(async (err: unknown) => {
+    const { debugRequested, describeFailure } = await import('./cli-errors.js');
+    process.stderr.write(`${describeFailure('nexus-backend', err, debugRequested(process.argv))}\n`);
+    process.exitCode = 1;
+  });

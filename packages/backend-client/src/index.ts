@@ -117,6 +117,7 @@ export { type DialLocalOptions, type DialTarget, dialLocal } from './local-dial.
 export { type LogFn, type Logger, noopLogger } from '@nexus-proxy/common';
 export { DEFAULT_HUB_PORT, HUB_PATH } from '@nexus-proxy/common';
 export { normalizeNodeAddress } from './node-address.js';
+export { RELAY_HEAP_FLAG, tuneHeapForRelaying } from './relay-heap.js';
 export type {
   ConnectedEvent,
   DisconnectedEvent,
