@@ -115,6 +115,8 @@ export interface EngineStreamInit {
   sendMetering: SendMetering;
   receiveMetering: ReceiveMetering;
   localEnd: LocalEndBehaviour;
+  /** A datagram stream (see `MuxStreamInit.datagram`). Default: `false`. */
+  datagram?: boolean;
   /**
    * This side opened the stream and waits for the peer's first frame about it (a hub's `connect`): it
    * counts in `pendingAnswers` until then.

@@ -190,6 +190,7 @@ export class StreamEngine {
       sendMetering: init.sendMetering,
       receiveMetering: init.receiveMetering,
       localEnd: init.localEnd,
+      datagram: init.datagram === true,
       receiveWindow: this.initialWindow,
       grantBatch: this.#grantBatch,
       highWaterMark: this.#streamHighWaterMark,

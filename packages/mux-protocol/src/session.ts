@@ -324,13 +324,18 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     // this backend has granted on an earlier stream it is known to grant on every stream, so the wait
     // for this stream's grant is bounded by the window it granted before.
     const peerWindow = engine.peerWindow;
-    const sendMetering: SendMetering =
-      peerWindow === undefined
+    // A UDP flow is never metered by the backend's credits (§1.5): the reference's backend grants once
+    // and never again for UDP, and a datagram that cannot be sent is dropped, never waited for.
+    const datagram = init.transport === 'udp';
+    const sendMetering: SendMetering = datagram
+      ? { mode: 'unmetered' }
+      : peerWindow === undefined
         ? { mode: 'on-first-grant' }
         : { mode: 'on-first-grant', unmeteredLimit: peerWindow };
     return engine.openStream({
       id: connect.client_id,
       connect,
+      datagram,
       sendMetering,
       // A backend that granted before meters from the connect on, so a frame past the window is an
       // over-send even before this stream's first grant; otherwise it may be a v1 backend (probing).
@@ -442,6 +447,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     const stream = engine.openStream({
       id,
       connect,
+      // A UDP flow: one datagram per frame; sending drops when the hub's credits run out (§1.5).
+      datagram: connect.transport === 'udp',
       sendMetering: metered ? { mode: 'metered', credits } : { mode: 'unmetered' },
       receiveMetering,
       // The local service closed: its response is complete, so `end()` sends `disconnect{normal}`.

@@ -124,6 +124,12 @@ export interface MuxStreamInit {
   /** Readable and writable high-water mark of the Duplex, in bytes. */
   highWaterMark: number;
   /**
+   * A datagram stream (`transport: "udp"`, docs/protocol.md §1.5): each write is one DATA frame, never
+   * split or joined with another, and each frame received is delivered (or dropped when the reader is full)
+   * on arrival, so it never pauses the transport. Default: `false`.
+   */
+  datagram?: boolean;
+  /**
    * The node-wide budget the stream's grants come out of (a hub's backend sessions). Absent: the
    * window alone bounds what the peer may send. Ignored by an `unmetered` receive side.
    */

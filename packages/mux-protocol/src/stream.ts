@@ -37,6 +37,10 @@ export class MuxStream extends Duplex {
   bytesWritten = 0;
   /** Why the stream ended: the peer's `disconnect` reason, the session close reason, or a local reason. */
   closeReason: string | undefined;
+  /** Datagram streams: datagrams received and dropped because the reader was full. */
+  datagramsDropped = 0;
+  /** A datagram stream (`MuxStreamInit.datagram`): one write = one frame; received frames never wait. */
+  readonly datagram: boolean;
 
   readonly #host: StreamHost;
   readonly #localEnd: LocalEndBehaviour;
@@ -96,6 +100,7 @@ export class MuxStream extends Duplex {
     this.connect = init.connect;
     this.#host = init.host;
     this.#localEnd = init.localEnd;
+    this.datagram = init.datagram === true;
     this.#idBytes = Buffer.allocUnsafe(16);
     writeStreamId(this.#idBytes, 0, init.id);
     this.#dataFrameType = init.dataFrameType;
@@ -218,7 +223,10 @@ export class MuxStream extends Duplex {
         if (this.#sendDead) break;
         if (this.#peerPaused || !window.canSend()) return false;
         if (sent === maxFrames) return true;
-        const length = Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
+        // A datagram is one frame of its own: never joined with the next write.
+        const length = this.datagram
+          ? Math.min(this.#pending[this.#pendingIndex]!.length - this.#pendingOffset, MAX_DATA_PAYLOAD)
+          : Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
         window.spend();
         if (sendParts !== undefined) {
           this.#sendParts(sendParts, length);
@@ -307,6 +315,21 @@ export class MuxStream extends Duplex {
     send.call(this.#host, header, parts, length, onWritten);
   }
 
+  /**
+   * Datagram streams: queues `payload` as one DATA frame and returns true, or drops it and returns false —
+   * when the stream can no longer send, `payload` is empty or over 32 768 bytes, or the datagrams not yet
+   * sent (waiting for credits, a pause or the transport) already fill the writable high-water mark. Never
+   * waits: UDP is lossy, and a flow that cannot send must not hold its socket's reader.
+   */
+  sendDatagram(payload: Buffer): boolean {
+    const length = payload.length;
+    if (this.#sendDead || this.writableEnded || this.destroyed) return false;
+    if (length === 0 || length > MAX_DATA_PAYLOAD) return false;
+    if (this.writableLength + length > this.writableHighWaterMark) return false;
+    this.write(payload);
+    return true;
+  }
+
   #canSend(): boolean {
     return !this.#sendDead && !this.#peerPaused && this.#send.canSend();
   }
@@ -331,15 +354,22 @@ export class MuxStream extends Duplex {
    * peer meters too, and becomes `strict`.
    */
   grant(credits: number): void {
-    if (this.#ignoreGrants) return;
+    if (this.#ignoreGrants) {
+      // A datagram stream sends unmetered, but a grant still proves the peer meters what it sends.
+      this.#peerMeters();
+      return;
+    }
     this.#send.grant(credits);
     this.#peerPaused = false;
-    if (this.#receiveState === 'probing') {
-      // The backend grants, so it also meters what it sends us from the connect on (§1.5).
-      this.#receiveState = 'strict';
-      this.#sendGrant(this.#receive.flush());
-    }
+    this.#peerMeters();
     if (this.#pendingBytes > 0) this.#host.schedule(this);
+  }
+
+  #peerMeters(): void {
+    if (this.#receiveState !== 'probing') return;
+    // The backend grants, so it also meters what it sends us from the connect on (§1.5).
+    this.#receiveState = 'strict';
+    this.#sendGrant(this.#receive.flush());
   }
 
   /** Host side: the peer's advisory pause (`true`) or resume of our sending. */
@@ -427,6 +457,14 @@ export class MuxStream extends Duplex {
       }
     }
     this.bytesRead += length;
+    if (this.datagram) {
+      // Delivered or dropped on arrival: never buffered past the high-water mark, never a reason to
+      // pause the transport, and always counted as delivered, so the peer's credits keep coming.
+      if (this.readableLength + length <= this.readableHighWaterMark) this.push(payload);
+      else this.datagramsDropped++;
+      this.#delivered(1);
+      return;
+    }
     const accepted = this.push(payload);
     if (accepted) {
       this.#delivered(1);

@@ -46,6 +46,8 @@ export interface TunnelInit {
   hostname: string;
   /** True when the end user's stream began with a TLS ClientHello. */
   isTls: boolean;
+  /** `'udp'`: a UDP flow, one datagram per frame, without credits (§2.4). Default: `'tcp'`. */
+  transport?: 'tcp' | 'udp';
 }
 
 /** Options of {@link TunnelSession}; the engine's limits and tuning are those of {@link StreamEngineTuning}. */
@@ -162,12 +164,12 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       client_ip: init.clientIp,
       hostname: init.hostname,
       is_tls: init.isTls,
-      transport: 'tcp',
+      transport: init.transport ?? 'tcp',
     };
     const stream = this.#create(request);
     this.#opened++;
     this.#transport.sendText(encodePeerMessage(request));
-    engine.sendInitialGrant(stream.id);
+    if (!stream.datagram) engine.sendInitialGrant(stream.id);
     return stream;
   }
 
@@ -195,7 +197,7 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
     }
     const stream = this.#create(request);
     this.#accepted++;
-    engine.sendInitialGrant(id);
+    if (!stream.datagram) engine.sendInitialGrant(id);
     return stream;
   }
 
@@ -254,6 +256,20 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       hostname: request.hostname,
       is_tls: request.is_tls,
     };
+    if (request.transport === 'udp') {
+      // §2.4: UDP tunnels carry no credits either way; a datagram that cannot be sent is dropped, and
+      // one received is delivered or dropped at once, so it never pauses the link.
+      connect.transport = 'udp';
+      return this.#engine.openStream({
+        id: request.client_id,
+        connect,
+        datagram: true,
+        sendMetering: { mode: 'unmetered' },
+        receiveMetering: { mode: 'unmetered' },
+        localEnd: 'keep-open',
+        awaitingAnswer: false,
+      });
+    }
     const peerWindow = this.#engine.peerWindow;
     return this.#engine.openStream({
       id: request.client_id,
