@@ -2,7 +2,7 @@
  * Who an authenticated backend is, as its token(s) said (docs/protocol.md §1.2, §1.9, §5): the routes it
  * serves and, for current-era backends, the port, UDP and outbound claims the node validated.
  */
-import { portRouteKey } from './route-key.js';
+import { claimedRouteKeys } from './route-key.js';
 
 /** The protocol era a backend session speaks (docs/protocol.md §1.9). */
 export type BackendEra = 'seed' | 'current';
@@ -45,9 +45,9 @@ export interface BackendIdentity {
 }
 
 /**
- * A backend's routes: its hostnames, and a current-era backend's TCP port claims as `tcp:<port>`
- * (docs/edge.md "TCP port claims").
+ * A backend's routes: its hostnames, and a current-era backend's port claims as `tcp:<port>` and `udp:<port>`
+ * (docs/edge.md "TCP port claims", "UDP relay").
  */
 export function routePatterns(identity: BackendIdentity): string[] {
-  return [...identity.hostnames, ...(identity.tcpPorts ?? []).map((p) => portRouteKey('tcp', p))];
+  return [...identity.hostnames, ...claimedRouteKeys(identity)];
 }

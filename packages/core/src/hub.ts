@@ -171,6 +171,8 @@ export interface HubStreamInit {
   clientIp: string;
   /** True when the stream began with a TLS ClientHello. */
   isTls: boolean;
+  /** `'udp'`: a UDP flow, a datagram stream (docs/edge.md "UDP relay"). Default: `'tcp'`. */
+  transport?: 'tcp' | 'udp';
 }
 
 /** Snapshot of the hub. */

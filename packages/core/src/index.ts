@@ -38,6 +38,7 @@ export type {
   ResolvedRegistration,
   ResolvedRemoteVerifier,
   ResolvedStun,
+  ResolvedUdpRelay,
   ResolveNexusConfigOptions,
 } from './config.js';
 export {
@@ -167,3 +168,13 @@ export type {
   StunServerStats,
 } from './stun-server.js';
 export { STUN_MAX_REQUEST_BYTES, StunServer } from './stun-server.js';
+export type {
+  UdpDropReason,
+  UdpFlowEndReason,
+  UdpFlowsByTarget,
+  UdpPortStats,
+  UdpRelayOptions,
+} from './udp-relay.js';
+export { UdpRelay } from './udp-relay.js';
+export { type FlowEndReason, type FlowEntry, FlowTable, type FlowTableOptions } from './flow-table.js';
+export { type DatagramRelayStats, type DatagramStream, relayDatagrams } from './datagram-relay.js';

@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { MuxStream, TunnelRequestMessage } from '@nexus-proxy/mux-protocol';
+import { isDatagramStream, relayDatagrams } from './datagram-relay.js';
 import type { Logger } from './logger.js';
 import type { PeerLink } from './peer-link.js';
 import { relayMuxStream } from './relay.js';
@@ -18,6 +19,8 @@ export interface LocalStreamInit {
   clientIp: string;
   /** True when the stream began with a TLS ClientHello. */
   isTls: boolean;
+  /** `'udp'`: a UDP flow (docs/edge.md "UDP relay"). Default: `'tcp'`. */
+  transport?: 'tcp' | 'udp';
 }
 
 /**
@@ -45,6 +48,7 @@ export function openTunnel(
       clientIp: init.clientIp,
       hostname: route.hostname,
       isTls: init.isTls,
+      ...(init.transport === 'udp' ? { transport: 'udp' as const } : {}),
     });
     if (stream !== undefined) {
       log.debug({ host: route.hostname, linkId: id, tunnelId: stream.id }, 'tunnel opened');
@@ -83,17 +87,23 @@ export function acceptTunnel(
     return;
   }
   let local: Duplex | undefined;
+  const udp = request.transport === 'udp';
   if (options.openLocalStream !== undefined) {
     try {
       local = options.openLocalStream(request.hostname, {
         connPort: request.conn_port,
         clientIp: request.client_ip,
         isTls: request.is_tls,
+        ...(udp ? { transport: 'udp' as const } : {}),
       });
     } catch (err) {
       log.error({ err, host: request.hostname }, 'openLocalStream threw');
       local = undefined;
     }
+  }
+  if (local !== undefined && udp && !isDatagramStream(local)) {
+    local.destroy();
+    local = undefined;
   }
   if (local === undefined) {
     // docs/reliability.md item 16: the reference ignores the request and the origin streams into the void.
@@ -107,6 +117,18 @@ export function acceptTunnel(
   const tunnel = link.tunnels.accept(request);
   if (tunnel === undefined) {
     local.destroy();
+    return;
+  }
+  if (udp && isDatagramStream(local)) {
+    // A UDP flow: datagram by datagram, dropped rather than waited for (docs/edge.md "UDP relay").
+    relayDatagrams(tunnel, local, {
+      idleTimeoutMs: options.idleTimeoutMs,
+      onClose: (stats) =>
+        log.debug(
+          { linkId: link.id, tunnelId: tunnel.id, host: request.hostname, ...stats },
+          'udp tunnel relay ended',
+        ),
+    });
     return;
   }
   // Both directions close through a graceful disconnect that flushes what was written first: the

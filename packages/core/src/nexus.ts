@@ -52,6 +52,7 @@ import { portRouteKey } from './route-key.js';
 import { StunServer } from './stun-server.js';
 import { outboundNodeSettings } from './outbound-checks.js';
 import type { OutboundResolver } from './outbound-connect.js';
+import { UdpRelay } from './udp-relay.js';
 
 /** Default time `close()` lets relayed streams finish before cutting them, ms. */
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
@@ -112,6 +113,8 @@ export interface NexusAddresses {
   listeners: Array<{ mode: RelayMode; port: number; address: AddressInfo }>;
   /** The STUN Binding server (UDP), when `stunPort` is set. */
   stun?: AddressInfo;
+  /** The UDP relay ports, in the order of `udpRelayPorts`, when set. */
+  udp?: AddressInfo[];
 }
 
 /** Options of {@link Nexus.close}. */
@@ -138,6 +141,8 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   readonly tlsContext: HubTlsContext | undefined;
   /** The STUN Binding server, when `stunPort` is set (`stats()` for its counters). */
   readonly stun: StunServer | undefined;
+  /** The UDP relay, when `udpRelayPorts` is set (`stats()`, `flowsByTarget()`). */
+  readonly udp: UdpRelay | undefined;
   /** Fleet registration, once `listen()` started it (when `registrationURL` is set). */
   readonly registration: FleetRegistration | undefined;
   /**
@@ -310,6 +315,17 @@ export function createNexus(
     resolved.stun === undefined
       ? undefined
       : new StunServer({ ...resolved.stun, limits: liveLimits, logger: options.logger });
+  const udp =
+    resolved.udp === undefined
+      ? undefined
+      : new UdpRelay({
+          ...resolved.udp,
+          routes,
+          hub,
+          mesh: () => mesh,
+          claims: () => current.backendClaims,
+          logger: options.logger,
+        });
   const dispatcher = new NodeDispatch({
     routes,
     hub,
@@ -418,6 +434,7 @@ export function createNexus(
     activeStreams: { get: () => dispatcher.activeStreams, enumerable: true },
     stun: { value: stun, enumerable: true },
     bandwidth: { value: bandwidth, enumerable: true },
+    udp: { value: udp, enumerable: true },
     registration: { get: () => registration, enumerable: true },
     discovery: { get: () => discovery, enumerable: true },
   });
@@ -463,6 +480,7 @@ export function createNexus(
       for (const { config: lc, listener } of listeners) {
         bound.push({ mode: lc.mode, port: lc.port, address: await listener.listen() });
       }
+      const udpAddresses = await udp?.listen();
       const stunAddress = await stun?.listen();
       const context = await loadTls();
       // The hub's own server (the only place one is made), with the context loaded above.
@@ -533,6 +551,7 @@ export function createNexus(
           hub: `${hubAddress.address}:${hubAddress.port}`,
           listeners: bound.map((b) => `${b.mode}:${b.address.address}:${b.address.port}`),
           stun: stunAddress === undefined ? undefined : `${stunAddress.address}:${stunAddress.port}`,
+          udp: udpAddresses?.map((a) => `${a.address}:${a.port}`),
         },
         'nexus listening',
       );
@@ -541,6 +560,7 @@ export function createNexus(
         peer: peerAddress,
         listeners: bound,
         ...(stunAddress === undefined ? {} : { stun: stunAddress }),
+        ...(udpAddresses === undefined ? {} : { udp: udpAddresses }),
       };
     },
     close(closeOptions: NexusCloseOptions = {}): Promise<void> {
@@ -551,6 +571,7 @@ export function createNexus(
         // 1. Stop accepting end users (sniffing connections are dropped with reason `shutdown`).
         await Promise.all([
           stun?.close(),
+          udp?.close(),
           ...listeners.map((l) => l.listener.close()),
           ...[...adHoc.values()].map((l) => l.close()),
         ]);

@@ -200,6 +200,8 @@ export function planReload(
     ['peerListenAddress', before.peerListen, next.peerListen],
     ['listeners', before.listeners, next.listeners],
     ['stunPort', before.stun, next.stun],
+    // The UDP sockets and the flow table are made once; a restart applies new ports and bounds.
+    ['udpRelayPorts', before.udp, next.udp],
     // The registration loop keeps the endpoint and body it started with.
     ['registrationURL', before.registration, next.registration],
     // Discovery keeps the connection, bucket and identity it started with.

@@ -14,6 +14,17 @@ export function portRouteKey(transport: PortClaimTransport, port: number): strin
   return `${transport}:${port}`;
 }
 
+/** The route keys a backend's port claims serve: `tcp:<port>` for each TCP port, `udp:<port>` for each UDP route. */
+export function claimedRouteKeys(claims: {
+  readonly tcpPorts?: readonly number[];
+  readonly udpRoutes?: readonly { readonly port: number }[];
+}): string[] {
+  return [
+    ...(claims.tcpPorts ?? []).map((p) => portRouteKey('tcp', p)),
+    ...(claims.udpRoutes ?? []).map((r) => portRouteKey('udp', r.port)),
+  ];
+}
+
 /** The key itself when `text` is a route key with a port in 1–65535, else `undefined`. */
 export function normalizeRouteKey(text: string): string | undefined {
   const m = ROUTE_KEY.exec(text);

@@ -9,13 +9,12 @@
  * response, so two servers cannot be made to ping-pong), and answers are capped per second node-wide
  * and per destination address (IPv6: per /64).
  */
-import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
+import type dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import { isIP } from 'node:net';
 import { addressGroup } from './address-group.js';
 import { NexusError, NexusErrorCode } from './errors.js';
 import { type Logger, noopLogger } from './logger.js';
+import { bindUdpSocket } from './udp-bind.js';
 import {
   bindingSuccess,
   bindingUnknownAttributes,
@@ -116,24 +115,7 @@ export class StunServer {
       throw new NexusError(NexusErrorCode.Listen, 'the STUN server is already listening or closed');
     }
     const { host, port } = this.#options;
-    let socket: dgram.Socket;
-    if (host === undefined) {
-      // One dual-stack socket; a host without IPv6 gets an IPv4 one.
-      try {
-        socket = await bind(dgram.createSocket({ type: 'udp6', ipv6Only: false }), port, '::');
-      } catch (err) {
-        if (!NO_IPV6.has((err as NodeJS.ErrnoException).code ?? '')) throw listenError('::', port, err);
-        socket = await this.#bindOrThrow('udp4', port, '0.0.0.0');
-      }
-    } else {
-      const family =
-        isIP(host) ||
-        (await lookup(host).then(
-          (r) => r.family,
-          () => 4,
-        ));
-      socket = await this.#bindOrThrow(family === 6 ? 'udp6' : 'udp4', port, host);
-    }
+    const socket = await bindUdpSocket('the STUN server', port, host);
     if (this.#closed) {
       socket.close();
       throw new NexusError(NexusErrorCode.Closed, 'the STUN server was closed while binding');
@@ -144,14 +126,6 @@ export class StunServer {
     const address = socket.address();
     this.#log.info({ address: address.address, port: address.port }, 'STUN server listening');
     return address;
-  }
-
-  async #bindOrThrow(type: 'udp4' | 'udp6', port: number, host: string): Promise<dgram.Socket> {
-    try {
-      return await bind(dgram.createSocket(type), port, host);
-    } catch (err) {
-      throw listenError(host, port, err);
-    }
   }
 
   /** The bound address, once listening. */
@@ -230,34 +204,4 @@ export class StunServer {
     this.#windowAnswers++;
     return undefined;
   }
-}
-
-/** Errors of binding `::` that mean "this host has no IPv6" (then the server binds IPv4 only). */
-const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
-
-function listenError(host: string, port: number, cause: unknown): NexusError {
-  return new NexusError(
-    NexusErrorCode.Listen,
-    `the STUN server cannot listen on ${host}:${port}: ${(cause as Error).message}`,
-    { cause },
-  );
-}
-
-/** Binds `socket`; rejects (and closes it) on an error. */
-function bind(socket: dgram.Socket, port: number, host: string): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
-      try {
-        socket.close();
-      } catch {
-        // Never bound: nothing to release.
-      }
-      reject(err);
-    };
-    socket.once('error', onError);
-    socket.bind(port, host, () => {
-      socket.off('error', onError);
-      resolve(socket);
-    });
-  });
 }

@@ -191,12 +191,10 @@ describe('resolveNexusConfig', () => {
   it('ignores, with a warning, reference keys Nexus does not implement', () => {
     const c = resolveNexusConfig({
       ...base,
-      udpRelayPorts: [53],
       peerSecret: 'x',
       region: null,
     });
     expect(c.warnings).toEqual([
-      'udpRelayPorts is a reference setting Nexus does not support; it is ignored',
       'peerSecret is a reference setting Nexus does not support; it is ignored',
     ]);
   });
@@ -294,6 +292,7 @@ describe('resolveNexusConfig', () => {
       ...base,
       allowedTCPPortClaims: [2222, 22, 2222],
       allowedUDPPortClaims: [5000],
+      udpRelayPorts: [5000],
       udpFlowIdleTimeoutDefaultSeconds: 60,
       udpFlowIdleTimeoutMinSeconds: 10,
       udpFlowIdleTimeoutMaxSeconds: 120,

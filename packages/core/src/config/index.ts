@@ -31,5 +31,6 @@ export type {
   ResolvedRegistration,
   ResolvedRemoteVerifier,
   ResolvedStun,
+  ResolvedUdpRelay,
   ResolveNexusConfigOptions,
 } from './types.js';

@@ -19,6 +19,7 @@ import { nodeConfigSchema, UNSUPPORTED_REFERENCE_KEYS } from './schema.js';
 import { resolveOutbound } from './outbound.js';
 import { resolveRegistration } from './registration.js';
 import { resolveStun } from './stun.js';
+import { resolveUdpRelay } from './udp.js';
 import type {
   NexusConfigInput,
   ResolveContext,
@@ -48,6 +49,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
   const logLevel = resolveLogLevel(p);
   const admin = resolveAdmin(p, ctx);
   const adminToken = resolveAdminToken(p, ctx);
+  const udp = resolveUdpRelay(p, ctx);
   const stun = resolveStun(p, ctx);
   const registration = resolveRegistration(p, ctx);
   const outbound = resolveOutbound(p, ctx);
@@ -72,6 +74,7 @@ function resolve(input: unknown, options: ResolveNexusConfigOptions): ResolvedNe
     admin,
     adminToken,
     stun,
+    udp,
     registration,
     outbound,
     totalBandwidthMbps,

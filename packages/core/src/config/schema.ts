@@ -17,14 +17,10 @@ import { outboundFields } from './outbound.js';
 import { registrationFields } from './registration.js';
 import { remoteVerifierFields } from './remote-verifier.js';
 import { stunFields } from './stun.js';
+import { udpFields } from './udp.js';
 
 /** Keys of later reference versions that Nexus accepts but does not implement (a warning each). */
-export const UNSUPPORTED_REFERENCE_KEYS = [
-  'udpRelayPorts',
-  'udpMaxFlows',
-  'udpMaxDatagramBytes',
-  'peerSecret',
-] as const;
+export const UNSUPPORTED_REFERENCE_KEYS = ['peerSecret'] as const;
 
 /** The whole document, section by section (the order errors are found in). */
 export const nodeConfigSchema = mapping(
@@ -40,6 +36,7 @@ export const nodeConfigSchema = mapping(
     ...keepaliveFields,
     ...adminFields,
     ...stunFields,
+    ...udpFields,
     ...registrationFields,
     ...outboundFields,
     ...bandwidthFields,

@@ -208,6 +208,12 @@ export interface NexusConfigInput {
    * `udpRelayPorts`. Binds `bindHost`. Default: `0`.
    */
   stunPort?: number;
+  /** (reference, later versions) Public UDP relay ports (route `udp:<port>`). Binds `bindHost`. Default: `[]`. */
+  udpRelayPorts?: number[];
+  /** (reference, later versions) UDP flows tracked at once; LRU eviction past it. Default: `200_000`. */
+  udpMaxFlows?: number;
+  /** (reference, later versions) Largest relayed UDP datagram, bytes (1–32 768). Default: `2048`. */
+  udpMaxDatagramBytes?: number;
   /**
    * (reference, later versions) Cap on what the node sends toward backends and end users together,
    * Mbit/s, shared fairly across backends (docs/edge.md "Bandwidth fair share"); `0` = unlimited.
@@ -372,6 +378,18 @@ export interface ResolvedStun {
   readonly host: string | undefined;
 }
 
+/** The UDP relay (docs/edge.md "UDP relay"). */
+export interface ResolvedUdpRelay {
+  /** `udpRelayPorts` as written (`0` = any free port). */
+  readonly ports: readonly number[];
+  /** Address to bind (`bindHost`); `undefined` = every interface, IPv4 and IPv6. */
+  readonly host: string | undefined;
+  /** `udpMaxFlows`: flows tracked at once, node-wide. */
+  readonly maxFlows: number;
+  /** `udpMaxDatagramBytes`: larger datagrams are dropped. */
+  readonly maxDatagramBytes: number;
+}
+
 /** Resolved {@link KeepaliveInput}. */
 export interface ResolvedKeepalive {
   readonly hubPingIntervalMs: number;
@@ -470,6 +488,8 @@ export interface ResolvedNexusConfig {
   readonly adminToken: { readonly token: string | undefined; readonly tokenFile: string | undefined };
   /** The STUN Binding server; `undefined` = off. */
   readonly stun: ResolvedStun | undefined;
+  /** The UDP relay; `undefined` = off (`udpRelayPorts` empty). */
+  readonly udp: ResolvedUdpRelay | undefined;
   /** Fleet registration; `undefined` = off. */
   readonly registration: ResolvedRegistration | undefined;
   /** Outbound connections (SOCKS5 egress) and their address policy. */
