@@ -260,31 +260,34 @@ export class UdpRelay {
   }
 
   #onDatagram(port: Port, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const stats = port.stats;
-    const drop = (reason: UdpDropReason) => {
-      stats.dropped[reason]++;
-    };
-    if (msg.length > this.#options.maxDatagramBytes) return drop('oversize');
-    if (msg.length === 0) return drop('empty');
-    if (this.#closed) return drop('shutdown');
+    const dropped = this.#relay(port, msg, rinfo);
+    if (dropped !== undefined) port.stats.dropped[dropped]++;
+  }
+
+  /** Sends `msg` on its flow (a new one for a new source); why not, when it was dropped. */
+  #relay(port: Port, msg: Buffer, rinfo: dgram.RemoteInfo): UdpDropReason | undefined {
+    if (msg.length > this.#options.maxDatagramBytes) return 'oversize';
+    if (msg.length === 0) return 'empty';
+    if (this.#closed) return 'shutdown';
     const key = `${port.boundPort}|${rinfo.address}|${rinfo.port}`;
     let flow = this.#flows.get(key);
     if (flow?.stream.detached) {
       // Its backend ended it a moment ago ('end' is on its way): this datagram starts a new flow.
       this.#flows.delete(key, flow);
-      flow.port.stats.flowsEnded.backend++;
+      port.stats.flowsEnded.backend++;
       flow = undefined;
     }
     if (flow === undefined) {
       const opened = this.#open(port, key, rinfo);
-      if (typeof opened === 'string') return drop(opened);
+      if (typeof opened === 'string') return opened;
       flow = opened;
     } else {
       this.#flows.touch(key, flow);
     }
-    if (!flow.stream.sendDatagram(msg)) return drop('queue-full');
-    stats.datagramsIn++;
-    stats.bytesIn += msg.length;
+    if (!flow.stream.sendDatagram(msg)) return 'queue-full';
+    port.stats.datagramsIn++;
+    port.stats.bytesIn += msg.length;
+    return undefined;
   }
 
   /** A new flow: a stream to a backend (or peer) claiming the port, answered on the port's socket. */
