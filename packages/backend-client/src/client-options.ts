@@ -31,6 +31,10 @@ export const DEFAULT_DIAL_TIMEOUT = 10_000;
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 /** Default time `close()` lets open streams finish before cutting them, ms. */
 export const DEFAULT_CLOSE_GRACE = 5_000;
+/** Default most local UDP sockets (one per UDP flow) per hub address. */
+export const DEFAULT_UDP_MAX_SOCKETS = 1_024;
+/** Default idle timeout of a UDP flow on a port without a `udpRoutes` timeout, ms (the reference's 30 s). */
+export const DEFAULT_UDP_IDLE_TIMEOUT = 30_000;
 
 /** What a connect handler learns about a new stream. */
 export interface StreamRequest {
@@ -101,6 +105,20 @@ export interface HealthCheckOptions {
   pongTimeoutMs?: number;
 }
 
+/** UDP flows toward local targets (docs/edge.md "UDP relay"). */
+export interface UdpTargetOptions {
+  /**
+   * Local UDP sockets (one per flow) per hub address; past it the least recently used flow is closed.
+   * Default: `1_024`.
+   */
+  maxSockets?: number;
+  /**
+   * Idle time after which a flow's socket is closed (and the flow disconnected), ms, on a port whose
+   * `udpRoutes` entry names no timeout. Default: `30_000`.
+   */
+  idleTimeoutMs?: number;
+}
+
 /** Options of `createBackendClient`. */
 export interface BackendClientOptions {
   /** Hub addresses: `wss://node:8443/connect`, or `node:8443` (see `normalizeNodeAddress`). One session each. */
@@ -148,6 +166,8 @@ export interface BackendClientOptions {
    * (`BackendClient.socks5Address`). Default: none.
    */
   socks5ListenAddr?: string;
+  /** UDP flows: the bound on local sockets and their idle timeout. */
+  udp?: UdpTargetOptions;
   /** Pino-compatible logger. Default: no-op. */
   logger?: Logger;
 }
@@ -169,6 +189,7 @@ export interface ResolvedBackendClientOptions {
   readonly handshakeTimeoutMs: number;
   readonly closeGraceMs: number;
   readonly socks5ListenAddr: Socks5ListenAddress | undefined;
+  readonly udp: Readonly<Required<UdpTargetOptions>>;
   readonly logger: Logger;
 }
 
@@ -280,6 +301,14 @@ export function resolveBackendClientOptions(input: BackendClientOptions): Resolv
     pongTimeoutMs: positive('healthChecks.pongTimeoutMs', h.pongTimeoutMs, DEFAULT_HEALTH_PONG_TIMEOUT),
   };
 
+  const u = object('udp', input.udp);
+  const maxSockets = positive('udp.maxSockets', u.maxSockets, DEFAULT_UDP_MAX_SOCKETS);
+  if (!Number.isInteger(maxSockets)) throw new InvalidOptionsError('udp.maxSockets', 'must be an integer');
+  const udp = {
+    maxSockets,
+    idleTimeoutMs: positive('udp.idleTimeoutMs', u.idleTimeoutMs, DEFAULT_UDP_IDLE_TIMEOUT),
+  };
+
   return Object.freeze({
     nodes: Object.freeze(nodes),
     token: attestation === undefined ? token : undefined,
@@ -297,6 +326,7 @@ export function resolveBackendClientOptions(input: BackendClientOptions): Resolv
       input.socks5ListenAddr === undefined
         ? undefined
         : Object.freeze(parseSocks5ListenAddr(input.socks5ListenAddr, 'socks5ListenAddr')),
+    udp: Object.freeze(udp),
     logger: input.logger ?? noopLogger,
   });
 }

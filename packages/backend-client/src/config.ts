@@ -202,7 +202,6 @@ function resolveBackend(
       `${at}.tcpPorts/udpRoutes are claimed only with attestation (the seed era's token is fixed)`,
     );
   }
-  if (udpRoutes.length > 0) warnings.push(`${at}.udpRoutes: UDP flows are not served by this client yet`);
   if (
     b.socks5ListenAddr !== undefined &&
     b.socks5ListenAddr !== null &&
@@ -213,6 +212,13 @@ function resolveBackend(
     );
   }
   const portMappings = resolvePortMappings(raw.portMappings, `${at}.portMappings`);
+  udpRoutes.forEach((r, i) => {
+    if (!portMappings.ports.has(r.port)) {
+      warnings.push(
+        `${at}.udpRoutes[${i}]: portMappings has no entry for UDP port ${r.port}; its flows will be closed (dial_failed)`,
+      );
+    }
+  });
   const hc = b.healthChecks ?? {};
   return {
     name: b.name,

@@ -22,12 +22,15 @@ export {
   DEFAULT_RECONNECT_JITTER,
   DEFAULT_RECONNECT_MAX_DELAY,
   DEFAULT_RECONNECT_RESET_AFTER,
+  DEFAULT_UDP_IDLE_TIMEOUT,
+  DEFAULT_UDP_MAX_SOCKETS,
   type HealthCheckOptions,
   type KeepaliveOptions,
   type ReconnectOptions,
   type ResolvedBackendClientOptions,
   resolveBackendClientOptions,
   type StreamRequest,
+  type UdpTargetOptions,
 } from './client-options.js';
 // Outbound connections: the local SOCKS5 listener
 export {
@@ -40,6 +43,7 @@ export {
   socks5ReplyFor,
 } from './socks5-listener.js';
 export { Socks5Reply, type Socks5Request } from './socks5-handshake.js';
+export type { UdpTargetStats } from './udp-targets.js';
 // Current era: token providers, attested handshake
 export {
   type AttestationContext,

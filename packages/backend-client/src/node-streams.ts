@@ -6,9 +6,10 @@ import type { ResolvedBackendClientOptions, StreamRequest } from './client-optio
 import { DialError, NoMappingError } from './errors.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
 import type { NodeConnectionEvents, StreamOpenEvent } from './node-connection-events.js';
-import { resolveStreamTarget } from './port-mappings.js';
+import { resolveStreamTarget, resolveTarget } from './port-mappings.js';
 import { buildProxyHeader } from './proxy-protocol.js';
 import { StreamRelay } from './stream-relay.js';
+import { type UdpFlow, UdpTargets, type UdpTargetStats } from './udp-targets.js';
 
 /** Most node ports whose mapping fallback is logged at info once each (later ones at debug). */
 const MAX_FALLBACK_PORTS_REPORTED = 64;
@@ -16,7 +17,7 @@ const MAX_FALLBACK_PORTS_REPORTED = 64;
 interface StreamEntry {
   readonly stream: MuxStream;
   readonly abort: AbortController;
-  relay: StreamRelay | undefined;
+  relay: StreamRelay | UdpFlow | undefined;
   /** Our own close reason, when we closed the stream. */
   reason: string | undefined;
   /** Removes the pre-relay EOF watcher. */
@@ -48,9 +49,17 @@ export class NodeStreams {
   #dialFailures = 0;
   #bytesIn = 0;
   #bytesOut = 0;
+  /** The local sockets of UDP flows. */
+  readonly #udp: UdpTargets;
 
   constructor(host: NodeStreamsHost) {
     this.#host = host;
+    this.#udp = new UdpTargets(host);
+  }
+
+  /** Counters of the UDP flows. */
+  udpStats(): UdpTargetStats {
+    return this.#udp.stats();
   }
 
   /** Streams open now. */
@@ -169,6 +178,10 @@ export class NodeStreams {
       transport: connect.transport ?? 'tcp',
       signal: entry.abort.signal,
     };
+    if (request.transport === 'udp') {
+      this.#openUdp(entry, request);
+      return;
+    }
     this.#openLocal(request).then(
       (local) => {
         if (stream.destroyed || entry.abort.signal.aborted) {
@@ -184,6 +197,35 @@ export class NodeStreams {
       (err: Error) => {
         if (stream.destroyed) return;
         log.warn({ id, host: request.hostname, connPort: request.connPort, err: err.message }, 'dial failed');
+        this.#closeStream(entry, 'dial_failed');
+      },
+    );
+  }
+
+  /** A UDP flow: its own socket toward the target the port maps to (no connect handler, no PROXY header). */
+  #openUdp(entry: StreamEntry, request: StreamRequest): void {
+    const { stream } = entry;
+    const { portMappings } = this.#host.options();
+    const target = portMappings ? resolveTarget(portMappings, request.connPort, request.hostname) : undefined;
+    if (target === undefined) {
+      const err = new NoMappingError(request.connPort, request.hostname);
+      this.#host.log.warn({ id: request.id, connPort: request.connPort, err: err.message }, 'dial failed');
+      this.#closeStream(entry, 'dial_failed');
+      return;
+    }
+    this.#udp.open(stream, target, request.connPort, request.signal).then(
+      (flow) => {
+        if (stream.destroyed || entry.abort.signal.aborted) {
+          flow.destroy();
+          return;
+        }
+        entry.unwatch();
+        entry.relay = flow;
+        flow.start();
+      },
+      (err: Error) => {
+        if (stream.destroyed) return;
+        this.#host.log.warn({ id: request.id, connPort: request.connPort, err: err.message }, 'dial failed');
         this.#closeStream(entry, 'dial_failed');
       },
     );

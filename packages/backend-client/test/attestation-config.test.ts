@@ -204,7 +204,11 @@ describe('attestation in the configuration file', () => {
       udpRoutes: [{ port: 53, flowIdleTimeoutSeconds: 30 }, { port: 67 }],
       flowControl: { highWaterMark: 40, lowWaterMark: 10, maxBuffer: 50 },
     });
-    expect(c.warnings).toEqual(['backends[0].udpRoutes: UDP flows are not served by this client yet']);
+    // Flows of a claimed port need a mapping to a local target.
+    expect(c.warnings).toEqual([
+      'backends[0].udpRoutes[0]: portMappings has no entry for UDP port 53; its flows will be closed (dial_failed)',
+      'backends[0].udpRoutes[1]: portMappings has no entry for UDP port 67; its flows will be closed (dial_failed)',
+    ]);
   });
 
   it('warns when command and an HMAC secret are both set (the command wins, as in the reference)', () => {

@@ -4,6 +4,14 @@
 // importing the runtime mechanisms never loads them.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
 export { DEFAULT_HUB_PORT, DEFAULT_PEER_PORT, HUB_PATH, MESH_PATH } from './endpoints.js';
+export {
+  DEFAULT_FLOW_SWEEP_MS,
+  FLOW_REORDER_MS,
+  type FlowEndReason,
+  type FlowEntry,
+  FlowTable,
+  type FlowTableOptions,
+} from './flow-table.js';
 export { fileProblem, unreadableFileDetail } from './file-problem.js';
 export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive.js';
 export { type LogFn, type Logger, type LogLevel, noopLogger } from './logger.js';

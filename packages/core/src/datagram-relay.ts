@@ -6,7 +6,7 @@
  * a flow idle for `idleTimeoutMs` ends both.
  */
 import type { Duplex } from 'node:stream';
-import { FlowTable } from './flow-table.js';
+import { FlowTable } from '@nexus-proxy/common';
 
 /** A datagram stream as this relay uses it (`MuxStream` of `@nexus-proxy/mux-protocol`). */
 export interface DatagramStream extends Duplex {

@@ -176,5 +176,4 @@ export type {
   UdpRelayOptions,
 } from './udp-relay.js';
 export { UdpRelay } from './udp-relay.js';
-export { type FlowEndReason, type FlowEntry, FlowTable, type FlowTableOptions } from './flow-table.js';
 export { type DatagramRelayStats, type DatagramStream, relayDatagrams } from './datagram-relay.js';

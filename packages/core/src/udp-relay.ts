@@ -18,7 +18,7 @@ import type { BackendSession } from './backend-session.js';
 import type { ClaimPolicy } from './current-claims.js';
 import { isDatagramStream } from './datagram-relay.js';
 import { LimitError, NexusError, NexusErrorCode, NoRouteError } from './errors.js';
-import { type FlowEndReason, type FlowEntry, FlowTable } from './flow-table.js';
+import { type FlowEndReason, type FlowEntry, FlowTable } from '@nexus-proxy/common';
 import type { BackendHub } from './hub.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { PeerMesh } from './mesh.js';

@@ -1,5 +1,5 @@
 /**
- * A bounded table of UDP flows (docs/edge.md "UDP relay"): least recently used first, so that a full
+ * A bounded table of UDP flows (docs/edge.md "UDP relay"; the node's relay ports and the backend client's local targets): least recently used first, so that a full
  * table evicts the flow idle the longest, and one reaper timer for the whole table (never one per
  * flow) that ends flows idle past their timeout.
  *
@@ -18,7 +18,7 @@ export const DEFAULT_FLOW_SWEEP_MS = 1_000;
 export interface FlowEntry {
   /** Last datagram either way, ms since the epoch (set by {@link FlowTable.touch}). */
   lastActive: number;
-  /** @internal When the flow last moved in the LRU order. */
+  /** When the flow last moved in the LRU order (the table sets it). */
   lastMoved: number;
 }
 
