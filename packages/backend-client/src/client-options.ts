@@ -114,7 +114,8 @@ export interface UdpTargetOptions {
   maxSockets?: number;
   /**
    * Idle time after which a flow's socket is closed (and the flow disconnected), ms, on a port whose
-   * `udpRoutes` entry names no timeout. Default: `30_000`.
+   * `udpRoutes` entry names no timeout, plus 5 s of grace (the node normally ends idle flows first).
+   * Default: `30_000`.
    */
   idleTimeoutMs?: number;
 }

@@ -18,6 +18,12 @@ import type { ResolvedBackendClientOptions } from './client-options.js';
 import { DialError } from './errors.js';
 import type { HostPort } from './port-mappings.js';
 
+/**
+ * How much longer than its port's timeout a flow may idle here, ms: the node ends idle flows (it sees the
+ * end user's side too); this reaper is the backstop that frees sockets the node's `disconnect` never freed.
+ */
+export const UDP_IDLE_GRACE_MS = 5_000;
+
 /** What {@link UdpTargets} needs from its owner. */
 export interface UdpTargetsHost {
   readonly log: Logger;
@@ -184,12 +190,13 @@ export class UdpTargets {
     this.#table?.delete(flow.stream.id, flow);
   }
 
-  /** The idle timeout of flows on node port `port`, ms. */
+  /** The idle timeout of flows on node port `port` here, ms: its claimed timeout plus {@link UDP_IDLE_GRACE_MS}. */
   idleTimeoutMs(port: number): number {
     const options = this.#host.options();
     const claimed = options.attestation?.identity.udpRoutes.find((r) => r.port === port);
     const seconds = claimed?.flowIdleTimeoutSeconds;
-    return seconds !== undefined && seconds > 0 ? seconds * 1_000 : options.udp.idleTimeoutMs;
+    const base = seconds !== undefined && seconds > 0 ? seconds * 1_000 : options.udp.idleTimeoutMs;
+    return base + UDP_IDLE_GRACE_MS;
   }
 
   /** The table, made again when `udp.maxSockets` changed (a reload) and no flow is open. */

@@ -40,6 +40,11 @@ export interface CurrentEraBackendOptions {
   reauthDelayMs?: (round: number) => number;
   /** Send the stage-0 token as a binary frame. */
   binaryStage0?: boolean;
+  /**
+   * Takes every binary message instead of the helper's `MuxSession` (a test that speaks the wire itself,
+   * such as the reference's backend behaviour); `send` writes a binary message.
+   */
+  onBinary?: (message: Buffer, send: (message: Uint8Array) => void) => void;
   /** `iat` of the stage-0 token, seconds. Default: now. */
   stage0IssuedAt?: number;
 }
@@ -110,7 +115,8 @@ export async function connectCurrentEraBackend(o: CurrentEraBackendOptions): Pro
   };
   ws.on('message', (data: Buffer, isBinary) => {
     if (isBinary) {
-      mux.receive(data);
+      if (o.onBinary !== undefined) o.onBinary(data, (m) => ws.send(m));
+      else mux.receive(data);
       return;
     }
     const text = data.toString();
