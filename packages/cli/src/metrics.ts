@@ -12,6 +12,7 @@ import { registerDiscoveryMetrics, registerMeshMetrics } from './mesh-metrics.js
 import { registerOutboundMetrics } from './outbound-metrics.js';
 import { registerRegistrationMetrics } from './registration-metrics.js';
 import { registerStunMetrics } from './stun-metrics.js';
+import { registerUdpMetrics } from './udp-metrics.js';
 
 /** Label value for values over a cardinality cap. */
 export const OTHER_LABEL = 'other';
@@ -233,6 +234,7 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
   registerDiscoveryMetrics(nexus, registers);
   registerStunMetrics(nexus, registers);
   registerOutboundMetrics(nexus, registers);
+  registerUdpMetrics(nexus, registers);
   registerRegistrationMetrics(nexus, registers);
   registerBandwidthMetrics(nexus, registers);
   const peerRefused = new Counter({

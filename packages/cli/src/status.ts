@@ -111,6 +111,20 @@ export interface StatusSnapshot {
       throttled: boolean;
     }>;
   };
+  /** The UDP relay, when `udpRelayPorts` is set (absent from older nodes). */
+  udp?: {
+    ports: Array<{
+      port: number;
+      flows: number;
+      idleTimeoutSeconds: number;
+      datagramsIn: number;
+      datagramsOut: number;
+      /** Datagrams dropped, all reasons. */
+      dropped: number;
+    }>;
+    /** Open flows by relay port and target: a backend id, or `peer` (tunnelled). */
+    flows: Array<{ port: number; target: string; flows: number }>;
+  };
 }
 
 /** A current-era backend's validated claims (docs/protocol.md §5.6), as `/status` shows them. */
@@ -257,6 +271,21 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
     },
     totals: metrics.totals(),
     ...bandwidthOf(nexus),
+    ...(nexus.udp !== undefined ? { udp: udpStatus(nexus.udp) } : {}),
+  };
+}
+
+function udpStatus(udp: NonNullable<Nexus['udp']>): NonNullable<StatusSnapshot['udp']> {
+  return {
+    ports: udp.stats().map((s) => ({
+      port: s.boundPort,
+      flows: s.flows,
+      idleTimeoutSeconds: s.idleTimeoutSeconds,
+      datagramsIn: s.datagramsIn,
+      datagramsOut: s.datagramsOut,
+      dropped: Object.values(s.dropped).reduce((a, b) => a + b, 0),
+    })),
+    flows: udp.flowsByTarget(),
   };
 }
 
@@ -416,6 +445,25 @@ export function formatStatus(status: StatusSnapshot, now: number = Date.now()): 
   );
   if (status.streams.list.length < status.streams.open) {
     out.push(`… ${status.streams.open - status.streams.list.length} more`);
+  }
+  if (status.udp !== undefined) {
+    section(
+      'UDP ports',
+      ['PORT', 'FLOWS', 'IDLE', 'IN', 'OUT', 'DROPPED'],
+      status.udp.ports.map((p) => [
+        String(p.port),
+        String(p.flows),
+        `${p.idleTimeoutSeconds}s`,
+        String(p.datagramsIn),
+        String(p.datagramsOut),
+        String(p.dropped),
+      ]),
+    );
+    section(
+      'UDP flows',
+      ['PORT', 'TARGET', 'FLOWS'],
+      status.udp.flows.map((f) => [String(f.port), f.target, String(f.flows)]),
+    );
   }
   return out.join('\n');
 }
