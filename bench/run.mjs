@@ -27,6 +27,7 @@ const SCENARIOS = {
   fairness: 'bench/scenarios/fairness.mjs',
   'mesh-scale': 'bench/scenarios/mesh-scale.mjs',
   hostnames: 'bench/scenarios/hostnames.mjs',
+  udp: 'bench/scenarios/udp.mjs',
 };
 
 const args = process.argv.slice(2);

@@ -4,6 +4,7 @@
 // `backend` (createBackendClient). The parent sends `{ type: 'start', ... }` over
 // IPC and gets `{ type: 'ready', ... }` back; `{ type: 'stats' }` → `{ type: 'stats', rss, peakRss, ... }`;
 // `{ type: 'gc' }` collects the heap; `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
@@ -186,17 +187,26 @@ async function service({ certPem, keyPem }) {
     s.on('data', onHead);
   });
   tls.maxConnections = 1_000_000;
+  // A UDP echo target (the `udp` scenario): every datagram goes back to where it came from.
+  const udp = dgram.createSocket('udp4');
+  let udpEchoed = 0;
+  udp.on('message', (m, r) => {
+    udpEchoed++;
+    udp.send(m, r.port, r.address);
+  });
   await Promise.all([
     new Promise((r) => tls.listen(0, '127.0.0.1', 4096, r)),
     new Promise((r) => plain.listen(0, '127.0.0.1', 4096, r)),
+    new Promise((r) => udp.bind(0, '127.0.0.1', r)),
   ]);
-  extraStats = () => ({ connections: sockets.size });
+  extraStats = () => ({ connections: sockets.size, udpEchoed });
   closeRole = async () => {
     for (const s of sockets) s.destroy();
     tls.close();
     plain.close();
+    udp.close();
   };
-  return { tlsPort: tls.address().port, plainPort: plain.address().port };
+  return { tlsPort: tls.address().port, plainPort: plain.address().port, udpPort: udp.address().port };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -229,7 +239,7 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     hubTlsKeyFile: join(dir, 'hub.key'),
     limits: BENCH_LIMITS,
     logLevel: 'silent',
-    // A scenario's own keys (the fairness scenario's `totalBandwidthMbps`).
+    // A scenario's own keys (the fairness scenario's `totalBandwidthMbps`, the udp scenario's UDP relay).
     ...extra,
   };
   const options = {};
@@ -267,6 +277,7 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     discovery: nexus.discovery?.status(),
     localRoutes: nexus.routes.stats().localPatterns,
     peerRoutes: nexus.routes.stats().peerPatterns,
+    udp: nexus.udp?.stats()[0],
   });
   closeRole = () => nexus.close({ graceMs: 0 });
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;
@@ -282,11 +293,19 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
 // A backend: createBackendClient to one hub with port mappings (the client's own local dial): the node's
 // TLS relay port → the service's TLS port, its HTTP relay port → the service's plain port.
 
-async function backend({ hubPort, hubCaPem, token, mappings }) {
+async function backend({ hubPort, hubCaPem, token, mappings, attest }) {
   const { createBackendClient, resolvePortMappings } = await import('@nexus-proxy/backend-client');
+  // `attest`: the current era (HMAC tokens), to claim UDP routes; otherwise the seed-era `token`.
+  const identity =
+    attest === undefined
+      ? { token }
+      : {
+          tokenProvider: { hmacSecret: attest.secret },
+          backend: { name: 'bench', hostnames: attest.hostnames, udpRoutes: attest.udpRoutes },
+        };
   const client = createBackendClient({
     nodes: [`wss://127.0.0.1:${hubPort}/connect`],
-    token,
+    ...identity,
     tls: { ca: hubCaPem },
     portMappings: resolvePortMappings(mappings),
   });

@@ -5,6 +5,7 @@
 //   haproxy   — HAProxy in TCP mode routing by `req_ssl_sni` (when the binary is installed).
 // The load generator is the calling process, so the proxy's own CPU shows in the figures.
 import { spawn, spawnSync, fork } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
@@ -170,13 +171,23 @@ async function startHaproxy(servicePort, hostname) {
   };
 }
 
+async function freeUdpPort() {
+  const socket = dgram.createSocket('udp4');
+  await new Promise((r) => socket.bind(0, '127.0.0.1', r));
+  const { port } = socket.address();
+  await new Promise((r) => socket.close(r));
+  return port;
+}
+
 /**
  * Starts the service and the requested proxies.
- * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, profileDir?: string, hostnames?: string[],
+ * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, profileDir?: string, hostnames?: string[], udp?: boolean,
  *   nodeConfig?: object }} options
  *   `profileDir`: run the node child with `--cpu-prof` writing there. `hostnames`: names the service is
  *   published under, one backend child each behind the node (default: `APP_HOSTNAME`; the mesh and
- *   HAProxy serve the first). `nodeConfig`: configuration keys merged into the node child's.
+ *   HAProxy serve the first). `nodeConfig`: configuration keys merged into the node child's. `udp`: the node
+ *   relays a UDP port (`targets.nexus.udpPort`) to the service's UDP echo, claimed by the first backend
+ *   (current era).
  */
 export async function startTopology(options = {}) {
   const closers = [];
@@ -212,9 +223,15 @@ export async function startTopology(options = {}) {
         mkdirSync(options.profileDir, { recursive: true });
         execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`);
       }
+      const udpPort = options.udp ? await freeUdpPort() : undefined;
+      // The UDP relay (docs/edge.md "UDP relay"): one port, claimable by the backend.
+      const udpConfig =
+        udpPort === undefined
+          ? {}
+          : { udpRelayPorts: [udpPort], allowedUDPPortClaims: [udpPort], bindHost: '127.0.0.1' };
       const node = await startChild(
         'node',
-        { ...hubCert, secret: SECRET, config: options.nodeConfig },
+        { ...hubCert, secret: SECRET, config: { ...options.nodeConfig, ...udpConfig } },
         { execArgv },
       );
       closers.push(() => node.close());
@@ -222,17 +239,19 @@ export async function startTopology(options = {}) {
       const backendArgv = (process.env.BENCH_BACKEND_ARGS ?? '').split(' ').filter(Boolean);
       const backends = [];
       for (const hostname of hostnames) {
-        const backend = await startChild(
-          'backend',
-          backendStart(
-            node.info.hubPort,
-            hubCert.certPem,
-            node.info.tlsPort,
-            node.info.httpPort,
-            await mintBackendToken({ secret: SECRET, hostnames: [hostname] }),
-          ),
-          { execArgv: backendArgv },
+        const start = backendStart(
+          node.info.hubPort,
+          hubCert.certPem,
+          node.info.tlsPort,
+          node.info.httpPort,
+          await mintBackendToken({ secret: SECRET, hostnames: [hostname] }),
         );
+        if (udpPort !== undefined && backends.length === 0) {
+          // The current era, to claim the UDP port; its flows go to the service's UDP echo.
+          start.mappings[udpPort] = `127.0.0.1:${service.info.udpPort}`;
+          start.attest = { secret: SECRET, hostnames: [hostname], udpRoutes: [{ port: udpPort }] };
+        }
+        const backend = await startChild('backend', start, { execArgv: backendArgv });
         closers.push(() => backend.close());
         backends.push(backend);
       }
@@ -240,7 +259,14 @@ export async function startTopology(options = {}) {
         async () => (await node.call('stats')).backends >= hostnames.length,
         'the backend sessions',
       );
-      targets.nexus = { name: 'nexus', port: node.info.tlsPort, plainPort: node.info.httpPort, ...base };
+      targets.nexus = {
+        name: 'nexus',
+        port: node.info.tlsPort,
+        plainPort: node.info.httpPort,
+        udpPort,
+        ...base,
+      };
+      targets.direct.udpPort = service.info.udpPort;
       processes.node = node;
       processes.backend = backends[0];
       processes.backends = backends;
