@@ -78,7 +78,10 @@ describe('UDP relay through the mesh', () => {
 
     const u1 = await udpUser();
     const u2 = await udpUser();
-    cleanups.push(() => u1.close(), () => u2.close());
+    cleanups.push(
+      () => u1.close(),
+      () => u2.close(),
+    );
     const [run1, run2] = await Promise.all([
       echoRun(u1, port, { count: 2_000, window: 16 }),
       echoRun(u2, port, { count: 500, window: 8 }),

@@ -14,12 +14,7 @@ import {
   resolvePortMappings,
   type StreamCloseEvent,
 } from '@nexus-proxy/backend-client';
-import {
-  decodeBackendMessage,
-  encodeControlMessage,
-  encodeDataFrame,
-  FrameType,
-} from '@nexus-proxy/mux-protocol';
+import { decodeBackendMessage, encodeControlMessage, encodeDataFrame } from '@nexus-proxy/mux-protocol';
 import {
   createTestPki,
   startNode,
@@ -275,6 +270,7 @@ describe('UDP relay through one node', () => {
           flush();
           return;
         }
+        if (frame.type !== 'control') return;
         const m = frame.message;
         if (m.event === 'connect') {
           expect(m).toMatchObject({ transport: 'udp', hostname: `udp:${port}`, conn_port: port });
@@ -296,6 +292,5 @@ describe('UDP relay through one node', () => {
     // The hub sent 2 000 frames on a window of 64 that was never refilled, and returned credits for the
     // backend's answers as it delivered them.
     expect(granted).toBeGreaterThanOrEqual(2_000 - 64);
-    expect(FrameType.Data).toBe(0x01);
   });
 });
