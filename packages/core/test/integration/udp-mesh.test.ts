@@ -121,8 +121,10 @@ describe('UDP relay through the mesh', () => {
       config: { allowedUDPPortClaims: [port] },
     });
     cleanups.push(() => destination.close());
-    await waitUntil(() => destination.mesh.links().length === 1, 10_000, 'the link');
+    // Once A has applied B's (empty) announce, A is told B serves the port: B has no backend for it.
+    await waitUntil(() => origin.mesh.stats().announcesApplied >= 1, 10_000, 'B announce at A');
     origin.routes.setPeerRoutes(origin.mesh.links()[0]!.linkId, [`udp:${port}`]);
+    expect(origin.routes.has(`udp:${port}`)).toBe(true);
     const u = await udpUser();
     cleanups.push(() => u.close());
     const run = await echoRun(u, port, { count: 3, lossAfterMs: 300 });
