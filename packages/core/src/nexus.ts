@@ -324,6 +324,7 @@ export function createNexus(
           hub,
           mesh: () => mesh,
           claims: () => current.backendClaims,
+          bandwidth,
           logger: options.logger,
         });
   const dispatcher = new NodeDispatch({

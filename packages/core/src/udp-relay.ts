@@ -22,7 +22,8 @@ import { type FlowEndReason, type FlowEntry, FlowTable } from '@nexus-proxy/comm
 import type { BackendHub } from './hub.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { PeerMesh } from './mesh.js';
-import { formatClientIp, type OpenedRoute, openRoute } from './node-dispatch.js';
+import { backendBandwidthKey, formatClientIp, openRoute, tunnelBandwidthKey } from './node-dispatch.js';
+import type { BandwidthAccount, BandwidthScheduler } from './bandwidth-scheduler.js';
 import { portRouteKey } from './route-key.js';
 import type { RoutingTable } from './routing-table.js';
 import { bindUdpSocket } from './udp-bind.js';
@@ -41,6 +42,8 @@ export type UdpDropReason =
   | 'queue-full'
   /** An answer could not be sent to the end user. */
   | 'send-failed'
+  /** Over its backend's share of the bandwidth cap (`totalBandwidthMbps`, docs/edge.md). */
+  | 'bandwidth'
   /** The node is shutting down. */
   | 'shutdown';
 
@@ -51,6 +54,7 @@ const DROP_REASONS: readonly UdpDropReason[] = [
   'backend-limit',
   'queue-full',
   'send-failed',
+  'bandwidth',
   'shutdown',
 ];
 
@@ -107,6 +111,8 @@ export interface UdpRelayOptions {
     ClaimPolicy,
     'udpFlowIdleTimeoutDefaultSeconds' | 'udpFlowIdleTimeoutMinSeconds' | 'udpFlowIdleTimeoutMaxSeconds'
   >;
+  /** The bandwidth cap: datagrams the node sends (both ways) are charged to the flow's backend. */
+  bandwidth?: BandwidthScheduler;
   logger?: Logger;
 }
 
@@ -125,6 +131,8 @@ interface Flow extends FlowEntry {
   readonly stream: MuxStream;
   /** Session id, or `peer`. */
   readonly target: string;
+  /** Its bandwidth account, while a cap was set when it opened. */
+  readonly account: BandwidthAccount | undefined;
 }
 
 /** The node's UDP relay ports and their flows. */
@@ -284,6 +292,7 @@ export class UdpRelay {
     } else {
       this.#flows.touch(key, flow);
     }
+    if (flow.account !== undefined && !flow.account.tryCharge(msg.length)) return 'bandwidth';
     if (!flow.stream.sendDatagram(msg)) return 'queue-full';
     port.stats.datagramsIn++;
     port.stats.bytesIn += msg.length;
@@ -296,6 +305,7 @@ export class UdpRelay {
     const connPort = port.boundPort;
     let session: BackendSession | undefined;
     let stream: MuxStream;
+    let pattern = '';
     try {
       const route = routes.resolve(portRouteKey('udp', connPort));
       const init = {
@@ -305,28 +315,32 @@ export class UdpRelay {
         transport: 'udp' as const,
       };
       // The local pool is asked through the hub so that the flow learns its backend (for /status).
-      let opened: MuxStream | OpenedRoute['stream'];
-      if (route.kind === 'local') {
-        ({ stream: opened, session } = hub.openRoutedOn(route, init));
-      } else {
-        opened = openRoute(route, init, { hub, mesh: this.#options.mesh() }).stream;
-      }
-      if (!isDatagramStream(opened)) {
-        opened.destroy();
+      const opened = openRoute(route, init, { hub, mesh: this.#options.mesh() });
+      if (!isDatagramStream(opened.stream)) {
+        opened.stream.destroy();
         return 'no-route';
       }
-      stream = opened as MuxStream;
+      stream = opened.stream as MuxStream;
+      session = opened.session;
+      pattern = opened.route;
     } catch (err) {
       if (NoRouteError.is(err)) return 'no-route';
       if (LimitError.is(err)) return 'backend-limit';
       this.#log.error({ err, port: connPort }, 'opening a UDP flow failed');
       return 'no-route';
     }
+    const bandwidth = this.#options.bandwidth;
+    let account: BandwidthAccount | undefined;
+    if (bandwidth?.enabled === true) {
+      const k = session !== undefined ? backendBandwidthKey(session) : tunnelBandwidthKey(pattern);
+      account = bandwidth.account(k.id, k.group);
+    }
     const flow: Flow = {
       key,
       port,
       stream,
       target: session?.id ?? 'peer',
+      account,
       lastActive: 0,
       lastMoved: 0,
     };
@@ -338,6 +352,10 @@ export class UdpRelay {
       const socket = port.socket;
       if (socket === undefined) return;
       this.#flows.touch(key, flow);
+      if (account !== undefined && !account.tryCharge(datagram.length)) {
+        port.stats.dropped.bandwidth++;
+        return;
+      }
       port.stats.datagramsOut++;
       port.stats.bytesOut += datagram.length;
       socket.send(datagram, remotePort, address, port.onSent);
@@ -348,6 +366,7 @@ export class UdpRelay {
       if (this.#flows.delete(key, flow)) port.stats.flowsEnded.backend++;
       if (!stream.writableEnded) stream.end();
     });
+    stream.once('close', () => account?.release());
     return flow;
   }
 

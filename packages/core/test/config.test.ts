@@ -194,9 +194,7 @@ describe('resolveNexusConfig', () => {
       peerSecret: 'x',
       region: null,
     });
-    expect(c.warnings).toEqual([
-      'peerSecret is a reference setting Nexus does not support; it is ignored',
-    ]);
+    expect(c.warnings).toEqual(['peerSecret is a reference setting Nexus does not support; it is ignored']);
   });
 
   it('treats null values (YAML `key:` without a value) as absent', () => {

@@ -326,7 +326,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     const peerWindow = engine.peerWindow;
     // A UDP flow is never metered by the backend's credits (§1.5): the reference's backend grants once
     // and never again for UDP, and a datagram that cannot be sent is dropped, never waited for.
-    const datagram = init.transport === 'udp';
+    const datagram = connect.transport === 'udp';
     const sendMetering: SendMetering = datagram
       ? { mode: 'unmetered' }
       : peerWindow === undefined

@@ -190,6 +190,26 @@ describe('UDP relay through one node', () => {
     expect(portStats(node)).toMatchObject({ datagramsIn: 3, flowsOpened: 1 });
   });
 
+  it('charges datagrams to the backend under the bandwidth cap, dropping what is over its share', async () => {
+    const port = await freeUdpPort();
+    // 0.2 Mbit/s: 25 000 bytes a second, far below 300 datagrams of 1 000 bytes sent at once.
+    const node = await udpNode(port, { totalBandwidthMbps: 0.2 });
+    const target = await echoTarget();
+    await udpBackend(node, port, target);
+    const u = await user();
+    let answers = 0;
+    u.socket.on('message', () => answers++);
+    for (let i = 0; i < 300; i++) u.socket.send(Buffer.alloc(1_000, i & 0xff), port, '127.0.0.1');
+    await waitUntil(() => portStats(node).dropped.bandwidth > 0, 5_000, 'datagrams over the cap');
+    const stats = portStats(node);
+    // What went through was charged to the backend's account; nothing waited.
+    const account = node.nexus.bandwidth.stats().accounts.find((a) => a.id === node.hub.sessions[0]!.id);
+    expect(account?.bytesSent).toBeGreaterThanOrEqual(stats.bytesIn);
+    expect(stats.datagramsIn).toBeLessThan(300);
+    expect(stats.dropped['queue-full']).toBe(0);
+    expect(answers).toBeLessThanOrEqual(stats.datagramsOut);
+  });
+
   it('evicts the least recently used flow past udpMaxFlows, with a disconnect to its backend', async () => {
     const port = await freeUdpPort();
     const node = await udpNode(port, { udpMaxFlows: 2 });
