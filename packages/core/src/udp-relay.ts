@@ -22,7 +22,8 @@ import { type FlowEndReason, type FlowEntry, FlowTable } from '@nexus-proxy/comm
 import type { BackendHub } from './hub.js';
 import { type Logger, noopLogger } from './logger.js';
 import type { PeerMesh } from './mesh.js';
-import { backendBandwidthKey, formatClientIp, openRoute, tunnelBandwidthKey } from './node-dispatch.js';
+import { formatClientIp, openRoute } from './node-dispatch.js';
+import { backendBandwidthKey, tunnelBandwidthKey } from './relay-bandwidth.js';
 import type { BandwidthAccount, BandwidthScheduler } from './bandwidth-scheduler.js';
 import { portRouteKey } from './route-key.js';
 import type { RoutingTable } from './routing-table.js';
