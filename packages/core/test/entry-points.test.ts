@@ -2,7 +2,8 @@
  * Each public entry point of the built package (`dist`, as users get it through package.json "exports")
  * is imported alone in a fresh Node process, as ESM and as CommonJS, and the packages it pulled in are
  * checked: a block loads what it uses and nothing else, and `acme-client` (which brings axios and
- * node-forge) and `@peculiar/x509` load only when a certificate is ordered or made. ESM loads are seen by
+ * node-forge) and `@peculiar/x509` load only when a certificate is ordered or made, the `@nats-io` clients
+ * only when route discovery starts. ESM loads are seen by
  * a module resolve hook that writes every resolved URL to a file; CommonJS loads are `require.cache`.
  * Needs the built package (`npm run build`).
  */
@@ -74,27 +75,30 @@ function loadedBy(format: 'esm' | 'cjs', script: string): Set<string> {
 const importOf = (format: 'esm' | 'cjs', specifier: string): string =>
   format === 'esm' ? `await import(${JSON.stringify(specifier)});` : `require(${JSON.stringify(specifier)});`;
 
+/** The NATS clients: loaded only when route discovery starts (docs/mesh.md "Discovery on NATS"). */
+const NATS = ['@nats-io/transport-node', '@nats-io/nats-core', '@nats-io/jetstream', '@nats-io/kv'];
+
 /** What each entry point needs, and what it must not load. */
 const ENTRIES: Array<{ specifier: string; loads: string[]; never: string[] }> = [
   {
     specifier: '@nexus-proxy/core/routing',
     loads: ['@nexus-proxy/sni'],
-    never: ['ws', 'jose', 'acme-client', '@peculiar/x509', 'yaml', '@nexus-proxy/mux-protocol'],
+    never: ['ws', 'jose', 'acme-client', '@peculiar/x509', 'yaml', '@nexus-proxy/mux-protocol', ...NATS],
   },
   {
     specifier: '@nexus-proxy/core/hub',
     loads: ['ws', 'jose', '@nexus-proxy/mux-protocol'],
-    never: ['acme-client', '@peculiar/x509', 'pkijs', 'yaml', 'valibot'],
+    never: ['acme-client', '@peculiar/x509', 'pkijs', 'yaml', 'valibot', ...NATS],
   },
   {
     specifier: '@nexus-proxy/core/mesh',
     loads: ['ws', '@nexus-proxy/mux-protocol'],
-    never: ['jose', 'acme-client', '@peculiar/x509', 'yaml', 'valibot'],
+    never: ['jose', 'acme-client', '@peculiar/x509', 'yaml', 'valibot', ...NATS],
   },
   {
     specifier: '@nexus-proxy/core',
     loads: ['ws', 'jose', 'yaml', '@nexus-proxy/mux-protocol', '@nexus-proxy/sni'],
-    never: ['acme-client', '@peculiar/x509'],
+    never: ['acme-client', '@peculiar/x509', ...NATS],
   },
 ];
 
