@@ -274,6 +274,7 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     links: nexus.mesh?.linkCount ?? 0,
     linkedPeers: nexus.mesh?.links().map((l) => l.peer) ?? [],
     peerIn: nexus.mesh?.stats().in,
+    dialTimeouts: nexus.mesh?.stats().dialTimeouts,
     discovery: nexus.discovery?.status(),
     localRoutes: nexus.routes.stats().localPatterns,
     peerRoutes: nexus.routes.stats().peerPatterns,

@@ -146,6 +146,9 @@ async function runOne(n, mode, nats) {
       mode: mode === 'full' ? 'full mesh' : 'NATS discovery',
       'links per node': round(after.reduce((t, s) => t + s.links, 0) / n, 1),
       'links up after last listens (s)': mode === 'full' ? round(linksUpMs / 1_000, 2) : 'n/a (on demand)',
+      // Every node's dials of its configured peers that timed out (a refused dial of a node not yet
+      // listening is expected at start and not counted here).
+      'dial time-outs': after.reduce((t, s) => t + (s.dialTimeouts ?? 0), 0),
       'RSS per node mean (MiB)': round(rss.reduce((a, b) => a + b, 0) / n / MiB, 1),
       'RSS per node max (MiB)': round(Math.max(...rss) / MiB, 1),
       'route convergence (ms)': Math.round(convergedMs),

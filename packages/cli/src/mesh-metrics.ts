@@ -117,6 +117,18 @@ export function registerMeshMetrics(
       this.inc(stats()?.dialContextsCreated ?? 0);
     },
   });
+  new Counter({
+    name: 'nexus_peer_dial_failures_total',
+    help: 'Dials of configured peers that failed: reason "timeout" (the opening handshake timed out) or "other" (refused, TLS or the upgrade refused).',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      const s = stats();
+      this.inc({ reason: 'timeout' }, s?.dialTimeouts ?? 0);
+      this.inc({ reason: 'other' }, (s?.dialFailures ?? 0) - (s?.dialTimeouts ?? 0));
+    },
+  });
 }
 
 /** Route discovery's gauges (docs/mesh.md "Discovery on NATS"), read from `nexus.discovery.status()`. */

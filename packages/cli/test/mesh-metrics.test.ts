@@ -45,6 +45,8 @@ describe('mesh metrics', () => {
     expect(sample(text, 'nexus_peer_announce_apply_seconds_total')).toBeGreaterThan(0);
     expect(sample(text, `nexus_peer_link_routes{peer="${a.meshUrl}"}`)).toBe(2);
     expect(sample(text, 'nexus_peer_dial_contexts_total')).toBe(1);
+    expect(sample(text, 'nexus_peer_dial_failures_total{reason="timeout"}')).toBe(0);
+    expect(sample(text, 'nexus_peer_dial_failures_total{reason="other"}')).toBe(0);
     metrics.close();
     await backend.close();
   });

@@ -38,6 +38,8 @@ export class MeshDialers {
   /** One per configured URL (a URL listed twice gets two links). */
   #dialers: PeerDialer[];
   #started = false;
+  #failed = 0;
+  #timedOut = 0;
 
   constructor(options: MeshDialersOptions) {
     this.#o = options;
@@ -62,6 +64,16 @@ export class MeshDialers {
 
   get peak(): number {
     return this.#limiter.peak;
+  }
+
+  /** Dials of configured peers that failed (refused, timed out, TLS or upgrade refused), in all. */
+  get failed(): number {
+    return this.#failed;
+  }
+
+  /** Of those, the dials whose opening handshake timed out (`connectTimeoutMs`). */
+  get timedOut(): number {
+    return this.#timedOut;
   }
 
   /** Starts every dialer, spread over the jitter window (idempotent). */
@@ -162,6 +174,9 @@ export class MeshDialers {
       failed: (err) => {
         if (this.#o.closed() || dialer.stopped) return;
         dialer.ws = undefined;
+        this.#failed++;
+        // ws names no code for it: its handshake timer fails with "Opening handshake has timed out".
+        if (err?.message.includes('timed out') === true) this.#timedOut++;
         this.#o.log.warn({ url: dialer.url, err: err?.message }, 'cannot reach peer');
         this.#schedule(dialer);
       },

@@ -83,4 +83,8 @@ export interface PeerMeshStats {
   /** Dials in flight now, and the most ever at once. */
   dialsInFlight: number;
   dialsInFlightPeak: number;
+  /** Dials of configured peers that failed: refused, timed out, or refused in TLS or the upgrade. */
+  dialFailures: number;
+  /** Of those, the dials whose opening handshake timed out. */
+  dialTimeouts: number;
 }

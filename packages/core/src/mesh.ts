@@ -376,6 +376,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       dialContextsCreated: this.#dialContexts.created,
       dialsInFlight: this.#dialers.inFlight,
       dialsInFlightPeak: this.#dialers.peak,
+      dialFailures: this.#dialers.failed,
+      dialTimeouts: this.#dialers.timedOut,
     };
   }
 

@@ -129,6 +129,10 @@ describe('mesh at scale', () => {
     expect(total).toBe(3);
     expect(mesh.stats().dialsInFlight).toBe(3);
     await waitUntil(() => total >= 12, 10_000);
+    // Twelve dials started, three at a time: the first nine have timed out, each counted once.
+    await waitUntil(() => mesh.stats().dialTimeouts >= 9);
+    expect(mesh.stats().dialTimeouts).toBeLessThanOrEqual(12);
+    expect(mesh.stats().dialFailures).toBe(mesh.stats().dialTimeouts);
     expect(mesh.stats().dialsInFlightPeak).toBe(3);
     expect(mesh.stats().dialContextsCreated).toBe(1);
   });
