@@ -12,8 +12,7 @@
 // need `nats-server` (NATS_SERVER or the PATH).
 import { createCertificateAuthority, issueCertificate, mintBackendToken } from '@nexus-proxy/core';
 import { natsServerAvailable, startNatsServer } from '@nexus-proxy/test-harness/nats-server';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 import { round } from '../lib/load.mjs';
 import { MESH_SUFFIX, SECRET, startChild } from '../lib/topology.mjs';
 
@@ -80,39 +79,10 @@ function received(stats, mode) {
   return { messages, bytes };
 }
 
-/** Whether `port` can be bound on 127.0.0.1 now. */
-function bindable(port) {
-  return new Promise((done) => {
-    const server = createServer();
-    server.once('error', () => done(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
-  });
-}
-
-/**
- * `n` free ports for the nodes' peer listeners, below the kernel's ephemeral range: N nodes dialling each
- * other open thousands of outbound sockets, whose ephemeral source ports would otherwise take a port
- * reserved here before its node binds it.
- */
-async function peerPorts(n) {
-  let low = 32768;
-  try {
-    low =
-      Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
-  } catch {}
-  const ports = [];
-  let port = 10000 + Math.floor(Math.random() * Math.max(1, low - 10000 - 4 * n));
-  while (ports.length < n && port < low) {
-    if (await bindable(port)) ports.push(port);
-    port++;
-  }
-  if (ports.length < n) throw new Error(`only ${ports.length} free ports below ${low}`);
-  return ports;
-}
-
 async function runOne(n, mode, nats) {
   const ca = await createCertificateAuthority({ commonName: 'Bench Fleet CA' });
-  const ports = await peerPorts(n);
+  // Below the ephemeral range: the outbound sockets of N nodes dialling each other cannot take them first.
+  const ports = await portsToBind(n);
   const portToIndex = new Map(ports.map((p, i) => [p, i]));
   const bucket = `bench-${n}-${Date.now()}`;
   const nodes = [];

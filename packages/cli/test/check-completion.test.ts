@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { issueCertificate } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, createWorkdir, type Workdir, writeNodeConfig } from './_ops-helpers.js';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 
 let work: Workdir | undefined;
 const servers: Server[] = [];
@@ -39,10 +40,8 @@ async function listening(port = 0): Promise<{ server: Server; port: number }> {
 
 /** A port that was free a moment ago (bound, then released). */
 async function freePort(): Promise<number> {
-  const { server, port } = await listening();
-  servers.splice(servers.indexOf(server), 1);
-  await new Promise((r) => server.close(r));
-  return port;
+  // Below the ephemeral range: no outbound socket can take it before it is bound.
+  return (await portsToBind(1))[0]!;
 }
 
 describe('nexus-proxy check -c', () => {

@@ -5,21 +5,18 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childEnv, run } from './_npm.js';
 import { createWorkdir, writeNodeConfig } from './_ops-helpers.js';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 
 /** A loopback port that was free a moment ago. */
 async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  // Below the ephemeral range: no outbound socket can take it before it is bound.
+  return (await portsToBind(1))[0]!;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));

@@ -6,10 +6,10 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as https from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCertificateAuthority, issueCertificate } from '../../src/certificates.js';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 
 export interface PebbleOptions {
   /** Port on 127.0.0.1 where pebble sends HTTP-01 validation requests. */
@@ -54,13 +54,8 @@ export function assertPebbleInstalled(): void {
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
+  // Below the ephemeral range: no outbound socket can take it before it is bound.
+  return (await portsToBind(1))[0]!;
 }
 
 export async function startPebble(options: PebbleOptions): Promise<Pebble> {

@@ -3,7 +3,6 @@
  * the link dialled by the smaller identity, close the other once, and do not flap; with a full-state-only
  * node (as the reference is) both links stay.
  */
-import { createServer } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   attachMuxBackend,
@@ -16,6 +15,7 @@ import {
   waitUntil,
 } from '@nexus-proxy/test-harness';
 import type { PeerMeshOptions } from '../../src/mesh.js';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -30,14 +30,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'>): Promise<TestNode> {
   const n = await startNode({ pki, name, ...options });
   cleanups.push(() => n.close());
@@ -46,7 +38,7 @@ async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'
 
 /** Two nodes, each listing the other, started together. */
 async function listingEachOther(meshA: Partial<PeerMeshOptions> = {}, meshB: Partial<PeerMeshOptions> = {}) {
-  const [portA, portB] = [await freePort(), await freePort()];
+  const [portA, portB] = (await portsToBind(2)) as [number, number];
   const url = (port: number) => `wss://127.0.0.1:${port}/mesh`;
   const [a, b] = await Promise.all([
     node('a', { meshPort: portA, peers: [url(portB)], mesh: meshA }),

@@ -6,7 +6,7 @@
  *
  * The claim is a current-era backend's `tcp_ports`, checked against the node's `allowedTCPPortClaims`.
  */
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import {
   clientHello,
   createTestPki,
@@ -21,6 +21,7 @@ import {
 } from '@nexus-proxy/test-harness';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connectCurrentEraBackend } from '../helpers/current-era-backend.js';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -51,11 +52,8 @@ async function bannerEcho(): Promise<TestService & { received: () => Buffer }> {
 
 /** A free TCP port on 127.0.0.1 (bound once and released): the relay port the claim names. */
 async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
+  // Below the ephemeral range: no outbound socket can take it before it is bound.
+  return (await portsToBind(1))[0]!;
 }
 
 /**
