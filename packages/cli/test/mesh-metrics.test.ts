@@ -7,6 +7,7 @@ import {
   waitUntil,
 } from '@nexus-proxy/test-harness';
 import { createNexusMetrics } from '../src/metrics.js';
+import { sample } from './_metrics.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -14,11 +15,6 @@ const nodes: TestNode[] = [];
 afterEach(async () => {
   for (const n of nodes.splice(0).reverse()) await n.close();
 });
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('mesh metrics', () => {
   it('exposes peer messages and bytes by type, announce apply time, routes per peer and dial contexts', async () => {

@@ -15,13 +15,9 @@ import {
   writeNodeConfig,
   LiveNodeFixture,
 } from './_ops-helpers.js';
+import { sample } from './_metrics.js';
 
 /** The value of one sample line, e.g. `nexus_route_misses_total{mode="http",reason="no-route"}`. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
 /** A stand-in node: real routing table and events, no sockets. */
 function fakeNexus(): Nexus & EventEmitter & { table: RoutingTable<object> } {
   const emitter = new EventEmitter();

@@ -12,6 +12,7 @@ import {
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNexusMetrics } from '../src/metrics.js';
 import { buildStatus, formatStatus } from '../src/status.js';
+import { sample } from './_metrics.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -19,11 +20,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 async function echoServer(): Promise<number> {
   const echo = await startService((socket) => socket.pipe(socket));

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createCertificateAuthority, createNexus, issueCertificate } from '@nexus-proxy/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNexusMetrics } from '../src/metrics.js';
+import { sample } from './_metrics.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -14,11 +15,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('fleet registration metrics', () => {
   it('report attempts by result, the state, the heartbeat interval and the last success', async () => {

@@ -4,6 +4,7 @@ import { bindingRequest } from '@nexus-proxy/core';
 import { createTestPki, startNode, type TestNode, waitUntil } from '@nexus-proxy/test-harness';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNexusMetrics } from '../src/metrics.js';
+import { sample } from './_metrics.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
@@ -11,11 +12,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 async function freeUdpPort(): Promise<number> {
   const probe = dgram.createSocket('udp4');
