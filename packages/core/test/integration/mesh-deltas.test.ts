@@ -4,41 +4,24 @@
  * and announces split at the receiver's message limit.
  */
 import { once } from 'node:events';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import {
   attachMuxBackend,
-  createTestPki,
   type LogLine,
   recordingLogger,
-  type StartNodeOptions,
-  startNode,
   type TestNode,
-  type TestPki,
   waitUntil,
 } from '@nexus-proxy/test-harness';
+import { useTestNodes } from '../helpers/test-nodes.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
-let pki: TestPki;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  pki = await createTestPki();
-});
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'> = {}): Promise<TestNode> {
-  const n = await startNode({ pki, name, ...options });
-  cleanups.push(() => n.close());
-  return n;
-}
+const nodes = useTestNodes();
+const { cleanups, node } = nodes;
 
 async function backend(at: TestNode, names: string[]) {
-  const b = await attachMuxBackend(pki, at, names, 9);
+  const b = await attachMuxBackend(nodes.pki, at, names, 9);
   cleanups.push(() => b.close());
   return b;
 }
@@ -49,8 +32,12 @@ const LOCAL_TARGET = {} as never;
 
 /** A peer driven by the test: a real mutual-TLS WebSocket to a node's `/mesh`, every text message kept. */
 async function handPeer(target: TestNode) {
-  const cert = await pki.nodeCert('hand');
-  const ws = new WebSocket(target.meshUrl, { cert: cert.certPem, key: cert.keyPem, ca: pki.ca.certPem });
+  const cert = await nodes.pki.nodeCert('hand');
+  const ws = new WebSocket(target.meshUrl, {
+    cert: cert.certPem,
+    key: cert.keyPem,
+    ca: nodes.pki.ca.certPem,
+  });
   ws.on('error', () => {});
   const received: Array<Record<string, unknown>> = [];
   ws.on('message', (data, isBinary) => {

@@ -3,38 +3,16 @@
  * the link dialled by the smaller identity, close the other once, and do not flap; with a full-state-only
  * node (as the reference is) both links stay.
  */
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  attachMuxBackend,
-  createTestPki,
-  delay,
-  type StartNodeOptions,
-  startNode,
-  type TestNode,
-  type TestPki,
-  waitUntil,
-} from '@nexus-proxy/test-harness';
+import { describe, expect, it, vi } from 'vitest';
+import { attachMuxBackend, delay, type TestNode, waitUntil } from '@nexus-proxy/test-harness';
 import type { PeerMeshOptions } from '../../src/mesh.js';
 import { portsToBind } from '@nexus-proxy/test-harness/ports';
+import { useTestNodes } from '../helpers/test-nodes.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
-let pki: TestPki;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  pki = await createTestPki();
-});
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'>): Promise<TestNode> {
-  const n = await startNode({ pki, name, ...options });
-  cleanups.push(() => n.close());
-  return n;
-}
+const nodes = useTestNodes();
+const { cleanups, node } = nodes;
 
 /** Two nodes, each listing the other, started together. */
 async function listingEachOther(meshA: Partial<PeerMeshOptions> = {}, meshB: Partial<PeerMeshOptions> = {}) {
@@ -87,7 +65,7 @@ describe('one link per pair', () => {
     expect(a.mesh.linkCount + b.mesh.linkCount).toBe(2);
 
     // Routes and the one link: a backend at the loser is routed at the winner.
-    const backend = await attachMuxBackend(pki, loser, ['paired.example.com'], 9);
+    const backend = await attachMuxBackend(nodes.pki, loser, ['paired.example.com'], 9);
     cleanups.push(() => backend.close());
     await waitUntil(() => winner.routes.resolve('paired.example.com').kind === 'peer');
 

@@ -1,38 +1,17 @@
 import { once } from 'node:events';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  attachMuxBackend,
-  createTestPki,
-  type StartNodeOptions,
-  startNode,
-  type TestNode,
-  type TestPki,
-  waitUntil,
-} from '@nexus-proxy/test-harness';
+import { describe, expect, it, vi } from 'vitest';
+import { attachMuxBackend, waitUntil } from '@nexus-proxy/test-harness';
 import { createSelfSignedCertificate } from '../../src/certificates.js';
 import { HubTlsContext } from '../../src/hub-tls.js';
 import { PeerMesh } from '../../src/mesh.js';
 import { RoutingTable } from '../../src/routing-table.js';
+import { useTestNodes } from '../helpers/test-nodes.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 
-let pki: TestPki;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeAll(async () => {
-  pki = await createTestPki();
-});
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function node(name: string, options: Omit<StartNodeOptions, 'pki' | 'name'> = {}): Promise<TestNode> {
-  const n = await startNode({ pki, name, ...options });
-  cleanups.push(() => n.close());
-  return n;
-}
+const nodes = useTestNodes();
+const { cleanups, node } = nodes;
 
 describe('mesh at scale', () => {
   it.each([
@@ -49,7 +28,7 @@ describe('mesh at scale', () => {
       const before = b.mesh.stats().in;
 
       const names = Array.from({ length: 1_000 }, (_, i) => `host-${i}.scale.example.com`);
-      const backend = await attachMuxBackend(pki, a, names, 9);
+      const backend = await attachMuxBackend(nodes.pki, a, names, 9);
       cleanups.push(() => backend.close());
       await waitUntil(() => b.routes.peerRoutes().length === 1_000);
       // Past the coalescing window: nothing else arrives.
@@ -81,7 +60,7 @@ describe('mesh at scale', () => {
     const b = await node('b', { peers: [a.meshUrl, c.meshUrl] });
     await waitUntil(() => b.mesh.linkCount === 2);
     expect(b.mesh.stats().dialContextsCreated).toBe(1);
-    b.mesh.setTrust({ trustedDomainSuffixes: ['.mesh.example.com'], ca: pki.ca.certPem });
+    b.mesh.setTrust({ trustedDomainSuffixes: ['.mesh.example.com'], ca: nodes.pki.ca.certPem });
     b.mesh.setPeers([a.meshUrl, c.meshUrl, d.meshUrl]);
     await waitUntil(() => b.mesh.linkCount === 3);
     expect(b.mesh.stats().dialContextsCreated).toBe(2);
