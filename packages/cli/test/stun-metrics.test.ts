@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { bindingRequest } from '@nexus-proxy/core';
-import { createTestPki, startNode, type TestNode, waitUntil } from '@nexus-proxy/test-harness';
+import { createTestPki, freeUdpPort, startNode, type TestNode, waitUntil } from '@nexus-proxy/test-harness';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createNexusMetrics } from '../src/metrics.js';
 import { sample } from './_metrics.js';
@@ -12,14 +12,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function freeUdpPort(): Promise<number> {
-  const probe = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 describe('STUN metrics', () => {
   it('count requests, answers and drops by reason', async () => {

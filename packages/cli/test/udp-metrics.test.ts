@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createBackendClient, resolvePortMappings } from '@nexus-proxy/backend-client';
 import {
   createTestPki,
+  freeUdpPort,
   startNode,
   TEST_RECONNECT,
   TEST_SECRET,
@@ -27,14 +28,6 @@ async function udpSocket(): Promise<dgram.Socket> {
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
   return socket;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const probe = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 describe('UDP relay metrics and status', () => {

@@ -14,5 +14,6 @@ export * from './node.js';
 export * from './pki.js';
 export * from './probes.js';
 export * from './services.js';
+export * from './udp.js';
 export * from './wait.js';
 export * from './wire-backends.js';

@@ -1,5 +1,5 @@
 /**
- * UDP helpers for the UDP relay's tests: a free port, an echo target, and an end user that sends numbered
+ * UDP helpers for the UDP relay's tests: a free port (the harness's), an echo target, and an end user that sends numbered
  * datagrams with at most `window` unanswered at a time and checks every answer. Loopback sockets drop
  * datagrams when their buffers overflow, so the sender keeps a window rather than a blast: a datagram not
  * answered within `lossAfterMs` is counted as lost (and the run goes on), so a test knows exactly how many
@@ -8,15 +8,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 
-/** A UDP port that was free a moment ago on `host`. */
-export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
-  const probe = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  probe.bind(0, host);
-  await once(probe, 'listening');
-  const { port } = probe.address();
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
+export { freeUdpPort } from '@nexus-proxy/test-harness';
 
 /** A UDP target: echoes every datagram (or stays silent with `silent`), counting what it got. */
 export interface UdpTarget {
