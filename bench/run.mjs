@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`
-// [-- --nodes 5,20,40,60] [-- --modes full,nats] (the node counts and modes of `mesh-scale`).
+// [-- --nodes 5,20,40,60] [-- --modes full,nats] (the node counts and modes of `mesh-scale`)
+// [-- --runs 3] (rounds of `throughput`: median and spread).
 // Each scenario module exports `run({ quick, size, profileDir, nodes, modes })` and returns
 // `{ title, rows: [{ name, ...figures }], targets?: [{ target, goal, achieved, met }], notes?: string[] }`.
 // Results are printed as tables (then a summary of targets vs achieved) and written to
@@ -33,7 +34,7 @@ const SCENARIOS = {
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 /** Flags followed by a value (the value is not a scenario name). */
-const VALUE_FLAGS = ['--size', '--nodes', '--modes'];
+const VALUE_FLAGS = ['--size', '--nodes', '--modes', '--runs'];
 const flagValue = (flag) => {
   const i = args.indexOf(flag);
   return i >= 0 ? (args[i + 1] ?? '') : undefined;
@@ -46,6 +47,11 @@ if (nodes?.some((n) => !Number.isInteger(n) || n < 2)) {
   process.exit(2);
 }
 const modes = listOf('--modes');
+const runs = flagValue('--runs') === undefined ? undefined : Number(flagValue('--runs'));
+if (runs !== undefined && (!Number.isInteger(runs) || runs < 1)) {
+  console.error('--runs takes a number of rounds of at least 1, e.g. --runs 3');
+  process.exit(2);
+}
 if (modes?.some((m) => m !== 'full' && m !== 'nats')) {
   console.error('--modes takes full and/or nats, e.g. --modes full,nats');
   process.exit(2);
@@ -98,7 +104,7 @@ for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
   const loadAverage = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const started = performance.now();
-  let out = await mod.run({ quick, size, profileDir, nodes, modes });
+  let out = await mod.run({ quick, size, runs, profileDir, nodes, modes });
   // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
   if (!Array.isArray(out?.rows)) {
     out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };
@@ -115,7 +121,7 @@ for (const name of names) {
   console.log(`(${out.seconds} s; load average before: ${loadAverage.join(' ')})`);
   for (const t of out.targets ?? []) summary.push({ scenario: name, ...t });
   if (out.profile !== undefined) {
-    console.log(`\nprofile of the node process (${out.profile.file.slice(root.length + 1)}):`);
+    console.log(`\nprofile of the node process (${out.profile.file}):`);
     printProfile(out.profile.top);
   }
 }

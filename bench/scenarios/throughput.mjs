@@ -9,17 +9,29 @@ import { haproxyAvailable, meshAvailable, startTopology } from '../lib/topology.
 import { summarizeProfile } from '../profile-summary.mjs';
 
 const GB = 1e9;
+
+/** MB/s of one transfer. */
+const rateOf = (r) => r.bytes / MB / (r.ms / 1000);
+
+function median(values) {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
 /** Target ratios vs direct (issue: bulk through one node ≥ 0.5×, through the mesh ≥ 0.35×). */
 const NEXUS_TARGET = 0.5;
 const MESH_TARGET = 0.35;
 
 /**
- * @param {{ quick?: boolean, size?: number, profileDir?: string }} options
- *   `size`: bytes per transfer (default 1 GB, quick 64 MB); `profileDir`: `--cpu-prof` the node child.
+ * @param {{ quick?: boolean, size?: number, runs?: number, profileDir?: string }} options
+ *   `size`: bytes per transfer (default 1 GB, quick 64 MB); `runs`: rounds (default 3, quick 1);
+ *   `profileDir`: `--cpu-prof` the node child.
  */
 export async function run(options = {}) {
   const bytes = options.size ?? (options.quick ? 64 * MB : 1 * GB);
-  const rounds = options.quick ? 1 : 2;
+  // Several rounds: each path's figure is the median of its rounds, with the spread (min–max) beside it,
+  // and each round's ratio is taken against the direct path of the same round.
+  const rounds = options.runs ?? (options.quick ? 1 : 3);
   // At least 20 MB/s or the transfer is cut and reported as partial.
   const timeoutMs = Math.max(30_000, (bytes / (20 * MB)) * 1000);
   const notes = [];
@@ -37,37 +49,41 @@ export async function run(options = {}) {
     const order = ['direct', 'nexus', 'mesh', 'haproxy'].filter((n) => topo.targets[n] !== undefined);
     // Warm-up: handshakes, JIT, socket buffers.
     for (const name of order) await download(topo.targets[name], 8 * MB, 10_000);
-    // Rounds alternate between paths so that noise from the rest of the machine hits every path alike;
-    // each path's figure is its total bytes over its total time.
-    const totals = new Map();
+    // Rounds alternate between paths so that noise from the rest of the machine hits every path alike.
+    const perRound = new Map();
     for (let i = 0; i < rounds; i++) {
       for (const [direction, fn] of [
         ['download', download],
         ['upload', upload],
       ]) {
-        for (const name of order) {
-          const r = await fn(topo.targets[name], bytes, timeoutMs);
+        const direct = await fn(topo.targets.direct, bytes, timeoutMs);
+        const results = [['direct', direct]];
+        for (const name of order.slice(1))
+          results.push([name, await fn(topo.targets[name], bytes, timeoutMs)]);
+        const directRate = rateOf(direct);
+        for (const [name, r] of results) {
           const key = `${direction}:${name}`;
-          const t = totals.get(key) ?? { direction, name, bytes: 0, ms: 0, errors: [] };
+          const t = perRound.get(key) ?? { direction, name, bytes: 0, rates: [], ratios: [], errors: [] };
           t.bytes += r.bytes;
-          t.ms += r.ms;
+          t.rates.push(rateOf(r));
+          t.ratios.push(rateOf(r) / directRate);
           if (r.error) t.errors.push(r.error);
-          totals.set(key, t);
+          perRound.set(key, t);
         }
       }
     }
-    for (const t of totals.values()) {
-      const rate = t.bytes / MB / (t.ms / 1000);
-      const direct = totals.get(`${t.direction}:direct`);
-      const ratio = rate / (direct.bytes / MB / (direct.ms / 1000));
+    for (const t of perRound.values()) {
+      const ratio = median(t.ratios);
       ratios[`${t.direction}:${t.name}`] = ratio;
       rows.push({
         direction: t.direction,
         path: t.name,
         MB: round(t.bytes / MB, 0),
-        seconds: round(t.ms / 1000, 2),
-        'MB/s': round(rate, 1),
-        'vs direct': round(ratio, 3),
+        rounds: t.rates.length,
+        'MB/s median': round(median(t.rates), 1),
+        'MB/s min–max': `${round(Math.min(...t.rates), 1)}–${round(Math.max(...t.rates), 1)}`,
+        'vs direct median': round(ratio, 3),
+        'vs direct min–max': `${round(Math.min(...t.ratios), 3)}–${round(Math.max(...t.ratios), 3)}`,
         note: t.errors.join('; '),
       });
     }
