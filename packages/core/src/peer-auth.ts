@@ -94,7 +94,7 @@ export function matchesTrustedSuffix(name: string, suffixes: readonly string[]):
  * The names a peer certificate is checked by: its DNS subjectAltNames, or its subject CN when it has no
  * DNS name (docs/protocol.md §2.1). IP addresses never count. Read from the certificate's DER encoding.
  */
-export function certificateNames(cert: X509Certificate): string[] {
+export function certificateNames(cert: X509Certificate): Promise<string[]> {
   return certificateDnsNames(cert);
 }
 
@@ -159,7 +159,7 @@ export class PeerAuthenticator {
     const chainResult = await verifyCertificateChain(leaf, chain, this.#anchors.certificates, this.#now());
     if (!chainResult.ok) return chainResult;
     // Name constraints bind subjectAltNames, not a CN: under a constrained CA only SAN names count.
-    const names = certificateDnsNames(leaf, !chainResult.nameConstrained);
+    const names = await certificateDnsNames(leaf, !chainResult.nameConstrained);
     const name = names.find((n) => matchesTrustedSuffix(n, this.#suffixes));
     if (name === undefined) {
       return {

@@ -1,10 +1,13 @@
 /**
- * Certification path validation for peer certificates (RFC 5280 §6), on PKI.js's chain engine: it builds
- * the path from the leaf through the presented intermediates to a trust anchor and checks signatures,
- * validity periods, that every issuer is a CA allowed to sign certificates (basicConstraints, keyUsage),
- * certificate policies and name constraints (permitted and excluded subtrees, applied to the subject and
- * the subjectAltNames of every certificate below them). PKI.js leaves two checks to its caller, done here on
- * the path it returns: `pathLenConstraint` (RFC 5280 §4.2.1.9) and extended key usage through the chain.
+ * Certification path validation for peer certificates (RFC 5280 §6). A leaf issued directly by a trusted CA
+ * (the common case: a mesh with its own CA) is decided by `peer-chain-direct.ts` with Node's
+ * `X509Certificate` and asn1js, to the same verdict; every other path goes to PKI.js's chain engine, loaded
+ * the first time one is needed. The engine builds the path from the leaf through the presented
+ * intermediates to a trust anchor and checks signatures, validity periods, that every issuer is a CA allowed
+ * to sign certificates (basicConstraints, keyUsage), certificate policies and name constraints (permitted
+ * and excluded subtrees, applied to the subject and the subjectAltNames of every certificate below them).
+ * PKI.js leaves two checks to its caller, done here on the path it returns: `pathLenConstraint` (RFC 5280
+ * §4.2.1.9) and extended key usage through the chain.
  *
  * Extended key usage: a peer presents its certificate as a TLS client on the peer listener and as a TLS
  * server when it is dialled, and ACME certificates list only serverAuth; so a path is accepted when there
@@ -13,7 +16,8 @@
  * RFC 5280, are not constraints.
  */
 import { webcrypto, type X509Certificate } from 'node:crypto';
-import * as pkijs from 'pkijs';
+import type * as Pkijs from 'pkijs';
+import { directDnsNames, EKU_REFUSAL, verifyDirectlyIssued } from './peer-chain-direct.js';
 
 /** Longest path (leaf and anchor included) that is validated. */
 export const MAX_PEER_CHAIN_LENGTH = 8;
@@ -29,10 +33,26 @@ const OID_COMMON_NAME = '2.5.4.3';
 /** GeneralName tag of a dNSName (RFC 5280 §4.2.1.6). */
 const GENERAL_NAME_DNS = 2;
 
-const cryptoEngine = new pkijs.CryptoEngine({
-  name: 'node',
-  crypto: webcrypto as unknown as ConstructorParameters<typeof pkijs.CryptoEngine>[0]['crypto'],
-});
+interface FullValidation {
+  pkijs: typeof Pkijs;
+  engine: Pkijs.CryptoEngine;
+}
+let fullValidation: Promise<FullValidation> | undefined;
+
+/** PKI.js and its crypto engine, imported the first time a path needs them. */
+function loadFullValidation(): Promise<FullValidation> {
+  fullValidation ??= import('pkijs').then((pkijs) => ({
+    pkijs,
+    engine: new pkijs.CryptoEngine({
+      name: 'node',
+      crypto: webcrypto as unknown as ConstructorParameters<typeof pkijs.CryptoEngine>[0]['crypto'],
+    }),
+  }));
+  return fullValidation;
+}
+
+/** How many validations each path decided in this process (tests and measurements). */
+export const chainValidations = { direct: 0, full: 0 };
 
 /** The outcome of {@link verifyCertificateChain}. */
 export type ChainResult =
@@ -43,16 +63,22 @@ export type ChainResult =
     }
   | { ok: false; reason: string };
 
-function toPkijs(cert: X509Certificate): pkijs.Certificate {
+function toPkijs(pkijs: typeof Pkijs, cert: X509Certificate): Pkijs.Certificate {
   return pkijs.Certificate.fromBER(new Uint8Array(cert.raw));
 }
 
-function extension(cert: pkijs.Certificate, oid: string): pkijs.Extension | undefined {
+function extension(cert: Pkijs.Certificate, oid: string): Pkijs.Extension | undefined {
   return cert.extensions?.find((e) => e.extnID === oid);
 }
 
-function isSelfIssued(cert: pkijs.Certificate): boolean {
+function isSelfIssued(cert: Pkijs.Certificate): boolean {
   return cert.issuer.isEqual(cert.subject);
+}
+
+/** Options of {@link verifyCertificateChain} and {@link certificateDnsNames}. */
+export interface ChainOptions {
+  /** `false` sends every certificate to PKI.js (tests compare the two paths). Default: `true`. */
+  direct?: boolean;
 }
 
 /**
@@ -65,6 +91,7 @@ export async function verifyCertificateChain(
   intermediates: readonly X509Certificate[],
   anchors: readonly X509Certificate[],
   now: Date = new Date(),
+  options: ChainOptions = {},
 ): Promise<ChainResult> {
   const t = now.getTime();
   if (t < Date.parse(leaf.validFrom) || t > Date.parse(leaf.validTo)) {
@@ -83,12 +110,21 @@ export async function verifyCertificateChain(
       reason: leaf.checkIssued(leaf) ? 'self-signed certificate' : 'untrusted certificate chain',
     };
   }
-  let path: pkijs.Certificate[];
+  const direct =
+    options.direct === false ? undefined : verifyDirectlyIssued(leaf, intermediates, candidates, now);
+  if (direct !== undefined) {
+    chainValidations.direct++;
+    return direct;
+  }
+  chainValidations.full++;
+  let path: Pkijs.Certificate[];
   try {
+    const { pkijs, engine: cryptoEngine } = await loadFullValidation();
+    const parse = (c: X509Certificate) => toPkijs(pkijs, c);
     const engine = new pkijs.CertificateChainValidationEngine({
-      trustedCerts: candidates.map(toPkijs),
+      trustedCerts: candidates.map(parse),
       // The engine takes the last certificate as the one to validate.
-      certs: [...intermediates.filter((c) => c.fingerprint256 !== leaf.fingerprint256), leaf].map(toPkijs),
+      certs: [...intermediates.filter((c) => c.fingerprint256 !== leaf.fingerprint256), leaf].map(parse),
       checkDate: now,
     });
     const result = await engine.verify({}, cryptoEngine);
@@ -102,9 +138,7 @@ export async function verifyCertificateChain(
   if (path.length > MAX_PEER_CHAIN_LENGTH) return { ok: false, reason: 'certificate chain too long' };
   const pathLen = checkPathLength(path);
   if (pathLen !== undefined) return { ok: false, reason: pathLen };
-  if (!hasCommonTlsPurpose(path.slice(0, -1))) {
-    return { ok: false, reason: 'certificate chain not usable for TLS (extended key usage)' };
-  }
+  if (!hasCommonTlsPurpose(path.slice(0, -1))) return { ok: false, reason: EKU_REFUSAL };
   return { ok: true, nameConstrained: path.some((c) => extension(c, OID_NAME_CONSTRAINTS) !== undefined) };
 }
 
@@ -113,11 +147,11 @@ export async function verifyCertificateChain(
  * may follow it in a path. `path` runs from the leaf (index 0) to the anchor. Returns a reason, or
  * `undefined` when every constraint holds. (Checked on the anchor too, as OpenSSL does.)
  */
-function checkPathLength(path: readonly pkijs.Certificate[]): string | undefined {
+function checkPathLength(path: readonly Pkijs.Certificate[]): string | undefined {
   let below = 0; // non-self-issued intermediates between the leaf and the certificate at `i`
   for (let i = 1; i < path.length; i++) {
     const cert = path[i]!;
-    const bc = extension(cert, OID_BASIC_CONSTRAINTS)?.parsedValue as pkijs.BasicConstraints | undefined;
+    const bc = extension(cert, OID_BASIC_CONSTRAINTS)?.parsedValue as Pkijs.BasicConstraints | undefined;
     const limit = bc?.pathLenConstraint;
     if (typeof limit === 'number' && below > limit) {
       return `certificate chain too long for its CA (pathLenConstraint ${limit})`;
@@ -128,10 +162,10 @@ function checkPathLength(path: readonly pkijs.Certificate[]): string | undefined
 }
 
 /** True when serverAuth or clientAuth is allowed by every certificate of `certs` (leaf and intermediates). */
-function hasCommonTlsPurpose(certs: readonly pkijs.Certificate[]): boolean {
+function hasCommonTlsPurpose(certs: readonly Pkijs.Certificate[]): boolean {
   let allowed = [OID_SERVER_AUTH, OID_CLIENT_AUTH];
   for (const cert of certs) {
-    const eku = extension(cert, OID_EXT_KEY_USAGE)?.parsedValue as pkijs.ExtKeyUsage | undefined;
+    const eku = extension(cert, OID_EXT_KEY_USAGE)?.parsedValue as Pkijs.ExtKeyUsage | undefined;
     if (eku === undefined || eku.keyPurposes.includes(OID_ANY_EKU)) continue;
     allowed = allowed.filter((p) => eku.keyPurposes.includes(p));
   }
@@ -141,16 +175,24 @@ function hasCommonTlsPurpose(certs: readonly pkijs.Certificate[]): boolean {
 /**
  * The DNS names of a certificate's subjectAltName, lower-case, read from its DER encoding (IP addresses
  * and other name types never count). When it has none, its subject CN (last one), as RFC 6125 allowed;
- * `includeCn: false` leaves the CN out.
+ * `includeCn: false` leaves the CN out. A subjectAltName with other name types than DNS and IP is read
+ * with PKI.js.
  */
-export function certificateDnsNames(cert: X509Certificate, includeCn = true): string[] {
-  let parsed: pkijs.Certificate;
+export async function certificateDnsNames(
+  cert: X509Certificate,
+  includeCn = true,
+  options: ChainOptions = {},
+): Promise<string[]> {
+  const direct = options.direct === false ? undefined : directDnsNames(cert, includeCn);
+  if (direct !== undefined) return direct;
+  const { pkijs } = await loadFullValidation();
+  let parsed: Pkijs.Certificate;
   try {
-    parsed = toPkijs(cert);
+    parsed = toPkijs(pkijs, cert);
   } catch {
     return [];
   }
-  const san = extension(parsed, OID_SUBJECT_ALT_NAME)?.parsedValue as pkijs.AltName | undefined;
+  const san = extension(parsed, OID_SUBJECT_ALT_NAME)?.parsedValue as Pkijs.AltName | undefined;
   const dns = (san?.altNames ?? [])
     .filter((n) => n.type === GENERAL_NAME_DNS && typeof n.value === 'string')
     .map((n) => (n.value as string).toLowerCase());

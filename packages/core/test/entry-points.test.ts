@@ -3,7 +3,8 @@
  * is imported alone in a fresh Node process, as ESM and as CommonJS, and the packages it pulled in are
  * checked: a block loads what it uses and nothing else, and `acme-client` (which brings axios and
  * node-forge) and `@peculiar/x509` load only when a certificate is ordered or made, the `@nats-io` clients
- * only when route discovery starts. ESM loads are seen by
+ * only when route discovery starts, PKI.js only when a peer certificate is not issued directly by a
+ * trusted CA. ESM loads are seen by
  * a module resolve hook that writes every resolved URL to a file; CommonJS loads are `require.cache`.
  * Needs the built package (`npm run build`).
  */
@@ -13,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCertificateAuthority, issueCertificate } from '../src/certificates.js';
 
 const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -93,12 +95,12 @@ const ENTRIES: Array<{ specifier: string; loads: string[]; never: string[] }> = 
   {
     specifier: '@nexus-proxy/core/mesh',
     loads: ['ws', '@nexus-proxy/mux-protocol'],
-    never: ['jose', 'acme-client', '@peculiar/x509', 'yaml', 'valibot', ...NATS],
+    never: ['jose', 'acme-client', '@peculiar/x509', 'pkijs', 'yaml', 'valibot', ...NATS],
   },
   {
     specifier: '@nexus-proxy/core',
     loads: ['ws', 'jose', 'yaml', '@nexus-proxy/mux-protocol', '@nexus-proxy/sni'],
-    never: ['acme-client', '@peculiar/x509', ...NATS],
+    never: ['acme-client', '@peculiar/x509', 'pkijs', ...NATS],
   },
 ];
 
@@ -144,6 +146,31 @@ describe('entry points of @nexus-proxy/core', () => {
       expect(loaded).toContain('acme-client');
       const idle = loadedBy(format, importOf(format, '@nexus-proxy/core'));
       expect(idle).not.toContain('acme-client');
+    });
+  }
+
+  for (const format of ['esm', 'cjs'] as const) {
+    it(`checks a peer certificate from a trusted CA without PKI.js, loads it for an intermediate (${format})`, async () => {
+      const ca = await createCertificateAuthority({ commonName: 'Entry CA' });
+      const leaf = await issueCertificate(ca, { dnsNames: ['a.mesh.test'] });
+      // Issued by a leaf: a chain with an intermediate (refused, but only after PKI.js looked at it).
+      const under = await issueCertificate(leaf, { dnsNames: ['b.mesh.test'] });
+      const script = (cert: string, chain: string[], ok: boolean) =>
+        [
+          format === 'esm'
+            ? "const { PeerAuthenticator } = await import('@nexus-proxy/core/mesh');"
+            : "const { PeerAuthenticator } = require('@nexus-proxy/core/mesh');",
+          format === 'esm'
+            ? "const { X509Certificate } = await import('node:crypto');"
+            : "const { X509Certificate } = require('node:crypto');",
+          `const auth = new PeerAuthenticator({ trustedDomainSuffixes: ['mesh.test'], ca: ${JSON.stringify(ca.certPem)}, systemCa: false });`,
+          `auth.verifyCertificate(new X509Certificate(${JSON.stringify(cert)}), ${JSON.stringify(chain)}.map((p) => new X509Certificate(p)))`,
+          `  .then((r) => { if (r.ok !== ${ok}) process.exit(3); });`,
+        ].join('\n');
+      const direct = loadedBy(format, script(leaf.certPem, [], true));
+      expect(direct).not.toContain('pkijs');
+      const full = loadedBy(format, script(under.certPem, [leaf.certPem], false));
+      expect(full).toContain('pkijs');
     });
   }
 });

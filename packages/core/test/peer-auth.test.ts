@@ -61,7 +61,7 @@ describe('certificateNames', () => {
       dnsNames: ['A.mesh.example.com', 'b.mesh.example.com'],
       ipAddresses: ['127.0.0.1'],
     });
-    expect(certificateNames(x509(c))).toEqual(['a.mesh.example.com', 'b.mesh.example.com']);
+    expect(await certificateNames(x509(c))).toEqual(['a.mesh.example.com', 'b.mesh.example.com']);
   });
 
   it('falls back to the CN when there is no DNS name', async () => {
@@ -69,7 +69,7 @@ describe('certificateNames', () => {
       ipAddresses: ['127.0.0.1'],
       commonName: 'cn.mesh.example.com',
     });
-    expect(certificateNames(x509(c))).toEqual(['cn.mesh.example.com']);
+    expect(await certificateNames(x509(c))).toEqual(['cn.mesh.example.com']);
   });
 
   it('ignores the CN when a DNS name exists', async () => {
@@ -77,7 +77,7 @@ describe('certificateNames', () => {
       dnsNames: ['x.other.org'],
       commonName: 'cn.mesh.example.com',
     });
-    expect(certificateNames(x509(c))).toEqual(['x.other.org']);
+    expect(await certificateNames(x509(c))).toEqual(['x.other.org']);
   });
 });
 

@@ -34,12 +34,26 @@ export interface IssueSpec {
   ips?: string[];
   /** `extendedKeyUsage`. Default: `serverAuth` for a leaf (as ACME issues), none for a CA. */
   eku?: string;
+  /** The extension lines (openssl `-extfile` syntax) instead of those the fields above make. */
+  extensions?: string[];
+  /** The certificate's key. Default: `ec-p256`. */
+  key?: KeyKind;
+}
+
+/** Key algorithms the helper makes. */
+export type KeyKind = 'ec-p256' | 'ec-p384' | 'rsa';
+
+/** What goes into a root. */
+export interface RootSpec {
+  /** The extension lines instead of CA:true, keyCertSign + cRLSign, a key identifier. */
+  extensions?: string[];
+  key?: KeyKind;
 }
 
 export interface OpensslPki {
   dir: string;
   /** A self-signed root CA. */
-  root(cn: string): OpensslCert;
+  root(cn: string, spec?: RootSpec): OpensslCert;
   /** A certificate for `spec`, signed by `issuer`. */
   issue(issuer: OpensslCert, spec: IssueSpec): OpensslCert;
   /** Writes `certs` (PEM, in order) to one file: a chain file or a CA bundle. */
@@ -50,9 +64,13 @@ export interface OpensslPki {
 export function createOpensslPki(): OpensslPki {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-openssl-pki-'));
   const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const newKey = (name: string): string => {
+  const newKey = (name: string, kind: KeyKind = 'ec-p256'): string => {
     const keyFile = join(dir, `${name}.key`);
-    run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyFile]);
+    const options =
+      kind === 'rsa'
+        ? ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']
+        : ['-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${kind === 'ec-p384' ? 'P-384' : 'P-256'}`];
+    run(['genpkey', ...options, '-out', keyFile]);
     return keyFile;
   };
   const load = (name: string, certFile: string, keyFile: string): OpensslCert => ({
@@ -64,9 +82,16 @@ export function createOpensslPki(): OpensslPki {
   });
   return {
     dir,
-    root(cn) {
+    root(cn, spec = {}) {
       const name = `root-${randomBytes(4).toString('hex')}`;
-      const keyFile = newKey(name);
+      const keyFile = newKey(name, spec.key);
+      const extensions = spec.extensions ?? [
+        'basicConstraints=critical,CA:true',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        'subjectKeyIdentifier=hash',
+      ];
+      // Given extensions stand alone: the default configuration's v3_ca section is not read.
+      const config = spec.extensions === undefined ? [] : ['-config', '/dev/null'];
       const certFile = join(dir, `${name}.crt`);
       run([
         'req',
@@ -80,18 +105,14 @@ export function createOpensslPki(): OpensslPki {
         '30',
         '-subj',
         `/CN=${cn}`,
-        '-addext',
-        'basicConstraints=critical,CA:true',
-        '-addext',
-        'keyUsage=critical,keyCertSign,cRLSign',
-        '-addext',
-        'subjectKeyIdentifier=hash',
+        ...config,
+        ...extensions.flatMap((e) => ['-addext', e]),
       ]);
       return load(name, certFile, keyFile);
     },
     issue(issuer, spec) {
       const name = `${spec.ca ? 'ca' : 'leaf'}-${randomBytes(4).toString('hex')}`;
-      const keyFile = newKey(name);
+      const keyFile = newKey(name, spec.key);
       const csr = join(dir, `${name}.csr`);
       const certFile = join(dir, `${name}.crt`);
       const ext = join(dir, `${name}.ext`);
@@ -110,7 +131,7 @@ export function createOpensslPki(): OpensslPki {
         const alt = [...(spec.dns ?? []).map((d) => `DNS:${d}`), ...(spec.ips ?? []).map((i) => `IP:${i}`)];
         if (alt.length > 0) lines.push(`subjectAltName=${alt.join(',')}`);
       }
-      writeFileSync(ext, `${lines.join('\n')}\n`);
+      writeFileSync(ext, `${(spec.extensions ?? lines).join('\n')}\n`);
       run(['req', '-new', '-key', keyFile, '-out', csr, '-subj', `/CN=${spec.cn}`]);
       run([
         'x509',
