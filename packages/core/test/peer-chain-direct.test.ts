@@ -5,8 +5,13 @@
  * openssl (key types, raw extension lines) and with the in-process helpers (validity periods).
  */
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { connect, createServer, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority, issueCertificate } from '../src/certificates.js';
+import { PeerMesh } from '../src/mesh.js';
+import { PeerAuthenticator } from '../src/peer-auth.js';
 import {
   type ChainResult,
   certificateDnsNames,
@@ -237,6 +242,51 @@ describe('certificateDnsNames: the direct reader reads what PKI.js reads', () =>
       const direct = await certificateDnsNames(cert, includeCn);
       expect(direct).toEqual(await certificateDnsNames(cert, includeCn, { direct: false }));
       if (includeCn) expect(direct[0]).toBe(first);
+    }
+  });
+});
+
+describe('on a real TLS connection, as the peer listener receives it', () => {
+  it('a client certificate from the mesh CA takes the direct path, with or without the CA in its chain', async () => {
+    const ca = await createCertificateAuthority({ commonName: 'Mesh Listener CA' });
+    const server = await issueCertificate(ca, { dnsNames: ['b.mesh.test'], ipAddresses: ['127.0.0.1'] });
+    const client = await issueCertificate(ca, { dnsNames: ['a.mesh.test'] });
+    const auth = new PeerAuthenticator({ trustedDomainSuffixes: ['mesh.test'], ca: ca.certPem });
+    const verdicts: Array<Promise<unknown>> = [];
+    const listener = createServer({
+      cert: server.certPem,
+      key: server.keyPem,
+      ca: ca.certPem,
+      ...PeerMesh.serverTlsOptions(),
+    });
+    listener.on('secureConnection', (socket: TLSSocket) => {
+      verdicts.push(auth.verify(socket));
+      socket.end();
+    });
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    try {
+      const before = { ...chainValidations };
+      for (const cert of [client.certPem, client.certPem + ca.certPem]) {
+        const socket = connect({
+          port: (listener.address() as AddressInfo).port,
+          host: '127.0.0.1',
+          cert,
+          key: client.keyPem,
+          ca: ca.certPem,
+          servername: 'b.mesh.test',
+        });
+        await once(socket, 'secureConnect');
+        await once(socket, 'close');
+      }
+      expect(await Promise.all(verdicts)).toMatchObject([
+        { ok: true, name: 'a.mesh.test' },
+        { ok: true, name: 'a.mesh.test' },
+      ]);
+      expect(chainValidations.direct - before.direct).toBe(2);
+      expect(chainValidations.full - before.full).toBe(0);
+    } finally {
+      listener.close();
     }
   });
 });
