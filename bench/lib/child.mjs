@@ -279,6 +279,18 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     localRoutes: nexus.routes.stats().localPatterns,
     peerRoutes: nexus.routes.stats().peerPatterns,
     udp: nexus.udp?.stats()[0],
+    // DATA frames and payload bytes on the backend sessions, both ways: the frame sizes the two ends use.
+    hubFrames: nexus.hub.sessions.reduce(
+      (sum, s) => {
+        const c = s.stats();
+        sum.sent += c.dataFramesSent;
+        sum.sentBytes += c.bytesSent;
+        sum.received += c.dataFramesReceived;
+        sum.receivedBytes += c.bytesReceived;
+        return sum;
+      },
+      { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0 },
+    ),
   });
   closeRole = () => nexus.close({ graceMs: 0 });
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;

@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { type Logger, noopLogger } from '@nexus-proxy/common';
+import { MAX_DATA_PAYLOAD, MAX_OFFERED_DATA_PAYLOAD, NEXUS_DATA_PAYLOAD } from '@nexus-proxy/mux-protocol';
 import type { AttestationContext } from './attestation.js';
 import { type BackendIdentity, resolveAttestation, type TokenProviderOption } from './attestation-options.js';
 import { InvalidOptionsError } from './errors.js';
@@ -158,6 +159,12 @@ export interface BackendClientOptions {
   dialTimeoutMs?: number;
   /** Timeout of the TLS + WebSocket handshake with a hub, ms. Default: `10_000`. */
   handshakeTimeoutMs?: number;
+  /**
+   * The largest DATA payload offered to a hub, bytes, from 32 768 to 1 MiB (docs/protocol.md §1.11): a
+   * Nexus hub that offers one too answers, and both use the smaller; the reference ignores the offer and
+   * keeps 32 768. `32_768` offers nothing. Default: `131_072`.
+   */
+  maxDataPayload?: number;
   /** How long `close()` lets open streams finish, ms. Default: `5_000`. */
   closeGraceMs?: number;
   /**
@@ -188,6 +195,7 @@ export interface ResolvedBackendClientOptions {
   readonly healthChecks: Readonly<Required<HealthCheckOptions>>;
   readonly dialTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
+  readonly maxDataPayload: number;
   readonly closeGraceMs: number;
   readonly socks5ListenAddr: Socks5ListenAddress | undefined;
   readonly udp: Readonly<Required<UdpTargetOptions>>;
@@ -198,6 +206,22 @@ function positive(path: string, value: unknown, fallback: number, { allowZero = 
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
     throw new InvalidOptionsError(path, `must be a ${allowZero ? 'non-negative' : 'positive'} finite number`);
+  }
+  return value;
+}
+
+function dataPayload(value: unknown): number {
+  if (value === undefined) return NEXUS_DATA_PAYLOAD;
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < MAX_DATA_PAYLOAD ||
+    value > MAX_OFFERED_DATA_PAYLOAD
+  ) {
+    throw new InvalidOptionsError(
+      'maxDataPayload',
+      `must be an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`,
+    );
   }
   return value;
 }
@@ -322,6 +346,7 @@ export function resolveBackendClientOptions(input: BackendClientOptions): Resolv
     healthChecks: Object.freeze(healthChecks),
     dialTimeoutMs: positive('dialTimeoutMs', input.dialTimeoutMs, DEFAULT_DIAL_TIMEOUT),
     handshakeTimeoutMs: positive('handshakeTimeoutMs', input.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT),
+    maxDataPayload: dataPayload(input.maxDataPayload),
     closeGraceMs: positive('closeGraceMs', input.closeGraceMs, DEFAULT_CLOSE_GRACE, { allowZero: true }),
     socks5ListenAddr:
       input.socks5ListenAddr === undefined

@@ -1,9 +1,18 @@
-import { Backoff, createWsBinarySender, Keepalive, type Logger } from '@nexus-proxy/common';
 import {
+  Backoff,
+  createWsBinarySender,
+  DATA_PAYLOAD_HEADER,
+  Keepalive,
+  type Logger,
+} from '@nexus-proxy/common';
+import {
+  agreeDataPayload,
   type ConnectMessage,
-  MAX_BACKEND_MESSAGE,
+  DATA_HEADER_LENGTH,
+  MAX_DATA_PAYLOAD,
   MuxSession,
   type MuxStream,
+  parseOfferedDataPayload,
   type MuxTransport,
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
@@ -79,6 +88,8 @@ export class NodeConnection {
   readonly #streams: NodeStreams;
   #closeWaiters: Array<() => void> = [];
   #sessionsOpened = 0;
+  /** The largest DATA payload agreed with the hub of the current WebSocket (docs/protocol.md §1.11). */
+  #dataPayload = MAX_DATA_PAYLOAD;
 
   constructor(
     node: string,
@@ -215,9 +226,14 @@ export class NodeConnection {
     if (this.#state !== 'connecting') return; // closed while the provider ran
 
     const { tls, handshakeTimeoutMs } = this.#options;
+    // §1.11: offer larger DATA frames; a hub that does not answer (the reference) keeps 32 768 bytes.
+    const offer = this.#options.maxDataPayload;
+    this.#dataPayload = MAX_DATA_PAYLOAD;
     const ws = new WebSocket(this.node, {
       perMessageDeflate: false, // docs/protocol.md §1.1: no compression, no subprotocol
-      maxPayload: MAX_BACKEND_MESSAGE, // §1.3: the hub never sends more than 32 785 bytes
+      // §1.3: 32 785 bytes unless the hub agrees on more; the session checks what was agreed.
+      maxPayload: DATA_HEADER_LENGTH + offer,
+      ...(offer > MAX_DATA_PAYLOAD ? { headers: { [DATA_PAYLOAD_HEADER]: String(offer) } } : {}),
       handshakeTimeout: handshakeTimeoutMs,
       followRedirects: false,
       ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
@@ -227,6 +243,11 @@ export class NodeConnection {
     this.#ws = ws;
     this.#opened = false;
     this.#textWarned = false;
+    ws.on('upgrade', (res) => {
+      const answer = parseOfferedDataPayload(res.headers[DATA_PAYLOAD_HEADER]);
+      if (offer > MAX_DATA_PAYLOAD && answer !== undefined)
+        this.#dataPayload = agreeDataPayload(offer, answer);
+    });
     ws.on('open', () => {
       this.#opened = true;
       if (attestation === undefined) this.#onOpen(ws, token);
@@ -235,6 +256,13 @@ export class NodeConnection {
     ws.on('message', (data, isBinary) => {
       this.#keepalive?.markAlive();
       if (this.#session === undefined || this.#ws !== ws) return;
+      if (isBinary && (data as Buffer).length > DATA_HEADER_LENGTH + this.#dataPayload) {
+        // §1.3: a message over the agreed limit ends the session, as ws's own limit did (close 1009).
+        this.#log.warn({ bytes: (data as Buffer).length }, 'message too big from the hub; closing');
+        this.#endReason ??= 'protocol_error';
+        closeWebSocket(ws, 1009, 'message too big');
+        return;
+      }
       if (isBinary) this.#session.receive(data as Buffer);
       else if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
       else {
@@ -321,6 +349,7 @@ export class NodeConnection {
       role: 'backend',
       transport,
       highWaterMark: TRANSPORT_HIGH_WATER_MARK,
+      maxDataPayload: this.#dataPayload,
       // v1 streams have no credit window: a local socket that does not drain pauses the WebSocket (§1.5).
       pauseTransport: () => {
         this.#transportPaused = true;

@@ -11,3 +11,9 @@ export const DEFAULT_HUB_PORT = 8443;
 export const MESH_PATH = '/mesh';
 /** Port of the peer listener, and of a peer URL that names none (the reference `peerListenAddress` is `:8444`). */
 export const DEFAULT_PEER_PORT = 8444;
+/**
+ * HTTP header of the hub's WebSocket upgrade in which a Nexus backend client offers, and a Nexus hub
+ * answers, the largest DATA payload each side sends and accepts (docs/protocol.md §1.11). The reference
+ * ignores it; without it, payloads stay at 32 768 bytes.
+ */
+export const DATA_PAYLOAD_HEADER = 'nexus-max-data-payload';

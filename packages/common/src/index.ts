@@ -3,7 +3,13 @@
 // The configuration helpers (yaml, valibot) are a separate entry, `@nexus-proxy/common/config`, so that
 // importing the runtime mechanisms never loads them.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
-export { DEFAULT_HUB_PORT, DEFAULT_PEER_PORT, HUB_PATH, MESH_PATH } from './endpoints.js';
+export {
+  DATA_PAYLOAD_HEADER,
+  DEFAULT_HUB_PORT,
+  DEFAULT_PEER_PORT,
+  HUB_PATH,
+  MESH_PATH,
+} from './endpoints.js';
 export {
   DEFAULT_FLOW_SWEEP_MS,
   FLOW_REORDER_MS,

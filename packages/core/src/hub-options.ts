@@ -105,7 +105,11 @@ export interface BackendHubOptions<L = string> {
     /** CA certificates (PEM) the default check trusts besides Node's root store; read once. Default: none. */
     readonly authorizerStatusCa?: readonly string[];
   };
-  /** Mux engine tuning passed to every session. */
+  /**
+   * Mux engine tuning passed to every session. `maxDataPayload` is the largest DATA payload the hub
+   * offers a backend that offers one too (docs/protocol.md §1.11; `32_768` offers nothing); each session
+   * uses what the two agreed on. Default offer: `NEXUS_DATA_PAYLOAD` (128 KiB).
+   */
   mux?: BackendSessionOptions['mux'];
   /** Outbound connections (`outbound_connect`, docs/edge.md "Outbound connections"). Default: off. */
   outbound?: Omit<OutboundStreamsOptions, 'logger'>;

@@ -7,11 +7,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { HUB_PATH, rejectUpgrade } from '@nexus-proxy/common';
+import { DATA_PAYLOAD_HEADER, HUB_PATH, rejectUpgrade } from '@nexus-proxy/common';
 import {
+  agreeDataPayload,
+  checkOfferedDataPayload,
+  DATA_HEADER_LENGTH,
   DEFAULT_MAX_BUFFERED_BYTES,
   MAX_BACKEND_MESSAGE,
+  MAX_DATA_PAYLOAD,
   type MuxStream,
+  NEXUS_DATA_PAYLOAD,
+  parseOfferedDataPayload,
   ReceiveBudget,
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
@@ -116,7 +122,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     this.#log = (options.logger ?? noopLogger).child({ component: 'hub' });
     this.outbound = new OutboundStreams({ ...options.outbound, logger: options.logger ?? noopLogger });
     this.#wssMaxPayload = this.#maxPayload;
-    this.#wss = createWss(this.#wssMaxPayload);
+    this.#wss = createWss(this.#wssMaxPayload, this.#onHeaders);
   }
 
   /** Current `maxSessions` (read live, see `BackendHubOptions.limits`). */
@@ -132,9 +138,21 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     return this.#options.auth?.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
   }
 
-  /** The WebSocket's cap: the token message may be larger than the later ones. */
+  /** The largest DATA payload the hub offers (docs/protocol.md §1.11), read live. */
+  get #offeredDataPayload(): number {
+    return checkOfferedDataPayload(this.#options.mux?.maxDataPayload ?? NEXUS_DATA_PAYLOAD);
+  }
+
+  /**
+   * The WebSocket's cap: the token message may be larger than the later ones, and a backend that agreed
+   * on larger frames sends larger messages; each session enforces its own limit.
+   */
   get #maxPayload(): number {
-    return Math.max(this.#maxMessageBytes, this.#maxTokenBytes);
+    return Math.max(
+      this.#maxMessageBytes,
+      this.#maxTokenBytes,
+      DATA_HEADER_LENGTH + this.#offeredDataPayload,
+    );
   }
 
   /** The HTTPS server, once `listen()` created it. */
@@ -213,10 +231,26 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     if (maxPayload !== this.#wssMaxPayload) {
       // ws fixes maxPayload per server; a new one applies the new limit to new backends only.
       this.#wssMaxPayload = maxPayload;
-      this.#wss = createWss(maxPayload);
+      this.#wss = createWss(maxPayload, this.#onHeaders);
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#authenticate(ws, socket, remoteAddress, group));
+    // §1.11: a backend that offers a payload limit gets the hub's answer in the 101 response; one that
+    // offers none (the reference) gets the base protocol's 32 768 bytes.
+    const offered = parseOfferedDataPayload(req.headers[DATA_PAYLOAD_HEADER]);
+    const dataPayload =
+      offered === undefined ? MAX_DATA_PAYLOAD : agreeDataPayload(this.#offeredDataPayload, offered);
+    if (offered !== undefined) this.#answers.set(req, dataPayload);
+    this.#wss.handleUpgrade(req, socket, head, (ws) =>
+      this.#authenticate(ws, socket, remoteAddress, group, dataPayload),
+    );
   }
+
+  /** The payload limits to answer in the upgrade responses being written (docs/protocol.md §1.11). */
+  readonly #answers = new WeakMap<IncomingMessage, number>();
+
+  readonly #onHeaders = (headers: string[], req: IncomingMessage): void => {
+    const answer = this.#answers.get(req);
+    if (answer !== undefined) headers.push(`${DATA_PAYLOAD_HEADER}: ${answer}`);
+  };
 
   /** Which cap refuses a new upgrade from address group `group`, if any (limits read live). */
   #admissionRefusal(group: string): AdmissionRefusal | undefined {
@@ -314,7 +348,13 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     res.end(status === 426 ? 'Upgrade Required\n' : 'Not Found\n');
   };
 
-  #authenticate(ws: WebSocket, socket: Duplex, remoteAddress: string | undefined, group: string): void {
+  #authenticate(
+    ws: WebSocket,
+    socket: Duplex,
+    remoteAddress: string | undefined,
+    group: string,
+    dataPayload: number,
+  ): void {
     this.#pending.add(ws);
     const releasePending = this.#admission.pendingByAddress.take(group, Number.MAX_SAFE_INTEGER);
     this.#sockets.add(socket);
@@ -341,7 +381,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
           this.emit('auth-failed', { reason, remoteAddress });
         },
         left: () => this.#log.debug({ remoteAddress }, 'backend left before authenticating'),
-        accepted: (outcome) => this.#accept(ws, socket, outcome, remoteAddress, group),
+        accepted: (outcome) => this.#accept(ws, socket, outcome, remoteAddress, group, dataPayload),
       },
       log,
     );
@@ -354,6 +394,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     outcome: HandshakeOutcome,
     remoteAddress: string | undefined,
     group: string,
+    dataPayload: number,
   ): void {
     if (this.#closing) {
       outcome.refuse('shutdown');
@@ -379,7 +420,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       );
       return;
     }
-    const session = this.#attach(ws, socket, outcome.identity, outcome.current, remoteAddress, patterns);
+    const session = this.#attach(ws, socket, outcome, remoteAddress, patterns, dataPayload);
     const releaseAddress = this.#admission.sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
     session.once('close', () => {
       releaseToken();
@@ -397,10 +438,10 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   #attach(
     ws: WebSocket,
     socket: Duplex,
-    identity: BackendIdentity,
-    current: CurrentEraClaims | undefined,
+    { identity, current }: { identity: BackendIdentity; current: CurrentEraClaims | undefined },
     remoteAddress: string | undefined,
     patterns: string[],
+    dataPayload: number,
   ): BackendSession {
     const { limits, keepalive } = this.#options;
     // Read live: a reload's budget applies once the next session connects.
@@ -415,12 +456,13 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       ...(current !== undefined ? { onText: (text: string) => reauth?.handleText(text) } : {}),
       remoteAddress,
       maxStreams: limits?.maxStreamsPerSession ?? DEFAULT_MAX_STREAMS_PER_SESSION,
-      maxMessageBytes: this.#maxMessageBytes,
+      maxMessageBytes: Math.max(this.#maxMessageBytes, DATA_HEADER_LENGTH + dataPayload),
       maxControlMessagesPerSecond:
         limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
       pingIntervalMs: keepalive?.hubPingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
       deadAfterMs: keepalive?.hubDeadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
-      mux: { receiveBudget: this.#receiveBudget, ...this.#options.mux },
+      // §1.11: the payload limit this backend and the hub agreed on (32 768 with the reference).
+      mux: { receiveBudget: this.#receiveBudget, ...this.#options.mux, maxDataPayload: dataPayload },
       // Not the hub's child: the session sets its own `component` (a second one would repeat the key).
       logger: this.#options.logger,
     });
@@ -486,8 +528,11 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
   }
 }
 
-function createWss(maxPayload: number): WebSocketServer {
-  return new WebSocketServer({
+function createWss(
+  maxPayload: number,
+  onHeaders: (headers: string[], req: IncomingMessage) => void,
+): WebSocketServer {
+  const wss = new WebSocketServer({
     noServer: true,
     // §1.3: the reference hub kills a session on any message over 32 785 bytes; ws answers 1009. The
     // cap may be higher to admit the token; sessions enforce `maxMessageBytes` themselves.
@@ -497,6 +542,8 @@ function createWss(maxPayload: number): WebSocketServer {
     // Sessions answer pings themselves, so that a ping flood gets a policy close (BackendSession).
     autoPong: false,
   });
+  wss.on('headers', onHeaders);
+  return wss;
 }
 
 function noop(): void {}

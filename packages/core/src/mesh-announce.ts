@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import {
   type AnnounceMessage,
   encodePeerMessage,
+  MAX_DATA_PAYLOAD,
   type PeerCapabilities,
   ROUTE_DELTAS_VERSION,
   type RouteStateMessage,
@@ -255,6 +256,10 @@ export class MeshAnnouncer {
           epoch: this.epoch,
           seq: this.#seq,
           max_message_bytes: this.#o.policy.maxMessageBytes,
+          // §1.11: larger tunnel frames, offered only when this node offers more than the base protocol.
+          ...(sync.link.offeredDataPayload > MAX_DATA_PAYLOAD
+            ? { max_data_payload: sync.link.offeredDataPayload }
+            : {}),
         }
       : undefined;
     const hello = this.#fullAnnounce(version, caps);

@@ -3,7 +3,12 @@
  */
 import type { ListenerGuardLimits } from './listener-guards.js';
 import type { PeerPolicyOptions } from './peer-limits.js';
-import type { TunnelSessionStats } from '@nexus-proxy/mux-protocol';
+import {
+  MAX_DATA_PAYLOAD,
+  MAX_OFFERED_DATA_PAYLOAD,
+  NEXUS_DATA_PAYLOAD,
+  type TunnelSessionStats,
+} from '@nexus-proxy/mux-protocol';
 import type { BackoffSettings } from '@nexus-proxy/common';
 import { InvalidConfigError } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
@@ -78,6 +83,13 @@ export interface PeerMeshOptions extends PeerPolicyOptions, ListenerGuardLimits 
   tunnelWindow?: number;
   /** Tunnel grant batch, frames. Default: `8`. */
   tunnelGrantBatch?: number;
+  /**
+   * The largest TUNNEL_DATA payload offered to Nexus peers, bytes, from 32 768 to 1 MiB (docs/protocol.md
+   * §2.6, §1.11); a link uses the smaller of both offers, 32 768 with a peer that offers none (the
+   * reference). With frames larger than 32 768 bytes, the default window and batch cover the same bytes
+   * in fewer frames. `32_768` offers nothing. Default: `131_072`.
+   */
+  tunnelMaxDataPayload?: number;
   /** Most tunnels per link. Default: `10_000`. */
   maxTunnelsPerLink?: number;
   /** Link `bufferedAmount` above which TUNNEL_DATA waits, bytes. Default: 1 MiB. */
@@ -185,6 +197,8 @@ export interface MeshSettings {
   reconnect: BackoffSettings;
   connectTimeoutMs: number;
   tunnelOptions: { initialWindow?: number; grantBatch?: number; maxTunnels?: number; highWaterMark?: number };
+  /** The largest TUNNEL_DATA payload offered to peers, bytes. */
+  tunnelMaxDataPayload: number;
   announceCoalesceMs: number;
   initialDialJitterMs: number;
   maxConcurrentDials: number;
@@ -231,10 +245,22 @@ export function resolveMeshSettings(options: PeerMeshOptions): MeshSettings {
     DEFAULT_PEER_MAX_CONCURRENT_DIALS,
   );
   if (maxConcurrentDials < 1) throw new InvalidConfigError('maxConcurrentDials', 'must be at least 1');
+  const tunnelMaxDataPayload = options.tunnelMaxDataPayload ?? NEXUS_DATA_PAYLOAD;
+  if (
+    !Number.isInteger(tunnelMaxDataPayload) ||
+    tunnelMaxDataPayload < MAX_DATA_PAYLOAD ||
+    tunnelMaxDataPayload > MAX_OFFERED_DATA_PAYLOAD
+  ) {
+    throw new InvalidConfigError(
+      'tunnelMaxDataPayload',
+      `must be an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`,
+    );
+  }
   return {
     reconnect,
     connectTimeoutMs,
     tunnelOptions,
+    tunnelMaxDataPayload,
     announceCoalesceMs,
     initialDialJitterMs,
     maxConcurrentDials,

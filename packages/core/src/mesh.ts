@@ -87,6 +87,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   #keepaliveIntervalMs: number | undefined;
   #keepaliveTimeoutMs: number | undefined;
   readonly #tunnelOptions: MeshSettings['tunnelOptions'];
+  readonly #tunnelMaxDataPayload: number;
   readonly #connectTimeoutMs: number;
   /** Bounds on what peers may announce and ask (docs/security.md). */
   readonly #policy: PeerPolicy;
@@ -123,6 +124,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs;
     const settings = resolveMeshSettings(options);
     this.#tunnelOptions = settings.tunnelOptions;
+    this.#tunnelMaxDataPayload = settings.tunnelMaxDataPayload;
     this.#connectTimeoutMs = settings.connectTimeoutMs;
     this.#policy = new PeerPolicy(options);
     this.#dialers = new MeshDialers({
@@ -465,6 +467,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       ...(this.#keepaliveIntervalMs !== undefined ? { keepaliveIntervalMs: this.#keepaliveIntervalMs } : {}),
       ...(this.#keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: this.#keepaliveTimeoutMs } : {}),
       tunnels: this.#tunnelOptions,
+      maxDataPayload: this.#tunnelMaxDataPayload,
       logger: this.#log,
       traffic: this.#traffic,
       ...fingerprints,

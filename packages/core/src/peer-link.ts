@@ -8,12 +8,14 @@
 import { EventEmitter } from 'node:events';
 import { createWsBinarySender, Keepalive } from '@nexus-proxy/common';
 import {
+  agreeDataPayload,
   type AnnounceMessage,
   decodePeerMessage,
   encodePeerMessage,
   type PeerCapabilities,
   type RouteSyncMessage,
   type TunnelRequestMessage,
+  MAX_DATA_PAYLOAD,
   TunnelSession,
   type TunnelSessionOptions,
 } from '@nexus-proxy/mux-protocol';
@@ -53,7 +55,13 @@ export interface PeerLinkOptions {
   /** Dead-link deadline, ms; `0` = none. Default: `30_000`. */
   keepaliveTimeoutMs?: number;
   /** Options of the link's tunnel session (its transport is this link). */
-  tunnels?: Omit<TunnelSessionOptions, 'transport' | 'logger'>;
+  tunnels?: Omit<TunnelSessionOptions, 'transport' | 'logger' | 'maxDataPayload'>;
+  /**
+   * The largest TUNNEL_DATA payload this node offers the peer in its first announce, bytes
+   * (docs/protocol.md §2.6, §1.11); tunnels use it, or the peer's smaller offer, once the peer's first
+   * announce offers one too. Default: `32_768` (offers nothing).
+   */
+  maxDataPayload?: number;
   /** Logger. Default: no-op. */
   logger?: Logger;
   /** Counters of messages and bytes in and out, shared by the mesh's links. Default: none. */
@@ -95,6 +103,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Fingerprints of this node's and the peer's certificate on this link (see {@link PeerLinkOptions}). */
   readonly localFingerprint: string | undefined;
   readonly remoteFingerprint: string | undefined;
+  /** The largest TUNNEL_DATA payload this node offers on the link (`max_data_payload`, §2.6). */
+  readonly offeredDataPayload: number;
 
   readonly #ws: WebSocket;
   readonly #log: Logger;
@@ -112,6 +122,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     this.peer = options.peer;
     this.localFingerprint = options.localFingerprint;
     this.remoteFingerprint = options.remoteFingerprint;
+    this.offeredDataPayload = options.maxDataPayload ?? MAX_DATA_PAYLOAD;
     this.#ws = ws;
     const traffic = options.traffic;
     this.#traffic = traffic;
@@ -282,6 +293,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
           );
           return;
         }
+        // §2.6: the peer's first message; before any tunnel, so every tunnel uses what is agreed here.
+        if (this.lastAnnounceVersion === undefined) this.#agreeDataPayload(message);
         this.lastAnnounceVersion = message.version;
         this.emit('announce', message);
         return;
@@ -296,6 +309,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       default:
         this.#log.warn({ type: message.messageType }, 'ignoring peer message of unknown type');
     }
+  }
+
+  /** The peer's first announce offers a payload limit (§1.11): tunnels use the smaller of the two offers. */
+  #agreeDataPayload(message: AnnounceMessage): void {
+    const offered = message.nexus?.max_data_payload;
+    if (offered === undefined || this.offeredDataPayload === MAX_DATA_PAYLOAD) return;
+    const agreed = agreeDataPayload(this.offeredDataPayload, offered);
+    this.tunnels.setMaxDataPayload(agreed);
+    this.#log.debug({ offered, agreed }, 'larger tunnel frames agreed with the peer');
   }
 
   #onClose(code: number, reason: string): void {

@@ -34,15 +34,34 @@ export const DEFAULT_BACKLOG_GRACE_MS = 30_000;
  * `TunnelSessionOptions` extend it).
  */
 export interface StreamEngineTuning {
-  /** Receive window granted per stream, in DATA frames. Default: `64` (docs/protocol.md §1.5). */
+  /**
+   * Largest DATA payload sent and accepted, bytes: what two Nexus ends agreed on (docs/protocol.md §1.11),
+   * an integer from 32 768 to 1 MiB. It sets the defaults of `maxMessageSize`, `initialWindow`,
+   * `grantBatch`, `unmeteredAllowance` and `streamHighWaterMark`, so that a window covers the same bytes
+   * (`frameSizeTuning`). Default: `32_768`, the base protocol (docs/protocol.md §1.3).
+   */
+  maxDataPayload?: number;
+  /**
+   * Receive window granted per stream, in DATA frames. Default: 2 MiB in frames of `maxDataPayload`:
+   * `64` with the base protocol's frames (docs/protocol.md §1.5).
+   */
   initialWindow?: number;
-  /** Grants are returned in batches of this many delivered frames; at most `initialWindow`. Default: `8`. */
+  /**
+   * Grants are returned in batches of this many delivered frames; at most `initialWindow`. Default:
+   * 256 KiB in frames of `maxDataPayload`: `8` with the base protocol's frames.
+   */
   grantBatch?: number;
   /** Transport `bufferedAmount`, in bytes, above which DATA waits for `transportDrained()`. Default: 1 MiB. */
   highWaterMark?: number;
-  /** Readable/writable high-water mark of each stream, in bytes. Default: 64 KiB. */
+  /**
+   * Readable/writable high-water mark of each stream, in bytes. Default: 64 KiB, or two frames of
+   * `maxDataPayload` when that is more (a frame in flight and the next gathering behind it).
+   */
   streamHighWaterMark?: number;
-  /** Largest accepted message, in bytes. Default: `32_785` (docs/protocol.md §1.3). */
+  /**
+   * Largest accepted message, in bytes. Default: `maxDataPayload` plus the 17-byte header: `32_785`
+   * with the base protocol (docs/protocol.md §1.3).
+   */
   maxMessageSize?: number;
   /** Most close answers to DATA for unknown stream ids per second. Default: `100`. */
   maxUnknownStreamReplies?: number;
@@ -50,7 +69,8 @@ export interface StreamEngineTuning {
    * Frames past a stream's window tolerated from a peer that meters only once our first grant reaches it
    * (a hub toward a backend; a peer node that has granted on the link); one more closes the stream
    * (`MUX_ERR_CREDIT_OVERRUN`). The same number bounds those frames across all streams of the session
-   * (not yet granted back), so a peer cannot use the allowance of many streams at once. Default: `1024`.
+   * (not yet granted back), so a peer cannot use the allowance of many streams at once. Default: 32 MiB
+   * in frames of `maxDataPayload`: `1024` with the base protocol's frames.
    */
   unmeteredAllowance?: number;
   /**

@@ -13,7 +13,6 @@ import {
   DEFAULT_MAX_UNKNOWN_STREAM_REPLIES,
   DEFAULT_STREAM_HIGH_WATER_MARK,
   DEFAULT_TRANSPORT_HIGH_WATER_MARK,
-  DEFAULT_UNMETERED_ALLOWANCE,
   type EngineAbortReason,
   type EngineStreamInit,
   nonNegative,
@@ -25,9 +24,10 @@ import {
 } from './engine-options.js';
 import { toBuffer } from './buffer-view.js';
 import { MuxProtocolError } from './errors.js';
-import { DEFAULT_GRANT_BATCH, DEFAULT_INITIAL_WINDOW, MAX_CREDITS } from './flow-window.js';
+import { MAX_CREDITS } from './flow-window.js';
 import type { FramingEvent, StreamFraming } from './framing.js';
-import { DATA_HEADER_LENGTH, MAX_BACKEND_MESSAGE } from './frame.js';
+import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
+import { checkOfferedDataPayload, frameSizeTuning } from './frame-size.js';
 import { ReadyQueue } from './ready-queue.js';
 import { MuxStream } from './stream.js';
 import type { StreamHost } from './stream-host.js';
@@ -43,17 +43,20 @@ import type { MuxLogger, MuxTransport } from './transport.js';
  */
 export class StreamEngine {
   readonly framing: StreamFraming;
-  /** Receive window granted per stream, in frames. */
-  readonly initialWindow: number;
   readonly #transport: MuxTransport;
-  readonly #grantBatch: number;
+  /** Receive window granted per stream, frames (see {@link StreamEngine.initialWindow}). */
+  #initialWindow = 0;
+  #grantBatch = 0;
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
-  readonly #streamHighWaterMark: number;
-  readonly #maxMessageSize: number;
+  #streamHighWaterMark = 0;
+  /** Largest DATA payload sent and accepted, bytes (docs/protocol.md §1.11). */
+  #maxDataPayload = MAX_DATA_PAYLOAD;
+  #maxMessageSize = 0;
+  /** Budget units one received frame takes (`ReceiveBudget`). */
+  #budgetUnits = 1;
   readonly #maxUnknownReplies: number;
-  /** Frames past the window tolerated from a peer known to meter. */
-  readonly unmeteredAllowance: number;
+  #unmeteredAllowance = 0;
   readonly #maxEmptyPerSecond: number;
   readonly #backlogLimit: number;
   readonly #backlogGraceMs: number;
@@ -106,26 +109,28 @@ export class StreamEngine {
     this.framing = options.framing;
     this.#options = options;
     this.#transport = options.transport;
-    this.initialWindow = positiveInteger('initialWindow', options.initialWindow, DEFAULT_INITIAL_WINDOW);
-    if (this.initialWindow > MAX_CREDITS) throw new RangeError('initialWindow must be ≤ 2^20');
-    this.#grantBatch = positiveInteger('grantBatch', options.grantBatch, DEFAULT_GRANT_BATCH);
+    const window = options.initialWindow;
+    if (window !== undefined) positiveInteger('initialWindow', window, 1);
+    if (window !== undefined && window > MAX_CREDITS) throw new RangeError('initialWindow must be ≤ 2^20');
+    const batch = options.grantBatch;
+    if (batch !== undefined) positiveInteger('grantBatch', batch, 1);
     // A batch larger than the window would never be reached: the peer would stall (a lost grant).
-    if (this.#grantBatch > this.initialWindow) throw new RangeError('grantBatch must be ≤ initialWindow');
+    if (batch !== undefined && batch > (window ?? frameSizeTuning(MAX_DATA_PAYLOAD).initialWindow))
+      throw new RangeError('grantBatch must be ≤ initialWindow');
+    if (options.maxMessageSize !== undefined) positiveInteger('maxMessageSize', options.maxMessageSize, 1);
+    if (options.unmeteredAllowance !== undefined)
+      nonNegative('unmeteredAllowance', options.unmeteredAllowance, 0);
+    this.#applyDataPayload(
+      options.maxDataPayload === undefined
+        ? MAX_DATA_PAYLOAD
+        : checkOfferedDataPayload(options.maxDataPayload),
+    );
     this.#maxStreams = positiveInteger('maxStreams', options.maxStreams, DEFAULT_MAX_STREAMS);
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_TRANSPORT_HIGH_WATER_MARK;
     if (!(this.#highWaterMark >= 0)) throw new RangeError('highWaterMark must be ≥ 0');
-    this.#streamHighWaterMark = positiveInteger(
-      'streamHighWaterMark',
-      options.streamHighWaterMark,
-      DEFAULT_STREAM_HIGH_WATER_MARK,
-    );
-    this.#maxMessageSize = positiveInteger('maxMessageSize', options.maxMessageSize, MAX_BACKEND_MESSAGE);
+    if (options.streamHighWaterMark !== undefined)
+      positiveInteger('streamHighWaterMark', options.streamHighWaterMark, 1);
     this.#maxUnknownReplies = options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES;
-    this.unmeteredAllowance = nonNegative(
-      'unmeteredAllowance',
-      options.unmeteredAllowance,
-      DEFAULT_UNMETERED_ALLOWANCE,
-    );
     this.#maxEmptyPerSecond = nonNegative(
       'maxEmptyDataFramesPerSecond',
       options.maxEmptyDataFramesPerSecond,
@@ -136,6 +141,50 @@ export class StreamEngine {
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#host = this.#createHost();
+  }
+
+  /**
+   * Sets the largest DATA payload sent and accepted from now on (docs/protocol.md §1.11: what two Nexus
+   * ends agreed on), and with it the message limit and, unless they were set explicitly, the window, the
+   * grant batch and the unmetered allowance, so that a window covers the same bytes. Streams opened
+   * before keep their window. `bytes` is an integer from 32 768 to 1 MiB.
+   */
+  setMaxDataPayload(bytes: number): void {
+    this.#applyDataPayload(checkOfferedDataPayload(bytes));
+  }
+
+  #applyDataPayload(bytes: number): void {
+    const options = this.#options;
+    const tuning = frameSizeTuning(bytes);
+    this.#maxDataPayload = bytes;
+    this.#maxMessageSize = Math.max(options.maxMessageSize ?? 0, tuning.maxMessageSize);
+    this.#initialWindow = options.initialWindow ?? tuning.initialWindow;
+    this.#grantBatch = Math.min(options.grantBatch ?? tuning.grantBatch, this.#initialWindow);
+    this.#unmeteredAllowance = options.unmeteredAllowance ?? tuning.unmeteredAllowance;
+    this.#budgetUnits = tuning.budgetUnits;
+    // Room for a frame in flight and the next one gathering behind it, so writes join into full frames.
+    this.#streamHighWaterMark =
+      options.streamHighWaterMark ?? Math.max(DEFAULT_STREAM_HIGH_WATER_MARK, 2 * bytes);
+  }
+
+  /** Receive window granted per stream, in frames: 64 with 32 768-byte frames (docs/protocol.md §1.5). */
+  get initialWindow(): number {
+    return this.#initialWindow;
+  }
+
+  /** Frames past the window tolerated from a peer known to meter. */
+  get unmeteredAllowance(): number {
+    return this.#unmeteredAllowance;
+  }
+
+  /** Largest DATA payload sent and accepted now, bytes (32 768 unless two Nexus ends agreed on more). */
+  get maxDataPayload(): number {
+    return this.#maxDataPayload;
+  }
+
+  /** Largest binary message accepted now, bytes. */
+  get maxMessageSize(): number {
+    return this.#maxMessageSize;
   }
 
   /** Streams open now. */
@@ -191,8 +240,10 @@ export class StreamEngine {
       receiveMetering: init.receiveMetering,
       localEnd: init.localEnd,
       datagram: init.datagram === true,
-      receiveWindow: this.initialWindow,
+      receiveWindow: this.#initialWindow,
       grantBatch: this.#grantBatch,
+      maxDataPayload: this.#maxDataPayload,
+      budgetUnits: this.#budgetUnits,
       highWaterMark: this.#streamHighWaterMark,
       ...(this.#options.receiveBudget !== undefined ? { receiveBudget: this.#options.receiveBudget } : {}),
     });
@@ -207,7 +258,7 @@ export class StreamEngine {
    * receive window, or less under a receive budget.
    */
   sendInitialGrant(id: string): void {
-    const credits = this.#streams.get(id)?.initialCredits ?? this.initialWindow;
+    const credits = this.#streams.get(id)?.initialCredits ?? this.#initialWindow;
     this.sendControl(this.framing.encodeGrant(id, credits));
   }
 
@@ -587,7 +638,7 @@ export class StreamEngine {
       },
       countPastWindow: (_stream, frames) => {
         this.#pastWindow += frames;
-        return frames <= 0 || this.#pastWindow <= this.unmeteredAllowance;
+        return frames <= 0 || this.#pastWindow <= this.#unmeteredAllowance;
       },
       streamProtocolError: (stream, error) => {
         this.#disconnect(stream, 'protocol_error');

@@ -14,6 +14,16 @@ export {
 } from './frame.js';
 
 export {
+  agreeDataPayload,
+  checkOfferedDataPayload,
+  type FrameSizeTuning,
+  frameSizeTuning,
+  MAX_OFFERED_DATA_PAYLOAD,
+  NEXUS_DATA_PAYLOAD,
+  parseOfferedDataPayload,
+} from './frame-size.js';
+
+export {
   isStreamId,
   NIL_STREAM_ID,
   newStreamId,

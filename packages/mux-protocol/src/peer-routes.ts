@@ -30,6 +30,11 @@ export interface PeerCapabilities {
   max_message_bytes?: number;
   /** True when `hostnames` is only the first part of the table (it did not fit one message). */
   partial?: boolean;
+  /**
+   * The largest TUNNEL_DATA payload the sender offers to send and accept, bytes (docs/protocol.md §1.11,
+   * §2.6); absent: 32 768.
+   */
+  max_data_payload?: number;
 }
 
 /** Routes added and removed since the sender's previous sequence number (`seq − 1`). */
@@ -81,13 +86,14 @@ export function encodeCapabilities(caps: PeerCapabilities): string {
   const out: Record<string, unknown> = { deltas: caps.deltas, epoch: caps.epoch, seq: caps.seq };
   if (caps.max_message_bytes !== undefined) out.max_message_bytes = caps.max_message_bytes;
   if (caps.partial === true) out.partial = true;
+  if (caps.max_data_payload !== undefined) out.max_data_payload = caps.max_data_payload;
   return JSON.stringify(out);
 }
 
 /**
  * Reads the `nexus` value of an announce. `undefined` when absent; an error when it is not an object with
- * a non-negative integer `deltas` and `seq` and a hex `epoch` (and, when present, a positive integer
- * `max_message_bytes` and a boolean `partial`).
+ * a non-negative integer `deltas` and `seq` and a hex `epoch` (and, when present, positive integers
+ * `max_message_bytes` and `max_data_payload` and a boolean `partial`).
  */
 export function decodeCapabilities(value: unknown): DecodeResult<PeerCapabilities | undefined> {
   if (value === undefined) return { ok: true, value: undefined };
@@ -100,6 +106,7 @@ export function decodeCapabilities(value: unknown): DecodeResult<PeerCapabilitie
   const seq = field(o, 'seq') ?? 0;
   const max = field(o, 'max_message_bytes');
   const partial = field(o, 'partial') ?? false;
+  const payload = field(o, 'max_data_payload');
   if (!isIntegerIn(deltas, 0, Number.MAX_SAFE_INTEGER)) return invalid('"nexus.deltas" must be an integer');
   if (typeof epoch !== 'string' || (deltas > 0 && !EPOCH.test(epoch))) {
     return invalid('"nexus.epoch" must be hex');
@@ -109,9 +116,13 @@ export function decodeCapabilities(value: unknown): DecodeResult<PeerCapabilitie
     return invalid('"nexus.max_message_bytes" must be a positive integer');
   }
   if (typeof partial !== 'boolean') return invalid('"nexus.partial" must be a boolean');
+  if (payload !== undefined && !isIntegerIn(payload, 1, Number.MAX_SAFE_INTEGER)) {
+    return invalid('"nexus.max_data_payload" must be a positive integer');
+  }
   const caps: PeerCapabilities = { deltas, epoch, seq };
   if (max !== undefined) caps.max_message_bytes = max;
   if (partial) caps.partial = true;
+  if (payload !== undefined) caps.max_data_payload = payload;
   return { ok: true, value: caps };
 }
 

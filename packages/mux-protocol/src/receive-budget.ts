@@ -9,8 +9,8 @@ import { MAX_DATA_PAYLOAD } from './frame.js';
 /** Default node-wide budget: 256 MiB of DATA granted and not yet delivered. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
 /**
- * Frames every stream may always have granted and undelivered, budget or not (64 KiB): no stream ever
- * waits for another to progress, so none can deadlock.
+ * Frames every stream may always have granted and undelivered, budget or not (64 KiB with the base
+ * protocol's frames): no stream ever waits for another to progress, so none can deadlock.
  */
 export const RECEIVE_BUDGET_FLOOR = 2;
 
@@ -62,9 +62,13 @@ export class ReceiveBudget {
     return this.#waiting.size;
   }
 
-  /** Opens a stream's share; `onRoom` is called when room returns after the share had to wait. */
-  share(onRoom: () => void): ReceiveBudgetShare {
-    return new ReceiveBudgetShare(this, onRoom);
+  /**
+   * Opens a stream's share; `onRoom` is called when room returns after the share had to wait. Each of
+   * the stream's frames takes `units` frames of {@link MAX_DATA_PAYLOAD} bytes (frames larger than that,
+   * docs/protocol.md §1.11, take several).
+   */
+  share(onRoom: () => void, units = 1): ReceiveBudgetShare {
+    return new ReceiveBudgetShare(this, onRoom, units);
   }
 
   /** Takes up to `frames`; returns how many were taken. */
@@ -117,16 +121,20 @@ export class ReceiveBudget {
 export class ReceiveBudgetShare {
   readonly #budget: ReceiveBudget;
   readonly #onRoom: () => void;
-  /** Frames taken from the budget. */
+  /** Budget units (frames of {@link MAX_DATA_PAYLOAD} bytes) one of the stream's frames takes. */
+  readonly #units: number;
+  /** Units taken from the budget. */
   #taken = 0;
   #closed = false;
 
-  constructor(budget: ReceiveBudget, onRoom: () => void) {
+  constructor(budget: ReceiveBudget, onRoom: () => void, units = 1) {
+    if (!Number.isInteger(units) || units < 1) throw new RangeError('units must be a positive integer');
     this.#budget = budget;
     this.#onRoom = onRoom;
+    this.#units = units;
   }
 
-  /** Frames this share holds in the budget. */
+  /** Units (frames of {@link MAX_DATA_PAYLOAD} bytes) this share holds in the budget. */
   get taken(): number {
     return this.#taken;
   }
@@ -137,9 +145,11 @@ export class ReceiveBudgetShare {
    */
   afford(committed: number, wanted: number): number {
     if (this.#closed || wanted <= 0) return this.#closed ? wanted : 0;
-    const need = Math.max(0, Math.max(0, committed) + wanted - RECEIVE_BUDGET_FLOOR) - this.#taken;
+    const units = this.#units;
+    const held = Math.max(0, committed);
+    const need = Math.max(0, held + wanted - RECEIVE_BUDGET_FLOOR) * units - this.#taken;
     if (need > 0) this.#taken += this.#budget.take(need);
-    const allowed = Math.min(wanted, RECEIVE_BUDGET_FLOOR + this.#taken - Math.max(0, committed));
+    const allowed = Math.min(wanted, RECEIVE_BUDGET_FLOOR + Math.floor(this.#taken / units) - held);
     if (allowed < wanted) this.#budget.wait(this);
     return Math.max(0, allowed);
   }
@@ -147,7 +157,7 @@ export class ReceiveBudgetShare {
   /** The commitment fell to `committed` (frames delivered): gives back what it no longer needs. */
   settle(committed: number): void {
     if (this.#closed) return;
-    const needed = Math.max(0, Math.max(0, committed) - RECEIVE_BUDGET_FLOOR);
+    const needed = Math.max(0, Math.max(0, committed) - RECEIVE_BUDGET_FLOOR) * this.#units;
     if (this.#taken <= needed) return;
     const excess = this.#taken - needed;
     this.#taken = needed;

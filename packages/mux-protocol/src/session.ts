@@ -153,6 +153,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return this.#engine.streamCount;
   }
 
+  /** Largest DATA payload sent and accepted, bytes (`maxDataPayload`, docs/protocol.md §1.11). */
+  get maxDataPayload(): number {
+    return this.#engine.maxDataPayload;
+  }
+
   /** Whether `close()` has been called. */
   get closed(): boolean {
     return this.#engine.closed;

@@ -123,6 +123,10 @@ export interface MuxStreamInit {
   grantBatch: number;
   /** Readable and writable high-water mark of the Duplex, in bytes. */
   highWaterMark: number;
+  /** Largest DATA payload the stream sends, bytes. Default: `32_768` (docs/protocol.md §1.3, §1.11). */
+  maxDataPayload?: number;
+  /** Units of `receiveBudget` one received frame takes (32 768 bytes each). Default: `1`. */
+  budgetUnits?: number;
   /**
    * A datagram stream (`transport: "udp"`, docs/protocol.md §1.5): each write is one DATA frame, never
    * split or joined with another, and each frame received is delivered (or dropped when the reader is full)

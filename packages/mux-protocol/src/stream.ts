@@ -14,8 +14,9 @@ type ReceiveState = 'unmetered' | 'probing' | 'strict' | 'lenient';
  * One multiplexed stream as a Node `Duplex`, so wiring a TCP socket to it is
  * `pipeline(socket, stream, socket)`.
  *
- * Writable side: writes become DATA frames of at most 32 768 bytes (small writes buffered by Node are
- * coalesced into full frames by `_writev`). A write's callback is held while the stream has no send
+ * Writable side: writes become DATA frames of at most 32 768 bytes, or the larger size two Nexus ends
+ * agreed on (docs/protocol.md §1.11); small writes buffered by Node are coalesced into full frames by
+ * `_writev`. A write's callback is held while the stream has no send
  * credits, is paused by its peer, or waits for its turn at a full transport; `write()` then returns
  * `false` and `'drain'` follows, like any Node stream.
  *
@@ -48,6 +49,8 @@ export class MuxStream extends Duplex {
   /** Frame type · stream id: the 17-byte DATA header, built once (hosts that send parts). */
   #dataHeader: Buffer | undefined;
   readonly #dataFrameType: number;
+  /** Largest DATA payload sent, bytes (`MuxStreamInit.maxDataPayload`). */
+  readonly #maxPayload: number;
 
   // Send side.
   readonly #send: SendWindow;
@@ -104,6 +107,7 @@ export class MuxStream extends Duplex {
     this.#idBytes = Buffer.allocUnsafe(16);
     writeStreamId(this.#idBytes, 0, init.id);
     this.#dataFrameType = init.dataFrameType;
+    this.#maxPayload = init.maxDataPayload ?? MAX_DATA_PAYLOAD;
     const sending = init.sendMetering;
     this.#ignoreGrants = sending.mode === 'unmetered';
     this.#send = new SendWindow({
@@ -118,7 +122,7 @@ export class MuxStream extends Duplex {
     this.#overrunCloses = receiving.mode === 'lenient' && receiving.onOverrun === 'close';
     this.#allowance = receiving.mode === 'lenient' ? receiving.overrunAllowance : 0;
     const budget = receiving.mode === 'unmetered' ? undefined : init.receiveBudget;
-    this.#share = budget?.share(() => this.#roomReturned());
+    this.#share = budget?.share(() => this.#roomReturned(), init.budgetUnits);
     this.#receive = new ReceiveLedger({
       window: init.receiveWindow,
       batch: init.grantBatch,
@@ -226,7 +230,7 @@ export class MuxStream extends Duplex {
         // A datagram is one frame of its own: never joined with the next write.
         const length = this.datagram
           ? Math.min(this.#pending[this.#pendingIndex]!.length - this.#pendingOffset, MAX_DATA_PAYLOAD)
-          : Math.min(this.#pendingBytes, MAX_DATA_PAYLOAD);
+          : Math.min(this.#pendingBytes, this.#maxPayload);
         window.spend();
         if (sendParts !== undefined) {
           this.#sendParts(sendParts, length);

@@ -144,6 +144,20 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
     return this.#engine.closed;
   }
 
+  /** Largest TUNNEL_DATA payload sent and accepted now, bytes (docs/protocol.md §2.6). */
+  get maxDataPayload(): number {
+    return this.#engine.maxDataPayload;
+  }
+
+  /**
+   * Sets the largest TUNNEL_DATA payload sent and accepted from now on: what the two nodes agreed on in
+   * their first announces (docs/protocol.md §2.6, §1.11), which arrive before any tunnel. The window of
+   * tunnels opened from now on covers the same bytes in fewer, larger frames.
+   */
+  setMaxDataPayload(bytes: number): void {
+    this.#engine.setMaxDataPayload(bytes);
+  }
+
   /** The open tunnel with id `id`, if any. */
   getTunnel(id: string): MuxStream | undefined {
     return this.#engine.getStream(id);

@@ -1,0 +1,186 @@
+/**
+ * Larger TUNNEL_DATA frames between Nexus nodes (docs/protocol.md §2.6, §1.11) on real mutual-TLS links:
+ * two Nexus nodes agree on 128 KiB in their first announces and carry larger frames both ways; a peer
+ * whose announce offers nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits; a
+ * frame over the agreed limit closes its tunnel.
+ */
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import {
+  DATA_HEADER_LENGTH,
+  FrameType,
+  MAX_DATA_PAYLOAD,
+  NEXUS_DATA_PAYLOAD,
+  streamIdFromBytes,
+  streamIdToBytes,
+} from '@nexus-proxy/mux-protocol';
+import {
+  attachMuxBackend,
+  HashingReader,
+  MiB,
+  pump,
+  RandomSource,
+  startService,
+  type TestNode,
+  waitUntil,
+} from '@nexus-proxy/test-harness';
+import { describe, expect, it, vi } from 'vitest';
+import { WebSocket } from 'ws';
+import { useTestNodes } from '../helpers/test-nodes.js';
+
+vi.setConfig({ testTimeout: 60_000 });
+
+const nodes = useTestNodes();
+const { cleanups, node } = nodes;
+
+const NIL = '00000000-0000-0000-0000-000000000000';
+const head = (host: string) => Buffer.from(`PUT /up HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+
+/** A 0x15 grant of `credits` for tunnel `id` (docs/protocol.md §2.3). */
+function grant(id: string, credits: number): Buffer {
+  const frame = Buffer.alloc(DATA_HEADER_LENGTH + 8);
+  frame[0] = FrameType.TunnelCredits;
+  frame.set(streamIdToBytes(id), 1);
+  frame.writeBigUInt64BE(BigInt(credits), DATA_HEADER_LENGTH);
+  return frame;
+}
+
+/** A TUNNEL_DATA frame of `length` payload bytes, whatever the limit. */
+function tunnelData(id: string, length: number): Buffer {
+  const frame = Buffer.alloc(DATA_HEADER_LENGTH + length, 1);
+  frame[0] = FrameType.TunnelData;
+  frame.set(streamIdToBytes(id), 1);
+  return frame;
+}
+
+/**
+ * A peer driven by the test on a real mutual-TLS WebSocket to `target`'s `/mesh`: its first announce
+ * serves `hand.test` and carries `nexus` when given; it grants 64 credits on every tunnel request and one
+ * per TUNNEL_DATA received, and records the payload sizes, the node's grants and its closes.
+ */
+async function handPeer(target: TestNode, nexus?: Record<string, unknown>) {
+  const cert = await nodes.pki.nodeCert('hand');
+  const ws = new WebSocket(target.meshUrl, {
+    cert: cert.certPem,
+    key: cert.keyPem,
+    ca: nodes.pki.ca.certPem,
+  });
+  ws.on('error', () => {});
+  cleanups.push(() => ws.terminate());
+  const payloads: number[] = [];
+  const grants: number[] = [];
+  const closes: string[] = [];
+  const tunnels: string[] = [];
+  ws.on('message', (data: Buffer, isBinary) => {
+    if (!isBinary) {
+      const m = JSON.parse(String(data)) as Record<string, unknown>;
+      if (m.type === 'tunnel_request') {
+        tunnels.push(m.client_id as string);
+        ws.send(grant(m.client_id as string, 64));
+      }
+      return;
+    }
+    const id = streamIdFromBytes(data, 1);
+    if (data[0] === FrameType.TunnelData) {
+      payloads.push(data.length - DATA_HEADER_LENGTH);
+      ws.send(grant(id, 1));
+    } else if (data[0] === FrameType.TunnelCredits) {
+      grants.push(Number(data.readBigUInt64BE(DATA_HEADER_LENGTH)));
+    } else if (data[0] === FrameType.TunnelClose) {
+      closes.push(id);
+    }
+  });
+  await once(ws, 'open');
+  ws.send(
+    JSON.stringify({
+      version: 1,
+      type: 'announce',
+      hostnames: ['hand.test'],
+      client_id: NIL,
+      ...(nexus !== undefined ? { nexus } : {}),
+    }),
+  );
+  await waitUntil(() => target.routes.lookup('hand.test')?.kind === 'peer', 5_000, 'the route');
+  return { ws, payloads, grants, closes, tunnels };
+}
+
+/** An end user at `at` for `host` sending `bytes` after the HTTP head; stays open. */
+async function endUser(at: TestNode, host: string, bytes: number) {
+  const socket = netConnect({ host: '127.0.0.1', port: at.httpPort });
+  socket.on('error', () => {});
+  cleanups.push(() => socket.destroy());
+  await once(socket, 'connect');
+  await pump(new RandomSource(bytes, { prefix: head(host) }), socket);
+  return socket;
+}
+
+describe('larger tunnel frames between Nexus nodes', () => {
+  it('two Nexus nodes agree on 128 KiB and carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
+    const a = await node('a');
+    const c = await node('c', { peers: [a.meshUrl] });
+    const transfer = 16 * MiB;
+    const prelude = head('big.test');
+    let download: RandomSource | undefined;
+    let serviceDone: (digest: string) => void = () => {};
+    const serviceDigest = new Promise<string>((resolve) => {
+      serviceDone = resolve;
+    });
+    const svc = await startService((socket) => {
+      const reader = new HashingReader(socket);
+      download = new RandomSource(transfer);
+      void Promise.all([pump(download, socket), reader.untilBytes(prelude.length + transfer)]).then(
+        ([, digest]) => {
+          serviceDone(digest);
+          socket.end();
+        },
+        () => {},
+      );
+    });
+    cleanups.push(() => svc.close());
+    // The mux engine alone behind c: it carries every stream to the service, whatever the origin's port.
+    const backend = await attachMuxBackend(nodes.pki, c, ['big.test'], svc.port);
+    cleanups.push(() => backend.close());
+    await waitUntil(() => a.routes.lookup('big.test')?.kind === 'peer', 5_000, 'the route at a');
+
+    const socket = netConnect({ host: '127.0.0.1', port: a.httpPort });
+    cleanups.push(() => socket.destroy());
+    await once(socket, 'connect');
+    const userReader = new HashingReader(socket);
+    const sent = new RandomSource(transfer, { prefix: prelude });
+    const [, up, down] = await Promise.all([pump(sent, socket), serviceDigest, userReader.ended]);
+    expect(up).toBe(sent.digest());
+    expect(down).toBe(download!.digest());
+    const link = a.mesh.links()[0]!.tunnels;
+    expect(link.bytesSent / link.framesSent).toBeGreaterThan(MAX_DATA_PAYLOAD);
+    expect(link.bytesReceived / link.framesReceived).toBeGreaterThan(MAX_DATA_PAYLOAD);
+  });
+
+  it('a peer that offers nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits; a larger frame closes its tunnel', async () => {
+    const a = await node('a');
+    const peer = await handPeer(a);
+    await endUser(a, 'hand.test', 4 * MiB);
+    await waitUntil(() => peer.payloads.reduce((s, n) => s + n, 0) >= 4 * MiB, 10_000, 'the upload');
+    expect(Math.max(...peer.payloads)).toBe(MAX_DATA_PAYLOAD);
+    expect(peer.grants[0]).toBe(64);
+    const id = peer.tunnels[0]!;
+    peer.ws.send(tunnelData(id, MAX_DATA_PAYLOAD));
+    expect(peer.closes).toEqual([]);
+    peer.ws.send(tunnelData(id, MAX_DATA_PAYLOAD + 1));
+    await waitUntil(() => peer.closes.includes(id), 5_000, 'the tunnel close');
+    expect(a.mesh.linkCount).toBe(1);
+  });
+
+  it('a peer that offers 128 KiB gets frames of up to 128 KiB and 16 credits (2 MiB); one byte more closes its tunnel', async () => {
+    const a = await node('a');
+    const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: NEXUS_DATA_PAYLOAD });
+    await endUser(a, 'hand.test', 4 * MiB);
+    await waitUntil(() => peer.payloads.reduce((s, n) => s + n, 0) >= 4 * MiB, 10_000, 'the upload');
+    expect(Math.max(...peer.payloads)).toBeGreaterThan(MAX_DATA_PAYLOAD);
+    expect(Math.max(...peer.payloads)).toBeLessThanOrEqual(NEXUS_DATA_PAYLOAD);
+    expect(peer.grants[0]).toBe(16);
+    const id = peer.tunnels[0]!;
+    peer.ws.send(tunnelData(id, NEXUS_DATA_PAYLOAD + 1));
+    await waitUntil(() => peer.closes.includes(id), 5_000, 'the tunnel close');
+    expect(a.mesh.linkCount).toBe(1);
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * Larger DATA frames between two Nexus ends (docs/protocol.md §1.11): what one end offers, what two offers
+ * agree on, and the credit window that goes with a payload size. A peer that offers nothing (the
+ * reference, an older Nexus) gets the base protocol: payloads of at most 32 768 bytes and 64 credits.
+ */
+import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
+
+/**
+ * The largest DATA payload a Nexus end offers by default, in bytes (docs/protocol.md §1.11): 128 KiB,
+ * eight 16 KiB TLS records per frame (docs/benchmarks.md, "Larger frames between Nexus ends").
+ */
+export const NEXUS_DATA_PAYLOAD = 131_072;
+/** The largest payload an end may offer or accept, in bytes: 1 MiB. An offer above it is read as 1 MiB. */
+export const MAX_OFFERED_DATA_PAYLOAD = 1024 * 1024;
+/**
+ * Bytes a stream's receive window covers, whatever the frame size: 64 frames of 32 768 bytes (2 MiB), the
+ * base protocol's window. Larger frames get proportionally fewer credits.
+ */
+export const WINDOW_BYTES = 64 * MAX_DATA_PAYLOAD;
+/** Bytes delivered before credits are returned, whatever the frame size: 8 frames of 32 768 bytes. */
+export const GRANT_BATCH_BYTES = 8 * MAX_DATA_PAYLOAD;
+/** Bytes past a window tolerated from a peer that meters (`unmeteredAllowance`): 1 024 frames of 32 768. */
+export const UNMETERED_ALLOWANCE_BYTES = 1024 * MAX_DATA_PAYLOAD;
+
+/**
+ * The payload limit an end offers, validated: an integer from 32 768 to {@link MAX_OFFERED_DATA_PAYLOAD}.
+ * Throws `RangeError` otherwise (a configuration error).
+ */
+export function checkOfferedDataPayload(bytes: number): number {
+  if (!Number.isInteger(bytes) || bytes < MAX_DATA_PAYLOAD || bytes > MAX_OFFERED_DATA_PAYLOAD) {
+    throw new RangeError(
+      `the offered DATA payload must be an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * The payload limit both ends use: the smaller of this end's offer (`own`, already checked) and the
+ * peer's (`offered`, as read from the wire, hostile). A peer that offers nothing, or anything but an
+ * integer, gets 32 768; an offer under 32 768 is read as 32 768 (every end takes that much), one over
+ * {@link MAX_OFFERED_DATA_PAYLOAD} as that.
+ */
+export function agreeDataPayload(own: number, offered: unknown): number {
+  if (typeof offered !== 'number' || !Number.isSafeInteger(offered)) return MAX_DATA_PAYLOAD;
+  const peer = Math.min(Math.max(offered, MAX_DATA_PAYLOAD), MAX_OFFERED_DATA_PAYLOAD);
+  return Math.max(MAX_DATA_PAYLOAD, Math.min(own, peer));
+}
+
+/** Reads an offer written as text (an HTTP header value): digits only, else `undefined`. */
+export function parseOfferedDataPayload(text: string | string[] | undefined): number | undefined {
+  const value = Array.isArray(text) ? text[0] : text;
+  if (value === undefined || !/^\s*\d{1,9}\s*$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** What a payload limit means for the engine: the message limit and the credit window in frames. */
+export interface FrameSizeTuning {
+  /** Largest DATA payload sent and accepted, bytes. */
+  maxDataPayload: number;
+  /** Largest binary message accepted, bytes (header + payload). */
+  maxMessageSize: number;
+  /** Receive window per stream, frames: {@link WINDOW_BYTES} in frames of this size (64 at 32 768). */
+  initialWindow: number;
+  /** Grant batch, frames: {@link GRANT_BATCH_BYTES} in frames of this size (8 at 32 768). */
+  grantBatch: number;
+  /** Frames tolerated past a window: {@link UNMETERED_ALLOWANCE_BYTES} in frames (1 024 at 32 768). */
+  unmeteredAllowance: number;
+  /** Units of the node-wide receive budget (32 768 bytes each) one frame of this size takes. */
+  budgetUnits: number;
+}
+
+/** The tuning that goes with frames of at most `maxDataPayload` bytes. */
+export function frameSizeTuning(maxDataPayload: number): FrameSizeTuning {
+  const frames = (bytes: number): number => Math.max(1, Math.floor(bytes / maxDataPayload));
+  return {
+    maxDataPayload,
+    maxMessageSize: DATA_HEADER_LENGTH + maxDataPayload,
+    initialWindow: frames(WINDOW_BYTES),
+    grantBatch: frames(GRANT_BATCH_BYTES),
+    unmeteredAllowance: frames(UNMETERED_ALLOWANCE_BYTES),
+    budgetUnits: Math.ceil(maxDataPayload / MAX_DATA_PAYLOAD),
+  };
+}
