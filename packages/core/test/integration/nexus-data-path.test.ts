@@ -159,7 +159,9 @@ describe('createNexus: data path (docs/reliability.md items 2–9)', () => {
       tls: new HubTlsContext(pki.hub),
       verifyToken: createLocalTokenVerifier({ secrets: [TEST_SECRET] }),
       routes,
-      mux: { initialWindow: 2, grantBatch: 1 },
+      // Frames of the base protocol's 32 768 bytes (no larger frames offered, docs/protocol.md §1.11), so
+      // that 8 MiB makes at least 256 of them.
+      mux: { initialWindow: 2, grantBatch: 1, maxDataPayload: 32_768 },
     });
     const { port: hubPort } = await hub.listen('127.0.0.1');
     cleanups.push(() => hub.close());
