@@ -96,7 +96,9 @@ async function handBackend(n: TestNode, offer: number | undefined, grant = 64) {
 /** Sends `bytes` from an end user through the node (after the HTTP head); resolves once the socket ends. */
 async function upload(n: TestNode, bytes: number): Promise<void> {
   const socket = netConnect({ host: '127.0.0.1', port: n.httpPort });
-  cleanups.push(() => socket.destroy());
+  cleanups.push(() => {
+    socket.destroy();
+  });
   await once(socket, 'connect');
   socket.on('error', () => {});
   await pump(new RandomSource(bytes, { prefix: head('/up') }), socket);
@@ -129,7 +131,9 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     expect(session.mux.maxDataPayload).toBe(NEXUS_DATA_PAYLOAD);
 
     const socket = netConnect({ host: '127.0.0.1', port: n.httpPort });
-    cleanups.push(() => socket.destroy());
+    cleanups.push(() => {
+      socket.destroy();
+    });
     await once(socket, 'connect');
     const userReader = new HashingReader(socket);
     const sent = new RandomSource(transfer, { prefix: prelude });

@@ -108,7 +108,9 @@ async function handPeer(target: TestNode, nexus?: Record<string, unknown>) {
 async function endUser(at: TestNode, host: string, bytes: number) {
   const socket = netConnect({ host: '127.0.0.1', port: at.httpPort });
   socket.on('error', () => {});
-  cleanups.push(() => socket.destroy());
+  cleanups.push(() => {
+    socket.destroy();
+  });
   await once(socket, 'connect');
   await pump(new RandomSource(bytes, { prefix: head(host) }), socket);
   return socket;
@@ -143,7 +145,9 @@ describe('larger tunnel frames between Nexus nodes', () => {
     await waitUntil(() => a.routes.lookup('big.test')?.kind === 'peer', 5_000, 'the route at a');
 
     const socket = netConnect({ host: '127.0.0.1', port: a.httpPort });
-    cleanups.push(() => socket.destroy());
+    cleanups.push(() => {
+      socket.destroy();
+    });
     await once(socket, 'connect');
     const userReader = new HashingReader(socket);
     const sent = new RandomSource(transfer, { prefix: prelude });
