@@ -3,6 +3,9 @@
 //   links up    — full mesh: time from the last node listening until every node has a link to every other;
 //                 discovery: nodes link only on demand, so this is 0 links and no wait;
 //   RSS         — per node, after the links are up (mean and max over the nodes);
+//   CPU         — full mesh: the node processes' CPU time (user + system) when every link is up, mean per
+//                 node since it started, and the fleet's sum from the last node listening (the nodes started
+//                 earlier dialled meanwhile): counts that hold on a loaded machine better than the wall clock;
 //   convergence — a backend (the project's backend client) attaches to node 0 with a new name: time from its
 //                 connection until every node routes the name to a peer;
 //   per change  — messages and bytes that one node (the last) received for that change: peer link
@@ -107,14 +110,20 @@ async function runOne(n, mode, nats) {
       nodes[i] = node;
       closers.push(() => node.close());
     });
+    const listeningStats = mode === 'full' ? await statsOf(nodes) : [];
+    let linkedStats = [];
     const linksUpMs =
       mode === 'full'
         ? await waitFor(
-            async () => (await statsOf(nodes)).every((s) => linkedNodes(s, portToIndex) >= n - 1),
+            async () => {
+              linkedStats = await statsOf(nodes);
+              return linkedStats.every((s) => linkedNodes(s, portToIndex) >= n - 1);
+            },
             `${n} nodes fully linked`,
             300_000,
           )
         : 0;
+    const cpuMs = linkedStats.map((s, i) => (s.cpuUs - listeningStats[i].cpuUs) / 1_000);
     if (mode === 'nats') {
       await waitFor(
         async () => (await statsOf(nodes)).every((s) => s.discovery?.state === 'connected'),
@@ -151,6 +160,10 @@ async function runOne(n, mode, nats) {
       // Every node's dials of its configured peers that timed out (a refused dial of a node not yet
       // listening is expected at start and not counted here).
       'dial time-outs': after.reduce((t, s) => t + (s.dialTimeouts ?? 0), 0),
+      'CPU per node since start, at linked (ms)':
+        mode === 'full' ? Math.round(linkedStats.reduce((t, s) => t + s.cpuUs, 0) / n / 1_000) : 'n/a',
+      'fleet CPU last listening → linked (s)':
+        mode === 'full' ? round(cpuMs.reduce((a, b) => a + b, 0) / 1_000, 1) : 'n/a',
       'RSS per node mean (MiB)': round(rss.reduce((a, b) => a + b, 0) / n / MiB, 1),
       'RSS per node max (MiB)': round(Math.max(...rss) / MiB, 1),
       'route convergence (ms)': Math.round(convergedMs),
