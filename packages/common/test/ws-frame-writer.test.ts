@@ -209,6 +209,63 @@ describe('createWsFrameWriter (client side)', () => {
   });
 });
 
+describe('createWsFrameWriter (client side): reused frame buffers', () => {
+  /** The `ArrayBuffer`s under the large chunks written to `ws`'s socket, in order. */
+  function chunkMemory(ws: WebSocket): ArrayBufferLike[] {
+    const socket = (ws as unknown as { _socket: { write: (...args: unknown[]) => boolean } })._socket;
+    const seen: ArrayBufferLike[] = [];
+    const write = socket.write;
+    socket.write = function (this: unknown, chunk: unknown, ...rest: unknown[]) {
+      if ((chunk as Uint8Array).length >= 4096) seen.push((chunk as Uint8Array).buffer);
+      return write.call(this, chunk, ...rest);
+    };
+    return seen;
+  }
+
+  it('masks large frames into buffers it reuses once written, every message intact', async () => {
+    const pair = await openPair();
+    const memory = chunkMemory(pair.client.ws);
+    const writer = createWsFrameWriter(pair.client.ws);
+    const header = bytes(17, 1);
+    const expected: Buffer[] = [];
+    let written = 0;
+    for (let round = 0; round < 10; round++) {
+      // 20 frames in one tick: all in flight at once, so none may be reused before its write completes.
+      for (let i = 0; i < 20; i++) {
+        const payload = bytes(32_768, round * 20 + i);
+        expect(writer.writeData(header, [payload], payload.length, () => written++)).toBe(true);
+        expected.push(join(header, [payload], payload.length));
+      }
+      while (written < expected.length) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await waitForMessages(pair.client, expected.length);
+    // Buffer.equals: a deep comparison of 200 × 32 KiB would take seconds.
+    const intact = pair.client.received.filter((message, i) => message.equals(expected[i]!)).length;
+    expect(intact).toBe(expected.length);
+    expect(memory.length).toBe(200);
+    expect(new Set(memory).size).toBeLessThanOrEqual(20);
+  });
+
+  it('calls back every frame once when the socket fails under them, and reuses nothing after', async () => {
+    const pair = await openPair();
+    const memory = chunkMemory(pair.client.ws);
+    const writer = createWsFrameWriter(pair.client.ws);
+    const errors: (Error | null | undefined)[] = [];
+    for (let i = 0; i < 8; i++) {
+      writer.writeData(bytes(17, 1), [bytes(32_768, i)], 32_768, (err) => errors.push(err));
+    }
+    const socket = (pair.client.ws as unknown as { _socket: { destroy(err: Error): void } })._socket;
+    socket.destroy(new Error('cut'));
+    const started = Date.now();
+    while (errors.length < 8 && Date.now() - started < 5_000) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(errors).toHaveLength(8);
+    expect(errors.every((err) => err instanceof Error)).toBe(true);
+    expect(new Set(memory).size).toBe(8);
+  });
+});
+
 describe('createWsFrameWriter (server side)', () => {
   it('writes the parts themselves, unmasked, after one frame header', async () => {
     const pair = await openPair();
