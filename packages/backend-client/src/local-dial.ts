@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { DialError } from './errors.js';
+import type { LocalReads } from './local-reads.js';
 
 /** Where a stream goes locally. */
 export interface DialTarget {
@@ -18,6 +19,11 @@ export interface DialLocalOptions {
    * `buildProxyHeader`). Default: none.
    */
   header?: Uint8Array;
+  /**
+   * Reads the socket through `onread` (see {@link LocalReads}); the socket then starts paused, and
+   * nothing is read before `reads.attach()`. Default: `'data'` events.
+   */
+  reads?: LocalReads;
 }
 
 /**
@@ -29,7 +35,16 @@ export interface DialLocalOptions {
 export function dialLocal(target: DialTarget, options: DialLocalOptions): Promise<net.Socket> {
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(new DialError(`dial ${formatTarget(target)} aborted`));
-  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  const reads = options.reads;
+  const socket = net.connect({
+    host: target.host,
+    port: target.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    ...(reads !== undefined ? { onread: reads.onread } : {}),
+  });
+  // Not read before the relay attaches: a service that speaks first must not be read into nowhere.
+  if (reads !== undefined) socket.pause();
   // Queued while connecting, so it leaves first: the relay only starts piping once this resolves.
   if (options.header !== undefined && options.header.byteLength > 0) socket.write(options.header);
   return awaitConnect(socket, `dial ${formatTarget(target)}`, options);

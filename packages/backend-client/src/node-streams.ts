@@ -5,6 +5,7 @@ import type { ConnectMessage, MuxStream } from '@nexus-proxy/mux-protocol';
 import type { ResolvedBackendClientOptions, StreamRequest } from './client-options.js';
 import { DialError, NoMappingError } from './errors.js';
 import { awaitConnect, dialLocal, formatTarget } from './local-dial.js';
+import { LocalReads } from './local-reads.js';
 import type { NodeConnectionEvents, StreamOpenEvent } from './node-connection-events.js';
 import { resolveStreamTarget, resolveTarget } from './port-mappings.js';
 import { buildProxyHeader } from './proxy-protocol.js';
@@ -183,16 +184,22 @@ export class NodeStreams {
       return;
     }
     this.#openLocal(request).then(
-      (local) => {
+      ({ local, reads }) => {
         if (stream.destroyed || entry.abort.signal.aborted) {
           local.destroy();
           return;
         }
         entry.unwatch();
-        entry.relay = new StreamRelay(stream, local, this.#healthCheck(entry), (err) => {
-          log.debug({ id, err: err.message }, 'local socket error');
-          this.#closeStream(entry, 'local_error');
-        });
+        entry.relay = new StreamRelay(
+          stream,
+          local,
+          this.#healthCheck(entry),
+          (err) => {
+            log.debug({ id, err: err.message }, 'local socket error');
+            this.#closeStream(entry, 'local_error');
+          },
+          reads,
+        );
       },
       (err: Error) => {
         if (stream.destroyed) return;
@@ -231,7 +238,8 @@ export class NodeStreams {
     );
   }
 
-  async #openLocal(request: StreamRequest): Promise<Duplex> {
+  /** The local side of a stream; `reads` when it is a socket dialled here (read through `onread`). */
+  async #openLocal(request: StreamRequest): Promise<{ local: Duplex; reads?: LocalReads }> {
     const { connectHandler, portMappings, dialTimeoutMs } = this.#host.options();
     if (connectHandler !== undefined) {
       let local: Duplex | undefined;
@@ -244,12 +252,13 @@ export class NodeStreams {
       }
       if (local !== undefined) {
         if (local instanceof net.Socket && local.connecting) {
-          return awaitConnect(local, 'connect handler socket', {
+          const connected = await awaitConnect(local, 'connect handler socket', {
             timeoutMs: dialTimeoutMs,
             signal: request.signal,
           });
+          return { local: connected };
         }
-        return local;
+        return { local };
       }
     }
     const resolved = portMappings ? resolveStreamTarget(portMappings, request) : undefined;
@@ -257,13 +266,16 @@ export class NodeStreams {
     const { target, mappedPort } = resolved;
     if (mappedPort !== request.connPort) this.#reportFallback(request, mappedPort);
     this.#host.log.debug({ id: request.id, target: formatTarget(target) }, 'dialling local service');
-    return dialLocal(target, {
+    const reads = new LocalReads();
+    const local = await dialLocal(target, {
       timeoutMs: dialTimeoutMs,
       signal: request.signal,
+      reads,
       ...(target.proxyProtocol !== undefined
         ? { header: buildProxyHeader({ version: target.proxyProtocol, ...request }) }
         : {}),
     });
+    return { local, reads };
   }
 
   /**

@@ -1,4 +1,6 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { LocalReads } from './local-reads.js';
 
 /** Health-check settings of one relayed stream (docs/protocol.md §1.6). */
 export interface RelayHealthCheck {
@@ -35,6 +37,8 @@ export class StreamRelay {
   readonly #stream: Duplex;
   readonly #local: Duplex;
   readonly #health: RelayHealthCheck | undefined;
+  /** The local socket is read through `onread` (see {@link LocalReads}) instead of piped. */
+  readonly #reads: LocalReads | undefined;
   #lastActivity = Date.now();
   #idleTimer: NodeJS.Timeout | undefined;
   #pongTimer: NodeJS.Timeout | undefined;
@@ -44,20 +48,30 @@ export class StreamRelay {
   /**
    * @param onLocalError closes the stream after a local socket error (to send reason `local_error`);
    *   default: `stream.destroy(err)`.
+   * @param reads how `local` is read when it was created with their `onread` (it is then a `net.Socket`,
+   *   still paused); default: piped.
    */
-  constructor(stream: Duplex, local: Duplex, health?: RelayHealthCheck, onLocalError?: (err: Error) => void) {
+  constructor(
+    stream: Duplex,
+    local: Duplex,
+    health?: RelayHealthCheck,
+    onLocalError?: (err: Error) => void,
+    reads?: LocalReads,
+  ) {
     this.#stream = stream;
     this.#local = local;
     this.#health = health;
+    this.#reads = reads;
 
     stream.on('data', (chunk: Uint8Array) => {
       this.bytesIn += chunk.byteLength;
       this.#lastActivity = Date.now();
     });
-    local.on('data', (chunk: Uint8Array) => {
-      this.bytesOut += chunk.byteLength;
+    const countOut = (bytes: number): void => {
+      this.bytesOut += bytes;
       this.#lastActivity = Date.now();
-    });
+    };
+    if (reads === undefined) local.on('data', (chunk: Uint8Array) => countOut(chunk.byteLength));
     local.on('error', (err: Error) => {
       if (!stream.destroyed) (onLocalError ?? ((e: Error) => stream.destroy(e)))(err);
     });
@@ -72,11 +86,12 @@ export class StreamRelay {
     // disconnected it. `pipe` forwards it to the local socket as a FIN after every delivered byte; our
     // writable side is ended too (nobody is left to read a response), so the stream can close.
     stream.once('end', () => {
-      local.unpipe(stream);
+      this.#unpipeLocal();
       if (!stream.writableEnded) stream.end();
     });
     stream.pipe(local);
-    local.pipe(stream);
+    if (reads === undefined) local.pipe(stream);
+    else reads.attach(local as Socket, stream, countOut);
     if (health !== undefined) this.#armIdle(health.inactivityTimeoutMs);
   }
 
@@ -101,7 +116,7 @@ export class StreamRelay {
     const local = this.#local;
     if (local.destroyed) return;
     this.#stream.unpipe(local);
-    local.unpipe(this.#stream);
+    this.#unpipeLocal();
     if (local.writableFinished) {
       local.destroy();
       return;
@@ -111,6 +126,12 @@ export class StreamRelay {
     local.once('finish', () => local.destroy());
     local.end();
     this.#lingerTimer = setTimeout(() => local.destroy(), LOCAL_LINGER_MS);
+  }
+
+  /** Stops forwarding what the local socket reads to the stream. */
+  #unpipeLocal(): void {
+    if (this.#reads === undefined) this.#local.unpipe(this.#stream);
+    else this.#reads.detach();
   }
 
   #armIdle(delayMs: number): void {

@@ -1,0 +1,151 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { dialLocal } from '../src/local-dial.js';
+import { LOCAL_READ_SIZE, LocalReads } from '../src/local-reads.js';
+
+const servers: net.Server[] = [];
+const sockets: net.Socket[] = [];
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+async function listen(onSocket: (s: net.Socket) => void): Promise<number> {
+  const server = net.createServer((s) => {
+    s.on('error', () => {}); // reset by the cleanup
+    onSocket(s);
+  });
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+async function dial(port: number, reads: LocalReads): Promise<net.Socket> {
+  const socket = await dialLocal({ host: '127.0.0.1', port }, { timeoutMs: 2_000, reads });
+  sockets.push(socket);
+  return socket;
+}
+
+function pattern(length: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 7 + seed + (i >> 12)) & 0xff;
+  return out;
+}
+
+/**
+ * A slow writable: each write completes a few turns of the event loop later, and its bytes are copied
+ * only then, so a chunk reused before its write completed would show as corrupted data.
+ */
+class SlowSink extends Writable {
+  readonly copies: Buffer[] = [];
+  /** The memory under each chunk of 32 KiB or more. */
+  readonly memory: ArrayBufferLike[] = [];
+  /** Writes waiting for {@link SlowSink.release}. */
+  readonly #held: (() => void)[] = [];
+  constructor(
+    highWaterMark: number,
+    private holding = false,
+  ) {
+    super({ highWaterMark });
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (chunk.length >= LOCAL_READ_SIZE / 2) this.memory.push(chunk.buffer);
+    const complete = (): void =>
+      setImmediate(() =>
+        setImmediate(() => {
+          this.copies.push(Buffer.from(chunk));
+          callback();
+        }),
+      );
+    if (this.holding) this.#held.push(complete);
+    else complete();
+  }
+  /** Completes the held write and every later one. */
+  release(): void {
+    this.holding = false;
+    for (const complete of this.#held.splice(0)) complete();
+  }
+  received(): Buffer {
+    return Buffer.concat(this.copies);
+  }
+}
+
+describe('LocalReads', () => {
+  it('relays what the socket reads intact through a slow stream, in reused chunks, and ends it', async () => {
+    const data = pattern(8 * 1024 * 1024, 1);
+    const port = await listen((s) => s.end(data));
+    const reads = new LocalReads();
+    const socket = await dial(port, reads);
+    const sink = new SlowSink(256 * 1024);
+    let counted = 0;
+    reads.attach(socket, sink, (bytes) => {
+      counted += bytes;
+    });
+    await once(sink, 'finish');
+    expect(counted).toBe(data.length);
+    expect(sink.received().equals(data)).toBe(true);
+    // 8 MiB in at most a few dozen distinct chunks: they are reused, never one per read.
+    expect(sink.memory.length).toBeGreaterThan(40);
+    expect(new Set(sink.memory).size).toBeLessThan(sink.memory.length / 2);
+  });
+
+  it('reads nothing before attach: a service that speaks first loses no byte', async () => {
+    const banner = pattern(100_000, 2);
+    const port = await listen((s) => s.end(banner));
+    const reads = new LocalReads();
+    const socket = await dial(port, reads);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(socket.bytesRead).toBe(0);
+    const sink = new SlowSink(1024 * 1024);
+    reads.attach(socket, sink);
+    await once(sink, 'finish');
+    expect(sink.received().equals(banner)).toBe(true);
+  });
+
+  it('stops reading while the stream is full, and resumes on its drain', async () => {
+    const data = pattern(4 * 1024 * 1024, 3);
+    let written = false;
+    const port = await listen((s) => {
+      s.end(data, () => {
+        written = true;
+      });
+    });
+    const reads = new LocalReads();
+    const socket = await dial(port, reads);
+    const sink = new SlowSink(128 * 1024, true);
+    reads.attach(socket, sink);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // One read past the high-water mark at most; the rest waits in the kernel.
+    expect(sink.writableLength).toBeGreaterThanOrEqual(128 * 1024);
+    expect(sink.writableLength).toBeLessThanOrEqual(128 * 1024 + LOCAL_READ_SIZE);
+    expect(socket.bytesRead).toBe(sink.writableLength);
+    expect(written).toBe(false);
+    sink.release();
+    await once(sink, 'finish');
+    expect(sink.received().equals(data)).toBe(true);
+  });
+
+  it('after detach forwards nothing, and discards what a resumed socket reads', async () => {
+    let peer: net.Socket | undefined;
+    const port = await listen((s) => {
+      peer = s;
+    });
+    const reads = new LocalReads();
+    const socket = await dial(port, reads);
+    const sink = new SlowSink(1024 * 1024);
+    reads.attach(socket, sink);
+    while (peer === undefined) await new Promise((resolve) => setImmediate(resolve));
+    peer.write(pattern(1000, 4));
+    while (sink.copies.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    reads.detach();
+    socket.resume();
+    peer.end(pattern(50_000, 5));
+    await once(socket, 'end');
+    expect(sink.received().equals(pattern(1000, 4))).toBe(true);
+    expect(sink.writableEnded).toBe(false);
+  });
+});
