@@ -8,10 +8,18 @@ export const REUSED_CHUNK_MIN_READ = LOCAL_READ_SIZE / 2;
 /** Reused chunks the process keeps while none is being relayed (at most 2 MiB). */
 export const FREE_CHUNKS_MAX = 32;
 
-/** The one buffer every relayed local socket reads into; what a read brings is copied out at once. */
+/** The buffer every relayed local socket reads into between bursts; what a read brings is copied out at once. */
 let landing: Buffer | undefined;
 /** Reused chunks not in use, for the whole process. */
 const freeChunks: Buffer[] = [];
+
+function takeChunk(): Buffer {
+  return freeChunks.pop() ?? Buffer.allocUnsafeSlow(LOCAL_READ_SIZE);
+}
+
+function freeChunk(chunk: Buffer): void {
+  if (freeChunks.length < FREE_CHUNKS_MAX) freeChunks.push(chunk);
+}
 
 /**
  * The local → hub direction of one relayed local socket, read with `net.Socket`'s `onread` instead of
@@ -46,12 +54,13 @@ export class LocalReads {
 
   /** The `onread` option of the socket these reads are for. */
   readonly onread: OnReadOpts = {
-    buffer: () => {
-      landing ??= Buffer.allocUnsafeSlow(LOCAL_READ_SIZE);
-      return landing;
-    },
+    buffer: () => this.#nextBuffer(),
     callback: (bytes: number, buffer: Uint8Array): boolean => this.#read(bytes, buffer),
   };
+  /** The chunk the socket reads into next, or undefined while it reads into the shared buffer. */
+  #installed: Buffer | undefined;
+  /** The last read was large: the next one is read straight into a chunk of its own. */
+  #bursting = false;
 
   /**
    * Forwards what `socket` reads to `target` from now on (resuming the socket), counting the bytes with
@@ -79,18 +88,46 @@ export class LocalReads {
     this.#socket?.pause();
   }
 
+  /**
+   * Node asks for the buffer of the socket's next read after every read. During a burst of large reads
+   * it is a chunk of the socket's own, handed to the stream as it is (no copy); otherwise the shared
+   * buffer, so that a quiet socket holds no memory of its own.
+   */
+  #nextBuffer(): Buffer {
+    if (this.#bursting && !this.#failed) {
+      this.#installed = takeChunk();
+      return this.#installed;
+    }
+    this.#installed = undefined;
+    landing ??= Buffer.allocUnsafeSlow(LOCAL_READ_SIZE);
+    return landing;
+  }
+
   #read(bytes: number, buffer: Uint8Array): boolean {
+    const chunk = this.#installed;
+    // Read into a chunk of its own (buffer === chunk) or into the shared buffer, to be copied out now.
+    this.#installed = undefined;
     const target = this.#target;
-    if (target === undefined || target.destroyed || target.writableEnded) return true; // discarded
+    const large = bytes >= REUSED_CHUNK_MIN_READ && !this.#failed;
+    this.#bursting = large;
+    if (target === undefined || target.destroyed || target.writableEnded) {
+      if (chunk !== undefined) freeChunk(chunk);
+      this.#bursting = false;
+      return true; // discarded
+    }
     this.#onBytes?.(bytes);
     let ok: boolean;
-    if (bytes >= REUSED_CHUNK_MIN_READ && !this.#failed) {
-      const chunk = freeChunks.pop() ?? Buffer.allocUnsafeSlow(LOCAL_READ_SIZE);
-      chunk.set(bytes === buffer.length ? buffer : buffer.subarray(0, bytes));
-      this.#inFlight.push(chunk);
-      ok = target.write(bytes === chunk.length ? chunk : chunk.subarray(0, bytes), this.#written);
+    if (large) {
+      let out = chunk;
+      if (out === undefined) {
+        out = takeChunk();
+        out.set(buffer.subarray(0, bytes));
+      }
+      this.#inFlight.push(out);
+      ok = target.write(bytes === out.length ? out : out.subarray(0, bytes), this.#written);
     } else {
       ok = target.write(Buffer.from(buffer.subarray(0, bytes)));
+      if (chunk !== undefined) freeChunk(chunk);
     }
     if (!ok) this.#waitingForDrain = true;
     return ok; // false: Node stops reading the socket until it is resumed
@@ -111,8 +148,7 @@ export class LocalReads {
       this.#head = 0;
     }
     if (err != null) this.#failed = true;
-    else if (chunk !== undefined && !this.#failed && freeChunks.length < FREE_CHUNKS_MAX)
-      freeChunks.push(chunk);
+    else if (chunk !== undefined && !this.#failed) freeChunk(chunk);
   };
 
   readonly #drained = (): void => {

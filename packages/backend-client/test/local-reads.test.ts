@@ -54,13 +54,14 @@ class SlowSink extends Writable {
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
     if (chunk.length >= LOCAL_READ_SIZE / 2) this.memory.push(chunk.buffer);
-    const complete = (): void =>
+    const complete = (): void => {
       setImmediate(() =>
         setImmediate(() => {
           this.copies.push(Buffer.from(chunk));
           callback();
         }),
       );
+    };
     if (this.holding) this.#held.push(complete);
     else complete();
   }
