@@ -275,6 +275,7 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
     linkedPeers: nexus.mesh?.links().map((l) => l.peer) ?? [],
     peerIn: nexus.mesh?.stats().in,
     dialTimeouts: nexus.mesh?.stats().dialTimeouts,
+    certificateChecks: nexus.mesh?.stats().certificateChecks,
     discovery: nexus.discovery?.status(),
     localRoutes: nexus.routes.stats().localPatterns,
     peerRoutes: nexus.routes.stats().peerPatterns,

@@ -6,6 +6,8 @@
 //   CPU         — full mesh: the node processes' CPU time (user + system) when every link is up, mean per
 //                 node since it started, and the fleet's sum from the last node listening (the nodes started
 //                 earlier dialled meanwhile): counts that hold on a loaded machine better than the wall clock;
+//   checks      — full mesh: peer certificates the fleet's listeners checked, and how many of them went to
+//                 PKI.js's chain validation (a leaf issued by the mesh CA never does: docs/mesh.md);
 //   convergence — a backend (the project's backend client) attaches to node 0 with a new name: time from its
 //                 connection until every node routes the name to a peer;
 //   per change  — messages and bytes that one node (the last) received for that change: peer link
@@ -164,6 +166,10 @@ async function runOne(n, mode, nats) {
         mode === 'full' ? Math.round(linkedStats.reduce((t, s) => t + s.cpuUs, 0) / n / 1_000) : 'n/a',
       'fleet CPU last listening → linked (s)':
         mode === 'full' ? round(cpuMs.reduce((a, b) => a + b, 0) / 1_000, 1) : 'n/a',
+      'certificate checks (by PKI.js)':
+        mode === 'full'
+          ? `${linkedStats.reduce((t, s) => t + s.certificateChecks.direct + s.certificateChecks.full, 0)} (${linkedStats.reduce((t, s) => t + s.certificateChecks.full, 0)})`
+          : 'n/a',
       'RSS per node mean (MiB)': round(rss.reduce((a, b) => a + b, 0) / n / MiB, 1),
       'RSS per node max (MiB)': round(Math.max(...rss) / MiB, 1),
       'route convergence (ms)': Math.round(convergedMs),

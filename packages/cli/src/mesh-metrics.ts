@@ -118,6 +118,18 @@ export function registerMeshMetrics(
     },
   });
   new Counter({
+    name: 'nexus_peer_certificate_checks_total',
+    help: 'Peer certificates checked (inbound peers, discovered listeners), by the validation that decided: path "direct" (issued directly by a trusted CA) or "full" (PKI.js chain validation).',
+    labelNames: ['path'],
+    registers,
+    collect() {
+      this.reset();
+      const s = stats();
+      this.inc({ path: 'direct' }, s?.certificateChecks.direct ?? 0);
+      this.inc({ path: 'full' }, s?.certificateChecks.full ?? 0);
+    },
+  });
+  new Counter({
     name: 'nexus_peer_dial_failures_total',
     help: 'Dials of configured peers that failed: reason "timeout" (the opening handshake timed out) or "other" (refused, TLS or the upgrade refused).',
     labelNames: ['reason'],

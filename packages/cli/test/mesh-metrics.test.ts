@@ -17,7 +17,7 @@ afterEach(async () => {
 });
 
 describe('mesh metrics', () => {
-  it('exposes peer messages and bytes by type, announce apply time, routes per peer and dial contexts', async () => {
+  it('exposes peer messages and bytes by type, announce apply time, routes per peer, dial contexts and certificate checks', async () => {
     const pki = await createTestPki();
     const a = await startNode({ pki, name: 'a' });
     nodes.push(a);
@@ -43,6 +43,13 @@ describe('mesh metrics', () => {
     expect(sample(text, 'nexus_peer_dial_contexts_total')).toBe(1);
     expect(sample(text, 'nexus_peer_dial_failures_total{reason="timeout"}')).toBe(0);
     expect(sample(text, 'nexus_peer_dial_failures_total{reason="other"}')).toBe(0);
+    // B dialled A: A's listener checked B's certificate, a leaf issued by the test CA (no PKI.js).
+    expect(sample(text, 'nexus_peer_certificate_checks_total{path="direct"}')).toBe(0);
+    const atA = createNexusMetrics(a.nexus, { defaultMetrics: false });
+    const textA = await atA.metrics();
+    expect(sample(textA, 'nexus_peer_certificate_checks_total{path="direct"}')).toBe(1);
+    expect(sample(textA, 'nexus_peer_certificate_checks_total{path="full"}')).toBe(0);
+    atA.close();
     metrics.close();
     await backend.close();
   });

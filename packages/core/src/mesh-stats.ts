@@ -87,4 +87,9 @@ export interface PeerMeshStats {
   dialFailures: number;
   /** Of those, the dials whose opening handshake timed out. */
   dialTimeouts: number;
+  /**
+   * Peer certificates checked (inbound peers, discovered listeners), by the validation that decided:
+   * `direct` (issued directly by a trusted CA, without PKI.js) or `full` (PKI.js's chain engine).
+   */
+  certificateChecks: { direct: number; full: number };
 }

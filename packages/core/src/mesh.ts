@@ -104,6 +104,8 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   /** One link per pair of Nexus nodes (`mesh-pairs.ts`). */
   readonly #pairs: LinkPairs;
   #duplicateLinksClosed = 0;
+  /** Peer certificates checked, by the validation that decided (docs/mesh.md "Listener and authentication"). */
+  readonly #certificateChecks = { direct: 0, full: 0 };
   readonly #dialContexts = new DialContextCache();
   readonly #traffic = new PeerTraffic();
   /** Links a discovery engine opens on demand (docs/mesh.md "Discovery on NATS"); `openTunnel` uses them. */
@@ -306,10 +308,17 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       return true;
     }
     // Path validation is asynchronous (WebCrypto signatures); nothing is read from the socket meanwhile.
-    void this.#auth
-      .verify(tlsSocket)
-      .then((result) => this.#upgradeVerified(req, socket, head, remoteAddress, result));
+    void this.#verifyPeer(tlsSocket).then((result) =>
+      this.#upgradeVerified(req, socket, head, remoteAddress, result),
+    );
     return true;
+  }
+
+  /** The peer check of a listener's client or a discovered listener, counted by the validation that decided. */
+  async #verifyPeer(socket: TLSSocket): Promise<PeerAuthResult> {
+    const result = await this.#auth.verify(socket);
+    if (result.checkedBy !== undefined) this.#certificateChecks[result.checkedBy]++;
+    return result;
   }
 
   #upgradeVerified(
@@ -380,6 +389,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
       dialsInFlightPeak: this.#dialers.peak,
       dialFailures: this.#dialers.failed,
       dialTimeouts: this.#dialers.timedOut,
+      certificateChecks: { ...this.#certificateChecks },
     };
   }
 
@@ -404,7 +414,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     return dialPeerOnce(validatePeerUrls([url])[0] as string, {
       limiter: this.#dialers.limiter,
       options: () => (this.#closed ? undefined : this.#dialOptions()),
-      verify: (socket) => this.#auth.verify(socket),
+      verify: (socket) => this.#verifyPeer(socket),
       adopt: (ws, target, fingerprints) =>
         this.#closed ? undefined : this.#addLink(ws, 'outbound', target, fingerprints),
       log: this.#log,

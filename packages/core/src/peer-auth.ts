@@ -14,10 +14,15 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { InvalidConfigError } from './errors.js';
-import { certificateDnsNames, MAX_PEER_CHAIN_LENGTH, verifyCertificateChain } from './peer-chain.js';
+import {
+  type ChainPath,
+  certificateDnsNames,
+  checkCertificateChain,
+  MAX_PEER_CHAIN_LENGTH,
+} from './peer-chain.js';
 import { buildAnchors, defaultTrustAnchors, type TrustAnchors } from './peer-trust.js';
 
-export { MAX_PEER_CHAIN_LENGTH, verifyCertificateChain } from './peer-chain.js';
+export { type ChainPath, MAX_PEER_CHAIN_LENGTH, verifyCertificateChain } from './peer-chain.js';
 export { parsePemBundle, readPeerCaFile } from './peer-trust.js';
 
 /** Options of {@link PeerAuthenticator}. */
@@ -40,7 +45,7 @@ export interface PeerAuthenticatorOptions {
 }
 
 /** Result of {@link PeerAuthenticator.verify}. */
-export type PeerAuthResult =
+export type PeerAuthResult = (
   | {
       ok: true;
       /** The certificate name that matched a trusted suffix. */
@@ -54,7 +59,15 @@ export type PeerAuthResult =
       ok: false;
       /** Why, short and safe to log. */
       reason: string;
-    };
+    }
+) & {
+  /**
+   * Which validation of the chain decided: `direct` (a leaf issued directly by a trusted CA, checked
+   * without PKI.js) or `full` (PKI.js's chain engine); absent when settled before either (no certificate,
+   * out of its validity period, no trusted CA of its issuer's name).
+   */
+  checkedBy?: ChainPath;
+};
 
 /**
  * Normalises one configured suffix: trimmed, lower-case, a leading `.` or `*.` and one trailing dot
@@ -156,8 +169,14 @@ export class PeerAuthenticator {
     leaf: X509Certificate,
     chain: readonly X509Certificate[] = [],
   ): Promise<PeerAuthResult> {
-    const chainResult = await verifyCertificateChain(leaf, chain, this.#anchors.certificates, this.#now());
-    if (!chainResult.ok) return chainResult;
+    const { result: chainResult, path } = await checkCertificateChain(
+      leaf,
+      chain,
+      this.#anchors.certificates,
+      this.#now(),
+    );
+    const checkedBy = path === undefined ? {} : { checkedBy: path };
+    if (!chainResult.ok) return { ...chainResult, ...checkedBy };
     // Name constraints bind subjectAltNames, not a CN: under a constrained CA only SAN names count.
     const names = await certificateDnsNames(leaf, !chainResult.nameConstrained);
     const name = names.find((n) => matchesTrustedSuffix(n, this.#suffixes));
@@ -165,9 +184,10 @@ export class PeerAuthenticator {
       return {
         ok: false,
         reason: `certificate names ${JSON.stringify(names)} match no trusted domain suffix`,
+        ...checkedBy,
       };
     }
-    return { ok: true, name, names, fingerprint256: leaf.fingerprint256 };
+    return { ok: true, name, names, fingerprint256: leaf.fingerprint256, ...checkedBy };
   }
 
   /** Verifies the client certificate of an accepted TLS connection (or a dialled server's certificate). */

@@ -51,9 +51,6 @@ function loadFullValidation(): Promise<FullValidation> {
   return fullValidation;
 }
 
-/** How many validations each path decided in this process (tests and measurements). */
-export const chainValidations = { direct: 0, full: 0 };
-
 /** The outcome of {@link verifyCertificateChain}. */
 export type ChainResult =
   | {
@@ -81,6 +78,9 @@ export interface ChainOptions {
   direct?: boolean;
 }
 
+/** Which validation decided: the direct path (`peer-chain-direct.ts`) or PKI.js's chain engine. */
+export type ChainPath = 'direct' | 'full';
+
 /**
  * Verifies that `leaf` chains to one of `anchors` through `intermediates` (in any order), at `now`, as
  * RFC 5280 §6 says (see the module comment for what is checked and by whom). A leaf that is itself one of
@@ -93,6 +93,38 @@ export async function verifyCertificateChain(
   now: Date = new Date(),
   options: ChainOptions = {},
 ): Promise<ChainResult> {
+  return (await checkCertificateChain(leaf, intermediates, anchors, now, options)).result;
+}
+
+/**
+ * {@link verifyCertificateChain}, also saying which validation decided (`path` is absent when the
+ * certificate was settled before either: out of its validity period, a trust anchor itself, a chain too
+ * long, no trusted CA of its issuer's name).
+ */
+export async function checkCertificateChain(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  anchors: readonly X509Certificate[],
+  now: Date = new Date(),
+  options: ChainOptions = {},
+): Promise<{ result: ChainResult; path?: ChainPath }> {
+  const early = settleEarly(leaf, intermediates, anchors, now);
+  if (!Array.isArray(early)) return { result: early };
+  const direct = options.direct === false ? undefined : verifyDirectlyIssued(leaf, intermediates, early, now);
+  if (direct !== undefined) return { result: direct, path: 'direct' };
+  return { result: await verifyFull(leaf, intermediates, early, now), path: 'full' };
+}
+
+/**
+ * What is settled before either validation (a refusal, or a leaf that is a trust anchor), or else the
+ * trusted CAs that could issue a certificate of the chain (the engine compares every pair: only those).
+ */
+function settleEarly(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  anchors: readonly X509Certificate[],
+  now: Date,
+): ChainResult | X509Certificate[] {
   const t = now.getTime();
   if (t < Date.parse(leaf.validFrom) || t > Date.parse(leaf.validTo)) {
     return { ok: false, reason: 'certificate expired or not yet valid' };
@@ -101,7 +133,6 @@ export async function verifyCertificateChain(
     return { ok: true, nameConstrained: false };
   if (intermediates.length > MAX_PEER_CHAIN_LENGTH - 2)
     return { ok: false, reason: 'certificate chain too long' };
-  // Only the anchors that could issue a certificate of the chain: the engine compares every pair.
   const issuers = new Set([leaf, ...intermediates].map((c) => c.issuer));
   const candidates = anchors.filter((a) => issuers.has(a.subject));
   if (candidates.length === 0) {
@@ -110,13 +141,16 @@ export async function verifyCertificateChain(
       reason: leaf.checkIssued(leaf) ? 'self-signed certificate' : 'untrusted certificate chain',
     };
   }
-  const direct =
-    options.direct === false ? undefined : verifyDirectlyIssued(leaf, intermediates, candidates, now);
-  if (direct !== undefined) {
-    chainValidations.direct++;
-    return direct;
-  }
-  chainValidations.full++;
+  return candidates;
+}
+
+/** PKI.js's chain engine on `candidates`, then the path length and extended key usage checks. */
+async function verifyFull(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  candidates: readonly X509Certificate[],
+  now: Date,
+): Promise<ChainResult> {
   let path: Pkijs.Certificate[];
   try {
     const { pkijs, engine: cryptoEngine } = await loadFullValidation();
