@@ -3,6 +3,7 @@
 // The configuration helpers (yaml, valibot) are a separate entry, `@nexus-proxy/common/config`, so that
 // importing the runtime mechanisms never loads them.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
+export { BufferPool, WrittenBuffers } from './buffer-pool.js';
 export {
   DATA_PAYLOAD_HEADER,
   DEFAULT_HUB_PORT,

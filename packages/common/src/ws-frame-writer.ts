@@ -10,6 +10,7 @@ import { randomFillSync } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
+import { BufferPool, WrittenBuffers } from './buffer-pool.js';
 import { checkWsInternals, WS_SENDER_IDLE, wsInternals } from './ws-internals.js';
 
 /** Writes binary messages of an open WebSocket with fewer copies and fewer socket writes. */
@@ -58,8 +59,8 @@ const NATIVE_MASK_MIN_LENGTH = 48;
 /** Random bytes drawn at once for masking keys, as ws does (8 KiB: 2048 keys per draw). */
 const RANDOM_POOL_SIZE = 8 * 1024;
 /**
- * Masked frames of at least this many bytes are built in buffers the writer reuses (see
- * {@link FramePool}); shorter ones come from Node's shared slab (`Buffer.allocUnsafe` below 4 KiB).
+ * Masked frames of at least this many bytes are built in buffers the writer reuses (see BufferPool);
+ * shorter ones come from Node's shared slab (`Buffer.allocUnsafe` below 4 KiB).
  */
 const POOLED_FRAME_MIN_LENGTH = 4 * 1024;
 /** Capacity of a reused frame buffer at least: a 32 KiB payload, its DATA header and the frame header. */
@@ -121,7 +122,9 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
     for (let i = 0; i < length; i++) output[offset + i] = source[i]! ^ key[i & 3]!;
   };
 
-  const pool = mask === null ? undefined : new FramePool();
+  // Masked frames go out of buffers taken back from the socket's write callbacks (see BufferPool).
+  const framePool = mask === null ? undefined : new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
+  const frames = framePool === undefined ? undefined : new WrittenBuffers(framePool);
 
   /** A client frame: the header, a fresh key, then `header` · parts masked into one buffer. */
   const maskedFrame = (
@@ -181,15 +184,16 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
       if (internals._isServer !== true) {
         const frameLength = 2 + lengthBytes + 4 + messageLength;
-        if (frameLength < POOLED_FRAME_MIN_LENGTH || pool === undefined) {
+        if (frameLength < POOLED_FRAME_MIN_LENGTH || framePool === undefined || frames === undefined) {
           s.write(
             maskedFrame(header, payload, messageLength, lengthBytes, Buffer.allocUnsafe(frameLength)),
             onWritten,
           );
           return true;
         }
-        const frame = maskedFrame(header, payload, messageLength, lengthBytes, pool.take(frameLength));
-        s.write(pool.written(frame, frameLength, onWritten), pool.release);
+        const frame = maskedFrame(header, payload, messageLength, lengthBytes, framePool.take(frameLength));
+        frames.add(frame, onWritten);
+        s.write(frameLength === frame.length ? frame : frame.subarray(0, frameLength), frames.written);
         return true;
       }
       // A server frame: its header and `header` in one small buffer, then the parts as they are.
@@ -225,67 +229,4 @@ function writeFrameHeader(out: Buffer, messageLength: number, lengthBytes: numbe
     out.writeUInt32BE(0, 2);
     out.writeUInt32BE(messageLength, 6);
   }
-}
-
-/**
- * The buffers a client writer masks its large frames into, reused once the socket has written them, so
- * that relaying allocates no new 32 KiB buffer per frame. Each `ArrayBuffer` allocated is memory outside
- * the JS heap that only a garbage collection returns, and once the process's heap is past V8's few
- * megabytes of "small heap", that external memory counts towards the next full collection: a relay that
- * allocates a buffer per frame runs a mark-compact every ten-odd megabytes (docs/benchmarks.md, "The
- * backend client's download").
- *
- * A frame goes back to the pool from its write callback: Node runs a stream's write callbacks in the
- * order of the writes, so the oldest frame in flight is the one written. A write that fails puts the pool
- * out of use for good (a destroyed socket may call back out of order, and may still hold a buffer).
- */
-class FramePool {
-  /** Buffers not in use, at most {@link FRAME_POOL_SIZE}. */
-  readonly #free: Buffer[] = [];
-  /** Frames written and not yet called back, oldest at `#head`, with the caller's callbacks. */
-  #frames: (Buffer | undefined)[] = [];
-  #callbacks: (((err?: Error | null) => void) | undefined)[] = [];
-  #head = 0;
-  #failed = false;
-
-  /** A buffer of at least `length` bytes, reused when one is free. */
-  take(length: number): Buffer {
-    const free = this.#free.pop();
-    if (free !== undefined && free.length >= length) return free;
-    return Buffer.allocUnsafe(Math.max(length, POOLED_FRAME_CAPACITY));
-  }
-
-  /** `frame`'s first `length` bytes, to write with {@link FramePool.release} as the callback. */
-  written(frame: Buffer, length: number, onWritten: (err?: Error | null) => void): Buffer {
-    this.#frames.push(frame);
-    this.#callbacks.push(onWritten);
-    return length === frame.length ? frame : frame.subarray(0, length);
-  }
-
-  /** The write callback of every pooled frame: frees the oldest frame in flight, then calls its callback. */
-  readonly release = (err?: Error | null): void => {
-    const i = this.#head;
-    const frame = this.#frames[i];
-    const callback = this.#callbacks[i];
-    this.#frames[i] = undefined;
-    this.#callbacks[i] = undefined;
-    this.#head = i + 1;
-    if (this.#head === this.#frames.length) {
-      this.#frames.length = 0;
-      this.#callbacks.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= FRAME_POOL_SIZE && this.#head * 2 >= this.#frames.length) {
-      // Never empty (writes keep coming): drop the called-back slots so the arrays stay bounded.
-      this.#frames.splice(0, this.#head);
-      this.#callbacks.splice(0, this.#head);
-      this.#head = 0;
-    }
-    if (err != null) {
-      this.#failed = true;
-      this.#free.length = 0;
-    } else if (frame !== undefined && !this.#failed && this.#free.length < FRAME_POOL_SIZE) {
-      this.#free.push(frame);
-    }
-    callback?.(err);
-  };
 }
