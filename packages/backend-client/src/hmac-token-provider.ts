@@ -5,7 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { SignJWT } from 'jose';
 import { InvalidOptionsError, TokenError } from './errors.js';
 import {
   cachingHandshake,
@@ -189,6 +188,9 @@ export function createHmacTokenProvider(
     const secret = await loadKey(request.stage);
     const nowMs = now();
     const claims = hmacTokenClaims(request, options, nowMs);
+    // Loaded on first use: a client that never signs keeps `jose` off its heap (docs/benchmarks.md, "The
+    // backend client's download": every megabyte at rest counts).
+    const { SignJWT } = await import('jose');
     const token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(secret);
     return { token, expiry: new Date((claims.exp as number) * 1000) };
   };
