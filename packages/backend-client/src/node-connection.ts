@@ -28,6 +28,7 @@ import type {
 } from './node-connection-events.js';
 import { NodeStreams } from './node-streams.js';
 import { ReauthResponder } from './reauth-responder.js';
+import { countReceivedBytes } from './relay-heap.js';
 import { resolveSeedToken } from './token-provider.js';
 
 export type {
@@ -263,8 +264,10 @@ export class NodeConnection {
         closeWebSocket(ws, 1009, 'message too big');
         return;
       }
-      if (isBinary) this.#session.receive(data as Buffer);
-      else if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
+      if (isBinary) {
+        countReceivedBytes((data as Buffer).length);
+        this.#session.receive(data as Buffer);
+      } else if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
       else {
         // Seed era: nothing to read in text; warn once per session, not once per frame of a flood.
         this.#log[this.#textWarned ? 'debug' : 'warn'](

@@ -1,17 +1,18 @@
 /**
- * V8's young generation, tuned for a process whose work is relaying bytes (docs/benchmarks.md "The
- * backend client's upload: young generation against external memory").
+ * V8's garbage collector, tuned for a process whose work is relaying bytes (docs/benchmarks.md, "The
+ * backend client's download" and "The backend client's upload").
  *
- * A relay allocates little JavaScript per megabyte but one `ArrayBuffer` (outside the JS heap) per TLS
- * read and per reassembled WebSocket message. V8 collects dead buffers with their small JS wrappers: a
- * scavenge frees the young ones, but scavenges run only when the young generation is full of *JS*
- * allocations, and V8 grows the young generation (its new space from 1 MiB to 32 MiB with Node 20) as the
- * process runs. Once it has grown, 64 MiB of buffers are allocated before the next scavenge, which sets off
- * V8's external-memory limit and a full mark-compact instead — measured on a bulk upload through one
- * node: 9–18 mark-compacts per 256 MB in the backend client, and about 2 800 µs of its CPU per MB,
- * against none and about 1 800 µs/MB with the young generation kept small.
+ * A relay allocates little JavaScript per megabyte but, on its receive path, buffers outside the JS heap
+ * that it cannot avoid: Node's buffer for each TLS read of the hub's WebSocket and ws's buffer for each
+ * message that spans several reads (about two bytes per byte received). V8 frees dead buffers with their
+ * small JS wrappers: a scavenge frees the young ones, but scavenges run only when the young generation is
+ * full of *JS* allocations. Meanwhile, once the heap holds more than V8's 8 MiB of "small heap", the memory
+ * allocated outside it since the last mark-compact counts against the old generation's limit, only a few
+ * megabytes away for a heap of this size: without more, a bulk upload runs a mark-compact (costly: it marks
+ * the whole heap) every ten-odd megabytes, where scavenges (cheap) would have freed the same buffers.
  */
 import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /**
  * The V8 flag {@link tuneHeapForRelaying} sets at run time: the young generation no longer grows (it stays
@@ -20,11 +21,62 @@ import { setFlagsFromString } from 'node:v8';
 export const RELAY_HEAP_FLAG = '--semi-space-growth-factor=1';
 
 /**
- * Keeps V8's young generation small, so that scavenges (cheap) free a relay's buffers before
- * V8's external-memory limit calls for mark-compacts (costly). For a process dedicated to relaying, such as
- * the `nexus-backend` command, which calls it first thing; call it once, early. It changes a process-wide
- * V8 setting, so an application that embeds the client among other work should measure before using it.
+ * Bytes received from a hub between two scavenges requested by {@link countReceivedBytes}, once tuned:
+ * about 4 MiB of buffers, well within the old generation's headroom above.
+ */
+export const RELAY_SCAVENGE_BYTES = 2 * 1024 * 1024;
+
+/**
+ * What {@link tuneHeapForRelaying} sets up, kept on `globalThis` under a registered symbol: the package's
+ * ESM and CommonJS builds each carry a copy of this module, and a process may tune through one and relay
+ * through the other.
+ */
+interface RelayHeapState {
+  /** V8's `gc()`, asking for a scavenge. */
+  scavenge: () => void;
+  receivedSinceScavenge: number;
+}
+const STATE = Symbol.for('@nexus-proxy/backend-client relay heap');
+const state = (): RelayHeapState | undefined => (globalThis as { [STATE]?: RelayHeapState })[STATE];
+
+/**
+ * Tunes V8 for a relay: keeps its young generation small, and has {@link countReceivedBytes} run a
+ * scavenge every {@link RELAY_SCAVENGE_BYTES} received, so that the receive path's buffers are freed young
+ * instead of by mark-compacts. For a process dedicated to relaying, such as the `nexus-backend` command,
+ * which calls it first thing; call it once, early. It changes process-wide V8 settings (and takes V8's
+ * `gc()` from a context of its own, as `--expose-gc` would offer it), so an application that embeds the
+ * client among other work should measure before using it.
  */
 export function tuneHeapForRelaying(): void {
   setFlagsFromString(RELAY_HEAP_FLAG);
+  if (state() !== undefined) return;
+  try {
+    // `--expose-gc` at run time offers `gc` to contexts created from then on: take it from one, then
+    // set the flag back so that no later context (an application's `vm` contexts) gets it.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
+    if (typeof gc === 'function') {
+      (globalThis as { [STATE]?: RelayHeapState })[STATE] = {
+        scavenge: () => gc({ type: 'minor' }),
+        receivedSinceScavenge: 0,
+      };
+    }
+  } catch {
+    // This V8 offers no `gc` this way: the young generation's setting alone.
+  } finally {
+    setFlagsFromString('--no-expose-gc');
+  }
+}
+
+/**
+ * Counts `bytes` received from a hub; once tuned ({@link tuneHeapForRelaying}), runs a scavenge each time
+ * {@link RELAY_SCAVENGE_BYTES} have been received. A no-op otherwise.
+ */
+export function countReceivedBytes(bytes: number): void {
+  const tuned = state();
+  if (tuned === undefined) return;
+  tuned.receivedSinceScavenge += bytes;
+  if (tuned.receivedSinceScavenge < RELAY_SCAVENGE_BYTES) return;
+  tuned.receivedSinceScavenge = 0;
+  tuned.scavenge();
 }

@@ -1,6 +1,22 @@
 import { spawnSync } from 'node:child_process';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { RELAY_HEAP_FLAG } from '../src/relay-heap.js';
+import {
+  countReceivedBytes,
+  RELAY_HEAP_FLAG,
+  RELAY_SCAVENGE_BYTES,
+  tuneHeapForRelaying,
+} from '../src/relay-heap.js';
+
+const newSpaceUsed = (): number =>
+  getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
+
+/** Young garbage: about 300 KiB of small objects nobody keeps. */
+function youngGarbage(): number {
+  let sum = 0;
+  for (let i = 0; i < 6000; i++) sum += [i, { i }].length;
+  return sum;
+}
 
 /**
  * A child process keeps ~6 MiB of young objects alive across scavenges, which makes V8 grow its young
@@ -37,5 +53,24 @@ describe('tuneHeapForRelaying', () => {
     expect(untuned.largest).toBeGreaterThan(4 * untuned.initial);
     const tuned = largestNewSpace(RELAY_HEAP_FLAG);
     expect(tuned.largest).toBeLessThanOrEqual(2 * tuned.initial);
+  });
+
+  it('once tuned, runs a scavenge each time a hub has sent RELAY_SCAVENGE_BYTES, and not before', () => {
+    // Untuned: counting collects nothing.
+    youngGarbage();
+    let before = newSpaceUsed();
+    countReceivedBytes(4 * RELAY_SCAVENGE_BYTES);
+    expect(newSpaceUsed()).toBeGreaterThanOrEqual(before);
+
+    tuneHeapForRelaying();
+    countReceivedBytes(RELAY_SCAVENGE_BYTES - 1000);
+    youngGarbage();
+    before = newSpaceUsed();
+    expect(before).toBeGreaterThan(100 * 1024);
+    countReceivedBytes(999);
+    expect(newSpaceUsed()).toBeGreaterThanOrEqual(before);
+    // The byte that completes RELAY_SCAVENGE_BYTES: the young garbage is gone at once.
+    countReceivedBytes(1);
+    expect(newSpaceUsed()).toBeLessThan(before / 2);
   });
 });
