@@ -19,7 +19,11 @@ export const OID_SUBJECT_KEY_ID = '2.5.29.14';
 export const OID_AUTHORITY_KEY_ID = '2.5.29.35';
 export const OID_NAME_CONSTRAINTS = '2.5.29.30';
 export const OID_CERTIFICATE_POLICIES = '2.5.29.32';
-const OID_COMMON_NAME = '2.5.4.3';
+export const OID_COMMON_NAME = '2.5.4.3';
+/** Extended key usages: serverAuth, clientAuth, anyExtendedKeyUsage. */
+export const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+export const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+export const OID_ANY_EKU = '2.5.29.37.0';
 
 /** ASN.1 tag classes as asn1js numbers them. */
 const UNIVERSAL = 1;

@@ -25,12 +25,15 @@ import {
   extensionOf,
   keyPurposes,
   keyUsageFirstOctet,
+  OID_ANY_EKU,
   OID_AUTHORITY_KEY_ID,
   OID_BASIC_CONSTRAINTS,
   OID_CERTIFICATE_POLICIES,
+  OID_CLIENT_AUTH,
   OID_EXT_KEY_USAGE,
   OID_KEY_USAGE,
   OID_NAME_CONSTRAINTS,
+  OID_SERVER_AUTH,
   OID_SUBJECT_ALT_NAME,
   OID_SUBJECT_KEY_ID,
   readCertificate,
@@ -41,9 +44,6 @@ import type { ChainResult } from './peer-chain.js';
 
 export const EKU_REFUSAL = 'certificate chain not usable for TLS (extended key usage)';
 
-const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
-const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const OID_ANY_EKU = '2.5.29.37.0';
 /** keyCertSign in the first octet of keyUsage. */
 const KEY_CERT_SIGN = 0x04;
 

@@ -17,19 +17,21 @@
  */
 import { webcrypto, type X509Certificate } from 'node:crypto';
 import type * as Pkijs from 'pkijs';
+import {
+  OID_ANY_EKU,
+  OID_BASIC_CONSTRAINTS,
+  OID_CLIENT_AUTH,
+  OID_COMMON_NAME,
+  OID_EXT_KEY_USAGE,
+  OID_NAME_CONSTRAINTS,
+  OID_SERVER_AUTH,
+  OID_SUBJECT_ALT_NAME,
+} from './peer-cert-fields.js';
 import { directDnsNames, EKU_REFUSAL, verifyDirectlyIssued } from './peer-chain-direct.js';
 
 /** Longest path (leaf and anchor included) that is validated. */
 export const MAX_PEER_CHAIN_LENGTH = 8;
 
-const OID_BASIC_CONSTRAINTS = '2.5.29.19';
-const OID_NAME_CONSTRAINTS = '2.5.29.30';
-const OID_SUBJECT_ALT_NAME = '2.5.29.17';
-const OID_EXT_KEY_USAGE = '2.5.29.37';
-const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
-const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-const OID_ANY_EKU = '2.5.29.37.0';
-const OID_COMMON_NAME = '2.5.4.3';
 /** GeneralName tag of a dNSName (RFC 5280 §4.2.1.6). */
 const GENERAL_NAME_DNS = 2;
 
