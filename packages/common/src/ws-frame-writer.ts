@@ -65,8 +65,10 @@ const RANDOM_POOL_SIZE = 8 * 1024;
 const POOLED_FRAME_MIN_LENGTH = 4 * 1024;
 /** Capacity of a reused frame buffer at least: a 32 KiB payload, its DATA header and the frame header. */
 const POOLED_FRAME_CAPACITY = 32 * 1024 + 64;
-/** Reused frame buffers a writer keeps while none is being written (at most ~1 MiB per WebSocket). */
+/** Reused frame buffers kept while none is being written, for all client writers of the process (~1 MiB). */
 const FRAME_POOL_SIZE = 32;
+/** The masked frames' buffers, shared by every client writer (a free one serves any of them). */
+const framePool = new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
 
 let randomPool: Buffer | undefined;
 let randomPoolOffset = RANDOM_POOL_SIZE;
@@ -123,8 +125,7 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
   };
 
   // Masked frames go out of buffers taken back from the socket's write callbacks (see BufferPool).
-  const framePool = mask === null ? undefined : new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
-  const frames = framePool === undefined ? undefined : new WrittenBuffers(framePool);
+  const frames = mask === null ? undefined : new WrittenBuffers(framePool);
 
   /** A client frame: the header, a fresh key, then `header` · parts masked into one buffer. */
   const maskedFrame = (
@@ -184,7 +185,7 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
       if (internals._isServer !== true) {
         const frameLength = 2 + lengthBytes + 4 + messageLength;
-        if (frameLength < POOLED_FRAME_MIN_LENGTH || framePool === undefined || frames === undefined) {
+        if (frameLength < POOLED_FRAME_MIN_LENGTH || frames === undefined) {
           s.write(
             maskedFrame(header, payload, messageLength, lengthBytes, Buffer.allocUnsafe(frameLength)),
             onWritten,
