@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`
 // [-- --nodes 5,20,40,60] [-- --modes full,nats] (the node counts and modes of `mesh-scale`)
-// [-- --runs 3] (rounds of `throughput`: median and spread).
-// Each scenario module exports `run({ quick, size, profileDir, nodes, modes })` and returns
-// `{ title, rows: [{ name, ...figures }], targets?: [{ target, goal, achieved, met }], notes?: string[] }`.
+// [-- --runs 3] (rounds of `throughput`: median and spread)
+// [-- --streams 10,1000] [-- --workers 2] (the stream counts and load-generator processes of `streams`).
+// Each scenario module exports `run({ quick, size, runs, profileDir, nodes, modes, streams, workers })` and returns
+// `{ title, rows: [{ name, ...figures }], tables?: [{ title, rows }], targets?: [{ target, goal, achieved, met }],
+// notes?: string[] }`.
 // Results are printed as tables (then a summary of targets vs achieved) and written to
 // bench/results/<date>.json with machine information. `--profile` runs the node child of the `throughput`
 // scenario under `--cpu-prof` (profiles in bench/results/profiles/, gitignored) and prints its hot spots.
@@ -34,7 +36,7 @@ const SCENARIOS = {
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 /** Flags followed by a value (the value is not a scenario name). */
-const VALUE_FLAGS = ['--size', '--nodes', '--modes', '--runs'];
+const VALUE_FLAGS = ['--size', '--nodes', '--modes', '--runs', '--streams', '--workers'];
 const flagValue = (flag) => {
   const i = args.indexOf(flag);
   return i >= 0 ? (args[i + 1] ?? '') : undefined;
@@ -54,6 +56,16 @@ if (runs !== undefined && (!Number.isInteger(runs) || runs < 1)) {
 }
 if (modes?.some((m) => m !== 'full' && m !== 'nats')) {
   console.error('--modes takes full and/or nats, e.g. --modes full,nats');
+  process.exit(2);
+}
+const streams = listOf('--streams')?.map(Number);
+if (streams?.some((n) => !Number.isInteger(n) || n < 1)) {
+  console.error('--streams takes stream counts of at least 1, e.g. --streams 10,1000');
+  process.exit(2);
+}
+const workers = flagValue('--workers') === undefined ? undefined : Number(flagValue('--workers'));
+if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1 && workers <= 16)) {
+  console.error('--workers takes a number of load-generator processes from 1 to 16');
   process.exit(2);
 }
 const profileDir = args.includes('--profile') ? join(root, 'bench', 'results', 'profiles') : undefined;
@@ -104,7 +116,7 @@ for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
   const loadAverage = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const started = performance.now();
-  let out = await mod.run({ quick, size, runs, profileDir, nodes, modes });
+  let out = await mod.run({ quick, size, runs, profileDir, nodes, modes, streams, workers });
   // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
   if (!Array.isArray(out?.rows)) {
     out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };
@@ -117,6 +129,7 @@ for (const name of names) {
   };
   results.scenarios[name] = out;
   printTable(out.title ?? name, out.rows ?? []);
+  for (const table of out.tables ?? []) printTable(table.title, table.rows);
   for (const note of out.notes ?? []) console.log(`note: ${note}`);
   console.log(`(${out.seconds} s; load average before: ${loadAverage.join(' ')})`);
   for (const t of out.targets ?? []) summary.push({ scenario: name, ...t });

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { createServer as createTlsServer } from 'node:tls';
 
 const role = process.argv[2];
@@ -35,6 +36,32 @@ const samplePeak = () => {
   if (rss > peakRss) peakRss = rss;
 };
 
+// Garbage collections so far (every role): count and pause time, minor (scavenge) and major apart.
+const gc = { minor: 0, major: 0, minorMs: 0, majorMs: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    // NODE_PERFORMANCE_GC_MINOR = 1; major, incremental and weak-callback passes count as major.
+    if (entry.detail?.kind === 1) {
+      gc.minor++;
+      gc.minorMs += entry.duration;
+    } else {
+      gc.major++;
+      gc.majorMs += entry.duration;
+    }
+  }
+}).observe({ entryTypes: ['gc'] });
+
+/** The mux counters of `sessions` (`MuxSession.stats()`), summed. */
+function muxTotals(sessions) {
+  const sum = { dataFramesSent: 0, dataFramesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+  Object.assign(sum, { controlMessagesSent: 0, controlMessagesReceived: 0 });
+  for (const session of sessions) {
+    const c = session.stats();
+    for (const key of Object.keys(sum)) sum[key] += c[key] ?? 0;
+  }
+  return sum;
+}
+
 /** Extra figures a role reports with `stats`. */
 let extraStats = () => ({});
 /** What `close` runs before the process exits. */
@@ -56,7 +83,15 @@ process.on('message', async (msg) => {
       // CPU time used so far (user + system, µs): the figure to compare per byte relayed, steadier than
       // MB/s on a shared machine.
       const { user, system } = process.cpuUsage();
-      process.send({ type: 'stats', rss, peakRss, heapUsed, cpuUs: user + system, ...extraStats() });
+      process.send({
+        type: 'stats',
+        rss,
+        peakRss,
+        heapUsed,
+        cpuUs: user + system,
+        gc: { ...gc },
+        ...extraStats(),
+      });
     } else if (msg.type === 'gc') {
       // A full collection, so that a measured window starts from the same heap state (bench/instructions.mjs).
       if (typeof globalThis.gc === 'function') globalThis.gc();
@@ -292,6 +327,7 @@ async function node({ certPem, keyPem, secret, mesh, config: extra }) {
       },
       { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0 },
     ),
+    mux: muxTotals(nexus.hub.sessions.map((s) => s.mux)),
   });
   closeRole = () => nexus.close({ graceMs: 0 });
   const port = (mode) => addresses.listeners.find((l) => l.mode === mode).address.port;
@@ -327,7 +363,10 @@ async function backend({ hubPort, hubCaPem, token, mappings, attest }) {
   const connected = once(client, 'connected');
   client.connect();
   await connected;
-  extraStats = () => ({ streams: [...client.sessions.values()].reduce((n, s) => n + s.streamCount, 0) });
+  extraStats = () => ({
+    streams: [...client.sessions.values()].reduce((n, s) => n + s.streamCount, 0),
+    mux: muxTotals(client.sessions.values()),
+  });
   closeRole = () => client.close({ graceMs: 0 });
   return {};
 }

@@ -1,0 +1,68 @@
+// Figures of processes and of the kernel read from /proc (Linux): CPU time (user + system of all threads),
+// read and write system calls, TCP socket memory. The same figures for the proxy's children, the service
+// and the load-generator workers, taken from outside without asking them. Elsewhere (no /proc) every
+// reading is NaN.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second of the stat fields (`getconf CLK_TCK`, 100 on Linux). */
+const TICKS_PER_SECOND = (() => {
+  const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number.parseInt(out.stdout ?? '', 10);
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** CPU seconds (user + system) used by `pid` so far, or NaN when it cannot be read. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) in parentheses: state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU seconds of each pid in `pids` (an object name → pid or pid[]), summed per name. */
+export function cpuOf(pids) {
+  const out = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    out[name] = Array.isArray(pid) ? pid.reduce((s, p) => s + cpuSeconds(p), 0) : cpuSeconds(pid);
+  }
+  return out;
+}
+
+/**
+ * Kernel memory held by TCP sockets machine-wide, in MiB (`mem` of /proc/net/sockstat, pages), and the
+ * threshold where the kernel starts to squeeze socket buffers (`tcp_mem` pressure), or NaN.
+ */
+export function tcpMemory() {
+  try {
+    const pages = Number(
+      /^TCP:.* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'))?.[1] ?? Number.NaN,
+    );
+    const pressure = Number(readFileSync('/proc/sys/net/ipv4/tcp_mem', 'utf8').trim().split(/\s+/)[1]);
+    return { mib: (pages * 4096) / 2 ** 20, pressureMib: (pressure * 4096) / 2 ** 20 };
+  } catch {
+    return { mib: Number.NaN, pressureMib: Number.NaN };
+  }
+}
+
+/** The soft limit on open files of this process (and of the children it starts), or NaN. */
+export function openFileLimit() {
+  const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' });
+  const text = (out.stdout ?? '').trim();
+  return text === 'unlimited' ? Number.POSITIVE_INFINITY : Number.parseInt(text, 10);
+}
+
+/** Read and write system calls made by `pid` so far (`syscr`, `syscw` of /proc/<pid>/io), or NaN. */
+export function syscalls(pid) {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? Number.NaN);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return { reads: Number.NaN, writes: Number.NaN };
+  }
+}
