@@ -206,10 +206,26 @@ export class ReceiveLedger {
    * are buffered counts only the buffered ones.
    */
   delivered(frames = 1): number {
+    this.countDelivered(frames);
+    return this.#pending >= this.#batch ? this.#take() : 0;
+  }
+
+  /**
+   * Counts `frames` (default 1) frames handed to their destination, granting nothing: for a caller that
+   * sizes its grants itself ({@link take}), as a stream under a receive budget does.
+   */
+  countDelivered(frames = 1): void {
     const n = Math.min(Math.max(0, Math.floor(frames)), this.#buffered);
     this.#buffered -= n;
     this.#pending += n;
-    return this.#pending >= this.#batch ? this.#take() : 0;
+  }
+
+  /** Returns at most `frames` pending credits as a grant to send now (what a budget allows), or `0`. */
+  take(frames: number): number {
+    const n = Math.min(this.#pending, Math.max(0, Math.floor(frames)));
+    this.#pending -= n;
+    this.#outstanding += n;
+    return n;
   }
 
   /** Returns every pending credit, even fewer than a batch (e.g. when the consumer has drained), or `0`. */

@@ -107,6 +107,8 @@ export {
 export {
   DEFAULT_MAX_BUFFERED_BYTES,
   RECEIVE_BUDGET_FLOOR,
+  RECEIVE_BUDGET_GRAIN,
+  RECEIVE_BUDGET_START,
   ReceiveBudget,
   type ReceiveBudgetShare,
 } from './receive-budget.js';

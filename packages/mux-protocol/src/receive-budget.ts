@@ -4,6 +4,7 @@
  * room, so the frames the node may have to hold for slow consumers, across all those streams, stay under
  * the budget plus a small per-stream floor.
  */
+import type { ReceiveLedger } from './flow-window.js';
 import { MAX_DATA_PAYLOAD } from './frame.js';
 
 /** Default node-wide budget: 256 MiB of DATA granted and not yet delivered. */
@@ -13,17 +14,41 @@ export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
  * protocol's frames): no stream ever waits for another to progress, so none can deadlock.
  */
 export const RECEIVE_BUDGET_FLOOR = 2;
+/**
+ * Budget units (frames of {@link MAX_DATA_PAYLOAD} bytes) a share gives back at once, at least, while it
+ * stays open (128 KiB): a share above its part
+ * returns the excess in pieces that make a useful grant for the stream waiting, not frame by frame as
+ * it delivers.
+ */
+export const RECEIVE_BUDGET_GRAIN = 4;
+/**
+ * Budget units a share may take beyond its floor when its stream opens (256 KiB); from there it at most
+ * doubles what it holds with each grant, up to its limit. Streams opened in a burst (a thousand end users
+ * connecting before any data flows) would otherwise take the whole budget in the order they opened, at
+ * 62 frames each, and leave the later ones their floor until the first ones had used those windows up.
+ */
+export const RECEIVE_BUDGET_START = 8;
 
 /**
  * The shared budget, counted in frames of at most {@link MAX_DATA_PAYLOAD} bytes. Streams take their
- * part through a {@link ReceiveBudgetShare}; a share that could not get all it wanted waits in a FIFO
- * and is called back, in turn, as room returns (a deferred grant is never lost).
+ * part through a {@link ReceiveBudgetShare}. The budget is split evenly: a share takes at most
+ * {@link ReceiveBudget.shareLimit} frames (the capacity over the open shares), and keeps what
+ * it took up to that part while it delivers, so a stream granting again and again needs no new room each
+ * time and grants in batches (with a full budget and one frame of room handed around, every delivered
+ * frame would become a one-frame grant). A share that could not get its part because the budget was full
+ * waits in a FIFO and is called back, in turn, as room returns (a deferred grant is never lost).
  */
 export class ReceiveBudget {
   #capacity: number;
   #used = 0;
+  /** Shares open now (not closed): what the budget is split over. */
+  #shares = 0;
   /** Shares waiting for room, in arrival order (a Set keeps insertion order; add/delete are O(1)). */
   readonly #waiting = new Set<ReceiveBudgetShare>();
+  /** Shares held at their limit that wanted more: called back only when the limit rises. */
+  readonly #atLimit = new Set<ReceiveBudgetShare>();
+  /** The lowest limit a share in `#atLimit` was held at. */
+  #cappedAt = Number.POSITIVE_INFINITY;
   #waking = false;
 
   /** `maxBytes`: the budget in bytes (at least one frame). */
@@ -44,6 +69,7 @@ export class ReceiveBudget {
     const capacity = framesOf(maxBytes);
     if (capacity === this.#capacity) return;
     this.#capacity = capacity;
+    this.#limitMayHaveRisen();
     this.#wake();
   }
 
@@ -62,13 +88,30 @@ export class ReceiveBudget {
     return this.#waiting.size;
   }
 
+  /** Shares open now. */
+  get shares(): number {
+    return this.#shares;
+  }
+
+  /**
+   * Most units (frames of {@link MAX_DATA_PAYLOAD} bytes) one share may take now: the capacity split
+   * evenly over the open shares (rounded down, at least one), so that shares at their limit never leave
+   * another waiting. It binds only where the windows do not all fit: 256 MiB covers 128 streams' full
+   * 2 MiB windows; at 1 000 streams each may take 8 units (256 KiB) beyond its floor.
+   */
+  get shareLimit(): number {
+    return Math.max(1, Math.floor(this.#capacity / Math.max(1, this.#shares)));
+  }
+
   /**
    * Opens a stream's share; `onRoom` is called when room returns after the share had to wait. Each of
    * the stream's frames takes `units` frames of {@link MAX_DATA_PAYLOAD} bytes (frames larger than that,
    * docs/protocol.md §1.11, take several).
    */
   share(onRoom: () => void, units = 1): ReceiveBudgetShare {
-    return new ReceiveBudgetShare(this, onRoom, units);
+    const share = new ReceiveBudgetShare(this, onRoom, units);
+    this.#shares++;
+    return share;
   }
 
   /** Takes up to `frames`; returns how many were taken. */
@@ -85,12 +128,35 @@ export class ReceiveBudget {
     this.#wake();
   }
 
+  /** `share` could not take its part: the budget is full. It is called back when room returns. */
   wait(share: ReceiveBudgetShare): void {
     this.#waiting.add(share);
   }
 
+  /** `share` wanted more than its limit: it is called back when the limit rises (shares close, a reload). */
+  capped(share: ReceiveBudgetShare): void {
+    this.#atLimit.add(share);
+    this.#cappedAt = Math.min(this.#cappedAt, this.shareLimit);
+  }
+
+  /** A share closed: it waits no more, and the budget is split over one share fewer. */
   leave(share: ReceiveBudgetShare): void {
     this.#waiting.delete(share);
+    this.#atLimit.delete(share);
+    this.#shares--;
+    if (this.#limitMayHaveRisen()) this.#wake();
+  }
+
+  /**
+   * When the limit rose above the one shares were held at, they queue for room again (once per rise, not
+   * once per share closing: the limit changes only when the share count crosses a step).
+   */
+  #limitMayHaveRisen(): boolean {
+    if (this.#atLimit.size === 0 || this.shareLimit <= this.#cappedAt) return false;
+    for (const share of this.#atLimit) this.#waiting.add(share);
+    this.#atLimit.clear();
+    this.#cappedAt = Number.POSITIVE_INFINITY;
+    return true;
   }
 
   #wake(): void {
@@ -116,7 +182,7 @@ export class ReceiveBudget {
  * One stream's part of a {@link ReceiveBudget}. The stream reports its commitment — frames its peer may
  * still send plus frames received and not delivered (`outstanding + buffered` of its `ReceiveLedger`) —
  * and asks before granting more: the first {@link RECEIVE_BUDGET_FLOOR} frames are free, the rest come
- * out of the budget.
+ * out of the budget, at most {@link ReceiveBudget.shareLimit} of them.
  */
 export class ReceiveBudgetShare {
   readonly #budget: ReceiveBudget;
@@ -139,28 +205,49 @@ export class ReceiveBudgetShare {
     return this.#taken;
   }
 
+  /** The stream's frames its share of the budget covers now, beyond its floor. */
+  get takenFrames(): number {
+    return Math.floor(this.#taken / this.#units);
+  }
+
   /**
    * With `committed` frames committed now, how many of `wanted` more may be granted. Takes what they
-   * need from the budget; when fewer than `wanted`, the share waits for room (`onRoom`).
+   * need from the budget, up to the share's limit, and at most {@link RECEIVE_BUDGET_START} frames or as
+   * many as it holds already (the share grows as its stream uses it); when the budget is full, the share
+   * waits for room (`onRoom`), and when it wanted more than its limit, it is called back once the limit
+   * rises.
    */
   afford(committed: number, wanted: number): number {
     if (this.#closed || wanted <= 0) return this.#closed ? wanted : 0;
+    const budget = this.#budget;
     const units = this.#units;
     const held = Math.max(0, committed);
-    const need = Math.max(0, held + wanted - RECEIVE_BUDGET_FLOOR) * units - this.#taken;
-    if (need > 0) this.#taken += this.#budget.take(need);
-    const allowed = Math.min(wanted, RECEIVE_BUDGET_FLOOR + Math.floor(this.#taken / units) - held);
-    if (allowed < wanted) this.#budget.wait(this);
-    return Math.max(0, allowed);
+    // In budget units: what the grant needs beyond the floor, this share's limit, and its growth.
+    const wants = Math.max(0, held + wanted - RECEIVE_BUDGET_FLOOR) * units;
+    const limit = budget.shareLimit;
+    const step = Math.max(RECEIVE_BUDGET_START, this.#taken);
+    const need = Math.min(wants, limit, this.#taken + step) - this.#taken;
+    if (need > 0) {
+      const got = budget.take(need);
+      this.#taken += got;
+      if (got < need) budget.wait(this);
+    }
+    if (wants > limit) budget.capped(this);
+    return Math.max(0, Math.min(wanted, RECEIVE_BUDGET_FLOOR + this.takenFrames - held));
   }
 
-  /** The commitment fell to `committed` (frames delivered): gives back what it no longer needs. */
+  /**
+   * The commitment fell to `committed` (frames delivered): gives back what it no longer needs beyond its
+   * part of the budget ({@link ReceiveBudget.shareLimit}), once that is at least
+   * {@link RECEIVE_BUDGET_GRAIN} frames; the rest stays for its next grants.
+   */
   settle(committed: number): void {
     if (this.#closed) return;
     const needed = Math.max(0, Math.max(0, committed) - RECEIVE_BUDGET_FLOOR) * this.#units;
-    if (this.#taken <= needed) return;
-    const excess = this.#taken - needed;
-    this.#taken = needed;
+    const keep = Math.max(needed, Math.min(this.#taken, this.#budget.shareLimit));
+    if (this.#taken - keep < RECEIVE_BUDGET_GRAIN) return;
+    const excess = this.#taken - keep;
+    this.#taken = keep;
     this.#budget.give(excess);
   }
 
@@ -178,6 +265,25 @@ export class ReceiveBudgetShare {
   roomReturned(): void {
     if (!this.#closed) this.#onRoom();
   }
+}
+
+/**
+ * The grant a stream under a budget sends now, taken from its ledger, or `0`: what the budget allows
+ * (its floor and its share), once that is at least a batch or half of what the peer may then hold. So a
+ * stream the budget leaves 10 frames is refilled 5 at a time, not a frame at a time as it delivers (a
+ * grant of what happens to be free, sent per frame delivered, cost a control message each way per DATA
+ * frame at 1 000 streams). Never stalls: when the peer holds nothing and nothing is buffered, the whole
+ * room is granted.
+ */
+export function grantWithinBudget(ledger: ReceiveLedger, share: ReceiveBudgetShare): number {
+  const pending = ledger.pending;
+  if (pending === 0) return 0;
+  const committed = ledger.outstanding + ledger.buffered;
+  // Room the peer may hold now; it grows (afford) only when the stream grants, i.e. uses it.
+  const room = RECEIVE_BUDGET_FLOOR + share.takenFrames;
+  if (room - committed < Math.min(ledger.batch, Math.ceil(room / 2))) return 0;
+  const allowed = share.afford(committed, pending);
+  return allowed > 0 ? ledger.take(allowed) : 0;
 }
 
 /** `maxBytes` in whole frames of {@link MAX_DATA_PAYLOAD} bytes, at least one. */

@@ -3,7 +3,7 @@ import type { ConnectMessage } from './control.js';
 import { MuxProtocolError } from './errors.js';
 import { ReceiveLedger, SendWindow } from './flow-window.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
-import type { ReceiveBudgetShare } from './receive-budget.js';
+import { grantWithinBudget, type ReceiveBudgetShare } from './receive-budget.js';
 import type { LocalEndBehaviour, MuxStreamInit, ReceiveMetering, StreamHost } from './stream-host.js';
 import { writeStreamId } from './stream-id.js';
 
@@ -502,35 +502,42 @@ export class MuxStream extends Duplex {
     const state = this.#receiveState;
     if (state === 'unmetered') return;
     const ledger = this.#receive;
-    let grant = ledger.delivered(frames);
     const share = this.#share;
     if (share !== undefined) {
-      // Under a budget the peer may hold less than a batch: it must not wait for one (a stall).
-      if (grant === 0 && ledger.outstanding < ledger.batch) grant = ledger.flush();
-      share.settle(ledger.outstanding - grant + ledger.buffered);
+      // Under a budget the grant is sized by what the budget allows (grantWithinBudget).
+      ledger.countDelivered(frames);
+      share.settle(ledger.outstanding + ledger.buffered);
       if (this.#receiveEnded && ledger.buffered === 0) share.close();
+      // Probing: the backend may not meter; grants wait (in the ledger) for its first grant.
+      if (state !== 'probing') this.#grantWithinBudget();
+      return;
     }
+    const grant = ledger.delivered(frames);
     if (grant === 0) return;
-    // Probing: the backend may not meter; grants wait (in the ledger) for its first grant.
-    if (state === 'probing') this.#receive.requeue(grant);
+    if (state === 'probing') ledger.requeue(grant);
     else this.#sendGrant(grant);
   }
 
   /** Sends a grant taken from the ledger; a grant that cannot be sent goes back to it, never lost. */
   #sendGrant(wanted: number): void {
     if (wanted === 0) return;
-    if (this.#detached || this.#receiveEnded) {
+    if (this.#detached || this.#receiveEnded || this.#share !== undefined) {
       this.#receive.requeue(wanted);
+      // Under a budget, only what it allows, in batches; the rest stays pending until it calls back.
+      if (this.#share !== undefined) this.#grantWithinBudget();
       return;
     }
-    let frames = wanted;
-    if (this.#share !== undefined) {
-      // Only what the budget has room for; the rest stays pending until it calls back (#roomReturned).
-      const ledger = this.#receive;
-      frames = this.#share.afford(ledger.outstanding - wanted + ledger.buffered, wanted);
-      if (frames < wanted) ledger.requeue(wanted - frames);
-      if (frames === 0) return;
-    }
+    this.#emitGrant(wanted);
+  }
+
+  /** Under a receive budget: grants what it allows now, if that makes a batch (see grantWithinBudget). */
+  #grantWithinBudget(): void {
+    if (this.#detached || this.#receiveEnded) return;
+    const frames = grantWithinBudget(this.#receive, this.#share!);
+    if (frames > 0) this.#emitGrant(frames);
+  }
+
+  #emitGrant(frames: number): void {
     this.#host.sendGrant(this, frames);
     if (this.#pastWindow > 0) {
       // The grant pays back frames received past the window first.
@@ -544,7 +551,7 @@ export class MuxStream extends Duplex {
   #roomReturned(): void {
     const state = this.#receiveState;
     if (state === 'probing' || state === 'unmetered') return;
-    this.#sendGrant(this.#receive.flush());
+    this.#grantWithinBudget();
   }
 
   /** Nothing more is received: the frames past the window no longer count against the host's budget. */

@@ -6,6 +6,7 @@ import {
   type MuxStream,
   RECEIVE_BUDGET_FLOOR,
   ReceiveBudget,
+  type ReceiveBudgetShare,
 } from '../src/index.js';
 import { readExactly, type SessionPair, sha256, waitFor, writeAll } from './suites/session.suite.js';
 import { createWebSocketPair } from './suites/ws-pair.js';
@@ -25,36 +26,101 @@ describe('ReceiveBudget', () => {
     expect(() => new ReceiveBudget(0)).toThrow(RangeError);
   });
 
-  it('always allows a share its floor, and calls waiting shares back in turn as room returns', () => {
+  it('splits the budget evenly, always allows a share its floor, and calls waiting shares back in turn as room returns', () => {
     const budget = new ReceiveBudget(4 * MAX_DATA_PAYLOAD);
     const woken: string[] = [];
-    const a = budget.share(() => woken.push('a'));
-    const b = budget.share(() => woken.push('b'));
-    const c = budget.share(() => woken.push('c'));
-    expect(a.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 4);
-    expect(b.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR);
-    expect(c.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR);
+    // A woken share asks for one frame more, as a stream granting what it deferred does.
+    const open = (name: string): ReceiveBudgetShare => {
+      const share = budget.share(() => {
+        woken.push(name);
+        share.afford(RECEIVE_BUDGET_FLOOR, 1);
+      });
+      return share;
+    };
+    const a = open('a');
+    const b = open('b');
+    const c = open('c');
+    // 4 frames over 3 shares: 1 each beyond the floor, however much each wants.
+    expect(budget.shareLimit).toBe(1);
+    expect(a.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 1);
+    expect(b.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 1);
+    expect(c.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 1);
+    expect(budget.used).toBe(3);
+    // Held at their limit, not waiting for room: no one is called back for nothing.
+    expect(budget.waiting).toBe(0);
+    const d = open('d');
+    expect(d.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 1);
+    const e = open('e');
+    const f = open('f');
+    // The budget is full: e and f get their floor and wait for room, in arrival order.
+    expect(e.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR);
+    expect(f.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR);
     expect(budget.used).toBe(4);
-    expect(budget.waiting).toBe(3);
-    // a delivers two of its frames: room for two. Waiting shares are called in arrival order, each once
-    // per pass; one that takes the room stops the pass.
-    let takes = true;
-    const d = budget.share(() => {
-      woken.push('d');
-      if (takes) d.afford(RECEIVE_BUDGET_FLOOR, 2);
-    });
-    expect(d.afford(0, RECEIVE_BUDGET_FLOOR + 2)).toBe(RECEIVE_BUDGET_FLOOR);
-    a.settle(RECEIVE_BUDGET_FLOOR + 2);
-    expect(woken).toEqual(['a', 'b', 'c', 'd']);
-    expect(budget.used).toBe(4);
-    expect(d.taken).toBe(2);
-    takes = false;
-    // A closed share gives everything back.
+    expect(budget.waiting).toBe(2);
+    // a delivers everything: it keeps its part for its next grants (no give and take per frame).
+    a.settle(0);
+    expect(a.taken).toBe(1);
+    expect(woken).toEqual([]);
+    // a closes: its frame goes to the first share waiting; the one that takes it stops the pass.
     a.close();
-    expect(budget.used).toBe(2);
+    expect(woken).toEqual(['e']);
+    expect(e.taken).toBe(1);
+    expect(budget.used).toBe(4);
+    expect(budget.waiting).toBe(1);
+    // b closes: its frame goes to f.
+    b.close();
+    expect(woken).toEqual(['e', 'f']);
+    // c and d close: two shares left, the limit rises to 2 and both are called back.
+    c.close();
     d.close();
+    expect(woken).toEqual(['e', 'f', 'e', 'f']);
+    // A closed share gives everything back; later asks are free.
+    e.close();
+    f.close();
     expect(budget.used).toBe(0);
     expect(a.afford(0, 5)).toBe(5);
+  });
+
+  it('a share above its part after others opened gives the excess back as it delivers', () => {
+    const budget = new ReceiveBudget(8 * MAX_DATA_PAYLOAD);
+    const first = budget.share(() => {});
+    // Alone, a share may take the whole budget.
+    expect(first.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 8);
+    let woken = 0;
+    const second = budget.share(() => {
+      woken++;
+      second.afford(RECEIVE_BUDGET_FLOOR, 62);
+    });
+    expect(second.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR);
+    expect(budget.shareLimit).toBe(4);
+    // Still committed: nothing to give back.
+    first.settle(RECEIVE_BUDGET_FLOOR + 8);
+    expect(first.taken).toBe(8);
+    // Delivered: it keeps its part (4) and the rest goes to the share waiting.
+    first.settle(RECEIVE_BUDGET_FLOOR);
+    expect(first.taken).toBe(4);
+    expect(woken).toBe(1);
+    expect(second.taken).toBe(4);
+    expect(budget.used).toBe(8);
+  });
+
+  it('calls shares held at their limit back when shares close and the limit rises, once per rise', () => {
+    const budget = new ReceiveBudget(8 * MAX_DATA_PAYLOAD);
+    const woken: string[] = [];
+    const shares: ReceiveBudgetShare[] = [];
+    for (let i = 0; i < 4; i++) {
+      const share = budget.share(() => woken.push(`s${i}`));
+      shares.push(share);
+      // 8 frames over 4 shares once all are open; the first ones take more while they are fewer.
+    }
+    for (const share of shares) expect(share.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 2);
+    expect(budget.used).toBe(8);
+    // One closes: 8 over 3 is still 2 each, so no one is called back.
+    shares[3]!.close();
+    expect(woken).toEqual([]);
+    // Another closes: 4 each now, and the two still wanting more are called back.
+    shares[2]!.close();
+    expect(woken).toEqual(['s0', 's1']);
   });
 
   it('a larger budget after a reload calls waiting shares back at once', () => {

@@ -7,7 +7,13 @@
  * prefix of the credited frames and then its close, and the session and its other stream carry on.
  */
 import { createHash } from 'node:crypto';
-import { DEFAULT_INITIAL_WINDOW, encodeControlMessage, encodeDataFrame } from '@nexus-proxy/mux-protocol';
+import {
+  DEFAULT_INITIAL_WINDOW,
+  encodeControlMessage,
+  encodeDataFrame,
+  RECEIVE_BUDGET_FLOOR,
+  RECEIVE_BUDGET_START,
+} from '@nexus-proxy/mux-protocol';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
@@ -69,7 +75,10 @@ describe('credit over-send on a stream not yet metered', () => {
     await waitUntil(() => connects().length === 2, 3_000, 'second connect');
     const connect = connects()[1]!;
     const secondId = connect.client_id as string;
-    expect(connect.credits).toBe(DEFAULT_INITIAL_WINDOW);
+    // The hub's receive budget opens a stream with its floor and a start beyond it; the window (64)
+    // follows in grants as the stream uses it.
+    const initial = connect.credits as number;
+    expect(initial).toBe(RECEIVE_BUDGET_FLOOR + RECEIVE_BUDGET_START);
     const disconnected = () =>
       attacker.controls.some((c) => c.event === 'disconnect' && c.client_id === secondId);
     const frame = (i: number) => Buffer.alloc(FRAME, i % 251);
@@ -91,7 +100,7 @@ describe('credit over-send on a stream not yet metered', () => {
     const granted = attacker.controls
       .filter((c) => c.event === 'resume_stream' && c.client_id === secondId)
       .reduce((n, c) => n + ((c.credits as number | undefined) ?? 0), 0);
-    const allowed = DEFAULT_INITIAL_WINDOW + granted;
+    const allowed = initial + granted;
     expect(sent).toBeGreaterThan(allowed);
     await waitUntil(() => node.events.streamClose.length === 1, 3_000, 'stream-close');
     expect(node.events.streamClose[0]!.reason).toBe('stream-error'); // the overrun failed the stream
@@ -102,7 +111,7 @@ describe('credit over-send on a stream not yet metered', () => {
     const within = Buffer.concat(Array.from({ length: allowed }, (_, i) => frame(i)));
     const got = second.received();
     console.log(
-      `over-send: window ${DEFAULT_INITIAL_WINDOW} + ${granted} granted; ${sent} frames sent, ` +
+      `over-send: window ${initial} + ${granted} granted; ${sent} frames sent, ` +
         `${(got.length / FRAME).toFixed(1)} frames reached the end user`,
     );
     expect(got.length).toBeGreaterThan(0);
