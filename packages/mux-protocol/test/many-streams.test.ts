@@ -1,11 +1,19 @@
 /**
- * Many streams over one session under the node-wide receive budget: the grants a hub sends stay batches
- * however many streams share the budget (before, a budget split over 1 000 streams meant one grant per
- * DATA frame: credits deferred by the budget were handed out a frame or two at a time).
+ * Many streams over one session: the engine's pump does the same work per DATA frame however many streams
+ * wait for a turn, and under the node-wide receive budget the grants a hub sends stay batches however
+ * many streams share the budget (before, a budget split over 1 000 streams meant one grant per DATA
+ * frame: credits deferred by the budget were handed out a frame or two at a time).
  */
-import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import { decodeBackendMessage, MAX_DATA_PAYLOAD, type MuxStream, ReceiveBudget } from '../src/index.js';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  backendFraming,
+  decodeBackendMessage,
+  MAX_DATA_PAYLOAD,
+  MuxStream,
+  ReceiveBudget,
+  StreamEngine,
+} from '../src/index.js';
 import { readExactly, type SessionPair, sha256, writeAll } from './suites/session.suite.js';
 import { createWebSocketPair } from './suites/ws-pair.js';
 
@@ -61,4 +69,73 @@ describe('many streams sharing a receive budget', () => {
     // Before: one grant of one credit per frame (1.0). Now about one per 5 frames.
     expect(grantMessages / frames).toBeLessThan(0.25);
   }, 60_000);
+});
+
+describe('the engine pump with many streams ready', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** Streams visited and transport reads per DATA frame sent, with `streams` streams all ready at once. */
+  async function workPerFrame(streams: number) {
+    let full = true;
+    let reads = 0;
+    let frames = 0;
+    const engine = new StreamEngine({
+      framing: backendFraming,
+      transport: {
+        send: () => {
+          frames++;
+        },
+        get bufferedAmount() {
+          reads++;
+          return full ? Number.POSITIVE_INFINITY : 0;
+        },
+      },
+    });
+    const opened: MuxStream[] = [];
+    for (let i = 0; i < streams; i++) {
+      const id = randomUUID();
+      opened.push(
+        engine.openStream({
+          id,
+          connect: {
+            event: 'connect',
+            client_id: id,
+            conn_port: 443,
+            client_ip: '',
+            hostname: 'a',
+            is_tls: true,
+          },
+          sendMetering: { mode: 'metered', credits: 4 },
+          receiveMetering: { mode: 'unmetered' },
+          localEnd: 'keep-open',
+          awaitingAnswer: false,
+        }),
+      );
+    }
+    // Two frames' worth per stream while the transport is full: every stream waits in the ready queue.
+    const payload = Buffer.alloc(2 * MAX_DATA_PAYLOAD);
+    for (const stream of opened) stream.write(payload);
+    const visits = vi.spyOn(MuxStream.prototype, 'sendFrames');
+    reads = 0;
+    full = false;
+    engine.transportDrained();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(frames).toBe(2 * streams);
+    const perFrame = { visits: visits.mock.calls.length / frames, reads: reads / frames };
+    visits.mockRestore();
+    engine.close('test');
+    return perFrame;
+  }
+
+  it('visits one stream and reads the transport once per DATA frame, for 10 or 5 000 streams', async () => {
+    const few = await workPerFrame(10);
+    const many = await workPerFrame(5_000);
+    // One turn per frame (round robin, one frame per turn): nothing iterates over the waiting streams.
+    expect(few.visits).toBe(1);
+    expect(many.visits).toBe(1);
+    expect(many.reads).toBe(few.reads);
+    expect(many.reads).toBeLessThanOrEqual(1);
+  });
 });
