@@ -15,6 +15,8 @@ import {
   FrameType,
   MAX_DATA_PAYLOAD,
   NEXUS_DATA_PAYLOAD,
+  RECEIVE_BUDGET_FLOOR,
+  RECEIVE_BUDGET_START,
 } from '@nexus-proxy/mux-protocol';
 import {
   createTestPki,
@@ -157,7 +159,12 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     );
     expect(Math.max(...backend.payloads)).toBeGreaterThan(MAX_DATA_PAYLOAD);
     expect(Math.max(...backend.payloads)).toBeLessThanOrEqual(NEXUS_DATA_PAYLOAD);
-    expect(backend.connects[0]).toMatchObject({ event: 'connect', credits: 16 });
+    // The connect opens the 2 MiB window (16 frames) with the receive budget's start: 2 frames and 256 KiB
+    // (2 frames of 128 KiB); the rest follows in grants as the stream uses it (docs/protocol.md §1.5).
+    expect(backend.connects[0]).toMatchObject({
+      event: 'connect',
+      credits: RECEIVE_BUDGET_FLOOR + RECEIVE_BUDGET_START / (NEXUS_DATA_PAYLOAD / MAX_DATA_PAYLOAD),
+    });
   });
 
   it('a backend that offers nothing (the reference) gets no answer, payloads of at most 32 768 bytes and 64 credits', async () => {
@@ -170,7 +177,11 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
       expect(backend.payloads.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(4 * MiB),
     );
     expect(Math.max(...backend.payloads)).toBe(MAX_DATA_PAYLOAD);
-    expect(backend.connects[0]).toMatchObject({ event: 'connect', credits: 64 });
+    // The 64-frame window opens with 2 frames and 256 KiB (8 frames of 32 768 bytes).
+    expect(backend.connects[0]).toMatchObject({
+      event: 'connect',
+      credits: RECEIVE_BUDGET_FLOOR + RECEIVE_BUDGET_START,
+    });
   });
 
   it('a message over the agreed limit closes the session with 1009; one at the limit does not', async () => {
