@@ -36,6 +36,9 @@ describe('resolveBackendClientOptions', () => {
       pongTimeoutMs: 5_000,
     });
     expect(resolved.dialTimeoutMs).toBe(10_000);
+    // docs/protocol.md §1.11: 128 KiB offered; 32 768 offers nothing.
+    expect(resolved.maxDataPayload).toBe(131_072);
+    expect(resolveBackendClientOptions({ ...base, maxDataPayload: 32_768 }).maxDataPayload).toBe(32_768);
     expect(resolved.logger).toBe(noopLogger);
     expect(Object.isFrozen(resolved)).toBe(true);
     expect(Object.isFrozen(resolved.reconnect)).toBe(true);
@@ -62,6 +65,9 @@ describe('resolveBackendClientOptions', () => {
     ['keepalive.intervalMs', { keepalive: { intervalMs: Number.NaN } }],
     ['healthChecks.enabled', { healthChecks: { enabled: 'yes' as unknown as boolean } }],
     ['dialTimeoutMs', { dialTimeoutMs: 0 }],
+    ['maxDataPayload', { maxDataPayload: 32_767 }],
+    ['maxDataPayload', { maxDataPayload: 2 * 1024 * 1024 }],
+    ['maxDataPayload', { maxDataPayload: 65_536.5 }],
     ['tls.rejectUnauthorized', { tls: { rejectUnauthorized: 'no' as unknown as boolean } }],
   ])('names %s in the InvalidOptionsError', (path, override) => {
     let error: unknown;

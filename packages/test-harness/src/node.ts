@@ -91,6 +91,8 @@ export interface AttachBackendOptions {
   reconnect?: ReconnectOptions;
   keepalive?: KeepaliveOptions;
   handshakeTimeoutMs?: number;
+  /** The largest DATA payload the client offers (docs/protocol.md §1.11). Default: the client's. */
+  maxDataPayload?: number;
   /** The backend client's logger. */
   logger?: BackendClientOptions['logger'];
   /** Wait until the node registered the session. Default: `true`. */
@@ -326,6 +328,7 @@ export async function backendClient(
     ...(o.connectHandler !== undefined ? { connectHandler: o.connectHandler } : {}),
     ...(o.keepalive !== undefined ? { keepalive: o.keepalive } : {}),
     ...(o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}),
+    ...(o.maxDataPayload !== undefined ? { maxDataPayload: o.maxDataPayload } : {}),
     ...(o.logger !== undefined ? { logger: o.logger } : {}),
   };
   const client = createBackendClient(options);

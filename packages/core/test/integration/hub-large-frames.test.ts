@@ -149,6 +149,14 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     expect(stats.dataFramesReceived).toBeLessThan(transfer / MAX_DATA_PAYLOAD);
   });
 
+  it('a backend client that offers nothing (maxDataPayload 32 768) gets the base protocol from a Nexus hub', async () => {
+    const n = await node();
+    const svc = await startService((socket) => socket.resume());
+    cleanups.push(() => svc.close());
+    await n.attachBackend({ hostnames: ['app.test'], service: svc.port, maxDataPayload: MAX_DATA_PAYLOAD });
+    expect(n.nexus.hub.sessions[0]!.mux.maxDataPayload).toBe(MAX_DATA_PAYLOAD);
+  });
+
   it('a backend that offers 128 KiB gets the answer and frames of up to 128 KiB, with 16 credits (2 MiB)', async () => {
     const n = await node();
     const backend = await handBackend(n, NEXUS_DATA_PAYLOAD, 16);

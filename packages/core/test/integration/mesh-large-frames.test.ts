@@ -26,6 +26,8 @@ import {
 } from '@nexus-proxy/test-harness';
 import { describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
+import { InvalidConfigError } from '../../src/errors.js';
+import { resolveMeshSettings } from '../../src/mesh-options.js';
 import { useTestNodes } from '../helpers/test-nodes.js';
 
 vi.setConfig({ testTimeout: 60_000 });
@@ -116,6 +118,25 @@ async function endUser(at: TestNode, host: string, bytes: number) {
   return socket;
 }
 
+describe('the mesh option tunnelMaxDataPayload', () => {
+  it('offers 128 KiB by default, takes 32 768 … 1 MiB, and names itself in the error otherwise', () => {
+    const settings = (tunnelMaxDataPayload?: number) =>
+      resolveMeshSettings({
+        ...(tunnelMaxDataPayload !== undefined ? { tunnelMaxDataPayload } : {}),
+      } as never);
+    expect(settings().tunnelMaxDataPayload).toBe(NEXUS_DATA_PAYLOAD);
+    expect(settings(MAX_DATA_PAYLOAD).tunnelMaxDataPayload).toBe(MAX_DATA_PAYLOAD);
+    for (const bad of [MAX_DATA_PAYLOAD - 1, 2 * MiB, 40_000.5]) {
+      expect(() => settings(bad)).toThrow(InvalidConfigError);
+      try {
+        settings(bad);
+      } catch (err) {
+        expect((err as InvalidConfigError).path).toBe('tunnelMaxDataPayload');
+      }
+    }
+  });
+});
+
 describe('larger tunnel frames between Nexus nodes', () => {
   it('two Nexus nodes agree on 128 KiB and carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
     const a = await node('a');
@@ -172,6 +193,15 @@ describe('larger tunnel frames between Nexus nodes', () => {
     peer.ws.send(tunnelData(id, MAX_DATA_PAYLOAD + 1));
     await waitUntil(() => peer.closes.includes(id), 5_000, 'the tunnel close');
     expect(a.mesh.linkCount).toBe(1);
+  });
+
+  it('a node that offers nothing (tunnelMaxDataPayload 32 768) sends 32 768 bytes at most to a peer that offers 128 KiB', async () => {
+    const a = await node('a', { mesh: { tunnelMaxDataPayload: MAX_DATA_PAYLOAD } });
+    const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: NEXUS_DATA_PAYLOAD });
+    await endUser(a, 'hand.test', 2 * MiB);
+    await waitUntil(() => peer.payloads.reduce((s, n) => s + n, 0) >= 2 * MiB, 10_000, 'the upload');
+    expect(Math.max(...peer.payloads)).toBe(MAX_DATA_PAYLOAD);
+    expect(peer.grants[0]).toBe(64);
   });
 
   it('a peer that offers 128 KiB gets frames of up to 128 KiB and 16 credits (2 MiB); one byte more closes its tunnel', async () => {
