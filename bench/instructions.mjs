@@ -149,11 +149,13 @@ for (let i = 0; i < WARM_UP_TRANSFERS; i++) {
 }
 // Both measured processes start the window from a collected heap.
 for (const p of [nodeChild, backend]) await p.call('gc');
+const framesBefore = (await nodeChild.call('stats')).hubFrames;
 for (const p of [nodeChild, backend]) cg(p.pid, '-i', 'on');
 const loadAverage = os.loadavg();
 const result = await transfer(target, bytes, timeoutMs, HANDSHAKE_MS);
 for (const p of [nodeChild, backend]) cg(p.pid, '-i', 'off');
 if (result.error) throw new Error(`measured transfer: ${result.error}`);
+const framesAfter = (await nodeChild.call('stats')).hubFrames;
 const pids = { node: nodeChild.pid, backend: backend.pid };
 await backend.close();
 await nodeChild.close();
@@ -225,6 +227,16 @@ const perMB = (ir) => Math.round(ir / (bytes / MB));
 console.log(
   `${direction} of ${bytes / MB} MB through one node (${tree}); load average ${loadAverage.map((l) => l.toFixed(2)).join(' ')}`,
 );
+if (framesBefore !== undefined && framesAfter !== undefined) {
+  // The DATA frames the backend session carried in the window (the node's counters): their size is what
+  // the per-frame costs divide by.
+  const count = (f) => f.sent + f.received;
+  const payload = (f) => f.sentBytes + f.receivedBytes;
+  const n = count(framesAfter) - count(framesBefore);
+  console.log(
+    `DATA frames on the backend session: ${(n / (bytes / MB)).toFixed(1)} per MB, ${Math.round((payload(framesAfter) - payload(framesBefore)) / n)} bytes on average`,
+  );
+}
 console.log('| process | Ir per MB, all threads | main thread | other threads | files |');
 console.log('|---|---|---|---|---|');
 const top = [];
