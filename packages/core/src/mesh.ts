@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket, TlsOptions } from 'node:tls';
 import { DEFAULT_PEER_PORT, MESH_PATH, rejectUpgrade } from '@nexus-proxy/common';
-import type { MuxStream } from '@nexus-proxy/mux-protocol';
+import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD, type MuxStream } from '@nexus-proxy/mux-protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { NexusError, NexusErrorCode } from './errors.js';
 import type { HubTlsContext } from './hub-tls.js';
@@ -126,9 +126,13 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs;
     const settings = resolveMeshSettings(options);
     this.#tunnelOptions = settings.tunnelOptions;
-    this.#tunnelMaxDataPayload = settings.tunnelMaxDataPayload;
     this.#connectTimeoutMs = settings.connectTimeoutMs;
     this.#policy = new PeerPolicy(options);
+    // A TUNNEL_DATA message must fit the link's own message limit (the WebSocket's maxPayload).
+    this.#tunnelMaxDataPayload = Math.max(
+      MAX_DATA_PAYLOAD,
+      Math.min(settings.tunnelMaxDataPayload, this.#policy.maxMessageBytes - DATA_HEADER_LENGTH),
+    );
     this.#dialers = new MeshDialers({
       urls: validatePeerUrls(options.peers ?? []),
       reconnect: settings.reconnect,

@@ -204,6 +204,21 @@ describe('larger tunnel frames between Nexus nodes', () => {
     expect(peer.grants[0]).toBe(64);
   });
 
+  it('a node offers no more than its peer message limit takes (maxPeerMessageBytes − 17)', async () => {
+    const a = await node('a', { mesh: { tunnelMaxDataPayload: 1024 * 1024, maxPeerMessageBytes: 100_000 } });
+    const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: 1024 * 1024 });
+    await endUser(a, 'hand.test', 4 * MiB);
+    await waitUntil(() => peer.payloads.reduce((s, n) => s + n, 0) >= 4 * MiB, 10_000, 'the upload');
+    expect(Math.max(...peer.payloads)).toBeLessThanOrEqual(100_000 - DATA_HEADER_LENGTH);
+    expect(Math.max(...peer.payloads)).toBeGreaterThan(MAX_DATA_PAYLOAD);
+    // A frame at the agreed limit is taken; the link stays up.
+    const id = peer.tunnels[0]!;
+    peer.ws.send(tunnelData(id, 100_000 - DATA_HEADER_LENGTH));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(peer.closes).toEqual([]);
+    expect(a.mesh.linkCount).toBe(1);
+  });
+
   it('a peer that offers 128 KiB gets frames of up to 128 KiB and 16 credits (2 MiB); one byte more closes its tunnel', async () => {
     const a = await node('a');
     const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: NEXUS_DATA_PAYLOAD });
