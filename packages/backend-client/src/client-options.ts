@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { type Logger, noopLogger } from '@nexus-proxy/common';
-import { MAX_DATA_PAYLOAD, MAX_OFFERED_DATA_PAYLOAD, NEXUS_DATA_PAYLOAD } from '@nexus-proxy/mux-protocol';
+import { MAX_DATA_PAYLOAD, MAX_OFFERED_DATA_PAYLOAD } from '@nexus-proxy/mux-protocol';
 import type { AttestationContext } from './attestation.js';
 import { type BackendIdentity, resolveAttestation, type TokenProviderOption } from './attestation-options.js';
 import { InvalidOptionsError } from './errors.js';
@@ -160,9 +160,11 @@ export interface BackendClientOptions {
   /** Timeout of the TLS + WebSocket handshake with a hub, ms. Default: `10_000`. */
   handshakeTimeoutMs?: number;
   /**
-   * The largest DATA payload offered to a hub, bytes, from 32 768 to 1 MiB (docs/protocol.md §1.11): a
-   * Nexus hub that offers one too answers, and both use the smaller; the reference ignores the offer and
-   * keeps 32 768. `32_768` offers nothing. Default: `131_072`.
+   * The largest DATA payload this client accepts from a hub, bytes, from 32 768 to 1 MiB, said in the
+   * upgrade (docs/protocol.md §1.11). A Nexus hub answers with what it accepts, and each sends the other
+   * at most that; the reference ignores it and keeps 32 768 both ways. Default: `32_768` — the client's
+   * own receive path does better with the base protocol's frames (docs/benchmarks.md, "Larger frames
+   * between Nexus ends"); it still sends a Nexus hub the larger frames the hub accepts.
    */
   maxDataPayload?: number;
   /** How long `close()` lets open streams finish, ms. Default: `5_000`. */
@@ -211,7 +213,7 @@ function positive(path: string, value: unknown, fallback: number, { allowZero = 
 }
 
 function dataPayload(value: unknown): number {
-  if (value === undefined) return NEXUS_DATA_PAYLOAD;
+  if (value === undefined) return MAX_DATA_PAYLOAD;
   if (
     typeof value !== 'number' ||
     !Number.isInteger(value) ||

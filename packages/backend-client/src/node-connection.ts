@@ -6,13 +6,13 @@ import {
   type Logger,
 } from '@nexus-proxy/common';
 import {
-  agreeDataPayload,
   type ConnectMessage,
   DATA_HEADER_LENGTH,
   MAX_DATA_PAYLOAD,
   MuxSession,
   type MuxStream,
   parseOfferedDataPayload,
+  peerDataPayload,
   type MuxTransport,
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
@@ -47,6 +47,12 @@ export type {
 export const TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
 /** `bufferedAmount` at or below which held-back DATA resumes, bytes. */
 const TRANSPORT_LOW_WATER_MARK = TRANSPORT_HIGH_WATER_MARK / 2;
+
+/** The base protocol's payload limits, both ways (docs/protocol.md §1.3). */
+const BASE_PAYLOADS: Readonly<{ receive: number; send: number }> = {
+  receive: MAX_DATA_PAYLOAD,
+  send: MAX_DATA_PAYLOAD,
+};
 
 /** Grace for the WebSocket closing handshake before the socket is cut, ms. */
 export const CLOSE_HANDSHAKE_TIMEOUT = 2_000;
@@ -89,8 +95,8 @@ export class NodeConnection {
   readonly #streams: NodeStreams;
   #closeWaiters: Array<() => void> = [];
   #sessionsOpened = 0;
-  /** The largest DATA payload agreed with the hub of the current WebSocket (docs/protocol.md §1.11). */
-  #dataPayload = MAX_DATA_PAYLOAD;
+  /** The largest DATA payloads on the current WebSocket: accepted, and sent (docs/protocol.md §1.11). */
+  #payloads = BASE_PAYLOADS;
 
   constructor(
     node: string,
@@ -227,14 +233,15 @@ export class NodeConnection {
     if (this.#state !== 'connecting') return; // closed while the provider ran
 
     const { tls, handshakeTimeoutMs } = this.#options;
-    // §1.11: offer larger DATA frames; a hub that does not answer (the reference) keeps 32 768 bytes.
-    const offer = this.#options.maxDataPayload;
-    this.#dataPayload = MAX_DATA_PAYLOAD;
+    // §1.11: say what this client accepts; a hub that answers (Nexus) says what it accepts, and each
+    // sends the other at most that. A hub that does not answer (the reference) keeps 32 768 both ways.
+    const accepts = this.#options.maxDataPayload;
+    this.#payloads = BASE_PAYLOADS;
     const ws = new WebSocket(this.node, {
       perMessageDeflate: false, // docs/protocol.md §1.1: no compression, no subprotocol
-      // §1.3: 32 785 bytes unless the hub agrees on more; the session checks what was agreed.
-      maxPayload: DATA_HEADER_LENGTH + offer,
-      ...(offer > MAX_DATA_PAYLOAD ? { headers: { [DATA_PAYLOAD_HEADER]: String(offer) } } : {}),
+      // §1.3: 32 785 bytes unless the hub learnt of more; the message handler checks what applies.
+      maxPayload: DATA_HEADER_LENGTH + accepts,
+      headers: { [DATA_PAYLOAD_HEADER]: String(accepts) },
       handshakeTimeout: handshakeTimeoutMs,
       followRedirects: false,
       ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
@@ -245,9 +252,9 @@ export class NodeConnection {
     this.#opened = false;
     this.#textWarned = false;
     ws.on('upgrade', (res) => {
-      const answer = parseOfferedDataPayload(res.headers[DATA_PAYLOAD_HEADER]);
-      if (offer > MAX_DATA_PAYLOAD && answer !== undefined)
-        this.#dataPayload = agreeDataPayload(offer, answer);
+      const answer = res.headers[DATA_PAYLOAD_HEADER];
+      if (answer !== undefined)
+        this.#payloads = { receive: accepts, send: peerDataPayload(parseOfferedDataPayload(answer)) };
     });
     ws.on('open', () => {
       this.#opened = true;
@@ -257,8 +264,8 @@ export class NodeConnection {
     ws.on('message', (data, isBinary) => {
       this.#keepalive?.markAlive();
       if (this.#session === undefined || this.#ws !== ws) return;
-      if (isBinary && (data as Buffer).length > DATA_HEADER_LENGTH + this.#dataPayload) {
-        // §1.3: a message over the agreed limit ends the session, as ws's own limit did (close 1009).
+      if (isBinary && (data as Buffer).length > DATA_HEADER_LENGTH + this.#payloads.receive) {
+        // §1.3: a message over the limit the hub knows of ends the session (close 1009).
         this.#log.warn({ bytes: (data as Buffer).length }, 'message too big from the hub; closing');
         this.#endReason ??= 'protocol_error';
         closeWebSocket(ws, 1009, 'message too big');
@@ -352,7 +359,8 @@ export class NodeConnection {
       role: 'backend',
       transport,
       highWaterMark: TRANSPORT_HIGH_WATER_MARK,
-      maxDataPayload: this.#dataPayload,
+      maxDataPayload: this.#payloads.receive,
+      sendDataPayload: this.#payloads.send,
       // v1 streams have no credit window: a local socket that does not drain pauses the WebSocket (§1.5).
       pauseTransport: () => {
         this.#transportPaused = true;

@@ -107,8 +107,8 @@ export interface BackendHubOptions<L = string> {
   };
   /**
    * Mux engine tuning passed to every session. `maxDataPayload` is the largest DATA payload the hub
-   * offers a backend that offers one too (docs/protocol.md §1.11; `32_768` offers nothing); each session
-   * uses what the two agreed on. Default offer: `NEXUS_DATA_PAYLOAD` (128 KiB).
+   * accepts from a backend that says what it accepts (docs/protocol.md §1.11); `sendDataPayload` is set
+   * per session from the backend's word. Default: `NEXUS_DATA_PAYLOAD` (128 KiB).
    */
   mux?: BackendSessionOptions['mux'];
   /** Outbound connections (`outbound_connect`, docs/edge.md "Outbound connections"). Default: off. */

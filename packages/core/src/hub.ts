@@ -9,7 +9,6 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DATA_PAYLOAD_HEADER, HUB_PATH, rejectUpgrade } from '@nexus-proxy/common';
 import {
-  agreeDataPayload,
   checkOfferedDataPayload,
   DATA_HEADER_LENGTH,
   DEFAULT_MAX_BUFFERED_BYTES,
@@ -18,6 +17,7 @@ import {
   type MuxStream,
   NEXUS_DATA_PAYLOAD,
   parseOfferedDataPayload,
+  peerDataPayload,
   ReceiveBudget,
   WS_CLOSE_POLICY_VIOLATION,
 } from '@nexus-proxy/mux-protocol';
@@ -138,14 +138,14 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     return this.#options.auth?.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
   }
 
-  /** The largest DATA payload the hub offers (docs/protocol.md §1.11), read live. */
+  /** The largest DATA payload the hub accepts from a backend that knows of it (§1.11), read live. */
   get #offeredDataPayload(): number {
     return checkOfferedDataPayload(this.#options.mux?.maxDataPayload ?? NEXUS_DATA_PAYLOAD);
   }
 
   /**
-   * The WebSocket's cap: the token message may be larger than the later ones, and a backend that agreed
-   * on larger frames sends larger messages; each session enforces its own limit.
+   * The WebSocket's cap: the token message may be larger than the later ones, and a backend that learnt
+   * what the hub accepts sends larger messages; each session enforces its own limit.
    */
   get #maxPayload(): number {
     return Math.max(
@@ -233,18 +233,23 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       this.#wssMaxPayload = maxPayload;
       this.#wss = createWss(maxPayload, this.#onHeaders);
     }
-    // §1.11: a backend that offers a payload limit gets the hub's answer in the 101 response; one that
-    // offers none (the reference) gets the base protocol's 32 768 bytes.
-    const offered = parseOfferedDataPayload(req.headers[DATA_PAYLOAD_HEADER]);
-    const dataPayload =
-      offered === undefined ? MAX_DATA_PAYLOAD : agreeDataPayload(this.#offeredDataPayload, offered);
-    if (offered !== undefined) this.#answers.set(req, dataPayload);
+    // §1.11: a backend that says what it accepts gets the hub's own limit in the 101 response, and each
+    // sends the other at most what it accepts; one that says nothing (the reference) gets 32 768 bytes.
+    const offered = req.headers[DATA_PAYLOAD_HEADER];
+    const payloads =
+      offered === undefined
+        ? { receive: MAX_DATA_PAYLOAD, send: MAX_DATA_PAYLOAD }
+        : {
+            receive: this.#offeredDataPayload,
+            send: peerDataPayload(parseOfferedDataPayload(offered)),
+          };
+    if (offered !== undefined) this.#answers.set(req, payloads.receive);
     this.#wss.handleUpgrade(req, socket, head, (ws) =>
-      this.#authenticate(ws, socket, remoteAddress, group, dataPayload),
+      this.#authenticate(ws, socket, remoteAddress, group, payloads),
     );
   }
 
-  /** The payload limits to answer in the upgrade responses being written (docs/protocol.md §1.11). */
+  /** The limits to answer in the upgrade responses being written (docs/protocol.md §1.11). */
   readonly #answers = new WeakMap<IncomingMessage, number>();
 
   readonly #onHeaders = (headers: string[], req: IncomingMessage): void => {
@@ -353,7 +358,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     socket: Duplex,
     remoteAddress: string | undefined,
     group: string,
-    dataPayload: number,
+    payloads: DataPayloads,
   ): void {
     this.#pending.add(ws);
     const releasePending = this.#admission.pendingByAddress.take(group, Number.MAX_SAFE_INTEGER);
@@ -381,7 +386,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
           this.emit('auth-failed', { reason, remoteAddress });
         },
         left: () => this.#log.debug({ remoteAddress }, 'backend left before authenticating'),
-        accepted: (outcome) => this.#accept(ws, socket, outcome, remoteAddress, group, dataPayload),
+        accepted: (outcome) => this.#accept(ws, socket, outcome, remoteAddress, group, payloads),
       },
       log,
     );
@@ -394,7 +399,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     outcome: HandshakeOutcome,
     remoteAddress: string | undefined,
     group: string,
-    dataPayload: number,
+    payloads: DataPayloads,
   ): void {
     if (this.#closing) {
       outcome.refuse('shutdown');
@@ -420,7 +425,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       );
       return;
     }
-    const session = this.#attach(ws, socket, outcome, remoteAddress, patterns, dataPayload);
+    const session = this.#attach(ws, socket, outcome, remoteAddress, patterns, payloads);
     const releaseAddress = this.#admission.sessionsByAddress.take(group, Number.MAX_SAFE_INTEGER);
     session.once('close', () => {
       releaseToken();
@@ -441,7 +446,7 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     { identity, current }: { identity: BackendIdentity; current: CurrentEraClaims | undefined },
     remoteAddress: string | undefined,
     patterns: string[],
-    dataPayload: number,
+    payloads: DataPayloads,
   ): BackendSession {
     const { limits, keepalive } = this.#options;
     // Read live: a reload's budget applies once the next session connects.
@@ -456,13 +461,18 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
       ...(current !== undefined ? { onText: (text: string) => reauth?.handleText(text) } : {}),
       remoteAddress,
       maxStreams: limits?.maxStreamsPerSession ?? DEFAULT_MAX_STREAMS_PER_SESSION,
-      maxMessageBytes: Math.max(this.#maxMessageBytes, DATA_HEADER_LENGTH + dataPayload),
+      maxMessageBytes: Math.max(this.#maxMessageBytes, DATA_HEADER_LENGTH + payloads.receive),
       maxControlMessagesPerSecond:
         limits?.maxControlMessagesPerSecond ?? DEFAULT_MAX_CONTROL_MESSAGES_PER_SECOND,
       pingIntervalMs: keepalive?.hubPingIntervalMs ?? DEFAULT_HUB_PING_INTERVAL_MS,
       deadAfterMs: keepalive?.hubDeadAfterMs ?? DEFAULT_HUB_DEAD_AFTER_MS,
-      // §1.11: the payload limit this backend and the hub agreed on (32 768 with the reference).
-      mux: { receiveBudget: this.#receiveBudget, ...this.#options.mux, maxDataPayload: dataPayload },
+      // §1.11: what each side accepts (32 768 both ways with the reference).
+      mux: {
+        receiveBudget: this.#receiveBudget,
+        ...this.#options.mux,
+        maxDataPayload: payloads.receive,
+        sendDataPayload: payloads.send,
+      },
       // Not the hub's child: the session sets its own `component` (a second one would repeat the key).
       logger: this.#options.logger,
     });
@@ -526,6 +536,12 @@ export class BackendHub<L = string> extends EventEmitter<BackendHubEvents> {
     reauth.start();
     return reauth;
   }
+}
+
+/** The largest DATA payloads of one session: what the hub accepts, and what it sends (§1.11). */
+interface DataPayloads {
+  receive: number;
+  send: number;
 }
 
 function createWss(

@@ -14,7 +14,6 @@ import { randomBytes } from 'node:crypto';
 import {
   type AnnounceMessage,
   encodePeerMessage,
-  MAX_DATA_PAYLOAD,
   type PeerCapabilities,
   ROUTE_DELTAS_VERSION,
   type RouteStateMessage,
@@ -256,10 +255,9 @@ export class MeshAnnouncer {
           epoch: this.epoch,
           seq: this.#seq,
           max_message_bytes: this.#o.policy.maxMessageBytes,
-          // §1.11: larger tunnel frames, offered only when this node offers more than the base protocol.
-          ...(sync.link.offeredDataPayload > MAX_DATA_PAYLOAD
-            ? { max_data_payload: sync.link.offeredDataPayload }
-            : {}),
+          // §1.11: what this node accepts, so that a Nexus peer sends it larger tunnel frames, and tells
+          // what it accepts in turn.
+          max_data_payload: sync.link.offeredDataPayload,
         }
       : undefined;
     const hello = this.#fullAnnounce(version, caps);

@@ -84,10 +84,10 @@ export interface PeerMeshOptions extends PeerPolicyOptions, ListenerGuardLimits 
   /** Tunnel grant batch, frames. Default: `8`. */
   tunnelGrantBatch?: number;
   /**
-   * The largest TUNNEL_DATA payload offered to Nexus peers, bytes, from 32 768 to 1 MiB (docs/protocol.md
-   * §2.6, §1.11); a link uses the smaller of both offers, 32 768 with a peer that offers none (the
-   * reference). With frames larger than 32 768 bytes, the default window and batch cover the same bytes
-   * in fewer frames. `32_768` offers nothing. Default: `131_072`.
+   * The largest TUNNEL_DATA payload this node accepts from Nexus peers, bytes, from 32 768 to 1 MiB, said in
+   * its first announce (docs/protocol.md §2.6, §1.11), and at most `maxPeerMessageBytes` − 17; a peer that
+   * says nothing (the reference) gets 32 768 both ways. With frames larger than 32 768 bytes, the default
+   * window and batch cover the same bytes in fewer frames. Default: `131_072`.
    */
   tunnelMaxDataPayload?: number;
   /** Most tunnels per link. Default: `10_000`. */
@@ -197,7 +197,7 @@ export interface MeshSettings {
   reconnect: BackoffSettings;
   connectTimeoutMs: number;
   tunnelOptions: { initialWindow?: number; grantBatch?: number; maxTunnels?: number; highWaterMark?: number };
-  /** The largest TUNNEL_DATA payload offered to peers, bytes. */
+  /** The largest TUNNEL_DATA payload accepted from peers, bytes. */
   tunnelMaxDataPayload: number;
   announceCoalesceMs: number;
   initialDialJitterMs: number;

@@ -8,7 +8,6 @@
 import { EventEmitter } from 'node:events';
 import { createWsBinarySender, Keepalive } from '@nexus-proxy/common';
 import {
-  agreeDataPayload,
   type AnnounceMessage,
   decodePeerMessage,
   encodePeerMessage,
@@ -16,6 +15,7 @@ import {
   type RouteSyncMessage,
   type TunnelRequestMessage,
   MAX_DATA_PAYLOAD,
+  peerDataPayload,
   TunnelSession,
   type TunnelSessionOptions,
 } from '@nexus-proxy/mux-protocol';
@@ -55,11 +55,11 @@ export interface PeerLinkOptions {
   /** Dead-link deadline, ms; `0` = none. Default: `30_000`. */
   keepaliveTimeoutMs?: number;
   /** Options of the link's tunnel session (its transport is this link). */
-  tunnels?: Omit<TunnelSessionOptions, 'transport' | 'logger' | 'maxDataPayload'>;
+  tunnels?: Omit<TunnelSessionOptions, 'transport' | 'logger' | 'maxDataPayload' | 'sendDataPayload'>;
   /**
-   * The largest TUNNEL_DATA payload this node offers the peer in its first announce, bytes
-   * (docs/protocol.md §2.6, §1.11); tunnels use it, or the peer's smaller offer, once the peer's first
-   * announce offers one too. Default: `32_768` (offers nothing).
+   * The largest TUNNEL_DATA payload this node accepts, said in its first announce, bytes
+   * (docs/protocol.md §2.6, §1.11); it applies once the peer's first announce says what the peer accepts
+   * (the peer is a Nexus node that read it). Default: `32_768`.
    */
   maxDataPayload?: number;
   /** Logger. Default: no-op. */
@@ -103,7 +103,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Fingerprints of this node's and the peer's certificate on this link (see {@link PeerLinkOptions}). */
   readonly localFingerprint: string | undefined;
   readonly remoteFingerprint: string | undefined;
-  /** The largest TUNNEL_DATA payload this node offers on the link (`max_data_payload`, §2.6). */
+  /** The largest TUNNEL_DATA payload this node accepts on the link (`max_data_payload`, §2.6). */
   readonly offeredDataPayload: number;
 
   readonly #ws: WebSocket;
@@ -293,8 +293,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
           );
           return;
         }
-        // §2.6: the peer's first message; before any tunnel, so every tunnel uses what is agreed here.
-        if (this.lastAnnounceVersion === undefined) this.#agreeDataPayload(message);
+        // §2.6: the peer's first message, before any tunnel: every tunnel uses the limits set here.
+        if (this.lastAnnounceVersion === undefined) this.#learnDataPayload(message);
         this.lastAnnounceVersion = message.version;
         this.emit('announce', message);
         return;
@@ -311,13 +311,16 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     }
   }
 
-  /** The peer's first announce offers a payload limit (§1.11): tunnels use the smaller of the two offers. */
-  #agreeDataPayload(message: AnnounceMessage): void {
+  /**
+   * The peer's first announce says what it accepts (§1.11): tunnels send it at most that, and accept what
+   * this node said in its own first announce, which the peer has read.
+   */
+  #learnDataPayload(message: AnnounceMessage): void {
     const offered = message.nexus?.max_data_payload;
-    if (offered === undefined || this.offeredDataPayload === MAX_DATA_PAYLOAD) return;
-    const agreed = agreeDataPayload(this.offeredDataPayload, offered);
-    this.tunnels.setMaxDataPayload(agreed);
-    this.#log.debug({ offered, agreed }, 'larger tunnel frames agreed with the peer');
+    if (offered === undefined) return;
+    const payloads = { receive: this.offeredDataPayload, send: peerDataPayload(offered) };
+    this.tunnels.setDataPayloads(payloads);
+    this.#log.debug(payloads, 'tunnel payload limits learnt from the peer');
   }
 
   #onClose(code: number, reason: string): void {

@@ -35,12 +35,17 @@ export const DEFAULT_BACKLOG_GRACE_MS = 30_000;
  */
 export interface StreamEngineTuning {
   /**
-   * Largest DATA payload sent and accepted, bytes: what two Nexus ends agreed on (docs/protocol.md §1.11),
-   * an integer from 32 768 to 1 MiB. It sets the defaults of `maxMessageSize`, `initialWindow`,
-   * `grantBatch`, `unmeteredAllowance` and `streamHighWaterMark`, so that a window covers the same bytes
+   * Largest DATA payload this side accepts, bytes, an integer from 32 768 to 1 MiB: more than 32 768 only
+   * once the peer has learnt it (docs/protocol.md §1.11). It sets the defaults of `maxMessageSize`,
+   * `initialWindow`, `grantBatch` and `unmeteredAllowance`, so that a window covers the same bytes
    * (`frameSizeTuning`). Default: `32_768`, the base protocol (docs/protocol.md §1.3).
    */
   maxDataPayload?: number;
+  /**
+   * Largest DATA payload this side sends, bytes: what the peer said it accepts (docs/protocol.md §1.11),
+   * an integer from 32 768 to 1 MiB. It sets the default of `streamHighWaterMark`. Default: `32_768`.
+   */
+  sendDataPayload?: number;
   /**
    * Receive window granted per stream, in DATA frames. Default: 2 MiB in frames of `maxDataPayload`:
    * `64` with the base protocol's frames (docs/protocol.md §1.5).
@@ -55,7 +60,7 @@ export interface StreamEngineTuning {
   highWaterMark?: number;
   /**
    * Readable/writable high-water mark of each stream, in bytes. Default: 64 KiB, or two frames of
-   * `maxDataPayload` when that is more (a frame in flight and the next gathering behind it).
+   * `sendDataPayload` when that is more (a frame in flight and the next gathering behind it).
    */
   streamHighWaterMark?: number;
   /**

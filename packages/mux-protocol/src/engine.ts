@@ -50,8 +50,9 @@ export class StreamEngine {
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
   #streamHighWaterMark = 0;
-  /** Largest DATA payload sent and accepted, bytes (docs/protocol.md §1.11). */
+  /** Largest DATA payload accepted, and sent, bytes (docs/protocol.md §1.11). */
   #maxDataPayload = MAX_DATA_PAYLOAD;
+  #sendDataPayload = MAX_DATA_PAYLOAD;
   #maxMessageSize = 0;
   /** Budget units one received frame takes (`ReceiveBudget`). */
   #budgetUnits = 1;
@@ -120,11 +121,16 @@ export class StreamEngine {
     if (options.maxMessageSize !== undefined) positiveInteger('maxMessageSize', options.maxMessageSize, 1);
     if (options.unmeteredAllowance !== undefined)
       nonNegative('unmeteredAllowance', options.unmeteredAllowance, 0);
-    this.#applyDataPayload(
-      options.maxDataPayload === undefined
-        ? MAX_DATA_PAYLOAD
-        : checkOfferedDataPayload(options.maxDataPayload),
-    );
+    this.#applyDataPayloads({
+      receive:
+        options.maxDataPayload === undefined
+          ? MAX_DATA_PAYLOAD
+          : checkOfferedDataPayload(options.maxDataPayload),
+      send:
+        options.sendDataPayload === undefined
+          ? MAX_DATA_PAYLOAD
+          : checkOfferedDataPayload(options.sendDataPayload),
+    });
     this.#maxStreams = positiveInteger('maxStreams', options.maxStreams, DEFAULT_MAX_STREAMS);
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_TRANSPORT_HIGH_WATER_MARK;
     if (!(this.#highWaterMark >= 0)) throw new RangeError('highWaterMark must be ≥ 0');
@@ -144,27 +150,32 @@ export class StreamEngine {
   }
 
   /**
-   * Sets the largest DATA payload sent and accepted from now on (docs/protocol.md §1.11: what two Nexus
-   * ends agreed on), and with it the message limit and, unless they were set explicitly, the window, the
-   * grant batch and the unmetered allowance, so that a window covers the same bytes. Streams opened
-   * before keep their window. `bytes` is an integer from 32 768 to 1 MiB.
+   * Sets the largest DATA payloads from now on (docs/protocol.md §1.11): `receive`, what this side accepts
+   * (with it the message limit and, unless they were set explicitly, the window, the grant batch and the
+   * unmetered allowance, so that a window covers the same bytes), and `send`, what the peer accepts (the
+   * frames this side builds). Streams opened before keep theirs. Each is an integer from 32 768 to 1 MiB.
    */
-  setMaxDataPayload(bytes: number): void {
-    this.#applyDataPayload(checkOfferedDataPayload(bytes));
+  setDataPayloads(payloads: { receive: number; send: number }): void {
+    this.#applyDataPayloads({
+      receive: checkOfferedDataPayload(payloads.receive),
+      send: checkOfferedDataPayload(payloads.send),
+    });
   }
 
-  #applyDataPayload(bytes: number): void {
+  #applyDataPayloads({ receive, send }: { receive: number; send: number }): void {
     const options = this.#options;
-    const tuning = frameSizeTuning(bytes);
-    this.#maxDataPayload = bytes;
+    const tuning = frameSizeTuning(receive);
+    this.#maxDataPayload = receive;
+    this.#sendDataPayload = send;
     this.#maxMessageSize = Math.max(options.maxMessageSize ?? 0, tuning.maxMessageSize);
     this.#initialWindow = options.initialWindow ?? tuning.initialWindow;
     this.#grantBatch = Math.min(options.grantBatch ?? tuning.grantBatch, this.#initialWindow);
     this.#unmeteredAllowance = options.unmeteredAllowance ?? tuning.unmeteredAllowance;
     this.#budgetUnits = tuning.budgetUnits;
-    // Room for a frame in flight and the next one gathering behind it, so writes join into full frames.
+    // Room for a frame in flight and the next one gathering behind it, so that writes join into full
+    // frames (and the writer is paused less often).
     this.#streamHighWaterMark =
-      options.streamHighWaterMark ?? Math.max(DEFAULT_STREAM_HIGH_WATER_MARK, 2 * bytes);
+      options.streamHighWaterMark ?? Math.max(DEFAULT_STREAM_HIGH_WATER_MARK, 2 * send);
   }
 
   /** Receive window granted per stream, in frames: 64 with 32 768-byte frames (docs/protocol.md §1.5). */
@@ -177,9 +188,14 @@ export class StreamEngine {
     return this.#unmeteredAllowance;
   }
 
-  /** Largest DATA payload sent and accepted now, bytes (32 768 unless two Nexus ends agreed on more). */
+  /** Largest DATA payload this side accepts now, bytes (32 768 unless the peer learnt of more, §1.11). */
   get maxDataPayload(): number {
     return this.#maxDataPayload;
+  }
+
+  /** Largest DATA payload this side sends now, bytes (32 768 unless the peer accepts more, §1.11). */
+  get sendDataPayload(): number {
+    return this.#sendDataPayload;
   }
 
   /** Largest binary message accepted now, bytes. */
@@ -242,7 +258,7 @@ export class StreamEngine {
       datagram: init.datagram === true,
       receiveWindow: this.#initialWindow,
       grantBatch: this.#grantBatch,
-      maxDataPayload: this.#maxDataPayload,
+      maxDataPayload: this.#sendDataPayload,
       budgetUnits: this.#budgetUnits,
       highWaterMark: this.#streamHighWaterMark,
       ...(this.#options.receiveBudget !== undefined ? { receiveBudget: this.#options.receiveBudget } : {}),

@@ -1,12 +1,12 @@
 /**
- * Larger DATA frames between two Nexus ends (docs/protocol.md §1.11): what one end offers, what two offers
- * agree on, and the credit window that goes with a payload size. A peer that offers nothing (the
+ * Larger DATA frames between two Nexus ends (docs/protocol.md §1.11): what an end says it accepts, how a
+ * peer's word is read, and the credit window that goes with a payload size. A peer that says nothing (the
  * reference, an older Nexus) gets the base protocol: payloads of at most 32 768 bytes and 64 credits.
  */
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 
 /**
- * The largest DATA payload a Nexus end offers by default, in bytes (docs/protocol.md §1.11): 128 KiB,
+ * The largest DATA payload a Nexus node accepts by default, in bytes (docs/protocol.md §1.11): 128 KiB,
  * eight 16 KiB TLS records per frame (docs/benchmarks.md, "Larger frames between Nexus ends").
  */
 export const NEXUS_DATA_PAYLOAD = 131_072;
@@ -23,7 +23,7 @@ export const GRANT_BATCH_BYTES = 8 * MAX_DATA_PAYLOAD;
 export const UNMETERED_ALLOWANCE_BYTES = 1024 * MAX_DATA_PAYLOAD;
 
 /**
- * The payload limit an end offers, validated: an integer from 32 768 to {@link MAX_OFFERED_DATA_PAYLOAD}.
+ * The payload limit an end accepts (and says), validated: an integer from 32 768 to {@link MAX_OFFERED_DATA_PAYLOAD}.
  * Throws `RangeError` otherwise (a configuration error).
  */
 export function checkOfferedDataPayload(bytes: number): number {
@@ -36,15 +36,13 @@ export function checkOfferedDataPayload(bytes: number): number {
 }
 
 /**
- * The payload limit both ends use: the smaller of this end's offer (`own`, already checked) and the
- * peer's (`offered`, as read from the wire, hostile). A peer that offers nothing, or anything but an
- * integer, gets 32 768; an offer under 32 768 is read as 32 768 (every end takes that much), one over
- * {@link MAX_OFFERED_DATA_PAYLOAD} as that.
+ * The payload limit a peer said it accepts (`offered`, as read from the wire, hostile): what this side
+ * may send it. Anything but an integer reads as 32 768 (the base protocol); under 32 768 as 32 768 (every
+ * end takes that much); over {@link MAX_OFFERED_DATA_PAYLOAD} as that.
  */
-export function agreeDataPayload(own: number, offered: unknown): number {
+export function peerDataPayload(offered: unknown): number {
   if (typeof offered !== 'number' || !Number.isSafeInteger(offered)) return MAX_DATA_PAYLOAD;
-  const peer = Math.min(Math.max(offered, MAX_DATA_PAYLOAD), MAX_OFFERED_DATA_PAYLOAD);
-  return Math.max(MAX_DATA_PAYLOAD, Math.min(own, peer));
+  return Math.min(Math.max(offered, MAX_DATA_PAYLOAD), MAX_OFFERED_DATA_PAYLOAD);
 }
 
 /** Reads an offer written as text (an HTTP header value): digits only, else `undefined`. */

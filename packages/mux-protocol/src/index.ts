@@ -14,13 +14,13 @@ export {
 } from './frame.js';
 
 export {
-  agreeDataPayload,
   checkOfferedDataPayload,
   type FrameSizeTuning,
   frameSizeTuning,
   MAX_OFFERED_DATA_PAYLOAD,
   NEXUS_DATA_PAYLOAD,
   parseOfferedDataPayload,
+  peerDataPayload,
 } from './frame-size.js';
 
 export {

@@ -153,9 +153,14 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     return this.#engine.streamCount;
   }
 
-  /** Largest DATA payload sent and accepted, bytes (`maxDataPayload`, docs/protocol.md §1.11). */
+  /** Largest DATA payload accepted, bytes (`maxDataPayload`, docs/protocol.md §1.11). */
   get maxDataPayload(): number {
     return this.#engine.maxDataPayload;
+  }
+
+  /** Largest DATA payload sent, bytes (`sendDataPayload`, docs/protocol.md §1.11). */
+  get sendDataPayload(): number {
+    return this.#engine.sendDataPayload;
   }
 
   /** Whether `close()` has been called. */

@@ -123,7 +123,7 @@ export interface MuxStreamInit {
   grantBatch: number;
   /** Readable and writable high-water mark of the Duplex, in bytes. */
   highWaterMark: number;
-  /** Largest DATA payload the stream sends, bytes. Default: `32_768` (docs/protocol.md §1.3, §1.11). */
+  /** Largest DATA payload the stream sends (what the peer accepts), bytes. Default: `32_768` (§1.11). */
   maxDataPayload?: number;
   /** Units of `receiveBudget` one received frame takes (32 768 bytes each). Default: `1`. */
   budgetUnits?: number;

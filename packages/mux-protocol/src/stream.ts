@@ -14,8 +14,8 @@ type ReceiveState = 'unmetered' | 'probing' | 'strict' | 'lenient';
  * One multiplexed stream as a Node `Duplex`, so wiring a TCP socket to it is
  * `pipeline(socket, stream, socket)`.
  *
- * Writable side: writes become DATA frames of at most 32 768 bytes, or the larger size two Nexus ends
- * agreed on (docs/protocol.md §1.11); small writes buffered by Node are coalesced into full frames by
+ * Writable side: writes become DATA frames of at most 32 768 bytes, or the larger size a Nexus
+ * peer accepts (docs/protocol.md §1.11); small writes buffered by Node are coalesced into full frames by
  * `_writev`. A write's callback is held while the stream has no send
  * credits, is paused by its peer, or waits for its turn at a full transport; `write()` then returns
  * `false` and `'drain'` follows, like any Node stream.

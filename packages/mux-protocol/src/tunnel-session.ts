@@ -144,18 +144,24 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
     return this.#engine.closed;
   }
 
-  /** Largest TUNNEL_DATA payload sent and accepted now, bytes (docs/protocol.md §2.6). */
+  /** Largest TUNNEL_DATA payload accepted now, bytes (docs/protocol.md §1.11). */
   get maxDataPayload(): number {
     return this.#engine.maxDataPayload;
   }
 
+  /** Largest TUNNEL_DATA payload sent now, bytes (docs/protocol.md §1.11). */
+  get sendDataPayload(): number {
+    return this.#engine.sendDataPayload;
+  }
+
   /**
-   * Sets the largest TUNNEL_DATA payload sent and accepted from now on: what the two nodes agreed on in
-   * their first announces (docs/protocol.md §2.6, §1.11), which arrive before any tunnel. The window of
-   * tunnels opened from now on covers the same bytes in fewer, larger frames.
+   * Sets the largest TUNNEL_DATA payloads from now on: `receive`, what this node told the peer it accepts,
+   * and `send`, what the peer told it accepts, in their first announces (docs/protocol.md §2.6, §1.11),
+   * which arrive before any tunnel. The window of tunnels opened from now on covers the same bytes in
+   * fewer, larger frames.
    */
-  setMaxDataPayload(bytes: number): void {
-    this.#engine.setMaxDataPayload(bytes);
+  setDataPayloads(payloads: { receive: number; send: number }): void {
+    this.#engine.setDataPayloads(payloads);
   }
 
   /** The open tunnel with id `id`, if any. */

@@ -5,7 +5,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  agreeDataPayload,
   checkOfferedDataPayload,
   DATA_HEADER_LENGTH,
   encodeDataFrame,
@@ -17,6 +16,7 @@ import {
   type MuxStream,
   NEXUS_DATA_PAYLOAD,
   parseOfferedDataPayload,
+  peerDataPayload,
   RECEIVE_BUDGET_FLOOR,
   ReceiveBudget,
   decodeBackendMessage,
@@ -27,19 +27,17 @@ import { createWebSocketPair } from './suites/ws-pair.js';
 const OPEN = { connPort: 443, clientIp: '203.0.113.7:50000', hostname: 'app.example.com', isTls: true };
 const MiB = 1024 * 1024;
 
-describe('agreeing on a payload limit', () => {
-  it('takes the smaller offer, and 32 768 from a peer that offers nothing usable', () => {
-    expect(agreeDataPayload(NEXUS_DATA_PAYLOAD, 262_144)).toBe(NEXUS_DATA_PAYLOAD);
-    expect(agreeDataPayload(NEXUS_DATA_PAYLOAD, 65_536)).toBe(65_536);
-    expect(agreeDataPayload(MAX_DATA_PAYLOAD, NEXUS_DATA_PAYLOAD)).toBe(MAX_DATA_PAYLOAD);
-    for (const hostile of [undefined, null, '131072', 1.5, Number.NaN, -1, 2 ** 60, {}]) {
-      expect(agreeDataPayload(NEXUS_DATA_PAYLOAD, hostile)).toBe(MAX_DATA_PAYLOAD);
+describe('what a peer accepts', () => {
+  it('reads the peer’s word as said, and 32 768 from a peer that says nothing usable', () => {
+    expect(peerDataPayload(262_144)).toBe(262_144);
+    expect(peerDataPayload(65_536)).toBe(65_536);
+    for (const hostile of [undefined, null, '131072', 1.5, Number.NaN, 2 ** 60, {}]) {
+      expect(peerDataPayload(hostile)).toBe(MAX_DATA_PAYLOAD);
     }
     // Under the base size every end still takes 32 768; over the cap, the cap.
-    expect(agreeDataPayload(NEXUS_DATA_PAYLOAD, 100)).toBe(MAX_DATA_PAYLOAD);
-    expect(agreeDataPayload(MAX_OFFERED_DATA_PAYLOAD, 10 * MAX_OFFERED_DATA_PAYLOAD)).toBe(
-      MAX_OFFERED_DATA_PAYLOAD,
-    );
+    expect(peerDataPayload(100)).toBe(MAX_DATA_PAYLOAD);
+    expect(peerDataPayload(-1)).toBe(MAX_DATA_PAYLOAD);
+    expect(peerDataPayload(10 * MAX_OFFERED_DATA_PAYLOAD)).toBe(MAX_OFFERED_DATA_PAYLOAD);
   });
 
   it('reads an offer from an HTTP header value: digits only', () => {
@@ -103,7 +101,7 @@ describe('a receive budget shared by streams of different frame sizes', () => {
   });
 });
 
-describe('two sessions that agreed on 128 KiB, on a real WebSocket', () => {
+describe('two sessions that accept 128 KiB, on a real WebSocket', () => {
   const pairs: SessionPair[] = [];
   afterEach(async () => {
     await Promise.all(pairs.splice(0).map((pair) => pair.close()));
@@ -129,7 +127,7 @@ describe('two sessions that agreed on 128 KiB, on a real WebSocket', () => {
 
   it('carries frames of up to 128 KiB both ways, with a window of 16 frames (2 MiB)', async () => {
     const seen = recorder();
-    const tuning = { maxDataPayload: NEXUS_DATA_PAYLOAD };
+    const tuning = { maxDataPayload: NEXUS_DATA_PAYLOAD, sendDataPayload: NEXUS_DATA_PAYLOAD };
     const pair = await createWebSocketPair({ hub: tuning, backend: tuning, observe: seen.observe });
     pairs.push(pair);
     const accepted = new Promise<MuxStream>((resolve) => pair.backend.once('stream', resolve));
@@ -153,10 +151,38 @@ describe('two sessions that agreed on 128 KiB, on a real WebSocket', () => {
     // connect.credits and the backend's first grant: 16 frames of 128 KiB, the base protocol's 2 MiB.
     expect(seen.grants.slice(0, 2)).toEqual([16, 16]);
     expect(pair.hub.maxDataPayload).toBe(NEXUS_DATA_PAYLOAD);
+    expect(pair.hub.sendDataPayload).toBe(NEXUS_DATA_PAYLOAD);
+  });
+
+  it('each side sends what the other accepts: 128 KiB one way, 32 768 the other, with each one’s window', async () => {
+    const seen = recorder();
+    const pair = await createWebSocketPair({
+      hub: { maxDataPayload: NEXUS_DATA_PAYLOAD },
+      backend: { sendDataPayload: NEXUS_DATA_PAYLOAD },
+      observe: seen.observe,
+    });
+    pairs.push(pair);
+    const accepted = new Promise<MuxStream>((resolve) => pair.backend.once('stream', resolve));
+    const hubSide = pair.hub.openStream(OPEN);
+    const backendSide = await accepted;
+    const down = randomBytes(4 * MiB);
+    const up = randomBytes(4 * MiB);
+    const [gotDown, gotUp] = await Promise.all([
+      readExactly(hubSide, down.length),
+      readExactly(backendSide, up.length),
+      writeAll(backendSide, down, 256 * 1024),
+      writeAll(hubSide, up, 256 * 1024),
+    ]);
+    expect(sha256(gotDown)).toBe(sha256(down));
+    expect(sha256(gotUp)).toBe(sha256(up));
+    expect(Math.max(...seen.sizes.backend)).toBe(NEXUS_DATA_PAYLOAD);
+    expect(Math.max(...seen.sizes.hub)).toBe(MAX_DATA_PAYLOAD);
+    // The hub's window: 16 frames of what it accepts; the backend's: the base protocol's 64.
+    expect(seen.grants.slice(0, 2)).toEqual([16, 64]);
   });
 
   it('a stalled stream holds at most its window in bytes (2 MiB), as with 32 768-byte frames', async () => {
-    const tuning = { maxDataPayload: NEXUS_DATA_PAYLOAD };
+    const tuning = { maxDataPayload: NEXUS_DATA_PAYLOAD, sendDataPayload: NEXUS_DATA_PAYLOAD };
     const pair = await createWebSocketPair({ hub: tuning, backend: tuning });
     pairs.push(pair);
     const accepted = new Promise<MuxStream>((resolve) => pair.backend.once('stream', resolve));

@@ -1,8 +1,9 @@
 /**
  * Larger DATA frames on backend sessions (docs/protocol.md §1.11) on real sockets: a Nexus backend client
- * and a Nexus hub agree on 128 KiB in the upgrade and carry larger frames both ways; a backend that offers
- * nothing (the reference's wire) gets payloads of at most 32 768 bytes and 64 credits; a message over the
- * agreed limit closes the session with 1009.
+ * and a Nexus hub say in the upgrade what each accepts, and each sends the other at most that (the hub
+ * takes 128 KiB, the client 32 768 by default, more when configured); a backend that says nothing (the
+ * reference's wire) gets payloads of at most 32 768 bytes and 64 credits; a message over the limit the
+ * hub said closes the session with 1009.
  */
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
@@ -55,7 +56,7 @@ async function node(): Promise<TestNode> {
 const head = (path: string) => Buffer.from(`PUT ${path} HTTP/1.1\r\nHost: app.test\r\n\r\n`);
 
 /**
- * A hand-written backend on a raw WebSocket: offers `offer` in the upgrade (none when undefined), sends
+ * A hand-written backend on a raw WebSocket: says it accepts `offer` in the upgrade (nothing when undefined), sends
  * its token, answers each `connect` with a grant of 64 (or `grant`) and each DATA frame with a grant of one,
  * and records the hub's answer and the size of every DATA payload the hub sends it.
  */
@@ -107,7 +108,10 @@ async function upload(n: TestNode, bytes: number): Promise<void> {
 }
 
 describe('larger DATA frames between a Nexus hub and a Nexus backend client', () => {
-  it('agree on 128 KiB in the upgrade and carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
+  it.each([
+    ['by default: frames larger than 32 768 bytes toward the hub, 32 768 toward the client', undefined],
+    ['a client that accepts 128 KiB: larger frames both ways', NEXUS_DATA_PAYLOAD],
+  ])('%s, every byte intact', async (_, clientAccepts) => {
     const n = await node();
     const transfer = 16 * MiB;
     const prelude = head('/both');
@@ -128,9 +132,14 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
       );
     });
     cleanups.push(() => svc.close());
-    await n.attachBackend({ hostnames: ['app.test'], service: svc.port });
+    await n.attachBackend({
+      hostnames: ['app.test'],
+      service: svc.port,
+      ...(clientAccepts !== undefined ? { maxDataPayload: clientAccepts } : {}),
+    });
     const session = n.nexus.hub.sessions[0]!;
     expect(session.mux.maxDataPayload).toBe(NEXUS_DATA_PAYLOAD);
+    expect(session.mux.sendDataPayload).toBe(clientAccepts ?? MAX_DATA_PAYLOAD);
 
     const socket = netConnect({ host: '127.0.0.1', port: n.httpPort });
     cleanups.push(() => {
@@ -142,22 +151,17 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     const [, up, down] = await Promise.all([pump(sent, socket), serviceDigest, userReader.ended]);
     expect(up).toBe(sent.digest());
     expect(down).toBe(download!.digest());
-    // Frames larger than the base protocol's 32 768 bytes went both ways: the average is above it.
+    // Frames larger than the base protocol's 32 768 bytes went where they are accepted: the average is
+    // above it; toward a client that accepts 32 768, none did.
     const stats = session.stats();
-    expect(stats.bytesSent / stats.dataFramesSent).toBeGreaterThan(MAX_DATA_PAYLOAD);
     expect(stats.bytesReceived / stats.dataFramesReceived).toBeGreaterThan(MAX_DATA_PAYLOAD);
     expect(stats.dataFramesReceived).toBeLessThan(transfer / MAX_DATA_PAYLOAD);
+    if (clientAccepts === undefined)
+      expect(stats.dataFramesSent).toBeGreaterThanOrEqual(transfer / MAX_DATA_PAYLOAD);
+    else expect(stats.bytesSent / stats.dataFramesSent).toBeGreaterThan(MAX_DATA_PAYLOAD);
   });
 
-  it('a backend client that offers nothing (maxDataPayload 32 768) gets the base protocol from a Nexus hub', async () => {
-    const n = await node();
-    const svc = await startService((socket) => socket.resume());
-    cleanups.push(() => svc.close());
-    await n.attachBackend({ hostnames: ['app.test'], service: svc.port, maxDataPayload: MAX_DATA_PAYLOAD });
-    expect(n.nexus.hub.sessions[0]!.mux.maxDataPayload).toBe(MAX_DATA_PAYLOAD);
-  });
-
-  it('a backend that offers 128 KiB gets the answer and frames of up to 128 KiB, with 16 credits (2 MiB)', async () => {
+  it('a backend that accepts 128 KiB gets the hub’s answer and frames of up to 128 KiB, with 16 credits (2 MiB)', async () => {
     const n = await node();
     const backend = await handBackend(n, NEXUS_DATA_PAYLOAD, 16);
     expect(backend.answer()).toBe(String(NEXUS_DATA_PAYLOAD));
@@ -175,7 +179,7 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     });
   });
 
-  it('a backend that offers nothing (the reference) gets no answer, payloads of at most 32 768 bytes and 64 credits', async () => {
+  it('a backend that says nothing (the reference) gets no answer, payloads of at most 32 768 bytes and 64 credits', async () => {
     const n = await node();
     const backend = await handBackend(n, undefined);
     expect(backend.answer()).toBeUndefined();
@@ -192,21 +196,33 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     });
   });
 
-  it('a message over the agreed limit closes the session with 1009; one at the limit does not', async () => {
+  it('a backend that accepts 32 768 gets frames of that size, and the hub’s window of 16 frames of 128 KiB', async () => {
+    const n = await node();
+    const backend = await handBackend(n, MAX_DATA_PAYLOAD);
+    expect(backend.answer()).toBe(String(NEXUS_DATA_PAYLOAD));
+    await upload(n, 2 * MiB);
+    await vi.waitFor(() =>
+      expect(backend.payloads.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(2 * MiB),
+    );
+    expect(Math.max(...backend.payloads)).toBe(MAX_DATA_PAYLOAD);
+    expect(backend.connects[0]).toMatchObject({ event: 'connect', credits: 16 });
+  });
+
+  it('a message over the limit the hub said closes the session with 1009; one at the limit does not', async () => {
     const n = await node();
     const id = '6f1c2b9a-3d4e-4f50-8a61-7b8c9d0e1f23';
     const data = (payload: number) =>
       Buffer.concat([encodeDataFrame(id, new Uint8Array(0)), Buffer.alloc(payload, 1)]);
 
-    // No offer: 32 768 bytes of payload is the limit.
+    // A backend that says nothing: 32 768 bytes of payload is the limit.
     const reference = await handBackend(n, undefined);
     reference.ws.send(data(MAX_DATA_PAYLOAD));
     reference.ws.send(data(MAX_DATA_PAYLOAD + 1));
     expect(await reference.closed).toMatchObject({ code: 1009 });
 
-    // 128 KiB agreed: a frame of exactly 128 KiB is fine (an unknown id: answered, not fatal), one more
-    // byte is not.
-    const nexus = await handBackend(n, NEXUS_DATA_PAYLOAD);
+    // A backend that said what it accepts learnt the hub's 128 KiB: a frame of exactly 128 KiB is fine
+    // (an unknown id: answered, not fatal), one more byte is not — whatever the backend itself accepts.
+    const nexus = await handBackend(n, MAX_DATA_PAYLOAD);
     nexus.ws.send(data(NEXUS_DATA_PAYLOAD));
     await vi.waitFor(() => expect(n.nexus.hub.sessions[0]?.stats().unknownStreamFrames).toBe(1));
     nexus.ws.send(data(NEXUS_DATA_PAYLOAD + 1));

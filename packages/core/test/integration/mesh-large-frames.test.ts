@@ -1,8 +1,8 @@
 /**
  * Larger TUNNEL_DATA frames between Nexus nodes (docs/protocol.md §2.6, §1.11) on real mutual-TLS links:
- * two Nexus nodes agree on 128 KiB in their first announces and carry larger frames both ways; a peer
- * whose announce offers nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits; a
- * frame over the agreed limit closes its tunnel.
+ * two Nexus nodes say in their first announces that they accept 128 KiB and carry larger frames both ways;
+ * a peer whose announce says nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits;
+ * a frame over what a node said it accepts closes its tunnel.
  */
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
@@ -119,7 +119,7 @@ async function endUser(at: TestNode, host: string, bytes: number) {
 }
 
 describe('the mesh option tunnelMaxDataPayload', () => {
-  it('offers 128 KiB by default, takes 32 768 … 1 MiB, and names itself in the error otherwise', () => {
+  it('accepts 128 KiB by default, takes 32 768 … 1 MiB, and names itself in the error otherwise', () => {
     const settings = (tunnelMaxDataPayload?: number) =>
       resolveMeshSettings({
         ...(tunnelMaxDataPayload !== undefined ? { tunnelMaxDataPayload } : {}),
@@ -138,7 +138,7 @@ describe('the mesh option tunnelMaxDataPayload', () => {
 });
 
 describe('larger tunnel frames between Nexus nodes', () => {
-  it('two Nexus nodes agree on 128 KiB and carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
+  it('two Nexus nodes that accept 128 KiB carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
     const a = await node('a');
     const c = await node('c', { peers: [a.meshUrl] });
     const transfer = 16 * MiB;
@@ -180,7 +180,7 @@ describe('larger tunnel frames between Nexus nodes', () => {
     expect(link.bytesReceived / link.framesReceived).toBeGreaterThan(MAX_DATA_PAYLOAD);
   });
 
-  it('a peer that offers nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits; a larger frame closes its tunnel', async () => {
+  it('a peer that says nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits; a larger frame closes its tunnel', async () => {
     const a = await node('a');
     const peer = await handPeer(a);
     await endUser(a, 'hand.test', 4 * MiB);
@@ -195,31 +195,39 @@ describe('larger tunnel frames between Nexus nodes', () => {
     expect(a.mesh.linkCount).toBe(1);
   });
 
-  it('a node that offers nothing (tunnelMaxDataPayload 32 768) sends 32 768 bytes at most to a peer that offers 128 KiB', async () => {
+  it('a node that accepts 32 768 (tunnelMaxDataPayload) still sends up to 128 KiB to a peer that accepts it, and grants 64', async () => {
     const a = await node('a', { mesh: { tunnelMaxDataPayload: MAX_DATA_PAYLOAD } });
     const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: NEXUS_DATA_PAYLOAD });
     await endUser(a, 'hand.test', 2 * MiB);
     await waitUntil(() => peer.payloads.reduce((s, n) => s + n, 0) >= 2 * MiB, 10_000, 'the upload');
-    expect(Math.max(...peer.payloads)).toBe(MAX_DATA_PAYLOAD);
+    expect(Math.max(...peer.payloads)).toBeGreaterThan(MAX_DATA_PAYLOAD);
+    expect(Math.max(...peer.payloads)).toBeLessThanOrEqual(NEXUS_DATA_PAYLOAD);
     expect(peer.grants[0]).toBe(64);
+    // What it accepts is 32 768: one byte more closes the tunnel.
+    const id = peer.tunnels[0]!;
+    peer.ws.send(tunnelData(id, MAX_DATA_PAYLOAD + 1));
+    await waitUntil(() => peer.closes.includes(id), 5_000, 'the tunnel close');
   });
 
-  it('a node offers no more than its peer message limit takes (maxPeerMessageBytes − 17)', async () => {
+  it('a node accepts no more than its peer message limit takes (maxPeerMessageBytes − 17)', async () => {
     const a = await node('a', { mesh: { tunnelMaxDataPayload: 1024 * 1024, maxPeerMessageBytes: 100_000 } });
-    const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: 1024 * 1024 });
-    await endUser(a, 'hand.test', 4 * MiB);
-    await waitUntil(() => peer.payloads.reduce((s, n) => s + n, 0) >= 4 * MiB, 10_000, 'the upload');
-    expect(Math.max(...peer.payloads)).toBeLessThanOrEqual(100_000 - DATA_HEADER_LENGTH);
-    expect(Math.max(...peer.payloads)).toBeGreaterThan(MAX_DATA_PAYLOAD);
-    // A frame at the agreed limit is taken; the link stays up.
+    const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: NEXUS_DATA_PAYLOAD });
+    await endUser(a, 'hand.test', 1 * MiB);
+    await waitUntil(() => peer.tunnels.length === 1, 10_000, 'the tunnel');
+    // A frame at that limit is taken; one byte more is over the link's message limit: the link closes
+    // with 1009, as for any peer message over it (docs/protocol.md §2.2).
     const id = peer.tunnels[0]!;
+    const closed = once(peer.ws, 'close');
     peer.ws.send(tunnelData(id, 100_000 - DATA_HEADER_LENGTH));
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(peer.closes).toEqual([]);
     expect(a.mesh.linkCount).toBe(1);
+    peer.ws.send(tunnelData(id, 100_000 - DATA_HEADER_LENGTH + 1));
+    const [code] = (await closed) as [number];
+    expect(code).toBe(1009);
   });
 
-  it('a peer that offers 128 KiB gets frames of up to 128 KiB and 16 credits (2 MiB); one byte more closes its tunnel', async () => {
+  it('a peer that accepts 128 KiB gets frames of up to 128 KiB and 16 credits (2 MiB); one byte more closes its tunnel', async () => {
     const a = await node('a');
     const peer = await handPeer(a, { deltas: 0, epoch: '', seq: 0, max_data_payload: NEXUS_DATA_PAYLOAD });
     await endUser(a, 'hand.test', 4 * MiB);
