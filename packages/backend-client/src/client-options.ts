@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { type Logger, noopLogger } from '@nexus-proxy/common';
-import { MAX_DATA_PAYLOAD, MAX_OFFERED_DATA_PAYLOAD } from '@nexus-proxy/mux-protocol';
+import { MAX_DATA_PAYLOAD, MAX_OFFERED_DATA_PAYLOAD, NEXUS_DATA_PAYLOAD } from '@nexus-proxy/mux-protocol';
 import type { AttestationContext } from './attestation.js';
 import { type BackendIdentity, resolveAttestation, type TokenProviderOption } from './attestation-options.js';
 import { InvalidOptionsError } from './errors.js';
@@ -162,9 +162,8 @@ export interface BackendClientOptions {
   /**
    * The largest DATA payload this client accepts from a hub, bytes, from 32 768 to 1 MiB, said in the
    * upgrade (docs/protocol.md §1.11). A Nexus hub answers with what it accepts, and each sends the other
-   * at most that; the reference ignores it and keeps 32 768 both ways. Default: `32_768` — the client's
-   * own receive path does better with the base protocol's frames (docs/benchmarks.md, "Larger frames
-   * between Nexus ends"); it still sends a Nexus hub the larger frames the hub accepts.
+   * at most that; the reference ignores it and keeps 32 768 both ways. Default: `131_072`
+   * (docs/benchmarks.md, "Larger frames between Nexus ends").
    */
   maxDataPayload?: number;
   /** How long `close()` lets open streams finish, ms. Default: `5_000`. */
@@ -213,7 +212,7 @@ function positive(path: string, value: unknown, fallback: number, { allowZero = 
 }
 
 function dataPayload(value: unknown): number {
-  if (value === undefined) return MAX_DATA_PAYLOAD;
+  if (value === undefined) return NEXUS_DATA_PAYLOAD;
   if (
     typeof value !== 'number' ||
     !Number.isInteger(value) ||

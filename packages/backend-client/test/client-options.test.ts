@@ -36,9 +36,9 @@ describe('resolveBackendClientOptions', () => {
       pongTimeoutMs: 5_000,
     });
     expect(resolved.dialTimeoutMs).toBe(10_000);
-    // docs/protocol.md §1.11: the client accepts the base size unless told more.
-    expect(resolved.maxDataPayload).toBe(32_768);
-    expect(resolveBackendClientOptions({ ...base, maxDataPayload: 131_072 }).maxDataPayload).toBe(131_072);
+    // docs/protocol.md §1.11: the client accepts 128 KiB unless told otherwise.
+    expect(resolved.maxDataPayload).toBe(131_072);
+    expect(resolveBackendClientOptions({ ...base, maxDataPayload: 32_768 }).maxDataPayload).toBe(32_768);
     expect(resolved.logger).toBe(noopLogger);
     expect(Object.isFrozen(resolved)).toBe(true);
     expect(Object.isFrozen(resolved.reconnect)).toBe(true);
