@@ -27,7 +27,7 @@ import { MuxProtocolError } from './errors.js';
 import { MAX_CREDITS } from './flow-window.js';
 import type { FramingEvent, StreamFraming } from './framing.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
-import { checkOfferedDataPayload, frameSizeTuning } from './frame-size.js';
+import { checkExplicitTuning, type PayloadSettings, payloadSettings } from './frame-size.js';
 import { ReadyQueue } from './ready-queue.js';
 import { MuxStream } from './stream.js';
 import type { StreamHost } from './stream-host.js';
@@ -44,20 +44,11 @@ import type { MuxLogger, MuxTransport } from './transport.js';
 export class StreamEngine {
   readonly framing: StreamFraming;
   readonly #transport: MuxTransport;
-  /** Receive window granted per stream, frames (see {@link StreamEngine.initialWindow}). */
-  #initialWindow = 0;
-  #grantBatch = 0;
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
-  #streamHighWaterMark = 0;
-  /** Largest DATA payload accepted, and sent, bytes (docs/protocol.md §1.11). */
-  #maxDataPayload = MAX_DATA_PAYLOAD;
-  #sendDataPayload = MAX_DATA_PAYLOAD;
-  #maxMessageSize = 0;
-  /** Budget units one received frame takes (`ReceiveBudget`). */
-  #budgetUnits = 1;
+  /** What follows from the payloads accepted and sent (docs/protocol.md §1.11): window, limits, marks. */
+  #payload: PayloadSettings;
   readonly #maxUnknownReplies: number;
-  #unmeteredAllowance = 0;
   readonly #maxEmptyPerSecond: number;
   readonly #backlogLimit: number;
   readonly #backlogGraceMs: number;
@@ -110,32 +101,18 @@ export class StreamEngine {
     this.framing = options.framing;
     this.#options = options;
     this.#transport = options.transport;
-    const window = options.initialWindow;
-    if (window !== undefined) positiveInteger('initialWindow', window, 1);
-    if (window !== undefined && window > MAX_CREDITS) throw new RangeError('initialWindow must be ≤ 2^20');
-    const batch = options.grantBatch;
-    if (batch !== undefined) positiveInteger('grantBatch', batch, 1);
-    // A batch larger than the window would never be reached: the peer would stall (a lost grant).
-    if (batch !== undefined && batch > (window ?? frameSizeTuning(MAX_DATA_PAYLOAD).initialWindow))
-      throw new RangeError('grantBatch must be ≤ initialWindow');
-    if (options.maxMessageSize !== undefined) positiveInteger('maxMessageSize', options.maxMessageSize, 1);
-    if (options.unmeteredAllowance !== undefined)
-      nonNegative('unmeteredAllowance', options.unmeteredAllowance, 0);
-    this.#applyDataPayloads({
-      receive:
-        options.maxDataPayload === undefined
-          ? MAX_DATA_PAYLOAD
-          : checkOfferedDataPayload(options.maxDataPayload),
-      send:
-        options.sendDataPayload === undefined
-          ? MAX_DATA_PAYLOAD
-          : checkOfferedDataPayload(options.sendDataPayload),
-    });
+    checkExplicitTuning(options);
+    this.#payload = payloadSettings(
+      options,
+      {
+        receive: options.maxDataPayload ?? MAX_DATA_PAYLOAD,
+        send: options.sendDataPayload ?? MAX_DATA_PAYLOAD,
+      },
+      DEFAULT_STREAM_HIGH_WATER_MARK,
+    );
     this.#maxStreams = positiveInteger('maxStreams', options.maxStreams, DEFAULT_MAX_STREAMS);
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_TRANSPORT_HIGH_WATER_MARK;
     if (!(this.#highWaterMark >= 0)) throw new RangeError('highWaterMark must be ≥ 0');
-    if (options.streamHighWaterMark !== undefined)
-      positiveInteger('streamHighWaterMark', options.streamHighWaterMark, 1);
     this.#maxUnknownReplies = options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES;
     this.#maxEmptyPerSecond = nonNegative(
       'maxEmptyDataFramesPerSecond',
@@ -156,51 +133,32 @@ export class StreamEngine {
    * frames this side builds). Streams opened before keep theirs. Each is an integer from 32 768 to 1 MiB.
    */
   setDataPayloads(payloads: { receive: number; send: number }): void {
-    this.#applyDataPayloads({
-      receive: checkOfferedDataPayload(payloads.receive),
-      send: checkOfferedDataPayload(payloads.send),
-    });
-  }
-
-  #applyDataPayloads({ receive, send }: { receive: number; send: number }): void {
-    const options = this.#options;
-    const tuning = frameSizeTuning(receive);
-    this.#maxDataPayload = receive;
-    this.#sendDataPayload = send;
-    this.#maxMessageSize = Math.max(options.maxMessageSize ?? 0, tuning.maxMessageSize);
-    this.#initialWindow = options.initialWindow ?? tuning.initialWindow;
-    this.#grantBatch = Math.min(options.grantBatch ?? tuning.grantBatch, this.#initialWindow);
-    this.#unmeteredAllowance = options.unmeteredAllowance ?? tuning.unmeteredAllowance;
-    this.#budgetUnits = tuning.budgetUnits;
-    // Room for a frame in flight and the next one gathering behind it, so that writes join into full
-    // frames (and the writer is paused less often).
-    this.#streamHighWaterMark =
-      options.streamHighWaterMark ?? Math.max(DEFAULT_STREAM_HIGH_WATER_MARK, 2 * send);
+    this.#payload = payloadSettings(this.#options, payloads, DEFAULT_STREAM_HIGH_WATER_MARK);
   }
 
   /** Receive window granted per stream, in frames: 64 with 32 768-byte frames (docs/protocol.md §1.5). */
   get initialWindow(): number {
-    return this.#initialWindow;
+    return this.#payload.initialWindow;
   }
 
   /** Frames past the window tolerated from a peer known to meter. */
   get unmeteredAllowance(): number {
-    return this.#unmeteredAllowance;
+    return this.#payload.unmeteredAllowance;
   }
 
   /** Largest DATA payload this side accepts now, bytes (32 768 unless the peer learnt of more, §1.11). */
   get maxDataPayload(): number {
-    return this.#maxDataPayload;
+    return this.#payload.maxDataPayload;
   }
 
   /** Largest DATA payload this side sends now, bytes (32 768 unless the peer accepts more, §1.11). */
   get sendDataPayload(): number {
-    return this.#sendDataPayload;
+    return this.#payload.sendDataPayload;
   }
 
   /** Largest binary message accepted now, bytes. */
   get maxMessageSize(): number {
-    return this.#maxMessageSize;
+    return this.#payload.maxMessageSize;
   }
 
   /** Streams open now. */
@@ -256,11 +214,11 @@ export class StreamEngine {
       receiveMetering: init.receiveMetering,
       localEnd: init.localEnd,
       datagram: init.datagram === true,
-      receiveWindow: this.#initialWindow,
-      grantBatch: this.#grantBatch,
-      maxDataPayload: this.#sendDataPayload,
-      budgetUnits: this.#budgetUnits,
-      highWaterMark: this.#streamHighWaterMark,
+      receiveWindow: this.#payload.initialWindow,
+      grantBatch: this.#payload.grantBatch,
+      maxDataPayload: this.#payload.sendDataPayload,
+      budgetUnits: this.#payload.budgetUnits,
+      highWaterMark: this.#payload.streamHighWaterMark,
       ...(this.#options.receiveBudget !== undefined ? { receiveBudget: this.#options.receiveBudget } : {}),
     });
     this.#streams.set(init.id, stream);
@@ -274,7 +232,7 @@ export class StreamEngine {
    * receive window, or less under a receive budget.
    */
   sendInitialGrant(id: string): void {
-    const credits = this.#streams.get(id)?.initialCredits ?? this.#initialWindow;
+    const credits = this.#streams.get(id)?.initialCredits ?? this.#payload.initialWindow;
     this.sendControl(this.framing.encodeGrant(id, credits));
   }
 
@@ -301,13 +259,13 @@ export class StreamEngine {
     if (
       message[0] === this.framing.dataFrameType &&
       length >= DATA_HEADER_LENGTH &&
-      length <= this.#maxMessageSize
+      length <= this.#payload.maxMessageSize
     ) {
       // Hot path: no result objects, no JSON.
       const buffer = toBuffer(message);
       this.#receiveData(streamIdFromBytes(buffer, 1), buffer.subarray(DATA_HEADER_LENGTH));
     } else {
-      this.#dispatch(message, this.framing.decode(message, this.#maxMessageSize));
+      this.#dispatch(message, this.framing.decode(message, this.#payload.maxMessageSize));
     }
     // Safety net: if DATA waits although the transport has room (a missed drain), serve it now.
     if (this.#ready.size > 0 && !this.#pumping) this.#pump();
@@ -654,7 +612,7 @@ export class StreamEngine {
       },
       countPastWindow: (_stream, frames) => {
         this.#pastWindow += frames;
-        return frames <= 0 || this.#pastWindow <= this.#unmeteredAllowance;
+        return frames <= 0 || this.#pastWindow <= this.#payload.unmeteredAllowance;
       },
       streamProtocolError: (stream, error) => {
         this.#disconnect(stream, 'protocol_error');

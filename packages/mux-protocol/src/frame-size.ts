@@ -3,6 +3,7 @@
  * peer's word is read, and the credit window that goes with a payload size. A peer that says nothing (the
  * reference, an older Nexus) gets the base protocol: payloads of at most 32 768 bytes and 64 credits.
  */
+import { MAX_CREDITS } from './flow-window.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 
 /**
@@ -78,5 +79,66 @@ export function frameSizeTuning(maxDataPayload: number): FrameSizeTuning {
     grantBatch: frames(GRANT_BATCH_BYTES),
     unmeteredAllowance: frames(UNMETERED_ALLOWANCE_BYTES),
     budgetUnits: Math.ceil(maxDataPayload / MAX_DATA_PAYLOAD),
+  };
+}
+
+/** What the engine's tuning says explicitly, which a payload size does not override. */
+export interface ExplicitTuning {
+  maxMessageSize?: number | undefined;
+  initialWindow?: number | undefined;
+  grantBatch?: number | undefined;
+  unmeteredAllowance?: number | undefined;
+  streamHighWaterMark?: number | undefined;
+}
+
+/** Throws `RangeError` for explicit tuning that no payload size could make work. */
+export function checkExplicitTuning(explicit: ExplicitTuning): void {
+  const positive = (name: string, value: number | undefined): void => {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1))
+      throw new RangeError(`${name} must be a positive integer`);
+  };
+  const window = explicit.initialWindow;
+  positive('initialWindow', window);
+  if (window !== undefined && window > MAX_CREDITS) throw new RangeError('initialWindow must be ≤ 2^20');
+  positive('grantBatch', explicit.grantBatch);
+  // A batch larger than the window would never be reached: the peer would stall (a lost grant).
+  const batch = explicit.grantBatch;
+  if (batch !== undefined && batch > (window ?? frameSizeTuning(MAX_DATA_PAYLOAD).initialWindow))
+    throw new RangeError('grantBatch must be ≤ initialWindow');
+  positive('maxMessageSize', explicit.maxMessageSize);
+  const allowance = explicit.unmeteredAllowance;
+  if (allowance !== undefined && !(allowance >= 0)) throw new RangeError('unmeteredAllowance must be ≥ 0');
+  positive('streamHighWaterMark', explicit.streamHighWaterMark);
+}
+
+/** An engine's settings that follow from the payload sizes it accepts and sends (docs/protocol.md §1.11). */
+export interface PayloadSettings extends FrameSizeTuning {
+  /** Largest DATA payload sent (what the peer accepts), bytes. */
+  sendDataPayload: number;
+  /** Readable/writable high-water mark of each stream, bytes. */
+  streamHighWaterMark: number;
+}
+
+/**
+ * The settings for payloads of at most `receive` bytes accepted and `send` bytes sent (both checked with
+ * {@link checkOfferedDataPayload}), where `explicit` does not set them: a window of the same bytes, and
+ * streams whose writes gather into full frames — room for one in flight and the next behind it (at least
+ * `minStreamHighWaterMark`), so the writer is paused less often.
+ */
+export function payloadSettings(
+  explicit: ExplicitTuning,
+  { receive, send }: { receive: number; send: number },
+  minStreamHighWaterMark: number,
+): PayloadSettings {
+  const tuning = frameSizeTuning(checkOfferedDataPayload(receive));
+  const initialWindow = explicit.initialWindow ?? tuning.initialWindow;
+  return {
+    ...tuning,
+    maxMessageSize: Math.max(explicit.maxMessageSize ?? 0, tuning.maxMessageSize),
+    initialWindow,
+    grantBatch: Math.min(explicit.grantBatch ?? tuning.grantBatch, initialWindow),
+    unmeteredAllowance: explicit.unmeteredAllowance ?? tuning.unmeteredAllowance,
+    sendDataPayload: checkOfferedDataPayload(send),
+    streamHighWaterMark: explicit.streamHighWaterMark ?? Math.max(minStreamHighWaterMark, 2 * send),
   };
 }
