@@ -16,8 +16,15 @@ import { createServer as createTlsServer } from 'node:tls';
 const role = process.argv[2];
 // The backend runs as the nexus-backend command runs it (docs/benchmarks.md "The backend client's upload"):
 // its young generation kept small from the start. A tree without the module runs untuned.
+// The node likewise runs as `nexus-proxy serve` runs it (docs/benchmarks.md "The node's heap and garbage
+// collection"); BENCH_NODE_UNTUNED=1 leaves it untuned, for comparisons.
 if (role === 'backend') {
   await import('@nexus-proxy/backend-client/relay-heap').then(
+    (m) => m.tuneHeapForRelaying(),
+    () => {},
+  );
+} else if (role === 'node' && process.env.BENCH_NODE_UNTUNED !== '1') {
+  await import('@nexus-proxy/common/relay-heap').then(
     (m) => m.tuneHeapForRelaying(),
     () => {},
   );

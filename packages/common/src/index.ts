@@ -1,7 +1,8 @@
 // @nexus-proxy/common: one home for the mechanisms that the node (@nexus-proxy/core) and the backend
 // client (@nexus-proxy/backend-client) both need at run time. See docs/architecture.md, "Shared mechanisms".
 // The configuration helpers (yaml, valibot) are a separate entry, `@nexus-proxy/common/config`, so that
-// importing the runtime mechanisms never loads them.
+// importing the runtime mechanisms never loads them. The heap tuning of a relaying process is
+// `@nexus-proxy/common/relay-heap`, light enough to load before anything else.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
 export { BufferPool, WrittenBuffers } from './buffer-pool.js';
 export {

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { Keepalive } from '@nexus-proxy/common';
+import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 import {
   FrameType,
   type MuxProtocolError,
@@ -395,6 +396,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
         return;
       }
     }
+    // The message and the TLS reads it came in are buffers outside the JS heap (relay-heap).
+    countReceivedBytes(message.length);
     this.mux.receive(message);
   };
 

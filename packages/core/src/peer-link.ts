@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createWsBinarySender, Keepalive } from '@nexus-proxy/common';
+import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 import {
   type AnnounceMessage,
   decodePeerMessage,
@@ -195,6 +196,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
           : Buffer.from(data);
       if (isBinary) {
         traffic?.received('tunnel_frame', bytes.length);
+        countReceivedBytes(bytes.length);
         this.tunnels.receive(bytes);
       } else this.#onText(bytes.toString('utf8'), bytes.length);
     });

@@ -55,7 +55,7 @@ describe('tuneHeapForRelaying', () => {
     expect(tuned.largest).toBeLessThanOrEqual(2 * tuned.initial);
   });
 
-  it('once tuned, runs a scavenge each time a hub has sent RELAY_SCAVENGE_BYTES, and not before', () => {
+  it('once tuned, runs a scavenge each time RELAY_SCAVENGE_BYTES have been received, and not before', () => {
     // Untuned: counting collects nothing.
     youngGarbage();
     let before = newSpaceUsed();
