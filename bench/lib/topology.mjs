@@ -278,14 +278,20 @@ export async function startTopology(options = {}) {
       const cert = (name) =>
         issueCertificate(ca, { dnsNames: [`${name}${MESH_SUFFIX}`], ipAddresses: ['127.0.0.1'] });
       const mesh = { caPem: ca.certPem, suffix: MESH_SUFFIX, appHostname: hostnames[0] };
-      const b = await startChild('node', {
-        ...(await cert('b')),
-        secret: SECRET,
-        mesh: { ...mesh, peers: [] },
-      });
+      // The node flags of BENCH_NODE_ARGS apply to both mesh nodes too.
+      const meshArgv = { execArgv: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) };
+      const b = await startChild(
+        'node',
+        { ...(await cert('b')), secret: SECRET, mesh: { ...mesh, peers: [] } },
+        meshArgv,
+      );
       closers.push(() => b.close());
       const peers = [`wss://127.0.0.1:${b.info.peerPort}/mesh`];
-      const a = await startChild('node', { ...(await cert('a')), secret: SECRET, mesh: { ...mesh, peers } });
+      const a = await startChild(
+        'node',
+        { ...(await cert('a')), secret: SECRET, mesh: { ...mesh, peers } },
+        meshArgv,
+      );
       closers.push(() => a.close());
       // connPort of a tunnelled stream is the origin node's relay port (docs/protocol.md §2.4).
       const meshBackend = await startChild(
