@@ -28,7 +28,7 @@ const closers: Array<() => Promise<void> | void> = [];
 let forcedScavenges = 0;
 const observer = new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) {
-    const detail = entry.detail as { kind: number; flags: number } | undefined;
+    const detail = (entry as { detail?: { kind: number; flags: number } }).detail;
     if (detail?.kind === GC_MINOR && (detail.flags & GC_FLAGS_FORCED) !== 0) forcedScavenges++;
   }
 });
