@@ -195,6 +195,53 @@ describe('nexus-proxy serve (embedded default)', () => {
     expect(readFileSync(join(stateDir, 'backend-secret'), 'utf8')).toBe(secretBefore);
   });
 
+  it('the binary tunes its heap for relaying for serve only (relay-heap)', async () => {
+    // A preload that says, as the process exits, whether tuneHeapForRelaying() ran (its state sits on
+    // globalThis under a registered symbol, docs/benchmarks.md "The node's heap and garbage collection").
+    const preload = join(tmp(), 'report-tuning.mjs');
+    writeFileSync(
+      preload,
+      "process.on('exit', () => process.stderr.write('relay heap tuned: ' + (globalThis[Symbol.for('@nexus-proxy/common relay heap')] !== undefined) + '\\n'));\n",
+    );
+    const token = spawnSync(
+      process.execPath,
+      ['--import', preload, CLI, 'token', '--secret', 's'.repeat(32), '--hostname', 'app.example.com'],
+      { encoding: 'utf8' },
+    );
+    expect(token.status, token.stderr).toBe(0);
+    expect(token.stderr).toContain('relay heap tuned: false');
+
+    const child = spawn(
+      process.execPath,
+      ['--import', preload, CLI, 'serve', '--state-dir', join(tmp(), 'state'), '--tls-port', '0'].concat([
+        '--http-port',
+        '0',
+        '--hub-port',
+        '0',
+        '--log-format',
+        'json',
+      ]),
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no start: ${err}`)), 15_000);
+      child.stdout.on('data', () => {
+        if (out.includes('Nexus is running')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    child.kill('SIGTERM');
+    const code = await new Promise<number | string | null>((r) => child.on('exit', (c, s) => r(c ?? s)));
+    expect(code).toBe(0);
+    expect(err).toContain('relay heap tuned: true');
+  });
+
   it('the binary drains and exits 0 on SIGTERM', async () => {
     const child = spawn(
       process.execPath,
