@@ -49,6 +49,34 @@ export function tcpMemory() {
   }
 }
 
+/**
+ * Machine-wide TCP counters of the kernel (/proc/net/netstat, /proc/net/snmp): time under memory
+ * pressure (ms), retransmission timeouts, retransmitted segments, packets dropped from receive queues.
+ * Differences over a window show whether the kernel, not the processes, held the streams back.
+ */
+export function tcpCounters() {
+  const values = {};
+  try {
+    for (const file of ['/proc/net/netstat', '/proc/net/snmp']) {
+      const lines = readFileSync(file, 'utf8').split('\n');
+      for (let i = 0; i + 1 < lines.length; i += 2) {
+        const keys = lines[i].split(' ');
+        const numbers = lines[i + 1].split(' ');
+        for (let k = 1; k < keys.length; k++) values[keys[0] + keys[k]] = Number(numbers[k]);
+      }
+    }
+  } catch {
+    // No /proc: every counter NaN.
+  }
+  const read = (key) => values[key] ?? Number.NaN;
+  return {
+    pressureMs: read('TcpExt:TCPMemoryPressuresChrono'),
+    timeouts: read('TcpExt:TCPTimeouts'),
+    retransmits: read('Tcp:RetransSegs'),
+    receiveQueueDrops: read('TcpExt:TCPRcvQDrop'),
+  };
+}
+
 /** The soft limit on open files of this process (and of the children it starts), or NaN. */
 export function openFileLimit() {
   const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' });

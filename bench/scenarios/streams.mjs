@@ -7,7 +7,7 @@
 // (bench/lib/stream-clients.mjs, default 2), the same for both paths.
 import { cpus } from 'node:os';
 import { goal, jain, MB, round } from '../lib/load.mjs';
-import { cpuSeconds, openFileLimit, syscalls, tcpMemory } from '../lib/proc-stats.mjs';
+import { cpuSeconds, openFileLimit, syscalls, tcpCounters, tcpMemory } from '../lib/proc-stats.mjs';
 import { startStreamClients } from '../lib/stream-clients.mjs';
 import { startTopology } from '../lib/topology.mjs';
 
@@ -42,7 +42,14 @@ async function sample(clients, pids, children) {
       }),
     };
   }
-  return { at: performance.now(), counts, processes, workers: clients.pids.map(cpuSeconds), stats };
+  return {
+    at: performance.now(),
+    counts,
+    processes,
+    workers: clients.pids.map(cpuSeconds),
+    stats,
+    kernel: tcpCounters(),
+  };
 }
 
 async function measure(clients, target, n, { warmupMs, windowMs }, topo) {
@@ -85,6 +92,7 @@ async function measure(clients, target, n, { warmupMs, windowMs }, topo) {
       node: through ? delta(a.stats[0], b.stats[0]) : undefined,
       backend: through ? delta(a.stats[1], b.stats[1]) : undefined,
       tcp,
+      kernel: Object.fromEntries(Object.keys(b.kernel).map((k) => [k, b.kernel[k] - a.kernel[k]])),
     };
   } finally {
     await clients.stop();
@@ -135,6 +143,7 @@ function timeRow(n, path, m) {
       : '',
     'GC minor/major node; backend': m.node ? `${gc(m.node.gc)}; ${gc(m.backend.gc)}` : '',
     'TCP mem MiB': Math.round(m.tcp.mib),
+    'kernel: pressure ms / RTOs / retransmits': `${m.kernel.pressureMs} / ${m.kernel.timeouts} / ${m.kernel.retransmits}`,
   };
 }
 
@@ -187,10 +196,12 @@ export async function run(options = {}) {
               'the figure is bounded by the load generator (try more --workers)',
           );
         }
-        if (m.tcp.mib >= m.tcp.pressureMib) {
+        if (m.tcp.mib >= m.tcp.pressureMib || m.kernel.pressureMs > 0) {
           notes.push(
-            `${n} streams, ${path}: TCP sockets held ${Math.round(m.tcp.mib)} MiB in the kernel, past the ` +
-              `pressure threshold (${Math.round(m.tcp.pressureMib)} MiB, tcp_mem): every socket's buffers are squeezed`,
+            `${n} streams, ${path}: the kernel was under TCP memory pressure for ${m.kernel.pressureMs} ms of ` +
+              `the window (TCP sockets: ${Math.round(m.tcp.mib)} MiB at its end, threshold ` +
+              `${Math.round(m.tcp.pressureMib)} MiB, tcp_mem): receive queues pruned, packets dropped, streams stalled ` +
+              `until retransmitted (${m.kernel.timeouts} retransmission timeouts)`,
           );
         }
       }
@@ -227,7 +238,9 @@ export async function run(options = {}) {
     `CPU: share of one core over the window (${cpus().length} cores in all), user + system of all threads ` +
       `(/proc/<pid>/stat); load generator: ${workers} worker processes, summed; ms/MB all: every process of ` +
       'the path; syscalls: reads + writes (/proc/<pid>/io); control msgs: grants and other control ' +
-      'messages the node sent; TCP mem: kernel memory of all TCP sockets at the end of the window',
+      'messages the node sent; TCP mem: kernel memory of all TCP sockets at the end of the window; kernel: ' +
+      'time under TCP memory pressure, retransmission timeouts and retransmitted segments in the window, ' +
+      'machine-wide (/proc/net/netstat)',
   );
   return {
     title: `streams: concurrent bulk downloads over one backend session (${timing.windowMs} ms window)`,

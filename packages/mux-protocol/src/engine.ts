@@ -21,6 +21,7 @@ import {
   type StreamEngineOptions,
   IGNORED_WARNING_INTERVAL_MS,
   RECENTLY_CLOSED_CAPACITY,
+  SHORT_TURNS_FROM,
 } from './engine-options.js';
 import { toBuffer } from './buffer-view.js';
 import { MuxProtocolError } from './errors.js';
@@ -552,8 +553,11 @@ export class StreamEngine {
       const ready = this.#ready;
       while (ready.size > 0 && !this.#closed) {
         if (transport.bufferedAmount > this.#highWaterMark) break;
+        // With many streams waiting, a turn carries at most a base-protocol frame, so that a round over
+        // them stays short whatever frame size was agreed (1 000 streams × 128 KiB: a 128 MB round).
+        const turn = ready.size >= SHORT_TURNS_FROM ? MAX_DATA_PAYLOAD : this.#maxDataPayload;
         const stream = ready.shift()!;
-        if (stream.sendFrames(1) && !stream.detached && !this.#closed) ready.add(stream);
+        if (stream.sendFrames(1, turn) && !stream.detached && !this.#closed) ready.add(stream);
         // The queue remembers what it served (see ReadyQueue); a stream already forgotten must not stay.
         else if (stream.detached) ready.delete(stream);
       }

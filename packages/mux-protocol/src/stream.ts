@@ -214,10 +214,12 @@ export class MuxStream extends Duplex {
   }
 
   /**
-   * Host side: it is this stream's turn at the transport; sends at most `maxFrames` DATA frames.
-   * Returns true when the stream could send more right now (the host queues it again).
+   * Host side: it is this stream's turn at the transport; sends at most `maxFrames` DATA frames, of at
+   * most `maxPayload` bytes each (default: the stream's frame size; a host with many streams waiting
+   * keeps turns short with less). Returns true when the stream could send more right now (the host
+   * queues it again).
    */
-  sendFrames(maxFrames: number): boolean {
+  sendFrames(maxFrames: number, maxPayload = this.#maxPayload): boolean {
     let sent = 0;
     const sendParts = this.#host.sendDataParts;
     const window = this.#send;
@@ -230,7 +232,7 @@ export class MuxStream extends Duplex {
         // A datagram is one frame of its own: never joined with the next write.
         const length = this.datagram
           ? Math.min(this.#pending[this.#pendingIndex]!.length - this.#pendingOffset, MAX_DATA_PAYLOAD)
-          : Math.min(this.#pendingBytes, this.#maxPayload);
+          : Math.min(this.#pendingBytes, maxPayload, this.#maxPayload);
         window.spend();
         if (sendParts !== undefined) {
           this.#sendParts(sendParts, length);

@@ -8,12 +8,14 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   backendFraming,
+  DATA_HEADER_LENGTH,
   decodeBackendMessage,
   MAX_DATA_PAYLOAD,
   MuxStream,
   ReceiveBudget,
   StreamEngine,
 } from '../src/index.js';
+import { SHORT_TURNS_FROM } from '../src/engine-options.js';
 import { readExactly, type SessionPair, sha256, writeAll } from './suites/session.suite.js';
 import { createWebSocketPair } from './suites/ws-pair.js';
 
@@ -137,5 +139,61 @@ describe('the engine pump with many streams ready', () => {
     expect(many.visits).toBe(1);
     expect(many.reads).toBe(few.reads);
     expect(many.reads).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('turns with many streams ready and larger frames agreed', () => {
+  /** Payload sizes of the DATA frames sent, in order, with `streams` streams ready with 256 KiB each. */
+  async function frameSizes(streams: number): Promise<number[]> {
+    let full = true;
+    const sizes: number[] = [];
+    const engine = new StreamEngine({
+      framing: backendFraming,
+      maxDataPayload: 4 * MAX_DATA_PAYLOAD,
+      transport: {
+        send: (message) => {
+          sizes.push(message.length - DATA_HEADER_LENGTH);
+        },
+        get bufferedAmount() {
+          return full ? Number.POSITIVE_INFINITY : 0;
+        },
+      },
+    });
+    for (let i = 0; i < streams; i++) {
+      const id = randomUUID();
+      engine
+        .openStream({
+          id,
+          connect: {
+            event: 'connect',
+            client_id: id,
+            conn_port: 443,
+            client_ip: '',
+            hostname: 'a',
+            is_tls: true,
+          },
+          sendMetering: { mode: 'metered', credits: 64 },
+          receiveMetering: { mode: 'unmetered' },
+          localEnd: 'keep-open',
+          awaitingAnswer: false,
+        })
+        .write(Buffer.alloc(8 * MAX_DATA_PAYLOAD));
+    }
+    full = false;
+    engine.transportDrained();
+    await new Promise((resolve) => setImmediate(resolve));
+    engine.close('test');
+    return sizes;
+  }
+
+  it('keeps the agreed frame size for a few streams, and turns of 32 768 bytes while many wait', async () => {
+    const few = await frameSizes(10);
+    expect(few.every((size) => size === 4 * MAX_DATA_PAYLOAD)).toBe(true);
+    expect(few.length).toBe(10 * 2);
+    const many = await frameSizes(SHORT_TURNS_FROM + 36);
+    // While 64 or more wait, a turn carries one base-protocol frame: a round is 100 × 32 KiB, not
+    // 100 × 128 KiB (the streams here stay ready together to the end).
+    expect(many.every((size) => size === MAX_DATA_PAYLOAD)).toBe(true);
+    expect(many.reduce((a, b) => a + b, 0)).toBe((SHORT_TURNS_FROM + 36) * 8 * MAX_DATA_PAYLOAD);
   });
 });
