@@ -224,7 +224,7 @@ export class ReceiveBudgetShare {
     const held = Math.max(0, committed);
     // In budget units: what the grant needs beyond the floor, this share's limit, and its growth.
     const wants = Math.max(0, held + wanted - RECEIVE_BUDGET_FLOOR) * units;
-    const limit = budget.shareLimit;
+    const limit = this.#limit();
     const step = Math.max(RECEIVE_BUDGET_START, this.#taken);
     const need = Math.min(wants, limit, this.#taken + step) - this.#taken;
     if (need > 0) {
@@ -236,6 +236,11 @@ export class ReceiveBudgetShare {
     return Math.max(0, Math.min(wanted, RECEIVE_BUDGET_FLOOR + this.takenFrames - held));
   }
 
+  /** The share's limit in whole frames of its stream, so that it never holds units it cannot use. */
+  #limit(): number {
+    return Math.floor(this.#budget.shareLimit / this.#units) * this.#units;
+  }
+
   /**
    * The commitment fell to `committed` (frames delivered): gives back what it no longer needs beyond its
    * part of the budget ({@link ReceiveBudget.shareLimit}), once that is at least
@@ -244,7 +249,7 @@ export class ReceiveBudgetShare {
   settle(committed: number): void {
     if (this.#closed) return;
     const needed = Math.max(0, Math.max(0, committed) - RECEIVE_BUDGET_FLOOR) * this.#units;
-    const keep = Math.max(needed, Math.min(this.#taken, this.#budget.shareLimit));
+    const keep = Math.max(needed, Math.min(this.#taken, this.#limit()));
     if (this.#taken - keep < RECEIVE_BUDGET_GRAIN) return;
     const excess = this.#taken - keep;
     this.#taken = keep;

@@ -123,6 +123,18 @@ describe('ReceiveBudget', () => {
     expect(woken).toEqual(['s0', 's1']);
   });
 
+  it('takes whole frames of a stream with larger frames: a part smaller than one frame stays in the budget', () => {
+    // 3 units of 32 768 bytes, one share whose frames take 4: its part cannot hold one frame.
+    const budget = new ReceiveBudget(3 * MAX_DATA_PAYLOAD);
+    const large = budget.share(() => {}, 4);
+    expect(large.afford(0, 16)).toBe(RECEIVE_BUDGET_FLOOR);
+    expect(large.taken).toBe(0);
+    expect(budget.used).toBe(0);
+    // With frames of 32 768 bytes a unit is a frame: 3 units over two shares, 1 each.
+    const small = budget.share(() => {}, 1);
+    expect(small.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR + 1);
+  });
+
   it('a larger budget after a reload calls waiting shares back at once', () => {
     const budget = new ReceiveBudget(MAX_DATA_PAYLOAD);
     let woken = 0;
