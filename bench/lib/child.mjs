@@ -129,10 +129,19 @@ process.on('message', async (msg) => {
 
 const CHUNK = Buffer.alloc(64 * 1024, 0x5a);
 
+/** Chunks one download writes before it lets the other sockets have the event loop (1 MiB). */
+const CHUNKS_PER_TURN = 16;
+
 function writeBytes(socket, total) {
   let left = total;
   const pump = () => {
-    while (left > 0) {
+    // A reader that keeps up lets every write complete at once; without a bound on the chunks per turn,
+    // one download would keep the event loop and the service's other sockets would get nothing.
+    for (let chunks = 0; left > 0; chunks++) {
+      if (chunks === CHUNKS_PER_TURN) {
+        setImmediate(pump);
+        return;
+      }
       const n = Math.min(left, CHUNK.length);
       left -= n;
       if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {

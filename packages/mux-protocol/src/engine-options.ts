@@ -16,11 +16,12 @@ export const DEFAULT_TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
 /** Readable and writable high-water mark of each `MuxStream`, in bytes: 64 KiB. */
 export const DEFAULT_STREAM_HIGH_WATER_MARK = 64 * 1024;
 /**
- * Streams waiting for a turn at the transport from which a turn carries at most 32 768 bytes, even where
- * larger frames were agreed (docs/protocol.md §1.11): a round over 1 000 streams stays 32 MB, not 128 MB
- * (2 s at 60 MB/s, one or two turns per stream in a 4 s window).
+ * Bytes a round of the ready queue may take at the agreed frame size (32 MiB): beyond it, a turn carries
+ * at most 32 768 bytes even where larger frames were agreed (docs/protocol.md §1.11). So 256 streams or
+ * more waiting with 128 KiB frames take turns of 32 KiB, and a round over 1 000 streams is 32 MB, not
+ * 128 MB (2 s at 60 MB/s: one or two turns per stream in a 4 s window).
  */
-export const SHORT_TURNS_FROM = 64;
+export const LONG_ROUND_BYTES = 32 * 1024 * 1024;
 /** Most close answers to DATA for unknown stream ids per second (flood protection). */
 export const DEFAULT_MAX_UNKNOWN_STREAM_REPLIES = 100;
 /**

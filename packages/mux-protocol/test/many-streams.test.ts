@@ -15,7 +15,7 @@ import {
   ReceiveBudget,
   StreamEngine,
 } from '../src/index.js';
-import { SHORT_TURNS_FROM } from '../src/engine-options.js';
+import { LONG_ROUND_BYTES } from '../src/engine-options.js';
 import { readExactly, type SessionPair, sha256, writeAll } from './suites/session.suite.js';
 import { createWebSocketPair } from './suites/ws-pair.js';
 
@@ -186,14 +186,16 @@ describe('turns with many streams ready and larger frames agreed', () => {
     return sizes;
   }
 
-  it('keeps the agreed frame size for a few streams, and turns of 32 768 bytes while many wait', async () => {
-    const few = await frameSizes(10);
+  it('keeps the agreed frame size while a round stays short, and turns of 32 768 bytes when it would not', async () => {
+    // 200 streams × 128 KiB: a 25 MiB round, within LONG_ROUND_BYTES.
+    const few = await frameSizes(200);
     expect(few.every((size) => size === 4 * MAX_DATA_PAYLOAD)).toBe(true);
-    expect(few.length).toBe(10 * 2);
-    const many = await frameSizes(SHORT_TURNS_FROM + 36);
-    // While 64 or more wait, a turn carries one base-protocol frame: a round is 100 × 32 KiB, not
-    // 100 × 128 KiB (the streams here stay ready together to the end).
+    expect(few.length).toBe(200 * 2);
+    // 300 streams × 128 KiB would be a 37.5 MiB round: a turn carries one base-protocol frame (the
+    // streams here stay ready together to the end).
+    const streams = LONG_ROUND_BYTES / (4 * MAX_DATA_PAYLOAD) + 44;
+    const many = await frameSizes(streams);
     expect(many.every((size) => size === MAX_DATA_PAYLOAD)).toBe(true);
-    expect(many.reduce((a, b) => a + b, 0)).toBe((SHORT_TURNS_FROM + 36) * 8 * MAX_DATA_PAYLOAD);
+    expect(many.reduce((a, b) => a + b, 0)).toBe(streams * 8 * MAX_DATA_PAYLOAD);
   });
 });
