@@ -555,8 +555,8 @@ export class StreamEngine {
         if (transport.bufferedAmount > this.#highWaterMark) break;
         // With many streams waiting, a turn carries at most a base-protocol frame, so that a round over
         // them stays short whatever frame size was agreed (1 000 streams × 128 KiB: a 128 MB round).
-        const longRound = ready.size * this.#maxDataPayload > LONG_ROUND_BYTES;
-        const turn = longRound ? MAX_DATA_PAYLOAD : this.#maxDataPayload;
+        const longRound = ready.size * this.#payload.sendDataPayload > LONG_ROUND_BYTES;
+        const turn = longRound ? MAX_DATA_PAYLOAD : this.#payload.sendDataPayload;
         const stream = ready.shift()!;
         if (stream.sendFrames(1, turn) && !stream.detached && !this.#closed) ready.add(stream);
         // The queue remembers what it served (see ReadyQueue); a stream already forgotten must not stay.

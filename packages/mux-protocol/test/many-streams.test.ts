@@ -149,7 +149,7 @@ describe('turns with many streams ready and larger frames agreed', () => {
     const sizes: number[] = [];
     const engine = new StreamEngine({
       framing: backendFraming,
-      maxDataPayload: 4 * MAX_DATA_PAYLOAD,
+      sendDataPayload: 4 * MAX_DATA_PAYLOAD,
       transport: {
         send: (message) => {
           sizes.push(message.length - DATA_HEADER_LENGTH);
