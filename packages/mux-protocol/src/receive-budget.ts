@@ -11,7 +11,9 @@ import { MAX_DATA_PAYLOAD } from './frame.js';
 export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
 /**
  * Frames every stream may always have granted and undelivered, budget or not (64 KiB with the base
- * protocol's frames): no stream ever waits for another to progress, so none can deadlock.
+ * protocol's frames): no stream ever waits for another to progress, so none can deadlock. A stream with
+ * larger frames (docs/protocol.md §1.11) has a floor of as many of its frames as fit in the same 64 KiB,
+ * and at least one ({@link ReceiveBudgetShare.floor}): 128 KiB with frames of 128 KiB.
  */
 export const RECEIVE_BUDGET_FLOOR = 2;
 /**
@@ -28,6 +30,14 @@ export const RECEIVE_BUDGET_GRAIN = 4;
  * 62 frames each, and leave the later ones their floor until the first ones had used those windows up.
  */
 export const RECEIVE_BUDGET_START = 8;
+/**
+ * While the budget is less used than this fraction of its capacity (one quarter), a share takes its whole
+ * part at once instead of growing from {@link RECEIVE_BUDGET_START}: a stream opened on a quiet node gets
+ * its full window in its `connect` (the 64 credits the reference grants and expects), so a first answer
+ * larger than the start is not held back by round trips of grants over a long path. Growth from the start
+ * applies only once streams share a budget that is filling up — the burst the start is for.
+ */
+export const RECEIVE_BUDGET_RELAXED = 0.25;
 
 /**
  * The shared budget, counted in frames of at most {@link MAX_DATA_PAYLOAD} bytes. Streams take their
@@ -189,6 +199,8 @@ export class ReceiveBudgetShare {
   readonly #onRoom: () => void;
   /** Budget units (frames of {@link MAX_DATA_PAYLOAD} bytes) one of the stream's frames takes. */
   readonly #units: number;
+  /** Frames of the stream always allowed beyond the budget. */
+  readonly #floor: number;
   /** Units taken from the budget. */
   #taken = 0;
   #closed = false;
@@ -198,6 +210,12 @@ export class ReceiveBudgetShare {
     this.#budget = budget;
     this.#onRoom = onRoom;
     this.#units = units;
+    this.#floor = Math.max(1, Math.floor(RECEIVE_BUDGET_FLOOR / units));
+  }
+
+  /** Frames of the stream it may always have granted and undelivered, beyond the budget. */
+  get floor(): number {
+    return this.#floor;
   }
 
   /** Units (frames of {@link MAX_DATA_PAYLOAD} bytes) this share holds in the budget. */
@@ -212,8 +230,9 @@ export class ReceiveBudgetShare {
 
   /**
    * With `committed` frames committed now, how many of `wanted` more may be granted. Takes what they
-   * need from the budget, up to the share's limit, and at most {@link RECEIVE_BUDGET_START} frames or as
-   * many as it holds already (the share grows as its stream uses it); when the budget is full, the share
+   * need from the budget, up to the share's limit — all of it while the budget is used below
+   * {@link RECEIVE_BUDGET_RELAXED}, otherwise at most {@link RECEIVE_BUDGET_START} frames or as many as it
+   * holds already (the share grows as its stream uses it); when the budget is full, the share
    * waits for room (`onRoom`), and when it wanted more than its limit, it is called back once the limit
    * rises.
    */
@@ -223,17 +242,19 @@ export class ReceiveBudgetShare {
     const units = this.#units;
     const held = Math.max(0, committed);
     // In budget units: what the grant needs beyond the floor, this share's limit, and its growth.
-    const wants = Math.max(0, held + wanted - RECEIVE_BUDGET_FLOOR) * units;
+    const wants = Math.max(0, held + wanted - this.#floor) * units;
     const limit = this.#limit();
-    const step = Math.max(RECEIVE_BUDGET_START, this.#taken);
-    const need = Math.min(wants, limit, this.#taken + step) - this.#taken;
+    const whole = Math.min(wants, limit) - this.#taken;
+    const relaxed = budget.used + whole <= budget.capacity * RECEIVE_BUDGET_RELAXED;
+    const step = relaxed ? whole : Math.max(RECEIVE_BUDGET_START, this.#taken);
+    const need = Math.min(whole, step);
     if (need > 0) {
       const got = budget.take(need);
       this.#taken += got;
       if (got < need) budget.wait(this);
     }
     if (wants > limit) budget.capped(this);
-    return Math.max(0, Math.min(wanted, RECEIVE_BUDGET_FLOOR + this.takenFrames - held));
+    return Math.max(0, Math.min(wanted, this.#floor + this.takenFrames - held));
   }
 
   /** The share's limit in whole frames of its stream, so that it never holds units it cannot use. */
@@ -248,7 +269,7 @@ export class ReceiveBudgetShare {
    */
   settle(committed: number): void {
     if (this.#closed) return;
-    const needed = Math.max(0, Math.max(0, committed) - RECEIVE_BUDGET_FLOOR) * this.#units;
+    const needed = Math.max(0, Math.max(0, committed) - this.#floor) * this.#units;
     const keep = Math.max(needed, Math.min(this.#taken, this.#limit()));
     if (this.#taken - keep < RECEIVE_BUDGET_GRAIN) return;
     const excess = this.#taken - keep;
@@ -285,7 +306,7 @@ export function grantWithinBudget(ledger: ReceiveLedger, share: ReceiveBudgetSha
   if (pending === 0) return 0;
   const committed = ledger.outstanding + ledger.buffered;
   // Room the peer may hold now; it grows (afford) only when the stream grants, i.e. uses it.
-  const room = RECEIVE_BUDGET_FLOOR + share.takenFrames;
+  const room = share.floor + share.takenFrames;
   if (room - committed < Math.min(ledger.batch, Math.ceil(room / 2))) return 0;
   const allowed = share.afford(committed, pending);
   return allowed > 0 ? ledger.take(allowed) : 0;

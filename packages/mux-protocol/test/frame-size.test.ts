@@ -82,21 +82,25 @@ describe('a receive budget shared by streams of different frame sizes', () => {
   it('counts a larger frame as several units, floor included', () => {
     const budget = new ReceiveBudget(MiB); // 32 units of 32 768 bytes
     const large = budget.share(() => {}, 4);
-    // The floor (2 frames) is free; beyond it a share starts with 8 units: 2 frames of 128 KiB.
-    expect(large.afford(0, 16)).toBe(RECEIVE_BUDGET_FLOOR + 2);
+    // The floor is the same 64 KiB in its own frames, at least one: 1 frame of 128 KiB.
+    expect(large.floor).toBe(1);
+    const other = new ReceiveBudget(MiB);
+    expect(other.share(() => {}, 2).floor).toBe(1);
+    expect(other.share(() => {}, 1).floor).toBe(RECEIVE_BUDGET_FLOOR);
+    // The floor is free; beyond it a share starts with 8 units: 2 frames of 128 KiB.
+    expect(large.afford(0, 16)).toBe(large.floor + 2);
     expect(large.taken).toBe(8);
-    // It at most doubles with each grant; 16 frames would need (16 − 2) × 4 = 56 units: only 32 exist.
-    expect(large.afford(0, 14)).toBe(RECEIVE_BUDGET_FLOOR + 4);
-    expect(large.afford(0, 14)).toBe(RECEIVE_BUDGET_FLOOR + 8);
+    // It at most doubles with each grant; 16 frames would need (16 − 1) × 4 = 60 units: only 32 exist.
+    expect(large.afford(0, 14)).toBe(large.floor + 4);
+    expect(large.afford(0, 14)).toBe(large.floor + 8);
     expect(budget.used).toBe(32);
     expect(large.taken).toBe(32);
     const small = budget.share(() => {});
     expect(small.afford(0, 64)).toBe(RECEIVE_BUDGET_FLOOR);
-    // Delivered down to 2 frames beyond its floor (8 units): it keeps its even part (16 of 32 units over
-    // two shares) and gives the rest back.
-    large.settle(RECEIVE_BUDGET_FLOOR + 2);
-    expect(large.taken).toBe(16);
-    expect(budget.used).toBe(16 + small.taken);
+    // Delivered down to 2 frames beyond its floor (8 units): it keeps its even part and gives the rest back.
+    large.settle(large.floor + 2);
+    expect(large.taken).toBe(budget.shareLimit - (budget.shareLimit % 4));
+    expect(budget.used).toBe(large.taken + small.taken);
     expect(() => budget.share(() => {}, 0)).toThrow(RangeError);
   });
 });

@@ -5,6 +5,8 @@ import {
   MAX_DATA_PAYLOAD,
   type MuxStream,
   RECEIVE_BUDGET_FLOOR,
+  RECEIVE_BUDGET_RELAXED,
+  RECEIVE_BUDGET_START,
   ReceiveBudget,
   type ReceiveBudgetShare,
 } from '../src/index.js';
@@ -81,6 +83,22 @@ describe('ReceiveBudget', () => {
     expect(a.afford(0, 5)).toBe(5);
   });
 
+  it('gives a stream its whole window at once while the budget is little used, and grows from the start once it fills', () => {
+    // 256 frames: a quarter is 64, the full window of one stream.
+    const budget = new ReceiveBudget(256 * MAX_DATA_PAYLOAD);
+    const quiet = budget.share(() => {});
+    expect(quiet.afford(0, DEFAULT_INITIAL_WINDOW)).toBe(DEFAULT_INITIAL_WINDOW);
+    expect(budget.used).toBe(DEFAULT_INITIAL_WINDOW - RECEIVE_BUDGET_FLOOR);
+    expect(budget.used).toBeLessThanOrEqual(budget.capacity * RECEIVE_BUDGET_RELAXED);
+    // The next whole window would take the budget past a quarter: this stream starts small and doubles.
+    const busy = budget.share(() => {});
+    expect(busy.afford(0, DEFAULT_INITIAL_WINDOW)).toBe(RECEIVE_BUDGET_FLOOR + RECEIVE_BUDGET_START);
+    expect(busy.afford(RECEIVE_BUDGET_FLOOR + RECEIVE_BUDGET_START, DEFAULT_INITIAL_WINDOW)).toBe(
+      RECEIVE_BUDGET_START,
+    );
+    expect(busy.taken).toBe(2 * RECEIVE_BUDGET_START);
+  });
+
   it('a share above its part after others opened gives the excess back as it delivers', () => {
     const budget = new ReceiveBudget(8 * MAX_DATA_PAYLOAD);
     const first = budget.share(() => {});
@@ -127,7 +145,8 @@ describe('ReceiveBudget', () => {
     // 3 units of 32 768 bytes, one share whose frames take 4: its part cannot hold one frame.
     const budget = new ReceiveBudget(3 * MAX_DATA_PAYLOAD);
     const large = budget.share(() => {}, 4);
-    expect(large.afford(0, 16)).toBe(RECEIVE_BUDGET_FLOOR);
+    // Its floor: one frame (the floor's 64 KiB, at least one frame of the stream's size).
+    expect(large.afford(0, 16)).toBe(1);
     expect(large.taken).toBe(0);
     expect(budget.used).toBe(0);
     // With frames of 32 768 bytes a unit is a frame: 3 units over two shares, 1 each.
