@@ -1,6 +1,10 @@
 import type { Duplex } from 'node:stream';
 import { type Logger, noopLogger } from '@nexus-proxy/common';
-import { MAX_DATA_PAYLOAD, MAX_OFFERED_DATA_PAYLOAD, NEXUS_DATA_PAYLOAD } from '@nexus-proxy/mux-protocol';
+import {
+  isOfferableDataPayload,
+  NEXUS_DATA_PAYLOAD,
+  OFFERED_DATA_PAYLOAD_RANGE,
+} from '@nexus-proxy/mux-protocol';
 import type { AttestationContext } from './attestation.js';
 import { type BackendIdentity, resolveAttestation, type TokenProviderOption } from './attestation-options.js';
 import { InvalidOptionsError } from './errors.js';
@@ -213,16 +217,8 @@ function positive(path: string, value: unknown, fallback: number, { allowZero = 
 
 function dataPayload(value: unknown): number {
   if (value === undefined) return NEXUS_DATA_PAYLOAD;
-  if (
-    typeof value !== 'number' ||
-    !Number.isInteger(value) ||
-    value < MAX_DATA_PAYLOAD ||
-    value > MAX_OFFERED_DATA_PAYLOAD
-  ) {
-    throw new InvalidOptionsError(
-      'maxDataPayload',
-      `must be an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`,
-    );
+  if (!isOfferableDataPayload(value)) {
+    throw new InvalidOptionsError('maxDataPayload', `must be ${OFFERED_DATA_PAYLOAD_RANGE}`);
   }
   return value;
 }

@@ -4,9 +4,9 @@
 import type { ListenerGuardLimits } from './listener-guards.js';
 import type { PeerPolicyOptions } from './peer-limits.js';
 import {
-  MAX_DATA_PAYLOAD,
-  MAX_OFFERED_DATA_PAYLOAD,
+  isOfferableDataPayload,
   NEXUS_DATA_PAYLOAD,
+  OFFERED_DATA_PAYLOAD_RANGE,
   type TunnelSessionStats,
 } from '@nexus-proxy/mux-protocol';
 import type { BackoffSettings } from '@nexus-proxy/common';
@@ -246,15 +246,8 @@ export function resolveMeshSettings(options: PeerMeshOptions): MeshSettings {
   );
   if (maxConcurrentDials < 1) throw new InvalidConfigError('maxConcurrentDials', 'must be at least 1');
   const tunnelMaxDataPayload = options.tunnelMaxDataPayload ?? NEXUS_DATA_PAYLOAD;
-  if (
-    !Number.isInteger(tunnelMaxDataPayload) ||
-    tunnelMaxDataPayload < MAX_DATA_PAYLOAD ||
-    tunnelMaxDataPayload > MAX_OFFERED_DATA_PAYLOAD
-  ) {
-    throw new InvalidConfigError(
-      'tunnelMaxDataPayload',
-      `must be an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`,
-    );
+  if (!isOfferableDataPayload(tunnelMaxDataPayload)) {
+    throw new InvalidConfigError('tunnelMaxDataPayload', `must be ${OFFERED_DATA_PAYLOAD_RANGE}`);
   }
   return {
     reconnect,

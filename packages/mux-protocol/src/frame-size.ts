@@ -23,15 +23,26 @@ export const GRANT_BATCH_BYTES = 8 * MAX_DATA_PAYLOAD;
 /** Bytes past a window tolerated from a peer that meters (`unmeteredAllowance`): 1 024 frames of 32 768. */
 export const UNMETERED_ALLOWANCE_BYTES = 1024 * MAX_DATA_PAYLOAD;
 
+/** What a payload limit an end accepts must be, for the error messages of the options that set it. */
+export const OFFERED_DATA_PAYLOAD_RANGE = `an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`;
+
+/** Whether `value` may be the payload limit an end accepts (and says): {@link OFFERED_DATA_PAYLOAD_RANGE}. */
+export function isOfferableDataPayload(value: unknown): value is number {
+  return (
+    typeof value === 'number' &&
+    Number.isInteger(value) &&
+    value >= MAX_DATA_PAYLOAD &&
+    value <= MAX_OFFERED_DATA_PAYLOAD
+  );
+}
+
 /**
- * The payload limit an end accepts (and says), validated: an integer from 32 768 to {@link MAX_OFFERED_DATA_PAYLOAD}.
+ * The payload limit an end accepts (and says), validated ({@link isOfferableDataPayload}).
  * Throws `RangeError` otherwise (a configuration error).
  */
 export function checkOfferedDataPayload(bytes: number): number {
-  if (!Number.isInteger(bytes) || bytes < MAX_DATA_PAYLOAD || bytes > MAX_OFFERED_DATA_PAYLOAD) {
-    throw new RangeError(
-      `the offered DATA payload must be an integer from ${MAX_DATA_PAYLOAD} to ${MAX_OFFERED_DATA_PAYLOAD}`,
-    );
+  if (!isOfferableDataPayload(bytes)) {
+    throw new RangeError(`the offered DATA payload must be ${OFFERED_DATA_PAYLOAD_RANGE}`);
   }
   return bytes;
 }

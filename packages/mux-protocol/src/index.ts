@@ -15,6 +15,8 @@ export {
 
 export {
   checkOfferedDataPayload,
+  isOfferableDataPayload,
+  OFFERED_DATA_PAYLOAD_RANGE,
   type FrameSizeTuning,
   frameSizeTuning,
   MAX_OFFERED_DATA_PAYLOAD,
