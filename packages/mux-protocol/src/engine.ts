@@ -23,6 +23,7 @@ import {
   RECENTLY_CLOSED_CAPACITY,
   LONG_ROUND_BYTES,
 } from './engine-options.js';
+import { BacklogWatch } from './backlog-watch.js';
 import { toBuffer } from './buffer-view.js';
 import { MuxProtocolError } from './errors.js';
 import { MAX_CREDITS } from './flow-window.js';
@@ -51,8 +52,7 @@ export class StreamEngine {
   #payload: PayloadSettings;
   readonly #maxUnknownReplies: number;
   readonly #maxEmptyPerSecond: number;
-  readonly #backlogLimit: number;
-  readonly #backlogGraceMs: number;
+  readonly #backlog: BacklogWatch;
   readonly #logger: MuxLogger | undefined;
   readonly #options: StreamEngineOptions;
   readonly #now: () => number;
@@ -79,9 +79,6 @@ export class StreamEngine {
   #emptyInWindow = 0;
   /** Reading the transport is paused (by streams or the backlog): the hooks were called. */
   #readingPaused = false;
-  /** The transport's queue went over `backlogLimit`: reading stays paused until it drains. */
-  #backlogHigh = false;
-  #backlogTimer: NodeJS.Timeout | undefined;
   /** Per kind of ignored message (a fixed few): when it was last warned about, and how many since. */
   readonly #ignoredWarnings = new Map<string, { at: number; since: number }>();
 
@@ -96,7 +93,6 @@ export class StreamEngine {
   #protocolErrors = 0;
   #unknownStreamFrames = 0;
   #emptyDataFrames = 0;
-  #backlogPauses = 0;
 
   constructor(options: StreamEngineOptions) {
     this.framing = options.framing;
@@ -120,8 +116,29 @@ export class StreamEngine {
       options.maxEmptyDataFramesPerSecond,
       DEFAULT_MAX_EMPTY_DATA_FRAMES_PER_SECOND,
     );
-    this.#backlogLimit = positiveInteger('backlogLimit', options.backlogLimit, DEFAULT_BACKLOG_LIMIT);
-    this.#backlogGraceMs = nonNegative('backlogGraceMs', options.backlogGraceMs, DEFAULT_BACKLOG_GRACE_MS);
+    const backlogLimit = positiveInteger('backlogLimit', options.backlogLimit, DEFAULT_BACKLOG_LIMIT);
+    const graceMs = nonNegative('backlogGraceMs', options.backlogGraceMs, DEFAULT_BACKLOG_GRACE_MS);
+    this.#backlog = new BacklogWatch(backlogLimit, graceMs, {
+      buffered: () => this.#transport.bufferedAmount,
+      changed: () => {
+        if (this.#backlog.high) {
+          this.#logger?.debug(
+            { bufferedAmount: this.#transport.bufferedAmount, limit: backlogLimit },
+            'the peer is not reading: pausing reads from it',
+          );
+        }
+        this.#updateReading();
+      },
+      recovered: () => this.#pump(),
+      expired: (buffered) =>
+        this.#abort(
+          'peer-not-reading',
+          new MuxProtocolError(
+            'MUX_ERR_PEER_NOT_READING',
+            `${buffered} bytes unread by the peer for ${graceMs} ms: closing the session`,
+          ),
+        ),
+    });
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#host = this.#createHost();
@@ -249,7 +266,7 @@ export class StreamEngine {
     this.#controlSent++;
     this.#transport.send(message);
     // DATA stops at the high-water mark; only answers to what the peer sends can queue past it.
-    if (!this.#backlogHigh && this.#transport.bufferedAmount > this.#backlogLimit) this.#backlogRose();
+    this.#backlog.queued();
   }
 
   /** Feeds one binary message from the transport. Never throws on hostile input. */
@@ -274,7 +291,7 @@ export class StreamEngine {
 
   /** Call when the transport's buffer has drained (the WebSocket's socket emitted `'drain'`). */
   transportDrained(): void {
-    if (this.#backlogHigh && this.#transport.bufferedAmount <= this.#backlogLimit) this.#backlogFell();
+    this.#backlog.drained();
     this.#pump();
   }
 
@@ -294,9 +311,7 @@ export class StreamEngine {
     for (const stream of streams) stream.remoteClosed(reason);
     this.#recentlyClosed.clear();
     this.#pausing.clear();
-    this.#backlogHigh = false;
-    clearTimeout(this.#backlogTimer);
-    this.#backlogTimer = undefined;
+    this.#backlog.stop();
     this.#updateReading();
   }
 
@@ -322,7 +337,7 @@ export class StreamEngine {
       protocolErrors: this.#protocolErrors,
       unknownStreamFrames: this.#unknownStreamFrames,
       emptyDataFrames: this.#emptyDataFrames,
-      backlogPauses: this.#backlogPauses,
+      backlogPauses: this.#backlog.pauses,
       queuedStreams: this.#ready.size,
       transportPaused: this.#readingPaused,
     };
@@ -404,48 +419,9 @@ export class StreamEngine {
     );
   }
 
-  // ───────────────────────────── the peer not reading ─────────────────────────────
-
-  /** Our queue to the peer went over `backlogLimit`: stop reading it, and give it `backlogGraceMs`. */
-  #backlogRose(): void {
-    this.#backlogHigh = true;
-    this.#backlogPauses++;
-    this.#logger?.debug(
-      { bufferedAmount: this.#transport.bufferedAmount, limit: this.#backlogLimit },
-      'the peer is not reading: pausing reads from it',
-    );
-    this.#updateReading();
-    this.#backlogTimer = setTimeout(() => this.#backlogExpired(), this.#backlogGraceMs);
-    this.#backlogTimer.unref?.();
-  }
-
-  #backlogFell(): void {
-    this.#backlogHigh = false;
-    clearTimeout(this.#backlogTimer);
-    this.#backlogTimer = undefined;
-    this.#updateReading();
-  }
-
-  #backlogExpired(): void {
-    this.#backlogTimer = undefined;
-    // A drain may have been missed: look again before closing.
-    if (this.#transport.bufferedAmount <= this.#backlogLimit) {
-      this.#backlogFell();
-      this.#pump();
-      return;
-    }
-    this.#abort(
-      'peer-not-reading',
-      new MuxProtocolError(
-        'MUX_ERR_PEER_NOT_READING',
-        `${this.#transport.bufferedAmount} bytes unread by the peer for ${this.#backlogGraceMs} ms: closing the session`,
-      ),
-    );
-  }
-
   /** Pauses or resumes reading the transport: paused while a stream or the backlog needs it. */
   #updateReading(): void {
-    const pause = !this.#closed && (this.#pausing.size > 0 || this.#backlogHigh);
+    const pause = !this.#closed && (this.#pausing.size > 0 || this.#backlog.high);
     if (pause === this.#readingPaused) return;
     this.#readingPaused = pause;
     if (pause) this.#options.pauseTransport?.();
