@@ -31,6 +31,7 @@ import type { FramingEvent, StreamFraming } from './framing.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 import { checkExplicitTuning, type PayloadSettings, payloadSettings } from './frame-size.js';
 import { ReadyQueue } from './ready-queue.js';
+import { RecentIds } from './recent-ids.js';
 import { MuxStream } from './stream.js';
 import type { StreamHost } from './stream-host.js';
 import { streamIdFromBytes } from './stream-id.js';
@@ -59,8 +60,8 @@ export class StreamEngine {
   readonly #host: StreamHost;
 
   readonly #streams = new Map<string, MuxStream>();
-  /** Insertion-ordered, bounded: ids whose late frames are dropped without an answer. */
-  readonly #recentlyClosed = new Map<string, true>();
+  /** Ids whose late frames are dropped without an answer. */
+  readonly #recentlyClosed = new RecentIds(RECENTLY_CLOSED_CAPACITY);
   readonly #ready = new ReadyQueue<MuxStream>();
   /** Streams holding the transport's reads paused. */
   readonly #pausing = new Set<MuxStream>();
@@ -256,7 +257,7 @@ export class StreamEngine {
 
   /** Answers a stream the peer asked for and this side will not carry: remembers its id, sends its close. */
   refuse(id: string, reason: string): void {
-    this.#rememberClosed(id);
+    this.#recentlyClosed.add(id);
     this.sendControl(this.framing.encodeClose(id, reason));
   }
 
@@ -386,7 +387,7 @@ export class StreamEngine {
     // §1.4: drop it and answer a close so the far side frees its state. At most one answer per id
     // (remembered below) and a per-second budget, so a flood of random ids cannot amplify.
     if (this.#recentlyClosed.has(id)) return;
-    this.#rememberClosed(id);
+    this.#recentlyClosed.add(id);
     const now = this.#now();
     if (now - this.#unknownWindowStart >= 1000) {
       this.#unknownWindowStart = now;
@@ -503,16 +504,7 @@ export class StreamEngine {
     this.#streams.delete(stream.id);
     this.#unanswered.delete(stream);
     this.#streamsClosed++;
-    this.#rememberClosed(stream.id);
-  }
-
-  #rememberClosed(id: string): void {
-    const closed = this.#recentlyClosed;
-    if (closed.size >= RECENTLY_CLOSED_CAPACITY) {
-      const oldest = closed.keys().next();
-      if (!oldest.done) closed.delete(oldest.value);
-    }
-    closed.set(id, true);
+    this.#recentlyClosed.add(stream.id);
   }
 
   /**

@@ -3,6 +3,7 @@ import type { ConnectMessage } from './control.js';
 import { MuxProtocolError } from './errors.js';
 import { ReceiveLedger, SendWindow } from './flow-window.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
+import { PendingChunks } from './pending-chunks.js';
 import { grantWithinBudget, type ReceiveBudgetShare } from './receive-budget.js';
 import type { LocalEndBehaviour, MuxStreamInit, ReceiveMetering, StreamHost } from './stream-host.js';
 import { writeStreamId } from './stream-id.js';
@@ -57,11 +58,8 @@ export class MuxStream extends Duplex {
   /** Grants are ignored (`unmetered` send metering). */
   readonly #ignoreGrants: boolean;
   #peerPaused = false;
-  /** Chunks of the write in progress (reused array), read position, bytes left, held callback. */
-  readonly #pending: Buffer[] = [];
-  #pendingIndex = 0;
-  #pendingOffset = 0;
-  #pendingBytes = 0;
+  /** Chunks of the write in progress and its held callback. */
+  readonly #pending = new PendingChunks();
   #pendingCallback: ((error?: Error | null) => void) | null = null;
   /** Counts writes, so that a late transport callback cannot complete a later write. */
   #writeSeq = 0;
@@ -182,7 +180,6 @@ export class MuxStream extends Duplex {
       return;
     }
     this.#pending.push(chunk);
-    this.#pendingBytes = chunk.length;
     this.#pendingCallback = callback;
     this.#writeSeq++;
     this.#host.schedule(this);
@@ -196,18 +193,14 @@ export class MuxStream extends Duplex {
       callback();
       return;
     }
-    let bytes = 0;
     for (let i = 0; i < chunks.length; i++) {
       const chunk = chunks[i]!.chunk;
-      if (chunk.length === 0) continue;
-      this.#pending.push(chunk);
-      bytes += chunk.length;
+      if (chunk.length > 0) this.#pending.push(chunk);
     }
-    if (bytes === 0) {
+    if (this.#pending.bytes === 0) {
       callback();
       return;
     }
-    this.#pendingBytes = bytes;
     this.#pendingCallback = callback;
     this.#writeSeq++;
     this.#host.schedule(this);
@@ -225,14 +218,14 @@ export class MuxStream extends Duplex {
     const window = this.#send;
     this.#inSend = true;
     try {
-      while (this.#pendingBytes > 0) {
+      while (this.#pending.bytes > 0) {
         if (this.#sendDead) break;
         if (this.#peerPaused || !window.canSend()) return false;
         if (sent === maxFrames) return true;
         // A datagram is one frame of its own: never joined with the next write.
         const length = this.datagram
-          ? Math.min(this.#pending[this.#pendingIndex]!.length - this.#pendingOffset, MAX_DATA_PAYLOAD)
-          : Math.min(this.#pendingBytes, maxPayload, this.#maxPayload);
+          ? Math.min(this.#pending.headLength, MAX_DATA_PAYLOAD)
+          : Math.min(this.#pending.bytes, maxPayload, this.#maxPayload);
         window.spend();
         if (sendParts !== undefined) {
           this.#sendParts(sendParts, length);
@@ -243,25 +236,7 @@ export class MuxStream extends Duplex {
         const frame = Buffer.allocUnsafe(DATA_HEADER_LENGTH + length);
         frame[0] = this.#dataFrameType;
         this.#idBytes.copy(frame, 1);
-        let offset = DATA_HEADER_LENGTH;
-        let need = length;
-        const pending = this.#pending;
-        while (need > 0) {
-          const chunk = pending[this.#pendingIndex]!;
-          const start = this.#pendingOffset;
-          const available = chunk.length - start;
-          const take = Math.min(available, need);
-          chunk.copy(frame, offset, start, start + take);
-          offset += take;
-          need -= take;
-          if (take === available) {
-            this.#pendingIndex++;
-            this.#pendingOffset = 0;
-          } else {
-            this.#pendingOffset = start + take;
-          }
-        }
-        this.#pendingBytes -= length;
+        this.#pending.copyTo(frame, DATA_HEADER_LENGTH, length);
         this.bytesWritten += length;
         sent++;
         this.#host.sendData(frame, length);
@@ -273,7 +248,7 @@ export class MuxStream extends Duplex {
     if (this.#awaitingFlush && !this.#sendDead) return false;
     // The whole write went out (or the peer is gone): release the callback so Node hands us the next.
     this.#completeWrite();
-    return this.#pendingBytes > 0 && this.#canSend();
+    return this.#pending.bytes > 0 && this.#canSend();
   }
 
   /**
@@ -288,28 +263,10 @@ export class MuxStream extends Duplex {
       this.#idBytes.copy(header, 1);
       this.#dataHeader = header;
     }
-    const pending = this.#pending;
-    const parts: Uint8Array[] = [];
-    let need = length;
-    while (need > 0) {
-      const chunk = pending[this.#pendingIndex]!;
-      const start = this.#pendingOffset;
-      const available = chunk.length - start;
-      if (available <= need) {
-        parts.push(start === 0 ? chunk : chunk.subarray(start));
-        need -= available;
-        this.#pendingIndex++;
-        this.#pendingOffset = 0;
-      } else {
-        parts.push(chunk.subarray(start, start + need));
-        this.#pendingOffset = start + need;
-        need = 0;
-      }
-    }
-    this.#pendingBytes -= length;
+    const parts = this.#pending.views(length);
     this.bytesWritten += length;
     let onWritten = noop;
-    if (this.#pendingBytes === 0) {
+    if (this.#pending.bytes === 0) {
       this.#awaitingFlush = true;
       const seq = this.#writeSeq;
       onWritten = () => {
@@ -344,10 +301,7 @@ export class MuxStream extends Duplex {
     this.#awaitingFlush = false;
     const callback = this.#pendingCallback;
     if (callback === null) return;
-    this.#pending.length = 0;
-    this.#pendingIndex = 0;
-    this.#pendingOffset = 0;
-    this.#pendingBytes = 0;
+    this.#pending.clear();
     this.#pendingCallback = null;
     // May synchronously call _write/_writev again (Node's clearBuffer): the host's pump is re-entrant.
     callback();
@@ -368,7 +322,7 @@ export class MuxStream extends Duplex {
     this.#send.grant(credits);
     this.#peerPaused = false;
     this.#peerMeters();
-    if (this.#pendingBytes > 0) this.#host.schedule(this);
+    if (this.#pending.bytes > 0) this.#host.schedule(this);
   }
 
   #peerMeters(): void {
@@ -381,7 +335,7 @@ export class MuxStream extends Duplex {
   /** Host side: the peer's advisory pause (`true`) or resume of our sending. */
   setPeerPaused(paused: boolean): void {
     this.#peerPaused = paused;
-    if (!paused && this.#pendingBytes > 0) this.#host.schedule(this);
+    if (!paused && this.#pending.bytes > 0) this.#host.schedule(this);
   }
 
   /**
