@@ -1,8 +1,15 @@
 /** Local services on 127.0.0.1:0 that stand in for what a backend exposes (TCP, TLS, HTTP-ish). */
 import { once } from 'node:events';
-import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  connect as netConnect,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { CertificateAndKey } from '@nexus-proxy/core';
+import { HashingReader, pump, RandomSource } from './bytes.js';
 
 /** A local TCP or TLS service on 127.0.0.1:0 that tracks its sockets. */
 export interface TestService {
@@ -104,4 +111,61 @@ export function echoSizeService(socket: Socket): void {
     socket.end(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\nconnection: close\r\n\r\n${'x'.repeat(size)}`);
     head = '';
   });
+}
+
+/** What {@link startExchangeService} answered and heard on its first connection. */
+export interface ExchangeService extends TestService {
+  /** SHA-256 of what the service sent (once a connection came). */
+  sentDigest(): string;
+  /** SHA-256 of what the service received: the prelude and `bytes` more. */
+  receivedDigest: Promise<string>;
+}
+
+/**
+ * A service that sends `bytes` random bytes to the first connection while reading the end user's
+ * `preludeLength` + `bytes` bytes, then ends: a transfer both ways at once, checked by digests.
+ */
+export async function startExchangeService(bytes: number, preludeLength: number): Promise<ExchangeService> {
+  let source: RandomSource | undefined;
+  let received: (digest: string) => void = () => {};
+  const receivedDigest = new Promise<string>((resolve) => {
+    received = resolve;
+  });
+  const service = await startService((socket) => {
+    const reader = new HashingReader(socket);
+    source = new RandomSource(bytes);
+    void Promise.all([pump(source, socket), reader.untilBytes(preludeLength + bytes)]).then(
+      ([, digest]) => {
+        received(digest);
+        socket.end();
+      },
+      () => {},
+    );
+  });
+  const sentDigest = () => {
+    if (source === undefined) throw new Error('the exchange service has had no connection');
+    return source.digest();
+  };
+  return { ...service, sentDigest, receivedDigest };
+}
+
+/**
+ * An end user on 127.0.0.1:`port` that sends `prelude` and `bytes` random bytes while reading until the
+ * service ends: the digests of what it sent and of what it received.
+ */
+export async function exchangeThrough(
+  port: number,
+  prelude: Buffer,
+  bytes: number,
+): Promise<{ sent: string; received: string }> {
+  const socket = netConnect({ host: '127.0.0.1', port });
+  try {
+    await once(socket, 'connect');
+    const reader = new HashingReader(socket);
+    const source = new RandomSource(bytes, { prefix: prelude });
+    const [, received] = await Promise.all([pump(source, socket), reader.ended]);
+    return { sent: source.digest(), received };
+  } finally {
+    socket.destroy();
+  }
 }

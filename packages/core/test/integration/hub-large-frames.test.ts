@@ -20,13 +20,13 @@ import {
 } from '@nexus-proxy/mux-protocol';
 import {
   createTestPki,
-  HashingReader,
   MiB,
   openHubSocket,
   pump,
   RandomSource,
   startNode,
-  startService,
+  startExchangeService,
+  exchangeThrough,
   type TestNode,
   type TestPki,
   wsClosed,
@@ -114,22 +114,7 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     const n = await node();
     const transfer = 16 * MiB;
     const prelude = head('/both');
-    let download: RandomSource | undefined;
-    let serviceDone: (digest: string) => void = () => {};
-    const serviceDigest = new Promise<string>((resolve) => {
-      serviceDone = resolve;
-    });
-    const svc = await startService((socket) => {
-      const reader = new HashingReader(socket);
-      download = new RandomSource(transfer);
-      void Promise.all([pump(download, socket), reader.untilBytes(prelude.length + transfer)]).then(
-        ([, digest]) => {
-          serviceDone(digest);
-          socket.end();
-        },
-        () => {},
-      );
-    });
+    const svc = await startExchangeService(transfer, prelude.length);
     cleanups.push(() => svc.close());
     await n.attachBackend({
       hostnames: ['app.test'],
@@ -140,16 +125,9 @@ describe('larger DATA frames between a Nexus hub and a Nexus backend client', ()
     expect(session.mux.maxDataPayload).toBe(NEXUS_DATA_PAYLOAD);
     expect(session.mux.sendDataPayload).toBe(clientAccepts ?? NEXUS_DATA_PAYLOAD);
 
-    const socket = netConnect({ host: '127.0.0.1', port: n.httpPort });
-    cleanups.push(() => {
-      socket.destroy();
-    });
-    await once(socket, 'connect');
-    const userReader = new HashingReader(socket);
-    const sent = new RandomSource(transfer, { prefix: prelude });
-    const [, up, down] = await Promise.all([pump(sent, socket), serviceDigest, userReader.ended]);
-    expect(up).toBe(sent.digest());
-    expect(down).toBe(download!.digest());
+    const user = await exchangeThrough(n.httpPort, prelude, transfer);
+    expect(await svc.receivedDigest).toBe(user.sent);
+    expect(user.received).toBe(svc.sentDigest());
     // Frames larger than the base protocol's 32 768 bytes went where they are accepted: the average is
     // above it; toward a client that accepts 32 768, none did.
     const stats = session.stats();

@@ -16,11 +16,11 @@ import {
 } from '@nexus-proxy/mux-protocol';
 import {
   attachMuxBackend,
-  HashingReader,
   MiB,
   pump,
   RandomSource,
-  startService,
+  startExchangeService,
+  exchangeThrough,
   type TestNode,
   waitUntil,
 } from '@nexus-proxy/test-harness';
@@ -143,38 +143,16 @@ describe('larger tunnel frames between Nexus nodes', () => {
     const c = await node('c', { peers: [a.meshUrl] });
     const transfer = 16 * MiB;
     const prelude = head('big.test');
-    let download: RandomSource | undefined;
-    let serviceDone: (digest: string) => void = () => {};
-    const serviceDigest = new Promise<string>((resolve) => {
-      serviceDone = resolve;
-    });
-    const svc = await startService((socket) => {
-      const reader = new HashingReader(socket);
-      download = new RandomSource(transfer);
-      void Promise.all([pump(download, socket), reader.untilBytes(prelude.length + transfer)]).then(
-        ([, digest]) => {
-          serviceDone(digest);
-          socket.end();
-        },
-        () => {},
-      );
-    });
+    const svc = await startExchangeService(transfer, prelude.length);
     cleanups.push(() => svc.close());
     // The mux engine alone behind c: it carries every stream to the service, whatever the origin's port.
     const backend = await attachMuxBackend(nodes.pki, c, ['big.test'], svc.port);
     cleanups.push(() => backend.close());
     await waitUntil(() => a.routes.lookup('big.test')?.kind === 'peer', 5_000, 'the route at a');
 
-    const socket = netConnect({ host: '127.0.0.1', port: a.httpPort });
-    cleanups.push(() => {
-      socket.destroy();
-    });
-    await once(socket, 'connect');
-    const userReader = new HashingReader(socket);
-    const sent = new RandomSource(transfer, { prefix: prelude });
-    const [, up, down] = await Promise.all([pump(sent, socket), serviceDigest, userReader.ended]);
-    expect(up).toBe(sent.digest());
-    expect(down).toBe(download!.digest());
+    const user = await exchangeThrough(a.httpPort, prelude, transfer);
+    expect(await svc.receivedDigest).toBe(user.sent);
+    expect(user.received).toBe(svc.sentDigest());
     const link = a.mesh.links()[0]!.tunnels;
     expect(link.bytesSent / link.framesSent).toBeGreaterThan(MAX_DATA_PAYLOAD);
     expect(link.bytesReceived / link.framesReceived).toBeGreaterThan(MAX_DATA_PAYLOAD);
