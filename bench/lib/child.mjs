@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // One benchmark process, started by bench/lib/topology.mjs with `fork()`: `node child.mjs <role>`.
 // Roles: `service` (the local TLS / plain TCP service), `node` (createNexus, optionally a mesh node),
-// `backend` (createBackendClient). The parent sends `{ type: 'start', ... }` over
+// `backend` (createBackendClient), `relay` (a bare Node relay: the floor rows of the throughput scenario). The parent sends `{ type: 'start', ... }` over
 // IPC and gets `{ type: 'ready', ... }` back; `{ type: 'stats' }` → `{ type: 'stats', rss, peakRss, ... }`;
 // `{ type: 'gc' }` collects the heap; `{ type: 'close' }` ends the process (so that `--cpu-prof` writes its profile).
 import dgram from 'node:dgram';
@@ -387,7 +387,39 @@ async function backend({ hubPort, hubCaPem, token, mappings, attest }) {
   return {};
 }
 
-const ROLES = { service, node, backend };
+// ---------------------------------------------------------------------------------------------------------
+// A bare relay, the floor of any Node.js design that adds TLS hops between the end user and the service:
+// no framing, no multiplexing, no routing, one connection onward per connection accepted, `stream.pipe`
+// both ways (Node's own backpressure). `inbound`/`outbound`: 'plain' or 'tls'. Chained plain → tls, tls →
+// plain, it is one node and its backend client with one TLS hop between them; with a tls → tls relay in
+// the middle, the mesh's two hops. The TLS hops use the same certificates and Node defaults as the hub.
+
+async function relay({ inbound, outbound, targetPort, certPem, keyPem, caPem }) {
+  const { connect: netConnect } = await import('node:net');
+  const { connect: tlsConnect } = await import('node:tls');
+  const onward = () =>
+    outbound === 'tls'
+      ? tlsConnect({ host: '127.0.0.1', port: targetPort, servername: 'hub.bench.test', ca: caPem })
+      : netConnect({ host: '127.0.0.1', port: targetPort });
+  const join = (socket) => {
+    const next = onward();
+    socket.setNoDelay(true);
+    next.setNoDelay(true);
+    socket.pipe(next).pipe(socket);
+    socket.on('error', () => next.destroy());
+    next.on('error', () => socket.destroy());
+    socket.on('close', () => next.destroy());
+    next.on('close', () => socket.destroy());
+  };
+  const server =
+    inbound === 'tls' ? createTlsServer({ cert: certPem, key: keyPem }, join) : createNetServer(join);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  closeRole = () => new Promise((resolve) => server.close(resolve));
+  return { port: server.address().port };
+}
+
+const ROLES = { service, node, backend, relay };
 if (!(role in ROLES)) {
   console.error(`unknown role ${role}`);
   process.exit(2);

@@ -2,7 +2,9 @@
 //   service   — a local TLS (and plain TCP) service, its own process;
 //   nexus     — a node (createNexus) and a backend client (createBackendClient), one process each;
 //   mesh      — two createNexus mesh nodes A → B, the backend on B (when core has the mesh), one process each;
-//   haproxy   — HAProxy in TCP mode routing by `req_ssl_sni` (when the binary is installed).
+//   haproxy   — HAProxy in TCP mode routing by `req_ssl_sni` (when the binary is installed);
+//   floor     — bare Node relays (`pipe`, no framing) with one TLS hop (`floor1`) and two (`floor2`): what
+//               any Node.js design with the node's and the mesh's TLS hops costs at the least.
 // The load generator is the calling process, so the proxy's own CPU shows in the figures.
 import { spawn, spawnSync, fork } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -181,7 +183,7 @@ async function freeUdpPort() {
 
 /**
  * Starts the service and the requested proxies.
- * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, profileDir?: string, hostnames?: string[], udp?: boolean,
+ * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, floor?: boolean, profileDir?: string, hostnames?: string[], udp?: boolean,
  *   nodeConfig?: object }} options
  *   `profileDir`: run the node child with `--cpu-prof` writing there. `hostnames`: names the service is
  *   published under, one backend child each behind the node (default: `APP_HOSTNAME`; the mesh and
@@ -201,7 +203,13 @@ export async function startTopology(options = {}) {
     closers.push(() => service.close());
     const base = { servername: hostnames[0], ca: appCert.certPem };
     const targets = {
-      direct: { name: 'direct', port: service.info.tlsPort, plainPort: service.info.plainPort, ...base },
+      direct: {
+        name: 'direct',
+        port: service.info.tlsPort,
+        plainPort: service.info.plainPort,
+        ...base,
+        pids: [],
+      },
     };
     const processes = { service };
     const token = await mintBackendToken({ secret: SECRET, hostnames: [hostnames[0]] });
@@ -265,6 +273,8 @@ export async function startTopology(options = {}) {
         plainPort: node.info.httpPort,
         udpPort,
         ...base,
+        // The proxy's own processes on this path (their CPU per MB is reported beside the rate).
+        pids: [node.pid, backends[0].pid],
       };
       targets.direct.udpPort = service.info.udpPort;
       processes.node = node;
@@ -300,15 +310,40 @@ export async function startTopology(options = {}) {
       );
       closers.push(() => meshBackend.close());
       await waitUntil(async () => (await a.call('stats')).peerRoute === true, 'the peer route on node A');
-      targets.mesh = { name: 'mesh', port: a.info.tlsPort, ...base };
+      targets.mesh = { name: 'mesh', port: a.info.tlsPort, ...base, pids: [a.pid, b.pid, meshBackend.pid] };
       processes.meshA = a;
       processes.meshB = b;
+    }
+
+    if (options.floor) {
+      const hop = await createSelfSignedCertificate({ dnsNames: ['hub.bench.test'] });
+      const tls = { certPem: hop.certPem, keyPem: hop.keyPem, caPem: hop.certPem };
+      const relay = async (inbound, outbound, targetPort) => {
+        const child = await startChild('relay', { inbound, outbound, targetPort, ...tls });
+        closers.push(() => child.close());
+        return child;
+      };
+      // One hop: end user → front (plain in, TLS out) → back (TLS in, plain out) → service.
+      const back = await relay('tls', 'plain', service.info.tlsPort);
+      const front = await relay('plain', 'tls', back.info.port);
+      targets.floor1 = { name: 'floor1', port: front.info.port, ...base, pids: [front.pid, back.pid] };
+      // Two hops: front → middle (TLS in, TLS out) → back.
+      const middle = await relay('tls', 'tls', back.info.port);
+      const front2 = await relay('plain', 'tls', middle.info.port);
+      targets.floor2 = {
+        name: 'floor2',
+        port: front2.info.port,
+        ...base,
+        pids: [front2.pid, middle.pid, back.pid],
+      };
+      processes.floor1 = [front, back];
+      processes.floor2 = [front2, middle, back];
     }
 
     if (options.haproxy && haproxyAvailable()) {
       const haproxy = await startHaproxy(service.info.tlsPort, hostnames[0]);
       closers.push(() => haproxy.close());
-      targets.haproxy = { name: 'haproxy', port: haproxy.port, ...base };
+      targets.haproxy = { name: 'haproxy', port: haproxy.port, ...base, pids: [haproxy.pid] };
     }
     return { targets, processes, close };
   } catch (err) {

@@ -1,10 +1,13 @@
 // Bulk throughput of one TLS stream, download and upload, side by side in one run:
 // direct (client → service), nexus (client → relay → hub → backend client → service), mesh (client → node A
 // → peer link → node B → backend client → service, when core exports PeerMesh), and HAProxy SNI passthrough
-// (when installed) as a reference for the routing-only part.
+// (when installed) as a reference for the routing-only part; and the floors of any Node.js design with the
+// same TLS hops: bare `pipe` relays, one TLS hop (`floor1`, beside the node) and two (`floor2`, beside the mesh).
+// Each row carries its proxy processes' CPU per MB (from /proc), and the Nexus rows their ratio to their floor.
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { download, goal, MB, round, upload } from '../lib/load.mjs';
+import { cpuOf } from '../lib/proc-stats.mjs';
 import { haproxyAvailable, meshAvailable, startTopology } from '../lib/topology.mjs';
 import { summarizeProfile } from '../profile-summary.mjs';
 
@@ -41,12 +44,19 @@ export async function run(options = {}) {
     nexus: true,
     mesh: true,
     haproxy: true,
+    floor: true,
     profileDir: options.profileDir,
   });
+  /** CPU seconds of a path's proxy processes so far. */
+  const proxyCpu = (target) => Object.values(cpuOf({ p: target.pids ?? [] })).reduce((sum, v) => sum + v, 0);
+  /** Which floor a Nexus path is compared with. */
+  const floorOf = { nexus: 'floor1', mesh: 'floor2' };
   const rows = [];
   const ratios = {};
   try {
-    const order = ['direct', 'nexus', 'mesh', 'haproxy'].filter((n) => topo.targets[n] !== undefined);
+    const order = ['direct', 'nexus', 'mesh', 'floor1', 'floor2', 'haproxy'].filter(
+      (n) => topo.targets[n] !== undefined,
+    );
     // Warm-up: handshakes, JIT, socket buffers.
     for (const name of order) await download(topo.targets[name], 8 * MB, 10_000);
     // Rounds alternate between paths so that noise from the rest of the machine hits every path alike.
@@ -56,17 +66,33 @@ export async function run(options = {}) {
         ['download', download],
         ['upload', upload],
       ]) {
-        const direct = await fn(topo.targets.direct, bytes, timeoutMs);
-        const results = [['direct', direct]];
-        for (const name of order.slice(1))
-          results.push([name, await fn(topo.targets[name], bytes, timeoutMs)]);
-        const directRate = rateOf(direct);
+        const results = new Map();
+        for (const name of order) {
+          const target = topo.targets[name];
+          const cpuBefore = proxyCpu(target);
+          const r = await fn(target, bytes, timeoutMs);
+          r.cpuMsPerMB = ((proxyCpu(target) - cpuBefore) * 1000) / (r.bytes / MB);
+          results.set(name, r);
+        }
+        const directRate = rateOf(results.get('direct'));
         for (const [name, r] of results) {
           const key = `${direction}:${name}`;
-          const t = perRound.get(key) ?? { direction, name, bytes: 0, rates: [], ratios: [], errors: [] };
+          const t = perRound.get(key) ?? {
+            direction,
+            name,
+            bytes: 0,
+            rates: [],
+            ratios: [],
+            floorRatios: [],
+            cpu: [],
+            errors: [],
+          };
           t.bytes += r.bytes;
           t.rates.push(rateOf(r));
           t.ratios.push(rateOf(r) / directRate);
+          if (name !== 'direct') t.cpu.push(r.cpuMsPerMB);
+          const floor = results.get(floorOf[name]);
+          if (floor !== undefined) t.floorRatios.push(rateOf(r) / rateOf(floor));
           if (r.error) t.errors.push(r.error);
           perRound.set(key, t);
         }
@@ -84,6 +110,8 @@ export async function run(options = {}) {
         'MB/s min–max': `${round(Math.min(...t.rates), 1)}–${round(Math.max(...t.rates), 1)}`,
         'vs direct median': round(ratio, 3),
         'vs direct min–max': `${round(Math.min(...t.ratios), 3)}–${round(Math.max(...t.ratios), 3)}`,
+        'vs its floor': t.floorRatios.length > 0 ? round(median(t.floorRatios), 3) : '',
+        'proxy CPU ms/MB': t.cpu.length > 0 ? round(median(t.cpu), 2) : '',
         note: t.errors.join('; '),
       });
     }
@@ -118,6 +146,15 @@ export async function run(options = {}) {
         achieved: 'n/a',
         met: 'skipped',
       });
+    }
+  }
+  for (const direction of ['download', 'upload']) {
+    const f1 = ratios[`${direction}:floor1`];
+    const f2 = ratios[`${direction}:floor2`];
+    if (f1 !== undefined && f2 !== undefined) {
+      notes.push(
+        `${direction}: bare Node relays reach ${round(f1, 2)}× direct with one TLS hop and ${round(f2, 2)}× with two (the floors of the node and mesh paths)`,
+      );
     }
   }
   const result = {
