@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,12 +8,21 @@ import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { createBackendClient } from '@nexus-proxy/backend-client';
 import { loadConfig, verifyBackendToken } from '@nexus-proxy/core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createProgram } from '../src/program.js';
 import { type RunningNode, serve } from '../src/serve.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-const tmp = () => mkdtempSync(join(tmpdir(), 'nexus-cli-'));
+/** Directories made by `tmp()`, removed once the file's tests are done. */
+const made: string[] = [];
+const tmp = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-cli-'));
+  made.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 /** `init` flags that keep it in `root` and off the network. */
 const INIT_ARGS = (root: string) => ['--hostname', 'nexus1.cli-test.net', '--skip-dns', '--root', root];
 

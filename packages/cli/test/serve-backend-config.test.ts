@@ -5,7 +5,7 @@
  * serves HTTP by Host and TLS by SNI. Loopback sockets, files under the OS temp dir.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,6 +33,8 @@ const BACKEND_CLI = join(
 let node: RunningNode | undefined;
 let backend: ChildProcess | undefined;
 const services: TestService[] = [];
+/** Temporary directories of the test, removed after it. */
+const dirs: string[] = [];
 afterEach(async () => {
   if (backend !== undefined && backend.exitCode === null) {
     const exited = new Promise((r) => backend!.once('exit', r));
@@ -43,11 +45,14 @@ afterEach(async () => {
   for (const s of services.splice(0)) await s.close();
   await node?.close();
   node = undefined;
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('nexus-proxy serve: the current-era backend configuration it writes', () => {
   it('runs as printed with the real nexus-backend: current era, HTTP by Host and TLS by SNI', async () => {
-    const stateDir = join(mkdtempSync(join(tmpdir(), 'nexus-serve-backend-')), 'state');
+    const root = mkdtempSync(join(tmpdir(), 'nexus-serve-backend-'));
+    dirs.push(root);
+    const stateDir = join(root, 'state');
     const printed: string[] = [];
     node = await serve({
       stateDir,
