@@ -1,5 +1,6 @@
 /**
- * The private fields of a `ws` WebSocket that {@link createWsFrameWriter} reads, in one place, with a
+ * The private fields of a `ws` WebSocket that {@link createWsFrameWriter} and
+ * {@link takeBinaryMessagesAsViews} read, in one place, with a
  * check of their shape. `ws` does not promise them: every package that depends on `ws` pins it to the
  * minor release they were read from (see docs/architecture.md, "Shared mechanisms"), and the test of
  * this module fails, naming the field, when a new `ws` changes them.
@@ -26,6 +27,8 @@ export interface WsInternals {
     /** False while a fragmented message (`send(data, { fin: false })`) is in progress. */
     _firstFragment?: boolean;
   } | null;
+  /** ws's frame parser, fed every read of the socket (see {@link checkWsReceiverInternals}). */
+  _receiver?: unknown;
 }
 
 /** `ws` seen through the private fields this module reads. */
@@ -71,4 +74,45 @@ export function checkWsInternals(ws: WebSocket): string | undefined {
 function describe(value: unknown): string {
   if (value === null) return 'null';
   return typeof value === 'object' || typeof value === 'function' ? `a ${typeof value}` : String(value);
+}
+
+/**
+ * The parts of ws's Receiver that {@link takeBinaryMessagesAsViews} (ws-data-frames.ts) reads: besides
+ * its public Writable API, its `maxPayload` and whether it holds bytes of a frame not yet complete.
+ */
+export interface WsReceiver {
+  /** ws's Writable `write`, called by its `socketOnData` for every socket read. */
+  write(chunk: Buffer): boolean;
+  readonly writableLength: number;
+  readonly writableEnded: boolean;
+  readonly errored: Error | null;
+  readonly destroyed: boolean;
+  /** The WebSocket's `maxPayload` (0: no limit). */
+  _maxPayload: number;
+  /** Bytes given to the Receiver that it has not parsed yet (part of a frame). */
+  _bufferedBytes: number;
+}
+
+/**
+ * Checks that an open `ws` WebSocket has the Receiver fields {@link takeBinaryMessagesAsViews} reads.
+ * Returns undefined when it does, or a sentence naming the first field that does not match.
+ */
+export function checkWsReceiverInternals(ws: WebSocket): string | undefined {
+  const where = `ws (read as ${WS_INTERNALS_VERSION}.x)`;
+  if (typeof wsInternals(ws)._isServer !== 'boolean') {
+    return `${where}: WebSocket._isServer is ${describe(wsInternals(ws)._isServer)}, expected a boolean`;
+  }
+  const receiver = wsInternals(ws)._receiver as Partial<WsReceiver> | null | undefined;
+  if (receiver == null || typeof receiver !== 'object') {
+    return `${where}: WebSocket._receiver is ${describe(receiver)}, expected ws's Receiver`;
+  }
+  if (typeof receiver.write !== 'function') {
+    return `${where}: WebSocket._receiver.write is ${describe(receiver.write)}, expected a function`;
+  }
+  for (const field of ['_maxPayload', '_bufferedBytes', 'writableLength'] as const) {
+    if (typeof receiver[field] !== 'number') {
+      return `${where}: WebSocket._receiver.${field} is ${describe(receiver[field])}, expected a number`;
+    }
+  }
+  return undefined;
 }

@@ -1,0 +1,375 @@
+/**
+ * The splitter in front of ws's Receiver must not change what a WebSocket receives: for any stream of
+ * frames (binary, text, control, fragmented, masked or not, malformed, oversize) cut into any reads, the
+ * messages, pings, pongs, closes and errors are those ws alone yields for the same bytes; only the final
+ * binary messages arrive as views instead of joined.
+ */
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Receiver } from 'ws';
+import { WsFrameSplitter } from '../src/ws-data-frames.js';
+
+type Event = string;
+
+/** One RFC 6455 frame, as bytes (mask key drawn here when masked). */
+interface FrameSpec {
+  fin: boolean;
+  rsv: number;
+  opcode: number;
+  masked: boolean;
+  payload: Buffer;
+}
+
+function encodeFrame(frame: FrameSpec): Buffer {
+  const length = frame.payload.length;
+  const lengthBytes = length < 126 ? 0 : length < 65_536 ? 2 : 8;
+  const head = Buffer.alloc(2 + lengthBytes + (frame.masked ? 4 : 0));
+  head[0] = (frame.fin ? 0x80 : 0) | (frame.rsv << 4) | frame.opcode;
+  head[1] = (frame.masked ? 0x80 : 0) | (lengthBytes === 0 ? length : lengthBytes === 2 ? 126 : 127);
+  if (lengthBytes === 2) head.writeUInt16BE(length, 2);
+  if (lengthBytes === 8) head.writeBigUInt64BE(BigInt(length), 2);
+  if (!frame.masked) return Buffer.concat([head, frame.payload]);
+  const key = randomBytes(4);
+  key.copy(head, head.length - 4);
+  const body = Buffer.from(frame.payload);
+  for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ key[i & 3]!;
+  return Buffer.concat([head, body]);
+}
+
+function describeEvent(kind: string, data: Buffer | string = ''): Event {
+  const bytes = typeof data === 'string' ? data : data.toString('hex');
+  return `${kind}:${bytes}`;
+}
+
+/** Feeds `chunks` to a fresh Receiver, alone or behind a splitter, and returns what came out. */
+async function receive(
+  chunks: readonly Buffer[],
+  options: { isServer: boolean; maxPayload: number; allowSynchronousEvents?: boolean },
+  split: boolean,
+): Promise<{ events: Event[]; views: number }> {
+  const receiver = new Receiver(options);
+  const events: Event[] = [];
+  let views = 0;
+  receiver.on('message', (data: Buffer, isBinary: boolean) =>
+    events.push(describeEvent(isBinary ? 'binary' : 'text', data)),
+  );
+  receiver.on('ping', (data: Buffer) => events.push(describeEvent('ping', data)));
+  receiver.on('pong', (data: Buffer) => events.push(describeEvent('pong', data)));
+  receiver.on('conclude', (code: number, reason: Buffer) =>
+    events.push(describeEvent(`close ${code}`, reason)),
+  );
+  receiver.on('error', (err: Error & { code?: string }) => {
+    const status = Object.getOwnPropertySymbols(err)
+      .map((s) => (err as unknown as Record<symbol, unknown>)[s])
+      .join();
+    events.push(`error:${err.code} ${status} ${err.message}`);
+  });
+  const splitter = split
+    ? new WsFrameSplitter({
+        receiver,
+        isServer: options.isServer,
+        maxLength: options.maxPayload,
+        onBinary: (parts, length) => {
+          views++;
+          expect(parts.reduce((n, p) => n + p.length, 0)).toBe(length);
+          events.push(describeEvent('binary', Buffer.concat(parts)));
+        },
+      })
+    : undefined;
+  for (const chunk of chunks) {
+    // Each side gets its own copy: both unmask in place.
+    const copy = Buffer.from(chunk);
+    if (splitter !== undefined) splitter.write(copy);
+    else if (!receiver.writableEnded && receiver.errored == null) receiver.write(copy);
+  }
+  // ws reports errors on the next tick, and deferred events one per turn of the event loop.
+  do await new Promise((resolve) => setImmediate(resolve));
+  while (receiver.writableLength > 0 && receiver.errored == null);
+  await new Promise((resolve) => setImmediate(resolve));
+  return { events, views };
+}
+
+/** Cuts `bytes` at the given offsets (any order, duplicates allowed). */
+function cut(bytes: Buffer, offsets: readonly number[]): Buffer[] {
+  const points = [...new Set(offsets.map((o) => o % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let from = 0;
+  for (const p of points) {
+    if (p > from) chunks.push(bytes.subarray(from, p));
+    from = Math.max(from, p);
+  }
+  if (from < bytes.length) chunks.push(bytes.subarray(from));
+  return chunks;
+}
+
+const MAX_PAYLOAD = 3000;
+
+/** Frames a sender might write, well-formed or not, for a receiver on side `isServer`. */
+function frameArbitrary(isServer: boolean, wellFormed: boolean): fc.Arbitrary<FrameSpec[]> {
+  const payload = (max: number) => fc.uint8Array({ maxLength: max }).map((a) => Buffer.from(a));
+  const masked = fc.constant(isServer);
+  const binary = fc.record({
+    fin: fc.constant(true),
+    rsv: fc.constant(0),
+    opcode: fc.constant(2),
+    masked,
+    payload: fc.oneof({ weight: 4, arbitrary: payload(400) }, { weight: 1, arbitrary: payload(MAX_PAYLOAD) }),
+  });
+  const text = fc.record({
+    fin: fc.constant(true),
+    rsv: fc.constant(0),
+    opcode: fc.constant(1),
+    masked,
+    payload: fc.oneof(
+      { weight: 5, arbitrary: fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)) },
+      { weight: wellFormed ? 0 : 1, arbitrary: fc.constant(Buffer.from([0xc3, 0x28])) },
+    ),
+  });
+  const control = fc.record({
+    fin: fc.constant(true),
+    rsv: fc.constant(0),
+    opcode: fc.constantFrom(9, 10),
+    masked,
+    payload: payload(125),
+  });
+  const close = fc
+    .tuple(
+      fc.constantFrom(...(wellFormed ? [1000, 1001, 1011, 4000] : [1000, 1001, 1011, 4000, 999])),
+      fc.string({ maxLength: 20 }),
+      masked,
+    )
+    .map(([code, reason, m]): FrameSpec => {
+      const body = Buffer.alloc(2 + Buffer.byteLength(reason));
+      body.writeUInt16BE(code, 0);
+      body.write(reason, 2);
+      return { fin: true, rsv: 0, opcode: 8, masked: m, payload: body };
+    });
+  const fragmented = fc
+    .tuple(fc.constantFrom(1, 2), fc.array(payload(300), { minLength: 2, maxLength: 4 }), fc.array(control))
+    .map(([opcode, parts, pings]) => {
+      const frames: FrameSpec[] = [];
+      parts.forEach((p, i) => {
+        frames.push({
+          fin: i === parts.length - 1,
+          rsv: 0,
+          opcode: i === 0 ? opcode : 0,
+          masked: isServer,
+          payload: opcode === 1 ? Buffer.from(p.toString('hex')) : p,
+        });
+        if (i < pings.length && i < parts.length - 1) frames.push(pings[i]!);
+      });
+      return frames;
+    });
+  const malformed = fc.oneof(
+    fc.record({
+      fin: fc.boolean(),
+      rsv: fc.integer({ min: 1, max: 7 }),
+      opcode: fc.constant(2),
+      masked,
+      payload: payload(10),
+    }),
+    fc.record({
+      fin: fc.constant(true),
+      rsv: fc.constant(0),
+      opcode: fc.constantFrom(0, 3, 7, 11, 15),
+      masked,
+      payload: payload(10),
+    }),
+    fc.record({
+      fin: fc.constant(true),
+      rsv: fc.constant(0),
+      opcode: fc.constant(2),
+      masked: fc.constant(!isServer),
+      payload: payload(10),
+    }),
+    fc.record({
+      fin: fc.constant(false),
+      rsv: fc.constant(0),
+      opcode: fc.constant(9),
+      masked,
+      payload: payload(10),
+    }),
+    fc.record({
+      fin: fc.constant(true),
+      rsv: fc.constant(0),
+      opcode: fc.constant(9),
+      masked,
+      payload: fc.constant(Buffer.alloc(126)),
+    }),
+    fc.record({
+      fin: fc.constant(true),
+      rsv: fc.constant(0),
+      opcode: fc.constant(2),
+      masked,
+      payload: fc.constant(Buffer.alloc(MAX_PAYLOAD + 1)),
+    }),
+  );
+  const one = fc.oneof(
+    { weight: 12, arbitrary: binary.map((f) => [f]) },
+    { weight: 2, arbitrary: text.map((f) => [f]) },
+    { weight: 2, arbitrary: control.map((f) => [f]) },
+    { weight: 2, arbitrary: fragmented },
+    { weight: 1, arbitrary: close.map((f) => [f]) },
+    { weight: wellFormed ? 0 : 1, arbitrary: malformed.map((f) => [f]) },
+    // A fragmented message left open: what follows is a continuation, a control frame, or an error.
+    {
+      weight: wellFormed ? 0 : 1,
+      arbitrary: fc
+        .record({
+          fin: fc.constant(false),
+          rsv: fc.constant(0),
+          opcode: fc.constantFrom(0, 1, 2),
+          masked,
+          payload: payload(20),
+        })
+        .map((f) => [f]),
+    },
+  );
+  return fc.array(one, { maxLength: 12 }).map((groups) => groups.flat());
+}
+
+describe('WsFrameSplitter', () => {
+  for (const [isServer, allowSynchronousEvents] of [
+    [false, true],
+    [true, true],
+    [false, false],
+  ] as const) {
+    let viewsSeen = 0;
+    it(`yields what ws alone yields for any frames cut into any reads (${isServer ? 'server, masked' : 'client'}${allowSynchronousEvents ? '' : ', events deferred'})`, async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          // Deferred events (not what ws does by default): once ws refuses a frame, what it still emits
+          // depends on how the bytes were cut into writes (Node's Writable goes on with the writes
+          // queued behind the failed one): there the property is the order of well-formed streams.
+          frameArbitrary(isServer, !allowSynchronousEvents),
+          fc.array(fc.nat(), { maxLength: 40 }),
+          async (frames, offsets) => {
+            const bytes = Buffer.concat(frames.map(encodeFrame));
+            const chunks = cut(bytes, offsets);
+            const options = { isServer, maxPayload: MAX_PAYLOAD, allowSynchronousEvents };
+            const alone = await receive(chunks, options, false);
+            const split = await receive(chunks, options, true);
+            expect(split.events).toEqual(alone.events);
+            viewsSeen += split.views;
+          },
+        ),
+        { numRuns: 300 },
+      );
+      // The property held with the splitter actually taking frames.
+      expect(viewsSeen).toBeGreaterThan(allowSynchronousEvents ? 100 : 20);
+    });
+  }
+
+  it('hands final binary frames over as views of the reads, unmasked in place, without a join', async () => {
+    const payload = randomBytes(40_000);
+    const bytes = encodeFrame({ fin: true, rsv: 0, opcode: 2, masked: true, payload });
+    // Each read in a buffer of its own, as a TLS socket delivers them.
+    const chunks = cut(bytes, [16_384, 32_768]).map((c) => {
+      const own = Buffer.alloc(c.length);
+      c.copy(own);
+      return own;
+    });
+    const received: Buffer[][] = [];
+    const splitter = new WsFrameSplitter({
+      receiver: new Receiver({ isServer: true, maxPayload: 100_000 }),
+      isServer: true,
+      maxLength: 100_000,
+      onBinary: (parts) => received.push(parts),
+    });
+    for (const chunk of chunks) expect(splitter.write(chunk)).toBe(true);
+    expect(received).toHaveLength(1);
+    const parts = received[0]!;
+    expect(parts).toHaveLength(3);
+    // Each part is a view of the read it came in (the same memory), not a copy.
+    for (const [i, part] of parts.entries()) expect(part.buffer).toBe(chunks[i]!.buffer);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+  });
+
+  it('leaves oversize frames to ws, which refuses them with its own error and close code', async () => {
+    const bytes = encodeFrame({ fin: true, rsv: 0, opcode: 2, masked: false, payload: Buffer.alloc(70_000) });
+    const { events, views } = await receive(
+      cut(bytes, [5, 100]),
+      { isServer: false, maxPayload: 65_536 },
+      true,
+    );
+    expect(views).toBe(0);
+    expect(events).toEqual(['error:WS_ERR_UNSUPPORTED_MESSAGE_LENGTH 1009 Max payload size exceeded']);
+  });
+
+  it('takes 64-bit lengths up to the limit as views', async () => {
+    const payload = randomBytes(70_000);
+    const bytes = encodeFrame({ fin: true, rsv: 0, opcode: 2, masked: false, payload });
+    const { events, views } = await receive(
+      cut(bytes, [1, 3, 9, 30_000]),
+      { isServer: false, maxPayload: 70_000 },
+      true,
+    );
+    expect(views).toBe(1);
+    expect(events).toEqual([describeEvent('binary', payload)]);
+  });
+
+  it('bounds the views of one frame dribbled in tiny reads', async () => {
+    const payload = randomBytes(500);
+    const bytes = encodeFrame({ fin: true, rsv: 0, opcode: 2, masked: false, payload });
+    const received: Buffer[][] = [];
+    const splitter = new WsFrameSplitter({
+      receiver: new Receiver({ maxPayload: 1000 }),
+      isServer: false,
+      maxLength: 1000,
+      onBinary: (parts) => received.push(parts),
+    });
+    for (let i = 0; i < bytes.length; i++) splitter.write(bytes.subarray(i, i + 1));
+    expect(received).toHaveLength(1);
+    expect(received[0]!.length).toBeLessThanOrEqual(65);
+    expect(Buffer.concat(received[0]!).equals(payload)).toBe(true);
+  });
+
+  it('passes on ws backpressure: false when ws wants the socket paused, true for its own frames', () => {
+    const receiver = new Receiver({ maxPayload: 100_000 });
+    const written: number[] = [];
+    const paused = {
+      write: (chunk: Buffer) => {
+        written.push(chunk.length);
+        receiver.write(chunk);
+        return false;
+      },
+      get writableLength() {
+        return receiver.writableLength;
+      },
+      get writableEnded() {
+        return receiver.writableEnded;
+      },
+      get errored() {
+        return receiver.errored;
+      },
+      get destroyed() {
+        return receiver.destroyed;
+      },
+    };
+    const splitter = new WsFrameSplitter({
+      receiver: paused,
+      isServer: false,
+      maxLength: 100_000,
+      onBinary: () => {},
+    });
+    const text = encodeFrame({
+      fin: true,
+      rsv: 0,
+      opcode: 1,
+      masked: false,
+      payload: Buffer.alloc(20_000, 0x61),
+    });
+    expect(splitter.write(text)).toBe(false);
+    expect(written).toEqual([text.length]);
+    const binary = encodeFrame({
+      fin: true,
+      rsv: 0,
+      opcode: 2,
+      masked: false,
+      payload: Buffer.alloc(20_000),
+    });
+    expect(splitter.write(binary)).toBe(true);
+    expect(written).toEqual([text.length]);
+  });
+});
