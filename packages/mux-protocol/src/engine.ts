@@ -28,6 +28,7 @@ import { toBuffer } from './buffer-view.js';
 import { MuxProtocolError } from './errors.js';
 import { MAX_CREDITS } from './flow-window.js';
 import type { FramingEvent, StreamFraming } from './framing.js';
+import { dataFrameParts, joinParts } from './data-parts.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 import { checkExplicitTuning, type PayloadSettings, payloadSettings } from './frame-size.js';
 import { ReadyQueue } from './ready-queue.js';
@@ -270,12 +271,20 @@ export class StreamEngine {
     this.#backlog.queued();
   }
 
-  /** Feeds one binary message from the transport. Never throws on hostile input. */
-  receive(message: Uint8Array): void {
+  /**
+   * Feeds one binary message from the transport, or its parts (`partsLength` bytes: a DATA frame's payload
+   * reaches its stream as these views, see data-parts.ts). Never throws on hostile input.
+   */
+  receive(message: Uint8Array | readonly Uint8Array[], partsLength?: number): void {
     if (this.#closed) return;
-    const length = message.length;
+    const length =
+      message instanceof Uint8Array ? message.length : (partsLength ?? joinParts(message).length);
     if (length === 0) return; // §1.3: an empty message is ignored
-    if (
+    if (!(message instanceof Uint8Array)) {
+      const f = dataFrameParts(message, length, this.framing.dataFrameType, this.#payload.maxMessageSize);
+      if (f === undefined) this.receive(joinParts(message, length));
+      else this.#receiveData(f.id, f.payload, f.length);
+    } else if (
       message[0] === this.framing.dataFrameType &&
       length >= DATA_HEADER_LENGTH &&
       length <= this.#payload.maxMessageSize
@@ -370,17 +379,17 @@ export class StreamEngine {
 
   // ───────────────────────────── receiving ─────────────────────────────
 
-  #receiveData(id: string, payload: Buffer): void {
+  #receiveData(id: string, payload: Buffer | Buffer[], length = (payload as Buffer).length): void {
     this.#dataFramesReceived++;
-    this.#bytesReceived += payload.length;
+    this.#bytesReceived += length;
     const stream = this.#streams.get(id);
     if (stream !== undefined) this.#unanswered.delete(stream);
-    if (payload.length === 0) {
+    if (length === 0) {
       this.#emptyData();
       return;
     }
     if (stream !== undefined) {
-      stream.receiveData(payload);
+      stream.receiveData(payload, length);
       return;
     }
     this.#unknownStreamFrames++;

@@ -357,9 +357,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     });
   }
 
-  /** Feeds one binary message from the transport. Never throws on hostile input. */
-  receive(message: Uint8Array): void {
-    this.#engine.receive(message);
+  /**
+   * Feeds one binary message from the transport, or its parts (`length` bytes in all: a DATA frame's
+   * payload reaches its stream as these views, not joined). Never throws on hostile input.
+   */
+  receive(message: Uint8Array | readonly Uint8Array[], length?: number): void {
+    this.#engine.receive(message, length);
   }
 
   /** Call when the transport's buffer has drained (the WebSocket's socket emitted `'drain'`). */

@@ -389,12 +389,12 @@ export class MuxStream extends Duplex {
   // ───────────────────────────── receive side ─────────────────────────────
 
   /**
-   * Host side: one DATA frame from the peer; `payload` is not reused by the transport. An empty payload
+   * Host side: one DATA frame from the peer, whole or in parts (`length` bytes in all, none empty: views
+   * of the transport's reads, each pushed as it is); `payload` is not reused by the transport. An empty payload
    * is ignored (docs/protocol.md §1.3): it earns no grant and counts against no window (the engine
    * bounds how many a peer may send).
    */
-  receiveData(payload: Buffer): void {
-    const length = payload.length;
+  receiveData(payload: Buffer | readonly Buffer[], length = (payload as Buffer).length): void {
     if (this.#receiveEnded || length === 0) return;
     const state = this.#receiveState;
     if (state !== 'unmetered' && !this.#receive.received()) {
@@ -420,12 +420,15 @@ export class MuxStream extends Duplex {
     if (this.datagram) {
       // Delivered or dropped on arrival: never buffered past the high-water mark, never a reason to
       // pause the transport, and always counted as delivered, so the peer's credits keep coming.
-      if (this.readableLength + length <= this.readableHighWaterMark) this.push(payload);
-      else this.datagramsDropped++;
+      if (this.readableLength + length > this.readableHighWaterMark) this.datagramsDropped++;
+      else this.push(Buffer.isBuffer(payload) ? payload : Buffer.concat(payload, length));
       this.#delivered(1);
       return;
     }
-    const accepted = this.push(payload);
+    let accepted = true;
+    if (Buffer.isBuffer(payload)) accepted = this.push(payload);
+    // The parts as they came (views of the transport's reads); what counts is the room after the last.
+    else for (const part of payload) accepted = this.push(part);
     if (accepted) {
       this.#delivered(1);
     } else if (this.#receiveState === 'unmetered' || this.#receive.outstanding < -this.#allowance) {

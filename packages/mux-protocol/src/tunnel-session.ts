@@ -230,9 +230,12 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
     this.#engine.refuse(tunnelId, 'refused');
   }
 
-  /** Feeds one binary message from the link. Never throws on hostile input. */
-  receive(message: Uint8Array): void {
-    this.#engine.receive(message);
+  /**
+   * Feeds one binary message from the link, or its parts (`length` bytes in all: a TUNNEL_DATA frame's
+   * payload reaches its stream as these views, not joined). Never throws on hostile input.
+   */
+  receive(message: Uint8Array | readonly Uint8Array[], length?: number): void {
+    this.#engine.receive(message, length);
   }
 
   /** Call when the link's send buffer has drained. */
