@@ -30,9 +30,16 @@ export {
   type WsBinarySender,
   type WsBinarySenderOptions,
 } from './ws-binary-sender.js';
+export {
+  type BinaryPartsHandler,
+  takeBinaryMessagesAsViews,
+  WsFrameSplitter,
+  type WsFrameSplitterOptions,
+} from './ws-data-frames.js';
 export { createWsFrameWriter, type WsFrameWriter } from './ws-frame-writer.js';
 export {
   checkWsInternals,
+  checkWsReceiverInternals,
   WS_INTERNALS_VERSION,
   type WsInternals,
   wsInternals,

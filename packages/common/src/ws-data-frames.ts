@@ -13,7 +13,12 @@
  */
 import type WebSocket from 'ws';
 import { nativeBufferUtil } from './bufferutil.js';
-import { checkWsReceiverInternals, type WsReceiver, wsInternals } from './ws-internals.js';
+import {
+  checkWsReceiverInternals,
+  WS_RECEIVER_GET_INFO,
+  type WsReceiver,
+  wsInternals,
+} from './ws-internals.js';
 
 /** A final binary message: the views it came in, in order (`length` bytes in all; none when empty). */
 export type BinaryPartsHandler = (parts: Buffer[], length: number) => void;
@@ -269,17 +274,26 @@ function unmaskPart(part: Buffer, key: Buffer): void {
  * Takes final binary messages of `ws` out of its socket reads as views (see {@link WsFrameSplitter}),
  * handing them to `onBinary`; ws keeps receiving everything else, and emits `'message'` for the binary
  * messages it still assembles (fragmented ones, or any the splitter left to it). Call it when the
- * WebSocket opens, before it has read anything (the `'open'` or `'connection'` event). Returns false,
- * changing nothing, when it cannot: not open, an extension negotiated, ws's Receiver already holding
- * bytes, or ws's private fields not as expected (ws-internals.ts); ws then delivers every message itself.
+ * WebSocket is open, between two messages (ws has emitted every message it read so far, in its
+ * `'open'`, `'connection'` or `'message'` events). Returns false, changing nothing, when it cannot: not
+ * open, an extension negotiated, ws's Receiver in the middle of a frame or of a fragmented message, or
+ * ws's private fields not as expected (ws-internals.ts); ws then delivers every message itself.
  */
 export function takeBinaryMessagesAsViews(ws: WebSocket, onBinary: BinaryPartsHandler): boolean {
   if (ws.readyState !== OPEN || ws.extensions !== '') return false;
   if (checkWsReceiverInternals(ws) !== undefined) return false;
   const internals = wsInternals(ws);
   const receiver = internals._receiver as WsReceiver;
-  if (receiver._bufferedBytes !== 0 || receiver.writableLength !== 0 || receiver._maxPayload <= 0)
+  // Only between two messages: the splitter's first byte must start a frame of a new message.
+  if (
+    receiver._bufferedBytes !== 0 ||
+    receiver._state !== WS_RECEIVER_GET_INFO ||
+    receiver._fragmented !== 0 ||
+    receiver.writableLength !== 0 ||
+    receiver._maxPayload <= 0
+  ) {
     return false;
+  }
   const write = receiver.write;
   const splitter = new WsFrameSplitter({
     receiver: {

@@ -91,7 +91,14 @@ export interface WsReceiver {
   _maxPayload: number;
   /** Bytes given to the Receiver that it has not parsed yet (part of a frame). */
   _bufferedBytes: number;
+  /** Its parser's state: {@link WS_RECEIVER_GET_INFO} between frames. */
+  _state: number;
+  /** The opcode of the fragmented message in progress, 0 when none. */
+  _fragmented: number;
 }
+
+/** ws Receiver state in which the next byte it gets starts a frame. */
+export const WS_RECEIVER_GET_INFO = 0;
 
 /**
  * Checks that an open `ws` WebSocket has the Receiver fields {@link takeBinaryMessagesAsViews} reads.
@@ -109,7 +116,7 @@ export function checkWsReceiverInternals(ws: WebSocket): string | undefined {
   if (typeof receiver.write !== 'function') {
     return `${where}: WebSocket._receiver.write is ${describe(receiver.write)}, expected a function`;
   }
-  for (const field of ['_maxPayload', '_bufferedBytes', 'writableLength'] as const) {
+  for (const field of ['_maxPayload', '_bufferedBytes', '_state', '_fragmented', 'writableLength'] as const) {
     if (typeof receiver[field] !== 'number') {
       return `${where}: WebSocket._receiver.${field} is ${describe(receiver[field])}, expected a number`;
     }

@@ -4,13 +4,31 @@
  * messages, pings, pongs, closes and errors are those ws alone yields for the same bytes; only the final
  * binary messages arrive as views instead of joined.
  */
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { Receiver } from 'ws';
-import { WsFrameSplitter } from '../src/ws-data-frames.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { takeBinaryMessagesAsViews, WsFrameSplitter } from '../src/ws-data-frames.js';
 
 type Event = string;
+
+/** ws's own frame parser (exported by ws, not declared by its types). */
+const { Receiver } = createRequire(import.meta.url)('ws') as {
+  Receiver: new (options?: {
+    isServer?: boolean;
+    maxPayload?: number;
+    allowSynchronousEvents?: boolean;
+  }) => Writable & { write(chunk: Buffer): boolean };
+};
 
 /** One RFC 6455 frame, as bytes (mask key drawn here when masked). */
 interface FrameSpec {
@@ -371,5 +389,135 @@ describe('WsFrameSplitter', () => {
     });
     expect(splitter.write(binary)).toBe(true);
     expect(written).toEqual([text.length]);
+  });
+});
+
+describe('takeBinaryMessagesAsViews over TLS', () => {
+  let dir: string | undefined;
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  /** A self-signed certificate for 127.0.0.1, made by openssl in a temporary directory. */
+  function certificate(): { key: Buffer; cert: Buffer } {
+    dir = mkdtempSync(join(tmpdir(), 'ws-data-frames-'));
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-subj',
+        '/CN=127.0.0.1',
+        '-days',
+        '1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    return { key: readFileSync(key), cert: readFileSync(cert) };
+  }
+
+  async function tlsPair(maxPayload: number): Promise<{ client: WebSocket; server: WebSocket }> {
+    const { key, cert } = certificate();
+    const https = createServer({ key, cert });
+    const wss = new WebSocketServer({ server: https, perMessageDeflate: false, maxPayload });
+    https.listen(0, '127.0.0.1');
+    await once(https, 'listening');
+    const accepted = once(wss, 'connection') as Promise<[WebSocket]>;
+    const client = new WebSocket(`wss://127.0.0.1:${(https.address() as AddressInfo).port}`, {
+      ca: cert,
+      perMessageDeflate: false,
+      maxPayload,
+    });
+    await once(client, 'open');
+    const [server] = await accepted;
+    closers.push(async () => {
+      client.terminate();
+      server.terminate();
+      await new Promise<void>((resolve) => wss.close(() => https.close(() => resolve())));
+    });
+    return { client, server };
+  }
+
+  /** Everything `ws` receives, views and ws's own events, in the order they arrive. */
+  function record(ws: WebSocket): { events: string[]; views: number[] } {
+    const events: string[] = [];
+    const views: number[] = [];
+    const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 12);
+    expect(
+      takeBinaryMessagesAsViews(ws, (parts, length) => {
+        views.push(parts.length);
+        events.push(`binary ${length} ${digest(Buffer.concat(parts))}`);
+      }),
+    ).toBe(true);
+    ws.on('message', (data: Buffer, isBinary) =>
+      events.push(isBinary ? `binary ${data.length} ${digest(data)}` : `text ${data}`),
+    );
+    ws.on('ping', (data: Buffer) => events.push(`ping ${data}`));
+    return { events, views };
+  }
+
+  for (const side of ['server', 'client'] as const) {
+    it(`keeps every message and its order, large binary ones as views of the TLS reads (${side} side)`, async () => {
+      const pair = await tlsPair(256 * 1024);
+      const receiver = pair[side];
+      const sender = side === 'server' ? pair.client : pair.server;
+      const got = record(receiver);
+      const expected: string[] = [];
+      const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 12);
+      const sizes = [131_089, 0, 17, 70_000, 131_089, 200_000];
+      for (const [i, size] of sizes.entries()) {
+        const message = randomBytes(size);
+        sender.send(message);
+        expected.push(`binary ${size} ${digest(message)}`);
+        if (i === 1) {
+          sender.send('between', { binary: false });
+          expected.push('text between');
+          sender.ping('p');
+          expected.push('ping p');
+        }
+        if (i === 3) {
+          // A fragmented binary message: ws assembles it and emits it as 'message'.
+          const a = randomBytes(40_000);
+          const b = randomBytes(30_000);
+          sender.send(a, { fin: false });
+          sender.send(b, { fin: true });
+          expected.push(`binary 70000 ${digest(Buffer.concat([a, b]))}`);
+        }
+      }
+      sender.send('last', { binary: false });
+      expected.push('text last');
+      while (got.events.length < expected.length) await once(receiver, 'message').catch(() => {});
+      expect(got.events).toEqual(expected);
+      // 128 KiB messages come in several TLS reads (16 KiB of plaintext each) and were not joined.
+      expect(Math.max(...got.views)).toBeGreaterThan(4);
+    });
+  }
+
+  it("refuses a message over maxPayload with ws's own close code 1009", async () => {
+    const { client, server } = await tlsPair(100_000);
+    record(server);
+    const errors: string[] = [];
+    server.on('error', (err: Error & { code?: string }) => errors.push(err.code ?? ''));
+    const closed = once(client, 'close');
+    client.send(randomBytes(100_001));
+    const [code] = await closed;
+    expect(code).toBe(1009);
+    expect(errors).toEqual(['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH']);
   });
 });

@@ -8,7 +8,15 @@ import { createRequire } from 'node:module';
 import { type AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { checkWsInternals, WS_INTERNALS_VERSION, WS_SENDER_IDLE, wsInternals } from '../src/ws-internals.js';
+import {
+  checkWsInternals,
+  checkWsReceiverInternals,
+  WS_INTERNALS_VERSION,
+  WS_RECEIVER_GET_INFO,
+  WS_SENDER_IDLE,
+  type WsReceiver,
+  wsInternals,
+} from '../src/ws-internals.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -81,5 +89,57 @@ describe('ws private fields read by the frame writer', () => {
         fake({ _socket: socket, _isServer: false, _sender: { _state: 0, _firstFragment: 1 } }),
       ),
     ).toMatch(/WebSocket\._sender\._firstFragment is 1, expected a boolean/);
+  });
+
+  it.each(['client', 'server'] as const)(
+    "have ws's Receiver as the splitter reads it on the %s side (ws-data-frames.ts)",
+    async (side) => {
+      const pair = await openPair();
+      const ws = pair[side];
+      const problem = checkWsReceiverInternals(ws);
+      if (problem !== undefined) throw new Error(problem);
+      const receiver = wsInternals(ws)._receiver as WsReceiver;
+      expect(receiver._maxPayload, 'WebSocket._receiver._maxPayload (the default limit)').toBe(
+        100 * 1024 * 1024,
+      );
+      expect(receiver._state, 'WebSocket._receiver._state between frames').toBe(WS_RECEIVER_GET_INFO);
+      expect(receiver._bufferedBytes, 'WebSocket._receiver._bufferedBytes between frames').toBe(0);
+      expect(receiver._fragmented, 'WebSocket._receiver._fragmented outside a fragmented message').toBe(0);
+      // ws feeds its Receiver through `_receiver.write` (socketOnData): a socket read reaches it.
+      const other = pair[side === 'client' ? 'server' : 'client'];
+      const write = receiver.write;
+      const seen: number[] = [];
+      receiver.write = (chunk: Buffer) => {
+        seen.push(chunk.length);
+        return write.call(receiver, chunk);
+      };
+      other.send(Buffer.alloc(10));
+      await once(ws, 'message');
+      expect(seen.length, 'socket reads passed to WebSocket._receiver.write').toBeGreaterThan(0);
+      // In the middle of a fragmented message, and of a frame.
+      other.send(Buffer.alloc(10), { fin: false });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(receiver._fragmented, 'WebSocket._receiver._fragmented inside a fragmented message').toBe(2);
+    },
+  );
+
+  it('name the Receiver field that does not match', () => {
+    const fake = (fields: object) => fields as unknown as WebSocket;
+    const receiver = {
+      write() {},
+      _maxPayload: 0,
+      _bufferedBytes: 0,
+      _state: 0,
+      _fragmented: 0,
+      writableLength: 0,
+    };
+    expect(checkWsReceiverInternals(fake({ _isServer: true }))).toMatch(/WebSocket\._receiver is undefined/);
+    expect(checkWsReceiverInternals(fake({ _isServer: true, _receiver: { ...receiver, write: 1 } }))).toMatch(
+      /WebSocket\._receiver\.write is 1, expected a function/,
+    );
+    expect(
+      checkWsReceiverInternals(fake({ _isServer: true, _receiver: { ...receiver, _state: 'x' } })),
+    ).toMatch(/WebSocket\._receiver\._state is x, expected a number/);
+    expect(checkWsReceiverInternals(fake({ _isServer: true, _receiver: receiver }))).toBeUndefined();
   });
 });
