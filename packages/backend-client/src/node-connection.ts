@@ -4,6 +4,7 @@ import {
   DATA_PAYLOAD_HEADER,
   Keepalive,
   type Logger,
+  takeBinaryMessagesAsViews,
 } from '@nexus-proxy/common';
 import {
   type ConnectMessage,
@@ -256,25 +257,36 @@ export class NodeConnection {
       if (answer !== undefined)
         this.#payloads = { receive: accepts, send: peerDataPayload(parseOfferedDataPayload(answer)) };
     });
-    ws.on('open', () => {
-      this.#opened = true;
-      if (attestation === undefined) this.#onOpen(ws, token);
-      else this.#onOpenAttested(ws, token);
-    });
-    ws.on('message', (data, isBinary) => {
+    /** A binary message, whole (from ws) or as the views of the TLS reads it came in. */
+    const onBinary = (parts: Buffer[], length: number): void => {
       this.#keepalive?.markAlive();
       if (this.#session === undefined || this.#ws !== ws) return;
-      if (isBinary && (data as Buffer).length > DATA_HEADER_LENGTH + this.#payloads.receive) {
+      if (length > DATA_HEADER_LENGTH + this.#payloads.receive) {
         // §1.3: a message over the limit the hub knows of ends the session (close 1009).
-        this.#log.warn({ bytes: (data as Buffer).length }, 'message too big from the hub; closing');
+        this.#log.warn({ bytes: length }, 'message too big from the hub; closing');
         this.#endReason ??= 'protocol_error';
         closeWebSocket(ws, 1009, 'message too big');
         return;
       }
+      // The TLS reads the message came in are buffers outside the JS heap (relay-heap).
+      countReceivedBytes(length);
+      this.#session.receive(parts, length);
+    };
+    ws.on('open', () => {
+      this.#opened = true;
+      // Final binary messages (DATA) straight out of the TLS reads, as views; ws delivers the rest.
+      takeBinaryMessagesAsViews(ws, onBinary);
+      if (attestation === undefined) this.#onOpen(ws, token);
+      else this.#onOpenAttested(ws, token);
+    });
+    ws.on('message', (data, isBinary) => {
       if (isBinary) {
-        countReceivedBytes((data as Buffer).length);
-        this.#session.receive(data as Buffer);
-      } else if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
+        onBinary([data as Buffer], (data as Buffer).length);
+        return;
+      }
+      this.#keepalive?.markAlive();
+      if (this.#session === undefined || this.#ws !== ws) return;
+      if (this.#reauth !== undefined) this.#reauth.onText(data as Buffer);
       else {
         // Seed era: nothing to read in text; warn once per session, not once per frame of a flood.
         this.#log[this.#textWarned ? 'debug' : 'warn'](

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { Keepalive } from '@nexus-proxy/common';
+import { Keepalive, takeBinaryMessagesAsViews } from '@nexus-proxy/common';
 import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 import {
   FrameType,
@@ -217,6 +217,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
 
     const ws = this.#ws;
     ws.on('message', this.#onMessage);
+    // Final binary messages (DATA) straight out of the TLS reads, as views; ws delivers the rest.
+    takeBinaryMessagesAsViews(ws, this.#onBinary);
     ws.on('pong', this.#onAlive);
     ws.on('ping', this.#onPing);
     ws.on('close', this.#onWsClose);
@@ -367,38 +369,48 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       : Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.from(data);
-    if (message.length > this.#maxMessageBytes) {
-      // §1.3: the reference hub kills a session on a message over its limit (the WebSocket's own cap
-      // may be higher: it also admits the larger token message).
-      this.#log.warn(
-        { bytes: message.length, limit: this.#maxMessageBytes },
-        'message too big: closing the session',
-      );
-      this.close('message-too-big', WS_CLOSE_MESSAGE_TOO_BIG);
+    if (isBinary) {
+      this.#onBinary([message], message.length, now);
       return;
     }
-    if (!isBinary) {
-      // §1.1: everything multiplexed is binary; text frames carry only current-era re-authentication.
-      // They count against the control budget like any control message.
-      if (this.#overControlBudget(now)) {
-        this.#log.warn({ limit: this.#maxControlPerSecond }, 'text message flood: closing the session');
-        this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
-        return;
-      }
-      if (this.#onText !== undefined) this.#onText(message.toString('utf8'));
-      else this.#log.debug('ignoring a text message from the backend');
+    if (this.#overSizeLimit(message.length)) return;
+    // §1.1: everything multiplexed is binary; text frames carry only current-era re-authentication.
+    // They count against the control budget like any control message.
+    if (this.#overControlBudget(now)) {
+      this.#log.warn({ limit: this.#maxControlPerSecond }, 'text message flood: closing the session');
+      this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
       return;
     }
-    if (this.#maxControlPerSecond > 0 && message.length > 0 && message[0] !== FrameType.Data) {
+    if (this.#onText !== undefined) this.#onText(message.toString('utf8'));
+    else this.#log.debug('ignoring a text message from the backend');
+  };
+
+  /**
+   * §1.3: the reference hub kills a session on a message over its limit (the WebSocket's own cap may be
+   * higher: it also admits the larger token message). Closes the session when `length` is over it.
+   */
+  #overSizeLimit(length: number): boolean {
+    if (length <= this.#maxMessageBytes) return false;
+    this.#log.warn({ bytes: length, limit: this.#maxMessageBytes }, 'message too big: closing the session');
+    this.close('message-too-big', WS_CLOSE_MESSAGE_TOO_BIG);
+    return true;
+  }
+
+  /** A binary message, whole (from ws) or as the views of the TLS reads it came in. */
+  readonly #onBinary = (parts: Buffer[], length: number, now = Date.now()): void => {
+    if (this.#closeReason !== undefined) return;
+    this.#keepalive.markAlive(now);
+    if (this.#overSizeLimit(length)) return;
+    if (this.#maxControlPerSecond > 0 && length > 0 && parts[0]![0] !== FrameType.Data) {
       if (this.#overControlBudget(now)) {
         this.#log.warn({ limit: this.#maxControlPerSecond }, 'control message flood: closing the session');
         this.close('control-rate', WS_CLOSE_POLICY_VIOLATION);
         return;
       }
     }
-    // The message and the TLS reads it came in are buffers outside the JS heap (relay-heap).
-    countReceivedBytes(message.length);
-    this.mux.receive(message);
+    // The TLS reads the message came in are buffers outside the JS heap (relay-heap).
+    countReceivedBytes(length);
+    this.mux.receive(parts, length);
   };
 
   readonly #onProtocolError = (error: MuxProtocolError): void => {

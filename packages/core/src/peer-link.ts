@@ -6,7 +6,7 @@
  * docs/reliability.md item 13).
  */
 import { EventEmitter } from 'node:events';
-import { createWsBinarySender, Keepalive } from '@nexus-proxy/common';
+import { createWsBinarySender, Keepalive, takeBinaryMessagesAsViews } from '@nexus-proxy/common';
 import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 import {
   type AnnounceMessage,
@@ -187,19 +187,28 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     // The tunnel engine closed itself on a limit (a flood, or the peer not reading): a policy close.
     this.tunnels.on('abort', (reason) => this.close(reason, 1008));
 
-    ws.on('message', (data, isBinary) => {
+    /** A binary message, whole (from ws) or as the views of the TLS reads it came in. */
+    const onBinary = (parts: Buffer[], length: number): void => {
       this.#keepalive.markAlive();
+      traffic?.received('tunnel_frame', length);
+      // The TLS reads the message came in are buffers outside the JS heap (relay-heap).
+      countReceivedBytes(length);
+      this.tunnels.receive(parts, length);
+    };
+    ws.on('message', (data, isBinary) => {
       const bytes = Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.isBuffer(data)
           ? data
           : Buffer.from(data);
-      if (isBinary) {
-        traffic?.received('tunnel_frame', bytes.length);
-        countReceivedBytes(bytes.length);
-        this.tunnels.receive(bytes);
-      } else this.#onText(bytes.toString('utf8'), bytes.length);
+      if (isBinary) onBinary([bytes], bytes.length);
+      else {
+        this.#keepalive.markAlive();
+        this.#onText(bytes.toString('utf8'), bytes.length);
+      }
     });
+    // Final binary messages (TUNNEL_DATA) straight out of the TLS reads, as views; ws delivers the rest.
+    takeBinaryMessagesAsViews(ws, onBinary);
     ws.on('pong', () => this.#keepalive.markAlive());
     ws.on('ping', () => this.#keepalive.markAlive());
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'peer link error'));
