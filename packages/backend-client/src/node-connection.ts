@@ -274,8 +274,9 @@ export class NodeConnection {
     };
     ws.on('open', () => {
       this.#opened = true;
-      // Final binary messages (DATA) straight out of the TLS reads, as views; ws delivers the rest.
-      takeBinaryMessagesAsViews(ws, onBinary);
+      // Final binary messages (DATA) straight out of the TLS reads, as views, once the session runs; ws
+      // delivers the rest (the current era's handshake reads its messages from ws).
+      takeBinaryMessagesAsViews(ws, onBinary, () => this.#session !== undefined && this.#ws === ws);
       if (attestation === undefined) this.#onOpen(ws, token);
       else this.#onOpenAttested(ws, token);
     });

@@ -69,6 +69,8 @@ export interface WsFrameSplitterOptions {
   /** Largest binary frame taken as views (ws's `maxPayload`); larger ones go to ws, which refuses them. */
   maxLength: number;
   onBinary: BinaryPartsHandler;
+  /** Asked at each frame that could be taken: false leaves it to ws (which emits `'message'`). */
+  accept?: () => boolean;
 }
 
 /** The frame parser in front of one ws Receiver (see the module comment). */
@@ -77,6 +79,7 @@ export class WsFrameSplitter {
   readonly #isServer: boolean;
   readonly #maxLength: number;
   readonly #onBinary: BinaryPartsHandler;
+  readonly #accept: (() => boolean) | undefined;
   #state = State.Header;
   /** The bytes of a header that began in an earlier read. */
   readonly #header = Buffer.alloc(MAX_HEADER_LENGTH);
@@ -96,6 +99,7 @@ export class WsFrameSplitter {
     this.#isServer = options.isServer;
     this.#maxLength = options.maxLength;
     this.#onBinary = options.onBinary;
+    this.#accept = options.accept;
   }
 
   /**
@@ -200,7 +204,8 @@ export class WsFrameSplitter {
       !pending &&
       // ws parses everything it was given at once, unless it holds an event for later: then it goes on
       // getting the frames, so that their order is kept.
-      this.#receiver.writableLength === 0
+      this.#receiver.writableLength === 0 &&
+      (this.#accept === undefined || this.#accept())
     ) {
       this.#masked = masked;
       if (masked) {
@@ -272,14 +277,19 @@ function unmaskPart(part: Buffer, key: Buffer): void {
 
 /**
  * Takes final binary messages of `ws` out of its socket reads as views (see {@link WsFrameSplitter}),
- * handing them to `onBinary`; ws keeps receiving everything else, and emits `'message'` for the binary
- * messages it still assembles (fragmented ones, or any the splitter left to it). Call it when the
+ * handing them to `onBinary` (while `accept`, when given, returns true: a handshake may want ws's own
+ * `'message'` events until it is done; the rest of the read that ends it still goes to ws); ws keeps receiving everything else, and emits `'message'` for the
+ * binary messages it still assembles (fragmented ones, or any the splitter left to it). Call it when the
  * WebSocket is open, between two messages (ws has emitted every message it read so far, in its
  * `'open'`, `'connection'` or `'message'` events). Returns false, changing nothing, when it cannot: not
  * open, an extension negotiated, ws's Receiver in the middle of a frame or of a fragmented message, or
  * ws's private fields not as expected (ws-internals.ts); ws then delivers every message itself.
  */
-export function takeBinaryMessagesAsViews(ws: WebSocket, onBinary: BinaryPartsHandler): boolean {
+export function takeBinaryMessagesAsViews(
+  ws: WebSocket,
+  onBinary: BinaryPartsHandler,
+  accept?: () => boolean,
+): boolean {
   if (ws.readyState !== OPEN || ws.extensions !== '') return false;
   if (checkWsReceiverInternals(ws) !== undefined) return false;
   const internals = wsInternals(ws);
@@ -314,6 +324,7 @@ export function takeBinaryMessagesAsViews(ws: WebSocket, onBinary: BinaryPartsHa
     isServer: internals._isServer === true,
     maxLength: receiver._maxPayload,
     onBinary,
+    ...(accept !== undefined ? { accept } : {}),
   });
   // ws feeds its Receiver with `_receiver.write(chunk)` for every socket read (socketOnData, and the
   // rest of a closed socket's buffer): each goes through the splitter instead.

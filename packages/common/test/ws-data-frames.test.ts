@@ -315,6 +315,30 @@ describe('WsFrameSplitter', () => {
     expect(events).toEqual(['error:WS_ERR_UNSUPPORTED_MESSAGE_LENGTH 1009 Max payload size exceeded']);
   });
 
+  it('leaves binary frames to ws while accept says no, and takes them once it says yes', () => {
+    const receiver = new Receiver({ maxPayload: 1000 });
+    const events: string[] = [];
+    let accepting = false;
+    receiver.on('message', (data: Buffer, isBinary: boolean) => {
+      events.push(`ws ${isBinary ? 'binary' : 'text'} ${data}`);
+      // The handshake's last message starts the session: from the next frame on, views.
+      if (String(data) === 'go') accepting = true;
+    });
+    const splitter = new WsFrameSplitter({
+      receiver,
+      isServer: false,
+      maxLength: 1000,
+      onBinary: (parts) => events.push(`views ${Buffer.concat(parts)}`),
+      accept: () => accepting,
+    });
+    const frame = (opcode: number, text: string) =>
+      encodeFrame({ fin: true, rsv: 0, opcode, masked: false, payload: Buffer.from(text) });
+    // What follows in the same read goes to ws with it (one write), in order; the next reads are views.
+    splitter.write(Buffer.concat([frame(2, 'a'), frame(1, 'go'), frame(2, 'b')]));
+    splitter.write(Buffer.concat([frame(2, 'c'), frame(2, 'd')]));
+    expect(events).toEqual(['ws binary a', 'ws text go', 'ws binary b', 'views c', 'views d']);
+  });
+
   it('takes 64-bit lengths up to the limit as views', async () => {
     const payload = randomBytes(70_000);
     const bytes = encodeFrame({ fin: true, rsv: 0, opcode: 2, masked: false, payload });
