@@ -4,9 +4,9 @@
  * client's upload" and "The node's heap and garbage collection").
  *
  * A relay allocates little JavaScript per megabyte but, on its receive paths, buffers outside the JS heap
- * that it cannot avoid: Node's buffer for each TLS read of a WebSocket (the hub link) and ws's buffer for
- * each message that spans several reads (about two bytes per byte received), Node's buffer for each read of
- * a relayed socket. V8 frees dead buffers with their
+ * that it cannot avoid: Node's buffer for each TLS read of a WebSocket (the hub and peer links; DATA frames
+ * are views of them, not joined: ws-data-frames.ts, so about one byte of buffers per byte received), Node's
+ * buffer for each read of a relayed socket. V8 frees dead buffers with their
  * small JS wrappers: a scavenge frees the young ones, but scavenges run only when the young generation is
  * full of *JS* allocations. Meanwhile, once the heap holds more than V8's 8 MiB of "small heap", the memory
  * allocated outside it since the last mark-compact counts against the old generation's limit, only a few
@@ -24,9 +24,10 @@ export const RELAY_HEAP_FLAG = '--semi-space-growth-factor=1';
 
 /**
  * Bytes received between two scavenges requested by {@link countReceivedBytes}, once tuned: about 4 MiB of
- * buffers, well within the old generation's headroom above.
+ * buffers, well within the old generation's headroom above (2 MiB while ws joined each message into a
+ * buffer of its own; docs/benchmarks.md, "Binary messages as views").
  */
-export const RELAY_SCAVENGE_BYTES = 2 * 1024 * 1024;
+export const RELAY_SCAVENGE_BYTES = 4 * 1024 * 1024;
 
 /**
  * What {@link tuneHeapForRelaying} sets up, kept on `globalThis` under a registered symbol: the package's
