@@ -7,10 +7,10 @@
  * ws would not write the message synchronously itself; the caller then uses `ws.send`.
  */
 import { randomFillSync } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { BufferPool, WrittenBuffers } from './buffer-pool.js';
+import { nativeBufferUtil } from './bufferutil.js';
 import { checkWsInternals, WS_SENDER_IDLE, wsInternals } from './ws-internals.js';
 
 /** Writes binary messages of an open WebSocket with fewer copies and fewer socket writes. */
@@ -72,21 +72,10 @@ const framePool = new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
 
 let randomPool: Buffer | undefined;
 let randomPoolOffset = RANDOM_POOL_SIZE;
-let nativeMask: MaskFunction | null | undefined;
 
 /** The optional `bufferutil` package's `mask`, or null when it is not installed or ws is told not to use it. */
 function loadNativeMask(): MaskFunction | null {
-  if (nativeMask !== undefined) return nativeMask;
-  nativeMask = null;
-  if (process.env.WS_NO_BUFFER_UTIL) return nativeMask;
-  try {
-    const require = createRequire(typeof __filename === 'string' ? __filename : import.meta.url);
-    const mod = require('bufferutil') as { mask?: unknown };
-    if (typeof mod.mask === 'function') nativeMask = mod.mask as MaskFunction;
-  } catch {
-    // Optional dependency not installed: `ws.send` does the masking.
-  }
-  return nativeMask;
+  return nativeBufferUtil()?.mask ?? null;
 }
 
 /** A {@link WsFrameWriter} for `ws`, server or client side (open or not: each call checks). */
