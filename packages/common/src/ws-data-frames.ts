@@ -28,9 +28,9 @@ const OPEN = 1;
 /** Longest frame header: 2 bytes, a 64-bit length, a 4-byte mask key. */
 const MAX_HEADER_LENGTH = 14;
 /**
- * Views of one message kept at most: past this, they are joined into one buffer, so that a peer
- * dribbling a frame in tiny reads cannot hold one small object per byte. A 128 KiB frame over TLS comes
- * in 9 or 10 reads.
+ * Views of one message kept at most: past this, they are copied into one buffer of the frame's length and
+ * the rest of the frame after them, so that a peer dribbling a frame in tiny reads can neither hold one
+ * small object per byte nor make the joins quadratic. A 128 KiB frame over TLS comes in 9 or 10 reads.
  */
 const MAX_PARTS = 64;
 /** Below this many bytes unmasking runs in JS: the native call costs more than it saves (as in ws). */
@@ -89,6 +89,8 @@ export class WsFrameSplitter {
   /** A fragmented message is in progress (its frames, and everything until its last, go to ws). */
   #fragmented = false;
   #parts: Buffer[] = [];
+  /** The frame's one buffer once it came in more than MAX_PARTS reads (then `#parts` is just it). */
+  #joined: Buffer | undefined;
   #length = 0;
   /** The frame's mask key rotated by 0–3 bytes (server side): a part at message offset p uses key p & 3. */
   readonly #keys = [Buffer.alloc(4), Buffer.alloc(4), Buffer.alloc(4), Buffer.alloc(4)] as const;
@@ -236,9 +238,24 @@ export class WsFrameSplitter {
     if (this.#masked) unmaskPart(part, this.#keys[this.#length & 3]!);
     this.#length += take;
     this.#remaining -= take;
-    const parts = this.#parts;
-    parts.push(part);
-    if (parts.length > MAX_PARTS) this.#parts = [Buffer.concat(parts, this.#length)];
+    const joined = this.#joined;
+    if (joined !== undefined) {
+      // Past MAX_PARTS reads: the rest of the frame is copied into one buffer (linear, as ws would).
+      joined.set(part, this.#length - take);
+    } else {
+      const parts = this.#parts;
+      parts.push(part);
+      if (parts.length > MAX_PARTS) {
+        const whole = Buffer.allocUnsafe(this.#length + this.#remaining);
+        let at = 0;
+        for (const p of parts) {
+          whole.set(p, at);
+          at += p.length;
+        }
+        this.#joined = whole;
+        this.#parts = [whole];
+      }
+    }
     if (this.#remaining === 0) this.#deliver();
     return pos + take;
   }
@@ -247,6 +264,7 @@ export class WsFrameSplitter {
     const parts = this.#parts;
     const length = this.#length;
     this.#parts = [];
+    this.#joined = undefined;
     this.#length = 0;
     this.#state = State.Header;
     this.#onBinary(parts, length);
