@@ -62,8 +62,10 @@ export interface SplitterReceiver {
 
 /** Options of {@link WsFrameSplitter}. */
 export interface WsFrameSplitterOptions {
-  /** ws's Receiver, its own `write` (not one that leads back here). */
+  /** ws's Receiver. */
   receiver: SplitterReceiver;
+  /** Hands ws bytes; default: `receiver.write` (give ws's own when that one leads back here). */
+  pass?: (chunk: Buffer) => boolean;
   /** The server side: frames arrive masked (RFC 6455 §5.3). */
   isServer: boolean;
   /** Largest binary frame taken as views (ws's `maxPayload`); larger ones go to ws, which refuses them. */
@@ -76,6 +78,7 @@ export interface WsFrameSplitterOptions {
 /** The frame parser in front of one ws Receiver (see the module comment). */
 export class WsFrameSplitter {
   readonly #receiver: SplitterReceiver;
+  readonly #pass: (chunk: Buffer) => boolean;
   readonly #isServer: boolean;
   readonly #maxLength: number;
   readonly #onBinary: BinaryPartsHandler;
@@ -98,6 +101,7 @@ export class WsFrameSplitter {
 
   constructor(options: WsFrameSplitterOptions) {
     this.#receiver = options.receiver;
+    this.#pass = options.pass ?? ((chunk) => options.receiver.write(chunk));
     this.#isServer = options.isServer;
     this.#maxLength = options.maxLength;
     this.#onBinary = options.onBinary;
@@ -142,7 +146,7 @@ export class WsFrameSplitter {
           }
           // Ours: what ws is owed before it goes first, and ws may have stopped on it.
           if (passFrom >= 0) {
-            if (!receiver.write(chunk.subarray(passFrom, pos))) flowing = false;
+            if (!this.#pass(chunk.subarray(passFrom, pos))) flowing = false;
             passFrom = -1;
             if (isDone(receiver)) return flowing;
           }
@@ -153,7 +157,7 @@ export class WsFrameSplitter {
       }
       // ... or across reads: copied into #header until complete; ws first gets what it is owed.
       if (passFrom >= 0) {
-        if (!receiver.write(chunk.subarray(passFrom, pos))) flowing = false;
+        if (!this.#pass(chunk.subarray(passFrom, pos))) flowing = false;
         passFrom = -1;
         if (isDone(receiver)) return flowing;
       }
@@ -171,10 +175,10 @@ export class WsFrameSplitter {
         continue;
       }
       // ws gets a copy of the header: #header is reused.
-      if (!receiver.write(Buffer.from(this.#header.subarray(0, full)))) flowing = false;
+      if (!this.#pass(Buffer.from(this.#header.subarray(0, full)))) flowing = false;
       if (isDone(receiver)) return flowing;
     }
-    if (passFrom >= 0 && !receiver.write(chunk.subarray(passFrom, end))) flowing = false;
+    if (passFrom >= 0 && !this.#pass(chunk.subarray(passFrom, end))) flowing = false;
     return flowing;
   }
 
@@ -324,21 +328,8 @@ export function takeBinaryMessagesAsViews(
   }
   const write = receiver.write;
   const splitter = new WsFrameSplitter({
-    receiver: {
-      write: (chunk) => write.call(receiver, chunk),
-      get writableLength() {
-        return receiver.writableLength;
-      },
-      get writableEnded() {
-        return receiver.writableEnded;
-      },
-      get errored() {
-        return receiver.errored;
-      },
-      get destroyed() {
-        return receiver.destroyed;
-      },
-    },
+    receiver,
+    pass: (chunk) => write.call(receiver, chunk),
     isServer: internals._isServer === true,
     maxLength: receiver._maxPayload,
     onBinary,
