@@ -54,7 +54,7 @@ export class RandomSource extends Readable {
 
 /**
  * Consumes a socket, hashing every byte. `throttle(bytesPerSecond)` makes it a slow reader (it pauses the
- * socket between 50 ms slots), `pause()` stops reading entirely, `full()` reads at full speed again.
+ * socket between 50 ms slots, a read past a slot's share paid for by the next ones), `pause()` stops reading entirely, `full()` reads at full speed again.
  */
 export class HashingReader {
   bytes = 0;
@@ -125,8 +125,11 @@ export class HashingReader {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#slotBytes = 0;
-      if (!this.#stopped) this.socket.resume();
+      // What a chunk read past the slot's share took is owed to the next slots: the rate holds whatever
+      // the sizes of the socket's reads.
+      this.#slotBytes = Math.max(0, this.#slotBytes - this.#rate / 20);
+      if (this.#slotBytes >= this.#rate / 20) this.#waitSlot();
+      else if (!this.#stopped) this.socket.resume();
     }, 50);
   }
   #clear(): void {
