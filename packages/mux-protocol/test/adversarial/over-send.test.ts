@@ -143,8 +143,9 @@ describe('over-send before the first grant', () => {
     pair.backend.on('stream', (s) => s.resume());
     // A first stream, answered honestly: the backend grants, so the hub knows it meters.
     const first = pair.hub.openStream(OPEN);
+    // Sent by the backend, then read by the hub (on a loaded machine the second can come a turn later).
     await until(() => sent.backend.some((m) => m.event === 'resume_stream'), 'the first grant');
-    expect(first.sendMetered).toBe(true);
+    await until(() => first.sendMetered, 'the hub reading the first grant');
     // A second stream: the backend (hostile now) sends more than the hub's window without any grant.
     // The backend session stops reading, so it neither grants nor answers the second stream.
     pair.sockets.backend.pause();
