@@ -33,6 +33,12 @@ const MAX_HEADER_LENGTH = 14;
  * small object per byte nor make the joins quadratic. A 128 KiB frame over TLS comes in 9 or 10 reads.
  */
 const MAX_PARTS = 64;
+/**
+ * Parts shorter than this are copied rather than kept as views of their read, so that what a stream
+ * buffers holds about as much memory as it counts (a frame's last few bytes would otherwise keep a whole
+ * 16 KiB read alive; ws's own views of short messages do).
+ */
+const COPY_BELOW = 1024;
 /** Below this many bytes unmasking runs in JS: the native call costs more than it saves (as in ws). */
 const NATIVE_UNMASK_MIN_LENGTH = 32;
 /** 2^53 - 1 split at 32 bits: a 64-bit length whose high word is above this is refused by ws. */
@@ -248,7 +254,8 @@ export class WsFrameSplitter {
       joined.set(part, this.#length - take);
     } else {
       const parts = this.#parts;
-      parts.push(part);
+      // A short view would hold its whole read (16 KiB) for a few bytes while its stream buffers it: copied.
+      parts.push(take < COPY_BELOW && take < chunk.buffer.byteLength >>> 2 ? Buffer.from(part) : part);
       if (parts.length > MAX_PARTS) {
         const whole = Buffer.allocUnsafe(this.#length + this.#remaining);
         let at = 0;

@@ -351,6 +351,31 @@ describe('WsFrameSplitter', () => {
     expect(events).toEqual([describeEvent('binary', payload)]);
   });
 
+  it('copies a part shorter than 1 KiB instead of keeping its whole read alive', () => {
+    const payload = randomBytes(20_000);
+    const bytes = encodeFrame({ fin: true, rsv: 0, opcode: 2, masked: false, payload });
+    // The frame's last 10 bytes come at the start of a 16 KiB read.
+    const cuts = [bytes.length - 10];
+    const reads = cut(bytes, cuts).map((c) => {
+      const own = Buffer.alloc(Math.max(16_384, c.length));
+      c.copy(own);
+      return own.subarray(0, c.length);
+    });
+    const received: Buffer[][] = [];
+    const splitter = new WsFrameSplitter({
+      receiver: new Receiver({ maxPayload: 100_000 }),
+      isServer: false,
+      maxLength: 100_000,
+      onBinary: (parts) => received.push(parts),
+    });
+    for (const read of reads) splitter.write(read);
+    const parts = received[0]!;
+    expect(parts.map((p) => p.length)).toEqual([20_000 - 10, 10]);
+    expect(parts[0]!.buffer).toBe(reads[0]!.buffer);
+    expect(parts[1]!.buffer).not.toBe(reads[1]!.buffer);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+  });
+
   it.each([false, true])('bounds the views of one frame dribbled in tiny reads (masked: %s)', (isServer) => {
     const payload = randomBytes(500);
     const received: Buffer[][] = [];
