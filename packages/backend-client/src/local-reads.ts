@@ -1,19 +1,28 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { BufferPool, WrittenBuffers } from '@nexus-proxy/common';
+import { BufferPool, FRAME_ROOM, lendFrameRoom, WrittenBuffers } from '@nexus-proxy/common';
 
-/** Bytes a local socket reads at most at once: Node's own read size. */
+/** Bytes a local socket reads at most at once between bursts: Node's own read size. */
 export const LOCAL_READ_SIZE = 64 * 1024;
+/**
+ * Bytes a local socket reads at most at once into a chunk of its own during a burst: one DATA frame of
+ * the size two Nexus ends agree on (docs/protocol.md §1.11), so that each read becomes one frame.
+ */
+export const CHUNK_READ_SIZE = 128 * 1024;
 /**
  * Reads of at least this many bytes go to the stream in a reused chunk; shorter ones in a buffer of
  * their own (a stream holding many small reads while it waits for credits never holds a chunk for each).
  */
 export const REUSED_CHUNK_MIN_READ = LOCAL_READ_SIZE / 2;
 /** Reused chunks the process keeps while none is being relayed (at most 2 MiB). */
-export const FREE_CHUNKS_MAX = 32;
+export const FREE_CHUNKS_MAX = 16;
 
-/** The chunks of every relayed local socket of the process. */
-const chunks = new BufferPool(LOCAL_READ_SIZE, FREE_CHUNKS_MAX);
+/**
+ * The chunks of every relayed local socket of the process, each with room for its frame's headers in
+ * front (see `lendFrameRoom` in `@nexus-proxy/common`): what a socket reads into one becomes its DATA
+ * frame in place, written to the hub in one socket write.
+ */
+const chunks = new BufferPool(FRAME_ROOM + CHUNK_READ_SIZE, FREE_CHUNKS_MAX);
 /** The buffer every local socket reads into between bursts; what a read brings there is copied out at once. */
 let landing: Buffer | undefined;
 
@@ -25,7 +34,9 @@ let landing: Buffer | undefined;
  *
  * During a burst of large reads ({@link REUSED_CHUNK_MIN_READ} or more) the socket reads straight into a
  * chunk of its own, which goes to the stream as it is and back to a process-wide pool when the stream's
- * write of it completes (a writer may reuse its buffer then, as with any socket). Between bursts it reads
+ * write of it completes (a writer may reuse its buffer then, as with any socket). The chunk is lent for
+ * framing in place: the hub link's frame writer puts the headers in front of the payload and masks it
+ * where it is, so nothing reads a chunk once it was written. Between bursts it reads
  * into one buffer shared by every socket, and what a read brings is copied out at once: a quiet socket
  * holds no memory of its own.
  *
@@ -42,8 +53,10 @@ export class LocalReads {
   #waitingForDrain = false;
   /** The chunks written to the stream and not yet called back. */
   readonly #written = new WrittenBuffers(chunks);
-  /** The chunk the socket reads into next, or undefined while it reads into the shared buffer. */
+  /** The chunk the socket reads into next (its payload area, after the frame room), or undefined. */
   #installed: Buffer | undefined;
+  /** The whole pooled buffer of {@link #installed}. */
+  #installedBuffer: Buffer | undefined;
   /** The last read was large: the next one is read straight into a chunk of its own. */
   #bursting = false;
 
@@ -82,10 +95,13 @@ export class LocalReads {
   /** Node asks for the buffer of the socket's next read after every read. */
   #nextBuffer(): Buffer {
     if (this.#bursting && !this.#written.failed) {
-      this.#installed = chunks.take();
+      const whole = chunks.take();
+      this.#installedBuffer = whole;
+      this.#installed = lendFrameRoom(whole);
       return this.#installed;
     }
     this.#installed = undefined;
+    this.#installedBuffer = undefined;
     landing ??= Buffer.allocUnsafeSlow(LOCAL_READ_SIZE);
     return landing;
   }
@@ -93,10 +109,12 @@ export class LocalReads {
   #read(bytes: number, buffer: Uint8Array): boolean {
     // Read into a chunk of the socket's own (`buffer` is that chunk) or into the shared buffer.
     const chunk = this.#installed;
+    const whole = this.#installedBuffer;
     this.#installed = undefined;
+    this.#installedBuffer = undefined;
     const target = this.#target;
     if (target === undefined || target.destroyed || target.writableEnded) {
-      if (chunk !== undefined) chunks.give(chunk);
+      if (whole !== undefined) chunks.give(whole);
       this.#bursting = false;
       return true; // discarded
     }
@@ -105,15 +123,17 @@ export class LocalReads {
     let ok: boolean;
     if (this.#bursting && !this.#written.failed) {
       let out = chunk;
-      if (out === undefined) {
-        out = chunks.take();
+      let pooled = whole;
+      if (out === undefined || pooled === undefined) {
+        pooled = chunks.take();
+        out = lendFrameRoom(pooled);
         out.set(buffer.subarray(0, bytes));
       }
-      this.#written.add(out);
+      this.#written.add(pooled);
       ok = target.write(bytes === out.length ? out : out.subarray(0, bytes), this.#written.written);
     } else {
       ok = target.write(Buffer.from(buffer.subarray(0, bytes)));
-      if (chunk !== undefined) chunks.give(chunk);
+      if (whole !== undefined) chunks.give(whole);
     }
     if (!ok) this.#waitingForDrain = true;
     return ok; // false: Node stops reading the socket until it is resumed

@@ -1,6 +1,7 @@
 import {
   Backoff,
   createWsBinarySender,
+  DATA_HIGH_WATER_MARK,
   DATA_PAYLOAD_HEADER,
   Keepalive,
   type Logger,
@@ -44,10 +45,13 @@ export type {
   ReauthEvent,
 } from './node-connection-events.js';
 
-/** WebSocket `bufferedAmount` above which the session holds DATA back, bytes (1 MiB). */
-export const TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
+/**
+ * WebSocket `bufferedAmount` above which the session holds DATA back, bytes (16 KiB, `DATA_HIGH_WATER_MARK`):
+ * a DATA frame waits until the one before it has left, so that each goes to the TLS socket as one buffer.
+ */
+export const TRANSPORT_HIGH_WATER_MARK = DATA_HIGH_WATER_MARK;
 /** `bufferedAmount` at or below which held-back DATA resumes, bytes. */
-const TRANSPORT_LOW_WATER_MARK = TRANSPORT_HIGH_WATER_MARK / 2;
+const TRANSPORT_LOW_WATER_MARK = TRANSPORT_HIGH_WATER_MARK;
 
 /** The base protocol's payload limits, both ways (docs/protocol.md §1.3). */
 const BASE_PAYLOADS: Readonly<{ receive: number; send: number }> = {
@@ -357,7 +361,7 @@ export class NodeConnection {
   }
 
   #startSession(ws: WebSocket): void {
-    // Frames and grants sent in one tick leave in one socket write (one run of TLS records).
+    // Grants and other small messages of a tick leave in one socket write; each DATA frame in one of its own.
     const sender = createWsBinarySender(ws, { onSent: this.#onSent });
     const transport: MuxTransport = {
       send: sender.send,
@@ -365,8 +369,8 @@ export class NodeConnection {
         return ws.bufferedAmount;
       },
     };
-    // DATA frames masked straight from the stream's chunks into one buffer (see WsFrameWriter); without
-    // `bufferutil` the engine joins each frame itself and sends it whole.
+    // DATA frames masked in place in the local socket's read buffer, or from the stream's chunks into
+    // one buffer (see WsFrameWriter); without `bufferutil` the engine joins each frame itself.
     if (sender.writer.writesData) transport.sendData = sender.sendData;
     const session = new MuxSession({
       role: 'backend',

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialLocal } from '../src/local-dial.js';
-import { LOCAL_READ_SIZE, LocalReads } from '../src/local-reads.js';
+import { FRAME_ROOM, frameRoom } from '@nexus-proxy/common';
+import { CHUNK_READ_SIZE, LOCAL_READ_SIZE, LocalReads } from '../src/local-reads.js';
 
 const servers: net.Server[] = [];
 const sockets: net.Socket[] = [];
@@ -44,6 +45,10 @@ class SlowSink extends Writable {
   readonly copies: Buffer[] = [];
   /** The memory under each chunk of 32 KiB or more. */
   readonly memory: ArrayBufferLike[] = [];
+  /** The frame room in front of each chunk of 32 KiB or more (see `frameRoom`). */
+  readonly rooms: number[] = [];
+  /** Largest chunk written. */
+  largest = 0;
   /** Writes waiting for {@link SlowSink.release}. */
   readonly #held: (() => void)[] = [];
   constructor(
@@ -53,7 +58,11 @@ class SlowSink extends Writable {
     super({ highWaterMark });
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
-    if (chunk.length >= LOCAL_READ_SIZE / 2) this.memory.push(chunk.buffer);
+    if (chunk.length >= LOCAL_READ_SIZE / 2) {
+      this.memory.push(chunk.buffer);
+      this.rooms.push(frameRoom(chunk));
+    }
+    this.largest = Math.max(this.largest, chunk.length);
     const complete = (): void => {
       setImmediate(() =>
         setImmediate(() => {
@@ -92,6 +101,9 @@ describe('LocalReads', () => {
     // 8 MiB in at most a few dozen distinct chunks: they are reused, never one per read.
     expect(sink.memory.length).toBeGreaterThan(40);
     expect(new Set(sink.memory).size).toBeLessThan(sink.memory.length / 2);
+    // Each reused chunk is lent for framing in place: room for the frame's headers in front of it.
+    expect(sink.rooms.every((room) => room === FRAME_ROOM)).toBe(true);
+    expect(sink.largest).toBeLessThanOrEqual(CHUNK_READ_SIZE);
   });
 
   it('reads nothing before attach: a service that speaks first loses no byte', async () => {
@@ -122,7 +134,7 @@ describe('LocalReads', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     // One read past the high-water mark at most; the rest waits in the kernel.
     expect(sink.writableLength).toBeGreaterThanOrEqual(128 * 1024);
-    expect(sink.writableLength).toBeLessThanOrEqual(128 * 1024 + LOCAL_READ_SIZE);
+    expect(sink.writableLength).toBeLessThanOrEqual(128 * 1024 + CHUNK_READ_SIZE);
     expect(socket.bytesRead).toBe(sink.writableLength);
     expect(written).toBe(false);
     sink.release();

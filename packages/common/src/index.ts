@@ -20,6 +20,7 @@ export {
   FlowTable,
   type FlowTableOptions,
 } from './flow-table.js';
+export { FRAME_ROOM, frameRoom, lendFrameRoom } from './frame-room.js';
 export { fileProblem, unreadableFileDetail } from './file-problem.js';
 export { Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive.js';
 export { type LogFn, type Logger, type LogLevel, noopLogger } from './logger.js';
@@ -27,6 +28,7 @@ export { LogRateLimit, type LogRateLimitOptions } from './log-rate-limit.js';
 export { REJECT_UPGRADE_GRACE_MS, rejectUpgrade } from './reject-upgrade.js';
 export {
   createWsBinarySender,
+  DATA_HIGH_WATER_MARK,
   type WsBinarySender,
   type WsBinarySenderOptions,
 } from './ws-binary-sender.js';

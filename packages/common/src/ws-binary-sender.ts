@@ -1,16 +1,25 @@
 /**
  * The send path of a multiplexer over one `ws` WebSocket, for the node's hub sessions and peer links and for
- * the backend client alike: binary messages out through `ws.send`, DATA frames through the
- * {@link WsFrameWriter} (header and payload parts straight to the socket), falling back to one joined
- * `ws.send` whenever the writer declines. Sending on a WebSocket that is no longer open is a no-op: its
- * session is being closed anyway.
+ * the backend client alike: binary messages out through `ws.send` (corked per tick), DATA frames through the
+ * {@link WsFrameWriter} (each frame one buffer, written on its own), falling back to one joined `ws.send`
+ * whenever the writer declines. Sending on a WebSocket that is no longer open is a no-op: its session is
+ * being closed anyway.
  */
 import type WebSocket from 'ws';
 import { createWsFrameWriter, type WsFrameWriter } from './ws-frame-writer.js';
-import { wsInternals } from './ws-internals.js';
 
 /** `WebSocket.OPEN` (the WHATWG value `ws` uses). */
 const OPEN = 1;
+
+/**
+ * Bytes queued on a link's socket above which its multiplexer holds DATA back (its `highWaterMark`): the
+ * socket's own high-water mark (16 KiB), so that a large DATA frame is written only once the frame
+ * before it has left. Node's TLS socket completes a write no sooner than the next turn of the event
+ * loop and joins everything queued behind it into one copy before encrypting; with at most one large
+ * frame queued, each goes to OpenSSL as it is (docs/benchmarks.md, "One buffer per DATA frame"). A
+ * socket holding more than this has had `write()` return false, so its `'drain'` follows.
+ */
+export const DATA_HIGH_WATER_MARK = 16 * 1024;
 
 /** Options of {@link createWsBinarySender}. */
 export interface WsBinarySenderOptions {
@@ -27,9 +36,9 @@ export interface WsBinarySender {
   send(message: Uint8Array): void;
   /**
    * Sends `header` · payload parts (`payloadLength` bytes) as one binary message. `onWritten` runs once,
-   * never synchronously, when the parts are no longer held: at once (next tick) where they were copied
-   * (a client's masked frame, or the joined fallback), once the socket wrote them where they went out as
-   * they are (a server's frame). The `sendData` of `MuxTransport` (`@nexus-proxy/mux-protocol`).
+   * never synchronously, when the socket has written the message (or the WebSocket was no longer open):
+   * the parts may have gone out as they are, or been framed in place (see frame-room.ts), so they are
+   * held until then. The `sendData` of `MuxTransport` (`@nexus-proxy/mux-protocol`).
    */
   sendData(
     header: Uint8Array,
@@ -50,8 +59,6 @@ function join(header: Uint8Array, payload: readonly Uint8Array[], payloadLength:
 export function createWsBinarySender(ws: WebSocket, options: WsBinarySenderOptions = {}): WsBinarySender {
   const onSent = options.onSent;
   const writer = createWsFrameWriter(ws);
-  // A client's frames are masked into a fresh buffer: its parts are free once writeData returns.
-  const copies = wsInternals(ws)._isServer === false;
   const wrote = (onWritten: () => void) => () => {
     onWritten();
     onSent?.();
@@ -68,25 +75,11 @@ export function createWsBinarySender(ws: WebSocket, options: WsBinarySenderOptio
         process.nextTick(onWritten);
         return;
       }
-      if (copies) {
-        if (!writer.writeData(header, payload, payloadLength, onSent ?? noop)) {
-          writer.corkForTick();
-          ws.send(join(header, payload, payloadLength), { binary: true }, onSent);
-        }
-        process.nextTick(onWritten);
-        return;
-      }
       // Without onSent the stream's own callback goes to the socket as it is: no closure per frame.
-      if (
-        writer.writeData(header, payload, payloadLength, onSent === undefined ? onWritten : wrote(onWritten))
-      ) {
-        return;
-      }
+      const written = onSent === undefined ? onWritten : wrote(onWritten);
+      if (writer.writeData(header, payload, payloadLength, written)) return;
       writer.corkForTick();
-      ws.send(join(header, payload, payloadLength), { binary: true }, onSent);
-      process.nextTick(onWritten);
+      ws.send(join(header, payload, payloadLength), { binary: true }, written);
     },
   };
 }
-
-function noop(): void {}

@@ -1,8 +1,15 @@
 /**
  * Writes binary WebSocket messages given as a header and payload parts straight to the socket under a
- * `ws` WebSocket, for both ends of a connection: a server's frames go out unmasked, the parts as they
- * are (no copy at all); a client's frames are masked (RFC 6455 §5.3) from the parts into one buffer (one
- * copy: the masking pass itself). `ws.send` of a joined message costs one copy more either way: the join.
+ * `ws` WebSocket, for both ends of a connection, every DATA message as ONE buffer written on its own:
+ * Node's TLS socket hands a single buffer to OpenSSL as it is, but copies buffers written together (a
+ * frame header and its payload, or several frames) into one new allocation first (docs/benchmarks.md,
+ * "One buffer per DATA frame").
+ * - A payload read into a buffer with room in front (see frame-room.ts) becomes its frame in place: the
+ *   headers go into the room, a client masks the payload where it is (RFC 6455 §5.3). No copy at all.
+ * - Otherwise a client masks header and parts into one buffer (one copy: the masking pass itself); a
+ *   server writes a one-part payload after a small head written first (no copy), and copies a payload
+ *   of several parts into one buffer.
+ * DATA is never corked with other messages: it leaves at once, the tick's other messages before it.
  * The writer reads private fields of `ws` (see ws-internals.ts) and declines, writing nothing, whenever
  * ws would not write the message synchronously itself; the caller then uses `ws.send`.
  */
@@ -11,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { BufferPool, WrittenBuffers } from './buffer-pool.js';
 import { nativeBufferUtil } from './bufferutil.js';
+import { frameRoom } from './frame-room.js';
 import { checkWsInternals, WS_SENDER_IDLE, wsInternals } from './ws-internals.js';
 
 /** Writes binary messages of an open WebSocket with fewer copies and fewer socket writes. */
@@ -22,18 +30,20 @@ export interface WsFrameWriter {
    */
   readonly writesData: boolean;
   /**
-   * Corks the socket until the next tick, so that every message sent in this tick leaves in one socket
-   * write (one run of TLS records, one syscall) instead of one write each. Idempotent within a tick.
+   * Corks the socket until the next tick, so that the small messages sent in this tick (grants, control
+   * messages) leave in one socket write instead of one write each. Idempotent within a tick. A DATA
+   * message written in the tick uncorks first: it never shares a write with other messages.
    */
   corkForTick(): void;
   /**
    * Writes `header` · payload parts (`payloadLength` bytes in all) as one binary message, byte-identical
-   * in layout to what `ws.send` writes (FIN, opcode 2; on a client, a fresh random 4-byte mask), and
-   * corks the socket for the tick. `onWritten` runs once the socket has written the frame (or failed).
-   * A server's parts are written as they are and must stay unchanged until then; a client's are copied
-   * before this returns. Returns false, having written nothing, when ws would not write the message
-   * synchronously itself (not open, compression negotiated, a fragmented message or a Blob in progress,
-   * its private fields not as expected, a client without `bufferutil`): the caller then uses `ws.send`.
+   * to what `ws.send` writes (FIN, opcode 2; on a client, a fresh random 4-byte mask). `onWritten` runs
+   * once the socket has written the frame (or failed), never synchronously. Until then the parts must
+   * stay as they are; a part lent for framing in place (see frame-room.ts) may have been overwritten
+   * (a client's is masked), so nothing may read it again. Returns false, having written nothing, when ws
+   * would not write the message synchronously itself (not open, compression negotiated, a fragmented
+   * message or a Blob in progress, its private fields not as expected, a client without `bufferutil`):
+   * the caller then uses `ws.send`.
    */
   writeData(
     header: Uint8Array,
@@ -59,15 +69,19 @@ const NATIVE_MASK_MIN_LENGTH = 48;
 /** Random bytes drawn at once for masking keys, as ws does (8 KiB: 2048 keys per draw). */
 const RANDOM_POOL_SIZE = 8 * 1024;
 /**
- * Masked frames of at least this many bytes are built in buffers the writer reuses (see BufferPool);
- * shorter ones come from Node's shared slab (`Buffer.allocUnsafe` below 4 KiB).
+ * Frames copied (a client's masked, a server's of several parts) of at least this many bytes are built
+ * in buffers the writer reuses (see BufferPool); shorter ones come from Node's shared slab
+ * (`Buffer.allocUnsafe` below 4 KiB).
  */
 const POOLED_FRAME_MIN_LENGTH = 4 * 1024;
-/** Capacity of a reused frame buffer at least: a 32 KiB payload, its DATA header and the frame header. */
-const POOLED_FRAME_CAPACITY = 32 * 1024 + 64;
-/** Reused frame buffers kept while none is being written, for all client writers of the process (~1 MiB). */
-const FRAME_POOL_SIZE = 32;
-/** The masked frames' buffers, shared by every client writer (a free one serves any of them). */
+/**
+ * Capacity of a reused frame buffer at least: a 128 KiB payload (the frame size two Nexus ends agree
+ * on, docs/protocol.md §1.11), its DATA header and the frame header. A larger frame brings its own.
+ */
+const POOLED_FRAME_CAPACITY = 128 * 1024 + 64;
+/** Reused frame buffers kept while none is being written, for all writers of the process (~2 MiB). */
+const FRAME_POOL_SIZE = 16;
+/** The copied frames' buffers, shared by every writer (a free one serves any of them). */
 const framePool = new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
 
 let randomPool: Buffer | undefined;
@@ -113,40 +127,58 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
     for (let i = 0; i < length; i++) output[offset + i] = source[i]! ^ key[i & 3]!;
   };
 
-  // Masked frames go out of buffers taken back from the socket's write callbacks (see BufferPool).
-  const frames = mask === null ? undefined : new WrittenBuffers(framePool);
+  // Copied frames go out of buffers taken back from the socket's write callbacks (see BufferPool).
+  const frames = new WrittenBuffers(framePool);
 
-  /** A client frame: the header, a fresh key, then `header` · parts masked into one buffer. */
-  const maskedFrame = (
-    header: Uint8Array,
-    payload: readonly Uint8Array[],
-    messageLength: number,
-    lengthBytes: number,
-    frame: Buffer,
-  ): Buffer => {
-    const dataOffset = 2 + lengthBytes + 4;
-    writeFrameHeader(frame, messageLength, lengthBytes, 0x80);
-    // A fresh key from a CSPRNG pool for every frame, as ws draws its own (RFC 6455 §5.3).
+  /** A fresh key from a CSPRNG pool for every frame, as ws draws its own (RFC 6455 §5.3), at `frame[k]`. */
+  const drawKey = (frame: Buffer, k: number): void => {
     if (randomPoolOffset === RANDOM_POOL_SIZE) {
       randomPool ??= Buffer.alloc(RANDOM_POOL_SIZE);
       randomFillSync(randomPool, 0, RANDOM_POOL_SIZE);
       randomPoolOffset = 0;
     }
     const pool = randomPool!;
-    const k = dataOffset - 4;
     for (let i = 0; i < 4; i++) frame[k + i] = pool[randomPoolOffset + i]!;
     randomPoolOffset += 4;
     for (let r = 0; r < 4; r++) {
       const key = keys[r]!;
       for (let i = 0; i < 4; i++) key[i] = frame[k + ((r + i) & 3)]!;
     }
+  };
+
+  /**
+   * Frame header (`headLength` bytes, with a client's fresh key), `header` and the parts into `frame`
+   * from 0: masked on a client, copied on a server. A part that already sits where it belongs (framed in
+   * place) is masked where it is, or left as it is.
+   */
+  const buildFrame = (
+    frame: Buffer,
+    header: Uint8Array,
+    payload: readonly Uint8Array[],
+    messageLength: number,
+    lengthBytes: number,
+    masked: boolean,
+  ): void => {
+    const dataOffset = 2 + lengthBytes + (masked ? 4 : 0);
+    writeFrameHeader(frame, messageLength, lengthBytes, masked ? 0x80 : 0);
+    if (!masked) {
+      frame.set(header, dataOffset);
+      let position = dataOffset + header.length;
+      for (const part of payload) {
+        if (part.buffer !== frame.buffer || part.byteOffset !== frame.byteOffset + position) {
+          frame.set(part, position);
+        }
+        position += part.length;
+      }
+      return;
+    }
+    drawKey(frame, dataOffset - 4);
     maskPart(header, frame, dataOffset, 0);
     let position = header.length;
     for (const part of payload) {
       maskPart(part, frame, dataOffset + position, position);
       position += part.length;
     }
-    return frame;
   };
 
   return {
@@ -166,38 +198,43 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
       ) {
         return false;
       }
-      corkForTick();
+      // The tick's other messages leave first, in a write of their own: this frame must not join them.
+      if (corked === s) uncork();
       // Straight to the socket, as ws's own `sendFrame` does: ws writes synchronously in this state, so
       // the order with its other frames is kept, and `bufferedAmount` counts the frame through the
       // socket's buffer.
+      const masked = internals._isServer !== true;
       const messageLength = header.length + payloadLength;
       const lengthBytes = messageLength < 126 ? 0 : messageLength < 65_536 ? 2 : 8;
-      if (internals._isServer !== true) {
-        const frameLength = 2 + lengthBytes + 4 + messageLength;
-        if (frameLength < POOLED_FRAME_MIN_LENGTH || frames === undefined) {
-          s.write(
-            maskedFrame(header, payload, messageLength, lengthBytes, Buffer.allocUnsafe(frameLength)),
-            onWritten,
-          );
-          return true;
-        }
-        const frame = maskedFrame(header, payload, messageLength, lengthBytes, framePool.take(frameLength));
-        frames.add(frame, onWritten);
-        s.write(frameLength === frame.length ? frame : frame.subarray(0, frameLength), frames.written);
+      const headLength = 2 + lengthBytes + (masked ? 4 : 0);
+      const frameLength = headLength + messageLength;
+      const first = payload[0];
+      if (payload.length === 1 && frameRoom(first!) >= headLength + header.length) {
+        // Framed in place: the headers go into the room the reader left in front of the payload.
+        const frame = Buffer.from(first!.buffer, first!.byteOffset - headLength - header.length, frameLength);
+        buildFrame(frame, header, payload, messageLength, lengthBytes, masked);
+        s.write(frame, onWritten);
         return true;
       }
-      // A server frame: its header and `header` in one small buffer, then the parts as they are.
-      const head = Buffer.allocUnsafe(2 + lengthBytes + header.length);
-      writeFrameHeader(head, messageLength, lengthBytes, 0);
-      head.set(header, 2 + lengthBytes);
-      const last = payload.length - 1;
-      if (last < 0) {
-        s.write(head, onWritten);
+      if (!masked && payload.length === 1) {
+        // One part: a small head, then the part as it is, each a write of its own (no copy).
+        const head = Buffer.allocUnsafe(headLength + header.length);
+        writeFrameHeader(head, messageLength, lengthBytes, 0);
+        head.set(header, headLength);
+        s.write(head);
+        s.write(first!, onWritten);
         return true;
       }
-      s.write(head);
-      for (let i = 0; i < last; i++) s.write(payload[i]!);
-      s.write(payload[last]!, onWritten);
+      if (frameLength < POOLED_FRAME_MIN_LENGTH) {
+        const frame = Buffer.allocUnsafe(frameLength);
+        buildFrame(frame, header, payload, messageLength, lengthBytes, masked);
+        s.write(frame, onWritten);
+        return true;
+      }
+      const pooled = framePool.take(frameLength);
+      buildFrame(pooled, header, payload, messageLength, lengthBytes, masked);
+      frames.add(pooled, onWritten);
+      s.write(frameLength === pooled.length ? pooled : pooled.subarray(0, frameLength), frames.written);
       return true;
     },
   };

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { Keepalive, takeBinaryMessagesAsViews } from '@nexus-proxy/common';
+import { DATA_HIGH_WATER_MARK, Keepalive, takeBinaryMessagesAsViews } from '@nexus-proxy/common';
 import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 import {
   FrameType,
@@ -196,6 +196,8 @@ export class BackendSession extends EventEmitter<BackendSessionEvents> {
       role: 'hub',
       transport,
       maxStreams: this.#maxStreams,
+      // DATA waits until the frame before it has left: each goes to the TLS socket as one buffer.
+      highWaterMark: DATA_HIGH_WATER_MARK,
       ...options.mux,
       // The engine adds its own `component`: give it a logger without ours, so no key appears twice.
       logger: baseLog.child({ sessionId: this.id }),

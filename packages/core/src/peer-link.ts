@@ -6,7 +6,12 @@
  * docs/reliability.md item 13).
  */
 import { EventEmitter } from 'node:events';
-import { createWsBinarySender, Keepalive, takeBinaryMessagesAsViews } from '@nexus-proxy/common';
+import {
+  createWsBinarySender,
+  DATA_HIGH_WATER_MARK,
+  Keepalive,
+  takeBinaryMessagesAsViews,
+} from '@nexus-proxy/common';
 import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 import {
   type AnnounceMessage,
@@ -29,8 +34,6 @@ import { type PeerMessageType, type PeerTraffic, textMessageType } from './mesh-
 export const DEFAULT_PEER_KEEPALIVE_INTERVAL = 10_000;
 /** A link with no message and no pong for this long is dead: `30_000` ms. */
 export const DEFAULT_PEER_KEEPALIVE_TIMEOUT = 30_000;
-/** `bufferedAmount` at or below which held-back TUNNEL_DATA resumes: 256 KiB. */
-const LOW_WATER_MARK = 256 * 1024;
 
 /** Which side opened the link. */
 export type PeerLinkDirection = 'inbound' | 'outbound';
@@ -146,10 +149,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       },
     );
     const onSent = (): void => {
-      if (ws.bufferedAmount <= LOW_WATER_MARK) this.tunnels.transportDrained();
+      if (ws.bufferedAmount <= DATA_HIGH_WATER_MARK) this.tunnels.transportDrained();
     };
     const sender = createWsBinarySender(ws, { onSent });
     this.tunnels = new TunnelSession({
+      // TUNNEL_DATA waits until the frame before it has left: each goes to the TLS socket as one buffer.
+      highWaterMark: DATA_HIGH_WATER_MARK,
       ...options.tunnels,
       logger: this.#log,
       transport: {
