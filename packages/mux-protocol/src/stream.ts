@@ -19,7 +19,10 @@ type ReceiveState = 'unmetered' | 'probing' | 'strict' | 'lenient';
  * peer accepts (docs/protocol.md §1.11); small writes buffered by Node are coalesced into full frames by
  * `_writev`. A write's callback is held while the stream has no send
  * credits, is paused by its peer, or waits for its turn at a full transport; `write()` then returns
- * `false` and `'drain'` follows, like any Node stream.
+ * `false` and `'drain'` follows, like any Node stream. On a transport with `sendData` the chunks go out
+ * as views, not copies; a writer that lent a chunk's memory for framing in place (see
+ * `MuxTransport.sendData`) must not read it again once written, and takes it back only when the write
+ * has called back.
  *
  * Readable side: DATA from the peer is pushed as it arrives; send credits are returned to the peer
  * (`resume_stream{credits}`) only as the consumer takes the bytes.
