@@ -74,7 +74,36 @@ export function tcpCounters() {
     timeouts: read('TcpExt:TCPTimeouts'),
     retransmits: read('Tcp:RetransSegs'),
     receiveQueueDrops: read('TcpExt:TCPRcvQDrop'),
+    // Receive windows closed (advertised as zero) by a reader that does not keep up.
+    zeroWindows: read('TcpExt:TCPToZeroWindowAdv'),
   };
+}
+
+/**
+ * What waits in the kernel between a local server on 127.0.0.1:`port` and its clients (`ss -tnm`), in
+ * MiB: `send`, queued in the server's sockets (`wmem_queued`: written, not yet taken by the other end),
+ * and `receive`, in its clients' sockets (`rmem_alloc`: received, not yet read); `sockets`, the server's
+ * established sockets. NaN without `ss`.
+ */
+export function socketQueues(port) {
+  const sum = (filter, field) => {
+    const out = spawnSync('ss', ['-tnmH', 'state', 'established', filter], {
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    if (out.status !== 0) return { bytes: Number.NaN, count: Number.NaN };
+    let bytes = 0;
+    let count = 0;
+    for (const m of out.stdout.matchAll(/skmem:\(([^)]*)\)/g)) {
+      const value = new RegExp(`(?:^|,)${field}(\\d+)`).exec(m[1]);
+      bytes += Number(value?.[1] ?? 0);
+      count++;
+    }
+    return { bytes, count };
+  };
+  const send = sum(`( sport = :${port} )`, 'w');
+  const receive = sum(`( dport = :${port} )`, 'r');
+  return { send: send.bytes / 2 ** 20, receive: receive.bytes / 2 ** 20, sockets: send.count };
 }
 
 /** The soft limit on open files of this process (and of the children it starts), or NaN. */

@@ -7,7 +7,14 @@
 // (bench/lib/stream-clients.mjs, default 2), the same for both paths.
 import { cpus } from 'node:os';
 import { goal, jain, MB, round } from '../lib/load.mjs';
-import { cpuSeconds, openFileLimit, syscalls, tcpCounters, tcpMemory } from '../lib/proc-stats.mjs';
+import {
+  cpuSeconds,
+  openFileLimit,
+  socketQueues,
+  syscalls,
+  tcpCounters,
+  tcpMemory,
+} from '../lib/proc-stats.mjs';
 import { startStreamClients } from '../lib/stream-clients.mjs';
 import { startTopology } from '../lib/topology.mjs';
 
@@ -69,6 +76,8 @@ async function measure(clients, target, n, { warmupMs, windowMs }, topo) {
     await new Promise((r) => setTimeout(r, windowMs));
     const b = await sample(clients, pids, children);
     const tcp = tcpMemory();
+    // The service's sockets toward its reader (the backend client, or the load generator direct).
+    const queues = socketQueues(topo.targets.direct.port);
     const seconds = (b.at - a.at) / 1000;
     const perStream = Array.from(b.counts, (c, i) => (c - a.counts[i]) / MB / seconds);
     const total = perStream.reduce((x, y) => x + y, 0);
@@ -92,6 +101,7 @@ async function measure(clients, target, n, { warmupMs, windowMs }, topo) {
       node: through ? delta(a.stats[0], b.stats[0]) : undefined,
       backend: through ? delta(a.stats[1], b.stats[1]) : undefined,
       tcp,
+      queues,
       kernel: Object.fromEntries(Object.keys(b.kernel).map((k) => [k, b.kernel[k] - a.kernel[k]])),
     };
   } finally {
@@ -143,7 +153,8 @@ function timeRow(n, path, m) {
       : '',
     'GC minor/major node; backend': m.node ? `${gc(m.node.gc)}; ${gc(m.backend.gc)}` : '',
     'TCP mem MiB': Math.round(m.tcp.mib),
-    'kernel: pressure ms / RTOs / retransmits': `${m.kernel.pressureMs} / ${m.kernel.timeouts} / ${m.kernel.retransmits}`,
+    'service → reader queues MiB (send / receive)': `${Math.round(m.queues.send)} / ${Math.round(m.queues.receive)}`,
+    'kernel: pressure ms / RTOs / retransmits / zero windows': `${m.kernel.pressureMs} / ${m.kernel.timeouts} / ${m.kernel.retransmits} / ${m.kernel.zeroWindows}`,
   };
 }
 
@@ -238,9 +249,11 @@ export async function run(options = {}) {
     `CPU: share of one core over the window (${cpus().length} cores in all), user + system of all threads ` +
       `(/proc/<pid>/stat); load generator: ${workers} worker processes, summed; ms/MB all: every process of ` +
       'the path; syscalls: reads + writes (/proc/<pid>/io); control msgs: grants and other control ' +
-      'messages the node sent; TCP mem: kernel memory of all TCP sockets at the end of the window; kernel: ' +
-      'time under TCP memory pressure, retransmission timeouts and retransmitted segments in the window, ' +
-      'machine-wide (/proc/net/netstat)',
+      'messages the node sent; TCP mem: kernel memory of all TCP sockets at the end of the window; ' +
+      "service → reader queues: at the end of the window, bytes in the service's socket send queues and " +
+      "in its reader's receive queues (the backend client's local sockets, or the load generator's), ss -tm; " +
+      'kernel: time under TCP memory pressure, retransmission timeouts, retransmitted segments and ' +
+      'receive windows advertised as zero in the window, machine-wide (/proc/net/netstat)',
   );
   return {
     title: `streams: concurrent bulk downloads over one backend session (${timing.windowMs} ms window)`,
