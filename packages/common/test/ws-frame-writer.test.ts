@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createWsBinarySender } from '../src/ws-binary-sender.js';
+import { createWsBinarySender, DATA_HIGH_WATER_MARK } from '../src/ws-binary-sender.js';
 import { FRAME_ROOM, lendFrameRoom } from '../src/frame-room.js';
 import { createWsFrameWriter } from '../src/ws-frame-writer.js';
 
@@ -438,6 +438,54 @@ describe.each(['client', 'server'] as const)(
       expect(writes[0]!.length).toBe(4 + (side === 'client' ? 4 : 0) + 50_017);
       await waitForMessages(end, 1);
       expect(end.received[0]!.equals(join(header, parts, 50_000))).toBe(true);
+    });
+  },
+);
+
+describe.each(['client', 'server'] as const)(
+  'createWsBinarySender (%s side): DATA held back above DATA_HIGH_WATER_MARK',
+  (side) => {
+    it('never lets a large frame share a socket write, while the far end reads slowly', async () => {
+      const pair = await openPair();
+      const end = pair[side];
+      const far = pair[side === 'client' ? 'server' : 'client'];
+      const socket = (end.ws as unknown as { _socket: { _writev: (...args: unknown[]) => void } })._socket;
+      // What Node's Writable hands the socket several at once (TLS copies such a batch into one buffer).
+      const batches: number[][] = [];
+      const writev = socket._writev;
+      socket._writev = function (this: unknown, chunks: unknown, ...rest: unknown[]) {
+        batches.push((chunks as { chunk: Uint8Array }[]).map((c) => c.chunk.length));
+        return writev.call(this, chunks, ...rest);
+      };
+      const header = bytes(17, 1);
+      const frames = 48;
+      let sent = 0;
+      let queuedBehind = 0;
+      const sender = createWsBinarySender(end.ws, { onSent: () => pump() });
+      const pump = (): void => {
+        while (sent < frames && end.ws.bufferedAmount <= DATA_HIGH_WATER_MARK) {
+          if (end.ws.bufferedAmount > 0) queuedBehind++;
+          const payload = lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + 131_072));
+          payload.fill(sent & 0xff);
+          sender.sendData(header, [payload], payload.length, () => {});
+          // A small message after it (a grant): the next frame is queued behind it, never joined with it.
+          sender.send(bytes(40, sent));
+          sent++;
+        }
+      };
+      // The far end stops reading: the kernel's buffers fill and the socket's writes complete later.
+      const farSocket = (far.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      farSocket.pause();
+      pump();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      farSocket.resume();
+      await waitForMessages(end, 2 * frames);
+      const data = end.received.filter((m) => m.length === 17 + 131_072);
+      const intact = data.filter((m, i) => m[17] === (i & 0xff) && m[m.length - 1] === (i & 0xff)).length;
+      expect(intact).toBe(frames);
+      expect(end.received.filter((m) => m.length === 40)).toHaveLength(frames);
+      expect(queuedBehind).toBeGreaterThan(0);
+      expect(batches.filter((batch) => batch.some((length) => length >= 65_536))).toEqual([]);
     });
   },
 );
