@@ -32,6 +32,7 @@ import { dataFrameParts, joinParts } from './data-parts.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 import { checkExplicitTuning, type PayloadSettings, payloadSettings } from './frame-size.js';
 import { ReadyQueue } from './ready-queue.js';
+import { SecondBudget } from './second-budget.js';
 import { RecentIds } from './recent-ids.js';
 import { MuxStream } from './stream.js';
 import type { StreamHost } from './stream-host.js';
@@ -52,8 +53,9 @@ export class StreamEngine {
   readonly #highWaterMark: number;
   /** What follows from the payloads accepted and sent (docs/protocol.md §1.11): window, limits, marks. */
   #payload: PayloadSettings;
-  readonly #maxUnknownReplies: number;
-  readonly #maxEmptyPerSecond: number;
+  /** Close answers to DATA for unknown ids (§1.4), and empty DATA frames (§1.3), allowed per second. */
+  readonly #unknownReplies: SecondBudget;
+  readonly #emptyAllowance: SecondBudget;
   readonly #backlog: BacklogWatch;
   readonly #logger: MuxLogger | undefined;
   readonly #options: StreamEngineOptions;
@@ -73,12 +75,8 @@ export class StreamEngine {
   #closeReason: string | undefined;
   /** The window the peer granted in its first grant on this transport: it meters. */
   #peerWindow: number | undefined;
-  #unknownWindowStart = 0;
-  #unknownReplies = 0;
   /** Frames received past their window by `lenient` streams and not yet granted back, all streams. */
   #pastWindow = 0;
-  #emptyWindowStart = 0;
-  #emptyInWindow = 0;
   /** Reading the transport is paused (by streams or the backlog): the hooks were called. */
   #readingPaused = false;
   /** Per kind of ignored message (a fixed few): when it was last warned about, and how many since. */
@@ -112,12 +110,17 @@ export class StreamEngine {
     this.#maxStreams = positiveInteger('maxStreams', options.maxStreams, DEFAULT_MAX_STREAMS);
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_TRANSPORT_HIGH_WATER_MARK;
     if (!(this.#highWaterMark >= 0)) throw new RangeError('highWaterMark must be ≥ 0');
-    this.#maxUnknownReplies = options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES;
-    this.#maxEmptyPerSecond = nonNegative(
+    const now = (): number => this.#now();
+    this.#unknownReplies = new SecondBudget(
+      options.maxUnknownStreamReplies ?? DEFAULT_MAX_UNKNOWN_STREAM_REPLIES,
+      now,
+    );
+    const maxEmpty = nonNegative(
       'maxEmptyDataFramesPerSecond',
       options.maxEmptyDataFramesPerSecond,
       DEFAULT_MAX_EMPTY_DATA_FRAMES_PER_SECOND,
     );
+    this.#emptyAllowance = new SecondBudget(maxEmpty, now);
     const backlogLimit = positiveInteger('backlogLimit', options.backlogLimit, DEFAULT_BACKLOG_LIMIT);
     const graceMs = nonNegative('backlogGraceMs', options.backlogGraceMs, DEFAULT_BACKLOG_GRACE_MS);
     this.#backlog = new BacklogWatch(backlogLimit, graceMs, {
@@ -397,13 +400,7 @@ export class StreamEngine {
     // (remembered below) and a per-second budget, so a flood of random ids cannot amplify.
     if (this.#recentlyClosed.has(id)) return;
     this.#recentlyClosed.add(id);
-    const now = this.#now();
-    if (now - this.#unknownWindowStart >= 1000) {
-      this.#unknownWindowStart = now;
-      this.#unknownReplies = 0;
-    }
-    if (this.#unknownReplies >= this.#maxUnknownReplies) return;
-    this.#unknownReplies++;
+    if (!this.#unknownReplies.take()) return;
     this.#logger?.debug({ streamId: id }, 'DATA for an unknown stream: answering close');
     this.sendControl(this.framing.encodeClose(id, 'unknown'));
   }
@@ -414,17 +411,12 @@ export class StreamEngine {
    */
   #emptyData(): void {
     this.#emptyDataFrames++;
-    const now = this.#now();
-    if (now - this.#emptyWindowStart >= 1000) {
-      this.#emptyWindowStart = now;
-      this.#emptyInWindow = 0;
-    }
-    if (++this.#emptyInWindow <= this.#maxEmptyPerSecond) return;
+    if (this.#emptyAllowance.take()) return;
     this.#abort(
       'empty-data-flood',
       new MuxProtocolError(
         'MUX_ERR_EMPTY_DATA_FLOOD',
-        `more than ${this.#maxEmptyPerSecond} empty DATA frames in one second: closing the session`,
+        `more than ${this.#emptyAllowance.limit} empty DATA frames in one second: closing the session`,
       ),
     );
   }
