@@ -16,12 +16,16 @@ import { fileURLToPath } from 'node:url';
 const TREE = resolve(process.env.TREE ?? join(fileURLToPath(import.meta.url), '../..'));
 const { download, upload, MB } = await import(join(TREE, 'bench/lib/load.mjs'));
 const { startTopology } = await import(join(TREE, 'bench/lib/topology.mjs'));
-const { cpuSeconds } = await import(join(TREE, 'bench/lib/proc-stats.mjs'));
+// Read from this driver's tree, so that trees older than it (without proc-stats or the floor) are measured too.
+const { cpuSeconds } = await import('./lib/proc-stats.mjs');
 
 const size = Number(process.argv[2] ?? 256) * MB;
 const rounds = Number(process.argv[3] ?? 2);
 const topo = await startTopology({ nexus: true, floor: true });
 const { targets } = topo;
+// Trees older than the floor did not list a path's processes: the node and the backend client are theirs.
+targets.nexus.pids ??= [topo.processes.node.pid, topo.processes.backend.pid];
+targets.direct.pids ??= [];
 const service = topo.processes.service.pid;
 const paths = ['direct', 'nexus', 'floor1'].filter((name) => targets[name] !== undefined);
 const fixed = (n) => n.toFixed(2);
