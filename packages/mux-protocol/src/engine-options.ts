@@ -2,6 +2,7 @@
  * The stream engine's options, limits with their defaults, and counters (`StreamEngine`, engine.ts).
  */
 import type { ConnectMessage, ControlMessage } from './control.js';
+import { MAX_DATA_PAYLOAD } from './frame.js';
 import type { MuxProtocolError } from './errors.js';
 import type { StreamFraming } from './framing.js';
 import type { ReceiveBudget } from './receive-budget.js';
@@ -16,12 +17,27 @@ export const DEFAULT_TRANSPORT_HIGH_WATER_MARK = 1024 * 1024;
 /** Readable and writable high-water mark of each `MuxStream`, in bytes: 64 KiB. */
 export const DEFAULT_STREAM_HIGH_WATER_MARK = 64 * 1024;
 /**
- * Bytes a round of the ready queue may take at the agreed frame size (32 MiB): beyond it, a turn carries
- * at most 32 768 bytes even where larger frames were agreed (docs/protocol.md §1.11). So 256 streams or
- * more waiting with 128 KiB frames take turns of 32 KiB, and a round over 1 000 streams is 32 MB, not
- * 128 MB (2 s at 60 MB/s: one or two turns per stream in a 4 s window).
+ * Bytes a round of the ready queue may take (64 MiB): when the streams waiting would take more at the
+ * agreed frame size, a turn carries less — this over the streams waiting, in whole TLS records of
+ * {@link TURN_GRAIN} bytes, and never less than 32 768 bytes (docs/protocol.md §1.11). So with 128 KiB
+ * frames agreed, up to 512 streams waiting take whole frames, 1 000 take turns of 64 KiB (a round of
+ * 64 MB, not 128 MB: 0.4 s at 160 MB/s, ten turns per stream in a 4 s window), and 2 048 or more turns of
+ * 32 KiB.
  */
-export const LONG_ROUND_BYTES = 32 * 1024 * 1024;
+export const LONG_ROUND_BYTES = 64 * 1024 * 1024;
+/** A short turn is a whole number of these bytes (one full TLS record each). */
+export const TURN_GRAIN = 16 * 1024;
+
+/**
+ * The payload of one turn at the transport while `waiting` streams are ready, with frames of `agreed`
+ * bytes agreed: the agreed size while a round fits in {@link LONG_ROUND_BYTES}, else the round's share
+ * of each stream in whole {@link TURN_GRAIN}s, at least 32 768 bytes.
+ */
+export function turnPayload(waiting: number, agreed: number): number {
+  if (waiting * agreed <= LONG_ROUND_BYTES) return agreed;
+  const share = Math.floor(LONG_ROUND_BYTES / waiting / TURN_GRAIN) * TURN_GRAIN;
+  return Math.min(agreed, Math.max(MAX_DATA_PAYLOAD, share));
+}
 /** Most close answers to DATA for unknown stream ids per second (flood protection). */
 export const DEFAULT_MAX_UNKNOWN_STREAM_REPLIES = 100;
 /**

@@ -21,7 +21,7 @@ import {
   type StreamEngineOptions,
   IGNORED_WARNING_INTERVAL_MS,
   RECENTLY_CLOSED_CAPACITY,
-  LONG_ROUND_BYTES,
+  turnPayload,
 } from './engine-options.js';
 import { BacklogWatch } from './backlog-watch.js';
 import { toBuffer } from './buffer-view.js';
@@ -522,11 +522,10 @@ export class StreamEngine {
       const ready = this.#ready;
       while (ready.size > 0 && !this.#closed) {
         if (transport.bufferedAmount > this.#highWaterMark) break;
-        // With many streams waiting, a turn carries at most a base-protocol frame, so that a round over
-        // them stays short whatever frame size was agreed (1 000 streams × 128 KiB: a 128 MB round).
-        const longRound = ready.size * this.#payload.sendDataPayload > LONG_ROUND_BYTES;
-        const turn = longRound ? MAX_DATA_PAYLOAD : this.#payload.sendDataPayload;
+        // With many streams waiting, a turn carries less than the agreed frame size, so that a round over
+        // them stays short (1 000 streams × 128 KiB: a 128 MB round): see LONG_ROUND_BYTES.
         const stream = ready.shift()!;
+        const turn = turnPayload(ready.size + 1, this.#payload.sendDataPayload);
         if (stream.sendFrames(1, turn) && !stream.detached && !this.#closed) ready.add(stream);
         // The queue remembers what it served (see ReadyQueue); a stream already forgotten must not stay.
         else if (stream.detached) ready.delete(stream);

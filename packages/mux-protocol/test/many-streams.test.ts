@@ -15,7 +15,7 @@ import {
   ReceiveBudget,
   StreamEngine,
 } from '../src/index.js';
-import { LONG_ROUND_BYTES } from '../src/engine-options.js';
+import { LONG_ROUND_BYTES, TURN_GRAIN, turnPayload } from '../src/engine-options.js';
 import { readExactly, type SessionPair, sha256, writeAll } from './suites/session.suite.js';
 import { createWebSocketPair } from './suites/ws-pair.js';
 
@@ -82,12 +82,15 @@ async function drainReadyStreams(streams: number, bytes: number, sendDataPayload
   let full = true;
   let reads = 0;
   const sizes: number[] = [];
+  /** The stream of each frame, in the order sent (its 16-byte id, hex). */
+  const ids: string[] = [];
   const engine = new StreamEngine({
     framing: backendFraming,
     sendDataPayload,
     transport: {
       send: (message) => {
         sizes.push(message.length - DATA_HEADER_LENGTH);
+        ids.push(Buffer.from(message.subarray(1, DATA_HEADER_LENGTH)).toString('hex'));
       },
       get bufferedAmount() {
         reads++;
@@ -120,7 +123,7 @@ async function drainReadyStreams(streams: number, bytes: number, sendDataPayload
   full = false;
   engine.transportDrained();
   await new Promise((resolve) => setImmediate(resolve));
-  const result = { sizes, reads, visits: visits.mock.calls.length };
+  const result = { sizes, ids, reads, visits: visits.mock.calls.length };
   visits.mockRestore();
   engine.close('test');
   return result;
@@ -146,17 +149,45 @@ describe('the engine pump with many streams ready', () => {
 });
 
 describe('turns with many streams ready and larger frames agreed', () => {
-  it('keeps the agreed frame size while a round stays short, and turns of 32 768 bytes when it would not', async () => {
-    const large = 4 * MAX_DATA_PAYLOAD;
+  const large = 4 * MAX_DATA_PAYLOAD;
+
+  it('turnPayload: the agreed size while a round fits in LONG_ROUND_BYTES, else the share in whole TLS records, at least 32 768 bytes', () => {
+    expect(LONG_ROUND_BYTES / large).toBe(512);
+    expect(turnPayload(1, large)).toBe(large);
+    expect(turnPayload(512, large)).toBe(large);
+    expect(turnPayload(513, large)).toBe(7 * TURN_GRAIN);
+    expect(turnPayload(1000, large)).toBe(4 * TURN_GRAIN);
+    expect(turnPayload(2048, large)).toBe(MAX_DATA_PAYLOAD);
+    expect(turnPayload(10_000, large)).toBe(MAX_DATA_PAYLOAD);
+    // The base protocol's frames are never cut further.
+    expect(turnPayload(10_000, MAX_DATA_PAYLOAD)).toBe(MAX_DATA_PAYLOAD);
+    expect(turnPayload(1000, MAX_DATA_PAYLOAD)).toBe(MAX_DATA_PAYLOAD);
+  });
+
+  it('keeps the agreed frame size while a round stays short, and shorter turns when it would not', async () => {
     // 200 streams × 128 KiB: a 25 MiB round, within LONG_ROUND_BYTES.
     const few = (await drainReadyStreams(200, 2 * large, large)).sizes;
     expect(few.every((size) => size === large)).toBe(true);
     expect(few.length).toBe(200 * 2);
-    // 300 streams × 128 KiB would be a 37.5 MiB round: a turn carries one base-protocol frame (the
-    // streams here stay ready together to the end).
-    const streams = LONG_ROUND_BYTES / large + 44;
-    const many = (await drainReadyStreams(streams, 2 * large, large)).sizes;
-    expect(many.every((size) => size === MAX_DATA_PAYLOAD)).toBe(true);
-    expect(many.reduce((a, b) => a + b, 0)).toBe(streams * 2 * large);
+    // 1 000 streams × 128 KiB would be a 125 MiB round: the first round is of 64 KiB turns; later ones
+    // grow as streams finish, in whole TLS records, up to the agreed size.
+    const drained = await drainReadyStreams(1000, 2 * large, large);
+    const many = drained.sizes;
+    expect(many.slice(0, 1000).every((size) => size === 4 * TURN_GRAIN)).toBe(true);
+    // Fairness kept: while all 1 000 stay ready (4 turns of 64 KiB each for 256 KiB), every round of
+    // 1 000 frames serves each stream exactly once, in the same order.
+    const firstRound = drained.ids.slice(0, 1000);
+    expect(new Set(firstRound).size).toBe(1000);
+    for (let round = 1; round < 4; round++) {
+      expect(drained.ids.slice(round * 1000, (round + 1) * 1000)).toEqual(firstRound);
+    }
+    expect(many.every((size) => size % TURN_GRAIN === 0 && size >= 4 * TURN_GRAIN && size <= large)).toBe(
+      true,
+    );
+    expect(many.reduce((a, b) => a + b, 0)).toBe(1000 * 2 * large);
+    // 3 000 streams: turns of one base-protocol frame.
+    const most = (await drainReadyStreams(3000, large, large)).sizes;
+    expect(most.slice(0, 3000).every((size) => size === MAX_DATA_PAYLOAD)).toBe(true);
+    expect(most.reduce((a, b) => a + b, 0)).toBe(3000 * large);
   });
 });
