@@ -69,7 +69,19 @@ export function tcpCounters() {
     // No /proc: every counter NaN.
   }
   const read = (key) => values[key] ?? Number.NaN;
+  // Packets dropped because a CPU's input backlog was full (`netdev_max_backlog`): on loopback every
+  // segment passes through it, and a burst of segments from many sockets at once overflows it.
+  let backlogDrops = Number.NaN;
+  try {
+    backlogDrops = 0;
+    for (const line of readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')) {
+      backlogDrops += Number.parseInt(line.split(' ')[1], 16);
+    }
+  } catch {
+    backlogDrops = Number.NaN;
+  }
   return {
+    backlogDrops,
     pressureMs: read('TcpExt:TCPMemoryPressuresChrono'),
     timeouts: read('TcpExt:TCPTimeouts'),
     retransmits: read('Tcp:RetransSegs'),

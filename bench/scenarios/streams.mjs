@@ -154,7 +154,7 @@ function timeRow(n, path, m) {
     'GC minor/major node; backend': m.node ? `${gc(m.node.gc)}; ${gc(m.backend.gc)}` : '',
     'TCP mem MiB': Math.round(m.tcp.mib),
     'service → reader queues MiB (send / receive)': `${Math.round(m.queues.send)} / ${Math.round(m.queues.receive)}`,
-    'kernel: pressure ms / RTOs / retransmits / zero windows': `${m.kernel.pressureMs} / ${m.kernel.timeouts} / ${m.kernel.retransmits} / ${m.kernel.zeroWindows}`,
+    'kernel: pressure ms / RTOs / retransmits / zero windows / backlog drops': `${m.kernel.pressureMs} / ${m.kernel.timeouts} / ${m.kernel.retransmits} / ${m.kernel.zeroWindows} / ${m.kernel.backlogDrops}`,
   };
 }
 
@@ -253,7 +253,9 @@ export async function run(options = {}) {
       "service → reader queues: at the end of the window, bytes in the service's socket send queues and " +
       "in its reader's receive queues (the backend client's local sockets, or the load generator's), ss -tm; " +
       'kernel: time under TCP memory pressure, retransmission timeouts, retransmitted segments and ' +
-      'receive windows advertised as zero in the window, machine-wide (/proc/net/netstat)',
+      'receive windows advertised as zero in the window, and packets dropped at a full input backlog ' +
+      '(net.core.netdev_max_backlog: on loopback every segment passes it), machine-wide ' +
+      '(/proc/net/netstat, /proc/net/softnet_stat)',
   );
   return {
     title: `streams: concurrent bulk downloads over one backend session (${timing.windowMs} ms window)`,
