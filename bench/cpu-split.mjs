@@ -6,7 +6,7 @@
 // from /proc/<pid>/stat: figures that hold on a machine shared with other work, unlike MB/s.
 // `TREE=<checkout>` measures another built checkout with this driver. `PERF=download|upload` records the
 // nexus path's processes with `perf record -e cpu-clock` over one transfer into `$PERF_OUT` (default the OS
-// temp dir) instead.
+// temp dir) instead. `DIRECTION=download|upload` measures one direction only.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -52,7 +52,7 @@ try {
       for (const [direction, fn] of [
         ['download', download],
         ['upload', upload],
-      ]) {
+      ].filter(([d]) => (process.env.DIRECTION ?? d) === d)) {
         let direct;
         for (const name of paths) {
           const t = targets[name];

@@ -3,8 +3,10 @@
  * directions piped with backpressure, half-close propagated, an idle timeout that counts traffic in both
  * directions, byte counts and one close reason.
  */
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { BandwidthAccount } from './bandwidth-scheduler.js';
+import { readInFrames } from './frame-reads.js';
 import { RelayMeter } from './relay-bandwidth.js';
 
 /** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (docs/protocol.md §4.5). */
@@ -388,6 +390,9 @@ export function relayMuxStream(end: Duplex, stream: Duplex, options: RelayOption
   if (endIsMux) {
     stream.once('end', () => end.disconnect('normal'));
     end.once('end', () => closeGracefully(stream));
+  } else {
+    // An end-user socket: one read per DATA frame during a burst (frame-reads.ts).
+    readInFrames(end as Socket);
   }
   return relayConnection(end, stream, {
     ...options,

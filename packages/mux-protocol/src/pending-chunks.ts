@@ -19,6 +19,26 @@ export class PendingChunks {
     return this.#chunks[this.#index]!.length - this.#offset;
   }
 
+  /**
+   * Bytes of the next frame of at most `max`: all that is left when it fits, else `max`, except that a
+   * chunk of at least half a frame is not cut across two frames when the frame can end where the chunk
+   * before it ends, itself at least half a frame in: a chunk read for framing in place (with room for
+   * the headers in front) then becomes a frame of its own, written without a copy.
+   */
+  frameLength(max: number): number {
+    if (this.#bytes <= max) return this.#bytes;
+    const chunks = this.#chunks;
+    let i = this.#index;
+    let end = chunks[i]!.length - this.#offset;
+    if (end >= max) return max;
+    const half = max / 2;
+    for (;;) {
+      const next = chunks[++i]!.length;
+      if (end + next > max) return end >= half && next >= half ? end : max;
+      end += next;
+    }
+  }
+
   /** Adds a non-empty chunk of the write. */
   push(chunk: Buffer): void {
     this.#chunks.push(chunk);

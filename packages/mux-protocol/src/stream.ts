@@ -17,7 +17,9 @@ type ReceiveState = 'unmetered' | 'probing' | 'strict' | 'lenient';
  *
  * Writable side: writes become DATA frames of at most 32 768 bytes, or the larger size a Nexus
  * peer accepts (docs/protocol.md §1.11); small writes buffered by Node are coalesced into full frames by
- * `_writev`. A write's callback is held while the stream has no send
+ * `_writev`, and a chunk of half a frame or more is not cut across two frames when the frame can end
+ * before it (`PendingChunks.frameLength`: a read with frame room then goes out in place). A write's
+ * callback is held while the stream has no send
  * credits, is paused by its peer, or waits for its turn at a full transport; `write()` then returns
  * `false` and `'drain'` follows, like any Node stream. On a transport with `sendData` the chunks go out
  * as views, not copies; a writer that lent a chunk's memory for framing in place (see
@@ -228,7 +230,7 @@ export class MuxStream extends Duplex {
         // A datagram is one frame of its own: never joined with the next write.
         const length = this.datagram
           ? Math.min(this.#pending.headLength, MAX_DATA_PAYLOAD)
-          : Math.min(this.#pending.bytes, maxPayload, this.#maxPayload);
+          : this.#pending.frameLength(Math.min(maxPayload, this.#maxPayload));
         window.spend();
         if (sendParts !== undefined) {
           this.#sendParts(sendParts, length);

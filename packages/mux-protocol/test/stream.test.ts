@@ -53,6 +53,30 @@ describe('MuxStream', () => {
     expect(Buffer.concat(frames.map((f) => f.payload)).equals(data)).toBe(true);
   });
 
+  it('does not cut a chunk of half a frame or more across two frames when the frame can end before it', () => {
+    const { session, dataFrames, setBuffered } = createFakeSession({ role: 'hub', highWaterMark: 1000 });
+    const stream = session.openStream(OPEN);
+    setBuffered(5000);
+    const data = randomBytes(200_000);
+    // Writes of 30 000 and 20 000 bytes (a frame is 32 768), then small ones, queued behind a full transport.
+    const sizes = [1000, 30_000, 30_000, 20_000, 16_000, 16_000, 20_000, ...Array(67).fill(1000)];
+    let at = 0;
+    for (const size of sizes) {
+      stream.write(data.subarray(at, at + size));
+      at += size;
+    }
+    setBuffered(0);
+    session.transportDrained();
+    const frames = dataFrames();
+    // A frame ends where a chunk ends when the next chunk (≥ 16 384 bytes, half a frame) would be cut and
+    // the frame already holds half a frame: 30 000, 30 000, then 3 232 + 16 000 before the 20 000. It is
+    // full when the chunk cut is smaller (20 000 + 12 768 of 16 000) and when small writes coalesce.
+    expect(frames.map((f) => f.payload.length)).toEqual([
+      1000, 30_000, 30_000, 32_768, 19_232, 32_768, 32_768, 21_464,
+    ]);
+    expect(Buffer.concat(frames.map((f) => f.payload)).equals(data.subarray(0, at))).toBe(true);
+  });
+
   it('encodes its credit grant byte-identically to encodeControlMessage', () => {
     const { stream, sent, data, id } = acceptStream(64);
     stream.resume();

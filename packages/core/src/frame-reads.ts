@@ -1,0 +1,117 @@
+/**
+ * Reads of an accepted end-user socket sized as DATA frames: during a burst, each read goes into a buffer
+ * of {@link FRAME_READ_SIZE} bytes (one 128 KiB frame between two Nexus ends, docs/protocol.md §1.11) with
+ * room for the frame's headers in front (see `lendFrameRoom` in `@nexus-proxy/common`), so that one read
+ * becomes one frame, written to the hub link in one TLS write without a copy. Node's own reads are 64 KiB
+ * each: a 128 KiB frame then spans two reads and is copied into one buffer, and a frame of one read goes
+ * out as a small head and the read, two TLS writes and two socket writes (docs/benchmarks.md, "Uploads:
+ * the node and the backend client against the floor").
+ *
+ * Node offers `onread` (reads into buffers of the caller's) only to sockets it dials, not to the sockets a
+ * `net.Server` accepts; {@link readInFrames} installs the same mechanism on an accepted socket through
+ * `net.Socket`'s private fields, checking their shape first and leaving the socket as it is when they are
+ * not what it expects. What is read is pushed to the socket's readable side as Node would push its own
+ * reads: `'data'`, `pipe`, `pause`, backpressure and the end are unchanged for the socket's consumers.
+ *
+ * Between bursts a socket reads into one buffer shared by every socket and the bytes are copied out at once,
+ * as Node's own reads are, so that a quiet socket holds no buffer of its own (the memory per idle stream).
+ */
+import type { Socket } from 'node:net';
+import { FRAME_ROOM, lendFrameRoom } from '@nexus-proxy/common';
+
+/**
+ * Bytes a socket reads at most at once during a burst: one DATA frame of the size two Nexus ends agree on
+ * (128 KiB), less the frame's headers toward a backend (WebSocket 10 bytes, DATA 17), so that the whole
+ * frame fills eight 16 KiB TLS records exactly. The backend client relays a frame as the plaintext of each
+ * record it reads (see `takeBinaryMessagesAsViews` in `@nexus-proxy/common`): a frame that spilled 27 bytes
+ * into a ninth record would cost it one more, tiny, write to its local socket per frame.
+ */
+export const FRAME_READ_SIZE = 128 * 1024 - 27;
+/** Bytes a socket reads at most at once between bursts, into the shared buffer: Node's own read size. */
+export const SHARED_READ_SIZE = 64 * 1024;
+/** A read of at least this many bytes starts (or continues) a burst: the next read gets a buffer of its own. */
+export const BURST_MIN_READ = SHARED_READ_SIZE / 2;
+
+/** The buffer every socket between bursts reads into; what a read brings is copied out at once. */
+let shared: Buffer | undefined;
+
+/** What {@link readInFrames} needs of `net.Socket`'s private state. */
+interface SocketInternals {
+  kBuffer: symbol;
+  kBufferGen: symbol;
+  kBufferCb: symbol;
+}
+
+/** The private symbols of `net.Socket`'s `onread`, found once by their descriptions (null: not found). */
+let internals: SocketInternals | null | undefined;
+
+function findInternals(socket: Socket): SocketInternals | null {
+  const found = new Map<string, symbol>();
+  for (const s of Object.getOwnPropertySymbols(socket)) {
+    if (s.description !== undefined) found.set(s.description, s);
+  }
+  const kBuffer = found.get('kBuffer');
+  const kBufferGen = found.get('kBufferGen');
+  const kBufferCb = found.get('kBufferCb');
+  if (kBuffer === undefined || kBufferGen === undefined || kBufferCb === undefined) return null;
+  return { kBuffer, kBufferGen, kBufferCb };
+}
+
+/** A buffer of {@link FRAME_READ_SIZE} bytes after {@link FRAME_ROOM} bytes lent for framing in place. */
+function frameBuffer(): Buffer {
+  return lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + FRAME_READ_SIZE));
+}
+
+/**
+ * Reads `socket` (an accepted TCP socket, not TLS) in frame-sized buffers from now on; returns false,
+ * having changed nothing, when the socket is not one Node reads with a handle of its own, already reads into
+ * buffers of the caller's, or `net.Socket`'s private fields are not as expected. The socket's consumer must
+ * not read what a chunk held once it was written onward: a frame writer may have framed it in place.
+ */
+export function readInFrames(socket: Socket): boolean {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: unknown } | null })._handle;
+  if (handle == null || typeof handle.useUserBuffer !== 'function') return false;
+  if ((socket as { encrypted?: unknown }).encrypted !== undefined || socket.destroyed) return false;
+  if (internals === undefined) internals = findInternals(socket);
+  const k = internals;
+  if (k === null) return false;
+  const fields = socket as unknown as Record<symbol, unknown>;
+  if (fields[k.kBuffer] !== null || fields[k.kBufferGen] !== null || fields[k.kBufferCb] !== null)
+    return false;
+
+  let bursting = false;
+  /** The socket's own buffer installed for its next read (during a burst), else undefined. */
+  let own: Buffer | undefined;
+  const next = (): Buffer => {
+    if (bursting) {
+      own = frameBuffer();
+      return own;
+    }
+    own = undefined;
+    shared ??= Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
+    return shared;
+  };
+  const read = (bytes: number, buffer: Uint8Array): boolean => {
+    const chunk = own;
+    own = undefined;
+    bursting = bytes >= BURST_MIN_READ;
+    let out: Buffer;
+    if (chunk !== undefined && buffer === chunk) {
+      out = bytes === chunk.length ? chunk : chunk.subarray(0, bytes);
+    } else if (bursting) {
+      // The first large read of a burst landed in the shared buffer: into a frame buffer, framed in place.
+      out = frameBuffer().subarray(0, bytes);
+      out.set(buffer.subarray(0, bytes));
+    } else {
+      out = Buffer.from(buffer.subarray(0, bytes));
+    }
+    // As Node's own reads: false stops reading until the consumer resumes the socket.
+    return socket.push(out);
+  };
+  fields[k.kBufferGen] = next;
+  fields[k.kBufferCb] = read;
+  const first = next();
+  fields[k.kBuffer] = first;
+  (handle.useUserBuffer as (buffer: Uint8Array) => void).call(handle, first);
+  return true;
+}

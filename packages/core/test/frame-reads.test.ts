@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Duplex, Writable } from 'node:stream';
+import { FRAME_ROOM, frameRoom } from '@nexus-proxy/common';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BURST_MIN_READ, FRAME_READ_SIZE, readInFrames } from '../src/frame-reads.js';
+
+const servers: net.Server[] = [];
+const sockets: net.Socket[] = [];
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+/** A listening server and a client connected to it; resolves with both ends (the accepted one paused). */
+async function pair(): Promise<{ accepted: net.Socket; client: net.Socket }> {
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const acceptedP = once(server, 'connection') as Promise<[net.Socket]>;
+  const client = net.connect((server.address() as AddressInfo).port, '127.0.0.1');
+  sockets.push(client);
+  const [accepted] = await acceptedP;
+  sockets.push(accepted);
+  accepted.on('error', () => {});
+  client.on('error', () => {});
+  return { accepted, client };
+}
+
+function pattern(length: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 7 + seed + (i >> 12)) & 0xff;
+  return out;
+}
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+describe('readInFrames', () => {
+  it('delivers every byte in order, large reads in frame-sized chunks with frame room in front', async () => {
+    const { accepted, client } = await pair();
+    expect(readInFrames(accepted)).toBe(true);
+    const data = pattern(8 * 1024 * 1024 + 12_345, 3);
+    const received: Buffer[] = [];
+    const roomy: number[] = [];
+    accepted.on('data', (chunk: Buffer) => {
+      // Copied at once: a consumer that writes a chunk onward may not read it again.
+      received.push(Buffer.from(chunk));
+      if (frameRoom(chunk) === FRAME_ROOM) roomy.push(chunk.length);
+    });
+    accepted.resume();
+    client.end(data);
+    await once(accepted, 'end');
+    const all = Buffer.concat(received);
+    expect(all.length).toBe(data.length);
+    expect(sha(all)).toBe(sha(data));
+    expect(Math.max(...received.map((c) => c.length))).toBeLessThanOrEqual(FRAME_READ_SIZE);
+    // A burst reads into buffers with room for the frame's headers.
+    expect(roomy.length).toBeGreaterThan(0);
+    // Reads larger than Node's own 64 KiB: 8 MiB sent at once keeps the kernel's receive queue full.
+    expect(Math.max(...roomy)).toBeGreaterThan(BURST_MIN_READ * 2);
+  });
+
+  it('copies small reads out of the shared buffer: each chunk keeps its bytes after later reads', async () => {
+    const { accepted, client } = await pair();
+    expect(readInFrames(accepted)).toBe(true);
+    const received: Buffer[] = [];
+    accepted.on('data', (chunk: Buffer) => received.push(chunk));
+    accepted.resume();
+    const parts = [Buffer.from('first message'), Buffer.from('second message'), Buffer.from('third')];
+    for (const part of parts) {
+      client.write(part);
+      // Each small write arrives (and is read) on its own before the next is sent.
+      const before = received.length;
+      while (received.length === before) await new Promise((r) => setImmediate(r));
+    }
+    client.end();
+    await once(accepted, 'end');
+    expect(Buffer.concat(received).toString()).toBe('first messagesecond messagethird');
+    expect(received.every((c) => frameRoom(c) === 0)).toBe(true);
+  });
+
+  it('keeps backpressure: a slow consumer pauses the socket and still gets every byte', async () => {
+    const { accepted, client } = await pair();
+    expect(readInFrames(accepted)).toBe(true);
+    const data = pattern(4 * 1024 * 1024, 9);
+    const got: Buffer[] = [];
+    const handle = (accepted as unknown as { _handle: { reading: boolean } })._handle;
+    let stopped = 0;
+    const slow = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        got.push(Buffer.from(chunk));
+        setImmediate(() => {
+          if (!handle.reading) stopped++;
+          cb();
+        });
+      },
+    });
+    accepted.pipe(slow);
+    client.end(data);
+    await once(slow, 'finish');
+    expect(sha(Buffer.concat(got))).toBe(sha(data));
+    // The full consumer stopped the socket's reads (the kernel holds the rest), and they resumed.
+    expect(stopped).toBeGreaterThan(0);
+    expect(accepted.readableLength).toBe(0);
+  });
+
+  it('declines, changing nothing, for anything but a socket with a handle of its own, and once installed', async () => {
+    const plain = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+    expect(readInFrames(plain as unknown as net.Socket)).toBe(false);
+    const { accepted, client } = await pair();
+    expect(readInFrames(accepted)).toBe(true);
+    expect(readInFrames(accepted)).toBe(false);
+    accepted.resume();
+    client.end('still read');
+    const chunks: Buffer[] = [];
+    accepted.on('data', (c: Buffer) => chunks.push(c));
+    await once(accepted, 'end');
+    expect(Buffer.concat(chunks).toString()).toBe('still read');
+    const closed = new net.Socket();
+    expect(readInFrames(closed)).toBe(false);
+  });
+});
