@@ -14,7 +14,8 @@
  * reads: `'data'`, `pipe`, `pause`, backpressure and the end are unchanged for the socket's consumers.
  *
  * Between bursts a socket reads into one buffer shared by every socket and the bytes are copied out at once,
- * as Node's own reads are, so that a quiet socket holds no buffer of its own (the memory per idle stream).
+ * as Node's own reads are, so that a quiet socket holds no buffer of its own (the memory per idle stream);
+ * a socket in a burst holds one until its next read, at most {@link FRAME_BUFFERS_MAX} in the process.
  */
 import type { Socket } from 'node:net';
 import { FRAME_ROOM, lendFrameRoom } from '@nexus-proxy/common';
@@ -31,9 +32,23 @@ export const FRAME_READ_SIZE = 128 * 1024 - 27;
 export const SHARED_READ_SIZE = 64 * 1024;
 /** A read of at least this many bytes starts (or continues) a burst: the next read gets a buffer of its own. */
 export const BURST_MIN_READ = SHARED_READ_SIZE / 2;
+/**
+ * Buffers of their own that sockets of the process hold at once for their next read (8 MiB): a socket holds
+ * its buffer until that read comes, however long it waits (a stalled stream, an end user that went quiet).
+ * Past the bound, a burst's reads land in the shared buffer and are copied into a frame buffer, as the
+ * first read of every burst is.
+ */
+export const FRAME_BUFFERS_MAX = 64;
 
 /** The buffer every socket between bursts reads into; what a read brings is copied out at once. */
 let shared: Buffer | undefined;
+/** Buffers installed for a socket's next read now (at most {@link FRAME_BUFFERS_MAX}). */
+let installed = 0;
+
+/** Buffers of their own that sockets hold for their next read now (for tests and metrics). */
+export function installedFrameBuffers(): number {
+  return installed;
+}
 
 /** What {@link readInFrames} needs of `net.Socket`'s private state. */
 interface SocketInternals {
@@ -82,18 +97,24 @@ export function readInFrames(socket: Socket): boolean {
   let bursting = false;
   /** The socket's own buffer installed for its next read (during a burst), else undefined. */
   let own: Buffer | undefined;
+  /** Gives the socket's own buffer back to the bound, if it holds one. */
+  const release = (): void => {
+    if (own === undefined) return;
+    own = undefined;
+    installed--;
+  };
   const next = (): Buffer => {
-    if (bursting) {
+    if (bursting && !socket.destroyed && installed < FRAME_BUFFERS_MAX) {
       own = frameBuffer();
+      installed++;
       return own;
     }
-    own = undefined;
     shared ??= Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
     return shared;
   };
   const read = (bytes: number, buffer: Uint8Array): boolean => {
     const chunk = own;
-    own = undefined;
+    release();
     bursting = bytes >= BURST_MIN_READ;
     let out: Buffer;
     if (chunk !== undefined && buffer === chunk) {
@@ -108,6 +129,7 @@ export function readInFrames(socket: Socket): boolean {
     // As Node's own reads: false stops reading until the consumer resumes the socket.
     return socket.push(out);
   };
+  socket.once('close', release);
   fields[k.kBufferGen] = next;
   fields[k.kBufferCb] = read;
   const first = next();

@@ -5,7 +5,13 @@ import type { AddressInfo } from 'node:net';
 import { Duplex, Writable } from 'node:stream';
 import { FRAME_ROOM, frameRoom } from '@nexus-proxy/common';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BURST_MIN_READ, FRAME_READ_SIZE, readInFrames } from '../src/frame-reads.js';
+import {
+  BURST_MIN_READ,
+  FRAME_BUFFERS_MAX,
+  FRAME_READ_SIZE,
+  installedFrameBuffers,
+  readInFrames,
+} from '../src/frame-reads.js';
 
 const servers: net.Server[] = [];
 const sockets: net.Socket[] = [];
@@ -122,5 +128,31 @@ describe('readInFrames', () => {
     expect(Buffer.concat(chunks).toString()).toBe('still read');
     const closed = new net.Socket();
     expect(readInFrames(closed)).toBe(false);
+  });
+
+  it('holds at most FRAME_BUFFERS_MAX buffers for next reads across sockets, and none once they closed', async () => {
+    const count = FRAME_BUFFERS_MAX + 16;
+    const pairs = await Promise.all(Array.from({ length: count }, () => pair()));
+    const data = pattern(1024 * 1024, 5);
+    let most = 0;
+    let bytes = 0;
+    const ends = pairs.map(({ accepted, client }) => {
+      expect(readInFrames(accepted)).toBe(true);
+      accepted.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        most = Math.max(most, installedFrameBuffers());
+      });
+      accepted.resume();
+      client.end(data);
+      return once(accepted, 'end');
+    });
+    await Promise.all(ends);
+    expect(bytes).toBe(count * data.length);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(FRAME_BUFFERS_MAX);
+    const closed = pairs.map(({ accepted }) => once(accepted, 'close'));
+    for (const { accepted } of pairs) accepted.destroy();
+    await Promise.all(closed);
+    expect(installedFrameBuffers()).toBe(0);
   });
 });
