@@ -69,10 +69,11 @@ async function attach(
 }
 
 /**
- * An end user streams random bytes to the echo service for `ms` at up to 16 MiB/s (respecting
- * backpressure) and reads them back; resolves with both digests and the byte counts.
+ * An end user streams random bytes to the echo service at up to 16 MiB/s (respecting backpressure) until
+ * it has sent at least `minBytes` and `until()` holds, and reads them back; resolves with both digests and
+ * the byte counts. Ending on a condition, not on a clock, keeps a slow machine from failing the test.
  */
-async function bulkEcho(node: TestNode, host: string, ms: number) {
+async function bulkEcho(node: TestNode, host: string, minBytes: number, until: () => boolean) {
   const user = netConnect(node.httpPort, '127.0.0.1');
   await once(user, 'connect');
   const sent = createHash('sha256');
@@ -87,7 +88,7 @@ async function bulkEcho(node: TestNode, host: string, ms: number) {
   user.write(head);
   let sentBytes = head.length;
   const start = Date.now();
-  while (Date.now() - start < ms) {
+  while (sentBytes < minBytes || !until()) {
     const chunk = randomBytes(32 * 1024);
     sent.update(chunk);
     sentBytes += chunk.length;
@@ -105,8 +106,14 @@ describe('backend client (current era) on a Nexus node', () => {
     const { node, client } = await attach('hmac.test', {
       tokenProvider: { hmacSecret: TEST_SECRET, reauthIntervalSeconds: 1, reauthGraceSeconds: 5 },
     });
-    const result = await bulkEcho(node, 'hmac.test', 3_500);
-    expect(result.sentBytes).toBeGreaterThan(16 * 1024 * 1024);
+    // Two re-authentications happen while the transfer runs: it goes on until the second one.
+    const result = await bulkEcho(
+      node,
+      'hmac.test',
+      16 * 1024 * 1024,
+      () => client.stats().nodes[0]!.reauths >= 2,
+    );
+    expect(result.sentBytes).toBeGreaterThanOrEqual(16 * 1024 * 1024);
     expect(result.received).toBe(result.sent);
     const stats = client.stats().nodes[0]!;
     expect(stats.reauths).toBeGreaterThanOrEqual(2);
@@ -134,7 +141,12 @@ describe('backend client (current era) on a Nexus node', () => {
     const { node, client } = await attach('command.test', {
       tokenProvider: { command: process.execPath, args: [attestor], env: { ATTESTOR_SECRET: TEST_SECRET } },
     });
-    const result = await bulkEcho(node, 'command.test', 3_500);
+    const result = await bulkEcho(
+      node,
+      'command.test',
+      16 * 1024 * 1024,
+      () => client.stats().nodes[0]!.reauths >= 2,
+    );
     expect(result.received).toBe(result.sent);
     const stats = client.stats().nodes[0]!;
     expect(stats.reauths).toBeGreaterThanOrEqual(2);
