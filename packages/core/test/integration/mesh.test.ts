@@ -27,6 +27,7 @@ import {
   type TestPki,
   waitUntil,
 } from '@nexus-proxy/test-harness';
+import { portsToBind } from '@nexus-proxy/test-harness/ports';
 
 vi.setConfig({ testTimeout: 20_000 });
 
@@ -361,8 +362,10 @@ describe('PeerMesh (three nodes on loopback)', () => {
   });
 
   it('re-forms the mesh when a node restarts on the same port', async () => {
-    let a = await node('a');
-    const meshPort = a.meshPort;
+    // Below the ephemeral range: a port that `listen(0)` handed out could be taken by another socket
+    // between the close and the restart.
+    const [meshPort] = await portsToBind(1);
+    let a = await node('a', { meshPort });
     const c = await node('c', { peers: [a.meshUrl] });
     await attachMuxBackend(pki, c, ['app.example.com'], await tlsEchoService());
     await waitUntil(() => peerRouteOf(a, 'app.example.com') !== undefined, 5_000, 'route at A');
