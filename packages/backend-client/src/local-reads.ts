@@ -14,6 +14,14 @@ export const CHUNK_READ_SIZE = 128 * 1024;
  * their own (a stream holding many small reads while it waits for credits never holds a chunk for each).
  */
 export const REUSED_CHUNK_MIN_READ = LOCAL_READ_SIZE / 2;
+/**
+ * A read into a chunk of its own that brings at most this many bytes is copied into a buffer of its size,
+ * and the chunk is read into again: a stream holds the memory of what it carries, not a whole chunk per
+ * read. The stream's high-water mark counts bytes, so with reads of half a chunk or less a stream waiting
+ * for credits held two to four times its mark in chunks (10 000 streams: 5.7 GiB outside the JS heap,
+ * docs/benchmarks.md, "10 000 streams: where the backend's CPU goes").
+ */
+export const SHORT_READ_MAX = CHUNK_READ_SIZE / 2;
 /** Reused chunks the process keeps while none is being relayed (at most 2 MiB). */
 export const FREE_CHUNKS_MAX = 16;
 
@@ -92,9 +100,13 @@ export class LocalReads {
     this.#socket?.pause();
   }
 
-  /** Node asks for the buffer of the socket's next read after every read. */
+  /**
+   * Node asks for the buffer of the socket's next read after every read, also after one that stopped the
+   * reads: a socket waiting for its stream's drain gets the shared buffer then, and holds no chunk while
+   * it waits.
+   */
   #nextBuffer(): Buffer {
-    if (this.#bursting && !this.#written.failed) {
+    if (this.#bursting && !this.#waitingForDrain && !this.#written.failed) {
       const whole = chunks.take();
       this.#installedBuffer = whole;
       this.#installed = lendFrameRoom(whole);
@@ -121,7 +133,7 @@ export class LocalReads {
     this.#onBytes?.(bytes);
     this.#bursting = bytes >= REUSED_CHUNK_MIN_READ;
     let ok: boolean;
-    if (this.#bursting && !this.#written.failed) {
+    if (this.#bursting && !this.#written.failed && !(bytes <= SHORT_READ_MAX && whole !== undefined)) {
       let out = chunk;
       let pooled = whole;
       if (out === undefined || pooled === undefined) {
@@ -132,6 +144,7 @@ export class LocalReads {
       this.#written.add(pooled);
       ok = target.write(bytes === out.length ? out : out.subarray(0, bytes), this.#written.written);
     } else {
+      // A short read into a chunk is copied out too, and the chunk goes back for the next read.
       ok = target.write(Buffer.from(buffer.subarray(0, bytes)));
       if (whole !== undefined) chunks.give(whole);
     }

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialLocal } from '../src/local-dial.js';
 import { FRAME_ROOM, frameRoom } from '@nexus-proxy/common';
-import { CHUNK_READ_SIZE, LOCAL_READ_SIZE, LocalReads } from '../src/local-reads.js';
+import { CHUNK_READ_SIZE, LOCAL_READ_SIZE, LocalReads, SHORT_READ_MAX } from '../src/local-reads.js';
 
 const servers: net.Server[] = [];
 const sockets: net.Socket[] = [];
@@ -47,6 +47,8 @@ class SlowSink extends Writable {
   readonly memory: ArrayBufferLike[] = [];
   /** The frame room in front of each chunk of 32 KiB or more (see `frameRoom`). */
   readonly rooms: number[] = [];
+  /** Every chunk written, in order. */
+  readonly chunks: Buffer[] = [];
   /** Largest chunk written. */
   largest = 0;
   /** Writes waiting for {@link SlowSink.release}. */
@@ -63,6 +65,7 @@ class SlowSink extends Writable {
       this.rooms.push(frameRoom(chunk));
     }
     this.largest = Math.max(this.largest, chunk.length);
+    this.chunks.push(chunk);
     const complete = (): void => {
       setImmediate(() =>
         setImmediate(() => {
@@ -161,5 +164,54 @@ describe('LocalReads', () => {
     await once(socket, 'end');
     expect(sink.received().equals(pattern(1000, 4))).toBe(true);
     expect(sink.writableEnded).toBe(false);
+  });
+
+  it('holds the memory of what the stream waits to send: short reads do not each keep a whole chunk', async () => {
+    // A service that sends pieces of 40 KiB, each once the previous one was read: every read is short.
+    const piece = 40 * 1024;
+    expect(piece).toBeGreaterThanOrEqual(LOCAL_READ_SIZE / 2); // a burst read, into a chunk of its own
+    expect(piece).toBeLessThanOrEqual(SHORT_READ_MAX);
+    let peer: net.Socket | undefined;
+    const port = await listen((s) => {
+      peer = s;
+    });
+    const reads = new LocalReads();
+    const socket = await dial(port, reads);
+    const highWaterMark = 256 * 1024;
+    const sink = new SlowSink(highWaterMark, true); // holds every write: the stream has no credit
+    let sent = 0;
+    let read = 0;
+    let done = false;
+    const next = (): void => {
+      if (done) return;
+      sent += piece;
+      peer!.write(pattern(piece, sent));
+    };
+    reads.attach(socket, sink, (bytes) => {
+      read += bytes;
+      if (read === sent) next();
+    });
+    while (peer === undefined) await new Promise((resolve) => setImmediate(resolve));
+    next();
+    // Until the stream is full and the socket stops being read.
+    while (sink.writableLength < highWaterMark) await new Promise((resolve) => setImmediate(resolve));
+    // The writes held: the one in `_write`, and those Node buffers behind it.
+    const state = (
+      sink as unknown as {
+        _writableState: { getBuffer(): { chunk: Buffer }[] };
+      }
+    )._writableState;
+    const held = [...sink.chunks, ...state.getBuffer().map((w) => w.chunk)];
+    expect(held.reduce((total, c) => total + c.length, 0)).toBe(sink.writableLength);
+    expect(held.length).toBeGreaterThanOrEqual(highWaterMark / piece);
+    // The memory under them: about what they carry (a 128 KiB chunk per 40 KiB read before).
+    const memory = new Set(held.map((c) => c.buffer));
+    const bytes = [...memory].reduce((total, m) => total + m.byteLength, 0);
+    expect(bytes).toBeLessThanOrEqual(highWaterMark + CHUNK_READ_SIZE);
+    done = true;
+    peer!.end();
+    sink.release();
+    await once(sink, 'finish');
+    expect(sink.received().length).toBe(sent);
   });
 });
