@@ -1,6 +1,13 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { BufferPool, FRAME_ROOM, lendFrameRoom, WrittenBuffers } from '@nexus-proxy/common';
+import {
+  BufferPool,
+  BurstReads,
+  FRAME_ROOM,
+  lendFrameRoom,
+  ReadBufferBudget,
+  WrittenBuffers,
+} from '@nexus-proxy/common';
 
 /** Bytes a local socket reads at most at once between bursts: Node's own read size. */
 export const LOCAL_READ_SIZE = 64 * 1024;
@@ -24,6 +31,14 @@ export const REUSED_CHUNK_MIN_READ = LOCAL_READ_SIZE / 2;
 export const SHORT_READ_MAX = CHUNK_READ_SIZE / 2;
 /** Reused chunks the process keeps while none is being relayed (at most 2 MiB). */
 export const FREE_CHUNKS_MAX = 16;
+/**
+ * Chunks that local sockets of the process hold installed for their next read at once (8 MiB): a socket
+ * holds its chunk until that read comes, however long it waits (a stream without credit, a quiet
+ * service); 10 000 sockets in a burst held 1.25 GiB so (docs/benchmarks.md, "10 000 streams: where the
+ * backend's CPU goes"). Past the bound a burst's reads land in the shared buffer and are copied out, as
+ * the first read of every burst is. The same bound as the node's end-user sockets (`FRAME_BUFFERS_MAX`).
+ */
+export const INSTALLED_CHUNKS_MAX = 64;
 
 /**
  * The chunks of every relayed local socket of the process, each with room for its frame's headers in
@@ -31,8 +46,17 @@ export const FREE_CHUNKS_MAX = 16;
  * frame in place, written to the hub in one socket write.
  */
 const chunks = new BufferPool(FRAME_ROOM + CHUNK_READ_SIZE, FREE_CHUNKS_MAX);
-/** The buffer every local socket reads into between bursts; what a read brings there is copied out at once. */
-let landing: Buffer | undefined;
+/**
+ * The bound on chunks installed for next reads, and the buffer every other local socket reads into (between
+ * bursts, or past the bound); what a read brings there is copied out at once. It takes a whole chunk's read,
+ * so that a socket past the bound still reads as much at once as one with a chunk of its own.
+ */
+const budget = new ReadBufferBudget(INSTALLED_CHUNKS_MAX, CHUNK_READ_SIZE);
+
+/** Chunks that local sockets hold installed for their next read now (for tests and metrics). */
+export function installedChunks(): number {
+  return budget.installed;
+}
 
 /**
  * The local → hub direction of one relayed local socket, read with `net.Socket`'s `onread` instead of
@@ -46,7 +70,9 @@ let landing: Buffer | undefined;
  * framing in place: the hub link's frame writer puts the headers in front of the payload and masks it
  * where it is, so nothing reads a chunk once it was written. Between bursts it reads
  * into one buffer shared by every socket, and what a read brings is copied out at once: a quiet socket
- * holds no memory of its own.
+ * holds no memory of its own. At most {@link INSTALLED_CHUNKS_MAX} sockets of the process hold a chunk
+ * installed for their next read; past that, a burst's reads land in the shared buffer too (the policy:
+ * `BurstReads` in `@nexus-proxy/common`, shared with the node's end-user sockets).
  *
  * Pass {@link LocalReads.onread} when creating the socket, which must start paused (`socket.pause()`
  * before it connects); {@link LocalReads.attach} then forwards what it reads to a stream, like
@@ -65,8 +91,8 @@ export class LocalReads {
   #installed: Buffer | undefined;
   /** The whole pooled buffer of {@link #installed}. */
   #installedBuffer: Buffer | undefined;
-  /** The last read was large: the next one is read straight into a chunk of its own. */
-  #bursting = false;
+  /** Whether the next read goes into a chunk of its own, within the process-wide bound. */
+  readonly #burst = new BurstReads(budget, REUSED_CHUNK_MIN_READ);
 
   /** The `onread` option of the socket these reads are for. */
   readonly onread: OnReadOpts = {
@@ -84,6 +110,9 @@ export class LocalReads {
     this.#onBytes = onBytes;
     target.on('drain', this.#drained);
     socket.once('end', this.#ended);
+    // The chunk installed for the next read is no longer counted once no read can come into it.
+    socket.once('end', this.#release);
+    socket.once('close', this.#release);
     socket.resume();
   }
 
@@ -106,7 +135,8 @@ export class LocalReads {
    * it waits.
    */
   #nextBuffer(): Buffer {
-    if (this.#bursting && !this.#waitingForDrain && !this.#written.failed) {
+    const may = !this.#waitingForDrain && !this.#written.failed && this.#socket?.destroyed === false;
+    if (this.#burst.ownNext(may)) {
       const whole = chunks.take();
       this.#installedBuffer = whole;
       this.#installed = lendFrameRoom(whole);
@@ -114,8 +144,7 @@ export class LocalReads {
     }
     this.#installed = undefined;
     this.#installedBuffer = undefined;
-    landing ??= Buffer.allocUnsafeSlow(LOCAL_READ_SIZE);
-    return landing;
+    return budget.landing();
   }
 
   #read(bytes: number, buffer: Uint8Array): boolean {
@@ -127,16 +156,17 @@ export class LocalReads {
     const target = this.#target;
     if (target === undefined || target.destroyed || target.writableEnded) {
       if (whole !== undefined) chunks.give(whole);
-      this.#bursting = false;
+      this.#burst.read(0);
       return true; // discarded
     }
     this.#onBytes?.(bytes);
-    this.#bursting = bytes >= REUSED_CHUNK_MIN_READ;
+    const bursting = this.#burst.read(bytes);
     let ok: boolean;
-    if (this.#bursting && !this.#written.failed && !(bytes <= SHORT_READ_MAX && whole !== undefined)) {
+    if (bursting && !this.#written.failed && bytes > (whole === undefined ? 0 : SHORT_READ_MAX)) {
       let out = chunk;
       let pooled = whole;
       if (out === undefined || pooled === undefined) {
+        // Landed in the shared buffer (the first read of a burst, or past the bound): into a pooled chunk.
         pooled = chunks.take();
         out = lendFrameRoom(pooled);
         out.set(buffer.subarray(0, bytes));
@@ -151,6 +181,13 @@ export class LocalReads {
     if (!ok) this.#waitingForDrain = true;
     return ok; // false: Node stops reading the socket until it is resumed
   }
+
+  /** No read comes any more (the socket's end or close): the installed chunk leaves the bound's count. */
+  readonly #release = (): void => {
+    this.#installed = undefined;
+    this.#installedBuffer = undefined;
+    this.#burst.release();
+  };
 
   readonly #drained = (): void => {
     if (!this.#waitingForDrain) return;

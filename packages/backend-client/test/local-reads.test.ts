@@ -5,12 +5,24 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dialLocal } from '../src/local-dial.js';
 import { FRAME_ROOM, frameRoom } from '@nexus-proxy/common';
-import { CHUNK_READ_SIZE, LOCAL_READ_SIZE, LocalReads, SHORT_READ_MAX } from '../src/local-reads.js';
+import {
+  CHUNK_READ_SIZE,
+  INSTALLED_CHUNKS_MAX,
+  installedChunks,
+  LOCAL_READ_SIZE,
+  LocalReads,
+  SHORT_READ_MAX,
+} from '../src/local-reads.js';
 
 const servers: net.Server[] = [];
 const sockets: net.Socket[] = [];
 afterEach(async () => {
-  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const socket of sockets.splice(0)) {
+    if (socket.closed) continue;
+    const closed = once(socket, 'close');
+    socket.destroy();
+    await closed;
+  }
   for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
 });
 
@@ -141,6 +153,8 @@ describe('LocalReads', () => {
     expect(sink.writableLength).toBeLessThanOrEqual(128 * 1024 + CHUNK_READ_SIZE);
     expect(socket.bytesRead).toBe(sink.writableLength);
     expect(written).toBe(false);
+    // A socket waiting for its stream's drain holds no chunk installed for its next read.
+    expect(installedChunks()).toBe(0);
     sink.release();
     await once(sink, 'finish');
     expect(sink.received().equals(data)).toBe(true);
@@ -213,5 +227,70 @@ describe('LocalReads', () => {
     sink.release();
     await once(sink, 'finish');
     expect(sink.received().length).toBe(sent);
+  });
+
+  it('holds at most INSTALLED_CHUNKS_MAX chunks for next reads across sockets, none once they closed', async () => {
+    const count = INSTALLED_CHUNKS_MAX + 16;
+    const size = 1024 * 1024;
+    let most = 0;
+    const port = await listen((s) => {
+      s.once('data', (seed: Buffer) => s.end(pattern(size, seed[0]!)));
+    });
+    const runs = await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        const reads = new LocalReads();
+        const socket = await dial(port, reads);
+        const sink = new SlowSink(256 * 1024);
+        reads.attach(socket, sink, () => {
+          most = Math.max(most, installedChunks());
+        });
+        socket.write(Buffer.from([i]));
+        return { socket, sink, seed: i };
+      }),
+    );
+    await Promise.all(runs.map(({ sink }) => once(sink, 'finish')));
+    for (const { sink, seed } of runs) expect(sink.received().equals(pattern(size, seed))).toBe(true);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(INSTALLED_CHUNKS_MAX);
+    const closed = runs.map(({ socket }) => once(socket, 'close'));
+    for (const { socket } of runs) socket.destroy();
+    await Promise.all(closed);
+    expect(installedChunks()).toBe(0);
+  });
+
+  it('gives every installed chunk back when sockets are destroyed mid-burst', async () => {
+    const count = INSTALLED_CHUNKS_MAX + 16;
+    const port = await listen((s) => {
+      const piece = pattern(1024 * 1024, 6);
+      const more = (): void => {
+        while (!s.destroyed && s.write(piece));
+      };
+      s.on('drain', more);
+      more();
+    });
+    let most = 0;
+    const closed = await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        const reads = new LocalReads();
+        const socket = await dial(port, reads);
+        socket.on('error', () => {});
+        const sink = new SlowSink(256 * 1024);
+        let read = 0;
+        const done = once(socket, 'close');
+        reads.attach(socket, sink, (bytes) => {
+          most = Math.max(most, installedChunks());
+          read += bytes;
+          if (read < 2 * CHUNK_READ_SIZE || socket.destroyed) return;
+          // Half from within the read (Node then asks for the next read's buffer), half a turn later.
+          if (i % 2 === 0) socket.destroy();
+          else setImmediate(() => socket.destroy());
+        });
+        return done;
+      }),
+    );
+    await Promise.all(closed);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(INSTALLED_CHUNKS_MAX);
+    expect(installedChunks()).toBe(0);
   });
 });

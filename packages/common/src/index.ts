@@ -5,6 +5,7 @@
 // `@nexus-proxy/common/relay-heap`, light enough to load before anything else.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
 export { BufferPool, WrittenBuffers } from './buffer-pool.js';
+export { BurstReads, ReadBufferBudget } from './read-buffer-budget.js';
 export {
   DATA_PAYLOAD_HEADER,
   DEFAULT_HUB_PORT,

@@ -15,10 +15,11 @@
  *
  * Between bursts a socket reads into one buffer shared by every socket and the bytes are copied out at once,
  * as Node's own reads are, so that a quiet socket holds no buffer of its own (the memory per idle stream);
- * a socket in a burst holds one until its next read, at most {@link FRAME_BUFFERS_MAX} in the process.
+ * a socket in a burst holds one until its next read, at most {@link FRAME_BUFFERS_MAX} in the process, and
+ * none while its consumer does not take what it reads (the policy: `BurstReads` in `@nexus-proxy/common`).
  */
 import type { Socket } from 'node:net';
-import { FRAME_ROOM, lendFrameRoom } from '@nexus-proxy/common';
+import { BurstReads, FRAME_ROOM, lendFrameRoom, ReadBufferBudget } from '@nexus-proxy/common';
 
 /**
  * Bytes a socket reads at most at once during a burst: one DATA frame of the size two Nexus ends agree on
@@ -40,14 +41,12 @@ export const BURST_MIN_READ = SHARED_READ_SIZE / 2;
  */
 export const FRAME_BUFFERS_MAX = 64;
 
-/** The buffer every socket between bursts reads into; what a read brings is copied out at once. */
-let shared: Buffer | undefined;
-/** Buffers installed for a socket's next read now (at most {@link FRAME_BUFFERS_MAX}). */
-let installed = 0;
+/** The bound on frame buffers installed for next reads, and the buffer every other socket reads into. */
+const budget = new ReadBufferBudget(FRAME_BUFFERS_MAX, SHARED_READ_SIZE);
 
 /** Buffers of their own that sockets hold for their next read now (for tests and metrics). */
 export function installedFrameBuffers(): number {
-  return installed;
+  return budget.installed;
 }
 
 /** What {@link readInFrames} needs of `net.Socket`'s private state. */
@@ -94,41 +93,40 @@ export function readInFrames(socket: Socket): boolean {
   if (fields[k.kBuffer] !== null || fields[k.kBufferGen] !== null || fields[k.kBufferCb] !== null)
     return false;
 
-  let bursting = false;
+  const burst = new BurstReads(budget, BURST_MIN_READ);
   /** The socket's own buffer installed for its next read (during a burst), else undefined. */
   let own: Buffer | undefined;
-  /** Gives the socket's own buffer back to the bound, if it holds one. */
-  const release = (): void => {
-    if (own === undefined) return;
-    own = undefined;
-    installed--;
-  };
+  /** The consumer took the last read: false stops the reads until it resumes the socket. */
+  let taken = true;
   const next = (): Buffer => {
-    if (bursting && !socket.destroyed && installed < FRAME_BUFFERS_MAX) {
-      own = frameBuffer();
-      installed++;
-      return own;
-    }
-    shared ??= Buffer.allocUnsafeSlow(SHARED_READ_SIZE);
-    return shared;
+    // A socket whose reads stopped holds no buffer of its own while it waits.
+    own = burst.ownNext(taken && !socket.destroyed) ? frameBuffer() : undefined;
+    return own ?? budget.landing();
   };
   const read = (bytes: number, buffer: Uint8Array): boolean => {
     const chunk = own;
-    release();
-    bursting = bytes >= BURST_MIN_READ;
+    own = undefined;
+    const bursting = burst.read(bytes);
     let out: Buffer;
     if (chunk !== undefined && buffer === chunk) {
       out = bytes === chunk.length ? chunk : chunk.subarray(0, bytes);
     } else if (bursting) {
-      // The first large read of a burst landed in the shared buffer: into a frame buffer, framed in place.
+      // A large read landed in the shared buffer (the first of a burst, or past the bound): into a frame
+      // buffer, framed in place.
       out = frameBuffer().subarray(0, bytes);
       out.set(buffer.subarray(0, bytes));
     } else {
       out = Buffer.from(buffer.subarray(0, bytes));
     }
     // As Node's own reads: false stops reading until the consumer resumes the socket.
-    return socket.push(out);
+    taken = socket.push(out);
+    return taken;
   };
+  const release = (): void => {
+    own = undefined;
+    burst.release();
+  };
+  socket.once('end', release);
   socket.once('close', release);
   fields[k.kBufferGen] = next;
   fields[k.kBufferCb] = read;

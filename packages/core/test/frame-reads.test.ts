@@ -155,4 +155,47 @@ describe('readInFrames', () => {
     await Promise.all(closed);
     expect(installedFrameBuffers()).toBe(0);
   });
+
+  it('holds no buffer for the next read while its consumer does not take what it reads', async () => {
+    const { accepted, client } = await pair();
+    expect(readInFrames(accepted)).toBe(true);
+    client.write(pattern(4 * 1024 * 1024, 7));
+    accepted.read(0); // reads until the readable side is full, and no further
+    while (accepted.readableLength < accepted.readableHighWaterMark) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(installedFrameBuffers()).toBe(0);
+    const closed = once(accepted, 'close');
+    accepted.destroy();
+    await closed;
+  });
+
+  it('gives every installed buffer back when sockets are destroyed mid-burst', async () => {
+    const count = FRAME_BUFFERS_MAX + 16;
+    const pairs = await Promise.all(Array.from({ length: count }, () => pair()));
+    let most = 0;
+    const closed = pairs.map(({ accepted, client }, i) => {
+      expect(readInFrames(accepted)).toBe(true);
+      let read = 0;
+      accepted.on('data', (chunk: Buffer) => {
+        most = Math.max(most, installedFrameBuffers());
+        read += chunk.length;
+        if (read < 2 * FRAME_READ_SIZE || accepted.destroyed) return;
+        if (i % 2 === 0) accepted.destroy();
+        else setImmediate(() => accepted.destroy());
+      });
+      accepted.resume();
+      const piece = pattern(1024 * 1024, 8);
+      const more = (): void => {
+        while (!client.destroyed && client.write(piece));
+      };
+      client.on('drain', more);
+      more();
+      return once(accepted, 'close');
+    });
+    await Promise.all(closed);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(FRAME_BUFFERS_MAX);
+    expect(installedFrameBuffers()).toBe(0);
+  });
 });
