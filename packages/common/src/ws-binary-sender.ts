@@ -1,6 +1,7 @@
 /**
  * The send path of a multiplexer over one `ws` WebSocket, for the node's hub sessions and peer links and for
- * the backend client alike: binary messages out through `ws.send` (corked per tick), DATA frames through the
+ * the backend client alike: small binary messages (grants, control) straight to the socket through the
+ * {@link WsFrameWriter} and larger ones through `ws.send`, corked per tick, DATA frames through the
  * {@link WsFrameWriter} (each frame one buffer, written on its own), falling back to one joined `ws.send`
  * whenever the writer declines. Sending on a WebSocket that is no longer open is a no-op: its session is
  * being closed anyway.
@@ -32,7 +33,10 @@ export interface WsBinarySenderOptions {
 
 /** Sends the binary messages of a multiplexer over one WebSocket. */
 export interface WsBinarySender {
-  /** Sends `message` as one binary message; corks the socket for the tick. */
+  /**
+   * Sends `message` as one binary message, corking the socket for the tick: a small one through the
+   * frame writer ({@link WsFrameWriter.writeMessage}), anything else (or when it declines) by `ws.send`.
+   */
   send(message: Uint8Array): void;
   /**
    * Sends `header` · payload parts (`payloadLength` bytes) as one binary message. `onWritten` runs once,
@@ -67,6 +71,7 @@ export function createWsBinarySender(ws: WebSocket, options: WsBinarySenderOptio
     writer,
     send(message: Uint8Array): void {
       if (ws.readyState !== OPEN) return;
+      if (writer.writeMessage(message, onSent)) return;
       writer.corkForTick();
       ws.send(message, { binary: true }, onSent);
     },

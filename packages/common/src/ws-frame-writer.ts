@@ -36,6 +36,17 @@ export interface WsFrameWriter {
    */
   corkForTick(): void;
   /**
+   * Writes `message` (under {@link SMALL_MESSAGE_MAX} bytes: grants and other control messages) as one
+   * binary message, byte-identical to what `ws.send` writes, straight to the socket corked for the tick
+   * (see {@link WsFrameWriter.corkForTick}): the tick's small messages leave in one socket write, in the
+   * order they and ws's own frames were written. `onWritten` goes to the socket's write as ws would pass
+   * it. Returns false, having written nothing, in the cases {@link WsFrameWriter.writeData} declines, and
+   * for a larger message (or one of 48 bytes or more on a client without `bufferutil`): the caller then
+   * uses `ws.send`. ws's cold `send` path (options, its queue, a frame list per message) costs more than
+   * the message (docs/benchmarks.md, "Grants through the frame writer").
+   */
+  writeMessage(message: Uint8Array, onWritten?: (err?: Error | null) => void): boolean;
+  /**
    * Writes `header` · payload parts (`payloadLength` bytes in all) as one binary message, byte-identical
    * to what `ws.send` writes (FIN, opcode 2; on a client, a fresh random 4-byte mask). `onWritten` runs
    * once the socket has written the frame (or failed), never synchronously. Until then the parts must
@@ -66,6 +77,8 @@ type MaskFunction = (
 const OPEN = 1;
 /** Below this many bytes masking runs in JS: the native call costs more than it saves (as in ws). */
 const NATIVE_MASK_MIN_LENGTH = 48;
+/** Messages at least this long go through `ws.send` rather than {@link WsFrameWriter.writeMessage}. */
+export const SMALL_MESSAGE_MAX = 4 * 1024;
 /** Random bytes drawn at once for masking keys, as ws does (8 KiB: 2048 keys per draw). */
 const RANDOM_POOL_SIZE = 8 * 1024;
 /**
@@ -83,6 +96,8 @@ const POOLED_FRAME_CAPACITY = 128 * 1024 + 64;
 const FRAME_POOL_SIZE = 16;
 /** The copied frames' buffers, shared by every writer (a free one serves any of them). */
 const framePool = new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
+
+const NO_PARTS: readonly Uint8Array[] = [];
 
 let randomPool: Buffer | undefined;
 let randomPoolOffset = RANDOM_POOL_SIZE;
@@ -181,23 +196,53 @@ export function createWsFrameWriter(ws: WebSocket): WsFrameWriter {
     }
   };
 
+  /**
+   * The socket, when ws would write a message to it synchronously itself (open, no compression, its
+   * sender idle and not in a fragmented message, its private fields as expected); otherwise undefined.
+   */
+  const writableSocket = (): Duplex | undefined => {
+    if (ws.readyState !== OPEN || ws.extensions !== '') return undefined;
+    if (shapeChecked === undefined) shapeChecked = checkWsInternals(ws) === undefined;
+    const s = internals._socket;
+    const sender = internals._sender;
+    if (
+      !shapeChecked ||
+      s == null ||
+      sender == null ||
+      sender._state !== WS_SENDER_IDLE ||
+      sender._firstFragment !== true
+    ) {
+      return undefined;
+    }
+    return s;
+  };
+
   return {
     writesData,
     corkForTick,
-    writeData(header, payload, payloadLength, onWritten): boolean {
-      if (!writesData || ws.readyState !== OPEN || ws.extensions !== '') return false;
-      if (shapeChecked === undefined) shapeChecked = checkWsInternals(ws) === undefined;
-      const s = internals._socket;
-      const sender = internals._sender;
+    writeMessage(message, onWritten): boolean {
+      const messageLength = message.length;
+      const masked = internals._isServer !== true;
       if (
-        !shapeChecked ||
-        s == null ||
-        sender == null ||
-        sender._state !== WS_SENDER_IDLE ||
-        sender._firstFragment !== true
+        messageLength >= SMALL_MESSAGE_MAX ||
+        (masked && mask === null && messageLength >= NATIVE_MASK_MIN_LENGTH)
       ) {
         return false;
       }
+      const s = writableSocket();
+      if (s === undefined) return false;
+      if (corked !== s) corkForTick();
+      const lengthBytes = messageLength < 126 ? 0 : 2;
+      const frame = Buffer.allocUnsafe(2 + lengthBytes + (masked ? 4 : 0) + messageLength);
+      buildFrame(frame, message, NO_PARTS, messageLength, lengthBytes, masked);
+      // Straight to the socket, as ws's own `sendFrame` does (see writeData).
+      s.write(frame, onWritten);
+      return true;
+    },
+    writeData(header, payload, payloadLength, onWritten): boolean {
+      if (!writesData) return false;
+      const s = writableSocket();
+      if (s === undefined) return false;
       // The tick's other messages leave first, in a write of their own: this frame must not join them.
       if (corked === s) uncork();
       // Straight to the socket, as ws's own `sendFrame` does: ws writes synchronously in this state, so

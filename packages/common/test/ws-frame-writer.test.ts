@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { createWsBinarySender, DATA_HIGH_WATER_MARK } from '../src/ws-binary-sender.js';
 import { FRAME_ROOM, lendFrameRoom } from '../src/frame-room.js';
-import { createWsFrameWriter } from '../src/ws-frame-writer.js';
+import { createWsFrameWriter, SMALL_MESSAGE_MAX } from '../src/ws-frame-writer.js';
 
 /** One side of a loopback WebSocket pair, with what it wrote to its socket and what the other side got. */
 interface End {
@@ -37,7 +37,11 @@ function capture(ws: WebSocket): Buffer[] {
 }
 
 async function openPair(): Promise<Pair> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    host: '127.0.0.1',
+    port: 0,
+    perMessageDeflate: false,
+  });
   await once(wss, 'listening');
   const fromClient: Buffer[] = [];
   const fromServer: Buffer[] = [];
@@ -48,7 +52,9 @@ async function openPair(): Promise<Pair> {
     }),
   );
   const { port } = wss.address() as AddressInfo;
-  const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+  const client = new WebSocket(`ws://127.0.0.1:${port}`, {
+    perMessageDeflate: false,
+  });
   client.on('message', (data) => fromServer.push(data as Buffer));
   await once(client, 'open');
   const server = await accepted;
@@ -449,7 +455,11 @@ describe.each(['client', 'server'] as const)(
       const pair = await openPair();
       const end = pair[side];
       const far = pair[side === 'client' ? 'server' : 'client'];
-      const socket = (end.ws as unknown as { _socket: { _writev: (...args: unknown[]) => void } })._socket;
+      const socket = (
+        end.ws as unknown as {
+          _socket: { _writev: (...args: unknown[]) => void };
+        }
+      )._socket;
       // What Node's Writable hands the socket several at once (TLS copies such a batch into one buffer).
       const batches: number[][] = [];
       const writev = socket._writev;
@@ -489,3 +499,125 @@ describe.each(['client', 'server'] as const)(
     });
   },
 );
+
+describe.each(['client', 'server'] as const)('createWsFrameWriter (%s side): small messages', (side) => {
+  /** What ws's own sender writes for `message`, with the masking key `key` on a client. */
+  function wsFrame(message: Buffer, key: Buffer | undefined): Buffer {
+    const parts = wsSender.frame(Buffer.from(message), {
+      fin: true,
+      opcode: 2,
+      mask: key !== undefined,
+      ...(key !== undefined ? { maskBuffer: Buffer.from(key), generateMask: () => {} } : {}),
+      readOnly: false,
+      rsv1: false,
+    });
+    return Buffer.concat(parts);
+  }
+
+  /** The masking key of a client frame of under 64 KiB on the wire (after its 2 or 4 header bytes). */
+  function keyOf(frame: Uint8Array): Buffer {
+    const at = (frame[1]! & 0x7f) === 126 ? 4 : 2;
+    return Buffer.from(frame.subarray(at, at + 4));
+  }
+
+  it('writes each message byte-identical to ws.send, a fresh key per client frame', async () => {
+    const pair = await openPair();
+    const end = pair[side];
+    const writer = createWsFrameWriter(end.ws);
+    const lengths = [0, 1, 9, 17, 47, 48, 125, 126, 200, 4095];
+    const keys = new Set<string>();
+    for (const length of lengths) {
+      const message = bytes(length, length);
+      end.wire.length = 0;
+      expect(writer.writeMessage(message)).toBe(true);
+      expect(end.wire).toHaveLength(1);
+      const frame = end.wire[0]!;
+      const key = side === 'client' ? keyOf(frame) : undefined;
+      if (key !== undefined) keys.add(key.toString('hex'));
+      expect(frame).toEqual(wsFrame(message, key));
+      // The message itself is left as it was (a client masks into the frame, not in place).
+      expect(message).toEqual(bytes(length, length));
+    }
+    if (side === 'client') expect(keys.size).toBe(lengths.length);
+    await waitForMessages(end, lengths.length);
+    expect(end.received).toEqual(lengths.map((length) => bytes(length, length)));
+  });
+
+  it("keeps the order with ws's own frames and DATA, the tick's small messages in one socket write", async () => {
+    const pair = await openPair();
+    const end = pair[side];
+    const writer = createWsFrameWriter(end.ws);
+    const socket = (
+      end.ws as unknown as {
+        _socket: {
+          writableCorked: number;
+          _writev: unknown;
+          _write: unknown;
+        };
+      }
+    )._socket;
+    const writes: number[] = [];
+    const writev = socket._writev as (...args: unknown[]) => unknown;
+    const write = socket._write as (...args: unknown[]) => unknown;
+    socket._writev = function (this: unknown, chunks: unknown[], ...rest: unknown[]) {
+      writes.push(chunks.length);
+      return writev.call(this, chunks, ...rest);
+    };
+    socket._write = function (this: unknown, ...args: unknown[]) {
+      writes.push(1);
+      return write.call(this, ...args);
+    };
+    const done: string[] = [];
+    expect(writer.writeMessage(bytes(9, 1), () => done.push('a'))).toBe(true);
+    expect(socket.writableCorked).toBe(1);
+    end.ws.send(bytes(30, 2), { binary: true });
+    expect(writer.writeMessage(bytes(12, 3), () => done.push('c'))).toBe(true);
+    expect(writes).toEqual([]);
+    // DATA uncorks: the three messages before it go out in one write, the frame in one of its own.
+    const payload = lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + 100)).fill(7);
+    writer.writeData(bytes(17, 4), [payload], 100, () => done.push('data'));
+    expect(socket.writableCorked).toBe(0);
+    expect(writer.writeMessage(bytes(5, 5), () => done.push('e'))).toBe(true);
+    end.ws.send('text');
+    expect(writer.writeMessage(bytes(6, 6))).toBe(true);
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(socket.writableCorked).toBe(0);
+    await waitForMessages(end, 7);
+    expect(end.received.map((m) => Buffer.from(m))).toEqual([
+      bytes(9, 1),
+      bytes(30, 2),
+      bytes(12, 3),
+      join(bytes(17, 4), [Buffer.alloc(100, 7)], 100),
+      bytes(5, 5),
+      Buffer.from('text'),
+      bytes(6, 6),
+    ]);
+    // Three socket writes (ws writes some of its frames as a head and a payload, two chunks).
+    expect(writes).toHaveLength(3);
+    expect(writes[0]).toBeGreaterThanOrEqual(3);
+    expect(writes[1]).toBe(1);
+    expect(writes[2]).toBeGreaterThanOrEqual(3);
+    expect(done.sort()).toEqual(['a', 'c', 'data', 'e']);
+    // ws's sender was never bypassed mid-message: it still sends (and fragments) as before.
+    end.ws.send(bytes(3, 8), { binary: true, fin: false });
+    expect(writer.writeMessage(bytes(4, 9))).toBe(false);
+    end.ws.send(bytes(3, 10), { binary: true, fin: true });
+    expect(writer.writeMessage(bytes(4, 11))).toBe(true);
+    await waitForMessages(end, 9);
+    expect(end.received.slice(7)).toEqual([Buffer.concat([bytes(3, 8), bytes(3, 10)]), bytes(4, 11)]);
+  });
+
+  it('declines, writing nothing, a message too large for it or a WebSocket no longer open', async () => {
+    const pair = await openPair();
+    const end = pair[side];
+    const writer = createWsFrameWriter(end.ws);
+    end.wire.length = 0;
+    expect(writer.writeMessage(bytes(SMALL_MESSAGE_MAX, 1))).toBe(false);
+    expect(writer.writeMessage(bytes(SMALL_MESSAGE_MAX - 1, 1))).toBe(true);
+    expect(end.wire).toHaveLength(1);
+    end.ws.close();
+    end.wire.length = 0;
+    expect(writer.writeMessage(bytes(9, 2))).toBe(false);
+    expect(end.wire).toEqual([]);
+  });
+});
