@@ -2,7 +2,9 @@
 // Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`
 // [-- --nodes 5,20,40,60] [-- --modes full,nats] (the node counts and modes of `mesh-scale`)
 // [-- --runs 3] (rounds of `throughput`: median and spread)
-// [-- --streams 10,1000] [-- --workers 2] (the stream counts and load-generator processes of `streams`).
+// [-- --streams 10,1000] [-- --workers 2] (the stream counts and load-generator processes of `streams`)
+// [-- --netns-tcp-buffers 1MiB|keep] (root: run in a fresh network namespace with TCP socket buffers capped
+// at that size, bench/lib/netns.mjs; `keep`: the host's values, the baseline).
 // Each scenario module exports `run({ quick, size, runs, profileDir, nodes, modes, streams, workers })` and returns
 // `{ title, rows: [{ name, ...figures }], tables?: [{ title, rows }], targets?: [{ target, goal, achieved, met }],
 // notes?: string[] }`.
@@ -14,6 +16,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseSize } from './lib/load.mjs';
+import { applyInNamespace, NETNS_ENV, reexecInNamespace, tcpBufferSettings } from './lib/netns.mjs';
 import { printProfile } from './profile-summary.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -36,7 +39,15 @@ const SCENARIOS = {
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 /** Flags followed by a value (the value is not a scenario name). */
-const VALUE_FLAGS = ['--size', '--nodes', '--modes', '--runs', '--streams', '--workers'];
+const VALUE_FLAGS = [
+  '--size',
+  '--nodes',
+  '--modes',
+  '--runs',
+  '--streams',
+  '--workers',
+  '--netns-tcp-buffers',
+];
 const flagValue = (flag) => {
   const i = args.indexOf(flag);
   return i >= 0 ? (args[i + 1] ?? '') : undefined;
@@ -68,6 +79,32 @@ if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1 && work
   console.error('--workers takes a number of load-generator processes from 1 to 16');
   process.exit(2);
 }
+const netnsCap = flagValue('--netns-tcp-buffers');
+if (netnsCap !== undefined && process.env[NETNS_ENV] === undefined) {
+  let cap;
+  try {
+    cap = netnsCap === 'keep' ? 'keep' : parseSize(netnsCap);
+  } catch {
+    cap = Number.NaN;
+  }
+  if (cap !== 'keep' && !(Number.isInteger(cap) && cap >= 4096)) {
+    console.error(
+      '--netns-tcp-buffers takes a buffer size of at least 4096 bytes (e.g. 1MiB, 512KiB) or keep',
+    );
+    process.exit(2);
+  }
+  const i = args.indexOf('--netns-tcp-buffers');
+  const out = reexecInNamespace(cap, fileURLToPath(import.meta.url), [
+    ...args.slice(0, i),
+    ...args.slice(i + 2),
+  ]);
+  if (out.error !== undefined) {
+    console.error(out.error);
+    process.exit(2);
+  }
+  process.exit(out.status);
+}
+if (process.env[NETNS_ENV] !== undefined) applyInNamespace(process.env[NETNS_ENV]);
 const profileDir = args.includes('--profile') ? join(root, 'bench', 'results', 'profiles') : undefined;
 const wanted = args.filter((a, i) => !a.startsWith('--') && !VALUE_FLAGS.includes(args[i - 1]));
 /** Run only when named: `mesh-scale` starts up to 60 node processes (GBs of RSS, minutes). */
@@ -106,11 +143,20 @@ const results = {
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model,
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    tcp: tcpBufferSettings(),
+    netns: process.env[NETNS_ENV],
   },
   scenarios: {},
 };
 if (size !== undefined) results.size = size;
 const summary = [];
+if (results.machine.netns !== undefined) {
+  const t = results.machine.tcp;
+  console.log(
+    `fresh network namespace (--netns-tcp-buffers ${results.machine.netns}): tcp_rmem ${t?.tcp_rmem}, ` +
+      `tcp_wmem ${t?.tcp_wmem}, tcp_moderate_rcvbuf ${t?.tcp_moderate_rcvbuf}; tcp_mem (machine-wide) ${t?.tcp_mem}`,
+  );
+}
 
 for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);

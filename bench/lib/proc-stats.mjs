@@ -35,18 +35,22 @@ export function cpuOf(pids) {
 
 /**
  * Kernel memory held by TCP sockets machine-wide, in MiB (`mem` of /proc/net/sockstat, pages), and the
- * threshold where the kernel starts to squeeze socket buffers (`tcp_mem` pressure), or NaN.
+ * threshold where the kernel starts to squeeze socket buffers (`tcp_mem` pressure), or NaN. In a network
+ * namespace other than the host's, tcp_mem (global) is not in /proc/sys: the runner that created the
+ * namespace passes it in NEXUS_BENCH_TCP_MEM (bench/lib/netns.mjs).
  */
 export function tcpMemory() {
-  try {
-    const pages = Number(
-      /^TCP:.* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'))?.[1] ?? Number.NaN,
-    );
-    const pressure = Number(readFileSync('/proc/sys/net/ipv4/tcp_mem', 'utf8').trim().split(/\s+/)[1]);
-    return { mib: (pages * 4096) / 2 ** 20, pressureMib: (pressure * 4096) / 2 ** 20 };
-  } catch {
-    return { mib: Number.NaN, pressureMib: Number.NaN };
-  }
+  const read = (file) => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const pages = Number(/^TCP:.* mem (\d+)/m.exec(read('/proc/net/sockstat') ?? '')?.[1] ?? Number.NaN);
+  const tcpMem = read('/proc/sys/net/ipv4/tcp_mem') ?? process.env.NEXUS_BENCH_TCP_MEM ?? '';
+  const pressure = Number(tcpMem.trim().split(/\s+/)[1] ?? Number.NaN);
+  return { mib: (pages * 4096) / 2 ** 20, pressureMib: (pressure * 4096) / 2 ** 20 };
 }
 
 /**
