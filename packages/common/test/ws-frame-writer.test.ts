@@ -94,6 +94,26 @@ const wsSender = createRequire(import.meta.url)('ws').Sender as {
   frame(data: Buffer, options: Record<string, unknown>): Buffer[];
 };
 
+/** What ws's own sender writes for `message`, with the masking key `key` on a client. */
+function wsFrame(message: Buffer, key: Buffer | undefined): Buffer {
+  const parts = wsSender.frame(Buffer.from(message), {
+    fin: true,
+    opcode: 2,
+    mask: key !== undefined,
+    ...(key !== undefined ? { maskBuffer: Buffer.from(key), generateMask: () => {} } : {}),
+    readOnly: false,
+    rsv1: false,
+  });
+  return Buffer.concat(parts);
+}
+
+/** The masking key of a client frame on the wire (after its 2, 4 or 10 header bytes). */
+function keyOf(frame: Uint8Array): Buffer {
+  const len7 = frame[1]! & 0x7f;
+  const at = len7 === 127 ? 10 : len7 === 126 ? 4 : 2;
+  return Buffer.from(frame.subarray(at, at + 4));
+}
+
 const join = (header: Uint8Array, parts: readonly Uint8Array[], length: number): Buffer =>
   Buffer.concat([header, ...parts], header.length + length);
 
@@ -363,26 +383,6 @@ describe.each(['client', 'server'] as const)(
       return seen;
     }
 
-    /** What ws's own sender writes for `message`, with the masking key `key` on a client. */
-    function wsFrame(message: Buffer, key: Buffer | undefined): Buffer {
-      const parts = wsSender.frame(Buffer.from(message), {
-        fin: true,
-        opcode: 2,
-        mask: key !== undefined,
-        ...(key !== undefined ? { maskBuffer: Buffer.from(key), generateMask: () => {} } : {}),
-        readOnly: false,
-        rsv1: false,
-      });
-      return Buffer.concat(parts);
-    }
-
-    /** The masking key of a client frame on the wire (after its 2, 4 or 10 header bytes). */
-    function keyOf(frame: Uint8Array): Buffer {
-      const len7 = frame[1]! & 0x7f;
-      const at = len7 === 127 ? 10 : len7 === 126 ? 4 : 2;
-      return Buffer.from(frame.subarray(at, at + 4));
-    }
-
     it('writes a payload read into a lent buffer as one frame in place, byte-identical to ws, a remainder as usual', async () => {
       const pair = await openPair();
       const end = pair[side];
@@ -501,25 +501,6 @@ describe.each(['client', 'server'] as const)(
 );
 
 describe.each(['client', 'server'] as const)('createWsFrameWriter (%s side): small messages', (side) => {
-  /** What ws's own sender writes for `message`, with the masking key `key` on a client. */
-  function wsFrame(message: Buffer, key: Buffer | undefined): Buffer {
-    const parts = wsSender.frame(Buffer.from(message), {
-      fin: true,
-      opcode: 2,
-      mask: key !== undefined,
-      ...(key !== undefined ? { maskBuffer: Buffer.from(key), generateMask: () => {} } : {}),
-      readOnly: false,
-      rsv1: false,
-    });
-    return Buffer.concat(parts);
-  }
-
-  /** The masking key of a client frame of under 64 KiB on the wire (after its 2 or 4 header bytes). */
-  function keyOf(frame: Uint8Array): Buffer {
-    const at = (frame[1]! & 0x7f) === 126 ? 4 : 2;
-    return Buffer.from(frame.subarray(at, at + 4));
-  }
-
   it('writes each message byte-identical to ws.send, a fresh key per client frame', async () => {
     const pair = await openPair();
     const end = pair[side];
