@@ -77,21 +77,6 @@ function frameBuffer(): Buffer {
 }
 
 /**
- * A read of fewer bytes than this into a buffer of the socket's own is copied into a buffer of its size
- * and the frame buffer kept for the next read, so that a read queued in a stream (waiting for credits)
- * never holds more than about twice its bytes: a 128 KiB buffer holding a 33 KiB read, queued by each of
- * many slow streams, is what the bound on queued bytes does not see.
- */
-export const SHORT_READ_MAX = Math.ceil(FRAME_READ_SIZE / 2);
-
-/** `bytes` bytes of `from` in a buffer of their own size, with frame room in front. */
-function framedCopy(from: Uint8Array, bytes: number): Buffer {
-  const out = lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + bytes));
-  out.set(from.subarray(0, bytes));
-  return out;
-}
-
-/**
  * Reads `socket` (an accepted TCP socket, not TLS) in frame-sized buffers from now on; returns false,
  * having changed nothing, when the socket is not one Node reads with a handle of its own, already reads into
  * buffers of the caller's, or `net.Socket`'s private fields are not as expected. The socket's consumer must
@@ -111,14 +96,11 @@ export function readInFrames(socket: Socket): boolean {
   const burst = new BurstReads(budget, BURST_MIN_READ);
   /** The socket's own buffer installed for its next read (during a burst), else undefined. */
   let own: Buffer | undefined;
-  /** The socket's own buffer that a short read was copied out of: installed again for the next read. */
-  let spare: Buffer | undefined;
   /** The consumer took the last read: false stops the reads until it resumes the socket. */
   let taken = true;
   const next = (): Buffer => {
     // A socket whose reads stopped holds no buffer of its own while it waits.
-    own = burst.ownNext(taken && !socket.destroyed) ? (spare ?? frameBuffer()) : undefined;
-    spare = undefined;
+    own = burst.ownNext(taken && !socket.destroyed) ? frameBuffer() : undefined;
     return own ?? budget.landing();
   };
   const read = (bytes: number, buffer: Uint8Array): boolean => {
@@ -126,13 +108,13 @@ export function readInFrames(socket: Socket): boolean {
     own = undefined;
     const bursting = burst.read(bytes);
     let out: Buffer;
-    if (chunk !== undefined && buffer === chunk && bytes >= SHORT_READ_MAX) {
+    if (chunk !== undefined && buffer === chunk) {
       out = bytes === chunk.length ? chunk : chunk.subarray(0, bytes);
-    } else if (bursting || chunk !== undefined) {
-      // A short read into the socket's own buffer, or a large read that landed in the shared buffer (the
-      // first of a burst, or past the bound): copied into a buffer of its size, framed in place.
-      out = framedCopy(buffer, bytes);
-      if (chunk !== undefined && buffer === chunk) spare = chunk;
+    } else if (bursting) {
+      // A large read landed in the shared buffer (the first of a burst, or past the bound): into a frame
+      // buffer, framed in place.
+      out = frameBuffer().subarray(0, bytes);
+      out.set(buffer.subarray(0, bytes));
     } else {
       out = Buffer.from(buffer.subarray(0, bytes));
     }
@@ -142,7 +124,6 @@ export function readInFrames(socket: Socket): boolean {
   };
   const release = (): void => {
     own = undefined;
-    spare = undefined;
     burst.release();
   };
   socket.once('end', release);

@@ -11,7 +11,6 @@ import {
   FRAME_READ_SIZE,
   installedFrameBuffers,
   readInFrames,
-  SHORT_READ_MAX,
 } from '../src/frame-reads.js';
 
 const servers: net.Server[] = [];
@@ -87,35 +86,6 @@ describe('readInFrames', () => {
     await once(accepted, 'end');
     expect(Buffer.concat(received).toString()).toBe('first messagesecond messagethird');
     expect(received.every((c) => frameRoom(c) === 0)).toBe(true);
-  });
-
-  it('copies a short read during a burst into a buffer of its size: a chunk holds at most about twice its bytes', async () => {
-    const { accepted, client } = await pair();
-    expect(readInFrames(accepted)).toBe(true);
-    const received: Buffer[] = [];
-    accepted.on('data', (chunk: Buffer) => received.push(chunk));
-    accepted.resume();
-    const arrived = async (total: number) => {
-      while (received.reduce((n, c) => n + c.length, 0) < total) await new Promise((r) => setImmediate(r));
-    };
-    // A large write starts a burst (the next read goes into a frame buffer of the socket's own); then a
-    // 40 KiB write, read on its own into that buffer, and another large one.
-    const parts = [pattern(1024 * 1024, 1), pattern(40 * 1024, 2), pattern(1024 * 1024, 3)];
-    let sent = 0;
-    for (const part of parts) {
-      client.write(part);
-      sent += part.length;
-      await arrived(sent);
-    }
-    client.end();
-    await once(accepted, 'end');
-    expect(sha(Buffer.concat(received))).toBe(sha(Buffer.concat(parts)));
-    // The 40 KiB read (below SHORT_READ_MAX) is in a buffer of its own size, with room for its frame.
-    const short = received.filter((c) => c.length < SHORT_READ_MAX && c.length >= BURST_MIN_READ);
-    expect(short.length).toBeGreaterThan(0);
-    for (const chunk of received) {
-      expect(chunk.buffer.byteLength).toBeLessThanOrEqual(FRAME_ROOM + Math.max(2 * chunk.length, 8192));
-    }
   });
 
   it('keeps backpressure: a slow consumer pauses the socket and still gets every byte', async () => {
