@@ -118,6 +118,7 @@ export {
 } from './errors.js';
 // Client: local dialling, logger, hub addresses, events
 export { type DialLocalOptions, type DialTarget, dialLocal } from './local-dial.js';
+export { HELD_BYTES_MAX, heldReads, installedChunks, setHeldReadsMax } from './local-reads.js';
 export { type LogFn, type Logger, noopLogger } from '@nexus-proxy/common';
 export { DEFAULT_HUB_PORT, HUB_PATH } from '@nexus-proxy/common';
 export { normalizeNodeAddress } from './node-address.js';

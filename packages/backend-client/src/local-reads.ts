@@ -4,9 +4,11 @@ import {
   BufferPool,
   BurstReads,
   FRAME_ROOM,
+  FreeBytes,
+  HeldReadBudget,
   lendFrameRoom,
   ReadBufferBudget,
-  WrittenBuffers,
+  SizedBufferPools,
 } from '@nexus-proxy/common';
 
 /** Bytes a local socket reads at most at once between bursts: Node's own read size. */
@@ -29,8 +31,8 @@ export const REUSED_CHUNK_MIN_READ = LOCAL_READ_SIZE / 2;
  * docs/benchmarks.md, "10 000 streams: where the backend's CPU goes").
  */
 export const SHORT_READ_MAX = CHUNK_READ_SIZE / 2;
-/** Reused chunks the process keeps while none is being relayed (at most 2 MiB). */
-export const FREE_CHUNKS_MAX = 16;
+/** Free bytes each size of read buffer keeps while nothing is relayed (512 KiB, 4.5 MiB for all nine). */
+const POOL_KEEP_BYTES = 512 * 1024;
 /**
  * Chunks that local sockets of the process hold installed for their next read at once (8 MiB): a socket
  * holds its chunk until that read comes, however long it waits (a stream without credit, a quiet
@@ -41,21 +43,150 @@ export const FREE_CHUNKS_MAX = 16;
 export const INSTALLED_CHUNKS_MAX = 64;
 
 /**
- * The chunks of every relayed local socket of the process, each with room for its frame's headers in
- * front (see `lendFrameRoom` in `@nexus-proxy/common`): what a socket reads into one becomes its DATA
- * frame in place, written to the hub in one socket write.
+ * Memory that the process's local sockets hold in writes to their streams not yet called back, at most,
+ * before a socket stops reading after its read and waits its turn (128 MiB, half of a node's default receive
+ * budget, `DEFAULT_MAX_BUFFERED_BYTES`): what lets
+ * 10 000 streams waiting for credit hold a bounded amount instead of their high-water marks, 2.5 GB
+ * (docs/benchmarks.md, "10 000 streams: a bound on what the reads hold"). Streams whose readers stopped
+ * reading can fill it, but not stop the others: see `HeldReadBudget`'s trickle.
  */
-const chunks = new BufferPool(FRAME_ROOM + CHUNK_READ_SIZE, FREE_CHUNKS_MAX);
+export const HELD_BYTES_MAX = 128 * 1024 * 1024;
+
+/**
+ * Free bytes the read buffers' pools keep past their floors while reads are busy, together (64 MiB, half
+ * of {@link HELD_BYTES_MAX}): streams that take their turns in waves give back and take again that much,
+ * and without it each wave allocated anew (docs/benchmarks.md, "10 000 streams: a bound on what the reads
+ * hold"). Trimmed back to the floors once idle (`BufferPool`).
+ */
+const freeWhileBusy = new FreeBytes(HELD_BYTES_MAX / 2);
+
+/**
+ * The read buffers of every relayed local socket of the process, each with room for its frame's headers in
+ * front (see `lendFrameRoom` in `@nexus-proxy/common`), in sizes a half-step apart: chunks of
+ * {@link CHUNK_READ_SIZE} that sockets read into during a burst, and the smaller ones that a read is copied
+ * into (one that landed in the shared buffer, or a short read into a chunk), the smallest that takes it, so
+ * that what a stream holds is at most 1.5 times what it carries. What a socket reads into one becomes its
+ * DATA frame in place, written to the hub in one socket write; a relay under load allocates nothing new per
+ * read (each `ArrayBuffer` is memory outside the JS heap that only a full collection returns). Reads under
+ * {@link COPY_MIN_READ} go to Node's shared slab instead.
+ */
+const readBuffers = new SizedBufferPools(
+  [8, 12, 16, 24, 32, 48, 64, 96, 128].map((k) => k * 1024),
+  FRAME_ROOM,
+  POOL_KEEP_BYTES,
+  freeWhileBusy,
+);
+/** The pool of the chunks sockets read into during a burst. */
+const chunks = readBuffers.poolFor(FRAME_ROOM + CHUNK_READ_SIZE)!;
+/** Reads shorter than this are copied with `Buffer.from` (Node's 8 KiB slabs below 4 KiB). */
+const COPY_MIN_READ = 4 * 1024;
+
+/** The pool of the smallest read buffer that takes `bytes`, or undefined below COPY_MIN_READ. */
+function copyPool(bytes: number): BufferPool | undefined {
+  return bytes < COPY_MIN_READ ? undefined : readBuffers.poolFor(FRAME_ROOM + bytes);
+}
+
 /**
  * The bound on chunks installed for next reads, and the buffer every other local socket reads into (between
  * bursts, or past the bound); what a read brings there is copied out at once. It takes a whole chunk's read,
  * so that a socket past the bound still reads as much at once as one with a chunk of its own.
  */
 const budget = new ReadBufferBudget(INSTALLED_CHUNKS_MAX, CHUNK_READ_SIZE);
+/**
+ * Bytes of the shared buffer a socket reads into after a read that did not fill its buffer (and first):
+ * it is likely to go quiet then, and a quiet socket's next read may come once the reads hold their bound,
+ * so 10 000 quiet sockets may each bring this much past it, not a whole chunk (1.25 GB).
+ */
+export const SMALL_LANDING_SIZE = 16 * 1024;
+const smallLanding = Buffer.allocUnsafeSlow(SMALL_LANDING_SIZE);
+
+/** The bound on what the reads hold in streams (see {@link HELD_BYTES_MAX}). */
+const held = new HeldReadBudget(HELD_BYTES_MAX, FRAME_ROOM + CHUNK_READ_SIZE);
 
 /** Chunks that local sockets hold installed for their next read now (for tests and metrics). */
 export function installedChunks(): number {
   return budget.installed;
+}
+
+/** Bytes the reads of local sockets hold in streams now, and sockets waiting for room (for tests and metrics). */
+export function heldReads(): { bytes: number; waiting: number; max: number } {
+  return { bytes: held.held, waiting: held.waiting, max: held.max };
+}
+
+/** Sets the bound on what reads hold in streams (tests; an embedding with other memory to spare). */
+export function setHeldReadsMax(bytes: number): void {
+  held.max = bytes;
+}
+
+/**
+ * The buffers one socket's reads handed to its stream, each counted in {@link held} and given back to its
+ * pool (when it has one) once the stream's write of it calls back; write every one of them with
+ * {@link HeldWrites.written} as the callback. Node calls a stream's write callbacks in the order of the
+ * writes. A write that fails ends the reuse for good (a destroyed stream may call back out of order, and
+ * may still hold a buffer); {@link HeldWrites.settle} gives back the count of whatever is still held when
+ * the socket or the stream is gone, whether or not its callbacks come.
+ */
+class HeldWrites {
+  #buffers: (Buffer | undefined)[] = [];
+  #pools: (BufferPool | undefined)[] = [];
+  #sizes: number[] = [];
+  #head = 0;
+  #failed = false;
+  #settled = false;
+  #bytes = 0;
+
+  /** A write failed: nothing goes back to a pool any more. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /** Bytes this socket's writes hold now (as counted in {@link held}). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  add(buffer: Buffer | undefined, pool: BufferPool | undefined, size: number): void {
+    this.#buffers.push(buffer);
+    this.#pools.push(pool);
+    this.#sizes.push(size);
+    if (this.#settled) return;
+    this.#bytes += size;
+    held.hold(size);
+  }
+
+  readonly written = (err?: Error | null): void => {
+    const i = this.#head;
+    const buffer = this.#buffers[i];
+    const pool = this.#pools[i];
+    const size = this.#sizes[i] ?? 0;
+    this.#buffers[i] = undefined;
+    this.#pools[i] = undefined;
+    this.#head = i + 1;
+    if (this.#head >= this.#sizes.length) {
+      this.#buffers.length = 0;
+      this.#pools.length = 0;
+      this.#sizes.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 64 && this.#head * 2 >= this.#sizes.length) {
+      this.#buffers.splice(0, this.#head);
+      this.#pools.splice(0, this.#head);
+      this.#sizes.splice(0, this.#head);
+      this.#head = 0;
+    }
+    if (err != null) this.#failed = true;
+    else if (buffer !== undefined && pool !== undefined && !this.#failed) pool.give(buffer);
+    if (this.#settled) return;
+    this.#bytes -= size;
+    held.release(size);
+  };
+
+  /** Nothing more is counted for this socket: what it holds leaves the bound's count now. */
+  settle(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    held.release(this.#bytes);
+    this.#bytes = 0;
+  }
 }
 
 /**
@@ -85,14 +216,18 @@ export class LocalReads {
   #onBytes: ((bytes: number) => void) | undefined;
   /** Reads stopped because the stream was full; resumed on its `'drain'`. */
   #waitingForDrain = false;
-  /** The chunks written to the stream and not yet called back. */
-  readonly #written = new WrittenBuffers(chunks);
+  /** Reads stopped because the process's reads hold {@link HELD_BYTES_MAX}; resumed in turn. */
+  #waitingForRoom = false;
+  /** The buffers written to the stream and not yet called back. */
+  readonly #written = new HeldWrites();
   /** The chunk the socket reads into next (its payload area, after the frame room), or undefined. */
   #installed: Buffer | undefined;
   /** The whole pooled buffer of {@link #installed}. */
   #installedBuffer: Buffer | undefined;
   /** Whether the next read goes into a chunk of its own, within the process-wide bound. */
   readonly #burst = new BurstReads(budget, REUSED_CHUNK_MIN_READ);
+  /** The last read filled the buffer it came into (the socket had more). */
+  #filled = false;
 
   /** The `onread` option of the socket these reads are for. */
   readonly onread: OnReadOpts = {
@@ -113,7 +248,9 @@ export class LocalReads {
     // The chunk installed for the next read is no longer counted once no read can come into it.
     socket.once('end', this.#release);
     socket.once('close', this.#release);
-    socket.resume();
+    socket.once('close', this.#settle);
+    target.once('close', this.#settle);
+    this.#resumeInTurn();
   }
 
   /**
@@ -124,6 +261,7 @@ export class LocalReads {
     const target = this.#target;
     if (target === undefined) return;
     this.#target = undefined;
+    this.#waitingForRoom = false;
     target.off('drain', this.#drained);
     this.#socket?.off('end', this.#ended);
     this.#socket?.pause();
@@ -135,7 +273,11 @@ export class LocalReads {
    * it waits.
    */
   #nextBuffer(): Buffer {
-    const may = !this.#waitingForDrain && !this.#written.failed && this.#socket?.destroyed === false;
+    const may =
+      !this.#waitingForDrain &&
+      !this.#waitingForRoom &&
+      !this.#written.failed &&
+      this.#socket?.destroyed === false;
     if (this.#burst.ownNext(may)) {
       const whole = chunks.take();
       this.#installedBuffer = whole;
@@ -144,11 +286,15 @@ export class LocalReads {
     }
     this.#installed = undefined;
     this.#installedBuffer = undefined;
-    return budget.landing();
+    // A read that filled its buffer is followed by more: the whole landing buffer, while there is room.
+    // Else the socket is likely to go quiet with this buffer installed, and whatever it reads next, maybe
+    // once the reads hold their bound, is one small read ({@link SMALL_LANDING_SIZE}).
+    return this.#filled && !held.full ? budget.landing() : smallLanding;
   }
 
   #read(bytes: number, buffer: Uint8Array): boolean {
-    // Read into a chunk of the socket's own (`buffer` is that chunk) or into the shared buffer.
+    // Read into a chunk of the socket's own (`buffer` is that chunk) or into a shared buffer.
+    this.#filled = bytes === buffer.length;
     const chunk = this.#installed;
     const whole = this.#installedBuffer;
     this.#installed = undefined;
@@ -160,27 +306,66 @@ export class LocalReads {
       return true; // discarded
     }
     this.#onBytes?.(bytes);
-    const bursting = this.#burst.read(bytes);
+    this.#burst.read(bytes);
+    const written = this.#written;
     let ok: boolean;
-    if (bursting && !this.#written.failed && bytes > (whole === undefined ? 0 : SHORT_READ_MAX)) {
-      let out = chunk;
-      let pooled = whole;
-      if (out === undefined || pooled === undefined) {
-        // Landed in the shared buffer (the first read of a burst, or past the bound): into a pooled chunk.
-        pooled = chunks.take();
-        out = lendFrameRoom(pooled);
-        out.set(buffer.subarray(0, bytes));
-      }
-      this.#written.add(pooled);
-      ok = target.write(bytes === out.length ? out : out.subarray(0, bytes), this.#written.written);
+    if (chunk !== undefined && whole !== undefined && bytes > SHORT_READ_MAX && !written.failed) {
+      // A large read into a chunk of its own: the chunk goes to the stream as it is.
+      written.add(whole, chunks, whole.length);
+      ok = target.write(bytes === chunk.length ? chunk : chunk.subarray(0, bytes), written.written);
     } else {
-      // A short read into a chunk is copied out too, and the chunk goes back for the next read.
-      ok = target.write(Buffer.from(buffer.subarray(0, bytes)));
+      // Landed in the shared buffer, or a short read into a chunk: copied into the smallest reused buffer
+      // that takes it (the chunk goes back for the next read).
+      const pool = written.failed ? undefined : copyPool(bytes);
+      let out: Buffer;
+      let size: number;
+      let pooled: Buffer | undefined;
+      if (pool === undefined) {
+        out = Buffer.from(buffer.subarray(0, bytes));
+        size = bytes;
+      } else {
+        pooled = pool.take();
+        out = lendFrameRoom(pooled).subarray(0, bytes);
+        out.set(buffer.subarray(0, bytes));
+        size = pooled.length;
+      }
       if (whole !== undefined) chunks.give(whole);
+      written.add(pooled, pool, size);
+      ok = target.write(out, written.written);
     }
-    if (!ok) this.#waitingForDrain = true;
-    return ok; // false: Node stops reading the socket until it is resumed
+    if (!ok) {
+      this.#waitingForDrain = true;
+      return false; // Node stops reading the socket until it is resumed
+    }
+    if (held.full) {
+      this.#waitForRoom();
+      return false;
+    }
+    return true;
   }
+
+  /** Resumes the socket now if the process's reads have room and no socket waits for it, else in turn. */
+  #resumeInTurn(): void {
+    if (held.full || held.waiting > 0) this.#waitForRoom();
+    else this.#socket?.resume();
+  }
+
+  #waitForRoom(): void {
+    if (this.#waitingForRoom) return;
+    this.#waitingForRoom = true;
+    held.wait(this.#wake);
+  }
+
+  /** Its turn came: resumes the socket, unless it no longer waits (detached, closed, or full again). */
+  readonly #wake = (): boolean => {
+    if (!this.#waitingForRoom) return false;
+    this.#waitingForRoom = false;
+    const socket = this.#socket;
+    if (this.#target === undefined || socket === undefined || socket.destroyed) return false;
+    if (this.#waitingForDrain) return false; // resumed by the drain
+    socket.resume();
+    return true;
+  };
 
   /** No read comes any more (the socket's end or close): the installed chunk leaves the bound's count. */
   readonly #release = (): void => {
@@ -189,10 +374,16 @@ export class LocalReads {
     this.#burst.release();
   };
 
+  /** The socket or the stream is gone: what its writes hold leaves the count of {@link held}. */
+  readonly #settle = (): void => {
+    this.#waitingForRoom = false;
+    this.#written.settle();
+  };
+
   readonly #drained = (): void => {
     if (!this.#waitingForDrain) return;
     this.#waitingForDrain = false;
-    this.#socket?.resume();
+    this.#resumeInTurn();
   };
 
   readonly #ended = (): void => {

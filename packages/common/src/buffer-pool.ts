@@ -7,18 +7,66 @@
  * frames) and by the backend client's local reads.
  */
 
-/** Free buffers of one size: {@link BufferPool.take} a free one (or a new one), {@link BufferPool.give} it back. */
+/** Time between two trims of the free buffers that pools keep past their floor, ms. */
+export const POOL_TRIM_INTERVAL_MS = 2_000;
+
+/**
+ * Free bytes that several pools keep past their floors, together, at most: a relay whose reads are copied
+ * into buffers of a few sizes keeps what its load cycles through, whichever sizes that is, within one bound.
+ */
+export class FreeBytes {
+  /** Free bytes kept past the floors now. */
+  bytes = 0;
+  constructor(readonly max: number) {}
+}
+
+/** Pools that keep buffers past their floor now: trimmed by one timer for the process. */
+const elastic = new Set<BufferPool>();
+let trimTimer: NodeJS.Timeout | undefined;
+
+function trimAll(): void {
+  for (const pool of elastic) if (!pool.trim()) elastic.delete(pool);
+  if (elastic.size === 0 && trimTimer !== undefined) {
+    clearInterval(trimTimer);
+    trimTimer = undefined;
+  }
+}
+
+/** Options of a {@link BufferPool} that keeps more than its floor while it is busy. */
+export interface ElasticPoolOptions {
+  /** Free buffers kept at most while the pool is busy. */
+  maxFree: number;
+  /** The bound on free bytes shared with other pools, if any. */
+  group?: FreeBytes;
+}
+
+/**
+ * Free buffers of one size: {@link BufferPool.take} a free one (or a new one), {@link BufferPool.give} it
+ * back. It keeps `keep` free buffers for good; an elastic pool keeps up to `maxFree` while it is busy, so
+ * that a load which holds many buffers at once and gives them back in waves allocates none anew each wave,
+ * and gives back to the collector, every {@link POOL_TRIM_INTERVAL_MS}, the free buffers above its floor
+ * that were not taken since the last trim.
+ */
 export class BufferPool {
   readonly #free: Buffer[] = [];
+  readonly #maxFree: number;
+  readonly #group: FreeBytes | undefined;
+  /** Fewest free buffers since the last trim: those above it were not needed. */
+  #lowWater = 0;
 
   /**
    * @param size bytes of each buffer the pool allocates (at least)
-   * @param keep free buffers kept at most; more are left to the garbage collector
+   * @param keep free buffers kept at most for good; more are left to the garbage collector
+   * @param elasticOptions keep up to more while busy (trimmed back to `keep` once idle)
    */
   constructor(
     readonly size: number,
     readonly keep: number,
-  ) {}
+    elasticOptions?: ElasticPoolOptions,
+  ) {
+    this.#maxFree = Math.max(keep, elasticOptions?.maxFree ?? keep);
+    this.#group = elasticOptions?.group;
+  }
 
   /** Free buffers held now. */
   get free(): number {
@@ -28,13 +76,96 @@ export class BufferPool {
   /** A buffer of at least `length` bytes: a free one when it is large enough, else a new one. */
   take(length = this.size): Buffer {
     const free = this.#free.pop();
-    if (free !== undefined && free.length >= length) return free;
+    if (free !== undefined) {
+      if (this.#free.length >= this.keep) this.#uncount(free.length);
+      if (this.#free.length < this.#lowWater) this.#lowWater = this.#free.length;
+      if (free.length >= length) return free;
+    }
     return Buffer.allocUnsafeSlow(Math.max(length, this.size));
   }
 
   /** Returns `buffer`, which nothing may use any more, for a later {@link BufferPool.take}. */
   give(buffer: Buffer): void {
-    if (this.#free.length < this.keep) this.#free.push(buffer);
+    const free = this.#free;
+    if (free.length < this.keep) {
+      free.push(buffer);
+      return;
+    }
+    if (free.length >= this.#maxFree) return;
+    const group = this.#group;
+    if (group !== undefined) {
+      if (group.bytes + buffer.length > group.max) return;
+      group.bytes += buffer.length;
+    }
+    free.push(buffer);
+    if (!elastic.has(this)) {
+      this.#lowWater = free.length;
+      elastic.add(this);
+      trimTimer ??= setInterval(trimAll, POOL_TRIM_INTERVAL_MS).unref();
+    }
+  }
+
+  /**
+   * Gives the collector the free buffers above the floor that were not taken since the last trim; returns
+   * whether the pool still keeps more than its floor.
+   */
+  trim(): boolean {
+    const free = this.#free;
+    const drop = Math.min(this.#lowWater, free.length - this.keep);
+    for (let i = 0; i < drop; i++) this.#uncount(free.pop()!.length);
+    this.#lowWater = free.length;
+    return free.length > this.keep;
+  }
+
+  #uncount(bytes: number): void {
+    if (this.#group !== undefined) this.#group.bytes -= bytes;
+  }
+}
+
+/** Where a written buffer goes back: a {@link BufferPool} or {@link SizedBufferPools}. */
+export interface BufferReturn {
+  give(buffer: Buffer): void;
+}
+
+/**
+ * Pools of buffers of a few sizes, each with `extra` bytes beyond its size (room for headers): a buffer
+ * for `length` bytes comes from the smallest size that takes it, so that what it holds is at most 1.5
+ * times what it carries with sizes a half-step apart, and goes back by its length. Longer requests get a
+ * buffer of their own, never pooled.
+ */
+export class SizedBufferPools implements BufferReturn {
+  readonly pools: readonly BufferPool[];
+
+  /**
+   * @param sizes the sizes, ascending (bytes, without `extra`)
+   * @param extra bytes each buffer has beyond its size
+   * @param keepBytes free bytes each size keeps for good (at least one buffer)
+   * @param group the bound on the free bytes all sizes keep past that while busy
+   */
+  constructor(sizes: readonly number[], extra: number, keepBytes: number, group: FreeBytes) {
+    this.pools = sizes.map(
+      (size) =>
+        new BufferPool(size + extra, Math.max(1, Math.floor(keepBytes / size)), {
+          maxFree: Number.POSITIVE_INFINITY,
+          group,
+        }),
+    );
+  }
+
+  /** The pool of the smallest buffer of at least `length` bytes, or undefined past the largest. */
+  poolFor(length: number): BufferPool | undefined {
+    for (const pool of this.pools) if (pool.size >= length) return pool;
+    return undefined;
+  }
+
+  /** A buffer of at least `length` bytes (its pool's size: take a view of what is used). */
+  take(length: number): Buffer {
+    return this.poolFor(length)?.take() ?? Buffer.allocUnsafeSlow(length);
+  }
+
+  give(buffer: Buffer): void {
+    const pool = this.poolFor(buffer.length);
+    if (pool !== undefined && pool.size === buffer.length) pool.give(buffer);
   }
 }
 
@@ -46,14 +177,14 @@ export class BufferPool {
  * buffer.
  */
 export class WrittenBuffers {
-  readonly #pool: BufferPool;
+  readonly #pool: BufferReturn;
   /** Buffers written and not yet called back, oldest at `#head`, with their callbacks. */
   #buffers: (Buffer | undefined)[] = [];
   #callbacks: (((err?: Error | null) => void) | undefined)[] = [];
   #head = 0;
   #failed = false;
 
-  constructor(pool: BufferPool) {
+  constructor(pool: BufferReturn) {
     this.#pool = pool;
   }
 

@@ -4,8 +4,16 @@
 // importing the runtime mechanisms never loads them. The heap tuning of a relaying process is
 // `@nexus-proxy/common/relay-heap`, light enough to load before anything else.
 export { Backoff, type BackoffSettings, computeBackoffDelay } from './backoff.js';
-export { BufferPool, WrittenBuffers } from './buffer-pool.js';
-export { BurstReads, ReadBufferBudget } from './read-buffer-budget.js';
+export {
+  BufferPool,
+  type BufferReturn,
+  type ElasticPoolOptions,
+  FreeBytes,
+  POOL_TRIM_INTERVAL_MS,
+  SizedBufferPools,
+  WrittenBuffers,
+} from './buffer-pool.js';
+export { BurstReads, HeldReadBudget, type HeldReadWaiter, ReadBufferBudget } from './read-buffer-budget.js';
 export {
   DATA_PAYLOAD_HEADER,
   DEFAULT_HUB_PORT,

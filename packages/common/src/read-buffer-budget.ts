@@ -107,3 +107,117 @@ export class BurstReads {
     this.budget.give();
   }
 }
+
+/** A socket waiting for {@link HeldReadBudget} room: resumes it and returns true, or returns false if it no longer waits. */
+export type HeldReadWaiter = () => boolean;
+
+/** Waiting slots dropped from the front of {@link HeldReadBudget}'s queue at once, at least. */
+const WAITERS_COMPACT_AFTER = 1024;
+/** While the budget stays used up, the oldest waiter is resumed anyway every this many ms. */
+export const HELD_READ_TRICKLE_MS = 50;
+
+/**
+ * A process-wide bound on the memory that sockets' reads hold in streams that have not sent them yet
+ * (written to the stream, write not called back). Each stream's writable high-water mark bounds what one
+ * stream holds, but not how many streams hold it: 10 000 streams waiting for credit at two 128 KiB frames
+ * each held 2.5–4.3 GB outside the JS heap, and allocating it ran V8's full collections over and over
+ * (docs/benchmarks.md, "10 000 streams: a bound on what the reads hold"). Past {@link HeldReadBudget.max}
+ * a socket stops reading after its read and waits in a FIFO; as writes call back and room returns, the
+ * waiters are resumed in turn, a few per turn of the event loop (as many as the room takes reads of
+ * `grain` bytes). Streams that never send (their readers stopped reading, a hostile end user's) can fill
+ * the budget, but not stop the others: while it stays used up with sockets waiting, the oldest one is
+ * resumed anyway every {@link HELD_READ_TRICKLE_MS} (one read each), up to twice the bound — the hard
+ * limit of what the reads hold, with one read per socket resumed past it.
+ */
+export class HeldReadBudget {
+  #held = 0;
+  readonly #waiting: (HeldReadWaiter | undefined)[] = [];
+  #head = 0;
+  #wakeScheduled = false;
+  #trickle: NodeJS.Timeout | undefined;
+
+  /**
+   * @param max bytes held at most before sockets wait (each socket may pass it by one read)
+   * @param grain bytes one resumed socket is expected to take (one read at most)
+   */
+  constructor(
+    public max: number,
+    readonly grain: number,
+  ) {}
+
+  /** Bytes held now. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** Sockets waiting for room now (some may have stopped waiting: closed, detached). */
+  get waiting(): number {
+    return this.#waiting.length - this.#head;
+  }
+
+  /** The budget is used up: a socket that holds something waits. */
+  get full(): boolean {
+    return this.#held >= this.max;
+  }
+
+  hold(bytes: number): void {
+    this.#held += bytes;
+  }
+
+  release(bytes: number): void {
+    this.#held -= bytes;
+    if (this.#held < this.max && this.#head < this.#waiting.length) this.#scheduleWake();
+  }
+
+  /** Queues `waiter`, called when room returns and its turn comes. */
+  wait(waiter: HeldReadWaiter): void {
+    this.#waiting.push(waiter);
+    if (this.#held < this.max) this.#scheduleWake();
+    else this.#trickle ??= setInterval(this.#trickleOne, HELD_READ_TRICKLE_MS).unref();
+  }
+
+  /** The budget stayed used up: the oldest socket still waiting reads once, under twice the bound. */
+  readonly #trickleOne = (): void => {
+    if (this.#head >= this.#waiting.length) {
+      clearInterval(this.#trickle);
+      this.#trickle = undefined;
+      return;
+    }
+    if (this.#held >= 2 * this.max) return;
+    while (this.#head < this.#waiting.length) {
+      const waiter = this.#waiting[this.#head];
+      this.#waiting[this.#head++] = undefined;
+      if (waiter?.() === true) break;
+    }
+    this.#compact();
+  };
+
+  #scheduleWake(): void {
+    if (this.#wakeScheduled) return;
+    this.#wakeScheduled = true;
+    setImmediate(this.#wake);
+  }
+
+  readonly #wake = (): void => {
+    this.#wakeScheduled = false;
+    let room = this.max - this.#held;
+    const waiting = this.#waiting;
+    while (room > 0 && this.#head < waiting.length) {
+      const waiter = waiting[this.#head];
+      waiting[this.#head++] = undefined;
+      if (waiter?.() === true) room -= this.grain;
+    }
+    this.#compact();
+  };
+
+  #compact(): void {
+    const waiting = this.#waiting;
+    if (this.#head === waiting.length) {
+      waiting.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= WAITERS_COMPACT_AFTER && this.#head * 2 >= waiting.length) {
+      waiting.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+}

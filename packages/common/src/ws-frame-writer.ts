@@ -16,7 +16,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
-import { BufferPool, WrittenBuffers } from './buffer-pool.js';
+import { FreeBytes, SizedBufferPools, WrittenBuffers } from './buffer-pool.js';
 import { nativeBufferUtil } from './bufferutil.js';
 import { frameRoom } from './frame-room.js';
 import { checkWsInternals, WS_SENDER_IDLE, wsInternals } from './ws-internals.js';
@@ -87,15 +87,29 @@ const RANDOM_POOL_SIZE = 8 * 1024;
  * (`Buffer.allocUnsafe` below 4 KiB).
  */
 const POOLED_FRAME_MIN_LENGTH = 4 * 1024;
+/** Header bytes a copied frame has beyond its DATA payload: the DATA header and the frame header, rounded. */
+const FRAME_OVERHEAD = 64;
 /**
- * Capacity of a reused frame buffer at least: a 128 KiB payload (the frame size two Nexus ends agree
- * on, docs/protocol.md §1.11), its DATA header and the frame header. A larger frame brings its own.
+ * Payload sizes of the reused frame buffers, a half-step apart, up to a 128 KiB payload (the frame size
+ * two Nexus ends agree on, docs/protocol.md §1.11): each frame is copied into the smallest that takes it.
+ * A larger frame brings its own.
  */
-const POOLED_FRAME_CAPACITY = 128 * 1024 + 64;
-/** Reused frame buffers kept while none is being written, for all writers of the process (~2 MiB). */
-const FRAME_POOL_SIZE = 16;
+const FRAME_SIZES = [4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128].map((k) => k * 1024);
+/** Free bytes each size keeps for good (256 KiB, ~2.75 MiB for all of them). */
+const FRAME_POOL_KEEP_BYTES = 256 * 1024;
+/**
+ * Free bytes the frame buffers keep past that while writers are busy, together (16 MiB): the frames a hub
+ * link's socket holds at once come back in waves as it writes, and without it each wave allocated anew
+ * (docs/benchmarks.md, "10 000 streams: a bound on what the reads hold"); trimmed back once idle.
+ */
+const FRAME_POOL_BUSY_BYTES = 16 * 1024 * 1024;
 /** The copied frames' buffers, shared by every writer (a free one serves any of them). */
-const framePool = new BufferPool(POOLED_FRAME_CAPACITY, FRAME_POOL_SIZE);
+const framePool = new SizedBufferPools(
+  FRAME_SIZES,
+  FRAME_OVERHEAD,
+  FRAME_POOL_KEEP_BYTES,
+  new FreeBytes(FRAME_POOL_BUSY_BYTES),
+);
 
 const NO_PARTS: readonly Uint8Array[] = [];
 
