@@ -1,7 +1,7 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import {
-  BufferPool,
+  type BufferPool,
   BurstReads,
   FRAME_ROOM,
   FreeBytes,
@@ -356,9 +356,17 @@ export class LocalReads {
     held.wait(this.#wake);
   }
 
-  /** Its turn came: resumes the socket, unless it no longer waits (detached, closed, or full again). */
-  readonly #wake = (): boolean => {
+  /**
+   * Its turn came: resumes the socket, unless it no longer waits (detached, closed). The trickle's turn
+   * (the budget still used up) is for a socket whose stream sent everything it read; one whose stream
+   * still holds something queues again.
+   */
+  readonly #wake = (trickle: boolean): boolean => {
     if (!this.#waitingForRoom) return false;
+    if (trickle && this.#written.bytes > 0) {
+      held.wait(this.#wake);
+      return false;
+    }
     this.#waitingForRoom = false;
     const socket = this.#socket;
     if (this.#target === undefined || socket === undefined || socket.destroyed) return false;

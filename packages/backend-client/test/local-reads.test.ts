@@ -7,11 +7,14 @@ import { dialLocal } from '../src/local-dial.js';
 import { FRAME_ROOM, frameRoom } from '@nexus-proxy/common';
 import {
   CHUNK_READ_SIZE,
+  HELD_BYTES_MAX,
+  heldReads,
   INSTALLED_CHUNKS_MAX,
   installedChunks,
   LOCAL_READ_SIZE,
   LocalReads,
   SHORT_READ_MAX,
+  setHeldReadsMax,
 } from '../src/local-reads.js';
 
 const servers: net.Server[] = [];
@@ -292,5 +295,92 @@ describe('LocalReads', () => {
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(INSTALLED_CHUNKS_MAX);
     expect(installedChunks()).toBe(0);
+  });
+
+  it('holds at most its bound across sockets whose streams do not send, and delivers every byte once they do', async () => {
+    const bound = 1024 * 1024;
+    setHeldReadsMax(bound);
+    try {
+      const count = 40;
+      const size = 2 * 1024 * 1024;
+      const port = await listen((s) => {
+        s.once('data', (seed: Buffer) => s.end(pattern(size, seed[0]!)));
+      });
+      let most = 0;
+      const runs = await Promise.all(
+        Array.from({ length: count }, async (_, i) => {
+          const reads = new LocalReads();
+          const socket = await dial(port, reads);
+          // A stream without credit: holds every write until released, up to 1 MiB before it is full.
+          const sink = new SlowSink(1024 * 1024, true);
+          reads.attach(socket, sink, () => {
+            most = Math.max(most, heldReads().bytes);
+          });
+          socket.write(Buffer.from([i]));
+          return { socket, sink, seed: i };
+        }),
+      );
+      // Until every socket either filled its stream or waits for room, and nothing moves any more.
+      let last = -1;
+      while (heldReads().bytes !== last) {
+        last = heldReads().bytes;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      // Without the bound each stream would hold its 1 MiB: 40 MiB. With it: the bound, plus at most one
+      // read per socket resumed when it was reached.
+      expect(most).toBeGreaterThanOrEqual(bound);
+      expect(most).toBeLessThanOrEqual(bound + count * (FRAME_ROOM + CHUNK_READ_SIZE));
+      expect(heldReads().waiting).toBeGreaterThan(0);
+      for (const { sink } of runs) sink.release();
+      await Promise.all(runs.map(({ sink }) => once(sink, 'finish')));
+      for (const { sink, seed } of runs) expect(sink.received().equals(pattern(size, seed))).toBe(true);
+      expect(most).toBeLessThanOrEqual(bound + count * (FRAME_ROOM + CHUNK_READ_SIZE));
+      const closed = runs.map(({ socket }) => once(socket, 'close'));
+      for (const { socket } of runs) socket.destroy();
+      await Promise.all(closed);
+      expect(heldReads()).toMatchObject({ bytes: 0, waiting: 0 });
+    } finally {
+      setHeldReadsMax(HELD_BYTES_MAX);
+    }
+  });
+
+  it('streams that never send fill the bound but do not stop a stream that does', async () => {
+    const bound = 512 * 1024;
+    setHeldReadsMax(bound);
+    try {
+      const port = await listen((s) => {
+        s.once('data', (seed: Buffer) =>
+          s.end(pattern(seed[0] === 99 ? 512 * 1024 : 2 * 1024 * 1024, seed[0]!)),
+        );
+      });
+      // Eight streams whose readers stopped: they hold what they read, for good (until destroyed).
+      const stuck = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const reads = new LocalReads();
+          const socket = await dial(port, reads);
+          socket.on('error', () => {});
+          reads.attach(socket, new SlowSink(256 * 1024, true));
+          socket.write(Buffer.from([i]));
+          return socket;
+        }),
+      );
+      while (heldReads().bytes < bound) await new Promise((resolve) => setTimeout(resolve, 10));
+      // A stream that sends what it gets: its socket waits for room that never returns, and reads in the
+      // trickle's turns.
+      const reads = new LocalReads();
+      const socket = await dial(port, reads);
+      const sink = new SlowSink(256 * 1024);
+      reads.attach(socket, sink);
+      socket.write(Buffer.from([99]));
+      await once(sink, 'finish');
+      expect(sink.received().equals(pattern(512 * 1024, 99))).toBe(true);
+      expect(heldReads().bytes).toBeGreaterThanOrEqual(bound); // still held by the stuck ones
+      const closed = stuck.map((s) => once(s, 'close'));
+      for (const s of stuck) s.destroy();
+      await Promise.all(closed);
+      expect(heldReads().bytes).toBe(0);
+    } finally {
+      setHeldReadsMax(HELD_BYTES_MAX);
+    }
   });
 });

@@ -108,13 +108,19 @@ export class BurstReads {
   }
 }
 
-/** A socket waiting for {@link HeldReadBudget} room: resumes it and returns true, or returns false if it no longer waits. */
-export type HeldReadWaiter = () => boolean;
+/**
+ * A socket waiting for {@link HeldReadBudget} room: resumes it and returns true, or returns false if it no
+ * longer waits. `trickle`: the budget is still used up and this is the trickle's turn, which is only for a
+ * socket whose stream holds nothing; one that holds something queues itself again (`wait`) and returns false.
+ */
+export type HeldReadWaiter = (trickle: boolean) => boolean;
 
 /** Waiting slots dropped from the front of {@link HeldReadBudget}'s queue at once, at least. */
 const WAITERS_COMPACT_AFTER = 1024;
-/** While the budget stays used up, the oldest waiter is resumed anyway every this many ms. */
+/** While the budget stays used up, the oldest waiter whose stream holds nothing is resumed anyway every this many ms. */
 export const HELD_READ_TRICKLE_MS = 50;
+/** Waiters the trickle looks at, at most, for one whose stream holds nothing. */
+const TRICKLE_SCAN = 64;
 
 /**
  * A process-wide bound on the memory that sockets' reads hold in streams that have not sent them yet
@@ -125,9 +131,10 @@ export const HELD_READ_TRICKLE_MS = 50;
  * a socket stops reading after its read and waits in a FIFO; as writes call back and room returns, the
  * waiters are resumed in turn, a few per turn of the event loop (as many as the room takes reads of
  * `grain` bytes). Streams that never send (their readers stopped reading, a hostile end user's) can fill
- * the budget, but not stop the others: while it stays used up with sockets waiting, the oldest one is
- * resumed anyway every {@link HELD_READ_TRICKLE_MS} (one read each), up to twice the bound — the hard
- * limit of what the reads hold, with one read per socket resumed past it.
+ * the budget, but not stop the others: while it stays used up with sockets waiting, the oldest one whose
+ * stream holds nothing (it sent what it read, so it is not one of those) reads anyway, one every
+ * {@link HELD_READ_TRICKLE_MS}. What the reads hold is therefore at most the bound, plus one read per socket
+ * resumed when it was reached, plus one read per stream that stopped sending after a trickled read.
  */
 export class HeldReadBudget {
   #held = 0;
@@ -176,18 +183,17 @@ export class HeldReadBudget {
     else this.#trickle ??= setInterval(this.#trickleOne, HELD_READ_TRICKLE_MS).unref();
   }
 
-  /** The budget stayed used up: the oldest socket still waiting reads once, under twice the bound. */
+  /** The budget stayed used up: the oldest socket still waiting whose stream holds nothing reads. */
   readonly #trickleOne = (): void => {
     if (this.#head >= this.#waiting.length) {
       clearInterval(this.#trickle);
       this.#trickle = undefined;
       return;
     }
-    if (this.#held >= 2 * this.max) return;
-    while (this.#head < this.#waiting.length) {
+    for (let looked = 0; looked < TRICKLE_SCAN && this.#head < this.#waiting.length; looked++) {
       const waiter = this.#waiting[this.#head];
       this.#waiting[this.#head++] = undefined;
-      if (waiter?.() === true) break;
+      if (waiter?.(true) === true) break;
     }
     this.#compact();
   };
@@ -205,7 +211,7 @@ export class HeldReadBudget {
     while (room > 0 && this.#head < waiting.length) {
       const waiter = waiting[this.#head];
       waiting[this.#head++] = undefined;
-      if (waiter?.() === true) room -= this.grain;
+      if (waiter?.(false) === true) room -= this.grain;
     }
     this.#compact();
   };

@@ -1,6 +1,12 @@
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
-import { BufferPool, WrittenBuffers } from '../src/buffer-pool.js';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  BufferPool,
+  FreeBytes,
+  POOL_TRIM_INTERVAL_MS,
+  SizedBufferPools,
+  WrittenBuffers,
+} from '../src/buffer-pool.js';
 
 /** A writable whose writes complete when `complete()` is called, oldest first, or fail all at once. */
 class HeldWrites extends Writable {
@@ -97,5 +103,59 @@ describe('WrittenBuffers', () => {
       inFlight.push(next);
     }
     expect(pool.free).toBe(0);
+  });
+});
+
+describe('BufferPool, elastic', () => {
+  it('keeps past its floor while busy, within the shared bound, and trims back what was not taken', () => {
+    vi.useFakeTimers();
+    try {
+      const group = new FreeBytes(4 * 1024);
+      const a = new BufferPool(1024, 1, { maxFree: 100, group });
+      const b = new BufferPool(2048, 0, { maxFree: 100, group });
+      const taken = Array.from({ length: 6 }, () => a.take());
+      for (const buffer of taken) a.give(buffer);
+      // The floor (1) plus 4 KiB past it: 4 more; the sixth is left to the collector.
+      expect(a.free).toBe(5);
+      expect(group.bytes).toBe(4 * 1024);
+      // The bound is shared: the other pool keeps nothing past its floor now.
+      b.give(Buffer.allocUnsafeSlow(2048));
+      expect(b.free).toBe(0);
+      // A wave that takes 3 and gives them back: those 3 are used, the other 2 were not.
+      const wave = [a.take(), a.take(), a.take()];
+      for (const buffer of wave) a.give(buffer);
+      expect(a.free).toBe(5);
+      vi.advanceTimersByTime(POOL_TRIM_INTERVAL_MS);
+      expect(a.free).toBe(3); // the 2 not taken since the last trim went
+      expect(group.bytes).toBe(2 * 1024);
+      // Idle: the next trim takes it back to the floor, and the shared bytes to 0.
+      vi.advanceTimersByTime(POOL_TRIM_INTERVAL_MS);
+      expect(a.free).toBe(1);
+      expect(group.bytes).toBe(0);
+      expect(vi.getTimerCount()).toBe(0); // nothing past a floor: no timer left
+      // Room again for the other pool.
+      b.give(Buffer.allocUnsafeSlow(2048));
+      expect(b.free).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('SizedBufferPools hands out the smallest size that takes a length, and takes back only its own sizes', () => {
+    const pools = new SizedBufferPools([1024, 1536, 2048], 32, 4096, new FreeBytes(1 << 20));
+    const small = pools.take(1000);
+    expect(small.length).toBe(1024 + 32);
+    const mid = pools.take(1100);
+    expect(mid.length).toBe(1536 + 32);
+    const big = pools.take(5000);
+    expect(big.length).toBe(5000); // past the largest: a buffer of its own
+    pools.give(small);
+    pools.give(mid);
+    pools.give(big); // not one of its sizes: left to the collector
+    pools.give(Buffer.allocUnsafeSlow(1500)); // neither
+    expect(pools.pools.map((p) => p.free)).toEqual([1, 1, 0]);
+    expect(pools.take(1056)).toBe(small);
+    expect(pools.poolFor(1536 + 32)).toBe(pools.pools[1]);
+    expect(pools.poolFor(2048 + 33)).toBeUndefined();
   });
 });

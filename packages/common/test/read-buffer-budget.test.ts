@@ -1,5 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { BurstReads, ReadBufferBudget } from '../src/read-buffer-budget.js';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  BurstReads,
+  HELD_READ_TRICKLE_MS,
+  HeldReadBudget,
+  ReadBufferBudget,
+} from '../src/read-buffer-budget.js';
 
 describe('BurstReads', () => {
   it('installs a buffer of its own only during a burst, under the bound, and when the caller may', () => {
@@ -24,5 +29,77 @@ describe('BurstReads', () => {
     expect(c!.ownNext(true)).toBe(true);
     expect(budget.landing()).toBe(budget.landing());
     expect(budget.landing().length).toBe(1024);
+  });
+});
+
+describe('HeldReadBudget', () => {
+  it('resumes waiters in arrival order, as many as the room takes, skipping those that stopped waiting', () => {
+    vi.useFakeTimers();
+    try {
+      const budget = new HeldReadBudget(100, 10);
+      budget.hold(100);
+      expect(budget.full).toBe(true);
+      const woken: number[] = [];
+      const stillWaiting = new Set([0, 1, 2, 3, 4, 5]);
+      for (let i = 0; i < 6; i++) {
+        budget.wait(() => {
+          if (!stillWaiting.has(i)) return false;
+          woken.push(i);
+          return true;
+        });
+      }
+      expect(budget.waiting).toBe(6);
+      stillWaiting.delete(1); // closed while it waited
+      budget.release(25); // room for three reads of 10
+      expect(woken).toEqual([]); // on the next turn of the event loop, not inside release
+      vi.advanceTimersToNextTimer();
+      expect(woken).toEqual([0, 2, 3]);
+      expect(budget.waiting).toBe(2);
+      budget.release(75);
+      vi.advanceTimersToNextTimer();
+      expect(woken).toEqual([0, 2, 3, 4, 5]);
+      expect(budget.waiting).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('lets the oldest waiter whose stream holds nothing read while the budget stays used up', () => {
+    vi.useFakeTimers();
+    try {
+      const budget = new HeldReadBudget(100, 10);
+      budget.hold(100); // held by streams that never send
+      const woken: string[] = [];
+      const holding = new Set(['stuck-1', 'stuck-2']);
+      const waiter = (name: string) => {
+        const wake = (trickle: boolean): boolean => {
+          if (trickle && holding.has(name)) {
+            budget.wait(wake); // its stream holds something: not its turn, queued again
+            return false;
+          }
+          woken.push(name);
+          return true;
+        };
+        return wake;
+      };
+      for (const name of ['stuck-1', 'stuck-2', 'fresh-1', 'fresh-2']) budget.wait(waiter(name));
+      vi.advanceTimersByTime(HELD_READ_TRICKLE_MS - 1);
+      expect(woken).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(woken).toEqual(['fresh-1']); // past the two that hold, one per trickle
+      vi.advanceTimersByTime(HELD_READ_TRICKLE_MS);
+      expect(woken).toEqual(['fresh-1', 'fresh-2']);
+      vi.advanceTimersByTime(10 * HELD_READ_TRICKLE_MS);
+      expect(woken).toEqual(['fresh-1', 'fresh-2']); // the stuck ones wait for room
+      expect(budget.waiting).toBe(2);
+      holding.delete('stuck-1'); // it sent what it held
+      budget.release(100); // room: both in their turn
+      vi.advanceTimersToNextTimer();
+      expect(woken).toEqual(['fresh-1', 'fresh-2', 'stuck-1', 'stuck-2']);
+      vi.advanceTimersByTime(2 * HELD_READ_TRICKLE_MS);
+      expect(vi.getTimerCount()).toBe(0); // nobody waits: no timer left
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
