@@ -95,9 +95,9 @@ const budget = new ReadBufferBudget(INSTALLED_CHUNKS_MAX, CHUNK_READ_SIZE);
 /**
  * Bytes of the shared buffer a socket reads into after a read that did not fill its buffer (and first):
  * it is likely to go quiet then, and a quiet socket's next read may come once the reads hold their bound,
- * so 10 000 quiet sockets may each bring this much past it, not a whole chunk (1.25 GB).
+ * so 10 000 quiet sockets may each bring this much past it (40 MiB), not a whole chunk (1.25 GB).
  */
-export const SMALL_LANDING_SIZE = 16 * 1024;
+export const SMALL_LANDING_SIZE = 4 * 1024;
 const smallLanding = Buffer.allocUnsafeSlow(SMALL_LANDING_SIZE);
 
 /** The bound on what the reads hold in streams (see {@link HELD_BYTES_MAX}). */
