@@ -228,6 +228,8 @@ export class LocalReads {
   readonly #burst = new BurstReads(budget, REUSED_CHUNK_MIN_READ);
   /** The last read filled the buffer it came into (the socket had more). */
   #filled = false;
+  /** Counted among the sockets that share {@link held} (from attach until the socket or stream is gone). */
+  #joined = false;
 
   /** The `onread` option of the socket these reads are for. */
   readonly onread: OnReadOpts = {
@@ -250,6 +252,8 @@ export class LocalReads {
     socket.once('close', this.#release);
     socket.once('close', this.#settle);
     target.once('close', this.#settle);
+    held.join();
+    this.#joined = true;
     this.#resumeInTurn();
   }
 
@@ -337,7 +341,7 @@ export class LocalReads {
       this.#waitingForDrain = true;
       return false; // Node stops reading the socket until it is resumed
     }
-    if (held.full) {
+    if (held.yields(written.bytes)) {
       this.#waitForRoom();
       return false;
     }
@@ -386,6 +390,10 @@ export class LocalReads {
   readonly #settle = (): void => {
     this.#waitingForRoom = false;
     this.#written.settle();
+    if (this.#joined) {
+      this.#joined = false;
+      held.leave();
+    }
   };
 
   readonly #drained = (): void => {

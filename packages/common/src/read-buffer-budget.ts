@@ -130,7 +130,8 @@ const TRICKLE_SCAN = 64;
  * (docs/benchmarks.md, "10 000 streams: a bound on what the reads hold"). Past {@link HeldReadBudget.max}
  * a socket stops reading after its read and waits in a FIFO; as writes call back and room returns, the
  * waiters are resumed in turn, a few per turn of the event loop (as many as the room takes reads of
- * `grain` bytes). Streams that never send (their readers stopped reading, a hostile end user's) can fill
+ * `grain` bytes). While sockets wait, one whose stream holds its even share of the budget (`max` over the
+ * sockets that joined) stops too, so a turn is a share. Streams that never send (their readers stopped reading, a hostile end user's) can fill
  * the budget, but not stop the others: while it stays used up with sockets waiting, the oldest one whose
  * stream holds nothing (it sent what it read, so it is not one of those) reads anyway, one every
  * {@link HELD_READ_TRICKLE_MS}. What the reads hold is therefore at most the bound, plus one read per socket
@@ -142,6 +143,8 @@ export class HeldReadBudget {
   #head = 0;
   #wakeScheduled = false;
   #trickle: NodeJS.Timeout | undefined;
+  /** Sockets reading against the budget now (joined, not yet left). */
+  #members = 0;
 
   /**
    * @param max bytes held at most before sockets wait (each socket may pass it by one read)
@@ -165,6 +168,28 @@ export class HeldReadBudget {
   /** The budget is used up: a socket that holds something waits. */
   get full(): boolean {
     return this.#held >= this.max;
+  }
+
+  /**
+   * Whether a socket whose stream holds `bytes` should let the others have their turn: the budget is used
+   * up, or sockets wait and it holds its even share of the budget or more — so that while the budget is
+   * shared, each turn is a share, not a whole stream's high-water mark.
+   */
+  yields(bytes: number): boolean {
+    return (
+      this.#held >= this.max ||
+      (this.#head < this.#waiting.length && bytes * Math.max(1, this.#members) >= this.max)
+    );
+  }
+
+  /** A socket starts reading against the budget (for its even share). */
+  join(): void {
+    this.#members++;
+  }
+
+  /** A socket stopped reading against the budget for good. */
+  leave(): void {
+    this.#members--;
   }
 
   hold(bytes: number): void {

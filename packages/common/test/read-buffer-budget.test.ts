@@ -102,4 +102,19 @@ describe('HeldReadBudget', () => {
       vi.useRealTimers();
     }
   });
+
+  it('has a socket yield its turn at its even share while others wait, and at the bound in any case', () => {
+    const budget = new HeldReadBudget(100, 10);
+    for (let i = 0; i < 4; i++) budget.join(); // four sockets share it: 25 each
+    expect(budget.yields(60)).toBe(false); // nobody waits: a socket may read on under the bound
+    budget.hold(60);
+    budget.wait(() => true);
+    expect(budget.yields(24)).toBe(false);
+    expect(budget.yields(25)).toBe(true); // someone waits and it holds its share
+    budget.leave();
+    budget.leave(); // two left: 50 each
+    expect(budget.yields(25)).toBe(false);
+    budget.hold(40);
+    expect(budget.yields(0)).toBe(true); // used up
+  });
 });
