@@ -9,6 +9,7 @@ import {
   lendFrameRoom,
   ReadBufferBudget,
   SizedBufferPools,
+  WrittenBuffers,
 } from '@nexus-proxy/common';
 
 /** Bytes a local socket reads at most at once between bursts: Node's own read size. */
@@ -119,77 +120,6 @@ export function setHeldReadsMax(bytes: number): void {
 }
 
 /**
- * The buffers one socket's reads handed to its stream, each counted in {@link held} and given back to its
- * pool (when it has one) once the stream's write of it calls back; write every one of them with
- * {@link HeldWrites.written} as the callback. Node calls a stream's write callbacks in the order of the
- * writes. A write that fails ends the reuse for good (a destroyed stream may call back out of order, and
- * may still hold a buffer); {@link HeldWrites.settle} gives back the count of whatever is still held when
- * the socket or the stream is gone, whether or not its callbacks come.
- */
-class HeldWrites {
-  #buffers: (Buffer | undefined)[] = [];
-  #pools: (BufferPool | undefined)[] = [];
-  #sizes: number[] = [];
-  #head = 0;
-  #failed = false;
-  #settled = false;
-  #bytes = 0;
-
-  /** A write failed: nothing goes back to a pool any more. */
-  get failed(): boolean {
-    return this.#failed;
-  }
-
-  /** Bytes this socket's writes hold now (as counted in {@link held}). */
-  get bytes(): number {
-    return this.#bytes;
-  }
-
-  add(buffer: Buffer | undefined, pool: BufferPool | undefined, size: number): void {
-    this.#buffers.push(buffer);
-    this.#pools.push(pool);
-    this.#sizes.push(size);
-    if (this.#settled) return;
-    this.#bytes += size;
-    held.hold(size);
-  }
-
-  readonly written = (err?: Error | null): void => {
-    const i = this.#head;
-    const buffer = this.#buffers[i];
-    const pool = this.#pools[i];
-    const size = this.#sizes[i] ?? 0;
-    this.#buffers[i] = undefined;
-    this.#pools[i] = undefined;
-    this.#head = i + 1;
-    if (this.#head >= this.#sizes.length) {
-      this.#buffers.length = 0;
-      this.#pools.length = 0;
-      this.#sizes.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= 64 && this.#head * 2 >= this.#sizes.length) {
-      this.#buffers.splice(0, this.#head);
-      this.#pools.splice(0, this.#head);
-      this.#sizes.splice(0, this.#head);
-      this.#head = 0;
-    }
-    if (err != null) this.#failed = true;
-    else if (buffer !== undefined && pool !== undefined && !this.#failed) pool.give(buffer);
-    if (this.#settled) return;
-    this.#bytes -= size;
-    held.release(size);
-  };
-
-  /** Nothing more is counted for this socket: what it holds leaves the bound's count now. */
-  settle(): void {
-    if (this.#settled) return;
-    this.#settled = true;
-    held.release(this.#bytes);
-    this.#bytes = 0;
-  }
-}
-
-/**
  * The local → hub direction of one relayed local socket, read with `net.Socket`'s `onread` instead of
  * `'data'` events, so that relaying allocates no new buffer per read: Node's own reads allocate a 64 KiB
  * `ArrayBuffer` each, memory outside the JS heap that costs a relay mark-compacts (see `BufferPool` in
@@ -218,8 +148,11 @@ export class LocalReads {
   #waitingForDrain = false;
   /** Reads stopped because the process's reads hold {@link HELD_BYTES_MAX}; resumed in turn. */
   #waitingForRoom = false;
-  /** The buffers written to the stream and not yet called back. */
-  readonly #written = new HeldWrites();
+  /**
+   * The buffers written to the stream and not yet called back, counted in {@link held}, each given back
+   * to its pool when its write calls back (a copy under {@link COPY_MIN_READ} has none: it is dropped).
+   */
+  readonly #written = new WrittenBuffers(readBuffers, held);
   /** The chunk the socket reads into next (its payload area, after the frame room), or undefined. */
   #installed: Buffer | undefined;
   /** The whole pooled buffer of {@link #installed}. */
@@ -315,26 +248,23 @@ export class LocalReads {
     let ok: boolean;
     if (chunk !== undefined && whole !== undefined && bytes > SHORT_READ_MAX && !written.failed) {
       // A large read into a chunk of its own: the chunk goes to the stream as it is.
-      written.add(whole, chunks, whole.length);
+      written.add(whole);
       ok = target.write(bytes === chunk.length ? chunk : chunk.subarray(0, bytes), written.written);
     } else {
       // Landed in the shared buffer, or a short read into a chunk: copied into the smallest reused buffer
       // that takes it (the chunk goes back for the next read).
       const pool = written.failed ? undefined : copyPool(bytes);
       let out: Buffer;
-      let size: number;
-      let pooled: Buffer | undefined;
       if (pool === undefined) {
         out = Buffer.from(buffer.subarray(0, bytes));
-        size = bytes;
+        written.add(out);
       } else {
-        pooled = pool.take();
+        const pooled = pool.take();
         out = lendFrameRoom(pooled).subarray(0, bytes);
         out.set(buffer.subarray(0, bytes));
-        size = pooled.length;
+        written.add(pooled);
       }
       if (whole !== undefined) chunks.give(whole);
-      written.add(pooled, pool, size);
       ok = target.write(out, written.written);
     }
     if (!ok) {

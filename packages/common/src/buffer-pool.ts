@@ -163,10 +163,18 @@ export class SizedBufferPools implements BufferReturn {
     return this.poolFor(length)?.take() ?? Buffer.allocUnsafeSlow(length);
   }
 
+  /** Takes back a buffer of one of its sizes that is a whole `ArrayBuffer` of its own; drops any other. */
   give(buffer: Buffer): void {
+    if (buffer.byteOffset !== 0 || buffer.byteLength !== buffer.buffer.byteLength) return;
     const pool = this.poolFor(buffer.length);
     if (pool !== undefined && pool.size === buffer.length) pool.give(buffer);
   }
+}
+
+/** A count of the bytes that writes hold (e.g. `HeldReadBudget`): {@link WrittenBuffers} keeps it. */
+export interface HeldBytesCounter {
+  hold(bytes: number): void;
+  release(bytes: number): void;
 }
 
 /**
@@ -174,18 +182,23 @@ export class SizedBufferPools implements BufferReturn {
  * write every one of them with {@link WrittenBuffers.written} as the callback. Node calls a stream's write
  * callbacks in the order of the writes, so the oldest buffer in flight is the one written. A write that
  * fails ends the reuse for good: a destroyed stream may call back out of order, and may still hold a
- * buffer.
+ * buffer. With a `counter`, every buffer's length is counted in it from `add` until its write calls back,
+ * or until {@link WrittenBuffers.settle} (the stream is gone: its callbacks may never come).
  */
 export class WrittenBuffers {
   readonly #pool: BufferReturn;
+  readonly #counter: HeldBytesCounter | undefined;
   /** Buffers written and not yet called back, oldest at `#head`, with their callbacks. */
   #buffers: (Buffer | undefined)[] = [];
   #callbacks: (((err?: Error | null) => void) | undefined)[] = [];
   #head = 0;
   #failed = false;
+  #settled = false;
+  #bytes = 0;
 
-  constructor(pool: BufferReturn) {
+  constructor(pool: BufferReturn, counter?: HeldBytesCounter) {
     this.#pool = pool;
+    this.#counter = counter;
   }
 
   /** A write failed: nothing written through this object goes back to the pool any more. */
@@ -193,10 +206,18 @@ export class WrittenBuffers {
     return this.#failed;
   }
 
+  /** Bytes of the buffers in flight, as counted in the counter (0 once settled). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   /** `buffer` is being written; `onWritten` runs when its write calls back, after the buffer went back. */
   add(buffer: Buffer, onWritten?: (err?: Error | null) => void): void {
     this.#buffers.push(buffer);
     this.#callbacks.push(onWritten);
+    if (this.#counter === undefined || this.#settled) return;
+    this.#bytes += buffer.length;
+    this.#counter.hold(buffer.length);
   }
 
   /** The write callback of every buffer added: gives the oldest one in flight back, then calls its callback. */
@@ -219,8 +240,20 @@ export class WrittenBuffers {
     }
     if (err != null) this.#failed = true;
     else if (buffer !== undefined && !this.#failed) this.#pool.give(buffer);
+    if (buffer !== undefined && this.#counter !== undefined && !this.#settled) {
+      this.#bytes -= buffer.length;
+      this.#counter.release(buffer.length);
+    }
     callback?.(err);
   };
+
+  /** Nothing more is counted: what the buffers in flight hold leaves the counter now. */
+  settle(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#counter?.release(this.#bytes);
+    this.#bytes = 0;
+  }
 }
 
 /** Called-back slots at the front of {@link WrittenBuffers}' arrays before they are dropped. */

@@ -9,6 +9,7 @@ export {
   type BufferReturn,
   type ElasticPoolOptions,
   FreeBytes,
+  type HeldBytesCounter,
   POOL_TRIM_INTERVAL_MS,
   SizedBufferPools,
   WrittenBuffers,

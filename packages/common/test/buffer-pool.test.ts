@@ -159,3 +159,36 @@ describe('BufferPool, elastic', () => {
     expect(pools.poolFor(2048 + 33)).toBeUndefined();
   });
 });
+
+describe('WrittenBuffers, counted', () => {
+  it('counts each buffer from add until its write calls back, and gives back what is left when settled', async () => {
+    const counted = { bytes: 0 };
+    const counter = {
+      hold: (n: number) => {
+        counted.bytes += n;
+      },
+      release: (n: number) => {
+        counted.bytes -= n;
+      },
+    };
+    const pool = new BufferPool(1024, 4);
+    const written = new WrittenBuffers(pool, counter);
+    const sink = new HeldWrites();
+    for (const length of [1024, 1024, 100]) {
+      const buffer = length === 1024 ? pool.take() : Buffer.alloc(length);
+      written.add(buffer);
+      sink.write(buffer, written.written);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(counted.bytes).toBe(2148);
+    expect(written.bytes).toBe(2148);
+    sink.complete();
+    expect(counted.bytes).toBe(1124);
+    expect(pool.free).toBe(1); // the pooled one went back
+    written.settle(); // the stream is gone: its callbacks may never come
+    expect(counted.bytes).toBe(0);
+    expect(written.bytes).toBe(0);
+    sink.complete(); // a late callback counts nothing twice
+    expect(counted.bytes).toBe(0);
+  });
+});
