@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { HELD_BYTES_MAX, heldReads, setHeldReadsMax } from '@nexus-proxy/backend-client';
 import { createTestPki, startNode, startService, type TestPki } from '@nexus-proxy/test-harness';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -64,8 +65,22 @@ function download(port: number): Download {
   return d;
 }
 
-describe('many concurrent downloads over one backend session', () => {
-  it(`${EARLY} streams, then ${LATE} more while they flow: all complete intact, each with a fair share`, async () => {
+/**
+ * Runs the scenario; with `heldBound`, under that bound on what the backend client's reads hold (the
+ * process-wide `HELD_BYTES_MAX`, far above what 140 streams hold by default), so that streams take turns
+ * at reading; returns the most the reads held, sampled every 10 ms.
+ */
+async function scenario(heldBound?: number): Promise<number> {
+  if (heldBound !== undefined) setHeldReadsMax(heldBound);
+  let most = 0;
+  const sampler = setInterval(() => {
+    most = Math.max(most, heldReads().bytes);
+  }, 10);
+  cleanups.push(() => {
+    clearInterval(sampler);
+    setHeldReadsMax(HELD_BYTES_MAX);
+  });
+  {
     const node = await startNode({ pki, listeners: ['http'] });
     cleanups.push(() => node.close());
     // The service answers every request with the same download, written as fast as it is taken; the
@@ -120,5 +135,24 @@ describe('many concurrent downloads over one backend session', () => {
       expect(d.bytes).toBe(PER_STREAM);
       expect(d.intact).toBe(true);
     }
+  }
+  return most;
+}
+
+describe('many concurrent downloads over one backend session', () => {
+  it(`${EARLY} streams, then ${LATE} more while they flow: all complete intact, each with a fair share`, async () => {
+    await scenario();
+  });
+
+  it('the same under a bound on what the backend reads hold that 140 streams pass 8 times: fair, intact, bounded', async () => {
+    const bound = 4 * 1024 * 1024;
+    const most = await scenario(bound);
+    console.log(
+      `many streams: the backend's reads held at most ${(most / 1024).toFixed(0)} KiB under ${bound / 1024} KiB`,
+    );
+    expect(most).toBeGreaterThanOrEqual(bound / 2); // the bound was reached, streams took turns
+    // The bound, plus one read (at most a 128 KiB chunk) per stream resumed when it was reached.
+    expect(most).toBeLessThanOrEqual(bound + (EARLY + LATE) * (128 * 1024 + 32));
+    await vi.waitFor(() => expect(heldReads().bytes).toBe(0));
   });
 });
