@@ -1,3 +1,5 @@
+import { Fifo } from './fifo.js';
+
 /**
  * Buffers reused across writes, so that relaying allocates no new buffer per frame or per read. Every
  * `ArrayBuffer` is memory outside the JS heap that only a garbage collection returns, and once a process's
@@ -188,10 +190,9 @@ export interface HeldBytesCounter {
 export class WrittenBuffers {
   readonly #pool: BufferReturn;
   readonly #counter: HeldBytesCounter | undefined;
-  /** Buffers written and not yet called back, oldest at `#head`, with their callbacks. */
-  #buffers: (Buffer | undefined)[] = [];
-  #callbacks: (((err?: Error | null) => void) | undefined)[] = [];
-  #head = 0;
+  /** Buffers written and not yet called back, oldest first, with their callbacks. */
+  readonly #buffers = new Fifo<Buffer>();
+  readonly #callbacks = new Fifo<((err?: Error | null) => void) | undefined>();
   #failed = false;
   #settled = false;
   #bytes = 0;
@@ -222,22 +223,8 @@ export class WrittenBuffers {
 
   /** The write callback of every buffer added: gives the oldest one in flight back, then calls its callback. */
   readonly written = (err?: Error | null): void => {
-    const i = this.#head;
-    const buffer = this.#buffers[i];
-    const callback = this.#callbacks[i];
-    this.#buffers[i] = undefined;
-    this.#callbacks[i] = undefined;
-    this.#head = i + 1;
-    if (this.#head === this.#buffers.length) {
-      this.#buffers.length = 0;
-      this.#callbacks.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= COMPACT_AFTER && this.#head * 2 >= this.#buffers.length) {
-      // Never empty (writes keep coming): drop the called-back slots so the arrays stay bounded.
-      this.#buffers.splice(0, this.#head);
-      this.#callbacks.splice(0, this.#head);
-      this.#head = 0;
-    }
+    const buffer = this.#buffers.shift();
+    const callback = this.#callbacks.shift();
     if (err != null) this.#failed = true;
     else if (buffer !== undefined && !this.#failed) this.#pool.give(buffer);
     if (buffer !== undefined && this.#counter !== undefined && !this.#settled) {
@@ -255,6 +242,3 @@ export class WrittenBuffers {
     this.#bytes = 0;
   }
 }
-
-/** Called-back slots at the front of {@link WrittenBuffers}' arrays before they are dropped. */
-const COMPACT_AFTER = 64;

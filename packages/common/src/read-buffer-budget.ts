@@ -1,3 +1,5 @@
+import { Fifo } from './fifo.js';
+
 /**
  * Reads into buffers of the caller's (`onread`) in bursts, with a process-wide bound on the buffers that
  * sockets hold installed for their next read. During a burst of large reads a socket reads straight into
@@ -115,8 +117,6 @@ export class BurstReads {
  */
 export type HeldReadWaiter = (trickle: boolean) => boolean;
 
-/** Waiting slots dropped from the front of {@link HeldReadBudget}'s queue at once, at least. */
-const WAITERS_COMPACT_AFTER = 1024;
 /** While the budget stays used up, the oldest waiter whose stream holds nothing is resumed anyway every this many ms. */
 export const HELD_READ_TRICKLE_MS = 50;
 /** Waiters the trickle looks at, at most, for one whose stream holds nothing. */
@@ -139,8 +139,7 @@ const TRICKLE_SCAN = 64;
  */
 export class HeldReadBudget {
   #held = 0;
-  readonly #waiting: (HeldReadWaiter | undefined)[] = [];
-  #head = 0;
+  readonly #waiting = new Fifo<HeldReadWaiter>();
   #wakeScheduled = false;
   #trickle: NodeJS.Timeout | undefined;
   /** Sockets reading against the budget now (joined, not yet left). */
@@ -162,7 +161,7 @@ export class HeldReadBudget {
 
   /** Sockets waiting for room now (some may have stopped waiting: closed, detached). */
   get waiting(): number {
-    return this.#waiting.length - this.#head;
+    return this.#waiting.length;
   }
 
   /** The budget is used up: a socket that holds something waits. */
@@ -177,8 +176,7 @@ export class HeldReadBudget {
    */
   yields(bytes: number): boolean {
     return (
-      this.#held >= this.max ||
-      (this.#head < this.#waiting.length && bytes * Math.max(1, this.#members) >= this.max)
+      this.#held >= this.max || (this.#waiting.length > 0 && bytes * Math.max(1, this.#members) >= this.max)
     );
   }
 
@@ -198,7 +196,7 @@ export class HeldReadBudget {
 
   release(bytes: number): void {
     this.#held -= bytes;
-    if (this.#held < this.max && this.#head < this.#waiting.length) this.#scheduleWake();
+    if (this.#held < this.max && this.#waiting.length > 0) this.#scheduleWake();
   }
 
   /** Queues `waiter`, called when room returns and its turn comes. */
@@ -210,17 +208,14 @@ export class HeldReadBudget {
 
   /** The budget stayed used up: the oldest socket still waiting whose stream holds nothing reads. */
   readonly #trickleOne = (): void => {
-    if (this.#head >= this.#waiting.length) {
+    if (this.#waiting.length === 0) {
       clearInterval(this.#trickle);
       this.#trickle = undefined;
       return;
     }
-    for (let looked = 0; looked < TRICKLE_SCAN && this.#head < this.#waiting.length; looked++) {
-      const waiter = this.#waiting[this.#head];
-      this.#waiting[this.#head++] = undefined;
-      if (waiter?.(true) === true) break;
+    for (let looked = 0; looked < TRICKLE_SCAN && this.#waiting.length > 0; looked++) {
+      if (this.#waiting.shift()!(true)) break;
     }
-    this.#compact();
   };
 
   #scheduleWake(): void {
@@ -232,23 +227,8 @@ export class HeldReadBudget {
   readonly #wake = (): void => {
     this.#wakeScheduled = false;
     let room = this.max - this.#held;
-    const waiting = this.#waiting;
-    while (room > 0 && this.#head < waiting.length) {
-      const waiter = waiting[this.#head];
-      waiting[this.#head++] = undefined;
-      if (waiter?.(false) === true) room -= this.grain;
+    while (room > 0 && this.#waiting.length > 0) {
+      if (this.#waiting.shift()!(false)) room -= this.grain;
     }
-    this.#compact();
   };
-
-  #compact(): void {
-    const waiting = this.#waiting;
-    if (this.#head === waiting.length) {
-      waiting.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= WAITERS_COMPACT_AFTER && this.#head * 2 >= waiting.length) {
-      waiting.splice(0, this.#head);
-      this.#head = 0;
-    }
-  }
 }
