@@ -128,6 +128,14 @@ export function createNexusMetrics(nexus: Nexus, options: NexusMetricsOptions = 
       this.set(nexus.hub.stats().authenticating);
     },
   });
+  new Gauge({
+    name: 'nexus_upload_buffered_bytes',
+    help: 'Bytes from end users that streams to backends hold before sending them (limits.maxBufferedUploadBytes).',
+    registers,
+    collect() {
+      this.set(nexus.bufferedUploads.bytes);
+    },
+  });
   const backendConnections = new Counter({
     name: 'nexus_backend_connections_total',
     help: 'Backend sessions authenticated.',

@@ -30,6 +30,7 @@ function fakeNexus(): Nexus & EventEmitter & { table: RoutingTable<object> } {
       outbound: new OutboundStreams({ logger: recordingLogger() }),
     },
     mesh: undefined,
+    bufferedUploads: { bytes: 12_345, max: 134_217_728 },
     certificateInfo: () => undefined,
   }) as unknown as Nexus & EventEmitter & { table: RoutingTable<object> };
 }
@@ -60,6 +61,7 @@ describe('createNexusMetrics', () => {
     expect(sample(text, 'nexus_streams_opened_total{route="far.test",via="peer"}')).toBe(1);
     expect(sample(text, 'nexus_streams_open{via="local"}')).toBe(2);
     expect(sample(text, 'nexus_streams_open{via="peer"}')).toBe(1);
+    expect(sample(text, 'nexus_upload_buffered_bytes')).toBe(12_345);
     expect(text).not.toContain('a.wild.test"');
     // The route label is kept from the open.
     nexus.emit('stream-close', {

@@ -17,6 +17,8 @@
  * as Node's own reads are, so that a quiet socket holds no buffer of its own (the memory per idle stream);
  * a socket in a burst holds one until its next read, at most {@link FRAME_BUFFERS_MAX} in the process, and
  * none while its consumer does not take what it reads (the policy: `BurstReads` in `@nexus-proxy/common`).
+ * A node installs it when it accepts the socket, and sizes every read by what its streams hold of uploads
+ * (`UploadBudget` in `relay-uploads.ts`): whole frames while there is room, 16 KiB once there is none.
  */
 import type { Socket } from 'node:net';
 import { BurstReads, FRAME_ROOM, lendFrameRoom, ReadBufferBudget } from '@nexus-proxy/common';
@@ -71,9 +73,9 @@ function findInternals(socket: Socket): SocketInternals | null {
   return { kBuffer, kBufferGen, kBufferCb };
 }
 
-/** A buffer of {@link FRAME_READ_SIZE} bytes after {@link FRAME_ROOM} bytes lent for framing in place. */
-function frameBuffer(): Buffer {
-  return lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + FRAME_READ_SIZE));
+/** A buffer of `size` bytes after {@link FRAME_ROOM} bytes lent for framing in place. */
+function frameBuffer(size: number): Buffer {
+  return lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + size));
 }
 
 /**
@@ -81,8 +83,10 @@ function frameBuffer(): Buffer {
  * having changed nothing, when the socket is not one Node reads with a handle of its own, already reads into
  * buffers of the caller's, or `net.Socket`'s private fields are not as expected. The socket's consumer must
  * not read what a chunk held once it was written onward: a frame writer may have framed it in place.
+ * `readSize`, when given, says how many bytes the socket may read at once from now on (at most
+ * {@link FRAME_READ_SIZE}; asked before each read): the node's upload budget (`UploadBudget`).
  */
-export function readInFrames(socket: Socket): boolean {
+export function readInFrames(socket: Socket, readSize?: () => number): boolean {
   const handle = (socket as unknown as { _handle?: { useUserBuffer?: unknown } | null })._handle;
   if (handle == null || typeof handle.useUserBuffer !== 'function') return false;
   if ((socket as { encrypted?: unknown }).encrypted !== undefined || socket.destroyed) return false;
@@ -99,9 +103,12 @@ export function readInFrames(socket: Socket): boolean {
   /** The consumer took the last read: false stops the reads until it resumes the socket. */
   let taken = true;
   const next = (): Buffer => {
+    const size = readSize === undefined ? FRAME_READ_SIZE : Math.min(readSize(), FRAME_READ_SIZE);
     // A socket whose reads stopped holds no buffer of its own while it waits.
-    own = burst.ownNext(taken && !socket.destroyed) ? frameBuffer() : undefined;
-    return own ?? budget.landing();
+    own = burst.ownNext(taken && !socket.destroyed) ? frameBuffer(size) : undefined;
+    if (own !== undefined) return own;
+    const landing = budget.landing();
+    return size < landing.length ? landing.subarray(0, size) : landing;
   };
   const read = (bytes: number, buffer: Uint8Array): boolean => {
     const chunk = own;
@@ -113,7 +120,7 @@ export function readInFrames(socket: Socket): boolean {
     } else if (bursting) {
       // A large read landed in the shared buffer (the first of a burst, or past the bound): into a frame
       // buffer, framed in place.
-      out = frameBuffer().subarray(0, bytes);
+      out = frameBuffer(bytes);
       out.set(buffer.subarray(0, bytes));
     } else {
       out = Buffer.from(buffer.subarray(0, bytes));

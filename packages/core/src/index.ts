@@ -96,6 +96,12 @@ export {
 // Relaying and listeners
 export type { MuxStreamLike, RelayEndReason, RelayHandle, RelayOptions, RelayStats } from './relay.js';
 export { relayConnection, relayMuxStream } from './relay.js';
+export {
+  DEFAULT_MAX_BUFFERED_UPLOAD_BYTES,
+  UPLOAD_READ_MIN,
+  UploadBudget,
+  UploadForward,
+} from './relay-uploads.js';
 export type {
   RelayCloseEvent,
   RelayCloseReason,

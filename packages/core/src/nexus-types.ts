@@ -136,6 +136,11 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Relayed streams right now. */
   readonly activeStreams: number;
+  /**
+   * What the streams to backends hold of what end users (and outbound connections) sent them, node-wide
+   * (`limits.maxBufferedUploadBytes`): bytes now and the bound.
+   */
+  readonly bufferedUploads: { bytes: number; max: number };
   /** The hub's current certificate. */
   certificateInfo(): TlsCertificateInfo | undefined;
   /**

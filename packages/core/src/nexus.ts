@@ -19,6 +19,7 @@ import {
 } from './config.js';
 import { BandwidthScheduler } from './bandwidth-scheduler.js';
 import { MeteredRelays } from './relay-bandwidth.js';
+import { UploadBudget } from './relay-uploads.js';
 import { AuthError, TlsError } from './errors.js';
 import { BackendHub } from './hub.js';
 import { loadHubTlsFiles } from './config-files.js';
@@ -117,6 +118,9 @@ export function createNexus(
   // docs/edge.md "Bandwidth fair share").
   const bandwidth = new BandwidthScheduler({ totalBandwidthMbps: resolved.totalBandwidthMbps });
   const meters = new MeteredRelays(bandwidth);
+  // What streams to backends hold of what end users sent, node-wide (`limits.maxBufferedUploadBytes`).
+  const uploads = new UploadBudget(resolved.limits.maxBufferedUploadBytes);
+  const readSize = (): number => uploads.readSize();
   const hub = new BackendHub({
     routes,
     // The one place tokens are verified (every era, every stage).
@@ -150,6 +154,7 @@ export function createNexus(
       }),
       ...(options.outboundResolve !== undefined ? { resolve: options.outboundResolve } : {}),
       meters,
+      uploads,
     },
     logger: options.logger,
   });
@@ -210,6 +215,7 @@ export function createNexus(
     routes,
     hub,
     meters,
+    uploads,
     mesh: () => mesh,
     timeouts: () => ({
       idleTimeoutMs: current.idleTimeoutMs,
@@ -245,6 +251,7 @@ export function createNexus(
         mode: lc.mode,
         limits: liveLimits,
         budget,
+        readSize,
         logger: options.logger,
         portClaim: portClaim(() => lc.port || (listener.address()?.port ?? 0)),
         // conn_port is the configured relay port; with port 0 (tests), the one bound.
@@ -301,6 +308,7 @@ export function createNexus(
       },
     });
     current = incoming;
+    uploads.max = incoming.limits.maxBufferedUploadBytes;
     for (const warning of incoming.warnings) log.warn(warning);
     log.info({ applied, restartRequired }, 'configuration reloaded');
     return { applied, restartRequired };
@@ -312,6 +320,10 @@ export function createNexus(
     tlsContext: { get: () => tlsContext, enumerable: true },
     mesh: { get: () => mesh, enumerable: true },
     activeStreams: { get: () => dispatcher.activeStreams, enumerable: true },
+    bufferedUploads: {
+      get: () => ({ bytes: uploads.held, max: uploads.max }),
+      enumerable: true,
+    },
     stun: { value: stun, enumerable: true },
     bandwidth: { value: bandwidth, enumerable: true },
     udp: { value: udp, enumerable: true },
@@ -339,6 +351,7 @@ export function createNexus(
             mode: opts.mode,
             limits: liveLimits,
             budget,
+            readSize,
             logger: options.logger,
             portClaim: portClaim(() => opts.port),
             onRouted: (s, sniffed) => onRouted(opts.port, s, sniffed),

@@ -14,6 +14,7 @@ import type { Logger } from './logger.js';
 import type { PeerMesh } from './mesh.js';
 import { type MuxStreamLike, type RelayHandle, type RelayStats, relayMuxStream } from './relay.js';
 import type { MeteredRelays } from './relay-bandwidth.js';
+import type { UploadBudget } from './relay-uploads.js';
 import type { RouteDecision, RoutingTable } from './routing-table.js';
 import type { SniffedConnection } from './sniff-connection.js';
 
@@ -117,6 +118,8 @@ export interface NodeDispatchOptions {
   log: Logger;
   /** The relays under the bandwidth cap (metered while it is set). Default: none, never metered. */
   meters?: MeteredRelays;
+  /** The node's count of what streams hold of what end users sent (`limits.maxBufferedUploadBytes`). Default: none. */
+  uploads?: UploadBudget;
 }
 
 /**
@@ -213,6 +216,7 @@ export class NodeDispatch {
       endGraceMs: timeouts.streamEndGraceMs,
       prelude: sniffed.prelude,
       bandwidth: meters?.account(owner),
+      uploads: this.#options.uploads,
       onClose: (stats: RelayStats) => {
         this.#relays.delete(handle);
         meters?.delete(handle);

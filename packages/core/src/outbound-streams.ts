@@ -21,6 +21,7 @@ import { connectOutbound, type OutboundResolver } from './outbound-connect.js';
 import { OutboundAddressPolicy } from './outbound-policy.js';
 import { relayMuxStream } from './relay.js';
 import type { MeteredRelays } from './relay-bandwidth.js';
+import type { UploadBudget } from './relay-uploads.js';
 
 /** What the hub reads for each request (live: a reload applies to the next request). */
 export interface OutboundSettings {
@@ -80,6 +81,11 @@ export interface OutboundStreamsOptions {
    * (docs/edge.md "Bandwidth fair share"). Default: none, never metered.
    */
   meters?: MeteredRelays;
+  /**
+   * The node's count of what streams hold of what relayed sockets sent (`limits.maxBufferedUploadBytes`):
+   * an outbound connection's reads are sized by it as an end user's are. Default: none.
+   */
+  uploads?: UploadBudget;
   logger: Logger;
 }
 
@@ -103,6 +109,7 @@ export class OutboundStreams {
   readonly #settings: () => OutboundSettings;
   readonly #resolve: OutboundResolver | undefined;
   readonly #meters: MeteredRelays | undefined;
+  readonly #uploads: UploadBudget | undefined;
   readonly #log: Logger;
   readonly #logLimit: LogRateLimit;
   readonly #sessions = new Map<BackendSession, SessionOutbound>();
@@ -115,6 +122,7 @@ export class OutboundStreams {
     this.#settings = options.settings ?? (() => OUTBOUND_DISABLED);
     this.#resolve = options.resolve;
     this.#meters = options.meters;
+    this.#uploads = options.uploads;
     this.#log = options.logger.child({ component: 'outbound' });
     this.#logLimit = new LogRateLimit({
       perWindow: LOG_LINES_PER_SECOND,
@@ -235,6 +243,7 @@ export class OutboundStreams {
     const handle = relayMuxStream(socket, stream, {
       idleTimeoutMs,
       bandwidth: meters?.account(session),
+      uploads: this.#uploads,
       onClose: (stats) => {
         meters?.delete(handle);
         state.open.delete(id);

@@ -6,6 +6,7 @@
 import { setMaxListeners } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { addressGroup } from './address-group.js';
+import { readInFrames } from './frame-reads.js';
 import { listenServer } from './listen.js';
 import { type Logger, noopLogger } from './logger.js';
 import {
@@ -63,6 +64,13 @@ export interface RelayListenerOptions {
    * `limits.maxConcurrentSniffs` (256) for this listener alone.
    */
   budget?: SniffBudget;
+  /**
+   * Bytes an end user's socket may read at once, asked before each read from the moment it is accepted
+   * (sniffing included): the node's upload budget (`UploadBudget.readSize`), so that what a connection's
+   * first reads bring is small once the node's streams hold their bound of uploads (a prelude read while
+   * sniffing becomes part of what the stream holds). Default: none (Node's reads until the relay starts).
+   */
+  readSize?: () => number;
   /** Logger; a child with `component: 'relay-listener'` is used. Default: no-op. */
   logger?: Logger;
   /**
@@ -161,6 +169,7 @@ export function createRelayListener(options: RelayListenerOptions): RelayListene
       report(socket, peer, { reason: 'ip-limit' });
       return;
     }
+    if (options.readSize !== undefined) readInFrames(socket, options.readSize);
     sniffing.add(socket);
     void sniffConnection(socket, {
       mode: options.mode,

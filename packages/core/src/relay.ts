@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { BandwidthAccount } from './bandwidth-scheduler.js';
 import { readInFrames } from './frame-reads.js';
 import { RelayMeter } from './relay-bandwidth.js';
+import { type UploadBudget, UploadForward } from './relay-uploads.js';
 
 /** Default idle timeout: `0` (off), like the reference's `idleTimeoutSeconds: 0` (docs/protocol.md §4.5). */
 export const DEFAULT_RELAY_IDLE_TIMEOUT_MS = 0;
@@ -85,6 +86,12 @@ export interface RelayOptions {
    * the relay holds it until it ends. Default: none (unmetered, nothing per chunk).
    */
   bandwidth?: BandwidthAccount | undefined;
+  /**
+   * The node's count of what streams hold of what relayed sockets sent them (`limits.maxBufferedUploadBytes`):
+   * an end user's socket reads in smaller pieces once it is used up ({@link relayMuxStream}). Default: none
+   * (each relay is bounded by its stream's high-water mark and its reads alone).
+   */
+  uploads?: UploadBudget | undefined;
   /** Called once when the relay has fully ended. */
   onClose?(stats: RelayStats): void;
 }
@@ -140,6 +147,8 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   let idleTimer: NodeJS.Timeout | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
   let meter: RelayMeter | undefined;
+  // The end user → stream direction: `pipe` with what the stream holds counted in the node's budget.
+  const up = new UploadForward(socket, stream, options.uploads);
   const setBandwidth = (account: BandwidthAccount | undefined): void => {
     meter?.detach();
     meter = undefined;
@@ -188,7 +197,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     if (socket.destroyed) return;
     // Nothing more goes to the stream: keep reading and discard, so the end user's late bytes cannot sit
     // unread in the kernel and turn our close into a RST that would drop the response on its side.
-    socket.unpipe(stream);
+    up.stop();
     socket.resume();
     if (!downEnded) {
       socket.destroy();
@@ -239,7 +248,7 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
     lastActivity = Date.now();
   };
   const onSocketEnd = (): void => {
-    // pipe() forwards the FIN as stream.end(); the response direction continues.
+    // The forward passes the FIN on as stream.end(); the response direction continues.
     upEnded = true;
     if (clientFinTimeoutMs > 0) armIdle();
   };
@@ -296,9 +305,9 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
 
   if (options.prelude !== undefined && options.prelude.length > 0) {
     bytesUp += options.prelude.length;
-    stream.write(options.prelude);
+    up.write(options.prelude);
   }
-  socket.pipe(stream);
+  up.start();
   stream.pipe(socket);
   socket.on('data', onSocketData);
   stream.on('data', onStreamData);
@@ -391,8 +400,10 @@ export function relayMuxStream(end: Duplex, stream: Duplex, options: RelayOption
     stream.once('end', () => end.disconnect('normal'));
     end.once('end', () => closeGracefully(stream));
   } else {
-    // An end-user socket: one read per DATA frame during a burst (frame-reads.ts).
-    readInFrames(end as Socket);
+    // An end-user socket: one read per DATA frame during a burst (frame-reads.ts), smaller once what the
+    // node's streams hold of uploads reaches its bound (relay-uploads.ts).
+    const uploads = options.uploads;
+    readInFrames(end as Socket, uploads === undefined ? undefined : () => uploads.readSize());
   }
   return relayConnection(end, stream, {
     ...options,

@@ -14,6 +14,7 @@ import type { ResolvedKeepalive, ResolvedLimits, ResolvedNexusConfig, ResolvedOu
  * each datagram.
  */
 export const LIVE_LIMITS = [
+  'maxBufferedUploadBytes',
   'sniffFirstByteTimeoutMs',
   'sniffFirstByteTimeoutBusyMs',
   'sniffReadExtensionMs',

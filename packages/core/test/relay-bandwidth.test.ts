@@ -98,7 +98,7 @@ describe('relay metering', () => {
     const socket = endlessSource();
     const stream = drainingSink();
     const relay = relayConnection(socket, stream);
-    expect(socket.listenerCount('data')).toBe(2); // the pipe's and the byte count's
+    expect(socket.listenerCount('data')).toBe(2); // the forward's and the byte count's
     expect(socket.listenerCount('resume')).toBe(0);
     const scheduler = new BandwidthScheduler({ totalBandwidthMbps: 8, now: () => Date.now() });
     relay.setBandwidth(scheduler.account('backend'));

@@ -64,6 +64,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxLocalRoutes: 10_000,
   maxPeerMessageBytes: 1_048_576,
   maxBufferedBytes: 268_435_456,
+  maxBufferedUploadBytes: 134_217_728,
   stunMaxResponsesPerSecond: 10_000,
   stunMaxResponsesPerAddressPerSecond: 50,
 });

@@ -97,6 +97,11 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
     max: 1_099_511_627_776,
     help: 'DATA from backends granted and not yet delivered to end users, node-wide, bytes (each stream may always have 64 KiB more).',
   },
+  maxBufferedUploadBytes: {
+    min: 65_536,
+    max: 1_099_511_627_776,
+    help: 'What end users (and outbound connections) sent that streams to backends hold before sending it, node-wide, bytes (each relay may pass it by one read).',
+  },
   clientFinTimeoutMs: {
     min: 0,
     max: 31_536_000_000,

@@ -98,6 +98,11 @@ export interface LimitsInput {
    * always have 2 frames (64 KiB) more. Default: `268_435_456` (256 MiB).
    */
   maxBufferedBytes?: number;
+  /**
+   * What end users (and outbound connections, tunnels) sent that streams to backends hold before sending
+   * it, node-wide, bytes; past it a socket waits its turn after its read. Default: `134_217_728` (128 MiB).
+   */
+  maxBufferedUploadBytes?: number;
   /** STUN answers per second, node-wide (docs/edge.md "STUN"). Default: `10_000`. */
   stunMaxResponsesPerSecond?: number;
   /** STUN answers per second to one address (IPv6: one /64). Default: `50`. */
@@ -347,6 +352,7 @@ export interface ResolvedLimits {
   readonly maxLocalRoutes: number;
   readonly maxPeerMessageBytes: number;
   readonly maxBufferedBytes: number;
+  readonly maxBufferedUploadBytes: number;
   readonly stunMaxResponsesPerSecond: number;
   readonly stunMaxResponsesPerAddressPerSecond: number;
 }

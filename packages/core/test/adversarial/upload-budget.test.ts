@@ -1,0 +1,129 @@
+/**
+ * Attack: end users upload to a backend that takes nothing (it stops reading its WebSocket: a hostile token
+ * holder, or a stuck one), so each relay's stream holds what its end user's socket read until credits
+ * come, one read each. Before `limits.maxBufferedUploadBytes` nothing bounded how many relays held their
+ * reads: every new end user added up to 128 KiB to what the node's streams held. Now, once what they hold
+ * reaches the bound, sockets read 16 KiB at a time (`UploadBudget`): a stuck relay adds a small read,
+ * and a relay whose stream sends what it gets (another tenant's) is still served, at its own pace.
+ * Real sockets, a real node, a real backend client for the honest tenant; every honest byte checked by SHA-256.
+ */
+import { once } from 'node:events';
+import { connect as netConnect, type Socket } from 'node:net';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  createTestPki,
+  exchangeThrough,
+  MiB,
+  rawBackend,
+  startExchangeService,
+  startNode,
+  type TestNode,
+  type TestPki,
+  token,
+  waitUntil,
+} from '@nexus-proxy/test-harness';
+import { UPLOAD_READ_MIN } from '../../src/relay-uploads.js';
+
+let pki: TestPki;
+beforeAll(async () => {
+  pki = await createTestPki();
+});
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** End users uploading to the stuck backend. */
+const STUCK_USERS = 160;
+/** What each of them tries to send (more than the stuck session's window and transport take for all). */
+const UPLOAD = 512 * 1024;
+const BOUND = 512 * 1024;
+
+/**
+ * Starts `STUCK_USERS` end users one after the other, each writing `UPLOAD` bytes to `stuck.example.com`
+ * through the node's HTTP port, and waits until what the node's streams hold has stopped growing; returns
+ * the most it held and the sockets.
+ */
+async function fillStuckBackend(
+  node: TestNode,
+): Promise<{ peak: number; sockets: Socket[]; attacker: WebSocket }> {
+  const attacker = await rawBackend(pki, node.hubPort, await token(['stuck.example.com']));
+  attacker.answer = false;
+  cleanups.push(() => {
+    if (attacker.ws.readyState !== WebSocket.CLOSED) attacker.ws.terminate();
+  });
+  await waitUntil(() => node.events.backendConnected.length >= 1, 3_000, 'the stuck backend registered');
+  // It takes every stream and never reads its WebSocket again.
+  attacker.ws.pause();
+
+  let peak = 0;
+  const sample = setInterval(() => {
+    peak = Math.max(peak, node.nexus.bufferedUploads.bytes);
+  }, 5);
+  cleanups.push(() => clearInterval(sample));
+  const sockets: Socket[] = [];
+  const payload = Buffer.alloc(UPLOAD, 0x61);
+  for (let i = 0; i < STUCK_USERS; i++) {
+    const socket = netConnect({ host: '127.0.0.1', port: node.httpPort });
+    socket.on('error', () => {});
+    sockets.push(socket);
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    await once(socket, 'connect');
+    socket.write(`POST /up/${i} HTTP/1.1\r\nHost: stuck.example.com\r\n\r\n`);
+    socket.write(payload);
+  }
+  // Steady: no growth over 300 ms.
+  let last = -1;
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = node.nexus.bufferedUploads.bytes;
+    if (now === last) break;
+    last = now;
+  }
+  peak = Math.max(peak, node.nexus.bufferedUploads.bytes);
+  clearInterval(sample);
+  return { peak, sockets, attacker: attacker.ws };
+}
+
+describe('uploads to a backend that takes nothing', () => {
+  it('hold at most the bound plus a small read per stuck relay; another tenant is served; the count returns to zero', async () => {
+    // The same attack without a binding bound (1 GiB), for comparison.
+    const unbounded = await startNode({ pki, config: { limits: { maxBufferedUploadBytes: 1024 * MiB } } });
+    cleanups.push(() => unbounded.close());
+    const before = await fillStuckBackend(unbounded);
+    expect(unbounded.nexus.bufferedUploads.max).toBe(1024 * MiB);
+
+    const node = await startNode({ pki, config: { limits: { maxBufferedUploadBytes: BOUND } } });
+    cleanups.push(() => node.close());
+    const after = await fillStuckBackend(node);
+    console.log(
+      `upload budget: ${STUCK_USERS} stuck uploads held ${(before.peak / MiB).toFixed(2)} MiB in the node's streams without a binding bound, ${(after.peak / MiB).toFixed(2)} MiB with a ${BOUND / 1024} KiB bound`,
+    );
+    // Without the bound every relay's stream holds its high-water mark (two 32 KiB frames toward this backend).
+    expect(before.peak).toBeGreaterThan(STUCK_USERS * 56 * 1024);
+    // With it: the bound, what was in flight as it was reached, then one small read per relay.
+    expect(after.peak).toBeLessThanOrEqual(BOUND + 512 * 1024 + STUCK_USERS * UPLOAD_READ_MIN);
+    expect(after.peak).toBeLessThan(before.peak / 2);
+    expect(node.nexus.bufferedUploads.bytes).toBeGreaterThanOrEqual(BOUND - 128 * 1024);
+
+    // Another tenant's end user, while the bound is used up: 8 MiB up and down, intact.
+    const transfer = 8 * MiB;
+    const prelude = Buffer.from('PUT /both HTTP/1.1\r\nHost: honest.example.com\r\n\r\n');
+    const svc = await startExchangeService(transfer, prelude.length);
+    cleanups.push(() => svc.close());
+    const honest = await node.attachBackend({ hostnames: ['honest.example.com'], service: svc.port });
+    cleanups.push(() => honest.client.close({ graceMs: 0 }));
+    const user = await exchangeThrough(node.httpPort, prelude, transfer);
+    expect(await svc.receivedDigest).toBe(user.sent);
+    expect(user.received).toBe(svc.sentDigest());
+    expect(node.nexus.bufferedUploads.bytes).toBeGreaterThanOrEqual(BOUND - 128 * 1024);
+
+    // The stuck backend goes: its streams close, and what they held leaves the count.
+    after.attacker.terminate();
+    await waitUntil(() => node.nexus.bufferedUploads.bytes === 0, 5_000, 'the count back to zero');
+  }, 60_000);
+});
