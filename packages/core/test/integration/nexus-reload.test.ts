@@ -125,6 +125,7 @@ describe('Nexus.reload', () => {
           maxSessions: 3,
           maxStreamsPerSession: 2,
           maxPendingConnects: 5,
+          maxBufferedUploadBytes: 1_048_576,
         },
         keepalive: { hubPingIntervalMs: 5_000, hubDeadAfterMs: 9_000, peerPingIntervalMs: 1_000 },
         idleTimeoutSeconds: 30,
@@ -138,12 +139,14 @@ describe('Nexus.reload', () => {
       'keepalive.hubDeadAfterMs',
       'keepalive.hubPingIntervalMs',
       'keepalive.peerPingIntervalMs',
+      'limits.maxBufferedUploadBytes',
       'limits.maxPendingConnects',
       'limits.maxSessions',
       'limits.maxStreamsPerSession',
       'limits.sniffFirstByteTimeoutMs',
     ]);
     expect(result.restartRequired.sort()).toEqual(['backendListenAddress']);
+    expect(n.bufferedUploads).toEqual({ bytes: 0, max: 1_048_576 });
     // The new first-byte deadline (100 ms instead of 15 s) holds for the next end user.
     const failed = new Promise<SniffFailedEvent>((r) => n.once('sniff-failed', r));
     const silent = netConnect({ host: '127.0.0.1', port: httpPort });
