@@ -84,7 +84,8 @@ const pids = { node: node.pid, backend: backend.pid, service: service.pid };
 try {
   await clients.open(topo.targets.nexus, streams);
   await clients.start();
-  let counts = await clients.snapshot();
+  const first = await clients.snapshot();
+  let counts = first;
   let counters = kernel();
   let cpu = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, ticks(pid)]));
   for (let t = 1; t <= seconds; t++) {
@@ -113,6 +114,23 @@ try {
     counters = nowCounters;
     cpu = nowCpu;
   }
+  // Who got what over the whole run: by worker, and by opening order within each worker (tenths), so that
+  // an unfair share shows whether it follows the order streams opened in, or the load generator's process.
+  const got = counts.map((c, i) => (c - first[i]) / 1e6);
+  const mean = got.reduce((a, b) => a + b, 0) / got.length;
+  const half = Math.ceil(streams / 2);
+  const byWorker = [got.slice(0, half), got.slice(half)].filter((w) => w.length > 0);
+  const avg = (xs) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
+  console.log(
+    `whole run: mean ${mean.toFixed(2)} MB per stream, ${got.filter((g) => g < mean / 10).length} streams under a tenth of it, ` +
+      `${got.filter((g) => g === 0).length} with nothing`,
+  );
+  byWorker.forEach((w, i) => {
+    const tenths = Array.from({ length: 10 }, (_, d) =>
+      avg(w.slice(Math.floor((d * w.length) / 10), Math.floor(((d + 1) * w.length) / 10))).toFixed(2),
+    );
+    console.log(`  worker ${i}: mean ${avg(w).toFixed(2)} MB; by opening order, tenths: ${tenths.join(' ')}`);
+  });
 } finally {
   await clients.stop();
   await clients.close();
