@@ -17,6 +17,7 @@ import { DEFAULT_PEER_INITIAL_DIAL_JITTER, DEFAULT_PEER_MAX_CONCURRENT_DIALS } f
 import type { OpenLocalStream } from './mesh-tunnels.js';
 import type { RouteSyncMode } from './mesh-announce.js';
 import type { PeerLinkCloseReason, PeerLinkDirection } from './peer-link.js';
+import type { UploadBudget } from './relay-uploads.js';
 import type { RoutingTable } from './routing-table.js';
 
 /** First reconnect delay of a peer dialer: `1_000` ms. */
@@ -69,6 +70,11 @@ export interface PeerMeshOptions extends PeerPolicyOptions, ListenerGuardLimits 
    * are one hop. Default: none (every tunnel is refused).
    */
   openLocalStream?: OpenLocalStream;
+  /**
+   * Destination side: the node's count of what streams hold of uploads (`limits.maxBufferedUploadBytes`),
+   * which the relay of a tunnel to a local backend counts in as an end user's does. Default: none.
+   */
+  uploads?: UploadBudget;
   /** Idle timeout of tunnels relayed to local backends, ms; `0` = off. Default: `0`. */
   idleTimeoutMs?: number;
   /** Ping interval on every link, ms. Default: `10_000`. */

@@ -9,6 +9,7 @@ import { isDatagramStream, relayDatagrams } from './datagram-relay.js';
 import type { Logger } from './logger.js';
 import type { PeerLink } from './peer-link.js';
 import { relayMuxStream } from './relay.js';
+import type { UploadBudget } from './relay-uploads.js';
 import type { PeerLinksRoute } from './routing-table.js';
 
 /** What the destination knows about a tunnelled end user (the local stream's `connect` fields). */
@@ -66,6 +67,8 @@ export interface AcceptTunnelOptions {
   idleTimeoutMs: number;
   /** Why the request must be refused before a backend sees it (`PeerPolicy.checkTunnel`). Default: none. */
   check?: (request: TunnelRequestMessage) => string | undefined;
+  /** The node's count of what streams hold of uploads (`limits.maxBufferedUploadBytes`). Default: none. */
+  uploads?: UploadBudget | undefined;
   log: Logger;
 }
 
@@ -135,6 +138,7 @@ export function acceptTunnel(
   // backend finished → 0x12 after the last byte; the origin closed → disconnect the backend stream.
   relayMuxStream(tunnel, local, {
     idleTimeoutMs: options.idleTimeoutMs,
+    uploads: options.uploads,
     onClose: (stats) =>
       log.debug(
         {

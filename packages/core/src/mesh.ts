@@ -83,6 +83,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
   readonly #log: Logger;
   readonly #wss: WebSocketServer;
   readonly #openLocalStream: PeerMeshOptions['openLocalStream'];
+  readonly #uploads: PeerMeshOptions['uploads'];
   #idleTimeoutMs: number;
   #keepaliveIntervalMs: number | undefined;
   #keepaliveTimeoutMs: number | undefined;
@@ -121,6 +122,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
     this.#systemCa = options.systemCa;
     this.#auth = this.#authenticator(options);
     this.#openLocalStream = options.openLocalStream;
+    this.#uploads = options.uploads;
     this.#idleTimeoutMs = nonNegative('idleTimeoutMs', options.idleTimeoutMs, 0);
     this.#keepaliveIntervalMs = options.keepaliveIntervalMs;
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs;
@@ -493,6 +495,7 @@ export class PeerMesh extends EventEmitter<PeerMeshEvents> {
         openLocalStream: this.#closed ? undefined : this.#openLocalStream,
         check: (r) => this.#policy.checkTunnel(r),
         idleTimeoutMs: this.#idleTimeoutMs,
+        uploads: this.#uploads,
         log: this.#log,
       }),
     );

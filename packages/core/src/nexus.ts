@@ -389,6 +389,7 @@ export function createNexus(
           ca: peerTrust.caPem,
           peers: current.peers,
           openLocalStream: (hostname, init) => hub.openStream(hostname, init),
+          uploads,
           idleTimeoutMs: current.idleTimeoutMs,
           keepaliveIntervalMs: current.keepalive.peerPingIntervalMs,
           keepaliveTimeoutMs: current.keepalive.peerDeadAfterMs,

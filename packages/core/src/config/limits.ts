@@ -100,7 +100,7 @@ const LIMIT_RULES: Record<keyof ResolvedLimits, { min: number; max: number; help
   maxBufferedUploadBytes: {
     min: 65_536,
     max: 1_099_511_627_776,
-    help: 'What end users (and outbound connections) sent that streams to backends hold before sending it, node-wide, bytes (each relay may pass it by one read).',
+    help: 'What end users (outbound connections, tunnels at their destination) sent that streams to backends hold before sending it, node-wide, bytes; past it a relay holds 16 KiB at most.',
   },
   clientFinTimeoutMs: {
     min: 0,

@@ -99,8 +99,9 @@ export interface LimitsInput {
    */
   maxBufferedBytes?: number;
   /**
-   * What end users (and outbound connections, tunnels) sent that streams to backends hold before sending
-   * it, node-wide, bytes; past it a socket waits its turn after its read. Default: `134_217_728` (128 MiB).
+   * What end users (and outbound connections, tunnels at their destination) sent that streams to backends
+   * hold before sending it, node-wide, bytes; past it end users' sockets read 16 KiB at a time and a relay's
+   * stream holds at most that. Default: `134_217_728` (128 MiB).
    */
   maxBufferedUploadBytes?: number;
   /** STUN answers per second, node-wide (docs/edge.md "STUN"). Default: `10_000`. */

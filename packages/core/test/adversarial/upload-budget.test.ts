@@ -89,6 +89,53 @@ async function fillStuckBackend(
   return { peak, sockets, attacker: attacker.ws };
 }
 
+/**
+ * Two mesh nodes: `users` end users at a upload to `stuck.example.com`, served by a backend at c that stops
+ * reading its WebSocket; c's `limits.maxBufferedUploadBytes` is `bound`. Returns the most c's streams held
+ * once it stopped growing.
+ */
+async function fillThroughMesh(
+  users: number,
+  bound: number,
+): Promise<{ peak: number; node: TestNode; attacker: WebSocket }> {
+  const c = await startNode({ pki, name: 'c', config: { limits: { maxBufferedUploadBytes: bound } } });
+  cleanups.push(() => c.close());
+  const a = await startNode({ pki, name: 'a', peers: [c.meshUrl] });
+  cleanups.push(() => a.close());
+  const attacker = await rawBackend(pki, c.hubPort, await token(['stuck.example.com']));
+  attacker.answer = false;
+  cleanups.push(() => {
+    if (attacker.ws.readyState !== WebSocket.CLOSED) attacker.ws.terminate();
+  });
+  await waitUntil(() => a.routes.lookup('stuck.example.com')?.kind === 'peer', 5_000, 'the route at a');
+  attacker.ws.pause();
+  let peak = 0;
+  const sample = setInterval(() => {
+    peak = Math.max(peak, c.nexus.bufferedUploads.bytes);
+  }, 5);
+  cleanups.push(() => clearInterval(sample));
+  const payload = Buffer.alloc(UPLOAD, 0x62);
+  for (let i = 0; i < users; i++) {
+    const socket = netConnect({ host: '127.0.0.1', port: a.httpPort });
+    socket.on('error', () => {});
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    await once(socket, 'connect');
+    socket.write(`POST /up/${i} HTTP/1.1\r\nHost: stuck.example.com\r\n\r\n`);
+    socket.write(payload);
+  }
+  let last = -1;
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = c.nexus.bufferedUploads.bytes;
+    if (now === last) break;
+    last = now;
+  }
+  clearInterval(sample);
+  return { peak: Math.max(peak, c.nexus.bufferedUploads.bytes), node: c, attacker: attacker.ws };
+}
+
 describe('uploads to a backend that takes nothing', () => {
   it('hold at most the bound plus a small read per stuck relay; another tenant is served; the count returns to zero', async () => {
     // The same attack without a binding bound (1 GiB), for comparison.
@@ -125,5 +172,23 @@ describe('uploads to a backend that takes nothing', () => {
     // The stuck backend goes: its streams close, and what they held leaves the count.
     after.attacker.terminate();
     await waitUntil(() => node.nexus.bufferedUploads.bytes === 0, 5_000, 'the count back to zero');
+  }, 60_000);
+
+  it('at the destination of tunnels too: past the bound each relay into the stuck backend holds one tunnel chunk', async () => {
+    const users = 60;
+    const unbounded = await fillThroughMesh(users, 1024 * MiB);
+    const tunnelBound = 256 * 1024;
+    const bounded = await fillThroughMesh(users, tunnelBound);
+    console.log(
+      `upload budget, tunnels: ${users} stuck uploads through a mesh held ${(unbounded.peak / MiB).toFixed(2)} MiB at the destination without a binding bound, ${(bounded.peak / MiB).toFixed(2)} MiB with a ${tunnelBound / 1024} KiB bound`,
+    );
+    // The tunnels' relays count at the destination and reach the bound; past it each holds the chunk that
+    // took it there (a tunnel's DATA payload, not an end user's 16 KiB read), not its high-water mark.
+    expect(unbounded.peak).toBeGreaterThan(users * 56 * 1024);
+    expect(bounded.node.nexus.bufferedUploads.bytes).toBeGreaterThanOrEqual(tunnelBound - 128 * 1024);
+    expect(bounded.peak).toBeLessThan(unbounded.peak * 0.75);
+
+    bounded.attacker.terminate();
+    await waitUntil(() => bounded.node.nexus.bufferedUploads.bytes === 0, 5_000, 'the count back to zero');
   }, 60_000);
 });
