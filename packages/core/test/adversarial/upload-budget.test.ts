@@ -8,32 +8,23 @@
  * Real sockets, a real node, a real backend client for the honest tenant; every honest byte checked by SHA-256.
  */
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connect as netConnect } from 'node:net';
+import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
-  createTestPki,
   exchangeThrough,
   MiB,
   rawBackend,
   startExchangeService,
-  startNode,
   type TestNode,
-  type TestPki,
   token,
   waitUntil,
 } from '@nexus-proxy/test-harness';
 import { UPLOAD_READ_MIN } from '../../src/relay-uploads.js';
+import { useTestNodes } from '../helpers/test-nodes.js';
 
-let pki: TestPki;
-beforeAll(async () => {
-  pki = await createTestPki();
-});
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const nodes = useTestNodes();
+const { cleanups, node: startNode } = nodes;
 
 /** End users uploading to the stuck backend. */
 const STUCK_USERS = 160;
@@ -41,34 +32,33 @@ const STUCK_USERS = 160;
 const UPLOAD = 512 * 1024;
 const BOUND = 512 * 1024;
 
-/**
- * Starts `STUCK_USERS` end users one after the other, each writing `UPLOAD` bytes to `stuck.example.com`
- * through the node's HTTP port, and waits until what the node's streams hold has stopped growing; returns
- * the most it held and the sockets.
- */
-async function fillStuckBackend(
-  node: TestNode,
-): Promise<{ peak: number; sockets: Socket[]; attacker: WebSocket }> {
-  const attacker = await rawBackend(pki, node.hubPort, await token(['stuck.example.com']));
+/** A backend of `stuck.example.com` at `hub` that takes every stream and never reads its WebSocket again. */
+async function stuckBackend(hub: TestNode, registered: () => boolean): Promise<WebSocket> {
+  const attacker = await rawBackend(nodes.pki, hub.hubPort, await token(['stuck.example.com']));
   attacker.answer = false;
   cleanups.push(() => {
     if (attacker.ws.readyState !== WebSocket.CLOSED) attacker.ws.terminate();
   });
-  await waitUntil(() => node.events.backendConnected.length >= 1, 3_000, 'the stuck backend registered');
-  // It takes every stream and never reads its WebSocket again.
+  await waitUntil(registered, 5_000, 'the stuck backend registered');
   attacker.ws.pause();
+  return attacker.ws;
+}
 
+/**
+ * Starts `users` end users at `entry` one after the other, each writing `UPLOAD` bytes to
+ * `stuck.example.com`, and waits until what `counted`'s streams hold has stopped growing; returns the most
+ * they held.
+ */
+async function uploadUntilSteady(entry: TestNode, counted: TestNode, users: number): Promise<number> {
   let peak = 0;
   const sample = setInterval(() => {
-    peak = Math.max(peak, node.nexus.bufferedUploads.bytes);
+    peak = Math.max(peak, counted.nexus.bufferedUploads.bytes);
   }, 5);
   cleanups.push(() => clearInterval(sample));
-  const sockets: Socket[] = [];
   const payload = Buffer.alloc(UPLOAD, 0x61);
-  for (let i = 0; i < STUCK_USERS; i++) {
-    const socket = netConnect({ host: '127.0.0.1', port: node.httpPort });
+  for (let i = 0; i < users; i++) {
+    const socket = netConnect({ host: '127.0.0.1', port: entry.httpPort });
     socket.on('error', () => {});
-    sockets.push(socket);
     cleanups.push(() => {
       socket.destroy();
     });
@@ -76,77 +66,45 @@ async function fillStuckBackend(
     socket.write(`POST /up/${i} HTTP/1.1\r\nHost: stuck.example.com\r\n\r\n`);
     socket.write(payload);
   }
-  // Steady: no growth over 300 ms.
+  // Steady: no change over 300 ms.
   let last = -1;
   for (let i = 0; i < 100; i++) {
     await new Promise((r) => setTimeout(r, 300));
-    const now = node.nexus.bufferedUploads.bytes;
+    const now = counted.nexus.bufferedUploads.bytes;
     if (now === last) break;
     last = now;
   }
-  peak = Math.max(peak, node.nexus.bufferedUploads.bytes);
   clearInterval(sample);
-  return { peak, sockets, attacker: attacker.ws };
+  return Math.max(peak, counted.nexus.bufferedUploads.bytes);
 }
 
-/**
- * Two mesh nodes: `users` end users at a upload to `stuck.example.com`, served by a backend at c that stops
- * reading its WebSocket; c's `limits.maxBufferedUploadBytes` is `bound`. Returns the most c's streams held
- * once it stopped growing.
- */
+/** One node whose bound is `bound`, its stuck backend, and `STUCK_USERS` uploads to it. */
+async function fillStuckBackend(
+  bound: number,
+): Promise<{ peak: number; node: TestNode; attacker: WebSocket }> {
+  const node = await startNode('n', { config: { limits: { maxBufferedUploadBytes: bound } } });
+  const attacker = await stuckBackend(node, () => node.events.backendConnected.length >= 1);
+  return { peak: await uploadUntilSteady(node, node, STUCK_USERS), node, attacker };
+}
+
+/** Two mesh nodes: the stuck backend at c (whose bound is `bound`), `users` uploads to it at a. */
 async function fillThroughMesh(
   users: number,
   bound: number,
 ): Promise<{ peak: number; node: TestNode; attacker: WebSocket }> {
-  const c = await startNode({ pki, name: 'c', config: { limits: { maxBufferedUploadBytes: bound } } });
-  cleanups.push(() => c.close());
-  const a = await startNode({ pki, name: 'a', peers: [c.meshUrl] });
-  cleanups.push(() => a.close());
-  const attacker = await rawBackend(pki, c.hubPort, await token(['stuck.example.com']));
-  attacker.answer = false;
-  cleanups.push(() => {
-    if (attacker.ws.readyState !== WebSocket.CLOSED) attacker.ws.terminate();
-  });
-  await waitUntil(() => a.routes.lookup('stuck.example.com')?.kind === 'peer', 5_000, 'the route at a');
-  attacker.ws.pause();
-  let peak = 0;
-  const sample = setInterval(() => {
-    peak = Math.max(peak, c.nexus.bufferedUploads.bytes);
-  }, 5);
-  cleanups.push(() => clearInterval(sample));
-  const payload = Buffer.alloc(UPLOAD, 0x62);
-  for (let i = 0; i < users; i++) {
-    const socket = netConnect({ host: '127.0.0.1', port: a.httpPort });
-    socket.on('error', () => {});
-    cleanups.push(() => {
-      socket.destroy();
-    });
-    await once(socket, 'connect');
-    socket.write(`POST /up/${i} HTTP/1.1\r\nHost: stuck.example.com\r\n\r\n`);
-    socket.write(payload);
-  }
-  let last = -1;
-  for (let i = 0; i < 100; i++) {
-    await new Promise((r) => setTimeout(r, 300));
-    const now = c.nexus.bufferedUploads.bytes;
-    if (now === last) break;
-    last = now;
-  }
-  clearInterval(sample);
-  return { peak: Math.max(peak, c.nexus.bufferedUploads.bytes), node: c, attacker: attacker.ws };
+  const c = await startNode('c', { config: { limits: { maxBufferedUploadBytes: bound } } });
+  const a = await startNode('a', { peers: [c.meshUrl] });
+  const attacker = await stuckBackend(c, () => a.routes.lookup('stuck.example.com')?.kind === 'peer');
+  return { peak: await uploadUntilSteady(a, c, users), node: c, attacker };
 }
 
 describe('uploads to a backend that takes nothing', () => {
   it('hold at most the bound plus a small read per stuck relay; another tenant is served; the count returns to zero', async () => {
     // The same attack without a binding bound (1 GiB), for comparison.
-    const unbounded = await startNode({ pki, config: { limits: { maxBufferedUploadBytes: 1024 * MiB } } });
-    cleanups.push(() => unbounded.close());
-    const before = await fillStuckBackend(unbounded);
-    expect(unbounded.nexus.bufferedUploads.max).toBe(1024 * MiB);
-
-    const node = await startNode({ pki, config: { limits: { maxBufferedUploadBytes: BOUND } } });
-    cleanups.push(() => node.close());
-    const after = await fillStuckBackend(node);
+    const before = await fillStuckBackend(1024 * MiB);
+    expect(before.node.nexus.bufferedUploads.max).toBe(1024 * MiB);
+    const after = await fillStuckBackend(BOUND);
+    const { node } = after;
     console.log(
       `upload budget: ${STUCK_USERS} stuck uploads held ${(before.peak / MiB).toFixed(2)} MiB in the node's streams without a binding bound, ${(after.peak / MiB).toFixed(2)} MiB with a ${BOUND / 1024} KiB bound`,
     );
