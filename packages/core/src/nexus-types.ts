@@ -137,7 +137,7 @@ export interface Nexus extends EventEmitter<NexusEvents> {
   /** Relayed streams right now. */
   readonly activeStreams: number;
   /**
-   * What the streams to backends hold of what end users (and outbound connections) sent them, node-wide
+   * What the streams to backends hold of what end users (outbound connections, tunnels) sent them, node-wide
    * (`limits.maxBufferedUploadBytes`): bytes now and the bound.
    */
   readonly bufferedUploads: { bytes: number; max: number };

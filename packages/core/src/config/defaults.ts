@@ -5,6 +5,7 @@ import {
   DEFAULT_MAX_TOKEN_HOSTNAMES,
 } from '../auth.js';
 import { DEFAULT_BACKEND_ERA_MODE } from '../backend-era.js';
+import { DEFAULT_MAX_BUFFERED_UPLOAD_BYTES } from '../relay-uploads.js';
 import type { ResolvedAuth, ResolvedKeepalive, ResolvedLimits } from './types.js';
 
 /** Hub (backend WebSocket) listen address. Default: `:8443` (all interfaces). */
@@ -64,7 +65,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   maxLocalRoutes: 10_000,
   maxPeerMessageBytes: 1_048_576,
   maxBufferedBytes: 268_435_456,
-  maxBufferedUploadBytes: 134_217_728,
+  maxBufferedUploadBytes: DEFAULT_MAX_BUFFERED_UPLOAD_BYTES,
   stunMaxResponsesPerSecond: 10_000,
   stunMaxResponsesPerAddressPerSecond: 50,
 });
