@@ -3,12 +3,14 @@
  * the stream holds of it counted in the node's {@link UploadBudget}, which sizes the end users' reads.
  *
  * A mux stream holds what it was written until its credits let it send it; when they stop coming (a slow
- * service, a hostile token holder) its relay holds two reads, one in the stream and one in the socket's
- * buffer (the stream's high-water mark is 16 KiB, a read up to 128 KiB). Nothing bounded how many relays
- * held them: 20 000 end users uploading to backends that grant no credit held 5 GiB of the node's memory.
- * With the budget, once what the streams hold reaches `limits.maxBufferedUploadBytes`, every socket reads
- * {@link UPLOAD_READ_MIN} bytes at a time until it has room again: the node then holds at most the bound
- * plus about two small reads per relay that got stuck past it. Nobody waits for a turn: a relay whose
+ * service, a hostile token holder) its relay holds up to the stream's high-water mark (two frames: 64 KiB
+ * toward the reference, 256 KiB between Nexus ends) and one more read in the socket's buffer. Nothing
+ * bounded how many relays held that: each end user of such a backend added it to the node's memory (160 of
+ * them held 9.75 MiB in `test/adversarial/upload-budget.test.ts`). With the budget, once what the streams
+ * hold reaches `limits.maxBufferedUploadBytes`, every socket reads {@link UPLOAD_READ_MIN} bytes at a time
+ * and a relay's stream holds at most that before its socket waits for the stream to send: the node then
+ * holds the bound plus about one small read per relay that got stuck past it (2.84–3.00 MiB for the same
+ * 160 with a 512 KiB bound). Nobody waits for a turn: a relay whose
  * stream sends what it is given goes on at its own pace, in smaller reads, so stuck streams cost the others
  * some efficiency, never their service (docs/security.md; docs/configuration.md).
  */

@@ -1,11 +1,12 @@
 /**
  * Attack: end users upload to a backend that takes nothing (it stops reading its WebSocket: a hostile token
  * holder, or a stuck one), so each relay's stream holds what its end user's socket read until credits
- * come, one read each. Before `limits.maxBufferedUploadBytes` nothing bounded how many relays held their
- * reads: every new end user added up to 128 KiB to what the node's streams held. Now, once what they hold
- * reaches the bound, sockets read 16 KiB at a time (`UploadBudget`): a stuck relay adds a small read,
+ * come, up to its high-water mark. Before `limits.maxBufferedUploadBytes` nothing bounded how many relays
+ * held that: every new end user added it to what the node's streams held. Now, once what they hold reaches
+ * the bound, sockets read 16 KiB at a time (`UploadBudget`): a stuck relay adds a small read,
  * and a relay whose stream sends what it gets (another tenant's) is still served, at its own pace.
- * Real sockets, a real node, a real backend client for the honest tenant; every honest byte checked by SHA-256.
+ * Real sockets, real nodes (one, then two in a mesh), a real backend client for the honest tenant; every
+ * honest byte checked by SHA-256.
  */
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
