@@ -120,7 +120,7 @@ export function createNexus(
   const meters = new MeteredRelays(bandwidth);
   // What streams to backends hold of what end users sent, node-wide (`limits.maxBufferedUploadBytes`).
   const uploads = new UploadBudget(resolved.limits.maxBufferedUploadBytes);
-  const readSize = (): number => uploads.readSize();
+  const { readSize } = uploads;
   const hub = new BackendHub({
     routes,
     // The one place tokens are verified (every era, every stage).

@@ -43,12 +43,13 @@ export class UploadBudget implements HeldBytesCounter {
 
   /**
    * Bytes a socket may read at once now: a whole frame's read ({@link FRAME_READ_SIZE}) while the budget
-   * has room for one, then what room is left, and {@link UPLOAD_READ_MIN} once there is less.
+   * has room for one, then what room is left, and {@link UPLOAD_READ_MIN} once there is less. Bound to the
+   * budget, so it can be handed to `readInFrames` as it is.
    */
-  readSize(): number {
+  readonly readSize = (): number => {
     const room = this.max - this.held;
     return room >= FRAME_READ_SIZE ? FRAME_READ_SIZE : Math.max(UPLOAD_READ_MIN, room);
-  }
+  };
 
   /**
    * Bytes one relay's stream may hold before its socket stops reading until the stream has sent some:

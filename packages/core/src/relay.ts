@@ -402,8 +402,7 @@ export function relayMuxStream(end: Duplex, stream: Duplex, options: RelayOption
   } else {
     // An end-user socket: one read per DATA frame during a burst (frame-reads.ts), smaller once what the
     // node's streams hold of uploads reaches its bound (relay-uploads.ts).
-    const uploads = options.uploads;
-    readInFrames(end as Socket, uploads === undefined ? undefined : () => uploads.readSize());
+    readInFrames(end as Socket, options.uploads?.readSize);
   }
   return relayConnection(end, stream, {
     ...options,

@@ -5,14 +5,13 @@
  * grant and past 100 in a second the session is closed with 1008 `empty-data-flood`, on a node with
  * default settings; memory stays flat and the other tenant keeps being served.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { encodeControlMessage, streamIdToBytes, writeDataHeader } from '@nexus-proxy/mux-protocol';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import {
   createTestPki,
   delay,
+  forceGc,
   MiB,
   httpGet,
   rawBackend,
@@ -36,14 +35,12 @@ afterEach(async () => {
 
 const FLOOD_MS = 10_000;
 
-// A full collection on demand, so that what is measured is what the process retains, not the garbage the
-// attacker and the hub make between two collections (which V8 lets grow to 100 MiB or more on some runs).
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
-
-/** Heap and buffers the process retains now (after a full collection), bytes. */
+/**
+ * Heap and buffers the process retains now (after a full collection), bytes: what it keeps, not the garbage
+ * the attacker and the hub make between two collections (which V8 lets grow to 100 MiB or more on some runs).
+ */
 function retained(): number {
-  collect();
+  forceGc();
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
 }
