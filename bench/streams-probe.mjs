@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { jain } from './lib/load.mjs';
 
 const TREE = resolve(process.env.TREE ?? join(fileURLToPath(import.meta.url), '../..'));
 const { startTopology } = await import(join(TREE, 'bench/lib/topology.mjs'));
@@ -121,9 +122,8 @@ try {
   const half = Math.ceil(streams / 2);
   const byWorker = [got.slice(0, half), got.slice(half)].filter((w) => w.length > 0);
   const avg = (xs) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
-  const jain = got.reduce((a, b) => a + b, 0) ** 2 / (got.length * got.reduce((a, b) => a + b * b, 0));
   console.log(
-    `whole run: mean ${mean.toFixed(2)} MB per stream, Jain ${jain.toFixed(3)}, ${got.filter((g) => g < mean / 10).length} streams under a tenth of it, ` +
+    `whole run: mean ${mean.toFixed(2)} MB per stream, Jain ${jain(got).toFixed(3)}, ${got.filter((g) => g < mean / 10).length} streams under a tenth of it, ` +
       `${got.filter((g) => g === 0).length} with nothing`,
   );
   byWorker.forEach((w, i) => {
