@@ -22,6 +22,7 @@
  */
 import type { Socket } from 'node:net';
 import { BurstReads, FRAME_ROOM, lendFrameRoom, ReadBufferBudget } from '@nexus-proxy/common';
+import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 
 /**
  * Bytes a socket reads at most at once during a burst: one DATA frame of the size two Nexus ends agree on
@@ -125,6 +126,9 @@ export function readInFrames(socket: Socket, readSize?: () => number): boolean {
     } else {
       out = Buffer.from(buffer.subarray(0, bytes));
     }
+    // Every read is a buffer of its own outside the JS heap, as the hub links' TLS reads are: counted, so
+    // that a tuned relay frees them with scavenges, not mark-compacts (relay-heap in @nexus-proxy/common).
+    countReceivedBytes(bytes);
     // As Node's own reads: false stops reading until the consumer resumes the socket.
     taken = socket.push(out);
     return taken;

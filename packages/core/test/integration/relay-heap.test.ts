@@ -17,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /** Bytes of each download: several times the scavenge interval. */
 const DOWNLOAD = 8 * MiB;
+/** Bytes of each upload, the same. */
+const UPLOAD = 8 * MiB;
 /** `NODE_PERFORMANCE_GC_MINOR` and `NODE_PERFORMANCE_GC_FLAGS_FORCED` of a `gc` performance entry. */
 const GC_MINOR = 1;
 const GC_FLAGS_FORCED = 4;
@@ -48,6 +50,13 @@ beforeAll(async () => {
   });
   closers.push(() => svc.close());
   await node.attachBackend({ hostnames: ['app.test'], service: svc.port });
+  // Takes what the end user uploads, and ends once it has all of it with its SHA-256.
+  const sink = await startService((socket) => {
+    const reader = new HashingReader(socket);
+    void reader.untilBytes(UPLOAD).then((digest) => socket.end(digest));
+  });
+  closers.push(() => sink.close());
+  await node.attachBackend({ hostnames: ['up.test'], service: sink.port });
   observer.observe({ entryTypes: ['gc'] });
   closers.push(() => observer.disconnect());
 });
@@ -70,6 +79,23 @@ async function download(): Promise<number> {
   return forcedScavenges - before;
 }
 
+/** Uploads UPLOAD bytes through the node; resolves the scavenges forced meanwhile. */
+async function upload(): Promise<number> {
+  const before = forcedScavenges;
+  const socket = netConnect({ host: '127.0.0.1', port: node.httpPort });
+  await once(socket, 'connect');
+  const source = new RandomSource(UPLOAD, { prefix: Buffer.from('PUT / HTTP/1.1\r\nHost: up.test\r\n\r\n') });
+  const answer = new HashingReader(socket);
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  await pump(source, socket);
+  await answer.ended;
+  // The sink hashed the request head with the body: the same bytes as the source emitted.
+  expect(Buffer.concat(chunks).toString()).toBe(source.digest());
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  return forcedScavenges - before;
+}
+
 describe('the node under tuneHeapForRelaying (nexus-proxy serve)', () => {
   it('runs a scavenge per RELAY_SCAVENGE_BYTES the hub receives once tuned, and none before', async () => {
     expect(await download()).toBe(0);
@@ -79,5 +105,15 @@ describe('the node under tuneHeapForRelaying (nexus-proxy serve)', () => {
     // them (the end user's request and the backend's control frames add little).
     expect(forced).toBeGreaterThanOrEqual(Math.floor(DOWNLOAD / RELAY_SCAVENGE_BYTES) - 1);
     expect(forced).toBeLessThanOrEqual(Math.ceil(DOWNLOAD / RELAY_SCAVENGE_BYTES) + 1);
+  });
+
+  it("counts the end user's reads as well: an upload through the node frees them with scavenges", async () => {
+    tuneHeapForRelaying();
+    const forced = await upload();
+    // Counted twice in this one process: the node's reads of the end user's socket (frame-reads.ts) and
+    // the backend client's of the hub link. Without the first, about half as many.
+    const counted = 2 * UPLOAD;
+    expect(forced).toBeGreaterThanOrEqual(Math.floor(counted / RELAY_SCAVENGE_BYTES) - 1);
+    expect(forced).toBeLessThanOrEqual(Math.ceil(counted / RELAY_SCAVENGE_BYTES) + 1);
   });
 });
