@@ -69,10 +69,13 @@ export class MuxStream extends Duplex {
   /** Counts writes, so that a late transport callback cannot complete a later write. */
   #writeSeq = 0;
   /**
-   * The write's last frame went to the transport as views of the writer's chunks: its callback waits
-   * until the transport no longer holds them (a writer may reuse a buffer once its write completed).
+   * Frames of the write in progress that went to the transport as views of the writer's chunks and that
+   * it still holds: the write's callback waits until it holds none (a writer may reuse a buffer once its
+   * write completed, and a transport writes what the views show when it writes them). Also when the
+   * peer is gone or the stream is destroyed: what is not sent yet is dropped then, what the transport
+   * holds is not.
    */
-  #awaitingFlush = false;
+  #inTransport = 0;
   #inSend = false;
   /** The peer is gone: nothing more is sent; pending and later writes are discarded. */
   #sendDead = false;
@@ -249,8 +252,8 @@ export class MuxStream extends Duplex {
     } finally {
       this.#inSend = false;
     }
-    // The transport still holds the write's last parts: it calls back once they are written.
-    if (this.#awaitingFlush && !this.#sendDead) return false;
+    // The transport still holds parts of the write: it calls back once they are written (or dropped).
+    if (this.#inTransport > 0) return false;
     // The whole write went out (or the peer is gone): release the callback so Node hands us the next.
     this.#completeWrite();
     return this.#pending.bytes > 0 && this.#canSend();
@@ -270,17 +273,23 @@ export class MuxStream extends Duplex {
     }
     const parts = this.#pending.views(length);
     this.bytesWritten += length;
-    let onWritten = noop;
-    if (this.#pending.bytes === 0) {
-      this.#awaitingFlush = true;
-      const seq = this.#writeSeq;
-      onWritten = () => {
-        if (seq !== this.#writeSeq || !this.#awaitingFlush) return;
-        this.#awaitingFlush = false;
+    this.#inTransport++;
+    send.call(this.#host, header, parts, length, this.#partsWritten(this.#writeSeq));
+  }
+
+  /**
+   * The transport's callback for a frame of write `seq` sent as views: once it holds none of the write's
+   * frames, the write completes if nothing of it is left to send (or nothing will be: the peer is gone).
+   * The transport calls back exactly once per frame, in order, never synchronously (`MuxTransport.sendData`).
+   */
+  #partsWritten(seq: number): () => void {
+    return () => {
+      if (seq !== this.#writeSeq || this.#inTransport === 0) return;
+      this.#inTransport--;
+      if (this.#inTransport === 0 && (this.#pending.bytes === 0 || this.#sendDead) && !this.#inSend) {
         this.#completeWrite();
-      };
-    }
-    send.call(this.#host, header, parts, length, onWritten);
+      }
+    };
   }
 
   /**
@@ -303,7 +312,7 @@ export class MuxStream extends Duplex {
   }
 
   #completeWrite(): void {
-    this.#awaitingFlush = false;
+    this.#inTransport = 0;
     const callback = this.#pendingCallback;
     if (callback === null) return;
     this.#pending.clear();
@@ -387,7 +396,7 @@ export class MuxStream extends Duplex {
     this.#releasePastWindow();
     this.#share?.close();
     this.#host.resumeTransport(this);
-    if (!this.#inSend) this.#completeWrite();
+    if (!this.#inSend && this.#inTransport === 0) this.#completeWrite();
     callback(error);
   }
 
@@ -536,8 +545,9 @@ export class MuxStream extends Duplex {
     // deliberately not ended here: a consumer still writing (`pipeline(socket, stream, socket)` with an
     // end user mid-upload) would get "write after end" errors, and the pipeline would then destroy the
     // end-user socket before it has flushed the response. The owner ends it, as for any socket.
-    // Not while a frame is being built: sendFrames notices `#sendDead` and releases it itself.
-    if (!this.#inSend) this.#completeWrite();
+    // Not while a frame is being built: sendFrames notices `#sendDead` and releases it itself. Nor while
+    // the transport holds frames of it: the last one it lets go of releases it (see #partsWritten).
+    if (!this.#inSend && this.#inTransport === 0) this.#completeWrite();
   }
 
   /** Host side: a close for this stream is crossing the wire (or the session is closing): send nothing more. */
@@ -567,4 +577,3 @@ export class MuxStream extends Duplex {
   }
 }
 
-function noop(): void {}

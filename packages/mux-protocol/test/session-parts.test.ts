@@ -5,7 +5,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { MuxSession, type MuxSessionOptions, type MuxStream, type MuxTransport } from '../src/index.js';
+import {
+  encodeControlMessage,
+  MuxSession,
+  type MuxSessionOptions,
+  type MuxStream,
+  type MuxTransport,
+} from '../src/index.js';
 import { type CreatePair, runSessionSuite, type Side } from './suites/session.suite.js';
 
 const OPEN = { connPort: 443, clientIp: '203.0.113.7:50000', hostname: 'app.example.com', isTls: true };
@@ -194,4 +200,52 @@ describe('MuxSession DATA as parts', () => {
     await written;
     expect(stream.closeReason).toBe('gone');
   });
+
+  /**
+   * A writer that reuses its buffer once the write calls back (as the relays' pooled reads do) while the
+   * transport still holds views of it: the peer's disconnect (or the stream's destruction) must not call
+   * the write back before the transport let go, or the transport would write what the buffer holds by
+   * then (another stream's frame, framed in place) on the session's wire.
+   */
+  for (const [name, end] of [
+    ['the peer disconnects the stream', 'remote'],
+    ['the stream is destroyed', 'destroy'],
+  ] as const) {
+    for (const size of [20_000, 3 * 32_768 + 100]) {
+      it(`holds a write's callback while the transport holds its parts, when ${name} (${size} bytes)`, async () => {
+        const { link, hub, received } = pair();
+        const stream = hub.openStream(OPEN);
+        stream.on('error', () => {});
+        const buffer = Buffer.alloc(size, 0x41);
+        link.paused = true; // the "socket" is busy: it holds the frames
+        let calledBack = false;
+        const written = new Promise<void>((resolve) =>
+          stream.write(buffer, () => {
+            calledBack = true;
+            // The writer takes its buffer back at once and fills it with the next read.
+            buffer.fill(0xee);
+            resolve();
+          }),
+        );
+        await new Promise((r) => setImmediate(r));
+        expect(link.queue.length).toBeGreaterThan(0);
+        if (end === 'remote') {
+          hub.receive(encodeControlMessage({ event: 'disconnect', client_id: stream.id, reason: 'normal' }));
+        } else {
+          stream.destroy();
+        }
+        await new Promise((r) => setImmediate(r));
+        expect(calledBack).toBe(false);
+        link.paused = false;
+        link.schedule();
+        await written;
+        // What left went out as written: 0x41 bytes, never the writer's next read.
+        const payload = Buffer.concat(received.filter((m) => m[0] === 0x01).map((f) => f.subarray(17)));
+        expect(payload.length).toBeGreaterThan(0);
+        expect(payload.every((b) => b === 0x41)).toBe(true);
+        hub.close();
+        link.close();
+      });
+    }
+  }
 });
