@@ -576,4 +576,3 @@ export class MuxStream extends Duplex {
     this.push(null);
   }
 }
-
