@@ -21,7 +21,14 @@
  * (`UploadBudget` in `relay-uploads.ts`): whole frames while there is room, 16 KiB once there is none.
  */
 import type { Socket } from 'node:net';
-import { BurstReads, FRAME_ROOM, lendFrameRoom, ReadBufferBudget } from '@nexus-proxy/common';
+import {
+  BufferPool,
+  type BufferReturn,
+  BurstReads,
+  FRAME_ROOM,
+  lendFrameRoom,
+  ReadBufferBudget,
+} from '@nexus-proxy/common';
 import { countReceivedBytes } from '@nexus-proxy/common/relay-heap';
 
 /**
@@ -74,9 +81,66 @@ function findInternals(socket: Socket): SocketInternals | null {
   return { kBuffer, kBufferGen, kBufferCb };
 }
 
-/** A buffer of `size` bytes after {@link FRAME_ROOM} bytes lent for framing in place. */
+/**
+ * Free frame buffers kept for good: one for the read of a burst in flight while the last one's frame is
+ * written. More are kept while busy, up to {@link FRAME_BUFFERS_MAX} (8 MiB), and given back to the
+ * collector once idle (`BufferPool`).
+ */
+const FRAME_POOL_KEEP = 2;
+
+/**
+ * The frame buffers reads go into ({@link FRAME_ROOM} + {@link FRAME_READ_SIZE} bytes), taken back once
+ * what was read into them has been written onward ({@link frameReadReturn}): a relay under load then
+ * allocates no buffer per read, and reads into memory the last frame just left, still in the cache.
+ */
+const framePool = new BufferPool(FRAME_ROOM + FRAME_READ_SIZE, FRAME_POOL_KEEP, {
+  maxFree: FRAME_BUFFERS_MAX,
+});
+
+/**
+ * The memory of each frame buffer handed out and not taken back: a chunk comes back once at most, and
+ * only a chunk read into one of them. A set, not a map to the whole buffer: a young buffer that never
+ * comes back (its relay ended first) must die in a scavenge, and V8's scavenges keep a weak map's values
+ * alive (they then waited for a mark-compact: 73 of them per 384 MB uploaded when none came back).
+ */
+const handedOut = new WeakSet<ArrayBufferLike>();
+
+/** A buffer of `size` bytes (at most {@link FRAME_READ_SIZE}) after {@link FRAME_ROOM} bytes lent for framing in place. */
 function frameBuffer(size: number): Buffer {
-  return lendFrameRoom(Buffer.allocUnsafeSlow(FRAME_ROOM + size));
+  const reused = framePool.free > 0;
+  const whole = framePool.take();
+  // New memory outside the JS heap: counted, as every read was before the pool (relay-heap).
+  if (!reused) countReceivedBytes(whole.length);
+  handedOut.add(whole.buffer);
+  const view = lendFrameRoom(whole);
+  return size < view.length ? view.subarray(0, size) : view;
+}
+
+/**
+ * Where a chunk that a socket read in frames goes back once its write has called back (a `BufferReturn`
+ * for `WrittenBuffers` in `@nexus-proxy/common`): nothing may read or keep it then, as with any buffer a
+ * writer reuses. Chunks of any other memory are left alone.
+ */
+export const frameReadReturn: BufferReturn = {
+  give(chunk: Buffer): void {
+    const memory = chunk.buffer;
+    if (chunk.byteOffset !== FRAME_ROOM || !handedOut.has(memory)) return;
+    handedOut.delete(memory);
+    framePool.give(Buffer.from(memory, 0, memory.byteLength));
+  },
+};
+
+/**
+ * Keeps the memory of `chunk` out of the pool for good (a sniffed prelude, which its owner may keep and
+ * write again): {@link frameReadReturn} will not take it back.
+ */
+export function keepFrameRead(chunk: Uint8Array): void {
+  handedOut.delete(chunk.buffer);
+}
+
+/** Free frame buffers the pool holds now (for tests). */
+export function freeFrameBuffers(): number {
+  return framePool.free;
 }
 
 /**
@@ -118,17 +182,21 @@ export function readInFrames(socket: Socket, readSize?: () => number): boolean {
     let out: Buffer;
     if (chunk !== undefined && buffer === chunk) {
       out = bytes === chunk.length ? chunk : chunk.subarray(0, bytes);
-    } else if (bursting) {
-      // A large read landed in the shared buffer (the first of a burst, or past the bound): into a frame
-      // buffer, framed in place.
-      out = frameBuffer(bytes);
-      out.set(buffer.subarray(0, bytes));
     } else {
-      out = Buffer.from(buffer.subarray(0, bytes));
+      // The socket's own buffer, if it had one, was not read into: back to the pool.
+      if (chunk !== undefined) frameReadReturn.give(chunk);
+      if (bursting) {
+        // A large read landed in the shared buffer (the first of a burst, or past the bound): into a frame
+        // buffer, framed in place.
+        out = frameBuffer(bytes);
+        out.set(buffer.subarray(0, bytes));
+      } else {
+        out = Buffer.from(buffer.subarray(0, bytes));
+        // A buffer of its own outside the JS heap, as the hub links' TLS reads are: counted, so that a
+        // tuned relay frees them with scavenges, not mark-compacts (relay-heap in @nexus-proxy/common).
+        countReceivedBytes(bytes);
+      }
     }
-    // Every read is a buffer of its own outside the JS heap, as the hub links' TLS reads are: counted, so
-    // that a tuned relay frees them with scavenges, not mark-compacts (relay-heap in @nexus-proxy/common).
-    countReceivedBytes(bytes);
     // As Node's own reads: false stops reading until the consumer resumes the socket.
     taken = socket.push(out);
     return taken;

@@ -16,7 +16,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { type BufferReturn, type HeldBytesCounter, WrittenBuffers } from '@nexus-proxy/common';
-import { FRAME_READ_SIZE } from './frame-reads.js';
+import { FRAME_READ_SIZE, frameReadReturn, keepFrameRead } from './frame-reads.js';
 
 /** Default of `limits.maxBufferedUploadBytes`: 128 MiB node-wide. */
 export const DEFAULT_MAX_BUFFERED_UPLOAD_BYTES = 128 * 1024 * 1024;
@@ -61,13 +61,14 @@ export class UploadBudget implements HeldBytesCounter {
   }
 }
 
-/** Nothing is pooled here: the written chunks are only counted. */
+/** Nothing is pooled: the written chunks are only counted. */
 const notPooled: BufferReturn = { give() {} };
 
 /**
  * Forwards `source` to `dest` like `source.pipe(dest)`: each chunk written with a callback, the source
  * paused while `dest` needs a drain and resumed on its `'drain'`, `dest.end()` at the source's end. The
- * bytes written and not yet called back count in `budget`, until `dest` closes. Something else may pause
+ * bytes written and not yet called back count in `budget`, until `dest` closes; a chunk read into a frame
+ * buffer goes back to their pool when its write calls back (`reuseReads`). Something else may pause
  * the source too (the bandwidth meter), as with `pipe`: it pauses it again on `'resume'` while it waits,
  * and resumes it only when `dest` needs no drain.
  */
@@ -80,11 +81,16 @@ export class UploadForward {
   /** The source was paused because the stream holds its allowance: resumed as the stream sends. */
   #overAllowance = false;
 
-  constructor(source: Readable, dest: Writable, budget?: UploadBudget) {
+  /**
+   * @param reuseReads give the chunks the source read in frames (frame-reads.ts) back to their pool once
+   *   written: only for a `dest` that calls a write back once nothing holds its chunk any more (a mux
+   *   stream, or a socket), not one that passes chunks on as they are (a `PassThrough`).
+   */
+  constructor(source: Readable, dest: Writable, budget?: UploadBudget, reuseReads = false) {
     this.#source = source;
     this.#dest = dest;
     this.#budget = budget;
-    this.#written = new WrittenBuffers(notPooled, budget);
+    this.#written = new WrittenBuffers(reuseReads ? frameReadReturn : notPooled, budget);
   }
 
   /** Bytes written to the stream and not yet sent by it. */
@@ -92,8 +98,12 @@ export class UploadForward {
     return this.#written.bytes;
   }
 
-  /** Writes `chunk` before anything read from the source (the sniffed prelude); counted like a read. */
+  /**
+   * Writes `chunk` before anything read from the source (the sniffed prelude); counted like a read, but
+   * never taken back into the frame buffers' pool: its owner may keep it (and write it again elsewhere).
+   */
   write(chunk: Uint8Array): void {
+    keepFrameRead(chunk);
     const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     this.#written.add(buffer, this.#afterWrite);
     this.#dest.write(buffer, this.#written.written);

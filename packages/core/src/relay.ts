@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { MuxStream } from '@nexus-proxy/mux-protocol';
 import type { BandwidthAccount } from './bandwidth-scheduler.js';
 import { readInFrames } from './frame-reads.js';
 import { RelayMeter } from './relay-bandwidth.js';
@@ -148,7 +149,9 @@ export function relayConnection(socket: Duplex, stream: Duplex, options: RelayOp
   let graceTimer: NodeJS.Timeout | undefined;
   let meter: RelayMeter | undefined;
   // The end user → stream direction: `pipe` with what the stream holds counted in the node's budget.
-  const up = new UploadForward(socket, stream, options.uploads);
+  // A mux stream calls a write back once nothing holds its chunk (the transport included): what the
+  // socket read in frames (frame-reads.ts) is then reused for its next reads.
+  const up = new UploadForward(socket, stream, options.uploads, stream instanceof MuxStream);
   const setBandwidth = (account: BandwidthAccount | undefined): void => {
     meter?.detach();
     meter = undefined;

@@ -9,7 +9,10 @@ import {
   BURST_MIN_READ,
   FRAME_BUFFERS_MAX,
   FRAME_READ_SIZE,
+  frameReadReturn,
+  freeFrameBuffers,
   installedFrameBuffers,
+  keepFrameRead,
   readInFrames,
 } from '../src/frame-reads.js';
 
@@ -197,5 +200,67 @@ describe('readInFrames', () => {
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(FRAME_BUFFERS_MAX);
     expect(installedFrameBuffers()).toBe(0);
+  });
+
+  /**
+   * Reads a burst, handing each of its first `count` large chunks to `back` (with a copy taken as it
+   * arrived); resolves those chunks, their copies, and whether everything arrived intact.
+   */
+  async function burst(
+    count: number,
+    back: (chunk: Buffer, index: number) => void,
+  ): Promise<{ chunks: Buffer[]; copies: Buffer[]; intact: boolean }> {
+    const { accepted, client } = await pair();
+    expect(readInFrames(accepted)).toBe(true);
+    const data = pattern(count * FRAME_READ_SIZE * 2, 11);
+    const chunks: Buffer[] = [];
+    const copies: Buffer[] = [];
+    const all: Buffer[] = [];
+    let total = 0;
+    const done = new Promise<void>((resolve) => {
+      accepted.on('data', (chunk: Buffer) => {
+        total += chunk.length;
+        all.push(Buffer.from(chunk));
+        if (frameRoom(chunk) === FRAME_ROOM && chunks.length < count) {
+          chunks.push(chunk);
+          copies.push(Buffer.from(chunk));
+          back(chunk, chunks.length - 1);
+        }
+        if (total === data.length) resolve();
+      });
+    });
+    accepted.resume();
+    client.end(data);
+    await done;
+    return { chunks, copies, intact: sha(Buffer.concat(all)) === sha(data) };
+  }
+
+  it('reads into the buffers its chunks came in once they are given back (frameReadReturn), never into one still held', async () => {
+    const { chunks, copies, intact } = await burst(24, (chunk, i) => {
+      // Every other chunk is "written" at once and given back; the others stay with their consumer.
+      if (i % 2 === 0) frameReadReturn.give(chunk);
+    });
+    expect(intact).toBe(true);
+    const memory = chunks.map((c) => c.buffer);
+    // Reads went into memory given back before: fewer distinct buffers than chunks.
+    expect(new Set(memory).size).toBeLessThan(chunks.length);
+    for (let i = 1; i < chunks.length; i += 2) {
+      // No later read went into the memory of a chunk its consumer still holds, which keeps its bytes.
+      expect(memory.slice(i + 1).includes(memory[i]!)).toBe(false);
+      expect(chunks[i]!.equals(copies[i]!)).toBe(true);
+    }
+  });
+
+  it('takes a chunk back once at most, and never one of other memory or one kept (keepFrameRead)', async () => {
+    const { chunks } = await burst(3, () => {});
+    const start = freeFrameBuffers();
+    frameReadReturn.give(chunks[0]!);
+    frameReadReturn.give(chunks[0]!);
+    expect(freeFrameBuffers()).toBe(start + 1);
+    keepFrameRead(chunks[1]!);
+    frameReadReturn.give(chunks[1]!);
+    frameReadReturn.give(Buffer.alloc(FRAME_READ_SIZE));
+    frameReadReturn.give(Buffer.from(chunks[2]!));
+    expect(freeFrameBuffers()).toBe(start + 1);
   });
 });
