@@ -82,7 +82,7 @@ function findInternals(socket: Socket): SocketInternals | null {
 }
 
 /**
- * Free frame buffers kept for good: one for the read of a burst in flight while the last one's frame is
+ * Free frame buffers kept for good: a socket in a burst reads into one while the frame of its last read is
  * written. More are kept while busy, up to {@link FRAME_BUFFERS_MAX} (8 MiB), and given back to the
  * collector once idle (`BufferPool`).
  */
@@ -109,7 +109,7 @@ const handedOut = new WeakSet<ArrayBufferLike>();
 function frameBuffer(size: number): Buffer {
   const reused = framePool.free > 0;
   const whole = framePool.take();
-  // New memory outside the JS heap: counted, as every read was before the pool (relay-heap).
+  // New memory outside the JS heap: counted toward the relay heap's scavenges (relay-heap).
   if (!reused) countReceivedBytes(whole.length);
   handedOut.add(whole.buffer);
   const view = lendFrameRoom(whole);
