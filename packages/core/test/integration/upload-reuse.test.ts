@@ -73,6 +73,24 @@ afterAll(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
+/** Resolves once `value()` is above 0 and has not changed for 100 ms (sampled by `waitUntil`), within 5 s. */
+async function waitUntilSteady(value: () => number, what: string): Promise<void> {
+  let last = value();
+  let since = Date.now();
+  await waitUntil(
+    () => {
+      const now = value();
+      if (now !== last) {
+        last = now;
+        since = Date.now();
+      }
+      return now > 0 && Date.now() - since >= 100;
+    },
+    5_000,
+    what,
+  );
+}
+
 /** Uploads `bytes` random bytes; resolves the digest sent and the answer (empty when dropped). */
 async function upload(kind: 'keep' | 'drop', bytes: number, dropAfter: number): Promise<[string, string]> {
   const socket = netConnect({ host: '127.0.0.1', port: node.httpPort });
@@ -152,18 +170,23 @@ describe('uploads through one node on reused read buffers', () => {
     );
     const first = connects()[0]!;
     raw.ws.pause();
-    await new Promise((r) => setTimeout(r, 300));
+    // What the node's streams hold of uploads (written to them, not yet called back) stops growing once
+    // the link is full: frames wait in the node for the socket.
+    const held = (): number => node.nexus.bufferedUploads.bytes;
+    await waitUntilSteady(held, 'the uploads held by the node');
+    const before = held();
     raw.send(encodeControlMessage({ event: 'disconnect', client_id: first, reason: 'normal' }));
-    await new Promise((r) => setTimeout(r, 100));
-    // A new upload's reads take buffers from the pool now.
+    // The dropped stream's relay ends: what it held leaves the count.
+    await waitUntil(() => held() < before, 5_000, 'the dropped upload released');
+    const after = held();
+    // A new upload's reads take buffers from the pool now; it holds some of them in its stream.
     const late = await start(0x7f, 1 * MiB);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil(() => held() > after, 5_000, 'the late upload held by the node');
     raw.ws.resume();
     await waitUntil(() => connects().length === UPLOADERS + 1, 5_000, 'every connect');
     const ids = connects();
     const lateId = ids[UPLOADERS]!;
     await waitUntil(() => (counts.get(lateId) ?? 0) > 4, 5_000, 'the late upload on the wire');
-    await new Promise((r) => setTimeout(r, 300));
     // Every frame carries its own stream's bytes: the request head first, then its one byte value.
     const streams = ids;
     const values = [...uploads.map((u) => u.sent[0]!), late.sent[0]!];
