@@ -13,6 +13,7 @@ import { decodeBackendMessage, encodeControlMessage } from '@nexus-proxy/mux-pro
 import {
   createTestPki,
   MiB,
+  onHttpRequest,
   pump,
   RandomSource,
   rawBackend,
@@ -34,29 +35,23 @@ const closers: Array<() => Promise<void> | void> = [];
  * body and answers their SHA-256; for `drop` destroys the connection once it has read `bytes`.
  */
 function sink(socket: Socket): void {
-  let head = Buffer.alloc(0);
-  let mode: 'keep' | 'drop' | undefined;
-  let left = 0;
-  const hash = createHash('sha256');
-  socket.on('data', (chunk: Buffer) => {
-    let body = chunk;
-    if (mode === undefined) {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const [, kind, bytes] = /^PUT \/(keep|drop)\/(\d+) /.exec(head.toString('latin1', 0, end)) ?? [];
-      mode = kind as 'keep' | 'drop';
-      left = Number(bytes);
-      body = head.subarray(end + 4);
-    }
-    const take = body.subarray(0, left);
-    left -= take.length;
-    if (mode === 'keep') hash.update(take);
-    if (left > 0) return;
-    if (mode === 'drop') socket.destroy();
-    else socket.end(hash.digest('hex'));
-    mode = 'drop'; // nothing more is hashed
-    left = Number.POSITIVE_INFINITY;
+  onHttpRequest(socket, (head, rest) => {
+    const [, kind, bytes] = /^PUT \/(keep|drop)\/(\d+) /.exec(head) ?? [];
+    let left = Number(bytes);
+    const hash = createHash('sha256');
+    // What comes after `left` bytes is read and ignored.
+    const take = (chunk: Buffer): void => {
+      if (left === 0) return;
+      const part = chunk.subarray(0, left);
+      left -= part.length;
+      if (kind === 'keep') hash.update(part);
+      if (left > 0) return;
+      if (kind === 'drop') socket.destroy();
+      else socket.end(hash.digest('hex'));
+    };
+    take(rest);
+    socket.on('data', take);
+    socket.resume();
   });
 }
 
