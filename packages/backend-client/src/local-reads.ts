@@ -223,6 +223,12 @@ export class LocalReads {
     }
     this.#installed = undefined;
     this.#installedBuffer = undefined;
+    // A socket that stops here (its stream is full, or it waits for room) reads again only when let: on its
+    // turn, when the stream drains with room in the bound, or in the trickle's turn. Its next read is one
+    // the bound admits, so it may be a whole landing: a turn is then one read of up to a frame, not a small
+    // read and a frame (each a DATA frame of its own; docs/benchmarks.md, "1 000 streams: whole reads
+    // after a turn").
+    if (this.#waitingForRoom || this.#waitingForDrain) return budget.landing();
     // A read that filled its buffer is followed by more: the whole landing buffer, while there is room.
     // Else the socket is likely to go quiet with this buffer installed, and whatever it reads next, maybe
     // once the reads hold their bound, is one small read ({@link SMALL_LANDING_SIZE}).

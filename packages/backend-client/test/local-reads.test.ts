@@ -15,6 +15,7 @@ import {
   LocalReads,
   SHORT_READ_MAX,
   setHeldReadsMax,
+  SMALL_LANDING_SIZE,
 } from '../src/local-reads.js';
 
 const servers: net.Server[] = [];
@@ -339,6 +340,48 @@ describe('LocalReads', () => {
       for (const { socket } of runs) socket.destroy();
       await Promise.all(closed);
       expect(heldReads()).toMatchObject({ bytes: 0, waiting: 0 });
+    } finally {
+      setHeldReadsMax(HELD_BYTES_MAX);
+    }
+  });
+
+  it('a socket that waited for its turn reads up to a whole landing then, not a small read first', async () => {
+    // Twelve streams that send what they get, under a bound they pass together: they take turns. A socket
+    // stopped while the bound was used up used to get a small landing for its next read, so each turn
+    // began with a read of SMALL_LANDING_SIZE bytes (a DATA frame of its own) before a whole one.
+    const bound = 512 * 1024;
+    setHeldReadsMax(bound);
+    try {
+      const count = 12;
+      const size = 4 * 1024 * 1024;
+      const port = await listen((s) => {
+        s.once('data', (seed: Buffer) => s.end(pattern(size, seed[0]!)));
+      });
+      const runs = await Promise.all(
+        Array.from({ length: count }, async (_, i) => {
+          const reads = new LocalReads();
+          const socket = await dial(port, reads);
+          const sink = new SlowSink(256 * 1024);
+          const sizes: number[] = [];
+          reads.attach(socket, sink, (bytes) => {
+            sizes.push(bytes);
+          });
+          socket.write(Buffer.from([i]));
+          return { sink, sizes, seed: i };
+        }),
+      );
+      await Promise.all(runs.map(({ sink }) => once(sink, 'finish')));
+      let small = 0;
+      let reads = 0;
+      for (const { sink, sizes, seed } of runs) {
+        expect(sink.received().equals(pattern(size, seed))).toBe(true);
+        // A socket's first read lands small (a quiet socket's), and its last brings what is left.
+        const middle = sizes.slice(1, -1);
+        reads += middle.length;
+        small += middle.filter((n) => n <= SMALL_LANDING_SIZE).length;
+      }
+      expect(reads).toBeGreaterThan(count * 8);
+      expect(small).toBe(0);
     } finally {
       setHeldReadsMax(HELD_BYTES_MAX);
     }
