@@ -19,7 +19,34 @@ export const POOL_TRIM_INTERVAL_MS = 2_000;
 export class FreeBytes {
   /** Free bytes kept past the floors now. */
   bytes = 0;
+  readonly #pools: BufferPool[] = [];
   constructor(readonly max: number) {}
+
+  /** `pool` keeps its free buffers past its floor within this bound (from its constructor). */
+  join(pool: BufferPool): void {
+    this.#pools.push(pool);
+  }
+
+  /**
+   * Makes room for `bytes` more within the bound by giving the collector free buffers past the floor of
+   * the pools other than `taker`, the one with the most such bytes first; returns whether there is room.
+   * A buffer is left to the collector either way, but the one kept is of the size being given back, in
+   * use now: after a change of the sizes a load reads in (1 000 streams ramping up in 64 KiB reads, then
+   * reading 128 KiB each), the bound no longer stays full of a size nobody takes while the size in use
+   * drops what it gives back and allocates anew for every take (docs/benchmarks.md, "1 000 streams: whole
+   * reads after a turn").
+   */
+  makeRoom(bytes: number, taker: BufferPool): boolean {
+    while (this.bytes + bytes > this.max) {
+      let most: BufferPool | undefined;
+      for (const pool of this.#pools) {
+        if (pool !== taker && pool.surplusBytes > (most?.surplusBytes ?? 0)) most = pool;
+      }
+      if (most === undefined) return false;
+      most.evict();
+    }
+    return true;
+  }
 }
 
 /** Pools that keep buffers past their floor now: trimmed by one timer for the process. */
@@ -68,6 +95,20 @@ export class BufferPool {
   ) {
     this.#maxFree = Math.max(keep, elasticOptions?.maxFree ?? keep);
     this.#group = elasticOptions?.group;
+    this.#group?.join(this);
+  }
+
+  /** Bytes of the free buffers kept past the floor now, about (each counted at the pool's size). */
+  get surplusBytes(): number {
+    return Math.max(0, this.#free.length - this.keep) * this.size;
+  }
+
+  /** Gives the collector one free buffer past the floor (for the shared bound's room). */
+  evict(): void {
+    const free = this.#free;
+    if (free.length <= this.keep) return;
+    this.#uncount(free.pop()!.length);
+    if (free.length < this.#lowWater) this.#lowWater = free.length;
   }
 
   /** Free buffers held now. */
@@ -96,7 +137,7 @@ export class BufferPool {
     if (free.length >= this.#maxFree) return;
     const group = this.#group;
     if (group !== undefined) {
-      if (group.bytes + buffer.length > group.max) return;
+      if (group.bytes + buffer.length > group.max && !group.makeRoom(buffer.length, this)) return;
       group.bytes += buffer.length;
     }
     free.push(buffer);

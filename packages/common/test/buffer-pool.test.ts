@@ -115,12 +115,10 @@ describe('BufferPool, elastic', () => {
       const b = new BufferPool(2048, 0, { maxFree: 100, group });
       const taken = Array.from({ length: 6 }, () => a.take());
       for (const buffer of taken) a.give(buffer);
-      // The floor (1) plus 4 KiB past it: 4 more; the sixth is left to the collector.
+      // The floor (1) plus 4 KiB past it: 4 more; the sixth is left to the collector (no other pool keeps
+      // anything past its floor to make room with).
       expect(a.free).toBe(5);
       expect(group.bytes).toBe(4 * 1024);
-      // The bound is shared: the other pool keeps nothing past its floor now.
-      b.give(Buffer.allocUnsafeSlow(2048));
-      expect(b.free).toBe(0);
       // A wave that takes 3 and gives them back: those 3 are used, the other 2 were not.
       const wave = [a.take(), a.take(), a.take()];
       for (const buffer of wave) a.give(buffer);
@@ -139,6 +137,35 @@ describe('BufferPool, elastic', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('makes room within the shared bound for the size given back, from the pool that keeps the most past its floor', () => {
+    const group = new FreeBytes(8 * 1024);
+    const ramp = new BufferPool(1024, 1, { maxFree: 100, group });
+    const other = new BufferPool(1536, 0, { maxFree: 100, group });
+    const inUse = new BufferPool(2048, 0, { maxFree: 100, group });
+    // A ramp-up in 1 KiB buffers: its floor and 6 KiB past it.
+    const first = Array.from({ length: 7 }, () => ramp.take());
+    for (const buffer of first) ramp.give(buffer);
+    other.give(Buffer.allocUnsafeSlow(1536));
+    expect(group.bytes).toBe(6 * 1024 + 1536);
+    // The load moves to 2 KiB buffers: what it gives back is kept, and two of the ramp's 1 KiB buffers
+    // (the pool with the most past its floor) go to the collector instead.
+    const given = Buffer.allocUnsafeSlow(2048);
+    inUse.give(given);
+    expect(inUse.free).toBe(1);
+    expect(ramp.free).toBe(5);
+    expect(other.free).toBe(1);
+    expect(group.bytes).toBe(4 * 1024 + 1536 + 2048);
+    // Its next take is that buffer, not a new one.
+    expect(inUse.take()).toBe(given);
+    // Never below a pool's floor: once nothing past a floor is left to give, what comes back is dropped.
+    const more = Array.from({ length: 6 }, () => Buffer.allocUnsafeSlow(2048));
+    for (const buffer of more) inUse.give(buffer);
+    expect(ramp.free).toBe(1);
+    expect(other.free).toBe(0);
+    expect(inUse.free).toBe(4);
+    expect(group.bytes).toBe(8 * 1024);
   });
 
   it('SizedBufferPools hands out the smallest size that takes a length, and takes back only its own sizes', () => {
