@@ -37,6 +37,10 @@ export class FreeBytes {
    * reads after a turn").
    */
   makeRoom(bytes: number, taker: BufferPool): boolean {
+    let others = 0;
+    for (const pool of this.#pools) if (pool !== taker) others += pool.surplusBytes;
+    // Not enough past the other floors to make the room: nothing is dropped for nothing.
+    if (this.bytes + bytes - others > this.max) return false;
     while (this.bytes + bytes > this.max) {
       let most: BufferPool | undefined;
       for (const pool of this.#pools) {

@@ -168,6 +168,20 @@ describe('BufferPool, elastic', () => {
     expect(group.bytes).toBe(8 * 1024);
   });
 
+  it('drops what is given back, and nothing else, when the other pools cannot make the room', () => {
+    const group = new FreeBytes(4 * 1024);
+    const small = new BufferPool(1024, 0, { maxFree: 100, group });
+    const large = new BufferPool(3072, 0, { maxFree: 100, group });
+    small.give(Buffer.allocUnsafeSlow(1024));
+    large.give(Buffer.allocUnsafeSlow(3072));
+    expect(group.bytes).toBe(4 * 1024);
+    // 3 KiB more would need 3 KiB past the other floors; the small pool keeps only 1 KiB.
+    large.give(Buffer.allocUnsafeSlow(3072));
+    expect(large.free).toBe(1);
+    expect(small.free).toBe(1);
+    expect(group.bytes).toBe(4 * 1024);
+  });
+
   it('SizedBufferPools hands out the smallest size that takes a length, and takes back only its own sizes', () => {
     const pools = new SizedBufferPools([1024, 1536, 2048], 32, 4096, new FreeBytes(1 << 20));
     const small = pools.take(1000);
