@@ -187,7 +187,10 @@ export class LocalReads {
     target.once('close', this.#settle);
     held.join();
     this.#joined = true;
-    this.#resumeInTurn();
+    // Not in turn: the first read lands in the small landing (SMALL_LANDING_SIZE), so a new stream's first
+    // bytes (a request's answer) do not wait behind every socket that waits for room, and 10 000 streams
+    // attached at once bring 4 KiB each past the bound. One that has more then waits its turn.
+    socket.resume();
   }
 
   /**
@@ -251,6 +254,7 @@ export class LocalReads {
     this.#onBytes?.(bytes);
     this.#burst.read(bytes);
     const written = this.#written;
+    const heldBefore = written.bytes;
     let ok: boolean;
     if (chunk !== undefined && whole !== undefined && bytes > SHORT_READ_MAX && !written.failed) {
       // A large read into a chunk of its own: the chunk goes to the stream as it is.
@@ -277,6 +281,13 @@ export class LocalReads {
       this.#waitingForDrain = true;
       return false; // Node stops reading the socket until it is resumed
     }
+    // A short read into a stream that held nothing: the socket had no more, likely a message of an
+    // exchange (a request's answer), not a bulk transfer. It goes on reading (its next read lands in the
+    // small landing, SMALL_LANDING_SIZE) instead of queueing behind every socket that waits for room: its
+    // next message would wait a whole turn of that queue (at 1 000 bulk streams, hundreds of ms;
+    // docs/benchmarks.md, "An exchange among 1 000 bulk streams"). Past the bound by this one read, as a
+    // resumed socket is.
+    if (!this.#filled && heldBefore === 0) return true;
     if (held.yields(written.bytes)) {
       this.#waitForRoom();
       return false;

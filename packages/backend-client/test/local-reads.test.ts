@@ -387,6 +387,90 @@ describe('LocalReads', () => {
     }
   });
 
+  it('a socket that answers an exchange does not queue behind the sockets waiting for room', async () => {
+    // The bound is held by streams that never send, and 80 bulk sockets wait for room: they move only in
+    // the trickle's turns (one every 50 ms, oldest first). An exchange (1 KiB asked, 1 KiB answered) whose
+    // socket queued behind them would wait about 4 s for each answer; it starts reading at once, and its
+    // reads are short with its stream holding nothing before each, so it goes on reading.
+    const bound = 512 * 1024;
+    setHeldReadsMax(bound);
+    try {
+      const port = await listen((s) => {
+        s.once('data', (first: Buffer) => {
+          if (first[0] === 0xee) {
+            // The exchange: answers every 1 KiB asked with 1 KiB, at once (no Nagle delay).
+            s.setNoDelay(true);
+            let pending = first.length - 1;
+            const answer = (): void => {
+              while (pending >= 1024) {
+                pending -= 1024;
+                s.write(Buffer.alloc(1024, 0xaa));
+              }
+            };
+            answer();
+            s.on('data', (more: Buffer) => {
+              pending += more.length;
+              answer();
+            });
+          } else s.end(Buffer.alloc(4 * 1024 * 1024, first[0]!)); // bulk: what it carries is not checked here
+        });
+      });
+      const stuck = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const reads = new LocalReads();
+          const socket = await dial(port, reads);
+          socket.on('error', () => {});
+          reads.attach(socket, new SlowSink(256 * 1024, true));
+          socket.write(Buffer.from([i]));
+          return socket;
+        }),
+      );
+      while (heldReads().bytes < bound) await new Promise((resolve) => setTimeout(resolve, 10));
+      await Promise.all(
+        Array.from({ length: 80 }, async (_, i) => {
+          const reads = new LocalReads();
+          const socket = await dial(port, reads);
+          socket.on('error', () => {});
+          reads.attach(socket, new SlowSink(256 * 1024));
+          socket.write(Buffer.from([20 + i]));
+        }),
+      );
+      while (heldReads().waiting < 80) await new Promise((resolve) => setTimeout(resolve, 10));
+      const reads = new LocalReads();
+      const socket = await dial(port, reads);
+      const answers = new Writable({
+        write(chunk: Buffer, _enc, callback) {
+          received += chunk.length;
+          callback();
+          if (received >= asked) done?.();
+        },
+      });
+      let received = 0;
+      let asked = 0;
+      let done: (() => void) | undefined;
+      reads.attach(socket, answers);
+      socket.write(Buffer.from([0xee]));
+      const started = performance.now();
+      for (let i = 0; i < 5; i++) {
+        asked += 1024;
+        const answered = new Promise<void>((resolve) => {
+          done = resolve;
+        });
+        socket.write(Buffer.alloc(1024, i));
+        await answered;
+      }
+      expect(received).toBe(5 * 1024);
+      // Each answer would wait about 4 s behind the 80 (the tree before: 16.6 s for the five); here 1–20 ms.
+      expect(performance.now() - started).toBeLessThan(1_000);
+      const closed = [...stuck, ...sockets].map((s) => once(s, 'close'));
+      for (const s of stuck) s.destroy();
+      for (const s of sockets) s.destroy();
+      await Promise.all(closed);
+    } finally {
+      setHeldReadsMax(HELD_BYTES_MAX);
+    }
+  }, 30_000);
+
   it('streams that never send fill the bound but do not stop a stream that does', async () => {
     const bound = 512 * 1024;
     setHeldReadsMax(bound);
