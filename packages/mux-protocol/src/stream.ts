@@ -182,6 +182,11 @@ export class MuxStream extends Duplex {
 
   // ───────────────────────────── send side ─────────────────────────────
 
+  /** Bytes written and not yet sent as DATA (the engine's scheduler reads it). */
+  get pendingBytes(): number {
+    return this.#pending.bytes;
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.#sendDead || chunk.length === 0) {
       callback();

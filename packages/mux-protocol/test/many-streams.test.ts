@@ -191,3 +191,81 @@ describe('turns with many streams ready and larger frames agreed', () => {
     expect(most.reduce((a, b) => a + b, 0)).toBe(3000 * large);
   });
 });
+
+describe('the engine pump: short messages among bulk streams', () => {
+  /** An engine whose transport is full until `drain()`, recording the stream of each DATA frame sent. */
+  function blockedEngine() {
+    let full = true;
+    const sent: { id: string; size: number }[] = [];
+    const engine = new StreamEngine({
+      framing: backendFraming,
+      sendDataPayload: 4 * MAX_DATA_PAYLOAD,
+      transport: {
+        send: (message) =>
+          sent.push({
+            id: Buffer.from(message.subarray(1, DATA_HEADER_LENGTH)).toString('hex'),
+            size: message.length - DATA_HEADER_LENGTH,
+          }),
+        get bufferedAmount() {
+          return full ? Number.POSITIVE_INFINITY : 0;
+        },
+      },
+    });
+    const open = (bytes: number): string => {
+      const id = randomUUID();
+      engine
+        .openStream({
+          id,
+          connect: {
+            event: 'connect',
+            client_id: id,
+            conn_port: 443,
+            client_ip: '',
+            hostname: 'a',
+            is_tls: true,
+          },
+          sendMetering: { mode: 'metered', credits: 64 },
+          receiveMetering: { mode: 'unmetered' },
+          localEnd: 'keep-open',
+          awaitingAnswer: false,
+        })
+        .write(Buffer.alloc(bytes));
+      return id.replaceAll('-', '');
+    };
+    const drain = async (): Promise<void> => {
+      full = false;
+      engine.transportDrained();
+      await new Promise((resolve) => setImmediate(resolve));
+      engine.close('test');
+    };
+    return { open, drain, sent };
+  }
+
+  it('sends a short message within two turns, not after the round of bulk streams before it', async () => {
+    const { open, drain, sent } = blockedEngine();
+    for (let i = 0; i < 200; i++) open(4 * 4 * MAX_DATA_PAYLOAD);
+    const answer = open(1024);
+    await drain();
+    // The round-robin alone sent it after one turn of each of the 200 bulk streams (index 200).
+    expect(sent.findIndex((frame) => frame.id === answer)).toBeLessThanOrEqual(1);
+    expect(sent.filter((frame) => frame.id === answer).map((frame) => frame.size)).toEqual([1024]);
+    expect(sent.reduce((sum, frame) => sum + frame.size, 0)).toBe(200 * 16 * MAX_DATA_PAYLOAD + 1024);
+  });
+
+  it('keeps every other turn for the round while short messages keep coming', async () => {
+    const { open, drain, sent } = blockedEngine();
+    const bulk = new Set(Array.from({ length: 50 }, () => open(4 * 4 * MAX_DATA_PAYLOAD)));
+    const short = new Set(Array.from({ length: 150 }, () => open(2048)));
+    await drain();
+    // Turns alternate while both lanes wait: the 150 short messages take at most every other turn, and
+    // the bulk streams are never held for more than one of them in a row.
+    const first = sent.slice(0, 300);
+    let inARow = 0;
+    for (const frame of first) {
+      inARow = short.has(frame.id) ? inARow + 1 : 0;
+      expect(inARow).toBeLessThanOrEqual(1);
+    }
+    expect(first.filter((frame) => bulk.has(frame.id)).length).toBeGreaterThanOrEqual(150);
+    expect(sent.filter((frame) => short.has(frame.id)).length).toBe(150);
+  });
+});
