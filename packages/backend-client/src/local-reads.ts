@@ -230,7 +230,7 @@ export class LocalReads {
     // turn, when the stream drains with room in the bound, or in the trickle's turn. Its next read is one
     // the bound admits, so it may be a whole landing: a turn is then one read of up to a frame, not a small
     // read and a frame (each a DATA frame of its own; docs/benchmarks.md, "1 000 streams: whole reads
-    // after a turn").
+    // after a turn, and pools that keep the size in use").
     if (this.#waitingForRoom || this.#waitingForDrain) return budget.landing();
     // A read that filled its buffer is followed by more: the whole landing buffer, while there is room.
     // Else the socket is likely to go quiet with this buffer installed, and whatever it reads next, maybe

@@ -34,7 +34,7 @@ export class FreeBytes {
    * use now: after a change of the sizes a load reads in (1 000 streams ramping up in 64 KiB reads, then
    * reading 128 KiB each), the bound no longer stays full of a size nobody takes while the size in use
    * drops what it gives back and allocates anew for every take (docs/benchmarks.md, "1 000 streams: whole
-   * reads after a turn").
+   * reads after a turn, and pools that keep the size in use").
    */
   makeRoom(bytes: number, taker: BufferPool): boolean {
     let others = 0;

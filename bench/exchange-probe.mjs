@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// An exchange among bulk streams: one TLS connection through the node asks 1 KiB at a time and waits for
+// the 1 KiB answer (the service echoes), first alone, then while N other streams download without end over
+// the same backend session (the streams scenario's load generator): `node bench/exchange-probe.mjs [N]
+// [seconds]` (defaults 1 000 and 4). Prints the round trips' p50 / p90 / p99 / max in each phase and the
+// bulk MB/s meanwhile. Run it in a network namespace with tuned buffers as the streams scenario's
+// `--netns-tcp-buffers` does (`unshare -n`, loopback up, `net.ipv4.tcp_rmem` / `tcp_wmem` maxima), and with
+// `ulimit -n 20000`. `TREE=<checkout>` measures another built checkout with this driver.
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const TREE = resolve(process.env.TREE ?? join(fileURLToPath(import.meta.url), '../..'));
+const { connectTls, header, percentile, MB } = await import(join(TREE, 'bench/lib/load.mjs'));
+const { startTopology } = await import(join(TREE, 'bench/lib/topology.mjs'));
+const { startStreamClients } = await import(join(TREE, 'bench/lib/stream-clients.mjs'));
+
+const streams = Number(process.argv[2] ?? 1000);
+const seconds = Number(process.argv[3] ?? 4);
+const SIZE = 1024;
+const PAYLOAD = Buffer.alloc(SIZE, 0x42);
+
+const topo = await startTopology({ nexus: true });
+const clients = await startStreamClients(2);
+const target = topo.targets.nexus;
+try {
+  const socket = await connectTls(target);
+  socket.on('error', () => {});
+  socket.write(header('E'));
+  let pending = 0;
+  let answered = () => {};
+  socket.on('data', (d) => {
+    pending += d.length;
+    while (pending >= SIZE) {
+      pending -= SIZE;
+      answered();
+    }
+  });
+  /** Sequential exchanges for `ms`: their round trips in ms, sorted. */
+  const exchanges = (ms) =>
+    new Promise((done) => {
+      const rtts = [];
+      const stopAt = performance.now() + ms;
+      let sentAt = 0;
+      const next = () => {
+        if (performance.now() > stopAt) return done(rtts.sort((a, b) => a - b));
+        sentAt = performance.now();
+        socket.write(PAYLOAD);
+      };
+      answered = () => {
+        rtts.push(performance.now() - sentAt);
+        next();
+      };
+      next();
+    });
+  const show = (rtts) =>
+    `${rtts.length} exchanges, p50 ${percentile(rtts, 50).toFixed(2)} / p90 ${percentile(rtts, 90).toFixed(2)} / p99 ${percentile(rtts, 99).toFixed(2)} / max ${rtts.at(-1).toFixed(1)} ms`;
+  await exchanges(1000); // warm-up
+  console.log(`alone: ${show(await exchanges(seconds * 1000))}`);
+  await clients.open(target, streams);
+  await clients.start();
+  await new Promise((r) => setTimeout(r, 2000));
+  const before = await clients.snapshot();
+  const startedAt = performance.now();
+  const busy = await exchanges(seconds * 1000);
+  const after = await clients.snapshot();
+  let bytes = 0;
+  for (let i = 0; i < after.length; i++) bytes += after[i] - before[i];
+  const mbps = bytes / MB / ((performance.now() - startedAt) / 1000);
+  console.log(`among ${streams} bulk streams: ${show(busy)}; bulk ${mbps.toFixed(1)} MB/s`);
+  socket.destroy();
+  await clients.stop();
+} finally {
+  await clients.close();
+  await topo.close();
+}
