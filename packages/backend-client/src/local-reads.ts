@@ -281,13 +281,13 @@ export class LocalReads {
       this.#waitingForDrain = true;
       return false; // Node stops reading the socket until it is resumed
     }
-    // A short read into a stream that held nothing: the socket had no more, likely a message of an
-    // exchange (a request's answer), not a bulk transfer. It goes on reading (its next read lands in the
-    // small landing, SMALL_LANDING_SIZE) instead of queueing behind every socket that waits for room: its
+    // A quiet socket's short read (into the small landing, SMALL_LANDING_SIZE, after a short read or as its
+    // first) into a stream that held nothing: likely a message of an exchange (a request's answer), not a
+    // bulk transfer. It goes on reading instead of queueing behind every socket that waits for room: its
     // next message would wait a whole turn of that queue (at 1 000 bulk streams, hundreds of ms;
-    // docs/benchmarks.md, "An exchange among 1 000 bulk streams"). Past the bound by this one read, as a
-    // resumed socket is.
-    if (!this.#filled && heldBefore === 0) return true;
+    // docs/benchmarks.md, "An exchange among 1 000 bulk streams"). Past the bound by this one small read,
+    // as a resumed socket is. A bulk socket's turn ends as before: its reads land in whole buffers.
+    if (!this.#filled && heldBefore === 0 && buffer === smallLanding) return true;
     if (held.yields(written.bytes)) {
       this.#waitForRoom();
       return false;
