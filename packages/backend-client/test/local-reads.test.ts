@@ -47,6 +47,28 @@ async function dial(port: number, reads: LocalReads): Promise<net.Socket> {
   return socket;
 }
 
+/**
+ * Dials `count` sockets to `port`, each read through its own `LocalReads` into the stream `sinkFor(i)`
+ * makes, and sends each the one-byte seed `seedFor(i)` (which the test's service answers).
+ */
+async function relayed(
+  port: number,
+  count: number,
+  sinkFor: (i: number) => Writable,
+  seedFor: (i: number) => number = (i) => i,
+): Promise<net.Socket[]> {
+  return Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const reads = new LocalReads();
+      const socket = await dial(port, reads);
+      socket.on('error', () => {});
+      reads.attach(socket, sinkFor(i));
+      socket.write(Buffer.from([seedFor(i)]));
+      return socket;
+    }),
+  );
+}
+
 function pattern(length: number, seed: number): Buffer {
   const out = Buffer.allocUnsafe(length);
   for (let i = 0; i < length; i++) out[i] = (i * 7 + seed + (i >> 12)) & 0xff;
@@ -415,25 +437,13 @@ describe('LocalReads', () => {
           } else s.end(Buffer.alloc(4 * 1024 * 1024, first[0]!)); // bulk: what it carries is not checked here
         });
       });
-      const stuck = await Promise.all(
-        Array.from({ length: 8 }, async (_, i) => {
-          const reads = new LocalReads();
-          const socket = await dial(port, reads);
-          socket.on('error', () => {});
-          reads.attach(socket, new SlowSink(256 * 1024, true));
-          socket.write(Buffer.from([i]));
-          return socket;
-        }),
-      );
+      const stuck = await relayed(port, 8, () => new SlowSink(256 * 1024, true));
       while (heldReads().bytes < bound) await new Promise((resolve) => setTimeout(resolve, 10));
-      await Promise.all(
-        Array.from({ length: 80 }, async (_, i) => {
-          const reads = new LocalReads();
-          const socket = await dial(port, reads);
-          socket.on('error', () => {});
-          reads.attach(socket, new SlowSink(256 * 1024));
-          socket.write(Buffer.from([20 + i]));
-        }),
+      await relayed(
+        port,
+        80,
+        () => new SlowSink(256 * 1024),
+        (i) => 20 + i,
       );
       while (heldReads().waiting < 80) await new Promise((resolve) => setTimeout(resolve, 10));
       const reads = new LocalReads();
@@ -481,16 +491,7 @@ describe('LocalReads', () => {
         );
       });
       // Eight streams whose readers stopped: they hold what they read, for good (until destroyed).
-      const stuck = await Promise.all(
-        Array.from({ length: 8 }, async (_, i) => {
-          const reads = new LocalReads();
-          const socket = await dial(port, reads);
-          socket.on('error', () => {});
-          reads.attach(socket, new SlowSink(256 * 1024, true));
-          socket.write(Buffer.from([i]));
-          return socket;
-        }),
-      );
+      const stuck = await relayed(port, 8, () => new SlowSink(256 * 1024, true));
       while (heldReads().bytes < bound) await new Promise((resolve) => setTimeout(resolve, 10));
       // A stream that sends what it gets: its socket waits for room that never returns, and reads in the
       // trickle's turns.

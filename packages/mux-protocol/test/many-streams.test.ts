@@ -78,6 +78,29 @@ describe('many streams sharing a receive budget', () => {
  * to send (so all wait in the ready queue), and what it did once released: the DATA payload sizes sent
  * in order, the reads of the transport's `bufferedAmount`, and the streams visited (`sendFrames` calls).
  */
+/** Opens a stream on `engine` with 64 credits to send and writes `bytes` to it; returns its id. */
+function openWriting(engine: StreamEngine, bytes: number): string {
+  const id = randomUUID();
+  engine
+    .openStream({
+      id,
+      connect: {
+        event: 'connect',
+        client_id: id,
+        conn_port: 443,
+        client_ip: '',
+        hostname: 'a',
+        is_tls: true,
+      },
+      sendMetering: { mode: 'metered', credits: 64 },
+      receiveMetering: { mode: 'unmetered' },
+      localEnd: 'keep-open',
+      awaitingAnswer: false,
+    })
+    .write(Buffer.alloc(bytes));
+  return id;
+}
+
 async function drainReadyStreams(streams: number, bytes: number, sendDataPayload = MAX_DATA_PAYLOAD) {
   let full = true;
   let reads = 0;
@@ -98,26 +121,7 @@ async function drainReadyStreams(streams: number, bytes: number, sendDataPayload
       },
     },
   });
-  for (let i = 0; i < streams; i++) {
-    const id = randomUUID();
-    engine
-      .openStream({
-        id,
-        connect: {
-          event: 'connect',
-          client_id: id,
-          conn_port: 443,
-          client_ip: '',
-          hostname: 'a',
-          is_tls: true,
-        },
-        sendMetering: { mode: 'metered', credits: 64 },
-        receiveMetering: { mode: 'unmetered' },
-        localEnd: 'keep-open',
-        awaitingAnswer: false,
-      })
-      .write(Buffer.alloc(bytes));
-  }
+  for (let i = 0; i < streams; i++) openWriting(engine, bytes);
   const visits = vi.spyOn(MuxStream.prototype, 'sendFrames');
   reads = 0;
   full = false;
@@ -211,27 +215,7 @@ describe('the engine pump: short messages among bulk streams', () => {
         },
       },
     });
-    const open = (bytes: number): string => {
-      const id = randomUUID();
-      engine
-        .openStream({
-          id,
-          connect: {
-            event: 'connect',
-            client_id: id,
-            conn_port: 443,
-            client_ip: '',
-            hostname: 'a',
-            is_tls: true,
-          },
-          sendMetering: { mode: 'metered', credits: 64 },
-          receiveMetering: { mode: 'unmetered' },
-          localEnd: 'keep-open',
-          awaitingAnswer: false,
-        })
-        .write(Buffer.alloc(bytes));
-      return id.replaceAll('-', '');
-    };
+    const open = (bytes: number): string => openWriting(engine, bytes).replaceAll('-', '');
     const drain = async (): Promise<void> => {
       full = false;
       engine.transportDrained();
