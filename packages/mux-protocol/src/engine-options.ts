@@ -25,11 +25,6 @@ export const DEFAULT_STREAM_HIGH_WATER_MARK = 64 * 1024;
  * 32 KiB.
  */
 export const LONG_ROUND_BYTES = 64 * 1024 * 1024;
-/**
- * A stream that becomes ready with at most this many bytes to send (16 KiB, one TLS record) is served in
- * the prompt lane: before the rest of the round, one turn in two at most.
- */
-export const PROMPT_TURN_MAX = 16 * 1024;
 /** A short turn is a whole number of these bytes (one full TLS record each). */
 export const TURN_GRAIN = 16 * 1024;
 

@@ -21,7 +21,6 @@ import {
   type StreamEngineOptions,
   IGNORED_WARNING_INTERVAL_MS,
   RECENTLY_CLOSED_CAPACITY,
-  PROMPT_TURN_MAX,
   turnPayload,
 } from './engine-options.js';
 import { BacklogWatch } from './backlog-watch.js';
@@ -32,7 +31,7 @@ import type { FramingEvent, StreamFraming } from './framing.js';
 import { dataFrameParts, joinParts } from './data-parts.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 import { checkExplicitTuning, type PayloadSettings, payloadSettings } from './frame-size.js';
-import { ReadyQueue } from './ready-queue.js';
+import { TurnQueue } from './turn-queue.js';
 import { SecondBudget } from './second-budget.js';
 import { RecentIds } from './recent-ids.js';
 import { MuxStream } from './stream.js';
@@ -66,14 +65,7 @@ export class StreamEngine {
   readonly #streams = new Map<string, MuxStream>();
   /** Ids whose late frames are dropped without an answer. */
   readonly #recentlyClosed = new RecentIds(RECENTLY_CLOSED_CAPACITY);
-  readonly #ready = new ReadyQueue<MuxStream>();
-  /**
-   * Streams that became ready with a short message (at most {@link PROMPT_TURN_MAX} bytes to send): served
-   * before the rest of the round, one turn in two at most, then they join the round's back.
-   */
-  readonly #prompt = new ReadyQueue<MuxStream>();
-  /** The next turn may go to the prompt lane (turns alternate while both lanes wait). */
-  #promptTurn = true;
+  readonly #ready = new TurnQueue<MuxStream>();
   /** Streams holding the transport's reads paused. */
   readonly #pausing = new Set<MuxStream>();
   /** Streams this side opened that the peer has not sent anything for yet. */
@@ -307,7 +299,7 @@ export class StreamEngine {
       this.#dispatch(message, this.framing.decode(message, this.#payload.maxMessageSize));
     }
     // Safety net: if DATA waits although the transport has room (a missed drain), serve it now.
-    if (this.#ready.size + this.#prompt.size > 0 && !this.#pumping) this.#pump();
+    if (this.#ready.size > 0 && !this.#pumping) this.#pump();
   }
 
   /** Call when the transport's buffer has drained (the WebSocket's socket emitted `'drain'`). */
@@ -328,7 +320,6 @@ export class StreamEngine {
     this.#streams.clear();
     this.#unanswered.clear();
     this.#ready.clear();
-    this.#prompt.clear();
     this.#streamsClosed += streams.length;
     for (const stream of streams) stream.remoteClosed(reason);
     this.#recentlyClosed.clear();
@@ -360,7 +351,7 @@ export class StreamEngine {
       unknownStreamFrames: this.#unknownStreamFrames,
       emptyDataFrames: this.#emptyDataFrames,
       backlogPauses: this.#backlog.pauses,
-      queuedStreams: this.#ready.size + this.#prompt.size,
+      queuedStreams: this.#ready.size,
       transportPaused: this.#readingPaused,
     };
   }
@@ -510,7 +501,6 @@ export class StreamEngine {
   #forget(stream: MuxStream): void {
     stream.detach();
     this.#ready.delete(stream);
-    this.#prompt.delete(stream);
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
     this.#unanswered.delete(stream);
@@ -530,23 +520,16 @@ export class StreamEngine {
     try {
       const transport = this.#transport;
       const ready = this.#ready;
-      const prompt = this.#prompt;
-      while (ready.size + prompt.size > 0 && !this.#closed) {
+      while (ready.size > 0 && !this.#closed) {
         if (transport.bufferedAmount > this.#highWaterMark) break;
-        // A stream with a short message waits for at most every other turn, not a whole round; the round
-        // keeps at least every other turn, and its turns are the longer ones.
-        const fromPrompt = prompt.size > 0 && (this.#promptTurn || ready.size === 0);
-        this.#promptTurn = !fromPrompt;
-        const stream = fromPrompt ? prompt.shift()! : ready.shift()!;
+        // A short message's turn comes within two (the prompt lane, see TurnQueue).
+        const stream = ready.next();
         // With many streams waiting, a turn carries less than the agreed frame size, so that a round over
         // them stays short (1 000 streams × 128 KiB: a 128 MB round): see LONG_ROUND_BYTES.
-        const turn = turnPayload(ready.size + prompt.size + 1, this.#payload.sendDataPayload);
-        if (stream.sendFrames(1, turn) && !stream.detached && !this.#closed) ready.add(stream);
+        const turn = turnPayload(ready.size + 1, this.#payload.sendDataPayload);
+        if (stream.sendFrames(1, turn) && !stream.detached && !this.#closed) ready.requeue(stream);
         // The queues remember what they served (see ReadyQueue); a stream already forgotten must not stay.
-        else if (stream.detached) {
-          ready.delete(stream);
-          prompt.delete(stream);
-        }
+        else if (stream.detached) ready.delete(stream);
       }
     } finally {
       this.#pumping = false;
@@ -558,10 +541,7 @@ export class StreamEngine {
     return {
       schedule: (stream) => {
         if (this.#closed) return;
-        // Ready again with a short message and not in the round: the prompt lane (a request's answer among
-        // bulk streams waits for every other turn, not for the round; docs/protocol.md §1.11).
-        if (stream.pendingBytes <= PROMPT_TURN_MAX && !this.#ready.has(stream)) this.#prompt.add(stream);
-        else if (!this.#prompt.has(stream)) this.#ready.add(stream);
+        this.#ready.schedule(stream);
         this.#pump();
       },
       sendData: (frame, payloadLength) => {
