@@ -78,27 +78,26 @@ describe('many streams sharing a receive budget', () => {
  * to send (so all wait in the ready queue), and what it did once released: the DATA payload sizes sent
  * in order, the reads of the transport's `bufferedAmount`, and the streams visited (`sendFrames` calls).
  */
-/** Opens a stream on `engine` with 64 credits to send and writes `bytes` to it; returns its id. */
-function openWriting(engine: StreamEngine, bytes: number): string {
+/** Opens a stream on `engine` with 64 credits to send and writes `bytes` to it. */
+function openWriting(engine: StreamEngine, bytes: number): MuxStream {
   const id = randomUUID();
-  engine
-    .openStream({
-      id,
-      connect: {
-        event: 'connect',
-        client_id: id,
-        conn_port: 443,
-        client_ip: '',
-        hostname: 'a',
-        is_tls: true,
-      },
-      sendMetering: { mode: 'metered', credits: 64 },
-      receiveMetering: { mode: 'unmetered' },
-      localEnd: 'keep-open',
-      awaitingAnswer: false,
-    })
-    .write(Buffer.alloc(bytes));
-  return id;
+  const stream = engine.openStream({
+    id,
+    connect: {
+      event: 'connect',
+      client_id: id,
+      conn_port: 443,
+      client_ip: '',
+      hostname: 'a',
+      is_tls: true,
+    },
+    sendMetering: { mode: 'metered', credits: 64 },
+    receiveMetering: { mode: 'unmetered' },
+    localEnd: 'keep-open',
+    awaitingAnswer: false,
+  });
+  stream.write(Buffer.alloc(bytes));
+  return stream;
 }
 
 async function drainReadyStreams(streams: number, bytes: number, sendDataPayload = MAX_DATA_PAYLOAD) {
@@ -215,14 +214,23 @@ describe('the engine pump: short messages among bulk streams', () => {
         },
       },
     });
-    const open = (bytes: number): string => openWriting(engine, bytes).replaceAll('-', '');
+    const streams = new Map<string, MuxStream>();
+    const open = (bytes: number): string => {
+      const stream = openWriting(engine, bytes);
+      const id = stream.id.replaceAll('-', '');
+      streams.set(id, stream);
+      return id;
+    };
+    const write = (id: string, bytes: number): void => {
+      streams.get(id)!.write(Buffer.alloc(bytes));
+    };
     const drain = async (): Promise<void> => {
       full = false;
       engine.transportDrained();
       await new Promise((resolve) => setImmediate(resolve));
       engine.close('test');
     };
-    return { open, drain, sent };
+    return { open, write, drain, sent };
   }
 
   it('sends a short message within two turns, not after the round of bulk streams before it', async () => {
@@ -251,5 +259,20 @@ describe('the engine pump: short messages among bulk streams', () => {
     }
     expect(first.filter((frame) => bulk.has(frame.id)).length).toBeGreaterThanOrEqual(150);
     expect(sent.filter((frame) => short.has(frame.id)).length).toBe(150);
+  });
+
+  it('a prompt turn carries the short message only: what the stream writes after it waits in the round', async () => {
+    const { open, write, drain, sent } = blockedEngine();
+    for (let i = 0; i < 20; i++) open(4 * 4 * MAX_DATA_PAYLOAD);
+    // Queued in the prompt lane with 1 KiB, then 256 KiB more written before its turn.
+    const answer = open(1024);
+    write(answer, 256 * 1024);
+    await drain();
+    const frames = sent.filter((frame) => frame.id === answer);
+    expect(sent.findIndex((frame) => frame.id === answer)).toBeLessThanOrEqual(1);
+    expect(frames[0]!.size).toBe(1024);
+    // The rest in the round's turns, after the 20 bulk streams' first ones.
+    expect(sent.findIndex((frame, i) => i > 1 && frame.id === answer)).toBeGreaterThan(20);
+    expect(frames.reduce((sum, frame) => sum + frame.size, 0)).toBe(1024 + 256 * 1024);
   });
 });
