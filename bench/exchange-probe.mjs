@@ -8,33 +8,21 @@
 // `ulimit -n 20000`. `TREE=<checkout>` measures another built checkout with this driver.
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+// The client side from this driver's tree, so that trees older than `echoConnection` are measured too.
+import { echoConnection, MB, percentile } from './lib/load.mjs';
 
 const TREE = resolve(process.env.TREE ?? join(fileURLToPath(import.meta.url), '../..'));
-const { connectTls, header, percentile, MB } = await import(join(TREE, 'bench/lib/load.mjs'));
 const { startTopology } = await import(join(TREE, 'bench/lib/topology.mjs'));
 const { startStreamClients } = await import(join(TREE, 'bench/lib/stream-clients.mjs'));
 
 const streams = Number(process.argv[2] ?? 1000);
 const seconds = Number(process.argv[3] ?? 4);
-const SIZE = 1024;
-const PAYLOAD = Buffer.alloc(SIZE, 0x42);
 
 const topo = await startTopology({ nexus: true });
 const clients = await startStreamClients(2);
 const target = topo.targets.nexus;
 try {
-  const socket = await connectTls(target);
-  socket.on('error', () => {});
-  socket.write(header('E'));
-  let pending = 0;
-  let answered = () => {};
-  socket.on('data', (d) => {
-    pending += d.length;
-    while (pending >= SIZE) {
-      pending -= SIZE;
-      answered();
-    }
-  });
+  const conn = await echoConnection(target);
   /** Sequential exchanges for `ms`: their round trips in ms, sorted. */
   const exchanges = (ms) =>
     new Promise((done) => {
@@ -44,12 +32,12 @@ try {
       const next = () => {
         if (performance.now() > stopAt) return done(rtts.sort((a, b) => a - b));
         sentAt = performance.now();
-        socket.write(PAYLOAD);
+        conn.send();
       };
-      answered = () => {
+      conn.onResponse(() => {
         rtts.push(performance.now() - sentAt);
         next();
-      };
+      });
       next();
     });
   const show = (rtts) =>
@@ -67,7 +55,7 @@ try {
   for (let i = 0; i < after.length; i++) bytes += after[i] - before[i];
   const mbps = bytes / MB / ((performance.now() - startedAt) / 1000);
   console.log(`among ${streams} bulk streams: ${show(busy)}; bulk ${mbps.toFixed(1)} MB/s`);
-  socket.destroy();
+  conn.close();
   await clients.stop();
 } finally {
   await clients.close();

@@ -160,3 +160,30 @@ export function parseSize(text) {
   const mult = { '': 1, k: 1e3, ki: 1024, m: 1e6, mi: 2 ** 20, g: 1e9, gi: 2 ** 30 }[unit];
   return Math.round(Number(m[1]) * mult);
 }
+
+/** Bytes of each request and answer of an echo connection. */
+const ECHO_SIZE = 1024;
+const ECHO_PAYLOAD = Buffer.alloc(ECHO_SIZE, 0x42);
+
+/** An echo connection: `send()` writes 1 KiB; `onResponse(fn)` is called once per 1 KiB echoed back. */
+export async function echoConnection(target) {
+  const socket = await connectTls(target);
+  socket.on('error', () => {});
+  socket.write(header('E'));
+  let pending = 0;
+  let handler = () => {};
+  socket.on('data', (d) => {
+    pending += d.length;
+    while (pending >= ECHO_SIZE) {
+      pending -= ECHO_SIZE;
+      handler();
+    }
+  });
+  return {
+    send: () => socket.write(ECHO_PAYLOAD),
+    onResponse: (fn) => {
+      handler = fn;
+    },
+    close: () => socket.destroy(),
+  };
+}

@@ -4,39 +4,14 @@
 //   80 % load  — open loop at 80 % of the peak rate measured through Nexus (closed loop, 32 connections),
 //                the same offered rate on every path; latency counts from the scheduled send time, so a
 //                stalled path is charged for the requests it delayed.
-import { connectTls, goal, header, percentile, round } from '../lib/load.mjs';
+import { echoConnection, goal, percentile, round } from '../lib/load.mjs';
 import { haproxyAvailable, startTopology } from '../lib/topology.mjs';
 
-const SIZE = 1024;
-const PAYLOAD = Buffer.alloc(SIZE, 0x42);
 /** Connections of the peak and 80 % runs. */
 const CONNECTIONS = 32;
 /** Targets for added latency at light load, ms. */
 const P50_TARGET_MS = 0.25;
 const P99_TARGET_MS = 2;
-
-/** An echo connection: `send()` writes 1 KiB; `onResponse(fn)` is called once per 1 KiB echoed back. */
-async function echoConnection(target) {
-  const socket = await connectTls(target);
-  socket.on('error', () => {});
-  socket.write(header('E'));
-  let pending = 0;
-  let handler = () => {};
-  socket.on('data', (d) => {
-    pending += d.length;
-    while (pending >= SIZE) {
-      pending -= SIZE;
-      handler();
-    }
-  });
-  return {
-    send: () => socket.write(PAYLOAD),
-    onResponse: (fn) => {
-      handler = fn;
-    },
-    close: () => socket.destroy(),
-  };
-}
 
 /** Sequential requests on one connection: up to `count`, at most `budgetMs`. Returns sorted RTTs in ms. */
 async function sequential(conn, count, budgetMs) {
