@@ -9,7 +9,7 @@
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // The client side from this driver's tree, so that trees older than `echoConnection` are measured too.
-import { echoConnection, MB, percentile } from './lib/load.mjs';
+import { echoConnection, MB, percentile, sequential } from './lib/load.mjs';
 
 const TREE = resolve(process.env.TREE ?? join(fileURLToPath(import.meta.url), '../..'));
 const { startTopology } = await import(join(TREE, 'bench/lib/topology.mjs'));
@@ -24,22 +24,8 @@ const target = topo.targets.nexus;
 try {
   const conn = await echoConnection(target);
   /** Sequential exchanges for `ms`: their round trips in ms, sorted. */
-  const exchanges = (ms) =>
-    new Promise((done) => {
-      const rtts = [];
-      const stopAt = performance.now() + ms;
-      let sentAt = 0;
-      const next = () => {
-        if (performance.now() > stopAt) return done(rtts.sort((a, b) => a - b));
-        sentAt = performance.now();
-        conn.send();
-      };
-      conn.onResponse(() => {
-        rtts.push(performance.now() - sentAt);
-        next();
-      });
-      next();
-    });
+  const exchanges = async (ms) =>
+    (await sequential(conn, Number.POSITIVE_INFINITY, ms)).sort((a, b) => a - b);
   const show = (rtts) =>
     `${rtts.length} exchanges, p50 ${percentile(rtts, 50).toFixed(2)} / p90 ${percentile(rtts, 90).toFixed(2)} / p99 ${percentile(rtts, 99).toFixed(2)} / max ${rtts.at(-1).toFixed(1)} ms`;
   await exchanges(1000); // warm-up

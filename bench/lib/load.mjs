@@ -187,3 +187,23 @@ export async function echoConnection(target) {
     close: () => socket.destroy(),
   };
 }
+
+/** Sequential requests on one connection: up to `count`, at most `budgetMs`. Returns their RTTs in ms, in order. */
+export async function sequential(conn, count, budgetMs) {
+  const rtts = [];
+  const stopAt = performance.now() + budgetMs;
+  await new Promise((resolve) => {
+    let sentAt = 0;
+    const next = () => {
+      if (rtts.length >= count || performance.now() > stopAt) return resolve();
+      sentAt = performance.now();
+      conn.send();
+    };
+    conn.onResponse(() => {
+      rtts.push(performance.now() - sentAt);
+      next();
+    });
+    next();
+  });
+  return rtts;
+}

@@ -4,7 +4,7 @@
 //   80 % load  — open loop at 80 % of the peak rate measured through Nexus (closed loop, 32 connections),
 //                the same offered rate on every path; latency counts from the scheduled send time, so a
 //                stalled path is charged for the requests it delayed.
-import { echoConnection, goal, percentile, round } from '../lib/load.mjs';
+import { echoConnection, goal, percentile, round, sequential } from '../lib/load.mjs';
 import { haproxyAvailable, startTopology } from '../lib/topology.mjs';
 
 /** Connections of the peak and 80 % runs. */
@@ -12,26 +12,6 @@ const CONNECTIONS = 32;
 /** Targets for added latency at light load, ms. */
 const P50_TARGET_MS = 0.25;
 const P99_TARGET_MS = 2;
-
-/** Sequential requests on one connection: up to `count`, at most `budgetMs`. Returns sorted RTTs in ms. */
-async function sequential(conn, count, budgetMs) {
-  const rtts = [];
-  const stopAt = performance.now() + budgetMs;
-  await new Promise((resolve) => {
-    let sentAt = 0;
-    const next = () => {
-      if (rtts.length >= count || performance.now() > stopAt) return resolve();
-      sentAt = performance.now();
-      conn.send();
-    };
-    conn.onResponse(() => {
-      rtts.push(performance.now() - sentAt);
-      next();
-    });
-    next();
-  });
-  return rtts;
-}
 
 /** Closed loop on every connection for `ms`: requests per second. */
 async function peakRate(conns, ms) {
