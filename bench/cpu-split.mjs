@@ -6,7 +6,8 @@
 // from /proc/<pid>/stat: figures that hold on a machine shared with other work, unlike MB/s.
 // `TREE=<checkout>` measures another built checkout with this driver. `PERF=download|upload` records the
 // nexus path's processes with `perf record -e cpu-clock` over one transfer into `$PERF_OUT` (default the OS
-// temp dir) instead. `DIRECTION=download|upload` measures one direction only.
+// temp dir) instead; `PERF_PATH=floor1` records the floor's relays instead. `DIRECTION=download|upload`
+// measures one direction only.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -30,21 +31,25 @@ const service = topo.processes.service.pid;
 const paths = ['direct', 'nexus', 'floor1'].filter((name) => targets[name] !== undefined);
 const fixed = (n) => n.toFixed(2);
 try {
-  for (const name of paths) await download(targets[name], 8 * MB, 30_000);
+  // Warm-up, both directions: handshakes, socket buffers, and the JIT's one-time work (the throughput
+  // scenario's WARM_UP_BYTES). `WARM_MB=8` for a quick look.
+  const warm = Number(process.env.WARM_MB ?? 1100) * MB;
+  for (const name of paths) for (const fn of [download, upload]) await fn(targets[name], warm, 30_000);
   if (process.env.PERF !== undefined) {
     const fn = process.env.PERF === 'upload' ? upload : download;
-    const out = join(process.env.PERF_OUT ?? tmpdir(), `perf-${process.env.PERF}-nexus.data`);
+    const name = process.env.PERF_PATH ?? 'nexus';
+    const out = join(process.env.PERF_OUT ?? tmpdir(), `perf-${process.env.PERF}-${name}.data`);
     const perf = spawn(
       'perf',
-      ['record', '-e', 'cpu-clock', '-F', '2000', '-o', out, '-p', targets.nexus.pids.join(',')],
+      ['record', '-e', 'cpu-clock', '-F', '2000', '-o', out, '-p', targets[name].pids.join(',')],
       { stdio: 'inherit' },
     );
     await new Promise((r) => setTimeout(r, 1000));
-    const r = await fn(targets.nexus, size, 120_000);
+    const r = await fn(targets[name], size, 120_000);
     perf.kill('SIGINT');
     await once(perf, 'exit');
     console.log(
-      `nexus ${process.env.PERF}: ${(r.bytes / MB / (r.ms / 1000)).toFixed(0)} MB/s, pids ${targets.nexus.pids}, ${out}`,
+      `${name} ${process.env.PERF}: ${(r.bytes / MB / (r.ms / 1000)).toFixed(0)} MB/s, pids ${targets[name].pids}, ${out}`,
     );
   } else {
     const rows = [];

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Benchmark runner: `npm run bench [-- <scenario…>] [-- --quick] [-- --size 256MB] [-- --profile]`
 // [-- --nodes 5,20,40,60] [-- --modes full,nats] (the node counts and modes of `mesh-scale`)
-// [-- --runs 3] (rounds of `throughput`: median and spread)
+// [-- --runs 3] (rounds of `throughput`: median and spread) [-- --warm-up 64MB] (bytes each way through
+// every `throughput` path before its rounds; default 1.1 GB, quick 8 MB)
 // [-- --streams 10,1000] [-- --workers 2] (the stream counts and load-generator processes of `streams`)
 // [-- --netns-tcp-buffers 1MiB|keep] (root: run in a fresh network namespace with TCP socket buffers capped
 // at that size, bench/lib/netns.mjs; `keep`: the host's values, the baseline).
-// Each scenario module exports `run({ quick, size, runs, profileDir, nodes, modes, streams, workers })` and returns
+// Each scenario module exports `run({ quick, size, runs, warmUp, profileDir, nodes, modes, streams, workers })` and returns
 // `{ title, rows: [{ name, ...figures }], tables?: [{ title, rows }], targets?: [{ target, goal, achieved, met }],
 // notes?: string[] }`.
 // Results are printed as tables (then a summary of targets vs achieved) and written to
@@ -44,6 +45,7 @@ const VALUE_FLAGS = [
   '--nodes',
   '--modes',
   '--runs',
+  '--warm-up',
   '--streams',
   '--workers',
   '--netns-tcp-buffers',
@@ -54,6 +56,7 @@ const flagValue = (flag) => {
 };
 const listOf = (flag) => flagValue(flag)?.split(',').filter(Boolean);
 const size = flagValue('--size') === undefined ? undefined : parseSize(flagValue('--size'));
+const warmUp = flagValue('--warm-up') === undefined ? undefined : parseSize(flagValue('--warm-up'));
 const nodes = listOf('--nodes')?.map(Number);
 if (nodes?.some((n) => !Number.isInteger(n) || n < 2)) {
   console.error('--nodes takes node counts of at least 2, e.g. --nodes 5,20');
@@ -162,7 +165,7 @@ for (const name of names) {
   const mod = await import(pathToFileURL(join(root, SCENARIOS[name])).href);
   const loadAverage = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const started = performance.now();
-  let out = await mod.run({ quick, size, runs, profileDir, nodes, modes, streams, workers });
+  let out = await mod.run({ quick, size, runs, warmUp, profileDir, nodes, modes, streams, workers });
   // A scenario may return a plain `{ case: nsPerOp }` map instead of `{ title, rows }`.
   if (!Array.isArray(out?.rows)) {
     out = { title: name, rows: Object.entries(out ?? {}).map(([k, v]) => ({ case: k, 'ns/op': v })) };
