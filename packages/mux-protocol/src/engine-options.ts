@@ -123,9 +123,17 @@ export interface StreamEngineTuning {
    * Default: none (each stream's window alone bounds it).
    */
   receiveBudget?: ReceiveBudget;
+  /**
+   * Receive windows that grow with the path's bandwidth-delay product (docs/protocol.md §1.5, "Windows that
+   * grow"): a stream's window may double up to `maxWindowBytes` (default 16 MiB), while the session's
+   * streams add at most `poolBytes` to their windows together (default 64 MiB). Only while the peer is a
+   * Nexus end (it accepts frames larger than 32 768 bytes, §1.11) and `initialWindow` is not set. `false`:
+   * windows stay `initialWindow`.
+   */
+  windowGrowth?: false | { maxWindowBytes?: number; poolBytes?: number };
   /** Logger (pino-compatible). Default: none. */
   logger?: MuxLogger;
-  /** Clock for rate limits, in ms. Default: `Date.now`. */
+  /** Clock for rate limits and round trips, in ms. Default: `Date.now`. */
   now?(): number;
 }
 

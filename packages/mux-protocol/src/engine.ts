@@ -32,6 +32,7 @@ import { dataFrameParts, joinParts } from './data-parts.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 import { checkExplicitTuning, type PayloadSettings, payloadSettings } from './frame-size.js';
 import { TurnQueue } from './turn-queue.js';
+import { streamWindowGrowth, type WindowGrowthPool, windowGrowthPool } from './window-tuning.js';
 import { SecondBudget } from './second-budget.js';
 import { RecentIds } from './recent-ids.js';
 import { MuxStream } from './stream.js';
@@ -51,6 +52,7 @@ export class StreamEngine {
   readonly #transport: MuxTransport;
   readonly #maxStreams: number;
   readonly #highWaterMark: number;
+  readonly #growthPool: WindowGrowthPool | undefined;
   /** What follows from the payloads accepted and sent (docs/protocol.md §1.11): window, limits, marks. */
   #payload: PayloadSettings;
   /** Close answers to DATA for unknown ids (§1.4), and empty DATA frames (§1.3), allowed per second. */
@@ -146,6 +148,7 @@ export class StreamEngine {
     });
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
+    this.#growthPool = windowGrowthPool(options);
     this.#host = this.#createHost();
   }
 
@@ -204,10 +207,7 @@ export class StreamEngine {
     return this.#unanswered.size;
   }
 
-  /**
-   * The window the peer granted in its first grant on this transport, once it has granted: from then on
-   * the peer is known to meter, so new streams bound their unmetered sending by it.
-   */
+  /** The window of the peer's first grant here, once it has granted: it meters (new streams' unmetered bound). */
   get peerWindow(): number | undefined {
     return this.#peerWindow;
   }
@@ -243,6 +243,7 @@ export class StreamEngine {
       budgetUnits: this.#payload.budgetUnits,
       highWaterMark: this.#payload.streamHighWaterMark,
       ...(this.#options.receiveBudget !== undefined ? { receiveBudget: this.#options.receiveBudget } : {}),
+      ...streamWindowGrowth(this.#growthPool, this.#payload, this.#options, this.#now),
     });
     this.#streams.set(init.id, stream);
     this.#streamsOpened++;

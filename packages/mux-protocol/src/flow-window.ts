@@ -134,7 +134,7 @@ export interface ReceiveLedgerOptions {
  * could not send it gives it back with {@link requeue}, and it is included in the next grant.
  */
 export class ReceiveLedger {
-  readonly #window: number;
+  #window: number;
   readonly #batch: number;
   readonly #slack: number;
   readonly #initialGrant: number;
@@ -231,6 +231,16 @@ export class ReceiveLedger {
   /** Returns every pending credit, even fewer than a batch (e.g. when the consumer has drained), or `0`. */
   flush(): number {
     return this.#pending > 0 ? this.#take() : 0;
+  }
+
+  /**
+   * Widens the window by `frames` (docs/protocol.md §1.5, "Windows that grow"): they become pending credit,
+   * sent with the next grant.
+   */
+  grow(frames: number): void {
+    const n = Math.max(0, Math.floor(frames));
+    this.#window += n;
+    this.#pending += n;
   }
 
   /** Gives back a grant returned by {@link delivered}/{@link flush} that could not be sent. */

@@ -115,6 +115,13 @@ export {
   ReceiveBudget,
   type ReceiveBudgetShare,
 } from './receive-budget.js';
+export {
+  MAX_WINDOW_BYTES,
+  WINDOW_GROWTH_POOL_BYTES,
+  type WindowGrowth,
+  WindowGrowthPool,
+  WindowTuner,
+} from './window-tuning.js';
 
 // Errors
 export {

@@ -8,6 +8,7 @@
  * `grant`, `setPeerPaused`, `receiveData`, `remoteClosed`, `fail`, `detach`); everything else on a
  * stream is the ordinary `Duplex` its owner uses.
  */
+import type { WindowGrowth } from './window-tuning.js';
 import type { ConnectMessage } from './control.js';
 import type { MuxProtocolError } from './errors.js';
 import type { ReceiveBudget } from './receive-budget.js';
@@ -133,6 +134,11 @@ export interface MuxStreamInit {
    * on arrival, so it never pauses the transport. Default: `false`.
    */
   datagram?: boolean;
+  /**
+   * Lets the receive window grow with the path's bandwidth-delay product (docs/protocol.md §1.5, "Windows
+   * that grow"): between two Nexus ends only. Absent: the window stays `receiveWindow`.
+   */
+  windowGrowth?: WindowGrowth;
   /**
    * The node-wide budget the stream's grants come out of (a hub's backend sessions). Absent: the
    * window alone bounds what the peer may send. Ignored by an `unmetered` receive side.

@@ -5,6 +5,7 @@ import { ReceiveLedger, SendWindow } from './flow-window.js';
 import { DATA_HEADER_LENGTH, MAX_DATA_PAYLOAD } from './frame.js';
 import { PendingChunks } from './pending-chunks.js';
 import { grantWithinBudget, type ReceiveBudgetShare } from './receive-budget.js';
+import { WindowTuner } from './window-tuning.js';
 import type { LocalEndBehaviour, MuxStreamInit, ReceiveMetering, StreamHost } from './stream-host.js';
 import { writeStreamId } from './stream-id.js';
 
@@ -85,6 +86,8 @@ export class MuxStream extends Duplex {
   readonly #receive: ReceiveLedger;
   /** This stream's part of the node-wide receive budget, if it has one (closed once nothing is held). */
   readonly #share: ReceiveBudgetShare | undefined;
+  /** Grows the receive window with the path's bandwidth-delay product, between Nexus ends. */
+  readonly #tuner: WindowTuner | undefined;
   /** `lenient`: what a peer past the allowance means. */
   readonly #overrunCloses: boolean;
   /** `lenient`: frames past the window tolerated before `onOverrun` applies (`0` otherwise). */
@@ -136,6 +139,8 @@ export class MuxStream extends Duplex {
       // Up front, only what the budget allows (at least its per-stream floor); the rest follows as room returns.
       initialGrant: this.#share?.afford(0, init.receiveWindow) ?? init.receiveWindow,
     });
+    const growth = receiving.mode === 'unmetered' || this.datagram ? undefined : init.windowGrowth;
+    this.#tuner = growth && new WindowTuner(this.#receive.initialGrant, growth);
   }
 
   /** Credits granted to the peer when the stream opened (`connect.credits` or the first grant), in frames. */
@@ -399,7 +404,7 @@ export class MuxStream extends Duplex {
     this.#sendDead = true;
     this.#receiveEnded = true;
     this.#releasePastWindow();
-    this.#share?.close();
+    this.#releaseReceiveRoom();
     this.#host.resumeTransport(this);
     if (!this.#inSend && this.#inTransport === 0) this.#completeWrite();
     callback(error);
@@ -435,6 +440,7 @@ export class MuxStream extends Duplex {
         return;
       }
     }
+    this.#tuner?.received();
     this.bytesRead += length;
     if (this.datagram) {
       // Delivered or dropped on arrival: never buffered past the high-water mark, never a reason to
@@ -481,11 +487,13 @@ export class MuxStream extends Duplex {
     if (state === 'unmetered') return;
     const ledger = this.#receive;
     const share = this.#share;
+    this.#tuner?.delivered(frames);
+    if (this.#tuner !== undefined && !this.#receiveEnded) ledger.grow(this.#tuner.growth(ledger.window));
     if (share !== undefined) {
       // Under a budget the grant is sized by what the budget allows (grantWithinBudget).
       ledger.countDelivered(frames);
       share.settle(ledger.outstanding + ledger.buffered);
-      if (this.#receiveEnded && ledger.buffered === 0) share.close();
+      if (this.#receiveEnded && ledger.buffered === 0) this.#releaseReceiveRoom();
       // Probing: the backend may not meter; grants wait (in the ledger) for its first grant.
       if (state !== 'probing') this.#grantWithinBudget();
       return;
@@ -516,6 +524,7 @@ export class MuxStream extends Duplex {
   }
 
   #emitGrant(frames: number): void {
+    this.#tuner?.granted(frames);
     this.#host.sendGrant(this, frames);
     if (this.#pastWindow > 0) {
       // The grant pays back frames received past the window first.
@@ -523,6 +532,12 @@ export class MuxStream extends Duplex {
       this.#host.countPastWindow(this, pastWindow - this.#pastWindow);
       this.#pastWindow = pastWindow;
     }
+  }
+
+  /** Nothing more is received or held: the stream's part of the budget and its window's growth go back. */
+  #releaseReceiveRoom(): void {
+    this.#share?.close();
+    this.#tuner?.release();
   }
 
   /** The budget has room again: grant what was deferred (a strict or lenient receive side only). */
@@ -574,7 +589,7 @@ export class MuxStream extends Duplex {
     this.#receiveEnded = true;
     this.#releasePastWindow();
     // What is still buffered keeps its part of the budget until delivered or the stream is destroyed.
-    if (this.#receive.buffered === 0) this.#share?.close();
+    if (this.#receive.buffered === 0) this.#releaseReceiveRoom();
     // Nothing more arrives for this stream, so it no longer needs the transport paused; what it
     // already buffered stays readable.
     this.#host.resumeTransport(this);

@@ -21,6 +21,8 @@ export interface PairOptions {
   backend?: Partial<MuxSessionOptions>;
   /** Called with every message a session sends, before it reaches the transport. */
   observe?: (from: Side, message: Uint8Array) => void;
+  /** Real WebSocket pairs: a delay line holds every chunk this long each way (a round trip of twice it). */
+  delayMs?: number;
 }
 
 export interface SessionPair {

@@ -6,6 +6,7 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession } from '../../src/index.js';
+import { startDelayLine } from './delay-line.js';
 import type { PairOptions, SessionPair, Side } from './session.suite.js';
 
 /** The underlying TCP socket of a ws WebSocket (ws keeps it private; the adapter needs its 'drain'). */
@@ -62,8 +63,9 @@ export const createWebSocketPair = async (options: PairOptions = {}): Promise<We
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
+  const line = options.delayMs === undefined ? undefined : await startDelayLine(port, options.delayMs);
   const accepted = new Promise<WebSocket>((resolve) => server.once('connection', resolve));
-  const client = new WebSocket(`ws://127.0.0.1:${port}/connect`, { perMessageDeflate: false });
+  const client = new WebSocket(`ws://127.0.0.1:${line?.port ?? port}/connect`, { perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     client.once('open', resolve);
     client.once('error', reject);
@@ -99,6 +101,7 @@ export const createWebSocketPair = async (options: PairOptions = {}): Promise<We
       client.terminate();
       serverSide.terminate();
       await closed;
+      await line?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

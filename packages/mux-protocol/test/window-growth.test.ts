@@ -1,0 +1,219 @@
+/**
+ * Receive windows that grow with the bandwidth-delay product between Nexus ends (docs/protocol.md §1.5,
+ * "Windows that grow"): the rule on a clock of its own, then two sessions on a real WebSocket through a
+ * delay line, as a device far from its node is.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  DATA_HEADER_LENGTH,
+  decodeBackendMessage,
+  FrameType,
+  MAX_DATA_PAYLOAD,
+  MAX_WINDOW_BYTES,
+  type MuxStream,
+  NEXUS_DATA_PAYLOAD,
+  WindowGrowthPool,
+  WindowTuner,
+} from '../src/index.js';
+import { readExactly, type SessionPair, sha256, writeAll } from './suites/session.suite.js';
+import { createWebSocketPair } from './suites/ws-pair.js';
+
+const OPEN = { connPort: 443, clientIp: '203.0.113.7:50000', hostname: 'app.example.com', isTls: true };
+const MiB = 1024 * 1024;
+const FRAME = NEXUS_DATA_PAYLOAD;
+
+/** A tuner on a clock the test moves: a base window of 16 frames that may grow to 128. */
+function tuner(poolBytes = 64 * MiB) {
+  const clock = { ms: 0 };
+  const pool = new WindowGrowthPool(poolBytes);
+  const t = new WindowTuner(16, { maxWindow: 128, frameBytes: FRAME, pool, now: () => clock.ms });
+  return { t, pool, clock };
+}
+
+/** Plays a round trip of `rttMs`: a grant of 2 goes out, the frame it allows arrives `rttMs` later. */
+function sampleRtt(t: WindowTuner, clock: { ms: number }, rttMs: number, received: number): number {
+  t.granted(2);
+  // Frames up to what was granted before this grant prove nothing about it.
+  for (let i = 0; i < 16 - received; i++) t.received();
+  clock.ms += rttMs;
+  t.received();
+  return 16 - received + 1;
+}
+
+describe('the rule', () => {
+  it('measures the round trip from a grant to the first frame only it allowed', () => {
+    const { t, clock } = tuner();
+    expect(t.rtt).toBe(Number.POSITIVE_INFINITY);
+    t.granted(2); // total granted 18; the probe waits for frame 17
+    clock.ms += 5;
+    for (let i = 0; i < 16; i++) t.received();
+    expect(t.rtt).toBe(Number.POSITIVE_INFINITY);
+    clock.ms += 35;
+    t.received();
+    expect(t.rtt).toBe(40);
+    // A later, shorter sample wins; a longer one does not.
+    t.granted(2);
+    clock.ms += 30;
+    t.received();
+    t.received();
+    expect(t.rtt).toBe(30);
+    t.granted(2);
+    clock.ms += 90;
+    t.received();
+    t.received();
+    expect(t.rtt).toBe(30);
+  });
+
+  it('never grows on a guess: no round trip measured, no growth', () => {
+    const { t } = tuner();
+    t.delivered(16);
+    expect(t.growth(16)).toBe(0);
+  });
+
+  it('doubles a window used in less than two round trips, up to the largest, and not one used slowly', () => {
+    const { t, clock, pool } = tuner();
+    sampleRtt(t, clock, 50, 0);
+    // Half the window and more delivered within 10 ms, at a 50 ms round trip: the sender waited for credits.
+    clock.ms += 10;
+    t.delivered(9);
+    expect(t.growth(16)).toBe(16);
+    clock.ms += 10;
+    t.delivered(17);
+    expect(t.growth(32)).toBe(32);
+    clock.ms += 10;
+    t.delivered(33);
+    expect(t.growth(64)).toBe(64);
+    // At the largest window (128 frames, 16 MiB) it stays.
+    clock.ms += 10;
+    t.delivered(65);
+    expect(t.growth(128)).toBe(0);
+    expect(t.grown).toBe(112);
+    expect(pool.free).toBe(64 * MiB - 112 * FRAME);
+    t.release();
+    expect(pool.free).toBe(64 * MiB);
+
+    // Slow use: 9 of 16 frames took 400 ms at a 50 ms round trip; the window was not what held it back.
+    const slow = tuner();
+    sampleRtt(slow.t, slow.clock, 50, 0);
+    slow.clock.ms += 400;
+    slow.t.delivered(9);
+    expect(slow.t.growth(16)).toBe(0);
+    // Less than half the window used: no decision yet.
+    slow.clock.ms += 1;
+    slow.t.delivered(7);
+    expect(slow.t.growth(16)).toBe(0);
+  });
+
+  it('on a fast local path (a round trip that rounds to 0 ms) the window stays', () => {
+    const { t, clock } = tuner();
+    sampleRtt(t, clock, 0, 0);
+    expect(t.rtt).toBe(0);
+    t.delivered(16);
+    expect(t.growth(16)).toBe(0);
+  });
+
+  it('takes its growth from the session’s pool, and stops when the pool is empty', () => {
+    // Room for 20 frames of growth in all: the first stream takes 16, the second the 4 left.
+    const pool = new WindowGrowthPool(20 * FRAME);
+    const clock = { ms: 0 };
+    const make = () => new WindowTuner(16, { maxWindow: 128, frameBytes: FRAME, pool, now: () => clock.ms });
+    const [a, b] = [make(), make()];
+    for (const t of [a, b]) {
+      sampleRtt(t, clock, 50, 0);
+      t.delivered(9);
+    }
+    expect(a.growth(16)).toBe(16);
+    expect(b.growth(16)).toBe(4);
+    expect(pool.free).toBe(0);
+    a.release();
+    expect(pool.free).toBe(16 * FRAME);
+    expect(() => new WindowGrowthPool(-1)).toThrow(RangeError);
+  });
+});
+
+describe('two sessions through a delay line of 25 ms each way', () => {
+  const pairs: SessionPair[] = [];
+  afterEach(async () => {
+    await Promise.all(pairs.splice(0).map((pair) => pair.close()));
+  });
+
+  /** Credits each side granted and DATA frames each side sent, per stream. */
+  function counter() {
+    const granted: Record<'hub' | 'backend', number> = { hub: 0, backend: 0 };
+    const frames: Record<'hub' | 'backend', number> = { hub: 0, backend: 0 };
+    /** The largest number of credits the hub had out (granted, not yet used by the backend). */
+    let hubOut = 0;
+    return {
+      granted,
+      frames,
+      get hubOut() {
+        return hubOut;
+      },
+      observe(from: 'hub' | 'backend', message: Uint8Array) {
+        if (message[0] === FrameType.Data && message.length > DATA_HEADER_LENGTH) frames[from]++;
+        const decoded = decodeBackendMessage(message);
+        if (decoded.ok && decoded.value.type === 'control') {
+          const m = decoded.value.message;
+          if ((m.event === 'connect' || m.event === 'resume_stream') && m.credits) granted[from] += m.credits;
+        }
+        hubOut = Math.max(hubOut, granted.hub - frames.backend);
+      },
+    };
+  }
+
+  async function download(pair: SessionPair, bytes: number): Promise<void> {
+    const accepted = new Promise<MuxStream>((resolve) => pair.backend.once('stream', resolve));
+    const hubSide = pair.hub.openStream(OPEN);
+    const backendSide = await accepted;
+    const data = randomBytes(bytes);
+    const [got] = await Promise.all([
+      readExactly(hubSide, data.length),
+      writeAll(backendSide, data, 256 * 1024),
+    ]);
+    expect(sha256(got)).toBe(sha256(data));
+  }
+
+  it('between Nexus ends, the receiver’s window grows past 2 MiB and stays within 16 MiB', async () => {
+    const seen = counter();
+    const tuning = { maxDataPayload: FRAME, sendDataPayload: FRAME };
+    const pair = await createWebSocketPair({
+      hub: tuning,
+      backend: tuning,
+      observe: seen.observe,
+      delayMs: 25,
+    });
+    pairs.push(pair);
+    await download(pair, 48 * MiB);
+    // The hub had more than the base window's 16 frames out at once, and never more than 16 MiB.
+    expect(seen.hubOut).toBeGreaterThan(16);
+    expect(seen.hubOut).toBeLessThanOrEqual(MAX_WINDOW_BYTES / FRAME);
+  }, 30_000);
+
+  it('toward a peer that said nothing of larger frames (the reference), the window stays 64 frames', async () => {
+    const seen = counter();
+    const pair = await createWebSocketPair({
+      hub: { maxDataPayload: FRAME },
+      observe: seen.observe,
+      delayMs: 25,
+    });
+    pairs.push(pair);
+    await download(pair, 8 * MiB);
+    expect(seen.frames.backend).toBeGreaterThanOrEqual((8 * MiB) / MAX_DATA_PAYLOAD);
+    expect(seen.hubOut).toBeLessThanOrEqual(64);
+  }, 30_000);
+
+  it('with growth turned off, the window stays the base one', async () => {
+    const seen = counter();
+    const tuning = { maxDataPayload: FRAME, sendDataPayload: FRAME };
+    const pair = await createWebSocketPair({
+      hub: { ...tuning, windowGrowth: false },
+      backend: tuning,
+      observe: seen.observe,
+      delayMs: 25,
+    });
+    pairs.push(pair);
+    await download(pair, 8 * MiB);
+    expect(seen.hubOut).toBeLessThanOrEqual(16);
+  }, 30_000);
+});
