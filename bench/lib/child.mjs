@@ -394,9 +394,13 @@ async function backend({ hubPort, hubCaPem, token, mappings, attest }) {
 // plain, it is one node and its backend client with one TLS hop between them; with a tls → tls relay in
 // the middle, the mesh's two hops. The TLS hops use the same certificates and Node defaults as the hub.
 
-async function relay({ inbound, outbound, targetPort, certPem, keyPem, caPem }) {
+// With `delayMs` (plain → plain), it is a delay line instead: every chunk waits that long each way, a round
+// trip of twice it on the path (bench/lib/delay-line.mjs; this machine's kernel has no netem).
+
+async function relay({ inbound, outbound, targetPort, certPem, keyPem, caPem, delayMs }) {
   const { connect: netConnect } = await import('node:net');
   const { connect: tlsConnect } = await import('node:tls');
+  const { delayOneWay } = await import('./delay-line.mjs');
   const onward = () =>
     outbound === 'tls'
       ? tlsConnect({ host: '127.0.0.1', port: targetPort, servername: 'hub.bench.test', ca: caPem })
@@ -405,9 +409,15 @@ async function relay({ inbound, outbound, targetPort, certPem, keyPem, caPem }) 
     const next = onward();
     socket.setNoDelay(true);
     next.setNoDelay(true);
-    socket.pipe(next).pipe(socket);
     socket.on('error', () => next.destroy());
     next.on('error', () => socket.destroy());
+    if (delayMs > 0) {
+      // Each side's close ends the other once what waits has gone out (delayOneWay).
+      delayOneWay(socket, next, delayMs);
+      delayOneWay(next, socket, delayMs);
+      return;
+    }
+    socket.pipe(next).pipe(socket);
     socket.on('close', () => next.destroy());
     next.on('close', () => socket.destroy());
   };

@@ -184,12 +184,13 @@ async function freeUdpPort() {
 /**
  * Starts the service and the requested proxies.
  * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, floor?: boolean, profileDir?: string, hostnames?: string[], udp?: boolean,
- *   nodeConfig?: object }} options
+ *   nodeConfig?: object, hubDelayMs?: number }} options
  *   `profileDir`: run the node child with `--cpu-prof` writing there. `hostnames`: names the service is
  *   published under, one backend child each behind the node (default: `APP_HOSTNAME`; the mesh and
  *   HAProxy serve the first). `nodeConfig`: configuration keys merged into the node child's. `udp`: the node
  *   relays a UDP port (`targets.nexus.udpPort`) to the service's UDP echo, claimed by the first backend
- *   (current era).
+ *   (current era). `hubDelayMs`: the backends reach the hub through a delay line holding every chunk that
+ *   long each way (`processes.hubDelay`; no floor, mesh or HAProxy paths with it).
  */
 export async function startTopology(options = {}) {
   const closers = [];
@@ -246,9 +247,22 @@ export async function startTopology(options = {}) {
       // Same for the backend child (e.g. BENCH_BACKEND_ARGS="--cpu-prof --cpu-prof-dir=bench/results/profiles").
       const backendArgv = (process.env.BENCH_BACKEND_ARGS ?? '').split(' ').filter(Boolean);
       const backends = [];
+      // A delay line between the backends and the hub: a round trip of twice `hubDelayMs` on the hub link.
+      let hubPort = node.info.hubPort;
+      if (options.hubDelayMs > 0) {
+        const line = await startChild('relay', {
+          inbound: 'plain',
+          outbound: 'plain',
+          targetPort: hubPort,
+          delayMs: options.hubDelayMs,
+        });
+        closers.push(() => line.close());
+        hubPort = line.info.port;
+        processes.hubDelay = line;
+      }
       for (const hostname of hostnames) {
         const start = backendStart(
-          node.info.hubPort,
+          hubPort,
           hubCert.certPem,
           node.info.tlsPort,
           node.info.httpPort,

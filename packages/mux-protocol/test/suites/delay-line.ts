@@ -35,9 +35,10 @@ function delay(from: Socket, to: Socket, delayMs: number): void {
     ended = true;
     if (queue.length === 0) to.end();
   });
+  // Closed (after its end, or broken): what waits still goes out, then `to` ends.
   from.on('close', () => {
-    if (timer !== undefined) clearTimeout(timer);
-    to.destroy();
+    ended = true;
+    if (queue.length === 0) to.end();
   });
 }
 
