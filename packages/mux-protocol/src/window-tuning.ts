@@ -53,8 +53,8 @@ export interface WindowGrowth {
 }
 
 /**
- * One stream's receive-side tuning. It estimates the round trip the way a TCP receiver does (RFC 7323's
- * receiver-side estimate, Linux's `tcp_rcv_rtt_measure`): from sending a grant to the arrival of the first
+ * One stream's receive-side tuning. It estimates the round trip the way a TCP receiver does (dynamic
+ * right-sizing, Linux's `tcp_rcv_rtt_measure`): from sending a grant to the arrival of the first
  * frame that could only have been sent with it, keeping the smallest sample (a sender with credit to spare
  * only makes a sample longer). At each grant, once more than half the window was delivered since the last
  * check, it doubles the window if that took less than two round trips per window (the rule of QUIC
