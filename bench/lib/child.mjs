@@ -395,12 +395,12 @@ async function backend({ hubPort, hubCaPem, token, mappings, attest }) {
 // the middle, the mesh's two hops. The TLS hops use the same certificates and Node defaults as the hub.
 
 // With `delayMs` (plain → plain), it is a delay line instead: every chunk waits that long each way, a round
-// trip of twice it on the path (bench/lib/delay-line.mjs; this machine's kernel has no netem).
+// trip of twice it on the path (the test harness's delay line; this machine's kernel has no netem).
 
 async function relay({ inbound, outbound, targetPort, certPem, keyPem, caPem, delayMs }) {
   const { connect: netConnect } = await import('node:net');
   const { connect: tlsConnect } = await import('node:tls');
-  const { delayOneWay } = await import('./delay-line.mjs');
+  const { delayOneWay } = await import('@nexus-proxy/test-harness/delay-line');
   const onward = () =>
     outbound === 'tls'
       ? tlsConnect({ host: '127.0.0.1', port: targetPort, servername: 'hub.bench.test', ca: caPem })

@@ -206,6 +206,8 @@ export interface StreamEngineCounters {
   queuedStreams: number;
   /** Whether reading the transport is paused (a stream whose peer is not metered, or the backlog). */
   transportPaused: boolean;
+  /** Most bytes the streams had added to their windows at once (docs/protocol.md §1.5, "Windows that grow"). */
+  windowGrowthPeak: number;
 }
 
 /** `value`, or `fallback` when absent; throws `RangeError` unless a positive integer. */

@@ -354,6 +354,7 @@ export class StreamEngine {
       backlogPauses: this.#backlog.pauses,
       queuedStreams: this.#ready.size,
       transportPaused: this.#readingPaused,
+      windowGrowthPeak: this.#growthPool?.peak ?? 0,
     };
   }
 

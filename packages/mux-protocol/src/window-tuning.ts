@@ -18,10 +18,13 @@ export const WINDOW_GROWTH_POOL_BYTES = 64 * 1024 * 1024;
 
 /** Bytes a session's streams may add to their windows beyond the base window, all together. */
 export class WindowGrowthPool {
+  readonly #size: number;
   #free: number;
+  #peak = 0;
 
   constructor(bytes: number = WINDOW_GROWTH_POOL_BYTES) {
     if (!(bytes >= 0)) throw new RangeError('the window growth pool must be ≥ 0 bytes');
+    this.#size = bytes;
     this.#free = bytes;
   }
 
@@ -30,10 +33,16 @@ export class WindowGrowthPool {
     return this.#free;
   }
 
+  /** Most bytes taken at once so far. */
+  get peak(): number {
+    return this.#peak;
+  }
+
   /** Takes up to `bytes`; returns how many were taken. */
   take(bytes: number): number {
     const n = Math.max(0, Math.min(bytes, this.#free));
     this.#free -= n;
+    this.#peak = Math.max(this.#peak, this.#size - this.#free);
     return n;
   }
 

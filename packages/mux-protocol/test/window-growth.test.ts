@@ -92,6 +92,7 @@ describe('the rule', () => {
     expect(pool.free).toBe(64 * MiB - 112 * FRAME);
     t.release();
     expect(pool.free).toBe(64 * MiB);
+    expect(pool.peak).toBe(112 * FRAME);
 
     // Slow use: 9 of 16 frames took 400 ms at a 50 ms round trip; the window was not what held it back.
     const slow = tuner();
@@ -188,6 +189,8 @@ describe('two sessions through a delay line of 25 ms each way', () => {
     // The hub had more than the base window's 16 frames out at once, and never more than 16 MiB.
     expect(seen.hubOut).toBeGreaterThan(16);
     expect(seen.hubOut).toBeLessThanOrEqual(MAX_WINDOW_BYTES / FRAME);
+    // The session's counters say so too; what the stream added went back to the pool when it ended.
+    expect(pair.hub.stats().windowGrowthPeak).toBeGreaterThan(0);
   }, 30_000);
 
   it('toward a peer that said nothing of larger frames (the reference), the window stays 64 frames', async () => {
@@ -201,6 +204,7 @@ describe('two sessions through a delay line of 25 ms each way', () => {
     await download(pair, 8 * MiB);
     expect(seen.frames.backend).toBeGreaterThanOrEqual((8 * MiB) / MAX_DATA_PAYLOAD);
     expect(seen.hubOut).toBeLessThanOrEqual(64);
+    expect(pair.hub.stats().windowGrowthPeak).toBe(0);
   }, 30_000);
 
   it('with growth turned off, the window stays the base one', async () => {
@@ -215,5 +219,6 @@ describe('two sessions through a delay line of 25 ms each way', () => {
     pairs.push(pair);
     await download(pair, 8 * MiB);
     expect(seen.hubOut).toBeLessThanOrEqual(16);
+    expect(pair.hub.stats().windowGrowthPeak).toBe(0);
   }, 30_000);
 });

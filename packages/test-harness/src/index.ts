@@ -6,6 +6,7 @@
  */
 export * from './bytes.js';
 export * from './client-hello.js';
+export * from './delay-line.mjs';
 export * from './end-users.js';
 export * from './files.js';
 export * from './logger.js';

@@ -6,7 +6,8 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession } from '../../src/index.js';
-import { startDelayLine } from './delay-line.js';
+// The harness's delay line imports only Node's own modules, so this package's tests take it without a cycle.
+import { startDelayLine } from '../../../test-harness/src/delay-line.mjs';
 import type { PairOptions, SessionPair, Side } from './session.suite.js';
 
 /** The underlying TCP socket of a ws WebSocket (ws keeps it private; the adapter needs its 'drain'). */
