@@ -61,7 +61,7 @@ new PerformanceObserver((list) => {
 /** The mux counters of `sessions` (`MuxSession.stats()`), summed. */
 function muxTotals(sessions) {
   const sum = { dataFramesSent: 0, dataFramesReceived: 0, bytesSent: 0, bytesReceived: 0 };
-  Object.assign(sum, { controlMessagesSent: 0, controlMessagesReceived: 0 });
+  Object.assign(sum, { controlMessagesSent: 0, controlMessagesReceived: 0, windowGrowthPeak: 0 });
   for (const session of sessions) {
     const c = session.stats();
     for (const key of Object.keys(sum)) sum[key] += c[key] ?? 0;

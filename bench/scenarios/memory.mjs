@@ -117,6 +117,8 @@ async function slow(topo, n, bytes, ms, direction) {
     'node RSS after MiB': round(stats.peakRss / MiB, 1),
     'node KiB/stream': round((stats.peakRss - before) / n / 1024, 1),
     'backend KiB/stream': round((backendStats.peakRss - backendBefore) / n / 1024, 1),
+    // What the receive windows grew by at most (docs/protocol.md §1.5), node; backend client.
+    'window growth MiB': `${round((stats.mux?.windowGrowthPeak ?? 0) / MiB, 1)}; ${round((backendStats.mux?.windowGrowthPeak ?? 0) / MiB, 1)}`,
     // download: bytes the slow readers took in; upload: bytes the senders got accepted by the kernel
     // (the rest waits in socket buffers along the way).
     delivered: `${round(delivered / MB, 1)} MB`,

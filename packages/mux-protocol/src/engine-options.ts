@@ -125,8 +125,8 @@ export interface StreamEngineTuning {
   receiveBudget?: ReceiveBudget;
   /**
    * Receive windows that grow with the path's bandwidth-delay product (docs/protocol.md §1.5, "Windows that
-   * grow"): a stream's window may double up to `maxWindowBytes` (default 16 MiB), while the session's
-   * streams add at most `poolBytes` to their windows together (default 64 MiB). Only while the peer is a
+   * grow"): a stream's window may double up to `maxWindowBytes` (default 16 MiB) while the windows of the
+   * session's open streams add up to less than `poolBytes` (default 64 MiB). Only while the peer is a
    * Nexus end (it accepts frames larger than 32 768 bytes, §1.11) and `initialWindow` is not set. `false`:
    * windows stay `initialWindow`.
    */

@@ -141,6 +141,8 @@ export class ReceiveLedger {
   #outstanding: number;
   #buffered = 0;
   #pending: number;
+  /** Frames the window is still to narrow by, out of deliveries to come ({@link shrink}). */
+  #debt = 0;
 
   constructor(options: ReceiveLedgerOptions = {}) {
     const window = options.window ?? DEFAULT_INITIAL_WINDOW;
@@ -217,7 +219,11 @@ export class ReceiveLedger {
   countDelivered(frames = 1): void {
     const n = Math.min(Math.max(0, Math.floor(frames)), this.#buffered);
     this.#buffered -= n;
-    this.#pending += n;
+    // A window narrowing ({@link shrink}) keeps the credits of delivered frames instead of granting them.
+    const kept = Math.min(this.#debt, n);
+    this.#debt -= kept;
+    this.#window -= kept;
+    this.#pending += n - kept;
   }
 
   /** Returns at most `frames` pending credits as a grant to send now (what a budget allows), or `0`. */
@@ -238,9 +244,30 @@ export class ReceiveLedger {
    * sent with the next grant.
    */
   grow(frames: number): void {
-    const n = Math.max(0, Math.floor(frames));
+    let n = Math.max(0, Math.floor(frames));
+    const cancelled = Math.min(this.#debt, n);
+    this.#debt -= cancelled;
+    n -= cancelled;
     this.#window += n;
     this.#pending += n;
+  }
+
+  /**
+   * Narrows the window by `frames`: out of the pending credits first, then by keeping the credits of frames
+   * delivered from now on. Credits already granted are never taken back, so the peer's balance is spent
+   * down, not cut.
+   */
+  shrink(frames: number): void {
+    const n = Math.max(0, Math.floor(frames));
+    const now = Math.min(this.#pending, n);
+    this.#pending -= now;
+    this.#window -= now;
+    this.#debt += n - now;
+  }
+
+  /** Frames the window is still to narrow by ({@link shrink}). */
+  get narrowing(): number {
+    return this.#debt;
   }
 
   /** Gives back a grant returned by {@link delivered}/{@link flush} that could not be sent. */

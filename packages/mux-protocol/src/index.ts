@@ -117,6 +117,7 @@ export {
 } from './receive-budget.js';
 export {
   MAX_WINDOW_BYTES,
+  MIN_GROWTH_RTT_MS,
   WINDOW_GROWTH_POOL_BYTES,
   type WindowGrowth,
   WindowGrowthPool,

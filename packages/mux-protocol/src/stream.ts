@@ -140,7 +140,7 @@ export class MuxStream extends Duplex {
       initialGrant: this.#share?.afford(0, init.receiveWindow) ?? init.receiveWindow,
     });
     const growth = receiving.mode === 'unmetered' || this.datagram ? undefined : init.windowGrowth;
-    this.#tuner = growth && new WindowTuner(this.#receive.initialGrant, growth);
+    this.#tuner = growth && new WindowTuner(this.#receive, growth);
   }
 
   /** Credits granted to the peer when the stream opened (`connect.credits` or the first grant), in frames. */
@@ -456,12 +456,14 @@ export class MuxStream extends Duplex {
     else for (const part of payload) accepted = this.push(part);
     if (accepted) {
       this.#delivered(1);
-    } else if (this.#receiveState === 'unmetered' || this.#receive.outstanding < -this.#allowance) {
-      // No credit window bounds this peer (v1), or it kept sending far past it: the only backpressure
-      // left is to stop reading the transport.
+      return;
+    }
+    // The reader is behind (so no window growth now). A peer no credit window bounds (v1), or one far past
+    // it, is held back only by not reading the transport; else the frame is granted back on `_read()`.
+    this.#tuner?.behind();
+    if (this.#receiveState === 'unmetered' || this.#receive.outstanding < -this.#allowance) {
       this.#host.pauseTransport(this);
     }
-    // Otherwise the frame stays counted as buffered: it is granted back on the next `_read()`.
   }
 
   #overrun(): void {
@@ -487,8 +489,7 @@ export class MuxStream extends Duplex {
     if (state === 'unmetered') return;
     const ledger = this.#receive;
     const share = this.#share;
-    this.#tuner?.delivered(frames);
-    if (this.#tuner !== undefined && !this.#receiveEnded) ledger.grow(this.#tuner.growth(ledger.window));
+    this.#tuner?.delivered(frames, !this.#receiveEnded);
     if (share !== undefined) {
       // Under a budget the grant is sized by what the budget allows (grantWithinBudget).
       ledger.countDelivered(frames);

@@ -11,8 +11,10 @@ import {
   FrameType,
   MAX_DATA_PAYLOAD,
   MAX_WINDOW_BYTES,
+  MIN_GROWTH_RTT_MS,
   type MuxStream,
   NEXUS_DATA_PAYLOAD,
+  ReceiveLedger,
   WindowGrowthPool,
   WindowTuner,
 } from '../src/index.js';
@@ -23,22 +25,21 @@ const OPEN = { connPort: 443, clientIp: '203.0.113.7:50000', hostname: 'app.exam
 const MiB = 1024 * 1024;
 const FRAME = NEXUS_DATA_PAYLOAD;
 
-/** A tuner on a clock the test moves: a base window of 16 frames that may grow to 128. */
-function tuner(poolBytes = 64 * MiB) {
+/** A tuner on a clock the test moves, over a stream's ledger: a base window of 16 frames that may grow to 128. */
+function tuner(pool = new WindowGrowthPool(64 * MiB)) {
   const clock = { ms: 0 };
-  const pool = new WindowGrowthPool(poolBytes);
-  const t = new WindowTuner(16, { maxWindow: 128, frameBytes: FRAME, pool, now: () => clock.ms });
-  return { t, pool, clock };
+  const ledger = new ReceiveLedger({ window: 16, batch: 2 });
+  const t = new WindowTuner(ledger, { maxWindow: 128, frameBytes: FRAME, pool, now: () => clock.ms });
+  return { t, pool, clock, ledger };
 }
 
-/** Plays a round trip of `rttMs`: a grant of 2 goes out, the frame it allows arrives `rttMs` later. */
-function sampleRtt(t: WindowTuner, clock: { ms: number }, rttMs: number, received: number): number {
+/** Plays a round trip of `rttMs`: a grant of 2 goes out, and the frame only it allowed arrives `rttMs` later. */
+function sampleRtt(t: WindowTuner, clock: { ms: number }, rttMs: number): void {
   t.granted(2);
   // Frames up to what was granted before this grant prove nothing about it.
-  for (let i = 0; i < 16 - received; i++) t.received();
+  for (let i = 0; i < 16; i++) t.received();
   clock.ms += rttMs;
   t.received();
-  return 16 - received + 1;
 }
 
 describe('the rule', () => {
@@ -66,70 +67,122 @@ describe('the rule', () => {
   });
 
   it('never grows on a guess: no round trip measured, no growth', () => {
-    const { t } = tuner();
-    t.delivered(16);
-    expect(t.growth(16)).toBe(0);
+    const { t, ledger } = tuner();
+    t.delivered(16, true);
+    expect(ledger.window).toBe(16);
   });
 
   it('doubles a window used in less than two round trips, up to the largest, and not one used slowly', () => {
-    const { t, clock, pool } = tuner();
-    sampleRtt(t, clock, 50, 0);
+    const { t, clock, pool, ledger } = tuner();
+    sampleRtt(t, clock, 50);
     // Half the window and more delivered within 10 ms, at a 50 ms round trip: the sender waited for credits.
-    clock.ms += 10;
-    t.delivered(9);
-    expect(t.growth(16)).toBe(16);
-    clock.ms += 10;
-    t.delivered(17);
-    expect(t.growth(32)).toBe(32);
-    clock.ms += 10;
-    t.delivered(33);
-    expect(t.growth(64)).toBe(64);
-    // At the largest window (128 frames, 16 MiB) it stays.
-    clock.ms += 10;
-    t.delivered(65);
-    expect(t.growth(128)).toBe(0);
+    for (const [delivered, window] of [
+      [9, 32],
+      [17, 64],
+      [33, 128],
+      // At the largest window (128 frames, 16 MiB) it stays.
+      [65, 128],
+    ] as const) {
+      clock.ms += 10;
+      t.delivered(delivered, true);
+      expect(ledger.window).toBe(window);
+    }
+    // The added frames are credits to grant.
+    expect(ledger.pending).toBe(112);
     expect(t.grown).toBe(112);
-    expect(pool.free).toBe(64 * MiB - 112 * FRAME);
+    // The pool counts the base window (16 frames) and the growth.
+    expect(pool.free).toBe(64 * MiB - 128 * FRAME);
+    t.release();
     t.release();
     expect(pool.free).toBe(64 * MiB);
     expect(pool.peak).toBe(112 * FRAME);
 
     // Slow use: 9 of 16 frames took 400 ms at a 50 ms round trip; the window was not what held it back.
     const slow = tuner();
-    sampleRtt(slow.t, slow.clock, 50, 0);
+    sampleRtt(slow.t, slow.clock, 50);
     slow.clock.ms += 400;
-    slow.t.delivered(9);
-    expect(slow.t.growth(16)).toBe(0);
-    // Less than half the window used: no decision yet.
+    slow.t.delivered(9, true);
+    expect(slow.ledger.window).toBe(16);
+    // Less than half the window used: no decision yet. A stream that no longer receives: none at all.
     slow.clock.ms += 1;
-    slow.t.delivered(7);
-    expect(slow.t.growth(16)).toBe(0);
+    slow.t.delivered(7, true);
+    slow.t.delivered(16, false);
+    expect(slow.ledger.window).toBe(16);
   });
 
-  it('on a fast local path (a round trip that rounds to 0 ms) the window stays', () => {
-    const { t, clock } = tuner();
-    sampleRtt(t, clock, 0, 0);
-    expect(t.rtt).toBe(0);
-    t.delivered(16);
-    expect(t.growth(16)).toBe(0);
+  it('not while the reader falls behind, and a grown window narrows back to its base when it does', () => {
+    const { t, clock, ledger, pool } = tuner();
+    sampleRtt(t, clock, 50);
+    // A frame found the reader's buffer full, then the reader took 12 frames in one go: no growth.
+    t.behind();
+    clock.ms += 1;
+    t.delivered(12, true);
+    expect(ledger.window).toBe(16);
+    // The next window used as fast, with the reader keeping up: it grows.
+    clock.ms += 1;
+    t.delivered(9, true);
+    expect(ledger.window).toBe(32);
+    // Granted already: the peer may use those credits, so the window narrows as frames are delivered.
+    expect(ledger.take(16)).toBe(16);
+    t.behind();
+    expect(ledger.window).toBe(32);
+    expect(ledger.narrowing).toBe(16);
+    for (let i = 0; i < 16; i++) ledger.received();
+    ledger.countDelivered(10);
+    t.delivered(0, true);
+    expect(ledger.window).toBe(22);
+    expect(pool.free).toBe(64 * MiB - 22 * FRAME);
+    ledger.countDelivered(6);
+    t.delivered(0, true);
+    expect(ledger.window).toBe(16);
+    expect(ledger.pending).toBe(0);
+    expect(t.grown).toBe(0);
+    expect(pool.free).toBe(64 * MiB - 16 * FRAME);
+    // The invariant of a well-behaved sender holds throughout.
+    expect(ledger.outstanding + ledger.buffered + ledger.pending).toBe(ledger.window);
   });
 
-  it('takes its growth from the session’s pool, and stops when the pool is empty', () => {
-    // Room for 20 frames of growth in all: the first stream takes 16, the second the 4 left.
-    const pool = new WindowGrowthPool(20 * FRAME);
-    const clock = { ms: 0 };
-    const make = () => new WindowTuner(16, { maxWindow: 128, frameBytes: FRAME, pool, now: () => clock.ms });
-    const [a, b] = [make(), make()];
-    for (const t of [a, b]) {
-      sampleRtt(t, clock, 50, 0);
-      t.delivered(9);
+  it('on a short path (a round trip under 4 ms: one host, a LAN) the window stays', () => {
+    for (const rtt of [0, 1, MIN_GROWTH_RTT_MS - 1]) {
+      const { t, clock, ledger } = tuner();
+      sampleRtt(t, clock, rtt);
+      expect(t.rtt).toBe(rtt);
+      t.delivered(16, true);
+      expect(ledger.window).toBe(16);
     }
-    expect(a.growth(16)).toBe(16);
-    expect(b.growth(16)).toBe(4);
+    // At 4 ms, a window used up at once grows.
+    const { t, clock, ledger } = tuner();
+    sampleRtt(t, clock, MIN_GROWTH_RTT_MS);
+    t.delivered(16, true);
+    expect(ledger.window).toBe(32);
+  });
+
+  it('takes its growth from the session’s pool, and stops when the pool is full', () => {
+    // Two base windows of 16 frames and room for 20 more: the first stream takes 16, the second the 4 left.
+    const pool = new WindowGrowthPool(52 * FRAME);
+    const [a, b] = [tuner(pool), tuner(pool)];
+    for (const { t, clock } of [a, b]) sampleRtt(t, clock, 50);
+    a.t.delivered(9, true);
+    b.t.delivered(9, true);
+    expect(a.ledger.window).toBe(32);
+    expect(b.ledger.window).toBe(20);
     expect(pool.free).toBe(0);
-    a.release();
-    expect(pool.free).toBe(16 * FRAME);
+    a.t.release();
+    expect(pool.free).toBe(32 * FRAME);
     expect(() => new WindowGrowthPool(-1)).toThrow(RangeError);
+  });
+
+  it('grows no stream of a session whose streams’ base windows already fill the pool', () => {
+    // 32 streams of 2 MiB: 64 MiB of windows, the bandwidth-delay product growth is for, already open.
+    const pool = new WindowGrowthPool(64 * MiB);
+    const streams = Array.from({ length: 32 }, () => tuner(pool));
+    for (const { t, clock } of streams) sampleRtt(t, clock, 50);
+    for (const { t } of streams) t.delivered(16, true);
+    expect(streams.map(({ ledger }) => ledger.window)).toEqual(streams.map(() => 16));
+    // One ends: its window's room is there for the others again.
+    streams[0]!.t.release();
+    streams[1]!.t.delivered(16, true);
+    expect(streams[1]!.ledger.window).toBe(32);
   });
 });
 
