@@ -154,6 +154,48 @@ describe('ReceiveLedger', () => {
     expect(ledger.buffered).toBe(0);
   });
 
+  it('grows and narrows its window (windows that grow), keeping the invariant and never taking credits back (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ op: fc.constant('grow' as const), n: fc.integer({ min: 0, max: 64 }) }),
+            fc.record({ op: fc.constant('shrink' as const), n: fc.integer({ min: 0, max: 64 }) }),
+            fc.record({ op: fc.constant('send' as const), n: fc.integer({ min: 0, max: 64 }) }),
+            fc.record({ op: fc.constant('deliver' as const), n: fc.integer({ min: 0, max: 64 }) }),
+          ),
+          { maxLength: 200 },
+        ),
+        (ops) => {
+          const ledger = new ReceiveLedger({ window: 16, batch: 2 });
+          let granted = ledger.initialGrant;
+          let sent = 0;
+          for (const { op, n } of ops) {
+            if (op === 'grow') ledger.grow(n);
+            else if (op === 'shrink') ledger.shrink(n);
+            else if (op === 'deliver') ledger.countDelivered(n);
+            else {
+              // The sender sends only what it holds credits for.
+              const frames = Math.min(n, granted - sent);
+              for (let i = 0; i < frames; i++) expect(ledger.received()).toBe(true);
+              sent += frames;
+            }
+            granted += ledger.flush();
+            expect(ledger.outstanding + ledger.buffered + ledger.pending).toBe(ledger.window);
+            expect(ledger.window).toBeGreaterThanOrEqual(0);
+            expect(ledger.narrowing).toBeGreaterThanOrEqual(0);
+            expect(ledger.outstanding).toBe(granted - sent);
+          }
+          // Everything delivered: what is left to narrow has been, down to what the sender still holds.
+          ledger.countDelivered(ledger.buffered);
+          granted += ledger.flush();
+          expect(ledger.outstanding + ledger.buffered + ledger.pending).toBe(ledger.window);
+        },
+      ),
+      { numRuns: fuzzRuns(300) },
+    );
+  });
+
   it('rejects a window or batch that is not a positive integer', () => {
     expect(() => new ReceiveLedger({ window: 0 })).toThrowError(RangeError);
     expect(() => new ReceiveLedger({ batch: 1.5 })).toThrowError(RangeError);
