@@ -458,7 +458,7 @@ export class MuxStream extends Duplex {
       this.#delivered(1);
       return;
     }
-    // The reader is behind (so no window growth now). A peer no credit window bounds (v1), or one far past
+    // The reader is behind (a grown window used slowly narrows). A peer no credit window bounds (v1), or far past
     // it, is held back only by not reading the transport; else the frame is granted back on `_read()`.
     this.#tuner?.behind();
     if (this.#receiveState === 'unmetered' || this.#receive.outstanding < -this.#allowance) {

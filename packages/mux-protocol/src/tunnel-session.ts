@@ -76,6 +76,8 @@ export interface TunnelSessionStats {
   bytesReceived: number;
   /** Malformed frames received. */
   protocolErrors: number;
+  /** Most bytes the tunnels had added to their windows at once (docs/protocol.md §1.5, "Windows that grow"). */
+  windowGrowthPeak: number;
 }
 
 /** Events of {@link TunnelSession}. */
@@ -267,6 +269,7 @@ export class TunnelSession extends EventEmitter<TunnelSessionEvents> {
       bytesSent: counters.bytesSent,
       bytesReceived: counters.bytesReceived,
       protocolErrors: counters.protocolErrors,
+      windowGrowthPeak: counters.windowGrowthPeak,
     };
   }
 

@@ -94,8 +94,10 @@ export interface WindowGrowth {
  * frame that could only have been sent with it, keeping the smallest sample (a sender with credit to spare
  * only makes a sample longer). At each grant, once more than half the window was delivered since the last
  * check, it doubles the window if that took less than two round trips per window (the rule of QUIC
- * implementations' auto-tuning): the sender was then waiting for credits, not for data — unless the
- * consumer fell behind meanwhile ({@link WindowTuner.behind}): then the reader, not the window, set the pace.
+ * implementations' auto-tuning): the sender was then waiting for credits, not for data. A window used
+ * slowly while its reader fell behind ({@link WindowTuner.behind}) narrows back to its base: the reader set
+ * the pace. (A burst of frames that finds the reader's buffer full says nothing: a window used up in one
+ * round trip arrives as such a burst.)
  */
 export class WindowTuner {
   readonly #ledger: ReceiveLedger;
@@ -158,18 +160,9 @@ export class WindowTuner {
     }
   }
 
-  /**
-   * The consumer fell behind: a frame arrived while its buffer was full. The window narrows back to its
-   * base as frames are delivered (what it had grown by returns to the pool as it goes), and nothing grows
-   * until the next check: the reader, not the window, set the pace. (A reader draining into a socket runs
-   * fast until the socket's buffers fill; growth from that start is given back here.)
-   */
+  /** The consumer fell behind: a frame arrived while its buffer was full. */
   behind(): void {
     this.#behind = true;
-    const ledger = this.#ledger;
-    const excess = ledger.window - ledger.narrowing - this.#base;
-    if (excess > 0) ledger.shrink(excess);
-    this.#settle();
   }
 
   /**
@@ -189,12 +182,14 @@ export class WindowTuner {
     const window = this.#ledger.window;
     const used = this.#delivered - this.#epochDelivered;
     const { maxWindow, frameBytes, pool, now } = this.#growth;
-    if (2 * used <= window || window >= maxWindow) return 0;
+    if (2 * used <= window) return 0;
     const at = now();
-    const fast = at - this.#epochAt < (4 * used * this.#rtt) / window && !this.#behind;
+    const fast = at - this.#epochAt < (4 * used * this.#rtt) / window;
+    const behind = this.#behind;
     this.#epochAt = at;
     this.#epochDelivered = this.#delivered;
     this.#behind = false;
+    if (!fast && behind) this.#narrow();
     // No sample yet: never grow on a guess; nor over a short path (MIN_GROWTH_RTT_MS).
     if (!fast || !Number.isFinite(this.#rtt) || this.#rtt < MIN_GROWTH_RTT_MS) return 0;
     const frames = Math.min(window, maxWindow - window, Math.floor(pool.free / frameBytes));
@@ -202,6 +197,18 @@ export class WindowTuner {
     pool.take(frames * frameBytes);
     this.#grown += frames;
     return frames;
+  }
+
+  /**
+   * The window was used slowly and its reader fell behind: the reader, not the window, set the pace. The
+   * window narrows back to its base as frames are delivered (what it had grown by returns to the pool as it
+   * goes). A reader draining into a socket runs fast until the socket's buffers fill; growth from that start
+   * is given back here.
+   */
+  #narrow(): void {
+    const ledger = this.#ledger;
+    const excess = ledger.window - ledger.narrowing - this.#base;
+    if (excess > 0) ledger.shrink(excess);
   }
 
   /** What the window has narrowed by since the last call goes back to the pool. */

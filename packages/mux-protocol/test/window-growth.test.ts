@@ -110,21 +110,21 @@ describe('the rule', () => {
     expect(slow.ledger.window).toBe(16);
   });
 
-  it('not while the reader falls behind, and a grown window narrows back to its base when it does', () => {
+  it('narrows a grown window back to its base once it is used slowly with its reader behind', () => {
     const { t, clock, ledger, pool } = tuner();
     sampleRtt(t, clock, 50);
-    // A frame found the reader's buffer full, then the reader took 12 frames in one go: no growth.
+    // A burst that found the reader's buffer full, then the window used up fast: it grows all the same
+    // (a window used up in one round trip arrives as such a burst).
     t.behind();
     clock.ms += 1;
     t.delivered(12, true);
-    expect(ledger.window).toBe(16);
-    // The next window used as fast, with the reader keeping up: it grows.
-    clock.ms += 1;
-    t.delivered(9, true);
     expect(ledger.window).toBe(32);
     // Granted already: the peer may use those credits, so the window narrows as frames are delivered.
     expect(ledger.take(16)).toBe(16);
+    // The reader falls behind and the next half window takes 1 s: it narrows back to 16.
     t.behind();
+    clock.ms += 1000;
+    t.delivered(17, true);
     expect(ledger.window).toBe(32);
     expect(ledger.narrowing).toBe(16);
     for (let i = 0; i < 16; i++) ledger.received();
@@ -135,11 +135,17 @@ describe('the rule', () => {
     ledger.countDelivered(6);
     t.delivered(0, true);
     expect(ledger.window).toBe(16);
-    expect(ledger.pending).toBe(0);
     expect(t.grown).toBe(0);
     expect(pool.free).toBe(64 * MiB - 16 * FRAME);
     // The invariant of a well-behaved sender holds throughout.
     expect(ledger.outstanding + ledger.buffered + ledger.pending).toBe(ledger.window);
+    // Used slowly with the reader keeping up: it keeps what it has.
+    const kept = tuner();
+    sampleRtt(kept.t, kept.clock, 50);
+    kept.t.delivered(9, true);
+    kept.clock.ms += 1000;
+    kept.t.delivered(17, true);
+    expect(kept.ledger.window).toBe(32);
   });
 
   it('on a short path (a round trip under 4 ms: one host, a LAN) the window stays', () => {

@@ -19,6 +19,7 @@ import {
   MiB,
   pump,
   RandomSource,
+  startDelayLine,
   startExchangeService,
   exchangeThrough,
   type TestNode,
@@ -156,6 +157,30 @@ describe('larger tunnel frames between Nexus nodes', () => {
     const link = a.mesh.links()[0]!.tunnels;
     expect(link.bytesSent / link.framesSent).toBeGreaterThan(MAX_DATA_PAYLOAD);
     expect(link.bytesReceived / link.framesReceived).toBeGreaterThan(MAX_DATA_PAYLOAD);
+  });
+
+  it('over a link with a 50 ms round trip (a delay line), both nodes grow their tunnels’ windows, every byte intact', async () => {
+    const a = await node('a');
+    const line = await startDelayLine(Number(new URL(a.meshUrl).port), 25);
+    cleanups.push(() => line.close());
+    const c = await node('c', { peers: [a.meshUrl.replace(/:\d+\//, `:${line.port}/`)] });
+    const transfer = 32 * MiB;
+    const prelude = head('far.test');
+    const svc = await startExchangeService(transfer, prelude.length);
+    cleanups.push(() => svc.close());
+    const backend = await attachMuxBackend(nodes.pki, c, ['far.test'], svc.port);
+    cleanups.push(() => backend.close());
+    await waitUntil(() => a.routes.lookup('far.test')?.kind === 'peer', 10_000, 'the route at a');
+
+    const user = await exchangeThrough(a.httpPort, prelude, transfer);
+    expect(await svc.receivedDigest).toBe(user.sent);
+    expect(user.received).toBe(svc.sentDigest());
+    // a received the download over the link, c the upload: each grew the tunnel's window, within 16 MiB.
+    for (const n of [a, c]) {
+      const peak = n.mesh.links()[0]!.tunnels.windowGrowthPeak;
+      expect(peak).toBeGreaterThan(0);
+      expect(peak).toBeLessThanOrEqual(14 * MiB);
+    }
   });
 
   it('a peer that says nothing (the reference) gets payloads of at most 32 768 bytes and 64 credits; a larger frame closes its tunnel', async () => {
