@@ -12,6 +12,7 @@ import {
   MAX_DATA_PAYLOAD,
   MAX_WINDOW_BYTES,
   MIN_GROWTH_RTT_MS,
+  type MuxSessionOptions,
   type MuxStream,
   NEXUS_DATA_PAYLOAD,
   ReceiveLedger,
@@ -234,50 +235,39 @@ describe('two sessions through a delay line of 25 ms each way', () => {
     expect(sha256(got)).toBe(sha256(data));
   }
 
-  it('between Nexus ends, the receiver’s window grows past 2 MiB and stays within 16 MiB', async () => {
+  /** A pair of these options through the 25 ms line, after a download of `bytes`; what was seen on the wire. */
+  async function farDownload(
+    hub: Partial<MuxSessionOptions>,
+    backend: Partial<MuxSessionOptions>,
+    bytes: number,
+  ) {
     const seen = counter();
-    const tuning = { maxDataPayload: FRAME, sendDataPayload: FRAME };
-    const pair = await createWebSocketPair({
-      hub: tuning,
-      backend: tuning,
-      observe: seen.observe,
-      delayMs: 25,
-    });
+    const pair = await createWebSocketPair({ hub, backend, observe: seen.observe, delayMs: 25 });
     pairs.push(pair);
-    await download(pair, 48 * MiB);
+    await download(pair, bytes);
+    return { seen, growth: pair.hub.stats().windowGrowthPeak };
+  }
+  const nexus = { maxDataPayload: FRAME, sendDataPayload: FRAME };
+
+  it('between Nexus ends, the receiver’s window grows past 2 MiB and stays within 16 MiB', async () => {
+    const { seen, growth } = await farDownload(nexus, nexus, 48 * MiB);
     // The hub had more than the base window's 16 frames out at once, and never more than 16 MiB.
     expect(seen.hubOut).toBeGreaterThan(16);
     expect(seen.hubOut).toBeLessThanOrEqual(MAX_WINDOW_BYTES / FRAME);
-    // The session's counters say so too; what the stream added went back to the pool when it ended.
-    expect(pair.hub.stats().windowGrowthPeak).toBeGreaterThan(0);
+    // The session's counters say so too.
+    expect(growth).toBeGreaterThan(0);
   }, 30_000);
 
   it('toward a peer that said nothing of larger frames (the reference), the window stays 64 frames', async () => {
-    const seen = counter();
-    const pair = await createWebSocketPair({
-      hub: { maxDataPayload: FRAME },
-      observe: seen.observe,
-      delayMs: 25,
-    });
-    pairs.push(pair);
-    await download(pair, 8 * MiB);
+    const { seen, growth } = await farDownload({ maxDataPayload: FRAME }, {}, 8 * MiB);
     expect(seen.frames.backend).toBeGreaterThanOrEqual((8 * MiB) / MAX_DATA_PAYLOAD);
     expect(seen.hubOut).toBeLessThanOrEqual(64);
-    expect(pair.hub.stats().windowGrowthPeak).toBe(0);
+    expect(growth).toBe(0);
   }, 30_000);
 
   it('with growth turned off, the window stays the base one', async () => {
-    const seen = counter();
-    const tuning = { maxDataPayload: FRAME, sendDataPayload: FRAME };
-    const pair = await createWebSocketPair({
-      hub: { ...tuning, windowGrowth: false },
-      backend: tuning,
-      observe: seen.observe,
-      delayMs: 25,
-    });
-    pairs.push(pair);
-    await download(pair, 8 * MiB);
+    const { seen, growth } = await farDownload({ ...nexus, windowGrowth: false }, nexus, 8 * MiB);
     expect(seen.hubOut).toBeLessThanOrEqual(16);
-    expect(pair.hub.stats().windowGrowthPeak).toBe(0);
+    expect(growth).toBe(0);
   }, 30_000);
 });
