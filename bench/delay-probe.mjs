@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // One TLS stream through one node whose backend client is far from it: `node bench/delay-probe.mjs
 // [delays] [MB] [rounds]` (defaults 0,5,25,50 ms one way, 256 MB, 2 rounds). For each delay, the backend
-// client reaches the hub through a delay line holding every chunk that long each way (a round trip of twice
-// it; the test harness's delay line, for want of netem here), and the probe downloads then uploads through the
-// node, and straight to the service through a delay line of its own (`direct+delay`: the same round trip
-// with no credit window, the line's own ceiling). It prints MB/s, and what a fixed 2 MiB window allows
-// (2 MiB ÷ round trip): the bound windows that grow lift (docs/protocol.md §1.5, "Windows that grow").
-// `TREE=<checkout>` measures another built checkout's node and backend client with its bench/lib.
+// client reaches the hub through a delay line holding every chunk that long each way (a round trip of
+// twice it; the test harness's delay line, for want of netem here), and the probe downloads then uploads
+// through the node, and straight to the service through a delay line of its own (`direct+delay`: the same
+// round trip with no credit window, the line's own ceiling). It prints MB/s, and what a fixed 2 MiB window
+// allows (2 MiB ÷ round trip): the bound windows that grow lift (docs/protocol.md §1.5, "Windows that
+// grow"). `TREE=<checkout>` measures another built checkout's node and backend client with its bench/lib.
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 

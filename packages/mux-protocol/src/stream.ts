@@ -458,8 +458,8 @@ export class MuxStream extends Duplex {
       this.#delivered(1);
       return;
     }
-    // The reader is behind (a grown window used slowly narrows). A peer no credit window bounds (v1), or far past
-    // it, is held back only by not reading the transport; else the frame is granted back on `_read()`.
+    // Behind (a grown window used slowly narrows back). A peer no credit window bounds (v1), or one far
+    // past it, is held back only by not reading the transport; else the frame is granted on `_read()`.
     this.#tuner?.behind();
     if (this.#receiveState === 'unmetered' || this.#receive.outstanding < -this.#allowance) {
       this.#host.pauseTransport(this);
