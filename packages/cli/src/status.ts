@@ -59,6 +59,8 @@ export interface StatusSnapshot {
     claims?: BackendClaims;
     /** Its outbound connections (docs/edge.md "Outbound connections"), when it claims them or asked for any. */
     outbound?: BackendOutbound;
+    /** Most bytes its streams' windows had grown by at once (docs/protocol.md §1.5; absent from older nodes). */
+    windowGrowthPeakBytes?: number;
   }>;
   routes: Array<{
     pattern: string;
@@ -75,6 +77,8 @@ export interface StatusSnapshot {
     openedAt: string;
     routes: number;
     tunnels: number;
+    /** Most bytes its tunnels' windows had grown by at once (docs/protocol.md §1.5; absent from older nodes). */
+    windowGrowthPeakBytes?: number;
   }>;
   /** The peer URLs this node dials, and whether an outbound link to each is open now (absent from older nodes). */
   dialedPeers?: Array<{ url: string; connected: boolean }>;
@@ -242,6 +246,7 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
         era: s.identity.era ?? 'seed',
         ...(claims !== undefined ? { claims } : {}),
         ...(outbound !== undefined ? { outbound } : {}),
+        windowGrowthPeakBytes: s.mux.stats().windowGrowthPeak,
       };
     }),
     routes,
@@ -252,6 +257,7 @@ export function buildStatus(sources: StatusSources): StatusSnapshot {
       openedAt: new Date(l.openedAt).toISOString(),
       routes: l.routes.length,
       tunnels: l.tunnels.tunnels,
+      windowGrowthPeakBytes: l.tunnels.windowGrowthPeak,
     })),
     dialedPeers: (nexus.mesh?.peers ?? []).map((url) => ({
       url,

@@ -176,6 +176,8 @@ describe('nexus-proxy status', () => {
       expect(json.streams.open).toBe(1);
       expect(json.backends[0]?.hostnames).toEqual(['shop.test', '*.apps.test']);
       expect(json.backends[0]?.era).toBe('seed');
+      // On loopback no window grows (docs/protocol.md §1.5): the field is there, at 0.
+      expect(json.backends[0]?.windowGrowthPeakBytes).toBe(0);
       expect(json.backends[0]).not.toHaveProperty('claims');
       expect(JSON.stringify(json)).not.toContain('127.0.0.1');
     } finally {
