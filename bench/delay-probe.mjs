@@ -7,6 +7,8 @@
 // round trip with no credit window, the line's own ceiling). It prints MB/s, and what a fixed 2 MiB window
 // allows (2 MiB ÷ round trip): the bound windows that grow lift (docs/protocol.md §1.5, "Windows that
 // grow"). `TREE=<checkout>` measures another built checkout's node and backend client with its bench/lib.
+// `MESH=1` measures the mesh path instead of the node's: the delay line on the peer link between its two
+// nodes, the backend client beside the second.
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,7 +22,10 @@ const rounds = Number(process.argv[4] ?? 2);
 const WINDOW = 2 * 1024 * 1024;
 const rows = [];
 for (const delayMs of delays) {
-  const topo = await startTopology({ nexus: true, hubDelayMs: delayMs });
+  const mesh = process.env.MESH === '1';
+  const topo = await startTopology(
+    mesh ? { nexus: false, mesh: true, peerDelayMs: delayMs } : { nexus: true, hubDelayMs: delayMs },
+  );
   const direct = topo.targets.direct;
   const line =
     delayMs > 0
@@ -32,7 +37,7 @@ for (const delayMs of delays) {
         })
       : undefined;
   const paths = {
-    nexus: topo.targets.nexus,
+    [mesh ? 'mesh' : 'nexus']: mesh ? topo.targets.mesh : topo.targets.nexus,
     'direct+delay': { ...direct, port: line?.info.port ?? direct.port },
   };
   try {

@@ -184,13 +184,14 @@ async function freeUdpPort() {
 /**
  * Starts the service and the requested proxies.
  * @param {{ nexus?: boolean, mesh?: boolean, haproxy?: boolean, floor?: boolean, profileDir?: string, hostnames?: string[], udp?: boolean,
- *   nodeConfig?: object, hubDelayMs?: number }} options
+ *   nodeConfig?: object, hubDelayMs?: number, peerDelayMs?: number }} options
  *   `profileDir`: run the node child with `--cpu-prof` writing there. `hostnames`: names the service is
  *   published under, one backend child each behind the node (default: `APP_HOSTNAME`; the mesh and
  *   HAProxy serve the first). `nodeConfig`: configuration keys merged into the node child's. `udp`: the node
  *   relays a UDP port (`targets.nexus.udpPort`) to the service's UDP echo, claimed by the first backend
  *   (current era). `hubDelayMs`: the backends reach the hub through a delay line holding every chunk that
- *   long each way (`processes.hubDelay`; no floor, mesh or HAProxy paths with it).
+ *   long each way (`processes.hubDelay`). `peerDelayMs`: node A of the mesh reaches node B through such a
+ *   line (the mesh backend reaches B directly).
  */
 export async function startTopology(options = {}) {
   const closers = [];
@@ -310,7 +311,19 @@ export async function startTopology(options = {}) {
         meshArgv,
       );
       closers.push(() => b.close());
-      const peers = [`wss://127.0.0.1:${b.info.peerPort}/mesh`];
+      // A delay line on the peer link: a round trip of twice `peerDelayMs` between the two nodes.
+      let peerPort = b.info.peerPort;
+      if (options.peerDelayMs > 0) {
+        const line = await startChild('relay', {
+          inbound: 'plain',
+          outbound: 'plain',
+          targetPort: peerPort,
+          delayMs: options.peerDelayMs,
+        });
+        closers.push(() => line.close());
+        peerPort = line.info.port;
+      }
+      const peers = [`wss://127.0.0.1:${peerPort}/mesh`];
       const a = await startChild(
         'node',
         { ...(await cert('a')), secret: SECRET, mesh: { ...mesh, peers } },
