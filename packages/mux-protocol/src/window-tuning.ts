@@ -92,8 +92,8 @@ export interface WindowGrowth {
  * One stream's receive-side tuning. It estimates the round trip the way a TCP receiver does (dynamic
  * right-sizing, Linux's `tcp_rcv_rtt_measure`): from sending a grant to the arrival of the first
  * frame that could only have been sent with it, keeping the smallest sample (a sender with credit to spare
- * only makes a sample longer). At each grant, once more than half the window was delivered since the last
- * check, it doubles the window if that took less than two round trips per window (the rule of QUIC
+ * only makes a sample longer). As frames are delivered, once more than half the window was delivered since
+ * the last check, it doubles the window if that took less than two round trips per window (the rule of QUIC
  * implementations' auto-tuning): the sender was then waiting for credits, not for data. A window used
  * slowly while its reader fell behind ({@link WindowTuner.behind}) narrows back to its base: the reader set
  * the pace. (A burst of frames that finds the reader's buffer full says nothing: a window used up in one
@@ -119,7 +119,7 @@ export class WindowTuner {
   #grown = 0;
   /** The consumer fell behind (its buffer was full) since the last check. */
   #behind = false;
-
+  /** The stream's window has left the pool ({@link release}). */
   #released = false;
 
   constructor(ledger: ReceiveLedger, growth: WindowGrowth) {
