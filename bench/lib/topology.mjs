@@ -190,7 +190,7 @@ async function freeUdpPort() {
  *   HAProxy serve the first). `nodeConfig`: configuration keys merged into the node child's. `udp`: the node
  *   relays a UDP port (`targets.nexus.udpPort`) to the service's UDP echo, claimed by the first backend
  *   (current era). `hubDelayMs`: the backends reach the hub through a delay line holding every chunk that
- *   long each way (`processes.hubDelay`). `peerDelayMs`: node A of the mesh reaches node B through such a
+ *   long each way. `peerDelayMs`: node A of the mesh reaches node B through such a
  *   line (the mesh backend reaches B directly).
  */
 export async function startTopology(options = {}) {
@@ -214,6 +214,18 @@ export async function startTopology(options = {}) {
       },
     };
     const processes = { service };
+    /** `port`, or a delay line's in front of it holding every chunk `delayMs` each way (a relay child). */
+    const delayed = async (port, delayMs) => {
+      if (!(delayMs > 0)) return port;
+      const line = await startChild('relay', {
+        inbound: 'plain',
+        outbound: 'plain',
+        targetPort: port,
+        delayMs,
+      });
+      closers.push(() => line.close());
+      return line.info.port;
+    };
     const token = await mintBackendToken({ secret: SECRET, hostnames: [hostnames[0]] });
     /** Backend child options: relay port → service port (TLS streams to TLS, HTTP streams to plain). */
     const backendStart = (hubPort, hubCaPem, tlsRelayPort, httpRelayPort, token) => {
@@ -249,18 +261,7 @@ export async function startTopology(options = {}) {
       const backendArgv = (process.env.BENCH_BACKEND_ARGS ?? '').split(' ').filter(Boolean);
       const backends = [];
       // A delay line between the backends and the hub: a round trip of twice `hubDelayMs` on the hub link.
-      let hubPort = node.info.hubPort;
-      if (options.hubDelayMs > 0) {
-        const line = await startChild('relay', {
-          inbound: 'plain',
-          outbound: 'plain',
-          targetPort: hubPort,
-          delayMs: options.hubDelayMs,
-        });
-        closers.push(() => line.close());
-        hubPort = line.info.port;
-        processes.hubDelay = line;
-      }
+      const hubPort = await delayed(node.info.hubPort, options.hubDelayMs);
       for (const hostname of hostnames) {
         const start = backendStart(
           hubPort,
@@ -312,17 +313,7 @@ export async function startTopology(options = {}) {
       );
       closers.push(() => b.close());
       // A delay line on the peer link: a round trip of twice `peerDelayMs` between the two nodes.
-      let peerPort = b.info.peerPort;
-      if (options.peerDelayMs > 0) {
-        const line = await startChild('relay', {
-          inbound: 'plain',
-          outbound: 'plain',
-          targetPort: peerPort,
-          delayMs: options.peerDelayMs,
-        });
-        closers.push(() => line.close());
-        peerPort = line.info.port;
-      }
+      const peerPort = await delayed(b.info.peerPort, options.peerDelayMs);
       const peers = [`wss://127.0.0.1:${peerPort}/mesh`];
       const a = await startChild(
         'node',
