@@ -139,42 +139,43 @@ describe('the mesh option tunnelMaxDataPayload', () => {
 });
 
 describe('larger tunnel frames between Nexus nodes', () => {
-  it('two Nexus nodes that accept 128 KiB carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
+  /**
+   * Node c, peered with node a (through a delay line of `delayMs` each way when given), serves `host` with
+   * an exchange service behind the mux engine alone; an end user's exchange of `transfer` bytes each way
+   * through a, checked byte for byte.
+   */
+  async function exchangeOverLink(host: string, transfer: number, delayMs?: number) {
     const a = await node('a');
-    const c = await node('c', { peers: [a.meshUrl] });
-    const transfer = 16 * MiB;
-    const prelude = head('big.test');
+    let meshUrl = a.meshUrl;
+    if (delayMs !== undefined) {
+      const line = await startDelayLine(Number(new URL(meshUrl).port), delayMs);
+      cleanups.push(() => line.close());
+      meshUrl = meshUrl.replace(/:\d+\//, `:${line.port}/`);
+    }
+    const c = await node('c', { peers: [meshUrl] });
+    const prelude = head(host);
     const svc = await startExchangeService(transfer, prelude.length);
     cleanups.push(() => svc.close());
     // The mux engine alone behind c: it carries every stream to the service, whatever the origin's port.
-    const backend = await attachMuxBackend(nodes.pki, c, ['big.test'], svc.port);
+    const backend = await attachMuxBackend(nodes.pki, c, [host], svc.port);
     cleanups.push(() => backend.close());
-    await waitUntil(() => a.routes.lookup('big.test')?.kind === 'peer', 5_000, 'the route at a');
+    await waitUntil(() => a.routes.lookup(host)?.kind === 'peer', 10_000, 'the route at a');
 
     const user = await exchangeThrough(a.httpPort, prelude, transfer);
     expect(await svc.receivedDigest).toBe(user.sent);
     expect(user.received).toBe(svc.sentDigest());
+    return { a, c };
+  }
+
+  it('two Nexus nodes that accept 128 KiB carry frames larger than 32 768 bytes both ways, every byte intact', async () => {
+    const { a } = await exchangeOverLink('big.test', 16 * MiB);
     const link = a.mesh.links()[0]!.tunnels;
     expect(link.bytesSent / link.framesSent).toBeGreaterThan(MAX_DATA_PAYLOAD);
     expect(link.bytesReceived / link.framesReceived).toBeGreaterThan(MAX_DATA_PAYLOAD);
   });
 
   it('over a link with a 50 ms round trip (a delay line), both nodes grow their tunnels’ windows, every byte intact', async () => {
-    const a = await node('a');
-    const line = await startDelayLine(Number(new URL(a.meshUrl).port), 25);
-    cleanups.push(() => line.close());
-    const c = await node('c', { peers: [a.meshUrl.replace(/:\d+\//, `:${line.port}/`)] });
-    const transfer = 32 * MiB;
-    const prelude = head('far.test');
-    const svc = await startExchangeService(transfer, prelude.length);
-    cleanups.push(() => svc.close());
-    const backend = await attachMuxBackend(nodes.pki, c, ['far.test'], svc.port);
-    cleanups.push(() => backend.close());
-    await waitUntil(() => a.routes.lookup('far.test')?.kind === 'peer', 10_000, 'the route at a');
-
-    const user = await exchangeThrough(a.httpPort, prelude, transfer);
-    expect(await svc.receivedDigest).toBe(user.sent);
-    expect(user.received).toBe(svc.sentDigest());
+    const { a, c } = await exchangeOverLink('far.test', 32 * MiB, 25);
     // a received the download over the link, c the upload: each grew the tunnel's window, within 16 MiB.
     for (const n of [a, c]) {
       const peak = n.mesh.links()[0]!.tunnels.windowGrowthPeak;
